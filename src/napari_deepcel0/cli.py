@@ -1,0 +1,449 @@
+"""The ``deepcel0`` command line: simulate, train, localize, cel0, evaluate, demo.
+
+Conventions shared by every subcommand: lengths in nm, frames 1-based (``--frames
+1-20``), localizations read and written as ThunderSTORM CSV, outputs written
+atomically (a failed or interrupted run leaves no half-written file).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+import time
+import warnings
+from pathlib import Path
+
+import numpy as np
+
+from .core.acquisition import Acquisition
+
+EXIT_ERROR = 2
+#: errors that are the user's input, reported as one line (every input error of the
+#: package is a ValueError subclass; OSError for files; RuntimeError for devices)
+USER_ERRORS = (ValueError, OSError, RuntimeError)
+
+
+# ============================================================== helpers
+class ProgressBar:
+    """A one-line progress bar on stderr (a line per update when not a terminal)."""
+
+    def __init__(self, total: int, label: str, stream=None, every_s: float = 0.5):
+        self.total, self.label = max(int(total), 1), label
+        self.stream = stream or sys.stderr
+        self.tty = hasattr(self.stream, "isatty") and self.stream.isatty()
+        self.every_s = every_s if self.tty else 10.0
+        self._last = 0.0
+
+    def update(self, done: int, info: str = "", force: bool = False) -> None:
+        now = time.monotonic()
+        if not force and now - self._last < self.every_s and done < self.total:
+            return
+        self._last = now
+        frac = min(done / self.total, 1.0)
+        bar = "#" * int(30 * frac) + "-" * (30 - int(30 * frac))
+        line = f"{self.label} [{bar}] {done}/{self.total} {info}"
+        if self.tty:
+            self.stream.write("\r" + line[:160].ljust(100))
+        else:
+            self.stream.write(line + "\n")
+        self.stream.flush()
+
+    def close(self) -> None:
+        if self.tty:
+            self.stream.write("\n")
+            self.stream.flush()
+
+
+def _acquisition(args, defaults: Acquisition | None = None, stack_pixel_nm: float | None = None) -> Acquisition:
+    base = defaults or Acquisition()
+    changes = {}
+    pixel = getattr(args, "pixel_size", None) or stack_pixel_nm
+    if pixel:
+        changes["pixel_size_nm"] = pixel
+    for arg, key in (("fwhm", "fwhm_nm"), ("upsampling", "upsampling"), ("offset", "offset_adu"),
+                     ("gain", "gain_adu_per_photon"), ("read_noise", "read_noise_adu")):
+        value = getattr(args, arg, None)
+        if value is not None:
+            changes[key] = value
+    return base.replace(**changes)
+
+
+def _add_acquisition_args(p, with_camera: bool = False) -> None:
+    g = p.add_argument_group("acquisition")
+    g.add_argument("--pixel-size", type=float, metavar="NM", help="camera pixel size in nm")
+    g.add_argument("--fwhm", type=float, metavar="NM", help="PSF FWHM in nm (sigma = FWHM / 2.3548)")
+    g.add_argument("--upsampling", type=int, metavar="L", help="fine-grid upsampling factor L")
+    if with_camera:
+        g.add_argument("--offset", type=float, metavar="ADU", help="camera offset (ADU)")
+        g.add_argument("--gain", type=float, metavar="ADU/PHOTON", help="camera gain")
+        g.add_argument("--read-noise", type=float, metavar="ADU", help="read noise std (ADU)")
+
+
+def _device_args(p) -> None:
+    p.add_argument("--device", default="auto", help="auto (CUDA when present), cpu or cuda (default: auto)")
+    p.add_argument("--precision", default="auto", choices=("auto", "fp32", "bf16"),
+                   help="auto: bf16 where the hardware computes it natively, else fp32")
+
+
+def _print_scores(scores, as_json: bool) -> None:
+    from .core.metrics import format_scores
+
+    if as_json:
+        keys = ("tol_nm", "tp", "fp", "fn", "jaccard", "sensitivity", "precision", "rmse_nm", "efficiency",
+                "specificity", "bias_x_nm", "bias_y_nm")
+        for s in scores:
+            d = s.to_dict()
+            print(json.dumps({k: d[k] for k in keys if k in d and (k != "specificity" or d[k] is not None)}))
+    else:
+        print(format_scores(scores))
+
+
+# ============================================================ simulate
+def cmd_simulate(args) -> int:
+    from .core import simulate as sim
+    from .core.io import write_thunderstorm_csv, write_tiff
+
+    acq = _acquisition(args)
+    noise = (
+        sim.GaussianSNRNoise((args.snr, args.snr)) if args.snr is not None
+        else sim.CameraNoise(background_photons=tuple(args.background), quantize=True)
+    )
+    frames, emitters = sim.simulate_stack(
+        n_frames=args.frames, shape=(args.size, args.size), density_per_um2=args.density, structure=args.structure,
+        acq=acq, photons=sim.PhotonModel(args.photons[0], args.photons[1], 0.15), noise=noise, seed=args.seed,
+    )
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    data = frames if args.snr is not None else np.clip(frames, 0, 65535).astype(np.uint16)
+    write_tiff(out / "frames.tif", data, pixel_size_nm=acq.pixel_size_nm)
+    write_thunderstorm_csv(out / "ground_truth.csv", emitters)
+    (out / "acquisition.json").write_text(json.dumps(acq.to_dict(), indent=2) + "\n")
+    print(f"wrote {out / 'frames.tif'} ({args.frames} frames of {args.size}x{args.size}, {frames.dtype if args.snr is not None else 'uint16'})")
+    print(f"wrote {out / 'ground_truth.csv'} ({len(emitters)} emitters, {len(emitters) / args.frames:.1f} per frame)")
+    return 0
+
+
+# ============================================================ evaluate
+def cmd_evaluate(args) -> int:
+    from .core.io import read_localizations
+    from .core.metrics import evaluate
+
+    est = read_localizations(args.locs, pixel_size_nm=args.pixel_size)
+    gt = read_localizations(args.gt, pixel_size_nm=args.pixel_size)
+    grid = None
+    if args.frame_shape:
+        acq = _acquisition(args)
+        grid = (acq.fine_pixel_nm, acq.fine_shape(tuple(args.frame_shape)))
+    scores = evaluate(gt, est, args.tol, grid=grid)
+    _print_scores(scores, args.json)
+    return 0
+
+
+# =============================================================== train
+def _training_config(args):
+    from .core.training import TrainingConfig
+    from .core.training_data import TrainingDataConfig
+
+    data_over = {}
+    for arg, key in (("patches", "n_patches"), ("sim_frames", "n_frames"), ("density", "density_per_um2"),
+                     ("snr_fraction", "snr_fraction"), ("fwhm_jitter", "fwhm_jitter"), ("seed", "seed")):
+        value = getattr(args, arg)
+        if value is not None:
+            data_over[key] = value
+    for arg, key in (("photons", "photons"), ("background", "background_photons"), ("snr", "snr_db")):
+        value = getattr(args, arg)
+        if value is not None:
+            data_over[key] = tuple(value)
+    data = TrainingDataConfig.paper(**data_over) if args.preset == "paper" else TrainingDataConfig(**data_over)
+    over = {k: v for k, v in dict(
+        method=args.method, lam=args.lam, column_norms=args.column_norms, epochs=args.epochs,
+        batch_size=args.batch_size, lr=args.lr, val_fraction=args.val_fraction, lr_schedule=args.lr_schedule,
+        seed=args.seed, device=args.device, precision=args.precision, max_steps_per_epoch=args.max_steps_per_epoch,
+    ).items() if v is not None}
+    return TrainingConfig(data=data, **over)
+
+
+def cmd_train(args) -> int:
+    from .core.model_io import save_training_result
+    from .core.training import train
+
+    out = Path(args.out)
+    if out.suffix != ".safetensors":
+        raise ValueError(f"--out must end in .safetensors, got {out.name}")
+    if not out.parent.exists():
+        raise FileNotFoundError(f"--out folder {out.parent} does not exist")
+    acq = _acquisition(args)
+    config = _training_config(args)
+    print(f"training {config.method} for {acq.describe()}", file=sys.stderr)
+    print(f"  {config.data.n_patches} patches of {config.data.patch_size} px from {config.data.n_frames} simulated "
+          f"frames; {config.epochs} epochs, batch {config.batch_size}, lr {config.lr:g} ({config.lr_schedule})",
+          file=sys.stderr)
+    bar = {"bar": None}
+
+    def progress(p):
+        if p.stage == "data":
+            print("  simulating the training set ...", file=sys.stderr)
+            return
+        if bar["bar"] is None or p.stage == "epoch":
+            if p.stage == "epoch":
+                if bar["bar"]:
+                    bar["bar"].close()
+                    bar["bar"] = None
+                print(f"epoch {p.epoch}/{p.epochs}: loss {p.loss:.4f} (fidelity {p.fidelity:.4f}, sparsity "
+                      f"{p.sparsity:.4f}), val {p.val_loss:.4f}, best {p.best_val_loss:.4f}, lr {p.lr:.2g}, "
+                      f"{p.elapsed_s:.0f} s", file=sys.stderr, flush=True)
+                return
+            bar["bar"] = ProgressBar(p.steps, f"epoch {p.epoch}/{p.epochs}")
+        bar["bar"].update(p.step, f"loss {p.loss:.4f}")
+
+    result = train(acq, config, progress=progress)
+    path = save_training_result(out, result, notes=args.notes or "")
+    print(f"wrote {path} (best epoch {result.best_epoch}, {result.seconds:.0f} s on {result.device}, "
+          f"{result.precision}{', cancelled' if result.cancelled else ''})")
+    return 0
+
+
+# ============================================================ localize
+def _open_stack_and_acq(args, model_acq: Acquisition):
+    from .core.io import read_stack
+
+    stack = read_stack(args.stack)
+    pixel = args.pixel_size or stack.pixel_size_nm
+    if pixel is None:
+        print(f"note: {args.stack} carries no pixel size; using the model's {model_acq.pixel_size_nm:g} nm "
+              "(set --pixel-size)", file=sys.stderr)
+    acq = _acquisition(args, model_acq, stack_pixel_nm=pixel)
+    return stack, acq
+
+
+def _write_outputs(args, table, stack, acq) -> None:
+    from .core.io import write_thunderstorm_csv, write_tiff
+    from .core.render import render_histogram, save_render_png
+
+    write_thunderstorm_csv(args.out, table)
+    print(f"wrote {args.out} ({len(table)} localizations)")
+    if args.render:
+        field = (stack.shape[1] * acq.pixel_size_nm, stack.shape[2] * acq.pixel_size_nm)
+        image = render_histogram(table, field, args.render_pixel)
+        render = Path(args.render)
+        if render.suffix.lower() in (".tif", ".tiff"):
+            write_tiff(render, image, pixel_size_nm=args.render_pixel)
+        elif render.suffix.lower() == ".png":
+            save_render_png(render, render_image_for_png(image))
+        else:
+            raise ValueError(f"--render must end in .png or .tif, got {render.name}")
+        print(f"wrote {render} ({image.shape[1]}x{image.shape[0]} px of {args.render_pixel:g} nm)")
+
+
+def render_image_for_png(image):
+    from scipy import ndimage
+
+    return ndimage.gaussian_filter(image, 1.0)
+
+
+def _run_stream(model, stack, args, label: str):
+    from .core.predict import localize
+
+    bar = {"bar": None}
+
+    def progress(r):
+        if bar["bar"] is None:
+            bar["bar"] = ProgressBar(r.total, label)
+        bar["bar"].update(r.done, f"{r.frames_per_second:.1f} frames/s", force=r.done == r.total)
+
+    table = localize(model, stack, frames=args.frames, threshold=args.threshold, batch_size=args.batch_size,
+                     method=getattr(args, "method", "peaks"), progress=progress)
+    if bar["bar"]:
+        bar["bar"].close()
+    return table
+
+
+def _maybe_score(args, table, acq, stack) -> None:
+    if not getattr(args, "gt", None):
+        return
+    from .core.io import read_localizations
+    from .core.metrics import evaluate
+    from .core.predict import parse_frame_selection
+
+    gt = read_localizations(args.gt, pixel_size_nm=acq.pixel_size_nm)
+    frames = parse_frame_selection(args.frames, len(stack)) + 1
+    gt = gt[gt["frame"].isin(frames)]
+    _print_scores(evaluate(gt, table, args.tol), False)
+
+
+def cmd_localize(args) -> int:
+    from .core.model_io import load_bundled_model, load_model
+    from .core.predict import DeepLocalizer
+
+    loaded = load_model(args.model) if args.model else load_bundled_model()
+    stack, acq = _open_stack_and_acq(args, loaded.info.acquisition)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        model = DeepLocalizer(loaded, acquisition=acq, device=args.device, precision=args.precision,
+                              batch_size=args.batch_size)
+    for w in caught:
+        print(f"warning: {w.message}", file=sys.stderr)
+    print(f"model: {loaded.path.name}: {loaded.info.summary()}", file=sys.stderr)
+    print(f"data: {stack}; {model.device}, {model.precision}", file=sys.stderr)
+    table = _run_stream(model, stack, args, "localize")
+    _write_outputs(args, table, stack, acq)
+    _maybe_score(args, table, acq, stack)
+    return 0
+
+
+# ================================================================ demo
+def cmd_demo(args) -> int:
+    from .core import simulate as sim
+    from .core.io import write_thunderstorm_csv, write_tiff
+    from .core.metrics import evaluate
+    from .core.model_io import load_bundled_model
+    from .core.predict import DeepLocalizer, localize
+    from .core.render import render_histogram, save_render_png
+
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    loaded = load_bundled_model()
+    acq = loaded.info.acquisition
+    print(f"simulating {args.frames} high-density frames of microtubule-like filaments "
+          f"({args.density:g} emitters/um^2, {acq.describe()}) ...")
+    frames, gt = sim.simulate_stack(n_frames=args.frames, shape=(64, 64), density_per_um2=args.density,
+                                    structure="tubes", acq=acq, seed=args.seed)
+    stack_path = write_tiff(out / "demo_frames.tif", np.clip(frames, 0, 65535).astype(np.uint16),
+                            pixel_size_nm=acq.pixel_size_nm)
+    write_thunderstorm_csv(out / "demo_ground_truth.csv", gt)
+    model = DeepLocalizer(loaded, device=args.device, precision=args.precision)
+    print(f"localizing with the bundled model ({loaded.info.summary()}) on {model.device} ({model.precision}) ...")
+    t0 = time.perf_counter()
+    table = localize(model, frames)
+    seconds = time.perf_counter() - t0
+    csv = write_thunderstorm_csv(out / "demo_localizations.csv", table)
+    field = (64 * acq.pixel_size_nm, 64 * acq.pixel_size_nm)
+    png = out / "demo_render.png"
+    save_render_png(png, render_image_for_png(render_histogram(table, field, 10.0)))
+    scores = evaluate(gt, table, (50.0, 100.0, 150.0, 250.0))
+    print(f"{len(table)} localizations in {seconds:.1f} s ({args.frames / seconds:.1f} frames/s)")
+    _print_scores(scores, False)
+    s50 = scores[0]
+    print(f"Jaccard at 50 nm: {s50.jaccard:.1f} %, RMSE {s50.rmse_nm:.1f} nm")
+    print(f"wrote {stack_path}, {out / 'demo_ground_truth.csv'}, {csv}, {png}")
+    return 0
+
+
+# ================================================================ main
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="deepcel0",
+        description="DeepCEL0 and CEL0-IRL1 localization of high-density SMLM data (napari-deepcel0).",
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("simulate", help="simulate an SMLM TIFF stack and its ground-truth CSV",
+                       description="Simulate a TIFF stack (frames.tif) and a ground-truth ThunderSTORM CSV.")
+    p.add_argument("--out", required=True, metavar="DIR", help="output folder")
+    p.add_argument("--frames", type=int, default=100, metavar="N", help="number of frames (default 100)")
+    p.add_argument("--size", type=int, default=64, metavar="PX", help="frame size in camera pixels (default 64)")
+    p.add_argument("--density", type=float, default=6.0, metavar="D", help="emitters per um^2 per frame (default 6)")
+    p.add_argument("--structure", choices=("tubes", "uniform"), default="tubes",
+                   help="emitters along filaments (tubes, default) or uniform")
+    p.add_argument("--photons", type=float, nargs=2, default=(600.0, 900.0), metavar=("LOW", "HIGH"),
+                   help="per-frame mean photons per emitter, drawn log-uniformly (default 600 900)")
+    p.add_argument("--background", type=float, nargs=2, default=(8.0, 12.0), metavar=("LOW", "HIGH"),
+                   help="background photons per pixel (default 8 12)")
+    p.add_argument("--snr", type=float, metavar="DB",
+                   help="instead of the camera model, add Gaussian noise at this SNR (paper Eq. 14), float frames")
+    p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    _add_acquisition_args(p, with_camera=True)
+    p.set_defaults(func=cmd_simulate)
+
+    p = sub.add_parser("evaluate", help="score localizations against ground truth",
+                       description="Match localizations to ground truth frame by frame (optimal one-to-one "
+                                   "assignment within each tolerance) and print Jaccard, sensitivity, precision, "
+                                   "RMSE and efficiency.")
+    p.add_argument("locs", metavar="LOCS.csv", help="localizations (ThunderSTORM CSV)")
+    p.add_argument("--gt", required=True, metavar="GT.csv", help="ground truth (ThunderSTORM or ISBI CSV)")
+    p.add_argument("--tol", type=float, nargs="+", default=[50.0, 100.0, 150.0, 250.0], metavar="NM",
+                   help="tolerances in nm (default 50 100 150 250)")
+    p.add_argument("--json", action="store_true", help="one JSON object per tolerance (percentages in %%)")
+    p.add_argument("--frame-shape", type=int, nargs=2, metavar=("ROWS", "COLS"),
+                   help="camera frame shape, to report specificity on the fine grid")
+    _add_acquisition_args(p)
+    p.set_defaults(func=cmd_evaluate)
+
+    p = sub.add_parser("train", help="train a DeepCEL0 (or Deep-STORM) model on simulated data",
+                       description="Simulate a training set for the acquisition and train a network; writes a "
+                                   ".safetensors model file (weights + JSON metadata).")
+    p.add_argument("--out", required=True, metavar="MODEL.safetensors", help="output model file")
+    p.add_argument("--method", choices=("deepcel0", "deepstorm"), default="deepcel0")
+    p.add_argument("--preset", choices=("default", "paper"), default="default",
+                   help="training-data preset: default (broad, robust to real data) or paper (Sec. 3.3)")
+    p.add_argument("--epochs", type=int, help="epochs (default 100)")
+    p.add_argument("--batch-size", type=int, help="batch size (default 16)")
+    p.add_argument("--lr", type=float, help="Adam learning rate (default 1e-3)")
+    p.add_argument("--lr-schedule", choices=("plateau", "cosine"), help="plateau (paper) or cosine")
+    p.add_argument("--lam", type=float, help="CEL0 lambda (default 100)")
+    p.add_argument("--column-norms", choices=("operator", "notebook"),
+                   help="CEL0 a_i from S_L K (operator, default) or the notebook's ||g||")
+    p.add_argument("--val-fraction", type=float, help="validation fraction (default 0.3)")
+    p.add_argument("--patches", type=int, help="training patches (default 10000)")
+    p.add_argument("--sim-frames", type=int, help="simulated frames the patches are cut from (default 200)")
+    p.add_argument("--density", type=float, help="emitters per um^2 (default 6)")
+    p.add_argument("--photons", type=float, nargs=2, metavar=("LOW", "HIGH"), help="photons per emitter range")
+    p.add_argument("--background", type=float, nargs=2, metavar=("LOW", "HIGH"), help="background photons/pixel")
+    p.add_argument("--snr-fraction", type=float, help="fraction of frames with Gaussian noise at an SNR")
+    p.add_argument("--snr", type=float, nargs=2, metavar=("LOW", "HIGH"), help="SNR range in dB for those frames")
+    p.add_argument("--fwhm-jitter", type=float, help="relative PSF width jitter per frame (default 0.05)")
+    p.add_argument("--max-steps-per-epoch", type=int, help="cap the steps per epoch (quick runs)")
+    p.add_argument("--seed", type=int, help="random seed (default 0)")
+    p.add_argument("--notes", help="free text stored in the model metadata")
+    _add_acquisition_args(p, with_camera=True)
+    _device_args(p)
+    p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("localize", help="localize a TIFF stack with a DeepCEL0 model",
+                       description="Localize every frame of a TIFF stack (streamed, any length) and write a "
+                                   "ThunderSTORM CSV.")
+    p.add_argument("stack", metavar="STACK.tif")
+    p.add_argument("--out", required=True, metavar="LOCS.csv", help="output ThunderSTORM CSV")
+    p.add_argument("--model", metavar="MODEL.safetensors", help="model file (default: the bundled model)")
+    p.add_argument("--threshold", type=float, help="detection threshold on the map (default 0.1 x spike value)")
+    p.add_argument("--frames", metavar="SEL", help="1-based frame selection, e.g. 1-100 or 1,5,10-20")
+    p.add_argument("--batch-size", type=int, default=16)
+    p.add_argument("--method", choices=("peaks", "components"), default="peaks", help="map -> molecules")
+    p.add_argument("--render", metavar="PNG_OR_TIF", help="also write a super-resolved rendering")
+    p.add_argument("--render-pixel", type=float, default=10.0, metavar="NM", help="rendering pixel (default 10 nm)")
+    p.add_argument("--gt", metavar="GT.csv", help="ground truth: print scores after localizing")
+    p.add_argument("--tol", type=float, nargs="+", default=[50.0, 100.0, 150.0, 250.0], metavar="NM")
+    _add_acquisition_args(p)
+    _device_args(p)
+    p.set_defaults(func=cmd_localize)
+
+    p = sub.add_parser("demo", help="simulate a stack, localize it with the bundled model and score it",
+                       description="Simulate a high-density tubulin-like stack, localize it with the bundled "
+                                   "model, write CSV + PNG and print Jaccard/RMSE against the ground truth.")
+    p.add_argument("--out", default="deepcel0-demo", metavar="DIR", help="output folder (default ./deepcel0-demo)")
+    p.add_argument("--frames", type=int, default=50, help="frames to simulate (default 50)")
+    p.add_argument("--density", type=float, default=5.5, help="emitters per um^2 (default 5.5, as ISBI 2013)")
+    p.add_argument("--seed", type=int, default=1)
+    _device_args(p)
+    p.set_defaults(func=cmd_demo)
+
+    return parser
+
+
+def main(argv=None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except USER_ERRORS as exc:
+        print(f"deepcel0 {args.command}: error: {exc}", file=sys.stderr)
+        return EXIT_ERROR
+    except KeyboardInterrupt:
+        print(f"deepcel0 {args.command}: interrupted; no output was written for the unfinished step", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,16 @@
+"""The computational core: no napari or Qt imports, usable from scripts and clusters.
+
+Modules, one idea each:
+
+- :mod:`.acquisition` settings (pixel size, PSF, L, camera), unit conversions
+- :mod:`.optics` PSF and the acquisition operator ``A = S_L K``
+- :mod:`.simulate` emitters, filaments, camera frames, noise, paper test scenes
+- :mod:`.training_data`, :mod:`.network`, :mod:`.losses`, :mod:`.training`, :mod:`.model_io`
+- :mod:`.predict` streaming inference; :mod:`.localize` maps -> localizations
+- :mod:`.cel0` the CEL0-IRL1 solver
+- :mod:`.metrics` matching and scores; :mod:`.render` super-resolved images; :mod:`.io` files
+"""
+
+from .acquisition import ISBI2013, Acquisition
+
+__all__ = ["Acquisition", "ISBI2013"]

@@ -1,0 +1,166 @@
+"""Acquisition settings: the camera, the PSF and the fine localization grid.
+
+Units are part of every name: ``*_nm`` in nanometres, ``*_px`` in camera pixels,
+``*_fine_px`` in fine-grid pixels (camera pixel / ``upsampling``), ``*_adu`` in
+camera counts and ``*_photons`` in photo-electrons.
+
+Pixel-centre convention (ISBI 2013, ThunderSTORM): camera pixel ``j`` spans
+``[j, j + 1) * pixel_size_nm`` and is centred at ``(j + 0.5) * pixel_size_nm``; fine
+pixel ``k`` is centred at ``(k + 0.5) * fine_pixel_nm``. ``x`` runs along columns,
+``y`` along rows.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, fields
+
+#: FWHM of a Gaussian divided by its standard deviation, 2 sqrt(2 ln 2).
+FWHM_PER_SIGMA = 2.0 * math.sqrt(2.0 * math.log(2.0))
+
+
+def fwhm_to_sigma(fwhm: float) -> float:
+    """Standard deviation of a Gaussian of the given FWHM (same unit)."""
+    return fwhm / FWHM_PER_SIGMA
+
+
+def sigma_to_fwhm(sigma: float) -> float:
+    """FWHM of a Gaussian of the given standard deviation (same unit)."""
+    return sigma * FWHM_PER_SIGMA
+
+
+def fwhm_from_optics(wavelength_nm: float, numerical_aperture: float) -> float:
+    """Approximate lateral PSF FWHM (nm) of a widefield microscope.
+
+    Uses the common Gaussian approximation of the Airy disk,
+    ``FWHM ~= 0.51 * wavelength / NA`` (e.g. 680 nm emission at NA 1.49 gives 233 nm).
+    """
+    if wavelength_nm <= 0 or numerical_aperture <= 0:
+        raise ValueError("wavelength and numerical aperture must be positive")
+    return 0.51 * wavelength_nm / numerical_aperture
+
+
+@dataclass(frozen=True)
+class Acquisition:
+    """Validated description of how the frames were acquired.
+
+    Parameters
+    ----------
+    pixel_size_nm
+        Camera pixel size projected on the sample, in nm (ISBI 2013: 100).
+    fwhm_nm
+        Full width at half maximum of the Gaussian PSF, in nm (ISBI 2013: 258.21).
+    upsampling
+        Integer factor L between the camera grid and the fine localization grid.
+    offset_adu
+        Camera baseline added to every pixel, in ADU.
+    gain_adu_per_photon
+        Camera gain: ADU per detected photo-electron.
+    read_noise_adu
+        Standard deviation of the Gaussian read noise, in ADU.
+    """
+
+    pixel_size_nm: float = 100.0
+    fwhm_nm: float = 258.21
+    upsampling: int = 4
+    offset_adu: float = 100.0
+    gain_adu_per_photon: float = 1.0
+    read_noise_adu: float = 1.0
+
+    def __post_init__(self) -> None:
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)):
+                raise TypeError(f"Acquisition.{f.name} must be a number, got {value!r}")
+            if not math.isfinite(value):
+                raise ValueError(f"Acquisition.{f.name} must be finite, got {value!r}")
+        if self.pixel_size_nm <= 0:
+            raise ValueError(f"camera pixel size must be positive, got {self.pixel_size_nm} nm")
+        if self.fwhm_nm <= 0:
+            raise ValueError(f"PSF FWHM must be positive, got {self.fwhm_nm} nm")
+        if int(self.upsampling) != self.upsampling or self.upsampling < 1:
+            raise ValueError(f"upsampling factor L must be an integer >= 1, got {self.upsampling}")
+        object.__setattr__(self, "upsampling", int(self.upsampling))
+        if self.upsampling > 16:
+            raise ValueError(f"upsampling factor L = {self.upsampling} is unreasonably large (max 16)")
+        if self.fwhm_nm < self.fine_pixel_nm:
+            raise ValueError(
+                f"PSF FWHM ({self.fwhm_nm:g} nm) is smaller than a fine-grid pixel "
+                f"({self.fine_pixel_nm:g} nm = {self.pixel_size_nm:g} nm / L={self.upsampling}): "
+                "the PSF would be undersampled; check the units (nm) or lower L"
+            )
+        if self.fwhm_nm > 20 * self.pixel_size_nm:
+            raise ValueError(
+                f"PSF FWHM ({self.fwhm_nm:g} nm) is more than 20 camera pixels "
+                f"({self.pixel_size_nm:g} nm each): check the units (nm, not um or px)"
+            )
+        if self.gain_adu_per_photon <= 0:
+            raise ValueError(f"camera gain must be positive, got {self.gain_adu_per_photon} ADU/photon")
+        if self.read_noise_adu < 0:
+            raise ValueError(f"read noise must be >= 0, got {self.read_noise_adu} ADU")
+        if self.offset_adu < 0:
+            raise ValueError(f"camera offset must be >= 0, got {self.offset_adu} ADU")
+
+    # ----------------------------------------------------------------- derived
+    @property
+    def sigma_nm(self) -> float:
+        """PSF standard deviation in nm (FWHM / 2.3548)."""
+        return fwhm_to_sigma(self.fwhm_nm)
+
+    @property
+    def fine_pixel_nm(self) -> float:
+        """Size of one fine-grid pixel in nm."""
+        return self.pixel_size_nm / self.upsampling
+
+    @property
+    def sigma_px(self) -> float:
+        """PSF standard deviation in camera pixels."""
+        return self.sigma_nm / self.pixel_size_nm
+
+    @property
+    def sigma_fine_px(self) -> float:
+        """PSF standard deviation in fine-grid pixels."""
+        return self.sigma_nm / self.fine_pixel_nm
+
+    def fine_shape(self, camera_shape: tuple[int, int]) -> tuple[int, int]:
+        """Fine-grid shape (rows, cols) of a camera frame of ``camera_shape``."""
+        return (int(camera_shape[0]) * self.upsampling, int(camera_shape[1]) * self.upsampling)
+
+    # ------------------------------------------------------------ conversions
+    def camera_px_to_nm(self, index):
+        """Centre, in nm, of camera pixel ``index`` (0-based; works on arrays)."""
+        return (index + 0.5) * self.pixel_size_nm
+
+    def fine_px_to_nm(self, index):
+        """Centre, in nm, of fine-grid pixel ``index`` (0-based, may be fractional)."""
+        return (index + 0.5) * self.fine_pixel_nm
+
+    def nm_to_fine_px(self, coord_nm):
+        """Fine-grid pixel coordinate (0-based, fractional) of a position in nm."""
+        return coord_nm / self.fine_pixel_nm - 0.5
+
+    # ----------------------------------------------------------- persistence
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "Acquisition":
+        known = {f.name for f in fields(cls)}
+        unknown = set(data) - known
+        if unknown:
+            raise ValueError(f"unknown acquisition settings: {sorted(unknown)}")
+        return cls(**data)
+
+    def replace(self, **changes) -> "Acquisition":
+        return Acquisition(**{**self.to_dict(), **changes})
+
+    def describe(self) -> str:
+        return (
+            f"pixel {self.pixel_size_nm:g} nm, PSF FWHM {self.fwhm_nm:g} nm "
+            f"(sigma {self.sigma_nm:.1f} nm), L = {self.upsampling} "
+            f"({self.fine_pixel_nm:g} nm fine pixels)"
+        )
+
+
+#: The ISBI 2013 high-density tubulin benchmark, as used in the DeepCEL0 paper.
+ISBI2013 = Acquisition(pixel_size_nm=100.0, fwhm_nm=258.21, upsampling=4, offset_adu=100.0)

@@ -1,0 +1,257 @@
+"""Scoring localizations against ground truth.
+
+Matching is per frame and one-to-one: among all pairings that only join a ground-truth
+molecule and a localization closer than the tolerance, it takes one with the largest
+number of pairs and, among those, the smallest total distance (the Hungarian matching
+of the SMLM challenges). Pairs beyond the tolerance are never matched.
+
+Definitions (paper Eqs. 11-13, Sage et al. 2019), percentages in %:
+
+- Jaccard = TP / (TP + FP + FN); sensitivity (recall) = TP / (TP + FN);
+  precision = TP / (TP + FP);
+- specificity = TN / (TN + FP), TN = fine-grid pixels that hold no ground-truth
+  molecule (needs the grid);
+- RMSE = sqrt(mean(dx^2 + dy^2)) over matched pairs (lateral), nm; bias = mean(est - gt);
+- efficiency = 100 - sqrt((100 (1 - JI))^2 + alpha^2 RMSE^2), alpha = 1 nm^-1.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+
+import numpy as np
+import pandas as pd
+from scipy.optimize import linear_sum_assignment
+from scipy.sparse import coo_matrix
+from scipy.sparse.csgraph import connected_components
+from scipy.spatial import cKDTree
+
+FRAME, X_NM, Y_NM = "frame", "x [nm]", "y [nm]"
+DEFAULT_TOLERANCES_NM = (50.0, 100.0, 150.0, 250.0)
+
+
+def match_points(gt_xy: np.ndarray, est_xy: np.ndarray, tol_nm: float) -> tuple[np.ndarray, np.ndarray]:
+    """Optimal one-to-one matching of two point sets within ``tol_nm``.
+
+    Parameters
+    ----------
+    gt_xy, est_xy
+        (n, 2) and (m, 2) arrays of positions in nm.
+    tol_nm
+        Largest distance of a matched pair (inclusive).
+
+    Returns
+    -------
+    gt_index, est_index : int arrays of equal length, the matched pairs.
+    """
+    gt_xy = np.asarray(gt_xy, dtype=np.float64).reshape(-1, 2)
+    est_xy = np.asarray(est_xy, dtype=np.float64).reshape(-1, 2)
+    empty = (np.zeros(0, np.int64), np.zeros(0, np.int64))
+    if len(gt_xy) == 0 or len(est_xy) == 0:
+        return empty
+    if not tol_nm > 0:
+        raise ValueError(f"tolerance must be positive, got {tol_nm} nm")
+    dist = cKDTree(gt_xy).sparse_distance_matrix(cKDTree(est_xy), tol_nm, output_type="coo_matrix")
+    if dist.nnz == 0:
+        return empty
+    gi, ei = dist.row, dist.col
+    d = np.sqrt((gt_xy[gi, 0] - est_xy[ei, 0]) ** 2 + (gt_xy[gi, 1] - est_xy[ei, 1]) ** 2)
+    keep = d <= tol_nm  # sparse_distance_matrix drops exact zeros; handled below
+    gi, ei, d = gi[keep], ei[keep], d[keep]
+    # coincident points: the tree's sparse matrix does not store zero distances
+    zero_g, zero_e = _coincident(gt_xy, est_xy)
+    if len(zero_g):
+        gi, ei, d = np.r_[gi, zero_g], np.r_[ei, zero_e], np.r_[d, np.zeros(len(zero_g))]
+    n_g, n_e = len(gt_xy), len(est_xy)
+    graph = coo_matrix((np.ones(len(gi)), (gi, n_g + ei)), shape=(n_g + n_e, n_g + n_e))
+    _, label = connected_components(graph, directed=False)
+    out_g, out_e = [], []
+    comp_of_edge = label[gi]
+    order = np.argsort(comp_of_edge, kind="stable")
+    bounds = np.flatnonzero(np.diff(comp_of_edge[order])) + 1
+    for edges in np.split(order, bounds):
+        g_nodes, g_loc = np.unique(gi[edges], return_inverse=True)
+        e_nodes, e_loc = np.unique(ei[edges], return_inverse=True)
+        if len(edges) == 1:
+            out_g.append(g_nodes)
+            out_e.append(e_nodes)
+            continue
+        # Infeasible pairs cost more than any full set of feasible ones, so the
+        # assignment maximises the number of feasible pairs, then minimises distance.
+        big = (min(len(g_nodes), len(e_nodes)) + 1) * (tol_nm + 1.0)
+        cost = np.full((len(g_nodes), len(e_nodes)), big)
+        cost[g_loc, e_loc] = d[edges]
+        r, c = linear_sum_assignment(cost)
+        ok = cost[r, c] < big
+        out_g.append(g_nodes[r[ok]])
+        out_e.append(e_nodes[c[ok]])
+    return np.concatenate(out_g).astype(np.int64), np.concatenate(out_e).astype(np.int64)
+
+
+def _coincident(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    pairs = cKDTree(a).query_ball_tree(cKDTree(b), 0.0)
+    gi = [i for i, js in enumerate(pairs) for _ in js]
+    ei = [j for js in pairs for j in js]
+    return np.asarray(gi, np.int64), np.asarray(ei, np.int64)
+
+
+@dataclass
+class Matching:
+    """All matched pairs of a ground truth and an estimate, for one tolerance."""
+
+    tol_nm: float
+    gt_index: np.ndarray  # row positions in the ground-truth table
+    est_index: np.ndarray  # row positions in the estimate table
+    n_gt: int
+    n_est: int
+
+    def labels(self) -> tuple[np.ndarray, np.ndarray]:
+        """Boolean arrays: which ground-truth rows were found (TP, else FN) and which
+        estimate rows are true positives (else FP)."""
+        gt_found = np.zeros(self.n_gt, bool)
+        est_true = np.zeros(self.n_est, bool)
+        gt_found[self.gt_index] = True
+        est_true[self.est_index] = True
+        return gt_found, est_true
+
+
+def match(gt: pd.DataFrame, est: pd.DataFrame, tol_nm: float) -> Matching:
+    """Match two localization tables frame by frame (see :func:`match_points`)."""
+    for name, t in (("ground truth", gt), ("estimate", est)):
+        missing = [c for c in (FRAME, X_NM, Y_NM) if c not in t.columns]
+        if missing:
+            raise ValueError(f"{name} table lacks column(s) {missing}")
+    g_frames = gt[FRAME].to_numpy()
+    e_frames = est[FRAME].to_numpy()
+    g_xy = gt[[X_NM, Y_NM]].to_numpy(np.float64)
+    e_xy = est[[X_NM, Y_NM]].to_numpy(np.float64)
+    g_order = np.argsort(g_frames, kind="stable")
+    e_order = np.argsort(e_frames, kind="stable")
+    frames = np.intersect1d(g_frames, e_frames)
+    g_lo = np.searchsorted(g_frames[g_order], frames, "left")
+    g_hi = np.searchsorted(g_frames[g_order], frames, "right")
+    e_lo = np.searchsorted(e_frames[e_order], frames, "left")
+    e_hi = np.searchsorted(e_frames[e_order], frames, "right")
+    all_g, all_e = [np.zeros(0, np.int64)], [np.zeros(0, np.int64)]
+    for k in range(len(frames)):
+        gsel = g_order[g_lo[k] : g_hi[k]]
+        esel = e_order[e_lo[k] : e_hi[k]]
+        gi, ei = match_points(g_xy[gsel], e_xy[esel], tol_nm)
+        all_g.append(gsel[gi])
+        all_e.append(esel[ei])
+    return Matching(float(tol_nm), np.concatenate(all_g), np.concatenate(all_e), len(gt), len(est))
+
+
+@dataclass
+class Score:
+    """Detection and accuracy figures for one tolerance (percentages in %)."""
+
+    tol_nm: float
+    tp: int
+    fp: int
+    fn: int
+    jaccard: float
+    sensitivity: float
+    precision: float
+    rmse_nm: float
+    efficiency: float
+    bias_x_nm: float
+    bias_y_nm: float
+    specificity: float | None = None
+
+    def to_dict(self) -> dict:
+        """Plain dict for JSON (NaN becomes None)."""
+        return {k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in asdict(self).items()}
+
+
+def _pct(num: float, den: float) -> float:
+    return 100.0 * num / den if den > 0 else math.nan
+
+
+def efficiency(jaccard_pct: float, rmse_nm: float, alpha: float = 1.0) -> float:
+    """Sage et al. 2019 efficiency: ``100 - sqrt((100 - JI%)^2 + alpha^2 RMSE^2)``."""
+    if not math.isfinite(jaccard_pct):
+        return math.nan
+    rmse = rmse_nm if math.isfinite(rmse_nm) else 0.0
+    return 100.0 - math.sqrt((100.0 - jaccard_pct) ** 2 + (alpha * rmse) ** 2)
+
+
+def score(
+    gt: pd.DataFrame,
+    est: pd.DataFrame,
+    tol_nm: float,
+    grid: tuple[float, tuple[int, int]] | None = None,
+    n_frames: int | None = None,
+) -> Score:
+    """Score an estimate against ground truth at one tolerance.
+
+    Parameters
+    ----------
+    gt, est
+        Tables with ``frame``, ``x [nm]``, ``y [nm]``.
+    tol_nm
+        Matching tolerance in nm.
+    grid
+        ``(fine_pixel_nm, (rows, cols))`` of the fine grid, needed for specificity.
+    n_frames
+        Number of frames for specificity (default: the largest frame number seen).
+    """
+    m = match(gt, est, tol_nm)
+    tp = len(m.gt_index)
+    fp = len(est) - tp
+    fn = len(gt) - tp
+    if tp:
+        d = est[[X_NM, Y_NM]].to_numpy(np.float64)[m.est_index] - gt[[X_NM, Y_NM]].to_numpy(np.float64)[m.gt_index]
+        rmse = float(np.sqrt(np.mean(np.sum(d**2, axis=1))))
+        bias_x, bias_y = (float(v) for v in d.mean(axis=0))
+    else:
+        rmse = bias_x = bias_y = math.nan
+    jac = _pct(tp, tp + fp + fn)
+    spec = None
+    if grid is not None:
+        fine_px, (rows, cols) = grid
+        frames = n_frames or int(max(gt[FRAME].max() if len(gt) else 0, est[FRAME].max() if len(est) else 0))
+        col = np.floor(gt[X_NM].to_numpy() / fine_px).astype(np.int64)
+        row = np.floor(gt[Y_NM].to_numpy() / fine_px).astype(np.int64)
+        inside = (row >= 0) & (row < rows) & (col >= 0) & (col < cols)
+        keys = (gt[FRAME].to_numpy()[inside] * rows + row[inside]) * cols + col[inside]
+        tn = frames * rows * cols - len(np.unique(keys))
+        spec = _pct(tn, tn + fp)
+    return Score(
+        tol_nm=float(tol_nm),
+        tp=tp,
+        fp=fp,
+        fn=fn,
+        jaccard=jac,
+        sensitivity=_pct(tp, tp + fn),
+        precision=_pct(tp, tp + fp),
+        rmse_nm=rmse,
+        efficiency=efficiency(jac, rmse),
+        bias_x_nm=bias_x,
+        bias_y_nm=bias_y,
+        specificity=spec,
+    )
+
+
+def evaluate(
+    gt: pd.DataFrame,
+    est: pd.DataFrame,
+    tolerances_nm=DEFAULT_TOLERANCES_NM,
+    grid: tuple[float, tuple[int, int]] | None = None,
+    n_frames: int | None = None,
+) -> list[Score]:
+    """:func:`score` at each tolerance."""
+    return [score(gt, est, t, grid=grid, n_frames=n_frames) for t in tolerances_nm]
+
+
+def format_scores(scores: list[Score]) -> str:
+    """A plain-text table of scores, one row per tolerance."""
+    head = f"{'tol [nm]':>8} {'TP':>7} {'FP':>7} {'FN':>7} {'Jaccard%':>8} {'sens%':>6} {'prec%':>6} {'RMSE nm':>7} {'eff%':>6}"
+    lines = [head]
+    for s in scores:
+        lines.append(
+            f"{s.tol_nm:8.0f} {s.tp:7d} {s.fp:7d} {s.fn:7d} {s.jaccard:8.2f} {s.sensitivity:6.2f} "
+            f"{s.precision:6.2f} {s.rmse_nm:7.2f} {s.efficiency:6.2f}"
+        )
+    return "\n".join(lines)

@@ -1,0 +1,226 @@
+"""Model files: safetensors weights with JSON metadata in the same file.
+
+A model file is data, never code: the weights are a safetensors file and everything
+else (architecture, head, acquisition, normalisation, target scale, loss, training
+configuration and history, package version) is a JSON document stored in the
+safetensors header under the key ``"napari_deepcel0"``. Loading validates the header,
+the metadata and every tensor name and shape before building the network; nothing is
+unpickled.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import os
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+
+import torch
+from safetensors import SafetensorError, safe_open
+from safetensors.torch import save_file
+
+from .acquisition import Acquisition
+from .io import atomic_write
+from .network import ARCHITECTURE, HEADS, LocalizationNet
+
+FORMAT = "napari-deepcel0-model"
+FORMAT_VERSION = 1
+METADATA_KEY = "napari_deepcel0"
+BUNDLED_MODEL = "deepcel0_isbi2013.safetensors"
+
+
+class ModelFileError(ValueError):
+    """A model file that cannot be used (the message names the file and the reason)."""
+
+
+@dataclass
+class ModelInfo:
+    """Everything about a trained model except its weights."""
+
+    head: str
+    acquisition: Acquisition
+    norm_mean: float
+    norm_std: float
+    target_scale: float
+    spike_value: float
+    method: str = "deepcel0"
+    loss: str = "cel0"
+    lam: float = 100.0
+    training: dict = field(default_factory=dict)
+    history: list = field(default_factory=list)
+    package_version: str = ""
+    created: str = ""
+    architecture: str = ARCHITECTURE
+    format_version: int = FORMAT_VERSION
+    notes: str = ""
+
+    def to_json(self) -> str:
+        d = dict(self.__dict__)
+        d["acquisition"] = self.acquisition.to_dict()
+        d["format"] = FORMAT
+        return json.dumps(d, allow_nan=False, default=_json_default)
+
+    def summary(self) -> str:
+        t = self.training
+        epochs = len(self.history)
+        best = min((h.get("val_loss", float("inf")) for h in self.history), default=None)
+        data = t.get("data", {})
+        return (
+            f"{self.method} ({self.head} head, {self.loss} loss, lambda {self.lam:g}); "
+            f"{self.acquisition.describe()}; trained {epochs} epoch(s) on {data.get('n_patches', '?')} patches"
+            + (f", best val loss {best:.4g}" if best is not None and best != float("inf") else "")
+            + (f"; {self.notes}" if self.notes else "")
+        )
+
+
+def _json_default(obj):
+    if hasattr(obj, "to_dict"):
+        return obj.to_dict()
+    if isinstance(obj, (tuple, set)):
+        return list(obj)
+    if hasattr(obj, "item"):
+        return obj.item()
+    raise TypeError(f"cannot store {type(obj).__name__} in model metadata")
+
+
+def _package_version() -> str:
+    try:
+        from importlib.metadata import version
+
+        return version("napari-deepcel0")
+    except Exception:
+        return "unknown"
+
+
+def save_model(path: str | os.PathLike, model: LocalizationNet, info: ModelInfo) -> Path:
+    """Write weights and metadata to ``path`` (a ``.safetensors`` file), atomically."""
+    path = Path(path)
+    if path.suffix != ".safetensors":
+        raise ValueError(f"model files must end in .safetensors, got {path.name}")
+    if model.head != info.head:
+        raise ValueError(f"network head {model.head!r} differs from metadata head {info.head!r}")
+    info.package_version = info.package_version or _package_version()
+    info.created = info.created or _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
+    tensors = {k: v.detach().to("cpu", torch.float32 if v.is_floating_point() else v.dtype).contiguous()
+               for k, v in model.state_dict().items()}
+    meta = {METADATA_KEY: info.to_json()}
+    return atomic_write(path, lambda tmp: save_file(tensors, tmp, metadata=meta))
+
+
+def save_training_result(path, result, notes: str = "") -> Path:
+    """Save a :class:`~napari_deepcel0.core.training.TrainingResult`."""
+    info = ModelInfo(
+        head=result.config.head,
+        acquisition=result.acquisition,
+        norm_mean=result.norm_mean,
+        norm_std=result.norm_std,
+        target_scale=result.target_scale,
+        spike_value=result.spike_value,
+        method=result.config.method,
+        loss=result.config.loss,
+        lam=result.config.lam,
+        training={**result.config.to_dict(), "device_used": result.device, "precision_used": result.precision,
+                  "seconds": result.seconds, "best_epoch": result.best_epoch, "cancelled": result.cancelled},
+        history=result.history,
+        notes=notes,
+    )
+    return save_model(path, result.model, info)
+
+
+def _fail(path, why: str):
+    raise ModelFileError(f"{path}: {why}")
+
+
+def read_model_info(path: str | os.PathLike) -> ModelInfo:
+    """Read and validate a model file's metadata without loading the weights."""
+    path = Path(path)
+    if not path.is_file():
+        _fail(path, "no such model file")
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            meta = f.metadata() or {}
+    except (SafetensorError, OSError, ValueError, RuntimeError) as exc:
+        _fail(path, f"not a valid model file (expected a napari-deepcel0 .safetensors file; the file is corrupt, "
+                    f"truncated or from another tool: {exc})")
+    if METADATA_KEY not in meta:
+        _fail(path, "a safetensors file without napari-deepcel0 metadata (made by another tool?)")
+    try:
+        d = json.loads(meta[METADATA_KEY])
+    except json.JSONDecodeError as exc:
+        _fail(path, f"corrupt metadata ({exc})")
+    return _info_from_dict(path, d)
+
+
+def _info_from_dict(path, d: dict) -> ModelInfo:
+    if not isinstance(d, dict) or d.get("format") != FORMAT:
+        _fail(path, "metadata is not a napari-deepcel0 model description")
+    version = d.get("format_version")
+    if not isinstance(version, int) or version < 1:
+        _fail(path, f"invalid format version {version!r}")
+    if version > FORMAT_VERSION:
+        _fail(path, f"model format version {version} is newer than this napari-deepcel0 supports "
+                    f"({FORMAT_VERSION}); update the package")
+    if d.get("architecture") != ARCHITECTURE:
+        _fail(path, f"unknown network architecture {d.get('architecture')!r} (expected {ARCHITECTURE!r})")
+    if d.get("head") not in HEADS:
+        _fail(path, f"unknown head {d.get('head')!r}")
+    try:
+        acq = Acquisition.from_dict(d["acquisition"])
+        numbers = {k: float(d[k]) for k in ("norm_mean", "norm_std", "target_scale", "spike_value", "lam")}
+    except (KeyError, TypeError, ValueError) as exc:
+        _fail(path, f"incomplete or invalid metadata ({exc})")
+    if not numbers["norm_std"] > 0 or not numbers["target_scale"] > 0 or not numbers["spike_value"] > 0:
+        _fail(path, "invalid normalisation or target scale in metadata")
+    known = set(ModelInfo.__dataclass_fields__)
+    kwargs = {k: v for k, v in d.items() if k in known}
+    kwargs.update(numbers)
+    kwargs["acquisition"] = acq
+    return ModelInfo(**kwargs)
+
+
+@dataclass
+class LoadedModel:
+    network: LocalizationNet
+    info: ModelInfo
+    path: Path | None = None
+
+
+def load_model(path: str | os.PathLike) -> LoadedModel:
+    """Load and validate a model file; the network is returned in eval mode on the CPU."""
+    path = Path(path)
+    info = read_model_info(path)
+    net = LocalizationNet(info.head)
+    expected = net.state_dict()
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            keys = set(f.keys())
+            if keys != set(expected):
+                missing, extra = sorted(set(expected) - keys), sorted(keys - set(expected))
+                _fail(path, f"weights do not match the network (missing {missing[:3]}, unexpected {extra[:3]})")
+            state = {}
+            for k in expected:
+                t = f.get_tensor(k)
+                if tuple(t.shape) != tuple(expected[k].shape):
+                    _fail(path, f"tensor {k} has shape {tuple(t.shape)}, expected {tuple(expected[k].shape)}")
+                if t.is_floating_point() and not torch.isfinite(t).all():
+                    _fail(path, f"tensor {k} holds NaN or infinite values")
+                state[k] = t
+    except (SafetensorError, OSError, RuntimeError) as exc:
+        _fail(path, f"cannot read the weights (corrupt or truncated file: {exc})")
+    net.load_state_dict(state)
+    net.eval()
+    return LoadedModel(net, info, path)
+
+
+def bundled_model_path() -> Path:
+    """Path of the default model shipped with the package."""
+    return Path(str(resources.files("napari_deepcel0") / "models" / BUNDLED_MODEL))
+
+
+def load_bundled_model() -> LoadedModel:
+    path = bundled_model_path()
+    if not path.is_file():
+        raise ModelFileError(f"{path}: the bundled model is missing from this installation")
+    return load_model(path)

@@ -1,0 +1,79 @@
+"""The Deep-STORM encoder-decoder (Nehme et al. 2018) and its DeepCEL0 variant.
+
+A "conv block" is a 3 x 3 convolution (no bias) + BatchNorm + ReLU:
+
+    conv32 -> maxpool2 -> conv64 -> maxpool2 -> conv128 -> maxpool2 -> conv512
+    -> up2 -> conv128 -> up2 -> conv64 -> up2 -> conv32 -> 1 x 1 conv (no bias)
+
+with nearest-neighbour upsampling and no skip connections (1.37 M parameters).
+The head is linear for Deep-STORM and followed by a ReLU for DeepCEL0 (positivity).
+The input is the camera frame, normalised and nearest-neighbour upsampled by ``L`` to
+the fine grid; inputs of any size work (reflect-padded to a multiple of 8, cropped back).
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+ARCHITECTURE = "deepstorm-encoder-decoder-v1"
+HEADS = ("relu", "linear")
+CHANNELS = (32, 64, 128, 512)
+
+
+def _block(c_in: int, c_out: int) -> nn.Sequential:
+    return nn.Sequential(
+        nn.Conv2d(c_in, c_out, 3, padding=1, bias=False),
+        nn.BatchNorm2d(c_out),
+        nn.ReLU(inplace=True),
+    )
+
+
+class LocalizationNet(nn.Module):
+    """Encoder-decoder mapping an upsampled frame (B, 1, H, W) to a map (B, 1, H, W).
+
+    Parameters
+    ----------
+    head
+        ``"relu"`` (DeepCEL0: non-negative maps) or ``"linear"`` (Deep-STORM).
+    """
+
+    def __init__(self, head: str = "relu"):
+        super().__init__()
+        if head not in HEADS:
+            raise ValueError(f"head must be one of {HEADS}, got {head!r}")
+        self.head = head
+        c1, c2, c3, c4 = CHANNELS
+        self.enc1, self.enc2, self.enc3, self.bottleneck = _block(1, c1), _block(c1, c2), _block(c2, c3), _block(c3, c4)
+        self.dec3, self.dec2, self.dec1 = _block(c4, c3), _block(c3, c2), _block(c2, c1)
+        self.out = nn.Conv2d(c1, 1, 1, bias=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h, w = x.shape[-2:]
+        pad_h, pad_w = (-h) % 8, (-w) % 8
+        if pad_h or pad_w:
+            mode = "reflect" if min(h, w) > max(pad_h, pad_w) else "replicate"
+            x = F.pad(x, (0, pad_w, 0, pad_h), mode=mode)
+        x = self.enc1(x)
+        x = self.enc2(F.max_pool2d(x, 2))
+        x = self.enc3(F.max_pool2d(x, 2))
+        x = self.bottleneck(F.max_pool2d(x, 2))
+        x = self.dec3(F.interpolate(x, scale_factor=2, mode="nearest"))
+        x = self.dec2(F.interpolate(x, scale_factor=2, mode="nearest"))
+        x = self.dec1(F.interpolate(x, scale_factor=2, mode="nearest"))
+        x = self.out(x)
+        if self.head == "relu":
+            x = F.relu(x)
+        return x[..., :h, :w]
+
+
+def upsample_nearest(frames: torch.Tensor, factor: int) -> torch.Tensor:
+    """Nearest-neighbour upsampling of (B, H, W) or (B, 1, H, W) by an integer factor
+    (the ``np.kron(frame, ones((L, L)))`` of the reference)."""
+    x = frames if frames.ndim == 4 else frames[:, None]
+    return x.repeat_interleave(factor, dim=-2).repeat_interleave(factor, dim=-1)
+
+
+def count_parameters(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())

@@ -1,0 +1,259 @@
+"""Streaming inference: frames in, fine-grid maps and localizations out, batch by batch.
+
+Frames come from any *frame source*: a :class:`~napari_deepcel0.core.io.FrameStack`
+(lazy TIFF), a NumPy or dask array of shape (frames, rows, cols) or (rows, cols), or
+anything with ``len`` and slicing. Only one batch is in memory at a time, so stacks
+of any length stream in constant memory.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import time
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Iterator, Protocol
+
+import numpy as np
+import pandas as pd
+import torch
+
+from .acquisition import Acquisition
+from .devices import autocast, resolve_device, resolve_precision
+from .localize import FRAME, empty_table, extract_localizations
+from .model_io import LoadedModel, load_bundled_model, load_model
+from .network import upsample_nearest
+
+
+class FrameSourceError(ValueError):
+    """Frames that cannot be processed (empty, wrong shape, NaN, ...)."""
+
+
+# ------------------------------------------------------------------ frames
+def frame_count(source) -> int:
+    shape = getattr(source, "shape", None)
+    if shape is not None and len(shape) == 2:
+        return 1
+    if shape is not None and len(shape) != 3:
+        raise FrameSourceError(f"frames must be (rows, cols) or (frames, rows, cols), got shape {tuple(shape)}")
+    return len(source)
+
+
+def read_frames(source, indices: np.ndarray) -> np.ndarray:
+    """Frames at 0-based ``indices`` as a float32 (n, rows, cols) array."""
+    shape = getattr(source, "shape", None)
+    if shape is not None and len(shape) == 2:
+        return np.asarray(source, dtype=np.float32)[None].repeat(len(indices), 0)
+    lo, hi = int(indices[0]), int(indices[-1]) + 1
+    if hi - lo == len(indices):
+        block = source[lo:hi]
+    else:
+        block = np.stack([np.asarray(source[int(i)]) for i in indices])
+    return np.asarray(block, dtype=np.float32)
+
+
+def parse_frame_selection(spec, n_frames: int) -> np.ndarray:
+    """0-based frame indices from a 1-based selection.
+
+    ``spec`` is None (all frames), a string like ``"1-20"``, ``"5"`` or ``"1-10,15,30-"``,
+    a (first, last) tuple (1-based, inclusive), or an iterable of 1-based numbers.
+    """
+    if n_frames < 1:
+        raise FrameSourceError("the stack has no frames")
+    if spec is None or (isinstance(spec, str) and spec.strip() in ("", "all")):
+        return np.arange(n_frames)
+    numbers: list[int] = []
+    if isinstance(spec, str):
+        for part in spec.replace(" ", "").split(","):
+            m = re.fullmatch(r"(\d*)(?:(-)(\d*))?", part)
+            if not m or (not m.group(1) and not m.group(3)):
+                raise ValueError(f"cannot read frame selection {spec!r}; use e.g. '1-20' or '1,5,10-12'")
+            first = int(m.group(1)) if m.group(1) else 1
+            last = (int(m.group(3)) if m.group(3) else n_frames) if m.group(2) else first
+            numbers.extend(range(first, last + 1))
+    elif isinstance(spec, tuple) and len(spec) == 2:
+        numbers = list(range(int(spec[0]), int(spec[1]) + 1))
+    else:
+        numbers = [int(v) for v in spec]
+    arr = np.unique(np.asarray(numbers, dtype=np.int64))
+    if len(arr) == 0:
+        raise ValueError(f"frame selection {spec!r} is empty")
+    if arr[0] < 1 or arr[-1] > n_frames:
+        raise ValueError(f"frame selection {spec!r} is outside 1..{n_frames} (frames are 1-based)")
+    return arr - 1
+
+
+def iter_batches(indices: np.ndarray, batch_size: int) -> Iterator[np.ndarray]:
+    for s in range(0, len(indices), batch_size):
+        yield indices[s : s + batch_size]
+
+
+def check_finite(frames: np.ndarray, frame_numbers: np.ndarray) -> None:
+    bad = ~np.isfinite(frames).all(axis=(-2, -1))
+    if bad.any():
+        raise FrameSourceError(f"frame {int(frame_numbers[np.flatnonzero(bad)[0]])} contains NaN or infinite values")
+
+
+# ------------------------------------------------------------------ models
+class MapModel(Protocol):
+    """Anything that turns camera frames into non-negative fine-grid maps."""
+
+    acquisition: Acquisition
+    mass_column: str
+
+    def default_threshold(self) -> float: ...
+
+    def maps(self, frames: np.ndarray) -> tuple[torch.Tensor, np.ndarray]:
+        """(maps (n, N_r, N_c) tensor, per-frame mass scale)."""
+        ...
+
+
+def acquisition_mismatch(model_acq: Acquisition, acq: Acquisition, rel_tol: float = 0.02) -> list[str]:
+    """Human-readable differences that matter between a model's acquisition and the data's."""
+    out = []
+    if abs(model_acq.pixel_size_nm - acq.pixel_size_nm) > rel_tol * model_acq.pixel_size_nm:
+        out.append(f"pixel size: model {model_acq.pixel_size_nm:g} nm, data {acq.pixel_size_nm:g} nm")
+    if abs(model_acq.fwhm_nm - acq.fwhm_nm) > rel_tol * model_acq.fwhm_nm:
+        out.append(f"PSF FWHM: model {model_acq.fwhm_nm:g} nm, data {acq.fwhm_nm:g} nm")
+    if model_acq.upsampling != acq.upsampling:
+        out.append(f"upsampling L: model {model_acq.upsampling}, data settings {acq.upsampling} (the model's L is used)")
+    return out
+
+
+class DeepLocalizer:
+    """A trained DeepCEL0 / Deep-STORM network, ready to map frames.
+
+    Parameters
+    ----------
+    model
+        A model file path, a :class:`LoadedModel`, or None for the bundled model.
+    acquisition
+        The data's acquisition (pixel size used for coordinates). Defaults to the
+        model's. A pixel size or FWHM that differs from the model's by more than 2 %
+        raises a ``UserWarning`` naming both values.
+    device, precision, batch_size
+        See :mod:`napari_deepcel0.core.devices`. ``precision="auto"`` uses bf16 where
+        the hardware computes it natively.
+    """
+
+    mass_column = "confidence"
+
+    def __init__(self, model=None, acquisition: Acquisition | None = None, device="auto", precision="auto",
+                 batch_size: int = 16):
+        if model is None:
+            model = load_bundled_model()
+        elif isinstance(model, (str, Path)):
+            model = load_model(model)
+        self.loaded: LoadedModel = model
+        self.info = model.info
+        self.device = resolve_device(device)
+        self.precision = resolve_precision(precision, self.device)
+        self.batch_size = int(batch_size)
+        if self.batch_size < 1:
+            raise ValueError("batch size must be >= 1")
+        self.network = model.network.to(self.device).to(memory_format=torch.channels_last).eval()
+        model_acq = self.info.acquisition
+        if acquisition is None:
+            acquisition = model_acq
+        self.mismatch = acquisition_mismatch(model_acq, acquisition)
+        if self.mismatch:
+            warnings.warn("model and data acquisition differ: " + "; ".join(self.mismatch), UserWarning, stacklevel=2)
+        # coordinates use the data's pixel size on the model's fine grid
+        self.acquisition = acquisition.replace(upsampling=model_acq.upsampling)
+
+    def default_threshold(self) -> float:
+        """0.1 x the map value of one isolated molecule (the reference's rule)."""
+        return 0.1 * self.info.spike_value
+
+    def normalise(self, frames: np.ndarray) -> torch.Tensor:
+        """Per-frame min/max to [0, 1] (constant frames -> 0), then the training
+        standardisation; returns (n, rows, cols) float32 on the device."""
+        x = torch.as_tensor(np.ascontiguousarray(frames, dtype=np.float32), device=self.device)
+        lo = x.amin(dim=(-2, -1), keepdim=True)
+        span = x.amax(dim=(-2, -1), keepdim=True) - lo
+        x = torch.where(span > 0, (x - lo) / torch.where(span > 0, span, torch.ones_like(span)), torch.zeros_like(x))
+        return (x - self.info.norm_mean) / self.info.norm_std
+
+    @torch.no_grad()
+    def maps(self, frames: np.ndarray) -> tuple[torch.Tensor, np.ndarray]:
+        """Fine-grid maps (n, L rows, L cols), float32, >= 0, and the per-frame
+        mass scale ``1 / spike_value`` that turns a 3 x 3 sum into a confidence."""
+        x = upsample_nearest(self.normalise(frames), self.info.acquisition.upsampling)
+        x = x.contiguous(memory_format=torch.channels_last)
+        with autocast(self.device, self.precision):
+            out = self.network(x)
+        maps = out.float()[:, 0].clamp_min_(0)
+        return maps, np.full(len(frames), 1.0 / self.info.spike_value)
+
+
+# ---------------------------------------------------------------- pipeline
+@dataclass
+class BatchResult:
+    """One finished batch of a streaming run."""
+
+    frames: np.ndarray  # 1-based frame numbers of this batch
+    table: pd.DataFrame  # localizations of these frames
+    maps: np.ndarray | None  # fine-grid maps when requested
+    done: int  # frames finished so far
+    total: int  # frames to process
+    elapsed_s: float
+
+    @property
+    def frames_per_second(self) -> float:
+        return self.done / self.elapsed_s if self.elapsed_s > 0 else math.inf
+
+
+def localize_stream(
+    model: MapModel,
+    source,
+    frames=None,
+    threshold: float | None = None,
+    batch_size: int | None = None,
+    method: str = "peaks",
+    keep_maps: bool = False,
+    cancel: Callable[[], bool] | None = None,
+) -> Iterator[BatchResult]:
+    """Localize frames batch by batch, yielding a :class:`BatchResult` per batch.
+
+    Stops early (after the current batch) when ``cancel()`` becomes true; what was
+    yielded stays valid. ``frames`` is a 1-based selection (see
+    :func:`parse_frame_selection`).
+    """
+    n = frame_count(source)
+    if n == 0:
+        raise FrameSourceError("the stack is empty (0 frames)")
+    indices = parse_frame_selection(frames, n)
+    threshold = model.default_threshold() if threshold is None else float(threshold)
+    if not math.isfinite(threshold) or threshold < 0:
+        raise ValueError(f"threshold must be a finite number >= 0, got {threshold}")
+    batch_size = batch_size or getattr(model, "batch_size", 16)
+    t0 = time.perf_counter()
+    done = 0
+    for idx in iter_batches(indices, batch_size):
+        if cancel is not None and (cancel.is_set() if hasattr(cancel, "is_set") else cancel()):
+            return
+        numbers = idx + 1
+        block = read_frames(source, idx)
+        check_finite(block, numbers)
+        maps, mass_scale = model.maps(block)
+        table = extract_localizations(maps, model.acquisition, threshold, method=method, mass_scale=mass_scale,
+                                      mass_column=model.mass_column, frames=numbers)
+        done += len(idx)
+        yield BatchResult(numbers, table, maps.cpu().numpy() if keep_maps else None, done, len(indices),
+                          time.perf_counter() - t0)
+
+
+def localize(model: MapModel, source, frames=None, threshold=None, batch_size=None, method="peaks",
+             progress: Callable[[BatchResult], None] | None = None, cancel=None) -> pd.DataFrame:
+    """Localize a whole selection and return one table (see :func:`localize_stream`)."""
+    tables = []
+    for result in localize_stream(model, source, frames, threshold, batch_size, method, cancel=cancel):
+        tables.append(result.table)
+        if progress:
+            progress(result)
+    if not tables:
+        return empty_table(model.mass_column)
+    out = pd.concat(tables, ignore_index=True)
+    return out.sort_values(FRAME, kind="stable").reset_index(drop=True)

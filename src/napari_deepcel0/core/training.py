@@ -1,0 +1,295 @@
+"""Training DeepCEL0 (ReLU head, CEL0 loss) or Deep-STORM (linear head, L1 loss).
+
+Adam, ReduceLROnPlateau on the validation loss, best-validation checkpoint kept.
+A ``progress`` callback receives a :class:`Progress` after every step and epoch; a
+``cancel`` callable (or ``threading.Event``) stops training cleanly after the current
+step and the best model so far is returned. A NaN/inf loss stops training with
+:class:`TrainingDivergedError` and nothing is returned or saved.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import time
+from dataclasses import asdict, dataclass, field
+from typing import Callable
+
+import numpy as np
+import torch
+
+from .acquisition import Acquisition
+from .devices import autocast, resolve_device, resolve_precision
+from .losses import LocalizationLoss
+from .network import LocalizationNet, upsample_nearest
+from .optics import phase_column_norms
+from .training_data import TrainingDataConfig, TrainingSet, make_training_set
+
+#: the CEL0 column norms: from the acquisition operator S_L K (paper) or the
+#: reference notebook's constant ||g||_2 (0.2823)
+COLUMN_NORM_MODES = ("operator", "notebook")
+LR_SCHEDULES = ("plateau", "cosine")
+
+
+class TrainingDivergedError(RuntimeError):
+    """The loss became NaN or infinite."""
+
+
+@dataclass(frozen=True)
+class TrainingConfig:
+    """Hyper-parameters of one training run (defaults: the paper's)."""
+
+    method: str = "deepcel0"  # or "deepstorm"
+    lam: float = 100.0
+    column_norms: str = "operator"
+    epochs: int = 100
+    batch_size: int = 16
+    lr: float = 1e-3
+    val_fraction: float = 0.3
+    plateau_factor: float = 0.1
+    plateau_patience: int = 5
+    min_lr: float = 5e-5
+    lr_schedule: str = "plateau"  # or "cosine": anneal to min_lr over the epochs (short budgets)
+    seed: int = 0
+    device: str = "auto"
+    precision: str = "auto"
+    max_steps_per_epoch: int | None = None
+    data: TrainingDataConfig = field(default_factory=TrainingDataConfig)
+
+    def __post_init__(self):
+        if self.method not in ("deepcel0", "deepstorm"):
+            raise ValueError(f"method must be 'deepcel0' or 'deepstorm', got {self.method!r}")
+        if self.column_norms not in COLUMN_NORM_MODES:
+            raise ValueError(f"column_norms must be one of {COLUMN_NORM_MODES}, got {self.column_norms!r}")
+        if not (self.lam > 0 and math.isfinite(self.lam)):
+            raise ValueError(f"lambda must be a positive finite number, got {self.lam}")
+        if self.epochs < 1 or self.batch_size < 1:
+            raise ValueError("epochs and batch size must be >= 1")
+        if not (0 < self.val_fraction < 1):
+            raise ValueError(f"validation fraction must be in (0, 1), got {self.val_fraction}")
+        if not (self.lr > 0):
+            raise ValueError(f"learning rate must be positive, got {self.lr}")
+        if self.lr_schedule not in LR_SCHEDULES:
+            raise ValueError(f"lr_schedule must be one of {LR_SCHEDULES}, got {self.lr_schedule!r}")
+
+    @property
+    def head(self) -> str:
+        return "relu" if self.method == "deepcel0" else "linear"
+
+    @property
+    def loss(self) -> str:
+        return "cel0" if self.method == "deepcel0" else "l1"
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["data"] = self.data.to_dict()
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "TrainingConfig":
+        d = dict(d)
+        d["data"] = TrainingDataConfig.from_dict(d.get("data", {}))
+        return cls(**d)
+
+
+@dataclass
+class Progress:
+    """What the progress callback receives."""
+
+    epoch: int  # 1-based
+    epochs: int
+    step: int  # 1-based within the epoch
+    steps: int
+    loss: float
+    fidelity: float
+    sparsity: float
+    lr: float
+    val_loss: float | None = None  # set at the end of an epoch
+    best_val_loss: float | None = None
+    elapsed_s: float = 0.0
+    stage: str = "train"  # "data", "train" or "epoch"
+
+
+@dataclass
+class TrainingResult:
+    model: LocalizationNet
+    acquisition: Acquisition
+    config: TrainingConfig
+    norm_mean: float
+    norm_std: float
+    target_scale: float
+    spike_value: float
+    history: list[dict]
+    best_epoch: int
+    cancelled: bool
+    device: str
+    precision: str
+    seconds: float
+
+
+def _cancelled(cancel) -> bool:
+    if cancel is None:
+        return False
+    if hasattr(cancel, "is_set"):
+        return cancel.is_set()
+    return bool(cancel())
+
+
+def loss_for(config: TrainingConfig, acq: Acquisition) -> LocalizationLoss:
+    """The loss module of a training configuration."""
+    if config.loss == "cel0":
+        norms = phase_column_norms(acq) if config.column_norms == "operator" else _notebook_norm()
+        return LocalizationLoss("cel0", config.lam, norms, fidelity_gain=1.0)
+    return LocalizationLoss("l1", 1.0, 1.0, fidelity_gain=2.0)
+
+
+def _notebook_norm() -> float:
+    from .losses import gaussian_kernel_2d
+
+    return float(np.sqrt((gaussian_kernel_2d() ** 2).sum()))
+
+
+def train(
+    acq: Acquisition,
+    config: TrainingConfig = TrainingConfig(),
+    progress: Callable[[Progress], None] | None = None,
+    cancel=None,
+    training_set: TrainingSet | None = None,
+) -> TrainingResult:
+    """Simulate a training set (unless given) and train a network.
+
+    Returns the network with the best validation loss so far (also when cancelled).
+    """
+    t0 = time.perf_counter()
+    device = resolve_device(config.device)
+    precision = resolve_precision(config.precision, device)
+    torch.manual_seed(config.seed)
+    rng = np.random.default_rng(config.seed)
+    if training_set is None:
+        if progress:
+            progress(Progress(0, config.epochs, 0, 0, math.nan, math.nan, math.nan, config.lr, stage="data"))
+        training_set = make_training_set(acq, config.data)
+    n = len(training_set)
+    order = rng.permutation(n)
+    n_val = max(1, int(round(config.val_fraction * n)))
+    if n - n_val < 1:
+        raise ValueError(f"{n} patches are too few for a {config.val_fraction:.0%} validation split")
+    val_idx, train_idx = order[:n_val], order[n_val:]
+
+    L = acq.upsampling
+    model = LocalizationNet(config.head).to(device).to(memory_format=torch.channels_last)
+    criterion = loss_for(config, acq).to(device)
+    opt = torch.optim.Adam(model.parameters(), lr=config.lr)
+    if config.lr_schedule == "plateau":
+        sched = torch.optim.lr_scheduler.ReduceLROnPlateau(
+            opt, mode="min", factor=config.plateau_factor, patience=config.plateau_patience, min_lr=config.min_lr
+        )
+    else:
+        sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=config.epochs, eta_min=config.min_lr)
+    inputs = torch.from_numpy(training_set.inputs)
+    spikes = torch.from_numpy(training_set.spikes)
+    scale = training_set.target_scale
+    spike_value = scale / (2.0 if config.loss == "l1" else 1.0)
+
+    def batch(idx):
+        x = upsample_nearest(inputs[idx].to(device), L).contiguous(memory_format=torch.channels_last)
+        t = spikes[idx].to(device=device, dtype=torch.float32)[:, None] * scale
+        t = torch.nn.functional.conv2d(t, criterion.blur / criterion.blur.sum(), padding=criterion.blur.shape[-1] // 2)
+        return x, t
+
+    def check(value: float, where: str):
+        if not math.isfinite(value):
+            raise TrainingDivergedError(
+                f"the {where} loss became {value} at epoch {epoch}; training stopped and nothing was saved. "
+                "Try a lower learning rate or lambda, or precision='fp32'"
+            )
+
+    def validate() -> float:
+        model.eval()
+        total, count = 0.0, 0
+        with torch.no_grad():
+            for s in range(0, n_val, max(config.batch_size, 64)):
+                idx = val_idx[s : s + max(config.batch_size, 64)]
+                x, t = batch(idx)
+                with autocast(device, precision):
+                    pred = model(x)
+                loss, _ = criterion(pred, t)
+                total += float(loss) * len(idx)
+                count += len(idx)
+        model.train()
+        return total / count
+
+    steps = math.ceil(len(train_idx) / config.batch_size)
+    if config.max_steps_per_epoch:
+        steps = min(steps, config.max_steps_per_epoch)
+    history: list[dict] = []
+    best_state, best_val, best_epoch = None, math.inf, 0
+    cancelled = False
+    epoch = 0
+    model.train()
+    for epoch in range(1, config.epochs + 1):
+        perm = train_idx[rng.permutation(len(train_idx))]
+        sums = np.zeros(3)
+        done = 0
+        for step in range(1, steps + 1):
+            if _cancelled(cancel):
+                cancelled = True
+                break
+            idx = perm[(step - 1) * config.batch_size : step * config.batch_size]
+            x, t = batch(idx)
+            with autocast(device, precision):
+                pred = model(x)
+            loss, parts = criterion(pred, t)
+            value = float(loss.detach())
+            check(value, "training")
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            sums += (value, parts["fidelity"], parts["sparsity"])
+            done += 1
+            if progress:
+                progress(
+                    Progress(epoch, config.epochs, step, steps, value, parts["fidelity"], parts["sparsity"],
+                             opt.param_groups[0]["lr"], elapsed_s=time.perf_counter() - t0)
+                )
+        if cancelled and best_state is not None:
+            break
+        val = validate()
+        check(val, "validation")
+        lr = opt.param_groups[0]["lr"]
+        mean = sums / max(done, 1)
+        history.append(
+            {"epoch": epoch, "loss": mean[0], "fidelity": mean[1], "sparsity": mean[2], "val_loss": val, "lr": lr,
+             "steps": done, "seconds": time.perf_counter() - t0}
+        )
+        if val < best_val:
+            best_val, best_epoch = val, epoch
+            best_state = copy.deepcopy(model.state_dict())
+        if progress:
+            progress(
+                Progress(epoch, config.epochs, done, steps, mean[0], mean[1], mean[2], lr, val, best_val,
+                         time.perf_counter() - t0, stage="epoch")
+            )
+        if cancelled:
+            break
+        if config.lr_schedule == "plateau":
+            sched.step(val)
+        else:
+            sched.step()
+    model.load_state_dict(best_state)
+    model.eval()
+    return TrainingResult(
+        model=model.to(memory_format=torch.contiguous_format),
+        acquisition=acq,
+        config=config,
+        norm_mean=training_set.mean,
+        norm_std=training_set.std,
+        target_scale=scale,
+        spike_value=spike_value,
+        history=history,
+        best_epoch=best_epoch,
+        cancelled=cancelled,
+        device=str(device),
+        precision=precision,
+        seconds=time.perf_counter() - t0,
+    )
