@@ -13,6 +13,7 @@ import re
 import tempfile
 import warnings
 import xml.etree.ElementTree as ET
+from io import StringIO
 from pathlib import Path
 from typing import Iterator
 
@@ -233,6 +234,9 @@ def atomic_write(path: Path, write) -> Path:
         raise FileNotFoundError(f"{path}: folder {path.parent} does not exist")
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent or ".")
     os.close(fd)
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(tmp, 0o666 & ~umask)  # mkstemp creates 0600; give the usual permissions
     try:
         write(tmp)
         with open(tmp, "rb+") as fh:
@@ -250,14 +254,14 @@ def atomic_write(path: Path, write) -> Path:
 def _format_column(values: pd.Series) -> np.ndarray:
     arr = values.to_numpy()
     if arr.dtype.kind in "iub":
-        return arr.astype(np.int64).astype(str)
+        return arr.astype(np.int64).astype(str).astype(object)
     if arr.dtype.kind == "f":
-        out = np.char.mod("%.10g", arr.astype(np.float64))
+        out = np.char.mod("%.10g", arr.astype(np.float64)).astype(object)
         out[np.isnan(arr)] = "NaN"
         out[np.isposinf(arr)] = "Infinity"
         out[np.isneginf(arr)] = "-Infinity"
         return out
-    return arr.astype(str)
+    return arr.astype(str).astype(object)
 
 
 def write_thunderstorm_csv(path: str | os.PathLike, table: pd.DataFrame) -> Path:
@@ -288,9 +292,9 @@ def write_thunderstorm_csv(path: str | os.PathLike, table: pd.DataFrame) -> Path
             fh.write(",".join(f'"{c}"' for c in ordered) + "\n")
             if len(out):
                 cols = [_format_column(out[c]) for c in ordered]
-                lines = cols[0].astype(object)
+                lines = cols[0]
                 for col in cols[1:]:
-                    lines = lines + "," + col.astype(object)
+                    lines = lines + "," + col
                 fh.write("\n".join(lines.tolist()))
                 fh.write("\n")
 
@@ -323,31 +327,31 @@ def read_localizations(path: str | os.PathLike, pixel_size_nm: float | None = No
     if not path.is_file():
         raise LocalizationFileError(f"{path}: no such file")
     try:
-        with open(path, encoding="utf-8-sig") as fh:
-            header = fh.readline()
+        text = path.read_text(encoding="utf-8-sig")
     except UnicodeDecodeError as exc:
         raise LocalizationFileError(f"{path}: not a text CSV file ({exc})") from exc
-    labels = [h.strip().strip('"').strip() for h in header.strip().split(",")]
-    if not header.strip():
+    lines = text.splitlines()
+    if not lines or not lines[0].strip():
         raise LocalizationFileError(f"{path}: empty file (no header line)")
-
-    bad_lines = []
+    labels = [h.strip().strip('"').strip() for h in lines[0].split(",")]
+    body = np.array(lines[1:], dtype=object)
+    if len(body):
+        n_fields = np.char.count(body.astype(str), ",") + 1
+        keep = (n_fields == len(labels)) | (np.char.str_len(body.astype(str)) == 0)
+        if not keep.all():
+            warnings.warn(f"{path}: skipped {int((~keep).sum())} row(s) whose field count differs from the header")
+            body = body[keep]
     try:
         raw = pd.read_csv(
-            path,
-            header=0,
+            StringIO("\n".join(body.tolist())),
+            header=None,
             names=labels,
-            skiprows=1,
-            encoding="utf-8-sig",
-            on_bad_lines=lambda line: bad_lines.append(line) or None,
-            engine="python",
-            na_values=["NaN", "nan", "Infinity", "-Infinity"],
-            keep_default_na=True,
-        ) if labels else None
+            dtype=str,
+            keep_default_na=False,
+            skip_blank_lines=True,
+        )
     except Exception as exc:
         raise LocalizationFileError(f"{path}: cannot parse as CSV ({exc})") from exc
-    if bad_lines:
-        warnings.warn(f"{path}: skipped {len(bad_lines)} row(s) whose field count differs from the header")
 
     lower = [lab.lower() for lab in labels]
     if "xnano" in lower and "ynano" in lower:  # ISBI 2013 ground truth
@@ -360,7 +364,7 @@ def read_localizations(path: str | os.PathLike, pixel_size_nm: float | None = No
         if frame_label is None:
             raise LocalizationFileError(f"{path}: ISBI ground truth without a 'frame' column")
         rename[frame_label] = FRAME
-        table = raw.rename(columns=rename)[[c for c in rename.values()]]
+        table = pd.DataFrame({new: _numeric(path, old, raw[old]) for old, new in rename.items()})
     else:
         table = pd.DataFrame(index=raw.index)
         for label in labels:
@@ -372,24 +376,17 @@ def read_localizations(path: str | os.PathLike, pixel_size_nm: float | None = No
             if key in ("x", "y", "z", "sigma", "sigma1", "sigma2", "uncertainty", "uncertainty_xy", "uncertainty_z"):
                 factor = _length_factor(path, label, unit, pixel_size_nm)
                 out_name = {"uncertainty_xy": "uncertainty"}.get(key, key)
-                table[f"{out_name} [nm]"] = pd.to_numeric(col, errors="coerce") * factor
+                table[f"{out_name} [nm]"] = _numeric(path, label, col) * factor
             elif key == "frame":
-                table[FRAME] = col
+                table[FRAME] = _numeric(path, label, col)
             else:
-                table[label] = col
+                table[label] = _numeric(path, label, col, strict=False)
     missing = [c for c in (FRAME, X_NM, Y_NM) if c not in table.columns]
     if missing:
         raise LocalizationFileError(
             f"{path}: missing column(s) {missing}; found {labels}. Expected a ThunderSTORM CSV "
             '(at least "frame","x [nm]","y [nm]") or an ISBI ground-truth file'
         )
-    for c in (FRAME, X_NM, Y_NM):
-        values = pd.to_numeric(table[c], errors="coerce")
-        bad = values.isna() & table[c].notna()
-        if bad.any():
-            row = int(np.flatnonzero(bad.to_numpy())[0]) + 2
-            raise LocalizationFileError(f"{path}: non-numeric value {table[c][bad].iloc[0]!r} in column {c!r} (line {row})")
-        table[c] = values
     coords = table[[FRAME, X_NM, Y_NM]]
     if coords.isna().any().any():
         raise LocalizationFileError(f"{path}: empty or NaN frame/x/y values in {int(coords.isna().any(axis=1).sum())} row(s)")
@@ -405,6 +402,26 @@ def read_localizations(path: str | os.PathLike, pixel_size_nm: float | None = No
     table = table.sort_values(FRAME, kind="stable").reset_index(drop=True)
     table.attrs["source"] = str(path)
     return table
+
+
+_NUMBER_WORDS = {"NaN": "nan", "Infinity": "inf", "-Infinity": "-inf", "": "nan"}
+
+
+def _numeric(path, label: str, col: pd.Series, strict: bool = True) -> pd.Series:
+    """Column of strings -> floats (ThunderSTORM's NaN/Infinity words accepted).
+
+    A non-numeric value is an error naming the file, column and line; with
+    ``strict=False`` a column that is not numeric at all is kept as text.
+    """
+    words = col.str.strip().replace(_NUMBER_WORDS)
+    values = pd.to_numeric(words, errors="coerce")
+    bad = values.isna() & (words != "nan")
+    if bad.any():
+        if not strict and bad.all():
+            return col
+        row = int(np.flatnonzero(bad.to_numpy())[0]) + 1
+        raise LocalizationFileError(f"{path}: non-numeric value {col[bad].iloc[0]!r} in column {label!r} (data row {row})")
+    return values
 
 
 def _length_factor(path, label, unit, pixel_size_nm) -> float:

@@ -50,10 +50,11 @@ def cel0_penalty(x: torch.Tensor, lam: float, a) -> torch.Tensor:
     if not lam > 0:
         raise ValueError(f"lambda must be positive, got {lam}")
     a = torch.as_tensor(a, dtype=x.dtype, device=x.device)
-    thr = math.sqrt(2.0 * lam) / a
+    root = math.sqrt(2.0 * lam)
     ax = x.abs()
-    inside = lam - 0.5 * a**2 * (ax - thr) ** 2
-    return torch.where(ax < thr, inside, torch.full_like(ax, lam))
+    # lam - (a^2/2)(|x| - root/a)^2 expanded: exactly 0 at x = 0, no cancellation
+    inside = a * ax * (root - 0.5 * a * ax)
+    return torch.where(ax * a < root, inside, torch.full_like(ax, lam))
 
 
 def cel0_penalty_grad(x: torch.Tensor, lam: float, a) -> torch.Tensor:

@@ -1,0 +1,44 @@
+"""Shared fixtures. Tests generate their own data; the ISBI 2013 benchmark in
+../shared/data is used only by tests that skip cleanly when it is absent."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED_DATA = REPO.parent / "shared" / "data" / "isbi2013-bundled-tubes-hd"
+
+torch.set_num_threads(min(2, torch.get_num_threads()))
+
+
+@pytest.fixture
+def isbi_dir() -> Path:
+    """The ISBI 2013 high-density stack and ground truth; skips when absent."""
+    if not (SHARED_DATA / "frames.tif").is_file() or not (SHARED_DATA / "ground_truth.csv").is_file():
+        pytest.skip(f"ISBI 2013 data not available at {SHARED_DATA}")
+    return SHARED_DATA
+
+
+@pytest.fixture
+def rng() -> np.random.Generator:
+    return np.random.default_rng(1234)
+
+
+@pytest.fixture(scope="session")
+def tiny_model_path(tmp_path_factory) -> Path:
+    """A real DeepCEL0 model trained for a few steps on a tiny simulated set."""
+    from napari_deepcel0.core.acquisition import Acquisition
+    from napari_deepcel0.core.model_io import save_training_result
+    from napari_deepcel0.core.training import TrainingConfig, train
+    from napari_deepcel0.core.training_data import TrainingDataConfig
+
+    config = TrainingConfig(
+        epochs=1, max_steps_per_epoch=2, batch_size=4, device="cpu", precision="fp32",
+        data=TrainingDataConfig(n_patches=32, n_frames=4, frame_size=32, patch_size=16),
+    )
+    result = train(Acquisition(), config)
+    return save_training_result(tmp_path_factory.mktemp("model") / "tiny.safetensors", result)

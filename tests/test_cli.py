@@ -1,0 +1,114 @@
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from napari_deepcel0.cli import build_parser, main
+from napari_deepcel0.core.io import read_localizations, read_stack, write_thunderstorm_csv
+
+SUBCOMMANDS = ["simulate", "evaluate", "train", "localize", "demo"]
+
+
+@pytest.mark.parametrize("cmd", SUBCOMMANDS)
+def test_every_subcommand_has_help(cmd, capsys):
+    with pytest.raises(SystemExit) as e:
+        main([cmd, "--help"])
+    assert e.value.code == 0
+    assert "usage: deepcel0 " + cmd in capsys.readouterr().out
+
+
+def test_console_script_entry_point():
+    out = subprocess.run([sys.executable, "-m", "napari_deepcel0", "--help"], capture_output=True, text=True)
+    assert out.returncode == 0 and "simulate" in out.stdout
+
+
+@pytest.fixture
+def simulated(tmp_path):
+    assert main(["simulate", "--out", str(tmp_path / "sim"), "--frames", "6", "--size", "24", "--seed", "2"]) == 0
+    return tmp_path / "sim"
+
+
+def test_simulate_writes_stack_and_ground_truth(simulated):
+    stack = read_stack(simulated / "frames.tif")
+    assert stack.shape == (6, 24, 24) and stack.dtype == np.uint16 and stack.pixel_size_nm == pytest.approx(100)
+    gt = read_localizations(simulated / "ground_truth.csv")
+    assert gt["frame"].between(1, 6).all() and len(gt) > 6 * 20
+    assert gt["x [nm]"].between(0, 2400).all()
+
+
+def test_evaluate_self_and_jittered(simulated, tmp_path, capsys):
+    gt_path = simulated / "ground_truth.csv"
+    capsys.readouterr()
+    assert main(["evaluate", str(gt_path), "--gt", str(gt_path), "--json"]) == 0
+    rows = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert [r["tol_nm"] for r in rows] == [50, 100, 150, 250]
+    assert all(r["jaccard"] == 100.0 and r["rmse_nm"] == 0.0 for r in rows)
+    assert set(rows[0]) >= {"tol_nm", "tp", "fp", "fn", "jaccard", "sensitivity", "precision", "rmse_nm", "efficiency"}
+    gt = read_localizations(gt_path)
+    rng = np.random.default_rng(0)
+    jit = gt.copy()
+    jit["x [nm]"] += rng.normal(0, 20, len(gt))
+    jit["y [nm]"] += rng.normal(0, 20, len(gt))
+    write_thunderstorm_csv(tmp_path / "jit.csv", jit)
+    assert main(["evaluate", str(tmp_path / "jit.csv"), "--gt", str(gt_path), "--tol", "50", "250", "--json"]) == 0
+    r50, r250 = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert r250["jaccard"] == 100.0 and r250["rmse_nm"] == pytest.approx(20 * np.sqrt(2), rel=0.1)
+    assert 50 < r50["jaccard"] < 100
+    assert main(["evaluate", str(tmp_path / "jit.csv"), "--gt", str(gt_path)]) == 0
+    assert "Jaccard%" in capsys.readouterr().out
+
+
+def test_localize_writes_csv_and_render(simulated, tiny_model_path, tmp_path, capsys):
+    out = tmp_path / "locs.csv"
+    png = tmp_path / "render.png"
+    code = main(["localize", str(simulated / "frames.tif"), "--out", str(out), "--model", str(tiny_model_path),
+                 "--frames", "1-3", "--device", "cpu", "--render", str(png), "--threshold", "0",
+                 "--gt", str(simulated / "ground_truth.csv")])
+    assert code == 0
+    t = read_localizations(out)
+    assert t["frame"].between(1, 3).all()
+    assert png.stat().st_size > 0
+    assert "Jaccard%" in capsys.readouterr().out
+
+
+def test_train_writes_a_loadable_model(tmp_path):
+    from napari_deepcel0.core.model_io import load_model
+
+    out = tmp_path / "m.safetensors"
+    code = main(["train", "--out", str(out), "--epochs", "1", "--patches", "16", "--sim-frames", "2",
+                 "--max-steps-per-epoch", "1", "--batch-size", "4", "--device", "cpu", "--precision", "fp32"])
+    assert code == 0 and load_model(out).info.training["epochs"] == 1
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["localize", "missing.tif", "--out", "x.csv"], "no such file"),
+        (["evaluate", "missing.csv", "--gt", "missing.csv"], "no such file"),
+        (["simulate", "--out", "OUT", "--fwhm", "-3"], "FWHM must be positive"),
+        (["train", "--out", "model.pt"], "must end in .safetensors"),
+    ],
+)
+def test_bad_input_is_one_clear_line(argv, message, tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and message in err[0] and err[0].startswith("deepcel0 ")
+    assert not (tmp_path / "x.csv").exists()
+
+
+def test_model_from_another_tool_is_refused(simulated, tmp_path, capsys):
+    bogus = tmp_path / "keras.h5"
+    bogus.write_bytes(b"\x89HDF\r\n\x1a\n" + b"\x00" * 64)
+    assert main(["localize", str(simulated / "frames.tif"), "--out", str(tmp_path / "o.csv"),
+                 "--model", str(bogus)]) == 2
+    assert "not a valid model file" in capsys.readouterr().err
+    assert not (tmp_path / "o.csv").exists()
+
+
+def test_parser_lists_all_subcommands():
+    text = build_parser().format_help()
+    for cmd in SUBCOMMANDS:
+        assert cmd in text

@@ -1,0 +1,180 @@
+import os
+
+import numpy as np
+import pandas as pd
+import pytest
+import tifffile
+
+from napari_deepcel0.core import io
+
+
+def _table(n=5):
+    return pd.DataFrame({
+        "frame": np.arange(1, n + 1),
+        "x [nm]": np.linspace(10, 500, n),
+        "y [nm]": np.linspace(20, 900, n),
+        "intensity [photon]": np.linspace(100, 200, n),
+        "confidence": np.linspace(0.5, 1.5, n),
+    })
+
+
+@pytest.mark.parametrize("dtype", [np.uint8, np.uint16, np.int16, np.int32, np.float32, np.float64])
+def test_read_stack_dtypes(tmp_path, dtype):
+    data = (np.arange(3 * 5 * 7) % 200).reshape(3, 5, 7).astype(dtype)
+    tifffile.imwrite(tmp_path / "s.tif", data, photometric="minisblack")
+    with io.read_stack(tmp_path / "s.tif") as stack:
+        assert stack.shape == (3, 5, 7) and len(stack) == 3
+        assert stack[1].dtype == np.float32
+        assert np.array_equal(stack[1], data[1].astype(np.float32))
+        assert np.array_equal(stack[0:2], data[0:2].astype(np.float32))
+        assert np.array_equal(stack[[2, 0]], data[[2, 0]].astype(np.float32))
+
+
+def test_single_frame_and_compressed_stack(tmp_path):
+    tifffile.imwrite(tmp_path / "one.tif", np.ones((8, 9), np.uint16))
+    assert io.read_stack(tmp_path / "one.tif").shape == (1, 8, 9)
+    data = np.random.default_rng(0).integers(0, 1000, (4, 6, 6)).astype(np.uint16)
+    tifffile.imwrite(tmp_path / "z.tif", data, compression="zlib", photometric="minisblack")
+    stack = io.read_stack(tmp_path / "z.tif")
+    assert stack._memmap is None  # compressed: read page by page, not memory-mapped
+    assert np.array_equal(stack[3], data[3])
+
+
+def test_stack_is_memory_mapped_not_loaded(tmp_path):
+    data = np.zeros((50, 64, 64), np.uint16)
+    tifffile.imwrite(tmp_path / "big.tif", data, imagej=True)
+    stack = io.read_stack(tmp_path / "big.tif")
+    assert isinstance(stack._memmap, np.memmap)
+
+
+@pytest.mark.parametrize(
+    "data, kwargs, message",
+    [
+        (np.zeros((4, 4, 3), np.uint8), dict(photometric="rgb"), "RGB"),
+        (np.zeros((2, 3, 4, 5), np.uint16), dict(metadata={"axes": "TZYX"}), "4-D"),
+    ],
+)
+def test_rejects_rgb_and_4d(tmp_path, data, kwargs, message):
+    p = tmp_path / "bad.tif"
+    tifffile.imwrite(p, data, **kwargs)
+    with pytest.raises(io.StackError, match=message) as err:
+        io.read_stack(p)
+    assert "bad.tif" in str(err.value)
+
+
+def test_rejects_junk_and_missing(tmp_path):
+    p = tmp_path / "junk.tif"
+    p.write_bytes(b"not a tiff at all")
+    with pytest.raises(io.StackError, match="junk.tif"):
+        io.read_stack(p)
+    with pytest.raises(io.StackError, match="no such file"):
+        io.read_stack(tmp_path / "missing.tif")
+    empty = tmp_path / "empty.tif"
+    empty.write_bytes(b"")
+    with pytest.raises(io.StackError, match="empty.tif"):
+        io.read_stack(empty)
+
+
+def test_pixel_size_from_imagej_and_ome(tmp_path):
+    data = np.zeros((2, 8, 8), np.uint16)
+    io.write_tiff(tmp_path / "ij.tif", data, pixel_size_nm=107.0)
+    assert io.read_stack(tmp_path / "ij.tif").pixel_size_nm == pytest.approx(107.0)
+    tifffile.imwrite(tmp_path / "ome.ome.tif", data, metadata={"axes": "TYX", "PhysicalSizeX": 0.16,
+                                                                "PhysicalSizeXUnit": "µm"})
+    assert io.read_stack(tmp_path / "ome.ome.tif").pixel_size_nm == pytest.approx(160.0)
+    tifffile.imwrite(tmp_path / "plain.tif", data, photometric="minisblack")
+    assert io.read_stack(tmp_path / "plain.tif").pixel_size_nm is None
+
+
+def test_thunderstorm_csv_exact_header_and_round_trip(tmp_path):
+    t = _table()
+    path = io.write_thunderstorm_csv(tmp_path / "locs.csv", t)
+    lines = path.read_text().splitlines()
+    assert lines[0] == '"id","frame","x [nm]","y [nm]","intensity [photon]","confidence"'
+    assert lines[1].startswith("1,1,10,20,")
+    back = io.read_localizations(path)
+    assert list(back.columns[:3]) == ["frame", "x [nm]", "y [nm]"]
+    assert np.allclose(back[["x [nm]", "y [nm]", "intensity [photon]", "confidence"]], t[["x [nm]", "y [nm]", "intensity [photon]", "confidence"]])
+    assert (back["frame"] == t["frame"]).all()
+    assert oct(os.stat(path).st_mode & 0o777) != oct(0o600)
+
+
+def test_csv_special_values_and_bad_frames(tmp_path):
+    t = _table(3)
+    t["uncertainty [nm]"] = [np.nan, np.inf, 1.0]
+    text = io.write_thunderstorm_csv(tmp_path / "a.csv", t).read_text()
+    assert "NaN" in text and "Infinity" in text
+    t.loc[0, "frame"] = 0
+    with pytest.raises(ValueError, match="1-based"):
+        io.write_thunderstorm_csv(tmp_path / "b.csv", t)
+    assert not (tmp_path / "b.csv").exists()
+
+
+def test_atomic_write_keeps_old_file_on_failure(tmp_path):
+    target = tmp_path / "out.csv"
+    target.write_text("old\n")
+
+    def boom(tmp):
+        with open(tmp, "w") as fh:
+            fh.write("half")
+        raise RuntimeError("disk full")
+
+    with pytest.raises(RuntimeError):
+        io.atomic_write(target, boom)
+    assert target.read_text() == "old\n"
+    assert [p.name for p in tmp_path.iterdir()] == ["out.csv"]
+
+
+def test_read_thunderstorm_px_units_and_uncertainty_xy(tmp_path):
+    p = tmp_path / "ts.csv"
+    p.write_text('"id","frame","x [px]","y [px]","sigma [px]","uncertainty_xy [nm]"\n1,1,1.5,2.0,1.1,7.5\n2,3,0.5,0.5,1.0,8\n')
+    with pytest.raises(io.LocalizationFileError, match="pixel size"):
+        io.read_localizations(p)
+    t = io.read_localizations(p, pixel_size_nm=100)
+    assert t["x [nm]"].tolist() == [150.0, 50.0] and t["y [nm]"].tolist() == [200.0, 50.0]
+    assert t["sigma [nm]"].tolist() == pytest.approx([110.0, 100.0])
+    assert t["uncertainty [nm]"].tolist() == [7.5, 8.0]
+    assert "id" not in t.columns
+
+
+def test_read_isbi_2013_format_and_plain_gt(tmp_path):
+    p = tmp_path / "isbi.csv"
+    p.write_text("Ground-truth,frame,xnano,ynano,znano,intensity\n1,1,777.3,3753.6,0,1500\n2,2,807.4,3694.2,0,1600\n")
+    t = io.read_localizations(p)
+    assert t["frame"].tolist() == [1, 2] and t["x [nm]"].tolist() == [777.3, 807.4]
+    assert t["intensity [photon]"].tolist() == [1500, 1600]
+    q = tmp_path / "plain.csv"
+    q.write_text('"frame","x [nm]","y [nm]"\n1,777.32214,3753.63916\n')
+    assert io.read_localizations(q)["y [nm]"].iloc[0] == pytest.approx(3753.63916)
+
+
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        ("", "empty file"),
+        ('"a","b"\n1,2\n', "missing column"),
+        ('"frame","x [nm]","y [nm]"\n0,1,2\n', "1-based"),
+        ('"frame","x [nm]","y [nm]"\n1,abc,2\n', "non-numeric"),
+        ('"frame","x [furlong]","y [nm]"\n1,1,2\n', "unknown unit"),
+    ],
+)
+def test_bad_csv_messages(tmp_path, text, message):
+    p = tmp_path / "bad.csv"
+    p.write_text(text)
+    with pytest.raises(io.LocalizationFileError, match=message):
+        io.read_localizations(p)
+
+
+def test_rows_with_wrong_field_count_are_skipped_with_warning(tmp_path):
+    p = tmp_path / "ragged.csv"
+    p.write_text('"frame","x [nm]","y [nm]"\n1,1,2\n2,3\n3,4,5\n')
+    with pytest.warns(UserWarning, match="skipped 1 row"):
+        t = io.read_localizations(p)
+    assert t["frame"].tolist() == [1, 3]
+
+
+def test_shared_ground_truth_loads(isbi_dir):
+    gt = io.read_localizations(isbi_dir / "ground_truth.csv")
+    assert len(gt) == 81178 and gt["frame"].min() == 1 and gt["frame"].max() == 361
+    with io.read_stack(isbi_dir / "frames.tif") as stack:
+        assert stack.shape == (361, 64, 64) and stack.pixel_size_nm == pytest.approx(100.0)

@@ -1,0 +1,65 @@
+import numpy as np
+import pytest
+import torch
+
+from napari_deepcel0.core.acquisition import ISBI2013
+from napari_deepcel0.core.localize import extract_localizations, find_components, find_peaks, local_maxima
+
+
+def test_isolated_spikes_are_found_at_pixel_centres():
+    m = np.zeros((2, 40, 40), np.float32)
+    m[0, 5, 7] = 80
+    m[0, 30, 20] = 60
+    m[1, 12, 33] = 90
+    t = extract_localizations(m, ISBI2013, threshold=8.5, first_frame=11, mass_scale=1 / 85.0)
+    t = t.sort_values(["frame", "y [nm]"]).reset_index(drop=True)
+    assert t["frame"].tolist() == [11, 11, 12]
+    assert t["x [nm]"].tolist() == pytest.approx([(7 + 0.5) * 25, (20 + 0.5) * 25, (33 + 0.5) * 25])
+    assert t["y [nm]"].tolist() == pytest.approx([(5 + 0.5) * 25, (30 + 0.5) * 25, (12 + 0.5) * 25])
+    assert t["confidence"].tolist() == pytest.approx([80 / 85, 60 / 85, 90 / 85])
+
+
+def test_centre_of_mass_refinement():
+    m = np.zeros((1, 10, 10), np.float32)
+    m[0, 4, 4] = 3.0
+    m[0, 4, 5] = 1.0
+    p = find_peaks(m, 0.5)
+    assert len(p["row"]) == 1
+    assert p["col"][0] == pytest.approx(4.25) and p["row"][0] == pytest.approx(4.0)
+    assert p["mass"][0] == pytest.approx(4.0) and p["peak"][0] == pytest.approx(3.0)
+
+
+def test_plateau_gives_one_maximum_and_threshold_is_strict():
+    m = np.zeros((1, 8, 8), np.float32)
+    m[0, 3:5, 3:5] = 5.0
+    assert local_maxima(m, 1.0).sum() == 1
+    assert local_maxima(m, 5.0).sum() == 0
+
+
+def test_neighbours_two_pixels_apart_stay_separate_one_pixel_apart_merge():
+    m = np.zeros((1, 12, 12), np.float32)
+    m[0, 5, 3] = 10
+    m[0, 5, 5] = 10  # 2 px apart: not neighbours, two peaks
+    assert len(find_peaks(m, 1)["row"]) == 2
+    m2 = np.zeros((1, 12, 12), np.float32)
+    m2[0, 5, 3] = 10
+    m2[0, 5, 4] = 9
+    assert len(find_peaks(m2, 1)["row"]) == 1
+
+
+def test_components_merge_touching_pixels_with_weighted_centroid():
+    m = np.zeros((1, 10, 10), np.float32)
+    m[0, 2, 2], m[0, 2, 3], m[0, 3, 3] = 1.0, 1.0, 2.0
+    m[0, 7, 7] = 4.0
+    c = find_components(m, 0.5)
+    order = np.argsort(c["row"])
+    assert len(c["row"]) == 2
+    assert c["row"][order[0]] == pytest.approx((2 + 2 + 6) / 4) and c["col"][order[0]] == pytest.approx((2 + 3 + 6) / 4)
+    assert c["mass"][order].tolist() == pytest.approx([4.0, 4.0])
+
+
+def test_works_on_torch_tensors_and_empty_maps():
+    t = extract_localizations(torch.zeros(3, 16, 16), ISBI2013, threshold=1.0)
+    assert len(t) == 0 and list(t.columns) == ["frame", "x [nm]", "y [nm]", "confidence"]
+    with pytest.raises(ValueError, match="method"):
+        extract_localizations(torch.zeros(1, 4, 4), ISBI2013, 1.0, method="magic")

@@ -1,0 +1,89 @@
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from napari_deepcel0.core import metrics
+
+
+def _t(frames, xs, ys):
+    return pd.DataFrame({"frame": frames, "x [nm]": np.asarray(xs, float), "y [nm]": np.asarray(ys, float)})
+
+
+def test_optimal_matching_beats_greedy():
+    # Greedy nearest-pair matching takes est@45 for gt@60 (15 nm) and then cannot
+    # match gt@0 (est@100 is 100 nm away): 1 pair. The optimal assignment pairs
+    # gt@0-est@45 and gt@60-est@100: 2 pairs.
+    gt = _t([1, 1], [0, 60], [0, 0])
+    est = _t([1, 1], [45, 100], [0, 0])
+    s = metrics.score(gt, est, 50)
+    assert (s.tp, s.fp, s.fn) == (2, 0, 0)
+    assert s.jaccard == 100.0
+    assert s.rmse_nm == pytest.approx(math.sqrt((45**2 + 40**2) / 2))
+    assert s.bias_x_nm == pytest.approx(42.5)
+
+
+def test_pairs_beyond_tolerance_are_never_matched():
+    gt = _t([1], [0], [0])
+    est = _t([1], [50.5], [0])
+    s = metrics.score(gt, est, 50)
+    assert (s.tp, s.fp, s.fn) == (0, 1, 1) and s.jaccard == 0.0 and math.isnan(s.rmse_nm)
+    assert metrics.score(gt, est, 51).tp == 1
+
+
+def test_matching_is_per_frame():
+    gt = _t([1, 2], [0, 0], [0, 0])
+    est = _t([2, 3], [10, 0], [0, 0])
+    s = metrics.score(gt, est, 50)
+    assert (s.tp, s.fp, s.fn) == (1, 1, 1)
+    assert s.jaccard == pytest.approx(100 / 3)
+
+
+def test_known_counts_and_definitions():
+    gt = _t([1] * 4, [0, 200, 400, 600], [0] * 4)
+    est = _t([1] * 5, [3, 204, 800, 1000, 1200], [4, 0, 0, 0, 0])
+    s = metrics.score(gt, est, 50)
+    assert (s.tp, s.fp, s.fn) == (2, 3, 2)
+    assert s.jaccard == pytest.approx(100 * 2 / 7)
+    assert s.sensitivity == pytest.approx(50.0)
+    assert s.precision == pytest.approx(40.0)
+    assert s.rmse_nm == pytest.approx(math.sqrt((25 + 16) / 2))
+    assert s.efficiency == pytest.approx(100 - math.sqrt((100 - s.jaccard) ** 2 + s.rmse_nm**2))
+
+
+def test_coincident_points_and_self_match():
+    rng = np.random.default_rng(0)
+    gt = _t(rng.integers(1, 5, 300), rng.uniform(0, 3000, 300), rng.uniform(0, 3000, 300))
+    for s in metrics.evaluate(gt, gt):
+        assert s.jaccard == 100.0 and s.rmse_nm == 0.0 and s.efficiency == 100.0
+
+
+def test_maximum_cardinality_in_a_dense_cluster():
+    # a chain gt0 - est0 - gt1 - est1 - gt2 with 40 nm spacing at tol 50:
+    # the best assignment matches 2 pairs, whatever the order of the points
+    gt = _t([1, 1, 1], [0, 80, 160], [0, 0, 0])
+    est = _t([1, 1], [40, 120], [0, 0])
+    m = metrics.match(gt, est, 50)
+    assert len(m.gt_index) == 2 and len(set(m.est_index)) == 2
+    found, true = m.labels()
+    assert found.sum() == 2 and true.all()
+
+
+def test_specificity_counts_fine_pixels_without_gt():
+    gt = _t([1, 1], [10, 60], [10, 10])  # two GT molecules in fine pixels (0,0) and (0,2)
+    est = _t([1, 1, 1], [10, 60, 500], [10, 10, 500])  # one FP
+    s = metrics.score(gt, est, 50, grid=(25.0, (32, 32)), n_frames=1)
+    tn = 32 * 32 - 2
+    assert s.specificity == pytest.approx(100 * tn / (tn + 1))
+
+
+def test_json_dict_has_no_nan():
+    s = metrics.score(_t([1], [0], [0]), _t([1], [500], [0]), 50)
+    d = s.to_dict()
+    assert d["rmse_nm"] is None and d["jaccard"] == 0.0
+
+
+def test_tolerance_must_be_positive():
+    with pytest.raises(ValueError):
+        metrics.match_points(np.zeros((1, 2)), np.zeros((1, 2)), 0)

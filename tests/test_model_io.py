@@ -1,0 +1,112 @@
+import json
+import pickle
+
+import numpy as np
+import pytest
+import torch
+from safetensors.torch import save_file
+
+from napari_deepcel0.core import model_io
+from napari_deepcel0.core.model_io import ModelFileError, load_model, read_model_info, save_model
+
+
+def test_round_trip_keeps_weights_and_metadata(tiny_model_path, tmp_path):
+    loaded = load_model(tiny_model_path)
+    info = loaded.info
+    assert info.head == "relu" and info.method == "deepcel0" and info.loss == "cel0" and info.lam == 100.0
+    assert info.acquisition.fwhm_nm == 258.21 and info.format_version == model_io.FORMAT_VERSION
+    assert info.norm_std > 0 and info.target_scale == pytest.approx(85.1, abs=0.05)
+    assert info.training["data"]["n_patches"] == 32 and len(info.history) == 1
+    assert info.package_version and info.created
+    copy = save_model(tmp_path / "copy.safetensors", loaded.network, info)
+    again = load_model(copy)
+    for (k, a), (_, b) in zip(loaded.network.state_dict().items(), again.network.state_dict().items()):
+        assert torch.equal(a, b), k
+    assert "deepcel0" in again.info.summary()
+
+
+def test_truncated_and_corrupt_files(tiny_model_path, tmp_path):
+    data = tiny_model_path.read_bytes()
+    short = tmp_path / "short.safetensors"
+    short.write_bytes(data[: len(data) // 2])
+    with pytest.raises(ModelFileError, match="short.safetensors"):
+        load_model(short)
+    junk = tmp_path / "junk.safetensors"
+    junk.write_bytes(b"\x00" * 100)
+    with pytest.raises(ModelFileError, match="not a valid model file"):
+        load_model(junk)
+
+
+def test_a_pickle_is_refused_and_never_executed(tmp_path):
+    marker = tmp_path / "executed"
+
+    class Evil:
+        def __reduce__(self):
+            return (open, (str(marker), "w"))
+
+    p = tmp_path / "model.pt"
+    p.write_bytes(pickle.dumps(Evil()))
+    with pytest.raises(ModelFileError, match="not a valid model file"):
+        load_model(p)
+    assert not marker.exists()
+
+
+def test_safetensors_from_another_tool(tmp_path):
+    p = tmp_path / "other.safetensors"
+    save_file({"w": torch.zeros(3)}, str(p), metadata={"format": "pt"})
+    with pytest.raises(ModelFileError, match="another tool"):
+        load_model(p)
+
+
+def _rewrite(path, tmp_path, mutate_meta=None, mutate_tensors=None):
+    from safetensors import safe_open
+
+    with safe_open(str(path), framework="pt") as f:
+        meta = dict(f.metadata())
+        tensors = {k: f.get_tensor(k) for k in f.keys()}
+    d = json.loads(meta[model_io.METADATA_KEY])
+    if mutate_meta:
+        mutate_meta(d)
+    if mutate_tensors:
+        mutate_tensors(tensors)
+    out = tmp_path / "mutated.safetensors"
+    save_file(tensors, str(out), metadata={model_io.METADATA_KEY: json.dumps(d)})
+    return out
+
+
+def test_future_version_and_wrong_architecture(tiny_model_path, tmp_path):
+    p = _rewrite(tiny_model_path, tmp_path, lambda d: d.update(format_version=99))
+    with pytest.raises(ModelFileError, match="newer"):
+        read_model_info(p)
+    p = _rewrite(tiny_model_path, tmp_path, lambda d: d.update(architecture="unet-v7"))
+    with pytest.raises(ModelFileError, match="architecture"):
+        load_model(p)
+    p = _rewrite(tiny_model_path, tmp_path, lambda d: d.update(norm_std=0))
+    with pytest.raises(ModelFileError, match="normalisation"):
+        load_model(p)
+
+
+def test_wrong_tensor_shapes_and_names(tiny_model_path, tmp_path):
+    def reshape(t):
+        t["out.weight"] = torch.zeros(1, 16, 1, 1)
+
+    with pytest.raises(ModelFileError, match="shape"):
+        load_model(_rewrite(tiny_model_path, tmp_path, mutate_tensors=reshape))
+
+    def drop(t):
+        del t["out.weight"]
+
+    with pytest.raises(ModelFileError, match="missing"):
+        load_model(_rewrite(tiny_model_path, tmp_path, mutate_tensors=drop))
+
+    def poison(t):
+        t["out.weight"] = torch.full_like(t["out.weight"], float("nan"))
+
+    with pytest.raises(ModelFileError, match="NaN"):
+        load_model(_rewrite(tiny_model_path, tmp_path, mutate_tensors=poison))
+
+
+def test_bundled_model_loads():
+    loaded = model_io.load_bundled_model()
+    assert loaded.info.head == "relu"
+    assert loaded.info.acquisition.pixel_size_nm == 100 and loaded.info.acquisition.upsampling == 4

@@ -1,0 +1,99 @@
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from napari_deepcel0.core.acquisition import ISBI2013
+from napari_deepcel0.core.losses import (
+    LocalizationLoss,
+    cel0_penalty,
+    cel0_penalty_grad,
+    cel0_threshold,
+    gaussian_kernel_2d,
+)
+from napari_deepcel0.core.network import LocalizationNet, count_parameters, upsample_nearest
+from napari_deepcel0.core.optics import phase_column_norms
+
+
+def test_parameter_count_matches_deep_storm():
+    assert count_parameters(LocalizationNet("relu")) == pytest.approx(1.37e6, rel=0.01)
+
+
+@pytest.mark.parametrize("shape", [(16, 16), (20, 28), (5, 7), (1, 1)])
+def test_any_input_size_works_and_relu_head_is_non_negative(shape):
+    torch.manual_seed(0)
+    net = LocalizationNet("relu").eval()
+    x = torch.randn(2, 1, *shape)
+    out = net(x)
+    assert out.shape == x.shape and (out >= 0).all()
+    lin = LocalizationNet("linear").eval()
+    for p, q in zip(lin.parameters(), net.parameters()):
+        p.data.copy_(q.data)
+    assert torch.allclose(torch.relu(lin(x)), out, atol=1e-6)
+
+
+def test_unknown_head():
+    with pytest.raises(ValueError, match="head"):
+        LocalizationNet("sigmoid")
+
+
+def test_upsample_nearest_is_kron():
+    f = torch.arange(6.0).reshape(1, 2, 3)
+    up = upsample_nearest(f, 4)[0, 0].numpy()
+    assert np.array_equal(up, np.kron(f[0].numpy(), np.ones((4, 4))))
+
+
+def test_cel0_penalty_values_and_continuity():
+    lam, a = 100.0, 0.25
+    thr = cel0_threshold(lam, a)
+    assert thr == pytest.approx(math.sqrt(200) / 0.25)
+    u = torch.tensor([0.0, thr * 0.5, thr - 1e-6, thr, thr + 1e-6, 2 * thr, -3 * thr], dtype=torch.float64)
+    phi = cel0_penalty(u, lam, a)
+    assert phi[0] == 0.0
+    assert phi[3:].tolist() == pytest.approx([lam] * 4)
+    assert phi[2] == pytest.approx(lam, abs=1e-6)  # continuous at the threshold
+    assert phi[1] == pytest.approx(lam - 0.5 * a**2 * (thr / 2) ** 2)
+    # the typo'd ||c||/2 factor would not vanish at 0; the correct a^2/2 does:
+    assert lam - a / 2 * thr**2 != 0
+    # symmetric and non-decreasing in |u|
+    grid = torch.linspace(0, 2 * thr, 1001, dtype=torch.float64)
+    vals = cel0_penalty(grid, lam, a)
+    assert torch.all(vals[1:] >= vals[:-1] - 1e-12)
+    assert torch.allclose(cel0_penalty(-grid, lam, a), vals)
+
+
+def test_cel0_gradient_matches_autograd_and_finite_differences():
+    lam = 100.0
+    a = torch.tensor(phase_column_norms(ISBI2013), dtype=torch.float64)
+    x = (torch.rand(4, 4, dtype=torch.float64) * 120 - 20).requires_grad_(True)
+    cel0_penalty(x, lam, a).sum().backward()
+    assert torch.allclose(x.grad, cel0_penalty_grad(x.detach(), lam, a))
+    eps = 1e-6
+    xd = x.detach()
+    fd = (cel0_penalty(xd + eps, lam, a) - cel0_penalty(xd - eps, lam, a)) / (2 * eps)
+    assert torch.allclose(fd, x.grad, atol=1e-5)
+
+
+def test_penalty_rejects_bad_lambda():
+    with pytest.raises(ValueError):
+        cel0_penalty(torch.zeros(3), 0.0, 0.25)
+    with pytest.raises(ValueError):
+        LocalizationLoss("cel0", lam=float("inf"))
+
+
+def test_loss_is_zero_for_a_perfect_sparse_prediction():
+    g = torch.tensor(gaussian_kernel_2d(), dtype=torch.float32)[None, None]
+    assert float(g.sum()) == pytest.approx(1.0)
+    spikes = torch.zeros(1, 1, 32, 32)
+    spikes[0, 0, 10, 10] = 85.0
+    target = torch.nn.functional.conv2d(spikes, g, padding=3)
+    loss = LocalizationLoss("cel0", 100.0, phase_column_norms(ISBI2013))
+    total, parts = loss(spikes, target)
+    assert parts["fidelity"] == pytest.approx(0.0, abs=1e-8)
+    # one spike beyond the threshold costs exactly lambda, averaged over the pixels
+    assert parts["sparsity"] == pytest.approx(100.0 / (32 * 32), rel=1e-5)
+    l1 = LocalizationLoss("l1", fidelity_gain=2.0)
+    _, p1 = l1(spikes / 2, target)
+    assert p1["fidelity"] == pytest.approx(0.0, abs=1e-8)
+    assert p1["sparsity"] == pytest.approx(42.5 / (32 * 32))

@@ -1,0 +1,108 @@
+import threading
+
+import numpy as np
+import pytest
+import torch
+
+from napari_deepcel0.core.acquisition import Acquisition
+from napari_deepcel0.core.model_io import load_model
+from napari_deepcel0.core.predict import (
+    DeepLocalizer,
+    FrameSourceError,
+    localize,
+    localize_stream,
+    parse_frame_selection,
+)
+from napari_deepcel0.core.simulate import simulate_stack
+
+
+@pytest.fixture(scope="module")
+def stack():
+    frames, gt = simulate_stack(n_frames=5, shape=(20, 28), seed=3)
+    return frames, gt
+
+
+@pytest.fixture
+def model(tiny_model_path):
+    return DeepLocalizer(tiny_model_path, device="cpu", precision="fp32", batch_size=2)
+
+
+def test_parse_frame_selection():
+    assert parse_frame_selection(None, 4).tolist() == [0, 1, 2, 3]
+    assert parse_frame_selection("2-3", 4).tolist() == [1, 2]
+    assert parse_frame_selection("1,3-", 4).tolist() == [0, 2, 3]
+    assert parse_frame_selection((2, 2), 4).tolist() == [1]
+    for bad in ("0-2", "3-9", "x"):
+        with pytest.raises(ValueError):
+            parse_frame_selection(bad, 4)
+
+
+def test_streaming_equals_one_shot_and_any_frame_size(model, stack):
+    frames, _ = stack
+    whole = localize(model, frames, threshold=0.0)
+    parts = list(localize_stream(model, frames, threshold=0.0, batch_size=2))
+    assert [p.frames.tolist() for p in parts] == [[1, 2], [3, 4], [5]]
+    assert parts[-1].done == 5 == parts[-1].total
+    joined = np.concatenate([p.table[["x [nm]", "y [nm]"]].to_numpy() for p in parts])
+    assert np.allclose(np.sort(joined, axis=0), np.sort(whole[["x [nm]", "y [nm]"]].to_numpy(), axis=0), atol=1e-3)
+    odd = frames[:, :13, :15]  # fine grid 52 x 60: not a multiple of 8
+    maps, _ = model.maps(odd)
+    assert maps.shape == (5, 52, 60) and torch.isfinite(maps).all()
+
+
+def test_batch_equals_single_frame(model, stack):
+    frames, _ = stack
+    maps_batch, _ = model.maps(frames[:3])
+    single = torch.cat([model.maps(frames[i : i + 1])[0] for i in range(3)])
+    assert torch.allclose(maps_batch, single, atol=1e-4)
+
+
+def test_constant_and_one_frame_stacks(model):
+    const = np.full((2, 16, 16), 100.0, np.float32)
+    maps, _ = model.maps(const)
+    assert torch.isfinite(maps).all()
+    out = localize(model, np.ones((16, 16), np.float32) * 3)  # a single 2D frame
+    assert set(out["frame"]) <= {1}
+
+
+def test_bad_frames_give_clear_errors(model):
+    with pytest.raises(FrameSourceError, match="empty"):
+        localize(model, np.zeros((0, 8, 8), np.float32))
+    bad = np.ones((3, 8, 8), np.float32)
+    bad[1, 2, 2] = np.nan
+    with pytest.raises(FrameSourceError, match="frame 2"):
+        localize(model, bad)
+    with pytest.raises(ValueError, match="threshold"):
+        localize(model, np.ones((1, 8, 8), np.float32), threshold=float("nan"))
+
+
+def test_mismatch_warning_names_both_values(tiny_model_path):
+    with pytest.warns(UserWarning, match=r"pixel size: model 100 nm, data 160 nm"):
+        m = DeepLocalizer(tiny_model_path, acquisition=Acquisition(pixel_size_nm=160, fwhm_nm=300), device="cpu")
+    assert any("FWHM: model 258.21 nm, data 300 nm" in s for s in m.mismatch)
+    assert m.acquisition.pixel_size_nm == 160  # coordinates use the data's pixel size
+
+
+def test_cancel_stops_after_the_current_batch(model, stack):
+    frames, _ = stack
+    stop = threading.Event()
+    got = []
+    for r in localize_stream(model, frames, batch_size=2, cancel=stop):
+        got.append(r)
+        stop.set()
+    assert len(got) == 1 and got[0].done == 2
+
+
+def test_cuda_requested_without_gpu(tiny_model_path):
+    if torch.cuda.is_available():
+        pytest.skip("a GPU is present")
+    with pytest.raises(RuntimeError, match="no CUDA GPU"):
+        DeepLocalizer(tiny_model_path, device="cuda")
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_cpu_and_gpu_agree(tiny_model_path, stack):
+    frames, _ = stack
+    cpu = DeepLocalizer(tiny_model_path, device="cpu", precision="fp32").maps(frames)[0]
+    gpu = DeepLocalizer(tiny_model_path, device="cuda", precision="fp32").maps(frames)[0].cpu()
+    assert torch.allclose(cpu, gpu, atol=1e-3 * max(1.0, float(cpu.max())))

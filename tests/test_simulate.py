@@ -1,0 +1,96 @@
+import numpy as np
+import pandas as pd
+import pytest
+
+from napari_deepcel0.core import simulate as sim
+from napari_deepcel0.core.acquisition import ISBI2013, Acquisition
+from napari_deepcel0.core.optics import AcquisitionOperator
+
+
+def test_uniform_density_and_reproducibility():
+    field = (6400.0, 6400.0)
+    a = sim.uniform_emitters(50, field, 6.0, seed=3)
+    b = sim.uniform_emitters(50, field, 6.0, seed=3)
+    pd.testing.assert_frame_equal(a, b)
+    assert len(a) / 50 == pytest.approx(6.0 * 40.96, rel=0.05)
+    assert a["x [nm]"].between(0, 6400).all() and a["y [nm]"].between(0, 6400).all()
+    assert set(a["frame"]) <= set(range(1, 51))
+    assert not sim.uniform_emitters(50, field, 6.0, seed=4).equals(a)
+
+
+def test_filaments_make_emitters_near_the_curves():
+    field = (6400.0, 6400.0)
+    fil = sim.make_filaments(field, n_filaments=3, seed=1)
+    assert len(fil) == 3 and all(f.shape[1] == 2 and len(f) > 50 for f in fil)
+    em = sim.emitters_on_filaments(fil, 5, field, 5.0, tube_width_nm=30, seed=2)
+    assert len(em) / 5 == pytest.approx(5.0 * 40.96, rel=0.2)
+    pts = np.concatenate(fil)
+    d = np.min(np.hypot(em["x [nm]"].to_numpy()[:, None] - pts[None, :, 0],
+                        em["y [nm]"].to_numpy()[:, None] - pts[None, :, 1]), axis=1)
+    assert d.max() < 15 + 10  # half the tube width plus the vertex spacing
+
+
+def test_expected_photons_integrates_psf_over_pixels():
+    acq = ISBI2013
+    em = pd.DataFrame({"frame": [1], "x [nm]": [1650.0], "y [nm]": [1250.0], "intensity [photon]": [1000.0]})
+    img = sim.expected_photons(em, acq, (32, 32), 1)[0]
+    assert img.sum() == pytest.approx(1000.0, rel=1e-6)
+    # centre of mass at the emitter, in the pixel-centre convention
+    rows, cols = np.indices(img.shape)
+    assert ((cols + 0.5) * 100 * img).sum() / img.sum() == pytest.approx(1650.0, abs=1e-6)
+    assert ((rows + 0.5) * 100 * img).sum() / img.sum() == pytest.approx(1250.0, abs=1e-6)
+    assert np.unravel_index(img.argmax(), img.shape) == (12, 16)
+
+
+def test_camera_noise_statistics():
+    acq = Acquisition(offset_adu=100, gain_adu_per_photon=2.0, read_noise_adu=3.0)
+    photons = np.full((200, 16, 16), 50.0)
+    out = sim.CameraNoise(background_photons=(10.0, 10.0)).apply(photons, acq, np.random.default_rng(0))
+    assert out.mean() == pytest.approx(100 + 2 * 60, rel=0.01)
+    assert out.var() == pytest.approx(4 * 60 + 9, rel=0.05)
+
+
+def test_gaussian_noise_reaches_target_snr():
+    em = sim.uniform_emitters(20, (3200.0, 3200.0), 6.0, seed=0)
+    clean = sim.render_frames(em, ISBI2013, (32, 32), 20, noise=None)
+    noisy = sim.render_frames(em, ISBI2013, (32, 32), 20, noise=sim.GaussianSNRNoise((12.0, 12.0)), seed=1)
+    snrs = [sim.snr_db(c, n) for c, n in zip(clean, noisy)]
+    assert np.mean(snrs) == pytest.approx(12.0, abs=0.3)
+
+
+def test_fine_grid_maps_and_forward_model():
+    acq = ISBI2013
+    em = pd.DataFrame({"frame": [1, 1, 2], "x [nm]": [12.0, 30.0, 399.0], "y [nm]": [0.0, 80.0, 399.0]})
+    maps = sim.fine_grid_maps(em, acq, (16, 16), 2)
+    assert maps[0, 0, 0] == 1 and maps[0, 3, 1] == 1 and maps[1, 15, 15] == 1 and maps.sum() == 3
+    y = sim.forward_model_frames(maps, acq, np.inf)
+    op = AcquisitionOperator(acq, (4, 4))
+    assert np.allclose(y, op.forward(maps), atol=1e-5)
+    noisy = sim.forward_model_frames(maps, acq, 10.0, seed=0)
+    assert noisy.shape == (2, 4, 4) and not np.allclose(noisy, y)
+
+
+@pytest.mark.parametrize("name, dist", [("1a", 25.0), ("2a", 75.0)])
+def test_paper_close_pairs(name, dist):
+    em = sim.paper_test_scene(name)
+    assert len(em) == 2
+    assert np.hypot(*(em[["x [nm]", "y [nm]"]].to_numpy()[0] - em[["x [nm]", "y [nm]"]].to_numpy()[1])) == pytest.approx(dist)
+    assert (em["x [nm]"] == 256.5 * 25).all()  # on column 256
+
+
+def test_paper_circle_scene():
+    em = sim.paper_test_scene("3a")
+    centre = np.array([256.5 * 25, 256.5 * 25])
+    r = np.hypot(em["x [nm]"] - centre[0], em["y [nm]"] - centre[1])
+    assert len(em) == 4 and np.allclose(r, 125.0)
+    with pytest.raises(ValueError, match="unknown paper scene"):
+        sim.paper_test_scene("4a")
+
+
+def test_simulate_stack_is_seeded():
+    f1, e1 = sim.simulate_stack(n_frames=3, shape=(24, 24), seed=5)
+    f2, e2 = sim.simulate_stack(n_frames=3, shape=(24, 24), seed=5)
+    assert np.array_equal(f1, f2) and e1.equals(e2)
+    assert f1.shape == (3, 24, 24) and f1.min() >= 0
+    with pytest.raises(ValueError, match="structure"):
+        sim.simulate_stack(n_frames=1, structure="spiral")

@@ -1,0 +1,101 @@
+import math
+import threading
+
+import numpy as np
+import pytest
+import torch
+
+from napari_deepcel0.core.acquisition import ISBI2013, Acquisition
+from napari_deepcel0.core.training import TrainingConfig, TrainingDivergedError, train
+from napari_deepcel0.core.training_data import (
+    TrainingDataConfig,
+    default_target_scale,
+    make_training_set,
+    minmax_scale,
+)
+
+TINY_DATA = TrainingDataConfig(n_patches=24, n_frames=3, frame_size=32, patch_size=16)
+
+
+def tiny(**kw):
+    base = dict(epochs=1, max_steps_per_epoch=2, batch_size=4, device="cpu", precision="fp32", data=TINY_DATA)
+    return TrainingConfig(**{**base, **kw})
+
+
+def test_target_scale_rule():
+    assert default_target_scale(4) == pytest.approx(85.1, abs=0.05)
+
+
+def test_minmax_scale_constant_frame_is_zero_not_nan():
+    out = minmax_scale(np.stack([np.full((4, 4), 7.0), np.arange(16.0).reshape(4, 4)]))
+    assert np.all(out[0] == 0) and out[1].min() == 0 and out[1].max() == 1
+
+
+def test_training_set_follows_the_paper_recipe():
+    cfg = TrainingDataConfig(n_patches=200, n_frames=4)
+    ts = make_training_set(ISBI2013, cfg)
+    assert ts.inputs.shape == (200, 26, 26) and ts.spikes.shape == (200, 104, 104)
+    assert ts.spikes.reshape(200, -1).sum(1).min() >= 7  # at least 7 emitters per patch
+    assert abs(ts.inputs.mean()) < 1e-4 and ts.inputs.std() == pytest.approx(1.0, abs=1e-3)
+    assert 0 < ts.mean < 1 and ts.std > 0
+    assert ts.target_scale == pytest.approx(85.1, abs=0.05)
+    again = make_training_set(ISBI2013, cfg)
+    assert np.array_equal(again.inputs, ts.inputs) and np.array_equal(again.spikes, ts.spikes)
+
+
+def test_paper_preset():
+    cfg = TrainingDataConfig.paper()
+    assert cfg.n_frames == 20 and cfg.snr_fraction == 1.0 and cfg.n_patches == 10000 and cfg.patch_size == 26
+
+
+def test_spikes_align_with_the_camera_patch():
+    # one bright emitter: the brightest input pixel must contain the target spike
+    cfg = TrainingDataConfig(n_patches=50, n_frames=2, density_per_um2=6.0, snr_fraction=0.0,
+                             photons=(5000, 5000), background_photons=(0, 0), fwhm_jitter=0.0)
+    ts = make_training_set(Acquisition(read_noise_adu=0.0), cfg)
+    L = 4
+    for x, s in zip(ts.inputs[:20], ts.spikes[:20]):
+        coarse = s.reshape(26, L, 26, L).sum(axis=(1, 3))
+        r, c = np.unravel_index(np.argmax(x), x.shape)
+        assert coarse[max(r - 1, 0): r + 2, max(c - 1, 0): c + 2].sum() >= 1
+
+
+def test_tiny_training_runs_reports_progress_and_keeps_best():
+    seen = []
+    result = train(ISBI2013, tiny(epochs=2), progress=seen.append)
+    stages = [p.stage for p in seen]
+    assert stages[0] == "data" and stages.count("epoch") == 2 and "train" in stages
+    assert len(result.history) == 2 and result.best_epoch in (1, 2)
+    assert all(math.isfinite(h["val_loss"]) for h in result.history)
+    assert result.target_scale == pytest.approx(85.1, abs=0.05) and result.spike_value == result.target_scale
+    assert not result.model.training
+
+
+def test_cancel_returns_the_best_model_so_far():
+    stop = threading.Event()
+
+    def progress(p):
+        if p.stage == "train" and p.step == 1:
+            stop.set()
+
+    result = train(ISBI2013, tiny(epochs=5, max_steps_per_epoch=None), progress=progress, cancel=stop)
+    assert result.cancelled
+    assert len(result.history) == 1 and result.history[0]["steps"] == 1
+    assert isinstance(result.model, torch.nn.Module)
+
+
+def test_nan_loss_stops_with_a_clear_error():
+    with pytest.raises(TrainingDivergedError, match="nothing was saved"):
+        train(ISBI2013, tiny(lr=1e30))
+
+
+def test_deepstorm_variant_uses_linear_head():
+    result = train(ISBI2013, tiny(method="deepstorm"))
+    assert result.model.head == "linear" and result.spike_value == pytest.approx(result.target_scale / 2)
+
+
+@pytest.mark.parametrize("kw", [dict(method="unet"), dict(lam=-1), dict(epochs=0), dict(val_fraction=1.0),
+                                dict(column_norms="magic"), dict(lr_schedule="step")])
+def test_config_validation(kw):
+    with pytest.raises(ValueError):
+        TrainingConfig(**kw)
