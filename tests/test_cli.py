@@ -8,7 +8,7 @@ import pytest
 from napari_deepcel0.cli import build_parser, main
 from napari_deepcel0.core.io import read_localizations, read_stack, write_thunderstorm_csv
 
-SUBCOMMANDS = ["simulate", "evaluate", "train", "localize", "demo"]
+SUBCOMMANDS = ["simulate", "evaluate", "train", "localize", "demo", "cel0"]
 
 
 @pytest.mark.parametrize("cmd", SUBCOMMANDS)

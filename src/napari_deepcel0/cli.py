@@ -17,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .cli_cel0 import add_parser as add_cel0_parser
 from .core.acquisition import Acquisition
 
 EXIT_ERROR = 2
@@ -429,6 +430,7 @@ def build_parser() -> argparse.ArgumentParser:
     _device_args(p)
     p.set_defaults(func=cmd_demo)
 
+    add_cel0_parser(sub)
     return parser
 
 

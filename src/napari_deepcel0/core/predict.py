@@ -21,6 +21,7 @@ import pandas as pd
 import torch
 
 from .acquisition import Acquisition
+from .cancel import is_cancelled
 from .devices import autocast, resolve_device, resolve_precision
 from .localize import FRAME, empty_table, extract_localizations
 from .model_io import LoadedModel, load_bundled_model, load_model
@@ -232,7 +233,7 @@ def localize_stream(
     t0 = time.perf_counter()
     done = 0
     for idx in iter_batches(indices, batch_size):
-        if cancel is not None and (cancel.is_set() if hasattr(cancel, "is_set") else cancel()):
+        if is_cancelled(cancel):
             return
         numbers = idx + 1
         block = read_frames(source, idx)

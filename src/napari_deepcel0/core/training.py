@@ -19,6 +19,7 @@ import numpy as np
 import torch
 
 from .acquisition import Acquisition
+from .cancel import is_cancelled
 from .devices import autocast, resolve_device, resolve_precision
 from .losses import LocalizationLoss
 from .network import LocalizationNet, upsample_nearest
@@ -127,14 +128,6 @@ class TrainingResult:
     seconds: float
 
 
-def _cancelled(cancel) -> bool:
-    if cancel is None:
-        return False
-    if hasattr(cancel, "is_set"):
-        return cancel.is_set()
-    return bool(cancel())
-
-
 def loss_for(config: TrainingConfig, acq: Acquisition) -> LocalizationLoss:
     """The loss module of a training configuration."""
     if config.loss == "cel0":
@@ -232,7 +225,7 @@ def train(
         sums = np.zeros(3)
         done = 0
         for step in range(1, steps + 1):
-            if _cancelled(cancel):
+            if is_cancelled(cancel):
                 cancelled = True
                 break
             idx = perm[(step - 1) * config.batch_size : step * config.batch_size]

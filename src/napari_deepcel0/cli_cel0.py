@@ -1,0 +1,160 @@
+"""The ``deepcel0 cel0`` subcommand: CEL0-IRL1 localization of a stack, or the
+paper's lambda sweep against ground truth.
+
+``add_parser(subparsers)`` registers the subcommand (``func=run``); ``run(args)``
+returns the exit status and raises ValueError/OSError/RuntimeError for input errors,
+which :func:`napari_deepcel0.cli.main` reports as one line with exit status 2. The
+shared helpers (progress bar, acquisition options, outputs) are imported from
+:mod:`napari_deepcel0.cli` inside the functions, so either module may import the other.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+import numpy as np
+import pandas as pd
+
+from .core.cel0 import DEFAULT_LAM, DEFAULT_METHOD, DEFAULT_THRESHOLD, READINGS
+from .core.localize import METHODS
+
+
+def add_parser(subparsers) -> argparse.ArgumentParser:
+    """Register ``cel0`` on an ``argparse`` subparsers object; returns its parser."""
+    from .cli import _add_acquisition_args
+
+    p = subparsers.add_parser(
+        "cel0", help="localize a TIFF stack with CEL0-IRL1 sparse deconvolution (or sweep lambda)",
+        description="CEL0-IRL1 (the DeepCEL0 paper's model-based baseline): subtract each frame's background, "
+                    "divide it by its maximum, solve min 0.5||S_L K x - y||^2 + Phi_CEL0(x), x >= 0, and read "
+                    "molecules off the fine-grid map. With --out, write a ThunderSTORM CSV; with --sweep GT.csv, "
+                    "score a range of lambdas on a few frames (Jaccard at 50 nm) and print the best.")
+    p.add_argument("stack", metavar="STACK.tif", help="TIFF stack of camera frames (ADU)")
+    mode = p.add_mutually_exclusive_group(required=True)
+    mode.add_argument("--out", metavar="LOCS.csv", help="localize and write a ThunderSTORM CSV here")
+    mode.add_argument("--sweep", metavar="GT.csv",
+                      help="instead of localizing, sweep lambda against this ground truth (ThunderSTORM/ISBI CSV)")
+    p.add_argument("--lam", type=float, default=DEFAULT_LAM,
+                   help=f"CEL0 lambda on max-normalised frames, > 0 (default {DEFAULT_LAM:g}; ignored by --sweep)")
+    p.add_argument("--frames", metavar="SEL",
+                   help="1-based frame selection, e.g. 1-20 or 1,5,10-20 (default all; --sweep draws from it)")
+    p.add_argument("--max-outer", type=int, default=200, metavar="N", help="IRL1 (outer) iteration cap (default 200)")
+    p.add_argument("--max-inner", type=int, default=200, metavar="N",
+                   help="FISTA (inner) iteration cap per outer iteration (default 200)")
+    p.add_argument("--tol", type=float, default=1e-5, metavar="T",
+                   help="stop a loop when ||x_k - x_k-1|| / ||x_k-1|| < T (default 1e-5)")
+    p.add_argument("--background", default="auto", metavar="auto|none|ADU",
+                   help="per-frame background to subtract: auto (25th percentile of the frame), none, "
+                        "or a level in ADU (default auto)")
+    p.add_argument("--threshold", type=float, metavar="T",
+                   help=f"detection threshold on the normalised map (default {DEFAULT_THRESHOLD:g}: every "
+                        "positive value)")
+    p.add_argument("--method", choices=METHODS, default=DEFAULT_METHOD,
+                   help="map -> molecules: peaks (3x3 maxima + centre of mass, default) or components "
+                        "(connected pixels merged)")
+    p.add_argument("--batch-size", type=int, metavar="N", help="frames solved together (default 4 on CPU, 64 on CUDA)")
+    p.add_argument("--device", default="auto", help="auto (CUDA when present), cpu or cuda (default: auto)")
+    p.add_argument("--gain", type=float, metavar="ADU/PHOTON",
+                   help="camera gain, to report intensities in photons (default 1)")
+    p.add_argument("--render", metavar="PNG_OR_TIF", help="also write a super-resolved rendering (with --out)")
+    p.add_argument("--render-pixel", type=float, default=10.0, metavar="NM", help="rendering pixel (default 10 nm)")
+    g = p.add_argument_group("lambda sweep (with --sweep)")
+    g.add_argument("--lams", type=int, default=30, metavar="K", help="number of lambdas (default 30)")
+    g.add_argument("--lam-range", type=float, nargs=2, default=(1e-3, 1.0), metavar=("LOW", "HIGH"),
+                   help="lambdas are log-spaced in [LOW, HIGH] (default 1e-3 1)")
+    g.add_argument("--sweep-frames", type=int, default=8, metavar="N",
+                   help="frames drawn at random from --frames (default 8)")
+    g.add_argument("--seed", type=int, default=0, help="random seed for the frame draw (default 0)")
+    g.add_argument("--match-tol", type=float, default=50.0, metavar="NM",
+                   help="matching tolerance for the Jaccard index (default 50 nm)")
+    g.add_argument("--json", action="store_true", help="print the sweep as one JSON object")
+    _add_acquisition_args(p)
+    p.set_defaults(func=run)
+    return p
+
+
+def run(args) -> int:
+    """Run ``deepcel0 cel0`` with parsed ``args``; returns the exit status."""
+    from .cli import _open_stack_and_acq
+    from .core.acquisition import Acquisition
+
+    stack, acq = _open_stack_and_acq(args, Acquisition())
+    if args.sweep:
+        return _sweep(args, stack, acq)
+    return _localize(args, stack, acq)
+
+
+def _localize(args, stack, acq) -> int:
+    from .cli import ProgressBar, _write_outputs
+    from .core.cel0 import Cel0Localizer
+    from .core.localize import empty_table
+    from .core.predict import localize_stream, parse_frame_selection
+
+    total = len(parse_frame_selection(args.frames, len(stack)))
+    bar = ProgressBar(total, "cel0")
+    finished = [0]  # frames of earlier batches
+
+    def solver_progress(p):
+        bar.update(finished[0] + p.total - p.active, f"batch: outer iteration {p.outer}, {p.active} frame(s) iterating")
+
+    model = Cel0Localizer(acq, lam=args.lam, max_outer=args.max_outer, max_inner=args.max_inner, tol=args.tol,
+                          background=args.background, device=args.device, batch_size=args.batch_size,
+                          progress=solver_progress)
+    print(f"CEL0-IRL1: lambda {model.settings.lam:g}, up to {args.max_outer} x {args.max_inner} iterations, "
+          f"tol {args.tol:g}, background {model.background}; {acq.describe()}; {model.device}", file=sys.stderr)
+    print(f"data: {stack}", file=sys.stderr)
+    tables, records = [], []
+    for result in localize_stream(model, stack, frames=args.frames, threshold=args.threshold,
+                                  batch_size=model.batch_size, method=args.method):
+        tables.append(result.table)
+        records += model.last_records
+        finished[0] = result.done
+        bar.update(result.done, f"{result.frames_per_second:.2f} frames/s", force=True)
+    bar.close()
+    table = pd.concat(tables, ignore_index=True) if tables else empty_table(model.mass_column)
+    outer = np.array([r.outer_iterations for r in records])
+    inner = np.array([r.inner_iterations for r in records])
+    n_conv = sum(r.converged for r in records)
+    print(f"converged: {n_conv}/{len(records)} frames; outer iterations median {np.median(outer):.0f} "
+          f"(max {outer.max()}), inner iterations per frame median {np.median(inner):.0f} (max {inner.max()})",
+          file=sys.stderr)
+    _write_outputs(args, table, stack, acq)
+    return 0
+
+
+def _sweep(args, stack, acq) -> int:
+    from .cli import ProgressBar
+    from .core.cel0 import lambda_sweep
+    from .core.io import read_localizations
+
+    gt = read_localizations(args.sweep, pixel_size_nm=acq.pixel_size_nm)
+    bar = ProgressBar(args.lams, "lambda sweep")
+
+    def progress(done, total, lam, s):
+        bar.update(done, f"lambda {lam:.3g}: Jaccard {s.jaccard:.1f} %", force=True)
+
+    result = lambda_sweep(stack, gt, acq, frames=args.frames, n_lams=args.lams, lam_range=tuple(args.lam_range),
+                          n_frames=args.sweep_frames, seed=args.seed, tol_nm=args.match_tol, method=args.method,
+                          threshold=DEFAULT_THRESHOLD if args.threshold is None else args.threshold,
+                          max_outer=args.max_outer, max_inner=args.max_inner, tol=args.tol,
+                          background=args.background, device=args.device, progress=progress)
+    bar.close()
+    if args.json:
+        print(json.dumps(result.to_dict()))
+        return 0
+    print(f"frames {', '.join(str(f) for f in result.frames)}; Jaccard at {result.tol_nm:g} nm "
+          f"({result.method}; other readings for comparison); {result.seconds:.0f} s")
+    others = [m for m in READINGS if m != result.method]
+    print(f"  {'lambda':>9} {'Jaccard%':>8} {'sens%':>6} {'prec%':>6} {'RMSE nm':>7} {'TP':>5} {'FP':>5} {'FN':>5}"
+          + "".join(f" {m + '%':>11}" for m in others))
+    for i, lam in enumerate(result.lams):
+        s = result.scores[result.method][i]
+        mark = "*" if i == result.best_index() else " "
+        print(f"{mark} {lam:9.4g} {s.jaccard:8.2f} {s.sensitivity:6.2f} {s.precision:6.2f} {s.rmse_nm:7.2f} "
+              f"{s.tp:5d} {s.fp:5d} {s.fn:5d}" + "".join(f" {result.scores[m][i].jaccard:11.2f}" for m in others))
+    best = result.best_score
+    print(f"best lambda: {result.best_lam:.4g} (Jaccard {best.jaccard:.2f} % at {result.tol_nm:g} nm, "
+          f"RMSE {best.rmse_nm:.1f} nm)")
+    return 0

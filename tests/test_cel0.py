@@ -1,0 +1,319 @@
+"""CEL0-IRL1: the real solver on small frames (12-16 camera pixels), the MapModel
+wrapper, the lambda sweep and the ``cel0`` command line."""
+
+import argparse
+import json
+import math
+import threading
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from napari_deepcel0 import cli
+from napari_deepcel0.core import cel0
+from napari_deepcel0.core import simulate as sim
+from napari_deepcel0.core.acquisition import ISBI2013, Acquisition
+from napari_deepcel0.core.io import read_localizations, write_thunderstorm_csv, write_tiff
+from napari_deepcel0.core.metrics import score
+from napari_deepcel0.core.optics import AcquisitionOperator
+from napari_deepcel0.core.predict import FrameSourceError, localize
+
+ACQ = Acquisition(offset_adu=100.0, read_noise_adu=2.0)
+FAST = dict(max_outer=30, max_inner=100)
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """Tiny frames: one thread is faster, and it avoids thread contention when a
+    training job shares the cores."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def simulated(n_frames=3, size=12, density=3.0, seed=0):
+    """Frames in ADU (offset 100, 20 background photons) and their ground truth."""
+    return sim.simulate_stack(n_frames=n_frames, shape=(size, size), density_per_um2=density, structure="uniform",
+                              acq=ACQ, photons=sim.PhotonModel(2000.0, 3000.0, 0.1),
+                              noise=sim.CameraNoise(background_photons=(20.0, 20.0)), seed=seed)
+
+
+def objectives_per_outer(y, op, lam, **kw):
+    history = []
+    x, records = cel0.solve(y, op, lam, progress=lambda p: history.append(p.objective), **kw)
+    return np.array(history), x, records
+
+
+# ------------------------------------------------------------------ solver
+@pytest.mark.parametrize("kind", ["random", "simulated"])
+def test_objective_never_increases_across_outer_iterations(kind):
+    op = AcquisitionOperator(ACQ, (12, 12))
+    if kind == "random":
+        y = np.random.default_rng(3).uniform(0.0, 1.0, (2, 12, 12)).astype(np.float32)
+    else:
+        y, _ = cel0.prepare_frames(simulated()[0][:2])
+    for lam in (0.005, 0.05):
+        history, x, records = objectives_per_outer(y, op, lam, **FAST)
+        assert len(history) >= 3
+        start = 0.5 * np.sum(y.astype(np.float64) ** 2, axis=(1, 2))  # F(0)
+        assert np.all(history[0] <= start)
+        steps = np.diff(np.vstack([start, history]), axis=0)
+        assert np.all(steps <= 1e-6 * np.abs(history).max()), steps.max()
+        final = cel0.objective(x, y, op, lam, op.column_norms())
+        assert final == pytest.approx([r.objective for r in records])
+        assert final == pytest.approx(history[-1])
+
+
+@pytest.mark.parametrize("lam, max_inner", [(0.1, 200), (0.01, 2000)])
+def test_noise_free_separated_spikes_are_recovered_exactly(lam, max_inner):
+    """At lambda 0.01 the default 200 FISTA iterations stop too early (docs/cel0.md)."""
+    op = AcquisitionOperator(ACQ, (16, 16))
+    truth = np.zeros(op.fine_shape, np.float32)
+    cells = [(13, 17), (14, 46), (45, 30)]  # > 7 camera pixels apart, one per sub-pixel phase
+    for (r, c), v in zip(cells, (1.0, 0.7, 0.85)):
+        truth[r, c] = v
+    y = op.forward(truth)
+    x, records = cel0.solve(y / y.max(), op, lam, max_inner=max_inner)
+    x = x[0].numpy() * y.max()
+    support = {(int(r), int(c)) for r, c in zip(*np.nonzero(x))}
+    assert support == set(cells)
+    assert x[tuple(np.array(cells).T)] == pytest.approx([1.0, 0.7, 0.85], rel=5e-3)
+    assert records[0].converged
+
+
+def test_batched_and_one_at_a_time_agree():
+    op = AcquisitionOperator(ACQ, (12, 12))
+    y, _ = cel0.prepare_frames(simulated(n_frames=3, seed=5)[0])
+    xb, rb = cel0.solve(y, op, 0.02, **FAST)
+    for i in range(3):
+        xi, ri = cel0.solve(y[i], op, 0.02, **FAST)
+        np.testing.assert_allclose(xi[0].numpy(), xb[i].numpy(), atol=1e-5)
+        assert ri[0].outer_iterations == rb[i].outer_iterations
+        assert ri[0].objective == pytest.approx(rb[i].objective, rel=1e-6)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA GPU: CPU/GPU agreement cannot be checked here")
+def test_cpu_and_gpu_agree():
+    frames, _ = simulated(n_frames=2, seed=7)
+    y, _ = cel0.prepare_frames(frames)
+    x_cpu, r_cpu = cel0.solve(y, AcquisitionOperator(ACQ, (12, 12)), 0.02, **FAST)
+    x_gpu, r_gpu = cel0.solve(y, AcquisitionOperator(ACQ, (12, 12), device="cuda"), 0.02, **FAST)
+    assert x_gpu.device.type == "cuda"
+    np.testing.assert_allclose(x_gpu.cpu().numpy(), x_cpu.numpy(), atol=1e-3 * float(x_cpu.max()))
+    assert [r.objective for r in r_gpu] == pytest.approx([r.objective for r in r_cpu], rel=1e-3)
+
+
+@pytest.mark.parametrize("lam", [0.0, -1.0, math.inf, math.nan])
+def test_bad_lambda_is_a_clear_error(lam):
+    op = AcquisitionOperator(ACQ, (12, 12))
+    with pytest.raises(ValueError, match="lambda must be a finite number > 0"):
+        cel0.solve(np.ones((12, 12), np.float32), op, lam)
+    with pytest.raises(ValueError, match="lambda"):
+        cel0.Cel0Localizer(ACQ, lam=lam)
+
+
+@pytest.mark.parametrize("setting", [dict(max_outer=0), dict(max_inner=1.5), dict(tol=0.0), dict(tol=math.nan)])
+def test_bad_iteration_settings(setting):
+    with pytest.raises(ValueError):
+        cel0.SolverSettings(**setting)
+
+
+def test_background_setting():
+    assert cel0.parse_background("auto") == "auto"
+    assert cel0.parse_background("None") is None and cel0.parse_background(None) is None
+    assert cel0.parse_background("120") == 120.0
+    for bad in ("abc", -1.0, math.inf, True):
+        with pytest.raises(ValueError, match="background"):
+            cel0.parse_background(bad)
+    frames = np.stack([np.full((12, 12), 110.0), np.arange(144.0).reshape(12, 12)])
+    assert cel0.background_levels(frames, "auto") == pytest.approx([110.0, np.percentile(np.arange(144.0), 25)])
+    assert cel0.background_levels(frames, 100) == pytest.approx([100.0, 100.0])
+
+
+def test_all_zero_and_constant_frames_give_empty_results():
+    frames, _ = simulated(n_frames=1)
+    batch = np.stack([np.zeros((12, 12)), np.full((12, 12), 137.0), frames[0]]).astype(np.float32)
+    model = cel0.Cel0Localizer(ACQ, lam=0.02, device="cpu", **FAST)
+    maps, scale = model.maps(batch)
+    assert torch.isfinite(maps).all() and np.isfinite(scale).all()
+    assert float(maps[:2].abs().max()) == 0.0 and float(maps[2].max()) > 0
+    assert [r.converged for r in model.last_records[:2]] == [True, True]
+    assert all(math.isfinite(r.objective) for r in model.last_records)
+    table = localize(model, batch[:2])
+    assert len(table) == 0 and list(table.columns) == ["frame", "x [nm]", "y [nm]", "intensity [photon]"]
+
+
+def test_non_finite_frames_are_refused_with_the_frame_named():
+    frames, _ = simulated(n_frames=3)
+    frames[1, 4, 5] = np.nan
+    op = AcquisitionOperator(ACQ, (12, 12))
+    with pytest.raises(FrameSourceError, match="frame 2 of the batch"):
+        cel0.solve(frames, op, 0.02)
+    with pytest.raises(FrameSourceError, match="frame 2"):
+        cel0.prepare_frames(frames)
+    with pytest.raises(FrameSourceError, match="frame 2 contains NaN"):
+        localize(cel0.Cel0Localizer(ACQ, device="cpu", **FAST), frames)
+
+
+def test_converged_frames_leave_the_active_batch(monkeypatch):
+    sizes = []
+    real_step = cel0._prox_grad_step
+
+    def counting(op, gamma):
+        step = real_step(op, gamma)
+
+        def wrapped(z, b):
+            sizes.append(len(z))
+            return step(z, b)
+
+        return wrapped
+
+    monkeypatch.setattr(cel0, "_prox_grad_step", counting)
+    y, _ = cel0.prepare_frames(simulated(n_frames=1)[0])
+    batch = np.concatenate([np.zeros_like(y), y, np.zeros_like(y)])
+    _, records = cel0.solve(batch, AcquisitionOperator(ACQ, (12, 12)), 0.02, **FAST)
+    # the empty frames converge in the first FISTA step of the first outer iteration
+    assert (records[0].outer_iterations, records[0].inner_iterations) == (1, 1)
+    assert records[1].outer_iterations > 1
+    assert sizes[0] == 3 and set(sizes[1:]) == {1}
+    assert sum(sizes) == sum(r.inner_iterations for r in records)
+
+
+def test_cancel_stops_early_and_keeps_the_iterates():
+    y, _ = cel0.prepare_frames(simulated(n_frames=2)[0])
+    op = AcquisitionOperator(ACQ, (12, 12))
+    event = threading.Event()
+    with pytest.raises(cel0.Cel0Cancelled, match="cancelled") as info:
+        cel0.solve(y, op, 0.005, progress=lambda p: event.set(), cancel=event)
+    assert info.value.x.shape == (2,) + op.fine_shape and float(info.value.x.max()) > 0
+    assert [r.outer_iterations for r in info.value.records] == [1, 1]
+    assert not any(r.converged for r in info.value.records)
+    with pytest.raises(cel0.Cel0Cancelled):
+        cel0.Cel0Localizer(ACQ, device="cpu", cancel=lambda: True).maps(y)
+
+
+def test_photon_count_is_recovered_through_localize():
+    acq = ACQ.replace(gain_adu_per_photon=2.0)
+    emitters = pd.DataFrame({"frame": [1], "x [nm]": [612.5], "y [nm]": [587.5],  # a fine-pixel centre
+                             "intensity [photon]": [1000.0]})
+    frames = sim.render_frames(emitters, acq, (12, 12), 1, noise=None)
+    table = localize(cel0.Cel0Localizer(acq, lam=0.1, background=None, device="cpu"), frames)
+    assert len(table) == 1
+    assert table.loc[0, "x [nm]"] == pytest.approx(612.5, abs=1.0)
+    assert table.loc[0, "y [nm]"] == pytest.approx(587.5, abs=1.0)
+    assert table.loc[0, "intensity [photon]"] == pytest.approx(1000.0, rel=0.01)
+
+
+def test_readings_of_a_split_spike():
+    """Two adjacent non-zero pixels: one molecule for peaks and components, two for pixels."""
+    m = np.zeros((1, 16, 16), np.float32)
+    m[0, 5, 5], m[0, 5, 6] = 2.0, 1.0
+    counts = {k: len(cel0.read_maps(m, ACQ, 0.0, k)) for k in cel0.READINGS}
+    assert counts == {"peaks": 1, "components": 1, "pixels": 2}
+    pixels = cel0.read_maps(m, ACQ, 0.0, "pixels", frames=[7], mass_scale=10.0)
+    assert pixels["frame"].tolist() == [7, 7] and pixels["intensity [photon]"].tolist() == [20.0, 10.0]
+    assert pixels["x [nm]"].tolist() == [137.5, 162.5]
+    with pytest.raises(ValueError, match="method"):
+        cel0.read_maps(m, ACQ, 0.0, "blobs")
+
+
+# ------------------------------------------------------------------ sweep
+def test_lambda_sweep_returns_the_curve_and_its_best():
+    frames, gt = simulated(n_frames=6, size=16, density=2.0, seed=11)
+    result = cel0.lambda_sweep(frames, gt, ACQ, n_lams=4, lam_range=(1e-3, 1.0), n_frames=3, seed=1, device="cpu",
+                               max_outer=10, max_inner=50)
+    assert len(result.lams) == 4 and result.lams == pytest.approx(np.geomspace(1e-3, 1.0, 4))
+    assert len(result.frames) == 3 and set(result.frames) <= set(range(1, 7))
+    curve = result.curve()
+    assert len(curve) == 4 and {"lam", "jaccard", "rmse_nm", "tp", "fp", "fn"} <= set(curve.columns)
+    assert result.best_score.jaccard == curve["jaccard"].max()
+    assert result.best_lam == curve["lam"][curve["jaccard"].idxmax()]
+    # the curve is what one solve per lambda gives on the chosen frames
+    lam = result.lams[result.best_index()]
+    y, scale = cel0.prepare_frames(frames[result.frames - 1])
+    x, _ = cel0.solve(y, AcquisitionOperator(ACQ, (16, 16)), lam, max_outer=10, max_inner=50)
+    table = cel0.read_maps(x, ACQ, 0.0, "peaks", frames=result.frames, mass_scale=scale)
+    assert score(gt[gt["frame"].isin(result.frames)], table, 50.0).jaccard == result.best_score.jaccard
+    d = json.loads(json.dumps(result.to_dict()))
+    assert d["best_lam"] == result.best_lam and len(d["curve"]) == 4
+    assert set(d["best_lam_by_method"]) == set(cel0.READINGS)
+
+
+def test_lambda_sweep_needs_ground_truth_in_its_frames():
+    frames, gt = simulated(n_frames=3)
+    with pytest.raises(ValueError, match="no molecules"):
+        cel0.lambda_sweep(frames, gt.iloc[:0], ACQ, n_lams=2, device="cpu")
+    with pytest.raises(ValueError, match="lambda range"):
+        cel0.lambda_sweep(frames, gt, ACQ, lam_range=(0.0, 1.0), device="cpu")
+
+
+# ------------------------------------------------------------------ ISBI
+def test_isbi_two_frames(isbi_dir):
+    from napari_deepcel0.core.io import read_stack
+
+    stack = read_stack(isbi_dir / "frames.tif")
+    gt = read_localizations(isbi_dir / "ground_truth.csv")
+    model = cel0.Cel0Localizer(ISBI2013, max_outer=20, device="cpu")
+    table = localize(model, stack, frames="1-2")
+    s = score(gt[gt["frame"] <= 2], table, 50.0)
+    assert s.jaccard > 30.0 and s.rmse_nm < 35.0
+    assert table["intensity [photon]"].between(50, 20000).all()
+
+
+# ------------------------------------------------------------------ CLI
+@pytest.fixture
+def stack_files(tmp_path):
+    frames, gt = simulated(n_frames=4, size=16, density=2.0, seed=3)
+    write_tiff(tmp_path / "frames.tif", np.clip(frames, 0, 65535).astype(np.uint16), pixel_size_nm=100.0)
+    write_thunderstorm_csv(tmp_path / "gt.csv", gt)
+    return tmp_path
+
+
+def test_cli_cel0_writes_thunderstorm_csv(stack_files, capsys):
+    out = stack_files / "locs.csv"
+    assert cli.main(["cel0", str(stack_files / "frames.tif"), "--out", str(out), "--lam", "0.02", "--frames", "1-3",
+                     "--max-outer", "20", "--max-inner", "100", "--device", "cpu", "--fwhm", "258.21",
+                     "--upsampling", "4"]) == 0
+    assert out.read_text().splitlines()[0].startswith('"id","frame","x [nm]","y [nm]","intensity [photon]"')
+    table = read_localizations(out)
+    assert len(table) > 0 and table["frame"].between(1, 3).all()
+    assert table["x [nm]"].between(0, 1600).all() and (table["intensity [photon]"] > 0).all()
+    captured = capsys.readouterr()
+    assert f"wrote {out}" in captured.out and "converged:" in captured.err
+
+
+def test_cli_cel0_sweep_json(stack_files, capsys):
+    assert cli.main(["cel0", str(stack_files / "frames.tif"), "--sweep", str(stack_files / "gt.csv"), "--lams", "3",
+                     "--sweep-frames", "2", "--max-outer", "10", "--max-inner", "50", "--device", "cpu", "--json"]) == 0
+    d = json.loads(capsys.readouterr().out)
+    assert len(d["curve"]) == 3 and len(d["frames"]) == 2
+    assert d["best_jaccard"] == max(c["jaccard"] for c in d["curve"])
+    assert cli.main(["cel0", str(stack_files / "frames.tif"), "--sweep", str(stack_files / "gt.csv"), "--lams", "2",
+                     "--sweep-frames", "1", "--max-outer", "5", "--max-inner", "20", "--device", "cpu"]) == 0
+    assert "best lambda:" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("bad", [["--lam", "0"], ["--lam", "nan"], ["--background", "dark"]])
+def test_cli_cel0_bad_input_exits_2_with_one_line(stack_files, capsys, bad):
+    code = cli.main(["cel0", str(stack_files / "frames.tif"), "--out", str(stack_files / "x.csv"), "--device", "cpu",
+                     *bad])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1 and err[0].startswith("deepcel0 cel0: error:")
+    assert ("lambda" in err[0]) or ("background" in err[0])
+    assert not (stack_files / "x.csv").exists()
+
+
+def test_cli_cel0_missing_stack_exits_2(tmp_path, capsys):
+    code = cli.main(["cel0", str(tmp_path / "nope.tif"), "--out", str(tmp_path / "x.csv")])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1 and "nope.tif" in err[0]
+
+
+def test_cli_cel0_help_documents_every_option(capsys):
+    sub = next(a for a in cli.build_parser()._actions if isinstance(a, argparse._SubParsersAction))
+    parser = sub.choices["cel0"]
+    undocumented = [a.dest for a in parser._actions if not a.help]
+    assert undocumented == []
