@@ -1,0 +1,167 @@
+"""Speed and memory: DeepCEL0 inference, CEL0, training throughput, and a scaling check.
+
+    python benchmarks/speed.py [--device cpu|cuda] [--scaling 100 1000 10000] [--skip-cel0]
+
+Measures on 64 x 64 camera frames (256 x 256 fine grid, L = 4):
+- the bare network (normalised frames already on the device) in fp32 and bf16;
+- end to end: TIFF on disk -> read -> normalise -> network -> peak extraction -> table;
+- CEL0-IRL1 seconds per frame with default stopping (iterations actually used);
+- training patches/s (26 x 26 patches, batch 16);
+- scaling: frames/s and peak memory (RSS) for stacks of 100, 1,000 and 10,000 frames,
+  each in a fresh process, streaming from a TIFF file.
+Writes benchmarks/results/speed_<device>.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from common import RESULTS, command, machine, write_json
+
+from napari_deepcel0.core.acquisition import ISBI2013
+from napari_deepcel0.core.devices import autocast, resolve_device
+from napari_deepcel0.core.io import read_stack, write_tiff
+from napari_deepcel0.core.network import upsample_nearest
+from napari_deepcel0.core.predict import DeepLocalizer, localize
+from napari_deepcel0.core.simulate import simulate_stack
+
+
+def timed(fn, repeat=3):
+    fn()  # warm-up
+    if torch.cuda.is_available():
+        torch.cuda.synchronize()
+    best = np.inf
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        fn()
+        if torch.cuda.is_available():
+            torch.cuda.synchronize()
+        best = min(best, time.perf_counter() - t0)
+    return best
+
+
+def bare_network(device, precision, batch, frames):
+    model = DeepLocalizer(device=device, precision=precision)
+    x = upsample_nearest(model.normalise(frames[:batch]), 4).contiguous(memory_format=torch.channels_last)
+
+    def run():
+        with torch.no_grad(), autocast(model.device, model.precision):
+            model.network(x)
+
+    return batch / timed(run)
+
+
+def end_to_end(device, precision, batch, path, n):
+    model = DeepLocalizer(device=device, precision=precision, batch_size=batch)
+    stack = read_stack(path)
+    t0 = time.perf_counter()
+    localize(model, stack, frames=f"1-{n}")
+    return n / (time.perf_counter() - t0)
+
+
+def cel0_speed(device, frames):
+    from napari_deepcel0.core.cel0 import Cel0Localizer
+
+    out = {}
+    for n in (1, 4):
+        cel0 = Cel0Localizer(ISBI2013, lam=0.1, device=device, batch_size=n)
+        t0 = time.perf_counter()
+        cel0.maps(frames[:n])
+        dt = time.perf_counter() - t0
+        recs = cel0.last_records
+        out[f"batch_{n}"] = {
+            "seconds_per_frame": round(dt / n, 3), "frames_per_s": round(n / dt, 3),
+            "outer_iterations": [r.outer_iterations for r in recs], "inner_iterations": [r.inner_iterations for r in recs],
+        }
+    return out
+
+
+def training_speed(device, precision, steps=12):
+    from napari_deepcel0.core.training import TrainingConfig, train
+    from napari_deepcel0.core.training_data import TrainingDataConfig
+
+    cfg = TrainingConfig(epochs=1, max_steps_per_epoch=steps, batch_size=16, device=device, precision=precision,
+                         val_fraction=0.05, data=TrainingDataConfig(n_patches=16 * steps + 40, n_frames=20))
+    times = []
+
+    def progress(p):
+        if p.stage == "train":
+            times.append(time.perf_counter())
+
+    train(ISBI2013, cfg, progress=progress)
+    per_step = np.diff(times[2:]).mean()  # skip warm-up steps
+    return 16 / per_step
+
+
+def scaling_child(path: str, n: int, device: str, precision: str) -> None:
+    """Run in a fresh process: stream n frames from path, print JSON."""
+    model = DeepLocalizer(device=device, precision=precision, batch_size=32)
+    rss0 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    t0 = time.perf_counter()
+    table = localize(model, read_stack(path), frames=f"1-{n}")
+    dt = time.perf_counter() - t0
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    print(json.dumps({"frames": n, "seconds": round(dt, 2), "frames_per_s": round(n / dt, 2),
+                      "peak_rss_mb": round(peak / 1024, 1), "rss_before_mb": round(rss0 / 1024, 1),
+                      "localizations": len(table)}))
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--device", default="auto")
+    p.add_argument("--scaling", type=int, nargs="*", default=[100, 1000, 10000])
+    p.add_argument("--skip-cel0", action="store_true")
+    p.add_argument("--skip-training", action="store_true")
+    p.add_argument("--child", nargs=4, metavar=("PATH", "N", "DEVICE", "PRECISION"), help=argparse.SUPPRESS)
+    args = p.parse_args()
+    if args.child:
+        scaling_child(args.child[0], int(args.child[1]), args.child[2], args.child[3])
+        return
+    device = resolve_device(args.device)
+    dev = device.type
+    frames, _ = simulate_stack(n_frames=64, shape=(64, 64), seed=0)
+    res: dict = {"device": dev}
+    tmp = Path(tempfile.mkdtemp())
+    small = write_tiff(tmp / "small.tif", np.clip(frames, 0, 65535).astype(np.uint16), 100.0)
+    for precision in ("fp32", "bf16"):
+        batch = 128 if dev == "cuda" else 16
+        res[f"network_{precision}_frames_per_s"] = round(bare_network(dev, precision, batch, frames), 2)
+        res[f"end_to_end_{precision}_frames_per_s"] = round(end_to_end(dev, precision, batch, small, 64), 2)
+        print(f"{precision}: bare network {res[f'network_{precision}_frames_per_s']} frames/s, end to end "
+              f"{res[f'end_to_end_{precision}_frames_per_s']} frames/s", flush=True)
+    if not args.skip_training:
+        for precision in ("fp32", "bf16"):
+            res[f"training_{precision}_patches_per_s"] = round(training_speed(dev, precision), 1)
+            print(f"training {precision}: {res[f'training_{precision}_patches_per_s']} patches/s", flush=True)
+    if not args.skip_cel0:
+        res["cel0"] = cel0_speed(dev, frames)
+        print("CEL0:", json.dumps(res["cel0"]), flush=True)
+    if args.scaling:
+        n_max = max(args.scaling)
+        big = tmp / "big.tif"
+        reps = int(np.ceil(n_max / len(frames)))
+        data = np.clip(np.tile(frames, (reps, 1, 1))[:n_max], 0, 65535).astype(np.uint16)
+        write_tiff(big, data, 100.0)
+        del data
+        res["scaling"] = []
+        for n in args.scaling:
+            out = subprocess.run([sys.executable, __file__, "--child", str(big), str(n), dev, "auto"],
+                                 capture_output=True, text=True, check=True)
+            row = json.loads(out.stdout.strip().splitlines()[-1])
+            res["scaling"].append(row)
+            print("scaling:", row, flush=True)
+    path = write_json(RESULTS / f"speed_{dev}.json", {"machine": machine(), "command": command(), "results": res})
+    print(f"wrote {path}")
+
+
+if __name__ == "__main__":
+    main()
