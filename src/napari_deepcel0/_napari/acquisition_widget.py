@@ -1,0 +1,129 @@
+"""Dock widget 1: the acquisition settings shared by the other widgets."""
+
+from __future__ import annotations
+
+import math
+
+import napari
+from magicgui.widgets import Container, FloatSpinBox, Label, PushButton, SpinBox
+from napari.utils.notifications import show_info, show_warning
+
+from ..core.acquisition import Acquisition
+from ..core.estimate import estimate_acquisition, sample_frames
+from .controls import float_box, layer_combo, wrapping_label
+from .jobs import JobControls
+from .layers import layer_pixel_size_nm
+from .state import state_for
+
+#: frames read (spread over the stack) by "Estimate from stack"
+ESTIMATE_FRAMES = 20
+
+_FIELDS = {  # widget name -> Acquisition field
+    "pixel_size": "pixel_size_nm",
+    "fwhm": "fwhm_nm",
+    "upsampling": "upsampling",
+    "offset": "offset_adu",
+    "gain": "gain_adu_per_photon",
+    "read_noise": "read_noise_adu",
+}
+
+
+def _estimate_job(frames_source, pixel_size_nm: float, sigma_guess_nm: float, cancel=None):
+    frames = sample_frames(frames_source, ESTIMATE_FRAMES)
+    return estimate_acquisition(frames, pixel_size_nm, sigma_guess_nm=sigma_guess_nm)
+
+
+class AcquisitionWidget(Container):
+    """Pixel size, PSF, upsampling L and camera settings, shared by every widget of
+    the viewer and remembered between sessions; estimates from an image layer."""
+
+    def __init__(self, napari_viewer: napari.viewer.Viewer):
+        super().__init__(labels=True)
+        self.viewer = napari_viewer
+        self.state = state_for(napari_viewer)
+        self.pixel_size = FloatSpinBox(label="pixel size (nm)", min=1.0, max=100000.0, step=1.0)
+        self.fwhm = FloatSpinBox(label="PSF FWHM (nm)", min=1.0, max=100000.0, step=1.0)
+        self.sigma = Label(label="PSF sigma")
+        self.upsampling = SpinBox(label="upsampling L", min=1, max=16)
+        self.offset = FloatSpinBox(label="camera offset (ADU)", min=0.0, max=1e6, step=1.0)
+        self.gain = float_box("gain (ADU/photon)", 1.0, 0.001, 1e4, decimals=3, step=0.1)
+        self.read_noise = FloatSpinBox(label="read noise (ADU)", min=0.0, max=1e6, step=0.1)
+        self.status = wrapping_label(label="")
+        self.layer = layer_combo(napari_viewer, napari.layers.Image, "stack")
+        self.job = JobControls("Estimate", "Estimate from stack", cancellable=False, show_progress=False)
+        self.reset_button = PushButton(text="Reset to defaults")
+        self.extend([self.pixel_size, self.fwhm, self.sigma, self.upsampling, self.offset, self.gain,
+                     self.read_noise, self.status, self.layer, self.job, self.reset_button])
+        self._show(self.state.acquisition)
+        for name in _FIELDS:
+            getattr(self, name).changed.connect(self._edited)
+        self.state.acquisition_changed.connect(self._show)
+        self.job.run_button.changed.connect(self.estimate)
+        self.reset_button.changed.connect(self.reset)
+
+    # ------------------------------------------------------------ settings
+    def _show(self, acq: Acquisition) -> None:
+        """Display ``acq`` without echoing the changes back to the state."""
+        for name, field in _FIELDS.items():
+            widget = getattr(self, name)
+            with widget.changed.blocked():
+                widget.value = getattr(acq, field)
+        self._describe(acq)
+
+    def _describe(self, acq: Acquisition) -> None:
+        self.sigma.value = (f"{acq.sigma_nm:.1f} nm = {acq.sigma_px:.2f} camera px "
+                            f"= {acq.sigma_fine_px:.2f} fine px")
+        self.status.value = f"in use: {acq.describe()}"
+        self.status.native.setStyleSheet("")
+
+    def _edited(self, *_) -> None:
+        values = {field: getattr(self, name).value for name, field in _FIELDS.items()}
+        try:
+            acq = Acquisition(**values)
+        except (TypeError, ValueError) as exc:
+            self.status.value = f"not applied: {exc}"
+            self.status.native.setStyleSheet("color: #ff6060")
+            return
+        self.state.acquisition = acq
+        self._describe(acq)
+
+    def reset(self, *_) -> None:
+        """Back to the defaults (the ISBI 2013 acquisition)."""
+        self.state.acquisition = Acquisition()
+        self._show(self.state.acquisition)
+
+    # ------------------------------------------------------------ estimate
+    def estimate(self, *_) -> None:
+        """Estimate PSF width, offset and noise from the chosen image layer (in a thread)."""
+        if not self.job.idle():
+            return
+        layer = self.layer.value
+        if layer is None:
+            show_warning("Estimate: open a stack (an Image layer) first")
+            return
+        self.state.adopt_pixel_size(layer)
+        pixel = self.state.acquisition.pixel_size_nm
+        if abs(layer_pixel_size_nm(layer) - pixel) > 1e-6 * pixel:
+            show_info(f"Estimate: using the acquisition pixel size {pixel:g} nm for {layer.name}")
+        self.job.start(_estimate_job, layer.data, pixel, self.state.acquisition.sigma_nm,
+                       on_return=lambda est: self._apply_estimate(est, layer.name))
+
+    def _apply_estimate(self, est, name: str) -> None:
+        changes = {"offset_adu": round(est.baseline_adu, 1), "read_noise_adu": round(est.noise_adu, 2)}
+        found = math.isfinite(est.fwhm_nm)
+        if found:
+            changes["fwhm_nm"] = round(est.fwhm_nm, 1)
+        try:
+            self.state.acquisition = self.state.acquisition.replace(**changes)
+        except ValueError as exc:
+            show_warning(f"Estimate from {name} not applied: {exc}")
+            return
+        text = (f"{name}: baseline {est.baseline_adu:.1f} ADU, background noise {est.noise_adu:.2f} ADU "
+                f"(offset and read noise include the background)")
+        if found:
+            text += f", PSF FWHM {est.fwhm_nm:.1f} nm (autocorrelation of {est.n_frames} frames)"
+            show_info(f"Estimated {text}")
+        else:
+            text += "; PSF FWHM unchanged: no PSF-shaped signal above the noise"
+            show_warning(f"Estimated {text}")
+        self.job.status.value = text

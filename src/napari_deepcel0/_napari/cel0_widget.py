@@ -1,0 +1,223 @@
+"""Dock widget 4: CEL0-IRL1 beside DeepCEL0 on a few frames, and the lambda sweep."""
+
+from __future__ import annotations
+
+import napari
+from magicgui.widgets import CheckBox, ComboBox, Container, FloatSpinBox, LineEdit, PushButton, SpinBox
+from napari.utils.notifications import show_error, show_info
+
+from ..core.cel0 import (
+    DEFAULT_LAM,
+    MASS_COLUMN,
+    Cel0Cancelled,
+    Cel0Localizer,
+    SolveProgress,
+    lambda_sweep,
+    parse_background,
+)
+from ..core.devices import DEVICES, resolve_device
+from ..core.predict import localize_stream, parse_frame_selection
+from .controls import LinePlot, float_box, layer_combo, row, wrapping_label
+from .jobs import JobControls, ProgressRelay, gpu_memory_hint
+from .layers import CEL0_COLOR, DEEPCEL0_COLOR, GrowingPoints, table_from_layer
+from .localize_widget import deep_localizer
+from .settings import PersistentValues
+from .state import state_for
+
+CEL0, DEEPCEL0 = "CEL0", "DeepCEL0"
+
+
+def _compare_job(acq, source, frames, solver: dict, device: str, model_path, with_deepcel0: bool, progress,
+                 cancel=None):
+    """Yield ``(method, BatchResult)``: CEL0-IRL1 on the frames, then DeepCEL0."""
+    with gpu_memory_hint():
+        cel0 = Cel0Localizer(acq, device=device, progress=progress, cancel=cancel, **solver)
+        try:
+            for result in localize_stream(cel0, source, frames=frames, cancel=cancel):
+                yield CEL0, result
+        except Cel0Cancelled:
+            return
+        if with_deepcel0 and not cancel.is_set():
+            deep = deep_localizer(model_path, acq, device)
+            for result in localize_stream(deep, source, frames=frames, cancel=cancel):
+                yield DEEPCEL0, result
+
+
+def _sweep_job(source, ground_truth, acq, progress, cancel=None, **settings):
+    """The lambda sweep, or None when it was cancelled."""
+    with gpu_memory_hint():
+        try:
+            return lambda_sweep(source, ground_truth, acq, progress=progress, cancel=cancel, **settings)
+        except Cel0Cancelled:
+            return None
+
+
+class Cel0Widget(Container):
+    """Run CEL0-IRL1 on chosen frames and show its localizations beside DeepCEL0's;
+    sweep lambda against a ground-truth layer (Jaccard vs lambda)."""
+
+    def __init__(self, napari_viewer: napari.viewer.Viewer):
+        super().__init__(labels=True)
+        self.viewer = napari_viewer
+        self.state = state_for(napari_viewer)
+        self.layer = layer_combo(napari_viewer, napari.layers.Image, "stack")
+        self.lam = float_box("lambda", DEFAULT_LAM, 1e-6, 100.0, decimals=6, step=0.01)
+        self.max_outer = SpinBox(min=1, max=100_000, value=200, tooltip="IRL1 (reweighting) iterations")
+        self.max_inner = SpinBox(min=1, max=100_000, value=200, tooltip="FISTA iterations per reweighting")
+        self.background = LineEdit(label="background (ADU | auto | none)", value="auto")
+        self.frames = LineEdit(label="frames (1-based)", value="1-2")
+        self.device = ComboBox(choices=list(DEVICES), value="auto")
+        self.batch_size = SpinBox(min=0, max=4096, value=0, tooltip="frames solved together (0: automatic)")
+        self.with_deepcel0 = CheckBox(text="also run DeepCEL0 (current model) on these frames", value=True)
+        self.job = JobControls("CEL0-IRL1", "Run CEL0-IRL1")
+        self.summary = wrapping_label(label="result")
+        self.ground_truth = layer_combo(napari_viewer, napari.layers.Points, "sweep: ground truth")
+        self.lam_min = float_box("", 1e-3, 1e-6, 100.0, decimals=6, step=1e-3)
+        self.lam_max = float_box("", 1.0, 1e-6, 100.0, decimals=6, step=0.1)
+        self.n_lams = SpinBox(min=1, max=200, value=12, tooltip="lambda values, log-spaced")
+        self.sweep_frames = SpinBox(min=1, max=10_000, value=8, tooltip="frames drawn at random from the selection")
+        self.tolerance = FloatSpinBox(label="sweep: tolerance (nm)", min=1.0, max=10_000.0, value=50.0)
+        self.sweep_job = JobControls("Lambda sweep", "Sweep lambda")
+        self.plot = LinePlot("lambda", "Jaccard [%]", log_x=True, height_px=170)
+        self.best = wrapping_label(label="best")
+        self.use_best_button = PushButton(text="Use the best lambda", enabled=False)
+        self.reset_button = PushButton(text="Reset settings")
+        self.extend([self.layer, self.lam, row("iterations (outer, inner)", self.max_outer, self.max_inner),
+                     self.background, self.frames, row("device, batch (0: auto)", self.device, self.batch_size),
+                     self.with_deepcel0, self.job, self.summary, self.ground_truth,
+                     row("sweep: lambda from, to", self.lam_min, self.lam_max),
+                     row("sweep: lambdas, frames", self.n_lams, self.sweep_frames), self.tolerance, self.sweep_job,
+                     self.plot, self.best, self.use_best_button, self.reset_button])
+        self.settings = PersistentValues("cel0", {
+            "lam": self.lam, "max_outer": self.max_outer, "max_inner": self.max_inner,
+            "background": self.background, "frames": self.frames, "device": self.device,
+            "batch_size": self.batch_size, "with_deepcel0": self.with_deepcel0, "n_lams": self.n_lams,
+            "lam_min": self.lam_min, "lam_max": self.lam_max, "sweep_frames": self.sweep_frames,
+            "tolerance": self.tolerance})
+        self.relay = ProgressRelay()
+        self.relay.report.connect(self._solver_progress)
+        self.sweep_relay = ProgressRelay()
+        self.sweep_relay.report.connect(self._sweep_progress)
+        self._outputs: dict[str, GrowingPoints] = {}
+        self._curve: list[tuple[float, float]] = []
+        self._best_lam: float | None = None
+        self.job.run_button.changed.connect(self.run)
+        self.sweep_job.run_button.changed.connect(self.sweep)
+        self.use_best_button.changed.connect(self.use_best)
+        self.reset_button.changed.connect(self.settings.reset)
+
+    def _inputs(self):
+        """(layer, 1-based frame numbers, background) after checking them."""
+        layer = self.layer.value
+        if layer is None:
+            raise ValueError("open a stack (an Image layer) first")
+        if layer.ndim not in (2, 3) or layer.rgb:
+            raise ValueError(f"{layer.name} is not a (frames, rows, cols) stack of gray frames")
+        resolve_device(self.device.value)
+        n_frames = 1 if layer.ndim == 2 else layer.data.shape[0]
+        return layer, parse_frame_selection(self.frames.value, n_frames) + 1, parse_background(self.background.value)
+
+    # ------------------------------------------------------------ compare
+    def run(self, *_) -> None:
+        """CEL0-IRL1 (then DeepCEL0) on the chosen frames, in a worker thread."""
+        if not self.job.idle():
+            return
+        try:
+            layer, frames, background = self._inputs()
+        except (ValueError, RuntimeError) as exc:
+            show_error(f"CEL0-IRL1: {exc}")
+            return
+        solver = {"lam": self.lam.value, "max_outer": self.max_outer.value, "max_inner": self.max_inner.value,
+                  "background": background, "batch_size": self.batch_size.value or None}
+        lam = f"lambda {self.lam.value:g}"
+        self._outputs = {CEL0: GrowingPoints(self.viewer, f"{layer.name} CEL0 ({lam})", CEL0_COLOR,
+                                             mass_column=MASS_COLUMN)}
+        if self.with_deepcel0.value:
+            self._outputs[DEEPCEL0] = GrowingPoints(self.viewer, f"{layer.name} DeepCEL0 (frames {self.frames.value})",
+                                                    DEEPCEL0_COLOR)
+        self._total = len(frames) * len(self._outputs)
+        self._done_frames = {method: 0 for method in self._outputs}
+        self._seconds = {method: 0.0 for method in self._outputs}
+        self.summary.value = ""
+        self.job.start(_compare_job, self.state.acquisition, layer.data, frames, solver, self.device.value,
+                       self.state.model_path, self.with_deepcel0.value, self.relay.emit,
+                       on_yield=self._batch, on_finish=self._finished)
+
+    def _solver_progress(self, p: SolveProgress) -> None:
+        done = sum(self._done_frames.values())
+        self.job.report(done, self._total, f"CEL0-IRL1: outer iteration {p.outer}, {p.active} of {p.total} frames "
+                                           f"of the batch still iterating")
+
+    def _batch(self, value) -> None:
+        method, result = value
+        output = self._outputs[method]
+        output.add(result.table, result.frames)
+        output.refresh()
+        self._done_frames[method] = result.done
+        self._seconds[method] = result.elapsed_s
+        self.job.report(sum(self._done_frames.values()), self._total,
+                        f"{method}: {result.done}/{result.total} frames, {output.count} localizations")
+
+    def _finished(self) -> None:
+        parts = [f"{method}: {output.count} localizations in {self._done_frames[method]} frames "
+                 f"({self._seconds[method]:.1f} s)" for method, output in self._outputs.items()]
+        self.summary.value = "; ".join(parts)
+        if self.job.error is None:
+            self.job.status.value = f"CEL0-IRL1 {'cancelled' if self.job.cancelled else 'finished'}"
+            show_info(f"CEL0-IRL1 comparison: {self.summary.value}")
+
+    # -------------------------------------------------------------- sweep
+    def sweep(self, *_) -> None:
+        """Jaccard vs lambda against the ground-truth layer, in a worker thread."""
+        if not self.sweep_job.idle():
+            return
+        try:
+            layer, frames, background = self._inputs()
+            if self.ground_truth.value is None:
+                raise ValueError("choose a ground-truth Points layer")
+            if self.lam_min.value > self.lam_max.value:
+                raise ValueError("the smallest lambda is larger than the largest")
+            ground_truth = table_from_layer(self.ground_truth.value)
+        except (ValueError, RuntimeError) as exc:
+            show_error(f"Lambda sweep: {exc}")
+            return
+        self._curve = []
+        self._best_lam = None
+        self.use_best_button.enabled = False
+        self.plot.clear()
+        self.best.value = ""
+        self.sweep_job.start(
+            _sweep_job, layer.data, ground_truth, self.state.acquisition, self.sweep_relay.emit,
+            frames=frames, n_lams=self.n_lams.value, lam_range=(self.lam_min.value, self.lam_max.value),
+            n_frames=self.sweep_frames.value, tol_nm=self.tolerance.value, max_outer=self.max_outer.value,
+            max_inner=self.max_inner.value, background=background, device=self.device.value,
+            on_return=self._swept)
+
+    def _sweep_progress(self, value) -> None:
+        done, total, lam, score = value
+        self._curve.append((lam, score.jaccard))
+        lams, jaccards = zip(*self._curve)
+        self.plot.plot({f"Jaccard at {self.tolerance.value:g} nm": (lams, jaccards)})
+        self.sweep_job.report(done, total, f"Lambda sweep: {done}/{total}, lambda {lam:.4g}: "
+                                           f"Jaccard {score.jaccard:.1f} %")
+
+    def _swept(self, sweep) -> None:
+        if sweep is None:
+            self.sweep_job.status.value = f"Lambda sweep cancelled after {len(self._curve)} lambdas"
+            show_info(self.sweep_job.status.value)
+            return
+        self._best_lam = sweep.best_lam
+        best = sweep.best_score
+        curve = sweep.curve()
+        self.plot.plot({f"Jaccard at {sweep.tol_nm:g} nm": (curve["lam"], curve["jaccard"])},
+                       marker=(self._best_lam, best.jaccard))
+        self.best.value = (f"lambda {self._best_lam:.4g}: Jaccard {best.jaccard:.1f} %, RMSE {best.rmse_nm:.1f} nm "
+                           f"on frames {', '.join(str(f) for f in sweep.frames)} ({sweep.seconds:.0f} s)")
+        self.use_best_button.enabled = True
+        self.sweep_job.status.value = "Lambda sweep finished"
+        show_info(f"Lambda sweep: best {self.best.value}")
+
+    def use_best(self, *_) -> None:
+        """Put the best lambda of the last sweep into the lambda field."""
+        if self._best_lam is not None:
+            self.lam.value = self._best_lam

@@ -1,0 +1,74 @@
+"""Dock widget 6: save localizations as ThunderSTORM CSV and images as TIFF."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import napari
+import numpy as np
+from magicgui.widgets import Container, FileEdit
+from napari.utils.notifications import show_error, show_info
+
+from ..core.io import write_tiff
+from .controls import layer_combo
+from .jobs import JobControls
+from .layers import layer_pixel_size_nm
+from .writer import write_points
+
+
+def _with_suffix(path: Path, suffixes: tuple[str, ...]) -> Path:
+    return path if path.suffix.lower() in suffixes else path.with_name(path.name + suffixes[0])
+
+
+def _write_csv_job(path: Path, data, attributes: dict, cancel=None) -> str:
+    return write_points(str(path), data, attributes)[0]
+
+
+def _write_tiff_job(path: Path, data, pixel_size_nm: float, cancel=None) -> str:
+    return str(write_tiff(path, np.asarray(data), pixel_size_nm=pixel_size_nm))
+
+
+class ExportWidget(Container):
+    """Save a Points layer as a ThunderSTORM CSV (through the plugin's writer) and an
+    image layer (e.g. the rendering) as a TIFF with its pixel size in nm."""
+
+    def __init__(self, napari_viewer: napari.viewer.Viewer):
+        super().__init__(labels=True)
+        self.viewer = napari_viewer
+        self.points = layer_combo(napari_viewer, napari.layers.Points, "localizations")
+        self.csv_path = FileEdit(label="CSV file", mode="w", filter="*.csv", value=Path.home() / "localizations.csv")
+        self.csv_job = JobControls("CSV export", "Save localizations (CSV)", cancellable=False, show_progress=False)
+        self.image = layer_combo(napari_viewer, napari.layers.Image, "image")
+        self.tiff_path = FileEdit(label="TIFF file", mode="w", filter="*.tif", value=Path.home() / "render.tif")
+        self.tiff_job = JobControls("TIFF export", "Save image (TIFF)", cancellable=False, show_progress=False)
+        self.extend([self.points, self.csv_path, self.csv_job, self.image, self.tiff_path, self.tiff_job])
+        self.csv_job.run_button.changed.connect(self.save_csv)
+        self.tiff_job.run_button.changed.connect(self.save_tiff)
+
+    def save_csv(self, *_) -> None:
+        """Write the chosen Points layer to the CSV file (in a worker thread)."""
+        layer = self.points.value
+        if layer is None or self.csv_path.value is None:
+            show_error("Export: choose a Points layer and a CSV file")
+            return
+        path = _with_suffix(self.csv_path.value, (".csv",))
+        data, attributes, _ = layer.as_layer_data_tuple()
+        self.csv_job.start(_write_csv_job, path, data, attributes,
+                           on_return=lambda p: self._saved(self.csv_job, f"{len(data)} localizations of "
+                                                           f"{layer.name} saved to {p}"))
+
+    def save_tiff(self, *_) -> None:
+        """Write the chosen image layer to the TIFF file (in a worker thread)."""
+        layer = self.image.value
+        if layer is None or self.tiff_path.value is None:
+            show_error("Export: choose an image layer and a TIFF file")
+            return
+        path = _with_suffix(self.tiff_path.value, (".tif", ".tiff"))
+        self.tiff_job.start(_write_tiff_job, path, layer.data, layer_pixel_size_nm(layer),
+                            on_return=lambda p: self._saved(self.tiff_job, f"{layer.name} saved to {p} "
+                                                            f"({layer_pixel_size_nm(layer):g} nm pixels)"))
+
+    @staticmethod
+    def _saved(job: JobControls, text: str) -> None:
+        job.status.value = text
+        show_info(text)

@@ -1,0 +1,182 @@
+"""Running one long computation at a time per widget, off the GUI thread.
+
+A widget owns a :class:`JobControls` (Run and Cancel buttons, a progress bar and a
+status line) and starts its work with :meth:`JobControls.start`, which runs a function
+or a generator in a napari ``thread_worker`` thread. Generators yield progress or
+partial results, which arrive on the GUI thread through the worker's ``yielded``
+signal; the return value arrives through ``returned``. Cancel sets a
+``threading.Event`` that the core functions check between batches or steps, so
+a cancelled job ends normally with what it has done. Errors raised and warnings
+issued in the job are shown as napari notifications.
+
+superqt's generator worker (under napari's) takes a ``RuntimeError`` raised by the
+generator for a sign that the worker was deleted: it neither reports it nor finishes.
+Torch reports many errors as ``RuntimeError``, so generators are run through
+:func:`reporting_runtime_errors`, which re-raises them as :class:`JobError`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import inspect
+import threading
+from collections.abc import Callable
+
+import torch
+from magicgui.widgets import Container, ProgressBar, PushButton
+from napari.qt.threading import create_worker
+from napari.utils.notifications import show_error, show_info, show_warning
+from qtpy.QtCore import QObject, Signal
+
+from .controls import wrapping_label
+
+
+class ProgressRelay(QObject):
+    """Carries progress reports from a worker thread to the GUI thread.
+
+    Create it on the GUI thread and pass :meth:`emit` as the callback of a core
+    function that reports progress through a callback (e.g. ``training.train``);
+    connected slots run on the GUI thread (queued Qt connection) and receive the
+    callback's argument, or the tuple of its arguments when there are several.
+    """
+
+    report = Signal(object)
+
+    def emit(self, *args) -> None:
+        self.report.emit(args[0] if len(args) == 1 else args)
+
+
+class JobError(Exception):
+    """An error raised in a job (re-raised from a ``RuntimeError``, see the module notes)."""
+
+
+def reporting_runtime_errors(generator_function: Callable) -> Callable:
+    """Wrap a generator function so that a ``RuntimeError`` leaves it as a :class:`JobError`."""
+
+    @functools.wraps(generator_function)
+    def wrapper(*args, **kwargs):
+        try:
+            return (yield from generator_function(*args, **kwargs))
+        except RuntimeError as exc:
+            raise JobError(str(exc)) from exc
+
+    return wrapper
+
+
+@contextlib.contextmanager
+def gpu_memory_hint():
+    """Turn a CUDA out-of-memory error into an error message that says what to do."""
+    try:
+        yield
+    except torch.cuda.OutOfMemoryError as exc:
+        raise JobError("out of GPU memory; lower the batch size or choose device 'cpu'") from exc
+
+
+class JobControls(Container):
+    """Run/Cancel buttons, a progress bar and a status line for one job at a time.
+
+    Parameters
+    ----------
+    title
+        Name of the job in messages (e.g. ``"Localization"``).
+    run_text
+        Label of the Run button.
+    cancellable
+        Show a Cancel button.
+    show_progress
+        Show a progress bar.
+    """
+
+    def __init__(self, title: str, run_text: str, cancellable: bool = True, show_progress: bool = True):
+        self.title = title
+        self.run_button = PushButton(text=run_text)
+        self.cancel_button = PushButton(text="Cancel", enabled=False, visible=cancellable)
+        self.progress = ProgressBar(value=0, min=0, max=1, visible=show_progress)
+        self.status = wrapping_label(value="")
+        buttons = Container(widgets=[self.run_button, self.cancel_button], layout="horizontal", labels=False)
+        buttons.margins = (0, 0, 0, 0)
+        super().__init__(widgets=[buttons, self.progress, self.status], labels=False)
+        self.margins = (0, 0, 0, 0)
+        #: set by Cancel (and when the widget is destroyed); cleared when a job starts
+        self.cancel_event = threading.Event()
+        self.worker = None
+        #: the exception that ended the last job, or None
+        self.error: Exception | None = None
+        self.cancel_button.changed.connect(self.cancel)
+        self.native.destroyed.connect(self.cancel_event.set)
+
+    @property
+    def busy(self) -> bool:
+        """True while a job runs."""
+        return self.worker is not None
+
+    def idle(self) -> bool:
+        """True when no job runs; otherwise tell the user that this one is still running."""
+        if self.busy:
+            show_info(f"{self.title} is already running: wait for it to finish or cancel it")
+            return False
+        return True
+
+    def start(self, func: Callable, *args, on_yield: Callable | None = None, on_return: Callable | None = None,
+              on_finish: Callable | None = None, **kwargs):
+        """Run ``func(*args, cancel=<Event>, **kwargs)`` in a worker thread.
+
+        ``on_yield(value)`` and ``on_return(value)`` receive what the job yields and
+        returns; ``on_finish()`` runs last, also after an error (see :attr:`error`).
+        Returns the worker, or None (with a notification) when a job is already running.
+        """
+        if not self.idle():
+            return None
+        self.cancel_event.clear()
+        if inspect.isgeneratorfunction(func):
+            func = reporting_runtime_errors(func)
+        worker = create_worker(func, *args, cancel=self.cancel_event, _start_thread=False, _ignore_errors=True,
+                               **kwargs)
+        if on_yield is not None:
+            worker.yielded.connect(on_yield)
+        if on_return is not None:
+            worker.returned.connect(on_return)
+        worker.errored.connect(self._failed)
+        worker.warned.connect(self._warned)
+        worker.finished.connect(self._finished)
+        if on_finish is not None:
+            worker.finished.connect(on_finish)
+        self.worker = worker
+        self.error = None
+        self.run_button.enabled = False
+        self.cancel_button.enabled = True
+        self.progress.value = 0
+        self.status.value = f"{self.title}: starting ..."
+        worker.start()
+        return worker
+
+    def cancel(self, *_) -> None:
+        """Ask the running job to stop after its current batch or step."""
+        if self.busy and not self.cancel_event.is_set():
+            self.cancel_event.set()
+            self.status.value = f"{self.title}: cancelling after the current step ..."
+
+    @property
+    def cancelled(self) -> bool:
+        """True when the current (or last) job was asked to stop."""
+        return self.cancel_event.is_set()
+
+    def report(self, done: int, total: int, text: str) -> None:
+        """Show progress ``done``/``total`` and a status text."""
+        self.progress.max = max(int(total), 1)
+        self.progress.value = min(int(done), self.progress.max)
+        self.status.value = text
+
+    def _failed(self, exc: Exception) -> None:
+        self.error = exc
+        self.status.value = f"{self.title} failed: {exc}"
+        show_error(self.status.value)
+
+    def _warned(self, args: tuple) -> None:
+        show_warning(f"{self.title}: {args[0]}")
+
+    def _finished(self) -> None:
+        self.worker = None
+        self.run_button.enabled = True
+        self.cancel_button.enabled = False

@@ -1,0 +1,157 @@
+"""Localization tables <-> napari layers, with nanometres as world units.
+
+One convention for every layer this plugin makes or reads:
+
+- a camera stack (frames, rows, cols) gets ``scale = (1, p, p)`` and
+  ``translate = (0, p/2, p/2)`` for a pixel size ``p`` nm, so camera pixel ``(r, c)``
+  is drawn centred at ``y = (r + 0.5) p``, ``x = (c + 0.5) p`` nm: the pixel-centre
+  convention of :mod:`napari_deepcel0.core.acquisition`;
+- localizations are Points at ``(frame - 1, y [nm], x [nm])`` (scale 1): the first axis
+  is the 0-based frame, so points follow the frame slider of the stack;
+- a rendered image (or fine-grid map) with ``q`` nm pixels gets ``scale = (q, q)`` and
+  ``translate = (q/2, q/2)`` (its pixel ``(r, c)`` covers ``[r, r+1) q`` in y).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from ..core.io import FRAME, X_NM, Y_NM
+from ..core.localize import empty_table
+
+#: diameter of a localization marker, in nm
+POINT_SIZE_NM = 60.0
+#: marker colours: DeepCEL0 and CEL0 localizations, and tables read from files
+#: (e.g. ground truth, drawn as rings)
+DEEPCEL0_COLOR, CEL0_COLOR, FILE_COLOR = "#ffcc00", "#00e5ff", "#ff40ff"
+STACK_AXES = ("frame", "y", "x")
+STACK_UNITS = ("", "nm", "nm")
+
+
+def stack_transform(pixel_size_nm: float) -> dict:
+    """``scale``/``translate``/``units``/``axis_labels`` of a (frames, rows, cols) stack in nm."""
+    p = float(pixel_size_nm)
+    return {"scale": (1.0, p, p), "translate": (0.0, p / 2, p / 2), "units": STACK_UNITS,
+            "axis_labels": STACK_AXES}
+
+
+def image_transform(pixel_nm: float, first_frame: int | None = None) -> dict:
+    """Transform of a super-resolved image (2D), or of fine-grid maps starting at
+    1-based frame ``first_frame`` (3D) when it is given."""
+    q = float(pixel_nm)
+    if first_frame is None:
+        return {"scale": (q, q), "translate": (q / 2, q / 2), "units": STACK_UNITS[1:], "axis_labels": STACK_AXES[1:]}
+    return {"scale": (1.0, q, q), "translate": (float(first_frame - 1), q / 2, q / 2), "units": STACK_UNITS,
+            "axis_labels": STACK_AXES}
+
+
+def layer_pixel_size_nm(layer) -> float:
+    """Camera pixel size (nm) at which an image layer is displayed (its last-axis scale)."""
+    return float(layer.scale[-1])
+
+
+def points_from_table(table: pd.DataFrame) -> tuple[np.ndarray, pd.DataFrame]:
+    """Points coordinates ``(frame - 1, y, x)`` (n, 3) and the other columns as features."""
+    coords = np.column_stack(
+        [table[FRAME].to_numpy(np.float64) - 1.0, table[Y_NM].to_numpy(np.float64), table[X_NM].to_numpy(np.float64)]
+    ) if len(table) else np.zeros((0, 3))
+    features = table.drop(columns=[FRAME, X_NM, Y_NM]).reset_index(drop=True)
+    return coords, features
+
+
+def points_layer_kwargs(name: str, features: pd.DataFrame, face_color=DEEPCEL0_COLOR, symbol="disc",
+                        metadata: dict | None = None) -> dict:
+    """Keyword arguments of a localization Points layer (sizes in nm)."""
+    return {
+        "name": name,
+        "features": features,
+        "size": POINT_SIZE_NM,
+        "face_color": face_color,
+        "border_width": 0,
+        "symbol": symbol,
+        "out_of_slice_display": False,
+        "units": STACK_UNITS,
+        "axis_labels": STACK_AXES,
+        "metadata": metadata or {},
+    }
+
+
+def table_from_points(data, features=None, scale=None, translate=None) -> pd.DataFrame:
+    """A localization table (frames 1-based, nm) from Points layer data.
+
+    ``data`` are layer coordinates; with ``scale``/``translate`` they are mapped to
+    world coordinates (nm) first. 3D points are ``(frame - 1, y, x)``; 2D points
+    ``(y, x)`` are put in frame 1. Numeric feature columns become extra columns.
+    """
+    data = np.asarray(data, dtype=np.float64)
+    if data.ndim != 2 or data.shape[1] not in (2, 3):
+        raise ValueError(f"points must be 2D (y, x) or 3D (frame, y, x), got shape {data.shape}")
+    ndim = data.shape[1]
+    scale = np.ones(ndim) if scale is None else np.asarray(scale, dtype=np.float64)[-ndim:]
+    translate = np.zeros(ndim) if translate is None else np.asarray(translate, dtype=np.float64)[-ndim:]
+    world = data * scale + translate
+    frames = np.round(world[:, 0]).astype(np.int64) + 1 if ndim == 3 else np.ones(len(world), np.int64)
+    table = pd.DataFrame({FRAME: frames, X_NM: world[:, -1], Y_NM: world[:, -2]})
+    if features is not None and len(features) == len(table):
+        for column in features.columns:
+            values = features[column]
+            if str(column) not in table.columns and pd.api.types.is_numeric_dtype(values):
+                table[str(column)] = values.to_numpy()
+    return table
+
+
+def table_from_layer(layer) -> pd.DataFrame:
+    """The localization table of a Points layer (see :func:`table_from_points`)."""
+    return table_from_points(layer.data, layer.features, layer.scale, layer.translate)
+
+
+def replace_layer(viewer, name: str, kind: str, data, kwargs: dict):
+    """Add a layer named ``name``, replacing a layer of that name from an earlier run."""
+    if name in viewer.layers:
+        viewer.layers.remove(viewer.layers[name])
+    kwargs = {k: v for k, v in kwargs.items() if k != "name"}
+    return getattr(viewer, f"add_{kind}")(data, name=name, **kwargs)
+
+
+class GrowingPoints:
+    """A Points layer of localizations that grows as batches of a run arrive.
+
+    ``metadata["frames"]`` lists the 1-based frames processed so far, so that a
+    ground-truth comparison can be restricted to them.
+
+    Parameters
+    ----------
+    viewer
+        The napari viewer.
+    name
+        Layer name (a layer of that name from an earlier run is replaced).
+    face_color
+        Marker colour.
+    mass_column
+        The localizer's mass column (for the empty table's features).
+    """
+
+    def __init__(self, viewer, name: str, face_color: str, mass_column: str = "confidence"):
+        self.tables: list[pd.DataFrame] = [empty_table(mass_column)]
+        self.frames: list[np.ndarray] = []
+        coords, features = points_from_table(self.tables[0])
+        self.layer = replace_layer(viewer, name, "points", coords, points_layer_kwargs(
+            name, features, face_color=face_color, metadata={"frames": np.zeros(0, np.int64)}))
+
+    @property
+    def count(self) -> int:
+        """Localizations received so far."""
+        return sum(len(t) for t in self.tables)
+
+    def add(self, table: pd.DataFrame, frames: np.ndarray) -> None:
+        """Keep a batch's localizations (shown at the next :meth:`refresh`)."""
+        self.tables.append(table)
+        self.frames.append(np.asarray(frames, dtype=np.int64))
+
+    def refresh(self) -> None:
+        """Show every localization received so far."""
+        coords, features = points_from_table(pd.concat(self.tables, ignore_index=True))
+        self.layer.data = coords
+        self.layer.features = features
+        self.layer.metadata["frames"] = np.concatenate(self.frames) if self.frames else np.zeros(0, np.int64)

@@ -1,0 +1,215 @@
+"""Dock widget 3: localize a stack with a DeepCEL0 model, streaming the results."""
+
+from __future__ import annotations
+
+import time
+
+import napari
+import numpy as np
+from magicgui.widgets import CheckBox, ComboBox, Container, FileEdit, FloatSpinBox, LineEdit, PushButton, SpinBox
+from napari.utils.notifications import show_error, show_info
+
+from ..core.devices import DEVICES, resolve_device
+from ..core.model_io import ModelFileError, bundled_model_path, load_bundled_model, load_model, read_model_info
+from ..core.predict import BatchResult, DeepLocalizer, acquisition_mismatch, localize_stream, parse_frame_selection
+from ..core.render import Renderer
+from .controls import layer_combo, wrapping_label
+from .jobs import JobControls, gpu_memory_hint
+from .layers import DEEPCEL0_COLOR, GrowingPoints, image_transform, layer_pixel_size_nm, replace_layer, stack_transform
+from .settings import PersistentValues
+from .state import state_for
+
+#: the layers are refreshed at most this often while a run streams (seconds)
+REFRESH_S = 0.5
+#: largest fine-grid map stack kept for display (bytes)
+MAX_MAPS_BYTES = 2 * 1024**3
+
+
+def deep_localizer(model_path, acquisition, device: str, batch_size: int = 16) -> DeepLocalizer:
+    """Load a model (None: the bundled one) for the data's acquisition."""
+    loaded = load_bundled_model() if model_path is None else load_model(model_path)
+    return DeepLocalizer(loaded, acquisition=acquisition, device=device, batch_size=batch_size)
+
+
+def _localize_job(model_path, acquisition, source, frames, threshold, device, batch_size, keep_maps, cancel=None):
+    """Load the model, then yield a :class:`BatchResult` per batch."""
+    with gpu_memory_hint():
+        model = deep_localizer(model_path, acquisition, device, batch_size)
+        yield from localize_stream(model, source, frames=frames, threshold=threshold, batch_size=batch_size,
+                                   keep_maps=keep_maps, cancel=cancel)
+
+
+class LocalizeWidget(Container):
+    """Localize the frames of an image layer with DeepCEL0 (bundled or chosen model).
+
+    Localizations stream into a Points layer and a super-resolved rendering (and
+    optionally per-frame fine-grid maps) while the run goes on; Cancel keeps what
+    is done.
+    """
+
+    def __init__(self, napari_viewer: napari.viewer.Viewer):
+        super().__init__(labels=True)
+        self.viewer = napari_viewer
+        self.state = state_for(napari_viewer)
+        self.layer = layer_combo(napari_viewer, napari.layers.Image, "stack")
+        self.model = FileEdit(label="model (empty: bundled)", mode="r", filter="*.safetensors", nullable=True)
+        self.bundled_button = PushButton(text="Use the bundled model")
+        self.model_info = wrapping_label(label="model")
+        self.auto_threshold = CheckBox(text="automatic threshold (0.1 x spike value)", value=True)
+        self.threshold = FloatSpinBox(label="threshold", min=0.0, max=1e9, step=0.5, value=8.5, enabled=False)
+        self.device = ComboBox(label="device", choices=list(DEVICES), value="auto")
+        self.batch_size = SpinBox(label="batch size", min=1, max=4096, value=16)
+        self.frames = LineEdit(label="frames (1-based)", value="all")
+        self.render_pixel = FloatSpinBox(label="render pixel (nm)", min=1.0, max=1000.0, value=10.0)
+        self.render_blur = FloatSpinBox(label="render blur sigma (nm)", min=0.0, max=1000.0, value=10.0)
+        self.show_maps = CheckBox(text="show fine-grid maps", value=False)
+        self.job = JobControls("Localization", "Localize")
+        self.reset_button = PushButton(text="Reset settings")
+        self.extend([self.layer, self.model, self.bundled_button, self.model_info, self.auto_threshold,
+                     self.threshold, self.device, self.batch_size, self.frames, self.render_pixel,
+                     self.render_blur, self.show_maps, self.job, self.reset_button])
+        self.settings = PersistentValues("localize", {
+            "model": self.model, "auto_threshold": self.auto_threshold, "threshold": self.threshold,
+            "device": self.device, "batch_size": self.batch_size, "frames": self.frames,
+            "render_pixel": self.render_pixel, "render_blur": self.render_blur, "show_maps": self.show_maps})
+        if self.state.model_path is not None:
+            self.model.value = self.state.model_path
+        self._info = None
+        self._run = None
+        self._describe_model()
+        self.threshold.enabled = not self.auto_threshold.value
+        self.auto_threshold.changed.connect(lambda auto: setattr(self.threshold, "enabled", not auto))
+        self.model.changed.connect(self._model_chosen)
+        self.bundled_button.changed.connect(lambda *_: setattr(self.model, "value", None))
+        self.state.model_changed.connect(self._state_model_changed)
+        self.state.acquisition_changed.connect(self._describe_model)
+        self.job.run_button.changed.connect(self.run)
+        self.reset_button.changed.connect(self.settings.reset)
+
+    # --------------------------------------------------------------- model
+    def _model_chosen(self, *_) -> None:
+        self.state.model_path = self.model.value
+        self._describe_model()
+
+    def _state_model_changed(self, path) -> None:
+        if self.model.value != path:
+            self.model.value = path
+
+    def _describe_model(self) -> None:
+        path = self.model.value
+        try:
+            info = read_model_info(bundled_model_path() if path is None else path)
+        except ModelFileError as exc:
+            self._info = None
+            self.model_info.value = str(exc)
+            self.model_info.native.setStyleSheet("color: #ff6060")
+            return
+        self._info = info
+        text = ("bundled: " if path is None else "") + info.summary()
+        mismatch = acquisition_mismatch(info.acquisition, self.state.acquisition)
+        if mismatch:
+            text += "\nWARNING, the model does not match the Acquisition settings: " + "; ".join(mismatch)
+        self.model_info.value = text
+        self.model_info.native.setStyleSheet("color: #ffb040" if mismatch else "")
+        if self.auto_threshold.value:
+            with self.threshold.changed.blocked():
+                self.threshold.value = round(0.1 * info.spike_value, 3)
+
+    # ----------------------------------------------------------------- run
+    def run(self, *_) -> None:
+        """Check the inputs, prepare the output layers and start the run."""
+        if not self.job.idle():
+            return
+        layer = self.layer.value
+        try:
+            if layer is None:
+                raise ValueError("open a stack (an Image layer) first")
+            if self._info is None:
+                raise ValueError(self.model_info.value)
+            resolve_device(self.device.value)
+            if layer.ndim not in (2, 3) or layer.rgb:
+                raise ValueError(f"{layer.name} is not a (frames, rows, cols) stack of gray frames")
+            n_frames = 1 if layer.ndim == 2 else layer.data.shape[0]
+            selection = parse_frame_selection(self.frames.value, n_frames) + 1
+        except (ValueError, RuntimeError) as exc:
+            show_error(f"Localize: {exc}")
+            return
+        acq = self.state.acquisition
+        if abs(layer_pixel_size_nm(layer) - acq.pixel_size_nm) > 1e-6 * acq.pixel_size_nm:
+            transform = stack_transform(acq.pixel_size_nm)
+            layer.scale = transform["scale"][-layer.ndim:]
+            layer.translate = transform["translate"][-layer.ndim:]
+            show_info(f"Localize: {layer.name} is now displayed at the acquisition pixel size "
+                      f"{acq.pixel_size_nm:g} nm so that it lines up with the localizations")
+        fine_nm = acq.pixel_size_nm / self._info.acquisition.upsampling
+        rows, cols = layer.data.shape[-2:]
+        maps_shape = (int(selection[-1] - selection[0] + 1), rows * self._info.acquisition.upsampling,
+                      cols * self._info.acquisition.upsampling)
+        if self.show_maps.value and np.prod(maps_shape) * 4 > MAX_MAPS_BYTES:
+            show_error(f"Localize: the fine-grid maps of {maps_shape[0]} frames would need "
+                       f"{np.prod(maps_shape) * 4 / 1024**3:.1f} GB; select fewer frames or untick the maps")
+            return
+        self._run = _Run(self.viewer, layer, acq, selection, (rows, cols), fine_nm, self.render_pixel.value,
+                         self.render_blur.value, maps_shape if self.show_maps.value else None)
+        threshold = None if self.auto_threshold.value else self.threshold.value
+        self.job.start(_localize_job, self.model.value, acq, layer.data, selection, threshold, self.device.value,
+                       self.batch_size.value, self.show_maps.value, on_yield=self._batch, on_finish=self._finished)
+
+    def _batch(self, result: BatchResult) -> None:
+        self._run.add(result)
+        self.job.report(result.done, result.total, f"Localization: {self._run.describe()}")
+
+    def _finished(self) -> None:
+        """Show everything done, also after an error or a cancel."""
+        self._run.refresh()
+        if self.job.error is None:
+            text = f"Localization {'cancelled' if self.job.cancelled else 'finished'}: {self._run.describe()}"
+            self.job.status.value = text
+            show_info(text)
+
+
+class _Run:
+    """The output layers of one localization run, growing batch by batch."""
+
+    def __init__(self, viewer, layer, acq, selection, frame_shape, fine_nm, render_pixel, render_blur, maps_shape):
+        self.points = GrowingPoints(viewer, f"{layer.name} localizations", DEEPCEL0_COLOR)
+        self.total = len(selection)
+        self.frames_done = 0
+        self.frames_per_second = 0.0
+        self.renderer = Renderer((frame_shape[0] * acq.pixel_size_nm, frame_shape[1] * acq.pixel_size_nm),
+                                 render_pixel)
+        self.blur = render_blur
+        self.first_frame = int(selection[0])
+        self.render = replace_layer(viewer, f"{layer.name} render", "image", self.renderer.image(), {
+            "colormap": "hot", "blending": "additive", **image_transform(render_pixel)})
+        self.maps = None
+        if maps_shape is not None:
+            self.maps = replace_layer(viewer, f"{layer.name} maps", "image", np.zeros(maps_shape, np.float32), {
+                "colormap": "magma", "blending": "additive", **image_transform(fine_nm, self.first_frame)})
+        self._last_refresh = 0.0
+
+    def describe(self) -> str:
+        return (f"{self.frames_done}/{self.total} frames, {self.points.count} localizations, "
+                f"{self.frames_per_second:.1f} frames/s")
+
+    def add(self, result: BatchResult) -> None:
+        self.points.add(result.table, result.frames)
+        self.frames_done = result.done
+        self.frames_per_second = result.frames_per_second
+        self.renderer.add(result.table)
+        if self.maps is not None and result.maps is not None:
+            self.maps.data[result.frames - self.first_frame] = result.maps
+        if time.monotonic() - self._last_refresh > REFRESH_S:
+            self.refresh()
+
+    def refresh(self) -> None:
+        """Show everything accumulated so far."""
+        self.points.refresh()
+        image = self.renderer.image(self.blur or None)
+        self.render.data = image
+        top = float(np.percentile(image[image > 0], 99.5)) if np.any(image > 0) else 1.0
+        self.render.contrast_limits = (0.0, max(top, 1e-6))
+        if self.maps is not None:
+            self.maps.refresh()
+            self.maps.reset_contrast_limits()
+        self._last_refresh = time.monotonic()

@@ -1,0 +1,186 @@
+"""Dock widget 5: score localizations against a ground truth, colour TP / FP / FN."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import napari
+import numpy as np
+import pandas as pd
+from magicgui.widgets import Container, Label, LineEdit, PushButton
+from napari.utils.notifications import show_error, show_info
+from qtpy.QtCore import Qt
+from qtpy.QtWidgets import QApplication, QFileDialog
+
+from ..core.io import FRAME, X_NM, Y_NM, LocalizationFileError, read_localizations
+from ..core.metrics import DEFAULT_TOLERANCES_NM, evaluate, match
+from .controls import layer_combo, select_layer, wrapping_label
+from .jobs import JobControls
+from .layers import points_from_table, points_layer_kwargs, replace_layer, table_from_layer
+from .reader import localization_layer_data
+from .settings import PersistentValues
+from .state import state_for
+
+#: face colours of the matching layer
+MATCH_COLORS = {"TP": "#40e040", "FP": "#ff4040", "FN": "#40a0ff"}
+MATCH_SYMBOLS = {"TP": "disc", "FP": "x", "FN": "ring"}
+TABLE_COLUMNS = {
+    "tol_nm": "tolerance [nm]", "tp": "TP", "fp": "FP", "fn": "FN", "jaccard": "Jaccard [%]",
+    "sensitivity": "sensitivity [%]", "precision": "precision [%]", "rmse_nm": "RMSE [nm]",
+    "efficiency": "efficiency [%]",
+}
+
+
+def parse_tolerances(text: str) -> list[float]:
+    """Tolerances in nm from text like ``"50, 100 150"`` (positive numbers)."""
+    try:
+        values = [float(v) for v in text.replace(",", " ").split()]
+    except ValueError:
+        raise ValueError(f"cannot read tolerances {text!r}; write numbers in nm, e.g. '50, 100, 150'") from None
+    if not values or any(not v > 0 for v in values):
+        raise ValueError(f"tolerances must be positive numbers in nm, got {text!r}")
+    return values
+
+
+def _match_job(gt: pd.DataFrame, est: pd.DataFrame, tolerances: list[float], cancel=None):
+    scores = evaluate(gt, est, tolerances)
+    gt_found, est_true = match(gt, est, tolerances[0]).labels()
+    return scores, gt_found, est_true
+
+
+def scores_table(scores) -> pd.DataFrame:
+    """The scores as a table, one row per tolerance (what Copy and Save write)."""
+    rows = [{label: getattr(s, key) for key, label in TABLE_COLUMNS.items()} for s in scores]
+    return pd.DataFrame(rows, columns=list(TABLE_COLUMNS.values())).round(2)
+
+
+def scores_html(table: pd.DataFrame) -> str:
+    """The scores for reading, as an HTML table: one column per tolerance."""
+    if len(table) == 0:
+        return "<i>no scores yet</i>"
+    counts = [TABLE_COLUMNS[k] for k in ("tp", "fp", "fn")]
+    head = "".join(f"<th align='right'>&nbsp;{tol:g} nm</th>" for tol in table[TABLE_COLUMNS["tol_nm"]])
+    rows = []
+    for name in list(TABLE_COLUMNS.values())[1:]:
+        cells = "".join(
+            f"<td align='right'>{'-' if pd.isna(v) else f'{v:.0f}' if name in counts else f'{v:.2f}'}</td>"
+            for v in table[name])
+        rows.append(f"<tr><td>{name}</td>{cells}</tr>")
+    return f"<table cellspacing='0' cellpadding='2'><tr><th></th>{head}</tr>{''.join(rows)}</table>"
+
+
+class MatchingWidget(Container):
+    """Match an estimate layer to a ground-truth layer frame by frame and report
+    Jaccard, sensitivity, precision, RMSE and efficiency per tolerance."""
+
+    def __init__(self, napari_viewer: napari.viewer.Viewer):
+        super().__init__(labels=True)
+        self.viewer = napari_viewer
+        self.state = state_for(napari_viewer)
+        self.ground_truth = layer_combo(napari_viewer, napari.layers.Points, "ground truth")
+        self.load_button = PushButton(text="Load ground-truth CSV ...")
+        self.estimate = layer_combo(napari_viewer, napari.layers.Points, "localizations")
+        self.tolerances = LineEdit(label="tolerances (nm)", value=", ".join(f"{t:g}" for t in DEFAULT_TOLERANCES_NM))
+        self.job = JobControls("Matching", "Match", cancellable=False, show_progress=False)
+        self.table = Label(value=scores_html(scores_table([])))
+        self.legend = wrapping_label(value="")
+        for label in (self.table, self.legend):
+            label.native.setTextFormat(Qt.TextFormat.RichText)
+        self.copy_button = PushButton(text="Copy table")
+        self.save_button = PushButton(text="Save table ...")
+        buttons = Container(widgets=[self.copy_button, self.save_button], layout="horizontal", labels=False)
+        self.extend([self.ground_truth, self.load_button, self.estimate, self.tolerances, self.job, self.table,
+                     self.legend, buttons])
+        self.settings = PersistentValues("matching", {"tolerances": self.tolerances})
+        self.scores = scores_table([])
+        self.load_button.changed.connect(self._ask_ground_truth)
+        self.job.run_button.changed.connect(self.run)
+        self.copy_button.changed.connect(self.copy_table)
+        self.save_button.changed.connect(self._ask_save_table)
+
+    # ------------------------------------------------------------ inputs
+    def _ask_ground_truth(self, *_) -> None:
+        path, _ = QFileDialog.getOpenFileName(self.native, "Ground-truth CSV", "", "CSV files (*.csv)")
+        if path:
+            self.load_ground_truth(path)
+
+    def load_ground_truth(self, path) -> napari.layers.Points | None:
+        """Read a ThunderSTORM / ISBI CSV into a Points layer and choose it as ground truth."""
+        try:
+            table = read_localizations(path, pixel_size_nm=self.state.acquisition.pixel_size_nm)
+        except (LocalizationFileError, OSError) as exc:
+            show_error(f"Ground truth: {exc}")
+            return None
+        data, kwargs, _ = localization_layer_data(table, f"{Path(path).stem} ground truth")
+        layer = self.viewer.add_points(data, **kwargs)
+        select_layer(self.ground_truth, layer)
+        return layer
+
+    # --------------------------------------------------------------- run
+    def run(self, *_) -> None:
+        """Match in a worker thread; the table and the TP/FP/FN layer follow."""
+        if not self.job.idle():
+            return
+        gt_layer, est_layer = self.ground_truth.value, self.estimate.value
+        try:
+            if gt_layer is None or est_layer is None:
+                raise ValueError("choose a ground-truth layer and a localization layer (Points)")
+            tolerances = parse_tolerances(self.tolerances.value)
+            gt, est = table_from_layer(gt_layer), table_from_layer(est_layer)
+        except ValueError as exc:
+            show_error(f"Matching: {exc}")
+            return
+        frames = est_layer.metadata.get("frames")
+        note = ""
+        if frames is not None and len(frames):
+            gt = gt[gt[FRAME].isin(frames)].reset_index(drop=True)
+            note = f" (ground truth restricted to the {len(frames)} frames localized)"
+        self.job.start(_match_job, gt, est, tolerances,
+                       on_return=lambda value: self._show(value, gt, est, tolerances[0], est_layer.name, note))
+
+    def _show(self, value, gt, est, tol, name, note) -> None:
+        scores, gt_found, est_true = value
+        self.scores = scores_table(scores)
+        self.table.value = scores_html(self.scores)
+        first = scores[0]
+        self.job.status.value = (f"{name}: Jaccard {first.jaccard:.1f} % at {tol:g} nm, "
+                                 f"{first.tp} TP, {first.fp} FP, {first.fn} FN{note}")
+        parts = [est[est_true].assign(match="TP"), est[~est_true].assign(match="FP"), gt[~gt_found].assign(match="FN")]
+        table = pd.concat(parts, ignore_index=True)[[FRAME, X_NM, Y_NM, "match"]]
+        coords, features = points_from_table(table)
+        labels = features["match"].to_numpy()
+        layer_name = f"match @ {tol:g} nm"
+        kwargs = points_layer_kwargs(layer_name, features)
+        if len(coords):
+            kwargs.update(face_color=[MATCH_COLORS[m] for m in labels],
+                          symbol=np.array([MATCH_SYMBOLS[m] for m in labels]))
+        replace_layer(self.viewer, layer_name, "points", coords, kwargs)
+        self.legend.value = (f"{layer_name}: <span style='color:{MATCH_COLORS['TP']}'>&#9679; TP</span>, "
+                             f"<span style='color:{MATCH_COLORS['FP']}'>&#10005; FP</span>, "
+                             f"<span style='color:{MATCH_COLORS['FN']}'>&#9675; FN</span>")
+        show_info(self.job.status.value)
+
+    # ------------------------------------------------------------- table
+    def table_text(self, sep: str = "\t") -> str:
+        """The current table as text (tab-separated by default)."""
+        return self.scores.to_csv(sep=sep, index=False)
+
+    def copy_table(self, *_) -> None:
+        """Copy the table to the clipboard (tab-separated, pastes into spreadsheets)."""
+        QApplication.clipboard().setText(self.table_text())
+        show_info("Matching table copied to the clipboard")
+
+    def _ask_save_table(self, *_) -> None:
+        path, _ = QFileDialog.getSaveFileName(self.native, "Save matching table", "matching.csv", "CSV (*.csv)")
+        if path:
+            self.save_table(path)
+
+    def save_table(self, path) -> None:
+        """Write the table as a CSV file."""
+        try:
+            with open(path, "w", encoding="utf-8", newline="\n") as fh:
+                fh.write(self.table_text(sep=","))
+        except OSError as exc:
+            show_error(f"Matching: cannot save the table: {exc}")
+            return
+        show_info(f"Matching table saved to {path}")

@@ -1,0 +1,107 @@
+"""napari readers: SMLM TIFF stacks (lazy Image layers) and localization CSVs (Points).
+
+Both ``get_*_reader`` functions return None for files they cannot read, so napari
+can try another reader; they never raise (any failure to open a file means it is not
+one of ours).
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from pathlib import Path
+
+import dask.array as da
+import numpy as np
+
+from ..core.acquisition import Acquisition
+from ..core.io import FrameStack, read_localizations
+from .layers import FILE_COLOR, points_from_table, points_layer_kwargs, stack_transform
+
+
+class _FrameBlocks:
+    """Array-like view of a :class:`FrameStack` for ``dask.array.from_array``
+    (which indexes with a tuple of slices)."""
+
+    def __init__(self, stack: FrameStack):
+        self.stack = stack
+        self.shape = stack.shape
+        self.dtype = np.dtype(np.float32)
+        self.ndim = 3
+
+    def __getitem__(self, key):
+        key = key if isinstance(key, tuple) else (key,)
+        return self.stack[key[0]][(Ellipsis,) + key[1:]]
+
+
+def lazy_frames(stack: FrameStack) -> da.Array:
+    """A dask array (frames, rows, cols) float32 reading one frame per chunk on demand.
+
+    Reads are serialised by a lock, so the viewer and a background job can share it.
+    The array gets a unique name, so that napari's chunk cache never mixes two files.
+    """
+    return da.from_array(_FrameBlocks(stack), chunks=(1,) + stack.frame_shape, lock=True, asarray=False,
+                         meta=np.empty((0, 0, 0), np.float32), name=f"deepcel0-stack-{uuid.uuid4().hex}")
+
+
+def stack_layer_data(stack: FrameStack, name: str | None = None) -> tuple:
+    """A lazy Image layer-data tuple of a stack, scaled in nm (see :mod:`.layers`).
+
+    Without a pixel size in the file, the default 100 nm is used and
+    ``metadata["pixel_size_nm"]`` is None.
+    """
+    pixel = stack.pixel_size_nm or Acquisition().pixel_size_nm
+    first = stack[0]
+    lo, hi = float(first.min()), float(first.max())
+    kwargs = {
+        "name": name or stack.path.stem,
+        "contrast_limits": (lo, hi if hi > lo else lo + 1.0),
+        "colormap": "gray",
+        "metadata": {"pixel_size_nm": stack.pixel_size_nm, "path": str(stack.path)},
+        **stack_transform(pixel),
+    }
+    return (lazy_frames(stack), kwargs, "image")
+
+
+def _paths(path) -> list[str] | None:
+    paths = [path] if isinstance(path, (str, os.PathLike)) else list(path)
+    return [str(p) for p in paths] or None
+
+
+def get_stack_reader(path):
+    """Reader for ``*.tif``/``*.tiff`` SMLM stacks, or None when a file is not one
+    (RGB, 4-D, not a TIFF, unreadable)."""
+    paths = _paths(path)
+    if paths is None or not all(p.lower().endswith((".tif", ".tiff")) for p in paths):
+        return None
+    stacks = []
+    for p in paths:
+        try:
+            stacks.append(FrameStack(p))
+        except Exception:  # StackError, OSError, or whatever a broken TIFF raises
+            for s in stacks:
+                s.close()
+            return None
+    return lambda _path: [stack_layer_data(s) for s in stacks]
+
+
+def localization_layer_data(table, name: str) -> tuple:
+    """A Points layer-data tuple of a localization table (see :mod:`.layers`)."""
+    coords, features = points_from_table(table)
+    kwargs = points_layer_kwargs(name, features, face_color=FILE_COLOR, symbol="ring",
+                                 metadata={"source": table.attrs.get("source")})
+    return (coords, kwargs, "points")
+
+
+def get_localization_reader(path):
+    """Reader for ThunderSTORM / ISBI localization CSVs, or None when a file is not one."""
+    paths = _paths(path)
+    if paths is None or not all(p.lower().endswith(".csv") for p in paths):
+        return None
+    tables = []
+    for p in paths:
+        try:
+            tables.append((read_localizations(p), Path(p).stem))
+        except Exception:  # LocalizationFileError, OSError, or a CSV pandas cannot parse
+            return None
+    return lambda _path: [localization_layer_data(table, name) for table, name in tables]

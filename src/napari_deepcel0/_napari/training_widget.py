@@ -1,0 +1,129 @@
+"""Dock widget 2: train a DeepCEL0 model on data simulated for the acquisition."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import napari
+from magicgui.widgets import ComboBox, Container, FileEdit, FloatSpinBox, PushButton, SpinBox
+from napari.utils.notifications import show_error, show_info, show_warning
+
+from ..core.devices import DEVICES, resolve_device
+from ..core.model_io import save_training_result
+from ..core.training import Progress, TrainingConfig, train
+from ..core.training_data import TrainingDataConfig
+from .controls import LinePlot, wrapping_label
+from .jobs import JobControls, ProgressRelay, gpu_memory_hint
+from .settings import PersistentValues
+from .state import state_for
+
+
+def _train_job(acq, config: TrainingConfig, path: Path, progress, cancel=None):
+    """Train, then save the best model (also when cancelled after at least one step)."""
+    with gpu_memory_hint():
+        result = train(acq, config, progress=progress, cancel=cancel)
+    steps = sum(h["steps"] for h in result.history)
+    if steps == 0:
+        return result, None
+    return result, save_training_result(path, result, notes="trained in napari")
+
+
+class TrainingWidget(Container):
+    """Simulate a training set for the current acquisition and train DeepCEL0 on it,
+    with live progress; the trained model becomes the current model."""
+
+    def __init__(self, napari_viewer: napari.viewer.Viewer):
+        super().__init__(labels=True)
+        self.viewer = napari_viewer
+        self.state = state_for(napari_viewer)
+        defaults = TrainingConfig()
+        self.patches = SpinBox(label="training patches", min=8, max=1_000_000, step=1000,
+                               value=defaults.data.n_patches)
+        self.sim_frames = SpinBox(label="simulated frames", min=1, max=100_000, value=defaults.data.n_frames)
+        self.epochs = SpinBox(label="epochs", min=1, max=10_000, value=defaults.epochs)
+        self.max_steps = SpinBox(label="max steps/epoch (0: all)", min=0, max=1_000_000, value=0)
+        self.lam = FloatSpinBox(label="CEL0 lambda", min=1e-3, max=1e6, step=10.0, value=defaults.lam)
+        self.batch_size = SpinBox(label="batch size", min=1, max=4096, value=defaults.batch_size)
+        self.device = ComboBox(label="device", choices=list(DEVICES), value="auto")
+        self.output = FileEdit(label="save model to", mode="w", filter="*.safetensors",
+                               value=Path.home() / "deepcel0-model.safetensors")
+        self.acquisition = wrapping_label(label="acquisition")
+        self.job = JobControls("Training", "Train")
+        self.loss = wrapping_label(label="loss")
+        self.plot = LinePlot("epoch", "loss")
+        self.reset_button = PushButton(text="Reset settings")
+        self.extend([self.patches, self.sim_frames, self.epochs, self.max_steps, self.lam, self.batch_size,
+                     self.device, self.output, self.acquisition, self.job, self.loss, self.plot,
+                     self.reset_button])
+        self.settings = PersistentValues("training", {
+            "patches": self.patches, "sim_frames": self.sim_frames, "epochs": self.epochs,
+            "max_steps": self.max_steps, "lam": self.lam, "batch_size": self.batch_size,
+            "device": self.device, "output": self.output})
+        self.relay = ProgressRelay()
+        self.relay.report.connect(self._progress)
+        self._history: list[Progress] = []
+        self._describe_acquisition(self.state.acquisition)
+        self.state.acquisition_changed.connect(self._describe_acquisition)
+        self.job.run_button.changed.connect(self.run)
+        self.reset_button.changed.connect(self.settings.reset)
+
+    def _describe_acquisition(self, acq) -> None:
+        self.acquisition.value = acq.describe()
+
+    def config(self) -> TrainingConfig:
+        """The training configuration the widget describes (validated)."""
+        data = TrainingDataConfig(n_patches=self.patches.value, n_frames=self.sim_frames.value)
+        return TrainingConfig(lam=self.lam.value, epochs=self.epochs.value, batch_size=self.batch_size.value,
+                              device=self.device.value, max_steps_per_epoch=self.max_steps.value or None, data=data)
+
+    def run(self, *_) -> None:
+        """Start training in a worker thread."""
+        if not self.job.idle():
+            return
+        path = self.output.value
+        try:
+            config = self.config()
+            resolve_device(config.device)
+            if path is None or path.suffix != ".safetensors":
+                raise ValueError(f"the model file must end in .safetensors, got {path}")
+            if not path.parent.is_dir():
+                raise ValueError(f"folder {path.parent} does not exist")
+        except (ValueError, RuntimeError) as exc:
+            show_error(f"Training: {exc}")
+            return
+        self._history = []
+        self.plot.clear()
+        self.loss.value = ""
+        self.job.start(_train_job, self.state.acquisition, config, path, self.relay.emit, on_return=self._done)
+
+    def _progress(self, p: Progress) -> None:
+        if p.stage == "data":
+            self.job.report(0, 1, "Training: simulating the training set ...")
+            return
+        total = p.epochs * max(p.steps, 1)
+        done = (p.epoch - 1) * p.steps + p.step
+        self.job.report(done, total, f"Training: epoch {p.epoch}/{p.epochs}, step {p.step}/{p.steps}, "
+                                     f"{p.elapsed_s:.0f} s")
+        if p.stage == "epoch":
+            self._history.append(p)
+            self.loss.value = (f"epoch {p.epoch}: train {p.loss:.4g}, validation {p.val_loss:.4g} "
+                               f"(best {p.best_val_loss:.4g})")
+            epochs = [h.epoch for h in self._history]
+            self.plot.plot({"train": (epochs, [h.loss for h in self._history]),
+                            "validation": (epochs, [h.val_loss for h in self._history])})
+        elif math.isfinite(p.loss):
+            self.loss.value = f"step loss {p.loss:.4g}"
+
+    def _done(self, value) -> None:
+        result, path = value
+        if path is None:
+            show_warning("Training cancelled before the first step: no model was saved")
+            self.job.status.value = "Training cancelled: no model saved"
+            return
+        self.state.model_path = path
+        how = "cancelled; the best model so far" if result.cancelled else "finished; the best model"
+        text = (f"Training {how} (epoch {result.best_epoch}, {result.seconds:.0f} s on {result.device}) "
+                f"was saved to {path} and is now the current model")
+        self.job.status.value = text
+        show_info(text)

@@ -1,0 +1,23 @@
+"""napari writer: a Points layer as a ThunderSTORM CSV (quoted header, 1-based frames, nm)."""
+
+from __future__ import annotations
+
+from ..core.io import write_thunderstorm_csv
+from .layers import table_from_points
+
+
+def write_points(path: str, data, attributes: dict) -> list[str]:
+    """Write Points layer data as a ThunderSTORM CSV.
+
+    Coordinates are mapped to world coordinates (nm) with the layer's scale and
+    translate; 3D points are ``(frame - 1, y, x)``, 2D points go to frame 1; numeric
+    features become extra columns (see :func:`.layers.table_from_points`).
+
+    Returns
+    -------
+    list of str
+        The path written.
+    """
+    table = table_from_points(data, attributes.get("features"), attributes.get("scale"), attributes.get("translate"))
+    write_thunderstorm_csv(path, table)
+    return [str(path)]

@@ -1,0 +1,207 @@
+"""Estimating acquisition settings from the frames themselves.
+
+Three numbers can be read off the data, without a calibration:
+
+- the *baseline* (camera offset plus the background), in ADU: the median of the
+  darkest regions of the frames;
+- the *background noise*, in ADU: the robust (MAD) standard deviation of differences
+  between frames (or between neighbouring pixels when there is one frame) in the
+  darkest regions, divided by sqrt(2). It contains the read noise and the shot noise of
+  the background, so it is an upper bound on the read noise;
+- the *PSF width*, from the width of the frames' autocorrelation. Each molecule
+  contributes the autocorrelation of the pixel-integrated PSF, a near-Gaussian of
+  variance ``2 sigma^2 + 1/6`` px^2 per axis; pairs of molecules of the same frame
+  contribute the structure's correlation, which pairs from two different frames
+  (blinking makes them independent draws of the same structure) contribute equally,
+  so it is removed by subtracting the cross-correlation of frames ``t`` and ``t + 1``.
+  White noise only adds a spike at zero lag, which the fit skips. Unlike fits of
+  isolated spots, this does not depend on the density: in simulations (0.3 to 6
+  molecules/um^2, uniform or along filaments, FWHM 200 to 350 nm) the error is within
+  +6 %; on the ISBI 2013 high-density stack it gives 273 nm for the true 258 nm.
+
+Frames come from any frame source (a :class:`~napari_deepcel0.core.io.FrameStack`, a
+NumPy or dask array of shape (frames, rows, cols)); a few frames spread evenly over the
+stack are enough.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+from scipy import ndimage
+from scipy.optimize import least_squares
+
+from .acquisition import sigma_to_fwhm
+from .predict import frame_count, read_frames
+
+#: 1.4826 x MAD is the standard deviation of a normal distribution
+MAD_TO_STD = 1.4826
+#: variance (px^2, per axis) that pixel integration adds to an autocorrelation:
+#: that of the triangle function, the autocorrelation of a 1-pixel box
+PIXEL_VARIANCE = 1.0 / 6.0
+#: narrowest PSF standard deviation that can be measured, in camera pixels
+MIN_SIGMA_PX = 0.3
+
+
+@dataclass(frozen=True)
+class AcquisitionEstimate:
+    """Settings estimated from frames.
+
+    Attributes
+    ----------
+    fwhm_nm
+        PSF FWHM in nm; NaN when the frames show no PSF-shaped signal above the noise.
+    baseline_adu
+        Camera offset plus the lowest background level, in ADU (an upper bound on
+        the offset).
+    noise_adu
+        Standard deviation of the background noise, in ADU (an upper bound on the
+        read noise).
+    n_frames
+        Number of frames used.
+    """
+
+    fwhm_nm: float
+    baseline_adu: float
+    noise_adu: float
+    n_frames: int
+
+
+def sample_frames(source, max_frames: int = 20) -> np.ndarray:
+    """Up to ``max_frames`` frames spread evenly over a frame source, float32 (n, rows, cols)."""
+    n = frame_count(source)
+    if n < 1:
+        raise ValueError("the stack has no frames")
+    indices = np.unique(np.linspace(0, n - 1, min(n, max_frames)).round().astype(np.int64))
+    return read_frames(source, indices)
+
+
+def dark_mask(image: np.ndarray, fraction: float = 0.1, size: int = 5) -> np.ndarray:
+    """Pixels whose ``size`` x ``size`` local mean is among the lowest ``fraction``.
+
+    Selecting on the local mean rather than on the pixel itself keeps the selection
+    from favouring pixels whose own noise happens to be low.
+    """
+    local = ndimage.uniform_filter(np.asarray(image, dtype=np.float64), size, mode="reflect")
+    return local <= np.quantile(local, fraction)
+
+
+def _robust_std(values: np.ndarray) -> float:
+    return float(MAD_TO_STD * np.median(np.abs(values - np.median(values))))
+
+
+def estimate_noise(frames: np.ndarray) -> float:
+    """Robust standard deviation of the background noise, in the frames' unit (ADU).
+
+    With two or more frames, uses differences between successive frames; with one
+    frame, differences between horizontally neighbouring pixels. Only the darkest
+    regions (see :func:`dark_mask`) are used, so molecules contribute little; the
+    result still contains the shot noise of the background.
+    """
+    frames = np.asarray(frames, dtype=np.float64)
+    if frames.ndim == 2:
+        frames = frames[None]
+    if len(frames) > 1:
+        diffs = [(b - a)[dark_mask(a + b)] for a, b in zip(frames[:-1], frames[1:])]
+    else:
+        diffs = [np.diff(frames[0], axis=-1)[dark_mask(frames[0])[:, 1:]]]
+    return _robust_std(np.concatenate(diffs)) / math.sqrt(2.0)
+
+
+def estimate_baseline(frames: np.ndarray) -> float:
+    """The background level of the darkest regions (camera offset + background), in ADU:
+    the median of the pixels selected by :func:`dark_mask` in every frame."""
+    frames = np.asarray(frames, dtype=np.float64)
+    if frames.ndim == 2:
+        frames = frames[None]
+    return float(np.median(np.concatenate([f[dark_mask(f)] for f in frames])))
+
+
+def excess_autocorrelation(frames: np.ndarray, half_px: int) -> np.ndarray:
+    """Mean autocorrelation of the frames minus the mean cross-correlation of
+    successive frames, per pixel pair, for lags ``-half_px..half_px`` (rows, cols).
+
+    With one frame, the plain autocorrelation. Each frame's mean is removed first;
+    the correlations are computed with zero padding (no wrap-around) and divided by
+    the number of pixel pairs at each lag.
+    """
+    frames = np.asarray(frames, dtype=np.float64)
+    _, h, w = frames.shape
+    shape = (2 * h, 2 * w)
+    spectra = np.fft.rfft2(frames - frames.mean(axis=(-2, -1), keepdims=True), s=shape)
+    power = (np.abs(spectra) ** 2).mean(axis=0)
+    if len(frames) > 1:
+        power = power - np.real(spectra[:-1] * np.conj(spectra[1:])).mean(axis=0)
+    pairs = np.fft.irfft2(np.abs(np.fft.rfft2(np.ones((h, w)), s=shape)) ** 2, s=shape)
+    corr = np.fft.fftshift(np.fft.irfft2(power, s=shape) / np.maximum(np.round(pairs), 1.0))
+    return corr[h - half_px : h + half_px + 1, w - half_px : w + half_px + 1]
+
+
+def fit_autocorrelation_sigma(corr: np.ndarray, sigma_guess_px: float, min_snr: float = 5.0) -> float:
+    """PSF standard deviation (camera px) from an excess autocorrelation.
+
+    Fits ``a exp(-|d|^2 / (2 s^2)) + c`` to every lag but zero (where the noise
+    adds a spike) and returns ``sqrt((s^2 - 1/6) / 2)``; NaN when the fitted excess
+    at a 1-pixel lag is not ``min_snr`` times the scatter of the outer lags, when the
+    width hits a bound (:data:`MIN_SIGMA_PX`, the lag range) or the fit fails.
+    """
+    half = corr.shape[0] // 2
+    dy, dx = np.mgrid[-half : half + 1, -half : half + 1]
+    r2 = (dx**2 + dy**2).astype(np.float64)
+    keep = r2 > 0
+    outer = r2 >= (0.75 * half) ** 2
+    scatter = float(np.std(corr[outer])) if outer.any() else 0.0
+    s2_guess = 2.0 * sigma_guess_px**2 + PIXEL_VARIANCE
+
+    def residual(p):
+        a, s2, c = p
+        return (a * np.exp(-r2 / (2.0 * s2)) + c - corr)[keep]
+
+    s2_min = 2.0 * MIN_SIGMA_PX**2 + PIXEL_VARIANCE
+    start = [max(float(corr[keep].max() - np.median(corr[outer])), 1e-12), max(s2_guess, 1.01 * s2_min),
+             float(np.median(corr[outer]))]
+    try:
+        fit = least_squares(residual, start, bounds=([0.0, s2_min, -np.inf], [np.inf, half**2, np.inf]))
+    except (ValueError, np.linalg.LinAlgError):
+        return math.nan
+    a, s2, _ = fit.x
+    at_one_px = a * math.exp(-1.0 / (2.0 * s2))
+    if not fit.success or not at_one_px > min_snr * scatter or not 1.01 * s2_min < s2 < 0.99 * half**2:
+        return math.nan
+    return math.sqrt((s2 - PIXEL_VARIANCE) / 2.0)
+
+
+def estimate_acquisition(
+    frames: np.ndarray, pixel_size_nm: float, sigma_guess_nm: float = 110.0
+) -> AcquisitionEstimate:
+    """Estimate PSF FWHM, baseline and noise from camera frames.
+
+    Parameters
+    ----------
+    frames
+        (frames, rows, cols) or (rows, cols) camera frames in ADU; frames far apart
+        in time (e.g. from :func:`sample_frames`) are best. With one frame the
+        structure's correlation is not removed and the FWHM is overestimated.
+    pixel_size_nm
+        Camera pixel size in nm (to report the FWHM in nm).
+    sigma_guess_nm
+        Starting PSF standard deviation in nm; the autocorrelation is fitted over
+        lags up to ``max(6, ceil(5 sigma))`` pixels.
+    """
+    frames = np.asarray(frames, dtype=np.float64)
+    if frames.ndim == 2:
+        frames = frames[None]
+    if frames.ndim != 3 or frames.shape[0] == 0:
+        raise ValueError(f"frames must be (frames, rows, cols), got shape {frames.shape}")
+    if not np.isfinite(frames).all():
+        raise ValueError("the frames contain NaN or infinite values")
+    if pixel_size_nm <= 0:
+        raise ValueError(f"pixel size must be positive, got {pixel_size_nm} nm")
+    noise = estimate_noise(frames)
+    baseline = estimate_baseline(frames)
+    sigma_guess_px = sigma_guess_nm / pixel_size_nm
+    half = min(max(6, int(math.ceil(5.0 * sigma_guess_px))), (min(frames.shape[1:]) - 1) // 2)
+    sigma_px = fit_autocorrelation_sigma(excess_autocorrelation(frames, half), sigma_guess_px)
+    return AcquisitionEstimate(sigma_to_fwhm(sigma_px) * pixel_size_nm, baseline, noise, len(frames))

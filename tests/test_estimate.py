@@ -1,0 +1,73 @@
+"""Estimating PSF width, baseline and noise from frames (core.estimate)."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from napari_deepcel0.core import simulate as sim
+from napari_deepcel0.core.acquisition import Acquisition
+from napari_deepcel0.core.estimate import estimate_acquisition, estimate_noise, sample_frames
+
+
+def _sparse_stack(fwhm_nm: float, pixel_nm: float = 100.0, n_frames: int = 8, seed: int = 1):
+    acq = Acquisition(pixel_size_nm=pixel_nm, fwhm_nm=fwhm_nm, offset_adu=100.0, read_noise_adu=2.0)
+    frames, _ = sim.simulate_stack(
+        n_frames=n_frames, shape=(64, 64), density_per_um2=0.3 * (100.0 / pixel_nm) ** 2, structure="uniform",
+        acq=acq, photons=sim.PhotonModel(1500.0, 2500.0, 0.1),
+        noise=sim.CameraNoise(background_photons=(10.0, 10.0)), seed=seed,
+    )
+    return frames
+
+
+@pytest.mark.parametrize("fwhm_nm, pixel_nm", [(258.21, 100.0), (200.0, 100.0), (350.0, 160.0)])
+def test_psf_width_baseline_and_noise_are_recovered(fwhm_nm, pixel_nm):
+    est = estimate_acquisition(_sparse_stack(fwhm_nm, pixel_nm), pixel_nm)
+    assert est.fwhm_nm == pytest.approx(fwhm_nm, rel=0.05)
+    # offset 100 ADU + 10 background photons at gain 1
+    assert 105.0 <= est.baseline_adu <= 113.0
+    # read noise 2 ADU and the shot noise of 10 background photons
+    assert est.noise_adu == pytest.approx(math.sqrt(2.0**2 + 10.0), rel=0.15)
+    assert est.n_frames == 8
+
+
+def test_single_frame_uses_spatial_differences():
+    rng = np.random.default_rng(0)
+    frame = 100.0 + rng.normal(0.0, 3.0, size=(64, 64))
+    assert estimate_noise(frame) == pytest.approx(3.0, rel=0.15)
+
+
+@pytest.mark.parametrize("n_frames", [1, 4])
+def test_pure_noise_gives_nan_width(n_frames):
+    rng = np.random.default_rng(0)
+    frames = 100.0 + rng.normal(0.0, 3.0, size=(n_frames, 32, 32))
+    est = estimate_acquisition(frames, 100.0)
+    assert math.isnan(est.fwhm_nm)
+    assert est.baseline_adu == pytest.approx(100.0, abs=2.0)
+
+
+def test_sample_frames_spreads_over_the_stack():
+    stack = np.arange(50, dtype=np.float32)[:, None, None] * np.ones((1, 4, 4), np.float32)
+    frames = sample_frames(stack, max_frames=5)
+    assert frames.shape == (5, 4, 4)
+    assert frames[:, 0, 0].tolist() == [0, 12, 24, 37, 49]
+
+
+def test_bad_input_is_refused():
+    with pytest.raises(ValueError, match="NaN"):
+        estimate_acquisition(np.full((2, 8, 8), np.nan), 100.0)
+    with pytest.raises(ValueError, match="pixel size"):
+        estimate_acquisition(np.zeros((2, 8, 8)), 0.0)
+
+
+@pytest.mark.parametrize("structure", ["uniform", "tubes"])
+def test_high_density_does_not_bias_the_width(structure):
+    """Overlapping molecules and the filament structure do not widen the estimate:
+    the cross-correlation of successive frames removes the pair terms."""
+    acq = Acquisition(offset_adu=100.0, read_noise_adu=2.0)
+    frames, _ = sim.simulate_stack(n_frames=20, shape=(64, 64), density_per_um2=6.0, structure=structure, acq=acq,
+                                   noise=sim.CameraNoise(background_photons=(10.0, 10.0)), seed=1)
+    est = estimate_acquisition(frames, 100.0)
+    assert est.fwhm_nm == pytest.approx(acq.fwhm_nm, rel=0.05)

@@ -1,0 +1,191 @@
+"""The plugin's manifest, readers, writer and sample data."""
+
+from __future__ import annotations
+
+import importlib
+from pathlib import Path
+
+import dask.array as da
+import numpy as np
+import pandas as pd
+import pytest
+import tifffile
+
+import napari_deepcel0
+from napari_deepcel0._napari.layers import POINT_SIZE_NM, table_from_points
+from napari_deepcel0._napari.reader import get_localization_reader, get_stack_reader
+from napari_deepcel0._napari.sample_data import paper_test_scenes, tubulin_high_density
+from napari_deepcel0._napari.writer import write_points
+from napari_deepcel0.core.io import read_localizations, write_thunderstorm_csv, write_tiff
+
+pytestmark = pytest.mark.qt
+
+REPO = Path(__file__).resolve().parents[1]
+MANIFEST = Path(napari_deepcel0.__file__).parent / "napari.yaml"
+
+
+@pytest.fixture(autouse=True)
+def _private_settings(tmp_path, monkeypatch):
+    """Keep the plugin's QSettings out of the user's configuration."""
+    from qtpy.QtCore import QSettings
+
+    QSettings.setPath(QSettings.Format.IniFormat, QSettings.Scope.UserScope, str(tmp_path / "settings"))
+
+
+def _table(n_frames: int = 3) -> pd.DataFrame:
+    rng = np.random.default_rng(0)
+    frames = np.repeat(np.arange(1, n_frames + 1), 4)
+    return pd.DataFrame({
+        "frame": frames,
+        "x [nm]": rng.uniform(0, 3200, len(frames)),
+        "y [nm]": rng.uniform(0, 3200, len(frames)),
+        "intensity [photon]": rng.uniform(500, 900, len(frames)),
+    })
+
+
+# ------------------------------------------------------------------ manifest
+def test_manifest_is_valid_and_every_command_imports():
+    from npe2 import PluginManifest
+
+    manifest = PluginManifest.from_file(MANIFEST)
+    assert manifest.name == "napari-deepcel0"
+    for command in manifest.contributions.commands:
+        module, _, attr = command.python_name.partition(":")
+        assert callable(getattr(importlib.import_module(module), attr)), command.id
+    assert len(manifest.contributions.widgets) == 6
+    assert {s.key for s in manifest.contributions.sample_data} == {"tubulin_hd", "paper_scenes"}
+
+
+def test_top_level_manifest_is_a_relative_link_to_the_package_manifest():
+    link = REPO / "napari.yaml"
+    assert link.is_symlink()
+    assert not Path(link.readlink()).is_absolute()
+    assert link.resolve() == MANIFEST.resolve()
+
+
+# ------------------------------------------------------------------- readers
+def test_stack_reader_gives_a_lazy_image_in_nm(tmp_path):
+    frames = np.random.default_rng(1).integers(100, 400, size=(5, 12, 16)).astype(np.uint16)
+    path = write_tiff(tmp_path / "stack.tif", frames, pixel_size_nm=160.0)
+    reader = get_stack_reader(str(path))
+    assert reader is not None
+    [(data, kwargs, kind)] = reader(str(path))
+    assert kind == "image"
+    assert isinstance(data, da.Array)
+    assert data.shape == (5, 12, 16)
+    assert data.chunks[0] == (1, 1, 1, 1, 1)
+    np.testing.assert_array_equal(np.asarray(data[2]), frames[2])
+    np.testing.assert_array_equal(np.asarray(data[1:3, 4:6, 5]), frames[1:3, 4:6, 5])
+    assert kwargs["scale"] == (1.0, 160.0, 160.0)
+    assert kwargs["translate"] == (0.0, 80.0, 80.0)
+    assert kwargs["metadata"]["pixel_size_nm"] == pytest.approx(160.0)
+
+
+def test_stack_without_pixel_size_uses_100_nm(tmp_path):
+    path = tmp_path / "plain.tif"
+    tifffile.imwrite(path, np.zeros((2, 8, 8), np.uint16))
+    [(_, kwargs, _)] = get_stack_reader(str(path))(str(path))
+    assert kwargs["scale"] == (1.0, 100.0, 100.0)
+    assert kwargs["metadata"]["pixel_size_nm"] is None
+
+
+def test_stack_reader_declines_what_it_cannot_read(tmp_path):
+    rgb = tmp_path / "rgb.tif"
+    tifffile.imwrite(rgb, np.zeros((8, 8, 3), np.uint8), photometric="rgb")
+    junk = tmp_path / "junk.tif"
+    junk.write_bytes(b"not a tiff at all")
+    good = write_tiff(tmp_path / "good.tif", np.zeros((2, 8, 8), np.uint16))
+    assert get_stack_reader(str(rgb)) is None
+    assert get_stack_reader(str(junk)) is None
+    assert get_stack_reader(str(tmp_path / "missing.tif")) is None
+    assert get_stack_reader(str(tmp_path / "table.csv")) is None
+    assert get_stack_reader([str(good), str(rgb)]) is None
+    assert get_stack_reader([str(good), str(good)]) is not None
+
+
+def test_csv_reader_gives_points_that_follow_the_frames(tmp_path):
+    table = _table()
+    path = write_thunderstorm_csv(tmp_path / "locs.csv", table)
+    [(coords, kwargs, kind)] = get_localization_reader(str(path))(str(path))
+    assert kind == "points"
+    expected = np.column_stack([table["frame"] - 1, table["y [nm]"], table["x [nm]"]])
+    np.testing.assert_allclose(coords, expected)
+    np.testing.assert_allclose(kwargs["features"]["intensity [photon]"], table["intensity [photon]"])
+    assert kwargs["size"] == POINT_SIZE_NM
+
+
+def test_csv_reader_declines_other_csv_files(tmp_path):
+    other = tmp_path / "other.csv"
+    other.write_text("a,b\n1,2\n")
+    binary = tmp_path / "binary.csv"
+    binary.write_bytes(bytes(range(256)))
+    assert get_localization_reader(str(other)) is None
+    assert get_localization_reader(str(binary)) is None
+    assert get_localization_reader(str(tmp_path / "missing.csv")) is None
+    assert get_localization_reader(str(tmp_path / "stack.tif")) is None
+
+
+def test_points_and_image_share_pixel_centres(make_napari_viewer, tmp_path):
+    """A molecule at the centre of camera pixel (r, c) of frame f is drawn exactly on
+    that pixel of the image (both in nm)."""
+    pixel = 160.0
+    stack = write_tiff(tmp_path / "s.tif", np.zeros((3, 10, 10), np.uint16), pixel_size_nm=pixel)
+    r, c, f = 4, 7, 2
+    table = pd.DataFrame({"frame": [f], "x [nm]": [(c + 0.5) * pixel], "y [nm]": [(r + 0.5) * pixel]})
+    csv = write_thunderstorm_csv(tmp_path / "one.csv", table)
+    viewer = make_napari_viewer()
+    [image] = viewer.open(stack, plugin="napari-deepcel0")
+    [points] = viewer.open(csv, plugin="napari-deepcel0")
+    np.testing.assert_allclose(image.data_to_world([f - 1, r, c]), points.data_to_world(points.data[0]))
+
+
+# -------------------------------------------------------------------- writer
+def test_writer_round_trips_through_the_reader(tmp_path):
+    table = _table()
+    [(coords, kwargs, _)] = get_localization_reader(str(write_thunderstorm_csv(tmp_path / "in.csv", table)))(None)
+    out = tmp_path / "out.csv"
+    assert write_points(str(out), coords, {"features": kwargs["features"], "scale": (1, 1, 1),
+                                           "translate": (0, 0, 0)}) == [str(out)]
+    assert out.read_text().splitlines()[0] == '"id","frame","x [nm]","y [nm]","intensity [photon]"'
+    back = read_localizations(out)
+    pd.testing.assert_frame_equal(back[["frame", "x [nm]", "y [nm]", "intensity [photon]"]], table,
+                                  check_dtype=False)
+
+
+def test_writer_maps_layer_coordinates_to_nm(make_napari_viewer, tmp_path):
+    viewer = make_napari_viewer()
+    layer = viewer.add_points(np.array([[0.0, 2.0, 3.0], [1.0, 5.0, 1.0]]), scale=(1, 100, 100),
+                              translate=(0, 50, 50))
+    [path] = layer.save(str(tmp_path / "drawn.csv"), plugin="napari-deepcel0")
+    back = read_localizations(path)
+    assert back["frame"].tolist() == [1, 2]
+    np.testing.assert_allclose(back["y [nm]"], [250.0, 550.0])
+    np.testing.assert_allclose(back["x [nm]"], [350.0, 150.0])
+
+
+def test_two_dimensional_points_go_to_frame_one():
+    table = table_from_points(np.array([[10.0, 20.0]]))
+    assert table["frame"].tolist() == [1]
+    assert table[["x [nm]", "y [nm]"]].to_numpy().tolist() == [[20.0, 10.0]]
+
+
+# --------------------------------------------------------------- sample data
+@pytest.mark.parametrize("sample, n_frames, shape", [(tubulin_high_density, 50, (64, 64)),
+                                                      (paper_test_scenes, 3, (128, 128))])
+def test_sample_data_has_frames_and_ground_truth(sample, n_frames, shape):
+    [(frames, image_kwargs, image_kind), (coords, points_kwargs, points_kind)] = sample()
+    assert (image_kind, points_kind) == ("image", "points")
+    assert frames.shape == (n_frames,) + shape
+    assert image_kwargs["scale"] == (1.0, 100.0, 100.0)
+    assert set(np.unique(coords[:, 0])) <= set(range(n_frames))
+    assert coords[:, 1:].min() >= 0 and coords[:, 1:].max() < 100.0 * shape[0]
+
+
+def test_paper_scenes_are_the_close_pairs():
+    [_, (coords, _, _)] = paper_test_scenes()
+    by_frame = [coords[coords[:, 0] == f, 1:] for f in range(3)]
+    assert [len(p) for p in by_frame] == [2, 2, 4]
+    assert np.linalg.norm(by_frame[0][0] - by_frame[0][1]) == pytest.approx(25.0)
+    assert np.linalg.norm(by_frame[1][0] - by_frame[1][1]) == pytest.approx(75.0)
+    centre = by_frame[2].mean(axis=0)
+    np.testing.assert_allclose(np.linalg.norm(by_frame[2] - centre, axis=1), 125.0)
