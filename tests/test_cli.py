@@ -112,3 +112,17 @@ def test_parser_lists_all_subcommands():
     text = build_parser().format_help()
     for cmd in SUBCOMMANDS:
         assert cmd in text
+
+
+def test_first_ctrl_c_stops_cleanly_second_aborts():
+    import os
+    import signal
+
+    from napari_deepcel0.cli import stop_on_first_interrupt
+
+    with stop_on_first_interrupt() as stop:
+        os.kill(os.getpid(), signal.SIGINT)
+        assert stop.is_set()
+        with pytest.raises(KeyboardInterrupt):
+            os.kill(os.getpid(), signal.SIGINT)
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler

@@ -8,9 +8,11 @@ atomically (a failed or interrupted run leaves no half-written file).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
-import math
+import signal
 import sys
+import threading
 import time
 import warnings
 from pathlib import Path
@@ -199,11 +201,36 @@ def cmd_train(args) -> int:
             bar["bar"] = ProgressBar(p.steps, f"epoch {p.epoch}/{p.epochs}")
         bar["bar"].update(p.step, f"loss {p.loss:.4f}")
 
-    result = train(acq, config, progress=progress)
+    with stop_on_first_interrupt() as stop:
+        result = train(acq, config, progress=progress, cancel=stop)
     path = save_training_result(out, result, notes=args.notes or "")
     print(f"wrote {path} (best epoch {result.best_epoch}, {result.seconds:.0f} s on {result.device}, "
           f"{result.precision}{', cancelled' if result.cancelled else ''})")
     return 0
+
+
+@contextlib.contextmanager
+def stop_on_first_interrupt():
+    """A ``threading.Event`` set by the first Ctrl-C (the job then stops cleanly and
+    keeps what it has); a second Ctrl-C interrupts at once."""
+    stop = threading.Event()
+
+    def handler(signum, frame):
+        if stop.is_set():
+            raise KeyboardInterrupt
+        stop.set()
+        print("\nstopping after the current step and keeping the best model so far; "
+              "press Ctrl-C again to abort without saving", file=sys.stderr, flush=True)
+
+    try:
+        previous = signal.signal(signal.SIGINT, handler)
+    except ValueError:  # not the main thread: no handler, plain interrupts
+        yield stop
+        return
+    try:
+        yield stop
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 # ============================================================ localize
