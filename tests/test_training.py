@@ -99,3 +99,49 @@ def test_deepstorm_variant_uses_linear_head():
 def test_config_validation(kw):
     with pytest.raises(ValueError):
         TrainingConfig(**kw)
+
+
+def _mean_nearest_neighbour_px(spikes: np.ndarray) -> float:
+    from scipy.spatial import cKDTree
+
+    d = []
+    for s in spikes:
+        pts = np.argwhere(s > 0)
+        if len(pts) > 2:
+            d.append(cKDTree(pts).query(pts, k=2)[0][:, 1].mean())
+    return float(np.mean(d))
+
+
+def test_structured_frames_crowd_emitters_along_filaments():
+    base = dict(n_patches=100, n_frames=6, density_per_um2=5.0, structure_density=(5.0, 5.0))
+    uniform = make_training_set(ISBI2013, TrainingDataConfig(structure_fraction=0.0, **base))
+    tubes = make_training_set(ISBI2013, TrainingDataConfig(structure_fraction=1.0, **base))
+    assert _mean_nearest_neighbour_px(tubes.spikes) < 0.7 * _mean_nearest_neighbour_px(uniform.spikes)
+    assert tubes.spikes.reshape(100, -1).sum(1).min() >= 7
+
+
+def test_fine_tuning_starts_from_the_given_model(tiny_model_path):
+    from napari_deepcel0.core.model_io import load_model
+
+    base = load_model(tiny_model_path)
+    result = train(ISBI2013, tiny(init_from=str(tiny_model_path), lr=1e-12, max_steps_per_epoch=1))
+    for (k, a), b in zip(base.network.state_dict().items(), result.model.state_dict().values()):
+        if a.is_floating_point() and "running" not in k and "num_batches" not in k:
+            assert torch.allclose(a, b, atol=1e-6), k
+    assert result.base_info is not None and result.base_info.method == "deepcel0"
+    with pytest.raises(ValueError, match="not deepstorm"):
+        train(ISBI2013, tiny(init_from=str(tiny_model_path), method="deepstorm"))
+    with pytest.raises(ValueError, match="another acquisition"):
+        train(Acquisition(pixel_size_nm=160), tiny(init_from=str(tiny_model_path)))
+
+
+def test_every_improvement_is_offered_as_a_checkpoint():
+    checkpoints = []
+    result = train(ISBI2013, tiny(epochs=3), on_best=checkpoints.append)
+    epochs = [c.best_epoch for c in checkpoints]
+    assert epochs == sorted(set(epochs)) and epochs[-1] == result.best_epoch
+    assert all(len(c.history) == c.best_epoch for c in checkpoints)
+    last = checkpoints[-1].model
+    assert last is not result.model and not last.training
+    for a, b in zip(last.state_dict().values(), result.model.state_dict().values()):
+        assert torch.equal(a, b)

@@ -151,7 +151,8 @@ def _training_config(args):
 
     data_over = {}
     for arg, key in (("patches", "n_patches"), ("sim_frames", "n_frames"), ("density", "density_per_um2"),
-                     ("snr_fraction", "snr_fraction"), ("fwhm_jitter", "fwhm_jitter"), ("seed", "seed")):
+                     ("snr_fraction", "snr_fraction"), ("fwhm_jitter", "fwhm_jitter"), ("seed", "seed"),
+                     ("structure_fraction", "structure_fraction")):
         value = getattr(args, arg)
         if value is not None:
             data_over[key] = value
@@ -164,6 +165,7 @@ def _training_config(args):
         method=args.method, lam=args.lam, column_norms=args.column_norms, epochs=args.epochs,
         batch_size=args.batch_size, lr=args.lr, val_fraction=args.val_fraction, lr_schedule=args.lr_schedule,
         seed=args.seed, device=args.device, precision=args.precision, max_steps_per_epoch=args.max_steps_per_epoch,
+        min_lr=args.min_lr, init_from=args.init_from,
     ).items() if v is not None}
     return TrainingConfig(data=data, **over)
 
@@ -201,8 +203,13 @@ def cmd_train(args) -> int:
             bar["bar"] = ProgressBar(p.steps, f"epoch {p.epoch}/{p.epochs}")
         bar["bar"].update(p.step, f"loss {p.loss:.4f}")
 
+    def checkpoint(best):
+        # the best model so far is on disk after every improving epoch (the write is
+        # atomic), so a killed run still leaves a usable model behind
+        save_training_result(out, best, notes=args.notes or "")
+
     with stop_on_first_interrupt() as stop:
-        result = train(acq, config, progress=progress, cancel=stop)
+        result = train(acq, config, progress=progress, cancel=stop, on_best=checkpoint)
     path = save_training_result(out, result, notes=args.notes or "")
     print(f"wrote {path} (best epoch {result.best_epoch}, {result.seconds:.0f} s on {result.device}, "
           f"{result.precision}{', cancelled' if result.cancelled else ''})")
@@ -410,6 +417,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=int, help="batch size (default 16)")
     p.add_argument("--lr", type=float, help="Adam learning rate (default 1e-3)")
     p.add_argument("--lr-schedule", choices=("plateau", "cosine"), help="plateau (paper) or cosine")
+    p.add_argument("--min-lr", type=float, help="lowest learning rate of either schedule (default 5e-5)")
+    p.add_argument("--init-from", metavar="MODEL.safetensors",
+                   help="fine-tune this model (same method and acquisition) instead of starting from scratch")
     p.add_argument("--lam", type=float, help="CEL0 lambda (default 100)")
     p.add_argument("--column-norms", choices=("operator", "notebook"),
                    help="CEL0 a_i from S_L K (operator, default) or the notebook's ||g||")
@@ -422,6 +432,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--snr-fraction", type=float, help="fraction of frames with Gaussian noise at an SNR")
     p.add_argument("--snr", type=float, nargs=2, metavar=("LOW", "HIGH"), help="SNR range in dB for those frames")
     p.add_argument("--fwhm-jitter", type=float, help="relative PSF width jitter per frame (default 0.05)")
+    p.add_argument("--structure-fraction", type=float,
+                   help="fraction of frames with emitters along random filaments instead of uniform (default 0.5)")
     p.add_argument("--max-steps-per-epoch", type=int, help="cap the steps per epoch (quick runs)")
     p.add_argument("--seed", type=int, help="random seed (default 0)")
     p.add_argument("--notes", help="free text stored in the model metadata")

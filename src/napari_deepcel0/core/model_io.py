@@ -111,6 +111,11 @@ def save_model(path: str | os.PathLike, model: LocalizationNet, info: ModelInfo)
 
 def save_training_result(path, result, notes: str = "") -> Path:
     """Save a :class:`~napari_deepcel0.core.training.TrainingResult`."""
+    training = {**result.config.to_dict(), "device_used": result.device, "precision_used": result.precision,
+                "seconds": result.seconds, "best_epoch": result.best_epoch, "cancelled": result.cancelled}
+    if result.base_info is not None:
+        base = result.base_info
+        training["base_model"] = {"training": base.training, "history": base.history, "created": base.created}
     info = ModelInfo(
         head=result.config.head,
         acquisition=result.acquisition,
@@ -121,8 +126,7 @@ def save_training_result(path, result, notes: str = "") -> Path:
         method=result.config.method,
         loss=result.config.loss,
         lam=result.config.lam,
-        training={**result.config.to_dict(), "device_used": result.device, "precision_used": result.precision,
-                  "seconds": result.seconds, "best_epoch": result.best_epoch, "cancelled": result.cancelled},
+        training=training,
         history=result.history,
         notes=notes,
     )

@@ -22,8 +22,10 @@ from .acquisition import Acquisition
 from .cancel import is_cancelled
 from .devices import autocast, resolve_device, resolve_precision
 from .losses import LocalizationLoss
+from .model_io import load_model
 from .network import LocalizationNet, upsample_nearest
 from .optics import phase_column_norms
+from .predict import acquisition_mismatch
 from .training_data import TrainingDataConfig, TrainingSet, make_training_set
 
 #: the CEL0 column norms: from the acquisition operator S_L K (paper) or the
@@ -55,6 +57,7 @@ class TrainingConfig:
     device: str = "auto"
     precision: str = "auto"
     max_steps_per_epoch: int | None = None
+    init_from: str | None = None  # a model file to fine-tune instead of starting from random weights
     data: TrainingDataConfig = field(default_factory=TrainingDataConfig)
 
     def __post_init__(self):
@@ -126,6 +129,7 @@ class TrainingResult:
     device: str
     precision: str
     seconds: float
+    base_info: object = None  # ModelInfo of the model fine-tuned from, if any
 
 
 def loss_for(config: TrainingConfig, acq: Acquisition) -> LocalizationLoss:
@@ -148,10 +152,14 @@ def train(
     progress: Callable[[Progress], None] | None = None,
     cancel=None,
     training_set: TrainingSet | None = None,
+    on_best: Callable[[TrainingResult], None] | None = None,
 ) -> TrainingResult:
     """Simulate a training set (unless given) and train a network.
 
     Returns the network with the best validation loss so far (also when cancelled).
+    ``on_best`` receives a :class:`TrainingResult` (with a copy of the network) after
+    every epoch that improves the validation loss, so that a caller can save a
+    checkpoint that survives the process being killed.
     """
     t0 = time.perf_counter()
     device = resolve_device(config.device)
@@ -170,7 +178,19 @@ def train(
     val_idx, train_idx = order[:n_val], order[n_val:]
 
     L = acq.upsampling
-    model = LocalizationNet(config.head).to(device).to(memory_format=torch.channels_last)
+    model = LocalizationNet(config.head)
+    base_info = None
+    if config.init_from:
+        base = load_model(config.init_from)
+        if base.info.head != config.head:
+            raise ValueError(f"cannot fine-tune {config.init_from}: it is a {base.info.method} model "
+                             f"({base.info.head} head), not {config.method}")
+        mismatch = acquisition_mismatch(base.info.acquisition, acq)
+        if mismatch:
+            raise ValueError(f"cannot fine-tune {config.init_from} for another acquisition: " + "; ".join(mismatch))
+        model.load_state_dict(base.network.state_dict())
+        base_info = base.info
+    model = model.to(device).to(memory_format=torch.channels_last)
     criterion = loss_for(config, acq).to(device)
     opt = torch.optim.Adam(model.parameters(), lr=config.lr)
     if config.lr_schedule == "plateau":
@@ -211,6 +231,25 @@ def train(
                 count += len(idx)
         model.train()
         return total / count
+
+    def snapshot(net: LocalizationNet, was_cancelled: bool) -> TrainingResult:
+        net.eval()
+        return TrainingResult(
+            model=net.to(memory_format=torch.contiguous_format),
+            acquisition=acq,
+            config=config,
+            norm_mean=training_set.mean,
+            norm_std=training_set.std,
+            target_scale=scale,
+            spike_value=spike_value,
+            history=list(history),
+            best_epoch=best_epoch,
+            cancelled=was_cancelled,
+            device=str(device),
+            precision=precision,
+            seconds=time.perf_counter() - t0,
+            base_info=base_info,
+        )
 
     steps = math.ceil(len(train_idx) / config.batch_size)
     if config.max_steps_per_epoch:
@@ -258,6 +297,10 @@ def train(
         if val < best_val:
             best_val, best_epoch = val, epoch
             best_state = copy.deepcopy(model.state_dict())
+            if on_best is not None:
+                checkpoint = LocalizationNet(config.head)
+                checkpoint.load_state_dict(best_state)
+                on_best(snapshot(checkpoint.cpu(), cancelled))
         if progress:
             progress(
                 Progress(epoch, config.epochs, done, steps, mean[0], mean[1], mean[2], lr, val, best_val,
@@ -270,19 +313,4 @@ def train(
         else:
             sched.step()
     model.load_state_dict(best_state)
-    model.eval()
-    return TrainingResult(
-        model=model.to(memory_format=torch.contiguous_format),
-        acquisition=acq,
-        config=config,
-        norm_mean=training_set.mean,
-        norm_std=training_set.std,
-        target_scale=scale,
-        spike_value=spike_value,
-        history=history,
-        best_epoch=best_epoch,
-        cancelled=cancelled,
-        device=str(device),
-        precision=precision,
-        seconds=time.perf_counter() - t0,
-    )
+    return snapshot(model, cancelled)

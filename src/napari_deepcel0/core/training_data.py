@@ -10,8 +10,12 @@ target scale ``s`` and blurred by ``g`` in the loss.
 
 Differences from the paper's single setting, all configurable: frames are drawn with
 a range of brightness, background and PSF width (robustness to real data), a fraction
-of frames uses the paper's Gaussian-noise-at-SNR model, and more frames are simulated
-(200 instead of 20) so that 10,000 patches overlap less. ``TrainingDataConfig.paper()``
+of frames uses the paper's Gaussian-noise-at-SNR model, more frames are simulated
+(200 instead of 20) so that 10,000 patches overlap less, and ``structure_fraction`` of
+the frames place their emitters along random filaments (worm-like chains, tubes of
+random width) instead of uniformly: labelled structures such as microtubules crowd
+molecules along lines far beyond the field-average density, and a network trained on
+uniform emitters alone merges them (see docs/training.md). ``TrainingDataConfig.paper()``
 gives the paper's setting.
 """
 
@@ -32,7 +36,9 @@ from .simulate import (
     GaussianSNRNoise,
     PhotonModel,
     as_rng,
+    emitters_on_filaments,
     fine_grid_maps,
+    make_filaments,
     render_frames,
     uniform_emitters,
 )
@@ -63,6 +69,9 @@ class TrainingDataConfig:
     fwhm_jitter: float = 0.05
     snr_fraction: float = 0.3
     snr_db: tuple[float, float] = (8.0, 20.0)
+    structure_fraction: float = 0.5
+    structure_density: tuple[float, float] = (2.0, 8.0)
+    tube_width_nm: tuple[float, float] = (0.0, 60.0)
     target_scale: float | None = None
     seed: int = 0
 
@@ -73,13 +82,18 @@ class TrainingDataConfig:
             raise ValueError(f"patch size must be in [4, frame size {self.frame_size}], got {self.patch_size}")
         if not (0 <= self.snr_fraction <= 1):
             raise ValueError(f"snr_fraction must be in [0, 1], got {self.snr_fraction}")
+        if not (0 <= self.structure_fraction <= 1):
+            raise ValueError(f"structure_fraction must be in [0, 1], got {self.structure_fraction}")
+        if not (0 < self.structure_density[0] <= self.structure_density[1]):
+            raise ValueError(f"structure density range must satisfy 0 < low <= high, got {self.structure_density}")
         if not (0 <= self.fwhm_jitter < 0.5):
             raise ValueError(f"fwhm_jitter must be in [0, 0.5), got {self.fwhm_jitter}")
         if self.density_per_um2 <= 0:
             raise ValueError(f"density must be positive, got {self.density_per_um2}")
         object.__setattr__(self, "photons", tuple(self.photons))
         object.__setattr__(self, "background_photons", tuple(self.background_photons))
-        object.__setattr__(self, "snr_db", tuple(self.snr_db))
+        for name in ("snr_db", "structure_density", "tube_width_nm"):
+            object.__setattr__(self, name, tuple(getattr(self, name)))
 
     @classmethod
     def paper(cls, **overrides) -> "TrainingDataConfig":
@@ -92,6 +106,7 @@ class TrainingDataConfig:
             fwhm_jitter=0.0,
             snr_fraction=1.0,
             snr_db=(14.0, 16.0),
+            structure_fraction=0.0,
         )
         return cls(**{**base, **overrides})
 
@@ -135,11 +150,30 @@ def minmax_scale(frames: np.ndarray) -> np.ndarray:
     return np.where(span > 0, (frames - lo) / np.where(span > 0, span, 1), 0).astype(np.float32)
 
 
+def _structured_emitters(cfg: TrainingDataConfig, field_nm, frame_numbers, photons, rng) -> pd.DataFrame:
+    """Emitters along random filaments, one new structure per frame, with the frame's
+    density and tube width drawn from the configured ranges."""
+    tables = []
+    for frame in frame_numbers:
+        filaments = make_filaments(field_nm, n_filaments=int(rng.integers(3, 13)),
+                                   persistence_nm=float(rng.uniform(1000.0, 6000.0)), seed=rng)
+        em = emitters_on_filaments(filaments, 1, field_nm, rng.uniform(*cfg.structure_density),
+                                   tube_width_nm=rng.uniform(*cfg.tube_width_nm), photons=photons, seed=rng)
+        tables.append(em.assign(**{FRAME: frame}))
+    return pd.concat(tables, ignore_index=True) if tables else uniform_emitters(1, field_nm, 0.0, photons, rng)
+
+
 def _simulate_frames(acq: Acquisition, cfg: TrainingDataConfig, rng: np.random.Generator):
     shape = (cfg.frame_size, cfg.frame_size)
     field_nm = (shape[0] * acq.pixel_size_nm, shape[1] * acq.pixel_size_nm)
     photons = PhotonModel(cfg.photons[0], cfg.photons[1], cfg.photon_spread)
     emitters = uniform_emitters(cfg.n_frames, field_nm, cfg.density_per_um2, photons, rng)
+    structured = np.flatnonzero(rng.uniform(size=cfg.n_frames) < cfg.structure_fraction) + 1
+    if len(structured):
+        emitters = pd.concat(
+            [emitters[~emitters[FRAME].isin(structured)],
+             _structured_emitters(cfg, field_nm, structured, photons, rng)], ignore_index=True
+        ).sort_values(FRAME, kind="stable").reset_index(drop=True)
     frames = np.empty((cfg.n_frames,) + shape, dtype=np.float32)
     use_snr = rng.uniform(size=cfg.n_frames) < cfg.snr_fraction
     by_frame = dict(tuple(emitters.groupby(FRAME)))
