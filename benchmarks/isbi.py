@@ -14,7 +14,8 @@ import argparse
 import time
 from pathlib import Path
 
-from common import RESULTS, command, machine, require_isbi, score_row, write_json
+import numpy as np
+from common import IMAGES, RESULTS, command, machine, require_isbi, score_row, write_json
 
 from napari_deepcel0.core.acquisition import ISBI2013
 from napari_deepcel0.core.io import read_localizations, read_stack
@@ -23,6 +24,45 @@ from napari_deepcel0.core.model_io import bundled_model_path
 from napari_deepcel0.core.predict import DeepLocalizer, localize, parse_frame_selection
 
 TOLERANCES = (50.0, 100.0, 150.0, 250.0)
+
+
+def figures(tables: dict, gt, stack, frames) -> None:
+    """Renderings of the whole stack per method (like the paper's Fig. 3) and Jaccard
+    against tolerance."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from scipy import ndimage
+
+    from napari_deepcel0.core.render import render_histogram
+
+    field = (stack.shape[1] * ISBI2013.pixel_size_nm, stack.shape[2] * ISBI2013.pixel_size_nm)
+    numbers = parse_frame_selection(frames, len(stack))
+    panels = {"widefield (sum of frames)": stack[numbers].sum(axis=0),
+              "ground truth": render_histogram(gt, field, 10.0)}
+    panels.update({name: render_histogram(t, field, 10.0) for name, t in tables.items()})
+    fig, axes = plt.subplots(1, len(panels), figsize=(3.2 * len(panels), 3.5))
+    for ax, (name, img) in zip(axes, panels.items()):
+        img = ndimage.gaussian_filter(img, 1.0) if img.shape[0] > stack.shape[1] else img
+        top = np.percentile(img[img > 0], 99.5) if np.any(img > 0) else 1
+        ax.imshow(np.clip(img / top, 0, 1), cmap="hot", interpolation="nearest")
+        ax.set_title(name, fontsize=9)
+        ax.axis("off")
+    fig.tight_layout()
+    fig.savefig(IMAGES / "isbi_renderings.png", dpi=100)
+    plt.close(fig)
+    tols = np.arange(10.0, 260.0, 10.0)
+    fig, ax = plt.subplots(figsize=(5, 3.5))
+    for name, t in tables.items():
+        ax.plot(tols, [s.jaccard for s in evaluate(gt, t, tols)], label=name)
+    ax.set(xlabel="tolerance [nm]", ylabel="Jaccard [%]", title="ISBI 2013 HD stack", ylim=(0, 100))
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(IMAGES / "isbi_jaccard_vs_tolerance.png", dpi=110)
+    plt.close(fig)
+    print(f"wrote {IMAGES / 'isbi_renderings.png'} and {IMAGES / 'isbi_jaccard_vs_tolerance.png'}")
 
 
 def run(name, model, stack, gt, frames, results, method="peaks"):
@@ -58,7 +98,8 @@ def main() -> None:
     results: dict = {}
 
     deep = DeepLocalizer(args.deepcel0, acquisition=ISBI2013, device=args.device, precision=args.precision)
-    table = run("DeepCEL0", deep, stack, gt, args.frames, results)
+    tables = {"DeepCEL0": run("DeepCEL0", deep, stack, gt, args.frames, results)}
+    table = tables["DeepCEL0"]
     # the reference notebook's coordinates (x = col * p / L): no half-pixel shift
     shifted = table.copy()
     shifted[["x [nm]", "y [nm]"]] -= ISBI2013.fine_pixel_nm / 2
@@ -69,7 +110,7 @@ def main() -> None:
 
     if args.deepstorm:
         ds = DeepLocalizer(args.deepstorm, acquisition=ISBI2013, device=args.device, precision=args.precision)
-        run("Deep-STORM", ds, stack, gt, args.frames, results)
+        tables["Deep-STORM"] = run("Deep-STORM", ds, stack, gt, args.frames, results)
 
     if args.cel0 or args.cel0_lam:
         from napari_deepcel0.core.cel0 import Cel0Localizer, lambda_sweep
@@ -83,7 +124,9 @@ def main() -> None:
                   f"(Jaccard@50 {sweep.best_score.jaccard:.2f} %) in {time.perf_counter() - t0:.0f} s")
             results["CEL0 sweep"] = sweep.to_dict()
         cel0 = Cel0Localizer(ISBI2013, lam=lam, device=args.device)
-        run(f"CEL0 (lambda {lam:.3g})", cel0, stack, gt, args.frames, results)
+        tables["CEL0"] = run(f"CEL0 (lambda {lam:.3g})", cel0, stack, gt, args.frames, results)
+
+    figures(tables, gt, stack, args.frames)
 
     out = write_json(
         Path(args.out),

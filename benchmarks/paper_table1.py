@@ -86,6 +86,8 @@ def main() -> None:
     p.add_argument("--cel0-frames", default=None, help="frames for CEL0 (default: as --frames)")
     p.add_argument("--no-cel0", action="store_true")
     p.add_argument("--cel0-max-iter", type=int, default=200, help="outer and inner iteration cap for CEL0")
+    p.add_argument("--cel0-lams", type=int, default=30, help="lambdas in the sweep (paper: 30 in [1e-3, 1])")
+    p.add_argument("--sweep-frames", type=int, default=8, help="random frames the sweep scores (paper: 8)")
     p.add_argument("--tests", nargs="+", default=list(TESTS))
     p.add_argument("--device", default="auto")
     p.add_argument("--seed", type=int, default=2021)
@@ -116,7 +118,7 @@ def main() -> None:
 
             it = args.cel0_max_iter
             sweep = lambda_sweep(frames, gt, PAPER_ACQ, frames=cel0_numbers.tolist(), background=None,
-                                 max_outer=it, max_inner=it, device=args.device)
+                                 n_lams=args.cel0_lams, n_frames=args.sweep_frames, max_outer=it, max_inner=it, device=args.device)
             best = sweep.best_lam
             if test == "4b":
                 lam_4b = best
@@ -141,6 +143,7 @@ def main() -> None:
         "machine": machine(), "command": command(),
         "protocol": "ISBI 2013 GT on the L=4 grid, Eq. (2) with sigma 110 nm, Gaussian noise at SNR 10/12/15 dB; "
                     "1b: per-frame SNR uniform in [10, 15] dB; scored at fine-pixel centres",
+        "cel0_sweep": {"lams": args.cel0_lams, "range": [1e-3, 1.0], "frames": args.sweep_frames},
         "deep_frames": args.frames or f"1-{n_total}", "cel0_frames": args.cel0_frames or args.frames or f"1-{n_total}",
         "tests": results,
         "paper": {t: {m: dict(zip(("jaccard_50", "jaccard_100", "jaccard_150", "sensitivity_50", "specificity_50"), v))

@@ -1,5 +1,8 @@
 """Plot a model file's training history (loss, validation loss, learning rate).
 
+A fine-tuned model carries its base model's history: both stages are drawn, the
+second one after a dotted line (its validation set differs, so the curve jumps).
+
     python benchmarks/training_curve.py MODEL.safetensors [--out docs/images/training_curve.png]
 """
 
@@ -24,14 +27,25 @@ def main() -> None:
     fig, axes = plt.subplots(1, 2, figsize=(10, 3.8))
     for path in args.models:
         info = read_model_info(path)
-        h = info.history
-        epochs = [e["epoch"] for e in h]
         label = f"{info.method} ({path.split('/')[-1]})"
-        axes[0].plot(epochs, [e["loss"] for e in h], "-", label=f"{label} train")
-        axes[0].plot(epochs, [e["val_loss"] for e in h], "--", label=f"{label} validation")
-        axes[1].plot(epochs, [e["lr"] for e in h], label=label)
-        print(f"{path}: {len(h)} epochs, best val {min(e['val_loss'] for e in h):.4f} at epoch "
-              f"{info.training.get('best_epoch')}, {info.training.get('seconds', 0) / 60:.0f} min on "
+        stages = [info.history]
+        base = info.training.get("base_model")
+        if base:
+            stages.insert(0, base["history"])
+        offset = 0
+        for i, h in enumerate(stages):
+            epochs = [offset + e["epoch"] for e in h]
+            tag = f" stage {i + 1}" if len(stages) > 1 else ""
+            axes[0].plot(epochs, [e["loss"] for e in h], "-", label=f"{label}{tag} train")
+            axes[0].plot(epochs, [e["val_loss"] for e in h], "--", label=f"{label}{tag} validation")
+            axes[1].plot(epochs, [e["lr"] for e in h], label=f"{label}{tag}")
+            if i:
+                for ax in axes:
+                    ax.axvline(offset + 0.5, color="grey", ls=":")
+            offset = epochs[-1]
+            minutes = h[-1].get("seconds", 0) / 60
+            print(f"{path}{tag}: {len(h)} epochs, best val {min(e['val_loss'] for e in h):.4f}, {minutes:.0f} min")
+        print(f"{path}: best epoch {info.training.get('best_epoch')} of the last stage, on "
               f"{info.training.get('device_used')} ({info.training.get('precision_used')})")
     axes[0].set(xlabel="epoch", ylabel="loss", title="loss (blurred L2 + sparsity)")
     axes[0].legend(fontsize=7)
