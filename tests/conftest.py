@@ -15,7 +15,7 @@ SHARED_DATA = REPO.parent / "shared" / "data" / "isbi2013-bundled-tubes-hd"
 torch.set_num_threads(min(2, torch.get_num_threads()))
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def isbi_dir() -> Path:
     """The ISBI 2013 high-density stack and ground truth; skips when absent."""
     if not (SHARED_DATA / "frames.tif").is_file() or not (SHARED_DATA / "ground_truth.csv").is_file():
