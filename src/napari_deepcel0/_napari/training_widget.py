@@ -20,9 +20,15 @@ from .state import state_for
 
 
 def _train_job(acq, config: TrainingConfig, path: Path, progress, cancel=None):
-    """Train, then save the best model (also when cancelled after at least one step)."""
+    """Train, then save the best model (also when cancelled after at least one step).
+    The best model so far is also saved after every improving epoch, so that it
+    survives napari being closed mid-run."""
+
+    def checkpoint(best):
+        save_training_result(path, best, notes="trained in napari (best epoch so far)")
+
     with gpu_memory_hint():
-        result = train(acq, config, progress=progress, cancel=cancel)
+        result = train(acq, config, progress=progress, cancel=cancel, on_best=checkpoint)
     steps = sum(h["steps"] for h in result.history)
     if steps == 0:
         return result, None

@@ -297,7 +297,7 @@ def train(
         if val < best_val:
             best_val, best_epoch = val, epoch
             best_state = copy.deepcopy(model.state_dict())
-            if on_best is not None:
+            if on_best is not None and done > 0:  # nothing trained yet: nothing worth saving
                 checkpoint = LocalizationNet(config.head)
                 checkpoint.load_state_dict(best_state)
                 on_best(snapshot(checkpoint.cpu(), cancelled))
