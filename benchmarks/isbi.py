@@ -26,9 +26,9 @@ from napari_deepcel0.core.predict import DeepLocalizer, localize, parse_frame_se
 TOLERANCES = (50.0, 100.0, 150.0, 250.0)
 
 
-def figures(tables: dict, gt, stack, frames) -> None:
+def figures(tables: dict, gt_all, stack, frames) -> None:
     """Renderings of the whole stack per method (like the paper's Fig. 3) and Jaccard
-    against tolerance."""
+    against tolerance. ``tables`` maps a name to (table, frame selection)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -40,8 +40,10 @@ def figures(tables: dict, gt, stack, frames) -> None:
     field = (stack.shape[1] * ISBI2013.pixel_size_nm, stack.shape[2] * ISBI2013.pixel_size_nm)
     numbers = parse_frame_selection(frames, len(stack))
     panels = {"widefield (sum of frames)": stack[numbers].sum(axis=0),
-              "ground truth": render_histogram(gt, field, 10.0)}
-    panels.update({name: render_histogram(t, field, 10.0) for name, t in tables.items()})
+              "ground truth": render_histogram(select(gt_all, frames, len(stack)), field, 10.0)}
+    for name, (t, sel) in tables.items():
+        label = name if sel == frames else f"{name} (frames {sel})"
+        panels[label] = render_histogram(t, field, 10.0)
     fig, axes = plt.subplots(1, len(panels), figsize=(3.2 * len(panels), 3.5))
     for ax, (name, img) in zip(axes, panels.items()):
         img = ndimage.gaussian_filter(img, 1.0) if img.shape[0] > stack.shape[1] else img
@@ -54,8 +56,9 @@ def figures(tables: dict, gt, stack, frames) -> None:
     plt.close(fig)
     tols = np.arange(10.0, 260.0, 10.0)
     fig, ax = plt.subplots(figsize=(5, 3.5))
-    for name, t in tables.items():
-        ax.plot(tols, [s.jaccard for s in evaluate(gt, t, tols)], label=name)
+    for name, (t, sel) in tables.items():
+        label = name if sel == frames else f"{name} (frames {sel})"
+        ax.plot(tols, [s.jaccard for s in evaluate(select(gt_all, sel, len(stack)), t, tols)], label=label)
     ax.set(xlabel="tolerance [nm]", ylabel="Jaccard [%]", title="ISBI 2013 HD stack", ylim=(0, 100))
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
@@ -65,7 +68,13 @@ def figures(tables: dict, gt, stack, frames) -> None:
     print(f"wrote {IMAGES / 'isbi_renderings.png'} and {IMAGES / 'isbi_jaccard_vs_tolerance.png'}")
 
 
-def run(name, model, stack, gt, frames, results, method="peaks"):
+def select(table, frames, n_total: int):
+    """The rows of a localization table in a 1-based frame selection."""
+    return table[table["frame"].isin(parse_frame_selection(frames, n_total) + 1)]
+
+
+def run(name, model, stack, gt_all, frames, results, method="peaks"):
+    gt = select(gt_all, frames, len(stack))
     t0 = time.perf_counter()
     table = localize(model, stack, frames=frames, method=method)
     seconds = time.perf_counter() - t0
@@ -73,7 +82,8 @@ def run(name, model, stack, gt, frames, results, method="peaks"):
     scores = evaluate(gt, table, TOLERANCES)
     print(f"\n{name}: {len(table)} localizations, {n} frames in {seconds:.1f} s ({n / seconds:.1f} frames/s)")
     print(format_scores(scores))
-    results[name] = {"frames_per_s": round(n / seconds, 2), "n_localizations": len(table),
+    results[name] = {"frames": frames or f"1-{len(stack)}", "frames_per_s": round(n / seconds, 2),
+                     "n_localizations": len(table),
                      "scores": [score_row(s) for s in scores]}
     return table
 
@@ -85,21 +95,24 @@ def main() -> None:
     p.add_argument("--cel0", action="store_true", help="also run CEL0-IRL1 (lambda from a sweep on 8 frames)")
     p.add_argument("--cel0-lam", type=float, help="CEL0 lambda (skip the sweep)")
     p.add_argument("--frames", default=None, help="1-based frame selection (default: all 361)")
+    p.add_argument("--cel0-frames", default=None,
+                   help="frames for CEL0 (default: as --frames); DeepCEL0 is also scored on them")
     p.add_argument("--device", default="auto")
     p.add_argument("--precision", default="auto")
+    p.add_argument("--compare-fp32", action="store_true",
+                   help="also run DeepCEL0 in fp32 when --precision picks bf16 (the accuracy cost of bf16)")
     p.add_argument("--out", default=str(RESULTS / "isbi_original.json"))
     args = p.parse_args()
 
     data = require_isbi()
     stack = read_stack(data / "frames.tif")
     gt_all = read_localizations(data / "ground_truth.csv")
-    numbers = parse_frame_selection(args.frames, len(stack)) + 1
-    gt = gt_all[gt_all["frame"].isin(numbers)]
+    gt = select(gt_all, args.frames, len(stack))
     results: dict = {}
 
     deep = DeepLocalizer(args.deepcel0, acquisition=ISBI2013, device=args.device, precision=args.precision)
-    tables = {"DeepCEL0": run("DeepCEL0", deep, stack, gt, args.frames, results)}
-    table = tables["DeepCEL0"]
+    table = run("DeepCEL0", deep, stack, gt_all, args.frames, results)
+    tables = {"DeepCEL0": (table, args.frames)}
     # the reference notebook's coordinates (x = col * p / L): no half-pixel shift
     shifted = table.copy()
     shifted[["x [nm]", "y [nm]"]] -= ISBI2013.fine_pixel_nm / 2
@@ -108,25 +121,40 @@ def main() -> None:
     print(format_scores(s))
     results["DeepCEL0 (no half-pixel shift)"] = {"scores": [score_row(x) for x in s]}
 
+    if args.compare_fp32 and deep.precision != "fp32":
+        fp32 = DeepLocalizer(args.deepcel0, acquisition=ISBI2013, device=args.device, precision="fp32")
+        run("DeepCEL0 (fp32)", fp32, stack, gt_all, args.frames, results)
+        results["DeepCEL0"]["precision"] = deep.precision
+
     if args.deepstorm:
         ds = DeepLocalizer(args.deepstorm, acquisition=ISBI2013, device=args.device, precision=args.precision)
-        tables["Deep-STORM"] = run("Deep-STORM", ds, stack, gt, args.frames, results)
+        tables["Deep-STORM"] = (run("Deep-STORM", ds, stack, gt_all, args.frames, results), args.frames)
 
     if args.cel0 or args.cel0_lam:
+        cel0_frames = args.cel0_frames or args.frames
         from napari_deepcel0.core.cel0 import Cel0Localizer, lambda_sweep
 
         lam = args.cel0_lam
         if lam is None:
             t0 = time.perf_counter()
-            sweep = lambda_sweep(stack, gt_all, ISBI2013, frames=args.frames, device=args.device)
+            sweep = lambda_sweep(stack, gt_all, ISBI2013, frames=cel0_frames, device=args.device)
             lam = sweep.best_lam
             print(f"\nCEL0 lambda sweep on frames {sweep.frames.tolist()}: best lambda {lam:.4g} "
                   f"(Jaccard@50 {sweep.best_score.jaccard:.2f} %) in {time.perf_counter() - t0:.0f} s")
             results["CEL0 sweep"] = sweep.to_dict()
         cel0 = Cel0Localizer(ISBI2013, lam=lam, device=args.device)
-        tables["CEL0"] = run(f"CEL0 (lambda {lam:.3g})", cel0, stack, gt, args.frames, results)
+        tables["CEL0"] = (run(f"CEL0 (lambda {lam:.3g})", cel0, stack, gt_all, cel0_frames, results), cel0_frames)
+        if cel0_frames != args.frames:  # the same frames for a like-for-like comparison
+            for name in ("DeepCEL0", "Deep-STORM"):
+                if name in tables:
+                    s = evaluate(select(gt_all, cel0_frames, len(stack)),
+                                 select(tables[name][0], cel0_frames, len(stack)), TOLERANCES)
+                    print(f"\n{name} on CEL0's frames {cel0_frames}:")
+                    print(format_scores(s))
+                    results[f"{name} (frames {cel0_frames})"] = {"frames": cel0_frames,
+                                                                 "scores": [score_row(x) for x in s]}
 
-    figures(tables, gt, stack, args.frames)
+    figures(tables, gt_all, stack, args.frames)
 
     out = write_json(
         Path(args.out),

@@ -2,7 +2,7 @@
 
     python benchmarks/make_results_page.py
 
-Reads isbi_original.json, paper_table1.json, close_pairs.json and speed_*.json (those
+Reads isbi_original.json, paper_table1.json, in_domain.json, close_pairs.json and speed_*.json (those
 that exist) and writes tables plus links to the figures the benchmarks saved.
 """
 
@@ -27,13 +27,14 @@ def fmt(v, digits=2) -> str:
 def isbi_section(d: dict) -> list[str]:
     out = ["## The ISBI 2013 high-density stack (original frames)", "",
            f"Frames {d['frames']}; machine: {d['machine']}.", "", f"Command: `{d['command']}`", "",
-           "| method | tol nm | Jaccard % | sensitivity % | precision % | RMSE nm | efficiency % | frames/s |",
-           "| --- | --- | --- | --- | --- | --- | --- | --- |"]
+           "| method | frames | tol nm | Jaccard % | sensitivity % | precision % | RMSE nm | efficiency % | frames/s |",
+           "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
     for name, r in d["results"].items():
         if "scores" not in r:
             continue
         for s in r["scores"]:
-            out.append(f"| {name} | {s['tol_nm']:.0f} | {fmt(s['jaccard'])} | {fmt(s['sensitivity'])} | "
+            out.append(f"| {name} | {r.get('frames', d['frames'])} | {s['tol_nm']:.0f} | {fmt(s['jaccard'])} | "
+                       f"{fmt(s['sensitivity'])} | "
                        f"{fmt(s['precision'])} | {fmt(s['rmse_nm'])} | {fmt(s['efficiency'])} | "
                        f"{fmt(r.get('frames_per_s'))} |")
     out += ["", "![Renderings of the whole stack](images/isbi_renderings.png)", "",
@@ -73,6 +74,19 @@ def close_pairs_section(d: dict) -> list[str]:
     return out
 
 
+def in_domain_section(d: dict) -> list[str]:
+    out = ["## Simulated stacks: uniform emitters vs filaments", "",
+           f"{d['n_frames']} frames per scene; machine: {d['machine']}.", "", f"Command: `{d['command']}`", "",
+           "| model | scene | J50 % | sensitivity % | precision % | RMSE nm | localizations / GT per frame |",
+           "| --- | --- | --- | --- | --- | --- | --- |"]
+    for model, scenes in d["results"].items():
+        for scene, r in scenes.items():
+            out.append(f"| {model} | {scene} | {fmt(r['jaccard'])} | {fmt(r['sensitivity'])} | {fmt(r['precision'])} "
+                       f"| {fmt(r['rmse_nm'])} | {r['locs_per_frame']} / {r['gt_per_frame']} |")
+    out.append("")
+    return out
+
+
 def speed_section(name: str, d: dict) -> list[str]:
     r = d["results"]
     out = [f"## Speed ({r['device']})", "", f"Machine: {d['machine']}.", "", f"Command: `{d['command']}`", "",
@@ -81,8 +95,11 @@ def speed_section(name: str, d: dict) -> list[str]:
         if k in ("device", "scaling", "cel0"):
             continue
         out.append(f"| {k.replace('_', ' ')} | {v} |")
-    for batch, c in r.get("cel0", {}).items():
-        out.append(f"| CEL0 {batch.replace('_', ' ')}: s/frame | {c['seconds_per_frame']} (outer iterations "
+    cel0 = r.get("cel0", {})
+    for batch, c in cel0.items():
+        if not isinstance(c, dict):
+            continue
+        out.append(f"| CEL0 (lambda {cel0.get('lam', 'n/a')}) {batch.replace('_', ' ')}: s/frame | {c['seconds_per_frame']} (outer iterations "
                    f"{c['outer_iterations']}) |")
     if r.get("scaling"):
         out += ["", "| frames | seconds | frames/s | peak RSS MB |", "| --- | --- | --- | --- |"]
@@ -100,6 +117,8 @@ def main() -> None:
         lines += isbi_section(d)
     if (d := load("paper_table1.json")):
         lines += table1_section(d)
+    if (d := load("in_domain.json")):
+        lines += in_domain_section(d)
     if (d := load("close_pairs.json")):
         lines += close_pairs_section(d)
     for path in sorted(RESULTS.glob("speed_*.json")):

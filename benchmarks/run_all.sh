@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# Rerun every benchmark and regenerate docs/results.md (see docs/benchmarks.md).
+#
+#   bash benchmarks/run_all.sh [DEEPSTORM_MODEL]
+#
+# Needs ../shared/data/isbi2013-bundled-tubes-hd and the venv of scripts/setup.sh.
+# CEL0 on the original stack uses lambda = 1e-3, the best of benchmarks/bench_cel0.py's
+# paper-style sweep (benchmarks/results/cel0.json). On a CPU the CEL0 parts run on frame
+# subsets (the flags below say which); on a GPU pass CEL0_FRAMES=1-361 SWEEP_LAMS=30 to
+# run the paper's full protocol.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PY=${PY:-.venv/bin/python}
+DEEPSTORM=${1:-runs/deepstorm_isbi2013_cpu.safetensors}
+CEL0_FRAMES=${CEL0_FRAMES:-1-20}
+SWEEP_LAMS=${SWEEP_LAMS:-12}
+ds=()
+[[ -f $DEEPSTORM ]] && ds=(--deepstorm "$DEEPSTORM")
+
+$PY benchmarks/isbi.py "${ds[@]}" --cel0-lam 1e-3 --cel0-frames "$CEL0_FRAMES" --compare-fp32
+$PY benchmarks/paper_table1.py "${ds[@]}" --cel0-frames "$CEL0_FRAMES" --cel0-lams "$SWEEP_LAMS" --sweep-frames 4
+$PY benchmarks/close_pairs.py "${ds[@]}"
+$PY benchmarks/in_domain.py runs/deepcel0_isbi2013_cpu.safetensors src/napari_deepcel0/models/deepcel0_isbi2013.safetensors
+$PY benchmarks/speed.py --scaling 100 1000 10000
+$PY benchmarks/training_curve.py src/napari_deepcel0/models/deepcel0_isbi2013.safetensors
+$PY benchmarks/make_results_page.py
