@@ -56,6 +56,20 @@ def test_manifest_is_valid_and_every_command_imports():
     assert {s.key for s in manifest.contributions.sample_data} == {"tubulin_hd", "paper_scenes"}
 
 
+def test_npe2_validates_the_installed_plugin_with_imports():
+    """What napari itself checks: the installed distribution's manifest (entry point
+    ``napari.manifest``) is found, valid, and every python_name imports."""
+    import subprocess
+    import sys
+
+    npe2 = Path(sys.executable).with_name("npe2")
+    command = [str(npe2)] if npe2.exists() else [sys.executable, "-m", "npe2"]
+    out = subprocess.run([*command, "validate", "napari-deepcel0", "--imports"], capture_output=True, text=True,
+                         timeout=300)
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert "valid" in (out.stdout + out.stderr).lower()
+
+
 def test_top_level_manifest_is_a_relative_link_to_the_package_manifest():
     link = REPO / "napari.yaml"
     assert link.is_symlink()

@@ -120,8 +120,8 @@ def test_structured_frames_crowd_emitters_along_filaments():
     assert tubes.spikes.reshape(100, -1).sum(1).min() >= 7
 
 
-def test_fine_tuning_starts_from_the_given_model(tiny_model_path):
-    from napari_deepcel0.core.model_io import load_model
+def test_fine_tuning_starts_from_the_given_model(tiny_model_path, tmp_path):
+    from napari_deepcel0.core.model_io import load_model, read_model_info, save_training_result
 
     base = load_model(tiny_model_path)
     result = train(ISBI2013, tiny(init_from=str(tiny_model_path), lr=1e-12, max_steps_per_epoch=1))
@@ -129,6 +129,9 @@ def test_fine_tuning_starts_from_the_given_model(tiny_model_path):
         if a.is_floating_point() and "running" not in k and "num_batches" not in k:
             assert torch.allclose(a, b, atol=1e-6), k
     assert result.base_info is not None and result.base_info.method == "deepcel0"
+    saved = read_model_info(save_training_result(tmp_path / "tuned.safetensors", result))
+    assert saved.training["base_model"]["history"] == base.info.history
+    assert f"fine-tuned from a model trained {len(base.info.history)} epoch(s)" in saved.summary()
     with pytest.raises(ValueError, match="not deepstorm"):
         train(ISBI2013, tiny(init_from=str(tiny_model_path), method="deepstorm"))
     with pytest.raises(ValueError, match="another acquisition"):

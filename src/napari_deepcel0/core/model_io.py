@@ -67,9 +67,12 @@ class ModelInfo:
         epochs = len(self.history)
         best = min((h.get("val_loss", float("inf")) for h in self.history), default=None)
         data = t.get("data", {})
+        base = t.get("base_model")
+        tuned = f" (fine-tuned from a model trained {len(base.get('history', []))} epoch(s))" if base else ""
         return (
             f"{self.method} ({self.head} head, {self.loss} loss, lambda {self.lam:g}); "
             f"{self.acquisition.describe()}; trained {epochs} epoch(s) on {data.get('n_patches', '?')} patches"
+            + tuned
             + (f", best val loss {best:.4g}" if best is not None and best != float("inf") else "")
             + (f"; {self.notes}" if self.notes else "")
         )
