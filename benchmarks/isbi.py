@@ -102,6 +102,7 @@ def main() -> None:
     p.add_argument("--compare-fp32", action="store_true",
                    help="also run DeepCEL0 in fp32 when --precision picks bf16 (the accuracy cost of bf16)")
     p.add_argument("--out", default=str(RESULTS / "isbi_original.json"))
+    p.add_argument("--no-figures", action="store_true", help="do not (over)write the figures in docs/images")
     args = p.parse_args()
 
     data = require_isbi()
@@ -154,7 +155,8 @@ def main() -> None:
                     results[f"{name} (frames {cel0_frames})"] = {"frames": cel0_frames,
                                                                  "scores": [score_row(x) for x in s]}
 
-    figures(tables, gt_all, stack, args.frames)
+    if not args.no_figures:
+        figures(tables, gt_all, stack, args.frames)
 
     out = write_json(
         Path(args.out),
