@@ -23,4 +23,12 @@ $PY benchmarks/close_pairs.py "${ds[@]}"
 $PY benchmarks/in_domain.py runs/deepcel0_isbi2013_cpu.safetensors src/napari_deepcel0/models/deepcel0_isbi2013.safetensors
 $PY benchmarks/speed.py --scaling 100 1000 10000
 $PY benchmarks/training_curve.py src/napari_deepcel0/models/deepcel0_isbi2013.safetensors
+# budget-matched DeepCEL0 vs Deep-STORM (both 8 epochs; the training commands are in docs/benchmarks.md)
+MATCHED=${MATCHED:-runs/deepcel0_8ep_cpu.safetensors}
+if [[ -f $MATCHED && -f $DEEPSTORM ]]; then
+  $PY benchmarks/isbi.py --deepcel0 "$MATCHED" --deepstorm "$DEEPSTORM" --no-figures \
+      --out benchmarks/results/isbi_budget_matched.json
+  $PY benchmarks/paper_table1.py --deepcel0 "$MATCHED" --deepstorm "$DEEPSTORM" --no-cel0 \
+      --out benchmarks/results/paper_table1_budget_matched.json
+fi
 $PY benchmarks/make_results_page.py
