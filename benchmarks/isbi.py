@@ -41,9 +41,9 @@ def figures(tables: dict, gt_all, stack, frames) -> None:
     numbers = parse_frame_selection(frames, len(stack))
     panels = {"widefield (sum of frames)": stack[numbers].sum(axis=0),
               "ground truth": render_histogram(select(gt_all, frames, len(stack)), field, 10.0)}
-    for name, (t, sel) in tables.items():
-        label = name if sel == frames else f"{name} (frames {sel})"
-        panels[label] = render_histogram(t, field, 10.0)
+    labels = {name: name if sel == frames else f"{name} (frames {sel})" for name, (_, sel) in tables.items()}
+    for name, (t, _) in tables.items():
+        panels[labels[name]] = render_histogram(t, field, 10.0)
     fig, axes = plt.subplots(1, len(panels), figsize=(3.2 * len(panels), 3.5))
     for ax, (name, img) in zip(axes, panels.items()):
         img = ndimage.gaussian_filter(img, 1.0) if img.shape[0] > stack.shape[1] else img
@@ -57,8 +57,7 @@ def figures(tables: dict, gt_all, stack, frames) -> None:
     tols = np.arange(10.0, 260.0, 10.0)
     fig, ax = plt.subplots(figsize=(5, 3.5))
     for name, (t, sel) in tables.items():
-        label = name if sel == frames else f"{name} (frames {sel})"
-        ax.plot(tols, [s.jaccard for s in evaluate(select(gt_all, sel, len(stack)), t, tols)], label=label)
+        ax.plot(tols, [s.jaccard for s in evaluate(select(gt_all, sel, len(stack)), t, tols)], label=labels[name])
     ax.set(xlabel="tolerance [nm]", ylabel="Jaccard [%]", title="ISBI 2013 HD stack", ylim=(0, 100))
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
@@ -73,18 +72,24 @@ def select(table, frames, n_total: int):
     return table[table["frame"].isin(parse_frame_selection(frames, n_total) + 1)]
 
 
+def record(results, name, gt_all, table, frames, n_total: int, title=None, **extra):
+    """Score ``table`` against the ground truth of the same frames, print the table and
+    store it in ``results[name]`` (with ``extra``)."""
+    scores = evaluate(select(gt_all, frames, n_total), select(table, frames, n_total), TOLERANCES)
+    print("\n" + (title or f"{name}:"))
+    print(format_scores(scores))
+    results[name] = {"frames": frames or f"1-{n_total}", **extra, "scores": [score_row(s) for s in scores]}
+
+
 def run(name, model, stack, gt_all, frames, results, method="peaks"):
-    gt = select(gt_all, frames, len(stack))
+    """Localize the frames with ``model``, timed end to end, and record the scores."""
     t0 = time.perf_counter()
     table = localize(model, stack, frames=frames, method=method)
     seconds = time.perf_counter() - t0
     n = len(parse_frame_selection(frames, len(stack)))
-    scores = evaluate(gt, table, TOLERANCES)
-    print(f"\n{name}: {len(table)} localizations, {n} frames in {seconds:.1f} s ({n / seconds:.1f} frames/s)")
-    print(format_scores(scores))
-    results[name] = {"frames": frames or f"1-{len(stack)}", "frames_per_s": round(n / seconds, 2),
-                     "n_localizations": len(table),
-                     "scores": [score_row(s) for s in scores]}
+    record(results, name, gt_all, table, frames, len(stack),
+           title=f"{name}: {len(table)} localizations, {n} frames in {seconds:.1f} s ({n / seconds:.1f} frames/s)",
+           frames_per_s=round(n / seconds, 2), n_localizations=len(table))
     return table
 
 
@@ -108,7 +113,7 @@ def main() -> None:
     data = require_isbi()
     stack = read_stack(data / "frames.tif")
     gt_all = read_localizations(data / "ground_truth.csv")
-    gt = select(gt_all, args.frames, len(stack))
+    n_total = len(stack)
     results: dict = {}
 
     deep = DeepLocalizer(args.deepcel0, acquisition=ISBI2013, device=args.device, precision=args.precision)
@@ -117,10 +122,8 @@ def main() -> None:
     # the reference notebook's coordinates (x = col * p / L): no half-pixel shift
     shifted = table.copy()
     shifted[["x [nm]", "y [nm]"]] -= ISBI2013.fine_pixel_nm / 2
-    s = evaluate(gt, shifted, TOLERANCES)
-    print("\nDeepCEL0 without the half-pixel shift (reference notebook convention):")
-    print(format_scores(s))
-    results["DeepCEL0 (no half-pixel shift)"] = {"scores": [score_row(x) for x in s]}
+    record(results, "DeepCEL0 (no half-pixel shift)", gt_all, shifted, args.frames, n_total,
+           title="DeepCEL0 without the half-pixel shift (reference notebook convention):")
 
     if args.compare_fp32 and deep.precision != "fp32":
         fp32 = DeepLocalizer(args.deepcel0, acquisition=ISBI2013, device=args.device, precision="fp32")
@@ -148,19 +151,15 @@ def main() -> None:
         if cel0_frames != args.frames:  # the same frames for a like-for-like comparison
             for name in ("DeepCEL0", "Deep-STORM"):
                 if name in tables:
-                    s = evaluate(select(gt_all, cel0_frames, len(stack)),
-                                 select(tables[name][0], cel0_frames, len(stack)), TOLERANCES)
-                    print(f"\n{name} on CEL0's frames {cel0_frames}:")
-                    print(format_scores(s))
-                    results[f"{name} (frames {cel0_frames})"] = {"frames": cel0_frames,
-                                                                 "scores": [score_row(x) for x in s]}
+                    record(results, f"{name} (frames {cel0_frames})", gt_all, tables[name][0], cel0_frames, n_total,
+                           title=f"{name} on CEL0's frames {cel0_frames}:")
 
     if not args.no_figures:
         figures(tables, gt_all, stack, args.frames)
 
     out = write_json(
         Path(args.out),
-        {"machine": machine(), "command": command(), "frames": args.frames or "1-361", "results": results},
+        {"machine": machine(), "command": command(), "frames": args.frames or f"1-{n_total}", "results": results},
     )
     print(f"\nwrote {out}")
 
