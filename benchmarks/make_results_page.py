@@ -24,11 +24,23 @@ def fmt(v, digits=2) -> str:
     return "n/a" if v is None else (f"{v:.{digits}f}" if isinstance(v, float) else str(v))
 
 
+def table_head(columns: list[str]) -> list[str]:
+    return ["| " + " | ".join(columns) + " |", "|" + " --- |" * len(columns)]
+
+
+def section(title: str, paragraphs: list[str], columns: list[str]) -> list[str]:
+    """A section's title, its paragraphs (machine, command, ...) and its table's head."""
+    out = [f"## {title}", ""]
+    for paragraph in paragraphs:
+        out += [paragraph, ""]
+    return out + table_head(columns)
+
+
 def isbi_section(d: dict) -> list[str]:
-    out = ["## The ISBI 2013 high-density stack (original frames)", "",
-           f"Frames {d['frames']}; machine: {d['machine']}.", "", f"Command: `{d['command']}`", "",
-           "| method | frames | tol nm | Jaccard % | sensitivity % | precision % | RMSE nm | efficiency % | frames/s |",
-           "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+    out = section("The ISBI 2013 high-density stack (original frames)",
+                  [f"Frames {d['frames']}; machine: {d['machine']}.", f"Command: `{d['command']}`"],
+                  ["method", "frames", "tol nm", "Jaccard %", "sensitivity %", "precision %", "RMSE nm",
+                   "efficiency %", "frames/s"])
     for name, r in d["results"].items():
         if "scores" not in r:
             continue
@@ -43,11 +55,12 @@ def isbi_section(d: dict) -> list[str]:
 
 
 def table1_section(d: dict) -> list[str]:
-    out = ["## Paper Table 1 protocol (tests 1b-4b)", "", d["protocol"] + ".", "",
-           f"DeepCEL0/Deep-STORM frames {d['deep_frames']}, CEL0 frames {d['cel0_frames']}; machine: {d['machine']}.",
-           "", f"Command: `{d['command']}`", "",
-           "| test | method | J50 | J100 | J150 | sens50 | spec50 | RMSE nm | eff % | paper J50/J100/J150, sens, spec |",
-           "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+    out = section("Paper Table 1 protocol (tests 1b-4b)",
+                  [d["protocol"] + ".",
+                   f"DeepCEL0/Deep-STORM frames {d['deep_frames']}, CEL0 frames {d['cel0_frames']}; "
+                   f"machine: {d['machine']}.", f"Command: `{d['command']}`"],
+                  ["test", "method", "J50", "J100", "J150", "sens50", "spec50", "RMSE nm", "eff %",
+                   "paper J50/J100/J150, sens, spec"])
     for test, methods in d["tests"].items():
         for name, r in methods.items():
             p = d["paper"].get(test, {}).get(name)
@@ -62,9 +75,8 @@ def table1_section(d: dict) -> list[str]:
 
 
 def close_pairs_section(d: dict) -> list[str]:
-    out = ["## Close molecules (tests 1a-3a)", "", f"SNR {d['snr_db']:g} dB; command: `{d['command']}`", "",
-           "| test | " + " | ".join(next(iter(d["results"].values())).keys()) + " |",
-           "| --- |" + " --- |" * len(next(iter(d["results"].values())))]
+    out = section("Close molecules (tests 1a-3a)", [f"SNR {d['snr_db']:g} dB; command: `{d['command']}`"],
+                  ["test", *next(iter(d["results"].values())).keys()])
     for test, r in d["results"].items():
         out.append(f"| {test} | " + " | ".join(
             ("resolved" if v["resolved"] else "not resolved") + f" ({v['localizations_near_centre']})"
@@ -75,10 +87,10 @@ def close_pairs_section(d: dict) -> list[str]:
 
 
 def in_domain_section(d: dict) -> list[str]:
-    out = ["## Simulated stacks: uniform emitters vs filaments", "",
-           f"{d['n_frames']} frames per scene; machine: {d['machine']}.", "", f"Command: `{d['command']}`", "",
-           "| model | scene | J50 % | sensitivity % | precision % | RMSE nm | localizations / GT per frame |",
-           "| --- | --- | --- | --- | --- | --- | --- |"]
+    out = section("Simulated stacks: uniform emitters vs filaments",
+                  [f"{d['n_frames']} frames per scene; machine: {d['machine']}.", f"Command: `{d['command']}`"],
+                  ["model", "scene", "J50 %", "sensitivity %", "precision %", "RMSE nm",
+                   "localizations / GT per frame"])
     for model, scenes in d["results"].items():
         for scene, r in scenes.items():
             out.append(f"| {model} | {scene} | {fmt(r['jaccard'])} | {fmt(r['sensitivity'])} | {fmt(r['precision'])} "
@@ -89,8 +101,8 @@ def in_domain_section(d: dict) -> list[str]:
 
 def speed_section(name: str, d: dict) -> list[str]:
     r = d["results"]
-    out = [f"## Speed ({r['device']})", "", f"Machine: {d['machine']}.", "", f"Command: `{d['command']}`", "",
-           "| what | value |", "| --- | --- |"]
+    out = section(f"Speed ({r['device']})", [f"Machine: {d['machine']}.", f"Command: `{d['command']}`"],
+                  ["what", "value"])
     for k, v in r.items():
         if k in ("device", "scaling", "cel0"):
             continue
@@ -102,7 +114,7 @@ def speed_section(name: str, d: dict) -> list[str]:
         out.append(f"| CEL0 (lambda {cel0.get('lam', 'n/a')}) {batch.replace('_', ' ')}: s/frame | {c['seconds_per_frame']} (outer iterations "
                    f"{c['outer_iterations']}) |")
     if r.get("scaling"):
-        out += ["", "| frames | seconds | frames/s | peak RSS MB |", "| --- | --- | --- | --- |"]
+        out += ["", *table_head(["frames", "seconds", "frames/s", "peak RSS MB"])]
         out += [f"| {s['frames']} | {s['seconds']} | {s['frames_per_s']} | {s['peak_rss_mb']} |" for s in r["scaling"]]
     out.append("")
     return out
