@@ -115,6 +115,20 @@ class _Ticker:
         return len(self.times), float(gaps.max())
 
 
+def _start_and_click_again(run, job) -> _Ticker:
+    """Start a job, then click Run again while it runs: the second click is refused
+    with a notification and the first job keeps running. Returns a ticker started
+    with the job (stop it once the job is done)."""
+    run()
+    ticker = _Ticker()
+    first_worker = job.worker
+    run()
+    assert job.worker is first_worker
+    assert not job.run_button.enabled
+    assert any("already running" in m for m in _messages(NotificationSeverity.INFO))
+    return ticker
+
+
 # ============================================================== acquisition
 def test_acquisition_is_shared_validated_persistent_and_resettable(viewer):
     widget = _dock(viewer, AcquisitionWidget)
@@ -163,13 +177,7 @@ def test_localize_streams_the_same_points_as_the_core(viewer, qtbot, stack_path)
     widget.device.value = "cpu"
     widget.batch_size.value = 2
     widget.render_blur.value = 0.0
-    widget.run()
-    ticker = _Ticker()
-    first_worker = widget.job.worker
-    widget.run()  # a second click while running is refused
-    assert widget.job.worker is first_worker
-    assert not widget.job.run_button.enabled
-    assert any("already running" in m for m in _messages(NotificationSeverity.INFO))
+    ticker = _start_and_click_again(widget.run, widget.job)
     _wait(qtbot, widget.job)
     _, longest_gap = ticker.stop()
 
@@ -305,10 +313,7 @@ def test_training_saves_a_model_that_becomes_current(viewer, qtbot, tmp_path):
     training.device.value = "cpu"
     path = tmp_path / "tiny.safetensors"
     training.output.value = path
-    training.run()
-    ticker = _Ticker()
-    training.run()
-    assert any("already running" in m for m in _messages(NotificationSeverity.INFO))
+    ticker = _start_and_click_again(training.run, training.job)
     _wait(qtbot, training.job)
     _, longest_gap = ticker.stop()
     assert path.is_file()
@@ -430,10 +435,7 @@ def test_cel0_runs_beside_deepcel0_and_sweeps_lambda(viewer, qtbot, stack_path):
     widget.max_outer.value = 2
     widget.max_inner.value = 10
     widget.frames.value = "2-3"
-    widget.run()
-    ticker = _Ticker()
-    widget.run()
-    assert any("already running" in m for m in _messages(NotificationSeverity.INFO))
+    ticker = _start_and_click_again(widget.run, widget.job)
     _wait(qtbot, widget.job)
     _, longest_gap = ticker.stop()
     cel0 = viewer.layers[f"{layer.name} CEL0 (lambda {widget.lam.value:g})"]
