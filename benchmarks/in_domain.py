@@ -45,7 +45,7 @@ def main() -> None:
         rows = results.setdefault(Path(path).name, {})
         for name, (frames, gt) in stacks.items():
             s = score(gt, localize(model, frames), 50.0)
-            rows[name] = {**score_row(s), "locs_per_frame": round(s.tp / N_FRAMES + s.fp / N_FRAMES, 1),
+            rows[name] = {**score_row(s), "locs_per_frame": round((s.tp + s.fp) / N_FRAMES, 1),
                           "gt_per_frame": round(len(gt) / N_FRAMES, 1)}
             print(f"{Path(path).name:40s} {name:40s} J50 {s.jaccard:5.1f}  sens {s.sensitivity:5.1f}  "
                   f"prec {s.precision:5.1f}  RMSE {s.rmse_nm:5.1f} nm", flush=True)

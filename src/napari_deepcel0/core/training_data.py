@@ -151,8 +151,8 @@ def minmax_scale(frames: np.ndarray) -> np.ndarray:
 
 
 def _structured_emitters(cfg: TrainingDataConfig, field_nm, frame_numbers, photons, rng) -> pd.DataFrame:
-    """Emitters along random filaments, one new structure per frame, with the frame's
-    density and tube width drawn from the configured ranges."""
+    """Emitters along random filaments, one new structure per frame (at least one frame),
+    with the frame's density and tube width drawn from the configured ranges."""
     tables = []
     for frame in frame_numbers:
         filaments = make_filaments(field_nm, n_filaments=int(rng.integers(3, 13)),
@@ -160,7 +160,7 @@ def _structured_emitters(cfg: TrainingDataConfig, field_nm, frame_numbers, photo
         em = emitters_on_filaments(filaments, 1, field_nm, rng.uniform(*cfg.structure_density),
                                    tube_width_nm=rng.uniform(*cfg.tube_width_nm), photons=photons, seed=rng)
         tables.append(em.assign(**{FRAME: frame}))
-    return pd.concat(tables, ignore_index=True) if tables else uniform_emitters(1, field_nm, 0.0, photons, rng)
+    return pd.concat(tables, ignore_index=True)
 
 
 def _simulate_frames(acq: Acquisition, cfg: TrainingDataConfig, rng: np.random.Generator):
