@@ -148,3 +148,28 @@ def test_every_improvement_is_offered_as_a_checkpoint():
     assert last is not result.model and not last.training
     for a, b in zip(last.state_dict().values(), result.model.state_dict().values()):
         assert torch.equal(a, b)
+
+
+def test_losses_read_in_blocks_still_report_and_stop_on_nan(monkeypatch):
+    # on a GPU the loss is read every few steps; the same code path, forced on the CPU
+    import napari_deepcel0.core.training as training
+
+    monkeypatch.setattr(training, "steps_between_loss_reads", lambda device: 3)
+    seen = []
+    result = train(ISBI2013, tiny(max_steps_per_epoch=None), progress=lambda p: seen.append((p.stage, p.step)))
+    steps = result.history[0]["steps"]
+    assert steps % 3 != 0  # the last, partial block is read too
+    assert [s for stage, s in seen if stage == "train"] == [*range(3, steps, 3), steps]
+    assert math.isfinite(result.history[0]["loss"])
+    with pytest.raises(TrainingDivergedError, match="nothing was saved"):
+        train(ISBI2013, tiny(lr=1e30, max_steps_per_epoch=None))
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_training_on_cuda_in_the_fastest_safe_precision():
+    result = train(ISBI2013, tiny(device="cuda", precision="auto", max_steps_per_epoch=None, epochs=2))
+    assert result.device.startswith("cuda") and result.precision in ("bf16", "fp32")
+    assert all(math.isfinite(h["loss"]) and math.isfinite(h["val_loss"]) for h in result.history)
+    # the trained network runs on the CPU afterwards (it is saved from there)
+    out = result.model.cpu()(torch.zeros(1, 1, 32, 32))
+    assert out.shape == (1, 1, 32, 32) and bool((out >= 0).all())

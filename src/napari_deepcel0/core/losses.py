@@ -101,7 +101,8 @@ class LocalizationLoss(nn.Module):
         return p.repeat(*reps)[: shape[-2], : shape[-1]]
 
     def forward(self, pred: torch.Tensor, target_blurred: torch.Tensor) -> tuple[torch.Tensor, dict]:
-        """Returns ``(total, {"fidelity": ..., "sparsity": ...})`` (detached parts)."""
+        """Returns ``(total, {"fidelity": ..., "sparsity": ...})``; the parts are detached
+        0-d tensors (``float()`` them to read; on a GPU that waits for the step)."""
         pred = pred.float()
         blurred = F.conv2d(pred, self.blur, padding=self.blur.shape[-1] // 2)
         fidelity = F.mse_loss(blurred, target_blurred.float())
@@ -110,4 +111,4 @@ class LocalizationLoss(nn.Module):
         else:
             sparsity = pred.abs().mean()
         total = fidelity + sparsity
-        return total, {"fidelity": float(fidelity.detach()), "sparsity": float(sparsity.detach())}
+        return total, {"fidelity": fidelity.detach(), "sparsity": sparsity.detach()}

@@ -34,6 +34,14 @@ COLUMN_NORM_MODES = ("operator", "notebook")
 LR_SCHEDULES = ("plateau", "cosine")
 
 
+def steps_between_loss_reads(device: torch.device) -> int:
+    """Training steps between reads of the loss (progress reports and NaN checks).
+
+    Reading a loss waits for the device; on a GPU, reading it every 50 steps lets the
+    CPU queue work ahead. On the CPU a read costs nothing."""
+    return 1 if device.type == "cpu" else 50
+
+
 class TrainingDivergedError(RuntimeError):
     """The loss became NaN or infinite."""
 
@@ -199,14 +207,19 @@ def train(
         )
     else:
         sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=config.epochs, eta_min=config.min_lr)
-    inputs = torch.from_numpy(training_set.inputs)
-    spikes = torch.from_numpy(training_set.spikes)
+    # the whole training set lives on the device (tens of MB): no copy per step
+    inputs = torch.from_numpy(training_set.inputs).to(device)
+    spikes = torch.from_numpy(training_set.spikes).to(device)
+    # reading a loss waits for the GPU; on CUDA the losses are read (and checked for
+    # NaN/inf) every SYNC_EVERY steps so that the CPU can queue work ahead of the GPU
+    sync_every = steps_between_loss_reads(device)
     scale = training_set.target_scale
     spike_value = scale / (2.0 if config.loss == "l1" else 1.0)
 
     def batch(idx):
-        x = upsample_nearest(inputs[idx].to(device), L).contiguous(memory_format=torch.channels_last)
-        t = spikes[idx].to(device=device, dtype=torch.float32)[:, None] * scale
+        idx = torch.as_tensor(idx, device=device)
+        x = upsample_nearest(inputs[idx], L).contiguous(memory_format=torch.channels_last)
+        t = spikes[idx].to(dtype=torch.float32)[:, None] * scale
         t = torch.nn.functional.conv2d(t, criterion.blur / criterion.blur.sum(), padding=criterion.blur.shape[-1] // 2)
         return x, t
 
@@ -261,7 +274,8 @@ def train(
     model.train()
     for epoch in range(1, config.epochs + 1):
         perm = train_idx[rng.permutation(len(train_idx))]
-        sums = np.zeros(3)
+        sums = torch.zeros(3, dtype=torch.float64, device=device)  # loss, fidelity, sparsity
+        pending = []  # (step, losses) not yet read back from the device
         done = 0
         for step in range(1, steps + 1):
             if is_cancelled(cancel):
@@ -272,24 +286,32 @@ def train(
             with autocast(device, precision):
                 pred = model(x)
             loss, parts = criterion(pred, t)
-            value = float(loss.detach())
-            check(value, "training")
             opt.zero_grad(set_to_none=True)
             loss.backward()
+            # the step is taken before its loss is checked; a NaN/inf still stops training
+            # before anything is saved (the best state is from an earlier validation)
             opt.step()
-            sums += (value, parts["fidelity"], parts["sparsity"])
+            losses = torch.stack((loss.detach(), parts["fidelity"], parts["sparsity"])).double()
+            sums += losses
+            pending.append(losses)
             done += 1
-            if progress:
-                progress(
-                    Progress(epoch, config.epochs, step, steps, value, parts["fidelity"], parts["sparsity"],
-                             opt.param_groups[0]["lr"], elapsed_s=time.perf_counter() - t0)
-                )
+            if len(pending) == sync_every or step == steps:
+                values = torch.stack(pending).cpu().numpy()
+                pending.clear()
+                check(float(values[:, 0].sum()), "training")
+                if progress:
+                    progress(
+                        Progress(epoch, config.epochs, step, steps, *values[-1].tolist(),
+                                 opt.param_groups[0]["lr"], elapsed_s=time.perf_counter() - t0)
+                    )
+        if pending:
+            check(float(torch.stack(pending)[:, 0].sum()), "training")
         if cancelled and best_state is not None:
             break
         val = validate()
         check(val, "validation")
         lr = opt.param_groups[0]["lr"]
-        mean = sums / max(done, 1)
+        mean = (sums / max(done, 1)).tolist()
         history.append(
             {"epoch": epoch, "loss": mean[0], "fidelity": mean[1], "sparsity": mean[2], "val_loss": val, "lr": lr,
              "steps": done, "seconds": time.perf_counter() - t0}
