@@ -82,6 +82,19 @@ def test_train_writes_a_loadable_model(tmp_path):
     assert code == 0 and load_model(out).info.training["epochs"] == 1
 
 
+def test_train_time_limit_stops_cleanly_and_keeps_the_model(tmp_path, capsys):
+    from napari_deepcel0.core.model_io import load_model
+
+    out = tmp_path / "m.safetensors"
+    # a limit far below one epoch: the run stops during epoch 1 and still writes a model
+    code = main(["train", "--out", str(out), "--epochs", "50", "--patches", "64", "--sim-frames", "2",
+                 "--batch-size", "4", "--device", "cpu", "--precision", "fp32", "--time-limit", "1e-6"])
+    info = load_model(out).info
+    assert code == 0 and info.training["cancelled"] and len(info.history) == 1
+    assert info.history[0]["steps"] < 64 // 4
+    assert "time limit of 1e-06 min is reached" in capsys.readouterr().err
+
+
 @pytest.mark.parametrize(
     "argv, message",
     [
@@ -89,6 +102,7 @@ def test_train_writes_a_loadable_model(tmp_path):
         (["evaluate", "missing.csv", "--gt", "missing.csv"], "no such file"),
         (["simulate", "--out", "OUT", "--fwhm", "-3"], "FWHM must be positive"),
         (["train", "--out", "model.pt"], "must end in .safetensors"),
+        (["train", "--out", "model.safetensors", "--time-limit", "0"], "--time-limit must be a positive"),
     ],
 )
 def test_bad_input_is_one_clear_line(argv, message, tmp_path, capsys, monkeypatch):

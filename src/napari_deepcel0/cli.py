@@ -175,6 +175,8 @@ def cmd_train(args) -> int:
     from .core.training import train
 
     out = Path(args.out)
+    if args.time_limit is not None and args.time_limit <= 0:
+        raise ValueError(f"--time-limit must be a positive number of minutes, got {args.time_limit:g}")
     if out.suffix != ".safetensors":
         raise ValueError(f"--out must end in .safetensors, got {out.name}")
     if not out.parent.exists():
@@ -188,6 +190,10 @@ def cmd_train(args) -> int:
     bar = {"bar": None}
 
     def progress(p):
+        if args.time_limit and p.elapsed_s > 60.0 * args.time_limit and not stop.is_set():
+            print(f"\nthe time limit of {args.time_limit:g} min is reached: stopping and keeping the best "
+                  "model so far", file=sys.stderr, flush=True)
+            stop.set()
         if p.stage == "data":
             print("  simulating the training set ...", file=sys.stderr)
             return
@@ -435,6 +441,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--structure-fraction", type=float,
                    help="fraction of frames with emitters along random filaments instead of uniform (default 0.5)")
     p.add_argument("--max-steps-per-epoch", type=int, help="cap the steps per epoch (quick runs)")
+    p.add_argument("--time-limit", type=float, metavar="MINUTES",
+                   help="stop cleanly after this many minutes (data simulation included) and keep the best "
+                        "model so far; the model file records that training was stopped early")
     p.add_argument("--seed", type=int, help="random seed (default 0)")
     p.add_argument("--notes", help="free text stored in the model metadata")
     _add_acquisition_args(p, with_camera=True)
