@@ -13,7 +13,8 @@ import torch
 REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "benchmarks" / "results"
 IMAGES = REPO / "docs" / "images"
-ISBI_DIR = REPO.parent / "shared" / "data" / "isbi2013-bundled-tubes-hd"
+# the ISBI 2013 high-density stack and its ground truth; DEEPCEL0_ISBI_DIR points elsewhere
+ISBI_DIR = Path(os.environ.get("DEEPCEL0_ISBI_DIR", REPO.parent / "shared" / "data" / "isbi2013-bundled-tubes-hd"))
 
 
 def machine() -> str:

@@ -85,21 +85,25 @@ def cel0_speed(device, frames):
     return out
 
 
-def training_speed(device, precision, steps=12):
-    from napari_deepcel0.core.training import TrainingConfig, train
+def training_speed(device, precision):
+    from napari_deepcel0.core.training import TrainingConfig, steps_between_loss_reads, train
     from napari_deepcel0.core.training_data import TrainingDataConfig
 
+    # progress reports come when the loss is read (every step on a CPU, every few on a
+    # GPU, where the device has then caught up): time from the first report on
+    every = steps_between_loss_reads(torch.device(device))
+    steps = 12 if every == 1 else 4 * every
     cfg = TrainingConfig(epochs=1, max_steps_per_epoch=steps, batch_size=16, device=device, precision=precision,
                          val_fraction=0.05, data=TrainingDataConfig(n_patches=16 * steps + 40, n_frames=20))
-    times = []
+    reports = []  # (step, time)
 
     def progress(p):
         if p.stage == "train":
-            times.append(time.perf_counter())
+            reports.append((p.step, time.perf_counter()))
 
     train(ISBI2013, cfg, progress=progress)
-    per_step = np.diff(times[2:]).mean()  # skip warm-up steps
-    return 16 / per_step
+    (s0, t0), (s1, t1) = reports[1 if every == 1 else 0], reports[-1]  # skip warm-up
+    return 16 * (s1 - s0) / (t1 - t0)
 
 
 def scaling_child(path: str, n: int, device: str, precision: str) -> None:
