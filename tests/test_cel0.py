@@ -106,6 +106,32 @@ def test_cpu_and_gpu_agree():
     assert [r.objective for r in r_gpu] == pytest.approx([r.objective for r in r_cpu], rel=1e-3)
 
 
+def test_reading_convergence_every_few_iterations_changes_nothing(monkeypatch):
+    # on a GPU, which frames have converged is read every few FISTA iterations; converged
+    # frames are frozen in between, so the maps and iteration counts are the CPU's
+    frames, _ = simulated(n_frames=4, seed=3)
+    y, _ = cel0.prepare_frames(frames)
+    op = AcquisitionOperator(ACQ, (12, 12))
+    x1, r1 = cel0.solve(y, op, 0.02, **FAST)
+    monkeypatch.setattr(cel0, "fista_iterations_between_reads", lambda device: 7)
+    x7, r7 = cel0.solve(y, op, 0.02, **FAST)
+    assert len({r.inner_iterations for r in r1}) > 1  # the frames stop at different iterations
+    assert [(r.outer_iterations, r.inner_iterations) for r in r7] == [(r.outer_iterations, r.inner_iterations)
+                                                                      for r in r1]
+    np.testing.assert_allclose(x7.numpy(), x1.numpy(), rtol=1e-5, atol=1e-6)
+
+
+def test_large_frames_are_solved_a_few_at_a_time(monkeypatch):
+    frames, _ = simulated(n_frames=5, seed=4)
+    model = cel0.Cel0Localizer(ACQ, lam=0.02, device="cpu", batch_size=5, **FAST)
+    whole, mass = model.maps(frames)
+    monkeypatch.setattr(cel0, "FINE_PIXELS_PER_SOLVE", 2 * 48 * 48)  # two 12 x 12 frames at L = 4
+    parts, mass_parts = model.maps(frames)
+    assert len(model.last_records) == 5
+    np.testing.assert_allclose(parts.numpy(), whole.numpy(), rtol=1e-5, atol=1e-6)
+    np.testing.assert_array_equal(mass_parts, mass)
+
+
 @pytest.mark.parametrize("lam", [0.0, -1.0, math.inf, math.nan])
 def test_bad_lambda_is_a_clear_error(lam):
     op = AcquisitionOperator(ACQ, (12, 12))
