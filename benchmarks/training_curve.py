@@ -1,7 +1,7 @@
 """Plot a model file's training history (loss, validation loss, learning rate).
 
-A fine-tuned model carries its base model's history: both stages are drawn, the
-second one after a dotted line (its validation set differs, so the curve jumps).
+A fine-tuned model carries its base model's history (and that one its own): every
+stage is drawn, each after a dotted line (its validation set differs, so the curve jumps).
 
     python benchmarks/training_curve.py MODEL.safetensors [--out docs/images/training_curve.png]
 """
@@ -28,10 +28,7 @@ def main() -> None:
     for path in args.models:
         info = read_model_info(path)
         label = f"{info.method} ({path.split('/')[-1]})"
-        stages = [info.history]
-        base = info.training.get("base_model")
-        if base:
-            stages.insert(0, base["history"])
+        stages = [stage["history"] for stage in info.stages()]
         offset = 0
         for i, h in enumerate(stages):
             epochs = [offset + e["epoch"] for e in h]

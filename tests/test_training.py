@@ -131,7 +131,13 @@ def test_fine_tuning_starts_from_the_given_model(tiny_model_path, tmp_path):
     assert result.base_info is not None and result.base_info.method == "deepcel0"
     saved = read_model_info(save_training_result(tmp_path / "tuned.safetensors", result))
     assert saved.training["base_model"]["history"] == base.info.history
-    assert f"fine-tuned from a model trained {len(base.info.history)} epoch(s)" in saved.summary()
+    assert f"fine-tuned from a model trained {len(base.info.history)} epoch(s) in 1 stage(s)" in saved.summary()
+    # a fine-tune of the fine-tune: three stages, oldest first
+    again = train(ISBI2013, tiny(init_from=str(tmp_path / "tuned.safetensors"), max_steps_per_epoch=1, epochs=2))
+    third = read_model_info(save_training_result(tmp_path / "again.safetensors", again))
+    assert [s["history"] for s in third.stages()] == [base.info.history, saved.history, again.history]
+    n_before = len(base.info.history) + len(saved.history)
+    assert f"fine-tuned from a model trained {n_before} epoch(s) in 2 stage(s)" in third.summary()
     with pytest.raises(ValueError, match="not deepstorm"):
         train(ISBI2013, tiny(init_from=str(tiny_model_path), method="deepstorm"))
     with pytest.raises(ValueError, match="another acquisition"):

@@ -62,13 +62,23 @@ class ModelInfo:
         d["format"] = FORMAT
         return json.dumps(d, allow_nan=False, default=_json_default)
 
+    def stages(self) -> list[dict]:
+        """The training stages behind this model, oldest first: each a dict with
+        ``training`` (config and run facts) and ``history`` (per-epoch records). A
+        model trained from scratch has one stage; each fine-tune adds one."""
+        stages = [{"training": self.training, "history": self.history}]
+        while base := stages[0]["training"].get("base_model"):
+            stages.insert(0, {"training": base.get("training", {}), "history": base.get("history", [])})
+        return stages
+
     def summary(self) -> str:
         t = self.training
         epochs = len(self.history)
         best = min((h.get("val_loss", float("inf")) for h in self.history), default=None)
         data = t.get("data", {})
-        base = t.get("base_model")
-        tuned = f" (fine-tuned from a model trained {len(base.get('history', []))} epoch(s))" if base else ""
+        earlier = self.stages()[:-1]
+        tuned = (f" (fine-tuned from a model trained {sum(len(s['history']) for s in earlier)} epoch(s) in "
+                 f"{len(earlier)} stage(s))" if earlier else "")
         return (
             f"{self.method} ({self.head} head, {self.loss} loss, lambda {self.lam:g}); "
             f"{self.acquisition.describe()}; trained {epochs} epoch(s) on {data.get('n_patches', '?')} patches"
