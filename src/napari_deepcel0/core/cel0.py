@@ -275,9 +275,12 @@ def _fista(x0, b, step, settings, cancel):
         t_new = 0.5 * (1.0 + math.sqrt(1.0 + 4.0 * t * t))
         change = x_new - x
         z_new = torch.add(x_new, change, alpha=(t - 1.0) / t_new)
-        done = _converged(change, x, settings.tol) & running
-        keep = running[:, None, None]
-        x, z, t = torch.where(keep, x_new, x), torch.where(keep, z_new, z), t_new
+        done = _converged(change, x, settings.tol)
+        if read_every > 1:  # (else every frame in the batch is still running)
+            done &= running
+            keep = running[:, None, None]
+            x_new, z_new = torch.where(keep, x_new, x), torch.where(keep, z_new, z)
+        x, z, t = x_new, z_new, t_new
         stopped_at = torch.where(done, j, stopped_at)
         running = running & ~done
         if j % read_every == 0 and not bool(running.all()):
