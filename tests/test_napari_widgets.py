@@ -301,6 +301,16 @@ def test_localize_settings_persist_and_reset(viewer):
     assert LocalizeWidget(viewer).batch_size.value == 16
 
 
+def test_export_paths_persist_and_reset(viewer, tmp_path):
+    widget = _dock(viewer, ExportWidget)
+    widget.csv_path.value = tmp_path / "run1.csv"
+    widget.tiff_path.value = tmp_path / "run1.tif"
+    again = ExportWidget(viewer)
+    assert (again.csv_path.value, again.tiff_path.value) == (tmp_path / "run1.csv", tmp_path / "run1.tif")
+    again.settings.reset()
+    assert ExportWidget(viewer).csv_path.value.name == "localizations.csv"
+
+
 # ================================================================= training
 def test_training_saves_a_model_that_becomes_current(viewer, qtbot, tmp_path):
     training = _dock(viewer, TrainingWidget)

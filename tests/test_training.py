@@ -22,6 +22,19 @@ def tiny(**kw):
     return TrainingConfig(**{**base, **kw})
 
 
+@pytest.mark.parametrize("kw, message", [
+    (dict(tube_width_nm=(-5.0, 60.0)), "tube width nm range"),
+    (dict(tube_width_nm=(60.0, 0.0)), "tube width nm range"),
+    (dict(photons=(0.0, 100.0)), "photons range must satisfy 0 < low"),
+    (dict(background_photons=(10.0, math.nan)), "background photons range"),
+    (dict(structure_density=(0.0, 8.0)), "structure density range"),
+    (dict(snr_db=(20.0, 8.0)), "snr db range"),
+])
+def test_data_ranges_are_checked(kw, message):
+    with pytest.raises(ValueError, match=message):
+        TrainingDataConfig(**kw)
+
+
 def test_target_scale_rule():
     assert default_target_scale(4) == pytest.approx(85.1, abs=0.05)
 

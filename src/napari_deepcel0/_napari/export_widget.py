@@ -13,6 +13,7 @@ from ..core.io import write_tiff
 from .controls import layer_combo
 from .jobs import JobControls
 from .layers import layer_pixel_size_nm
+from .settings import PersistentValues
 from .writer import write_points
 
 
@@ -42,6 +43,8 @@ class ExportWidget(Container):
         self.tiff_path = FileEdit(label="TIFF file", mode="w", filter="*.tif", value=Path.home() / "render.tif")
         self.tiff_job = JobControls("TIFF export", "Save image (TIFF)", cancellable=False, show_progress=False)
         self.extend([self.points, self.csv_path, self.csv_job, self.image, self.tiff_path, self.tiff_job])
+        # the output files of the last session are offered again (users export to one folder)
+        self.settings = PersistentValues("export", {"csv_path": self.csv_path, "tiff_path": self.tiff_path})
         self.csv_job.run_button.changed.connect(self.save_csv)
         self.tiff_job.run_button.changed.connect(self.save_tiff)
 

@@ -84,8 +84,15 @@ class TrainingDataConfig:
             raise ValueError(f"snr_fraction must be in [0, 1], got {self.snr_fraction}")
         if not (0 <= self.structure_fraction <= 1):
             raise ValueError(f"structure_fraction must be in [0, 1], got {self.structure_fraction}")
-        if not (0 < self.structure_density[0] <= self.structure_density[1]):
-            raise ValueError(f"structure density range must satisfy 0 < low <= high, got {self.structure_density}")
+        for name, lowest, strict in (("photons", 0.0, True), ("background_photons", 0.0, False),
+                                     ("structure_density", 0.0, True), ("tube_width_nm", 0.0, False),
+                                     ("snr_db", -math.inf, False)):
+            low, high = getattr(self, name)
+            if not (math.isfinite(low) and math.isfinite(high) and low <= high
+                    and (low > lowest if strict else low >= lowest)):
+                bound = f"{lowest:g} {'<' if strict else '<='} " if math.isfinite(lowest) else ""
+                raise ValueError(f"{name.replace('_', ' ')} range must satisfy {bound}low <= high (finite), "
+                                 f"got {tuple(getattr(self, name))}")
         if not (0 <= self.fwhm_jitter < 0.5):
             raise ValueError(f"fwhm_jitter must be in [0, 0.5), got {self.fwhm_jitter}")
         if self.density_per_um2 <= 0:
