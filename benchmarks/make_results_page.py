@@ -29,7 +29,7 @@ TABLE1_RESULTS = {
     "paper_table1.json": "Paper Table 1 protocol (tests 1b-4b): bundled DeepCEL0",
     "paper_table1_gpu.json": "Paper Table 1 protocol: DeepCEL0 and Deep-STORM trained with the paper's schedule (H100)",
     "paper_table1_budget_matched.json": "Paper Table 1 protocol: DeepCEL0 and Deep-STORM, 8 epochs each (CPU)",
-    "paper_table1_gaussian_ft.json": "Paper Table 1 protocol: the bundled DeepCEL0 fine-tuned on Gaussian noise "
+    "paper_table1_gaussian_ft.json": "Paper Table 1 protocol: the stage-3 DeepCEL0 fine-tuned on Gaussian noise "
                                      "(experiment, not bundled)",
 }
 

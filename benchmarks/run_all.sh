@@ -23,8 +23,8 @@ ds=()
 $PY benchmarks/isbi.py "${ds[@]}" --cel0-lam 1e-3 --cel0-frames "$CEL0_FRAMES" --compare-fp32
 $PY benchmarks/paper_table1.py "${ds[@]}" --cel0-frames "$CEL0_FRAMES" --cel0-lams "$SWEEP_LAMS" --sweep-frames 4
 $PY benchmarks/close_pairs.py "${ds[@]}"
-$PY benchmarks/in_domain.py runs/deepcel0_isbi2013_ft.safetensors runs/gpu/deepcel0_gpu.safetensors \
-    src/napari_deepcel0/models/deepcel0_isbi2013.safetensors
+$PY benchmarks/in_domain.py runs/deepcel0_isbi2013_ft.safetensors runs/deepcel0_isbi2013_stage3.safetensors \
+    runs/gpu/deepcel0_gpu.safetensors src/napari_deepcel0/models/deepcel0_isbi2013.safetensors
 $PY benchmarks/speed.py --scaling 100 1000 10000
 $PY benchmarks/training_curve.py src/napari_deepcel0/models/deepcel0_isbi2013.safetensors
 # budget-matched DeepCEL0 vs Deep-STORM (both 8 epochs; the training commands are in docs/benchmarks.md)
