@@ -210,8 +210,7 @@ def train(
     # the whole training set lives on the device (tens of MB): no copy per step
     inputs = torch.from_numpy(training_set.inputs).to(device)
     spikes = torch.from_numpy(training_set.spikes).to(device)
-    # reading a loss waits for the GPU; on CUDA the losses are read (and checked for
-    # NaN/inf) every SYNC_EVERY steps so that the CPU can queue work ahead of the GPU
+    # reading a loss waits for the GPU: see steps_between_loss_reads
     sync_every = steps_between_loss_reads(device)
     scale = training_set.target_scale
     spike_value = scale / (2.0 if config.loss == "l1" else 1.0)
@@ -264,6 +263,15 @@ def train(
             base_info=base_info,
         )
 
+    def read_losses(pending: list, sums: np.ndarray) -> np.ndarray:
+        """Read the pending (loss, fidelity, sparsity) of some steps, stop on NaN/inf,
+        add them to ``sums``; returns the last step's."""
+        values = torch.stack(pending).double().cpu().numpy()
+        pending.clear()
+        check(float(values[:, 0].sum()), "training")
+        sums += values.sum(axis=0)
+        return values[-1]
+
     steps = math.ceil(len(train_idx) / config.batch_size)
     if config.max_steps_per_epoch:
         steps = min(steps, config.max_steps_per_epoch)
@@ -273,9 +281,9 @@ def train(
     epoch = 0
     model.train()
     for epoch in range(1, config.epochs + 1):
-        perm = train_idx[rng.permutation(len(train_idx))]
-        sums = torch.zeros(3, dtype=torch.float64, device=device)  # loss, fidelity, sparsity
-        pending = []  # (step, losses) not yet read back from the device
+        perm = torch.as_tensor(train_idx[rng.permutation(len(train_idx))], device=device)
+        sums = np.zeros(3)  # loss, fidelity, sparsity of the steps read so far
+        pending = []  # losses of the steps not yet read back from the device
         done = 0
         for step in range(1, steps + 1):
             if is_cancelled(cancel):
@@ -291,21 +299,17 @@ def train(
             # the step is taken before its loss is checked; a NaN/inf still stops training
             # before anything is saved (the best state is from an earlier validation)
             opt.step()
-            losses = torch.stack((loss.detach(), parts["fidelity"], parts["sparsity"])).double()
-            sums += losses
-            pending.append(losses)
+            pending.append(torch.stack((loss.detach(), parts["fidelity"], parts["sparsity"])))
             done += 1
             if len(pending) == sync_every or step == steps:
-                values = torch.stack(pending).cpu().numpy()
-                pending.clear()
-                check(float(values[:, 0].sum()), "training")
+                last = read_losses(pending, sums)
                 if progress:
                     progress(
-                        Progress(epoch, config.epochs, step, steps, *values[-1].tolist(),
+                        Progress(epoch, config.epochs, step, steps, *last.tolist(),
                                  opt.param_groups[0]["lr"], elapsed_s=time.perf_counter() - t0)
                     )
-        if pending:
-            check(float(torch.stack(pending)[:, 0].sum()), "training")
+        if pending:  # cancelled between two reads
+            read_losses(pending, sums)
         if cancelled and best_state is not None:
             break
         val = validate()
