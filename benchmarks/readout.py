@@ -1,0 +1,93 @@
+"""How a DeepCEL0 model's maps are read: detection threshold, 3 x 3 refinement, bias.
+
+    python benchmarks/readout.py [MODEL] [--frames 1-60] [--thresholds 2 4 6 8.51 12 17]
+
+1. On the ISBI 2013 stack (the given frames; the maps are computed once): Jaccard,
+   sensitivity and precision at 50 nm for each detection threshold (map units; the
+   model's default is 0.1 x its spike value), and at the default threshold with and
+   without the 3 x 3 centre-of-mass refinement.
+2. On the paper's Table 1 protocol, test 4b (30 frames): the mean offset in x and y of
+   each ground-truth molecule from its nearest localization within 50 nm (a localization
+   bias would show here).
+
+Prints tables; the numbers back docs/benchmarks.md's remarks on the read-out.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+import numpy as np
+import pandas as pd
+import torch
+from common import require_isbi
+from paper_table1 import PAPER_ACQ, pixel_centred_truth, render_test
+from scipy.spatial import cKDTree
+
+from napari_deepcel0.core.acquisition import ISBI2013
+from napari_deepcel0.core.io import read_localizations, read_stack
+from napari_deepcel0.core.localize import find_peaks
+from napari_deepcel0.core.metrics import score
+from napari_deepcel0.core.predict import DeepLocalizer, localize, parse_frame_selection
+
+
+def peaks_table(maps: torch.Tensor, numbers: np.ndarray, threshold: float, refine: bool) -> pd.DataFrame:
+    found = find_peaks(maps, threshold, refine=refine)
+    px = ISBI2013.fine_pixel_nm
+    return pd.DataFrame({"frame": numbers[found["index"]], "x [nm]": (found["col"] + 0.5) * px,
+                         "y [nm]": (found["row"] + 0.5) * px})
+
+
+def threshold_sweep(model_path, frames: str, thresholds) -> None:
+    data = require_isbi()
+    stack = read_stack(data / "frames.tif")
+    numbers = parse_frame_selection(frames, len(stack)) + 1
+    gt = read_localizations(data / "ground_truth.csv")
+    gt = gt[gt["frame"].isin(numbers)]
+    model = DeepLocalizer(model_path, acquisition=ISBI2013)
+    maps = torch.cat([model.maps(np.asarray(stack[numbers[s : s + 16] - 1]))[0].float().cpu()
+                      for s in range(0, len(numbers), 16)])
+    default = model.default_threshold()
+    rows = [(t, True) for t in thresholds] + [(default, False)]
+    print(f"ISBI frames {frames}: threshold, refinement -> Jaccard / sensitivity / precision at 50 nm, "
+          "RMSE, localizations per frame")
+    for threshold, refine in rows:
+        s = score(gt, peaks_table(maps, numbers, threshold, refine), 50.0)
+        print(f"  {threshold:6.2f} {'3x3 CoM' if refine else 'pixel centres':13s} J50 {s.jaccard:5.2f}  "
+              f"sens {s.sensitivity:5.1f}  prec {s.precision:5.1f}  RMSE {s.rmse_nm:5.2f} nm  "
+              f"{(s.tp + s.fp) / len(numbers):6.1f} per frame")
+
+
+def offset_check(model_path, n_frames: int = 30) -> None:
+    gt = read_localizations(require_isbi() / "ground_truth.csv")
+    gt = gt[gt["frame"] <= n_frames]
+    frames = render_test(gt, n_frames, (15.0, 15.0), seed=3)
+    truth = pixel_centred_truth(gt, PAPER_ACQ)
+    table = localize(DeepLocalizer(model_path, acquisition=PAPER_ACQ), frames)
+    offsets = []
+    for f in range(1, n_frames + 1):
+        true_xy = truth[truth["frame"] == f][["x [nm]", "y [nm]"]].to_numpy()
+        found_xy = table[table["frame"] == f][["x [nm]", "y [nm]"]].to_numpy()
+        if len(found_xy) == 0:
+            continue
+        d, i = cKDTree(found_xy).query(true_xy, distance_upper_bound=50.0)
+        ok = np.isfinite(d)
+        offsets.append(found_xy[i[ok]] - true_xy[ok])
+    dxy = np.concatenate(offsets)
+    print(f"Table 1 test 4b, frames 1-{n_frames}: {len(dxy)} molecules with a localization within 50 nm; "
+          f"mean offset x {dxy[:, 0].mean():+.2f} nm, y {dxy[:, 1].mean():+.2f} nm; "
+          f"median distance {np.median(np.hypot(*dxy.T)):.1f} nm")
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("model", nargs="?", default=None, help="model file (default: bundled)")
+    p.add_argument("--frames", default="1-60")
+    p.add_argument("--thresholds", type=float, nargs="+", default=[2, 4, 6, 8.51, 12, 17])
+    args = p.parse_args()
+    threshold_sweep(args.model, args.frames, args.thresholds)
+    offset_check(args.model)
+
+
+if __name__ == "__main__":
+    main()
