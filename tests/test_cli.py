@@ -78,8 +78,11 @@ def test_train_writes_a_loadable_model(tmp_path):
 
     out = tmp_path / "m.safetensors"
     code = main(["train", "--out", str(out), "--epochs", "1", "--patches", "16", "--sim-frames", "2",
-                 "--max-steps-per-epoch", "1", "--batch-size", "4", "--device", "cpu", "--precision", "fp32"])
-    assert code == 0 and load_model(out).info.training["epochs"] == 1
+                 "--max-steps-per-epoch", "1", "--batch-size", "4", "--device", "cpu", "--precision", "fp32",
+                 "--sparse-fraction", "0.25", "--sparse-density", "0.2", "1"])
+    training = load_model(out).info.training
+    assert code == 0 and training["epochs"] == 1
+    assert training["data"]["sparse_fraction"] == 0.25 and training["data"]["sparse_density"] == [0.2, 1.0]
 
 
 def test_train_time_limit_stops_cleanly_and_keeps_the_model(tmp_path, capsys):
@@ -103,6 +106,7 @@ def test_train_time_limit_stops_cleanly_and_keeps_the_model(tmp_path, capsys):
         (["simulate", "--out", "OUT", "--fwhm", "-3"], "FWHM must be positive"),
         (["train", "--out", "model.pt"], "must end in .safetensors"),
         (["train", "--out", "model.safetensors", "--time-limit", "0"], "--time-limit must be a positive"),
+        (["train", "--out", "model.safetensors", "--sparse-fraction", "1"], "sparse_fraction must be in"),
     ],
 )
 def test_bad_input_is_one_clear_line(argv, message, tmp_path, capsys, monkeypatch):

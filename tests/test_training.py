@@ -29,6 +29,8 @@ def tiny(**kw):
     (dict(background_photons=(10.0, math.nan)), "background photons range"),
     (dict(structure_density=(0.0, 8.0)), "structure density range"),
     (dict(snr_db=(20.0, 8.0)), "snr db range"),
+    (dict(sparse_density=(0.0, 2.0)), "sparse density range"),
+    (dict(sparse_fraction=1.0), "sparse_fraction must be in"),
 ])
 def test_data_ranges_are_checked(kw, message):
     with pytest.raises(ValueError, match=message):
@@ -131,6 +133,21 @@ def test_structured_frames_crowd_emitters_along_filaments():
     tubes = make_training_set(ISBI2013, TrainingDataConfig(structure_fraction=1.0, **base))
     assert _mean_nearest_neighbour_px(tubes.spikes) < 0.7 * _mean_nearest_neighbour_px(uniform.spikes)
     assert tubes.spikes.reshape(100, -1).sum(1).min() >= 7
+
+
+def test_sparse_patches_come_from_sparse_frames_without_a_minimum():
+    base = dict(n_patches=200, n_frames=4, density_per_um2=8.0, seed=3)
+    dense = make_training_set(ISBI2013, TrainingDataConfig(**base))
+    mixed = make_training_set(ISBI2013, TrainingDataConfig(sparse_fraction=0.25, sparse_density=(0.2, 1.0), **base))
+    counts = mixed.spikes.reshape(200, -1).sum(1)
+    assert counts[:150].min() >= 7  # the crowded part keeps the paper's minimum
+    # 50 sparse patches of 6.76 um^2 at 0.2-1 emitters/um^2: a few emitters each, some none
+    assert counts[150:].mean() < 5 and (counts[150:] < 7).mean() > 0.9 and (counts[150:] == 0).any()
+    # the standardisation covers all patches, and the target scale stays the model's rule
+    assert abs(mixed.inputs.mean()) < 1e-4 and mixed.target_scale == dense.target_scale
+    # sparse_fraction = 0 leaves the training set exactly as before the option existed
+    assert np.array_equal(make_training_set(ISBI2013, TrainingDataConfig(sparse_fraction=0.0, **base)).inputs,
+                          dense.inputs)
 
 
 def test_fine_tuning_starts_from_the_given_model(tiny_model_path, tmp_path):

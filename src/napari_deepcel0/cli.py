@@ -152,11 +152,12 @@ def _training_config(args):
     data_over = {}
     for arg, key in (("patches", "n_patches"), ("sim_frames", "n_frames"), ("density", "density_per_um2"),
                      ("snr_fraction", "snr_fraction"), ("fwhm_jitter", "fwhm_jitter"), ("seed", "seed"),
-                     ("structure_fraction", "structure_fraction")):
+                     ("structure_fraction", "structure_fraction"), ("sparse_fraction", "sparse_fraction")):
         value = getattr(args, arg)
         if value is not None:
             data_over[key] = value
-    for arg, key in (("photons", "photons"), ("background", "background_photons"), ("snr", "snr_db")):
+    for arg, key in (("photons", "photons"), ("background", "background_photons"), ("snr", "snr_db"),
+                     ("sparse_density", "sparse_density")):
         value = getattr(args, arg)
         if value is not None:
             data_over[key] = tuple(value)
@@ -440,6 +441,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--fwhm-jitter", type=float, help="relative PSF width jitter per frame (default 0.05)")
     p.add_argument("--structure-fraction", type=float,
                    help="fraction of frames with emitters along random filaments instead of uniform (default 0.5)")
+    p.add_argument("--sparse-fraction", type=float,
+                   help="fraction of the patches cut from extra sparse frames, with no minimum number of "
+                        "emitters, so that the network learns not to report noise on sparse data (default 0)")
+    p.add_argument("--sparse-density", type=float, nargs=2, metavar=("LOW", "HIGH"),
+                   help="emitters per um^2 of the sparse frames, drawn log-uniformly per frame (default 0.1 2)")
     p.add_argument("--max-steps-per-epoch", type=int, help="cap the steps per epoch (quick runs)")
     p.add_argument("--time-limit", type=float, metavar="MINUTES",
                    help="stop cleanly after this many minutes (data simulation included) and keep the best "

@@ -15,8 +15,10 @@ of frames uses the paper's Gaussian-noise-at-SNR model, more frames are simulate
 the frames place their emitters along random filaments (worm-like chains, tubes of
 random width) instead of uniformly: labelled structures such as microtubules crowd
 molecules along lines far beyond the field-average density, and a network trained on
-uniform emitters alone merges them (see docs/training.md). ``TrainingDataConfig.paper()``
-gives the paper's setting.
+uniform emitters alone merges them (see docs/training.md). ``sparse_fraction`` of the
+patches come from extra frames at a low density (``sparse_density``), with no minimum
+number of emitters: a network that has only seen crowded patches reports noise as
+molecules on sparse frames. ``TrainingDataConfig.paper()`` gives the paper's setting.
 """
 
 from __future__ import annotations
@@ -72,6 +74,8 @@ class TrainingDataConfig:
     structure_fraction: float = 0.5
     structure_density: tuple[float, float] = (2.0, 8.0)
     tube_width_nm: tuple[float, float] = (0.0, 60.0)
+    sparse_fraction: float = 0.0
+    sparse_density: tuple[float, float] = (0.1, 2.0)
     target_scale: float | None = None
     seed: int = 0
 
@@ -84,8 +88,11 @@ class TrainingDataConfig:
             raise ValueError(f"snr_fraction must be in [0, 1], got {self.snr_fraction}")
         if not (0 <= self.structure_fraction <= 1):
             raise ValueError(f"structure_fraction must be in [0, 1], got {self.structure_fraction}")
+        if not (0 <= self.sparse_fraction < 1):
+            raise ValueError(f"sparse_fraction must be in [0, 1), got {self.sparse_fraction}")
         for name, lowest, strict in (("photons", 0.0, True), ("background_photons", 0.0, False),
                                      ("structure_density", 0.0, True), ("tube_width_nm", 0.0, False),
+                                     ("sparse_density", 0.0, True),
                                      ("snr_db", -math.inf, False)):
             low, high = getattr(self, name)
             if not (math.isfinite(low) and math.isfinite(high) and low <= high
@@ -99,7 +106,7 @@ class TrainingDataConfig:
             raise ValueError(f"density must be positive, got {self.density_per_um2}")
         object.__setattr__(self, "photons", tuple(self.photons))
         object.__setattr__(self, "background_photons", tuple(self.background_photons))
-        for name in ("snr_db", "structure_density", "tube_width_nm"):
+        for name in ("snr_db", "structure_density", "tube_width_nm", "sparse_density"):
             object.__setattr__(self, name, tuple(getattr(self, name)))
 
     @classmethod
@@ -170,9 +177,12 @@ def _structured_emitters(cfg: TrainingDataConfig, field_nm, frame_numbers, photo
     return pd.concat(tables, ignore_index=True)
 
 
+def _field_nm(acq: Acquisition, cfg: TrainingDataConfig) -> tuple[float, float]:
+    return (cfg.frame_size * acq.pixel_size_nm, cfg.frame_size * acq.pixel_size_nm)
+
+
 def _simulate_frames(acq: Acquisition, cfg: TrainingDataConfig, rng: np.random.Generator):
-    shape = (cfg.frame_size, cfg.frame_size)
-    field_nm = (shape[0] * acq.pixel_size_nm, shape[1] * acq.pixel_size_nm)
+    field_nm = _field_nm(acq, cfg)
     photons = PhotonModel(cfg.photons[0], cfg.photons[1], cfg.photon_spread)
     emitters = uniform_emitters(cfg.n_frames, field_nm, cfg.density_per_um2, photons, rng)
     structured = np.flatnonzero(rng.uniform(size=cfg.n_frames) < cfg.structure_fraction) + 1
@@ -181,10 +191,26 @@ def _simulate_frames(acq: Acquisition, cfg: TrainingDataConfig, rng: np.random.G
             [emitters[~emitters[FRAME].isin(structured)],
              _structured_emitters(cfg, field_nm, structured, photons, rng)], ignore_index=True
         ).sort_values(FRAME, kind="stable").reset_index(drop=True)
-    frames = np.empty((cfg.n_frames,) + shape, dtype=np.float32)
-    use_snr = rng.uniform(size=cfg.n_frames) < cfg.snr_fraction
+    return _render(acq, cfg, emitters, cfg.n_frames, rng), emitters
+
+
+def _simulate_sparse_frames(acq: Acquisition, cfg: TrainingDataConfig, n_frames: int, rng: np.random.Generator):
+    """Uniform emitters, each frame at its own density drawn log-uniformly in ``sparse_density``."""
+    photons = PhotonModel(cfg.photons[0], cfg.photons[1], cfg.photon_spread)
+    densities = np.exp(rng.uniform(*np.log(cfg.sparse_density), size=n_frames))
+    emitters = pd.concat([uniform_emitters(1, _field_nm(acq, cfg), d, photons, rng).assign(**{FRAME: f + 1})
+                          for f, d in enumerate(densities)], ignore_index=True)
+    return _render(acq, cfg, emitters, n_frames, rng), emitters
+
+
+def _render(acq: Acquisition, cfg: TrainingDataConfig, emitters: pd.DataFrame, n_frames: int,
+            rng: np.random.Generator) -> np.ndarray:
+    """Frames of the emitters, each with its own PSF width and noise model."""
+    shape = (cfg.frame_size, cfg.frame_size)
+    frames = np.empty((n_frames,) + shape, dtype=np.float32)
+    use_snr = rng.uniform(size=n_frames) < cfg.snr_fraction
     by_frame = dict(tuple(emitters.groupby(FRAME)))
-    for f in range(cfg.n_frames):
+    for f in range(n_frames):
         em = by_frame.get(f + 1, emitters.iloc[:0]).assign(**{FRAME: 1})
         jitter = rng.uniform(1.0 - cfg.fwhm_jitter, 1.0 + cfg.fwhm_jitter)
         frame_acq = acq.replace(fwhm_nm=acq.fwhm_nm * jitter)
@@ -194,41 +220,62 @@ def _simulate_frames(acq: Acquisition, cfg: TrainingDataConfig, rng: np.random.G
             else CameraNoise(background_photons=cfg.background_photons)
         )
         frames[f] = render_frames(em, frame_acq, shape, 1, noise, rng)[0]
-    return frames, emitters
+    return frames
+
+
+def _patch_origins(acq: Acquisition, cfg: TrainingDataConfig, emitters: pd.DataFrame, n_frames: int,
+                   min_emitters: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(frame, row, col) of every patch origin whose patch holds >= ``min_emitters`` emitters."""
+    P, px = cfg.patch_size, acq.pixel_size_nm
+    frame_of = emitters[FRAME].to_numpy() - 1
+    x_px = emitters[X_NM].to_numpy() / px
+    y_px = emitters[Y_NM].to_numpy() / px
+    # emitter counts per candidate patch origin, via a per-frame 2D cumulative sum
+    counts = np.zeros((n_frames, cfg.frame_size, cfg.frame_size), np.int32)
+    np.add.at(counts, (frame_of, np.clip(y_px.astype(int), 0, cfg.frame_size - 1), np.clip(x_px.astype(int), 0, cfg.frame_size - 1)), 1)
+    csum = np.pad(counts.cumsum(1).cumsum(2), ((0, 0), (1, 0), (1, 0)))
+    n_origin = cfg.frame_size - P + 1
+    per_patch = csum[:, P:, P:] - csum[:, :-P, P:] - csum[:, P:, :-P] + csum[:, :-P, :-P]
+    return np.nonzero(per_patch[:, :n_origin, :n_origin] >= min_emitters)
+
+
+def _cut_patches(acq: Acquisition, cfg: TrainingDataConfig, frames: np.ndarray, emitters: pd.DataFrame,
+                 origins, n: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """``n`` patches drawn from ``origins``: min/max-scaled inputs and fine-grid emitter counts."""
+    L, P = acq.upsampling, cfg.patch_size
+    fine = fine_grid_maps(emitters, acq, acq.fine_shape(frames.shape[1:]), len(frames)).astype(np.uint8)
+    pick = rng.integers(0, len(origins[0]), size=n)
+    f_idx, r_idx, c_idx = (o[pick] for o in origins)
+    win = np.arange(P)
+    inputs = frames[f_idx[:, None, None], r_idx[:, None, None] + win[None, :, None], c_idx[:, None, None] + win[None, None, :]]
+    wf = np.arange(P * L)
+    spikes = fine[
+        f_idx[:, None, None], (r_idx * L)[:, None, None] + wf[None, :, None], (c_idx * L)[:, None, None] + wf[None, None, :]
+    ]
+    return minmax_scale(inputs), spikes
 
 
 def make_training_set(acq: Acquisition, cfg: TrainingDataConfig = TrainingDataConfig()) -> TrainingSet:
     """Simulate frames and cut the training patches (seeded, reproducible)."""
     rng = as_rng(cfg.seed)
-    frames, emitters = _simulate_frames(acq, cfg, rng)
-    L = acq.upsampling
     P = cfg.patch_size
-    px = acq.pixel_size_nm
-    fine = fine_grid_maps(emitters, acq, acq.fine_shape(frames.shape[1:]), cfg.n_frames).astype(np.uint8)
-    frame_of = emitters[FRAME].to_numpy() - 1
-    x_px = emitters[X_NM].to_numpy() / px
-    y_px = emitters[Y_NM].to_numpy() / px
-    # emitter counts per candidate patch origin, via a per-frame 2D cumulative sum
-    counts = np.zeros((cfg.n_frames, cfg.frame_size, cfg.frame_size), np.int32)
-    np.add.at(counts, (frame_of, np.clip(y_px.astype(int), 0, cfg.frame_size - 1), np.clip(x_px.astype(int), 0, cfg.frame_size - 1)), 1)
-    csum = np.pad(counts.cumsum(1).cumsum(2), ((0, 0), (1, 0), (1, 0)))
-    n_origin = cfg.frame_size - P + 1
-    per_patch = csum[:, P:, P:] - csum[:, :-P, P:] - csum[:, P:, :-P] + csum[:, :-P, :-P]
-    f_idx, r_idx, c_idx = np.nonzero(per_patch[:, :n_origin, :n_origin] >= cfg.min_emitters)
-    if len(f_idx) == 0:
+    n_sparse = int(round(cfg.n_patches * cfg.sparse_fraction))
+    frames, emitters = _simulate_frames(acq, cfg, rng)
+    origins = _patch_origins(acq, cfg, emitters, cfg.n_frames, cfg.min_emitters)
+    if len(origins[0]) == 0:
         raise ValueError(
             f"no {P}x{P} patch holds {cfg.min_emitters} emitters at density {cfg.density_per_um2}/um^2; "
             "raise the density or lower min_emitters"
         )
-    pick = rng.integers(0, len(f_idx), size=cfg.n_patches)
-    f_idx, r_idx, c_idx = f_idx[pick], r_idx[pick], c_idx[pick]
-    win = np.arange(P)
-    inputs = frames[f_idx[:, None, None], r_idx[:, None, None] + win[None, :, None], c_idx[:, None, None] + win[None, None, :]]
-    inputs = minmax_scale(inputs)
-    wf = np.arange(P * L)
-    spikes = fine[
-        f_idx[:, None, None], (r_idx * L)[:, None, None] + wf[None, :, None], (c_idx * L)[:, None, None] + wf[None, None, :]
-    ]
+    inputs, spikes = _cut_patches(acq, cfg, frames, emitters, origins, cfg.n_patches - n_sparse, rng)
+    if n_sparse:
+        n_frames = max(1, int(round(cfg.n_frames * cfg.sparse_fraction)))
+        frames, emitters = _simulate_sparse_frames(acq, cfg, n_frames, rng)
+        origins = _patch_origins(acq, cfg, emitters, n_frames, 0)
+        sparse_inputs, sparse_spikes = _cut_patches(acq, cfg, frames, emitters, origins, n_sparse, rng)
+        inputs = np.concatenate([inputs, sparse_inputs])
+        spikes = np.concatenate([spikes, sparse_spikes])
+    L = acq.upsampling
     mean, std = float(inputs.mean()), float(inputs.std())
     std = std if std > 0 else 1.0
     scale = cfg.target_scale or default_target_scale(L, cfg.min_emitters)
