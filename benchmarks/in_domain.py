@@ -1,4 +1,4 @@
-"""Models on simulated stacks: uniform emitters vs emitters crowded along filaments.
+"""Models on simulated stacks: sparse and dense uniform emitters, and emitters crowded along filaments.
 
     python benchmarks/in_domain.py MODEL [MODEL ...]
 
@@ -21,6 +21,12 @@ from napari_deepcel0.core.metrics import score
 from napari_deepcel0.core.predict import DeepLocalizer, localize
 
 SCENES = {
+    "uniform 0.5/um2, 2000 ph, read noise 10": dict(
+        structure="uniform", density_per_um2=0.5, photons=sim.PhotonModel(2000, 2000, 0.2),
+        noise=sim.CameraNoise((10, 10))),
+    "uniform 2/um2, 2000 ph, read noise 10": dict(
+        structure="uniform", density_per_um2=2.0, photons=sim.PhotonModel(2000, 2000, 0.2),
+        noise=sim.CameraNoise((10, 10))),
     "uniform 6/um2, 2000 ph, read noise 10": dict(
         structure="uniform", density_per_um2=6.0, photons=sim.PhotonModel(2000, 2000, 0.2),
         noise=sim.CameraNoise((10, 10))),

@@ -2,7 +2,7 @@
 
     python benchmarks/make_results_page.py
 
-Reads the isbi*.json and paper_table1*.json files named below, in_domain.json,
+Reads the isbi*.json and paper_table1*.json files named below, snr_sweep.json, in_domain.json,
 close_pairs.json and speed_*.json (those that exist) and writes tables plus links to the
 figures the benchmarks saved.
 """
@@ -29,8 +29,8 @@ TABLE1_RESULTS = {
     "paper_table1.json": "Paper Table 1 protocol (tests 1b-4b): bundled DeepCEL0",
     "paper_table1_gpu.json": "Paper Table 1 protocol: DeepCEL0 and Deep-STORM trained with the paper's schedule (H100)",
     "paper_table1_budget_matched.json": "Paper Table 1 protocol: DeepCEL0 and Deep-STORM, 8 epochs each (CPU)",
-    "paper_table1_gaussian_ft.json": "Paper Table 1 protocol: the stage-3 DeepCEL0 fine-tuned on Gaussian noise "
-                                     "(experiment, not bundled)",
+    "paper_table1_paper_protocol.json": "Paper Table 1 protocol: the bundled DeepCEL0 fine-tuned on the paper's "
+                                        "Gaussian noise (for this test, not bundled)",
 }
 
 
@@ -93,6 +93,21 @@ def table1_section(d: dict, title: str) -> list[str]:
     return out
 
 
+def snr_section(d: dict) -> list[str]:
+    out = section("Paper Table 1 protocol at more noise levels", [
+        d["protocol"] + ".", f"DeepCEL0 frames {d['deep_frames']}, CEL0 frames {d['cel0_frames']} (lambda from a sweep of "
+        f"{d['cel0_sweep']['lams']} values on {d['cel0_sweep']['frames']} frames); machine: {d['machine']}.",
+        f"Command: `{d['command']}`"], ["SNR dB", "method", "J50", "J100", "J150", "sens50", "RMSE nm"])
+    rows = [(snr, name, r) for snr, methods in d["snr_db"].items() for name, r in methods.items()]
+    rows += [(snr, f"paper {name}", r) for snr, methods in d["paper"].items() for name, r in methods.items()]
+    for snr, name, r in sorted(rows, key=lambda x: float(x[0])):
+        lam = f" (lambda {r['lam']:.3g})" if "lam" in r else ""
+        out.append(f"| {snr} | {name}{lam} | {fmt(r['jaccard_50'])} | {fmt(r['jaccard_100'])} | "
+                   f"{fmt(r['jaccard_150'])} | {fmt(r['sensitivity_50'])} | {fmt(r.get('rmse_nm'))} |")
+    out.append("")
+    return out
+
+
 def close_pairs_section(d: dict) -> list[str]:
     out = section("Close molecules (tests 1a-3a)", [f"SNR {d['snr_db']:g} dB; command: `{d['command']}`"],
                   ["test", *next(iter(d["results"].values())).keys()])
@@ -150,6 +165,8 @@ def main() -> None:
     for name, title in TABLE1_RESULTS.items():
         if (d := load(name)):
             lines += table1_section(d, title)
+    if (d := load("snr_sweep.json")):
+        lines += snr_section(d)
     if (d := load("in_domain.json")):
         lines += in_domain_section(d)
     if (d := load("close_pairs.json")):

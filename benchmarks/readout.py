@@ -1,12 +1,20 @@
-"""How a DeepCEL0 model's maps are read: detection threshold, 3 x 3 refinement, bias.
+"""How a DeepCEL0 model's maps are read: threshold, refinement, where the RMSE comes from, bias.
 
     python benchmarks/readout.py [MODEL] [--frames 1-60] [--thresholds 2 4 6 8.51 12 17]
 
 1. On the ISBI 2013 stack (the given frames; the maps are computed once): Jaccard,
    sensitivity and precision at 50 nm for each detection threshold (map units; the
    model's default is 0.1 x its spike value), and at the default threshold with and
-   without the 3 x 3 centre-of-mass refinement.
-2. On the paper's Table 1 protocol, test 4b (30 frames): the mean offset in x and y of
+   without the 3 x 3 centre-of-mass refinement, and the share of maxima that are lone
+   spikes (nothing else in their 3 x 3 neighbourhood, so the refinement cannot move them).
+2. On the same frames, where the RMSE comes from: the molecules grouped by the distance
+   to their nearest neighbour in the same frame, with the share found within 50 nm and
+   the RMSE of those matches (default threshold, with the refinement); and, for scale,
+   what an ideal method that cannot separate molecules closer than D nm would score: one
+   exact localization at the centroid of each group of molecules linked by distances
+   under D (no false positives, no other error), exactly and at the centre of the
+   fine pixel holding it (the answer of a method without sub-pixel refinement).
+3. On the paper's Table 1 protocol, test 4b (30 frames): the mean offset in x and y of
    each ground-truth molecule from its nearest localization within 50 nm (a localization
    bias would show here).
 
@@ -22,12 +30,13 @@ import pandas as pd
 import torch
 from common import require_isbi
 from paper_table1 import PAPER_ACQ, pixel_centred_truth, render_test
+from scipy.sparse.csgraph import connected_components
 from scipy.spatial import cKDTree
 
 from napari_deepcel0.core.acquisition import ISBI2013
 from napari_deepcel0.core.io import read_localizations, read_stack
 from napari_deepcel0.core.localize import find_peaks
-from napari_deepcel0.core.metrics import score
+from napari_deepcel0.core.metrics import match, score
 from napari_deepcel0.core.predict import DeepLocalizer, localize, parse_frame_selection
 
 
@@ -56,6 +65,52 @@ def threshold_sweep(model_path, frames: str, thresholds) -> None:
         print(f"  {threshold:6.2f} {'3x3 CoM' if refine else 'pixel centres':13s} J50 {s.jaccard:5.2f}  "
               f"sens {s.sensitivity:5.1f}  prec {s.precision:5.1f}  RMSE {s.rmse_nm:5.2f} nm  "
               f"{(s.tp + s.fp) / len(numbers):6.1f} per frame")
+    found = find_peaks(maps, default)
+    print(f"  {100 * np.mean(found['mass'] <= found['peak']):.1f} % of the maxima are lone spikes")
+    rmse_by_crowding(gt, peaks_table(maps, numbers, default, True))
+    merging_oracle(gt)
+
+
+def rmse_by_crowding(gt: pd.DataFrame, table: pd.DataFrame, edges_nm=(0, 100, 200, 300, 500, np.inf)) -> None:
+    gt_xy = gt[["x [nm]", "y [nm]"]].to_numpy()
+    nearest = np.full(len(gt), np.inf)
+    frame = gt["frame"].to_numpy()
+    for f in np.unique(frame):
+        rows = np.flatnonzero(frame == f)
+        if len(rows) > 1:
+            nearest[rows] = cKDTree(gt_xy[rows]).query(gt_xy[rows], k=2)[0][:, 1]
+    m = match(gt, table, 50.0)
+    err = np.hypot(*(table[["x [nm]", "y [nm]"]].to_numpy()[m.est_index] - gt_xy[m.gt_index]).T)
+    near_matched = nearest[m.gt_index]
+    print("Where the RMSE comes from: molecules by the distance to their nearest neighbour in the frame")
+    for lo, hi in zip(edges_nm[:-1], edges_nm[1:]):
+        n = int(np.sum((nearest >= lo) & (nearest < hi)))
+        sel = (near_matched >= lo) & (near_matched < hi)
+        if n == 0:
+            continue
+        rmse = np.sqrt(np.mean(err[sel] ** 2)) if sel.any() else float("nan")
+        print(f"  {lo:4.0f}-{hi:<4.0f} nm: {100 * n / len(gt):5.1f} % of the molecules, {100 * sel.sum() / n:5.1f} % "
+              f"found within 50 nm, RMSE {rmse:5.1f} nm")
+
+
+def merging_oracle(gt: pd.DataFrame, merge_nm=(25, 50, 75, 100)) -> None:
+    print("An ideal method that merges molecules closer than D nm (one exact localization per group):")
+    for d in merge_nm:
+        parts = []
+        for f, g in gt.groupby("frame"):
+            xy = g[["x [nm]", "y [nm]"]].to_numpy()
+            links = cKDTree(xy).sparse_distance_matrix(cKDTree(xy), d, output_type="coo_matrix")
+            n, label = connected_components(links, directed=False)
+            centroids = np.stack([np.bincount(label, xy[:, k], n) / np.bincount(label, None, n) for k in (0, 1)], 1)
+            parts.append(pd.DataFrame({"frame": f, "x [nm]": centroids[:, 0], "y [nm]": centroids[:, 1]}))
+        table = pd.concat(parts, ignore_index=True)
+        s = score(gt, table, 50.0)
+        on_grid = table.copy()  # the same, reported at the centre of its 25 nm pixel
+        px = ISBI2013.fine_pixel_nm
+        on_grid[["x [nm]", "y [nm]"]] = (np.floor(on_grid[["x [nm]", "y [nm]"]] / px) + 0.5) * px
+        s_grid = score(gt, on_grid, 50.0)
+        print(f"  D = {d:3d} nm: {len(table) / gt['frame'].nunique():5.1f} per frame, J50 {s.jaccard:5.2f}, "
+              f"RMSE {s.rmse_nm:5.2f} nm; on the fine grid: J50 {s_grid.jaccard:5.2f}, RMSE {s_grid.rmse_nm:5.2f} nm")
 
 
 def offset_check(model_path, n_frames: int = 30) -> None:

@@ -23,6 +23,14 @@ ds=()
 $PY benchmarks/isbi.py "${ds[@]}" --cel0-lam 1e-3 --cel0-frames "$CEL0_FRAMES" --compare-fp32
 $PY benchmarks/paper_table1.py "${ds[@]}" --cel0-frames "$CEL0_FRAMES" --cel0-lams "$SWEEP_LAMS" --sweep-frames 4
 $PY benchmarks/close_pairs.py "${ds[@]}"
+# the model trained for the Table 1 protocol (its training commands are in docs/benchmarks.md)
+PROTOCOL=${PROTOCOL:-runs/deepcel0_paper_protocol2.safetensors}
+protocol=()
+if [[ -f $PROTOCOL ]]; then
+  protocol=("$PROTOCOL")
+  $PY benchmarks/paper_table1.py --deepcel0 "$PROTOCOL" --no-cel0 --out benchmarks/results/paper_table1_paper_protocol.json
+fi
+$PY benchmarks/snr_sweep.py --deepcel0 src/napari_deepcel0/models/deepcel0_isbi2013.safetensors "${protocol[@]}"
 $PY benchmarks/in_domain.py runs/deepcel0_isbi2013_ft.safetensors runs/deepcel0_isbi2013_stage3.safetensors \
     runs/gpu/deepcel0_gpu.safetensors src/napari_deepcel0/models/deepcel0_isbi2013.safetensors
 $PY benchmarks/speed.py --scaling 100 1000 10000
