@@ -31,8 +31,13 @@ if [[ -f $PROTOCOL ]]; then
   $PY benchmarks/paper_table1.py --deepcel0 "$PROTOCOL" --no-cel0 --out benchmarks/results/paper_table1_paper_protocol.json
 fi
 $PY benchmarks/snr_sweep.py --deepcel0 src/napari_deepcel0/models/deepcel0_isbi2013.safetensors "${protocol[@]}"
-$PY benchmarks/in_domain.py runs/deepcel0_isbi2013_ft.safetensors runs/deepcel0_isbi2013_stage3.safetensors \
-    runs/gpu/deepcel0_gpu.safetensors src/napari_deepcel0/models/deepcel0_isbi2013.safetensors
+in_domain=()
+for m in runs/deepcel0_isbi2013_ft runs/deepcel0_isbi2013_stage3 runs/deepcel0_isbi2013_stage4 \
+    runs/deepcel0_stage5_denser runs/gpu/deepcel0_gpu src/napari_deepcel0/models/deepcel0_isbi2013 \
+    runs/deepcel0_stage7_mixed; do
+  [[ -f $m.safetensors ]] && in_domain+=("$m.safetensors")
+done
+$PY benchmarks/in_domain.py "${in_domain[@]}"
 $PY benchmarks/speed.py --scaling 100 1000 10000
 $PY benchmarks/training_curve.py src/napari_deepcel0/models/deepcel0_isbi2013.safetensors
 # budget-matched DeepCEL0 vs Deep-STORM (both 8 epochs; the training commands are in docs/benchmarks.md)
