@@ -31,6 +31,8 @@ if [[ -f $PROTOCOL ]]; then
   $PY benchmarks/paper_table1.py --deepcel0 "$PROTOCOL" --no-cel0 --out benchmarks/results/paper_table1_paper_protocol.json
 fi
 $PY benchmarks/snr_sweep.py --deepcel0 src/napari_deepcel0/models/deepcel0_isbi2013.safetensors "${protocol[@]}"
+$PY benchmarks/snr_sweep.py --deepcel0 src/napari_deepcel0/models/deepcel0_isbi2013.safetensors "${protocol[@]}" \
+    --snrs 15.57 17.57 20.57 --cel0-snrs 15.57 17.57 20.57 --out benchmarks/results/snr_sweep_mean_snr.json
 in_domain=()
 for m in runs/deepcel0_isbi2013_ft runs/deepcel0_isbi2013_stage3 runs/deepcel0_isbi2013_stage4 \
     runs/deepcel0_stage5_denser runs/gpu/deepcel0_gpu src/napari_deepcel0/models/deepcel0_isbi2013 \
