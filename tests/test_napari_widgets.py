@@ -317,6 +317,8 @@ def test_training_saves_a_model_that_becomes_current(viewer, qtbot, tmp_path):
     localize_widget = _dock(viewer, LocalizeWidget)
     training.patches.value = 64
     training.sim_frames.value = 4
+    training.density.value = 8.0
+    training.sparse_fraction.value = 0.25
     training.epochs.value = 1
     training.max_steps.value = 2
     training.batch_size.value = 4
@@ -329,6 +331,8 @@ def test_training_saves_a_model_that_becomes_current(viewer, qtbot, tmp_path):
     assert path.is_file()
     loaded = load_model(path)
     assert loaded.info.training["max_steps_per_epoch"] == 2
+    assert loaded.info.training["data"]["density_per_um2"] == 8.0
+    assert loaded.info.training["data"]["sparse_fraction"] == 0.25
     assert state_for(viewer).model_path == path
     assert localize_widget.model.value == path
     assert "now the current model" in training.job.status.value

@@ -47,6 +47,13 @@ class TrainingWidget(Container):
         self.patches = SpinBox(label="training patches", min=8, max=1_000_000, step=1000,
                                value=defaults.data.n_patches)
         self.sim_frames = SpinBox(label="simulated frames", min=1, max=100_000, value=defaults.data.n_frames)
+        self.density = FloatSpinBox(label="emitters per um^2", min=0.1, max=50.0, step=0.5,
+                                    value=defaults.data.density_per_um2,
+                                    tooltip="density of the uniform simulated frames; about your data's")
+        self.sparse_fraction = FloatSpinBox(
+            label="sparse patches (fraction)", min=0.0, max=0.9, step=0.05, value=defaults.data.sparse_fraction,
+            tooltip="share of the patches cut from sparse frames (0.1-2 emitters/um^2) with no minimum number "
+                    "of emitters; 0.2 keeps a model from reporting noise as molecules on sparse frames")
         self.epochs = SpinBox(label="epochs", min=1, max=10_000, value=defaults.epochs)
         self.max_steps = SpinBox(label="max steps/epoch (0: all)", min=0, max=1_000_000, value=0)
         self.lam = FloatSpinBox(label="CEL0 lambda", min=1e-3, max=1e6, step=10.0, value=defaults.lam)
@@ -59,11 +66,12 @@ class TrainingWidget(Container):
         self.loss = wrapping_label(label="loss")
         self.plot = LinePlot("epoch", "loss")
         self.reset_button = PushButton(text="Reset settings")
-        self.extend([self.patches, self.sim_frames, self.epochs, self.max_steps, self.lam, self.batch_size,
+        self.extend([self.patches, self.sim_frames, self.density, self.sparse_fraction, self.epochs, self.max_steps, self.lam, self.batch_size,
                      self.device, self.output, self.acquisition, self.job, self.loss, self.plot,
                      self.reset_button])
         self.settings = PersistentValues("training", {
-            "patches": self.patches, "sim_frames": self.sim_frames, "epochs": self.epochs,
+            "patches": self.patches, "sim_frames": self.sim_frames, "density": self.density,
+            "sparse_fraction": self.sparse_fraction, "epochs": self.epochs,
             "max_steps": self.max_steps, "lam": self.lam, "batch_size": self.batch_size,
             "device": self.device, "output": self.output})
         self.relay = ProgressRelay()
@@ -79,7 +87,8 @@ class TrainingWidget(Container):
 
     def config(self) -> TrainingConfig:
         """The training configuration the widget describes (validated)."""
-        data = TrainingDataConfig(n_patches=self.patches.value, n_frames=self.sim_frames.value)
+        data = TrainingDataConfig(n_patches=self.patches.value, n_frames=self.sim_frames.value,
+                                  density_per_um2=self.density.value, sparse_fraction=self.sparse_fraction.value)
         return TrainingConfig(lam=self.lam.value, epochs=self.epochs.value, batch_size=self.batch_size.value,
                               device=self.device.value, max_steps_per_epoch=self.max_steps.value or None, data=data)
 
