@@ -21,19 +21,18 @@ from napari_deepcel0.core.acquisition import ISBI2013
 from napari_deepcel0.core.metrics import score
 from napari_deepcel0.core.predict import DeepLocalizer, localize
 
+
+def uniform_camera_scene(density_per_um2: float, photons: float, background_photons: float) -> dict:
+    """Uniform emitters (photons +-20 % each) through the camera model with a fixed background."""
+    return dict(structure="uniform", density_per_um2=density_per_um2, photons=sim.PhotonModel(photons, photons, 0.2),
+                noise=sim.CameraNoise((background_photons, background_photons)))
+
+
 SCENES = {
-    "uniform 0.5/um2, 2000 ph, read noise 10": dict(
-        structure="uniform", density_per_um2=0.5, photons=sim.PhotonModel(2000, 2000, 0.2),
-        noise=sim.CameraNoise((10, 10))),
-    "uniform 2/um2, 2000 ph, read noise 10": dict(
-        structure="uniform", density_per_um2=2.0, photons=sim.PhotonModel(2000, 2000, 0.2),
-        noise=sim.CameraNoise((10, 10))),
-    "uniform 6/um2, 2000 ph, read noise 10": dict(
-        structure="uniform", density_per_um2=6.0, photons=sim.PhotonModel(2000, 2000, 0.2),
-        noise=sim.CameraNoise((10, 10))),
-    "uniform 6/um2, 700 ph, read noise 9": dict(
-        structure="uniform", density_per_um2=6.0, photons=sim.PhotonModel(700, 700, 0.2),
-        noise=sim.CameraNoise((9, 9))),
+    "uniform 0.5/um2, 2000 ph, background 10 ph": uniform_camera_scene(0.5, 2000, 10),
+    "uniform 2/um2, 2000 ph, background 10 ph": uniform_camera_scene(2.0, 2000, 10),
+    "uniform 6/um2, 2000 ph, background 10 ph": uniform_camera_scene(6.0, 2000, 10),
+    "uniform 6/um2, 700 ph, background 9 ph": uniform_camera_scene(6.0, 700, 9),
     "uniform 6/um2, SNR 15 dB": dict(structure="uniform", density_per_um2=6.0, noise=sim.GaussianSNRNoise((15, 15))),
     "tubes 5.5/um2 (simulate defaults)": dict(structure="tubes", density_per_um2=5.5),
 }
