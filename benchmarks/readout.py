@@ -40,8 +40,8 @@ from napari_deepcel0.core.metrics import match, score
 from napari_deepcel0.core.predict import DeepLocalizer, localize, parse_frame_selection
 
 
-def peaks_table(maps: torch.Tensor, numbers: np.ndarray, threshold: float, refine: bool) -> pd.DataFrame:
-    found = find_peaks(maps, threshold, refine=refine)
+def peaks_table(found: dict, numbers: np.ndarray) -> pd.DataFrame:
+    """A :func:`find_peaks` result as a localization table (frames numbered by ``numbers``)."""
     px = ISBI2013.fine_pixel_nm
     return pd.DataFrame({"frame": numbers[found["index"]], "x [nm]": (found["col"] + 0.5) * px,
                          "y [nm]": (found["row"] + 0.5) * px})
@@ -61,13 +61,13 @@ def threshold_sweep(model_path, frames: str, thresholds) -> None:
     print(f"ISBI frames {frames}: threshold, refinement -> Jaccard / sensitivity / precision at 50 nm, "
           "RMSE, localizations per frame")
     for threshold, refine in rows:
-        s = score(gt, peaks_table(maps, numbers, threshold, refine), 50.0)
+        s = score(gt, peaks_table(find_peaks(maps, threshold, refine=refine), numbers), 50.0)
         print(f"  {threshold:6.2f} {'3x3 CoM' if refine else 'pixel centres':13s} J50 {s.jaccard:5.2f}  "
               f"sens {s.sensitivity:5.1f}  prec {s.precision:5.1f}  RMSE {s.rmse_nm:5.2f} nm  "
               f"{(s.tp + s.fp) / len(numbers):6.1f} per frame")
     found = find_peaks(maps, default)
     print(f"  {100 * np.mean(found['mass'] <= found['peak']):.1f} % of the maxima are lone spikes")
-    rmse_by_crowding(gt, peaks_table(maps, numbers, default, True))
+    rmse_by_crowding(gt, peaks_table(found, numbers))
     merging_oracle(gt)
 
 
