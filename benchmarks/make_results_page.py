@@ -102,7 +102,8 @@ def table1_section(d: dict, title: str) -> list[str]:
 
 def snr_section(d: dict, title: str) -> list[str]:
     out = section(title, [
-        d["protocol"] + ".", f"DeepCEL0 frames {d['deep_frames']}, CEL0 frames {d['cel0_frames']} (lambda from a sweep of "
+        d["protocol"] + ".",
+        f"DeepCEL0 frames {d['deep_frames']}, CEL0 frames {d['cel0_frames']} (lambda from a sweep of "
         f"{d['cel0_sweep']['lams']} values on {d['cel0_sweep']['frames']} frames); machine: {d['machine']}.",
         f"Command: `{d['command']}`"], ["SNR dB", "method", "J50", "J100", "J150", "sens50", "RMSE nm"])
     rows = [(snr, name, r) for snr, methods in d["snr_db"].items() for name, r in methods.items()]

@@ -66,7 +66,8 @@ class TrainingWidget(Container):
         self.loss = wrapping_label(label="loss")
         self.plot = LinePlot("epoch", "loss")
         self.reset_button = PushButton(text="Reset settings")
-        self.extend([self.patches, self.sim_frames, self.density, self.sparse_fraction, self.epochs, self.max_steps, self.lam, self.batch_size,
+        self.extend([self.patches, self.sim_frames, self.density, self.sparse_fraction, self.epochs,
+                     self.max_steps, self.lam, self.batch_size,
                      self.device, self.output, self.acquisition, self.job, self.loss, self.plot,
                      self.reset_button])
         self.settings = PersistentValues("training", {
