@@ -12,14 +12,9 @@
 # Needs what benchmarks/gpu_session.sh needs. Scores of the two models on the ISBI stack:
 # python benchmarks/isbi.py --deepcel0 MODEL --no-figures (any device).
 set -u
-cd "$(dirname "$0")/.."
 OUT=${OUT:-runs/gpu2}
-PY=${PY:-python3}
 TRAIN_MIN=${TRAIN_MIN:-4}
-DEVICE=${DEVICE:-cuda}
-mkdir -p "$OUT"
-export PYTHONPATH=$PWD/src${PYTHONPATH:+:$PYTHONPATH} PYTHONUNBUFFERED=1 OMP_NUM_THREADS=4
-exec > >(tee -a "$OUT/session.log") 2>&1
+source "$(dirname "$0")/gpu_common.sh"
 BUNDLED=src/napari_deepcel0/models/deepcel0_isbi2013.safetensors
 
 echo "== $(date -u +%FT%TZ) CEL0 tests"
@@ -27,18 +22,11 @@ timeout 120 $PY -m pytest -q -p no:cacheprovider tests/test_cel0.py 2>&1 | tail 
 echo "== ISBI 2013: the bundled DeepCEL0 and CEL0 (lambda 1e-3) on all 361 frames"
 timeout 120 $PY benchmarks/isbi.py --cel0-lam 1e-3 --device "$DEVICE" --no-figures --out "$OUT/isbi_cel0_gpu.json"
 
-BIG=(--pixel-size 100 --fwhm 258.21 --upsampling 4 --device "$DEVICE" --patches 60000 --sim-frames 1200
-     --batch-size 64 --lr-schedule cosine --time-limit "$TRAIN_MIN")
-train() {  # NAME ARGS...
-  local name=$1; shift
-  timeout -s INT "$(awk "BEGIN {print int($TRAIN_MIN * 60 + 90)}")" $PY -m napari_deepcel0 train \
-    --out "$OUT/$name.safetensors" "${BIG[@]}" "$@" >"/tmp/$name.log" 2>&1
-  echo "== $name: exit $?"; grep -v "\[#*-*\]" "/tmp/$name.log"
-}
-train deepcel0_ft_big --init-from "$BUNDLED" --epochs 12 --lr 3e-4 --seed 2 \
+BIG=("${ISBI[@]}" --device "$DEVICE" --patches 60000 --sim-frames 1200 --batch-size 64 --lr-schedule cosine)
+train deepcel0_ft_big "${BIG[@]}" --init-from "$BUNDLED" --epochs 12 --lr 3e-4 --seed 2 \
   --notes "fine-tune of the bundled model on 60,000 patches, benchmarks/gpu_more_data.sh" &
 jobs=($!)
-train deepcel0_big --epochs 15 --seed 3 --notes "60,000 patches from scratch, benchmarks/gpu_more_data.sh" &
+train deepcel0_big "${BIG[@]}" --epochs 15 --seed 3 --notes "60,000 patches from scratch, benchmarks/gpu_more_data.sh" &
 jobs+=($!)
 wait "${jobs[@]}"
 echo "== done $(date -u +%FT%TZ)"

@@ -14,29 +14,16 @@
 # ../shared/data/isbi2013-bundled-tubes-hd or $DEEPCEL0_ISBI_DIR.
 # Writes at most 8 files to OUT: the two models, the speed and ISBI JSON, and session.log.
 set -u
-cd "$(dirname "$0")/.."
 OUT=${OUT:-runs/gpu}
-PY=${PY:-python3}
-TRAIN_MIN=${TRAIN_MIN:-5}
-DEVICE=${DEVICE:-cuda}  # DEVICE=cpu TRAIN_MIN=0.2 CEL0_FRAMES=1-2: a quick dry run of the script
+TRAIN_MIN=${TRAIN_MIN:-5}  # DEVICE=cpu TRAIN_MIN=0.2 CEL0_FRAMES=1-2: a quick dry run of the script
 CEL0_FRAMES=${CEL0_FRAMES:-1-361}
-mkdir -p "$OUT"
-export PYTHONPATH=$PWD/src${PYTHONPATH:+:$PYTHONPATH} PYTHONUNBUFFERED=1 OMP_NUM_THREADS=4
-LOG=$OUT/session.log
-exec > >(tee -a "$LOG") 2>&1
+source "$(dirname "$0")/gpu_common.sh"
 echo "== $(date -u +%FT%TZ) $(nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader 2>&1)"
 $PY -c "import torch, sys; print('python', sys.version.split()[0], 'torch', torch.__version__, torch.cuda.is_available() and torch.cuda.get_device_name(0))"
 
-ISBI=(--pixel-size 100 --fwhm 258.21 --upsampling 4)
-train() {  # NAME ARGS...: the paper's schedule (the CLI's defaults) on the GPU
-  local name=$1; shift
-  timeout -s INT "$(awk "BEGIN {print int($TRAIN_MIN * 60 + 90)}")" $PY -m napari_deepcel0 train --out "$OUT/$name.safetensors" "${ISBI[@]}" \
-    --device "$DEVICE" --seed 0 --time-limit "$TRAIN_MIN" "$@" >"/tmp/$name.log" 2>&1
-  echo "== $name: exit $?"; grep -v "\[#*-*\]" "/tmp/$name.log"
-}
-train deepcel0_gpu --notes "paper schedule (100 epochs, batch 16) on one H100, bf16, benchmarks/gpu_session.sh" &
+train deepcel0_gpu "${ISBI[@]}" --device "$DEVICE" --seed 0 --notes "paper schedule (100 epochs, batch 16) on one H100, bf16, benchmarks/gpu_session.sh" &
 jobs=($!)
-train deepstorm_gpu --method deepstorm --notes "Deep-STORM baseline, same budget as deepcel0_gpu" &
+train deepstorm_gpu "${ISBI[@]}" --device "$DEVICE" --seed 0 --method deepstorm --notes "Deep-STORM baseline, same budget as deepcel0_gpu" &
 jobs+=($!)
 echo "== core tests on the GPU"
 timeout 240 $PY -m pytest -q -p no:cacheprovider tests/test_predict.py tests/test_cel0.py tests/test_training.py \

@@ -1,0 +1,19 @@
+# Sourced by the benchmarks/gpu_*.sh scripts: the settings and the training helper they share.
+# Expects OUT (output folder) and TRAIN_MIN (minutes per training) to be set; sets PY, DEVICE,
+# the environment, and sends everything the script prints to "$OUT/session.log" as well.
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+PY=${PY:-python3}
+DEVICE=${DEVICE:-cuda}
+mkdir -p "$OUT"
+export PYTHONPATH=$PWD/src${PYTHONPATH:+:$PYTHONPATH} PYTHONUNBUFFERED=1 OMP_NUM_THREADS=${OMP_NUM_THREADS:-4}
+exec > >(tee -a "$OUT/session.log") 2>&1
+# the ISBI 2013 acquisition, as every GPU training here uses it
+ISBI=(--pixel-size 100 --fwhm 258.21 --upsampling 4)
+
+train() {  # NAME ARGS...: `deepcel0 train --out $OUT/NAME.safetensors ARGS...`, stopped cleanly after
+  # TRAIN_MIN minutes (and killed 90 s later if it has not stopped); prints its log without the progress bar
+  local name=$1; shift
+  timeout -s INT "$(awk "BEGIN {print int($TRAIN_MIN * 60 + 90)}")" $PY -m napari_deepcel0 train \
+    --out "$OUT/$name.safetensors" --time-limit "$TRAIN_MIN" "$@" >"/tmp/$name.log" 2>&1
+  echo "== $name: exit $?"; grep -v "\[#*-*\]" "/tmp/$name.log"
+}
