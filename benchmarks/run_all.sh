@@ -3,8 +3,8 @@
 #
 #   bash benchmarks/run_all.sh [DEEPSTORM_MODEL]
 #
-# The GPU numbers come from benchmarks/gpu_session.sh and benchmarks/gpu_more_data.sh
-# (run on a GPU machine; they also train the models named below).
+# The GPU numbers come from benchmarks/gpu_session.sh, gpu_more_data.sh and gpu_one_model.sh
+# (run on a GPU machine; they also train the models named below, the bundled one included).
 #
 # Needs ../shared/data/isbi2013-bundled-tubes-hd and the venv of scripts/setup.sh.
 # CEL0 on the original stack uses lambda = 1e-3, the best of benchmarks/bench_cel0.py's
@@ -24,7 +24,7 @@ $PY benchmarks/isbi.py "${ds[@]}" --cel0-lam 1e-3 --cel0-frames "$CEL0_FRAMES" -
 $PY benchmarks/paper_table1.py "${ds[@]}" --cel0-frames "$CEL0_FRAMES" --cel0-lams "$SWEEP_LAMS" --sweep-frames 4
 $PY benchmarks/close_pairs.py "${ds[@]}"
 # the model trained for the Table 1 protocol (its training commands are in docs/benchmarks.md)
-PROTOCOL=${PROTOCOL:-runs/deepcel0_paper_protocol2.safetensors}
+PROTOCOL=${PROTOCOL:-runs/gpu3/protocol_ft.safetensors}
 protocol=()
 if [[ -f $PROTOCOL ]]; then
   protocol=("$PROTOCOL")
@@ -35,8 +35,8 @@ $PY benchmarks/snr_sweep.py --deepcel0 src/napari_deepcel0/models/deepcel0_isbi2
     --snrs 15.57 17.57 20.57 --cel0-snrs 15.57 17.57 20.57 --out benchmarks/results/snr_sweep_mean_snr.json
 in_domain=()
 for m in runs/deepcel0_isbi2013_ft runs/deepcel0_isbi2013_stage3 runs/deepcel0_isbi2013_stage4 \
-    runs/deepcel0_stage5_denser runs/gpu/deepcel0_gpu src/napari_deepcel0/models/deepcel0_isbi2013 \
-    runs/deepcel0_stage7_mixed; do
+    runs/deepcel0_stage5_denser runs/gpu/deepcel0_gpu runs/deepcel0_stage6_sparse runs/deepcel0_stage7_mixed \
+    runs/gpu3/ft_mix src/napari_deepcel0/models/deepcel0_isbi2013; do
   [[ -f $m.safetensors ]] && in_domain+=("$m.safetensors")
 done
 $PY benchmarks/in_domain.py "${in_domain[@]}"
