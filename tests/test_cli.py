@@ -85,6 +85,27 @@ def test_train_writes_a_loadable_model(tmp_path):
     assert training["data"]["sparse_fraction"] == 0.25 and training["data"]["sparse_density"] == [0.2, 1.0]
 
 
+def test_bundled_preset_is_the_bundled_models_recipe():
+    # `deepcel0 train --preset bundled` must reproduce the recipe recorded in the bundled model
+    # (all but the seed and the device of that run), and explicit flags must override it
+    import dataclasses
+
+    from napari_deepcel0.cli import _training_config
+    from napari_deepcel0.core.model_io import load_bundled_model
+
+    recorded = load_bundled_model().info.training
+    config = _training_config(build_parser().parse_args(["train", "--out", "m.safetensors", "--preset", "bundled"]))
+    produced = json.loads(json.dumps(dataclasses.asdict(config)))  # tuples -> lists, as in the file
+    for d in (recorded, produced):
+        for key in ("seed", "device", "device_used", "precision_used", "seconds", "best_epoch", "cancelled"):
+            d.pop(key, None)
+        d["data"].pop("seed")
+    assert produced == recorded
+    small = _training_config(build_parser().parse_args(
+        ["train", "--out", "m.safetensors", "--preset", "bundled", "--epochs", "2", "--patches", "500"]))
+    assert (small.epochs, small.data.n_patches, small.batch_size, small.data.sparse_fraction) == (2, 500, 64, 0.25)
+
+
 def test_train_time_limit_stops_cleanly_and_keeps_the_model(tmp_path, capsys):
     from napari_deepcel0.core.model_io import load_model
 

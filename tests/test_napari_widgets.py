@@ -5,6 +5,7 @@ Every run happens in a napari worker thread; the tests wait for it with qtbot.
 
 from __future__ import annotations
 
+import dataclasses
 import time
 
 import numpy as np
@@ -353,6 +354,25 @@ def test_training_cancelled_before_a_step_saves_nothing(viewer, qtbot, tmp_path)
     assert not (tmp_path / "never.safetensors").exists()
     assert "no model saved" in training.job.status.value
     assert state_for(viewer).model_path is None
+
+
+def test_training_recipe_fills_the_fields_and_persists(viewer):
+    from napari_deepcel0._napari.training_widget import RECIPES
+    from napari_deepcel0.core.training import TrainingConfig
+
+    training = _dock(viewer, TrainingWidget)
+    paper, bundled = list(RECIPES)
+    assert training.config() == TrainingConfig()  # the default recipe, unchanged: the paper's schedule
+    training.recipe.value = bundled
+    assert (training.patches.value, training.epochs.value, training.batch_size.value) == (120000, 14, 64)
+    training.epochs.value = 3  # a field changed after choosing the recipe
+    config = training.config()
+    assert config == dataclasses.replace(TrainingConfig.bundled(), epochs=3)
+    assert config.lr_schedule == "cosine" and config.data.sparse_density == (0.1, 6.0)
+    again = TrainingWidget(viewer)  # restored: the recipe and the changed field, in that order
+    assert (again.recipe.value, again.epochs.value, again.patches.value) == (bundled, 3, 120000)
+    again.settings.reset()
+    assert again.recipe.value == paper and again.config() == TrainingConfig()
 
 
 def test_training_refuses_a_bad_output(viewer, tmp_path):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from pathlib import Path
 
@@ -12,7 +13,6 @@ from napari.utils.notifications import show_error, show_info, show_warning
 from ..core.devices import DEVICES, resolve_device
 from ..core.model_io import save_training_result
 from ..core.training import Progress, TrainingConfig, train
-from ..core.training_data import TrainingDataConfig
 from .controls import LinePlot, wrapping_label
 from .jobs import JobControls, ProgressRelay, gpu_memory_hint
 from .settings import PersistentValues
@@ -35,6 +35,14 @@ def _train_job(acq, config: TrainingConfig, path: Path, progress, cancel=None):
     return result, save_training_result(path, result, notes="trained in napari")
 
 
+#: the recipes the widget offers (label -> TrainingConfig factory); a recipe fills the fields
+#: below it and sets what they do not show (learning-rate schedule, sparse densities)
+RECIPES = {
+    "paper schedule (100 epochs)": TrainingConfig,
+    "bundled model's (about 5 min on an H100)": TrainingConfig.bundled,
+}
+
+
 class TrainingWidget(Container):
     """Simulate a training set for the current acquisition and train DeepCEL0 on it,
     with live progress; the trained model becomes the current model."""
@@ -44,6 +52,11 @@ class TrainingWidget(Container):
         self.viewer = napari_viewer
         self.state = state_for(napari_viewer)
         defaults = TrainingConfig()
+        self.recipe = ComboBox(
+            label="recipe", choices=list(RECIPES), value=next(iter(RECIPES)),
+            tooltip="paper: the paper's schedule (10,000 patches, 100 epochs, batch 16). bundled model's: "
+                    "120,000 patches with 25 % sparse ones, 14 epochs, batch 64, cosine learning rate; "
+                    "the best model we know how to train, but it needs a GPU (about a day on a CPU)")
         self.patches = SpinBox(label="training patches", min=8, max=1_000_000, step=1000,
                                value=defaults.data.n_patches)
         self.sim_frames = SpinBox(label="simulated frames", min=1, max=100_000, value=defaults.data.n_frames)
@@ -52,8 +65,9 @@ class TrainingWidget(Container):
                                     tooltip="density of the uniform simulated frames; about your data's")
         self.sparse_fraction = FloatSpinBox(
             label="sparse patches (fraction)", min=0.0, max=0.9, step=0.05, value=defaults.data.sparse_fraction,
-            tooltip="share of the patches cut from sparse frames (0.1-2 emitters/um^2) with no minimum number "
-                    "of emitters; 0.2 keeps a model from reporting noise as molecules on sparse frames")
+            tooltip="share of the patches cut from sparse frames (0.1-2 emitters/um^2; 0.1-6 in the bundled "
+                    "model's recipe) with no minimum number of emitters; 0.2 keeps a model from reporting noise "
+                    "as molecules on sparse frames")
         self.epochs = SpinBox(label="epochs", min=1, max=10_000, value=defaults.epochs)
         self.max_steps = SpinBox(label="max steps/epoch (0: all)", min=0, max=1_000_000, value=0)
         self.lam = FloatSpinBox(label="CEL0 lambda", min=1e-3, max=1e6, step=10.0, value=defaults.lam)
@@ -66,12 +80,12 @@ class TrainingWidget(Container):
         self.loss = wrapping_label(label="loss")
         self.plot = LinePlot("epoch", "loss")
         self.reset_button = PushButton(text="Reset settings")
-        self.extend([self.patches, self.sim_frames, self.density, self.sparse_fraction, self.epochs,
+        self.extend([self.recipe, self.patches, self.sim_frames, self.density, self.sparse_fraction, self.epochs,
                      self.max_steps, self.lam, self.batch_size,
                      self.device, self.output, self.acquisition, self.job, self.loss, self.plot,
                      self.reset_button])
         self.settings = PersistentValues("training", {
-            "patches": self.patches, "sim_frames": self.sim_frames, "density": self.density,
+            "recipe": self.recipe, "patches": self.patches, "sim_frames": self.sim_frames, "density": self.density,
             "sparse_fraction": self.sparse_fraction, "epochs": self.epochs,
             "max_steps": self.max_steps, "lam": self.lam, "batch_size": self.batch_size,
             "device": self.device, "output": self.output})
@@ -82,16 +96,27 @@ class TrainingWidget(Container):
         self.state.acquisition_changed.connect(self._describe_acquisition)
         self.job.run_button.changed.connect(self.run)
         self.reset_button.changed.connect(self.settings.reset)
+        self.recipe.changed.connect(self._apply_recipe)  # after the restore: keep the stored field values
+
+    def _apply_recipe(self, name: str) -> None:
+        """Fill the fields with the values of a recipe."""
+        recipe = RECIPES[name]()
+        self.patches.value, self.sim_frames.value = recipe.data.n_patches, recipe.data.n_frames
+        self.density.value, self.sparse_fraction.value = recipe.data.density_per_um2, recipe.data.sparse_fraction
+        self.epochs.value, self.batch_size.value, self.lam.value = recipe.epochs, recipe.batch_size, recipe.lam
 
     def _describe_acquisition(self, acq) -> None:
         self.acquisition.value = acq.describe()
 
     def config(self) -> TrainingConfig:
-        """The training configuration the widget describes (validated)."""
-        data = TrainingDataConfig(n_patches=self.patches.value, n_frames=self.sim_frames.value,
-                                  density_per_um2=self.density.value, sparse_fraction=self.sparse_fraction.value)
-        return TrainingConfig(lam=self.lam.value, epochs=self.epochs.value, batch_size=self.batch_size.value,
-                              device=self.device.value, max_steps_per_epoch=self.max_steps.value or None, data=data)
+        """The training configuration the widget describes (validated): the recipe, with the
+        values of the fields."""
+        recipe = RECIPES[self.recipe.value]()
+        data = dataclasses.replace(recipe.data, n_patches=self.patches.value, n_frames=self.sim_frames.value,
+                                   density_per_um2=self.density.value, sparse_fraction=self.sparse_fraction.value)
+        return dataclasses.replace(recipe, lam=self.lam.value, epochs=self.epochs.value,
+                                   batch_size=self.batch_size.value, device=self.device.value,
+                                   max_steps_per_epoch=self.max_steps.value or None, data=data)
 
     def run(self, *_) -> None:
         """Start training in a worker thread."""
