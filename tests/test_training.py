@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from napari_deepcel0.core.acquisition import ISBI2013, Acquisition
-from napari_deepcel0.core.training import TrainingConfig, TrainingDivergedError, train
+from napari_deepcel0.core.training import TrainingConfig, TrainingDivergedError, format_duration, train
 from napari_deepcel0.core.training_data import (
     TrainingDataConfig,
     default_target_scale,
@@ -84,6 +84,15 @@ def test_tiny_training_runs_reports_progress_and_keeps_best():
     assert all(math.isfinite(h["val_loss"]) for h in result.history)
     assert result.target_scale == pytest.approx(85.1, abs=0.05) and result.spike_value == result.target_scale
     assert not result.model.training
+    # the time left: unknown while simulating, positive while training, 0 after the last step
+    assert seen[0].remaining_s is None
+    assert seen[1].remaining_s > 0 and all(p.remaining_s >= 0 for p in seen[1:]) and seen[-1].remaining_s == 0
+
+
+@pytest.mark.parametrize("seconds, text", [(0.4, "0 s"), (45, "45 s"), (89, "89 s"), (600, "10 min"),
+                                           (89 * 60, "89 min"), (2 * 3600 + 600, "2 h 10 min")])
+def test_format_duration(seconds, text):
+    assert format_duration(seconds) == text
 
 
 def test_cancel_returns_the_best_model_so_far():

@@ -128,6 +128,15 @@ class Progress:
     best_val_loss: float | None = None
     elapsed_s: float = 0.0
     stage: str = "train"  # "data", "train" or "epoch"
+    remaining_s: float | None = None  # linear estimate from the steps so far (None before the first)
+
+
+def format_duration(seconds: float) -> str:
+    """``45 s``, ``12 min``, ``2 h 10 min``: a duration for people."""
+    if seconds < 90:
+        return f"{seconds:.0f} s"
+    minutes = round(seconds / 60)
+    return f"{minutes} min" if minutes < 90 else f"{minutes // 60} h {minutes % 60} min"
 
 
 @dataclass
@@ -288,6 +297,12 @@ def train(
     cancelled = False
     epoch = 0
     model.train()
+    t_train = time.perf_counter()
+
+    def remaining(epoch: int, step: int) -> float:  # seconds, from the mean time of a step so far
+        so_far = (epoch - 1) * steps + step
+        return (time.perf_counter() - t_train) / so_far * (config.epochs * steps - so_far)
+
     for epoch in range(1, config.epochs + 1):
         perm = torch.as_tensor(train_idx[rng.permutation(len(train_idx))], device=device)
         sums = np.zeros(3)  # loss, fidelity, sparsity of the steps read so far
@@ -314,7 +329,8 @@ def train(
                 if progress:
                     progress(
                         Progress(epoch, config.epochs, step, steps, *last.tolist(),
-                                 opt.param_groups[0]["lr"], elapsed_s=time.perf_counter() - t0)
+                                 opt.param_groups[0]["lr"], elapsed_s=time.perf_counter() - t0,
+                                 remaining_s=remaining(epoch, step))
                     )
         if pending:  # cancelled between two reads
             read_losses(pending, sums)
@@ -338,7 +354,7 @@ def train(
         if progress:
             progress(
                 Progress(epoch, config.epochs, done, steps, mean[0], mean[1], mean[2], lr, val, best_val,
-                         time.perf_counter() - t0, stage="epoch")
+                         time.perf_counter() - t0, stage="epoch", remaining_s=remaining(epoch, steps))
             )
         if cancelled:
             break
