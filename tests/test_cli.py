@@ -85,6 +85,15 @@ def test_train_writes_a_loadable_model(tmp_path):
     assert training["data"]["sparse_fraction"] == 0.25 and training["data"]["sparse_density"] == [0.2, 1.0]
 
 
+def test_train_says_how_long_is_left(tmp_path, capsys):
+    code = main(["train", "--out", str(tmp_path / "m.safetensors"), "--epochs", "2", "--patches", "16",
+                 "--sim-frames", "2", "--batch-size", "4", "--device", "cpu", "--precision", "fp32"])
+    err = capsys.readouterr().err.splitlines()
+    epoch_lines = [line for line in err if line.startswith("epoch ") and ": loss" in line]
+    assert code == 0 and len(epoch_lines) == 2
+    assert "left" in epoch_lines[0] and "left" not in epoch_lines[1]  # nothing is left after the last epoch
+
+
 def test_bundled_preset_is_the_bundled_models_recipe():
     # `deepcel0 train --preset bundled` must reproduce the recipe recorded in the bundled model
     # (all but the seed and the device of that run), and explicit flags must override it

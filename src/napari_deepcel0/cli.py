@@ -123,7 +123,8 @@ def cmd_simulate(args) -> int:
     write_tiff(out / "frames.tif", data, pixel_size_nm=acq.pixel_size_nm)
     write_thunderstorm_csv(out / "ground_truth.csv", emitters)
     (out / "acquisition.json").write_text(json.dumps(acq.to_dict(), indent=2) + "\n")
-    print(f"wrote {out / 'frames.tif'} ({args.frames} frames of {args.size}x{args.size}, {frames.dtype if args.snr is not None else 'uint16'})")
+    dtype = frames.dtype if args.snr is not None else "uint16"
+    print(f"wrote {out / 'frames.tif'} ({args.frames} frames of {args.size}x{args.size}, {dtype})")
     print(f"wrote {out / 'ground_truth.csv'} ({len(emitters)} emitters, {len(emitters) / args.frames:.1f} per frame)")
     return 0
 
@@ -177,7 +178,7 @@ def _training_config(args):
 def _left(p) -> str:
     from .core.training import format_duration
 
-    return f", about {format_duration(p.remaining_s)} left" if p.remaining_s and p.epoch < p.epochs else ""
+    return f", about {format_duration(p.remaining_s)} left" if p.remaining_s else ""
 
 
 def cmd_train(args) -> int:
@@ -217,7 +218,7 @@ def cmd_train(args) -> int:
                       f"{p.elapsed_s:.0f} s{_left(p)}", file=sys.stderr, flush=True)
                 return
             bar["bar"] = ProgressBar(p.steps, f"epoch {p.epoch}/{p.epochs}")
-        bar["bar"].update(p.step, f"loss {p.loss:.4f}")
+        bar["bar"].update(p.step, f"loss {p.loss:.4f}{_left(p)}")
 
     def checkpoint(best):
         # the best model so far is on disk after every improving epoch (the write is
