@@ -175,12 +175,6 @@ def _training_config(args):
     return TrainingConfig(data=data, **over)
 
 
-def _left(p) -> str:
-    from .core.training import format_duration
-
-    return f", about {format_duration(p.remaining_s)} left" if p.remaining_s else ""
-
-
 def cmd_train(args) -> int:
     from .core.model_io import save_training_result
     from .core.training import train
@@ -215,10 +209,10 @@ def cmd_train(args) -> int:
                     bar["bar"] = None
                 print(f"epoch {p.epoch}/{p.epochs}: loss {p.loss:.4f} (fidelity {p.fidelity:.4f}, sparsity "
                       f"{p.sparsity:.4f}), val {p.val_loss:.4f}, best {p.best_val_loss:.4f}, lr {p.lr:.2g}, "
-                      f"{p.elapsed_s:.0f} s{_left(p)}", file=sys.stderr, flush=True)
+                      f"{p.elapsed_s:.0f} s{p.time_left()}", file=sys.stderr, flush=True)
                 return
             bar["bar"] = ProgressBar(p.steps, f"epoch {p.epoch}/{p.epochs}")
-        bar["bar"].update(p.step, f"loss {p.loss:.4f}{_left(p)}")
+        bar["bar"].update(p.step, f"loss {p.loss:.4f}{p.time_left()}")
 
     def checkpoint(best):
         # the best model so far is on disk after every improving epoch (the write is

@@ -12,7 +12,7 @@ from napari.utils.notifications import show_error, show_info, show_warning
 
 from ..core.devices import DEVICES, resolve_device
 from ..core.model_io import save_training_result
-from ..core.training import Progress, TrainingConfig, format_duration, train
+from ..core.training import Progress, TrainingConfig, train
 from .controls import LinePlot, wrapping_label
 from .jobs import JobControls, ProgressRelay, gpu_memory_hint
 from .settings import PersistentValues
@@ -144,9 +144,8 @@ class TrainingWidget(Container):
             return
         total = p.epochs * max(p.steps, 1)
         done = (p.epoch - 1) * p.steps + p.step
-        left = f", about {format_duration(p.remaining_s)} left" if p.remaining_s else ""
         self.job.report(done, total, f"Training: epoch {p.epoch}/{p.epochs}, step {p.step}/{p.steps}, "
-                                     f"{p.elapsed_s:.0f} s{left}")
+                                     f"{p.elapsed_s:.0f} s{p.time_left()}")
         if p.stage == "epoch":
             self._history.append(p)
             self.loss.value = (f"epoch {p.epoch}: train {p.loss:.4g}, validation {p.val_loss:.4g} "

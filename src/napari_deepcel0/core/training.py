@@ -130,6 +130,10 @@ class Progress:
     stage: str = "train"  # "data", "train" or "epoch"
     remaining_s: float | None = None  # linear estimate from the steps so far (None before the first)
 
+    def time_left(self) -> str:
+        """``", about 12 min left"`` for a progress line; empty when unknown or nothing is left."""
+        return f", about {format_duration(self.remaining_s)} left" if self.remaining_s else ""
+
 
 def format_duration(seconds: float) -> str:
     """``45 s``, ``12 min``, ``2 h 10 min``: a duration for people."""
