@@ -51,27 +51,25 @@ class TrainingWidget(Container):
         super().__init__(labels=True)
         self.viewer = napari_viewer
         self.state = state_for(napari_viewer)
-        defaults = TrainingConfig()
         self.recipe = ComboBox(
             label="recipe", choices=list(RECIPES), value=next(iter(RECIPES)),
             tooltip="paper: the paper's schedule (10,000 patches, 100 epochs, batch 16). bundled model's: "
                     "120,000 patches with 25 % sparse ones, 14 epochs, batch 64, cosine learning rate; "
                     "the best model we know how to train, but it needs a GPU (7 hours or more on a CPU)")
-        self.patches = SpinBox(label="training patches", min=8, max=1_000_000, step=1000,
-                               value=defaults.data.n_patches)
-        self.sim_frames = SpinBox(label="simulated frames", min=1, max=100_000, value=defaults.data.n_frames)
+        # the fields a recipe fills start empty: _apply_recipe below gives them the first recipe's values
+        self.patches = SpinBox(label="training patches", min=8, max=1_000_000, step=1000)
+        self.sim_frames = SpinBox(label="simulated frames", min=1, max=100_000)
         self.density = FloatSpinBox(label="emitters per um^2", min=0.1, max=50.0, step=0.5,
-                                    value=defaults.data.density_per_um2,
                                     tooltip="density of the uniform simulated frames; about your data's")
         self.sparse_fraction = FloatSpinBox(
-            label="sparse patches (fraction)", min=0.0, max=0.9, step=0.05, value=defaults.data.sparse_fraction,
+            label="sparse patches (fraction)", min=0.0, max=0.9, step=0.05,
             tooltip="share of the patches cut from sparse frames (0.1-2 emitters/um^2; 0.1-6 in the bundled "
                     "model's recipe) with no minimum number of emitters; 0.2 keeps a model from reporting noise "
                     "as molecules on sparse frames")
-        self.epochs = SpinBox(label="epochs", min=1, max=10_000, value=defaults.epochs)
+        self.epochs = SpinBox(label="epochs", min=1, max=10_000)
         self.max_steps = SpinBox(label="max steps/epoch (0: all)", min=0, max=1_000_000, value=0)
-        self.lam = FloatSpinBox(label="CEL0 lambda", min=1e-3, max=1e6, step=10.0, value=defaults.lam)
-        self.batch_size = SpinBox(label="batch size", min=1, max=4096, value=defaults.batch_size)
+        self.lam = FloatSpinBox(label="CEL0 lambda", min=1e-3, max=1e6, step=10.0)
+        self.batch_size = SpinBox(label="batch size", min=1, max=4096)
         self.device = ComboBox(label="device", choices=list(DEVICES), value="auto")
         self.output = FileEdit(label="save model to", mode="w", filter="*.safetensors",
                                value=Path.home() / "deepcel0-model.safetensors")
@@ -84,6 +82,7 @@ class TrainingWidget(Container):
                      self.max_steps, self.lam, self.batch_size,
                      self.device, self.output, self.acquisition, self.job, self.loss, self.plot,
                      self.reset_button])
+        self._apply_recipe(self.recipe.value)  # before the settings take these values as their defaults
         self.settings = PersistentValues("training", {
             "recipe": self.recipe, "patches": self.patches, "sim_frames": self.sim_frames, "density": self.density,
             "sparse_fraction": self.sparse_fraction, "epochs": self.epochs,
