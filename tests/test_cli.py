@@ -73,6 +73,24 @@ def test_localize_writes_csv_and_render(simulated, tiny_model_path, tmp_path, ca
     assert "Jaccard%" in capsys.readouterr().out
 
 
+def test_localize_with_orientation_averaging(simulated, tiny_model_path, tmp_path, capsys):
+    plain, averaged = tmp_path / "plain.csv", tmp_path / "averaged.csv"
+    common = [str(simulated / "frames.tif"), "--model", str(tiny_model_path), "--frames", "1-2", "--device", "cpu",
+              "--threshold", "0"]
+    assert main(["localize", *common, "--out", str(plain)]) == 0
+    assert main(["localize", *common, "--out", str(averaged), "--orientations", "4"]) == 0
+    a, b = read_localizations(plain), read_localizations(averaged)
+    assert len(a) == len(b) > 0  # the same detections ...
+    assert not np.allclose(a[["x [nm]", "y [nm]"]], b[["x [nm]", "y [nm]"]])  # ... placed differently
+    # the refinement only moves a position within its 3 x 3 fine pixels
+    assert np.abs(a[["x [nm]", "y [nm]"]].to_numpy() - b[["x [nm]", "y [nm]"]].to_numpy()).max() <= 2 * 25.0
+    capsys.readouterr()
+    assert main(["localize", *common, "--out", str(tmp_path / "c.csv"), "--orientations", "8",
+                 "--method", "components"]) == 2
+    assert "does not work with method 'components'" in capsys.readouterr().err
+    assert not (tmp_path / "c.csv").exists()
+
+
 def test_train_writes_a_loadable_model(tmp_path):
     from napari_deepcel0.core.model_io import load_model
 

@@ -63,3 +63,18 @@ def test_works_on_torch_tensors_and_empty_maps():
     assert len(t) == 0 and list(t.columns) == ["frame", "x [nm]", "y [nm]", "confidence"]
     with pytest.raises(ValueError, match="method"):
         extract_localizations(torch.zeros(1, 4, 4), ISBI2013, 1.0, method="magic")
+
+
+def test_refinement_on_other_maps_keeps_detection_and_mass():
+    m = torch.zeros(1, 9, 9)
+    m[0, 4, 4] = 10.0  # a lone spike: the 3 x 3 centre of mass cannot move it
+    other = torch.zeros(1, 9, 9)
+    other[0, 4, 4], other[0, 4, 5], other[0, 3, 4] = 6.0, 3.0, 1.0  # its average leans right and up
+    p = find_peaks(m, 1.0, refine_maps=other)
+    assert np.allclose(p["row"], [4 - 0.1]) and np.allclose(p["col"], [4 + 0.3])
+    assert p["peak"].tolist() == [10.0] and p["mass"].tolist() == [10.0]
+    assert find_peaks(m, 1.0)["col"].tolist() == [4.0]
+    with pytest.raises(ValueError, match="shape"):
+        find_peaks(m, 1.0, refine_maps=other[:, :8])
+    with pytest.raises(ValueError, match="only works with method 'peaks'"):
+        extract_localizations(m, ISBI2013, 1.0, method="components", refine_maps=other)

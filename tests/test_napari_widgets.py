@@ -200,6 +200,23 @@ def test_localize_streams_the_same_points_as_the_core(viewer, qtbot, stack_path)
     assert longest_gap < 1.5
 
 
+def test_localize_with_orientation_averaging_matches_the_core(viewer, qtbot, stack_path):
+    layer = _open(viewer, stack_path)
+    widget = _dock(viewer, LocalizeWidget)
+    widget.device.value = "cpu"
+    widget.frames.value = "1-2"
+    widget.orientations.value = 4
+    widget.run()
+    _wait(qtbot, widget.job)
+    model = DeepLocalizer(None, acquisition=state_for(viewer).acquisition, device="cpu", orientations=4)
+    expected = localize(model, FrameStack(stack_path), frames="1-2")
+    got = table_from_layer(viewer.layers[f"{layer.name} localizations"])
+    key = ["frame", "y [nm]", "x [nm]"]
+    assert len(got) == len(expected) > 0
+    np.testing.assert_allclose(got.sort_values(key)[key].to_numpy(), expected.sort_values(key)[key].to_numpy(),
+                               atol=1e-6)
+
+
 def test_localize_cancel_keeps_what_is_done(viewer, qtbot, stack_path, monkeypatch):
     from napari_deepcel0._napari import localize_widget
 

@@ -7,6 +7,7 @@ import torch
 from napari_deepcel0.core.acquisition import Acquisition
 from napari_deepcel0.core.model_io import load_model
 from napari_deepcel0.core.predict import (
+    ORIENTATIONS,
     DeepLocalizer,
     FrameSourceError,
     localize,
@@ -55,6 +56,31 @@ def test_batch_equals_single_frame(model, stack):
     maps_batch, _ = model.maps(frames[:3])
     single = torch.cat([model.maps(frames[i : i + 1])[0] for i in range(3)])
     assert torch.allclose(maps_batch, single, atol=1e-4)
+
+
+def test_orientation_averaging_turns_each_map_back(tiny_model_path, stack):
+    frames, _ = stack  # 20 x 28: not square, so quarter turns change the shape
+    plain = DeepLocalizer(tiny_model_path, device="cpu", precision="fp32")
+    assert plain.refinement_maps(frames, plain.maps(frames)[0]) is None
+    averaged = DeepLocalizer(tiny_model_path, device="cpu", precision="fp32", orientations=8)
+    maps, _ = averaged.maps(frames)
+    assert torch.allclose(maps, plain.maps(frames)[0])  # detection uses the plain map
+    mean = averaged.refinement_maps(frames, maps)
+    # the same mean by hand: each orientation of the frames in numpy, its maps turned back
+    expected = []
+    for transpose, turns in ORIENTATIONS[8]:
+        turned = np.rot90(np.swapaxes(frames, 1, 2) if transpose else frames, turns, axes=(1, 2)).copy()
+        back = np.rot90(plain.maps(turned)[0].numpy(), -turns, axes=(1, 2))
+        expected.append(np.swapaxes(back, 1, 2) if transpose else back)
+    assert mean.shape == maps.shape
+    assert np.allclose(mean.numpy(), np.mean(expected, axis=0), atol=1e-5)
+    assert not torch.allclose(mean, maps)  # the tiny network is not symmetric: the average differs
+    table = localize(averaged, frames, threshold=0.0)
+    assert len(table) == len(localize(plain, frames, threshold=0.0))
+    with pytest.raises(ValueError, match="orientations must be one of"):
+        DeepLocalizer(tiny_model_path, device="cpu", orientations=3)
+    with pytest.raises(ValueError, match="does not work with method 'components'"):
+        localize(averaged, frames, method="components")
 
 
 def test_constant_and_one_frame_stacks(model):

@@ -25,16 +25,22 @@ REFRESH_S = 0.5
 MAX_MAPS_BYTES = 2 * 1024**3
 
 
-def deep_localizer(model_path, acquisition, device: str, batch_size: int = 16) -> DeepLocalizer:
+#: the orientation averaging choices (label, number of orientations)
+ORIENTATION_CHOICES = [("off", 1), ("4 flips (4x the time)", 4), ("8 flips and turns (8x the time)", 8)]
+
+
+def deep_localizer(model_path, acquisition, device: str, batch_size: int = 16, orientations: int = 1) -> DeepLocalizer:
     """Load a model (None: the bundled one) for the data's acquisition."""
     loaded = load_bundled_model() if model_path is None else load_model(model_path)
-    return DeepLocalizer(loaded, acquisition=acquisition, device=device, batch_size=batch_size)
+    return DeepLocalizer(loaded, acquisition=acquisition, device=device, batch_size=batch_size,
+                         orientations=orientations)
 
 
-def _localize_job(model_path, acquisition, source, frames, threshold, device, batch_size, keep_maps, cancel=None):
+def _localize_job(model_path, acquisition, source, frames, threshold, device, batch_size, orientations, keep_maps,
+                  cancel=None):
     """Load the model, then yield a :class:`BatchResult` per batch."""
     with gpu_memory_hint():
-        model = deep_localizer(model_path, acquisition, device, batch_size)
+        model = deep_localizer(model_path, acquisition, device, batch_size, orientations)
         yield from localize_stream(model, source, frames=frames, threshold=threshold, batch_size=batch_size,
                                    keep_maps=keep_maps, cancel=cancel)
 
@@ -59,6 +65,11 @@ class LocalizeWidget(Container):
         self.threshold = FloatSpinBox(label="threshold", min=0.0, max=1e9, step=0.5, value=8.5, enabled=False)
         self.device = ComboBox(label="device", choices=list(DEVICES), value="auto")
         self.batch_size = SpinBox(label="batch size", min=1, max=4096, value=16)
+        self.orientations = ComboBox(
+            label="orientation averaging", choices=ORIENTATION_CHOICES, value=1,
+            tooltip="also run the network on the frame's flips (and quarter turns) and take each molecule's "
+                    "sub-pixel position from the average map: finer positions (about -1 nm RMSE on ISBI 2013), "
+                    "4 or 8 times slower; detection stays that of the plain map")
         self.frames = LineEdit(label="frames (1-based)", value="all")
         self.render_pixel = FloatSpinBox(label="render pixel (nm)", min=1.0, max=1000.0, value=10.0)
         self.render_blur = FloatSpinBox(label="render blur sigma (nm)", min=0.0, max=1000.0, value=10.0)
@@ -66,11 +77,12 @@ class LocalizeWidget(Container):
         self.job = JobControls("Localization", "Localize")
         self.reset_button = PushButton(text="Reset settings")
         self.extend([self.layer, self.model, self.bundled_button, self.model_info, self.auto_threshold,
-                     self.threshold, self.device, self.batch_size, self.frames, self.render_pixel,
+                     self.threshold, self.device, self.batch_size, self.orientations, self.frames, self.render_pixel,
                      self.render_blur, self.show_maps, self.job, self.reset_button])
         self.settings = PersistentValues("localize", {
             "model": self.model, "auto_threshold": self.auto_threshold, "threshold": self.threshold,
-            "device": self.device, "batch_size": self.batch_size, "frames": self.frames,
+            "device": self.device, "batch_size": self.batch_size, "orientations": self.orientations,
+            "frames": self.frames,
             "render_pixel": self.render_pixel, "render_blur": self.render_blur, "show_maps": self.show_maps})
         if self.state.model_path is not None:
             self.model.value = self.state.model_path
@@ -153,7 +165,8 @@ class LocalizeWidget(Container):
                          self.render_blur.value, maps_shape if self.show_maps.value else None)
         threshold = None if self.auto_threshold.value else self.threshold.value
         self.job.start(_localize_job, self.model.value, acq, layer.data, selection, threshold, self.device.value,
-                       self.batch_size.value, self.show_maps.value, on_yield=self._batch, on_finish=self._finished)
+                       self.batch_size.value, self.orientations.value, self.show_maps.value, on_yield=self._batch,
+                       on_finish=self._finished)
 
     def _batch(self, result: BatchResult) -> None:
         self._run.add(result)

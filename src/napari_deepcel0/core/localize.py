@@ -9,7 +9,10 @@ into molecules:
     one maximum (ties are broken in raster order). Each maximum is refined to
     sub-pixel precision by the centre of mass of its 3 x 3 neighbourhood; its *mass*
     is the sum of that neighbourhood. Two molecules one fine pixel apart merge, two
-    pixels apart stay separate.
+    pixels apart stay separate. The centre of mass may be taken on a second map
+    (``refine_maps``, e.g. the average over the frame's flips and rotations, see
+    :class:`~napari_deepcel0.core.predict.DeepLocalizer`), while detection and mass
+    stay those of ``maps``.
 ``"components"``
     8-connected components of ``map > threshold``, each one molecule at its
     intensity-weighted centroid; mass = the component sum. Suits very sparse maps
@@ -63,7 +66,7 @@ def local_maxima(maps, threshold: float) -> torch.Tensor:
     return mask
 
 
-def find_peaks(maps, threshold: float, refine: bool = True) -> dict[str, np.ndarray]:
+def find_peaks(maps, threshold: float, refine: bool = True, refine_maps=None) -> dict[str, np.ndarray]:
     """Local maxima of a batch of maps, with 3 x 3 centre-of-mass refinement.
 
     Parameters
@@ -75,6 +78,9 @@ def find_peaks(maps, threshold: float, refine: bool = True) -> dict[str, np.ndar
         A maximum must exceed this value (map units).
     refine
         Refine positions by the 3 x 3 centre of mass; else use pixel centres.
+    refine_maps
+        Take that centre of mass on these maps (same shape as ``maps``) instead of
+        on ``maps``; detection, ``peak`` and ``mass`` still come from ``maps``.
 
     Returns
     -------
@@ -95,9 +101,15 @@ def find_peaks(maps, threshold: float, refine: bool = True) -> dict[str, np.ndar
     row = r.to(t.dtype)
     col = c.to(t.dtype)
     if refine:
-        safe = torch.where(mass > 0, mass, torch.ones_like(mass))
-        row = row + torch.where(mass > 0, sums[b, 1, r, c] / safe, torch.zeros_like(mass))
-        col = col + torch.where(mass > 0, sums[b, 2, r, c] / safe, torch.zeros_like(mass))
+        if refine_maps is not None:
+            other = _as_tensor(refine_maps).to(t.device)
+            if other.shape != t.shape:
+                raise ValueError(f"refine_maps has shape {tuple(other.shape)}, the maps {tuple(t.shape)}")
+            sums = F.conv2d(other.clamp_min(0)[:, None], k, padding=1)
+        weight = sums[b, 0, r, c]
+        safe = torch.where(weight > 0, weight, torch.ones_like(weight))
+        row = row + torch.where(weight > 0, sums[b, 1, r, c] / safe, torch.zeros_like(weight))
+        col = col + torch.where(weight > 0, sums[b, 2, r, c] / safe, torch.zeros_like(weight))
     return {
         "index": b.cpu().numpy().astype(np.int64),
         "row": row.cpu().double().numpy(),
@@ -141,6 +153,7 @@ def extract_localizations(
     mass_scale=1.0,
     mass_column: str = "confidence",
     frames=None,
+    refine_maps=None,
 ) -> pd.DataFrame:
     """Localizations of a batch of fine-grid maps as a ThunderSTORM-style table.
 
@@ -161,17 +174,18 @@ def extract_localizations(
         The table gets a column ``mass_column`` = mass * ``mass_scale`` (a number or
         one value per frame of the batch); e.g. ``confidence`` = 3 x 3 sum / s for
         DeepCEL0, ``intensity [photon]`` for CEL0.
+    refine_maps
+        Maps to refine the positions on (``"peaks"`` only; see :func:`find_peaks`).
 
     Returns
     -------
     DataFrame with ``frame`` (1-based), ``x [nm]``, ``y [nm]``, ``mass_column``.
     """
-    if method == "peaks":
-        found = find_peaks(maps, threshold)
-    elif method == "components":
-        found = find_components(maps, threshold)
-    else:
+    if method not in METHODS:
         raise ValueError(f"method must be one of {METHODS}, got {method!r}")
+    if refine_maps is not None and method != "peaks":
+        raise ValueError(f"refine_maps only works with method 'peaks', not {method!r}")
+    found = find_peaks(maps, threshold, refine_maps=refine_maps) if method == "peaks" else find_components(maps, threshold)
     idx = found["index"].astype(np.int64)
     frame_numbers = (
         np.asarray(frames, dtype=np.int64) if frames is not None else first_frame + np.arange(_n_frames(maps))
