@@ -106,6 +106,8 @@ def main() -> None:
     p.add_argument("--precision", default="auto")
     p.add_argument("--compare-fp32", action="store_true",
                    help="also run DeepCEL0 in fp32 when --precision picks bf16 (the accuracy cost of bf16)")
+    p.add_argument("--orientations", type=int, choices=(4, 8),
+                   help="also run DeepCEL0 with orientation averaging (4 or 8 orientations)")
     p.add_argument("--out", default=str(RESULTS / "isbi_original.json"))
     p.add_argument("--no-figures", action="store_true", help="do not (over)write the figures in docs/images")
     args = p.parse_args()
@@ -129,6 +131,11 @@ def main() -> None:
         fp32 = DeepLocalizer(args.deepcel0, acquisition=ISBI2013, device=args.device, precision="fp32")
         run("DeepCEL0 (fp32)", fp32, stack, gt_all, args.frames, results)
         results["DeepCEL0"]["precision"] = deep.precision
+
+    if args.orientations:
+        averaged = DeepLocalizer(args.deepcel0, acquisition=ISBI2013, device=args.device, precision=args.precision,
+                                 orientations=args.orientations)
+        run(f"DeepCEL0 ({args.orientations} orientations)", averaged, stack, gt_all, args.frames, results)
 
     if args.deepstorm:
         ds = DeepLocalizer(args.deepstorm, acquisition=ISBI2013, device=args.device, precision=args.precision)

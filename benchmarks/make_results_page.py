@@ -2,7 +2,7 @@
 
     python benchmarks/make_results_page.py
 
-Reads the isbi*.json, paper_table1*.json and snr_sweep*.json files named below, in_domain.json,
+Reads the isbi*.json, paper_table1*.json, snr_sweep*.json and in_domain*.json files named below,
 close_pairs.json and speed_*.json (those that exist) and writes tables plus links to the
 figures the benchmarks saved.
 """
@@ -36,6 +36,10 @@ TABLE1_RESULTS = {
 }
 
 #: result files of benchmarks/snr_sweep.py and their section titles
+IN_DOMAIN_RESULTS = {
+    "in_domain.json": "Simulated stacks: uniform emitters vs filaments",
+    "in_domain_orientations.json": "Simulated stacks: the bundled model with and without orientation averaging",
+}
 SNR_RESULTS = {
     "snr_sweep.json": "Paper Table 1 protocol at more noise levels",
     "snr_sweep_mean_snr.json": "Paper Table 1 protocol with the SNR read as mean signal over noise std "
@@ -130,8 +134,8 @@ def close_pairs_section(d: dict) -> list[str]:
     return out
 
 
-def in_domain_section(d: dict) -> list[str]:
-    out = section("Simulated stacks: uniform emitters vs filaments",
+def in_domain_section(d: dict, title: str) -> list[str]:
+    out = section(title,
                   [f"{d['n_frames']} frames per scene; machine: {d['machine']}.", f"Command: `{d['command']}`"],
                   ["model", "scene", "J50 %", "sensitivity %", "precision %", "RMSE nm",
                    "localizations / GT per frame"])
@@ -178,8 +182,9 @@ def main() -> None:
     for name, title in SNR_RESULTS.items():
         if (d := load(name)):
             lines += snr_section(d, title)
-    if (d := load("in_domain.json")):
-        lines += in_domain_section(d)
+    for name, title in IN_DOMAIN_RESULTS.items():
+        if (d := load(name)):
+            lines += in_domain_section(d, title)
     if (d := load("close_pairs.json")):
         lines += close_pairs_section(d)
     for path in sorted(RESULTS.glob("speed_*.json")):

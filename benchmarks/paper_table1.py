@@ -93,6 +93,8 @@ def main() -> None:
     p.add_argument("--cel0-max-iter", type=int, default=200, help="outer and inner iteration cap for CEL0")
     p.add_argument("--cel0-lams", type=int, default=30, help="lambdas in the sweep (paper: 30 in [1e-3, 1])")
     p.add_argument("--sweep-frames", type=int, default=8, help="random frames the sweep scores (paper: 8)")
+    p.add_argument("--orientations", type=int, choices=(4, 8),
+                   help="also score DeepCEL0 with orientation averaging (4 or 8 orientations)")
     p.add_argument("--tests", nargs="+", default=list(TESTS))
     p.add_argument("--device", default="auto")
     p.add_argument("--seed", type=int, default=2021)
@@ -106,6 +108,9 @@ def main() -> None:
     deep_numbers = parse_frame_selection(args.frames, n_total) + 1
     cel0_numbers = parse_frame_selection(args.cel0_frames or args.frames, n_total) + 1
     models = {"DeepCEL0": DeepLocalizer(args.deepcel0, acquisition=PAPER_ACQ, device=args.device)}
+    if args.orientations:
+        models[f"DeepCEL0 ({args.orientations} orientations)"] = DeepLocalizer(
+            args.deepcel0, acquisition=PAPER_ACQ, device=args.device, orientations=args.orientations)
     if args.deepstorm:
         models["Deep-STORM"] = DeepLocalizer(args.deepstorm, acquisition=PAPER_ACQ, device=args.device)
 
