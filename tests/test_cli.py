@@ -79,6 +79,7 @@ def test_localize_with_orientation_averaging(simulated, tiny_model_path, tmp_pat
               "--threshold", "0"]
     assert main(["localize", *common, "--out", str(plain)]) == 0
     assert main(["localize", *common, "--out", str(averaged), "--orientations", "4"]) == 0
+    assert "positions averaged over 4 orientations" in capsys.readouterr().err
     a, b = read_localizations(plain), read_localizations(averaged)
     assert len(a) == len(b) > 0  # the same detections ...
     assert not np.allclose(a[["x [nm]", "y [nm]"]], b[["x [nm]", "y [nm]"]])  # ... placed differently

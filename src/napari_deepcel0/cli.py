@@ -332,7 +332,8 @@ def cmd_localize(args) -> int:
     for w in caught:
         print(f"warning: {w.message}", file=sys.stderr)
     print(f"model: {loaded.path.name}: {loaded.info.summary()}", file=sys.stderr)
-    print(f"data: {stack}; {model.device}, {model.precision}", file=sys.stderr)
+    averaging = f", positions averaged over {model.orientations} orientations" if model.orientations > 1 else ""
+    print(f"data: {stack}; {model.device}, {model.precision}{averaging}", file=sys.stderr)
     table = _run_stream(model, stack, args, "localize")
     _write_outputs(args, table, stack, acq)
     _maybe_score(args, table, acq, stack)
