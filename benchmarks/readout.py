@@ -17,6 +17,12 @@
 3. On the paper's Table 1 protocol, test 4b (30 frames): the mean offset in x and y of
    each ground-truth molecule from its nearest localization within 50 nm (a localization
    bias would show here).
+4. ``--averaging``: on the ISBI frames, ways of averaging maps for the positions
+   (detection always on the plain map): the 4 flips, the 8 flips and quarter turns (what
+   ``DeepLocalizer(orientations=...)`` does), the 4 pooling phases (the frame shifted by
+   one camera pixel in y, x or both: the network is shift-equivariant only in steps of 8
+   fine pixels), the 8 orientations x 2 phases; and, for comparison, detecting on the
+   8-orientation average too.
 
 Prints tables; the numbers back docs/benchmarks.md's remarks on the read-out.
 """
@@ -37,7 +43,7 @@ from napari_deepcel0.core.acquisition import ISBI2013
 from napari_deepcel0.core.io import read_localizations, read_stack
 from napari_deepcel0.core.localize import find_peaks
 from napari_deepcel0.core.metrics import match, score
-from napari_deepcel0.core.predict import DeepLocalizer, localize, parse_frame_selection
+from napari_deepcel0.core.predict import ORIENTATIONS, DeepLocalizer, orient, unorient, localize, parse_frame_selection
 
 
 def peaks_table(found: dict, numbers: np.ndarray) -> pd.DataFrame:
@@ -134,12 +140,60 @@ def offset_check(model_path, n_frames: int = 30) -> None:
           f"median distance {np.median(np.hypot(*dxy.T)):.1f} nm")
 
 
+def averaging_variants(model_path, frames: str) -> None:
+    data = require_isbi()
+    stack = read_stack(data / "frames.tif")
+    numbers = parse_frame_selection(frames, len(stack)) + 1
+    gt = read_localizations(data / "ground_truth.csv")
+    gt = gt[gt["frame"].isin(numbers)]
+    model = DeepLocalizer(model_path, acquisition=ISBI2013)
+    L = model.info.acquisition.upsampling
+
+    def member_maps(x, orientation, phase):  # maps of one orientation and pooling phase, turned back
+        (transpose, turns), (dy, dx) = orientation, phase
+        y = orient(x, transpose, turns)
+        if dy or dx:  # shift by one camera pixel (replicated edge), crop the output back
+            y = torch.nn.functional.pad(y[:, None], (dx, 0, dy, 0), mode="replicate")[:, 0]
+        return unorient(model.network_maps(y)[:, dy * L :, dx * L :], transpose, turns)
+
+    phases = ((0, 0), (0, 1), (1, 0), (1, 1))
+    variants = {
+        "plain (3 x 3 centre of mass)": [((False, 0), (0, 0))],
+        "4 flips": [(o, (0, 0)) for o in ORIENTATIONS[4]],
+        "8 flips and turns": [(o, (0, 0)) for o in ORIENTATIONS[8]],
+        "4 pooling phases": [((False, 0), ph) for ph in phases],
+        "8 orientations x 2 phases": [(o, ph) for o in ORIENTATIONS[8] for ph in ((0, 0), (1, 1))],
+    }
+    found = {name: [] for name in [*variants, "detection on the 8-orientation average too"]}
+    threshold = model.default_threshold()
+    for s in range(0, len(numbers), 16):
+        block = numbers[s : s + 16]
+        x = model.normalise(np.asarray(stack[block - 1]))
+        plain = model.network_maps(x)
+        for name, members in variants.items():
+            mean = sum(member_maps(x, o, ph) for o, ph in members) / len(members)
+            found[name].append(peaks_table(find_peaks(plain, threshold, refine_maps=mean), block))
+            if name == "8 flips and turns":
+                found["detection on the 8-orientation average too"].append(
+                    peaks_table(find_peaks(mean, threshold), block))
+    print(f"Averaged maps for the positions, ISBI frames {frames} (network passes per frame in brackets):")
+    for name, parts in found.items():
+        passes = len(variants.get(name, variants["8 flips and turns"]))
+        sc = score(gt, pd.concat(parts, ignore_index=True), 50.0)
+        print(f"  {name:45s} ({passes:2d}) J50 {sc.jaccard:5.2f}  RMSE {sc.rmse_nm:5.2f} nm  "
+              f"{(sc.tp + sc.fp) / len(numbers):6.1f} per frame")
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("model", nargs="?", default=None, help="model file (default: bundled)")
     p.add_argument("--frames", default="1-60")
     p.add_argument("--thresholds", type=float, nargs="+", default=[2, 4, 6, 8.51, 12, 17])
+    p.add_argument("--averaging", action="store_true", help="only section 4: averaged maps for the positions")
     args = p.parse_args()
+    if args.averaging:
+        averaging_variants(args.model, args.frames)
+        return
     threshold_sweep(args.model, args.frames, args.thresholds)
     offset_check(args.model)
 

@@ -135,12 +135,15 @@ ORIENTATIONS = {
 }
 
 
-def _orient(x: torch.Tensor, transpose: bool, turns: int) -> torch.Tensor:
+def orient(x: torch.Tensor, transpose: bool, turns: int) -> torch.Tensor:
+    """Images (..., rows, cols) transposed (if ``transpose``), then turned by ``turns``
+    quarter turns; :func:`unorient` undoes it."""
     x = x.transpose(-1, -2) if transpose else x
     return torch.rot90(x, turns, dims=(-2, -1))
 
 
-def _unorient(x: torch.Tensor, transpose: bool, turns: int) -> torch.Tensor:
+def unorient(x: torch.Tensor, transpose: bool, turns: int) -> torch.Tensor:
+    """The inverse of :func:`orient` with the same arguments."""
     x = torch.rot90(x, -turns, dims=(-2, -1))
     return x.transpose(-1, -2) if transpose else x
 
@@ -210,8 +213,9 @@ class DeepLocalizer:
         return (x - self.info.norm_mean) / self.info.norm_std
 
     @torch.no_grad()
-    def _network_maps(self, x: torch.Tensor) -> torch.Tensor:
-        """Maps of normalised camera frames (n, rows, cols): float32, >= 0."""
+    def network_maps(self, x: torch.Tensor) -> torch.Tensor:
+        """Maps of camera frames (n, rows, cols) already normalised (:meth:`normalise`):
+        (n, L rows, L cols), float32, >= 0."""
         x = upsample_nearest(x, self.info.acquisition.upsampling).contiguous(memory_format=torch.channels_last)
         with autocast(self.device, self.precision):
             out = self.network(x)
@@ -220,7 +224,7 @@ class DeepLocalizer:
     def maps(self, frames: np.ndarray) -> tuple[torch.Tensor, np.ndarray]:
         """Fine-grid maps (n, L rows, L cols), float32, >= 0, and the per-frame
         mass scale ``1 / spike_value`` that turns a 3 x 3 sum into a confidence."""
-        return self._network_maps(self.normalise(frames)), np.full(len(frames), 1.0 / self.info.spike_value)
+        return self.network_maps(self.normalise(frames)), np.full(len(frames), 1.0 / self.info.spike_value)
 
     def refinement_maps(self, frames: np.ndarray, maps: torch.Tensor) -> torch.Tensor | None:
         """The mean of ``maps`` (the plain maps of ``frames``) and the maps of the
@@ -230,7 +234,7 @@ class DeepLocalizer:
         x = self.normalise(frames)
         total = maps.clone()
         for transpose, turns in ORIENTATIONS[self.orientations][1:]:
-            total += _unorient(self._network_maps(_orient(x, transpose, turns)), transpose, turns)
+            total += unorient(self.network_maps(orient(x, transpose, turns)), transpose, turns)
         return total / self.orientations
 
 
