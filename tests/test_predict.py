@@ -132,3 +132,9 @@ def test_cpu_and_gpu_agree(tiny_model_path, stack):
     cpu = DeepLocalizer(tiny_model_path, device="cpu", precision="fp32").maps(frames)[0]
     gpu = DeepLocalizer(tiny_model_path, device="cuda", precision="fp32").maps(frames)[0].cpu()
     assert torch.allclose(cpu, gpu, atol=1e-3 * max(1.0, float(cpu.max())))
+    # orientation averaging too (turns and flips of CUDA tensors)
+    mean_cpu = DeepLocalizer(tiny_model_path, device="cpu", precision="fp32", orientations=8)
+    mean_gpu = DeepLocalizer(tiny_model_path, device="cuda", precision="fp32", orientations=8)
+    a = mean_cpu.refinement_maps(frames, mean_cpu.maps(frames)[0])
+    b = mean_gpu.refinement_maps(frames, mean_gpu.maps(frames)[0]).cpu()
+    assert torch.allclose(a, b, atol=1e-3 * max(1.0, float(a.max())))
