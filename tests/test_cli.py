@@ -92,6 +92,20 @@ def test_localize_with_orientation_averaging(simulated, tiny_model_path, tmp_pat
     assert not (tmp_path / "c.csv").exists()
 
 
+def test_demo_writes_its_files_and_scores(tmp_path, capsys):
+    """The README's main command, small: simulate, localize with the bundled model, score."""
+    out = tmp_path / "demo"
+    assert main(["demo", "--out", str(out), "--frames", "3", "--device", "cpu", "--orientations", "4"]) == 0
+    text = capsys.readouterr().out
+    assert "positions averaged over 4 orientations" in text
+    jaccard = float(text.split("Jaccard at 50 nm: ")[1].split(" %")[0])
+    assert 40.0 < jaccard <= 100.0  # the bundled model on its own kind of data (about 60 %)
+    t = read_localizations(out / "demo_localizations.csv")
+    assert t["frame"].between(1, 3).all() and len(t) > 100
+    assert len(read_localizations(out / "demo_ground_truth.csv")) > len(t) / 2
+    assert (out / "demo_render.png").stat().st_size > 0 and (out / "demo_frames.tif").stat().st_size > 0
+
+
 def test_train_writes_a_loadable_model(tmp_path):
     from napari_deepcel0.core.model_io import load_model
 

@@ -73,6 +73,17 @@ def _acquisition(args, defaults: Acquisition | None = None, stack_pixel_nm: floa
     return base.replace(**changes)
 
 
+def _orientations_arg(p) -> None:
+    p.add_argument("--orientations", type=int, choices=(1, 4, 8), default=1,
+                   help="average the maps of the frame's 4 flips or 8 flips and turns for the sub-pixel "
+                        "positions (4 or 8 times slower; about -1 nm RMSE; default 1: off)")
+
+
+def _averaging_text(orientations: int) -> str:
+    """For the log lines of localize and demo: how positions are refined."""
+    return f", positions averaged over {orientations} orientations" if orientations > 1 else ""
+
+
 def _add_acquisition_args(p, with_camera: bool = False) -> None:
     g = p.add_argument_group("acquisition")
     g.add_argument("--pixel-size", type=float, metavar="NM", help="camera pixel size in nm")
@@ -332,8 +343,7 @@ def cmd_localize(args) -> int:
     for w in caught:
         print(f"warning: {w.message}", file=sys.stderr)
     print(f"model: {loaded.path.name}: {loaded.info.summary()}", file=sys.stderr)
-    averaging = f", positions averaged over {model.orientations} orientations" if model.orientations > 1 else ""
-    print(f"data: {stack}; {model.device}, {model.precision}{averaging}", file=sys.stderr)
+    print(f"data: {stack}; {model.device}, {model.precision}{_averaging_text(model.orientations)}", file=sys.stderr)
     table = _run_stream(model, stack, args, "localize")
     _write_outputs(args, table, stack, acq)
     _maybe_score(args, table, acq, stack)
@@ -360,8 +370,9 @@ def cmd_demo(args) -> int:
     stack_path = write_tiff(out / "demo_frames.tif", np.clip(frames, 0, 65535).astype(np.uint16),
                             pixel_size_nm=acq.pixel_size_nm)
     write_thunderstorm_csv(out / "demo_ground_truth.csv", gt)
-    model = DeepLocalizer(loaded, device=args.device, precision=args.precision)
-    print(f"localizing with the bundled model ({loaded.info.summary()}) on {model.device} ({model.precision}) ...")
+    model = DeepLocalizer(loaded, device=args.device, precision=args.precision, orientations=args.orientations)
+    print(f"localizing with the bundled model ({loaded.info.summary()}) on {model.device} ({model.precision}"
+          f"{_averaging_text(model.orientations)}) ...")
     t0 = time.perf_counter()
     table = localize(model, frames)
     seconds = time.perf_counter() - t0
@@ -473,9 +484,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--frames", metavar="SEL", help="1-based frame selection, e.g. 1-100 or 1,5,10-20")
     p.add_argument("--batch-size", type=int, default=16)
     p.add_argument("--method", choices=("peaks", "components"), default="peaks", help="map -> molecules")
-    p.add_argument("--orientations", type=int, choices=(1, 4, 8), default=1,
-                   help="average the maps of the frame's 4 flips or 8 flips and turns for the sub-pixel "
-                        "positions (4 or 8 times slower; about -1 nm RMSE; default 1: off)")
+    _orientations_arg(p)
     p.add_argument("--render", metavar="PNG_OR_TIF", help="also write a super-resolved rendering")
     p.add_argument("--render-pixel", type=float, default=10.0, metavar="NM", help="rendering pixel (default 10 nm)")
     p.add_argument("--gt", metavar="GT.csv", help="ground truth: print scores after localizing")
@@ -491,6 +500,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--frames", type=int, default=50, help="frames to simulate (default 50)")
     p.add_argument("--density", type=float, default=5.5, help="emitters per um^2 (default 5.5, as ISBI 2013)")
     p.add_argument("--seed", type=int, default=1)
+    _orientations_arg(p)
     _device_args(p)
     p.set_defaults(func=cmd_demo)
 
