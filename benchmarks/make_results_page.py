@@ -95,7 +95,7 @@ def table1_section(d: dict, title: str) -> list[str]:
                    "paper J50/J100/J150, sens, spec"])
     for test, methods in d["tests"].items():
         for name, r in methods.items():
-            p = d["paper"].get(test, {}).get(name)
+            p = d["paper"].get(test, {}).get(name.split(" (")[0])  # "DeepCEL0 (8 orientations)" -> "DeepCEL0"
             ptxt = (f"{p['jaccard_50']:.2f}/{p['jaccard_100']:.2f}/{p['jaccard_150']:.2f}, "
                     f"{p['sensitivity_50']:.2f}, {p['specificity_50']:.2f}") if p else ""
             lam = f" (lambda {r['lam']:.3g})" if "lam" in r else ""

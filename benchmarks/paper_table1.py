@@ -144,7 +144,7 @@ def main() -> None:
           f"{'RMSE':>6} {'eff':>6} | paper J50/J100/J150 sens spec")
     for test in TESTS:
         for name, r in results.get(test, {}).items():
-            paper = PAPER[test].get(name)
+            paper = PAPER[test].get(name.split(" (")[0])  # "DeepCEL0 (8 orientations)" -> "DeepCEL0"
             ptxt = "/".join(f"{v:.2f}" for v in paper[:3]) + f" {paper[3]:.2f} {paper[4]:.2f}" if paper else ""
             rmse = r["rmse_nm"] if r["rmse_nm"] is not None else float("nan")
             print(f"{test:4} {name:14} {r['jaccard_50']:6.2f} {r['jaccard_100']:6.2f} {r['jaccard_150']:6.2f} "
