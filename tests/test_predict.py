@@ -8,6 +8,7 @@ from napari_deepcel0.core.acquisition import Acquisition
 from napari_deepcel0.core.model_io import load_model
 from napari_deepcel0.core.predict import (
     ORIENTATIONS,
+    BatchResult,
     DeepLocalizer,
     FrameSourceError,
     localize,
@@ -49,6 +50,16 @@ def test_streaming_equals_one_shot_and_any_frame_size(model, stack):
     odd = frames[:, :13, :15]  # fine grid 52 x 60: not a multiple of 8
     maps, _ = model.maps(odd)
     assert maps.shape == (5, 52, 60) and torch.isfinite(maps).all()
+
+
+def test_batch_result_says_how_long_is_left(model, stack):
+    frames, _ = stack
+    parts = list(localize_stream(model, frames, batch_size=2))
+    assert parts[0].remaining_s > 0 and parts[-1].remaining_s == 0 and parts[-1].time_left() == ""
+    table = parts[0].table
+    assert BatchResult(np.arange(10), table, None, 10, 40, 20.0).time_left() == ", about 60 s left"
+    assert BatchResult(np.arange(10), table, None, 10, 400, 20.0).time_left() == ", about 13 min left"
+    assert BatchResult(np.arange(0), table, None, 0, 40, 0.0).remaining_s is None
 
 
 def test_batch_equals_single_frame(model, stack):

@@ -6,7 +6,8 @@ import pytest
 import torch
 
 from napari_deepcel0.core.acquisition import ISBI2013, Acquisition
-from napari_deepcel0.core.training import TrainingConfig, TrainingDivergedError, format_duration, train
+from napari_deepcel0.core.progress import format_duration
+from napari_deepcel0.core.training import TrainingConfig, TrainingDivergedError, train
 from napari_deepcel0.core.training_data import (
     TrainingDataConfig,
     default_target_scale,

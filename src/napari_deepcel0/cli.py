@@ -308,7 +308,7 @@ def _run_stream(model, stack, args, label: str):
     def progress(r):
         if bar["bar"] is None:
             bar["bar"] = ProgressBar(r.total, label)
-        bar["bar"].update(r.done, f"{r.frames_per_second:.1f} frames/s", force=r.done == r.total)
+        bar["bar"].update(r.done, f"{r.frames_per_second:.1f} frames/s{r.time_left()}", force=r.done == r.total)
 
     table = localize(model, stack, frames=args.frames, threshold=args.threshold, batch_size=args.batch_size,
                      method=getattr(args, "method", "peaks"), progress=progress)

@@ -111,7 +111,7 @@ def _localize(args, stack, acq) -> int:
         tables.append(result.table)
         records += model.last_records
         finished[0] = result.done
-        bar.update(result.done, f"{result.frames_per_second:.2f} frames/s", force=True)
+        bar.update(result.done, f"{result.frames_per_second:.2f} frames/s{result.time_left()}", force=True)
     bar.close()
     table = pd.concat(tables, ignore_index=True) if tables else empty_table(model.mass_column)
     outer = np.array([r.outer_iterations for r in records])

@@ -189,6 +189,7 @@ class _Run:
         self.total = len(selection)
         self.frames_done = 0
         self.frames_per_second = 0.0
+        self.time_left = ""  # ", about N min left" while running
         self.renderer = Renderer((frame_shape[0] * acq.pixel_size_nm, frame_shape[1] * acq.pixel_size_nm),
                                  render_pixel)
         self.blur = render_blur
@@ -203,12 +204,13 @@ class _Run:
 
     def describe(self) -> str:
         return (f"{self.frames_done}/{self.total} frames, {self.points.count} localizations, "
-                f"{self.frames_per_second:.1f} frames/s")
+                f"{self.frames_per_second:.1f} frames/s{self.time_left}")
 
     def add(self, result: BatchResult) -> None:
         self.points.add(result.table, result.frames)
         self.frames_done = result.done
         self.frames_per_second = result.frames_per_second
+        self.time_left = result.time_left()
         self.renderer.add(result.table)
         if self.maps is not None and result.maps is not None:
             self.maps.data[result.frames - self.first_frame] = result.maps

@@ -26,6 +26,7 @@ from .devices import autocast, resolve_device, resolve_precision
 from .localize import FRAME, empty_table, extract_localizations
 from .model_io import LoadedModel, load_bundled_model, load_model
 from .network import upsample_nearest
+from .progress import time_left_text
 
 
 class FrameSourceError(ValueError):
@@ -253,6 +254,17 @@ class BatchResult:
     @property
     def frames_per_second(self) -> float:
         return self.done / self.elapsed_s if self.elapsed_s > 0 else math.inf
+
+    @property
+    def remaining_s(self) -> float | None:
+        """Seconds left at the speed so far (None before any time has passed)."""
+        if self.done < 1 or self.elapsed_s <= 0:
+            return None
+        return (self.total - self.done) * self.elapsed_s / self.done
+
+    def time_left(self) -> str:
+        """``", about 12 min left"`` for a progress line; empty when unknown or finished."""
+        return time_left_text(self.remaining_s)
 
 
 def localize_stream(

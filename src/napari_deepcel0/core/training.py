@@ -26,6 +26,7 @@ from .model_io import load_model
 from .network import LocalizationNet, upsample_nearest
 from .optics import phase_column_norms
 from .predict import acquisition_mismatch
+from .progress import time_left_text
 from .training_data import TrainingDataConfig, TrainingSet, make_training_set
 
 #: the CEL0 column norms: from the acquisition operator S_L K (paper) or the
@@ -132,15 +133,7 @@ class Progress:
 
     def time_left(self) -> str:
         """``", about 12 min left"`` for a progress line; empty when unknown or nothing is left."""
-        return f", about {format_duration(self.remaining_s)} left" if self.remaining_s else ""
-
-
-def format_duration(seconds: float) -> str:
-    """``45 s``, ``12 min``, ``2 h 10 min``: a duration for people."""
-    if seconds < 90:
-        return f"{seconds:.0f} s"
-    minutes = round(seconds / 60)
-    return f"{minutes} min" if minutes < 90 else f"{minutes // 60} h {minutes % 60} min"
+        return time_left_text(self.remaining_s)
 
 
 @dataclass
