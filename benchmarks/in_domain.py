@@ -59,7 +59,7 @@ def main() -> None:
                 s = score(gt, localize(model, frames), 50.0)
                 rows[name] = {**score_row(s), "locs_per_frame": round((s.tp + s.fp) / N_FRAMES, 1),
                               "gt_per_frame": round(len(gt) / N_FRAMES, 1)}
-                print(f"{label:40s} {name:40s} J50 {s.jaccard:5.1f}  sens {s.sensitivity:5.1f}  "
+                print(f"{label:48s} {name:40s} J50 {s.jaccard:5.1f}  sens {s.sensitivity:5.1f}  "
                       f"prec {s.precision:5.1f}  RMSE {s.rmse_nm:5.1f} nm", flush=True)
     out = write_json(Path(args.out), {"machine": machine(), "command": command(), "n_frames": N_FRAMES,
                                       "results": results})

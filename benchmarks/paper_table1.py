@@ -140,14 +140,14 @@ def main() -> None:
                 res[label] = row(gt, localize(cel0, frames, frames=cel0_numbers.tolist()), cel0_numbers, lam)
         print(f"test {test} done in {time.perf_counter() - t0:.0f} s", flush=True)
 
-    print(f"\n{'test':4} {'method':14} {'J50':>6} {'J100':>6} {'J150':>6} {'sens50':>6} {'spec50':>6} "
+    print(f"\n{'test':4} {'method':26} {'J50':>6} {'J100':>6} {'J150':>6} {'sens50':>6} {'spec50':>6} "
           f"{'RMSE':>6} {'eff':>6} | paper J50/J100/J150 sens spec")
     for test in TESTS:
         for name, r in results.get(test, {}).items():
             paper = PAPER[test].get(name.split(" (")[0])  # "DeepCEL0 (8 orientations)" -> "DeepCEL0"
             ptxt = "/".join(f"{v:.2f}" for v in paper[:3]) + f" {paper[3]:.2f} {paper[4]:.2f}" if paper else ""
             rmse = r["rmse_nm"] if r["rmse_nm"] is not None else float("nan")
-            print(f"{test:4} {name:14} {r['jaccard_50']:6.2f} {r['jaccard_100']:6.2f} {r['jaccard_150']:6.2f} "
+            print(f"{test:4} {name:26} {r['jaccard_50']:6.2f} {r['jaccard_100']:6.2f} {r['jaccard_150']:6.2f} "
                   f"{r['sensitivity_50']:6.2f} {r['specificity_50']:6.2f} {rmse:6.2f} {r['efficiency']:6.2f} | {ptxt}")
     out = write_json(Path(args.out), {
         "machine": machine(), "command": command(),

@@ -43,7 +43,14 @@ from napari_deepcel0.core.acquisition import ISBI2013
 from napari_deepcel0.core.io import read_localizations, read_stack
 from napari_deepcel0.core.localize import find_peaks
 from napari_deepcel0.core.metrics import match, score
-from napari_deepcel0.core.predict import ORIENTATIONS, DeepLocalizer, orient, unorient, localize, parse_frame_selection
+from napari_deepcel0.core.predict import (
+    ORIENTATIONS,
+    DeepLocalizer,
+    localize,
+    orient,
+    parse_frame_selection,
+    unorient,
+)
 
 
 def peaks_table(found: dict, numbers: np.ndarray) -> pd.DataFrame:

@@ -233,6 +233,7 @@ def test_localize_cancel_keeps_what_is_done(viewer, qtbot, stack_path, monkeypat
     done = points.metadata["frames"]
     assert done.tolist() == [1]
     assert "cancelled: 1/8 frames" in widget.job.status.value
+    assert "left" not in widget.job.status.value  # no time-left estimate once the run is over
     got = table_from_layer(points)
     assert set(got["frame"]) <= set(done.tolist())
     maps = viewer.layers[f"{layer.name} maps"]
@@ -312,10 +313,11 @@ def test_localize_settings_persist_and_reset(viewer):
     widget = _dock(viewer, LocalizeWidget)
     widget.batch_size.value = 7
     widget.frames.value = "1-4"
+    widget.orientations.value = 8
     again = LocalizeWidget(viewer)
-    assert (again.batch_size.value, again.frames.value) == (7, "1-4")
+    assert (again.batch_size.value, again.frames.value, again.orientations.value) == (7, "1-4", 8)
     again.settings.reset()
-    assert (again.batch_size.value, again.frames.value) == (16, "all")
+    assert (again.batch_size.value, again.frames.value, again.orientations.value) == (16, "all", 1)
     assert LocalizeWidget(viewer).batch_size.value == 16
 
 

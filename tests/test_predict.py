@@ -60,6 +60,7 @@ def test_batch_result_says_how_long_is_left(model, stack):
     assert BatchResult(np.arange(10), table, None, 10, 40, 20.0).time_left() == ", about 60 s left"
     assert BatchResult(np.arange(10), table, None, 10, 400, 20.0).time_left() == ", about 13 min left"
     assert BatchResult(np.arange(0), table, None, 0, 40, 0.0).remaining_s is None
+    assert BatchResult(np.arange(10), table, None, 99, 100, 10.0).time_left() == ""  # not "about 0 s left"
 
 
 def test_batch_equals_single_frame(model, stack):

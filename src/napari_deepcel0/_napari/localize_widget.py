@@ -174,6 +174,7 @@ class LocalizeWidget(Container):
 
     def _finished(self) -> None:
         """Show everything done, also after an error or a cancel."""
+        self._run.time_left = ""  # the run is over, whatever the last batch estimated
         self._run.refresh()
         if self.job.error is None:
             text = f"Localization {'cancelled' if self.job.cancelled else 'finished'}: {self._run.describe()}"

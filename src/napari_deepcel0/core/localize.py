@@ -81,6 +81,7 @@ def find_peaks(maps, threshold: float, refine: bool = True, refine_maps=None) ->
     refine_maps
         Take that centre of mass on these maps (same shape as ``maps``) instead of
         on ``maps``; detection, ``peak`` and ``mass`` still come from ``maps``.
+        Ignored when ``refine`` is False.
 
     Returns
     -------
@@ -185,7 +186,10 @@ def extract_localizations(
         raise ValueError(f"method must be one of {METHODS}, got {method!r}")
     if refine_maps is not None and method != "peaks":
         raise ValueError(f"refine_maps only works with method 'peaks', not {method!r}")
-    found = find_peaks(maps, threshold, refine_maps=refine_maps) if method == "peaks" else find_components(maps, threshold)
+    if method == "peaks":
+        found = find_peaks(maps, threshold, refine_maps=refine_maps)
+    else:
+        found = find_components(maps, threshold)
     idx = found["index"].astype(np.int64)
     frame_numbers = (
         np.asarray(frames, dtype=np.int64) if frames is not None else first_frame + np.arange(_n_frames(maps))

@@ -228,8 +228,9 @@ class DeepLocalizer:
         return self.network_maps(self.normalise(frames)), np.full(len(frames), 1.0 / self.info.spike_value)
 
     def refinement_maps(self, frames: np.ndarray, maps: torch.Tensor) -> torch.Tensor | None:
-        """The mean of ``maps`` (the plain maps of ``frames``) and the maps of the
-        frames' other orientations, turned back; None when ``orientations`` is 1."""
+        """The mean of ``maps`` and the maps of the frames' other orientations, turned
+        back; None when ``orientations`` is 1. ``maps`` must be this model's
+        :meth:`maps` of the same ``frames`` (they are the identity's share of the mean)."""
         if self.orientations == 1:
             return None
         x = self.normalise(frames)

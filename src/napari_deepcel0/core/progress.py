@@ -12,5 +12,6 @@ def format_duration(seconds: float) -> str:
 
 
 def time_left_text(remaining_s: float | None) -> str:
-    """``", about 12 min left"`` for a progress line; empty when unknown (None) or nothing is left."""
-    return f", about {format_duration(remaining_s)} left" if remaining_s else ""
+    """``", about 12 min left"`` for a progress line; empty when unknown (None) or when less
+    than half a second is left (nothing worth saying)."""
+    return f", about {format_duration(remaining_s)} left" if remaining_s is not None and remaining_s >= 0.5 else ""
