@@ -60,13 +60,17 @@ def peaks_table(found: dict, numbers: np.ndarray) -> pd.DataFrame:
                          "y [nm]": (found["row"] + 0.5) * px})
 
 
-def threshold_sweep(model_path, frames: str, thresholds) -> None:
+def isbi_selection(model_path, frames: str):
+    """The ISBI stack, the 1-based numbers of the selected frames, their ground truth and the model."""
     data = require_isbi()
     stack = read_stack(data / "frames.tif")
     numbers = parse_frame_selection(frames, len(stack)) + 1
     gt = read_localizations(data / "ground_truth.csv")
-    gt = gt[gt["frame"].isin(numbers)]
-    model = DeepLocalizer(model_path, acquisition=ISBI2013)
+    return stack, numbers, gt[gt["frame"].isin(numbers)], DeepLocalizer(model_path, acquisition=ISBI2013)
+
+
+def threshold_sweep(model_path, frames: str, thresholds) -> None:
+    stack, numbers, gt, model = isbi_selection(model_path, frames)
     maps = torch.cat([model.maps(np.asarray(stack[numbers[s : s + 16] - 1]))[0].float().cpu()
                       for s in range(0, len(numbers), 16)])
     default = model.default_threshold()
@@ -148,12 +152,7 @@ def offset_check(model_path, n_frames: int = 30) -> None:
 
 
 def averaging_variants(model_path, frames: str) -> None:
-    data = require_isbi()
-    stack = read_stack(data / "frames.tif")
-    numbers = parse_frame_selection(frames, len(stack)) + 1
-    gt = read_localizations(data / "ground_truth.csv")
-    gt = gt[gt["frame"].isin(numbers)]
-    model = DeepLocalizer(model_path, acquisition=ISBI2013)
+    stack, numbers, gt, model = isbi_selection(model_path, frames)
     L = model.info.acquisition.upsampling
 
     def member_maps(x, orientation, phase):  # maps of one orientation and pooling phase, turned back
@@ -176,9 +175,12 @@ def averaging_variants(model_path, frames: str) -> None:
     for s in range(0, len(numbers), 16):
         block = numbers[s : s + 16]
         x = model.normalise(np.asarray(stack[block - 1]))
-        plain = model.network_maps(x)
+        cache = {}  # the variants share members: each is computed once per block
+        for o, ph in {m for members in variants.values() for m in members}:
+            cache[o, ph] = member_maps(x, o, ph)
+        plain = cache[(False, 0), (0, 0)]
         for name, members in variants.items():
-            mean = sum(member_maps(x, o, ph) for o, ph in members) / len(members)
+            mean = sum(cache[m] for m in members) / len(members)
             found[name].append(peaks_table(find_peaks(plain, threshold, refine_maps=mean), block))
             if name == "8 flips and turns":
                 found["detection on the 8-orientation average too"].append(
