@@ -34,9 +34,15 @@ def test_parse_frame_selection():
     assert parse_frame_selection("2-3", 4).tolist() == [1, 2]
     assert parse_frame_selection("1,3-", 4).tolist() == [0, 2, 3]
     assert parse_frame_selection((2, 2), 4).tolist() == [1]
-    for bad in ("0-2", "3-9", "x"):
+    assert parse_frame_selection(np.array([3, 1, 3]), 4).tolist() == [0, 2]
+    for bad in ("0-2", "3-9", "x", "3-2,1", (3, 2), [1.5], [float("nan")], []):
         with pytest.raises(ValueError):
             parse_frame_selection(bad, 4)
+    # a typo'd huge range is refused from its bounds, without building it
+    with pytest.raises(ValueError, match="outside 1..4"):
+        parse_frame_selection("1-100000000000000", 4)
+    with pytest.raises(ValueError, match="runs backwards"):
+        parse_frame_selection("1,3-2", 4)
 
 
 def test_streaming_equals_one_shot_and_any_frame_size(model, stack):

@@ -66,25 +66,32 @@ def parse_frame_selection(spec, n_frames: int) -> np.ndarray:
         raise FrameSourceError("the stack has no frames")
     if spec is None or (isinstance(spec, str) and spec.strip() in ("", "all")):
         return np.arange(n_frames)
-    numbers: list[int] = []
     if isinstance(spec, str):
+        bounds = []
         for part in spec.replace(" ", "").split(","):
             m = re.fullmatch(r"(\d*)(?:(-)(\d*))?", part)
             if not m or (not m.group(1) and not m.group(3)):
                 raise ValueError(f"cannot read frame selection {spec!r}; use e.g. '1-20' or '1,5,10-12'")
             first = int(m.group(1)) if m.group(1) else 1
-            last = (int(m.group(3)) if m.group(3) else n_frames) if m.group(2) else first
-            numbers.extend(range(first, last + 1))
+            bounds.append((first, (int(m.group(3)) if m.group(3) else n_frames) if m.group(2) else first))
     elif isinstance(spec, tuple) and len(spec) == 2:
-        numbers = list(range(int(spec[0]), int(spec[1]) + 1))
+        bounds = [(_whole_frame_number(spec, spec[0]), _whole_frame_number(spec, spec[1]))]
     else:
-        numbers = [int(v) for v in spec]
-    arr = np.unique(np.asarray(numbers, dtype=np.int64))
-    if len(arr) == 0:
+        bounds = [(v, v) for v in (_whole_frame_number(spec, v) for v in spec)]
+    for first, last in bounds:  # before expanding: a typo like '1-10000000000' costs nothing
+        if last < first:
+            raise ValueError(f"frame selection {spec!r}: the range {first}-{last} runs backwards")
+        if first < 1 or last > n_frames:
+            raise ValueError(f"frame selection {spec!r} is outside 1..{n_frames} (frames are 1-based)")
+    if not bounds:
         raise ValueError(f"frame selection {spec!r} is empty")
-    if arr[0] < 1 or arr[-1] > n_frames:
-        raise ValueError(f"frame selection {spec!r} is outside 1..{n_frames} (frames are 1-based)")
-    return arr - 1
+    return np.unique(np.concatenate([np.arange(first - 1, last) for first, last in bounds]))
+
+
+def _whole_frame_number(spec, value) -> int:
+    if isinstance(value, (bool, np.bool_)) or not float(value).is_integer():
+        raise ValueError(f"frame selection {spec!r} must hold whole frame numbers, got {value!r}")
+    return int(value)
 
 
 def iter_batches(indices: np.ndarray, batch_size: int) -> Iterator[np.ndarray]:
