@@ -169,7 +169,6 @@ def test_train_time_limit_stops_cleanly_and_keeps_the_model(tmp_path, capsys):
     [
         (["localize", "missing.tif", "--out", "x.csv"], "no such file"),
         (["evaluate", "missing.csv", "--gt", "missing.csv"], "no such file"),
-        (["simulate", "--out", "OUT", "--fwhm", "-3"], "FWHM must be positive"),
         (["train", "--out", "model.pt"], "must end in .safetensors"),
         (["train", "--out", "model.safetensors", "--time-limit", "0"], "--time-limit must be a positive"),
         (["train", "--out", "model.safetensors", "--sparse-fraction", "1"], "sparse_fraction must be in"),
@@ -181,6 +180,50 @@ def test_bad_input_is_one_clear_line(argv, message, tmp_path, capsys, monkeypatc
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and message in err[0] and err[0].startswith("deepcel0 ")
     assert not (tmp_path / "x.csv").exists()
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["simulate", "--out", "OUT", "--fwhm", "-3"], "argument --fwhm: must be a positive number, got -3"),
+        (["simulate", "--out", "OUT", "--frames", "0"], "argument --frames: must be a whole number >= 1"),
+        (["simulate", "--out", "OUT", "--snr", "nan"], "argument --snr: must be a finite number"),
+        (["simulate", "--out", "OUT", "--density", "-1"], "argument --density: must be a positive number"),
+        (["localize", "s.tif", "--out", "x.csv", "--pixel-size", "0"], "argument --pixel-size: must be a positive"),
+        (["localize", "s.tif", "--out", "x.csv", "--render-pixel", "nan"], "argument --render-pixel: must be"),
+        (["cel0", "s.tif", "--out", "x.csv", "--render-pixel", "0"], "argument --render-pixel: must be"),
+        (["evaluate", "a.csv", "--gt", "b.csv", "--tol", "-5"], "argument --tol: must be a positive number"),
+    ],
+)
+def test_bad_values_are_refused_before_anything_runs(argv, message, tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(SystemExit) as exit_:
+        main(argv)
+    assert exit_.value.code == 2 and message in capsys.readouterr().err
+    assert list(tmp_path.iterdir()) == []  # nothing written, not even a folder
+
+
+@pytest.mark.parametrize(
+    "extra, message",
+    [
+        (["--render", "r.jpg"], "--render must end in .png or .tif"),
+        (["--render", "missing/r.png"], "folder missing does not exist"),
+        (["--render", "r.png", "--render-pixel", "0.001"], "render is too large"),
+    ],
+)
+@pytest.mark.parametrize("command", ["localize", "cel0"])
+def test_outputs_are_checked_before_the_run(command, extra, message, simulated, tmp_path, capsys, monkeypatch):
+    # before: these failed only after every frame was localized, with the CSV already written
+    monkeypatch.chdir(tmp_path)
+    argv = [command, str(simulated / "frames.tif"), "--out", "x.csv", "--frames", "1"] + extra
+    assert main(argv) == 2
+    assert message in capsys.readouterr().err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["sim"]  # no CSV, no render
+
+
+def test_an_existing_folder_is_not_an_output_file(simulated, tmp_path, capsys):
+    assert main(["localize", str(simulated / "frames.tif"), "--out", str(tmp_path), "--frames", "1"]) == 2
+    assert f"{tmp_path} is a folder; give a file name" in capsys.readouterr().err
 
 
 def test_model_from_another_tool_is_refused(simulated, tmp_path, capsys):

@@ -178,3 +178,50 @@ def test_shared_ground_truth_loads(isbi_dir):
     assert len(gt) == 81178 and gt["frame"].min() == 1 and gt["frame"].max() == 361
     with io.read_stack(isbi_dir / "frames.tif") as stack:
         assert stack.shape == (361, 64, 64) and stack.pixel_size_nm == pytest.approx(100.0)
+
+
+def test_infinite_coordinates_are_refused_with_the_row(tmp_path):
+    p = tmp_path / "inf.csv"
+    p.write_text('"frame","x [nm]","y [nm]"\n1,10,20\n2,-Infinity,30\n')
+    with pytest.raises(io.LocalizationFileError, match="infinite frame/x/y values in 1 row.*data row 2"):
+        io.read_localizations(p)
+
+
+def test_text_that_would_break_the_csv_is_refused_and_nothing_written(tmp_path):
+    t = _table(2).assign(label=["a,b", "c"])
+    with pytest.raises(ValueError, match="column 'label' holds text with a quote, comma"):
+        io.write_thunderstorm_csv(tmp_path / "t.csv", t)
+    assert list(tmp_path.iterdir()) == []
+    # plain text columns still round-trip
+    io.write_thunderstorm_csv(tmp_path / "ok.csv", t.assign(label=["ab", "c"]))
+    assert "ab" in (tmp_path / "ok.csv").read_text()
+
+
+def test_a_file_of_several_series_is_refused_naming_them(tmp_path):
+    p = tmp_path / "two.tif"
+    with tifffile.TiffWriter(p) as tw:  # a preview image, then the stack
+        tw.write(np.zeros((8, 8), np.uint8))
+        tw.write(np.zeros((5, 32, 32), np.uint16), photometric="minisblack")
+    with pytest.raises(io.StackError, match=r"2 image series \(\(8, 8\).*\(5, 32, 32\)"):
+        io.read_stack(p)
+
+
+def test_stacks_are_written_as_time_frames_for_fiji(tmp_path):
+    p = io.write_tiff(tmp_path / "s.tif", np.zeros((4, 6, 7), np.uint16), pixel_size_nm=160)
+    with tifffile.TiffFile(p) as tif:
+        assert tif.series[0].axes == "TYX" and tif.imagej_metadata["frames"] == 4
+        assert "channels" not in tif.imagej_metadata
+    stack = io.read_stack(p)
+    assert stack.shape == (4, 6, 7) and stack.pixel_size_nm == pytest.approx(160)
+
+
+def test_output_path_errors_name_the_target(tmp_path):
+    with pytest.raises(IsADirectoryError, match="is a folder; give a file name"):
+        io.write_thunderstorm_csv(tmp_path, _table(1))
+    with pytest.raises(FileNotFoundError, match="folder .*nope does not exist"):
+        io.write_thunderstorm_csv(tmp_path / "nope" / "a.csv", _table(1))
+    if os.geteuid() != 0:  # root may write anywhere
+        locked = tmp_path / "locked"
+        locked.mkdir(mode=0o500)
+        with pytest.raises(OSError, match=f"cannot write {locked / 'a.csv'}"):
+            io.write_thunderstorm_csv(locked / "a.csv", _table(1))

@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import math
 import signal
 import sys
 import threading
@@ -29,6 +30,35 @@ USER_ERRORS = (ValueError, OSError, RuntimeError)
 
 
 # ============================================================== helpers
+def positive_float(text: str) -> float:
+    """argparse type: a finite number > 0 (0, negative, nan, inf are refused at once)."""
+    value = float(text)
+    if not (math.isfinite(value) and value > 0):
+        raise argparse.ArgumentTypeError(f"must be a positive number, got {text}")
+    return value
+
+
+def non_negative_float(text: str) -> float:
+    value = float(text)
+    if not (math.isfinite(value) and value >= 0):
+        raise argparse.ArgumentTypeError(f"must be a number >= 0, got {text}")
+    return value
+
+
+def finite_float(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"must be a finite number, got {text}")
+    return value
+
+
+def positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a whole number >= 1, got {text}")
+    return value
+
+
 class ProgressBar:
     """A one-line progress bar on stderr (a line per update when not a terminal)."""
 
@@ -62,8 +92,9 @@ class ProgressBar:
 def _acquisition(args, defaults: Acquisition | None = None, stack_pixel_nm: float | None = None) -> Acquisition:
     base = defaults or Acquisition()
     changes = {}
-    pixel = getattr(args, "pixel_size", None) or stack_pixel_nm
-    if pixel:
+    pixel = getattr(args, "pixel_size", None)
+    pixel = stack_pixel_nm if pixel is None else pixel
+    if pixel is not None:
         changes["pixel_size_nm"] = pixel
     for arg, key in (("fwhm", "fwhm_nm"), ("upsampling", "upsampling"), ("offset", "offset_adu"),
                      ("gain", "gain_adu_per_photon"), ("read_noise", "read_noise_adu")):
@@ -86,13 +117,13 @@ def _averaging_text(orientations: int) -> str:
 
 def _add_acquisition_args(p, with_camera: bool = False) -> None:
     g = p.add_argument_group("acquisition")
-    g.add_argument("--pixel-size", type=float, metavar="NM", help="camera pixel size in nm")
-    g.add_argument("--fwhm", type=float, metavar="NM", help="PSF FWHM in nm (sigma = FWHM / 2.3548)")
-    g.add_argument("--upsampling", type=int, metavar="L", help="fine-grid upsampling factor L")
+    g.add_argument("--pixel-size", type=positive_float, metavar="NM", help="camera pixel size in nm")
+    g.add_argument("--fwhm", type=positive_float, metavar="NM", help="PSF FWHM in nm (sigma = FWHM / 2.3548)")
+    g.add_argument("--upsampling", type=positive_int, metavar="L", help="fine-grid upsampling factor L")
     if with_camera:
-        g.add_argument("--offset", type=float, metavar="ADU", help="camera offset (ADU)")
-        g.add_argument("--gain", type=float, metavar="ADU/PHOTON", help="camera gain")
-        g.add_argument("--read-noise", type=float, metavar="ADU", help="read noise std (ADU)")
+        g.add_argument("--offset", type=finite_float, metavar="ADU", help="camera offset (ADU)")
+        g.add_argument("--gain", type=positive_float, metavar="ADU/PHOTON", help="camera gain")
+        g.add_argument("--read-noise", type=non_negative_float, metavar="ADU", help="read noise std (ADU)")
 
 
 def _device_args(p) -> None:
@@ -117,7 +148,7 @@ def _print_scores(scores, as_json: bool) -> None:
 # ============================================================ simulate
 def cmd_simulate(args) -> int:
     from .core import simulate as sim
-    from .core.io import write_thunderstorm_csv, write_tiff
+    from .core.io import atomic_write, write_thunderstorm_csv, write_tiff
 
     acq = _acquisition(args)
     noise = (
@@ -133,7 +164,8 @@ def cmd_simulate(args) -> int:
     data = frames if args.snr is not None else np.clip(frames, 0, 65535).astype(np.uint16)
     write_tiff(out / "frames.tif", data, pixel_size_nm=acq.pixel_size_nm)
     write_thunderstorm_csv(out / "ground_truth.csv", emitters)
-    (out / "acquisition.json").write_text(json.dumps(acq.to_dict(), indent=2) + "\n")
+    text = json.dumps(acq.to_dict(), indent=2) + "\n"
+    atomic_write(out / "acquisition.json", lambda tmp: Path(tmp).write_text(text))
     dtype = frames.dtype if args.snr is not None else "uint16"
     print(f"wrote {out / 'frames.tif'} ({args.frames} frames of {args.size}x{args.size}, {dtype})")
     print(f"wrote {out / 'ground_truth.csv'} ({len(emitters)} emitters, {len(emitters) / args.frames:.1f} per frame)")
@@ -275,6 +307,28 @@ def _open_stack_and_acq(args, model_acq: Acquisition):
     return stack, acq
 
 
+RENDER_SUFFIXES = (".png", ".tif", ".tiff")
+
+
+def check_outputs(args, stack, acq) -> None:
+    """Refuse, before any work, the outputs that could only fail at the end: ``--out``
+    or ``--render`` in a missing folder or naming a folder, a render that is neither
+    PNG nor TIFF, or one too large for the stack's field at ``--render-pixel``."""
+    from .core.io import check_output_path
+    from .core.render import render_shape
+
+    check_output_path(args.out)
+    if args.render:
+        if Path(args.render).suffix.lower() not in RENDER_SUFFIXES:
+            raise ValueError(f"--render must end in .png or .tif, got {Path(args.render).name}")
+        check_output_path(args.render)
+        render_shape(_field_nm(stack, acq), args.render_pixel)
+
+
+def _field_nm(stack, acq) -> tuple[float, float]:
+    return (stack.shape[1] * acq.pixel_size_nm, stack.shape[2] * acq.pixel_size_nm)
+
+
 def _write_outputs(args, table, stack, acq) -> None:
     from .core.io import write_thunderstorm_csv, write_tiff
     from .core.render import render_histogram, save_render_png
@@ -282,15 +336,12 @@ def _write_outputs(args, table, stack, acq) -> None:
     write_thunderstorm_csv(args.out, table)
     print(f"wrote {args.out} ({len(table)} localizations)")
     if args.render:
-        field = (stack.shape[1] * acq.pixel_size_nm, stack.shape[2] * acq.pixel_size_nm)
-        image = render_histogram(table, field, args.render_pixel)
+        image = render_histogram(table, _field_nm(stack, acq), args.render_pixel)
         render = Path(args.render)
-        if render.suffix.lower() in (".tif", ".tiff"):
-            write_tiff(render, image, pixel_size_nm=args.render_pixel)
-        elif render.suffix.lower() == ".png":
+        if render.suffix.lower() == ".png":
             save_render_png(render, render_image_for_png(image))
         else:
-            raise ValueError(f"--render must end in .png or .tif, got {render.name}")
+            write_tiff(render, image, pixel_size_nm=args.render_pixel)
         print(f"wrote {render} ({image.shape[1]}x{image.shape[0]} px of {args.render_pixel:g} nm)")
 
 
@@ -336,6 +387,7 @@ def cmd_localize(args) -> int:
 
     loaded = load_model(args.model) if args.model else load_bundled_model()
     stack, acq = _open_stack_and_acq(args, loaded.info.acquisition)
+    check_outputs(args, stack, acq)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         model = DeepLocalizer(loaded, acquisition=acq, device=args.device, precision=args.precision,
@@ -400,16 +452,18 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("simulate", help="simulate an SMLM TIFF stack and its ground-truth CSV",
                        description="Simulate a TIFF stack (frames.tif) and a ground-truth ThunderSTORM CSV.")
     p.add_argument("--out", required=True, metavar="DIR", help="output folder")
-    p.add_argument("--frames", type=int, default=100, metavar="N", help="number of frames (default 100)")
-    p.add_argument("--size", type=int, default=64, metavar="PX", help="frame size in camera pixels (default 64)")
-    p.add_argument("--density", type=float, default=6.0, metavar="D", help="emitters per um^2 per frame (default 6)")
+    p.add_argument("--frames", type=positive_int, default=100, metavar="N", help="number of frames (default 100)")
+    p.add_argument("--size", type=positive_int, default=64, metavar="PX",
+                   help="frame size in camera pixels (default 64)")
+    p.add_argument("--density", type=positive_float, default=6.0, metavar="D",
+                   help="emitters per um^2 per frame (default 6)")
     p.add_argument("--structure", choices=("tubes", "uniform"), default="tubes",
                    help="emitters along filaments (tubes, default) or uniform")
-    p.add_argument("--photons", type=float, nargs=2, default=(600.0, 900.0), metavar=("LOW", "HIGH"),
+    p.add_argument("--photons", type=positive_float, nargs=2, default=(600.0, 900.0), metavar=("LOW", "HIGH"),
                    help="per-frame mean photons per emitter, drawn log-uniformly (default 600 900)")
-    p.add_argument("--background", type=float, nargs=2, default=(8.0, 12.0), metavar=("LOW", "HIGH"),
+    p.add_argument("--background", type=non_negative_float, nargs=2, default=(8.0, 12.0), metavar=("LOW", "HIGH"),
                    help="background photons per pixel (default 8 12)")
-    p.add_argument("--snr", type=float, metavar="DB",
+    p.add_argument("--snr", type=finite_float, metavar="DB",
                    help="instead of the camera model, add Gaussian noise at this SNR (paper Eq. 14), float frames")
     p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     _add_acquisition_args(p, with_camera=True)
@@ -421,10 +475,10 @@ def build_parser() -> argparse.ArgumentParser:
                                    "RMSE and efficiency.")
     p.add_argument("locs", metavar="LOCS.csv", help="localizations (ThunderSTORM CSV)")
     p.add_argument("--gt", required=True, metavar="GT.csv", help="ground truth (ThunderSTORM or ISBI CSV)")
-    p.add_argument("--tol", type=float, nargs="+", default=[50.0, 100.0, 150.0, 250.0], metavar="NM",
+    p.add_argument("--tol", type=positive_float, nargs="+", default=[50.0, 100.0, 150.0, 250.0], metavar="NM",
                    help="tolerances in nm (default 50 100 150 250)")
     p.add_argument("--json", action="store_true", help="one JSON object per tolerance (percentages in %%)")
-    p.add_argument("--frame-shape", type=int, nargs=2, metavar=("ROWS", "COLS"),
+    p.add_argument("--frame-shape", type=positive_int, nargs=2, metavar=("ROWS", "COLS"),
                    help="camera frame shape, to report specificity on the fine grid")
     _add_acquisition_args(p)
     p.set_defaults(func=cmd_evaluate)
@@ -486,9 +540,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--method", choices=("peaks", "components"), default="peaks", help="map -> molecules")
     _orientations_arg(p)
     p.add_argument("--render", metavar="PNG_OR_TIF", help="also write a super-resolved rendering")
-    p.add_argument("--render-pixel", type=float, default=10.0, metavar="NM", help="rendering pixel (default 10 nm)")
+    p.add_argument("--render-pixel", type=positive_float, default=10.0, metavar="NM", help="rendering pixel (default 10 nm)")
     p.add_argument("--gt", metavar="GT.csv", help="ground truth: print scores after localizing")
-    p.add_argument("--tol", type=float, nargs="+", default=[50.0, 100.0, 150.0, 250.0], metavar="NM")
+    p.add_argument("--tol", type=positive_float, nargs="+", default=[50.0, 100.0, 150.0, 250.0], metavar="NM")
     _add_acquisition_args(p)
     _device_args(p)
     p.set_defaults(func=cmd_localize)
@@ -497,8 +551,8 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Simulate a high-density tubulin-like stack, localize it with the bundled "
                                    "model, write CSV + PNG and print Jaccard/RMSE against the ground truth.")
     p.add_argument("--out", default="deepcel0-demo", metavar="DIR", help="output folder (default ./deepcel0-demo)")
-    p.add_argument("--frames", type=int, default=50, help="frames to simulate (default 50)")
-    p.add_argument("--density", type=float, default=5.5, help="emitters per um^2 (default 5.5, as ISBI 2013)")
+    p.add_argument("--frames", type=positive_int, default=50, help="frames to simulate (default 50)")
+    p.add_argument("--density", type=positive_float, default=5.5, help="emitters per um^2 (default 5.5, as ISBI 2013)")
     p.add_argument("--seed", type=int, default=1)
     _orientations_arg(p)
     _device_args(p)

@@ -23,7 +23,7 @@ from .core.localize import METHODS
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
     """Register ``cel0`` on an ``argparse`` subparsers object; returns its parser."""
-    from .cli import _add_acquisition_args
+    from .cli import _add_acquisition_args, positive_float
 
     p = subparsers.add_parser(
         "cel0", help="localize a TIFF stack with CEL0-IRL1 sparse deconvolution (or sweep lambda)",
@@ -59,7 +59,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--gain", type=float, metavar="ADU/PHOTON",
                    help="camera gain, to report intensities in photons (default 1)")
     p.add_argument("--render", metavar="PNG_OR_TIF", help="also write a super-resolved rendering (with --out)")
-    p.add_argument("--render-pixel", type=float, default=10.0, metavar="NM", help="rendering pixel (default 10 nm)")
+    p.add_argument("--render-pixel", type=positive_float, default=10.0, metavar="NM", help="rendering pixel (default 10 nm)")
     g = p.add_argument_group("lambda sweep (with --sweep)")
     g.add_argument("--lams", type=int, default=30, metavar="K", help="number of lambdas (default 30)")
     g.add_argument("--lam-range", type=float, nargs=2, default=(1e-3, 1.0), metavar=("LOW", "HIGH"),
@@ -77,12 +77,13 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
 
 def run(args) -> int:
     """Run ``deepcel0 cel0`` with parsed ``args``; returns the exit status."""
-    from .cli import _open_stack_and_acq
+    from .cli import _open_stack_and_acq, check_outputs
     from .core.acquisition import Acquisition
 
     stack, acq = _open_stack_and_acq(args, Acquisition())
     if args.sweep:
         return _sweep(args, stack, acq)
+    check_outputs(args, stack, acq)
     return _localize(args, stack, acq)
 
 

@@ -83,6 +83,10 @@ class FrameStack:
     def _open_series(self) -> None:
         if not self._tif.series:
             raise StackError(f"{self.path}: the TIFF file holds no image data")
+        if len(self._tif.series) > 1:  # e.g. a preview + the stack, or OME multi-position files
+            shapes = ", ".join(f"{tuple(s.shape)} ({s.axes})" for s in self._tif.series[:6])
+            raise StackError(f"{self.path}: the TIFF file holds {len(self._tif.series)} image series ({shapes}); "
+                             "save the stack to analyse as a file of its own")
         series = self._tif.series[0]
         shape, axes = tuple(series.shape), series.axes
         self.dtype = np.dtype(series.dtype)
@@ -210,29 +214,49 @@ def _plausible(size_nm: float) -> float | None:
 
 
 def write_tiff(path: str | os.PathLike, data: np.ndarray, pixel_size_nm: float | None = None) -> Path:
-    """Write an image or stack as an ImageJ TIFF (atomically), with the pixel size."""
+    """Write an image or a stack of frames as an ImageJ TIFF (atomically), with the
+    pixel size; a 3-D array is marked as time frames (``TYX``), so that Fiji opens it
+    as a time series, not as channels."""
     path = Path(path)
     data = np.asarray(data)
+    if data.ndim not in (2, 3):
+        raise ValueError(f"cannot write {path}: expected an image or a stack of frames, got shape {data.shape}")
+    metadata = {"axes": "TYX" if data.ndim == 3 else "YX"}
     kwargs = {}
     if pixel_size_nm:
-        kwargs = dict(resolution=(1e3 / pixel_size_nm, 1e3 / pixel_size_nm), metadata={"unit": "um"})
+        kwargs = dict(resolution=(1e3 / pixel_size_nm, 1e3 / pixel_size_nm))
+        metadata["unit"] = "um"
     if data.dtype == np.float64:
         data = data.astype(np.float32)
+    imagej = data.dtype != np.int64
 
     def write(tmp):
-        tifffile.imwrite(tmp, data, imagej=data.dtype != np.int64, **kwargs)
+        tifffile.imwrite(tmp, data, imagej=imagej, metadata=metadata if imagej else None, **kwargs)
 
     return atomic_write(path, write)
 
 
 # ======================================================================== CSV
+def check_output_path(path) -> Path:
+    """``path`` as a Path, if a file can be written there: FileNotFoundError when its
+    folder does not exist, IsADirectoryError when it is a folder. Call it before a
+    long job so that a typo fails at once, not after the work."""
+    path = Path(path)
+    if path.is_dir():
+        raise IsADirectoryError(f"{path} is a folder; give a file name")
+    if path.parent and not path.parent.is_dir():
+        raise FileNotFoundError(f"{path}: folder {path.parent} does not exist")
+    return path
+
+
 def atomic_write(path: Path, write) -> Path:
     """Run ``write(tmp_path)`` then move the temp file over ``path``; on any error
     the temp file is removed and an existing ``path`` is left untouched."""
-    path = Path(path)
-    if path.parent and not path.parent.exists():
-        raise FileNotFoundError(f"{path}: folder {path.parent} does not exist")
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent or ".")
+    path = check_output_path(path)
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent or ".")
+    except OSError as exc:  # name the file the user asked for, not the temporary one
+        raise OSError(f"cannot write {path}: {exc.strerror or exc}") from exc
     os.close(fd)
     umask = os.umask(0)
     os.umask(umask)
@@ -261,7 +285,11 @@ def _format_column(values: pd.Series) -> np.ndarray:
         out[np.isposinf(arr)] = "Infinity"
         out[np.isneginf(arr)] = "-Infinity"
         return out
-    return arr.astype(str).astype(object)
+    out = arr.astype(str).astype(object)
+    if any(any(ch in v for ch in '",\n\r') for v in out):
+        raise ValueError(f"column {values.name!r} holds text with a quote, comma or line break, which a "
+                         "ThunderSTORM CSV cannot hold (its values are unquoted)")
+    return out
 
 
 def write_thunderstorm_csv(path: str | os.PathLike, table: pd.DataFrame) -> Path:
@@ -286,12 +314,15 @@ def write_thunderstorm_csv(path: str | os.PathLike, table: pd.DataFrame) -> Path
     ordered = [c for c in THUNDERSTORM_COLUMNS if c in out.columns]
     ordered += [c for c in out.columns if c not in ordered]
     out = out[ordered]
+    try:
+        cols = [_format_column(out[c]) for c in ordered] if len(out) else []
+    except ValueError as exc:
+        raise ValueError(f"cannot write {path}: {exc}") from None
 
     def write(tmp):
         with open(tmp, "w", newline="\n", encoding="utf-8") as fh:
             fh.write(",".join(f'"{c}"' for c in ordered) + "\n")
-            if len(out):
-                cols = [_format_column(out[c]) for c in ordered]
+            if cols:
                 lines = cols[0]
                 for col in cols[1:]:
                     lines = lines + "," + col
@@ -387,9 +418,13 @@ def read_localizations(path: str | os.PathLike, pixel_size_nm: float | None = No
             f"{path}: missing column(s) {missing}; found {labels}. Expected a ThunderSTORM CSV "
             '(at least "frame","x [nm]","y [nm]") or an ISBI ground-truth file'
         )
-    coords = table[[FRAME, X_NM, Y_NM]]
-    if coords.isna().any().any():
-        raise LocalizationFileError(f"{path}: empty or NaN frame/x/y values in {int(coords.isna().any(axis=1).sum())} row(s)")
+    coords = table[[FRAME, X_NM, Y_NM]].to_numpy(dtype=np.float64)
+    bad = ~np.isfinite(coords).all(axis=1)
+    if bad.any():
+        raise LocalizationFileError(
+            f"{path}: empty, NaN or infinite frame/x/y values in {int(bad.sum())} row(s), the first in data row "
+            f"{int(np.flatnonzero(bad)[0]) + 1}"
+        )
     frames = table[FRAME].to_numpy()
     if len(frames) and np.any(frames != np.round(frames)):
         raise LocalizationFileError(f"{path}: frame numbers must be integers")

@@ -13,6 +13,22 @@ from .io import atomic_write
 X_NM, Y_NM = "x [nm]", "y [nm]"
 
 
+MAX_RENDER_PIXELS = 20000 * 20000
+
+
+def render_shape(field_nm: tuple[float, float], pixel_nm: float) -> tuple[int, int]:
+    """(rows, cols) of a rendering of ``field_nm`` (height, width) at ``pixel_nm``;
+    ValueError for a pixel size that is not a positive number or an image too large
+    to hold (more than 20,000 x 20,000 pixels)."""
+    if not (math.isfinite(pixel_nm) and pixel_nm > 0):
+        raise ValueError(f"render pixel size must be a positive number of nm, got {pixel_nm}")
+    height, width = field_nm
+    shape = (int(math.ceil(height / pixel_nm)), int(math.ceil(width / pixel_nm)))
+    if shape[0] * shape[1] > MAX_RENDER_PIXELS:
+        raise ValueError(f"a {shape[0]} x {shape[1]} render is too large; use a larger pixel size")
+    return shape
+
+
 class Renderer:
     """Accumulates localizations into a histogram image, batch by batch.
 
@@ -29,14 +45,8 @@ class Renderer:
     """
 
     def __init__(self, field_nm: tuple[float, float], pixel_nm: float):
-        if pixel_nm <= 0:
-            raise ValueError(f"render pixel size must be positive, got {pixel_nm} nm")
-        height, width = field_nm
-        shape = (int(math.ceil(height / pixel_nm)), int(math.ceil(width / pixel_nm)))
-        if shape[0] * shape[1] > 20000 * 20000:
-            raise ValueError(f"a {shape[0]} x {shape[1]} render is too large; use a larger pixel size")
         self.pixel_nm = float(pixel_nm)
-        self.counts = np.zeros(shape, dtype=np.float32)
+        self.counts = np.zeros(render_shape(field_nm, pixel_nm), dtype=np.float32)
 
     def add(self, table: pd.DataFrame, weights: np.ndarray | None = None) -> None:
         if len(table) == 0:
