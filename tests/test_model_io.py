@@ -110,3 +110,16 @@ def test_bundled_model_loads():
     loaded = model_io.load_bundled_model()
     assert loaded.info.head == "relu"
     assert loaded.info.acquisition.pixel_size_nm == 100 and loaded.info.acquisition.upsampling == 4
+
+
+@pytest.mark.parametrize("mutate, message", [
+    (lambda d: d.update(norm_mean=float("nan")), r"NaN or infinite number \(norm_mean\)"),
+    (lambda d: d.update(spike_value=float("inf")), r"NaN or infinite number \(spike_value\)"),
+    (lambda d: d.update(training=[1, 2]), "'training' should be a dict, not list"),
+    (lambda d: d.update(history={"epoch": 1}), "'history' should be a list"),
+    (lambda d: d.update(history=[1, 2]), "one record \\(dict\\) per epoch"),
+])
+def test_hand_edited_metadata_is_checked(mutate, message, tiny_model_path, tmp_path):
+    # before: a NaN mean loaded and silently found nothing; a bad history crashed summary()
+    with pytest.raises(ModelFileError, match=message):
+        load_model(_rewrite(tiny_model_path, tmp_path, mutate))

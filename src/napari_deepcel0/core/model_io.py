@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import json
+import math
 import os
 from dataclasses import dataclass, field
 from importlib import resources
@@ -188,8 +189,16 @@ def _info_from_dict(path, d: dict) -> ModelInfo:
         numbers = {k: float(d[k]) for k in ("norm_mean", "norm_std", "target_scale", "spike_value", "lam")}
     except (KeyError, TypeError, ValueError) as exc:
         _fail(path, f"incomplete or invalid metadata ({exc})")
+    if not all(math.isfinite(v) for v in numbers.values()):
+        _fail(path, "metadata holds a NaN or infinite number ("
+                    + ", ".join(k for k, v in numbers.items() if not math.isfinite(v)) + ")")
     if not numbers["norm_std"] > 0 or not numbers["target_scale"] > 0 or not numbers["spike_value"] > 0:
         _fail(path, "invalid normalisation or target scale in metadata")
+    for key, kind in (("training", dict), ("history", list), ("notes", str), ("method", str), ("loss", str)):
+        if key in d and not isinstance(d[key], kind):
+            _fail(path, f"metadata field {key!r} should be a {kind.__name__}, not {type(d[key]).__name__}")
+    if not all(isinstance(h, dict) for h in d.get("history", [])):
+        _fail(path, "metadata field 'history' should hold one record (dict) per epoch")
     known = set(ModelInfo.__dataclass_fields__)
     kwargs = {k: v for k, v in d.items() if k in known}
     kwargs.update(numbers)
