@@ -48,6 +48,11 @@ def test_pure_noise_gives_nan_width(n_frames):
     assert est.baseline_adu == pytest.approx(100.0, abs=2.0)
 
 
+def test_constant_frames_give_nan_width_not_the_starting_guess():
+    est = estimate_acquisition(np.full((3, 32, 32), 500.0), 100.0)
+    assert math.isnan(est.fwhm_nm) and est.baseline_adu == pytest.approx(500.0)
+
+
 def test_sample_frames_spreads_over_the_stack():
     stack = np.arange(50, dtype=np.float32)[:, None, None] * np.ones((1, 4, 4), np.float32)
     frames = sample_frames(stack, max_frames=5)

@@ -87,3 +87,8 @@ def test_json_dict_has_no_nan():
 def test_tolerance_must_be_positive():
     with pytest.raises(ValueError):
         metrics.match_points(np.zeros((1, 2)), np.zeros((1, 2)), 0)
+    # also when there is nothing to match (before, a bad tolerance passed silently then)
+    empty = pd.DataFrame({"frame": [], "x [nm]": [], "y [nm]": []})
+    for bad in (-5.0, math.nan, math.inf):
+        with pytest.raises(ValueError, match="tolerance must be a positive number"):
+            metrics.score(empty, empty, bad)

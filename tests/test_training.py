@@ -184,6 +184,13 @@ def test_fine_tuning_starts_from_the_given_model(tiny_model_path, tmp_path):
         train(Acquisition(pixel_size_nm=160), tiny(init_from=str(tiny_model_path)))
 
 
+def test_a_bad_base_model_fails_before_the_training_set_is_simulated(tmp_path):
+    stages = []
+    with pytest.raises(ValueError, match="no such model file"):
+        train(ISBI2013, tiny(init_from=str(tmp_path / "missing.safetensors")), progress=lambda p: stages.append(p.stage))
+    assert stages == []  # before: the data stage ran first (minutes with --preset bundled)
+
+
 def test_every_improvement_is_offered_as_a_checkpoint():
     checkpoints = []
     result = train(ISBI2013, tiny(epochs=3), on_best=checkpoints.append)

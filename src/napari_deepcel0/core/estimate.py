@@ -153,6 +153,8 @@ def fit_autocorrelation_sigma(corr: np.ndarray, sigma_guess_px: float, min_snr: 
     keep = r2 > 0
     outer = r2 >= (0.75 * half) ** 2
     scatter = float(np.std(corr[outer])) if outer.any() else 0.0
+    if not np.ptp(corr[keep]) > 0:  # flat (e.g. constant frames): no PSF to see, nothing to fit
+        return math.nan
     s2_guess = 2.0 * sigma_guess_px**2 + PIXEL_VARIANCE
 
     def residual(p):

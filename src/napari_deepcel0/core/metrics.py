@@ -47,11 +47,10 @@ def match_points(gt_xy: np.ndarray, est_xy: np.ndarray, tol_nm: float) -> tuple[
     """
     gt_xy = np.asarray(gt_xy, dtype=np.float64).reshape(-1, 2)
     est_xy = np.asarray(est_xy, dtype=np.float64).reshape(-1, 2)
+    check_tolerance(tol_nm)
     empty = (np.zeros(0, np.int64), np.zeros(0, np.int64))
     if len(gt_xy) == 0 or len(est_xy) == 0:
         return empty
-    if not tol_nm > 0:
-        raise ValueError(f"tolerance must be positive, got {tol_nm} nm")
     dist = cKDTree(gt_xy).sparse_distance_matrix(cKDTree(est_xy), tol_nm, output_type="coo_matrix")
     if dist.nnz == 0:
         return empty
@@ -116,8 +115,14 @@ class Matching:
         return gt_found, est_true
 
 
+def check_tolerance(tol_nm: float) -> None:
+    if not (math.isfinite(tol_nm) and tol_nm > 0):
+        raise ValueError(f"tolerance must be a positive number of nm, got {tol_nm}")
+
+
 def match(gt: pd.DataFrame, est: pd.DataFrame, tol_nm: float) -> Matching:
     """Match two localization tables frame by frame (see :func:`match_points`)."""
+    check_tolerance(tol_nm)
     for name, t in (("ground truth", gt), ("estimate", est)):
         missing = [c for c in (FRAME, X_NM, Y_NM) if c not in t.columns]
         if missing:

@@ -188,6 +188,15 @@ def train(
     precision = resolve_precision(config.precision, device)
     torch.manual_seed(config.seed)
     rng = np.random.default_rng(config.seed)
+    base = None
+    if config.init_from:  # checked before the (long) simulation of the training set
+        base = load_model(config.init_from)
+        if base.info.head != config.head:
+            raise ValueError(f"cannot fine-tune {config.init_from}: it is a {base.info.method} model "
+                             f"({base.info.head} head), not {config.method}")
+        mismatch = acquisition_mismatch(base.info.acquisition, acq)
+        if mismatch:
+            raise ValueError(f"cannot fine-tune {config.init_from} for another acquisition: " + "; ".join(mismatch))
     if training_set is None:
         if progress:
             progress(Progress(0, config.epochs, 0, 0, math.nan, math.nan, math.nan, config.lr, stage="data"))
@@ -202,14 +211,7 @@ def train(
     L = acq.upsampling
     model = LocalizationNet(config.head)
     base_info = None
-    if config.init_from:
-        base = load_model(config.init_from)
-        if base.info.head != config.head:
-            raise ValueError(f"cannot fine-tune {config.init_from}: it is a {base.info.method} model "
-                             f"({base.info.head} head), not {config.method}")
-        mismatch = acquisition_mismatch(base.info.acquisition, acq)
-        if mismatch:
-            raise ValueError(f"cannot fine-tune {config.init_from} for another acquisition: " + "; ".join(mismatch))
+    if base is not None:
         model.load_state_dict(base.network.state_dict())
         base_info = base.info
     model = model.to(device).to(memory_format=torch.channels_last)
