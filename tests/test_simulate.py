@@ -1,3 +1,5 @@
+import math
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -94,3 +96,10 @@ def test_simulate_stack_is_seeded():
     assert f1.shape == (3, 24, 24) and f1.min() >= 0
     with pytest.raises(ValueError, match="structure"):
         sim.simulate_stack(n_frames=1, structure="spiral")
+
+
+@pytest.mark.parametrize("kw", [dict(n_frames=0), dict(shape=(0, 8)), dict(density_per_um2=-1.0),
+                                dict(density_per_um2=math.nan)])
+def test_simulate_stack_refuses_impossible_settings(kw):
+    with pytest.raises(ValueError):
+        sim.simulate_stack(**{"n_frames": 2, "shape": (8, 8), **kw})

@@ -428,6 +428,10 @@ def simulate_stack(
     default, close to the ISBI 2013 high-density data) or ``"uniform"``.
     """
     acq = acq or Acquisition()
+    if int(n_frames) < 1 or min(shape) < 1:
+        raise ValueError(f"need at least one frame of at least 1 x 1 pixels, got {n_frames} frames of {shape}")
+    if not (math.isfinite(density_per_um2) and density_per_um2 >= 0):
+        raise ValueError(f"density must be a number >= 0 emitters/um^2, got {density_per_um2}")
     rng = as_rng(seed)
     field = _field_nm(acq, shape)
     if structure == "tubes":
