@@ -152,6 +152,8 @@ def test_read_isbi_2013_format_and_plain_gt(tmp_path):
     "text, message",
     [
         ("", "empty file"),
+        ("\n\n", "empty file"),
+        ('\n"frame","x [nm]","y [nm]"\n1,1,2\n', "first line is blank"),
         ('"a","b"\n1,2\n', "missing column"),
         ('"frame","x [nm]","y [nm]"\n0,1,2\n', "1-based"),
         ('"frame","x [nm]","y [nm]"\n1,abc,2\n', "non-numeric"),

@@ -362,8 +362,10 @@ def read_localizations(path: str | os.PathLike, pixel_size_nm: float | None = No
     except UnicodeDecodeError as exc:
         raise LocalizationFileError(f"{path}: not a text CSV file ({exc})") from exc
     lines = text.splitlines()
-    if not lines or not lines[0].strip():
+    if not any(line.strip() for line in lines):
         raise LocalizationFileError(f"{path}: empty file (no header line)")
+    if not lines[0].strip():
+        raise LocalizationFileError(f"{path}: the first line is blank; it should be the header line")
     labels = [h.strip().strip('"').strip() for h in lines[0].split(",")]
     body = np.array(lines[1:], dtype=object)
     if len(body):
