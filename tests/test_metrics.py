@@ -92,3 +92,14 @@ def test_tolerance_must_be_positive():
     for bad in (-5.0, math.nan, math.inf):
         with pytest.raises(ValueError, match="tolerance must be a positive number"):
             metrics.score(empty, empty, bad)
+
+
+def test_chebyshev_distance_is_a_square_window():
+    gt = _t([1, 1], [0.0, 1000.0], [0.0, 0.0])
+    est = _t([1, 1], [40.0, 1045.0], [40.0, 0.0])  # 56.6 nm (40, 40) and 45 nm (45, 0) away
+    assert metrics.score(gt, est, 50.0).tp == 1
+    box = metrics.score(gt, est, 50.0, distance="chebyshev")
+    assert box.tp == 2 and box.rmse_nm == pytest.approx(np.sqrt((40**2 * 2 + 45**2) / 2))  # RMSE stays Euclidean
+    assert metrics.score(gt, _t([1], [51.0], [0.0]), 50.0, distance="chebyshev").tp == 0
+    with pytest.raises(ValueError, match="distance must be one of"):
+        metrics.score(gt, est, 50.0, distance="manhattan")

@@ -643,6 +643,7 @@ def lambda_sweep(
     device="auto",
     progress: Callable[[int, int, float, Score], None] | None = None,
     cancel=None,
+    distance: str = "euclidean",
 ) -> LambdaSweep:
     """Pick lambda as the paper does: Jaccard at ``tol_nm`` against ground truth for
     ``n_lams`` values log-spaced in ``lam_range`` on ``n_frames`` random frames.
@@ -671,6 +672,8 @@ def lambda_sweep(
         Called as ``progress(done, total, lam, score)`` after each lambda.
     cancel
         Callable or ``threading.Event``; raises :class:`Cel0Cancelled` when set.
+    distance
+        How ``tol_nm`` is measured (see :func:`~napari_deepcel0.core.metrics.match_points`).
 
     Returns
     -------
@@ -706,7 +709,7 @@ def lambda_sweep(
         x, _ = solve(y_t, op, float(lam), max_outer, max_inner, tol, cancel=cancel)
         for m in READINGS:
             table = read_maps(x, acquisition, threshold, m, frames=numbers, mass_scale=mass_scale)
-            scores[m].append(score(gt, table, tol_nm))
+            scores[m].append(score(gt, table, tol_nm, distance=distance))
         if progress:
             progress(i + 1, len(lams), float(lam), scores[method][-1])
     return LambdaSweep(lams, scores, method, numbers, float(tol_nm), time.perf_counter() - t0)

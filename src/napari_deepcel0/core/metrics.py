@@ -31,7 +31,8 @@ FRAME, X_NM, Y_NM = "frame", "x [nm]", "y [nm]"
 DEFAULT_TOLERANCES_NM = (50.0, 100.0, 150.0, 250.0)
 
 
-def match_points(gt_xy: np.ndarray, est_xy: np.ndarray, tol_nm: float) -> tuple[np.ndarray, np.ndarray]:
+def match_points(gt_xy: np.ndarray, est_xy: np.ndarray, tol_nm: float,
+                 distance: str = "euclidean") -> tuple[np.ndarray, np.ndarray]:
     """Optimal one-to-one matching of two point sets within ``tol_nm``.
 
     Parameters
@@ -40,6 +41,10 @@ def match_points(gt_xy: np.ndarray, est_xy: np.ndarray, tol_nm: float) -> tuple[
         (n, 2) and (m, 2) arrays of positions in nm.
     tol_nm
         Largest distance of a matched pair (inclusive).
+    distance
+        ``"euclidean"`` (the default, the SMLM challenges' and ours) or
+        ``"chebyshev"``: ``max(|dx|, |dy|)``, a square window, for sensitivity
+        analyses of papers that do not say which distance they use.
 
     Returns
     -------
@@ -48,14 +53,15 @@ def match_points(gt_xy: np.ndarray, est_xy: np.ndarray, tol_nm: float) -> tuple[
     gt_xy = np.asarray(gt_xy, dtype=np.float64).reshape(-1, 2)
     est_xy = np.asarray(est_xy, dtype=np.float64).reshape(-1, 2)
     check_tolerance(tol_nm)
+    p = minkowski_p(distance)
     empty = (np.zeros(0, np.int64), np.zeros(0, np.int64))
     if len(gt_xy) == 0 or len(est_xy) == 0:
         return empty
-    dist = cKDTree(gt_xy).sparse_distance_matrix(cKDTree(est_xy), tol_nm, output_type="coo_matrix")
+    dist = cKDTree(gt_xy).sparse_distance_matrix(cKDTree(est_xy), tol_nm, p=p, output_type="coo_matrix")
     if dist.nnz == 0:
         return empty
     gi, ei = dist.row, dist.col
-    d = np.sqrt((gt_xy[gi, 0] - est_xy[ei, 0]) ** 2 + (gt_xy[gi, 1] - est_xy[ei, 1]) ** 2)
+    d = np.linalg.norm(gt_xy[gi] - est_xy[ei], ord=p, axis=1)
     keep = d <= tol_nm  # sparse_distance_matrix drops exact zeros; handled below
     gi, ei, d = gi[keep], ei[keep], d[keep]
     # coincident points: the tree's sparse matrix does not store zero distances
@@ -115,14 +121,24 @@ class Matching:
         return gt_found, est_true
 
 
+DISTANCES = {"euclidean": 2.0, "chebyshev": np.inf}  # name -> Minkowski p
+
+
+def minkowski_p(distance: str) -> float:
+    if distance not in DISTANCES:
+        raise ValueError(f"distance must be one of {sorted(DISTANCES)}, got {distance!r}")
+    return DISTANCES[distance]
+
+
 def check_tolerance(tol_nm: float) -> None:
     if not (math.isfinite(tol_nm) and tol_nm > 0):
         raise ValueError(f"tolerance must be a positive number of nm, got {tol_nm}")
 
 
-def match(gt: pd.DataFrame, est: pd.DataFrame, tol_nm: float) -> Matching:
+def match(gt: pd.DataFrame, est: pd.DataFrame, tol_nm: float, distance: str = "euclidean") -> Matching:
     """Match two localization tables frame by frame (see :func:`match_points`)."""
     check_tolerance(tol_nm)
+    minkowski_p(distance)
     for name, t in (("ground truth", gt), ("estimate", est)):
         missing = [c for c in (FRAME, X_NM, Y_NM) if c not in t.columns]
         if missing:
@@ -142,7 +158,7 @@ def match(gt: pd.DataFrame, est: pd.DataFrame, tol_nm: float) -> Matching:
     for k in range(len(frames)):
         gsel = g_order[g_lo[k] : g_hi[k]]
         esel = e_order[e_lo[k] : e_hi[k]]
-        gi, ei = match_points(g_xy[gsel], e_xy[esel], tol_nm)
+        gi, ei = match_points(g_xy[gsel], e_xy[esel], tol_nm, distance)
         all_g.append(gsel[gi])
         all_e.append(esel[ei])
     return Matching(float(tol_nm), np.concatenate(all_g), np.concatenate(all_e), len(gt), len(est))
@@ -188,6 +204,7 @@ def score(
     tol_nm: float,
     grid: tuple[float, tuple[int, int]] | None = None,
     n_frames: int | None = None,
+    distance: str = "euclidean",
 ) -> Score:
     """Score an estimate against ground truth at one tolerance.
 
@@ -201,8 +218,11 @@ def score(
         ``(fine_pixel_nm, (rows, cols))`` of the fine grid, needed for specificity.
     n_frames
         Number of frames for specificity (default: the largest frame number seen).
+    distance
+        How ``tol_nm`` is measured (see :func:`match_points`); the RMSE is always
+        the Euclidean error of the matched pairs.
     """
-    m = match(gt, est, tol_nm)
+    m = match(gt, est, tol_nm, distance)
     tp = len(m.gt_index)
     fp = len(est) - tp
     fn = len(gt) - tp
@@ -245,9 +265,10 @@ def evaluate(
     tolerances_nm=DEFAULT_TOLERANCES_NM,
     grid: tuple[float, tuple[int, int]] | None = None,
     n_frames: int | None = None,
+    distance: str = "euclidean",
 ) -> list[Score]:
     """:func:`score` at each tolerance."""
-    return [score(gt, est, t, grid=grid, n_frames=n_frames) for t in tolerances_nm]
+    return [score(gt, est, t, grid=grid, n_frames=n_frames, distance=distance) for t in tolerances_nm]
 
 
 def format_scores(scores: list[Score]) -> str:
