@@ -10,6 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import tifffile
+from napari.utils.notifications import NotificationSeverity, notification_manager
 
 import napari_deepcel0
 from napari_deepcel0._napari.layers import POINT_SIZE_NM, table_from_points
@@ -103,18 +104,27 @@ def test_stack_without_pixel_size_uses_100_nm(tmp_path):
     assert kwargs["metadata"]["pixel_size_nm"] is None
 
 
-def test_stack_reader_declines_what_it_cannot_read(tmp_path):
+def test_stack_reader_declines_what_it_cannot_read_and_says_why(tmp_path):
     rgb = tmp_path / "rgb.tif"
     tifffile.imwrite(rgb, np.zeros((8, 8, 3), np.uint8), photometric="rgb")
     junk = tmp_path / "junk.tif"
     junk.write_bytes(b"not a tiff at all")
     good = write_tiff(tmp_path / "good.tif", np.zeros((2, 8, 8), np.uint16))
+    first = len(notification_manager.records)
     assert get_stack_reader(str(rgb)) is None
     assert get_stack_reader(str(junk)) is None
     assert get_stack_reader(str(tmp_path / "missing.tif")) is None
     assert get_stack_reader(str(tmp_path / "table.csv")) is None
     assert get_stack_reader([str(good), str(rgb)]) is None
     assert get_stack_reader([str(good), str(good)]) is not None
+    # napari only says that no reader took the file: the reason is shown as a warning
+    # for each existing TIFF (nothing for a missing file or a file of another type)
+    warnings = [str(n.message) for n in notification_manager.records[first:]
+                if n.severity == NotificationSeverity.WARNING]
+    assert len(warnings) == 3
+    assert f"{rgb}: RGB/multi-sample image" in warnings[0] and "single-channel" in warnings[0]
+    assert f"{junk}: not a readable TIFF file" in warnings[1]
+    assert "rgb.tif: RGB" in warnings[2]
 
 
 def test_csv_reader_gives_points_that_follow_the_frames(tmp_path):

@@ -6,7 +6,12 @@ Every run happens in a napari worker thread; the tests wait for it with qtbot.
 from __future__ import annotations
 
 import dataclasses
+import shutil
+import threading
 import time
+import warnings
+
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -25,7 +30,7 @@ from napari_deepcel0._napari.training_widget import TrainingWidget
 from napari_deepcel0.core import simulate as sim
 from napari_deepcel0.core.acquisition import Acquisition
 from napari_deepcel0.core.io import FrameStack, read_localizations, write_tiff
-from napari_deepcel0.core.model_io import load_model
+from napari_deepcel0.core.model_io import bundled_model_path, load_model
 from napari_deepcel0.core.predict import DeepLocalizer, localize
 
 pytestmark = pytest.mark.qt
@@ -74,14 +79,15 @@ def _messages(severity) -> list[str]:
     return [str(n.message) for n in notification_manager.records if n.severity == severity]
 
 
-def _pause_after_first(generator_function):
-    """Wrap a core generator so that, after its first item, it waits until the job's
-    cancel event is set: the test then presses Cancel between two batches."""
+def _pause_after_first(generator_function, resume: threading.Event | None = None):
+    """Wrap a core generator so that, after its first item, it waits until ``resume``
+    (by default the job's cancel event) is set: the test then acts (e.g. presses
+    Cancel) between two batches."""
 
     def paused(*args, cancel=None, **kwargs):
         items = generator_function(*args, cancel=cancel, **kwargs)
         yield next(items)
-        cancel.wait(timeout=60)
+        (resume or cancel).wait(timeout=60)
         yield from items
 
     return paused
@@ -294,12 +300,19 @@ def test_a_runtime_error_in_a_generator_job_is_reported(qtbot):
 def test_localize_reports_bad_inputs(viewer, tmp_path, stack_path):
     _open(viewer, stack_path)
     widget = _dock(viewer, LocalizeWidget)
+    # one line for the model; its (long) training notes go to the tooltip
+    assert widget.model_info.value.startswith("bundled: deepcel0") and "\n" not in widget.model_info.value
+    assert "120,000 patches" in widget.model_info.tooltip and "120,000" not in widget.model_info.value
     state_for(viewer).acquisition = Acquisition(fwhm_nm=200.0)
     assert "WARNING" in widget.model_info.value and "PSF FWHM" in widget.model_info.value
     widget.frames.value = "5-20"
     widget.run()
     assert widget.job.worker is None
     assert any("outside 1..8" in m for m in _messages(NotificationSeverity.ERROR))
+    assert "outside 1..8" in widget.job.status.value  # also in the status line
+    widget.frames.value = "abc"
+    widget.run()
+    assert "cannot read frame selection 'abc'" in widget.job.status.value
     bad = tmp_path / "bad.safetensors"
     bad.write_bytes(b"\x00" * 64)
     widget.model.value = bad
@@ -307,6 +320,180 @@ def test_localize_reports_bad_inputs(viewer, tmp_path, stack_path):
     widget.frames.value = "all"
     widget.run()
     assert widget.job.worker is None
+
+
+def test_rerun_updates_the_output_layers_that_other_widgets_chose(viewer, qtbot, stack_path):
+    """A second run updates its layers in place: Matching and Export keep them chosen
+    (they used to fall back to the first layer of the type, the ground truth)."""
+    from napari_deepcel0._napari.cel0_widget import Cel0Widget
+
+    stack = _open(viewer, stack_path)
+    gt_layer, _ = _gt_layer(viewer, stack_path)
+    widget = _dock(viewer, LocalizeWidget)
+    matching, export = _dock(viewer, MatchingWidget), _dock(viewer, ExportWidget)
+    widget.device.value = "cpu"
+    widget.frames.value = "1"
+    widget.show_maps.value = True
+    widget.run()
+    _wait(qtbot, widget.job)
+    points, render = viewer.layers["small localizations"], viewer.layers["small render"]
+    matching.ground_truth.value, matching.estimate.value = gt_layer, points
+    export.points.value, export.image.value = points, render
+    widget.frames.value = "1-2"
+    widget.run()
+    _wait(qtbot, widget.job)
+    assert viewer.layers["small localizations"] is points and viewer.layers["small render"] is render
+    assert points.metadata["frames"].tolist() == [1, 2]
+    assert matching.estimate.value is points and matching.ground_truth.value is gt_layer
+    assert export.points.value is points and export.image.value is render
+    # the renderings and maps are no stacks: the stack drop-downs leave them out, Export offers them
+    maps = viewer.layers["small maps"]
+    for chooser in (widget, _dock(viewer, Cel0Widget), _dock(viewer, AcquisitionWidget)):
+        assert list(chooser.layer.choices) == [stack]
+    assert {render, maps} <= set(export.image.choices)
+    # scoring a layer against itself is refused
+    matching.estimate.value = gt_layer
+    matching.run()
+    assert matching.job.worker is None
+    assert "chosen as both the ground truth and the localizations" in matching.job.status.value
+
+
+def test_localize_and_cel0_use_the_pixel_size_of_the_chosen_stack(viewer, qtbot, tmp_path):
+    """The acquisition holds the pixel size of the last file opened; a run on another
+    stack takes that stack's pixel size from its file (and does not rescale it)."""
+    from napari_deepcel0._napari.cel0_widget import Cel0Widget
+
+    frames, _ = sim.simulate_stack(n_frames=2, shape=(32, 32), density_per_um2=2.0, seed=5)
+    frames = np.clip(frames, 0, 65535).astype(np.uint16)
+    a = _open(viewer, write_tiff(tmp_path / "a100.tif", frames, pixel_size_nm=100.0))
+    b = _open(viewer, write_tiff(tmp_path / "b160.tif", frames, pixel_size_nm=160.0))
+    state = state_for(viewer)
+    assert state.acquisition.pixel_size_nm == 160.0
+    widget = _dock(viewer, LocalizeWidget)
+    widget.layer.value = a
+    widget.device.value = "cpu"
+    widget.run()
+    _wait(qtbot, widget.job)
+    assert state.acquisition.pixel_size_nm == 100.0
+    assert a.scale[-1] == 100.0 and b.scale[-1] == 160.0
+    got = table_from_layer(viewer.layers["a100 localizations"])
+    assert len(got) > 0 and got["x [nm]"].max() < 32 * 100.0
+    assert "at 100 nm/pixel" in widget.job.status.value
+
+    cel0 = _dock(viewer, Cel0Widget)
+    cel0.layer.value = b
+    cel0.device.value = "cpu"
+    cel0.with_deepcel0.value = False
+    cel0.max_outer.value, cel0.max_inner.value = 2, 10
+    cel0.frames.value = "1"
+    cel0.run()
+    _wait(qtbot, cel0.job)
+    assert state.acquisition.pixel_size_nm == 160.0
+    assert a.scale[-1] == 100.0 and b.scale[-1] == 160.0
+    assert "at 160 nm/pixel" in cel0.job.status.value
+
+
+def test_a_stack_without_pixel_size_is_rescaled_in_nm(viewer, qtbot, stack_path):
+    """A layer not opened by the plugin (pixel units) is rescaled to the acquisition's
+    pixel size, with nm units like the plugin's layers (napari warned of inconsistent units)."""
+    with FrameStack(stack_path) as stack:
+        layer = viewer.add_image(np.stack([stack[i] for i in range(2)]), name="pasted")
+    widget = _dock(viewer, LocalizeWidget)
+    widget.layer.value = layer
+    widget.device.value = "cpu"
+    widget.run()
+    _wait(qtbot, widget.job)
+    assert tuple(layer.scale) == (1.0, 100.0, 100.0)
+    assert [str(u) for u in layer.units[1:]] == ["nanometer", "nanometer"]
+
+
+def test_deleting_an_output_layer_during_a_run_loses_nothing(viewer, qtbot, stack_path, monkeypatch):
+    from napari_deepcel0._napari import localize_widget
+
+    resume = threading.Event()
+    monkeypatch.setattr(localize_widget, "localize_stream",
+                        _pause_after_first(localize_widget.localize_stream, resume))
+    _open(viewer, stack_path)
+    widget = _dock(viewer, LocalizeWidget)
+    widget.device.value = "cpu"
+    widget.batch_size.value = 1
+    widget.frames.value = "1-3"
+    widget.render_blur.value = 0.0
+    widget.run()
+    qtbot.waitUntil(lambda: widget._run.frames_done == 1, timeout=RUN_TIMEOUT_MS)
+    points, render = viewer.layers["small localizations"], viewer.layers["small render"]
+    viewer.layers.remove(points)
+    viewer.layers.remove(render)
+    resume.set()
+    _wait(qtbot, widget.job)
+    assert points in viewer.layers and render in viewer.layers
+    assert points.metadata["frames"].tolist() == [1, 2, 3]
+    assert len(points.data) == widget._run.points.count > 0
+    assert render.data.sum() == widget._run.points.count
+    assert any("deleted during the run" in m for m in _messages(NotificationSeverity.INFO))
+
+
+def test_closing_the_widget_during_a_run_is_quiet(viewer, qtbot, stack_path, monkeypatch):
+    """What the job still sends after its widget is gone is dropped (it used to raise
+    'wrapped C/C++ object ... has been deleted', which pytest-qt reports as an error
+    of the test), and the job is cancelled."""
+    from qtpy import sip
+
+    from napari_deepcel0._napari import localize_widget
+
+    monkeypatch.setattr(localize_widget, "localize_stream", _pause_after_first(localize_widget.localize_stream))
+    _open(viewer, stack_path)
+    widget = _dock(viewer, LocalizeWidget)
+    widget.device.value = "cpu"
+    widget.batch_size.value = 1
+    widget.run()
+    qtbot.waitUntil(lambda: widget._run.frames_done == 1, timeout=RUN_TIMEOUT_MS)
+    with qtbot.waitSignal(widget.job.worker.finished, timeout=RUN_TIMEOUT_MS):
+        sip.delete(widget.native)  # what closing the viewer does to its dock widgets
+    qtbot.wait(200)
+    assert widget.job.cancelled
+    assert widget._run.frames_done == 1  # nothing reached the deleted widget
+
+
+def test_only_the_jobs_own_warnings_carry_its_title(qtbot):
+    """While a job runs, the worker catches the warnings of every thread: a warning of
+    the GUI thread is not the job's."""
+    from napari_deepcel0._napari.jobs import JobControls
+
+    resume = threading.Event()
+
+    def job(cancel=None):
+        warnings.warn("from the job", stacklevel=1)
+        yield 1
+        resume.wait(timeout=10)
+
+    def on_yield(_value):
+        warnings.warn("from the GUI thread", stacklevel=1)
+        resume.set()
+
+    controls = JobControls("Test job", "Run")
+    qtbot.addWidget(controls.native)
+    controls.start(job, on_yield=on_yield)
+    _wait(qtbot, controls, timeout=10_000)
+    messages = _messages(NotificationSeverity.WARNING)
+    assert "Test job: from the job" in messages
+    assert "from the GUI thread" in messages and "Test job: from the GUI thread" not in messages
+
+
+def test_the_current_model_persists_for_every_widget(viewer, make_napari_viewer, tmp_path):
+    """The model chosen in Localize is the current model of the next session too (CEL0
+    runs DeepCEL0 with it), not only the text of the Localize field."""
+    custom = Path(shutil.copy(bundled_model_path(), tmp_path / "custom.safetensors"))
+    widget = _dock(viewer, LocalizeWidget)
+    widget.model.value = custom
+    assert state_for(viewer).model_path == custom
+    later = make_napari_viewer()  # the next session: nothing but the stored settings
+    assert state_for(later).model_path == custom
+    again = LocalizeWidget(later)
+    assert again.model.value == custom and again.model_info.value.startswith("deepcel0")
+    again.reset()
+    assert state_for(later).model_path is None and again.model.value is None
+    assert PluginState().model_path is None
 
 
 def test_localize_settings_persist_and_reset(viewer):
@@ -329,6 +516,34 @@ def test_export_paths_persist_and_reset(viewer, tmp_path):
     assert (again.csv_path.value, again.tiff_path.value) == (tmp_path / "run1.csv", tmp_path / "run1.tif")
     again.settings.reset()
     assert ExportWidget(viewer).csv_path.value.name == "localizations.csv"
+
+
+def test_export_asks_before_overwriting_and_refuses_a_folder(viewer, qtbot, stack_path, tmp_path, monkeypatch):
+    layer, gt = _gt_layer(viewer, stack_path)
+    viewer.add_image(np.zeros((4, 4), np.float32), name="render", units="nm")
+    widget = _dock(viewer, ExportWidget)
+    widget.points.value = layer
+    existing = tmp_path / "results.csv"
+    existing.write_text("keep me")
+    asked, answers = [], [False, True]  # the user's answers to "Replace the file?"
+    monkeypatch.setattr(ExportWidget, "confirm_overwrite", lambda _self, path: asked.append(path) or answers.pop(0))
+    widget.csv_path.value = existing
+    widget.save_csv()
+    assert asked == [existing] and widget.csv_job.worker is None
+    assert existing.read_text() == "keep me"
+    assert "exists and was kept" in widget.csv_job.status.value
+    widget.save_csv()
+    _wait(qtbot, widget.csv_job)
+    assert len(read_localizations(existing)) == len(gt)
+    folder = tmp_path / "exports"
+    folder.mkdir()
+    for path_box, save, job in ((widget.csv_path, widget.save_csv, widget.csv_job),
+                                (widget.tiff_path, widget.save_tiff, widget.tiff_job)):
+        path_box.value = folder
+        save()
+        assert job.worker is None and "is a folder" in job.status.value
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith("exports")) == ["exports"]
+    assert len(asked) == 2
 
 
 # ================================================================= training
@@ -411,11 +626,12 @@ def _gt_layer(viewer, stack_path):
     return viewer.add_points(data, **kwargs), gt
 
 
-def test_matching_ground_truth_against_itself_is_perfect(viewer, qtbot, stack_path, tmp_path):
+def test_matching_a_copy_of_the_ground_truth_is_perfect(viewer, qtbot, stack_path, tmp_path):
     layer, gt = _gt_layer(viewer, stack_path)
+    copy, _ = _gt_layer(viewer, stack_path)
     widget = _dock(viewer, MatchingWidget)
     widget.ground_truth.value = layer
-    widget.estimate.value = layer
+    widget.estimate.value = copy
     widget.tolerances.value = "25, 50"
     widget.run()
     _wait(qtbot, widget.job)
@@ -439,7 +655,7 @@ def test_matching_colours_tp_fp_fn_and_loads_a_csv(viewer, qtbot, stack_path, tm
     csv = write_thunderstorm_csv(tmp_path / "truth.csv", gt)
     widget = _dock(viewer, MatchingWidget)
     gt_layer = widget.load_ground_truth(csv)
-    assert widget.ground_truth.value is gt_layer
+    assert widget.ground_truth.value is gt_layer and gt_layer.name == "truth"  # as File > Open names it
     est = gt.iloc[1:].copy()  # one missed molecule ...
     est.loc[est.index[0], "x [nm]"] += 500.0  # ... and one moved far away
     from napari_deepcel0._napari.reader import localization_layer_data

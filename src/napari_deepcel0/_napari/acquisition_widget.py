@@ -10,7 +10,7 @@ from napari.utils.notifications import show_info, show_warning
 
 from ..core.acquisition import Acquisition
 from ..core.estimate import estimate_acquisition, sample_frames
-from .controls import float_box, layer_combo, wrapping_label
+from .controls import float_box, stack_combo, wrapping_label
 from .jobs import JobControls
 from .layers import layer_pixel_size_nm
 from .state import state_for
@@ -49,7 +49,7 @@ class AcquisitionWidget(Container):
         self.gain = float_box("gain (ADU/photon)", 1.0, 0.001, 1e4, decimals=3, step=0.1)
         self.read_noise = FloatSpinBox(label="read noise (ADU)", min=0.0, max=1e6, step=0.1)
         self.status = wrapping_label(label="")
-        self.layer = layer_combo(napari_viewer, napari.layers.Image, "stack")
+        self.layer = stack_combo(napari_viewer)
         self.job = JobControls("Estimate", "Estimate from stack", cancellable=False, show_progress=False)
         self.reset_button = PushButton(text="Reset to defaults")
         self.extend([self.pixel_size, self.fwhm, self.sigma, self.upsampling, self.offset, self.gain,
@@ -99,7 +99,7 @@ class AcquisitionWidget(Container):
             return
         layer = self.layer.value
         if layer is None:
-            show_warning("Estimate: open a stack (an Image layer) first")
+            self.job.refuse("Estimate: open a stack (an Image layer) first")
             return
         self.state.adopt_pixel_size(layer)
         pixel = self.state.acquisition.pixel_size_nm

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import napari
 from magicgui.widgets import CheckBox, ComboBox, Container, FloatSpinBox, LineEdit, PushButton, SpinBox
-from napari.utils.notifications import show_error, show_info
+from napari.utils.notifications import show_info
 
 from ..core.cel0 import (
     DEFAULT_LAM,
@@ -17,7 +17,7 @@ from ..core.cel0 import (
 )
 from ..core.devices import DEVICES, resolve_device
 from ..core.predict import localize_stream, parse_frame_selection
-from .controls import LinePlot, float_box, layer_combo, row, wrapping_label
+from .controls import LinePlot, float_box, layer_combo, row, stack_combo, wrapping_label
 from .jobs import JobControls, ProgressRelay, gpu_memory_hint
 from .layers import CEL0_COLOR, DEEPCEL0_COLOR, GrowingPoints, table_from_layer
 from .localize_widget import deep_localizer
@@ -60,7 +60,7 @@ class Cel0Widget(Container):
         super().__init__(labels=True)
         self.viewer = napari_viewer
         self.state = state_for(napari_viewer)
-        self.layer = layer_combo(napari_viewer, napari.layers.Image, "stack")
+        self.layer = stack_combo(napari_viewer)
         self.lam = float_box("lambda", DEFAULT_LAM, 1e-6, 100.0, decimals=6, step=0.01)
         self.max_outer = SpinBox(min=1, max=100_000, value=200, tooltip="IRL1 (reweighting) iterations")
         self.max_inner = SpinBox(min=1, max=100_000, value=200, tooltip="FISTA iterations per reweighting")
@@ -95,9 +95,9 @@ class Cel0Widget(Container):
             "lam_min": self.lam_min, "lam_max": self.lam_max, "sweep_frames": self.sweep_frames,
             "tolerance": self.tolerance})
         self.relay = ProgressRelay()
-        self.relay.report.connect(self._solver_progress)
+        self.relay.report.connect(self.job.while_open(self._solver_progress))
         self.sweep_relay = ProgressRelay()
-        self.sweep_relay.report.connect(self._sweep_progress)
+        self.sweep_relay.report.connect(self.sweep_job.while_open(self._sweep_progress))
         self._outputs: dict[str, GrowingPoints] = {}
         self._curve: list[tuple[float, float]] = []
         self._best_lam: float | None = None
@@ -125,8 +125,9 @@ class Cel0Widget(Container):
         try:
             layer, frames, background = self._inputs()
         except (ValueError, RuntimeError) as exc:
-            show_error(f"CEL0-IRL1: {exc}")
+            self.job.refuse(f"CEL0-IRL1: {exc}")
             return
+        acq = self.state.prepare_stack(layer)
         solver = {"lam": self.lam.value, "max_outer": self.max_outer.value, "max_inner": self.max_inner.value,
                   "background": background, "batch_size": self.batch_size.value or None}
         lam = f"lambda {self.lam.value:g}"
@@ -136,10 +137,11 @@ class Cel0Widget(Container):
             self._outputs[DEEPCEL0] = GrowingPoints(self.viewer, f"{layer.name} DeepCEL0 (frames {self.frames.value})",
                                                     DEEPCEL0_COLOR)
         self._total = len(frames) * len(self._outputs)
+        self._pixel_nm = acq.pixel_size_nm
         self._done_frames = {method: 0 for method in self._outputs}
         self._seconds = {method: 0.0 for method in self._outputs}
         self.summary.value = ""
-        self.job.start(_compare_job, self.state.acquisition, layer.data, frames, solver, self.device.value,
+        self.job.start(_compare_job, acq, layer.data, frames, solver, self.device.value,
                        self.state.model_path, self.with_deepcel0.value, self.relay.emit,
                        on_yield=self._batch, on_finish=self._finished)
 
@@ -163,7 +165,8 @@ class Cel0Widget(Container):
                  f"({self._seconds[method]:.1f} s)" for method, output in self._outputs.items()]
         self.summary.value = "; ".join(parts)
         if self.job.error is None:
-            self.job.status.value = f"CEL0-IRL1 {'cancelled' if self.job.cancelled else 'finished'}"
+            self.job.status.value = (f"CEL0-IRL1 {'cancelled' if self.job.cancelled else 'finished'} "
+                                     f"(at {self._pixel_nm:g} nm/pixel)")
             show_info(f"CEL0-IRL1 comparison: {self.summary.value}")
 
     # -------------------------------------------------------------- sweep
@@ -179,15 +182,16 @@ class Cel0Widget(Container):
                 raise ValueError("the smallest lambda is larger than the largest")
             ground_truth = table_from_layer(self.ground_truth.value)
         except (ValueError, RuntimeError) as exc:
-            show_error(f"Lambda sweep: {exc}")
+            self.sweep_job.refuse(f"Lambda sweep: {exc}")
             return
+        acq = self.state.prepare_stack(layer)
         self._curve = []
         self._best_lam = None
         self.use_best_button.enabled = False
         self.plot.clear()
         self.best.value = ""
         self.sweep_job.start(
-            _sweep_job, layer.data, ground_truth, self.state.acquisition, self.sweep_relay.emit,
+            _sweep_job, layer.data, ground_truth, acq, self.sweep_relay.emit,
             frames=frames, n_lams=self.n_lams.value, lam_range=(self.lam_min.value, self.lam_max.value),
             n_frames=self.sweep_frames.value, tol_nm=self.tolerance.value, max_outer=self.max_outer.value,
             max_inner=self.max_inner.value, background=background, device=self.device.value,

@@ -3,11 +3,14 @@ boxes, rows and a line plot."""
 
 from __future__ import annotations
 
+import napari
 from magicgui.widgets import ComboBox, Container, FloatSpinBox, Label
 from matplotlib.backends.backend_qtagg import FigureCanvasQTAgg
 from matplotlib.figure import Figure
 from qtpy.QtCore import QEvent, QObject
 from qtpy.QtWidgets import QSizePolicy
+
+from .layers import is_output
 
 
 class _FitHeight(QObject):
@@ -39,14 +42,22 @@ def wrapping_label(**kwargs) -> Label:
     return label
 
 
-def layer_combo(viewer, layer_type, label: str) -> ComboBox:
-    """A drop-down of the viewer's layers of one type (kept up to date by napari
-    when the widget is docked, or by ``reset_choices``)."""
+def layer_combo(viewer, layer_type, label: str, keep=None) -> ComboBox:
+    """A drop-down of the viewer's layers of one type, or of those for which
+    ``keep(layer)`` is true (kept up to date by napari when the widget is docked,
+    or by ``reset_choices``)."""
 
     def choices(_widget):
-        return [(layer.name, layer) for layer in viewer.layers if isinstance(layer, layer_type)]
+        return [(layer.name, layer) for layer in viewer.layers
+                if isinstance(layer, layer_type) and (keep is None or keep(layer))]
 
     return ComboBox(choices=choices, label=label)
+
+
+def stack_combo(viewer) -> ComboBox:
+    """A drop-down of the Image layers that may be stacks to analyse: this plugin's
+    own images (renderings, maps) are left out."""
+    return layer_combo(viewer, napari.layers.Image, "stack", keep=lambda layer: not is_output(layer))
 
 
 def float_box(label: str, value: float, minimum: float, maximum: float, decimals: int, step: float) -> FloatSpinBox:

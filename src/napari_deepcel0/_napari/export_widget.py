@@ -7,7 +7,8 @@ from pathlib import Path
 import napari
 import numpy as np
 from magicgui.widgets import Container, FileEdit
-from napari.utils.notifications import show_error, show_info
+from napari.utils.notifications import show_info
+from qtpy.QtWidgets import QMessageBox
 
 from ..core.io import write_tiff
 from .controls import layer_combo
@@ -51,10 +52,12 @@ class ExportWidget(Container):
     def save_csv(self, *_) -> None:
         """Write the chosen Points layer to the CSV file (in a worker thread)."""
         layer = self.points.value
-        if layer is None or self.csv_path.value is None:
-            show_error("Export: choose a Points layer and a CSV file")
+        if layer is None:
+            self.csv_job.refuse("Export: choose a Points layer")
             return
-        path = _with_suffix(self.csv_path.value, (".csv",))
+        path = self._output_file(self.csv_job, self.csv_path.value, (".csv",))
+        if path is None:
+            return
         data, attributes, _ = layer.as_layer_data_tuple()
         self.csv_job.start(_write_csv_job, path, data, attributes,
                            on_return=lambda p: self._saved(self.csv_job, f"{len(data)} localizations of "
@@ -63,13 +66,35 @@ class ExportWidget(Container):
     def save_tiff(self, *_) -> None:
         """Write the chosen image layer to the TIFF file (in a worker thread)."""
         layer = self.image.value
-        if layer is None or self.tiff_path.value is None:
-            show_error("Export: choose an image layer and a TIFF file")
+        if layer is None:
+            self.tiff_job.refuse("Export: choose an image layer")
             return
-        path = _with_suffix(self.tiff_path.value, (".tif", ".tiff"))
+        path = self._output_file(self.tiff_job, self.tiff_path.value, (".tif", ".tiff"))
+        if path is None:
+            return
         self.tiff_job.start(_write_tiff_job, path, layer.data, layer_pixel_size_nm(layer),
                             on_return=lambda p: self._saved(self.tiff_job, f"{layer.name} saved to {p} "
                                                             f"({layer_pixel_size_nm(layer):g} nm pixels)"))
+
+    def _output_file(self, job: JobControls, chosen: Path, suffixes: tuple[str, ...]) -> Path | None:
+        """The file to write: ``chosen``, with an extension added when it has none; None
+        when ``chosen`` is a folder (an empty field is the current folder), which is
+        reported, or when the file exists and the user keeps it."""
+        if chosen.is_dir():
+            job.refuse(f"Export: {chosen} is a folder: choose a file name")
+            return None
+        path = _with_suffix(chosen, suffixes)
+        if path.exists() and not self.confirm_overwrite(path):
+            job.status.value = f"Not saved: {path} exists and was kept"
+            return None
+        return path
+
+    def confirm_overwrite(self, path: Path) -> bool:
+        """Ask whether to replace an existing file (the default answer is No)."""
+        answer = QMessageBox.question(self.native, "Replace the file?", f"{path} exists. Replace it?",
+                                      QMessageBox.StandardButton.Yes | QMessageBox.StandardButton.No,
+                                      QMessageBox.StandardButton.No)
+        return answer == QMessageBox.StandardButton.Yes
 
     @staticmethod
     def _saved(job: JobControls, text: str) -> None:

@@ -7,7 +7,9 @@ partial results, which arrive on the GUI thread through the worker's ``yielded``
 signal; the return value arrives through ``returned``. Cancel sets a
 ``threading.Event`` that the core functions check between batches or steps, so
 a cancelled job ends normally with what it has done. Errors raised and warnings
-issued in the job are shown as napari notifications.
+issued in the job are shown as napari notifications. When the widget is destroyed
+(its dock or the viewer closed) during a job, the job is cancelled and what it still
+sends is dropped (see :meth:`JobControls.while_open`).
 
 superqt's generator worker (under napari's) takes a ``RuntimeError`` raised by the
 generator for a sign that the worker was deleted: it neither reports it nor finishes.
@@ -27,7 +29,7 @@ import torch
 from magicgui.widgets import Container, ProgressBar, PushButton
 from napari.qt.threading import create_worker
 from napari.utils.notifications import show_error, show_info, show_warning
-from qtpy.QtCore import QObject, Signal
+from qtpy.QtCore import QObject, Qt, Signal
 
 from .controls import wrapping_label
 
@@ -103,8 +105,26 @@ class JobControls(Container):
         self.worker = None
         #: the exception that ended the last job, or None
         self.error: Exception | None = None
+        #: True once the widget is destroyed
+        self.closed = False
+        self._job_warnings = ProgressRelay()
+        self._job_warnings.report.connect(self.while_open(self._warned))
         self.cancel_button.changed.connect(self.cancel)
-        self.native.destroyed.connect(self.cancel_event.set)
+        self.native.destroyed.connect(self._destroyed)
+
+    def _destroyed(self, *_) -> None:
+        self.closed = True
+        self.cancel_event.set()
+
+    def while_open(self, slot: Callable) -> Callable:
+        """``slot``, made to do nothing once the widget is destroyed: a job's signals
+        (and progress reports) may still arrive then, and its widgets are gone."""
+
+        def call(*args):
+            if not self.closed:
+                slot(*args)
+
+        return call
 
     @property
     def busy(self) -> bool:
@@ -134,14 +154,14 @@ class JobControls(Container):
         worker = create_worker(func, *args, cancel=self.cancel_event, _start_thread=False, _ignore_errors=True,
                                **kwargs)
         if on_yield is not None:
-            worker.yielded.connect(on_yield)
+            worker.yielded.connect(self.while_open(on_yield))
         if on_return is not None:
-            worker.returned.connect(on_return)
-        worker.errored.connect(self._failed)
-        worker.warned.connect(self._warned)
-        worker.finished.connect(self._finished)
+            worker.returned.connect(self.while_open(on_return))
+        worker.errored.connect(self.while_open(self._failed))
+        worker.warned.connect(self._sort_warning, Qt.ConnectionType.DirectConnection)
+        worker.finished.connect(self.while_open(self._finished))
         if on_finish is not None:
-            worker.finished.connect(on_finish)
+            worker.finished.connect(self.while_open(on_finish))
         self.worker = worker
         self.error = None
         self.run_button.enabled = False
@@ -168,10 +188,24 @@ class JobControls(Container):
         self.progress.value = min(int(done), self.progress.max)
         self.status.value = text
 
+    def refuse(self, text: str) -> None:
+        """Report inputs that cannot be run: in the status line and as an error notification."""
+        self.status.value = text
+        show_error(text)
+
     def _failed(self, exc: Exception) -> None:
         self.error = exc
         self.status.value = f"{self.title} failed: {exc}"
         show_error(self.status.value)
+
+    def _sort_warning(self, args: tuple) -> None:
+        """Runs in the thread that issued the warning. The worker catches the warnings of
+        every thread while it runs: those of the GUI thread are shown as napari would
+        show them, those of the job (sent to the GUI thread) under the job's title."""
+        if threading.current_thread() is threading.main_thread():
+            show_warning(str(args[0]))
+        else:
+            self._job_warnings.emit(args)
 
     def _warned(self, args: tuple) -> None:
         show_warning(f"{self.title}: {args[0]}")

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+from napari.utils.notifications import show_info
 
 from ..core.io import FRAME, X_NM, Y_NM
 from ..core.localize import empty_table
@@ -27,6 +28,8 @@ POINT_SIZE_NM = 60.0
 DEEPCEL0_COLOR, CEL0_COLOR, FILE_COLOR = "#ffcc00", "#00e5ff", "#ff40ff"
 STACK_AXES = ("frame", "y", "x")
 STACK_UNITS = ("", "nm", "nm")
+#: metadata key that marks the images this plugin makes (see :func:`is_output`)
+OUTPUT = "napari_deepcel0_output"
 
 
 def stack_transform(pixel_size_nm: float) -> dict:
@@ -106,12 +109,38 @@ def table_from_layer(layer) -> pd.DataFrame:
     return table_from_points(layer.data, layer.features, layer.scale, layer.translate)
 
 
-def replace_layer(viewer, name: str, kind: str, data, kwargs: dict):
-    """Add a layer named ``name``, replacing a layer of that name from an earlier run."""
-    if name in viewer.layers:
-        viewer.layers.remove(viewer.layers[name])
-    kwargs = {k: v for k, v in kwargs.items() if k != "name"}
-    return getattr(viewer, f"add_{kind}")(data, name=name, **kwargs)
+def show_layer(viewer, kind: str, data, kwargs: dict):
+    """Show ``data`` in the layer named ``kwargs["name"]``.
+
+    A layer of that name and kind from an earlier run is updated in place (data and
+    every keyword), so that it stays the same object and the drop-downs that chose it
+    keep it; otherwise a layer is added (replacing a same-named layer of another kind
+    or dimension).
+    """
+    name = kwargs["name"]
+    layer = viewer.layers[name] if name in viewer.layers else None
+    ndim = np.shape(data)[1] if kind == "points" else np.ndim(data)
+    if layer is None or type(layer).__name__.lower() != kind or layer.ndim != ndim:
+        if layer is not None:
+            viewer.layers.remove(layer)
+        return getattr(viewer, f"add_{kind}")(data, **kwargs)
+    layer.data = data
+    for key, value in kwargs.items():
+        setattr(layer, key, value)
+    return layer
+
+
+def keep_in_viewer(viewer, layer) -> None:
+    """Add ``layer`` back to the viewer when it was deleted while a run writes to it,
+    so that no result is lost."""
+    if layer not in viewer.layers:
+        viewer.layers.append(layer)
+        show_info(f"{layer.name} was deleted during the run: it is back, with every result so far")
+
+
+def is_output(layer) -> bool:
+    """True for the images this plugin makes (renderings, maps), which are no stacks to analyse."""
+    return bool(layer.metadata.get(OUTPUT))
 
 
 class GrowingPoints:
@@ -120,12 +149,15 @@ class GrowingPoints:
     ``metadata["frames"]`` lists the 1-based frames processed so far, so that a
     ground-truth comparison can be restricted to them.
 
+    A layer of the same name from an earlier run is reused (see :func:`show_layer`),
+    and the layer is added back if it is deleted during the run.
+
     Parameters
     ----------
     viewer
         The napari viewer.
     name
-        Layer name (a layer of that name from an earlier run is replaced).
+        Layer name.
     face_color
         Marker colour.
     mass_column
@@ -133,10 +165,11 @@ class GrowingPoints:
     """
 
     def __init__(self, viewer, name: str, face_color: str, mass_column: str = "confidence"):
+        self.viewer = viewer
         self.tables: list[pd.DataFrame] = [empty_table(mass_column)]
         self.frames: list[np.ndarray] = []
         coords, features = points_from_table(self.tables[0])
-        self.layer = replace_layer(viewer, name, "points", coords, points_layer_kwargs(
+        self.layer = show_layer(viewer, "points", coords, points_layer_kwargs(
             name, features, face_color=face_color, metadata={"frames": np.zeros(0, np.int64)}))
 
     @property
@@ -152,6 +185,7 @@ class GrowingPoints:
     def refresh(self) -> None:
         """Show every localization received so far."""
         coords, features = points_from_table(pd.concat(self.tables, ignore_index=True))
+        keep_in_viewer(self.viewer, self.layer)
         self.layer.data = coords
         self.layer.features = features
         self.layer.metadata["frames"] = np.concatenate(self.frames) if self.frames else np.zeros(0, np.int64)

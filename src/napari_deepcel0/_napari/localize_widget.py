@@ -2,20 +2,21 @@
 
 from __future__ import annotations
 
+import dataclasses
 import time
 
 import napari
 import numpy as np
 from magicgui.widgets import CheckBox, ComboBox, Container, FileEdit, FloatSpinBox, LineEdit, PushButton, SpinBox
-from napari.utils.notifications import show_error, show_info
+from napari.utils.notifications import show_info
 
 from ..core.devices import DEVICES, resolve_device
 from ..core.model_io import ModelFileError, bundled_model_path, load_bundled_model, load_model, read_model_info
 from ..core.predict import BatchResult, DeepLocalizer, acquisition_mismatch, localize_stream, parse_frame_selection
 from ..core.render import Renderer
-from .controls import layer_combo, wrapping_label
+from .controls import stack_combo, wrapping_label
 from .jobs import JobControls, gpu_memory_hint
-from .layers import DEEPCEL0_COLOR, GrowingPoints, image_transform, layer_pixel_size_nm, replace_layer, stack_transform
+from .layers import DEEPCEL0_COLOR, OUTPUT, GrowingPoints, image_transform, keep_in_viewer, show_layer
 from .settings import PersistentValues
 from .state import state_for
 
@@ -57,7 +58,7 @@ class LocalizeWidget(Container):
         super().__init__(labels=True)
         self.viewer = napari_viewer
         self.state = state_for(napari_viewer)
-        self.layer = layer_combo(napari_viewer, napari.layers.Image, "stack")
+        self.layer = stack_combo(napari_viewer)
         self.model = FileEdit(label="model (empty: bundled)", mode="r", filter="*.safetensors", nullable=True)
         self.bundled_button = PushButton(text="Use the bundled model")
         self.model_info = wrapping_label(label="model")
@@ -79,13 +80,13 @@ class LocalizeWidget(Container):
         self.extend([self.layer, self.model, self.bundled_button, self.model_info, self.auto_threshold,
                      self.threshold, self.device, self.batch_size, self.orientations, self.frames, self.render_pixel,
                      self.render_blur, self.show_maps, self.job, self.reset_button])
+        # the model is the viewer's current model, which the state keeps between sessions
         self.settings = PersistentValues("localize", {
-            "model": self.model, "auto_threshold": self.auto_threshold, "threshold": self.threshold,
+            "auto_threshold": self.auto_threshold, "threshold": self.threshold,
             "device": self.device, "batch_size": self.batch_size, "orientations": self.orientations,
             "frames": self.frames,
             "render_pixel": self.render_pixel, "render_blur": self.render_blur, "show_maps": self.show_maps})
-        if self.state.model_path is not None:
-            self.model.value = self.state.model_path
+        self.model.value = self.state.model_path
         self._info = None
         self._run = None
         self._describe_model()
@@ -96,7 +97,12 @@ class LocalizeWidget(Container):
         self.state.model_changed.connect(self._state_model_changed)
         self.state.acquisition_changed.connect(self._describe_model)
         self.job.run_button.changed.connect(self.run)
-        self.reset_button.changed.connect(self.settings.reset)
+        self.reset_button.changed.connect(self.reset)
+
+    def reset(self, *_) -> None:
+        """Default settings and the bundled model."""
+        self.settings.reset()
+        self.model.value = None
 
     # --------------------------------------------------------------- model
     def _model_chosen(self, *_) -> None:
@@ -114,10 +120,13 @@ class LocalizeWidget(Container):
         except ModelFileError as exc:
             self._info = None
             self.model_info.value = str(exc)
+            self.model_info.tooltip = None
             self.model_info.native.setStyleSheet("color: #ff6060")
             return
         self._info = info
-        text = ("bundled: " if path is None else "") + info.summary()
+        # the training notes can be long: they go to the tooltip
+        text = ("bundled: " if path is None else "") + dataclasses.replace(info, notes="").summary()
+        self.model_info.tooltip = info.notes or None
         mismatch = acquisition_mismatch(info.acquisition, self.state.acquisition)
         if mismatch:
             text += "\nWARNING, the model does not match the Acquisition settings: " + "; ".join(mismatch)
@@ -144,22 +153,16 @@ class LocalizeWidget(Container):
             n_frames = 1 if layer.ndim == 2 else layer.data.shape[0]
             selection = parse_frame_selection(self.frames.value, n_frames) + 1
         except (ValueError, RuntimeError) as exc:
-            show_error(f"Localize: {exc}")
+            self.job.refuse(f"Localize: {exc}")
             return
-        acq = self.state.acquisition
-        if abs(layer_pixel_size_nm(layer) - acq.pixel_size_nm) > 1e-6 * acq.pixel_size_nm:
-            transform = stack_transform(acq.pixel_size_nm)
-            layer.scale = transform["scale"][-layer.ndim:]
-            layer.translate = transform["translate"][-layer.ndim:]
-            show_info(f"Localize: {layer.name} is now displayed at the acquisition pixel size "
-                      f"{acq.pixel_size_nm:g} nm so that it lines up with the localizations")
+        acq = self.state.prepare_stack(layer)
         fine_nm = acq.pixel_size_nm / self._info.acquisition.upsampling
         rows, cols = layer.data.shape[-2:]
         maps_shape = (int(selection[-1] - selection[0] + 1), rows * self._info.acquisition.upsampling,
                       cols * self._info.acquisition.upsampling)
         if self.show_maps.value and np.prod(maps_shape) * 4 > MAX_MAPS_BYTES:
-            show_error(f"Localize: the fine-grid maps of {maps_shape[0]} frames would need "
-                       f"{np.prod(maps_shape) * 4 / 1024**3:.1f} GB; select fewer frames or untick the maps")
+            self.job.refuse(f"Localize: the fine-grid maps of {maps_shape[0]} frames would need "
+                            f"{np.prod(maps_shape) * 4 / 1024**3:.1f} GB; select fewer frames or untick the maps")
             return
         self._run = _Run(self.viewer, layer, acq, selection, (rows, cols), fine_nm, self.render_pixel.value,
                          self.render_blur.value, maps_shape if self.show_maps.value else None)
@@ -186,6 +189,8 @@ class _Run:
     """The output layers of one localization run, growing batch by batch."""
 
     def __init__(self, viewer, layer, acq, selection, frame_shape, fine_nm, render_pixel, render_blur, maps_shape):
+        self.viewer = viewer
+        self.pixel_nm = acq.pixel_size_nm
         self.points = GrowingPoints(viewer, f"{layer.name} localizations", DEEPCEL0_COLOR)
         self.total = len(selection)
         self.frames_done = 0
@@ -195,17 +200,19 @@ class _Run:
                                  render_pixel)
         self.blur = render_blur
         self.first_frame = int(selection[0])
-        self.render = replace_layer(viewer, f"{layer.name} render", "image", self.renderer.image(), {
-            "colormap": "hot", "blending": "additive", **image_transform(render_pixel)})
+        self.render = show_layer(viewer, "image", self.renderer.image(), {
+            "name": f"{layer.name} render", "colormap": "hot", "blending": "additive", "metadata": {OUTPUT: "render"},
+            **image_transform(render_pixel)})
         self.maps = None
         if maps_shape is not None:
-            self.maps = replace_layer(viewer, f"{layer.name} maps", "image", np.zeros(maps_shape, np.float32), {
-                "colormap": "magma", "blending": "additive", **image_transform(fine_nm, self.first_frame)})
+            self.maps = show_layer(viewer, "image", np.zeros(maps_shape, np.float32), {
+                "name": f"{layer.name} maps", "colormap": "magma", "blending": "additive",
+                "metadata": {OUTPUT: "maps"}, **image_transform(fine_nm, self.first_frame)})
         self._last_refresh = 0.0
 
     def describe(self) -> str:
-        return (f"{self.frames_done}/{self.total} frames, {self.points.count} localizations, "
-                f"{self.frames_per_second:.1f} frames/s{self.time_left}")
+        return (f"{self.frames_done}/{self.total} frames at {self.pixel_nm:g} nm/pixel, "
+                f"{self.points.count} localizations, {self.frames_per_second:.1f} frames/s{self.time_left}")
 
     def add(self, result: BatchResult) -> None:
         self.points.add(result.table, result.frames)
@@ -222,10 +229,12 @@ class _Run:
         """Show everything accumulated so far."""
         self.points.refresh()
         image = self.renderer.image(self.blur or None)
+        keep_in_viewer(self.viewer, self.render)
         self.render.data = image
         top = float(np.percentile(image[image > 0], 99.5)) if np.any(image > 0) else 1.0
         self.render.contrast_limits = (0.0, max(top, 1e-6))
         if self.maps is not None:
+            keep_in_viewer(self.viewer, self.maps)
             self.maps.refresh()
             self.maps.reset_contrast_limits()
         self._last_refresh = time.monotonic()

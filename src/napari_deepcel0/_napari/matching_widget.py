@@ -16,7 +16,7 @@ from ..core.io import FRAME, X_NM, Y_NM, LocalizationFileError, read_localizatio
 from ..core.metrics import DEFAULT_TOLERANCES_NM, evaluate, match
 from .controls import layer_combo, select_layer, wrapping_label
 from .jobs import JobControls
-from .layers import points_from_table, points_layer_kwargs, replace_layer, table_from_layer
+from .layers import points_from_table, points_layer_kwargs, show_layer, table_from_layer
 from .reader import localization_layer_data
 from .settings import PersistentValues
 from .state import state_for
@@ -109,9 +109,9 @@ class MatchingWidget(Container):
         try:
             table = read_localizations(path, pixel_size_nm=self.state.acquisition.pixel_size_nm)
         except (LocalizationFileError, OSError) as exc:
-            show_error(f"Ground truth: {exc}")
+            self.job.refuse(f"Ground truth: {exc}")
             return None
-        data, kwargs, _ = localization_layer_data(table, f"{Path(path).stem} ground truth")
+        data, kwargs, _ = localization_layer_data(table, Path(path).stem)  # named as File > Open names it
         layer = self.viewer.add_points(data, **kwargs)
         select_layer(self.ground_truth, layer)
         return layer
@@ -125,10 +125,13 @@ class MatchingWidget(Container):
         try:
             if gt_layer is None or est_layer is None:
                 raise ValueError("choose a ground-truth layer and a localization layer (Points)")
+            if gt_layer is est_layer:
+                raise ValueError(f"{gt_layer.name} is chosen as both the ground truth and the localizations; "
+                                 "choose the localization layer to score")
             tolerances = parse_tolerances(self.tolerances.value)
             gt, est = table_from_layer(gt_layer), table_from_layer(est_layer)
         except ValueError as exc:
-            show_error(f"Matching: {exc}")
+            self.job.refuse(f"Matching: {exc}")
             return
         frames = est_layer.metadata.get("frames")
         note = ""
@@ -154,7 +157,7 @@ class MatchingWidget(Container):
         if len(coords):
             kwargs.update(face_color=[MATCH_COLORS[m] for m in labels],
                           symbol=np.array([MATCH_SYMBOLS[m] for m in labels]))
-        replace_layer(self.viewer, layer_name, "points", coords, kwargs)
+        show_layer(self.viewer, "points", coords, kwargs)
         self.legend.value = (f"{layer_name}: <span style='color:{MATCH_COLORS['TP']}'>&#9679; TP</span>, "
                              f"<span style='color:{MATCH_COLORS['FP']}'>&#10005; FP</span>, "
                              f"<span style='color:{MATCH_COLORS['FN']}'>&#9675; FN</span>")

@@ -2,7 +2,8 @@
 
 Both ``get_*_reader`` functions return None for files they cannot read, so napari
 can try another reader; they never raise (any failure to open a file means it is not
-one of ours).
+one of ours). For an existing TIFF file that is no usable stack the stack reader also
+shows the reason as a warning (napari itself only says that no reader took the file).
 """
 
 from __future__ import annotations
@@ -13,9 +14,10 @@ from pathlib import Path
 
 import dask.array as da
 import numpy as np
+from napari.utils.notifications import show_warning
 
 from ..core.acquisition import Acquisition
-from ..core.io import FrameStack, read_localizations
+from ..core.io import FrameStack, StackError, read_localizations
 from .layers import FILE_COLOR, points_from_table, points_layer_kwargs, stack_transform
 
 
@@ -70,7 +72,8 @@ def _paths(path) -> list[str] | None:
 
 def get_stack_reader(path):
     """Reader for ``*.tif``/``*.tiff`` SMLM stacks, or None when a file is not one
-    (RGB, 4-D, not a TIFF, unreadable)."""
+    (RGB, 4-D, not a TIFF, unreadable; the reason is shown as a warning when the
+    file exists)."""
     paths = _paths(path)
     if paths is None or not all(p.lower().endswith((".tif", ".tiff")) for p in paths):
         return None
@@ -78,9 +81,12 @@ def get_stack_reader(path):
     for p in paths:
         try:
             stacks.append(FrameStack(p))
-        except Exception:  # StackError, OSError, or whatever a broken TIFF raises
+        except Exception as exc:  # StackError, OSError, or whatever a broken TIFF raises
             for s in stacks:
                 s.close()
+            if os.path.exists(p):
+                reason = str(exc) if isinstance(exc, StackError) else f"{p}: {exc}"  # StackError names the file
+                show_warning(f"DeepCEL0 cannot open this file as an SMLM stack: {reason}")
             return None
     return lambda _path: [stack_layer_data(s) for s in stacks]
 

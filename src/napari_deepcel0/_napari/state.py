@@ -2,8 +2,9 @@
 
 One :class:`PluginState` per viewer holds the acquisition settings (edited in the
 Acquisition widget, used by training, localization and CEL0) and the current model
-file (set by training or chosen in the Localize widget). Widgets get it with
-:func:`state_for` and listen to its signals.
+file (set by training or chosen in the Localize widget, used by Localize and CEL0);
+both persist between sessions. Widgets get it with :func:`state_for` and listen to
+its signals.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from napari.utils.notifications import show_info, show_warning
 from psygnal import Signal
 
 from ..core.acquisition import Acquisition
+from .layers import layer_pixel_size_nm, stack_transform
 from .settings import load_value, save_value
 
 _STATES: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
@@ -23,9 +25,10 @@ _STATES: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
 class PluginState:
     """Acquisition settings and current model shared by the widgets of a viewer.
 
-    The acquisition persists between sessions. Image layers that carry a pixel size
-    from their file (``layer.metadata["pixel_size_nm"]``, set by this plugin's reader)
-    update the acquisition's pixel size when they are added.
+    Both persist between sessions. Image layers that carry a pixel size from their
+    file (``layer.metadata["pixel_size_nm"]``, set by this plugin's reader) update the
+    acquisition's pixel size when they are added, and again when a widget analyses
+    them (:meth:`prepare_stack`).
     """
 
     acquisition_changed = Signal(object)
@@ -37,7 +40,8 @@ class PluginState:
             self._acquisition = Acquisition.from_dict(stored) if isinstance(stored, dict) else Acquisition()
         except (TypeError, ValueError):
             self._acquisition = Acquisition()
-        self._model_path: Path | None = None
+        stored = load_value("model")
+        self._model_path = Path(stored) if isinstance(stored, str) and stored else None
 
     @property
     def acquisition(self) -> Acquisition:
@@ -63,6 +67,7 @@ class PluginState:
         if path == self._model_path:
             return
         self._model_path = path
+        save_value("model", path)
         self.model_changed.emit(path)
 
     def adopt_pixel_size(self, layer) -> None:
@@ -76,6 +81,23 @@ class PluginState:
             show_warning(f"{layer.name}: pixel size {pixel:g} nm from the file was not applied: {exc}")
             return
         show_info(f"Acquisition: pixel size set to {pixel:g} nm from the metadata of {layer.name}")
+
+    def prepare_stack(self, layer) -> Acquisition:
+        """The acquisition to analyse an image layer with.
+
+        The pixel size of the layer's file is adopted first (the acquisition may hold
+        that of another file); a layer displayed at another pixel size (its file had
+        none) is then rescaled to the acquisition's, so that it lines up with the
+        localizations.
+        """
+        self.adopt_pixel_size(layer)
+        pixel = self._acquisition.pixel_size_nm
+        if abs(layer_pixel_size_nm(layer) - pixel) > 1e-6 * pixel:
+            for key, value in stack_transform(pixel).items():
+                setattr(layer, key, value[-layer.ndim:])
+            show_info(f"{layer.name} is now displayed at the acquisition pixel size {pixel:g} nm so that it "
+                      f"lines up with the localizations")
+        return self._acquisition
 
 
 def state_for(viewer) -> PluginState:

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import napari
 from magicgui.widgets import ComboBox, Container, FileEdit, FloatSpinBox, PushButton, SpinBox
-from napari.utils.notifications import show_error, show_info, show_warning
+from napari.utils.notifications import show_info, show_warning
 
 from ..core.devices import DEVICES, resolve_device
 from ..core.model_io import save_training_result
@@ -89,7 +89,7 @@ class TrainingWidget(Container):
             "max_steps": self.max_steps, "lam": self.lam, "batch_size": self.batch_size,
             "device": self.device, "output": self.output})
         self.relay = ProgressRelay()
-        self.relay.report.connect(self._progress)
+        self.relay.report.connect(self.job.while_open(self._progress))
         self._history: list[Progress] = []
         self._describe_acquisition(self.state.acquisition)
         self.state.acquisition_changed.connect(self._describe_acquisition)
@@ -130,7 +130,7 @@ class TrainingWidget(Container):
             if not path.parent.is_dir():
                 raise ValueError(f"folder {path.parent} does not exist")
         except (ValueError, RuntimeError) as exc:
-            show_error(f"Training: {exc}")
+            self.job.refuse(f"Training: {exc}")
             return
         self._history = []
         self.plot.clear()
