@@ -227,3 +227,29 @@ def test_output_path_errors_name_the_target(tmp_path):
         locked.mkdir(mode=0o500)
         with pytest.raises(OSError, match=f"cannot write {locked / 'a.csv'}"):
             io.write_thunderstorm_csv(locked / "a.csv", _table(1))
+
+
+@pytest.mark.parametrize("dtype", [bool, np.int8, np.int32, np.uint32, np.int64, np.uint64, np.float16, np.float64])
+def test_any_numeric_image_is_written_with_its_values_and_pixel_size(tmp_path, dtype):
+    # before: int8/int32/uint32/bool/float16 failed ("ImageJ format does not support..."),
+    # int64 lost the pixel size
+    data = (np.arange(2 * 3 * 4).reshape(2, 3, 4) % 2 if dtype is bool else np.arange(2 * 3 * 4).reshape(2, 3, 4) - 5)
+    data = np.abs(data).astype(dtype) if np.dtype(dtype).kind in "ub" else data.astype(dtype)
+    stack = io.read_stack(io.write_tiff(tmp_path / "a.tif", data, pixel_size_nm=25))
+    assert stack.pixel_size_nm == pytest.approx(25)
+    assert np.array_equal(np.asarray(stack[0:2], dtype=np.float64), data.astype(np.float64))
+    big = np.array([[0, 70000]], np.int64)  # beyond 16 bits: float32, still exact
+    assert np.array_equal(io.read_stack(io.write_tiff(tmp_path / "b.tif", big))[0], big)
+
+
+def test_written_files_get_the_usual_permissions_whatever_the_writer(tmp_path):
+    expected = 0o666 & ~io._UMASK
+
+    def recreate(tmp):  # as safetensors' save_file does: the mkstemp file is replaced
+        os.unlink(tmp)
+        with open(tmp, "w") as fh:
+            fh.write("x")
+        os.chmod(tmp, 0o600)
+
+    assert io.atomic_write(tmp_path / "a.bin", recreate).stat().st_mode & 0o777 == expected
+    assert io.write_thunderstorm_csv(tmp_path / "b.csv", _table(2)).stat().st_mode & 0o777 == expected

@@ -22,6 +22,13 @@ import pandas as pd
 import tifffile
 
 FRAME, X_NM, Y_NM = "frame", "x [nm]", "y [nm]"
+INTENSITY = "intensity [photon]"
+
+# The process's umask, read once at import (reading it means setting it, which would
+# briefly affect files that other threads create): atomic_write gives its files the
+# permissions a plain open() would.
+_UMASK = os.umask(0)
+os.umask(_UMASK)
 
 #: ThunderSTORM's column order; columns a table has are written in this order,
 #: followed by any other columns.
@@ -213,12 +220,33 @@ def _plausible(size_nm: float) -> float | None:
     return float(size_nm) if math.isfinite(size_nm) and 1.0 <= size_nm <= 1e5 else None
 
 
+def imagej_pixels(data: np.ndarray) -> np.ndarray:
+    """``data`` in a pixel type ImageJ TIFFs hold (uint8, uint16, int16, float32), with
+    the same values: booleans as uint8; other integers as uint16 when their range fits
+    it, else int16 when that fits, else float32 (exact up to 2^24); floats as float32."""
+    kind = data.dtype.kind
+    if kind == "b":
+        return data.astype(np.uint8)
+    if kind in "ui":
+        if data.dtype in (np.uint8, np.uint16, np.int16):
+            return data
+        lo, hi = (int(data.min()), int(data.max())) if data.size else (0, 0)
+        if 0 <= lo and hi <= 65535:
+            return data.astype(np.uint16)
+        if -32768 <= lo and hi <= 32767:
+            return data.astype(np.int16)
+        return data.astype(np.float32)
+    if kind == "f":
+        return data.astype(np.float32, copy=False)
+    raise ValueError(f"cannot write pixels of type {data.dtype} to a TIFF (need numbers)")
+
+
 def write_tiff(path: str | os.PathLike, data: np.ndarray, pixel_size_nm: float | None = None) -> Path:
     """Write an image or a stack of frames as an ImageJ TIFF (atomically), with the
     pixel size; a 3-D array is marked as time frames (``TYX``), so that Fiji opens it
     as a time series, not as channels."""
     path = Path(path)
-    data = np.asarray(data)
+    data = imagej_pixels(np.asarray(data))
     if data.ndim not in (2, 3):
         raise ValueError(f"cannot write {path}: expected an image or a stack of frames, got shape {data.shape}")
     metadata = {"axes": "TYX" if data.ndim == 3 else "YX"}
@@ -226,25 +254,23 @@ def write_tiff(path: str | os.PathLike, data: np.ndarray, pixel_size_nm: float |
     if pixel_size_nm:
         kwargs = dict(resolution=(1e3 / pixel_size_nm, 1e3 / pixel_size_nm))
         metadata["unit"] = "um"
-    if data.dtype == np.float64:
-        data = data.astype(np.float32)
-    imagej = data.dtype != np.int64
 
     def write(tmp):
-        tifffile.imwrite(tmp, data, imagej=imagej, metadata=metadata if imagej else None, **kwargs)
+        tifffile.imwrite(tmp, data, imagej=True, metadata=metadata, **kwargs)
 
     return atomic_write(path, write)
 
 
-# ======================================================================== CSV
+# ================================================================ output files
 def check_output_path(path) -> Path:
-    """``path`` as a Path, if a file can be written there: FileNotFoundError when its
-    folder does not exist, IsADirectoryError when it is a folder. Call it before a
+    """``path`` as a Path, after the checks that need no writing: FileNotFoundError
+    when its folder does not exist, IsADirectoryError when it is a folder (whether the
+    folder is writable shows only when :func:`atomic_write` writes). Call it before a
     long job so that a typo fails at once, not after the work."""
     path = Path(path)
     if path.is_dir():
         raise IsADirectoryError(f"{path} is a folder; give a file name")
-    if path.parent and not path.parent.is_dir():
+    if not path.parent.is_dir():
         raise FileNotFoundError(f"{path}: folder {path.parent} does not exist")
     return path
 
@@ -254,15 +280,15 @@ def atomic_write(path: Path, write) -> Path:
     the temp file is removed and an existing ``path`` is left untouched."""
     path = check_output_path(path)
     try:
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent or ".")
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     except OSError as exc:  # name the file the user asked for, not the temporary one
         raise OSError(f"cannot write {path}: {exc.strerror or exc}") from exc
     os.close(fd)
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(tmp, 0o666 & ~umask)  # mkstemp creates 0600; give the usual permissions
     try:
         write(tmp)
+        # mkstemp creates 0600, and some writers (safetensors) recreate the file:
+        # give it the permissions a plain open() would, after the writing
+        os.chmod(tmp, 0o666 & ~_UMASK)
         with open(tmp, "rb+") as fh:
             os.fsync(fh.fileno())
         os.replace(tmp, path)
@@ -275,6 +301,7 @@ def atomic_write(path: Path, write) -> Path:
     return path
 
 
+# ======================================================================== CSV
 def _format_column(values: pd.Series) -> np.ndarray:
     arr = values.to_numpy()
     if arr.dtype.kind in "iub":

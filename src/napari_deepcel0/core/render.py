@@ -78,13 +78,11 @@ def render_histogram(
 
 
 def save_render_png(path, image: np.ndarray, percentile: float = 99.5) -> None:
-    """Save a rendering as an 8-bit PNG (hot colour map, saturating at a percentile)."""
-    import matplotlib
-
-    matplotlib.use("Agg", force=False)
-    import matplotlib.pyplot as plt
+    """Save a rendering as an 8-bit PNG (hot colour map, saturating at a percentile).
+    Uses matplotlib without pyplot, so the caller's plotting backend is left alone."""
+    from matplotlib.image import imsave
 
     img = np.asarray(image, dtype=np.float32)
     top = np.percentile(img[img > 0], percentile) if np.any(img > 0) else 1.0
     scaled = np.clip(img / max(top, 1e-12), 0, 1)
-    atomic_write(path, lambda tmp: plt.imsave(tmp, scaled, cmap="hot", vmin=0, vmax=1, format="png"))
+    atomic_write(path, lambda tmp: imsave(tmp, scaled, cmap="hot", vmin=0, vmax=1, format="png"))

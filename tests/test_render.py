@@ -1,0 +1,54 @@
+import math
+
+import matplotlib
+import numpy as np
+import pandas as pd
+import pytest
+from PIL import Image
+
+from napari_deepcel0.core.render import Renderer, render_histogram, render_shape, save_render_png
+
+
+def _table(xs, ys):
+    return pd.DataFrame({"frame": np.ones(len(xs), int), "x [nm]": xs, "y [nm]": ys})
+
+
+def test_pixels_follow_the_camera_frame_convention():
+    # pixel (r, c) covers x in [c, c+1) * pixel, y in [r, r+1) * pixel; x = column, y = row
+    image = render_histogram(_table([15.0, 15.0, 0.0, 99.9, 100.0, -0.1], [35.0, 35.0, 0.0, 59.9, 10.0, 10.0]),
+                             field_nm=(60.0, 100.0), pixel_nm=10.0)
+    assert image.shape == (6, 10)
+    assert image[3, 1] == 2 and image[0, 0] == 1 and image[5, 9] == 1
+    assert image.sum() == 4  # x = 100 nm and x = -0.1 nm fall outside the field
+
+
+def test_batches_accumulate_and_weights_apply():
+    r = Renderer((20.0, 20.0), 10.0)
+    r.add(_table([5.0], [5.0]))
+    r.add(_table([5.0, 15.0], [5.0, 15.0]), weights=np.array([2.0, 0.5]))
+    assert r.image().tolist() == [[3.0, 0.0], [0.0, 0.5]]
+    assert r.image(blur_sigma_nm=10.0).sum() == pytest.approx(3.5, rel=1e-5)
+
+
+@pytest.mark.parametrize("pixel", [0.0, -1.0, math.nan, math.inf])
+def test_bad_pixel_sizes_and_huge_renders_are_refused(pixel):
+    with pytest.raises(ValueError, match="positive number of nm"):
+        render_shape((100.0, 100.0), pixel)
+    with pytest.raises(ValueError, match="too large"):
+        render_shape((6400.0, 6400.0), 0.01)
+
+
+def test_png_has_the_image_size_and_leaves_the_plotting_backend_alone(tmp_path):
+    before = matplotlib.get_backend()
+    matplotlib.use("svg")  # a caller's non-Agg backend
+    image = np.zeros((7, 11), np.float32)
+    image[2, 3] = 5.0
+    try:
+        save_render_png(tmp_path / "r.png", image)
+        assert matplotlib.get_backend() == "svg"  # before: switched to Agg for the whole process
+    finally:
+        matplotlib.use(before)
+    with Image.open(tmp_path / "r.png") as png:
+        assert png.size == (11, 7)
+        pixels = np.asarray(png.convert("RGB"))
+    assert pixels[2, 3].sum() > pixels[0, 0].sum()  # the localization is bright, the rest dark
