@@ -480,6 +480,34 @@ def test_only_the_jobs_own_warnings_carry_its_title(qtbot):
     assert "from the GUI thread" in messages and "Test job: from the GUI thread" not in messages
 
 
+def test_overlapping_jobs_leave_the_warning_handler_as_it_was(qtbot):
+    """superqt's workers save and restore the process-wide warning handler; when jobs
+    overlap (A starts, B starts, A ends, B ends) the last restored a finished worker's
+    handler, so every later warning went to it."""
+    from napari_deepcel0._napari.jobs import JobControls
+
+    original = warnings.showwarning
+    end_a, end_b = threading.Event(), threading.Event()
+
+    def job(cancel=None, end=None):
+        yield 1
+        end.wait(timeout=10)
+
+    a, b = JobControls("A", "Run"), JobControls("B", "Run")
+    for controls in (a, b):
+        qtbot.addWidget(controls.native)
+    running = []
+    a.start(job, end=end_a, on_yield=running.append)
+    qtbot.waitUntil(lambda: len(running) == 1, timeout=10_000)  # A is inside its worker, then B
+    b.start(job, end=end_b, on_yield=running.append)
+    qtbot.waitUntil(lambda: len(running) == 2, timeout=10_000)
+    end_a.set()
+    _wait(qtbot, a, timeout=10_000)
+    end_b.set()
+    _wait(qtbot, b, timeout=10_000)
+    qtbot.waitUntil(lambda: warnings.showwarning is original, timeout=5_000)
+
+
 def test_the_current_model_persists_for_every_widget(viewer, make_napari_viewer, tmp_path):
     """The model chosen in Localize is the current model of the next session too (CEL0
     runs DeepCEL0 with it), not only the text of the Localize field."""
@@ -690,6 +718,21 @@ def test_export_writes_csv_and_tiff(viewer, qtbot, stack_path, tmp_path):
     with FrameStack(tmp_path / "render.tif") as saved:
         assert saved.pixel_size_nm == pytest.approx(10.0)
         np.testing.assert_array_equal(saved[0], render.data)
+    # napari's usual integer type (int32) is written with its values and pixel size
+    labels_like = viewer.add_image(np.arange(12, dtype=np.int32).reshape(3, 4) - 3, scale=(25.0, 25.0), name="i32")
+    widget.image.value = labels_like
+    widget.tiff_path.value = tmp_path / "i32.tif"
+    widget.save_tiff()
+    _wait(qtbot, widget.tiff_job)
+    assert widget.tiff_job.error is None
+    with FrameStack(tmp_path / "i32.tif") as saved:
+        assert saved.pixel_size_nm == pytest.approx(25.0)
+        np.testing.assert_array_equal(saved[0], labels_like.data)
+    # an RGB image is refused (it was written as frames of 3-pixel-wide images)
+    widget.image.value = viewer.add_image(np.zeros((5, 6, 3), np.uint8), rgb=True, name="photo")
+    widget.tiff_path.value = tmp_path / "photo.tif"
+    widget.save_tiff()
+    assert "is an RGB image" in widget.tiff_job.status.value and not (tmp_path / "photo.tif").exists()
 
 
 # ===================================================================== CEL0

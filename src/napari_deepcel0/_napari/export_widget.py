@@ -69,6 +69,10 @@ class ExportWidget(Container):
         if layer is None:
             self.tiff_job.refuse("Export: choose an image layer")
             return
+        if layer.rgb:
+            self.tiff_job.refuse(f"Export: {layer.name} is an RGB image; the TIFF export writes single-channel "
+                                 "images and stacks")
+            return
         path = self._output_file(self.tiff_job, self.tiff_path.value, (".tif", ".tiff"))
         if path is None:
             return

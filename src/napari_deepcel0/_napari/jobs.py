@@ -23,6 +23,7 @@ import contextlib
 import functools
 import inspect
 import threading
+import warnings
 from collections.abc import Callable
 
 import torch
@@ -32,6 +33,29 @@ from napari.utils.notifications import show_error, show_info, show_warning
 from qtpy.QtCore import QObject, Qt, Signal
 
 from .controls import wrapping_label
+
+
+# superqt's workers catch warnings with warnings.catch_warnings(), which saves and
+# restores process-wide state: when jobs overlap (A starts, B starts, A ends, B ends)
+# the last one to end restores the handler of the first, a finished worker's. So the
+# state before the first of a set of overlapping jobs is saved here and put back when
+# the last of them has finished (both on the GUI thread).
+_running_workers: set = set()
+_warnings_before_jobs: list = []
+
+
+def _job_started(worker) -> None:
+    if not _running_workers:
+        saved = warnings.catch_warnings()
+        saved.__enter__()
+        _warnings_before_jobs.append(saved)
+    _running_workers.add(worker)
+
+
+def _job_ended(worker) -> None:
+    _running_workers.discard(worker)
+    if not _running_workers and _warnings_before_jobs:
+        _warnings_before_jobs.pop().__exit__(None, None, None)
 
 
 class ProgressRelay(QObject):
@@ -162,12 +186,14 @@ class JobControls(Container):
         worker.finished.connect(self.while_open(self._finished))
         if on_finish is not None:
             worker.finished.connect(self.while_open(on_finish))
+        worker.finished.connect(lambda: _job_ended(worker))  # also once the widget is gone
         self.worker = worker
         self.error = None
         self.run_button.enabled = False
         self.cancel_button.enabled = True
         self.progress.value = 0
         self.status.value = f"{self.title}: starting ..."
+        _job_started(worker)
         worker.start()
         return worker
 

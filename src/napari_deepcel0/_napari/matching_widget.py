@@ -12,7 +12,7 @@ from napari.utils.notifications import show_error, show_info
 from qtpy.QtCore import Qt
 from qtpy.QtWidgets import QApplication, QFileDialog
 
-from ..core.io import FRAME, X_NM, Y_NM, LocalizationFileError, read_localizations
+from ..core.io import FRAME, X_NM, Y_NM, LocalizationFileError, atomic_write, read_localizations
 from ..core.metrics import DEFAULT_TOLERANCES_NM, evaluate, match
 from .controls import layer_combo, select_layer, wrapping_label
 from .jobs import JobControls
@@ -180,9 +180,9 @@ class MatchingWidget(Container):
 
     def save_table(self, path) -> None:
         """Write the table as a CSV file."""
+        text = self.table_text(sep=",")
         try:
-            with open(path, "w", encoding="utf-8", newline="\n") as fh:
-                fh.write(self.table_text(sep=","))
+            atomic_write(Path(path), lambda tmp: Path(tmp).write_text(text, encoding="utf-8", newline="\n"))
         except OSError as exc:
             show_error(f"Matching: cannot save the table: {exc}")
             return
