@@ -61,6 +61,33 @@ def test_evaluate_self_and_jittered(simulated, tmp_path, capsys):
     assert "Jaccard%" in capsys.readouterr().out
 
 
+def test_evaluate_scores_a_frame_selection_and_says_when_frames_differ(simulated, tmp_path, capsys):
+    gt_path = simulated / "ground_truth.csv"
+    gt = read_localizations(gt_path)
+    write_thunderstorm_csv(tmp_path / "first2.csv", gt[gt["frame"] <= 2])  # as after localize --frames 1-2
+    capsys.readouterr()
+    assert main(["evaluate", str(tmp_path / "first2.csv"), "--gt", str(gt_path), "--tol", "50", "--json"]) == 0
+    out = capsys.readouterr()
+    assert json.loads(out.out)["jaccard"] < 100 and "the ground truth runs to frame 6" in out.err
+    assert main(["evaluate", str(tmp_path / "first2.csv"), "--gt", str(gt_path), "--tol", "50", "--json",
+                 "--frames", "1-2"]) == 0
+    out = capsys.readouterr()
+    assert json.loads(out.out)["jaccard"] == 100.0 and out.err == ""
+
+
+def test_gpu_out_of_memory_says_what_to_do(monkeypatch, capsys):
+    import torch
+
+    import napari_deepcel0.cli as cli
+
+    def out_of_memory(args):
+        raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+
+    monkeypatch.setattr(cli, "cmd_localize", out_of_memory)
+    assert main(["localize", "s.tif", "--out", "x.csv"]) == 2
+    assert "out of GPU memory; lower --batch-size or use --device cpu" in capsys.readouterr().err
+
+
 def test_localize_writes_csv_and_render(simulated, tiny_model_path, tmp_path, capsys):
     out = tmp_path / "locs.csv"
     png = tmp_path / "render.png"

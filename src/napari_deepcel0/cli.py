@@ -177,8 +177,18 @@ def cmd_evaluate(args) -> int:
     from .core.io import read_localizations
     from .core.metrics import evaluate
 
+    from .core.predict import parse_frame_selection
+
     est = read_localizations(args.locs, pixel_size_nm=args.pixel_size)
     gt = read_localizations(args.gt, pixel_size_nm=args.pixel_size)
+    last = int(max(est["frame"].max() if len(est) else 0, gt["frame"].max() if len(gt) else 0))
+    if args.frames:
+        numbers = parse_frame_selection(args.frames, max(last, 1)) + 1
+        est, gt = est[est["frame"].isin(numbers)], gt[gt["frame"].isin(numbers)]
+    elif len(est) and len(gt) and gt["frame"].max() > est["frame"].max():
+        print(f"note: the ground truth runs to frame {int(gt['frame'].max())}, the localizations to frame "
+              f"{int(est['frame'].max())}; every ground-truth frame is scored (--frames scores a selection)",
+              file=sys.stderr)
     grid = None
     if args.frame_shape:
         acq = _acquisition(args)
@@ -295,15 +305,17 @@ def stop_on_first_interrupt():
 
 
 # ============================================================ localize
-def _open_stack_and_acq(args, model_acq: Acquisition):
+def _open_stack_and_acq(args, base: Acquisition, default_label: str = "model's"):
+    """The stack and its acquisition: ``base`` (the model's, or the defaults) with the
+    stack's pixel size and the command-line settings."""
     from .core.io import read_stack
 
     stack = read_stack(args.stack)
-    pixel = args.pixel_size or stack.pixel_size_nm
+    pixel = args.pixel_size if args.pixel_size is not None else stack.pixel_size_nm
     if pixel is None:
-        print(f"note: {args.stack} carries no pixel size; using the model's {model_acq.pixel_size_nm:g} nm "
+        print(f"note: {args.stack} carries no pixel size; using the {default_label} {base.pixel_size_nm:g} nm "
               "(set --pixel-size)", file=sys.stderr)
-    acq = _acquisition(args, model_acq, stack_pixel_nm=pixel)
+    acq = _acquisition(args, base, stack_pixel_nm=pixel)
     return stack, acq
 
 
@@ -477,6 +489,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--gt", required=True, metavar="GT.csv", help="ground truth (ThunderSTORM or ISBI CSV)")
     p.add_argument("--tol", type=positive_float, nargs="+", default=[50.0, 100.0, 150.0, 250.0], metavar="NM",
                    help="tolerances in nm (default 50 100 150 250)")
+    p.add_argument("--frames", metavar="SEL",
+                   help="score only these frames of both files (1-based, e.g. 1-100), e.g. after localize --frames")
     p.add_argument("--json", action="store_true", help="one JSON object per tolerance (percentages in %%)")
     p.add_argument("--frame-shape", type=positive_int, nargs=2, metavar=("ROWS", "COLS"),
                    help="camera frame shape, to report specificity on the fine grid")
@@ -568,7 +582,10 @@ def main(argv=None) -> int:
     try:
         return int(args.func(args) or 0)
     except USER_ERRORS as exc:
-        print(f"deepcel0 {args.command}: error: {exc}", file=sys.stderr)
+        message = str(exc)
+        if type(exc).__name__ == "OutOfMemoryError":  # torch.cuda.OutOfMemoryError, without importing torch here
+            message = f"out of GPU memory; lower --batch-size or use --device cpu ({message})"
+        print(f"deepcel0 {args.command}: error: {message}", file=sys.stderr)
         return EXIT_ERROR
     except KeyboardInterrupt:
         print(f"deepcel0 {args.command}: interrupted; no output was written for the unfinished step", file=sys.stderr)

@@ -54,7 +54,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--method", choices=METHODS, default=DEFAULT_METHOD,
                    help="map -> molecules: peaks (3x3 maxima + centre of mass, default) or components "
                         "(connected pixels merged)")
-    p.add_argument("--batch-size", type=int, metavar="N", help="frames solved together (default 4 on CPU, 64 on CUDA)")
+    p.add_argument("--batch-size", type=int, metavar="N", help="frames solved together (default 4 on CPU, 512 on CUDA)")
     p.add_argument("--device", default="auto", help="auto (CUDA when present), cpu or cuda (default: auto)")
     p.add_argument("--gain", type=float, metavar="ADU/PHOTON",
                    help="camera gain, to report intensities in photons (default 1)")
@@ -80,7 +80,7 @@ def run(args) -> int:
     from .cli import _open_stack_and_acq, check_outputs
     from .core.acquisition import Acquisition
 
-    stack, acq = _open_stack_and_acq(args, Acquisition())
+    stack, acq = _open_stack_and_acq(args, Acquisition(), default_label="default")
     if args.sweep:
         return _sweep(args, stack, acq)
     check_outputs(args, stack, acq)

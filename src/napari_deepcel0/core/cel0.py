@@ -467,7 +467,7 @@ class Cel0Localizer:
     device
         ``"auto"``, ``"cpu"`` or ``"cuda"``.
     batch_size
-        Frames solved together (default: 4 on CPU, 64 on CUDA).
+        Frames solved together (default: 4 on CPU, 512 on CUDA).
     progress, cancel
         Passed to every :func:`solve`; cancelling raises :class:`Cel0Cancelled`
         from :meth:`maps` (batches already yielded by ``localize_stream`` stay valid).
