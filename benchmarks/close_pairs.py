@@ -61,7 +61,7 @@ def main() -> None:
         deep["Deep-STORM"] = DeepLocalizer(args.deepstorm, acquisition=ACQ, precision="fp32")
     results = {}
     for test in ("1a", "2a", "3a"):
-        truth = paper_test_scene(test, ACQ)
+        truth = paper_test_scene(test)
         gt_map = fine_grid_maps(truth, ACQ, (512, 512), 1)
         frame = forward_model_frames(gt_map, ACQ, args.snr, seed=args.seed)
         panels = {"GT": gt_map[0], "NN x4": np.kron(frame[0], np.ones((4, 4)))}

@@ -152,7 +152,7 @@ def in_domain_section(d: dict, title: str) -> list[str]:
     return out
 
 
-def speed_section(name: str, d: dict) -> list[str]:
+def speed_section(d: dict) -> list[str]:
     r = d["results"]
     out = section(f"Speed ({r['device']})", [f"Machine: {d['machine']}.", f"Command: `{d['command']}`"],
                   ["what", "value"])
@@ -193,7 +193,7 @@ def main() -> None:
     if (d := load("close_pairs.json")):
         lines += close_pairs_section(d)
     for path in sorted(RESULTS.glob("speed_*.json")):
-        lines += speed_section(path.stem, json.loads(path.read_text()))
+        lines += speed_section(json.loads(path.read_text()))
     OUT.write_text("\n".join(lines) + "\n")
     print(f"wrote {OUT}")
 

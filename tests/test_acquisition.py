@@ -36,6 +36,10 @@ def test_pixel_centre_convention_round_trip():
     assert fine.mean() == pytest.approx(acq.camera_px_to_nm(0))
     x = np.array([0.0, 12.5, 37.0, 6399.9])
     assert np.allclose(acq.fine_px_to_nm(acq.nm_to_fine_px(x)), x)
+    # the pixel holding a position: pixel k covers [25 k, 25 (k + 1)) nm, its centre maps back to k
+    assert acq.fine_px_index(np.array([0.0, 24.999, 25.0, -0.1])).tolist() == [0, 0, 1, -1]
+    assert acq.fine_px_index(acq.fine_px_to_nm(np.arange(256))).tolist() == list(range(256))
+    assert acq.field_nm((64, 32)) == (6400.0, 3200.0)  # (height, width): rows, cols
 
 
 @pytest.mark.parametrize(

@@ -1,7 +1,6 @@
 import json
 import pickle
 
-import numpy as np
 import pytest
 import torch
 from safetensors.torch import save_file

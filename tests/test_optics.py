@@ -4,13 +4,13 @@ import torch
 from scipy.signal import convolve2d
 
 from napari_deepcel0.core.acquisition import ISBI2013, Acquisition
+from napari_deepcel0.core.losses import LocalizationLoss
 from napari_deepcel0.core.optics import (
     AcquisitionOperator,
     integrated_gaussian,
     phase_column_norms,
     psf_kernel_1d,
     psf_kernel_2d,
-    tiled_column_norms,
 )
 
 SMALL = Acquisition(pixel_size_nm=100, fwhm_nm=180, upsampling=3)
@@ -72,7 +72,10 @@ def test_phase_norms_equal_interior_columns():
     assert np.allclose(interior, phase, rtol=1e-9)
     assert phase.mean() == pytest.approx(0.2487, abs=1e-3)
     assert norms[0, 0] < phase[0, 0]  # border columns lose part of the PSF
-    assert np.allclose(tiled_column_norms(ISBI2013, (8, 6)), np.tile(phase, (2, 2))[:8, :6])
+    # what the CEL0 loss uses: the phase norms tiled from a camera-pixel corner, equal
+    # to the operator's interior columns at the same phase
+    tiled = LocalizationLoss(column_norms=phase).norms_for((8, 6)).numpy()
+    assert np.allclose(tiled, norms[40:48, 48:54], rtol=1e-6)
 
 
 def test_numpy_and_torch_inputs_and_shape_errors():

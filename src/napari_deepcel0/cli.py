@@ -229,6 +229,7 @@ def _training_config(args):
 
 
 def cmd_train(args) -> int:
+    from .core.io import check_output_path
     from .core.model_io import save_training_result
     from .core.training import train
 
@@ -237,8 +238,7 @@ def cmd_train(args) -> int:
         raise ValueError(f"--time-limit must be a positive number of minutes, got {args.time_limit:g}")
     if out.suffix != ".safetensors":
         raise ValueError(f"--out must end in .safetensors, got {out.name}")
-    if not out.parent.exists():
-        raise FileNotFoundError(f"--out folder {out.parent} does not exist")
+    check_output_path(out)
     acq = _acquisition(args)
     config = _training_config(args)
     print(f"training {config.method} for {acq.describe()}", file=sys.stderr)
@@ -334,11 +334,7 @@ def check_outputs(args, stack, acq) -> None:
         if Path(args.render).suffix.lower() not in RENDER_SUFFIXES:
             raise ValueError(f"--render must end in .png or .tif, got {Path(args.render).name}")
         check_output_path(args.render)
-        render_shape(_field_nm(stack, acq), args.render_pixel)
-
-
-def _field_nm(stack, acq) -> tuple[float, float]:
-    return (stack.shape[1] * acq.pixel_size_nm, stack.shape[2] * acq.pixel_size_nm)
+        render_shape(acq.field_nm(stack.frame_shape), args.render_pixel)
 
 
 def _write_outputs(args, table, stack, acq) -> None:
@@ -348,7 +344,7 @@ def _write_outputs(args, table, stack, acq) -> None:
     write_thunderstorm_csv(args.out, table)
     print(f"wrote {args.out} ({len(table)} localizations)")
     if args.render:
-        image = render_histogram(table, _field_nm(stack, acq), args.render_pixel)
+        image = render_histogram(table, acq.field_nm(stack.frame_shape), args.render_pixel)
         render = Path(args.render)
         if render.suffix.lower() == ".png":
             save_render_png(render, render_image_for_png(image))
@@ -441,7 +437,7 @@ def cmd_demo(args) -> int:
     table = localize(model, frames)
     seconds = time.perf_counter() - t0
     csv = write_thunderstorm_csv(out / "demo_localizations.csv", table)
-    field = (64 * acq.pixel_size_nm, 64 * acq.pixel_size_nm)
+    field = acq.field_nm((64, 64))
     png = out / "demo_render.png"
     save_render_png(png, render_image_for_png(render_histogram(table, field, 10.0)))
     scores = evaluate(gt, table, (50.0, 100.0, 150.0, 250.0))

@@ -15,7 +15,6 @@ import json
 import sys
 
 import numpy as np
-import pandas as pd
 
 from .core.cel0 import DEFAULT_LAM, DEFAULT_METHOD, DEFAULT_THRESHOLD, READINGS
 from .core.localize import METHODS
@@ -90,8 +89,7 @@ def run(args) -> int:
 def _localize(args, stack, acq) -> int:
     from .cli import ProgressBar, _write_outputs
     from .core.cel0 import Cel0Localizer
-    from .core.localize import empty_table
-    from .core.predict import localize_stream, parse_frame_selection
+    from .core.predict import localize, parse_frame_selection
 
     total = len(parse_frame_selection(args.frames, len(stack)))
     bar = ProgressBar(total, "cel0")
@@ -106,15 +104,16 @@ def _localize(args, stack, acq) -> int:
     print(f"CEL0-IRL1: lambda {model.settings.lam:g}, up to {args.max_outer} x {args.max_inner} iterations, "
           f"tol {args.tol:g}, background {model.background}; {acq.describe()}; {model.device}", file=sys.stderr)
     print(f"data: {stack}", file=sys.stderr)
-    tables, records = [], []
-    for result in localize_stream(model, stack, frames=args.frames, threshold=args.threshold,
-                                  batch_size=model.batch_size, method=args.method):
-        tables.append(result.table)
-        records += model.last_records
+    records = []
+
+    def batch_done(result):
+        records.extend(model.last_records)
         finished[0] = result.done
         bar.update(result.done, f"{result.frames_per_second:.2f} frames/s{result.time_left()}", force=True)
+
+    table = localize(model, stack, frames=args.frames, threshold=args.threshold, batch_size=model.batch_size,
+                     method=args.method, progress=batch_done)
     bar.close()
-    table = pd.concat(tables, ignore_index=True) if tables else empty_table(model.mass_column)
     outer = np.array([r.outer_iterations for r in records])
     inner = np.array([r.inner_iterations for r in records])
     n_conv = sum(r.converged for r in records)

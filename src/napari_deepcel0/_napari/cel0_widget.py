@@ -16,11 +16,10 @@ from ..core.cel0 import (
     parse_background,
 )
 from ..core.devices import DEVICES, resolve_device
-from ..core.predict import localize_stream, parse_frame_selection
+from ..core.predict import DeepLocalizer, localize_stream, parse_frame_selection
 from .controls import LinePlot, float_box, layer_combo, row, stack_combo, wrapping_label
 from .jobs import JobControls, ProgressRelay, gpu_memory_hint
 from .layers import CEL0_COLOR, DEEPCEL0_COLOR, GrowingPoints, table_from_layer
-from .localize_widget import deep_localizer
 from .settings import PersistentValues
 from .state import state_for
 
@@ -38,7 +37,7 @@ def _compare_job(acq, source, frames, solver: dict, device: str, model_path, wit
         except Cel0Cancelled:
             return
         if with_deepcel0 and not cancel.is_set():
-            deep = deep_localizer(model_path, acq, device)
+            deep = DeepLocalizer(model_path, acquisition=acq, device=device)  # None: the bundled model
             for result in localize_stream(deep, source, frames=frames, cancel=cancel):
                 yield DEEPCEL0, result
 

@@ -50,7 +50,8 @@ def image_transform(pixel_nm: float, first_frame: int | None = None) -> dict:
 
 
 def layer_pixel_size_nm(layer) -> float:
-    """Camera pixel size (nm) at which an image layer is displayed (its last-axis scale)."""
+    """Pixel size (nm) at which an image layer is displayed (its last-axis scale): the
+    camera pixel of a stack, the rendering pixel of a render, the fine pixel of maps."""
     return float(layer.scale[-1])
 
 

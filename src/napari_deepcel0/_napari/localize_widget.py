@@ -11,7 +11,7 @@ from magicgui.widgets import CheckBox, ComboBox, Container, FileEdit, FloatSpinB
 from napari.utils.notifications import show_info
 
 from ..core.devices import DEVICES, resolve_device
-from ..core.model_io import ModelFileError, bundled_model_path, load_bundled_model, load_model, read_model_info
+from ..core.model_io import ModelFileError, bundled_model_path, read_model_info
 from ..core.predict import BatchResult, DeepLocalizer, acquisition_mismatch, localize_stream, parse_frame_selection
 from ..core.render import Renderer
 from .controls import stack_combo, wrapping_label
@@ -30,18 +30,12 @@ MAX_MAPS_BYTES = 2 * 1024**3
 ORIENTATION_CHOICES = [("off", 1), ("4 flips (4x the time)", 4), ("8 flips and turns (8x the time)", 8)]
 
 
-def deep_localizer(model_path, acquisition, device: str, batch_size: int = 16, orientations: int = 1) -> DeepLocalizer:
-    """Load a model (None: the bundled one) for the data's acquisition."""
-    loaded = load_bundled_model() if model_path is None else load_model(model_path)
-    return DeepLocalizer(loaded, acquisition=acquisition, device=device, batch_size=batch_size,
-                         orientations=orientations)
-
-
 def _localize_job(model_path, acquisition, source, frames, threshold, device, batch_size, orientations, keep_maps,
                   cancel=None):
     """Load the model, then yield a :class:`BatchResult` per batch."""
     with gpu_memory_hint():
-        model = deep_localizer(model_path, acquisition, device, batch_size, orientations)
+        model = DeepLocalizer(model_path, acquisition=acquisition, device=device, batch_size=batch_size,
+                              orientations=orientations)  # model_path None: the bundled model
         yield from localize_stream(model, source, frames=frames, threshold=threshold, batch_size=batch_size,
                                    keep_maps=keep_maps, cancel=cancel)
 
@@ -196,7 +190,7 @@ class _Run:
         self.frames_done = 0
         self.frames_per_second = 0.0
         self.time_left = ""  # ", about N min left" while running
-        self.renderer = Renderer((frame_shape[0] * acq.pixel_size_nm, frame_shape[1] * acq.pixel_size_nm),
+        self.renderer = Renderer(acq.field_nm(frame_shape),
                                  render_pixel)
         self.blur = render_blur
         self.first_frame = int(selection[0])

@@ -37,7 +37,7 @@ def paper_test_scenes() -> list[tuple]:
     circle of radius 125 nm, each at 2000 photons over 10 background photons/pixel."""
     scenes = []
     for frame, name in enumerate(sim.PAPER_SCENES, start=1):
-        scene = sim.paper_test_scene(name, ISBI2013)
+        scene = sim.paper_test_scene(name)
         scenes.append(scene.assign(**{sim.FRAME: frame, sim.PHOTONS: 2000.0}))
     emitters = pd.concat(scenes, ignore_index=True)
     frames = sim.render_frames(emitters, ISBI2013, (128, 128), len(scenes),

@@ -11,6 +11,7 @@ from magicgui.widgets import ComboBox, Container, FileEdit, FloatSpinBox, PushBu
 from napari.utils.notifications import show_info, show_warning
 
 from ..core.devices import DEVICES, resolve_device
+from ..core.io import check_output_path
 from ..core.model_io import save_training_result
 from ..core.training import Progress, TrainingConfig, train
 from .controls import LinePlot, wrapping_label
@@ -127,9 +128,8 @@ class TrainingWidget(Container):
             resolve_device(config.device)
             if path is None or path.suffix != ".safetensors":
                 raise ValueError(f"the model file must end in .safetensors, got {path}")
-            if not path.parent.is_dir():
-                raise ValueError(f"folder {path.parent} does not exist")
-        except (ValueError, RuntimeError) as exc:
+            check_output_path(path)
+        except (ValueError, RuntimeError, OSError) as exc:
             self.job.refuse(f"Training: {exc}")
             return
         self._history = []

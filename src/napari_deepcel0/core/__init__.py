@@ -2,13 +2,16 @@
 
 Modules, one idea each:
 
-- :mod:`.acquisition` settings (pixel size, PSF, L, camera), unit conversions
+- :mod:`.acquisition` settings (pixel size, PSF, L, camera), unit conversions;
+  :mod:`.estimate` settings estimated from the frames themselves
 - :mod:`.optics` PSF and the acquisition operator ``A = S_L K``
 - :mod:`.simulate` emitters, filaments, camera frames, noise, paper test scenes
 - :mod:`.training_data`, :mod:`.network`, :mod:`.losses`, :mod:`.training`, :mod:`.model_io`
 - :mod:`.predict` streaming inference; :mod:`.localize` maps -> localizations
 - :mod:`.cel0` the CEL0-IRL1 solver
 - :mod:`.metrics` matching and scores; :mod:`.render` super-resolved images; :mod:`.io` files
+- :mod:`.devices` CPU/CUDA and precision choice; :mod:`.cancel` cancel flags;
+  :mod:`.progress` time-left texts
 """
 
 from .acquisition import ISBI2013, Acquisition

@@ -15,6 +15,8 @@ from __future__ import annotations
 import math
 from dataclasses import asdict, dataclass, fields
 
+import numpy as np
+
 #: FWHM of a Gaussian divided by its standard deviation, 2 sqrt(2 ln 2).
 FWHM_PER_SIGMA = 2.0 * math.sqrt(2.0 * math.log(2.0))
 
@@ -126,6 +128,10 @@ class Acquisition:
         """Fine-grid shape (rows, cols) of a camera frame of ``camera_shape``."""
         return (int(camera_shape[0]) * self.upsampling, int(camera_shape[1]) * self.upsampling)
 
+    def field_nm(self, camera_shape: tuple[int, int]) -> tuple[float, float]:
+        """(height, width) in nm of a camera frame of ``camera_shape`` (rows, cols)."""
+        return (int(camera_shape[0]) * self.pixel_size_nm, int(camera_shape[1]) * self.pixel_size_nm)
+
     # ------------------------------------------------------------ conversions
     def camera_px_to_nm(self, index):
         """Centre, in nm, of camera pixel ``index`` (0-based; works on arrays)."""
@@ -138,6 +144,11 @@ class Acquisition:
     def nm_to_fine_px(self, coord_nm):
         """Fine-grid pixel coordinate (0-based, fractional) of a position in nm."""
         return coord_nm / self.fine_pixel_nm - 0.5
+
+    def fine_px_index(self, coord_nm):
+        """Index (0-based, integer; may be outside the grid) of the fine-grid pixel
+        that holds a position in nm: pixel ``k`` covers ``[k, k + 1) * fine_pixel_nm``."""
+        return np.floor(np.asarray(coord_nm) / self.fine_pixel_nm).astype(np.int64)
 
     # ----------------------------------------------------------- persistence
     def to_dict(self) -> dict:

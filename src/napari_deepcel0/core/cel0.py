@@ -48,6 +48,7 @@ import torch
 from .acquisition import Acquisition
 from .cancel import is_cancelled
 from .devices import resolve_device
+from .io import INTENSITY
 from .localize import FRAME, METHODS, X_NM, Y_NM, extract_localizations
 from .losses import cel0_penalty
 from .metrics import Score, score
@@ -55,7 +56,7 @@ from .optics import AcquisitionOperator
 from .predict import FrameSourceError, check_finite, frame_count, parse_frame_selection, read_frames
 
 #: The mass column of CEL0 tables: the molecule's photons.
-MASS_COLUMN = "intensity [photon]"
+MASS_COLUMN = INTENSITY
 #: Percentile of a frame's pixels taken as its background by ``background="auto"``.
 AUTO_BACKGROUND_PERCENTILE = 25.0
 #: Default lambda (on max-normalised frames): best Jaccard at 50 nm (peaks reading)
@@ -545,8 +546,7 @@ def pixel_localizations(maps, acq: Acquisition, threshold: float = 0.0, frames=N
     b, r, c = (v.cpu().numpy() for v in torch.nonzero(t > threshold, as_tuple=True))
     numbers = np.arange(1, len(t) + 1) if frames is None else np.asarray(frames, np.int64)
     scale = np.broadcast_to(np.asarray(mass_scale, np.float64), numbers.shape)
-    px = acq.fine_pixel_nm
-    return pd.DataFrame({FRAME: numbers[b], X_NM: (c + 0.5) * px, Y_NM: (r + 0.5) * px,
+    return pd.DataFrame({FRAME: numbers[b], X_NM: acq.fine_px_to_nm(c), Y_NM: acq.fine_px_to_nm(r),
                          mass_column: t[t > threshold].cpu().double().numpy() * scale[b]})
 
 
@@ -686,7 +686,7 @@ def lambda_sweep(
         if int(n_lams) != n_lams or n_lams < 1:
             raise ValueError(f"the number of lambdas must be an integer >= 1, got {n_lams}")
         lams = np.geomspace(lo, hi, int(n_lams))
-    lams = np.asarray(lams, dtype=np.float64).ravel()
+    lams = np.sort(np.asarray(lams, dtype=np.float64).ravel())  # ascending: ties go to the smallest
     for lam in lams:
         SolverSettings(lam=float(lam), max_outer=max_outer, max_inner=max_inner, tol=tol)
     if method not in READINGS:

@@ -56,7 +56,3 @@ def autocast(device: torch.device, precision: str):
         return torch.autocast(device.type, dtype=torch.bfloat16)
     return contextlib.nullcontext()
 
-
-def memory_format(device: torch.device):
-    """channels_last is faster for these convolutions on CPU (oneDNN) and GPU."""
-    return torch.channels_last

@@ -38,7 +38,7 @@ THUNDERSTORM_COLUMNS = (
     "x [nm]",
     "y [nm]",
     "sigma [nm]",
-    "intensity [photon]",
+    INTENSITY,
     "offset [photon]",
     "bkgstd [photon]",
     "uncertainty [nm]",
@@ -419,7 +419,7 @@ def read_localizations(path: str | os.PathLike, pixel_size_nm: float | None = No
         if "znano" in lower:
             rename[labels[lower.index("znano")]] = "z [nm]"
         if "intensity" in lower:
-            rename[labels[lower.index("intensity")]] = "intensity [photon]"
+            rename[labels[lower.index("intensity")]] = INTENSITY
         frame_label = next((lab for lab in labels if lab.lower() == "frame"), None)
         if frame_label is None:
             raise LocalizationFileError(f"{path}: ISBI ground truth without a 'frame' column")

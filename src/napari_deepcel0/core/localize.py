@@ -31,8 +31,8 @@ import torch.nn.functional as F
 from scipy import ndimage
 
 from .acquisition import Acquisition
+from .io import FRAME, X_NM, Y_NM
 
-FRAME, X_NM, Y_NM = "frame", "x [nm]", "y [nm]"
 METHODS = ("peaks", "components")
 
 # neighbours that a maximum must strictly exceed (before it in raster order) or equal
@@ -195,12 +195,11 @@ def extract_localizations(
         np.asarray(frames, dtype=np.int64) if frames is not None else first_frame + np.arange(_n_frames(maps))
     )
     scale = np.broadcast_to(np.asarray(mass_scale, dtype=np.float64), frame_numbers.shape)
-    px = acq.fine_pixel_nm
     return pd.DataFrame(
         {
             FRAME: frame_numbers[idx] if len(idx) else np.zeros(0, np.int64),
-            X_NM: (found["col"] + 0.5) * px,
-            Y_NM: (found["row"] + 0.5) * px,
+            X_NM: acq.fine_px_to_nm(found["col"]),
+            Y_NM: acq.fine_px_to_nm(found["row"]),
             mass_column: found["mass"] * (scale[idx] if len(idx) else 1.0),
         }
     )

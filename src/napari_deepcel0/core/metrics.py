@@ -1,9 +1,11 @@
 """Scoring localizations against ground truth.
 
 Matching is per frame and one-to-one: among all pairings that only join a ground-truth
-molecule and a localization closer than the tolerance, it takes one with the largest
-number of pairs and, among those, the smallest total distance (the Hungarian matching
-of the SMLM challenges). Pairs beyond the tolerance are never matched.
+molecule and a localization at most the tolerance apart (inclusive), it takes one with
+the largest number of pairs and, among those, the smallest total distance (the Hungarian
+matching of the SMLM challenges). Pairs beyond the tolerance are never matched. The
+distance is Euclidean; ``distance="chebyshev"`` (a square window) is there for
+sensitivity analyses of papers that do not say which distance they use.
 
 Definitions (paper Eqs. 11-13, Sage et al. 2019), percentages in %:
 
@@ -27,7 +29,8 @@ from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 from scipy.spatial import cKDTree
 
-FRAME, X_NM, Y_NM = "frame", "x [nm]", "y [nm]"
+from .io import FRAME, X_NM, Y_NM
+
 DEFAULT_TOLERANCES_NM = (50.0, 100.0, 150.0, 250.0)
 
 
@@ -62,13 +65,15 @@ def match_points(gt_xy: np.ndarray, est_xy: np.ndarray, tol_nm: float,
         return empty
     gi, ei = dist.row, dist.col
     d = np.linalg.norm(gt_xy[gi] - est_xy[ei], ord=p, axis=1)
-    keep = d <= tol_nm  # sparse_distance_matrix drops exact zeros; handled below
+    keep = d <= tol_nm
     gi, ei, d = gi[keep], ei[keep], d[keep]
-    # coincident points: the tree's sparse matrix does not store zero distances
-    zero_g, zero_e = _coincident(gt_xy, est_xy)
-    if len(zero_g):
-        gi, ei, d = np.r_[gi, zero_g], np.r_[ei, zero_e], np.r_[d, np.zeros(len(zero_g))]
     n_g, n_e = len(gt_xy), len(est_xy)
+    # coincident points: some scipy versions leave zero distances out of the sparse matrix
+    zero_g, zero_e = _coincident(gt_xy, est_xy)
+    missing = ~np.isin(zero_g * n_e + zero_e, gi * n_e + ei)
+    if missing.any():
+        gi, ei = np.r_[gi, zero_g[missing]], np.r_[ei, zero_e[missing]]
+        d = np.r_[d, np.zeros(int(missing.sum()))]
     graph = coo_matrix((np.ones(len(gi)), (gi, n_g + ei)), shape=(n_g + n_e, n_g + n_e))
     _, label = connected_components(graph, directed=False)
     out_g, out_e = [], []

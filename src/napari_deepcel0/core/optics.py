@@ -183,10 +183,3 @@ def phase_column_norms(acq: Acquisition) -> np.ndarray:
     col = np.sqrt((a1[:, centre : centre + L] ** 2).sum(axis=0))
     return np.outer(col, col)
 
-
-def tiled_column_norms(acq: Acquisition, fine_shape: tuple[int, int]) -> np.ndarray:
-    """Interior column norms tiled over a fine grid whose origin is a camera-pixel corner."""
-    L = acq.upsampling
-    phase = phase_column_norms(acq)
-    reps = (-(-fine_shape[0] // L), -(-fine_shape[1] // L))
-    return np.tile(phase, reps)[: fine_shape[0], : fine_shape[1]]

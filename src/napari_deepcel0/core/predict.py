@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 import re
+import threading
 import time
 import warnings
 from dataclasses import dataclass
@@ -59,8 +60,9 @@ def read_frames(source, indices: np.ndarray) -> np.ndarray:
 def parse_frame_selection(spec, n_frames: int) -> np.ndarray:
     """0-based frame indices from a 1-based selection.
 
-    ``spec`` is None (all frames), a string like ``"1-20"``, ``"5"`` or ``"1-10,15,30-"``,
-    a (first, last) tuple (1-based, inclusive), or an iterable of 1-based numbers.
+    ``spec`` is None, ``""`` or ``"all"`` (all frames), a string like ``"1-20"``,
+    ``"5"`` or ``"1-10,15,30-"`` (ranges inclusive), or an iterable of 1-based numbers.
+    Each range is checked before it is expanded.
     """
     if n_frames < 1:
         raise FrameSourceError("the stack has no frames")
@@ -74,8 +76,6 @@ def parse_frame_selection(spec, n_frames: int) -> np.ndarray:
                 raise ValueError(f"cannot read frame selection {spec!r}; use e.g. '1-20' or '1,5,10-12'")
             first = int(m.group(1)) if m.group(1) else 1
             bounds.append((first, (int(m.group(3)) if m.group(3) else n_frames) if m.group(2) else first))
-    elif isinstance(spec, tuple) and len(spec) == 2:
-        bounds = [(_whole_frame_number(spec, spec[0]), _whole_frame_number(spec, spec[1]))]
     else:
         bounds = [(v, v) for v in (_whole_frame_number(spec, v) for v in spec)]
     for first, last in bounds:  # before expanding: a typo like '1-10000000000' costs nothing
@@ -283,7 +283,7 @@ def localize_stream(
     batch_size: int | None = None,
     method: str = "peaks",
     keep_maps: bool = False,
-    cancel: Callable[[], bool] | None = None,
+    cancel: Callable[[], bool] | threading.Event | None = None,
 ) -> Iterator[BatchResult]:
     """Localize frames batch by batch, yielding a :class:`BatchResult` per batch.
 

@@ -8,9 +8,7 @@ import numpy as np
 import pandas as pd
 from scipy import ndimage
 
-from .io import atomic_write
-
-X_NM, Y_NM = "x [nm]", "y [nm]"
+from .io import X_NM, Y_NM, atomic_write
 
 
 MAX_RENDER_PIXELS = 20000 * 20000

@@ -19,9 +19,10 @@ import pandas as pd
 import torch
 
 from .acquisition import Acquisition
+from .io import FRAME, X_NM, Y_NM
+from .io import INTENSITY as PHOTONS
 from .optics import AcquisitionOperator, integrated_gaussian
 
-FRAME, X_NM, Y_NM, PHOTONS = "frame", "x [nm]", "y [nm]", "intensity [photon]"
 
 
 def as_rng(seed_or_rng) -> np.random.Generator:
@@ -29,10 +30,6 @@ def as_rng(seed_or_rng) -> np.random.Generator:
     if isinstance(seed_or_rng, np.random.Generator):
         return seed_or_rng
     return np.random.default_rng(seed_or_rng)
-
-
-def _field_nm(acq: Acquisition, shape: tuple[int, int]) -> tuple[float, float]:
-    return (shape[0] * acq.pixel_size_nm, shape[1] * acq.pixel_size_nm)
 
 
 def _emitter_table(frames, x_nm, y_nm, photons) -> pd.DataFrame:
@@ -328,9 +325,7 @@ def render_frames(
 
 def fine_grid_positions(emitters: pd.DataFrame, acq: Acquisition) -> tuple[np.ndarray, np.ndarray]:
     """(row, col) fine-grid pixel indices holding each emitter (may be out of range)."""
-    col = np.floor(emitters[X_NM].to_numpy() / acq.fine_pixel_nm).astype(np.int64)
-    row = np.floor(emitters[Y_NM].to_numpy() / acq.fine_pixel_nm).astype(np.int64)
-    return row, col
+    return acq.fine_px_index(emitters[Y_NM].to_numpy()), acq.fine_px_index(emitters[X_NM].to_numpy())
 
 
 def fine_grid_maps(
@@ -384,7 +379,7 @@ def forward_model_frames(
 PAPER_SCENES = ("1a", "2a", "3a")
 
 
-def paper_test_scene(name: str, acq: Acquisition | None = None) -> pd.DataFrame:
+def paper_test_scene(name: str) -> pd.DataFrame:
     """Emitters of the paper's synthetic Tests 1a-3a (Sec. 4.2), one frame.
 
     A 512 x 512 fine grid of 25 nm pixels (128 x 128 camera pixels at 100 nm, L = 4).
@@ -395,7 +390,6 @@ def paper_test_scene(name: str, acq: Acquisition | None = None) -> pd.DataFrame:
     - ``3a``: four molecules on a circle of radius 125 nm (5 fine pixels) around
       (256, 256): two on column 256 (rows 251, 261) and two on row 256 (cols 251, 261).
     """
-    acq = acq or Acquisition()
     cells = {
         "1a": [(256, 256), (257, 256)],
         "2a": [(255, 256), (258, 256)],
@@ -404,7 +398,7 @@ def paper_test_scene(name: str, acq: Acquisition | None = None) -> pd.DataFrame:
     if name not in cells:
         raise ValueError(f"unknown paper scene {name!r}; choose one of {PAPER_SCENES}")
     rows, cols = np.array(cells[name]).T
-    scale = 25.0  # the scenes are defined on a 25 nm grid whatever acq says
+    scale = 25.0  # the paper defines the scenes on its 25 nm grid
     return _emitter_table(
         np.ones(len(rows)), (cols + 0.5) * scale, (rows + 0.5) * scale, np.full(len(rows), 1.0)
     )
@@ -433,7 +427,7 @@ def simulate_stack(
     if not (math.isfinite(density_per_um2) and density_per_um2 >= 0):
         raise ValueError(f"density must be a number >= 0 emitters/um^2, got {density_per_um2}")
     rng = as_rng(seed)
-    field = _field_nm(acq, shape)
+    field = acq.field_nm(shape)
     if structure == "tubes":
         filaments = make_filaments(field, n_filaments=n_filaments, seed=rng)
         emitters = emitters_on_filaments(filaments, n_frames, field, density_per_um2, tube_width_nm, photons, rng)

@@ -193,7 +193,7 @@ def _structured_emitters(cfg: TrainingDataConfig, field_nm, frame_numbers, photo
 
 
 def _field_nm(acq: Acquisition, cfg: TrainingDataConfig) -> tuple[float, float]:
-    return (cfg.frame_size * acq.pixel_size_nm, cfg.frame_size * acq.pixel_size_nm)
+    return acq.field_nm((cfg.frame_size, cfg.frame_size))
 
 
 def _simulate_frames(acq: Acquisition, cfg: TrainingDataConfig, rng: np.random.Generator):
