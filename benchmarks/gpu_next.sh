@@ -22,7 +22,7 @@
 #
 # A candidate replaces the bundled model only if it is better on ISBI 2013 and no worse on the
 # simulated scenes (the rule that chose the bundled model, docs/training.md).
-# Dry run on a CPU: DEVICE=cpu TRAIN_MIN=0.3 SCALE=0.01 FRAMES=1-4 OUT=/tmp/gpu4dry bash benchmarks/gpu_next.sh
+# Dry run on a CPU: PY=.venv/bin/python DEVICE=cpu TRAIN_MIN=0.3 SCALE=0.01 FRAMES=1-4 OUT=/tmp/gpu4dry bash benchmarks/gpu_next.sh
 set -u
 OUT=${OUT:-runs/gpu4}
 STAGE=${STAGE:-all}
