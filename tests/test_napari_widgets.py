@@ -809,3 +809,25 @@ def test_cel0_cancel_keeps_finished_batches(viewer, qtbot, stack_path, monkeypat
     _wait(qtbot, widget.sweep_job)
     assert widget.sweep_job.status.value == "Lambda sweep cancelled after 1 lambdas"
     assert not widget.use_best_button.enabled
+
+
+def test_redraws_of_a_growing_run_take_a_bounded_share_of_the_time():
+    """Redrawing a million points takes about a quarter of a second: redrawn every half
+    second, a long run froze napari. The pause after a redraw grows with its cost."""
+    from napari_deepcel0._napari.layers import RefreshPacer
+
+    now = [0.0]
+    pacer = RefreshPacer(min_interval_s=0.5, max_share=0.1, clock=lambda: now[0])
+    assert pacer.due()  # the first batch is shown at once
+    with pacer.redrawing():
+        now[0] += 0.01  # a cheap redraw: the next one after the minimum interval
+    now[0] += 0.4
+    assert not pacer.due()
+    now[0] += 0.2
+    assert pacer.due()
+    with pacer.redrawing():
+        now[0] += 1.0  # a redraw of a large layer: wait ten times as long
+    now[0] += 9.0
+    assert not pacer.due()
+    now[0] += 1.1
+    assert pacer.due()

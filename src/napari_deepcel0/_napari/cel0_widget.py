@@ -19,7 +19,7 @@ from ..core.devices import DEVICES, resolve_device
 from ..core.predict import DeepLocalizer, localize_stream, parse_frame_selection
 from .controls import LinePlot, float_box, layer_combo, row, stack_combo, wrapping_label
 from .jobs import JobControls, ProgressRelay, gpu_memory_hint
-from .layers import CEL0_COLOR, DEEPCEL0_COLOR, GrowingPoints, table_from_layer
+from .layers import CEL0_COLOR, DEEPCEL0_COLOR, GrowingPoints, RefreshPacer, table_from_layer
 from .settings import PersistentValues
 from .state import state_for
 
@@ -137,6 +137,7 @@ class Cel0Widget(Container):
                                                     DEEPCEL0_COLOR)
         self._total = len(frames) * len(self._outputs)
         self._pixel_nm = acq.pixel_size_nm
+        self._pacer = RefreshPacer()
         self._done_frames = {method: 0 for method in self._outputs}
         self._seconds = {method: 0.0 for method in self._outputs}
         self.summary.value = ""
@@ -153,13 +154,20 @@ class Cel0Widget(Container):
         method, result = value
         output = self._outputs[method]
         output.add(result.table, result.frames)
-        output.refresh()
+        if self._pacer.due():
+            self._refresh()
         self._done_frames[method] = result.done
         self._seconds[method] = result.elapsed_s
         self.job.report(sum(self._done_frames.values()), self._total,
                         f"{method}: {result.done}/{result.total} frames, {output.count} localizations")
 
+    def _refresh(self) -> None:
+        with self._pacer.redrawing():
+            for output in self._outputs.values():
+                output.refresh()
+
     def _finished(self) -> None:
+        self._refresh()  # everything done, also after an error or a cancel
         parts = [f"{method}: {output.count} localizations in {self._done_frames[method]} frames "
                  f"({self._seconds[method]:.1f} s)" for method, output in self._outputs.items()]
         self.summary.value = "; ".join(parts)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import time
 
 import napari
 import numpy as np
@@ -16,12 +15,10 @@ from ..core.predict import BatchResult, DeepLocalizer, acquisition_mismatch, loc
 from ..core.render import Renderer
 from .controls import stack_combo, wrapping_label
 from .jobs import JobControls, gpu_memory_hint
-from .layers import DEEPCEL0_COLOR, OUTPUT, GrowingPoints, image_transform, keep_in_viewer, show_layer
+from .layers import DEEPCEL0_COLOR, OUTPUT, GrowingPoints, RefreshPacer, image_transform, keep_in_viewer, show_layer
 from .settings import PersistentValues
 from .state import state_for
 
-#: the layers are refreshed at most this often while a run streams (seconds)
-REFRESH_S = 0.5
 #: largest fine-grid map stack kept for display (bytes)
 MAX_MAPS_BYTES = 2 * 1024**3
 
@@ -202,7 +199,7 @@ class _Run:
             self.maps = show_layer(viewer, "image", np.zeros(maps_shape, np.float32), {
                 "name": f"{layer.name} maps", "colormap": "magma", "blending": "additive",
                 "metadata": {OUTPUT: "maps"}, **image_transform(fine_nm, self.first_frame)})
-        self._last_refresh = 0.0
+        self.pacer = RefreshPacer()
 
     def describe(self) -> str:
         return (f"{self.frames_done}/{self.total} frames at {self.pixel_nm:g} nm/pixel, "
@@ -216,19 +213,19 @@ class _Run:
         self.renderer.add(result.table)
         if self.maps is not None and result.maps is not None:
             self.maps.data[result.frames - self.first_frame] = result.maps
-        if time.monotonic() - self._last_refresh > REFRESH_S:
+        if self.pacer.due():
             self.refresh()
 
     def refresh(self) -> None:
         """Show everything accumulated so far."""
-        self.points.refresh()
-        image = self.renderer.image(self.blur or None)
-        keep_in_viewer(self.viewer, self.render)
-        self.render.data = image
-        top = float(np.percentile(image[image > 0], 99.5)) if np.any(image > 0) else 1.0
-        self.render.contrast_limits = (0.0, max(top, 1e-6))
-        if self.maps is not None:
-            keep_in_viewer(self.viewer, self.maps)
-            self.maps.refresh()
-            self.maps.reset_contrast_limits()
-        self._last_refresh = time.monotonic()
+        with self.pacer.redrawing():
+            self.points.refresh()
+            image = self.renderer.image(self.blur or None)
+            keep_in_viewer(self.viewer, self.render)
+            self.render.data = image
+            top = float(np.percentile(image[image > 0], 99.5)) if np.any(image > 0) else 1.0
+            self.render.contrast_limits = (0.0, max(top, 1e-6))
+            if self.maps is not None:
+                keep_in_viewer(self.viewer, self.maps)
+                self.maps.refresh()
+                self.maps.reset_contrast_limits()
