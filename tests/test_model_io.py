@@ -22,6 +22,9 @@ def test_round_trip_keeps_weights_and_metadata(tiny_model_path, tmp_path):
     for (k, a), (_, b) in zip(loaded.network.state_dict().items(), again.network.state_dict().items()):
         assert torch.equal(a, b), k
     assert "deepcel0" in again.info.summary()
+    info.notes = "trained for the test"
+    assert info.summary().endswith("; trained for the test")
+    assert "trained for the test" not in info.summary(with_notes=False)
 
 
 def test_truncated_and_corrupt_files(tiny_model_path, tmp_path):

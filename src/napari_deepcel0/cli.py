@@ -431,7 +431,7 @@ def cmd_demo(args) -> int:
                             pixel_size_nm=acq.pixel_size_nm)
     write_thunderstorm_csv(out / "demo_ground_truth.csv", gt)
     model = DeepLocalizer(loaded, device=args.device, precision=args.precision, orientations=args.orientations)
-    print(f"localizing with the bundled model ({loaded.info.summary()}) on {model.device} ({model.precision}"
+    print(f"localizing with the bundled model ({loaded.info.summary(with_notes=False)}) on {model.device} ({model.precision}"
           f"{_averaging_text(model.orientations)}) ...")
     t0 = time.perf_counter()
     table = localize(model, frames)

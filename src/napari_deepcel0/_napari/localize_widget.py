@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 
 import napari
 import numpy as np
@@ -116,7 +115,7 @@ class LocalizeWidget(Container):
             return
         self._info = info
         # the training notes can be long: they go to the tooltip
-        text = ("bundled: " if path is None else "") + dataclasses.replace(info, notes="").summary()
+        text = ("bundled: " if path is None else "") + info.summary(with_notes=False)
         self.model_info.tooltip = info.notes or None
         mismatch = acquisition_mismatch(info.acquisition, self.state.acquisition)
         if mismatch:

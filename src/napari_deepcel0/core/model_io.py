@@ -72,7 +72,8 @@ class ModelInfo:
             stages.insert(0, {"training": base.get("training", {}), "history": base.get("history", [])})
         return stages
 
-    def summary(self) -> str:
+    def summary(self, with_notes: bool = True) -> str:
+        """One line about the model: method, acquisition, training; then its notes."""
         t = self.training
         epochs = len(self.history)
         best = min((h.get("val_loss", float("inf")) for h in self.history), default=None)
@@ -85,7 +86,7 @@ class ModelInfo:
             f"{self.acquisition.describe()}; trained {epochs} epoch(s) on {data.get('n_patches', '?')} patches"
             + tuned
             + (f", best val loss {best:.4g}" if best is not None and best != float("inf") else "")
-            + (f"; {self.notes}" if self.notes else "")
+            + (f"; {self.notes}" if self.notes and with_notes else "")
         )
 
 
