@@ -101,6 +101,17 @@ def test_localize_writes_csv_and_render(simulated, tiny_model_path, tmp_path, ca
     assert "Jaccard%" in capsys.readouterr().out
 
 
+def test_localize_with_photometry_writes_photons(simulated, tiny_model_path, tmp_path, capsys):
+    out = tmp_path / "locs.csv"
+    assert main(["localize", str(simulated / "frames.tif"), "--out", str(out), "--model", str(tiny_model_path),
+                 "--frames", "1-2", "--device", "cpu", "--threshold", "0", "--photometry", "--gain", "2",
+                 "--offset", "100"]) == 0
+    table = read_localizations(out)
+    assert {"intensity [photon]", "offset [photon]", "confidence"} <= set(table.columns)
+    assert (table["intensity [photon]"] >= 0).all() and table["offset [photon]"].notna().all()
+    assert "camera gain 2 ADU/photon, offset 100 ADU" in capsys.readouterr().err
+
+
 def test_localize_with_orientation_averaging(simulated, tiny_model_path, tmp_path, capsys):
     plain, averaged = tmp_path / "plain.csv", tmp_path / "averaged.csv"
     common = [str(simulated / "frames.tif"), "--model", str(tiny_model_path), "--frames", "1-2", "--device", "cpu",

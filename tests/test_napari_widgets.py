@@ -223,6 +223,25 @@ def test_localize_with_orientation_averaging_matches_the_core(viewer, qtbot, sta
                                atol=1e-6)
 
 
+def test_localize_with_photon_counts_matches_the_core(viewer, qtbot, stack_path):
+    layer = _open(viewer, stack_path)
+    widget = _dock(viewer, LocalizeWidget)
+    widget.device.value = "cpu"
+    widget.frames.value = "1-2"
+    widget.photometry.value = True
+    widget.run()
+    _wait(qtbot, widget.job)
+    acq = state_for(viewer).acquisition
+    expected = localize(DeepLocalizer(None, acquisition=acq, device="cpu"), FrameStack(stack_path), frames="1-2",
+                        photometry=True)
+    got = table_from_layer(viewer.layers[f"{layer.name} localizations"])
+    key = ["frame", "y [nm]", "x [nm]"]
+    assert len(got) == len(expected) > 0
+    np.testing.assert_allclose(got.sort_values(key)["intensity [photon]"].to_numpy(),
+                               expected.sort_values(key)["intensity [photon]"].to_numpy(), rtol=1e-6)
+    assert got["offset [photon]"].notna().all()
+
+
 def test_localize_cancel_keeps_what_is_done(viewer, qtbot, stack_path, monkeypatch):
     from napari_deepcel0._napari import localize_widget
 

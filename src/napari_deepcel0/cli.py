@@ -370,7 +370,8 @@ def _run_stream(model, stack, args, label: str):
         bar["bar"].update(r.done, f"{r.frames_per_second:.1f} frames/s{r.time_left()}", force=r.done == r.total)
 
     table = localize(model, stack, frames=args.frames, threshold=args.threshold, batch_size=args.batch_size,
-                     method=getattr(args, "method", "peaks"), progress=progress)
+                     method=getattr(args, "method", "peaks"), progress=progress,
+                     photometry=getattr(args, "photometry", False))
     if bar["bar"]:
         bar["bar"].close()
     return table
@@ -404,6 +405,9 @@ def cmd_localize(args) -> int:
         print(f"warning: {w.message}", file=sys.stderr)
     print(f"model: {loaded.path.name}: {loaded.info.summary()}", file=sys.stderr)
     print(f"data: {stack}; {model.device}, {model.precision}{_averaging_text(model.orientations)}", file=sys.stderr)
+    if args.photometry:
+        print(f"photometry: camera gain {acq.gain_adu_per_photon:g} ADU/photon, offset {acq.offset_adu:g} ADU "
+              "(--gain, --offset)", file=sys.stderr)
     table = _run_stream(model, stack, args, "localize")
     _write_outputs(args, table, stack, acq)
     _maybe_score(args, table, acq, stack)
@@ -549,11 +553,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=int, default=16)
     p.add_argument("--method", choices=("peaks", "components"), default="peaks", help="map -> molecules")
     _orientations_arg(p)
+    p.add_argument("--photometry", action="store_true",
+                   help="also fit each molecule's photons on the camera frame (columns intensity [photon] and "
+                        "offset [photon]; needs the camera's --gain and --offset, ADU)")
     p.add_argument("--render", metavar="PNG_OR_TIF", help="also write a super-resolved rendering")
     p.add_argument("--render-pixel", type=positive_float, default=10.0, metavar="NM", help="rendering pixel (default 10 nm)")
     p.add_argument("--gt", metavar="GT.csv", help="ground truth: print scores after localizing")
     p.add_argument("--tol", type=positive_float, nargs="+", default=[50.0, 100.0, 150.0, 250.0], metavar="NM")
-    _add_acquisition_args(p)
+    _add_acquisition_args(p, with_camera=True)
     _device_args(p)
     p.set_defaults(func=cmd_localize)
 

@@ -27,13 +27,13 @@ ORIENTATION_CHOICES = [("off", 1), ("4 flips (4x the time)", 4), ("8 flips and t
 
 
 def _localize_job(model_path, acquisition, source, frames, threshold, device, batch_size, orientations, keep_maps,
-                  cancel=None):
+                  photometry, cancel=None):
     """Load the model, then yield a :class:`BatchResult` per batch."""
     with gpu_memory_hint():
         model = DeepLocalizer(model_path, acquisition=acquisition, device=device, batch_size=batch_size,
                               orientations=orientations)  # model_path None: the bundled model
         yield from localize_stream(model, source, frames=frames, threshold=threshold, batch_size=batch_size,
-                                   keep_maps=keep_maps, cancel=cancel)
+                                   keep_maps=keep_maps, cancel=cancel, photometry=photometry)
 
 
 class LocalizeWidget(Container):
@@ -65,17 +65,23 @@ class LocalizeWidget(Container):
         self.render_pixel = FloatSpinBox(label="render pixel (nm)", min=1.0, max=1000.0, value=10.0)
         self.render_blur = FloatSpinBox(label="render blur sigma (nm)", min=0.0, max=1000.0, value=10.0)
         self.show_maps = CheckBox(text="show fine-grid maps", value=False)
+        self.photometry = CheckBox(
+            text="photon counts (fit on the frames)", value=False,
+            tooltip="also fit each molecule's photons and the frame's background on the camera frame, at the found "
+                    "positions (features intensity [photon] and offset [photon]); uses the Acquisition's camera "
+                    "gain and offset")
         self.job = JobControls("Localization", "Localize")
         self.reset_button = PushButton(text="Reset settings")
         self.extend([self.layer, self.model, self.bundled_button, self.model_info, self.auto_threshold,
                      self.threshold, self.device, self.batch_size, self.orientations, self.frames, self.render_pixel,
-                     self.render_blur, self.show_maps, self.job, self.reset_button])
+                     self.render_blur, self.show_maps, self.photometry, self.job, self.reset_button])
         # the model is the viewer's current model, which the state keeps between sessions
         self.settings = PersistentValues("localize", {
             "auto_threshold": self.auto_threshold, "threshold": self.threshold,
             "device": self.device, "batch_size": self.batch_size, "orientations": self.orientations,
             "frames": self.frames,
-            "render_pixel": self.render_pixel, "render_blur": self.render_blur, "show_maps": self.show_maps})
+            "render_pixel": self.render_pixel, "render_blur": self.render_blur, "show_maps": self.show_maps,
+            "photometry": self.photometry})
         self.model.value = self.state.model_path
         self._info = None
         self._run = None
@@ -158,8 +164,8 @@ class LocalizeWidget(Container):
                          self.render_blur.value, maps_shape if self.show_maps.value else None)
         threshold = None if self.auto_threshold.value else self.threshold.value
         self.job.start(_localize_job, self.model.value, acq, layer.data, selection, threshold, self.device.value,
-                       self.batch_size.value, self.orientations.value, self.show_maps.value, on_yield=self._batch,
-                       on_finish=self._finished)
+                       self.batch_size.value, self.orientations.value, self.show_maps.value, self.photometry.value,
+                       on_yield=self._batch, on_finish=self._finished)
 
     def _batch(self, result: BatchResult) -> None:
         self._run.add(result)

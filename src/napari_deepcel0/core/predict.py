@@ -24,9 +24,11 @@ import torch
 from .acquisition import Acquisition
 from .cancel import is_cancelled
 from .devices import autocast, resolve_device, resolve_precision
+from .io import INTENSITY
 from .localize import FRAME, empty_table, extract_localizations
 from .model_io import LoadedModel, load_bundled_model, load_model
 from .network import upsample_nearest
+from .photometry import add_photometry
 from .progress import time_left_text
 
 
@@ -284,12 +286,15 @@ def localize_stream(
     method: str = "peaks",
     keep_maps: bool = False,
     cancel: Callable[[], bool] | threading.Event | None = None,
+    photometry: bool = False,
 ) -> Iterator[BatchResult]:
     """Localize frames batch by batch, yielding a :class:`BatchResult` per batch.
 
     Stops early (after the current batch) when ``cancel()`` becomes true; what was
     yielded stays valid. ``frames`` is a 1-based selection (see
-    :func:`parse_frame_selection`).
+    :func:`parse_frame_selection`). ``photometry`` adds ``intensity [photon]`` and
+    ``offset [photon]`` fitted on the camera frames at the found positions
+    (:mod:`~napari_deepcel0.core.photometry`; it needs the acquisition's gain and offset).
     """
     n = frame_count(source)
     if n == 0:
@@ -300,6 +305,8 @@ def localize_stream(
         raise ValueError(f"threshold must be a finite number >= 0, got {threshold}")
     if getattr(model, "orientations", 1) > 1 and method != "peaks":
         raise ValueError(f"orientation averaging refines peaks; it does not work with method {method!r}")
+    if photometry and model.mass_column == INTENSITY:
+        raise ValueError(f"this localizer already reports {INTENSITY!r}; photometry is for map-based confidences")
     batch_size = batch_size or getattr(model, "batch_size", 16)
     t0 = time.perf_counter()
     done = 0
@@ -313,16 +320,19 @@ def localize_stream(
         refine_maps = model.refinement_maps(block, maps) if hasattr(model, "refinement_maps") else None
         table = extract_localizations(maps, model.acquisition, threshold, method=method, mass_scale=mass_scale,
                                       mass_column=model.mass_column, frames=numbers, refine_maps=refine_maps)
+        if photometry:
+            table = add_photometry(block, table, model.acquisition, numbers)
         done += len(idx)
         yield BatchResult(numbers, table, maps.cpu().numpy() if keep_maps else None, done, len(indices),
                           time.perf_counter() - t0)
 
 
 def localize(model: MapModel, source, frames=None, threshold=None, batch_size=None, method="peaks",
-             progress: Callable[[BatchResult], None] | None = None, cancel=None) -> pd.DataFrame:
+             progress: Callable[[BatchResult], None] | None = None, cancel=None, photometry: bool = False) -> pd.DataFrame:
     """Localize a whole selection and return one table (see :func:`localize_stream`)."""
     tables = []
-    for result in localize_stream(model, source, frames, threshold, batch_size, method, cancel=cancel):
+    for result in localize_stream(model, source, frames, threshold, batch_size, method, cancel=cancel,
+                                  photometry=photometry):
         tables.append(result.table)
         if progress:
             progress(result)
