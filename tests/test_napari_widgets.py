@@ -412,6 +412,24 @@ def test_localize_and_cel0_use_the_pixel_size_of_the_chosen_stack(viewer, qtbot,
     assert "at 160 nm/pixel" in cel0.job.status.value
 
 
+def test_a_pixel_size_typed_by_hand_corrects_the_file_calibration(viewer, qtbot, tmp_path):
+    """A file that declares a wrong pixel size: the value typed in the Acquisition widget
+    holds for the next run (the run adopted the file's value again)."""
+    frames, _ = sim.simulate_stack(n_frames=1, shape=(32, 32), density_per_um2=2.0, seed=5)
+    layer = _open(viewer, write_tiff(tmp_path / "wrong160.tif", np.clip(frames, 0, 65535).astype(np.uint16),
+                                     pixel_size_nm=160.0))
+    state = state_for(viewer)
+    assert state.acquisition.pixel_size_nm == 160.0
+    _dock(viewer, AcquisitionWidget).pixel_size.value = 100.0  # the user's correction
+    widget = _dock(viewer, LocalizeWidget)
+    widget.layer.value = layer
+    widget.device.value = "cpu"
+    widget.run()
+    _wait(qtbot, widget.job)
+    assert state.acquisition.pixel_size_nm == 100.0 and layer.scale[-1] == 100.0
+    assert "at 100 nm/pixel" in widget.job.status.value
+
+
 def test_a_stack_without_pixel_size_is_rescaled_in_nm(viewer, qtbot, stack_path):
     """A layer not opened by the plugin (pixel units) is rescaled to the acquisition's
     pixel size, with nm units like the plugin's layers (napari warned of inconsistent units)."""

@@ -84,12 +84,12 @@ class AcquisitionWidget(Container):
             self.status.value = f"not applied: {exc}"
             self.status.native.setStyleSheet("color: #ff6060")
             return
-        self.state.acquisition = acq
+        self.state.edit_acquisition(acq)
         self._describe(acq)
 
     def reset(self, *_) -> None:
         """Back to the defaults (the ISBI 2013 acquisition)."""
-        self.state.acquisition = Acquisition()
+        self.state.edit_acquisition(Acquisition())
         self._show(self.state.acquisition)
 
     # ------------------------------------------------------------ estimate

@@ -34,7 +34,8 @@ class PluginState:
     acquisition_changed = Signal(object)
     model_changed = Signal(object)
 
-    def __init__(self):
+    def __init__(self, viewer=None):
+        self._viewer = weakref.ref(viewer) if viewer is not None else (lambda: None)
         stored = load_value("acquisition")
         try:
             self._acquisition = Acquisition.from_dict(stored) if isinstance(stored, dict) else Acquisition()
@@ -70,6 +71,18 @@ class PluginState:
         save_value("model", path)
         self.model_changed.emit(path)
 
+    def edit_acquisition(self, acq: Acquisition) -> None:
+        """Settings typed by the user. A new pixel size is a correction of the stacks
+        that carried the old one from their files: their ``metadata["pixel_size_nm"]``
+        takes the new value, so that analysing them (:meth:`prepare_stack`) keeps it."""
+        old = self._acquisition.pixel_size_nm
+        viewer = self._viewer()
+        if acq.pixel_size_nm != old and viewer is not None:
+            for layer in viewer.layers:
+                if layer.metadata.get("pixel_size_nm") == old:
+                    layer.metadata["pixel_size_nm"] = acq.pixel_size_nm
+        self.acquisition = acq
+
     def adopt_pixel_size(self, layer) -> None:
         """Use the pixel size a layer's file declares (no-op when it has none)."""
         pixel = layer.metadata.get("pixel_size_nm") if hasattr(layer, "metadata") else None
@@ -104,7 +117,7 @@ def state_for(viewer) -> PluginState:
     """The :class:`PluginState` of a viewer (created on first use)."""
     state = _STATES.get(viewer)
     if state is None:
-        state = _STATES[viewer] = PluginState()
+        state = _STATES[viewer] = PluginState(viewer)
         for layer in viewer.layers:
             state.adopt_pixel_size(layer)
         viewer.layers.events.inserted.connect(lambda event: state.adopt_pixel_size(event.value))
