@@ -73,6 +73,22 @@ def test_evaluate_scores_a_frame_selection_and_says_when_frames_differ(simulated
                  "--frames", "1-2"]) == 0
     out = capsys.readouterr()
     assert json.loads(out.out)["jaccard"] == 100.0 and out.err == ""
+    # a selection past both files' last frame is valid, and specificity counts the
+    # fine pixels of the selected frames (it counted up to the last frame present)
+    shifted = gt[gt["frame"] <= 2].assign(**{"x [nm]": lambda t: t["x [nm]"] + 80.0})  # all FP at 50 nm
+    write_thunderstorm_csv(tmp_path / "shifted.csv", shifted)
+    specificity = {}
+    for selection in ("1-2", "1-10"):
+        assert main(["evaluate", str(tmp_path / "shifted.csv"), "--gt", str(tmp_path / "first2.csv"), "--tol", "50",
+                     "--json", "--frames", selection, "--frame-shape", "24", "24"]) == 0
+        specificity[selection] = json.loads(capsys.readouterr().out)["specificity"]
+    from napari_deepcel0.core.metrics import score
+
+    truth = gt[gt["frame"] <= 2]
+    for selection, n in (("1-2", 2), ("1-10", 10)):
+        expected = score(truth, shifted, 50.0, grid=(25.0, (96, 96)), n_frames=n).specificity
+        assert specificity[selection] == pytest.approx(expected, abs=1e-3)
+    assert specificity["1-10"] > specificity["1-2"]
 
 
 def test_gpu_out_of_memory_says_what_to_do(monkeypatch, capsys):
@@ -228,7 +244,7 @@ def test_bad_input_is_one_clear_line(argv, message, tmp_path, capsys, monkeypatc
         (["simulate", "--out", "OUT", "--fwhm", "-3"], "argument --fwhm: must be a positive number, got -3"),
         (["simulate", "--out", "OUT", "--frames", "0"], "argument --frames: must be a whole number >= 1"),
         (["simulate", "--out", "OUT", "--snr", "nan"], "argument --snr: must be a finite number"),
-        (["simulate", "--out", "OUT", "--density", "-1"], "argument --density: must be a positive number"),
+        (["simulate", "--out", "OUT", "--density", "-1"], "argument --density: must be a number >= 0"),
         (["localize", "s.tif", "--out", "x.csv", "--pixel-size", "0"], "argument --pixel-size: must be a positive"),
         (["localize", "s.tif", "--out", "x.csv", "--render-pixel", "nan"], "argument --render-pixel: must be"),
         (["cel0", "s.tif", "--out", "x.csv", "--render-pixel", "0"], "argument --render-pixel: must be"),

@@ -208,6 +208,18 @@ def test_a_file_of_several_series_is_refused_naming_them(tmp_path):
         io.read_stack(p)
 
 
+def test_a_stack_written_frame_by_frame_is_one_stack(tmp_path):
+    data = np.arange(5 * 8 * 10, dtype=np.uint16).reshape(5, 8, 10)
+    p = tmp_path / "appended.tif"
+    for frame in data:  # tifffile writes one "shaped" series per call
+        tifffile.imwrite(p, frame, append=True)
+    with tifffile.TiffFile(p) as tif:
+        assert len(tif.series) == 5
+    stack = io.read_stack(p)
+    assert stack.shape == (5, 8, 10)
+    assert np.array_equal(np.asarray(stack[0:5]), data)
+
+
 def test_stacks_are_written_as_time_frames_for_fiji(tmp_path):
     p = io.write_tiff(tmp_path / "s.tif", np.zeros((4, 6, 7), np.uint16), pixel_size_nm=160)
     with tifffile.TiffFile(p) as tif:

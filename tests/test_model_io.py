@@ -120,6 +120,7 @@ def test_bundled_model_loads():
     (lambda d: d.update(training=[1, 2]), "'training' should be a dict, not list"),
     (lambda d: d.update(history={"epoch": 1}), "'history' should be a list"),
     (lambda d: d.update(history=[1, 2]), "one record \\(dict\\) per epoch"),
+    (lambda d: d["training"].update(data=3), "'training.data' should be a dict"),
 ])
 def test_hand_edited_metadata_is_checked(mutate, message, tiny_model_path, tmp_path):
     # before: a NaN mean loaded and silently found nothing; a bad history crashed summary()

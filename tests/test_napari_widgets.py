@@ -339,6 +339,15 @@ def test_localize_reports_bad_inputs(viewer, tmp_path, stack_path):
     widget.frames.value = "all"
     widget.run()
     assert widget.job.worker is None
+    # a render too large for memory is refused before any layer is touched (it raised
+    # out of the Run button after emptying the previous run's localizations)
+    widget.model.value = None
+    big = viewer.add_image(np.zeros((1, 2100, 2100), np.uint16), name="big")
+    widget.layer.value = big
+    widget.render_pixel.value = 1.0
+    widget.run()
+    assert widget.job.worker is None and "render is too large" in widget.job.status.value
+    assert "big localizations" not in viewer.layers
 
 
 def test_rerun_updates_the_output_layers_that_other_widgets_chose(viewer, qtbot, stack_path):
@@ -428,6 +437,18 @@ def test_a_pixel_size_typed_by_hand_corrects_the_file_calibration(viewer, qtbot,
     _wait(qtbot, widget.job)
     assert state.acquisition.pixel_size_nm == 100.0 and layer.scale[-1] == 100.0
     assert "at 100 nm/pixel" in widget.job.status.value
+
+
+def test_cel0_comparison_checks_the_current_model_before_the_cel0_run(viewer, stack_path, tmp_path):
+    from napari_deepcel0._napari.cel0_widget import Cel0Widget
+
+    _open(viewer, stack_path)
+    gone = tmp_path / "moved.safetensors"
+    state_for(viewer).model_path = gone  # remembered from a session, since moved
+    widget = _dock(viewer, Cel0Widget)
+    widget.with_deepcel0.value = True
+    widget.run()
+    assert widget.job.worker is None and "no such model file" in widget.job.status.value
 
 
 def test_a_stack_without_pixel_size_is_rescaled_in_nm(viewer, qtbot, stack_path):

@@ -81,3 +81,12 @@ def test_the_iterative_solver_for_crowded_large_frames_agrees_with_the_exact_one
     monkeypatch.setattr(photometry, "EXACT_LIMIT", 10)  # as for a frame with more than 1,500 molecules
     iterative = add_photometry(frames, gt, ACQ, [1])
     np.testing.assert_allclose(iterative["intensity [photon]"], exact["intensity [photon]"], rtol=0.02, atol=5.0)
+
+
+def test_a_run_cancelled_before_its_first_batch_still_has_the_photon_columns(tiny_model_path):
+    from napari_deepcel0.core.predict import DeepLocalizer
+
+    frames, _ = _stack(0.3, n=1)
+    model = DeepLocalizer(tiny_model_path, acquisition=ACQ, device="cpu", precision="fp32")
+    table = localize(model, frames, photometry=True, cancel=lambda: True)
+    assert len(table) == 0 and {"intensity [photon]", BACKGROUND, "confidence"} <= set(table.columns)

@@ -11,6 +11,7 @@ import argparse
 import contextlib
 import json
 import math
+import re
 import signal
 import sys
 import threading
@@ -182,8 +183,11 @@ def cmd_evaluate(args) -> int:
     est = read_localizations(args.locs, pixel_size_nm=args.pixel_size)
     gt = read_localizations(args.gt, pixel_size_nm=args.pixel_size)
     last = int(max(est["frame"].max() if len(est) else 0, gt["frame"].max() if len(gt) else 0))
+    numbers = None
     if args.frames:
-        numbers = parse_frame_selection(args.frames, max(last, 1)) + 1
+        # frames past the last one in either file are valid (empty) frames of the selection
+        upper = max([last, 1] + [int(v) for v in re.findall(r"\d+", args.frames)])
+        numbers = parse_frame_selection(args.frames, upper) + 1
         est, gt = est[est["frame"].isin(numbers)], gt[gt["frame"].isin(numbers)]
     elif len(est) and len(gt) and gt["frame"].max() > est["frame"].max():
         print(f"note: the ground truth runs to frame {int(gt['frame'].max())}, the localizations to frame "
@@ -193,7 +197,7 @@ def cmd_evaluate(args) -> int:
     if args.frame_shape:
         acq = _acquisition(args)
         grid = (acq.fine_pixel_nm, acq.fine_shape(tuple(args.frame_shape)))
-    scores = evaluate(gt, est, args.tol, grid=grid)
+    scores = evaluate(gt, est, args.tol, grid=grid, n_frames=None if numbers is None else len(numbers))
     _print_scores(scores, args.json)
     return 0
 
@@ -467,8 +471,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--frames", type=positive_int, default=100, metavar="N", help="number of frames (default 100)")
     p.add_argument("--size", type=positive_int, default=64, metavar="PX",
                    help="frame size in camera pixels (default 64)")
-    p.add_argument("--density", type=positive_float, default=6.0, metavar="D",
-                   help="emitters per um^2 per frame (default 6)")
+    p.add_argument("--density", type=non_negative_float, default=6.0, metavar="D",
+                   help="emitters per um^2 per frame (default 6; 0: background only)")
     p.add_argument("--structure", choices=("tubes", "uniform"), default="tubes",
                    help="emitters along filaments (tubes, default) or uniform")
     p.add_argument("--photons", type=positive_float, nargs=2, default=(600.0, 900.0), metavar=("LOW", "HIGH"),

@@ -16,6 +16,7 @@ from ..core.cel0 import (
     parse_background,
 )
 from ..core.devices import DEVICES, resolve_device
+from ..core.model_io import read_model_info
 from ..core.predict import DeepLocalizer, localize_stream, parse_frame_selection
 from .controls import LinePlot, float_box, layer_combo, row, stack_combo, wrapping_label
 from .jobs import JobControls, ProgressRelay, gpu_memory_hint
@@ -123,6 +124,8 @@ class Cel0Widget(Container):
             return
         try:
             layer, frames, background = self._inputs()
+            if self.with_deepcel0.value and self.state.model_path is not None:
+                read_model_info(self.state.model_path)  # a missing model fails now, not after the CEL0 run
         except (ValueError, RuntimeError) as exc:
             self.job.refuse(f"CEL0-IRL1: {exc}")
             return

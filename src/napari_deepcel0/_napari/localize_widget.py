@@ -11,7 +11,7 @@ from napari.utils.notifications import show_info
 from ..core.devices import DEVICES, resolve_device
 from ..core.model_io import ModelFileError, bundled_model_path, read_model_info
 from ..core.predict import BatchResult, DeepLocalizer, acquisition_mismatch, localize_stream, parse_frame_selection
-from ..core.render import Renderer
+from ..core.render import Renderer, render_shape
 from .controls import stack_combo, wrapping_label
 from .jobs import JobControls, gpu_memory_hint
 from .layers import DEEPCEL0_COLOR, OUTPUT, GrowingPoints, RefreshPacer, image_transform, keep_in_viewer, show_layer
@@ -154,6 +154,11 @@ class LocalizeWidget(Container):
         acq = self.state.prepare_stack(layer)
         fine_nm = acq.pixel_size_nm / self._info.acquisition.upsampling
         rows, cols = layer.data.shape[-2:]
+        try:  # before any layer changes: the previous run's results stay when this is refused
+            render_shape(acq.field_nm((rows, cols)), self.render_pixel.value)
+        except ValueError as exc:
+            self.job.refuse(f"Localize: {exc}")
+            return
         maps_shape = (int(selection[-1] - selection[0] + 1), rows * self._info.acquisition.upsampling,
                       cols * self._info.acquisition.upsampling)
         if self.show_maps.value and np.prod(maps_shape) * 4 > MAX_MAPS_BYTES:
@@ -187,13 +192,12 @@ class _Run:
     def __init__(self, viewer, layer, acq, selection, frame_shape, fine_nm, render_pixel, render_blur, maps_shape):
         self.viewer = viewer
         self.pixel_nm = acq.pixel_size_nm
+        self.renderer = Renderer(acq.field_nm(frame_shape), render_pixel)
         self.points = GrowingPoints(viewer, f"{layer.name} localizations", DEEPCEL0_COLOR)
         self.total = len(selection)
         self.frames_done = 0
         self.frames_per_second = 0.0
         self.time_left = ""  # ", about N min left" while running
-        self.renderer = Renderer(acq.field_nm(frame_shape),
-                                 render_pixel)
         self.blur = render_blur
         self.first_frame = int(selection[0])
         self.render = show_layer(viewer, "image", self.renderer.image(), {

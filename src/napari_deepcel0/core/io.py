@@ -90,6 +90,11 @@ class FrameStack:
     def _open_series(self) -> None:
         if not self._tif.series:
             raise StackError(f"{self.path}: the TIFF file holds no image data")
+        if len(self._tif.series) > 1 and _frame_by_frame(self._tif.series):
+            # written one frame at a time (tifffile's imwrite(append=True), TiffWriter
+            # loops): one "shaped" series per frame; read the pages as one stack
+            self._tif.close()
+            self._tif = tifffile.TiffFile(self.path, is_shaped=False)
         if len(self._tif.series) > 1:  # e.g. a preview + the stack, or OME multi-position files
             shapes = ", ".join(f"{tuple(s.shape)} ({s.axes})" for s in self._tif.series[:6])
             raise StackError(f"{self.path}: the TIFF file holds {len(self._tif.series)} image series ({shapes}); "
@@ -218,6 +223,12 @@ def _pixel_size_nm(tif: tifffile.TiffFile) -> float | None:
 
 def _plausible(size_nm: float) -> float | None:
     return float(size_nm) if math.isfinite(size_nm) and 1.0 <= size_nm <= 1e5 else None
+
+
+def _frame_by_frame(series) -> bool:
+    """True when every series is one 2-D image of the same shape and type."""
+    first = series[0]
+    return all(len(s.shape) == 2 and s.shape == first.shape and s.dtype == first.dtype for s in series)
 
 
 def imagej_pixels(data: np.ndarray) -> np.ndarray:

@@ -200,6 +200,9 @@ def _info_from_dict(path, d: dict) -> ModelInfo:
             _fail(path, f"metadata field {key!r} should be a {kind.__name__}, not {type(d[key]).__name__}")
     if not all(isinstance(h, dict) for h in d.get("history", [])):
         _fail(path, "metadata field 'history' should hold one record (dict) per epoch")
+    for key in ("data", "base_model"):
+        if key in d.get("training", {}) and not isinstance(d["training"][key], dict):
+            _fail(path, f"metadata field 'training.{key}' should be a dict")
     known = set(ModelInfo.__dataclass_fields__)
     kwargs = {k: v for k, v in d.items() if k in known}
     kwargs.update(numbers)

@@ -336,7 +336,8 @@ def localize(model: MapModel, source, frames=None, threshold=None, batch_size=No
         tables.append(result.table)
         if progress:
             progress(result)
-    if not tables:
-        return empty_table(model.mass_column)
+    if not tables:  # cancelled before the first batch
+        empty = empty_table(model.mass_column)
+        return add_photometry(np.zeros((0, 1, 1)), empty, model.acquisition, []) if photometry else empty
     out = pd.concat(tables, ignore_index=True)
     return out.sort_values(FRAME, kind="stable").reset_index(drop=True)
