@@ -177,7 +177,6 @@ def cmd_simulate(args) -> int:
 def cmd_evaluate(args) -> int:
     from .core.io import read_localizations
     from .core.metrics import evaluate
-
     from .core.predict import parse_frame_selection
 
     est = read_localizations(args.locs, pixel_size_nm=args.pixel_size)
@@ -315,12 +314,10 @@ def _open_stack_and_acq(args, base: Acquisition, default_label: str = "model's")
     from .core.io import read_stack
 
     stack = read_stack(args.stack)
-    pixel = args.pixel_size if args.pixel_size is not None else stack.pixel_size_nm
-    if pixel is None:
+    if args.pixel_size is None and stack.pixel_size_nm is None:
         print(f"note: {args.stack} carries no pixel size; using the {default_label} {base.pixel_size_nm:g} nm "
               "(set --pixel-size)", file=sys.stderr)
-    acq = _acquisition(args, base, stack_pixel_nm=pixel)
-    return stack, acq
+    return stack, _acquisition(args, base, stack_pixel_nm=stack.pixel_size_nm)
 
 
 RENDER_SUFFIXES = (".png", ".tif", ".tiff")

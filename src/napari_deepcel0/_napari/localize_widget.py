@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-
 import napari
 import numpy as np
 from magicgui.widgets import CheckBox, ComboBox, Container, FileEdit, FloatSpinBox, LineEdit, PushButton, SpinBox

@@ -10,7 +10,6 @@ from scipy import ndimage
 
 from .io import X_NM, Y_NM, atomic_write
 
-
 MAX_RENDER_PIXELS = 20000 * 20000
 
 

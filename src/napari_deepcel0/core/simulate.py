@@ -24,7 +24,6 @@ from .io import INTENSITY as PHOTONS
 from .optics import AcquisitionOperator, integrated_gaussian
 
 
-
 def as_rng(seed_or_rng) -> np.random.Generator:
     """A numpy Generator from a seed, None or an existing Generator."""
     if isinstance(seed_or_rng, np.random.Generator):
