@@ -4,7 +4,8 @@ import pytest
 
 from napari_deepcel0.core import simulate as sim
 from napari_deepcel0.core.acquisition import ISBI2013
-from napari_deepcel0.core.photometry import BACKGROUND, add_photometry, psf_columns
+from napari_deepcel0.core.io import INTENSITY
+from napari_deepcel0.core.photometry import BACKGROUND, UNCERTAINTY, add_photometry, fit_positions_frame, psf_columns
 from napari_deepcel0.core.predict import localize
 
 ACQ = ISBI2013.replace(gain_adu_per_photon=2.5, offset_adu=100.0, read_noise_adu=2.0)
@@ -69,8 +70,9 @@ def test_a_localizer_that_reports_photons_itself_is_refused():
     from napari_deepcel0.core.cel0 import Cel0Localizer
 
     frames, _ = _stack(0.3, n=1)
-    with pytest.raises(ValueError, match="already reports 'intensity \\[photon\\]'"):
-        localize(Cel0Localizer(ACQ, max_outer=2, max_inner=2), frames, photometry=True)
+    for option in ("photometry", "fit_positions"):
+        with pytest.raises(ValueError, match="already reports 'intensity \\[photon\\]'"):
+            localize(Cel0Localizer(ACQ, max_outer=2, max_inner=2), frames, **{option: True})
 
 
 def test_the_iterative_solver_for_crowded_large_frames_agrees_with_the_exact_one(monkeypatch):
@@ -90,3 +92,100 @@ def test_a_run_cancelled_before_its_first_batch_still_has_the_photon_columns(tin
     model = DeepLocalizer(tiny_model_path, acquisition=ACQ, device="cpu", precision="fp32")
     table = localize(model, frames, photometry=True, cancel=lambda: True)
     assert len(table) == 0 and {"intensity [photon]", BACKGROUND, "confidence"} <= set(table.columns)
+
+
+# ------------------------------------------------------------------ the position fit
+def _noise_free_frame(emitters, shape=(32, 32), background=10.0):
+    """ADU of one frame without noise: the fit's own model."""
+    photons = sim.expected_photons(emitters, ACQ, shape, 1)[0] + background
+    return photons * ACQ.gain_adu_per_photon + ACQ.offset_adu
+
+
+def _emitters(xy_nm, photons):
+    xy = np.asarray(xy_nm, float)
+    return pd.DataFrame({"frame": 1, "x [nm]": xy[:, 0], "y [nm]": xy[:, 1], "intensity [photon]": photons})
+
+
+def test_the_position_fit_finds_exact_positions_on_a_noise_free_frame():
+    # two molecules 150 nm apart (their light overlaps) and one at the frame's edge
+    truth = _emitters([[1210.0, 1330.0], [1350.0, 1385.0], [60.0, 2000.0]], [2000.0, 1500.0, 2500.0])
+    frame = _noise_free_frame(truth)
+    start = truth.assign(**{"x [nm]": truth["x [nm]"] + [8.0, -6.0, 5.0], "y [nm]": truth["y [nm]"] + [-7.0, 9.0, 4.0]})
+    x, y, photons, background, uncertainty = fit_positions_frame(frame, start["x [nm]"], start["y [nm]"], ACQ,
+                                                                 iterations=30)
+    np.testing.assert_allclose(x, truth["x [nm]"], atol=0.05)
+    np.testing.assert_allclose(y, truth["y [nm]"], atol=0.05)
+    np.testing.assert_allclose(photons, truth["intensity [photon]"], rtol=1e-3)
+    assert background == pytest.approx(10.0, abs=0.01)
+    # the closer pair and the molecule cut by the edge are less certain than in isolation
+    alone = fit_positions_frame(_noise_free_frame(truth.iloc[:1]), truth["x [nm]"][:1], truth["y [nm]"][:1], ACQ)[4]
+    assert np.all(uncertainty > 0) and uncertainty[0] > alone[0] and uncertainty[2] > alone[0]
+
+
+def test_the_position_fit_stays_within_half_a_fine_pixel_of_its_start():
+    truth = _emitters([[1600.0, 1600.0]], [3000.0])
+    frame = _noise_free_frame(truth)
+    x, y, *_ = fit_positions_frame(frame, np.array([1640.0]), np.array([1570.0]), ACQ)  # 40 nm and 30 nm off
+    half = ACQ.fine_pixel_nm / 2
+    assert x[0] == pytest.approx(1640.0 - half) and y[0] == pytest.approx(1570.0 + half)  # moved to the bounds
+    x, y, *_ = fit_positions_frame(frame, np.array([1640.0]), np.array([1570.0]), ACQ, max_shift_nm=0.0)
+    assert (x[0], y[0]) == (1640.0, 1570.0)
+    with pytest.raises(ValueError, match="max_shift_nm"):
+        fit_positions_frame(frame, np.array([1640.0]), np.array([1570.0]), ACQ, max_shift_nm=-1.0)
+
+
+def test_a_molecule_without_light_keeps_its_place_and_gets_no_uncertainty():
+    truth = _emitters([[1000.0, 1000.0]], [2000.0])
+    x, y, photons, _, uncertainty = fit_positions_frame(_noise_free_frame(truth), np.array([1000.0, 2500.0]),
+                                                        np.array([1000.0, 2500.0]), ACQ)
+    assert photons[1] == pytest.approx(0.0, abs=1.0) and (x[1], y[1]) == (2500.0, 2500.0)
+    assert np.isfinite(uncertainty[0]) and np.isnan(uncertainty[1])
+
+
+def test_the_uncertainty_matches_the_errors_of_isolated_molecules():
+    frames, gt = _stack(0.3, seed=7, n=8)
+    fitted = add_photometry(frames, gt, ACQ, np.arange(1, 9), fit_positions=True)
+    errors = np.concatenate([fitted["x [nm]"] - gt["x [nm]"], fitted["y [nm]"] - gt["y [nm]"]])
+    z = errors / np.tile(fitted[UNCERTAINTY].to_numpy(), 2)
+    # for a Gaussian error of unit spread the median |z| is 0.674
+    assert 0.7 < np.median(np.abs(z)) / 0.674 < 1.3
+    assert 1.0 < fitted[UNCERTAINTY].median() < 10.0  # nm, 1,000-3,000 photons
+
+
+def test_fitted_positions_beat_the_map_on_sparse_frames_with_the_bundled_model():
+    from napari_deepcel0.core.metrics import score
+    from napari_deepcel0.core.predict import DeepLocalizer
+
+    frames, gt = _stack(0.5, seed=11, n=6)
+    model = DeepLocalizer(None, acquisition=ACQ, device="cpu")
+    plain = score(gt, localize(model, frames), 50.0)
+    fitted_table = localize(model, frames, fit_positions=True)
+    fitted = score(gt, fitted_table, 50.0)
+    assert fitted.rmse_nm < plain.rmse_nm - 2.0  # the map's 25 nm grid shows
+    assert fitted.jaccard >= plain.jaccard - 1.0 and len(fitted_table) == plain.tp + plain.fp
+    assert {INTENSITY, BACKGROUND, UNCERTAINTY} <= set(fitted_table.columns)
+
+
+def test_the_sparse_solver_for_large_frames_agrees_with_the_dense_one(monkeypatch):
+    from napari_deepcel0.core import photometry
+
+    frames, gt = _stack(2.0, seed=3, n=1)
+    start = gt.assign(**{"x [nm]": gt["x [nm]"] + 6.0, "y [nm]": gt["y [nm]"] - 6.0})
+    dense = add_photometry(frames, start, ACQ, [1], fit_positions=True)
+    monkeypatch.setattr(photometry, "EXACT_LIMIT", 10)  # as for a frame with more than 500 molecules
+    # (the starting photons then come from the iterative solver too)
+    large = add_photometry(frames, start, ACQ, [1], fit_positions=True)
+    np.testing.assert_allclose(large[["x [nm]", "y [nm]"]], dense[["x [nm]", "y [nm]"]], atol=0.5)
+    np.testing.assert_allclose(large[UNCERTAINTY], dense[UNCERTAINTY], rtol=0.02)
+
+
+def test_fit_positions_on_frames_without_localizations_and_when_cancelled(tiny_model_path):
+    from napari_deepcel0.core.predict import DeepLocalizer
+
+    frames, gt = _stack(0.3)
+    some = gt[gt["frame"] != 2]
+    fitted = add_photometry(frames, some, ACQ, np.arange(1, 5), fit_positions=True)
+    assert len(fitted) == len(some) and fitted[UNCERTAINTY].notna().all()
+    model = DeepLocalizer(tiny_model_path, acquisition=ACQ, device="cpu", precision="fp32")
+    table = localize(model, frames, fit_positions=True, cancel=lambda: True)
+    assert len(table) == 0 and {INTENSITY, BACKGROUND, UNCERTAINTY, "confidence"} <= set(table.columns)

@@ -1,4 +1,4 @@
-"""Photon counts of localizations, fitted on the camera frames.
+"""Photon counts and positions of localizations, fitted on the camera frames.
 
 DeepCEL0's maps say where the molecules are, not how bright they are (its targets are
 unit spikes; ``confidence`` is a 3 x 3 sum of the map). Given the positions, the
@@ -12,8 +12,18 @@ their light instead of each counting it twice). ``N_k`` is the molecule's
 ``intensity [photon]`` and ``b`` the frame's ``offset [photon]`` (background photons per
 camera pixel, one value per frame), as ThunderSTORM names them. Photons need the
 camera's gain (ADU per photon) and offset from the :class:`Acquisition`; the positions
-are not changed. Molecules the localizer missed leave their light to the background
+are not changed (unless ``fit_positions``, below). Molecules the localizer missed leave their light to the background
 and to their neighbours, so counts in crowds are biased upwards.
+
+With ``fit_positions`` the positions are fitted too (:func:`fit_positions_frame`): all
+molecules of a frame, their photons and the background by maximum likelihood under a
+Poisson model of the photons (the read noise added as a shifted Poisson), each molecule
+kept within half a fine pixel of where the map put it. The map chooses the fine pixel,
+the fit the place inside it: on sparse frames that takes about 40 % off the error of the
+map's 25 nm grid; with more room, fits in crowds become unstable and lose molecules
+(docs/benchmarks.md, "Position fit"). The fit also gives each molecule's
+``uncertainty [nm]``: the Cramer-Rao bound on its position per axis, as single-molecule
+fitters report it.
 """
 
 from __future__ import annotations
@@ -23,19 +33,64 @@ import math
 import numpy as np
 import pandas as pd
 from scipy import sparse
-from scipy.linalg import cholesky, solve_triangular
+from scipy.linalg import LinAlgError, cho_factor, cho_solve, cholesky, solve_triangular
 from scipy.optimize import lsq_linear, nnls
+from scipy.sparse.linalg import spsolve
 from scipy.special import erf
 
 from .acquisition import Acquisition
 from .io import FRAME, INTENSITY, X_NM, Y_NM
 
 BACKGROUND = "offset [photon]"
+UNCERTAINTY = "uncertainty [nm]"
 #: the PSF window of each molecule reaches this many sigma beyond its pixel
 WINDOW_SIGMAS = 4.0
-#: frames with up to this many molecules (+ 1 for the background) are solved exactly,
-#: more iteratively (the exact solver's cost grows with the cube of the number)
+#: systems of up to this many unknowns (molecules + 1 for the photometry, 3 x molecules
+#: + 1 for the position fit) are solved with dense factorisations, larger ones with
+#: sparse or iterative solvers (the dense cost grows with the cube of the number)
 EXACT_LIMIT = 1500
+#: the position fit moves a molecule by at most this many fine pixels in x and in y
+MAX_SHIFT_FINE_PX = 0.5
+#: at most this many steps of the position fit per frame
+FIT_ITERATIONS = 4
+#: the smallest photon variance of a pixel in the position fit (photons^2)
+MIN_VARIANCE = 1.0
+
+
+def _profiles(pos_nm: np.ndarray, acq: Acquisition):
+    """Per molecule, the camera pixel indices of its PSF window along one axis, the
+    fraction of its light in each, and the derivative of that fraction with respect to
+    the molecule's position (per nm). Pixel ``j`` covers ``[j, j + 1) * pixel``."""
+    p, s = acq.pixel_size_nm, acq.sigma_nm * math.sqrt(2.0)
+    half = int(math.ceil(WINDOW_SIGMAS * acq.sigma_nm / p)) + 1
+    index = np.floor(pos_nm / p).astype(np.int64)[:, None] + np.arange(-half, half + 1)[None, :]
+    lo = (index * p - pos_nm[:, None]) / s
+    hi = lo + p / s
+    fraction = 0.5 * (erf(hi) - erf(lo))
+    derivative = (np.exp(-lo * lo) - np.exp(-hi * hi)) / (s * math.sqrt(math.pi))
+    return index, fraction, derivative
+
+
+def _psf_pieces(x_nm, y_nm, acq: Acquisition, frame_shape: tuple[int, int], derivatives: bool = False):
+    """The PSF windows of all molecules as flat arrays: pixel (row-major index), molecule,
+    the fraction of the molecule's light in the pixel and, with ``derivatives``, its
+    derivatives with respect to the molecule's x and y (per nm). Light falling outside
+    the frame is dropped."""
+    rows, cols = frame_shape
+    r_idx, r_w, r_d = _profiles(np.asarray(y_nm, np.float64), acq)
+    c_idx, c_w, c_d = _profiles(np.asarray(x_nm, np.float64), acq)
+    n, w = r_idx.shape
+    rr = np.broadcast_to(r_idx[:, :, None], (n, w, w))
+    cc = np.broadcast_to(c_idx[:, None, :], (n, w, w))
+    inside = (rr >= 0) & (rr < rows) & (cc >= 0) & (cc < cols)
+    pixel = (rr * cols + cc)[inside]
+    molecule = np.broadcast_to(np.arange(n)[:, None, None], (n, w, w))[inside]
+    fraction = (r_w[:, :, None] * c_w[:, None, :])[inside]
+    if not derivatives:
+        return pixel, molecule, fraction
+    d_x = (r_w[:, :, None] * c_d[:, None, :])[inside]
+    d_y = (r_d[:, :, None] * c_w[:, None, :])[inside]
+    return pixel, molecule, fraction, d_x, d_y
 
 
 def psf_columns(x_nm: np.ndarray, y_nm: np.ndarray, acq: Acquisition, frame_shape: tuple[int, int]):
@@ -43,30 +98,18 @@ def psf_columns(x_nm: np.ndarray, y_nm: np.ndarray, acq: Acquisition, frame_shap
     molecule at ``(x_nm[k], y_nm[k])``, the Gaussian PSF integrated over each camera
     pixel (pixel ``(r, c)`` covers ``[c, c + 1) * pixel`` in x and ``[r, r + 1) * pixel``
     in y); light falling outside the frame is lost."""
-    rows, cols = frame_shape
-    p, s = acq.pixel_size_nm, acq.sigma_nm * math.sqrt(2.0)
-    half = int(math.ceil(WINDOW_SIGMAS * acq.sigma_nm / p)) + 1
-    steps = np.arange(-half, half + 1)
+    pixel, molecule, fraction = _psf_pieces(x_nm, y_nm, acq, frame_shape)
+    return sparse.csr_matrix((fraction, (pixel, molecule)), shape=(frame_shape[0] * frame_shape[1], len(x_nm)))
 
-    def profile(pos_nm):  # (n, window) pixel indices and the fraction of the light in each
-        index = np.floor(pos_nm / p).astype(np.int64)[:, None] + steps[None, :]
-        left = index * p - pos_nm[:, None]
-        return index, 0.5 * (erf((left + p) / s) - erf(left / s))
 
-    r_idx, r_w = profile(np.asarray(y_nm, np.float64))
-    c_idx, c_w = profile(np.asarray(x_nm, np.float64))
-    n, w = len(r_idx), len(steps)
-    rr = np.broadcast_to(r_idx[:, :, None], (n, w, w))
-    cc = np.broadcast_to(c_idx[:, None, :], (n, w, w))
-    values = r_w[:, :, None] * c_w[:, None, :]
-    k = np.broadcast_to(np.arange(n)[:, None, None], (n, w, w))
-    inside = (rr >= 0) & (rr < rows) & (cc >= 0) & (cc < cols)
-    return sparse.csr_matrix((values[inside], (rr[inside] * cols + cc[inside], k[inside])), shape=(rows * cols, n))
+def to_photons(frame_adu: np.ndarray, acq: Acquisition) -> np.ndarray:
+    """A camera frame in photons (float64): ``(ADU - offset) / gain``."""
+    return (np.asarray(frame_adu, np.float64) - acq.offset_adu) / acq.gain_adu_per_photon
 
 
 def fit_frame(frame_adu: np.ndarray, x_nm: np.ndarray, y_nm: np.ndarray, acq: Acquisition) -> tuple[np.ndarray, float]:
     """(photons of each molecule, background photons per pixel) of one camera frame."""
-    photons = (np.asarray(frame_adu, np.float64) - acq.offset_adu) / acq.gain_adu_per_photon
+    photons = to_photons(frame_adu, acq)
     design = sparse.hstack([psf_columns(x_nm, y_nm, acq, photons.shape),
                             sparse.csr_matrix(np.ones((photons.size, 1)))], format="csr")
     if design.shape[1] <= EXACT_LIMIT:
@@ -89,9 +132,135 @@ def _nnls_small(design: sparse.csr_matrix, y: np.ndarray) -> np.ndarray:
     return nnls(r, z, maxiter=50 * len(gram))[0]
 
 
-def add_photometry(frames_adu: np.ndarray, table: pd.DataFrame, acq: Acquisition, frame_numbers) -> pd.DataFrame:
+def fit_positions_frame(frame_adu: np.ndarray, x_nm: np.ndarray, y_nm: np.ndarray, acq: Acquisition,
+                        max_shift_nm: float | None = None, iterations: int | None = None):
+    """Positions, photons and background of one camera frame, fitted together.
+
+    Maximum likelihood, starting from the given positions and the photons of
+    :func:`fit_frame`, for the model ``(frame - offset) / gain ~ Poisson(m) + read noise``
+    with ``m = sum_k N_k PSF(x_k, y_k) + b``; the read noise (``read_noise_adu / gain``
+    photons) enters as a shifted Poisson, and each pixel's variance is at least
+    :data:`MIN_VARIANCE`. Levenberg-Marquardt steps on the Fisher information, each
+    kept only if it raises the likelihood; ``N, b >= 0`` and each molecule stays within
+    ``max_shift_nm`` (default: half a fine pixel) of its start in x and in y; at most
+    ``iterations`` steps (default :data:`FIT_ITERATIONS`).
+
+    Returns ``(x_nm, y_nm, photons, background, uncertainty_nm)``: ``uncertainty_nm``
+    is the Cramer-Rao bound on the position per axis, ``sqrt((var x + var y) / 2)``, of
+    each molecule at the fit as if its neighbours and the background were known (as
+    single-molecule fitters report it: about right for isolated molecules, too small in
+    crowds), NaN for a molecule fitted with no photons.
+    """
+    data = to_photons(frame_adu, acq).ravel()
+    shape = np.shape(frame_adu)
+    x0, y0 = np.asarray(x_nm, np.float64), np.asarray(y_nm, np.float64)
+    n = len(x0)
+    photons, background = fit_frame(frame_adu, x0, y0, acq)
+    if n == 0:
+        return x0.copy(), y0.copy(), photons, background, np.zeros(0)
+    limit = acq.fine_pixel_nm * MAX_SHIFT_FINE_PX if max_shift_nm is None else float(max_shift_nm)
+    if not (math.isfinite(limit) and limit >= 0):
+        raise ValueError(f"max_shift_nm must be a finite number >= 0, got {max_shift_nm}")
+    shifted = (acq.read_noise_adu / acq.gain_adu_per_photon) ** 2
+    observed = np.maximum(data + shifted, 0.0)
+    everywhere = np.arange(data.size)
+
+    def expected(x, y, amplitude, b):
+        pixel, molecule, fraction = _psf_pieces(x, y, acq, shape)
+        return np.maximum(np.bincount(pixel, fraction * amplitude[molecule], minlength=data.size) + b + shifted,
+                          MIN_VARIANCE)
+
+    def neg_log_likelihood(m):
+        return float(np.sum(m - observed * np.log(m)))
+
+    def fisher_and_gradient(x, y, amplitude, m):
+        """J^T W J and J^T W (observed - m), W = 1 / m, J = d m / d(photons, x, y, background)."""
+        pixel, molecule, fraction, d_x, d_y = _psf_pieces(x, y, acq, shape, derivatives=True)
+        weight = 1.0 / m
+        rows = np.concatenate([pixel, pixel, pixel, everywhere])
+        columns = np.concatenate([molecule, molecule + n, molecule + 2 * n, np.full(data.size, 3 * n)])
+        values = np.concatenate([fraction, d_x * amplitude[molecule], d_y * amplitude[molecule], np.ones(data.size)])
+        jacobian = sparse.csr_matrix((values, (rows, columns)), shape=(data.size, 3 * n + 1))
+        weighted = sparse.csr_matrix((values * weight[rows], (rows, columns)), shape=jacobian.shape)
+        return jacobian.T @ weighted, weighted.T @ (observed - m)  # the gradient of the log-likelihood
+
+    x, y, amplitude, b = x0.copy(), y0.copy(), photons, background
+    m = expected(x, y, amplitude, b)
+    cost = neg_log_likelihood(m)
+    damping = 1e-3
+    for _ in range(FIT_ITERATIONS if iterations is None else iterations):
+        fisher, gradient = fisher_and_gradient(x, y, amplitude, m)
+        solve = _damped_solver(fisher)
+        for _ in range(12):
+            step = solve(gradient, damping)
+            if step is not None:
+                trial_amplitude = np.maximum(amplitude + step[:n], 0.0)
+                trial_x = np.clip(x + step[n:2 * n], x0 - limit, x0 + limit)
+                trial_y = np.clip(y + step[2 * n:3 * n], y0 - limit, y0 + limit)
+                trial_b = max(b + step[-1], 0.0)
+                trial_m = expected(trial_x, trial_y, trial_amplitude, trial_b)
+                trial_cost = neg_log_likelihood(trial_m)
+                if trial_cost < cost:
+                    break
+            damping *= 5.0
+        else:
+            break  # no step raises the likelihood: converged, or held by the bounds
+        moved = max(np.abs(trial_x - x).max(), np.abs(trial_y - y).max())
+        x, y, amplitude, b, m, cost = trial_x, trial_y, trial_amplitude, trial_b, trial_m, trial_cost
+        damping = max(damping / 3.0, 1e-7)
+        if moved < 0.01:  # nm
+            break
+    uncertainty = _position_bounds(fisher_and_gradient(x, y, amplitude, m)[0], n)
+    uncertainty[amplitude <= 0] = np.nan
+    return x, y, amplitude, b, uncertainty
+
+
+def _damped_solver(fisher: sparse.spmatrix):
+    """``solve(gradient, damping)``: the Levenberg-Marquardt step
+    ``(F + damping diag(F)) step = gradient``, or None where the damped matrix is
+    numerically not positive definite. A molecule fitted with no photons has zero
+    position rows; a tiny ridge keeps it still."""
+    diagonal = fisher.diagonal()
+    ridge = 1e-12 * max(diagonal.max(), 1e-30)
+    dense = fisher.toarray() if fisher.shape[0] <= EXACT_LIMIT else None
+    csc = fisher.tocsc() if dense is None else None
+
+    def solve(gradient: np.ndarray, damping: float) -> np.ndarray | None:
+        try:
+            if dense is not None:
+                damped = dense.copy()
+                damped[np.diag_indices_from(damped)] += damping * diagonal + ridge
+                step = cho_solve(cho_factor(damped), gradient)
+            else:
+                step = spsolve(csc + sparse.diags(damping * diagonal + ridge, format="csc"), gradient)
+        except (LinAlgError, RuntimeError):
+            return None
+        return step if np.all(np.isfinite(step)) else None
+
+    return solve
+
+
+def _position_bounds(fisher: sparse.spmatrix, n: int) -> np.ndarray:
+    """Per molecule ``sqrt((var x + var y) / 2)`` from the inverse of its own block of
+    the Fisher information (parameters ordered photons, x, y, background): the bound
+    on its position were its neighbours and the background known."""
+    index = np.arange(n)[:, None] + np.array([0, n, 2 * n])[None, :]  # (n, 3): photons, x, y
+    rows = np.broadcast_to(index[:, :, None], (n, 3, 3))
+    columns = np.broadcast_to(index[:, None, :], (n, 3, 3))
+    blocks = np.asarray(fisher.tocsr()[rows.ravel(), columns.ravel()]).reshape(n, 3, 3)
+    out = np.full(n, np.nan)
+    invertible = np.abs(np.linalg.det(blocks)) > 0
+    if invertible.any():
+        variance = np.linalg.inv(blocks[invertible])
+        out[invertible] = np.sqrt(np.maximum(variance[:, 1, 1] + variance[:, 2, 2], 0.0) / 2.0)
+    return out
+
+
+def add_photometry(frames_adu: np.ndarray, table: pd.DataFrame, acq: Acquisition, frame_numbers,
+                   fit_positions: bool = False, max_shift_nm: float | None = None) -> pd.DataFrame:
     """``table`` with ``intensity [photon]`` and ``offset [photon]`` fitted on the
-    frames (see the module notes).
+    frames (see the module notes); with ``fit_positions`` also ``x [nm]`` and ``y [nm]``
+    fitted (:func:`fit_positions_frame`) and ``uncertainty [nm]``.
 
     Parameters
     ----------
@@ -100,20 +269,29 @@ def add_photometry(frames_adu: np.ndarray, table: pd.DataFrame, acq: Acquisition
     table
         Localizations of these frames (``frame``, ``x [nm]``, ``y [nm]``).
     acq
-        Pixel size and PSF for the model, gain and offset for the photons.
+        Pixel size and PSF for the model; gain, offset and read noise for the photons.
     frame_numbers
         1-based frame number of each of ``frames_adu``.
+    fit_positions, max_shift_nm
+        Fit the positions too, each within ``max_shift_nm`` (default half a fine
+        pixel) of its place in ``table``.
     """
     frames_adu = np.asarray(frames_adu)
     out = table.copy()
-    out[INTENSITY] = np.nan
-    out[BACKGROUND] = np.nan
+    for column in [INTENSITY, BACKGROUND] + ([UNCERTAINTY] if fit_positions else []):
+        out[column] = np.nan
     frame_of_row = out[FRAME].to_numpy()
     for frame_adu, number in zip(frames_adu, np.asarray(frame_numbers, np.int64)):
         rows = np.flatnonzero(frame_of_row == number)
         if len(rows) == 0:
             continue
-        photons, background = fit_frame(frame_adu, out[X_NM].to_numpy()[rows], out[Y_NM].to_numpy()[rows], acq)
-        out.iloc[rows, out.columns.get_loc(INTENSITY)] = photons
-        out.iloc[rows, out.columns.get_loc(BACKGROUND)] = background
+        x, y = out[X_NM].to_numpy()[rows], out[Y_NM].to_numpy()[rows]
+        if fit_positions:
+            x, y, photons, background, uncertainty = fit_positions_frame(frame_adu, x, y, acq, max_shift_nm)
+            fitted = {X_NM: x, Y_NM: y, INTENSITY: photons, BACKGROUND: background, UNCERTAINTY: uncertainty}
+        else:
+            photons, background = fit_frame(frame_adu, x, y, acq)
+            fitted = {INTENSITY: photons, BACKGROUND: background}
+        for column, values in fitted.items():
+            out.iloc[rows, out.columns.get_loc(column)] = values
     return out
