@@ -128,6 +128,22 @@ def test_localize_with_photometry_writes_photons(simulated, tiny_model_path, tmp
     assert "camera gain 2 ADU/photon, offset 100 ADU" in capsys.readouterr().err
 
 
+def test_localize_with_fit_positions_moves_positions_and_writes_uncertainty(simulated, tiny_model_path, tmp_path,
+                                                                           capsys):
+    plain, fitted = tmp_path / "plain.csv", tmp_path / "fitted.csv"
+    common = [str(simulated / "frames.tif"), "--model", str(tiny_model_path), "--frames", "1-2", "--device", "cpu",
+              "--threshold", "0"]
+    assert main(["localize", *common, "--out", str(plain)]) == 0
+    capsys.readouterr()
+    assert main(["localize", *common, "--out", str(fitted), "--fit-positions", "--read-noise", "3"]) == 0
+    err = capsys.readouterr().err
+    assert "position fit: camera gain" in err and "read noise 3 ADU" in err
+    a, b = read_localizations(plain), read_localizations(fitted)
+    assert len(a) == len(b) > 0 and {"intensity [photon]", "offset [photon]", "uncertainty [nm]"} <= set(b.columns)
+    shift = np.hypot(b["x [nm]"] - a["x [nm]"], b["y [nm]"] - a["y [nm]"])
+    assert shift.max() > 0.1 and (shift <= 12.5 * np.sqrt(2) + 1e-6).all()  # within half a fine pixel in x and y
+
+
 def test_localize_with_orientation_averaging(simulated, tiny_model_path, tmp_path, capsys):
     plain, averaged = tmp_path / "plain.csv", tmp_path / "averaged.csv"
     common = [str(simulated / "frames.tif"), "--model", str(tiny_model_path), "--frames", "1-2", "--device", "cpu",

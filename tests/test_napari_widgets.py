@@ -223,22 +223,27 @@ def test_localize_with_orientation_averaging_matches_the_core(viewer, qtbot, sta
                                atol=1e-6)
 
 
-def test_localize_with_photon_counts_matches_the_core(viewer, qtbot, stack_path):
+@pytest.mark.parametrize("option, columns", [("photometry", ["intensity [photon]"]),
+                                             ("fit_positions", ["x [nm]", "y [nm]", "intensity [photon]",
+                                                                "uncertainty [nm]"])])
+def test_localize_with_photon_counts_or_fitted_positions_matches_the_core(viewer, qtbot, stack_path, option,
+                                                                         columns):
     layer = _open(viewer, stack_path)
     widget = _dock(viewer, LocalizeWidget)
     widget.device.value = "cpu"
     widget.frames.value = "1-2"
-    widget.photometry.value = True
+    getattr(widget, option).value = True
     widget.run()
     _wait(qtbot, widget.job)
     acq = state_for(viewer).acquisition
     expected = localize(DeepLocalizer(None, acquisition=acq, device="cpu"), FrameStack(stack_path), frames="1-2",
-                        photometry=True)
+                        **{option: True})
     got = table_from_layer(viewer.layers[f"{layer.name} localizations"])
     key = ["frame", "y [nm]", "x [nm]"]
     assert len(got) == len(expected) > 0
-    np.testing.assert_allclose(got.sort_values(key)["intensity [photon]"].to_numpy(),
-                               expected.sort_values(key)["intensity [photon]"].to_numpy(), rtol=1e-6)
+    for column in columns:
+        np.testing.assert_allclose(got.sort_values(key)[column].to_numpy(),
+                                   expected.sort_values(key)[column].to_numpy(), rtol=1e-6, atol=1e-6)
     assert got["offset [photon]"].notna().all()
 
 

@@ -372,7 +372,7 @@ def _run_stream(model, stack, args, label: str):
 
     table = localize(model, stack, frames=args.frames, threshold=args.threshold, batch_size=args.batch_size,
                      method=getattr(args, "method", "peaks"), progress=progress,
-                     photometry=getattr(args, "photometry", False))
+                     photometry=getattr(args, "photometry", False), fit_positions=getattr(args, "fit_positions", False))
     if bar["bar"]:
         bar["bar"].close()
     return table
@@ -406,9 +406,10 @@ def cmd_localize(args) -> int:
         print(f"warning: {w.message}", file=sys.stderr)
     print(f"model: {loaded.path.name}: {loaded.info.summary()}", file=sys.stderr)
     print(f"data: {stack}; {model.device}, {model.precision}{_averaging_text(model.orientations)}", file=sys.stderr)
-    if args.photometry:
-        print(f"photometry: camera gain {acq.gain_adu_per_photon:g} ADU/photon, offset {acq.offset_adu:g} ADU "
-              "(--gain, --offset)", file=sys.stderr)
+    if args.photometry or args.fit_positions:
+        what = "position fit" if args.fit_positions else "photometry"
+        print(f"{what}: camera gain {acq.gain_adu_per_photon:g} ADU/photon, offset {acq.offset_adu:g} ADU, "
+              f"read noise {acq.read_noise_adu:g} ADU (--gain, --offset, --read-noise)", file=sys.stderr)
     table = _run_stream(model, stack, args, "localize")
     _write_outputs(args, table, stack, acq)
     _maybe_score(args, table, acq, stack)
@@ -557,6 +558,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--photometry", action="store_true",
                    help="also fit each molecule's photons on the camera frame (columns intensity [photon] and "
                         "offset [photon]; needs the camera's --gain and --offset, ADU)")
+    p.add_argument("--fit-positions", action="store_true",
+                   help="also fit each molecule's position on the camera frame (maximum likelihood, within half a "
+                        "fine pixel of the map's): finer positions on sparse and moderately dense frames; on a "
+                        "2-core CPU about 0.01 s more per sparse frame, 0.1-0.2 s per crowded one; adds the "
+                        "photometry columns and uncertainty [nm] (set --gain, --offset and --read-noise)")
     p.add_argument("--render", metavar="PNG_OR_TIF", help="also write a super-resolved rendering")
     p.add_argument("--render-pixel", type=positive_float, default=10.0, metavar="NM", help="rendering pixel (default 10 nm)")
     p.add_argument("--gt", metavar="GT.csv", help="ground truth: print scores after localizing")

@@ -26,13 +26,14 @@ ORIENTATION_CHOICES = [("off", 1), ("4 flips (4x the time)", 4), ("8 flips and t
 
 
 def _localize_job(model_path, acquisition, source, frames, threshold, device, batch_size, orientations, keep_maps,
-                  photometry, cancel=None):
+                  photometry, fit_positions, cancel=None):
     """Load the model, then yield a :class:`BatchResult` per batch."""
     with gpu_memory_hint():
         model = DeepLocalizer(model_path, acquisition=acquisition, device=device, batch_size=batch_size,
                               orientations=orientations)  # model_path None: the bundled model
         yield from localize_stream(model, source, frames=frames, threshold=threshold, batch_size=batch_size,
-                                   keep_maps=keep_maps, cancel=cancel, photometry=photometry)
+                                   keep_maps=keep_maps, cancel=cancel, photometry=photometry,
+                                   fit_positions=fit_positions)
 
 
 class LocalizeWidget(Container):
@@ -69,18 +70,25 @@ class LocalizeWidget(Container):
             tooltip="also fit each molecule's photons and the frame's background on the camera frame, at the found "
                     "positions (features intensity [photon] and offset [photon]); uses the Acquisition's camera "
                     "gain and offset")
+        self.fit_positions = CheckBox(
+            text="fit positions on the frames", value=False,
+            tooltip="also fit each molecule's position on the camera frame, by maximum likelihood within half a "
+                    "fine pixel of the map's: finer positions on sparse and moderately dense frames (RMSE 11.8 -> "
+                    "7.2 nm at 0.5 molecules per um^2, 25.2 -> 24.7 nm on ISBI 2013), slower; adds the photon "
+                    "counts and uncertainty [nm]; uses the Acquisition's camera gain, offset and read noise")
         self.job = JobControls("Localization", "Localize")
         self.reset_button = PushButton(text="Reset settings")
         self.extend([self.layer, self.model, self.bundled_button, self.model_info, self.auto_threshold,
                      self.threshold, self.device, self.batch_size, self.orientations, self.frames, self.render_pixel,
-                     self.render_blur, self.show_maps, self.photometry, self.job, self.reset_button])
+                     self.render_blur, self.show_maps, self.photometry, self.fit_positions, self.job,
+                     self.reset_button])
         # the model is the viewer's current model, which the state keeps between sessions
         self.settings = PersistentValues("localize", {
             "auto_threshold": self.auto_threshold, "threshold": self.threshold,
             "device": self.device, "batch_size": self.batch_size, "orientations": self.orientations,
             "frames": self.frames,
             "render_pixel": self.render_pixel, "render_blur": self.render_blur, "show_maps": self.show_maps,
-            "photometry": self.photometry})
+            "photometry": self.photometry, "fit_positions": self.fit_positions})
         self.model.value = self.state.model_path
         self._info = None
         self._run = None
@@ -169,6 +177,7 @@ class LocalizeWidget(Container):
         threshold = None if self.auto_threshold.value else self.threshold.value
         self.job.start(_localize_job, self.model.value, acq, layer.data, selection, threshold, self.device.value,
                        self.batch_size.value, self.orientations.value, self.show_maps.value, self.photometry.value,
+                       self.fit_positions.value,
                        on_yield=self._batch, on_finish=self._finished)
 
     def _batch(self, result: BatchResult) -> None:
