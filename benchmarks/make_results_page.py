@@ -2,9 +2,9 @@
 
     python benchmarks/make_results_page.py
 
-Reads the isbi*.json, paper_table1*.json, snr_sweep*.json and in_domain*.json files named below,
-close_pairs.json and speed_*.json (those that exist) and writes tables plus links to the
-figures the benchmarks saved.
+Reads the isbi*.json, paper_table1*.json, snr_sweep*.json, in_domain*.json and
+fit_positions*.json files named below, close_pairs.json and speed_*.json (those that
+exist) and writes tables plus links to the figures the benchmarks saved.
 """
 
 from __future__ import annotations
@@ -43,6 +43,12 @@ TABLE1_RESULTS = {
 IN_DOMAIN_RESULTS = {
     "in_domain.json": "Simulated stacks: uniform emitters vs filaments",
     "in_domain_orientations.json": "Simulated stacks: the bundled model with and without orientation averaging",
+}
+#: result files of benchmarks/fit_positions.py and their section titles
+FIT_RESULTS = {
+    "fit_positions.json": "Positions fitted on the camera frames (bundled DeepCEL0)",
+    "fit_positions_10_iterations.json": "Positions fitted on the camera frames, 10 steps instead of 4",
+    "fit_positions_8_orientations.json": "Positions fitted on the camera frames, starting from orientation averaging",
 }
 SNR_RESULTS = {
     "snr_sweep.json": "Paper Table 1 protocol at more noise levels",
@@ -152,6 +158,25 @@ def in_domain_section(d: dict, title: str) -> list[str]:
     return out
 
 
+def fit_section(d: dict, title: str) -> list[str]:
+    out = section(title,
+                  [f"Model: {d['model']}, {d['orientations']} orientation(s), at most {d['iterations']} fit steps "
+                   f"per frame; machine: {d['machine']}.", f"Command: `{d['command']}`",
+                   "Calibration: median |error| / uncertainty over x and y, divided by 0.674 (1: the "
+                   "uncertainty describes the errors; > 1: the errors are larger)."],
+                  ["scene", "positions", "J50 %", "RMSE nm", "s/frame (network or fit)", "median uncertainty nm",
+                   "calibration"])
+    for scene, row in d["scenes"].items():
+        for label, r in row.items():
+            if not isinstance(r, dict):
+                continue
+            seconds = r.get("fit_s_per_frame", row["network_s_per_frame"])
+            out.append(f"| {scene} | {label} | {fmt(r['jaccard'])} | {fmt(r['rmse_nm'])} | {seconds} "
+                       f"| {fmt(r.get('median_uncertainty_nm'))} | {fmt(r.get('uncertainty_calibration'))} |")
+    out.append("")
+    return out
+
+
 def speed_section(d: dict) -> list[str]:
     r = d["results"]
     out = section(f"Speed ({r['device']})", [f"Machine: {d['machine']}.", f"Command: `{d['command']}`"],
@@ -190,6 +215,9 @@ def main() -> None:
     for name, title in IN_DOMAIN_RESULTS.items():
         if (d := load(name)):
             lines += in_domain_section(d, title)
+    for name, title in FIT_RESULTS.items():
+        if (d := load(name)):
+            lines += fit_section(d, title)
     if (d := load("close_pairs.json")):
         lines += close_pairs_section(d)
     for path in sorted(RESULTS.glob("speed_*.json")):
