@@ -637,6 +637,32 @@ def test_export_asks_before_overwriting_and_refuses_a_folder(viewer, qtbot, stac
     assert len(asked) == 2
 
 
+def test_export_does_not_ask_twice_after_the_file_dialog_asked(viewer, qtbot, stack_path, tmp_path, monkeypatch):
+    layer, gt = _gt_layer(viewer, stack_path)
+    widget = _dock(viewer, ExportWidget)
+    widget.points.value = layer
+    existing = tmp_path / "results.csv"
+    existing.write_text("old")
+    asked = []
+    monkeypatch.setattr(ExportWidget, "confirm_overwrite", lambda _self, path: asked.append(path) or True)
+    # "Select file": the save dialog returns an existing file (it asked "Replace?" itself)
+    monkeypatch.setattr(widget.csv_path, "_show_file_dialog", lambda *args, **kwargs: str(existing))
+    widget.csv_path.choose_btn.changed.emit(True)
+    assert widget.csv_path.value == existing
+    widget.save_csv()
+    _wait(qtbot, widget.csv_job)
+    assert asked == [] and len(read_localizations(existing)) == len(gt)
+    widget.save_csv()  # saving again to the same file asks
+    _wait(qtbot, widget.csv_job)
+    assert asked == [existing]
+    # a dialog cancelled (no new choice) confirms nothing
+    monkeypatch.setattr(widget.csv_path, "_show_file_dialog", lambda *args, **kwargs: None)
+    widget.csv_path.choose_btn.changed.emit(True)
+    widget.save_csv()
+    _wait(qtbot, widget.csv_job)
+    assert asked == [existing, existing]
+
+
 # ================================================================= training
 def test_training_saves_a_model_that_becomes_current(viewer, qtbot, tmp_path):
     training = _dock(viewer, TrainingWidget)

@@ -48,6 +48,29 @@ class ExportWidget(Container):
         self.settings = PersistentValues("export", {"csv_path": self.csv_path, "tiff_path": self.tiff_path})
         self.csv_job.run_button.changed.connect(self.save_csv)
         self.tiff_job.run_button.changed.connect(self.save_tiff)
+        # a file chosen in "Select file" was confirmed by the save dialog's own "Replace?"
+        self._dialog_confirmed: dict[int, Path] = {}
+        for edit in (self.csv_path, self.tiff_path):
+            self._remember_dialog_choice(edit)
+
+    def _remember_dialog_choice(self, edit: FileEdit) -> None:
+        """Note the existing file that ``edit``'s file dialog returns: the dialog has asked
+        whether to replace it, so the next save to that file does not ask again."""
+        before = {}
+
+        def opening(*_):
+            before["value"] = edit.value
+
+        def closed(*_):
+            chosen = edit.value
+            if chosen != before.get("value") and chosen is not None and chosen.is_file():
+                self._dialog_confirmed[id(edit)] = chosen
+            else:
+                self._dialog_confirmed.pop(id(edit), None)
+
+        # psygnal calls higher priorities first: magicgui's own handler opens the dialog in between
+        edit.choose_btn.changed.connect(opening, priority=1)
+        edit.choose_btn.changed.connect(closed, priority=-1)
 
     def save_csv(self, *_) -> None:
         """Write the chosen Points layer to the CSV file (in a worker thread)."""
@@ -55,7 +78,7 @@ class ExportWidget(Container):
         if layer is None:
             self.csv_job.refuse("Export: choose a Points layer")
             return
-        path = self._output_file(self.csv_job, self.csv_path.value, (".csv",))
+        path = self._output_file(self.csv_job, self.csv_path, (".csv",))
         if path is None:
             return
         data, attributes, _ = layer.as_layer_data_tuple()
@@ -73,22 +96,25 @@ class ExportWidget(Container):
             self.tiff_job.refuse(f"Export: {layer.name} is an RGB image; the TIFF export writes single-channel "
                                  "images and stacks")
             return
-        path = self._output_file(self.tiff_job, self.tiff_path.value, (".tif", ".tiff"))
+        path = self._output_file(self.tiff_job, self.tiff_path, (".tif", ".tiff"))
         if path is None:
             return
         self.tiff_job.start(_write_tiff_job, path, layer.data, layer_pixel_size_nm(layer),
                             on_return=lambda p: self._saved(self.tiff_job, f"{layer.name} saved to {p} "
                                                             f"({layer_pixel_size_nm(layer):g} nm pixels)"))
 
-    def _output_file(self, job: JobControls, chosen: Path, suffixes: tuple[str, ...]) -> Path | None:
-        """The file to write: ``chosen``, with an extension added when it has none; None
-        when ``chosen`` is a folder (an empty field is the current folder), which is
-        reported, or when the file exists and the user keeps it."""
+    def _output_file(self, job: JobControls, edit: FileEdit, suffixes: tuple[str, ...]) -> Path | None:
+        """The file to write: ``edit``'s, with an extension added when it has none; None
+        when it is a folder (an empty field is the current folder), which is reported,
+        or when the file exists and the user keeps it (asked here unless the file dialog
+        just asked)."""
+        chosen = edit.value
         if chosen.is_dir():
             job.refuse(f"Export: {chosen} is a folder: choose a file name")
             return None
         path = _with_suffix(chosen, suffixes)
-        if path.exists() and not self.confirm_overwrite(path):
+        confirmed = self._dialog_confirmed.pop(id(edit), None) == path
+        if path.exists() and not confirmed and not self.confirm_overwrite(path):
             job.status.value = f"Not saved: {path} exists and was kept"
             return None
         return path
