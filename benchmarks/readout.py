@@ -9,7 +9,9 @@
    spikes (nothing else in their 3 x 3 neighbourhood, so the refinement cannot move them).
 2. On the same frames, where the RMSE comes from: the molecules grouped by the distance
    to their nearest neighbour in the same frame, with the share found within 50 nm and
-   the RMSE of those matches (default threshold, with the refinement); and, for scale,
+   the RMSE of those matches (default threshold, with the refinement), split into the
+   error along the line to the neighbour (its mean: a pull toward it; also with the
+   neighbour found and missed) and across it; and, for scale,
    what an ideal method that cannot separate molecules closer than D nm would score: one
    exact localization at the centroid of each group of molecules linked by distances
    under D (no false positives, no other error), exactly and at the centre of the
@@ -91,15 +93,27 @@ def threshold_sweep(model_path, frames: str, thresholds) -> None:
 def rmse_by_crowding(gt: pd.DataFrame, table: pd.DataFrame, edges_nm=(0, 100, 200, 300, 500, np.inf)) -> None:
     gt_xy = gt[["x [nm]", "y [nm]"]].to_numpy()
     nearest = np.full(len(gt), np.inf)
+    toward = np.zeros((len(gt), 2))  # unit vector to the nearest neighbour
+    neighbour = np.arange(len(gt))  # row of the nearest neighbour
     frame = gt["frame"].to_numpy()
     for f in np.unique(frame):
         rows = np.flatnonzero(frame == f)
         if len(rows) > 1:
-            nearest[rows] = cKDTree(gt_xy[rows]).query(gt_xy[rows], k=2)[0][:, 1]
+            d, i = cKDTree(gt_xy[rows]).query(gt_xy[rows], k=2)
+            nearest[rows] = d[:, 1]
+            toward[rows] = (gt_xy[rows[i[:, 1]]] - gt_xy[rows]) / np.maximum(d[:, 1:], 1e-9)
+            neighbour[rows] = rows[i[:, 1]]
     m = match(gt, table, 50.0)
-    err = np.hypot(*(table[["x [nm]", "y [nm]"]].to_numpy()[m.est_index] - gt_xy[m.gt_index]).T)
+    offset = table[["x [nm]", "y [nm]"]].to_numpy()[m.est_index] - gt_xy[m.gt_index]
+    err = np.hypot(*offset.T)
+    along = np.sum(offset * toward[m.gt_index], axis=1)  # > 0: pulled toward the neighbour
+    across = offset[:, 0] * toward[m.gt_index, 1] - offset[:, 1] * toward[m.gt_index, 0]
     near_matched = nearest[m.gt_index]
-    print("Where the RMSE comes from: molecules by the distance to their nearest neighbour in the frame")
+    found = np.zeros(len(gt), bool)
+    found[m.gt_index] = True
+    neighbour_found = found[neighbour[m.gt_index]]
+    print("Where the RMSE comes from: molecules by the distance to their nearest neighbour in the frame; the error "
+          "along the line to that neighbour (mean: > 0 toward it) and across it")
     for lo, hi in zip(edges_nm[:-1], edges_nm[1:]):
         n = int(np.sum((nearest >= lo) & (nearest < hi)))
         sel = (near_matched >= lo) & (near_matched < hi)
@@ -107,7 +121,11 @@ def rmse_by_crowding(gt: pd.DataFrame, table: pd.DataFrame, edges_nm=(0, 100, 20
             continue
         rmse = np.sqrt(np.mean(err[sel] ** 2)) if sel.any() else float("nan")
         print(f"  {lo:4.0f}-{hi:<4.0f} nm: {100 * n / len(gt):5.1f} % of the molecules, {100 * sel.sum() / n:5.1f} % "
-              f"found within 50 nm, RMSE {rmse:5.1f} nm")
+              f"found within 50 nm, RMSE {rmse:5.1f} nm; along: mean {along[sel].mean():+5.1f}, "
+              f"RMS {np.sqrt(np.mean(along[sel] ** 2)):5.1f} nm; across: RMS {np.sqrt(np.mean(across[sel] ** 2)):5.1f} nm")
+        pulls = [f"{along[sel & (neighbour_found == k)].mean():+5.1f} nm ({np.sum(sel & (neighbour_found == k))})"
+                 if np.any(sel & (neighbour_found == k)) else "n/a" for k in (True, False)]
+        print(f"{'':15s}mean along with the neighbour found {pulls[0]}, missed {pulls[1]}")
 
 
 def merging_oracle(gt: pd.DataFrame, merge_nm=(25, 50, 75, 100)) -> None:
