@@ -1,6 +1,7 @@
 import numpy as np
 import pandas as pd
 import pytest
+from scipy.spatial import cKDTree
 
 from napari_deepcel0.core import simulate as sim
 from napari_deepcel0.core.acquisition import ISBI2013
@@ -189,3 +190,31 @@ def test_fit_positions_on_frames_without_localizations_and_when_cancelled(tiny_m
     model = DeepLocalizer(tiny_model_path, acquisition=ACQ, device="cpu", precision="fp32")
     table = localize(model, frames, fit_positions=True, cancel=lambda: True)
     assert len(table) == 0 and {INTENSITY, BACKGROUND, UNCERTAINTY, "confidence"} <= set(table.columns)
+
+
+def test_large_frames_are_fitted_in_tiles_with_the_same_result(monkeypatch):
+    from napari_deepcel0.core import photometry
+
+    frames, gt = sim.simulate_stack(n_frames=1, shape=(100, 90), density_per_um2=2.0, structure="uniform", acq=ACQ,
+                                    photons=sim.PhotonModel(1000, 3000, 0.2),
+                                    noise=sim.CameraNoise(background_photons=(10, 10)), seed=2)
+    start = gt.assign(**{"x [nm]": gt["x [nm]"] + 7.0, "y [nm]": gt["y [nm]"] - 5.0})
+    monkeypatch.setattr(photometry, "FIT_ITERATIONS", 30)  # both converged, whatever their paths
+    tiled = add_photometry(frames, start, ACQ, [1], fit_positions=True)  # 4 tiles of at most 64 x 64 pixels
+    monkeypatch.setattr(photometry, "FIT_TILE_PX", 1000)
+    whole = add_photometry(frames, start, ACQ, [1], fit_positions=True)
+    shift = np.hypot(tiled["x [nm]"] - whole["x [nm]"], tiled["y [nm]"] - whole["y [nm]"]).to_numpy()
+    # each tile fits its own background: sub-nanometre differences, far below the precision
+    # (~5 nm), except for close pairs, whose fits are that sensitive
+    xy = gt[["x [nm]", "y [nm]"]].to_numpy()
+    alone = cKDTree(xy).query(xy, k=2)[0][:, 1] > 300.0
+    assert len(gt) > 150 and alone.sum() > 50 and np.median(shift) < 0.5 and shift[alone].max() < 1.0
+
+    def rmse(t):
+        return np.sqrt(np.mean((t["x [nm]"] - gt["x [nm]"]) ** 2 + (t["y [nm]"] - gt["y [nm]"]) ** 2))
+
+    assert rmse(tiled) == pytest.approx(rmse(whole), rel=0.05)
+    ratio = (tiled[INTENSITY] / whole[INTENSITY]).to_numpy()
+    assert np.median(np.abs(ratio - 1)) < 0.01 and np.abs(ratio[alone] - 1).max() < 0.02
+    assert tiled[BACKGROUND].to_numpy() == pytest.approx(10.0, abs=0.5)  # one value per tile
+    assert tiled[UNCERTAINTY].notna().all()

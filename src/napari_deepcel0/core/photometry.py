@@ -55,6 +55,11 @@ MAX_SHIFT_FINE_PX = 0.5
 FIT_ITERATIONS = 4
 #: the smallest photon variance of a pixel in the position fit (photons^2)
 MIN_VARIANCE = 1.0
+#: the position fit works on tiles of at most this many camera pixels a side ...
+FIT_TILE_PX = 64
+#: ... each fitted with this many camera pixels around it (molecules there are fitted
+#: with the tile's but reported by their own tile)
+FIT_MARGIN_PX = 8
 
 
 def _profiles(pos_nm: np.ndarray, acq: Acquisition):
@@ -143,24 +148,61 @@ def fit_positions_frame(frame_adu: np.ndarray, x_nm: np.ndarray, y_nm: np.ndarra
     :data:`MIN_VARIANCE`. Levenberg-Marquardt steps on the Fisher information, each
     kept only if it raises the likelihood; ``N, b >= 0`` and each molecule stays within
     ``max_shift_nm`` (default: half a fine pixel) of its start in x and in y; at most
-    ``iterations`` steps (default :data:`FIT_ITERATIONS`).
+    ``iterations`` steps (default :data:`FIT_ITERATIONS`). Frames larger than
+    :data:`FIT_TILE_PX` camera pixels are fitted tile by tile: the pixels of the tile and
+    of a :data:`FIT_MARGIN_PX` margin around it, with its own background, and every
+    molecule whose light reaches them; each molecule is reported by its own tile (the cost
+    then grows with the area, not with its cube).
 
-    Returns ``(x_nm, y_nm, photons, background, uncertainty_nm)``: ``uncertainty_nm``
-    is the Cramer-Rao bound on the position per axis, ``sqrt((var x + var y) / 2)``, of
-    each molecule at the fit as if its neighbours and the background were known (as
+    Returns ``(x_nm, y_nm, photons, background, uncertainty_nm)``, one value per molecule
+    (``background``: photons per pixel of its frame or tile). ``uncertainty_nm`` is the
+    Cramer-Rao bound on the position per axis, ``sqrt((var x + var y) / 2)``, of each
+    molecule at the fit as if its neighbours and the background were known (as
     single-molecule fitters report it: about right for isolated molecules, too small in
     crowds), NaN for a molecule fitted with no photons.
     """
-    data = to_photons(frame_adu, acq).ravel()
-    shape = np.shape(frame_adu)
+    frame = np.asarray(frame_adu)
     x0, y0 = np.asarray(x_nm, np.float64), np.asarray(y_nm, np.float64)
-    n = len(x0)
-    photons, background = fit_frame(frame_adu, x0, y0, acq)
-    if n == 0:
-        return x0.copy(), y0.copy(), photons, background, np.zeros(0)
     limit = acq.fine_pixel_nm * MAX_SHIFT_FINE_PX if max_shift_nm is None else float(max_shift_nm)
     if not (math.isfinite(limit) and limit >= 0):
         raise ValueError(f"max_shift_nm must be a finite number >= 0, got {max_shift_nm}")
+    rows, cols = frame.shape
+    p = acq.pixel_size_nm
+    row = np.clip(np.floor(y0 / p), 0, rows - 1)  # camera pixel of each start
+    col = np.clip(np.floor(x0 / p), 0, cols - 1)
+    out = (x0.copy(), y0.copy(), np.zeros(len(x0)), np.zeros(len(x0)), np.full(len(x0), np.nan))
+    reach = int(math.ceil(WINDOW_SIGMAS * acq.sigma_nm / p)) + 1  # camera pixels of a PSF window
+
+    def tiles(size):
+        return [(lo, min(lo + FIT_TILE_PX, size)) for lo in range(0, size, FIT_TILE_PX)] if size > FIT_TILE_PX \
+            else [(0, size)]
+
+    for r_lo, r_hi in tiles(rows):
+        for c_lo, c_hi in tiles(cols):
+            core = (row >= r_lo) & (row < r_hi) & (col >= c_lo) & (col < c_hi)
+            if not core.any():
+                continue
+            er_lo, er_hi = max(r_lo - FIT_MARGIN_PX, 0), min(r_hi + FIT_MARGIN_PX, rows)
+            ec_lo, ec_hi = max(c_lo - FIT_MARGIN_PX, 0), min(c_hi + FIT_MARGIN_PX, cols)
+            # every molecule whose light reaches the tile's pixels is in its model
+            member = np.flatnonzero((row >= er_lo - reach) & (row < er_hi + reach) & (col >= ec_lo - reach)
+                                    & (col < ec_hi + reach))
+            origin_x, origin_y = ec_lo * p, er_lo * p
+            fitted = _fit_region(frame[er_lo:er_hi, ec_lo:ec_hi], x0[member] - origin_x, y0[member] - origin_y, acq,
+                                 limit, iterations)
+            keep = core[member]
+            for values, result, origin in zip(out, fitted, (origin_x, origin_y, 0.0, 0.0, 0.0)):
+                values[member[keep]] = np.broadcast_to(result, keep.shape)[keep] + origin
+    return out
+
+
+def _fit_region(frame_adu: np.ndarray, x0: np.ndarray, y0: np.ndarray, acq: Acquisition, limit: float,
+                iterations: int | None):
+    """:func:`fit_positions_frame` on one frame or tile (positions relative to its corner)."""
+    data = to_photons(frame_adu, acq).ravel()
+    shape = np.shape(frame_adu)
+    n = len(x0)
+    photons, background = fit_frame(frame_adu, x0, y0, acq)
     shifted = (acq.read_noise_adu / acq.gain_adu_per_photon) ** 2
     observed = np.maximum(data + shifted, 0.0)
     everywhere = np.arange(data.size)
