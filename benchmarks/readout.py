@@ -1,6 +1,6 @@
 """How a DeepCEL0 model's maps are read: threshold, refinement, where the RMSE comes from, bias.
 
-    python benchmarks/readout.py [MODEL] [--frames 1-60] [--thresholds 2 4 6 8.51 12 17]
+    python benchmarks/readout.py [MODEL] [--frames 1-60] [--thresholds 2 4 6 8.51 12 17] [--fit-positions]
 
 1. On the ISBI 2013 stack (the given frames; the maps are computed once): Jaccard,
    sensitivity and precision at 50 nm for each detection threshold (map units; the
@@ -11,7 +11,8 @@
    to their nearest neighbour in the same frame, with the share found within 50 nm and
    the RMSE of those matches (default threshold, with the refinement), split into the
    error along the line to the neighbour (its mean: a pull toward it; also with the
-   neighbour found and missed) and across it; and, for scale,
+   neighbour found and missed) and across it (``--fit-positions``: also with the
+   positions fitted on the frames); and, for scale,
    what an ideal method that cannot separate molecules closer than D nm would score: one
    exact localization at the centroid of each group of molecules linked by distances
    under D (no false positives, no other error), exactly and at the centre of the
@@ -45,6 +46,7 @@ from napari_deepcel0.core.acquisition import ISBI2013
 from napari_deepcel0.core.io import read_localizations, read_stack
 from napari_deepcel0.core.localize import find_peaks
 from napari_deepcel0.core.metrics import match, score
+from napari_deepcel0.core.photometry import add_photometry
 from napari_deepcel0.core.predict import (
     ORIENTATIONS,
     DeepLocalizer,
@@ -71,7 +73,7 @@ def isbi_selection(model_path, frames: str):
     return stack, numbers, gt[gt["frame"].isin(numbers)], DeepLocalizer(model_path, acquisition=ISBI2013)
 
 
-def threshold_sweep(model_path, frames: str, thresholds) -> None:
+def threshold_sweep(model_path, frames: str, thresholds, fit_positions: bool = False) -> None:
     stack, numbers, gt, model = isbi_selection(model_path, frames)
     maps = torch.cat([model.maps(np.asarray(stack[numbers[s : s + 16] - 1]))[0].float().cpu()
                       for s in range(0, len(numbers), 16)])
@@ -86,7 +88,12 @@ def threshold_sweep(model_path, frames: str, thresholds) -> None:
               f"{(s.tp + s.fp) / len(numbers):6.1f} per frame")
     found = find_peaks(maps, default)
     print(f"  {100 * np.mean(found['mass'] <= found['peak']):.1f} % of the maxima are lone spikes")
-    rmse_by_crowding(gt, peaks_table(found, numbers))
+    table = peaks_table(found, numbers)
+    rmse_by_crowding(gt, table)
+    if fit_positions:
+        print("The same, the positions fitted on the frames (fit_positions=True):")
+        rmse_by_crowding(gt, add_photometry(np.asarray(stack[numbers - 1]), table, ISBI2013, numbers,
+                                            fit_positions=True))
     merging_oracle(gt)
 
 
@@ -217,11 +224,12 @@ def main() -> None:
     p.add_argument("--frames", default="1-60")
     p.add_argument("--thresholds", type=float, nargs="+", default=[2, 4, 6, 8.51, 12, 17])
     p.add_argument("--averaging", action="store_true", help="only section 4: averaged maps for the positions")
+    p.add_argument("--fit-positions", action="store_true", help="section 2 also with the positions fitted")
     args = p.parse_args()
     if args.averaging:
         averaging_variants(args.model, args.frames)
         return
-    threshold_sweep(args.model, args.frames, args.thresholds)
+    threshold_sweep(args.model, args.frames, args.thresholds, args.fit_positions)
     offset_check(args.model)
 
 
