@@ -12,8 +12,9 @@
 #     patches, about 70 s of it simulating, next to two other trainings): about 420 s each.
 #     TRAIN_MIN (8) is a safety stop only: a run it cuts never reaches the end of its cosine
 #     schedule, so compare cut runs with care (the log says "cancelled").
-#   STAGE=score (about 2 min): A, B and the bundled model on the ISBI stack (plain and 8
-#     orientations) and on the simulated scenes of benchmarks/in_domain.py.
+#   STAGE=score (about 3 min): A, B and the bundled model on the ISBI stack (plain and 8
+#     orientations) and on the simulated scenes of benchmarks/in_domain.py; the time of the
+#     position fit (on that machine's CPU) next to the network on the GPU.
 #   (STAGE=all, the default, runs both, for a dry run or a machine without the 600 s limit.)
 #
 #   STAGE=train OUT=runs/gpu4 bash benchmarks/gpu_next.sh; then STAGE=score OUT=runs/gpu4 bash benchmarks/gpu_next.sh
@@ -55,5 +56,7 @@ if [ "$STAGE" != train ]; then
   isbi "$OUT/more_mix.safetensors" more_mix
   timeout 150 $PY benchmarks/in_domain.py "$OUT/long_mix.safetensors" "$OUT/more_mix.safetensors" "$BUNDLED" \
     --orientations 1 8 --out "$OUT/in_domain.json"
+  # the position fit runs on the CPU (16 cores there) while the network runs on the GPU
+  timeout 150 $PY benchmarks/fit_positions.py --shifts 0.5 --out "$OUT/fit_positions_gpu_machine.json"
 fi
 echo "== done $(date -u +%FT%TZ)"
