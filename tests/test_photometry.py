@@ -218,3 +218,16 @@ def test_large_frames_are_fitted_in_tiles_with_the_same_result(monkeypatch):
     assert np.median(np.abs(ratio - 1)) < 0.01 and np.abs(ratio[alone] - 1).max() < 0.02
     assert tiled[BACKGROUND].to_numpy() == pytest.approx(10.0, abs=0.5)  # one value per tile
     assert tiled[UNCERTAINTY].notna().all()
+
+
+def test_the_position_fit_keeps_a_low_background_right():
+    # EMCCD-like: almost no background and no read noise, where a floor on the variance
+    # once pushed the background to 0 and the photons up
+    acq = ACQ.replace(gain_adu_per_photon=1.0, read_noise_adu=0.0)
+    frames, gt = sim.simulate_stack(n_frames=4, shape=(48, 48), density_per_um2=0.5, structure="uniform", acq=acq,
+                                    photons=sim.PhotonModel(2000, 2000, 0.0),
+                                    noise=sim.CameraNoise(background_photons=(0.3, 0.3)), seed=3)
+    fitted = add_photometry(frames, gt[["frame", "x [nm]", "y [nm]"]], acq, np.arange(1, 5), fit_positions=True)
+    plain = add_photometry(frames, gt[["frame", "x [nm]", "y [nm]"]], acq, np.arange(1, 5))
+    assert fitted[BACKGROUND].to_numpy() == pytest.approx(0.3, abs=0.05)
+    assert fitted[INTENSITY].median() == pytest.approx(plain[INTENSITY].median(), rel=0.005)

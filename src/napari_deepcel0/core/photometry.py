@@ -10,7 +10,8 @@ each camera pixel (the model the simulations use), each frame is fitted as
 by bounded least squares, all molecules of a frame together (crowded molecules share
 their light instead of each counting it twice). ``N_k`` is the molecule's
 ``intensity [photon]`` and ``b`` the frame's ``offset [photon]`` (background photons per
-camera pixel, one value per frame), as ThunderSTORM names them. Photons need the
+camera pixel, one value per frame; per 64 x 64-pixel tile with ``fit_positions``), as
+ThunderSTORM names them. Photons need the
 camera's gain (ADU per photon) and offset from the :class:`Acquisition`; the positions
 are not changed (unless ``fit_positions``, below). Molecules the localizer missed leave their light to the background
 and to their neighbours, so counts in crowds are biased upwards.
@@ -53,8 +54,12 @@ EXACT_LIMIT = 1500
 MAX_SHIFT_FINE_PX = 0.5
 #: at most this many steps of the position fit per frame
 FIT_ITERATIONS = 4
-#: the smallest photon variance of a pixel in the position fit (photons^2)
-MIN_VARIANCE = 1.0
+#: the smallest expected photon count (+ read-noise variance) of a pixel in the position
+#: fit: keeps the likelihood finite where the model has no light; such pixels carry no
+#: information about the parameters
+MIN_VARIANCE = 1e-6
+#: molecules fitted with fewer photons get no uncertainty (NaN): no position to speak of
+MIN_PHOTONS_FOR_UNCERTAINTY = 1.0
 #: the position fit works on tiles of at most this many camera pixels a side ...
 FIT_TILE_PX = 64
 #: ... each fitted with this many camera pixels around it (molecules there are fitted
@@ -144,8 +149,7 @@ def fit_positions_frame(frame_adu: np.ndarray, x_nm: np.ndarray, y_nm: np.ndarra
     Maximum likelihood, starting from the given positions and the photons of
     :func:`fit_frame`, for the model ``(frame - offset) / gain ~ Poisson(m) + read noise``
     with ``m = sum_k N_k PSF(x_k, y_k) + b``; the read noise (``read_noise_adu / gain``
-    photons) enters as a shifted Poisson, and each pixel's variance is at least
-    :data:`MIN_VARIANCE`. Levenberg-Marquardt steps on the Fisher information, each
+    photons) enters as a shifted Poisson. Levenberg-Marquardt steps on the Fisher information, each
     kept only if it raises the likelihood; ``N, b >= 0`` and each molecule stays within
     ``max_shift_nm`` (default: half a fine pixel) of its start in x and in y; at most
     ``iterations`` steps (default :data:`FIT_ITERATIONS`). Frames larger than
@@ -159,7 +163,8 @@ def fit_positions_frame(frame_adu: np.ndarray, x_nm: np.ndarray, y_nm: np.ndarra
     Cramer-Rao bound on the position per axis, ``sqrt((var x + var y) / 2)``, of each
     molecule at the fit as if its neighbours and the background were known (as
     single-molecule fitters report it: about right for isolated molecules, too small in
-    crowds), NaN for a molecule fitted with no photons.
+    crowds), NaN for a molecule fitted with less than one photon (a few photons give
+    bounds of thousands of nm: filter on it or on the photons).
     """
     frame = np.asarray(frame_adu)
     x0, y0 = np.asarray(x_nm, np.float64), np.asarray(y_nm, np.float64)
@@ -218,7 +223,7 @@ def _fit_region(frame_adu: np.ndarray, x0: np.ndarray, y0: np.ndarray, acq: Acqu
     def fisher_and_gradient(x, y, amplitude, m):
         """J^T W J and J^T W (observed - m), W = 1 / m, J = d m / d(photons, x, y, background)."""
         pixel, molecule, fraction, d_x, d_y = _psf_pieces(x, y, acq, shape, derivatives=True)
-        weight = 1.0 / m
+        weight = np.where(m > MIN_VARIANCE, 1.0 / m, 0.0)  # clipped pixels: flat in the parameters
         rows = np.concatenate([pixel, pixel, pixel, everywhere])
         columns = np.concatenate([molecule, molecule + n, molecule + 2 * n, np.full(data.size, 3 * n)])
         values = np.concatenate([fraction, d_x * amplitude[molecule], d_y * amplitude[molecule], np.ones(data.size)])
@@ -253,7 +258,7 @@ def _fit_region(frame_adu: np.ndarray, x0: np.ndarray, y0: np.ndarray, acq: Acqu
         if moved < 0.01:  # nm
             break
     uncertainty = _position_bounds(fisher_and_gradient(x, y, amplitude, m)[0], n)
-    uncertainty[amplitude <= 0] = np.nan
+    uncertainty[amplitude < MIN_PHOTONS_FOR_UNCERTAINTY] = np.nan
     return x, y, amplitude, b, uncertainty
 
 
