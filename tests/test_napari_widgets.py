@@ -638,29 +638,39 @@ def test_export_asks_before_overwriting_and_refuses_a_folder(viewer, qtbot, stac
 
 
 def test_export_does_not_ask_twice_after_the_file_dialog_asked(viewer, qtbot, stack_path, tmp_path, monkeypatch):
+    import magicgui.backends._qtpy as qt_backend
+
     layer, gt = _gt_layer(viewer, stack_path)
-    widget = _dock(viewer, ExportWidget)
-    widget.points.value = layer
     existing = tmp_path / "results.csv"
     existing.write_text("old")
+    dialog = {"returns": str(existing)}  # what the user picks in Qt's save dialog (None: Cancel)
+    monkeypatch.setattr(qt_backend, "show_file_dialog", lambda *args, **kwargs: dialog["returns"])
+    widget = _dock(viewer, ExportWidget)
+    widget.points.value = layer
     asked = []
     monkeypatch.setattr(ExportWidget, "confirm_overwrite", lambda _self, path: asked.append(path) or True)
-    # "Select file": the save dialog returns an existing file (it asked "Replace?" itself)
-    monkeypatch.setattr(widget.csv_path, "_show_file_dialog", lambda *args, **kwargs: str(existing))
+
+    def save():
+        widget.save_csv()
+        _wait(qtbot, widget.csv_job)
+
+    # the field already holds the file (as after a restart) and the user picks it again:
+    # the save dialog asked "Replace?" itself
+    widget.csv_path.value = existing
     widget.csv_path.choose_btn.changed.emit(True)
-    assert widget.csv_path.value == existing
-    widget.save_csv()
-    _wait(qtbot, widget.csv_job)
+    save()
     assert asked == [] and len(read_localizations(existing)) == len(gt)
-    widget.save_csv()  # saving again to the same file asks
-    _wait(qtbot, widget.csv_job)
+    save()  # saving again to the same file asks
     assert asked == [existing]
-    # a dialog cancelled (no new choice) confirms nothing
-    monkeypatch.setattr(widget.csv_path, "_show_file_dialog", lambda *args, **kwargs: None)
+    dialog["returns"] = None  # a cancelled dialog confirms nothing
     widget.csv_path.choose_btn.changed.emit(True)
-    widget.save_csv()
-    _wait(qtbot, widget.csv_job)
+    save()
     assert asked == [existing, existing]
+    other = tmp_path / "other.csv"  # a new file: nothing to ask
+    dialog["returns"] = str(other)
+    widget.csv_path.choose_btn.changed.emit(True)
+    save()
+    assert asked == [existing, existing] and other.is_file()
 
 
 # ================================================================= training

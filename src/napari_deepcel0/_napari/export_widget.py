@@ -54,23 +54,23 @@ class ExportWidget(Container):
             self._remember_dialog_choice(edit)
 
     def _remember_dialog_choice(self, edit: FileEdit) -> None:
-        """Note the existing file that ``edit``'s file dialog returns: the dialog has asked
-        whether to replace it, so the next save to that file does not ask again."""
-        before = {}
+        """Note the existing file that ``edit``'s file dialog returns (the dialog has asked
+        whether to replace it), so that the next save to that file does not ask again; a
+        cancelled dialog forgets it."""
+        show = getattr(edit, "_show_file_dialog", None)  # magicgui's dialog function
+        if show is None:  # another magicgui: saving asks, as without the dialog
+            return
 
-        def opening(*_):
-            before["value"] = edit.value
-
-        def closed(*_):
-            chosen = edit.value
-            if chosen != before.get("value") and chosen is not None and chosen.is_file():
+        def show_and_remember(*args, **kwargs):
+            result = show(*args, **kwargs)
+            chosen = Path(result).expanduser() if isinstance(result, (str, Path)) and str(result) else None
+            if chosen is not None and chosen.is_file():
                 self._dialog_confirmed[id(edit)] = chosen
             else:
                 self._dialog_confirmed.pop(id(edit), None)
+            return result
 
-        # psygnal calls higher priorities first: magicgui's own handler opens the dialog in between
-        edit.choose_btn.changed.connect(opening, priority=1)
-        edit.choose_btn.changed.connect(closed, priority=-1)
+        edit._show_file_dialog = show_and_remember
 
     def save_csv(self, *_) -> None:
         """Write the chosen Points layer to the CSV file (in a worker thread)."""
