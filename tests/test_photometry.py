@@ -231,3 +231,21 @@ def test_the_position_fit_keeps_a_low_background_right():
     plain = add_photometry(frames, gt[["frame", "x [nm]", "y [nm]"]], acq, np.arange(1, 5))
     assert fitted[BACKGROUND].to_numpy() == pytest.approx(0.3, abs=0.05)
     assert fitted[INTENSITY].median() == pytest.approx(plain[INTENSITY].median(), rel=0.005)
+
+
+def test_cancel_during_the_fit_drops_that_batch_only(monkeypatch):
+    from napari_deepcel0.core import photometry
+    from napari_deepcel0.core.predict import DeepLocalizer
+
+    frames, _ = _stack(1.0, n=4)
+    model = DeepLocalizer(None, acquisition=ACQ, device="cpu", batch_size=2)  # the bundled model
+    whole = localize(model, frames, fit_positions=True)
+    fitted_frames = []
+    real_fit = photometry.fit_positions_frame
+    monkeypatch.setattr(photometry, "fit_positions_frame",
+                        lambda *args, **kwargs: fitted_frames.append(1) or real_fit(*args, **kwargs))
+    # Cancel is pressed while the second batch's first frame (frame 3) is being fitted
+    table = localize(model, frames, fit_positions=True, cancel=lambda: len(fitted_frames) >= 3)
+    assert len(fitted_frames) == 3  # frame 4 was not fitted
+    assert set(table["frame"]) == {1, 2}
+    pd.testing.assert_frame_equal(table, whole[whole["frame"] <= 2].reset_index(drop=True))

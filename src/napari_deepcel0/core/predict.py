@@ -291,8 +291,9 @@ def localize_stream(
 ) -> Iterator[BatchResult]:
     """Localize frames batch by batch, yielding a :class:`BatchResult` per batch.
 
-    Stops early (after the current batch) when ``cancel()`` becomes true; what was
-    yielded stays valid. ``frames`` is a 1-based selection (see
+    Stops early (after the current batch, or within it during the photometry or the
+    position fit, dropping that batch) when ``cancel()`` becomes true; what was yielded
+    stays valid. ``frames`` is a 1-based selection (see
     :func:`parse_frame_selection`). ``photometry`` adds ``intensity [photon]`` and
     ``offset [photon]`` fitted on the camera frames at the found positions
     (:mod:`~napari_deepcel0.core.photometry`; it needs the acquisition's gain and offset).
@@ -327,7 +328,10 @@ def localize_stream(
         table = extract_localizations(maps, model.acquisition, threshold, method=method, mass_scale=mass_scale,
                                       mass_column=model.mass_column, frames=numbers, refine_maps=refine_maps)
         if photometry:
-            table = add_photometry(block, table, model.acquisition, numbers, fit_positions=fit_positions)
+            table = add_photometry(block, table, model.acquisition, numbers, fit_positions=fit_positions,
+                                   cancel=cancel)
+            if table is None:  # cancelled during the fit: this batch is dropped
+                return
         done += len(idx)
         yield BatchResult(numbers, table, maps.cpu().numpy() if keep_maps else None, done, len(indices),
                           time.perf_counter() - t0)
