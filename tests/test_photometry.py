@@ -233,19 +233,21 @@ def test_the_position_fit_keeps_a_low_background_right():
     assert fitted[INTENSITY].median() == pytest.approx(plain[INTENSITY].median(), rel=0.005)
 
 
-def test_cancel_during_the_fit_drops_that_batch_only(monkeypatch):
+def test_the_fit_streams_and_cancels_frame_by_frame(monkeypatch):
     from napari_deepcel0.core import photometry
-    from napari_deepcel0.core.predict import DeepLocalizer
+    from napari_deepcel0.core.predict import DeepLocalizer, localize_stream
 
     frames, _ = _stack(1.0, n=4)
     model = DeepLocalizer(None, acquisition=ACQ, device="cpu", batch_size=2)  # the bundled model
     whole = localize(model, frames, fit_positions=True)
+    results = list(localize_stream(model, frames, fit_positions=True, keep_maps=True))
+    assert [list(r.frames) for r in results] == [[1], [2], [3], [4]] and [r.done for r in results] == [1, 2, 3, 4]
+    assert all(set(r.table["frame"]) <= {r.frames[0]} and r.maps.shape[0] == 1 for r in results)
     fitted_frames = []
     real_fit = photometry.fit_positions_frame
     monkeypatch.setattr(photometry, "fit_positions_frame",
                         lambda *args, **kwargs: fitted_frames.append(1) or real_fit(*args, **kwargs))
-    # Cancel is pressed while the second batch's first frame (frame 3) is being fitted
+    # Cancel is pressed while frame 3, the second batch's first, is being fitted
     table = localize(model, frames, fit_positions=True, cancel=lambda: len(fitted_frames) >= 3)
-    assert len(fitted_frames) == 3  # frame 4 was not fitted
-    assert set(table["frame"]) == {1, 2}
-    pd.testing.assert_frame_equal(table, whole[whole["frame"] <= 2].reset_index(drop=True))
+    assert len(fitted_frames) == 3 and set(table["frame"]) == {1, 2, 3}  # frame 4 was not fitted
+    pd.testing.assert_frame_equal(table, whole[whole["frame"] <= 3].reset_index(drop=True))

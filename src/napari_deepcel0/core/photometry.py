@@ -40,7 +40,6 @@ from scipy.sparse.linalg import spsolve
 from scipy.special import erf
 
 from .acquisition import Acquisition
-from .cancel import is_cancelled
 from .io import FRAME, INTENSITY, X_NM, Y_NM
 
 BACKGROUND = "offset [photon]"
@@ -305,8 +304,7 @@ def _position_bounds(fisher: sparse.spmatrix, n: int) -> np.ndarray:
 
 
 def add_photometry(frames_adu: np.ndarray, table: pd.DataFrame, acq: Acquisition, frame_numbers,
-                   fit_positions: bool = False, max_shift_nm: float | None = None,
-                   cancel=None) -> pd.DataFrame | None:
+                   fit_positions: bool = False, max_shift_nm: float | None = None) -> pd.DataFrame:
     """``table`` with ``intensity [photon]`` and ``offset [photon]`` fitted on the
     frames (see the module notes); with ``fit_positions`` also ``x [nm]`` and ``y [nm]``
     fitted (:func:`fit_positions_frame`) and ``uncertainty [nm]``.
@@ -324,9 +322,6 @@ def add_photometry(frames_adu: np.ndarray, table: pd.DataFrame, acq: Acquisition
     fit_positions, max_shift_nm
         Fit the positions too, each within ``max_shift_nm`` (default half a fine
         pixel) of its place in ``table``.
-    cancel
-        None, a ``threading.Event`` or a callable, checked before each frame: when it
-        says stop, the result is None (a large crowded frame can take seconds).
     """
     frames_adu = np.asarray(frames_adu)
     out = table.copy()
@@ -337,8 +332,6 @@ def add_photometry(frames_adu: np.ndarray, table: pd.DataFrame, acq: Acquisition
         rows = np.flatnonzero(frame_of_row == number)
         if len(rows) == 0:
             continue
-        if is_cancelled(cancel):
-            return None
         x, y = out[X_NM].to_numpy()[rows], out[Y_NM].to_numpy()[rows]
         if fit_positions:
             x, y, photons, background, uncertainty = fit_positions_frame(frame_adu, x, y, acq, max_shift_nm)

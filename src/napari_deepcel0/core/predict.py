@@ -291,9 +291,9 @@ def localize_stream(
 ) -> Iterator[BatchResult]:
     """Localize frames batch by batch, yielding a :class:`BatchResult` per batch.
 
-    Stops early (after the current batch, or within it during the photometry or the
-    position fit, dropping that batch) when ``cancel()`` becomes true; what was yielded
-    stays valid. ``frames`` is a 1-based selection (see
+    Stops early (after the current batch; with ``photometry`` or ``fit_positions``, which
+    yield one result per frame, after the current frame) when ``cancel()`` becomes true;
+    what was yielded stays valid. ``frames`` is a 1-based selection (see
     :func:`parse_frame_selection`). ``photometry`` adds ``intensity [photon]`` and
     ``offset [photon]`` fitted on the camera frames at the found positions
     (:mod:`~napari_deepcel0.core.photometry`; it needs the acquisition's gain and offset).
@@ -327,14 +327,21 @@ def localize_stream(
         refine_maps = model.refinement_maps(block, maps) if hasattr(model, "refinement_maps") else None
         table = extract_localizations(maps, model.acquisition, threshold, method=method, mass_scale=mass_scale,
                                       mass_column=model.mass_column, frames=numbers, refine_maps=refine_maps)
-        if photometry:
-            table = add_photometry(block, table, model.acquisition, numbers, fit_positions=fit_positions,
-                                   cancel=cancel)
-            if table is None:  # cancelled during the fit: this batch is dropped
+        maps_out = maps.cpu().numpy() if keep_maps else None
+        if not photometry:
+            done += len(idx)
+            yield BatchResult(numbers, table, maps_out, done, len(indices), time.perf_counter() - t0)
+            continue
+        # the fit on the frames can take seconds a frame: results, progress and Cancel per frame
+        frame_of_row = table[FRAME].to_numpy()
+        for i, number in enumerate(numbers):
+            if i and is_cancelled(cancel):
                 return
-        done += len(idx)
-        yield BatchResult(numbers, table, maps.cpu().numpy() if keep_maps else None, done, len(indices),
-                          time.perf_counter() - t0)
+            part = add_photometry(block[i : i + 1], table[frame_of_row == number].reset_index(drop=True),
+                                  model.acquisition, [number], fit_positions=fit_positions)
+            done += 1
+            yield BatchResult(numbers[i : i + 1], part, None if maps_out is None else maps_out[i : i + 1], done,
+                              len(indices), time.perf_counter() - t0)
 
 
 def localize(model: MapModel, source, frames=None, threshold=None, batch_size=None, method="peaks",
