@@ -201,7 +201,7 @@ def test_large_frames_are_fitted_in_tiles_with_the_same_result(monkeypatch):
     start = gt.assign(**{"x [nm]": gt["x [nm]"] + 7.0, "y [nm]": gt["y [nm]"] - 5.0})
     monkeypatch.setattr(photometry, "FIT_ITERATIONS", 30)  # both converged, whatever their paths
     tiled = add_photometry(frames, start, ACQ, [1], fit_positions=True)  # 4 tiles of at most 64 x 64 pixels
-    monkeypatch.setattr(photometry, "FIT_TILE_PX", 1000)
+    monkeypatch.setattr(photometry, "TILE_PX", 1000)
     whole = add_photometry(frames, start, ACQ, [1], fit_positions=True)
     shift = np.hypot(tiled["x [nm]"] - whole["x [nm]"], tiled["y [nm]"] - whole["y [nm]"]).to_numpy()
     # each tile fits its own background: sub-nanometre differences, far below the precision
@@ -218,6 +218,21 @@ def test_large_frames_are_fitted_in_tiles_with_the_same_result(monkeypatch):
     assert np.median(np.abs(ratio - 1)) < 0.01 and np.abs(ratio[alone] - 1).max() < 0.02
     assert tiled[BACKGROUND].to_numpy() == pytest.approx(10.0, abs=0.5)  # one value per tile
     assert tiled[UNCERTAINTY].notna().all()
+
+
+def test_photometry_of_large_frames_in_tiles_agrees_with_one_problem(monkeypatch):
+    from napari_deepcel0.core import photometry
+
+    frames, gt = sim.simulate_stack(n_frames=1, shape=(100, 90), density_per_um2=5.5, structure="uniform", acq=ACQ,
+                                    photons=sim.PhotonModel(1000, 3000, 0.2),
+                                    noise=sim.CameraNoise(background_photons=(10, 10)), seed=2)
+    tiled = add_photometry(frames, gt, ACQ, [1])
+    monkeypatch.setattr(photometry, "TILE_PX", 1000)
+    whole = add_photometry(frames, gt, ACQ, [1])
+    difference = np.abs(tiled[INTENSITY] - whole[INTENSITY]).to_numpy() / np.maximum(whole[INTENSITY], 100.0)
+    assert len(gt) > 400 and np.median(difference) < 0.005
+    assert (tiled[INTENSITY] / gt[INTENSITY]).median() == pytest.approx(1.0, abs=0.02)
+    assert tiled[BACKGROUND].to_numpy() == pytest.approx(10.0, abs=1.0) and tiled[BACKGROUND].nunique() == 4
 
 
 def test_the_position_fit_keeps_a_low_background_right():

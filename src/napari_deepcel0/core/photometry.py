@@ -7,10 +7,11 @@ each camera pixel (the model the simulations use), each frame is fitted as
 
     (frame - offset_adu) / gain = sum_k N_k PSF(x_k, y_k) + b,    N_k >= 0, b >= 0
 
-by bounded least squares, all molecules of a frame together (crowded molecules share
+by bounded least squares, all molecules of a frame (or of a 64 x 64-pixel tile of a larger
+frame, see :func:`_tiled`) together (crowded molecules share
 their light instead of each counting it twice). ``N_k`` is the molecule's
 ``intensity [photon]`` and ``b`` the frame's ``offset [photon]`` (background photons per
-camera pixel, one value per frame; per 64 x 64-pixel tile with ``fit_positions``), as
+camera pixel, one value per frame or tile), as
 ThunderSTORM names them. Photons need the
 camera's gain (ADU per photon) and offset from the :class:`Acquisition`; the positions
 are not changed (unless ``fit_positions``, below). Molecules the localizer missed leave their light to the background
@@ -60,11 +61,11 @@ FIT_ITERATIONS = 4
 MIN_VARIANCE = 1e-6
 #: molecules fitted with fewer photons get no uncertainty (NaN): no position to speak of
 MIN_PHOTONS_FOR_UNCERTAINTY = 1.0
-#: the position fit works on tiles of at most this many camera pixels a side ...
-FIT_TILE_PX = 64
-#: ... each fitted with this many camera pixels around it (molecules there are fitted
-#: with the tile's but reported by their own tile)
-FIT_MARGIN_PX = 8
+#: frames are fitted in tiles of at most this many camera pixels a side ...
+TILE_PX = 64
+#: ... each with this many camera pixels around it (molecules there are fitted with the
+#: tile's but reported by their own tile)
+TILE_MARGIN_PX = 8
 
 
 def _profiles(pos_nm: np.ndarray, acq: Acquisition):
@@ -142,6 +143,15 @@ def _nnls_small(design: sparse.csr_matrix, y: np.ndarray) -> np.ndarray:
     return nnls(r, z, maxiter=50 * len(gram))[0]
 
 
+def photometry_frame(frame_adu: np.ndarray, x_nm: np.ndarray, y_nm: np.ndarray,
+                     acq: Acquisition) -> tuple[np.ndarray, np.ndarray]:
+    """(photons, background photons per pixel) of each molecule of one camera frame, at
+    the given positions (:func:`fit_frame`; frames larger than :data:`TILE_PX` pixels
+    tile by tile, see :func:`_tiled`)."""
+    photons, background = _tiled(frame_adu, x_nm, y_nm, acq, lambda tile, x, y, origin: fit_frame(tile, x, y, acq), 2)
+    return photons, background
+
+
 def fit_positions_frame(frame_adu: np.ndarray, x_nm: np.ndarray, y_nm: np.ndarray, acq: Acquisition,
                         max_shift_nm: float | None = None, iterations: int | None = None):
     """Positions, photons and background of one camera frame, fitted together.
@@ -149,14 +159,11 @@ def fit_positions_frame(frame_adu: np.ndarray, x_nm: np.ndarray, y_nm: np.ndarra
     Maximum likelihood, starting from the given positions and the photons of
     :func:`fit_frame`, for the model ``(frame - offset) / gain ~ Poisson(m) + read noise``
     with ``m = sum_k N_k PSF(x_k, y_k) + b``; the read noise (``read_noise_adu / gain``
-    photons) enters as a shifted Poisson. Levenberg-Marquardt steps on the Fisher information, each
-    kept only if it raises the likelihood; ``N, b >= 0`` and each molecule stays within
-    ``max_shift_nm`` (default: half a fine pixel) of its start in x and in y; at most
-    ``iterations`` steps (default :data:`FIT_ITERATIONS`). Frames larger than
-    :data:`FIT_TILE_PX` camera pixels are fitted tile by tile: the pixels of the tile and
-    of a :data:`FIT_MARGIN_PX` margin around it, with its own background, and every
-    molecule whose light reaches them; each molecule is reported by its own tile (the cost
-    then grows with the area, not with its cube).
+    photons) enters as a shifted Poisson. Levenberg-Marquardt steps on the Fisher
+    information, each kept only if it raises the likelihood; ``N, b >= 0`` and each
+    molecule stays within ``max_shift_nm`` (default: half a fine pixel) of its start in x
+    and in y; at most ``iterations`` steps (default :data:`FIT_ITERATIONS`). Frames larger
+    than :data:`TILE_PX` pixels are fitted tile by tile (:func:`_tiled`).
 
     Returns ``(x_nm, y_nm, photons, background, uncertainty_nm)``, one value per molecule
     (``background``: photons per pixel of its frame or tile). ``uncertainty_nm`` is the
@@ -166,38 +173,52 @@ def fit_positions_frame(frame_adu: np.ndarray, x_nm: np.ndarray, y_nm: np.ndarra
     crowds), NaN for a molecule fitted with less than one photon (a few photons give
     bounds of thousands of nm: filter on it or on the photons).
     """
-    frame = np.asarray(frame_adu)
-    x0, y0 = np.asarray(x_nm, np.float64), np.asarray(y_nm, np.float64)
     limit = acq.fine_pixel_nm * MAX_SHIFT_FINE_PX if max_shift_nm is None else float(max_shift_nm)
     if not (math.isfinite(limit) and limit >= 0):
         raise ValueError(f"max_shift_nm must be a finite number >= 0, got {max_shift_nm}")
+
+    def fit_tile(tile, x, y, origin):
+        x, y, photons, background, uncertainty = _fit_region(tile, x, y, acq, limit, iterations)
+        return x + origin[0], y + origin[1], photons, background, uncertainty
+
+    return tuple(_tiled(frame_adu, x_nm, y_nm, acq, fit_tile, 5))
+
+
+def _tiled(frame_adu: np.ndarray, x_nm, y_nm, acq: Acquisition, fit_tile, n_outputs: int) -> list[np.ndarray]:
+    """Per molecule, the ``n_outputs`` values of ``fit_tile(tile_adu, x, y, origin_nm)``
+    (positions relative to the tile's corner ``origin_nm`` = (x, y); each output one value
+    per molecule or one for the tile). A frame of up to :data:`TILE_PX` pixels a side is
+    one tile; a larger one is cut into tiles of that size, each fitted with the pixels of
+    a :data:`TILE_MARGIN_PX` margin around it (its own background) and every molecule
+    whose PSF window reaches them, and each molecule is reported by the tile holding it:
+    the cost grows with the area instead of with the cube of the number of molecules.
+    Molecules with a NaN position are in no tile: NaN."""
+    frame = np.asarray(frame_adu)
+    x0, y0 = np.asarray(x_nm, np.float64), np.asarray(y_nm, np.float64)
     rows, cols = frame.shape
     p = acq.pixel_size_nm
-    row = np.clip(np.floor(y0 / p), 0, rows - 1)  # camera pixel of each start
+    row = np.clip(np.floor(y0 / p), 0, rows - 1)  # camera pixel of each molecule
     col = np.clip(np.floor(x0 / p), 0, cols - 1)
-    out = (x0.copy(), y0.copy(), np.zeros(len(x0)), np.zeros(len(x0)), np.full(len(x0), np.nan))
     reach = int(math.ceil(WINDOW_SIGMAS * acq.sigma_nm / p)) + 1  # camera pixels of a PSF window
+    out = [np.full(len(x0), np.nan) for _ in range(n_outputs)]
 
-    def tiles(size):
-        return [(lo, min(lo + FIT_TILE_PX, size)) for lo in range(0, size, FIT_TILE_PX)] if size > FIT_TILE_PX \
-            else [(0, size)]
+    def spans(size):
+        return [(lo, min(lo + TILE_PX, size)) for lo in range(0, size, TILE_PX)] if size > TILE_PX else [(0, size)]
 
-    for r_lo, r_hi in tiles(rows):
-        for c_lo, c_hi in tiles(cols):
+    for r_lo, r_hi in spans(rows):
+        for c_lo, c_hi in spans(cols):
             core = (row >= r_lo) & (row < r_hi) & (col >= c_lo) & (col < c_hi)
             if not core.any():
                 continue
-            er_lo, er_hi = max(r_lo - FIT_MARGIN_PX, 0), min(r_hi + FIT_MARGIN_PX, rows)
-            ec_lo, ec_hi = max(c_lo - FIT_MARGIN_PX, 0), min(c_hi + FIT_MARGIN_PX, cols)
-            # every molecule whose light reaches the tile's pixels is in its model
+            er_lo, er_hi = max(r_lo - TILE_MARGIN_PX, 0), min(r_hi + TILE_MARGIN_PX, rows)
+            ec_lo, ec_hi = max(c_lo - TILE_MARGIN_PX, 0), min(c_hi + TILE_MARGIN_PX, cols)
             member = np.flatnonzero((row >= er_lo - reach) & (row < er_hi + reach) & (col >= ec_lo - reach)
                                     & (col < ec_hi + reach))
-            origin_x, origin_y = ec_lo * p, er_lo * p
-            fitted = _fit_region(frame[er_lo:er_hi, ec_lo:ec_hi], x0[member] - origin_x, y0[member] - origin_y, acq,
-                                 limit, iterations)
+            origin = (ec_lo * p, er_lo * p)
+            results = fit_tile(frame[er_lo:er_hi, ec_lo:ec_hi], x0[member] - origin[0], y0[member] - origin[1], origin)
             keep = core[member]
-            for values, result, origin in zip(out, fitted, (origin_x, origin_y, 0.0, 0.0, 0.0)):
-                values[member[keep]] = np.broadcast_to(result, keep.shape)[keep] + origin
+            for values, result in zip(out, results):
+                values[member[keep]] = np.broadcast_to(result, keep.shape)[keep]
     return out
 
 
@@ -337,7 +358,7 @@ def add_photometry(frames_adu: np.ndarray, table: pd.DataFrame, acq: Acquisition
             x, y, photons, background, uncertainty = fit_positions_frame(frame_adu, x, y, acq, max_shift_nm)
             fitted = {X_NM: x, Y_NM: y, INTENSITY: photons, BACKGROUND: background, UNCERTAINTY: uncertainty}
         else:
-            photons, background = fit_frame(frame_adu, x, y, acq)
+            photons, background = photometry_frame(frame_adu, x, y, acq)
             fitted = {INTENSITY: photons, BACKGROUND: background}
         for column, values in fitted.items():
             out.iloc[rows, out.columns.get_loc(column)] = values
