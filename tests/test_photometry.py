@@ -266,3 +266,10 @@ def test_the_fit_streams_and_cancels_frame_by_frame(monkeypatch):
     table = localize(model, frames, fit_positions=True, cancel=lambda: len(fitted_frames) >= 3)
     assert len(fitted_frames) == 3 and set(table["frame"]) == {1, 2, 3}  # frame 4 was not fitted
     pd.testing.assert_frame_equal(table, whole[whole["frame"] <= 3].reset_index(drop=True))
+    # Cancel pressed while the network maps the second batch: none of its frames is fitted
+    fitted_frames.clear()
+    network_passes = []
+    real_maps = model.maps
+    monkeypatch.setattr(model, "maps", lambda block: network_passes.append(1) or real_maps(block))
+    table = localize(model, frames, fit_positions=True, cancel=lambda: len(network_passes) >= 2)
+    assert len(fitted_frames) == 2 and set(table["frame"]) == {1, 2}

@@ -212,8 +212,11 @@ class GrowingPoints:
 
     def refresh(self) -> None:
         """Show every localization received so far."""
-        coords, features = points_from_table(pd.concat(self.tables, ignore_index=True))
+        # merged in place: a run with per-frame results adds thousands of small tables
+        self.tables = [pd.concat(self.tables, ignore_index=True)]
+        self.frames = [np.concatenate(self.frames)] if self.frames else []
+        coords, features = points_from_table(self.tables[0])
         keep_in_viewer(self.viewer, self.layer)
         self.layer.data = coords
         self.layer.features = features
-        self.layer.metadata["frames"] = np.concatenate(self.frames) if self.frames else np.zeros(0, np.int64)
+        self.layer.metadata["frames"] = self.frames[0] if self.frames else np.zeros(0, np.int64)

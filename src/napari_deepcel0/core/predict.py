@@ -335,7 +335,7 @@ def localize_stream(
         # the fit on the frames can take seconds a frame: results, progress and Cancel per frame
         frame_of_row = table[FRAME].to_numpy()
         for i, number in enumerate(numbers):
-            if i and is_cancelled(cancel):
+            if is_cancelled(cancel):  # also Cancel pressed during this batch's network pass
                 return
             part = add_photometry(block[i : i + 1], table[frame_of_row == number].reset_index(drop=True),
                                   model.acquisition, [number], fit_positions=fit_positions)
