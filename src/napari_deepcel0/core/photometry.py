@@ -7,15 +7,14 @@ each camera pixel (the model the simulations use), each frame is fitted as
 
     (frame - offset_adu) / gain = sum_k N_k PSF(x_k, y_k) + b,    N_k >= 0, b >= 0
 
-by bounded least squares, all molecules of a frame (or of a 64 x 64-pixel tile of a larger
-frame, see :func:`_tiled`) together (crowded molecules share
-their light instead of each counting it twice). ``N_k`` is the molecule's
-``intensity [photon]`` and ``b`` the frame's ``offset [photon]`` (background photons per
-camera pixel, one value per frame or tile), as
-ThunderSTORM names them. Photons need the
-camera's gain (ADU per photon) and offset from the :class:`Acquisition`; the positions
-are not changed (unless ``fit_positions``, below). Molecules the localizer missed leave their light to the background
-and to their neighbours, so counts in crowds are biased upwards.
+by bounded least squares, all molecules of a frame (or of a 64 x 64-pixel tile of a
+larger frame, see :func:`_tiled`) together: crowded molecules share their light instead
+of each counting it twice. ``N_k`` is the molecule's ``intensity [photon]`` and ``b`` the
+``offset [photon]`` (background photons per camera pixel, one value per frame or tile),
+as ThunderSTORM names them. Photons need the camera's gain (ADU per photon) and offset
+from the :class:`Acquisition`; the positions are not changed (unless ``fit_positions``,
+below). Molecules the localizer missed leave their light to the background and to their
+neighbours, so counts in crowds are biased upwards.
 
 With ``fit_positions`` the positions are fitted too (:func:`fit_positions_frame`): all
 molecules of a frame, their photons and the background by maximum likelihood under a
