@@ -67,12 +67,17 @@ TILE_PX = 64
 TILE_MARGIN_PX = 8
 
 
+def _window_half_px(acq: Acquisition) -> int:
+    """Camera pixels from a molecule's pixel to the edge of its PSF window."""
+    return int(math.ceil(WINDOW_SIGMAS * acq.sigma_nm / acq.pixel_size_nm)) + 1
+
+
 def _profiles(pos_nm: np.ndarray, acq: Acquisition):
     """Per molecule, the camera pixel indices of its PSF window along one axis, the
     fraction of its light in each, and the derivative of that fraction with respect to
     the molecule's position (per nm). Pixel ``j`` covers ``[j, j + 1) * pixel``."""
     p, s = acq.pixel_size_nm, acq.sigma_nm * math.sqrt(2.0)
-    half = int(math.ceil(WINDOW_SIGMAS * acq.sigma_nm / p)) + 1
+    half = _window_half_px(acq)
     index = np.floor(pos_nm / p).astype(np.int64)[:, None] + np.arange(-half, half + 1)[None, :]
     lo = (index * p - pos_nm[:, None]) / s
     hi = lo + p / s
@@ -198,7 +203,7 @@ def _tiled(frame_adu: np.ndarray, x_nm, y_nm, acq: Acquisition, fit_tile, n_outp
     p = acq.pixel_size_nm
     row = np.clip(np.floor(y0 / p), 0, rows - 1)  # camera pixel of each molecule
     col = np.clip(np.floor(x0 / p), 0, cols - 1)
-    reach = int(math.ceil(WINDOW_SIGMAS * acq.sigma_nm / p)) + 1  # camera pixels of a PSF window
+    reach = _window_half_px(acq)
     out = [np.full(len(x0), np.nan) for _ in range(n_outputs)]
 
     def spans(size):
@@ -248,7 +253,8 @@ def _fit_region(frame_adu: np.ndarray, x0: np.ndarray, y0: np.ndarray, acq: Acqu
         columns = np.concatenate([molecule, molecule + n, molecule + 2 * n, np.full(data.size, 3 * n)])
         values = np.concatenate([fraction, d_x * amplitude[molecule], d_y * amplitude[molecule], np.ones(data.size)])
         jacobian = sparse.csr_matrix((values, (rows, columns)), shape=(data.size, 3 * n + 1))
-        weighted = sparse.csr_matrix((values * weight[rows], (rows, columns)), shape=jacobian.shape)
+        weighted = jacobian.copy()  # W J: each row scaled by its pixel's weight
+        weighted.data *= np.repeat(weight, np.diff(jacobian.indptr))
         return jacobian.T @ weighted, weighted.T @ (observed - m)  # the gradient of the log-likelihood
 
     x, y, amplitude, b = x0.copy(), y0.copy(), photons, background
