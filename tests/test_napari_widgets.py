@@ -470,7 +470,32 @@ def test_a_stack_without_pixel_size_is_rescaled_in_nm(viewer, qtbot, stack_path)
     widget.run()
     _wait(qtbot, widget.job)
     assert tuple(layer.scale) == (1.0, 100.0, 100.0)
+    assert tuple(layer.translate) == (0.0, 50.0, 50.0)  # pixel (r, c) centred at ((r, c) + 0.5) x 100 nm
     assert [str(u) for u in layer.units[1:]] == ["nanometer", "nanometer"]
+
+
+@pytest.mark.parametrize("translate", [(0.0, 0.0, 0.0), (0.0, 3200.0, 1600.0)])
+def test_localizations_land_on_the_molecule_whatever_the_stack_translate(viewer, qtbot, translate):
+    """A stack at the right pixel size but another translate (napari's default 0, a
+    crop's offset) is moved to the plugin's convention, so the point sits on the spot."""
+    acq = Acquisition()
+    emitters = pd.DataFrame({"frame": [1, 2], "x [nm]": [1250.0, 1250.0], "y [nm]": [850.0, 850.0],
+                             sim.PHOTONS: [3000.0, 3000.0]})
+    frames = sim.render_frames(emitters, acq, (24, 24), 2, seed=1)
+    layer = viewer.add_image(frames, name="spot", scale=(1, acq.pixel_size_nm, acq.pixel_size_nm),
+                             translate=translate)
+    widget = _dock(viewer, LocalizeWidget)
+    widget.layer.value = layer
+    widget.device.value = "cpu"
+    widget.run()
+    _wait(qtbot, widget.job)
+    assert tuple(layer.translate) == (0.0, 50.0, 50.0)
+    points = viewer.layers["spot localizations"].data
+    assert len(points) == 2
+    brightest = np.unravel_index(np.argmax(frames[0]), frames[0].shape)  # camera pixel (8, 12)
+    drawn_at = np.asarray(layer.data_to_world((0, *brightest)))[1:]  # its centre, where napari draws it
+    assert np.abs(points[:, 1:] - drawn_at).max() < 30.0  # on the spot as drawn (the old translate: 50 nm off)
+    assert np.abs(points[:, 1:] - [850.0, 1250.0]).max() < 25.0
 
 
 def test_deleting_an_output_layer_during_a_run_loses_nothing(viewer, qtbot, stack_path, monkeypatch):

@@ -12,11 +12,13 @@ from __future__ import annotations
 import weakref
 from pathlib import Path
 
+import numpy as np
+
 from napari.utils.notifications import show_info, show_warning
 from psygnal import Signal
 
 from ..core.acquisition import Acquisition
-from .layers import layer_pixel_size_nm, stack_transform
+from .layers import stack_transform
 from .settings import load_value, save_value
 
 _STATES: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
@@ -99,17 +101,23 @@ class PluginState:
         """The acquisition to analyse an image layer with.
 
         The pixel size of the layer's file is adopted first (the acquisition may hold
-        that of another file); a layer displayed at another pixel size (its file had
-        none) is then rescaled to the acquisition's, so that it lines up with the
-        localizations.
+        that of another file); a layer displayed otherwise than the localizations
+        are (another pixel size because its file had none, napari's default translate
+        of 0, which draws each pixel half a pixel too far up and left, a crop's offset,
+        another frame axis) then gets :func:`~.layers.stack_transform`, so that the
+        localizations land on the molecules.
         """
         self.adopt_pixel_size(layer)
         pixel = self._acquisition.pixel_size_nm
-        if abs(layer_pixel_size_nm(layer) - pixel) > 1e-6 * pixel:
-            for key, value in stack_transform(pixel).items():
+        wanted = stack_transform(pixel)
+        scale, translate = (np.asarray(wanted[key][-layer.ndim:], np.float64) for key in ("scale", "translate"))
+        if not (np.allclose(layer.scale, scale, rtol=1e-6, atol=0.0)
+                and np.allclose(layer.translate, translate, rtol=0.0, atol=1e-6 * pixel)):
+            for key, value in wanted.items():
                 setattr(layer, key, value[-layer.ndim:])
-            show_info(f"{layer.name} is now displayed at the acquisition pixel size {pixel:g} nm so that it "
-                      f"lines up with the localizations")
+            show_info(f"{layer.name} is now displayed in nm at the acquisition pixel size {pixel:g} nm, its first "
+                      f"pixel centred at ({pixel / 2:g}, {pixel / 2:g}) nm, so that it lines up with the "
+                      f"localizations")
         return self._acquisition
 
 
