@@ -1,4 +1,5 @@
 import json
+import os
 import subprocess
 import sys
 
@@ -291,6 +292,64 @@ def test_outputs_are_checked_before_the_run(command, extra, message, simulated, 
     assert main(argv) == 2
     assert message in capsys.readouterr().err
     assert sorted(p.name for p in tmp_path.iterdir()) == ["sim"]  # no CSV, no render
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["localize", "{stack}", "--out", "{stack}"], "--out and STACK are the same file"),
+        (["localize", "{stack}", "--out", "l.csv", "--render", "{stack}"], "--render and STACK are the same file"),
+        (["localize", "{stack}", "--out", "{gt}", "--gt", "{gt}"], "--out and --gt are the same file"),
+        (["localize", "{stack}", "--out", "same.png", "--render", "./same.png"], "--out and --render are the same"),
+        (["cel0", "{stack}", "--out", "{stack}"], "--out and STACK are the same file"),
+    ],
+)
+def test_an_output_never_replaces_an_input(argv, message, simulated, tmp_path, capsys, monkeypatch):
+    # before: each of these exited 0, replacing the stack (or the ground truth, then scored 100 %)
+    monkeypatch.chdir(tmp_path)
+    paths = {"stack": str(simulated / "frames.tif"), "gt": str(simulated / "ground_truth.csv")}
+    before = {name: open(path, "rb").read() for name, path in paths.items()}
+    assert main([a.format(**paths) for a in argv] + ["--frames", "1"]) == 2
+    assert message in capsys.readouterr().err
+    assert {name: open(path, "rb").read() for name, path in paths.items()} == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["sim"]
+
+
+def test_train_does_not_replace_the_model_it_starts_from(tmp_path, capsys):
+    model = tmp_path / "start.safetensors"
+    model.write_bytes(b"not read: refused before")
+    assert main(["train", "--out", str(model), "--init-from", str(model)]) == 2
+    assert "--out and --init-from are the same file" in capsys.readouterr().err
+    assert model.read_bytes() == b"not read: refused before"
+
+
+def test_a_missing_ground_truth_is_reported_before_the_work(simulated, tmp_path, capsys, monkeypatch):
+    from napari_deepcel0 import cli
+
+    monkeypatch.setattr(cli, "_run_stream", lambda *a: pytest.fail("localized before reading --gt"))
+    assert main(["localize", str(simulated / "frames.tif"), "--out", str(tmp_path / "l.csv"),
+                 "--gt", str(tmp_path / "nope.csv")]) == 2
+    assert "nope.csv: no such file" in capsys.readouterr().err
+    assert not (tmp_path / "l.csv").exists()
+
+
+def test_evaluate_does_not_expand_a_huge_frame_range(simulated, capsys):
+    # before: 1-10000000000 tried to allocate 75 GiB; the frames past the files count as empty frames
+    gt = str(simulated / "ground_truth.csv")
+    assert main(["evaluate", gt, "--gt", gt, "--tol", "50", "--json", "--frames", "1-10000000000",
+                 "--frame-shape", "24", "24"]) == 0
+    assert json.loads(capsys.readouterr().out)["jaccard"] == 100.0
+
+
+def test_a_closed_pipe_ends_quietly(simulated, capsys, monkeypatch):
+    # as in `deepcel0 evaluate ... | head -1`; before: "error: [Errno 32] Broken pipe"
+    gt = str(simulated / "ground_truth.csv")
+    read_end, write_end = os.pipe()
+    os.close(read_end)
+    with os.fdopen(write_end, "w", buffering=1) as closed:  # line-buffered: the first print meets the pipe
+        monkeypatch.setattr(sys, "stdout", closed)
+        assert main(["evaluate", gt, "--gt", gt]) == 2
+    assert capsys.readouterr().err == ""
 
 
 def test_an_existing_folder_is_not_an_output_file(simulated, tmp_path, capsys):

@@ -10,6 +10,7 @@ from napari_deepcel0.core.predict import (
     BatchResult,
     DeepLocalizer,
     FrameSourceError,
+    frame_ranges,
     localize,
     localize_stream,
     parse_frame_selection,
@@ -26,6 +27,12 @@ def stack():
 @pytest.fixture
 def model(tiny_model_path):
     return DeepLocalizer(tiny_model_path, device="cpu", precision="fp32", batch_size=2)
+
+
+def test_frame_ranges_are_merged_not_expanded():
+    assert frame_ranges("9,1-3,2-5", 10) == [(1, 5), (9, 9)]
+    assert frame_ranges("4-5,1-3", 10) == [(1, 5)]  # adjacent ranges are one
+    assert frame_ranges("1-", 10**12) == [(1, 10**12)]  # no array of 10^12 frames
 
 
 def test_parse_frame_selection():

@@ -11,6 +11,7 @@ import argparse
 import contextlib
 import json
 import math
+import os
 import re
 import signal
 import sys
@@ -177,17 +178,24 @@ def cmd_simulate(args) -> int:
 def cmd_evaluate(args) -> int:
     from .core.io import read_localizations
     from .core.metrics import evaluate
-    from .core.predict import parse_frame_selection
+    from .core.predict import frame_ranges
 
     est = read_localizations(args.locs, pixel_size_nm=args.pixel_size)
     gt = read_localizations(args.gt, pixel_size_nm=args.pixel_size)
     last = int(max(est["frame"].max() if len(est) else 0, gt["frame"].max() if len(gt) else 0))
-    numbers = None
+    n_selected = None
     if args.frames:
-        # frames past the last one in either file are valid (empty) frames of the selection
+        # frames past the last one in either file are valid (empty) frames of the
+        # selection and count (specificity); the ranges are never expanded
         upper = max([last, 1] + [int(v) for v in re.findall(r"\d+", args.frames)])
-        numbers = parse_frame_selection(args.frames, upper) + 1
-        est, gt = est[est["frame"].isin(numbers)], gt[gt["frame"].isin(numbers)]
+        ranges = frame_ranges(args.frames, upper)
+        n_selected = sum(hi - lo + 1 for lo, hi in ranges)
+
+        def selected(table):
+            frame = table["frame"].to_numpy()
+            return np.logical_or.reduce([(frame >= lo) & (frame <= hi) for lo, hi in ranges])
+
+        est, gt = est[selected(est)], gt[selected(gt)]
     elif len(est) and len(gt) and gt["frame"].max() > est["frame"].max():
         print(f"note: the ground truth runs to frame {int(gt['frame'].max())}, the localizations to frame "
               f"{int(est['frame'].max())}; every ground-truth frame is scored (--frames scores a selection)",
@@ -196,7 +204,7 @@ def cmd_evaluate(args) -> int:
     if args.frame_shape:
         acq = _acquisition(args)
         grid = (acq.fine_pixel_nm, acq.fine_shape(tuple(args.frame_shape)))
-    scores = evaluate(gt, est, args.tol, grid=grid, n_frames=None if numbers is None else len(numbers))
+    scores = evaluate(gt, est, args.tol, grid=grid, n_frames=n_selected)
     _print_scores(scores, args.json)
     return 0
 
@@ -242,6 +250,7 @@ def cmd_train(args) -> int:
     if out.suffix != ".safetensors":
         raise ValueError(f"--out must end in .safetensors, got {out.name}")
     check_output_path(out)
+    check_distinct_files(args, inputs=("init_from",), outputs=("out",))
     acq = _acquisition(args)
     config = _training_config(args)
     print(f"training {config.method} for {acq.describe()}", file=sys.stderr)
@@ -326,7 +335,8 @@ RENDER_SUFFIXES = (".png", ".tif", ".tiff")
 def check_outputs(args, stack, acq) -> None:
     """Refuse, before any work, the outputs that could only fail at the end: ``--out``
     or ``--render`` in a missing folder or naming a folder, a render that is neither
-    PNG nor TIFF, or one too large for the stack's field at ``--render-pixel``."""
+    PNG nor TIFF, or one too large for the stack's field at ``--render-pixel``, and an
+    output that is the stack, the ground truth, the model or the other output."""
     from .core.io import check_output_path
     from .core.render import render_shape
 
@@ -336,6 +346,31 @@ def check_outputs(args, stack, acq) -> None:
             raise ValueError(f"--render must end in .png or .tif, got {Path(args.render).name}")
         check_output_path(args.render)
         render_shape(acq.field_nm(stack.frame_shape), args.render_pixel)
+    check_distinct_files(args, inputs=("stack", "gt", "model"), outputs=("out", "render"))
+
+
+def check_distinct_files(args, inputs, outputs) -> None:
+    """ValueError when an output argument names the file of an input argument or of
+    another output (``deepcel0 localize a.tif --out a.tif`` would replace the stack)."""
+    present = [(name, Path(value)) for name in (*outputs, *inputs) if (value := getattr(args, name, None))]
+    for name, path in present:
+        for other, other_path in present:
+            if name in outputs and other != name and _same_file(path, other_path):
+                raise ValueError(f"{_option(name)} and {_option(other)} are the same file ({path}); "
+                                 f"writing {_option(name)} would replace it")
+
+
+def _option(name: str) -> str:
+    return "STACK" if name == "stack" else "--" + name.replace("_", "-")
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    try:
+        if a.exists() and b.exists():
+            return os.path.samefile(a, b)
+        return a.resolve() == b.resolve()
+    except OSError:
+        return False
 
 
 def _write_outputs(args, table, stack, acq) -> None:
@@ -378,17 +413,24 @@ def _run_stream(model, stack, args, label: str):
     return table
 
 
-def _maybe_score(args, table, acq, stack) -> None:
+def _read_ground_truth(args, acq):
+    """The ``--gt`` table (None without one), read before the work so that a wrong file
+    fails at once."""
     if not getattr(args, "gt", None):
-        return
+        return None
     from .core.io import read_localizations
+
+    return read_localizations(args.gt, pixel_size_nm=acq.pixel_size_nm)
+
+
+def _maybe_score(args, table, gt, stack) -> None:
+    if gt is None:
+        return
     from .core.metrics import evaluate
     from .core.predict import parse_frame_selection
 
-    gt = read_localizations(args.gt, pixel_size_nm=acq.pixel_size_nm)
     frames = parse_frame_selection(args.frames, len(stack)) + 1
-    gt = gt[gt["frame"].isin(frames)]
-    _print_scores(evaluate(gt, table, args.tol), False)
+    _print_scores(evaluate(gt[gt["frame"].isin(frames)], table, args.tol), False)
 
 
 def cmd_localize(args) -> int:
@@ -398,6 +440,7 @@ def cmd_localize(args) -> int:
     loaded = load_model(args.model) if args.model else load_bundled_model()
     stack, acq = _open_stack_and_acq(args, loaded.info.acquisition)
     check_outputs(args, stack, acq)
+    gt = _read_ground_truth(args, acq)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         model = DeepLocalizer(loaded, acquisition=acq, device=args.device, precision=args.precision,
@@ -412,7 +455,7 @@ def cmd_localize(args) -> int:
               f"read noise {acq.read_noise_adu:g} ADU (--gain, --offset, --read-noise)", file=sys.stderr)
     table = _run_stream(model, stack, args, "localize")
     _write_outputs(args, table, stack, acq)
-    _maybe_score(args, table, acq, stack)
+    _maybe_score(args, table, gt, stack)
     return 0
 
 
@@ -592,6 +635,10 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     try:
         return int(args.func(args) or 0)
+    except BrokenPipeError:  # stdout closed early (e.g. piped into head): nothing more to say
+        with contextlib.suppress(OSError, ValueError):  # so that Python's flush at exit stays quiet
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_ERROR
     except USER_ERRORS as exc:
         message = str(exc)
         if type(exc).__name__ == "OutOfMemoryError":  # torch.cuda.OutOfMemoryError, without importing torch here

@@ -64,12 +64,19 @@ def parse_frame_selection(spec, n_frames: int) -> np.ndarray:
 
     ``spec`` is None, ``""`` or ``"all"`` (all frames), a string like ``"1-20"``,
     ``"5"`` or ``"1-10,15,30-"`` (ranges inclusive), or an iterable of 1-based numbers.
-    Each range is checked before it is expanded.
+    Each range is checked before it is expanded (:func:`frame_ranges`).
     """
+    return np.concatenate([np.arange(first - 1, last) for first, last in frame_ranges(spec, n_frames)])
+
+
+def frame_ranges(spec, n_frames: int) -> list[tuple[int, int]]:
+    """The 1-based frame selection ``spec`` (see :func:`parse_frame_selection`) as
+    sorted, disjoint, inclusive ranges ``(first, last)`` within ``1..n_frames``,
+    without expanding them (a typo like '1-10000000000' costs nothing)."""
     if n_frames < 1:
         raise FrameSourceError("the stack has no frames")
     if spec is None or (isinstance(spec, str) and spec.strip() in ("", "all")):
-        return np.arange(n_frames)
+        return [(1, int(n_frames))]
     if isinstance(spec, str):
         bounds = []
         for part in spec.replace(" ", "").split(","):
@@ -80,14 +87,20 @@ def parse_frame_selection(spec, n_frames: int) -> np.ndarray:
             bounds.append((first, (int(m.group(3)) if m.group(3) else n_frames) if m.group(2) else first))
     else:
         bounds = [(v, v) for v in (_whole_frame_number(spec, v) for v in spec)]
-    for first, last in bounds:  # before expanding: a typo like '1-10000000000' costs nothing
+    for first, last in bounds:
         if last < first:
             raise ValueError(f"frame selection {spec!r}: the range {first}-{last} runs backwards")
         if first < 1 or last > n_frames:
             raise ValueError(f"frame selection {spec!r} is outside 1..{n_frames} (frames are 1-based)")
     if not bounds:
         raise ValueError(f"frame selection {spec!r} is empty")
-    return np.unique(np.concatenate([np.arange(first - 1, last) for first, last in bounds]))
+    merged = []
+    for first, last in sorted(bounds):
+        if merged and first <= merged[-1][1] + 1:
+            merged[-1] = (merged[-1][0], max(merged[-1][1], last))
+        else:
+            merged.append((first, last))
+    return merged
 
 
 def _whole_frame_number(spec, value) -> int:
