@@ -1,4 +1,5 @@
 import os
+import re
 
 import numpy as np
 import pandas as pd
@@ -158,12 +159,19 @@ def test_read_isbi_2013_format_and_plain_gt(tmp_path):
         ('"frame","x [nm]","y [nm]"\n0,1,2\n', "1-based"),
         ('"frame","x [nm]","y [nm]"\n1,abc,2\n', "non-numeric"),
         ('"frame","x [furlong]","y [nm]"\n1,1,2\n', "unknown unit"),
+        ('"frame";"x [nm]";"y [nm]"\n1;1;2\n', "separated by ';'"),
+        ('frame\tx [nm]\ty [nm]\n1\t1\t2\n', "separated by a tab"),
+        ("1,1,100,200\n1,1,150,250\n", "more than once; it should be the header line"),  # no header
+        ('"frame","x [nm]","y [nm]","x [um]"\n1,100,200,5\n', "both give 'x [nm]'"),  # x was silently 5000
+        ('"frame","x","y [nm]","x [nm]"\n1,1,2,7\n', "both give 'x [nm]'"),
+        ('"frame","x [nm]","y [nm]"\n1,100,100\n1e20,200,200\n', "frame number 1e+20 is too large"),
+        ('"frame","x [px]","y [px]"\n1,1,2\n', "--pixel-size"),
     ],
 )
 def test_bad_csv_messages(tmp_path, text, message):
     p = tmp_path / "bad.csv"
     p.write_text(text)
-    with pytest.raises(io.LocalizationFileError, match=message):
+    with pytest.raises(io.LocalizationFileError, match=re.escape(message)):
         io.read_localizations(p)
 
 

@@ -44,6 +44,8 @@ THUNDERSTORM_COLUMNS = (
     "uncertainty [nm]",
 )
 
+#: frame numbers above this are refused (a float64 CSV value is no exact integer beyond it)
+MAX_FRAME_NUMBER = 2**53
 _LENGTH_TO_NM = {"nm": 1.0, "um": 1e3, "µm": 1e3, "\u03bcm": 1e3, "micron": 1e3, "microns": 1e3, "mm": 1e6, "m": 1e9}
 
 
@@ -405,10 +407,20 @@ def read_localizations(path: str | os.PathLike, pixel_size_nm: float | None = No
     if not lines[0].strip():
         raise LocalizationFileError(f"{path}: the first line is blank; it should be the header line")
     labels = [h.strip().strip('"').strip() for h in lines[0].split(",")]
+    if len(labels) == 1 and (";" in lines[0] or "\t" in lines[0]):
+        separator = "';'" if ";" in lines[0] else "a tab"
+        raise LocalizationFileError(f"{path}: the columns are separated by {separator}; a ThunderSTORM CSV "
+                                    "separates them by commas (save it as comma-separated CSV)")
+    repeated = sorted({label for label in labels if labels.count(label) > 1})
+    if repeated:
+        raise LocalizationFileError(f"{path}: the first line names the column(s) {repeated} more than once; it "
+                                    "should be the header line (e.g. \"frame\",\"x [nm]\",\"y [nm]\")")
     body = np.array(lines[1:], dtype=object)
     if len(body):
-        n_fields = np.char.count(body.astype(str), ",") + 1
-        keep = (n_fields == len(labels)) | (np.char.str_len(body.astype(str)) == 0)
+        # per line, in Python: NumPy's string functions would first copy every line to
+        # the width of the longest
+        n_fields = np.fromiter((line.count(",") + 1 for line in body), np.int64, len(body))
+        keep = (n_fields == len(labels)) | np.fromiter((not line for line in body), bool, len(body))
         if not keep.all():
             warnings.warn(f"{path}: skipped {int((~keep).sum())} row(s) whose field count differs from the header")
             body = body[keep]
@@ -438,6 +450,7 @@ def read_localizations(path: str | os.PathLike, pixel_size_nm: float | None = No
         table = pd.DataFrame({new: _numeric(path, old, raw[old]) for old, new in rename.items()})
     else:
         table = pd.DataFrame(index=raw.index)
+        sources = {}  # column of the table -> label of the file's column it came from
         for label in labels:
             name, unit = _split_label(label)
             key = name.lower()
@@ -446,12 +459,17 @@ def read_localizations(path: str | os.PathLike, pixel_size_nm: float | None = No
                 continue
             if key in ("x", "y", "z", "sigma", "sigma1", "sigma2", "uncertainty", "uncertainty_xy", "uncertainty_z"):
                 factor = _length_factor(path, label, unit, pixel_size_nm)
-                out_name = {"uncertainty_xy": "uncertainty"}.get(key, key)
-                table[f"{out_name} [nm]"] = _numeric(path, label, col) * factor
+                target = f"{'uncertainty' if key == 'uncertainty_xy' else key} [nm]"
+                values = _numeric(path, label, col) * factor
             elif key == "frame":
-                table[FRAME] = _numeric(path, label, col)
+                target, values = FRAME, _numeric(path, label, col)
             else:
-                table[label] = _numeric(path, label, col, strict=False)
+                target, values = label, _numeric(path, label, col, strict=False)
+            if target in sources:
+                raise LocalizationFileError(f"{path}: the columns {sources[target]!r} and {label!r} both give "
+                                            f"{target!r}; keep one of them")
+            sources[target] = label
+            table[target] = values
     missing = [c for c in (FRAME, X_NM, Y_NM) if c not in table.columns]
     if missing:
         raise LocalizationFileError(
@@ -473,6 +491,8 @@ def read_localizations(path: str | os.PathLike, pixel_size_nm: float | None = No
             f"{path}: frame numbers must be 1-based (found {int(frames.min())}); "
             "ThunderSTORM and ISBI files count frames from 1"
         )
+    if len(frames) and frames.max() > MAX_FRAME_NUMBER:
+        raise LocalizationFileError(f"{path}: frame number {frames.max():.6g} is too large")
     table[FRAME] = frames.astype(np.int64)
     table = table.sort_values(FRAME, kind="stable").reset_index(drop=True)
     table.attrs["source"] = str(path)
@@ -506,7 +526,8 @@ def _length_factor(path, label, unit, pixel_size_nm) -> float:
     if u in ("px", "pixel", "pixels"):
         if not pixel_size_nm:
             raise LocalizationFileError(
-                f"{path}: column {label!r} is in camera pixels; give the pixel size (nm) to convert it"
+                f"{path}: column {label!r} is in camera pixels; give the pixel size in nm (--pixel-size on "
+                "the command line) to convert it"
             )
         return float(pixel_size_nm)
     if unit in _LENGTH_TO_NM or u in _LENGTH_TO_NM:
