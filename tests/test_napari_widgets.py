@@ -958,3 +958,28 @@ def test_redraws_of_a_growing_run_take_a_bounded_share_of_the_time():
     assert not pacer.due()
     now[0] += 1.1
     assert pacer.due()
+
+
+@pytest.mark.parametrize("kind", ["rgb", "pyramid", "4d"])
+@pytest.mark.parametrize("widget_name", ["localize", "cel0", "estimate"])
+def test_images_that_are_no_stack_are_refused_by_every_analysis(viewer, widget_name, kind):
+    """Before: Estimate read an RGB image as 64 frames of 64 x 3 pixels and replaced the
+    camera offset and read noise; Localize and CEL0 read a pyramid's levels as frames."""
+    from napari_deepcel0._napari.cel0_widget import Cel0Widget
+
+    data = {"rgb": np.full((64, 64, 3), 100, np.uint8),
+            "pyramid": [np.full((4, 64, 64), 100.0, np.float32), np.full((4, 32, 32), 100.0, np.float32)],
+            "4d": np.full((2, 3, 16, 16), 100.0, np.float32)}[kind]
+    layer = viewer.add_image(data, name="not a stack", rgb=kind == "rgb", multiscale=kind == "pyramid")
+    widget_class, start, job = {"localize": (LocalizeWidget, "run", "job"), "cel0": (Cel0Widget, "run", "job"),
+                                "estimate": (AcquisitionWidget, "estimate", "job")}[widget_name]
+    widget = _dock(viewer, widget_class)
+    before = state_for(viewer).acquisition
+    widget.layer.value = layer
+    getattr(widget, start)()
+    controls = getattr(widget, job)
+    assert controls.worker is None
+    expected = "multiscale (pyramid)" if kind == "pyramid" else "not a (frames, rows, cols) stack of gray frames"
+    assert expected in controls.status.value
+    assert state_for(viewer).acquisition == before
+    assert [lyr.name for lyr in viewer.layers] == ["not a stack"]  # no output layer made

@@ -12,7 +12,7 @@ from ..core.acquisition import Acquisition
 from ..core.estimate import estimate_acquisition, sample_frames
 from .controls import float_box, stack_combo, wrapping_label
 from .jobs import JobControls
-from .layers import layer_pixel_size_nm
+from .layers import layer_pixel_size_nm, stack_frame_count
 from .state import state_for
 
 #: frames read (spread over the stack) by "Estimate from stack"
@@ -98,8 +98,12 @@ class AcquisitionWidget(Container):
         if not self.job.idle():
             return
         layer = self.layer.value
-        if layer is None:
-            self.job.refuse("Estimate: open a stack (an Image layer) first")
+        try:
+            if layer is None:
+                raise ValueError("open a stack (an Image layer) first")
+            stack_frame_count(layer)  # RGB images, pyramids: refused, not read as frames
+        except ValueError as exc:
+            self.job.refuse(f"Estimate: {exc}")
             return
         self.state.adopt_pixel_size(layer)
         pixel = self.state.acquisition.pixel_size_nm

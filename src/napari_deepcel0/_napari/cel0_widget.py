@@ -20,7 +20,7 @@ from ..core.model_io import read_model_info
 from ..core.predict import DeepLocalizer, localize_stream, parse_frame_selection
 from .controls import LinePlot, float_box, layer_combo, row, stack_combo, wrapping_label
 from .jobs import JobControls, ProgressRelay, gpu_memory_hint
-from .layers import CEL0_COLOR, DEEPCEL0_COLOR, GrowingPoints, RefreshPacer, table_from_layer
+from .layers import CEL0_COLOR, DEEPCEL0_COLOR, GrowingPoints, RefreshPacer, stack_frame_count, table_from_layer
 from .settings import PersistentValues
 from .state import state_for
 
@@ -111,10 +111,8 @@ class Cel0Widget(Container):
         layer = self.layer.value
         if layer is None:
             raise ValueError("open a stack (an Image layer) first")
-        if layer.ndim not in (2, 3) or layer.rgb:
-            raise ValueError(f"{layer.name} is not a (frames, rows, cols) stack of gray frames")
+        n_frames = stack_frame_count(layer)
         resolve_device(self.device.value)
-        n_frames = 1 if layer.ndim == 2 else layer.data.shape[0]
         return layer, parse_frame_selection(self.frames.value, n_frames) + 1, parse_background(self.background.value)
 
     # ------------------------------------------------------------ compare

@@ -58,6 +58,17 @@ def layer_pixel_size_nm(layer) -> float:
     return float(layer.scale[-1])
 
 
+def stack_frame_count(layer) -> int:
+    """Number of frames of an Image layer to analyse: a (frames, rows, cols) stack or one
+    (rows, cols) frame of gray values; ValueError naming the layer for anything else
+    (RGB, more dimensions, a multiscale pyramid, whose first axis is its levels)."""
+    if layer.rgb or layer.ndim not in (2, 3):
+        raise ValueError(f"{layer.name} is not a (frames, rows, cols) stack of gray frames")
+    if layer.multiscale:
+        raise ValueError(f"{layer.name} is a multiscale (pyramid) image; open the stack itself")
+    return 1 if layer.ndim == 2 else layer.data.shape[0]
+
+
 def points_from_table(table: pd.DataFrame) -> tuple[np.ndarray, pd.DataFrame]:
     """Points coordinates ``(frame - 1, y, x)`` (n, 3) and the other columns as features."""
     coords = np.column_stack(

@@ -13,7 +13,8 @@ from ..core.predict import BatchResult, DeepLocalizer, acquisition_mismatch, loc
 from ..core.render import Renderer, render_shape
 from .controls import stack_combo, wrapping_label
 from .jobs import JobControls, gpu_memory_hint
-from .layers import DEEPCEL0_COLOR, OUTPUT, GrowingPoints, RefreshPacer, image_transform, keep_in_viewer, show_layer
+from .layers import (DEEPCEL0_COLOR, OUTPUT, GrowingPoints, RefreshPacer, image_transform, keep_in_viewer,
+                     show_layer, stack_frame_count)
 from .settings import PersistentValues
 from .state import state_for
 
@@ -151,10 +152,7 @@ class LocalizeWidget(Container):
             if self._info is None:
                 raise ValueError(self.model_info.value)
             resolve_device(self.device.value)
-            if layer.ndim not in (2, 3) or layer.rgb:
-                raise ValueError(f"{layer.name} is not a (frames, rows, cols) stack of gray frames")
-            n_frames = 1 if layer.ndim == 2 else layer.data.shape[0]
-            selection = parse_frame_selection(self.frames.value, n_frames) + 1
+            selection = parse_frame_selection(self.frames.value, stack_frame_count(layer)) + 1
         except (ValueError, RuntimeError) as exc:
             self.job.refuse(f"Localize: {exc}")
             return
