@@ -546,6 +546,29 @@ def test_closing_the_widget_during_a_run_is_quiet(viewer, qtbot, stack_path, mon
     assert widget._run.frames_done == 1  # nothing reached the deleted widget
 
 
+def test_closing_the_widgets_panel_cancels_its_run(viewer, qtbot, stack_path, monkeypatch):
+    """napari's close button takes the widget out of its dock without destroying it; the
+    run went on unseen and a new Localize widget could run beside it into the same layers."""
+    from napari_deepcel0._napari import localize_widget
+
+    resume = threading.Event()
+    monkeypatch.setattr(localize_widget, "localize_stream",
+                        _pause_after_first(localize_widget.localize_stream, resume))
+    _open(viewer, stack_path)
+    widget = LocalizeWidget(viewer)
+    dock = viewer.window.add_dock_widget(widget, name="Localize")
+    widget.device.value = "cpu"
+    widget.batch_size.value = 1
+    widget.run()
+    qtbot.waitUntil(lambda: widget._run.frames_done == 1, timeout=RUN_TIMEOUT_MS)
+    worker = widget.job.worker
+    dock.title.close_button.click()
+    assert widget.job.cancelled and widget.job.closed
+    with qtbot.waitSignal(worker.finished, timeout=RUN_TIMEOUT_MS):
+        resume.set()
+    assert widget._run.frames_done == 1 and len(viewer.layers["small localizations"].metadata["frames"]) == 1
+
+
 def test_only_the_jobs_own_warnings_carry_its_title(qtbot):
     """While a job runs, the worker catches the warnings of every thread: a warning of
     the GUI thread is not the job's."""

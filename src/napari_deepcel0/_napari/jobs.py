@@ -7,9 +7,10 @@ partial results, which arrive on the GUI thread through the worker's ``yielded``
 signal; the return value arrives through ``returned``. Cancel sets a
 ``threading.Event`` that the core functions check between batches or steps, so
 a cancelled job ends normally with what it has done. Errors raised and warnings
-issued in the job are shown as napari notifications. When the widget is destroyed
-(its dock or the viewer closed) during a job, the job is cancelled and what it still
-sends is dropped (see :meth:`JobControls.while_open`).
+issued in the job are shown as napari notifications. When the widget is closed during
+a job (the viewer closed, which destroys it, or its dock's close button, which only
+takes it out of the dock), the job is cancelled and what it still sends is dropped
+(see :meth:`JobControls.while_open`).
 
 superqt's generator worker (under napari's) takes a ``RuntimeError`` raised by the
 generator for a sign that the worker was deleted: it neither reports it nor finishes.
@@ -30,7 +31,8 @@ import torch
 from magicgui.widgets import Container, ProgressBar, PushButton
 from napari.qt.threading import create_worker
 from napari.utils.notifications import show_error, show_info, show_warning
-from qtpy.QtCore import QObject, Qt, Signal
+from qtpy.QtCore import QEvent, QObject, Qt, Signal
+from qtpy.QtWidgets import QDockWidget
 
 from .controls import wrapping_label
 
@@ -71,6 +73,21 @@ class ProgressRelay(QObject):
 
     def emit(self, *args) -> None:
         self.report.emit(args[0] if len(args) == 1 else args)
+
+
+class _RemovalWatch(QObject):
+    """Calls ``removed()`` when ``widget`` is taken out of its parent: napari's dock close
+    button does that (``setParent(None)``) to the dock's widget, without destroying it."""
+
+    def __init__(self, widget, removed: Callable):
+        super().__init__(widget)
+        self._removed = removed
+        widget.installEventFilter(self)
+
+    def eventFilter(self, watched, event) -> bool:
+        if event.type() == QEvent.Type.ParentChange and watched.parentWidget() is None:
+            self._removed()
+        return False
 
 
 class JobError(Exception):
@@ -124,24 +141,34 @@ class JobControls(Container):
         buttons.margins = (0, 0, 0, 0)
         super().__init__(widgets=[buttons, self.progress, self.status], labels=False)
         self.margins = (0, 0, 0, 0)
-        #: set by Cancel (and when the widget is destroyed); cleared when a job starts
+        #: set by Cancel (and when the widget is closed); cleared when a job starts
         self.cancel_event = threading.Event()
         self.worker = None
         #: the exception that ended the last job, or None
         self.error: Exception | None = None
-        #: True once the widget is destroyed
+        #: True once the widget is closed (destroyed, or taken out of its dock)
         self.closed = False
         self._job_warnings = ProgressRelay()
         self._job_warnings.report.connect(self.while_open(self._warned))
         self.cancel_button.changed.connect(self.cancel)
-        self.native.destroyed.connect(self._destroyed)
+        self.native.destroyed.connect(self._closed)
+        self._watched_dock = None
 
-    def _destroyed(self, *_) -> None:
+    def _closed(self, *_) -> None:
         self.closed = True
         self.cancel_event.set()
 
+    def _watch_dock(self) -> None:
+        """Close (see :meth:`_closed`) when the widget holding this one leaves its dock."""
+        inner = self.native
+        while inner.parentWidget() is not None and not isinstance(inner.parentWidget(), QDockWidget):
+            inner = inner.parentWidget()
+        if inner.parentWidget() is not None and inner is not self._watched_dock:
+            self._watched_dock = inner
+            _RemovalWatch(inner, self._closed)
+
     def while_open(self, slot: Callable) -> Callable:
-        """``slot``, made to do nothing once the widget is destroyed: a job's signals
+        """``slot``, made to do nothing once the widget is closed: a job's signals
         (and progress reports) may still arrive then, and its widgets are gone."""
 
         def call(*args):
@@ -172,6 +199,7 @@ class JobControls(Container):
         """
         if not self.idle():
             return None
+        self._watch_dock()
         self.cancel_event.clear()
         if inspect.isgeneratorfunction(func):
             func = reporting_runtime_errors(func)
