@@ -20,6 +20,7 @@ from napari.utils.notifications import NotificationSeverity, notification_manage
 from qtpy.QtCore import QTimer
 from qtpy.QtWidgets import QApplication
 
+from napari_deepcel0._napari import controls
 from napari_deepcel0._napari.acquisition_widget import AcquisitionWidget
 from napari_deepcel0._napari.export_widget import ExportWidget
 from napari_deepcel0._napari.layers import table_from_layer
@@ -668,7 +669,7 @@ def test_export_asks_before_overwriting_and_refuses_a_folder(viewer, qtbot, stac
     existing = tmp_path / "results.csv"
     existing.write_text("keep me")
     asked, answers = [], [False, True]  # the user's answers to "Replace the file?"
-    monkeypatch.setattr(ExportWidget, "confirm_overwrite", lambda _self, path: asked.append(path) or answers.pop(0))
+    monkeypatch.setattr(controls, "ask_to_replace", lambda parent, path: asked.append(path) or answers.pop(0))
     widget.csv_path.value = existing
     widget.save_csv()
     assert asked == [existing] and widget.csv_job.worker is None
@@ -699,7 +700,7 @@ def test_export_does_not_ask_twice_after_the_file_dialog_asked(viewer, qtbot, st
     widget = _dock(viewer, ExportWidget)
     widget.points.value = layer
     asked = []
-    monkeypatch.setattr(ExportWidget, "confirm_overwrite", lambda _self, path: asked.append(path) or True)
+    monkeypatch.setattr(controls, "ask_to_replace", lambda parent, path: asked.append(path) or True)
 
     def save():
         widget.save_csv()
@@ -766,6 +767,25 @@ def test_training_cancelled_before_a_step_saves_nothing(viewer, qtbot, tmp_path)
     assert not (tmp_path / "never.safetensors").exists()
     assert "no model saved" in training.job.status.value
     assert state_for(viewer).model_path is None
+
+
+def test_training_asks_before_replacing_a_model_file(viewer, qtbot, tmp_path, monkeypatch):
+    """Before: the remembered output path made it easy to replace a model (the current
+    one, too) without a question."""
+    training = _dock(viewer, TrainingWidget)
+    training.patches.value, training.sim_frames.value, training.epochs.value = 64, 4, 1
+    training.max_steps.value, training.batch_size.value, training.device.value = 1, 4, "cpu"
+    existing = tmp_path / "mine.safetensors"
+    existing.write_bytes(b"a model worth keeping")
+    training.output.value = existing
+    asked, answers = [], [False, True]
+    monkeypatch.setattr(controls, "ask_to_replace", lambda parent, path: asked.append(path) or answers.pop(0))
+    training.run()
+    assert asked == [existing] and training.job.worker is None
+    assert existing.read_bytes() == b"a model worth keeping" and "exists and was kept" in training.job.status.value
+    training.run()
+    _wait(qtbot, training.job)
+    assert len(asked) == 2 and load_model(existing).info.training["max_steps_per_epoch"] == 1
 
 
 def test_training_recipe_fills_the_fields_and_persists(viewer):

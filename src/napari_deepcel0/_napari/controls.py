@@ -1,14 +1,16 @@
 """Small widgets shared by the dock widgets: wrapping labels, layer choosers, number
-boxes, rows and a line plot."""
+boxes, rows, a line plot, and the question before an output file is replaced."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import napari
-from magicgui.widgets import ComboBox, Container, FloatSpinBox, Label
+from magicgui.widgets import ComboBox, Container, FileEdit, FloatSpinBox, Label
 from matplotlib.backends.backend_qtagg import FigureCanvasQTAgg
 from matplotlib.figure import Figure
 from qtpy.QtCore import QEvent, QObject
-from qtpy.QtWidgets import QSizePolicy
+from qtpy.QtWidgets import QMessageBox, QSizePolicy
 
 from .layers import is_output
 
@@ -125,3 +127,38 @@ class LinePlot(Container):
         if len(curves) > 1:
             self.axes.legend(fontsize="small")
         self.canvas.draw()
+
+
+def ask_to_replace(parent, path: Path) -> bool:
+    """Ask whether to replace an existing file (the default answer is No)."""
+    answer = QMessageBox.question(parent, "Replace the file?", f"{path} exists. Replace it?",
+                                  QMessageBox.StandardButton.Yes | QMessageBox.StandardButton.No,
+                                  QMessageBox.StandardButton.No)
+    return answer == QMessageBox.StandardButton.Yes
+
+
+class OverwriteGuard:
+    """Whether an output file chosen in a FileEdit may be written: a new file may; an
+    existing one when the user agrees (:func:`ask_to_replace`), which is not asked again
+    when the FileEdit's own file dialog has just returned that file (Qt's save dialog
+    asks "Replace?" itself; a cancelled dialog confirms nothing)."""
+
+    def __init__(self, edit: FileEdit):
+        self._edit = edit
+        self._dialog_confirmed: Path | None = None
+        show = getattr(edit, "_show_file_dialog", None)  # magicgui's dialog function
+        if show is None:  # another magicgui: writing asks, as without the dialog
+            return
+
+        def show_and_remember(*args, **kwargs):
+            result = show(*args, **kwargs)
+            chosen = Path(result).expanduser() if isinstance(result, (str, Path)) and str(result) else None
+            self._dialog_confirmed = chosen if chosen is not None and chosen.is_file() else None
+            return result
+
+        edit._show_file_dialog = show_and_remember
+
+    def allows(self, path: Path) -> bool:
+        """True when ``path`` may be written (asks when it exists; see the class notes)."""
+        confirmed, self._dialog_confirmed = self._dialog_confirmed == path, None
+        return not path.exists() or confirmed or ask_to_replace(self._edit.native, path)

@@ -8,10 +8,9 @@ import napari
 import numpy as np
 from magicgui.widgets import Container, FileEdit
 from napari.utils.notifications import show_info
-from qtpy.QtWidgets import QMessageBox
 
 from ..core.io import write_tiff
-from .controls import layer_combo
+from .controls import OverwriteGuard, layer_combo
 from .jobs import JobControls
 from .layers import layer_pixel_size_nm
 from .settings import PersistentValues
@@ -48,29 +47,7 @@ class ExportWidget(Container):
         self.settings = PersistentValues("export", {"csv_path": self.csv_path, "tiff_path": self.tiff_path})
         self.csv_job.run_button.changed.connect(self.save_csv)
         self.tiff_job.run_button.changed.connect(self.save_tiff)
-        # a file chosen in "Select file" was confirmed by the save dialog's own "Replace?"
-        self._dialog_confirmed: dict[int, Path] = {}
-        for edit in (self.csv_path, self.tiff_path):
-            self._remember_dialog_choice(edit)
-
-    def _remember_dialog_choice(self, edit: FileEdit) -> None:
-        """Note the existing file that ``edit``'s file dialog returns (the dialog has asked
-        whether to replace it), so that the next save to that file does not ask again; a
-        cancelled dialog forgets it."""
-        show = getattr(edit, "_show_file_dialog", None)  # magicgui's dialog function
-        if show is None:  # another magicgui: saving asks, as without the dialog
-            return
-
-        def show_and_remember(*args, **kwargs):
-            result = show(*args, **kwargs)
-            chosen = Path(result).expanduser() if isinstance(result, (str, Path)) and str(result) else None
-            if chosen is not None and chosen.is_file():
-                self._dialog_confirmed[id(edit)] = chosen
-            else:
-                self._dialog_confirmed.pop(id(edit), None)
-            return result
-
-        edit._show_file_dialog = show_and_remember
+        self._guards = {id(edit): OverwriteGuard(edit) for edit in (self.csv_path, self.tiff_path)}
 
     def save_csv(self, *_) -> None:
         """Write the chosen Points layer to the CSV file (in a worker thread)."""
@@ -106,25 +83,16 @@ class ExportWidget(Container):
     def _output_file(self, job: JobControls, edit: FileEdit, suffixes: tuple[str, ...]) -> Path | None:
         """The file to write: ``edit``'s, with an extension added when it has none; None
         when it is a folder (an empty field is the current folder), which is reported,
-        or when the file exists and the user keeps it (asked here unless the file dialog
-        just asked)."""
+        or when the file exists and the user keeps it (see :class:`~.controls.OverwriteGuard`)."""
         chosen = edit.value
         if chosen.is_dir():
             job.refuse(f"Export: {chosen} is a folder: choose a file name")
             return None
         path = _with_suffix(chosen, suffixes)
-        confirmed = self._dialog_confirmed.pop(id(edit), None) == path
-        if path.exists() and not confirmed and not self.confirm_overwrite(path):
+        if not self._guards[id(edit)].allows(path):
             job.status.value = f"Not saved: {path} exists and was kept"
             return None
         return path
-
-    def confirm_overwrite(self, path: Path) -> bool:
-        """Ask whether to replace an existing file (the default answer is No)."""
-        answer = QMessageBox.question(self.native, "Replace the file?", f"{path} exists. Replace it?",
-                                      QMessageBox.StandardButton.Yes | QMessageBox.StandardButton.No,
-                                      QMessageBox.StandardButton.No)
-        return answer == QMessageBox.StandardButton.Yes
 
     @staticmethod
     def _saved(job: JobControls, text: str) -> None:

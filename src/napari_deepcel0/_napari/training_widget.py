@@ -14,7 +14,7 @@ from ..core.devices import DEVICES, resolve_device
 from ..core.io import check_output_path
 from ..core.model_io import save_training_result
 from ..core.training import Progress, TrainingConfig, train
-from .controls import LinePlot, wrapping_label
+from .controls import LinePlot, OverwriteGuard, wrapping_label
 from .jobs import JobControls, ProgressRelay, gpu_memory_hint
 from .settings import PersistentValues
 from .state import state_for
@@ -89,6 +89,7 @@ class TrainingWidget(Container):
             "sparse_fraction": self.sparse_fraction, "epochs": self.epochs,
             "max_steps": self.max_steps, "lam": self.lam, "batch_size": self.batch_size,
             "device": self.device, "output": self.output})
+        self.output_guard = OverwriteGuard(self.output)
         self.relay = ProgressRelay()
         self.relay.report.connect(self.job.while_open(self._progress))
         self._history: list[Progress] = []
@@ -131,6 +132,9 @@ class TrainingWidget(Container):
             check_output_path(path)
         except (ValueError, RuntimeError, OSError) as exc:
             self.job.refuse(f"Training: {exc}")
+            return
+        if not self.output_guard.allows(path):  # the checkpoints would replace it from the first epoch on
+            self.job.status.value = f"Not trained: {path} exists and was kept"
             return
         self._history = []
         self.plot.clear()
