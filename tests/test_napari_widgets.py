@@ -525,6 +525,33 @@ def test_deleting_an_output_layer_during_a_run_loses_nothing(viewer, qtbot, stac
     assert any("deleted during the run" in m for m in _messages(NotificationSeverity.INFO))
 
 
+def test_a_large_render_is_blurred_off_the_gui_thread_and_the_last_one_shows(viewer, qtbot, stack_path,
+                                                                               monkeypatch):
+    """Before: each redraw blurred the whole render on the GUI thread (a 9,600 x 9,600
+    render froze napari for up to 6 s). Here every render takes the threaded path."""
+    from napari_deepcel0._napari import localize_widget
+    from napari_deepcel0.core.render import Renderer
+
+    monkeypatch.setattr(localize_widget._RenderDisplay, "THREAD_PIXELS", 0)
+    blurred_on = []
+    image = Renderer.image
+    monkeypatch.setattr(Renderer, "image", lambda self, *a: blurred_on.append(threading.current_thread()) or
+                        image(self, *a))
+    _open(viewer, stack_path)
+    widget = _dock(viewer, LocalizeWidget)
+    widget.device.value = "cpu"
+    widget.batch_size.value = 1
+    widget.run()
+    _wait(qtbot, widget.job)
+    display = widget._run.render
+    qtbot.waitUntil(lambda: not display.busy, timeout=RUN_TIMEOUT_MS)
+    render = viewer.layers["small render"]
+    expected = widget._run.renderer.image(widget.render_blur.value)
+    np.testing.assert_allclose(render.data, expected)  # the final counts, blurred
+    assert render.contrast_limits[1] == pytest.approx(np.percentile(expected[expected > 0], 99.5))
+    assert any(t is not threading.main_thread() for t in blurred_on[1:])  # [0]: the empty first image
+
+
 def test_closing_the_widget_during_a_run_is_quiet(viewer, qtbot, stack_path, monkeypatch):
     """What the job still sends after its widget is gone is dropped (it used to raise
     'wrapped C/C++ object ... has been deleted', which pytest-qt reports as an error
@@ -609,8 +636,8 @@ def test_overlapping_jobs_leave_the_warning_handler_as_it_was(qtbot):
         end.wait(timeout=10)
 
     a, b = JobControls("A", "Run"), JobControls("B", "Run")
-    for controls in (a, b):
-        qtbot.addWidget(controls.native)
+    for job_controls in (a, b):
+        qtbot.addWidget(job_controls.native)
     running = []
     a.start(job, end=end_a, on_yield=running.append)
     qtbot.waitUntil(lambda: len(running) == 1, timeout=10_000)  # A is inside its worker, then B
