@@ -203,6 +203,25 @@ def test_train_says_how_long_is_left(tmp_path, capsys):
     assert "left" in epoch_lines[0] and "left" not in epoch_lines[1]  # nothing is left after the last epoch
 
 
+def test_train_stopped_before_the_first_step_saves_nothing(tmp_path, capsys, monkeypatch):
+    import contextlib
+    import threading
+
+    from napari_deepcel0 import cli
+
+    @contextlib.contextmanager
+    def stopped_at_once():  # Ctrl-C during the simulation of the training set
+        stop = threading.Event()
+        stop.set()
+        yield stop
+
+    monkeypatch.setattr(cli, "stop_on_first_interrupt", stopped_at_once)
+    out = tmp_path / "m.safetensors"
+    assert main(["train", "--out", str(out), "--patches", "16", "--sim-frames", "2", "--epochs", "1",
+                 "--device", "cpu"]) == 130
+    assert "no model was saved" in capsys.readouterr().err and not out.exists()
+
+
 def test_bundled_preset_is_the_bundled_models_recipe():
     # `deepcel0 train --preset bundled` must reproduce the recipe recorded in the bundled model
     # (all but the seed and the device of that run), and explicit flags must override it

@@ -32,6 +32,11 @@ def tiny(**kw):
     (dict(snr_db=(20.0, 8.0)), "snr db range"),
     (dict(sparse_density=(0.0, 2.0)), "sparse density range"),
     (dict(sparse_fraction=1.0), "sparse_fraction must be in"),
+    (dict(density_per_um2=math.nan), "density must be a positive finite number"),
+    (dict(target_scale=-50.0), "target_scale must be a positive"),  # trained, then its file failed to load
+    (dict(target_scale=0.0), "target_scale must be a positive"),  # silently became the automatic scale
+    (dict(min_emitters=-1), "min_emitters must be >= 0"),  # a math domain error after the simulation
+    (dict(n_frames=2.5), "n frames must be a whole number"),
 ])
 def test_data_ranges_are_checked(kw, message):
     with pytest.raises(ValueError, match=message):
@@ -119,11 +124,34 @@ def test_deepstorm_variant_uses_linear_head():
     assert result.model.head == "linear" and result.spike_value == pytest.approx(result.target_scale / 2)
 
 
-@pytest.mark.parametrize("kw", [dict(method="unet"), dict(lam=-1), dict(epochs=0), dict(val_fraction=1.0),
-                                dict(column_norms="magic"), dict(lr_schedule="step")])
-def test_config_validation(kw):
-    with pytest.raises(ValueError):
+@pytest.mark.parametrize("kw, message", [
+    (dict(method="unet"), "method"), (dict(lam=-1), "lambda"), (dict(epochs=0), "epochs"),
+    (dict(val_fraction=1.0), "validation fraction"), (dict(column_norms="magic"), "column_norms"),
+    (dict(lr_schedule="step"), "lr_schedule"),
+    (dict(min_lr=-1e-3), "smallest learning rate"),  # the cosine schedule went negative: training climbed
+    (dict(min_lr=math.nan), "smallest learning rate"), (dict(lr=math.inf), "learning rate must be"),
+    (dict(plateau_factor=0.0), "plateau factor"), (dict(plateau_factor=2.0), "plateau factor"),
+    (dict(plateau_patience=-3), "plateau patience"), (dict(epochs=1.5), "epochs must be a whole number"),
+    (dict(batch_size=2.5), "batch size must be a whole number"),
+    (dict(max_steps_per_epoch=0), "max steps per epoch"),  # silently meant "all"
+    (dict(max_steps_per_epoch=-1), "max steps per epoch"),  # trained nothing and returned random weights
+    (dict(val_fraction=0.9, data=TrainingDataConfig(n_patches=2)), "too few"),  # found after the simulation
+])
+def test_config_validation(kw, message):
+    with pytest.raises(ValueError, match=message):
         TrainingConfig(**kw)
+
+
+def test_no_minimum_of_emitters_is_allowed():
+    assert default_target_scale(4, 0) == default_target_scale(4, 1)  # was a division by zero
+
+
+def test_cancel_before_the_first_step_trains_nothing_and_says_so():
+    stop = threading.Event()
+    stop.set()
+    result = train(ISBI2013, tiny(), cancel=stop)
+    assert result.cancelled and result.steps_trained == 0
+    assert math.isnan(result.history[0]["loss"])  # no step: no loss (it was recorded as 0.0)
 
 
 def _mean_nearest_neighbour_px(spikes: np.ndarray) -> float:

@@ -286,6 +286,9 @@ def cmd_train(args) -> int:
 
     with stop_on_first_interrupt() as stop:
         result = train(acq, config, progress=progress, cancel=stop, on_best=checkpoint)
+    if result.steps_trained == 0:  # stopped before the first step: the weights are the starting ones
+        print("stopped before the first training step: no model was saved", file=sys.stderr)
+        return 130
     path = save_training_result(out, result, notes=args.notes or "")
     print(f"wrote {path} (best epoch {result.best_epoch}, {result.seconds:.0f} s on {result.device}, "
           f"{result.precision}{', cancelled' if result.cancelled else ''})")
@@ -555,7 +558,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=int, help="batch size (default 16)")
     p.add_argument("--lr", type=float, help="Adam learning rate (default 1e-3)")
     p.add_argument("--lr-schedule", choices=("plateau", "cosine"), help="plateau (paper) or cosine")
-    p.add_argument("--min-lr", type=float, help="lowest learning rate of either schedule (default 5e-5)")
+    p.add_argument("--min-lr", type=float, help="lowest learning rate of either schedule (default 5e-5, at most --lr)")
     p.add_argument("--init-from", metavar="MODEL.safetensors",
                    help="fine-tune this model (same method and acquisition) instead of starting from scratch")
     p.add_argument("--lam", type=float, help="CEL0 lambda (default 100)")

@@ -30,8 +30,7 @@ def _train_job(acq, config: TrainingConfig, path: Path, progress, cancel=None):
 
     with gpu_memory_hint():
         result = train(acq, config, progress=progress, cancel=cancel, on_best=checkpoint)
-    steps = sum(h["steps"] for h in result.history)
-    if steps == 0:
+    if result.steps_trained == 0:
         return result, None
     return result, save_training_result(path, result, notes="trained in napari")
 

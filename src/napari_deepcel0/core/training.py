@@ -27,7 +27,7 @@ from .network import LocalizationNet, upsample_nearest
 from .optics import phase_column_norms
 from .predict import acquisition_mismatch
 from .progress import time_left_text
-from .training_data import TrainingDataConfig, TrainingSet, make_training_set
+from .training_data import TrainingDataConfig, TrainingSet, is_whole_number, make_training_set
 
 #: the CEL0 column norms: from the acquisition operator S_L K (paper) or the
 #: reference notebook's constant ||g||_2 (0.2823)
@@ -76,12 +76,29 @@ class TrainingConfig:
             raise ValueError(f"column_norms must be one of {COLUMN_NORM_MODES}, got {self.column_norms!r}")
         if not (self.lam > 0 and math.isfinite(self.lam)):
             raise ValueError(f"lambda must be a positive finite number, got {self.lam}")
+        for name in ("epochs", "batch_size", "plateau_patience"):
+            if not is_whole_number(getattr(self, name)):
+                raise ValueError(f"{name.replace('_', ' ')} must be a whole number, got {getattr(self, name)!r}")
         if self.epochs < 1 or self.batch_size < 1:
             raise ValueError("epochs and batch size must be >= 1")
+        if self.plateau_patience < 0:
+            raise ValueError(f"plateau patience must be >= 0, got {self.plateau_patience}")
+        if self.max_steps_per_epoch is not None and not (is_whole_number(self.max_steps_per_epoch)
+                                                         and self.max_steps_per_epoch >= 1):
+            raise ValueError(f"max steps per epoch must be a whole number >= 1 or None (all), "
+                             f"got {self.max_steps_per_epoch!r}")
         if not (0 < self.val_fraction < 1):
             raise ValueError(f"validation fraction must be in (0, 1), got {self.val_fraction}")
-        if not (self.lr > 0):
-            raise ValueError(f"learning rate must be positive, got {self.lr}")
+        n_val = max(1, int(round(self.val_fraction * self.data.n_patches)))
+        if self.data.n_patches - n_val < 1:
+            raise ValueError(f"{self.data.n_patches} patches are too few for a {self.val_fraction:.0%} "
+                             "validation split")
+        if not (self.lr > 0 and math.isfinite(self.lr)):
+            raise ValueError(f"learning rate must be a positive finite number, got {self.lr}")
+        if not (self.min_lr >= 0 and math.isfinite(self.min_lr)):  # above lr it is lr (see train)
+            raise ValueError(f"the smallest learning rate must be a finite number >= 0, got {self.min_lr}")
+        if not (0 < self.plateau_factor < 1):
+            raise ValueError(f"plateau factor must be in (0, 1), got {self.plateau_factor}")
         if self.lr_schedule not in LR_SCHEDULES:
             raise ValueError(f"lr_schedule must be one of {LR_SCHEDULES}, got {self.lr_schedule!r}")
 
@@ -153,6 +170,12 @@ class TrainingResult:
     seconds: float
     base_info: object = None  # ModelInfo of the model fine-tuned from, if any
 
+    @property
+    def steps_trained(self) -> int:
+        """Training steps taken; 0 when cancelled before the first (the weights are the
+        starting ones: nothing worth saving)."""
+        return sum(h["steps"] for h in self.history)
+
 
 def loss_for(config: TrainingConfig, acq: Acquisition) -> LocalizationLoss:
     """The loss module of a training configuration."""
@@ -217,12 +240,13 @@ def train(
     model = model.to(device).to(memory_format=torch.channels_last)
     criterion = loss_for(config, acq).to(device)
     opt = torch.optim.Adam(model.parameters(), lr=config.lr)
+    min_lr = min(config.min_lr, config.lr)  # a fine-tune at a low lr does not climb to the default floor
     if config.lr_schedule == "plateau":
         sched = torch.optim.lr_scheduler.ReduceLROnPlateau(
-            opt, mode="min", factor=config.plateau_factor, patience=config.plateau_patience, min_lr=config.min_lr
+            opt, mode="min", factor=config.plateau_factor, patience=config.plateau_patience, min_lr=min_lr
         )
     else:
-        sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=config.epochs, eta_min=config.min_lr)
+        sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=config.epochs, eta_min=min_lr)
     # the whole training set lives on the device (tens of MB): no copy per step
     inputs = torch.from_numpy(training_set.inputs).to(device)
     spikes = torch.from_numpy(training_set.spikes).to(device)
@@ -338,7 +362,7 @@ def train(
         val = validate()
         check(val, "validation")
         lr = opt.param_groups[0]["lr"]
-        mean = (sums / max(done, 1)).tolist()
+        mean = (sums / done).tolist() if done else [math.nan] * 3  # no step this epoch (cancelled)
         history.append(
             {"epoch": epoch, "loss": mean[0], "fidelity": mean[1], "sparsity": mean[2], "val_loss": val, "lr": lr,
              "steps": done, "seconds": time.perf_counter() - t0}

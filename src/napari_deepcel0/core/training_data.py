@@ -52,7 +52,12 @@ def default_target_scale(upsampling: int, max_emitters: int = 7) -> float:
     ``s = 100 / sqrt(min(n, 7) * 64 / (L^2 * 20.28))``; each emitter's spike in the
     target (and ideally in the prediction) has value ``s``.
     """
-    return 100.0 / math.sqrt(min(max_emitters, 7) * 64.0 / (upsampling**2 * 20.28))
+    return 100.0 / math.sqrt(min(max(max_emitters, 1), 7) * 64.0 / (upsampling**2 * 20.28))
+
+
+def is_whole_number(value) -> bool:
+    """An int (NumPy's too), not a bool or a float."""
+    return isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_))
 
 
 @dataclass(frozen=True)
@@ -102,8 +107,16 @@ class TrainingDataConfig:
                                  f"got {tuple(getattr(self, name))}")
         if not (0 <= self.fwhm_jitter < 0.5):
             raise ValueError(f"fwhm_jitter must be in [0, 0.5), got {self.fwhm_jitter}")
-        if self.density_per_um2 <= 0:
-            raise ValueError(f"density must be positive, got {self.density_per_um2}")
+        if not (self.density_per_um2 > 0 and math.isfinite(self.density_per_um2)):
+            raise ValueError(f"density must be a positive finite number, got {self.density_per_um2}")
+        for name in ("n_frames", "n_patches", "frame_size", "patch_size", "min_emitters"):
+            if not is_whole_number(getattr(self, name)):
+                raise ValueError(f"{name.replace('_', ' ')} must be a whole number, got {getattr(self, name)!r}")
+        if self.min_emitters < 0:
+            raise ValueError(f"min_emitters must be >= 0, got {self.min_emitters}")
+        if self.target_scale is not None and not (self.target_scale > 0 and math.isfinite(self.target_scale)):
+            raise ValueError(f"target_scale must be a positive finite number or None (automatic), "
+                             f"got {self.target_scale}")
         object.__setattr__(self, "photons", tuple(self.photons))
         object.__setattr__(self, "background_photons", tuple(self.background_photons))
         for name in ("snr_db", "structure_density", "tube_width_nm", "sparse_density"):
@@ -293,5 +306,5 @@ def make_training_set(acq: Acquisition, cfg: TrainingDataConfig = TrainingDataCo
     L = acq.upsampling
     mean, std = float(inputs.mean()), float(inputs.std())
     std = std if std > 0 else 1.0
-    scale = cfg.target_scale or default_target_scale(L, cfg.min_emitters)
+    scale = default_target_scale(L, cfg.min_emitters) if cfg.target_scale is None else cfg.target_scale
     return TrainingSet(((inputs - mean) / std).astype(np.float32), spikes, mean, std, float(scale), cfg)
