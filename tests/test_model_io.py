@@ -119,10 +119,40 @@ def test_bundled_model_loads():
     (lambda d: d.update(spike_value=float("inf")), r"NaN or infinite number \(spike_value\)"),
     (lambda d: d.update(training=[1, 2]), "'training' should be a dict, not list"),
     (lambda d: d.update(history={"epoch": 1}), "'history' should be a list"),
-    (lambda d: d.update(history=[1, 2]), "one record \\(dict\\) per epoch"),
+    (lambda d: d.update(history=[1, 2]), "one record of numbers per epoch"),
     (lambda d: d["training"].update(data=3), "'training.data' should be a dict"),
+    # each of these loaded and then crashed summary() or misled the user
+    (lambda d: d.update(history=[{"val_loss": "abc"}]), "one record of numbers per epoch"),
+    (lambda d: d["training"].update(base_model={"training": "x"}), "'training.base_model.training' should be a dict"),
+    (lambda d: d.update(acquisition={}), "the acquisition in the metadata lacks"),  # ISBI defaults stood in
+    (lambda d: d.update(head="linear"), "do not belong together"),  # a DeepCEL0 method with a linear head
+    (lambda d: d.update(method="bogus"), "do not belong together"),
+    (lambda d: d.update(lam=-5.0), "invalid lambda"),
+    (lambda d: d.update(notes=[]), "'notes' should be a str"),
 ])
 def test_hand_edited_metadata_is_checked(mutate, message, tiny_model_path, tmp_path):
     # before: a NaN mean loaded and silently found nothing; a bad history crashed summary()
     with pytest.raises(ModelFileError, match=message):
         load_model(_rewrite(tiny_model_path, tmp_path, mutate))
+
+
+def test_a_flipped_byte_in_the_weights_is_caught(tiny_model_path, tmp_path):
+    """safetensors has no checksum: a changed weight that stays finite loaded unnoticed."""
+    data = bytearray(tiny_model_path.read_bytes())
+    data[-3] ^= 0x10  # inside the last tensor's bytes; still a finite float32
+    corrupt = tmp_path / "flipped.safetensors"
+    corrupt.write_bytes(bytes(data))
+    with pytest.raises(ModelFileError, match="do not match their checksum"):
+        load_model(corrupt)
+    load_model(tiny_model_path)  # the intact file loads
+
+
+def test_absurdly_nested_metadata_is_a_clear_error(tiny_model_path, tmp_path):
+    from safetensors import safe_open
+
+    with safe_open(str(tiny_model_path), framework="pt") as f:
+        tensors = {k: f.get_tensor(k) for k in f.keys()}
+    out = tmp_path / "nested.safetensors"
+    save_file(tensors, str(out), metadata={model_io.METADATA_KEY: "[" * 100_000 + "]" * 100_000})
+    with pytest.raises(ModelFileError, match="corrupt metadata"):  # was an uncaught RecursionError
+        read_model_info(out)

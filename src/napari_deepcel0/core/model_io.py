@@ -5,12 +5,16 @@ else (architecture, head, acquisition, normalisation, target scale, loss, traini
 configuration and history, package version) is a JSON document stored in the
 safetensors header under the key ``"napari_deepcel0"``. Loading validates the header,
 the metadata and every tensor name and shape before building the network; nothing is
-unpickled.
+unpickled. Model files written by this version carry a SHA-256 of the weights (key
+``"napari_deepcel0_weights_sha256"``), checked on loading: safetensors itself has no
+checksum, so a flipped byte in the weights would load unnoticed (files without one,
+such as the bundled model, load as before).
 """
 
 from __future__ import annotations
 
 import datetime as _dt
+import hashlib
 import json
 import math
 import os
@@ -29,7 +33,14 @@ from .network import ARCHITECTURE, HEADS, LocalizationNet
 FORMAT = "napari-deepcel0-model"
 FORMAT_VERSION = 1
 METADATA_KEY = "napari_deepcel0"
+WEIGHTS_SHA256_KEY = "napari_deepcel0_weights_sha256"
 BUNDLED_MODEL = "deepcel0_isbi2013.safetensors"
+#: method -> (head, loss) of the models this package trains
+METHODS = {"deepcel0": ("relu", "cel0"), "deepstorm": ("linear", "l1")}
+#: acquisition settings a model file must state (the network is trained for them)
+MODEL_ACQUISITION_FIELDS = ("pixel_size_nm", "fwhm_nm", "upsampling")
+#: the longest chain of fine-tunings read from a file
+MAX_STAGES = 100
 
 
 class ModelFileError(ValueError):
@@ -120,8 +131,18 @@ def save_model(path: str | os.PathLike, model: LocalizationNet, info: ModelInfo)
     info.created = info.created or _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
     tensors = {k: v.detach().to("cpu", torch.float32 if v.is_floating_point() else v.dtype).contiguous()
                for k, v in model.state_dict().items()}
-    meta = {METADATA_KEY: info.to_json()}
+    meta = {METADATA_KEY: info.to_json(), WEIGHTS_SHA256_KEY: _weights_sha256(tensors)}
     return atomic_write(path, lambda tmp: save_file(tensors, tmp, metadata=meta))
+
+
+def _weights_sha256(tensors: dict) -> str:
+    """SHA-256 of the tensors' names, dtypes, shapes and bytes, in name order."""
+    digest = hashlib.sha256()
+    for name in sorted(tensors):
+        t = tensors[name].detach().cpu().contiguous()
+        digest.update(f"{name}:{t.dtype}:{tuple(t.shape)}:".encode())
+        digest.update(t.numpy().tobytes())
+    return digest.hexdigest()
 
 
 def save_training_result(path, result, notes: str = "") -> Path:
@@ -167,8 +188,8 @@ def read_model_info(path: str | os.PathLike) -> ModelInfo:
         _fail(path, "a safetensors file without napari-deepcel0 metadata (made by another tool?)")
     try:
         d = json.loads(meta[METADATA_KEY])
-    except json.JSONDecodeError as exc:
-        _fail(path, f"corrupt metadata ({exc})")
+    except (json.JSONDecodeError, RecursionError) as exc:  # RecursionError: absurdly nested JSON
+        _fail(path, f"corrupt metadata ({type(exc).__name__}: {exc})")
     return _info_from_dict(path, d)
 
 
@@ -185,6 +206,14 @@ def _info_from_dict(path, d: dict) -> ModelInfo:
         _fail(path, f"unknown network architecture {d.get('architecture')!r} (expected {ARCHITECTURE!r})")
     if d.get("head") not in HEADS:
         _fail(path, f"unknown head {d.get('head')!r}")
+    if d.get("method", "deepcel0") not in METHODS or METHODS[d.get("method", "deepcel0")] != (
+            d["head"], d.get("loss", "cel0")):
+        _fail(path, f"method {d.get('method')!r}, head {d['head']!r} and loss {d.get('loss')!r} do not belong "
+                    f"together (known: {METHODS})")
+    missing = [k for k in MODEL_ACQUISITION_FIELDS if not isinstance(d.get("acquisition"), dict)
+               or k not in d["acquisition"]]
+    if missing:  # defaults would silently stand in for the model's PSF or pixel size
+        _fail(path, f"the acquisition in the metadata lacks {missing}")
     try:
         acq = Acquisition.from_dict(d["acquisition"])
         numbers = {k: float(d[k]) for k in ("norm_mean", "norm_std", "target_scale", "spike_value", "lam")}
@@ -195,19 +224,38 @@ def _info_from_dict(path, d: dict) -> ModelInfo:
                     + ", ".join(k for k, v in numbers.items() if not math.isfinite(v)) + ")")
     if not numbers["norm_std"] > 0 or not numbers["target_scale"] > 0 or not numbers["spike_value"] > 0:
         _fail(path, "invalid normalisation or target scale in metadata")
-    for key, kind in (("training", dict), ("history", list), ("notes", str), ("method", str), ("loss", str)):
-        if key in d and not isinstance(d[key], kind):
-            _fail(path, f"metadata field {key!r} should be a {kind.__name__}, not {type(d[key]).__name__}")
-    if not all(isinstance(h, dict) for h in d.get("history", [])):
-        _fail(path, "metadata field 'history' should hold one record (dict) per epoch")
-    for key in ("data", "base_model"):
-        if key in d.get("training", {}) and not isinstance(d["training"][key], dict):
-            _fail(path, f"metadata field 'training.{key}' should be a dict")
+    if not numbers["lam"] > 0:
+        _fail(path, f"invalid lambda {numbers['lam']:g} in metadata")
+    if "notes" in d and not isinstance(d["notes"], str):
+        _fail(path, f"metadata field 'notes' should be a str, not {type(d['notes']).__name__}")
+    _check_stage(path, d, "")
     known = set(ModelInfo.__dataclass_fields__)
     kwargs = {k: v for k, v in d.items() if k in known}
     kwargs.update(numbers)
     kwargs["acquisition"] = acq
     return ModelInfo(**kwargs)
+
+
+def _check_stage(path, stage: dict, where: str) -> None:
+    """The ``training`` (a dict) and ``history`` (one dict per epoch, numbers where
+    :meth:`ModelInfo.summary` reads them) of a model and of each model it was
+    fine-tuned from (``training.base_model``)."""
+    for depth in range(MAX_STAGES):
+        training, history = stage.get("training", {}), stage.get("history", [])
+        for key, value, kind in (("training", training, dict), ("history", history, list)):
+            if not isinstance(value, kind):
+                _fail(path, f"metadata field '{where}{key}' should be a {kind.__name__}, not {type(value).__name__}")
+        for record in history:
+            if not isinstance(record, dict) or not all(
+                    isinstance(record.get(k, 0.0), (int, float)) for k in ("epoch", "loss", "val_loss")):
+                _fail(path, f"metadata field '{where}history' should hold one record of numbers per epoch")
+        for key in ("data", "base_model"):
+            if key in training and not isinstance(training[key], dict):
+                _fail(path, f"metadata field '{where}training.{key}' should be a dict")
+        if "base_model" not in training:
+            return
+        stage, where = training["base_model"], f"{where}training.base_model."
+    _fail(path, f"metadata holds more than {MAX_STAGES} fine-tuning stages")
 
 
 @dataclass
@@ -225,6 +273,7 @@ def load_model(path: str | os.PathLike) -> LoadedModel:
     expected = net.state_dict()
     try:
         with safe_open(str(path), framework="pt") as f:
+            checksum = (f.metadata() or {}).get(WEIGHTS_SHA256_KEY)
             keys = set(f.keys())
             if keys != set(expected):
                 missing, extra = sorted(set(expected) - keys), sorted(keys - set(expected))
@@ -239,6 +288,8 @@ def load_model(path: str | os.PathLike) -> LoadedModel:
                 state[k] = t
     except (SafetensorError, OSError, RuntimeError) as exc:
         _fail(path, f"cannot read the weights (corrupt or truncated file: {exc})")
+    if checksum is not None and checksum != _weights_sha256(state):
+        _fail(path, "the weights do not match their checksum: the file is corrupt")
     net.load_state_dict(state)
     net.eval()
     return LoadedModel(net, info, path)
