@@ -75,3 +75,12 @@ def test_fwhm_from_optics():
     assert fwhm_from_optics(680, 1.49) == pytest.approx(232.8, abs=0.1)
     with pytest.raises(ValueError):
         fwhm_from_optics(680, 0)
+
+
+def test_numpy_numbers_are_accepted_as_plain_numbers():
+    # values read from arrays or tables (np.float32, np.int64, np.uint16) raised a TypeError
+    acq = Acquisition(pixel_size_nm=np.float32(100), upsampling=np.int64(4), offset_adu=np.uint16(100))
+    assert acq == Acquisition()
+    assert type(acq.pixel_size_nm) is float and type(acq.upsampling) is int
+    with pytest.raises(TypeError, match="must be a number"):
+        Acquisition(pixel_size_nm=np.bool_(True))

@@ -274,6 +274,8 @@ def test_lambda_sweep_needs_ground_truth_in_its_frames():
         cel0.lambda_sweep(frames, gt.iloc[:0], ACQ, n_lams=2, device="cpu")
     with pytest.raises(ValueError, match="lambda range"):
         cel0.lambda_sweep(frames, gt, ACQ, lam_range=(0.0, 1.0), device="cpu")
+    with pytest.raises(ValueError, match="at least one lambda"):  # an empty sweep crashed best_lam
+        cel0.lambda_sweep(frames, gt, ACQ, lams=[], device="cpu")
 
 
 # ------------------------------------------------------------------ ISBI

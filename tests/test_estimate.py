@@ -65,6 +65,15 @@ def test_bad_input_is_refused():
         estimate_acquisition(np.full((2, 8, 8), np.nan), 100.0)
     with pytest.raises(ValueError, match="pixel size"):
         estimate_acquisition(np.zeros((2, 8, 8)), 0.0)
+    with pytest.raises(ValueError, match="pixel size"):  # was "cannot convert float NaN to integer"
+        estimate_acquisition(np.zeros((2, 8, 8)), math.nan)
+
+
+@pytest.mark.parametrize("shape", [(3, 1, 20), (3, 20, 1), (3, 2, 2)])
+def test_frames_too_small_for_a_width_still_give_baseline_and_noise(shape):
+    # these raised "zero-size array to reduction operation"
+    est = estimate_acquisition(np.random.default_rng(0).poisson(100.0, shape).astype(float), 100.0)
+    assert math.isnan(est.fwhm_nm) and 80 < est.baseline_adu < 120 and 3 < est.noise_adu < 20
 
 
 @pytest.mark.parametrize("structure", ["uniform", "tubes"])

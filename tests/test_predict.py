@@ -173,3 +173,17 @@ def test_inference_normalises_frames_exactly_as_training_did(model):
     frames = np.concatenate([rng.gamma(2.0, 50.0, (3, 12, 10)), np.full((1, 12, 10), 7.0)]).astype(np.float32)
     expected = (minmax_scale(frames) - model.info.norm_mean) / model.info.norm_std
     np.testing.assert_allclose(model.normalise(frames).cpu().numpy(), expected, rtol=1e-5, atol=1e-5)
+
+
+def test_unusual_frames_and_settings_get_clear_errors():
+    """Review findings: each of these ran silently or failed with a message about something else."""
+    model = DeepLocalizer()
+    frames = simulate_stack(n_frames=2, shape=(16, 16), density_per_um2=1.0, seed=2)[0]
+    assert len(localize(model, frames, batch_size=1)) > 0
+    for bad in (-1, 0, 1.5):  # -1 returned no localizations at all, 0 meant the default
+        with pytest.raises(ValueError, match="batch size must be a whole number"):
+            localize(model, frames, batch_size=bad)
+    with pytest.raises(FrameSourceError, match="beyond the float32 range"):  # was "contains NaN or infinite"
+        localize(model, frames.astype(np.float64) * 1e37)
+    with pytest.raises(FrameSourceError, match="no pixels"):  # was torch's IndexError
+        localize(model, np.zeros((3, 0, 5), np.float32))

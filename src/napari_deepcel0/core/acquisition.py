@@ -13,6 +13,7 @@ pixel ``k`` is centred at ``(k + 0.5) * fine_pixel_nm``. ``x`` runs along column
 from __future__ import annotations
 
 import math
+import numbers
 from dataclasses import asdict, dataclass, fields
 
 import numpy as np
@@ -72,8 +73,10 @@ class Acquisition:
     def __post_init__(self) -> None:
         for f in fields(self):
             value = getattr(self, f.name)
-            if isinstance(value, bool) or not isinstance(value, (int, float)):
+            if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
                 raise TypeError(f"Acquisition.{f.name} must be a number, got {value!r}")
+            value = float(value)  # NumPy numbers too (e.g. np.float32 read from an array)
+            object.__setattr__(self, f.name, value)
             if not math.isfinite(value):
                 raise ValueError(f"Acquisition.{f.name} must be finite, got {value!r}")
         if self.pixel_size_nm <= 0:

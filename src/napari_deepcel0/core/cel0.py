@@ -687,6 +687,8 @@ def lambda_sweep(
             raise ValueError(f"the number of lambdas must be an integer >= 1, got {n_lams}")
         lams = np.geomspace(lo, hi, int(n_lams))
     lams = np.sort(np.asarray(lams, dtype=np.float64).ravel())  # ascending: ties go to the smallest
+    if lams.size == 0:
+        raise ValueError("the sweep needs at least one lambda")
     for lam in lams:
         SolverSettings(lam=float(lam), max_outer=max_outer, max_inner=max_inner, tol=tol)
     if method not in READINGS:

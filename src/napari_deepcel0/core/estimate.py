@@ -199,11 +199,17 @@ def estimate_acquisition(
         raise ValueError(f"frames must be (frames, rows, cols), got shape {frames.shape}")
     if not np.isfinite(frames).all():
         raise ValueError("the frames contain NaN or infinite values")
-    if pixel_size_nm <= 0:
-        raise ValueError(f"pixel size must be positive, got {pixel_size_nm} nm")
+    if not (pixel_size_nm > 0 and math.isfinite(pixel_size_nm)):
+        raise ValueError(f"pixel size must be a positive number of nm, got {pixel_size_nm}")
+    if not (sigma_guess_nm > 0 and math.isfinite(sigma_guess_nm)):
+        raise ValueError(f"the starting PSF sigma must be a positive number of nm, got {sigma_guess_nm}")
+    if min(frames.shape[1:]) < 1:
+        raise ValueError(f"the frames have no pixels (shape {frames.shape})")
     noise = estimate_noise(frames)
     baseline = estimate_baseline(frames)
     sigma_guess_px = sigma_guess_nm / pixel_size_nm
     half = min(max(6, int(math.ceil(5.0 * sigma_guess_px))), (min(frames.shape[1:]) - 1) // 2)
-    sigma_px = fit_autocorrelation_sigma(excess_autocorrelation(frames, half), sigma_guess_px)
+    sigma_px = math.nan  # frames under 3 pixels a side have no lag to fit a width to
+    if half >= 1:
+        sigma_px = fit_autocorrelation_sigma(excess_autocorrelation(frames, half), sigma_guess_px)
     return AcquisitionEstimate(sigma_to_fwhm(sigma_px) * pixel_size_nm, baseline, noise, len(frames))

@@ -5,8 +5,9 @@ where each molecule shows as a spike or a small compact blob. Two ways to turn m
 into molecules:
 
 ``"peaks"`` (default)
-    Local maxima in a 3 x 3 neighbourhood above ``threshold``; plateaus give exactly
-    one maximum (ties are broken in raster order). Each maximum is refined to
+    Local maxima in a 3 x 3 neighbourhood above ``threshold``; a plateau of equal
+    values gives one maximum (ties are broken in raster order; a plateau curved like
+    a U, which maps hardly hold, gives one per arm). Each maximum is refined to
     sub-pixel precision by the centre of mass of its 3 x 3 neighbourhood; its *mass*
     is the sum of that neighbourhood. Two molecules one fine pixel apart merge, two
     pixels apart stay separate. The centre of mass may be taken on a second map
@@ -52,8 +53,9 @@ def _as_tensor(maps) -> torch.Tensor:
 def local_maxima(maps, threshold: float) -> torch.Tensor:
     """Boolean mask of 3 x 3 local maxima strictly above ``threshold``.
 
-    On a plateau of equal values exactly one pixel is marked: it must exceed its
-    four neighbours that come earlier in raster order and be >= the four later ones.
+    A pixel must exceed its four neighbours that come earlier in raster order and be
+    >= the four later ones, so a convex plateau of equal values marks one pixel (a
+    U-shaped one, one per arm).
     """
     t = _as_tensor(maps)
     _, h, w = t.shape

@@ -43,20 +43,28 @@ def frame_count(source) -> int:
         return 1
     if shape is not None and len(shape) != 3:
         raise FrameSourceError(f"frames must be (rows, cols) or (frames, rows, cols), got shape {tuple(shape)}")
+    if shape is not None and min(shape[-2:]) < 1:
+        raise FrameSourceError(f"the frames have no pixels (shape {tuple(shape)})")
     return len(source)
 
 
 def read_frames(source, indices: np.ndarray) -> np.ndarray:
     """Frames at 0-based ``indices`` as a float32 (n, rows, cols) array."""
     shape = getattr(source, "shape", None)
-    if shape is not None and len(shape) == 2:
-        return np.asarray(source, dtype=np.float32)[None].repeat(len(indices), 0)
     lo, hi = int(indices[0]), int(indices[-1]) + 1
-    if hi - lo == len(indices):
-        block = source[lo:hi]
+    if shape is not None and len(shape) == 2:  # one frame
+        block = np.asarray(source)[None].repeat(len(indices), 0)
+    elif hi - lo == len(indices):
+        block = np.asarray(source[lo:hi])
     else:
         block = np.stack([np.asarray(source[int(i)]) for i in indices])
-    return np.asarray(block, dtype=np.float32)
+    if block.dtype.kind == "f" and block.dtype.itemsize > 4:
+        with np.errstate(invalid="ignore"):
+            beyond = np.abs(block).max(axis=(-2, -1)) > np.finfo(np.float32).max  # NaN: left to check_finite
+        if beyond.any():
+            raise FrameSourceError(f"frame {int(indices[np.flatnonzero(beyond)[0]]) + 1} holds values beyond "
+                                   f"the float32 range (up to {np.abs(block).max():.3g}); rescale the stack")
+    return block.astype(np.float32, copy=False)
 
 
 def parse_frame_selection(spec, n_frames: int) -> np.ndarray:
@@ -327,7 +335,10 @@ def localize_stream(
     if photometry and model.mass_column == INTENSITY:
         raise ValueError(f"this localizer already reports {INTENSITY!r}; photometry and the position fit are for "
                          "map-based localizers")
-    batch_size = batch_size or getattr(model, "batch_size", 16)
+    if batch_size is None:
+        batch_size = getattr(model, "batch_size", 16)
+    if isinstance(batch_size, (bool, np.bool_)) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
+        raise ValueError(f"batch size must be a whole number >= 1, got {batch_size!r}")
     t0 = time.perf_counter()
     done = 0
     for idx in iter_batches(indices, batch_size):
