@@ -41,6 +41,7 @@ def test_parse_frame_selection():
     assert parse_frame_selection("1,3-", 4).tolist() == [0, 2, 3]
     assert parse_frame_selection((2, 4), 4).tolist() == [1, 3]  # numbers, not a range
     assert parse_frame_selection(np.array([3, 1, 3]), 4).tolist() == [0, 2]
+    assert parse_frame_selection(3, 4).tolist() == [2] == parse_frame_selection(np.int64(3), 4).tolist()
     for bad in ("0-2", "3-9", "x", "3-2,1", [1.5], [float("nan")], []):
         with pytest.raises(ValueError):
             parse_frame_selection(bad, 4)

@@ -71,8 +71,8 @@ def parse_frame_selection(spec, n_frames: int) -> np.ndarray:
     """0-based frame indices from a 1-based selection.
 
     ``spec`` is None, ``""`` or ``"all"`` (all frames), a string like ``"1-20"``,
-    ``"5"`` or ``"1-10,15,30-"`` (ranges inclusive), or an iterable of 1-based numbers.
-    Each range is checked before it is expanded (:func:`frame_ranges`).
+    ``"5"`` or ``"1-10,15,30-"`` (ranges inclusive), one 1-based number, or an iterable
+    of them. Each range is checked before it is expanded (:func:`frame_ranges`).
     """
     return np.concatenate([np.arange(first - 1, last) for first, last in frame_ranges(spec, n_frames)])
 
@@ -85,6 +85,8 @@ def frame_ranges(spec, n_frames: int) -> list[tuple[int, int]]:
         raise FrameSourceError("the stack has no frames")
     if spec is None or (isinstance(spec, str) and spec.strip() in ("", "all")):
         return [(1, int(n_frames))]
+    if isinstance(spec, (int, np.integer)) and not isinstance(spec, (bool, np.bool_)):
+        spec = [spec]  # one frame number
     if isinstance(spec, str):
         bounds = []
         for part in spec.replace(" ", "").split(","):
