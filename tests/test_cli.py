@@ -116,6 +116,11 @@ def test_localize_writes_csv_and_render(simulated, tiny_model_path, tmp_path, ca
     assert t["frame"].between(1, 3).all()
     assert png.stat().st_size > 0
     assert "Jaccard%" in capsys.readouterr().out
+    tif = tmp_path / "render.tif"
+    assert main(["localize", str(simulated / "frames.tif"), "--out", str(out), "--model", str(tiny_model_path),
+                 "--frames", "1", "--device", "cpu", "--render", str(tif), "--render-pixel", "20"]) == 0
+    with FrameStack(tif) as render:  # marked as a render: napari will not take 20 nm for the camera pixel
+        assert render.output == "render" and render.pixel_size_nm == pytest.approx(20.0)
 
 
 def test_localize_with_photometry_writes_photons(simulated, tiny_model_path, tmp_path, capsys):

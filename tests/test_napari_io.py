@@ -96,12 +96,51 @@ def test_stack_reader_gives_a_lazy_image_in_nm(tmp_path):
     assert kwargs["metadata"]["pixel_size_nm"] == pytest.approx(160.0)
 
 
-def test_stack_without_pixel_size_uses_100_nm(tmp_path):
+def test_stack_without_pixel_size_uses_the_acquisitions(tmp_path):
+    from napari_deepcel0._napari.settings import save_value
+    from napari_deepcel0.core.acquisition import Acquisition
+
     path = tmp_path / "plain.tif"
     tifffile.imwrite(path, np.zeros((2, 8, 8), np.uint16))
     [(_, kwargs, _)] = get_stack_reader(str(path))(str(path))
-    assert kwargs["scale"] == (1.0, 100.0, 100.0)
+    assert kwargs["scale"] == (1.0, 100.0, 100.0)  # the default acquisition
     assert kwargs["metadata"]["pixel_size_nm"] is None
+    # with 160 nm set (and saved) in the Acquisition widget, the stack is drawn where a CSV
+    # of the same data puts its points (it was drawn at 100 nm until a run rescaled it)
+    save_value("acquisition", Acquisition(pixel_size_nm=160.0).to_dict())
+    [(_, kwargs, _)] = get_stack_reader(str(path))(str(path))
+    assert kwargs["scale"] == (1.0, 160.0, 160.0) and kwargs["translate"] == (0.0, 80.0, 80.0)
+
+
+def test_a_written_render_opens_as_a_render_and_leaves_the_acquisition_alone(make_napari_viewer, tmp_path):
+    """Opening an exported 20 nm render set the acquisition's pixel size to 20 nm (and
+    saved it), so the next run analysed the camera stack at 20 nm."""
+    from napari_deepcel0._napari.controls import stack_combo
+    from napari_deepcel0._napari.layers import OUTPUT
+    from napari_deepcel0._napari.state import state_for
+
+    viewer = make_napari_viewer()
+    before = state_for(viewer).acquisition
+    path = write_tiff(tmp_path / "render.tif", np.arange(30.0).reshape(5, 6), pixel_size_nm=20.0, output="render")
+    [layer] = viewer.open(str(path), plugin="napari-deepcel0")
+    assert layer.metadata[OUTPUT] == "render" and layer.ndim == 2
+    assert tuple(layer.scale) == (20.0, 20.0) and tuple(layer.translate) == (10.0, 10.0)
+    np.testing.assert_array_equal(np.asarray(layer.data), np.arange(30.0).reshape(5, 6))
+    assert state_for(viewer).acquisition == before
+    assert layer not in stack_combo(viewer).choices
+
+
+def test_csv_reader_converts_pixels_and_says_why_it_declines_a_localization_file(tmp_path):
+    px = tmp_path / "px.csv"
+    px.write_text('"frame","x [px]","y [px]"\n1,2.5,3.5\n')
+    [(coords, _, _)] = get_localization_reader(str(px))(str(px))  # with the acquisition's 100 nm pixels
+    np.testing.assert_allclose(coords, [[0.0, 350.0, 250.0]])
+    semicolons = tmp_path / "excel.csv"
+    semicolons.write_text('"frame";"x [nm]";"y [nm]"\n1;2;3\n')
+    first = len(notification_manager.records)
+    assert get_localization_reader(str(semicolons)) is None
+    warnings = [str(n.message) for n in notification_manager.records[first:]]
+    assert len(warnings) == 1 and "separated by ';'" in warnings[0]  # napari only said "refused the file"
 
 
 def test_stack_reader_declines_what_it_cannot_read_and_says_why(tmp_path):
@@ -143,10 +182,12 @@ def test_csv_reader_declines_other_csv_files(tmp_path):
     other.write_text("a,b\n1,2\n")
     binary = tmp_path / "binary.csv"
     binary.write_bytes(bytes(range(256)))
+    first = len(notification_manager.records)
     assert get_localization_reader(str(other)) is None
     assert get_localization_reader(str(binary)) is None
     assert get_localization_reader(str(tmp_path / "missing.csv")) is None
     assert get_localization_reader(str(tmp_path / "stack.tif")) is None
+    assert len(notification_manager.records) == first  # other tools' files: left to them, quietly
 
 
 def test_points_and_image_share_pixel_centres(make_napari_viewer, tmp_path):

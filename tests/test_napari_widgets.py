@@ -23,7 +23,7 @@ from qtpy.QtWidgets import QApplication
 from napari_deepcel0._napari import controls
 from napari_deepcel0._napari.acquisition_widget import AcquisitionWidget
 from napari_deepcel0._napari.export_widget import ExportWidget
-from napari_deepcel0._napari.layers import table_from_layer
+from napari_deepcel0._napari.layers import OUTPUT, table_from_layer
 from napari_deepcel0._napari.localize_widget import LocalizeWidget
 from napari_deepcel0._napari.matching_widget import MatchingWidget
 from napari_deepcel0._napari.state import PluginState, state_for
@@ -796,6 +796,19 @@ def test_training_cancelled_before_a_step_saves_nothing(viewer, qtbot, tmp_path)
     assert state_for(viewer).model_path is None
 
 
+def test_a_stored_nan_is_no_setting(viewer):
+    """A hand-edited settings file with lam=NaN showed lambda at its maximum (Qt clamps NaN)."""
+    from napari_deepcel0._napari.cel0_widget import Cel0Widget
+    from napari_deepcel0._napari.settings import load_value, settings_store
+
+    default = Cel0Widget(viewer).lam.value
+    store = settings_store()
+    for raw in ("NaN", "Infinity", "-Infinity"):
+        store.setValue("cel0/lam", raw)
+        assert load_value("cel0/lam") is None
+        assert Cel0Widget(viewer).lam.value == default
+
+
 def test_training_asks_before_replacing_a_model_file(viewer, qtbot, tmp_path, monkeypatch):
     """Before: the remembered output path made it easy to replace a model (the current
     one, too) without a question."""
@@ -899,7 +912,8 @@ def test_matching_colours_tp_fp_fn_and_loads_a_csv(viewer, qtbot, stack_path, tm
 # =================================================================== export
 def test_export_writes_csv_and_tiff(viewer, qtbot, stack_path, tmp_path):
     layer, gt = _gt_layer(viewer, stack_path)
-    render = viewer.add_image(np.arange(12, dtype=np.float32).reshape(3, 4), scale=(10.0, 10.0), name="render")
+    render = viewer.add_image(np.arange(12, dtype=np.float32).reshape(3, 4), scale=(10.0, 10.0), name="render",
+                              metadata={OUTPUT: "render"})  # as Localize makes it
     widget = _dock(viewer, ExportWidget)
     widget.points.value = layer
     widget.csv_path.value = tmp_path / "exported"  # the .csv suffix is added
@@ -913,7 +927,7 @@ def test_export_writes_csv_and_tiff(viewer, qtbot, stack_path, tmp_path):
     widget.save_tiff()
     _wait(qtbot, widget.tiff_job)
     with FrameStack(tmp_path / "render.tif") as saved:
-        assert saved.pixel_size_nm == pytest.approx(10.0)
+        assert saved.pixel_size_nm == pytest.approx(10.0) and saved.output == "render"  # not camera frames
         np.testing.assert_array_equal(saved[0], render.data)
     # napari's usual integer type (int32) is written with its values and pixel size
     labels_like = viewer.add_image(np.arange(12, dtype=np.int32).reshape(3, 4) - 3, scale=(25.0, 25.0), name="i32")
@@ -923,7 +937,7 @@ def test_export_writes_csv_and_tiff(viewer, qtbot, stack_path, tmp_path):
     _wait(qtbot, widget.tiff_job)
     assert widget.tiff_job.error is None
     with FrameStack(tmp_path / "i32.tif") as saved:
-        assert saved.pixel_size_nm == pytest.approx(25.0)
+        assert saved.pixel_size_nm == pytest.approx(25.0) and saved.output is None
         np.testing.assert_array_equal(saved[0], labels_like.data)
     # an RGB image is refused (it was written as frames of 3-pixel-wide images)
     widget.image.value = viewer.add_image(np.zeros((5, 6, 3), np.uint8), rgb=True, name="photo")

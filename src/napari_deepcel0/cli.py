@@ -388,7 +388,7 @@ def _write_outputs(args, table, stack, acq) -> None:
         if render.suffix.lower() == ".png":
             save_render_png(render, render_image_for_png(image))
         else:
-            write_tiff(render, image, pixel_size_nm=args.render_pixel)
+            write_tiff(render, image, pixel_size_nm=args.render_pixel, output="render")
         print(f"wrote {render} ({image.shape[1]}x{image.shape[0]} px of {args.render_pixel:g} nm)")
 
 

@@ -12,7 +12,7 @@ from napari.utils.notifications import show_info
 from ..core.io import write_tiff
 from .controls import OverwriteGuard, layer_combo
 from .jobs import JobControls
-from .layers import layer_pixel_size_nm
+from .layers import OUTPUT, is_output, layer_pixel_size_nm
 from .settings import PersistentValues
 from .writer import write_points
 
@@ -25,8 +25,8 @@ def _write_csv_job(path: Path, data, attributes: dict, cancel=None) -> str:
     return write_points(str(path), data, attributes)[0]
 
 
-def _write_tiff_job(path: Path, data, pixel_size_nm: float, cancel=None) -> str:
-    return str(write_tiff(path, np.asarray(data), pixel_size_nm=pixel_size_nm))
+def _write_tiff_job(path: Path, data, pixel_size_nm: float, output: str | None, cancel=None) -> str:
+    return str(write_tiff(path, np.asarray(data), pixel_size_nm=pixel_size_nm, output=output))
 
 
 class ExportWidget(Container):
@@ -77,6 +77,7 @@ class ExportWidget(Container):
         if path is None:
             return
         self.tiff_job.start(_write_tiff_job, path, layer.data, layer_pixel_size_nm(layer),
+                            layer.metadata.get(OUTPUT) if is_output(layer) else None,
                             on_return=lambda p: self._saved(self.tiff_job, f"{layer.name} saved to {p} "
                                                             f"({layer_pixel_size_nm(layer):g} nm pixels)"))
 

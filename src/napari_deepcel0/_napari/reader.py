@@ -9,6 +9,7 @@ shows the reason as a warning (napari itself only says that no reader took the f
 from __future__ import annotations
 
 import os
+import re
 import uuid
 from pathlib import Path
 
@@ -16,9 +17,9 @@ import dask.array as da
 import numpy as np
 from napari.utils.notifications import show_warning
 
-from ..core.acquisition import Acquisition
-from ..core.io import FrameStack, StackError, read_localizations
-from .layers import FILE_COLOR, points_from_table, points_layer_kwargs, stack_transform
+from ..core.io import FrameStack, LocalizationFileError, StackError, read_localizations
+from .layers import FILE_COLOR, OUTPUT, image_transform, points_from_table, points_layer_kwargs, stack_transform
+from .state import saved_acquisition
 
 
 class _FrameBlocks:
@@ -49,10 +50,13 @@ def lazy_frames(stack: FrameStack) -> da.Array:
 def stack_layer_data(stack: FrameStack, name: str | None = None) -> tuple:
     """A lazy Image layer-data tuple of a stack, scaled in nm (see :mod:`.layers`).
 
-    Without a pixel size in the file, the default 100 nm is used and
-    ``metadata["pixel_size_nm"]`` is None.
+    Without a pixel size in the file, the acquisition's (as the last session saved
+    it) is used and ``metadata["pixel_size_nm"]`` is None. An image this package
+    computed (a render or maps written with their kind, :attr:`FrameStack.output`) is
+    opened as such: at its own pixel size, marked as an output, so that it is not
+    offered as a stack and its pixel size is not taken for the camera's.
     """
-    pixel = stack.pixel_size_nm or Acquisition().pixel_size_nm
+    pixel = stack.pixel_size_nm or saved_acquisition().pixel_size_nm
     first = stack[0]
     lo, hi = float(first.min()), float(first.max())
     kwargs = {
@@ -62,7 +66,14 @@ def stack_layer_data(stack: FrameStack, name: str | None = None) -> tuple:
         "metadata": {"pixel_size_nm": stack.pixel_size_nm, "path": str(stack.path)},
         **stack_transform(pixel),
     }
-    return (lazy_frames(stack), kwargs, "image")
+    data = lazy_frames(stack)
+    if stack.output:
+        kwargs["metadata"] = {OUTPUT: stack.output, "path": str(stack.path)}
+        kwargs["colormap"] = "hot" if stack.output == "render" else "magma"
+        single = len(stack) == 1
+        kwargs.update(image_transform(pixel, None if single else 1))
+        data = data[0] if single else data
+    return (data, kwargs, "image")
 
 
 def _paths(path) -> list[str] | None:
@@ -105,9 +116,25 @@ def get_localization_reader(path):
     if paths is None or not all(p.lower().endswith(".csv") for p in paths):
         return None
     tables = []
+    pixel = saved_acquisition().pixel_size_nm  # for columns in camera pixels, as the Matching widget does
     for p in paths:
         try:
-            tables.append((read_localizations(p), Path(p).stem))
-        except Exception:  # LocalizationFileError, OSError, or a CSV pandas cannot parse
+            tables.append((read_localizations(p, pixel_size_nm=pixel), Path(p).stem))
+        except Exception as exc:  # LocalizationFileError, OSError, or a CSV pandas cannot parse
+            if isinstance(exc, LocalizationFileError) and _looks_like_localizations(p):
+                show_warning(f"DeepCEL0 cannot open this file as localizations: {exc}")
             return None
     return lambda _path: [localization_layer_data(table, name) for table, name in tables]
+
+
+def _looks_like_localizations(path: str) -> bool:
+    """True when the header line names frame, x and y columns (in any separator): a
+    localization file that could not be read, whose reason is worth showing, unlike
+    other tools' CSV files, which napari's own reader may take."""
+    try:
+        with open(path, encoding="utf-8-sig", errors="replace") as f:
+            header = f.readline().lower()
+    except OSError:
+        return False
+    names = {part.strip().strip('"').split("[")[0].strip() for part in re.split(r"[,;\t]", header)}
+    return "frame" in names and ({"x", "y"} <= names or {"xnano", "ynano"} <= names)

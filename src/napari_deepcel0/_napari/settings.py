@@ -21,10 +21,14 @@ def load_value(key: str):
     raw = settings_store().value(key)
     if raw is None:
         return None
-    try:
-        return json.loads(str(raw))
-    except json.JSONDecodeError:
+    try:  # NaN and infinities (a hand-edited file) count as unreadable: Qt would clamp them
+        return json.loads(str(raw), parse_constant=_no_constant)
+    except (json.JSONDecodeError, ValueError):
         return None
+
+
+def _no_constant(name: str):
+    raise ValueError(f"{name} is not a stored setting")
 
 
 def save_value(key: str, value) -> None:

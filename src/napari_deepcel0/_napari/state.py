@@ -38,11 +38,7 @@ class PluginState:
 
     def __init__(self, viewer=None):
         self._viewer = weakref.ref(viewer) if viewer is not None else (lambda: None)
-        stored = load_value("acquisition")
-        try:
-            self._acquisition = Acquisition.from_dict(stored) if isinstance(stored, dict) else Acquisition()
-        except (TypeError, ValueError):
-            self._acquisition = Acquisition()
+        self._acquisition = saved_acquisition()
         stored = load_value("model")
         self._model_path = Path(stored) if isinstance(stored, str) and stored else None
 
@@ -93,7 +89,8 @@ class PluginState:
         try:
             self.acquisition = self._acquisition.replace(pixel_size_nm=float(pixel))
         except ValueError as exc:
-            show_warning(f"{layer.name}: pixel size {pixel:g} nm from the file was not applied: {exc}")
+            show_warning(f"{layer.name}: pixel size {pixel:g} nm from the file was not applied (is it a "
+                         f"super-resolved image rather than camera frames?): {exc}")
             return
         show_info(f"Acquisition: pixel size set to {pixel:g} nm from the metadata of {layer.name}")
 
@@ -119,6 +116,16 @@ class PluginState:
                       f"pixel centred at ({pixel / 2:g}, {pixel / 2:g}) nm, so that it lines up with the "
                       f"localizations")
         return self._acquisition
+
+
+def saved_acquisition() -> Acquisition:
+    """The acquisition settings saved by the last session (the defaults when none or
+    unreadable)."""
+    stored = load_value("acquisition")
+    try:
+        return Acquisition.from_dict(stored) if isinstance(stored, dict) else Acquisition()
+    except (TypeError, ValueError):
+        return Acquisition()
 
 
 def state_for(viewer) -> PluginState:

@@ -44,6 +44,8 @@ THUNDERSTORM_COLUMNS = (
     "uncertainty [nm]",
 )
 
+#: ImageJ *Info* of the TIFFs of computed images (renders, maps), followed by their kind
+OUTPUT_INFO_PREFIX = "napari-deepcel0 output: "
 #: frame numbers above this are refused (a float64 CSV value is no exact integer beyond it)
 MAX_FRAME_NUMBER = 2**53
 _LENGTH_TO_NM = {"nm": 1.0, "um": 1e3, "µm": 1e3, "\u03bcm": 1e3, "micron": 1e3, "microns": 1e3, "mm": 1e6, "m": 1e9}
@@ -71,6 +73,8 @@ class FrameStack:
     shape : (n_frames, rows, cols)
     dtype : the dtype stored in the file
     pixel_size_nm : float or None, from ImageJ or OME metadata when present
+    output : str or None, the kind of image this package computed (e.g. ``"render"``)
+        when it wrote the file with :func:`write_tiff`'s ``output``; None for frames
     """
 
     def __init__(self, path: str | os.PathLike):
@@ -136,6 +140,10 @@ class FrameStack:
             else:  # unusual layout: fall back to reading it whole
                 self._memmap = np.asarray(series.asarray()).reshape(self.shape)
         self.pixel_size_nm = _pixel_size_nm(self._tif)
+        info = str((self._tif.imagej_metadata or {}).get("Info", "")) if self._tif.is_imagej else ""
+        #: what kind of computed image this package wrote here (e.g. "render"), None for frames
+        kind = info[len(OUTPUT_INFO_PREFIX):] if info.startswith(OUTPUT_INFO_PREFIX) else ""
+        self.output = kind or None
 
     # ----------------------------------------------------------------- access
     def __len__(self) -> int:
@@ -254,15 +262,20 @@ def imagej_pixels(data: np.ndarray) -> np.ndarray:
     raise ValueError(f"cannot write pixels of type {data.dtype} to a TIFF (need numbers)")
 
 
-def write_tiff(path: str | os.PathLike, data: np.ndarray, pixel_size_nm: float | None = None) -> Path:
+def write_tiff(path: str | os.PathLike, data: np.ndarray, pixel_size_nm: float | None = None,
+               output: str | None = None) -> Path:
     """Write an image or a stack of frames as an ImageJ TIFF (atomically), with the
     pixel size; a 3-D array is marked as time frames (``TYX``), so that Fiji opens it
-    as a time series, not as channels."""
+    as a time series, not as channels. ``output`` (e.g. ``"render"``) marks an image
+    this package computed, not camera frames (ImageJ's *Info*, read back as
+    :attr:`FrameStack.output`): its pixel size is no camera's."""
     path = Path(path)
     data = imagej_pixels(np.asarray(data))
     if data.ndim not in (2, 3):
         raise ValueError(f"cannot write {path}: expected an image or a stack of frames, got shape {data.shape}")
     metadata = {"axes": "TYX" if data.ndim == 3 else "YX"}
+    if output:
+        metadata["Info"] = OUTPUT_INFO_PREFIX + output
     kwargs = {}
     if pixel_size_nm:
         kwargs = dict(resolution=(1e3 / pixel_size_nm, 1e3 / pixel_size_nm))
