@@ -17,6 +17,7 @@ benchmarks/results/close_pairs.json.
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 import matplotlib
 import numpy as np
@@ -55,6 +56,7 @@ def main() -> None:
     p.add_argument("--snr", type=float, default=20.0, help="SNR in dB (Eq. 14) of the rendered frames")
     p.add_argument("--cel0-lams", type=float, nargs="*", default=[1e-3, 1e-2])
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", default=str(RESULTS / "close_pairs.json"), help="JSON to write (figures: docs/images)")
     args = p.parse_args()
     deep = {"DeepCEL0": DeepLocalizer(args.deepcel0, acquisition=ACQ, precision="fp32")}
     if args.deepstorm:
@@ -105,7 +107,7 @@ def main() -> None:
         fig.savefig(out, dpi=110)
         plt.close(fig)
         print(f"wrote {out}")
-    path = write_json(RESULTS / "close_pairs.json", {"machine": machine(), "command": command(),
+    path = write_json(Path(args.out), {"machine": machine(), "command": command(),
                                                      "snr_db": args.snr, "results": results})
     print(f"wrote {path}")
 

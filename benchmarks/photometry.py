@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import time
+from pathlib import Path
 
 import numpy as np
 from common import RESULTS, command, machine, write_json
@@ -37,6 +38,7 @@ def summary(fitted, truth) -> dict:
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--frames", type=int, default=20)
+    p.add_argument("--out", default=str(RESULTS / "photometry.json"), help="JSON to write")
     args = p.parse_args()
     numbers = np.arange(1, args.frames + 1)
     model = DeepLocalizer(None, acquisition=ACQ)
@@ -66,7 +68,7 @@ def main() -> None:
             print(f"{density:12g} {name.split()[0]:>10} {r['n']:8d} {r['median_ratio']:7.3f} "
                   f"{r['q25_ratio']:6.3f}-{r['q75_ratio']:.3f} {r['background']:10.2f} {r['seconds_per_frame']:8.3f}")
         results[f"{density:g}"] = rows
-    out = write_json(RESULTS / "photometry.json", {
+    out = write_json(Path(args.out), {
         "machine": machine(), "command": command(),
         "scene": "uniform emitters, 1000-3000 photons, background 10 photons/px, gain 2.5, offset 100 ADU, "
                  f"read noise 2 ADU, {args.frames} frames of 64 x 64, ISBI 2013 acquisition, seed 7",

@@ -20,26 +20,39 @@ SWEEP_LAMS=${SWEEP_LAMS:-12}
 ds=()
 [[ -f $DEEPSTORM ]] && ds=(--deepstorm "$DEEPSTORM")
 
-$PY benchmarks/isbi.py "${ds[@]}" --cel0-lam 1e-3 --cel0-frames "$CEL0_FRAMES" --compare-fp32
-$PY benchmarks/paper_table1.py "${ds[@]}" --cel0-frames "$CEL0_FRAMES" --cel0-lams "$SWEEP_LAMS" --sweep-frames 4
+$PY benchmarks/isbi.py "${ds[@]}" --cel0-lam 1e-3 --cel0-frames "$CEL0_FRAMES" --compare-fp32 --orientations 8
+$PY benchmarks/paper_table1.py "${ds[@]}" --cel0-frames "$CEL0_FRAMES" --cel0-lams "$SWEEP_LAMS" --sweep-frames 4 \
+    --orientations 8
+$PY benchmarks/paper_table1.py "${ds[@]}" --cel0-frames "$CEL0_FRAMES" --cel0-lams "$SWEEP_LAMS" --sweep-frames 4 \
+    --distance chebyshev --out benchmarks/results/paper_table1_chebyshev.json
+$PY benchmarks/bench_cel0.py
 $PY benchmarks/close_pairs.py "${ds[@]}"
 # the model trained for the Table 1 protocol (its training commands are in docs/benchmarks.md)
 PROTOCOL=${PROTOCOL:-runs/gpu3/protocol_ft.safetensors}
 protocol=()
 if [[ -f $PROTOCOL ]]; then
   protocol=("$PROTOCOL")
-  $PY benchmarks/paper_table1.py --deepcel0 "$PROTOCOL" --no-cel0 --out benchmarks/results/paper_table1_paper_protocol.json
+  $PY benchmarks/paper_table1.py --deepcel0 "$PROTOCOL" --no-cel0 --orientations 8 \
+      --out benchmarks/results/paper_table1_paper_protocol.json
+  $PY benchmarks/paper_table1.py --deepcel0 "$PROTOCOL" --no-cel0 --orientations 8 --distance chebyshev \
+      --out benchmarks/results/paper_table1_paper_protocol_chebyshev.json
 fi
 $PY benchmarks/snr_sweep.py --deepcel0 src/napari_deepcel0/models/deepcel0_isbi2013.safetensors "${protocol[@]}"
 $PY benchmarks/snr_sweep.py --deepcel0 src/napari_deepcel0/models/deepcel0_isbi2013.safetensors "${protocol[@]}" \
     --snrs 15.57 17.57 20.57 --cel0-snrs 15.57 17.57 20.57 --out benchmarks/results/snr_sweep_mean_snr.json
 in_domain=()
-for m in runs/deepcel0_isbi2013_ft runs/deepcel0_isbi2013_stage3 runs/deepcel0_isbi2013_stage4 \
+for m in runs/deepcel0_isbi2013_ft runs/deepcel0_ft_big runs/deepcel0_stage4_dense \
     runs/deepcel0_stage5_denser runs/gpu/deepcel0_gpu runs/deepcel0_stage6_sparse runs/deepcel0_stage7_mixed \
     runs/gpu3/ft_mix src/napari_deepcel0/models/deepcel0_isbi2013; do
   [[ -f $m.safetensors ]] && in_domain+=("$m.safetensors")
 done
 $PY benchmarks/in_domain.py "${in_domain[@]}"
+$PY benchmarks/in_domain.py src/napari_deepcel0/models/deepcel0_isbi2013.safetensors --orientations 1 8 \
+    --out benchmarks/results/in_domain_orientations.json
+# the error analyses quoted in docs/benchmarks.md (printed tables, no JSON)
+$PY benchmarks/readout.py
+$PY benchmarks/readout.py --averaging
+$PY benchmarks/readout.py --fit-positions
 $PY benchmarks/photometry.py
 $PY benchmarks/fit_positions.py
 $PY benchmarks/fit_positions.py --iterations 10 --shifts 0.5 --out benchmarks/results/fit_positions_10_iterations.json

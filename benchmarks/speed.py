@@ -125,6 +125,7 @@ def main() -> None:
     p.add_argument("--scaling", type=int, nargs="*", default=[100, 1000, 10000])
     p.add_argument("--skip-cel0", action="store_true")
     p.add_argument("--skip-training", action="store_true")
+    p.add_argument("--out", help="JSON to write (default benchmarks/results/speed_<device>.json)")
     p.add_argument("--child", nargs=4, metavar=("PATH", "N", "DEVICE", "PRECISION"), help=argparse.SUPPRESS)
     args = p.parse_args()
     if args.child:
@@ -163,7 +164,7 @@ def main() -> None:
             row = json.loads(out.stdout.strip().splitlines()[-1])
             res["scaling"].append(row)
             print("scaling:", row, flush=True)
-    path = write_json(RESULTS / f"speed_{dev}.json", {"machine": machine(), "command": command(), "results": res})
+    path = write_json(Path(args.out) if args.out else RESULTS / f"speed_{dev}.json", {"machine": machine(), "command": command(), "results": res})
     print(f"wrote {path}")
 
 
