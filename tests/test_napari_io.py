@@ -217,6 +217,16 @@ def test_writer_round_trips_through_the_reader(tmp_path):
                                   check_dtype=False)
 
 
+def test_features_named_like_coordinates_are_not_written(tmp_path):
+    # a feature "x" was written beside "x [nm]"; the file then read back with the feature as x
+    coords = np.array([[0.0, 200.0, 100.0]])
+    features = pd.DataFrame({"x": [7.0], "Frame": [3.0], "y [px]": [1.0], "photons": [50.0]})
+    out = tmp_path / "f.csv"
+    write_points(str(out), coords, {"features": features, "scale": (1, 1, 1), "translate": (0, 0, 0)})
+    back = read_localizations(out)
+    assert back[["frame", "x [nm]", "y [nm]", "photons"]].values.tolist() == [[1, 100.0, 200.0, 50.0]]
+
+
 def test_writer_maps_layer_coordinates_to_nm(make_napari_viewer, tmp_path):
     viewer = make_napari_viewer()
     layer = viewer.add_points(np.array([[0.0, 2.0, 3.0], [1.0, 5.0, 1.0]]), scale=(1, 100, 100),

@@ -21,7 +21,7 @@ import numpy as np
 import pandas as pd
 from napari.utils.notifications import show_info
 
-from ..core.io import FRAME, X_NM, Y_NM
+from ..core.io import FRAME, X_NM, Y_NM, is_coordinate_label
 from ..core.localize import empty_table
 
 #: diameter of a localization marker, in nm
@@ -100,7 +100,9 @@ def table_from_points(data, features=None, scale=None, translate=None) -> pd.Dat
 
     ``data`` are layer coordinates; with ``scale``/``translate`` they are mapped to
     world coordinates (nm) first. 3D points are ``(frame - 1, y, x)``; 2D points
-    ``(y, x)`` are put in frame 1. Numeric feature columns become extra columns.
+    ``(y, x)`` are put in frame 1. Numeric feature columns become extra columns, but for
+    those named like a coordinate (``"x"``, ``"frame"``), which would read back as a
+    second one.
     """
     data = np.asarray(data, dtype=np.float64)
     if data.ndim != 2 or data.shape[1] not in (2, 3):
@@ -114,7 +116,8 @@ def table_from_points(data, features=None, scale=None, translate=None) -> pd.Dat
     if features is not None and len(features) == len(table):
         for column in features.columns:
             values = features[column]
-            if str(column) not in table.columns and pd.api.types.is_numeric_dtype(values):
+            # a feature named like a coordinate ("x", "Y [px]") would read back as a second x column
+            if not is_coordinate_label(column) and pd.api.types.is_numeric_dtype(values):
                 table[str(column)] = values.to_numpy()
     return table
 
