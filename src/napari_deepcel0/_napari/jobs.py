@@ -211,9 +211,9 @@ class JobControls(Container):
             worker.returned.connect(self.while_open(on_return))
         worker.errored.connect(self.while_open(self._failed))
         worker.warned.connect(self._sort_warning, Qt.ConnectionType.DirectConnection)
-        worker.finished.connect(self.while_open(self._finished))
-        if on_finish is not None:
+        if on_finish is not None:  # before _finished: the job counts as running until its results are shown
             worker.finished.connect(self.while_open(on_finish))
+        worker.finished.connect(self.while_open(self._finished))
         worker.finished.connect(lambda: _job_ended(worker))  # also once the widget is gone
         self.worker = worker
         self.error = None
