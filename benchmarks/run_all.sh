@@ -58,6 +58,7 @@ $PY benchmarks/fit_positions.py
 $PY benchmarks/fit_positions.py --iterations 10 --shifts 0.5 --out benchmarks/results/fit_positions_10_iterations.json
 $PY benchmarks/fit_positions.py --orientations 8 --shifts 0.5 --out benchmarks/results/fit_positions_8_orientations.json
 $PY benchmarks/speed.py --scaling 100 1000 10000
+$PY benchmarks/csv_io.py --rows 1000000 10000000
 $PY benchmarks/training_curve.py src/napari_deepcel0/models/deepcel0_isbi2013.safetensors
 # budget-matched DeepCEL0 vs Deep-STORM (both 8 epochs; the training commands are in docs/benchmarks.md)
 MATCHED=${MATCHED:-runs/deepcel0_8ep_cpu.safetensors}

@@ -14,6 +14,7 @@ import tempfile
 import warnings
 import xml.etree.ElementTree as ET
 from io import StringIO
+from itertools import islice
 from pathlib import Path
 from typing import Iterator
 
@@ -46,6 +47,9 @@ THUNDERSTORM_COLUMNS = (
 
 #: ImageJ *Info* of the TIFFs of computed images (renders, maps), followed by their kind
 OUTPUT_INFO_PREFIX = "napari-deepcel0 output: "
+#: rows formatted at a time when writing a CSV (the text of all rows at once took 8.7 GB
+#: for 10 million localizations)
+CSV_CHUNK_ROWS = 100_000
 #: frame numbers above this are refused (a float64 CSV value is no exact integer beyond it)
 MAX_FRAME_NUMBER = 2**53
 _LENGTH_TO_NM = {"nm": 1.0, "um": 1e3, "µm": 1e3, "\u03bcm": 1e3, "micron": 1e3, "microns": 1e3, "mm": 1e6, "m": 1e9}
@@ -367,15 +371,16 @@ def write_thunderstorm_csv(path: str | os.PathLike, table: pd.DataFrame) -> Path
     ordered = [c for c in THUNDERSTORM_COLUMNS if c in out.columns]
     ordered += [c for c in out.columns if c not in ordered]
     out = out[ordered]
-    try:
-        cols = [_format_column(out[c]) for c in ordered] if len(out) else []
-    except ValueError as exc:
-        raise ValueError(f"cannot write {path}: {exc}") from None
 
     def write(tmp):
         with open(tmp, "w", newline="\n", encoding="utf-8") as fh:
             fh.write(",".join(f'"{c}"' for c in ordered) + "\n")
-            if cols:
+            for start in range(0, len(out), CSV_CHUNK_ROWS):  # memory: one chunk's text at a time
+                part = out.iloc[start : start + CSV_CHUNK_ROWS]
+                try:
+                    cols = [_format_column(part[c]) for c in ordered]
+                except ValueError as exc:  # the partial file is removed by atomic_write
+                    raise ValueError(f"cannot write {path}: {exc}") from None
                 lines = cols[0]
                 for col in cols[1:]:
                     lines = lines + "," + col
@@ -434,22 +439,25 @@ def read_localizations(path: str | os.PathLike, pixel_size_nm: float | None = No
     if repeated:
         raise LocalizationFileError(f"{path}: the first line names the column(s) {repeated} more than once; it "
                                     "should be the header line (e.g. \"frame\",\"x [nm]\",\"y [nm]\")")
-    body = np.array(lines[1:], dtype=object)
-    if len(body):
-        # per line, in Python: NumPy's string functions would first copy every line to
-        # the width of the longest
-        n_fields = np.fromiter((line.count(",") + 1 for line in body), np.int64, len(body))
-        keep = (n_fields == len(labels)) | np.fromiter((not line for line in body), bool, len(body))
-        if not keep.all():
-            warnings.warn(f"{path}: skipped {int((~keep).sum())} row(s) whose field count differs from the header")
-            body = body[keep]
+    # fields per line, counted in Python (NumPy's string functions would first copy every
+    # line to the width of the longest); the text goes to pandas whole when every row is
+    # right, which keeps the peak memory near the file's size
+    n_rows = len(lines) - 1
+    n_fields = np.fromiter((line.count(",") + 1 for line in islice(lines, 1, None)), np.int64, n_rows)
+    keep = (n_fields == len(labels)) | np.fromiter((not line for line in islice(lines, 1, None)), bool, n_rows)
+    source, skip = text, 1
+    if not keep.all():
+        warnings.warn(f"{path}: skipped {int((~keep).sum())} row(s) whose field count differs from the header")
+        source, skip = "\n".join(line for line, ok in zip(islice(lines, 1, None), keep) if ok), 0
+    del lines, text
     try:
         raw = pd.read_csv(
-            StringIO("\n".join(body.tolist())),
+            StringIO(source),
             header=None,
             names=labels,
-            dtype=str,
-            keep_default_na=False,
+            skiprows=skip,
+            keep_default_na=False,  # numbers are parsed here (fast); other columns stay text
+            na_values=["", "NaN"],
             skip_blank_lines=True,
         )
     except Exception as exc:
@@ -527,7 +535,9 @@ def _numeric(path, label: str, col: pd.Series, strict: bool = True) -> pd.Series
     A non-numeric value is an error naming the file, column and line; with
     ``strict=False`` a column that is not numeric at all is kept as text.
     """
-    words = col.str.strip().replace(_NUMBER_WORDS)
+    if pd.api.types.is_numeric_dtype(col) and not pd.api.types.is_bool_dtype(col):  # parsed by read_csv
+        return col.astype(np.float64)
+    words = col.fillna("nan").astype(str).str.strip().replace(_NUMBER_WORDS)
     values = pd.to_numeric(words, errors="coerce")
     bad = values.isna() & (words != "nan")
     if bad.any():
