@@ -574,6 +574,27 @@ def test_closing_the_widget_during_a_run_is_quiet(viewer, qtbot, stack_path, mon
     assert widget._run.frames_done == 1  # nothing reached the deleted widget
 
 
+def test_widgets_from_the_plugins_menu_update_their_layers_in_place(viewer, qtbot, stack_path):
+    """Docked from the Plugins menu, a widget gets a proxy of the viewer whose layers are
+    proxies: a re-run replaced its output layers (their type's name is the proxy's), so
+    Matching and Export silently switched to another layer."""
+    layer = _open(viewer, stack_path)
+    _, widget = viewer.window.add_plugin_dock_widget("napari-deepcel0", "Localize")
+    _, export = viewer.window.add_plugin_dock_widget("napari-deepcel0", "Export")
+    widget.layer.value = widget.layer.choices[0]
+    widget.device.value = "cpu"
+    widget.frames.value = "1-2"
+    widget.run()
+    _wait(qtbot, widget.job)
+    points, render = viewer.layers["small localizations"], viewer.layers["small render"]
+    export.points.value = points
+    widget.run()
+    _wait(qtbot, widget.job)
+    assert viewer.layers["small localizations"] is points and viewer.layers["small render"] is render
+    assert export.points.value is points and [lyr.name for lyr in viewer.layers].count("small render") == 1
+    assert layer in viewer.layers
+
+
 def test_closing_the_widgets_panel_cancels_its_run(viewer, qtbot, stack_path, monkeypatch):
     """napari's close button takes the widget out of its dock without destroying it; the
     run went on unseen and a new Localize widget could run beside it into the same layers."""

@@ -17,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import time
 
+import napari
 import numpy as np
 import pandas as pd
 from napari.utils.notifications import show_info
@@ -31,6 +32,8 @@ POINT_SIZE_NM = 60.0
 DEEPCEL0_COLOR, CEL0_COLOR, FILE_COLOR = "#ffcc00", "#00e5ff", "#ff40ff"
 STACK_AXES = ("frame", "y", "x")
 STACK_UNITS = ("", "nm", "nm")
+#: layer kinds :func:`show_layer` makes
+LAYER_TYPES = {"image": napari.layers.Image, "points": napari.layers.Points}
 #: metadata key that marks the images this plugin makes (see :func:`is_output`)
 OUTPUT = "napari_deepcel0_output"
 
@@ -138,7 +141,9 @@ def show_layer(viewer, kind: str, data, kwargs: dict):
     name = kwargs["name"]
     layer = viewer.layers[name] if name in viewer.layers else None
     ndim = np.shape(data)[1] if kind == "points" else np.ndim(data)
-    if layer is None or type(layer).__name__.lower() != kind or layer.ndim != ndim:
+    # isinstance, not the type's name: a widget docked from napari's Plugins menu gets a
+    # proxy of the viewer, whose layers are proxies too (their type's name is the proxy's)
+    if layer is None or not isinstance(layer, LAYER_TYPES[kind]) or layer.ndim != ndim:
         if layer is not None:
             viewer.layers.remove(layer)
         return getattr(viewer, f"add_{kind}")(data, **kwargs)
