@@ -134,6 +134,19 @@ def test_mismatch_warning_names_both_values(tiny_model_path):
     assert m.acquisition.pixel_size_nm == 160  # coordinates use the data's pixel size
 
 
+def test_a_psf_within_the_training_jitter_is_no_mismatch(tiny_model_path):
+    # Estimate reads ISBI 2013's PSF as 273 nm (the model's: 258.21): the bundled model
+    # warned on the data it was trained for, with the same localizations either way
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert DeepLocalizer(tiny_model_path, acquisition=Acquisition(fwhm_nm=273.2), device="cpu").mismatch == []
+    from napari_deepcel0.core.predict import acquisition_mismatch
+
+    assert acquisition_mismatch(Acquisition(), Acquisition(fwhm_nm=273.2), fwhm_rel_tol=0.02)  # fine-tuning's rule
+
+
 def test_cancel_stops_after_the_current_batch(model, stack):
     frames, _ = stack
     stop = threading.Event()

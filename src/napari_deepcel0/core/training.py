@@ -217,7 +217,7 @@ def train(
         if base.info.head != config.head:
             raise ValueError(f"cannot fine-tune {config.init_from}: it is a {base.info.method} model "
                              f"({base.info.head} head), not {config.method}")
-        mismatch = acquisition_mismatch(base.info.acquisition, acq)
+        mismatch = acquisition_mismatch(base.info.acquisition, acq, fwhm_rel_tol=0.02)
         if mismatch:
             raise ValueError(f"cannot fine-tune {config.init_from} for another acquisition: " + "; ".join(mismatch))
     if training_set is None:
