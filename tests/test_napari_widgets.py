@@ -595,6 +595,22 @@ def test_widgets_from_the_plugins_menu_update_their_layers_in_place(viewer, qtbo
     assert layer in viewer.layers
 
 
+def test_the_slider_moves_to_the_run_when_it_shows_another_frame(viewer, qtbot, stack_path):
+    layer = _open(viewer, stack_path)
+    widget = _dock(viewer, LocalizeWidget)
+    widget.layer.value = layer
+    widget.device.value = "cpu"
+    viewer.dims.set_point(0, 6.0)  # frame 7 on screen
+    widget.frames.value = "2-3"
+    widget.run()
+    _wait(qtbot, widget.job)
+    assert viewer.dims.point[0] == 1.0  # frame 2: its points are drawn
+    widget.frames.value = "1-3"
+    widget.run()  # frame 2 is among these: the slider stays
+    _wait(qtbot, widget.job)
+    assert viewer.dims.point[0] == 1.0
+
+
 def test_closing_the_widgets_panel_cancels_its_run(viewer, qtbot, stack_path, monkeypatch):
     """napari's close button takes the widget out of its dock without destroying it; the
     run went on unseen and a new Localize widget could run beside it into the same layers."""

@@ -20,7 +20,8 @@ from ..core.model_io import read_model_info
 from ..core.predict import DeepLocalizer, localize_stream, parse_frame_selection
 from .controls import LinePlot, float_box, layer_combo, row, stack_combo, wrapping_label
 from .jobs import JobControls, ProgressRelay, gpu_memory_hint
-from .layers import CEL0_COLOR, DEEPCEL0_COLOR, GrowingPoints, RefreshPacer, stack_frame_count, table_from_layer
+from .layers import (CEL0_COLOR, DEEPCEL0_COLOR, GrowingPoints, RefreshPacer, show_first_frame_unless_shown,
+                     stack_frame_count, table_from_layer)
 from .settings import PersistentValues
 from .state import state_for
 
@@ -142,6 +143,7 @@ class Cel0Widget(Container):
         self._done_frames = {method: 0 for method in self._outputs}
         self._seconds = {method: 0.0 for method in self._outputs}
         self.summary.value = ""
+        show_first_frame_unless_shown(self.viewer, layer, frames)
         self.job.start(_compare_job, acq, layer.data, frames, solver, self.device.value,
                        self.state.model_path, self.with_deepcel0.value, self.relay.emit,
                        on_yield=self._batch, on_finish=self._finished)

@@ -153,6 +153,18 @@ def show_layer(viewer, kind: str, data, kwargs: dict):
     return layer
 
 
+def show_first_frame_unless_shown(viewer, layer, frames) -> None:
+    """Move the frame slider to the first of ``frames`` (1-based) when the frame on
+    screen is not among them: otherwise a run of frames 1-40 on a stack opened at frame
+    180 shows no localization (Points are drawn on their own frame only)."""
+    if layer.ndim != 3:
+        return
+    axis = viewer.dims.ndim - 3  # the stack's frame axis among the viewer's
+    on_screen = int(round(viewer.dims.point[axis])) + 1
+    if on_screen not in set(np.asarray(frames).tolist()):
+        viewer.dims.set_point(axis, float(frames[0] - 1))
+
+
 def keep_in_viewer(viewer, layer) -> None:
     """Add ``layer`` back to the viewer when it was deleted while a run writes to it,
     so that no result is lost."""

@@ -16,7 +16,7 @@ from ..core.render import Renderer, render_shape
 from .controls import stack_combo, wrapping_label
 from .jobs import JobControls, ProgressRelay, gpu_memory_hint
 from .layers import (DEEPCEL0_COLOR, OUTPUT, GrowingPoints, RefreshPacer, image_transform, keep_in_viewer,
-                     show_layer, stack_frame_count)
+                     show_first_frame_unless_shown, show_layer, stack_frame_count)
 from .settings import PersistentValues
 from .state import state_for
 
@@ -175,6 +175,7 @@ class LocalizeWidget(Container):
         self._run = _Run(self.viewer, layer, acq, selection, (rows, cols), fine_nm, self.render_pixel.value,
                          self.render_blur.value, maps_shape if self.show_maps.value else None, self.job.while_open)
         threshold = None if self.auto_threshold.value else self.threshold.value
+        show_first_frame_unless_shown(self.viewer, layer, selection)
         self.job.start(_localize_job, self.model.value, acq, layer.data, selection, threshold, self.device.value,
                        self.batch_size.value, self.orientations.value, self.show_maps.value, self.photometry.value,
                        self.fit_positions.value,
