@@ -30,7 +30,7 @@ from napari_deepcel0._napari.state import PluginState, state_for
 from napari_deepcel0._napari.training_widget import TrainingWidget
 from napari_deepcel0.core import simulate as sim
 from napari_deepcel0.core.acquisition import Acquisition
-from napari_deepcel0.core.io import FrameStack, read_localizations, write_tiff
+from napari_deepcel0.core.io import FrameStack, read_localizations, write_thunderstorm_csv, write_tiff
 from napari_deepcel0.core.model_io import bundled_model_path, load_model
 from napari_deepcel0.core.predict import DeepLocalizer, localize
 
@@ -609,6 +609,24 @@ def test_the_slider_moves_to_the_run_when_it_shows_another_frame(viewer, qtbot, 
     widget.run()  # frame 2 is among these: the slider stays
     _wait(qtbot, widget.job)
     assert viewer.dims.point[0] == 1.0
+
+
+def test_drop_downs_start_on_the_layer_each_field_wants(viewer, stack_path, tmp_path):
+    """Matching and the CEL0 sweep started their ground truth on the localizations, Export
+    its image on the raw stack: one click from scoring DeepCEL0 against itself."""
+    from napari_deepcel0._napari.cel0_widget import Cel0Widget
+    from napari_deepcel0._napari.layers import GrowingPoints
+
+    layer = _open(viewer, stack_path)
+    run = GrowingPoints(viewer, "small localizations", "yellow")  # as a Localize run makes it
+    render = viewer.add_image(np.zeros((4, 4), np.float32), name="small render", metadata={OUTPUT: "render"})
+    truth = write_thunderstorm_csv(tmp_path / "truth.csv", pd.DataFrame(
+        {"frame": [1], "x [nm]": [100.0], "y [nm]": [200.0]}))
+    [gt] = viewer.open(str(truth), plugin="napari-deepcel0")
+    matching, cel0, export = (_dock(viewer, cls) for cls in (MatchingWidget, Cel0Widget, ExportWidget))
+    assert matching.ground_truth.value is gt and cel0.ground_truth.value is gt
+    assert matching.estimate.value is run.layer and export.points.value is run.layer
+    assert export.image.value is render and layer in export.image.choices
 
 
 def test_closing_the_widgets_panel_cancels_its_run(viewer, qtbot, stack_path, monkeypatch):

@@ -20,8 +20,8 @@ from ..core.model_io import read_model_info
 from ..core.predict import DeepLocalizer, localize_stream, parse_frame_selection
 from .controls import LinePlot, float_box, layer_combo, row, stack_combo, wrapping_label
 from .jobs import JobControls, ProgressRelay, gpu_memory_hint
-from .layers import (CEL0_COLOR, DEEPCEL0_COLOR, GrowingPoints, RefreshPacer, show_first_frame_unless_shown,
-                     stack_frame_count, table_from_layer)
+from .layers import (CEL0_COLOR, DEEPCEL0_COLOR, GrowingPoints, RefreshPacer, is_read_from_file,
+                     show_first_frame_unless_shown, stack_frame_count, table_from_layer)
 from .settings import PersistentValues
 from .state import state_for
 
@@ -72,7 +72,8 @@ class Cel0Widget(Container):
         self.with_deepcel0 = CheckBox(text="also run DeepCEL0 (current model) on these frames", value=True)
         self.job = JobControls("CEL0-IRL1", "Run CEL0-IRL1")
         self.summary = wrapping_label(label="result")
-        self.ground_truth = layer_combo(napari_viewer, napari.layers.Points, "sweep: ground truth")
+        self.ground_truth = layer_combo(napari_viewer, napari.layers.Points, "sweep: ground truth",
+                                        prefer=is_read_from_file)
         self.lam_min = float_box("", 1e-3, 1e-6, 100.0, decimals=6, step=1e-3)
         self.lam_max = float_box("", 1.0, 1e-6, 100.0, decimals=6, step=0.1)
         self.n_lams = SpinBox(min=1, max=200, value=12, tooltip="lambda values, log-spaced")

@@ -44,14 +44,17 @@ def wrapping_label(**kwargs) -> Label:
     return label
 
 
-def layer_combo(viewer, layer_type, label: str, keep=None) -> ComboBox:
+def layer_combo(viewer, layer_type, label: str, keep=None, prefer=None) -> ComboBox:
     """A drop-down of the viewer's layers of one type, or of those for which
     ``keep(layer)`` is true (kept up to date by napari when the widget is docked,
-    or by ``reset_choices``)."""
+    or by ``reset_choices``); the layers for which ``prefer(layer)`` is true come
+    first, so that a new drop-down starts on one of them."""
 
     def choices(_widget):
-        return [(layer.name, layer) for layer in viewer.layers
-                if isinstance(layer, layer_type) and (keep is None or keep(layer))]
+        layers = [layer for layer in viewer.layers if isinstance(layer, layer_type) and (keep is None or keep(layer))]
+        if prefer is not None:
+            layers.sort(key=lambda layer: not prefer(layer))  # stable: napari's order otherwise
+        return [(layer.name, layer) for layer in layers]
 
     return ComboBox(choices=choices, label=label)
 

@@ -12,7 +12,7 @@ from napari.utils.notifications import show_info
 from ..core.io import write_tiff
 from .controls import OverwriteGuard, layer_combo
 from .jobs import JobControls
-from .layers import OUTPUT, is_output, layer_pixel_size_nm
+from .layers import OUTPUT, is_localization_run, is_output, layer_pixel_size_nm
 from .settings import PersistentValues
 from .writer import write_points
 
@@ -36,10 +36,10 @@ class ExportWidget(Container):
     def __init__(self, napari_viewer: napari.viewer.Viewer):
         super().__init__(labels=True)
         self.viewer = napari_viewer
-        self.points = layer_combo(napari_viewer, napari.layers.Points, "localizations")
+        self.points = layer_combo(napari_viewer, napari.layers.Points, "localizations", prefer=is_localization_run)
         self.csv_path = FileEdit(label="CSV file", mode="w", filter="*.csv", value=Path.home() / "localizations.csv")
         self.csv_job = JobControls("CSV export", "Save localizations (CSV)", cancellable=False, show_progress=False)
-        self.image = layer_combo(napari_viewer, napari.layers.Image, "image")
+        self.image = layer_combo(napari_viewer, napari.layers.Image, "image", prefer=is_output)  # renders first
         self.tiff_path = FileEdit(label="TIFF file", mode="w", filter="*.tif", value=Path.home() / "render.tif")
         self.tiff_job = JobControls("TIFF export", "Save image (TIFF)", cancellable=False, show_progress=False)
         self.extend([self.points, self.csv_path, self.csv_job, self.image, self.tiff_path, self.tiff_job])

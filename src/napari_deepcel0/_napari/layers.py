@@ -173,6 +173,16 @@ def keep_in_viewer(viewer, layer) -> None:
         show_info(f"{layer.name} was deleted during the run: it is back, with every result so far")
 
 
+def is_read_from_file(layer) -> bool:
+    """True for Points read from a localization file (a ground truth, usually)."""
+    return "source" in layer.metadata
+
+
+def is_localization_run(layer) -> bool:
+    """True for the Points of a Localize or CEL0 run (:class:`GrowingPoints`)."""
+    return "frames" in layer.metadata
+
+
 def is_output(layer) -> bool:
     """True for the images this plugin makes (renderings, maps), which are no stacks to analyse."""
     return bool(layer.metadata.get(OUTPUT))

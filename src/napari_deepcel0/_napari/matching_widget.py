@@ -16,7 +16,8 @@ from ..core.io import FRAME, X_NM, Y_NM, LocalizationFileError, atomic_write, re
 from ..core.metrics import DEFAULT_TOLERANCES_NM, evaluate, match
 from .controls import layer_combo, select_layer, wrapping_label
 from .jobs import JobControls
-from .layers import points_from_table, points_layer_kwargs, show_layer, table_from_layer
+from .layers import (is_localization_run, is_read_from_file, points_from_table, points_layer_kwargs, show_layer,
+                     table_from_layer)
 from .reader import localization_layer_data
 from .settings import PersistentValues
 from .state import state_for
@@ -77,9 +78,9 @@ class MatchingWidget(Container):
         super().__init__(labels=True)
         self.viewer = napari_viewer
         self.state = state_for(napari_viewer)
-        self.ground_truth = layer_combo(napari_viewer, napari.layers.Points, "ground truth")
+        self.ground_truth = layer_combo(napari_viewer, napari.layers.Points, "ground truth", prefer=is_read_from_file)
         self.load_button = PushButton(text="Load ground-truth CSV ...")
-        self.estimate = layer_combo(napari_viewer, napari.layers.Points, "localizations")
+        self.estimate = layer_combo(napari_viewer, napari.layers.Points, "localizations", prefer=is_localization_run)
         self.tolerances = LineEdit(label="tolerances (nm)", value=", ".join(f"{t:g}" for t in DEFAULT_TOLERANCES_NM))
         self.job = JobControls("Matching", "Match", cancellable=False, show_progress=False)
         self.table = Label(value=scores_html(scores_table([])))
