@@ -1,5 +1,6 @@
 import json
 import os
+import signal
 import subprocess
 import sys
 
@@ -217,6 +218,7 @@ def test_train_stopped_before_the_first_step_saves_nothing(tmp_path, capsys, mon
     @contextlib.contextmanager
     def stopped_at_once():  # Ctrl-C during the simulation of the training set
         stop = threading.Event()
+        stop.signum = signal.SIGINT
         stop.set()
         yield stop
 
@@ -225,6 +227,43 @@ def test_train_stopped_before_the_first_step_saves_nothing(tmp_path, capsys, mon
     assert main(["train", "--out", str(out), "--patches", "16", "--sim-frames", "2", "--epochs", "1",
                  "--device", "cpu"]) == 130
     assert "no model was saved" in capsys.readouterr().err and not out.exists()
+
+
+def _run_until(argv, marker: str, send: int, cwd) -> tuple[int, str]:
+    """Start ``deepcel0 argv``, send signal ``send`` once its stderr shows ``marker``;
+    (exit code, stderr)."""
+    proc = subprocess.Popen([sys.executable, "-m", "napari_deepcel0", *argv], stderr=subprocess.PIPE, text=True,
+                            cwd=cwd)
+    seen = []
+    for line in proc.stderr:
+        seen.append(line)
+        if marker in line:
+            proc.send_signal(send)
+            break
+    err = "".join(seen) + proc.stderr.read()
+    return proc.wait(timeout=120), err
+
+
+def test_sigterm_leaves_no_output_and_says_so(tmp_path):
+    """Batch schedulers stop jobs with SIGTERM: the process died at once (143, no word),
+    leaving the CSV writer's temporary file behind."""
+    frames = np.random.default_rng(0).poisson(110.0, (3000, 32, 32)).astype(np.uint16)
+    from napari_deepcel0.core.io import write_tiff
+
+    write_tiff(tmp_path / "long.tif", frames, pixel_size_nm=100.0)
+    code, err = _run_until(["localize", "long.tif", "--out", "l.csv", "--device", "cpu"], "data:", signal.SIGTERM,
+                           tmp_path)
+    assert code == 143 and "deepcel0 localize: terminated; no output was written" in err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["long.tif"]  # no CSV, no temporary file
+
+
+def test_sigterm_stops_the_training_set_simulation_at_once(tmp_path):
+    # Ctrl-C (and now SIGTERM) during the simulation used to wait for all of it (107 s here)
+    code, err = _run_until(["train", "--out", "m.safetensors", "--patches", "20000", "--sim-frames", "400",
+                            "--epochs", "5", "--device", "cpu"], "simulating the training set", signal.SIGTERM,
+                           tmp_path)
+    assert code == 143 and "stopped before the first training step: no model was saved" in err
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_bundled_preset_is_the_bundled_models_recipe():
@@ -374,6 +413,17 @@ def test_a_closed_pipe_ends_quietly(simulated, capsys, monkeypatch):
         monkeypatch.setattr(sys, "stdout", closed)
         assert main(["evaluate", gt, "--gt", gt]) == 2
     assert capsys.readouterr().err == ""
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc/self"), reason="needs Linux's /proc")
+def test_a_folder_that_cannot_be_written_is_found_before_the_work(simulated, tmp_path, capsys):
+    # before: localize ran every frame, then failed to write (root's permissions cannot be
+    # taken away in a test; /proc takes no files)
+    assert main(["localize", str(simulated / "frames.tif"), "--out", "/proc/l.csv", "--frames", "1"]) == 2
+    assert "cannot write in folder /proc" in capsys.readouterr().err
+    (tmp_path / "afile").write_text("x")
+    assert main(["simulate", "--frames", "2", "--out", str(tmp_path / "afile")]) == 2  # was "[Errno 17] File exists"
+    assert "afile is a file, not a folder" in capsys.readouterr().err
 
 
 def test_an_existing_folder_is_not_an_output_file(simulated, tmp_path, capsys):

@@ -147,11 +147,18 @@ def test_no_minimum_of_emitters_is_allowed():
 
 
 def test_cancel_before_the_first_step_trains_nothing_and_says_so():
+    from napari_deepcel0.core.cancel import Cancelled
+
     stop = threading.Event()
-    stop.set()
-    result = train(ISBI2013, tiny(), cancel=stop)
-    assert result.cancelled and result.steps_trained == 0
-    assert math.isnan(result.history[0]["loss"])  # no step: no loss (it was recorded as 0.0)
+    stop.set()  # set during the simulation of the training set: it stops there, not after it
+    with pytest.raises(Cancelled, match="simulating the training set"):
+        train(ISBI2013, tiny(), cancel=stop)
+    # set after the simulation, before the first step: no validation pass, no weights to return
+    from napari_deepcel0.core.training_data import make_training_set
+
+    training_set = make_training_set(ISBI2013, TINY_DATA)
+    with pytest.raises(Cancelled, match="before its first step"):
+        train(ISBI2013, tiny(), cancel=stop, training_set=training_set)
 
 
 def _mean_nearest_neighbour_px(spikes: np.ndarray) -> float:

@@ -150,9 +150,10 @@ def _print_scores(scores, as_json: bool) -> None:
 # ============================================================ simulate
 def cmd_simulate(args) -> int:
     from .core import simulate as sim
-    from .core.io import atomic_write, write_thunderstorm_csv, write_tiff
+    from .core.io import atomic_write, make_output_folder, write_thunderstorm_csv, write_tiff
 
     acq = _acquisition(args)
+    out = make_output_folder(args.out)  # before the simulation: a wrong --out fails at once
     noise = (
         sim.GaussianSNRNoise((args.snr, args.snr)) if args.snr is not None
         else sim.CameraNoise(background_photons=tuple(args.background), quantize=True)
@@ -161,8 +162,6 @@ def cmd_simulate(args) -> int:
         n_frames=args.frames, shape=(args.size, args.size), density_per_um2=args.density, structure=args.structure,
         acq=acq, photons=sim.PhotonModel(args.photons[0], args.photons[1], 0.15), noise=noise, seed=args.seed,
     )
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
     data = frames if args.snr is not None else np.clip(frames, 0, 65535).astype(np.uint16)
     write_tiff(out / "frames.tif", data, pixel_size_nm=acq.pixel_size_nm)
     write_thunderstorm_csv(out / "ground_truth.csv", emitters)
@@ -240,6 +239,7 @@ def _training_config(args):
 
 
 def cmd_train(args) -> int:
+    from .core.cancel import Cancelled
     from .core.io import check_output_path
     from .core.model_io import save_training_result
     from .core.training import train
@@ -285,10 +285,11 @@ def cmd_train(args) -> int:
         save_training_result(out, best, notes=args.notes or "")
 
     with stop_on_first_interrupt() as stop:
-        result = train(acq, config, progress=progress, cancel=stop, on_best=checkpoint)
-    if result.steps_trained == 0:  # stopped before the first step: the weights are the starting ones
-        print("stopped before the first training step: no model was saved", file=sys.stderr)
-        return 130
+        try:
+            result = train(acq, config, progress=progress, cancel=stop, on_best=checkpoint)
+        except Cancelled:  # stopped while simulating the training set or before the first step
+            print("stopped before the first training step: no model was saved", file=sys.stderr)
+            return 128 + int(stop.signum or signal.SIGINT)
     path = save_training_result(out, result, notes=args.notes or "")
     print(f"wrote {path} (best epoch {result.best_epoch}, {result.seconds:.0f} s on {result.device}, "
           f"{result.precision}{', cancelled' if result.cancelled else ''})")
@@ -297,26 +298,45 @@ def cmd_train(args) -> int:
 
 @contextlib.contextmanager
 def stop_on_first_interrupt():
-    """A ``threading.Event`` set by the first Ctrl-C (the job then stops cleanly and
-    keeps what it has); a second Ctrl-C interrupts at once."""
+    """A ``threading.Event`` set by the first Ctrl-C or SIGTERM (the job then stops
+    cleanly and keeps what it has); a second one interrupts at once."""
     stop = threading.Event()
+    stop.signum = None  # the signal that set it
 
     def handler(signum, frame):
         if stop.is_set():
-            raise KeyboardInterrupt
+            raise Terminated if signum == signal.SIGTERM else KeyboardInterrupt
+        stop.signum = signum
         stop.set()
-        print("\nstopping after the current step and keeping the best model so far; "
-              "press Ctrl-C again to abort without saving", file=sys.stderr, flush=True)
+        print("\nstopping after the current step and keeping the best model so far; press Ctrl-C again to "
+              "stop at once (a checkpoint already written stays)", file=sys.stderr, flush=True)
 
-    try:
-        previous = signal.signal(signal.SIGINT, handler)
-    except ValueError:  # not the main thread: no handler, plain interrupts
+    with _signal_handlers(handler, signal.SIGINT, signal.SIGTERM):
         yield stop
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (how batch schedulers stop a job), raised like Ctrl-C so that the same
+    clean-up runs: no half-written output, no temporary file left behind."""
+
+
+def _raise_terminated(signum, frame):
+    raise Terminated
+
+
+@contextlib.contextmanager
+def _signal_handlers(handler, *signums):
+    """``handler`` for the signals while the block runs (nothing outside the main
+    thread, where Python cannot set handlers)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
         return
+    previous = {signum: signal.signal(signum, handler) for signum in signums}
     try:
-        yield stop
+        yield
     finally:
-        signal.signal(signal.SIGINT, previous)
+        for signum, old in previous.items():
+            signal.signal(signum, old)
 
 
 # ============================================================ localize
@@ -465,14 +485,13 @@ def cmd_localize(args) -> int:
 # ================================================================ demo
 def cmd_demo(args) -> int:
     from .core import simulate as sim
-    from .core.io import write_thunderstorm_csv, write_tiff
+    from .core.io import make_output_folder, write_thunderstorm_csv, write_tiff
     from .core.metrics import evaluate
     from .core.model_io import load_bundled_model
     from .core.predict import DeepLocalizer, localize
     from .core.render import render_histogram, save_render_png
 
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
+    out = make_output_folder(args.out)
     loaded = load_bundled_model()
     acq = loaded.info.acquisition
     print(f"simulating {args.frames} high-density frames of microtubule-like filaments "
@@ -637,7 +656,8 @@ def main(argv=None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
-        return int(args.func(args) or 0)
+        with _signal_handlers(_raise_terminated, signal.SIGTERM):
+            return int(args.func(args) or 0)
     except BrokenPipeError:  # stdout closed early (e.g. piped into head): nothing more to say
         with contextlib.suppress(OSError, ValueError):  # so that Python's flush at exit stays quiet
             os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
@@ -648,9 +668,10 @@ def main(argv=None) -> int:
             message = f"out of GPU memory; lower --batch-size or use --device cpu ({message})"
         print(f"deepcel0 {args.command}: error: {message}", file=sys.stderr)
         return EXIT_ERROR
-    except KeyboardInterrupt:
-        print(f"deepcel0 {args.command}: interrupted; no output was written for the unfinished step", file=sys.stderr)
-        return 130
+    except KeyboardInterrupt as exc:
+        what = "terminated" if isinstance(exc, Terminated) else "interrupted"
+        print(f"deepcel0 {args.command}: {what}; no output was written for the unfinished step", file=sys.stderr)
+        return 143 if isinstance(exc, Terminated) else 130
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -10,6 +10,7 @@ import napari
 from magicgui.widgets import ComboBox, Container, FileEdit, FloatSpinBox, PushButton, SpinBox
 from napari.utils.notifications import show_info, show_warning
 
+from ..core.cancel import Cancelled
 from ..core.devices import DEVICES, resolve_device
 from ..core.io import check_output_path
 from ..core.model_io import save_training_result
@@ -29,9 +30,10 @@ def _train_job(acq, config: TrainingConfig, path: Path, progress, cancel=None):
         save_training_result(path, best, notes="trained in napari (best epoch so far)")
 
     with gpu_memory_hint():
-        result = train(acq, config, progress=progress, cancel=cancel, on_best=checkpoint)
-    if result.steps_trained == 0:
-        return result, None
+        try:
+            result = train(acq, config, progress=progress, cancel=cancel, on_best=checkpoint)
+        except Cancelled:  # before the first step (or while simulating the training set)
+            return None, None
     return result, save_training_result(path, result, notes="trained in napari")
 
 

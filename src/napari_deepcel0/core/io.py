@@ -293,15 +293,42 @@ def write_tiff(path: str | os.PathLike, data: np.ndarray, pixel_size_nm: float |
 
 # ================================================================ output files
 def check_output_path(path) -> Path:
-    """``path`` as a Path, after the checks that need no writing: FileNotFoundError
-    when its folder does not exist, IsADirectoryError when it is a folder (whether the
-    folder is writable shows only when :func:`atomic_write` writes). Call it before a
-    long job so that a typo fails at once, not after the work."""
+    """``path`` as a Path, after checking that it can be written: FileNotFoundError
+    when its folder does not exist, IsADirectoryError when it is a folder,
+    PermissionError when the folder cannot be written in (:func:`check_writable_folder`).
+    Call it before a long job so that a typo fails at once, not after the work."""
     path = Path(path)
     if path.is_dir():
         raise IsADirectoryError(f"{path} is a folder; give a file name")
     if not path.parent.is_dir():
         raise FileNotFoundError(f"{path}: folder {path.parent} does not exist")
+    check_writable_folder(path.parent)
+    return path
+
+
+def check_writable_folder(folder: Path) -> None:
+    """PermissionError when no file can be made in ``folder`` (permissions, a read-only
+    file system): found by making and removing a small temporary file, which is what
+    the writing will need (permission bits alone do not say it)."""
+    try:
+        fd, probe = tempfile.mkstemp(prefix=".deepcel0-write-test-", dir=folder)
+    except OSError as exc:
+        raise PermissionError(f"cannot write in folder {folder} ({exc.strerror or exc})") from None
+    os.close(fd)
+    os.unlink(probe)
+
+
+def make_output_folder(path) -> Path:
+    """``path`` as an existing folder that can be written to (made when missing):
+    a clear error when it is a file or cannot be written in, before any work."""
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise NotADirectoryError(f"{path} is a file, not a folder")
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise OSError(f"cannot make folder {path} ({exc.strerror or exc})") from None
+    check_writable_folder(path)
     return path
 
 

@@ -19,7 +19,7 @@ import numpy as np
 import torch
 
 from .acquisition import Acquisition
-from .cancel import is_cancelled
+from .cancel import Cancelled, is_cancelled
 from .devices import autocast, resolve_device, resolve_precision
 from .losses import LocalizationLoss
 from .model_io import load_model
@@ -170,12 +170,6 @@ class TrainingResult:
     seconds: float
     base_info: object = None  # ModelInfo of the model fine-tuned from, if any
 
-    @property
-    def steps_trained(self) -> int:
-        """Training steps taken; 0 when cancelled before the first (the weights are the
-        starting ones: nothing worth saving)."""
-        return sum(h["steps"] for h in self.history)
-
 
 def loss_for(config: TrainingConfig, acq: Acquisition) -> LocalizationLoss:
     """The loss module of a training configuration."""
@@ -201,7 +195,9 @@ def train(
 ) -> TrainingResult:
     """Simulate a training set (unless given) and train a network.
 
-    Returns the network with the best validation loss so far (also when cancelled).
+    Returns the network with the best validation loss so far (also when cancelled);
+    raises :class:`~.cancel.Cancelled` when cancelled before the first training step
+    (while the training set is simulated, too): there is nothing trained to return.
     ``on_best`` receives a :class:`TrainingResult` (with a copy of the network) after
     every epoch that improves the validation loss, so that a caller can save a
     checkpoint that survives the process being killed.
@@ -223,7 +219,7 @@ def train(
     if training_set is None:
         if progress:
             progress(Progress(0, config.epochs, 0, 0, math.nan, math.nan, math.nan, config.lr, stage="data"))
-        training_set = make_training_set(acq, config.data)
+        training_set = make_training_set(acq, config.data, cancel=cancel)
     n = len(training_set)
     order = rng.permutation(n)
     n_val = max(1, int(round(config.val_fraction * n)))
@@ -359,10 +355,12 @@ def train(
             read_losses(pending, sums)
         if cancelled and best_state is not None:
             break
+        if cancelled and done == 0:  # before the first step: the weights are the starting ones
+            raise Cancelled("training was cancelled before its first step; nothing was trained")
         val = validate()
         check(val, "validation")
         lr = opt.param_groups[0]["lr"]
-        mean = (sums / done).tolist() if done else [math.nan] * 3  # no step this epoch (cancelled)
+        mean = (sums / max(done, 1)).tolist()
         history.append(
             {"epoch": epoch, "loss": mean[0], "fidelity": mean[1], "sparsity": mean[2], "val_loss": val, "lr": lr,
              "steps": done, "seconds": time.perf_counter() - t0}

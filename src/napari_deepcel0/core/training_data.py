@@ -30,6 +30,7 @@ import numpy as np
 import pandas as pd
 
 from .acquisition import Acquisition
+from .cancel import Cancelled, is_cancelled
 from .simulate import (
     FRAME,
     X_NM,
@@ -209,7 +210,7 @@ def _field_nm(acq: Acquisition, cfg: TrainingDataConfig) -> tuple[float, float]:
     return acq.field_nm((cfg.frame_size, cfg.frame_size))
 
 
-def _simulate_frames(acq: Acquisition, cfg: TrainingDataConfig, rng: np.random.Generator):
+def _simulate_frames(acq: Acquisition, cfg: TrainingDataConfig, rng: np.random.Generator, cancel=None):
     field_nm = _field_nm(acq, cfg)
     photons = PhotonModel(cfg.photons[0], cfg.photons[1], cfg.photon_spread)
     emitters = uniform_emitters(cfg.n_frames, field_nm, cfg.density_per_um2, photons, rng)
@@ -219,26 +220,30 @@ def _simulate_frames(acq: Acquisition, cfg: TrainingDataConfig, rng: np.random.G
             [emitters[~emitters[FRAME].isin(structured)],
              _structured_emitters(cfg, field_nm, structured, photons, rng)], ignore_index=True
         ).sort_values(FRAME, kind="stable").reset_index(drop=True)
-    return _render(acq, cfg, emitters, cfg.n_frames, rng), emitters
+    return _render(acq, cfg, emitters, cfg.n_frames, rng, cancel), emitters
 
 
-def _simulate_sparse_frames(acq: Acquisition, cfg: TrainingDataConfig, n_frames: int, rng: np.random.Generator):
+def _simulate_sparse_frames(acq: Acquisition, cfg: TrainingDataConfig, n_frames: int, rng: np.random.Generator,
+                            cancel=None):
     """Uniform emitters, each frame at its own density drawn log-uniformly in ``sparse_density``."""
     photons = PhotonModel(cfg.photons[0], cfg.photons[1], cfg.photon_spread)
     densities = np.exp(rng.uniform(*np.log(cfg.sparse_density), size=n_frames))
     emitters = pd.concat([uniform_emitters(1, _field_nm(acq, cfg), d, photons, rng).assign(**{FRAME: f + 1})
                           for f, d in enumerate(densities)], ignore_index=True)
-    return _render(acq, cfg, emitters, n_frames, rng), emitters
+    return _render(acq, cfg, emitters, n_frames, rng, cancel), emitters
 
 
 def _render(acq: Acquisition, cfg: TrainingDataConfig, emitters: pd.DataFrame, n_frames: int,
-            rng: np.random.Generator) -> np.ndarray:
-    """Frames of the emitters, each with its own PSF width and noise model."""
+            rng: np.random.Generator, cancel=None) -> np.ndarray:
+    """Frames of the emitters, each with its own PSF width and noise model; raises
+    :class:`~.cancel.Cancelled` as soon as ``cancel`` is set."""
     shape = (cfg.frame_size, cfg.frame_size)
     frames = np.empty((n_frames,) + shape, dtype=np.float32)
     use_snr = rng.uniform(size=n_frames) < cfg.snr_fraction
     by_frame = dict(tuple(emitters.groupby(FRAME)))
     for f in range(n_frames):
+        if is_cancelled(cancel):
+            raise Cancelled("cancelled while simulating the training set")
         em = by_frame.get(f + 1, emitters.iloc[:0]).assign(**{FRAME: 1})
         jitter = rng.uniform(1.0 - cfg.fwhm_jitter, 1.0 + cfg.fwhm_jitter)
         frame_acq = acq.replace(fwhm_nm=acq.fwhm_nm * jitter)
@@ -283,12 +288,13 @@ def _cut_patches(acq: Acquisition, cfg: TrainingDataConfig, frames: np.ndarray, 
     return minmax_scale(inputs), spikes
 
 
-def make_training_set(acq: Acquisition, cfg: TrainingDataConfig = TrainingDataConfig()) -> TrainingSet:
-    """Simulate frames and cut the training patches (seeded, reproducible)."""
+def make_training_set(acq: Acquisition, cfg: TrainingDataConfig = TrainingDataConfig(), cancel=None) -> TrainingSet:
+    """Simulate frames and cut the training patches (seeded, reproducible); raises
+    :class:`~.cancel.Cancelled` when ``cancel`` is set during the simulation."""
     rng = as_rng(cfg.seed)
     P = cfg.patch_size
     n_sparse = int(round(cfg.n_patches * cfg.sparse_fraction))
-    frames, emitters = _simulate_frames(acq, cfg, rng)
+    frames, emitters = _simulate_frames(acq, cfg, rng, cancel)
     origins = _patch_origins(acq, cfg, emitters, cfg.n_frames, cfg.min_emitters)
     if len(origins[0]) == 0:
         raise ValueError(
@@ -298,7 +304,7 @@ def make_training_set(acq: Acquisition, cfg: TrainingDataConfig = TrainingDataCo
     inputs, spikes = _cut_patches(acq, cfg, frames, emitters, origins, cfg.n_patches - n_sparse, rng)
     if n_sparse:
         n_frames = max(1, int(round(cfg.n_frames * cfg.sparse_fraction)))
-        frames, emitters = _simulate_sparse_frames(acq, cfg, n_frames, rng)
+        frames, emitters = _simulate_sparse_frames(acq, cfg, n_frames, rng, cancel)
         origins = _patch_origins(acq, cfg, emitters, n_frames, 0)
         sparse_inputs, sparse_spikes = _cut_patches(acq, cfg, frames, emitters, origins, n_sparse, rng)
         inputs = np.concatenate([inputs, sparse_inputs])
