@@ -257,6 +257,17 @@ def test_sigterm_leaves_no_output_and_says_so(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["long.tif"]  # no CSV, no temporary file
 
 
+def test_sigterm_during_training_saves_the_best_model_and_says_it_was_stopped(tmp_path):
+    # it exited 0, so a scheduler's time limit looked like a finished run
+    from napari_deepcel0.core.model_io import read_model_info
+
+    code, err = _run_until(["train", "--out", "m.safetensors", "--patches", "400", "--sim-frames", "8",
+                            "--epochs", "50", "--max-steps-per-epoch", "3", "--device", "cpu"], "epoch 1/50:",
+                           signal.SIGTERM, tmp_path)
+    assert code == 143 and "keeping the best model so far" in err
+    assert read_model_info(tmp_path / "m.safetensors").training["cancelled"] is True
+
+
 def test_sigterm_stops_the_training_set_simulation_at_once(tmp_path):
     # Ctrl-C (and now SIGTERM) during the simulation used to wait for all of it (107 s here)
     code, err = _run_until(["train", "--out", "m.safetensors", "--patches", "20000", "--sim-frames", "400",

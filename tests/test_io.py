@@ -273,3 +273,17 @@ def test_written_files_get_the_usual_permissions_whatever_the_writer(tmp_path):
 
     assert io.atomic_write(tmp_path / "a.bin", recreate).stat().st_mode & 0o777 == expected
     assert io.write_thunderstorm_csv(tmp_path / "b.csv", _table(2)).stat().st_mode & 0o777 == expected
+
+
+def test_nan_spelled_as_numpy_writes_it_is_a_number_without_warnings(tmp_path):
+    # pandas read 'nan' as text in its chunk and warned of "mixed types" for a big file
+    import warnings
+
+    rows = ["1,10.5,20.5,100.0"] * 600_000
+    rows[-5] = "1,10.5,20.5,nan"
+    path = tmp_path / "nan.csv"
+    path.write_text('"frame","x [nm]","y [nm]","sigma [nm]"\n' + "\n".join(rows) + "\n")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        table = io.read_localizations(path)
+    assert table["sigma [nm]"].dtype == np.float64 and table["sigma [nm]"].isna().sum() == 1

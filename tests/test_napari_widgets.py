@@ -552,6 +552,36 @@ def test_a_large_render_is_blurred_off_the_gui_thread_and_the_last_one_shows(vie
     assert any(t is not threading.main_thread() for t in blurred_on[1:])  # [0]: the empty first image
 
 
+def test_a_late_blur_of_the_previous_run_does_not_cover_the_next_runs_render(viewer, qtbot, stack_path,
+                                                                            monkeypatch):
+    from napari_deepcel0._napari import localize_widget
+    from napari_deepcel0.core.render import Renderer
+
+    monkeypatch.setattr(localize_widget._RenderDisplay, "THREAD_PIXELS", 0)
+    slow, image = set(), Renderer.image
+
+    def slow_image(self, *args):  # the first run's blurs take 2 s, as for a 9,600 x 9,600 render
+        if id(self) in slow and threading.current_thread() is not threading.main_thread():
+            time.sleep(2.0)
+        return image(self, *args)
+
+    monkeypatch.setattr(Renderer, "image", slow_image)
+    _open(viewer, stack_path)
+    widget = _dock(viewer, LocalizeWidget)
+    widget.device.value = "cpu"
+    widget.frames.value = "1-3"
+    widget.run()
+    slow.add(id(widget._run.renderer))
+    _wait(qtbot, widget.job)
+    widget.frames.value = "1"
+    widget.run()
+    _wait(qtbot, widget.job)
+    qtbot.waitUntil(lambda: not widget._run.render.busy, timeout=RUN_TIMEOUT_MS)
+    qtbot.wait(2500)  # the first run's last blur ends meanwhile
+    np.testing.assert_allclose(viewer.layers["small render"].data,
+                               widget._run.renderer.image(widget.render_blur.value))
+
+
 def test_closing_the_widget_during_a_run_is_quiet(viewer, qtbot, stack_path, monkeypatch):
     """What the job still sends after its widget is gone is dropped (it used to raise
     'wrapped C/C++ object ... has been deleted', which pytest-qt reports as an error
@@ -858,7 +888,7 @@ def test_a_stored_nan_is_no_setting(viewer):
 
     default = Cel0Widget(viewer).lam.value
     store = settings_store()
-    for raw in ("NaN", "Infinity", "-Infinity"):
+    for raw in ("NaN", "Infinity", "-Infinity", "1e999"):
         store.setValue("cel0/lam", raw)
         assert load_value("cel0/lam") is None
         assert Cel0Widget(viewer).lam.value == default

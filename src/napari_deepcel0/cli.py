@@ -293,7 +293,8 @@ def cmd_train(args) -> int:
     path = save_training_result(out, result, notes=args.notes or "")
     print(f"wrote {path} (best epoch {result.best_epoch}, {result.seconds:.0f} s on {result.device}, "
           f"{result.precision}{', cancelled' if result.cancelled else ''})")
-    return 0
+    # stopped by a signal: saved, but not the run asked for (a scheduler's time limit is no success)
+    return 128 + int(stop.signum) if stop.signum else 0
 
 
 @contextlib.contextmanager
@@ -308,8 +309,8 @@ def stop_on_first_interrupt():
             raise Terminated if signum == signal.SIGTERM else KeyboardInterrupt
         stop.signum = signum
         stop.set()
-        print("\nstopping after the current step and keeping the best model so far; press Ctrl-C again to "
-              "stop at once (a checkpoint already written stays)", file=sys.stderr, flush=True)
+        print("\nstopping after the current step and keeping the best model so far; a second Ctrl-C (or "
+              "SIGTERM) stops at once (a checkpoint already written stays)", file=sys.stderr, flush=True)
 
     with _signal_handlers(handler, signal.SIGINT, signal.SIGTERM):
         yield stop

@@ -172,6 +172,8 @@ class LocalizeWidget(Container):
             self.job.refuse(f"Localize: the fine-grid maps of {maps_shape[0]} frames would need "
                             f"{np.prod(maps_shape) * 4 / 1024**3:.1f} GB; select fewer frames or untick the maps")
             return
+        if self._run is not None:  # its render may still be blurring: it must not show over this run's
+            self._run.render.retire()
         self._run = _Run(self.viewer, layer, acq, selection, (rows, cols), fine_nm, self.render_pixel.value,
                          self.render_blur.value, maps_shape if self.show_maps.value else None, self.job.while_open)
         threshold = None if self.auto_threshold.value else self.threshold.value
@@ -252,7 +254,8 @@ class _RenderDisplay:
     Blurring a large render takes seconds (a 9,600 x 9,600 render at 4 nm: 2.5 s), so
     renders of more than :data:`THREAD_PIXELS` pixels are blurred in a thread (SciPy
     releases the GIL) and shown on the GUI thread when ready, one blur at a time; a
-    refresh asked for meanwhile runs when it ends, so the last one always shows.
+    refresh asked for meanwhile runs when it ends, so the last one always shows (until
+    :meth:`retire`: a new run's display takes over the layer).
     """
 
     THREAD_PIXELS = 4_000_000
@@ -262,10 +265,17 @@ class _RenderDisplay:
         self.threaded = renderer.counts.size > self.THREAD_PIXELS
         self.busy = False  # a blur is running in its thread
         self._again = False
+        self._retired = False
         self._ready = ProgressRelay()  # carries the thread's result to the GUI thread
         self._ready.report.connect(while_open(self._show))  # nothing once the widget is closed
 
+    def retire(self) -> None:
+        """Show nothing more (a blur still running is dropped when it ends)."""
+        self._retired = True
+
     def refresh(self) -> None:
+        if self._retired:
+            return
         if not self.threaded:
             self._show(self._display_image())
         elif self.busy:
@@ -280,6 +290,9 @@ class _RenderDisplay:
         return image, float(np.percentile(shown, 99.5)) if shown.size else 1.0
 
     def _show(self, result: tuple[np.ndarray, float]) -> None:
+        if self._retired:
+            self.busy = False
+            return
         image, top = result
         keep_in_viewer(self.viewer, self.layer)
         self.layer.data = image

@@ -420,6 +420,14 @@ def write_thunderstorm_csv(path: str | os.PathLike, table: pd.DataFrame) -> Path
 _UNIT_RE = re.compile(r"^(?P<name>.*?)\s*(?:\[(?P<unit>[^\[\]]*)\])?\s*$")
 
 
+def _read_csv(text: str, labels: list[str], skip: int) -> pd.DataFrame:
+    """The rows of a localization CSV's text: numbers parsed (fast), other columns text.
+    NaN's spellings (ThunderSTORM's ``NaN``, NumPy's ``nan``) are numbers: a word pandas
+    read as text far down a numeric column made it warn of "mixed types"."""
+    return pd.read_csv(StringIO(text), header=None, names=labels, skiprows=skip, keep_default_na=False,
+                       na_values=NAN_WORDS, skip_blank_lines=True)
+
+
 def _split_label(label: str) -> tuple[str, str | None]:
     m = _UNIT_RE.match(label.strip().strip('"').strip())
     return m.group("name").strip(), (m.group("unit").strip() if m.group("unit") else None)
@@ -478,17 +486,10 @@ def read_localizations(path: str | os.PathLike, pixel_size_nm: float | None = No
         source, skip = "\n".join(line for line, ok in zip(islice(lines, 1, None), keep) if ok), 0
     del lines, text
     try:
-        raw = pd.read_csv(
-            StringIO(source),
-            header=None,
-            names=labels,
-            skiprows=skip,
-            keep_default_na=False,  # numbers are parsed here (fast); other columns stay text
-            na_values=["", "NaN"],
-            skip_blank_lines=True,
-        )
+        raw = _read_csv(source, labels, skip)
     except Exception as exc:
         raise LocalizationFileError(f"{path}: cannot parse as CSV ({exc})") from exc
+    del source
 
     lower = [lab.lower() for lab in labels]
     if "xnano" in lower and "ynano" in lower:  # ISBI 2013 ground truth
@@ -554,6 +555,8 @@ def read_localizations(path: str | os.PathLike, pixel_size_nm: float | None = No
 
 
 _NUMBER_WORDS = {"NaN": "nan", "Infinity": "inf", "-Infinity": "-inf", "": "nan"}
+#: the values read as NaN in localization files
+NAN_WORDS = ["", "NaN", "nan", "NAN", "-nan", "-NaN"]
 
 
 def _numeric(path, label: str, col: pd.Series, strict: bool = True) -> pd.Series:
