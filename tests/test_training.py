@@ -115,7 +115,7 @@ def test_cancel_returns_the_best_model_so_far():
 
 
 def test_nan_loss_stops_with_a_clear_error():
-    with pytest.raises(TrainingDivergedError, match="nothing was saved"):
+    with pytest.raises(TrainingDivergedError, match="this epoch was not saved"):
         train(ISBI2013, tiny(lr=1e30))
 
 
@@ -249,7 +249,7 @@ def test_losses_read_in_blocks_still_report_and_stop_on_nan(monkeypatch):
     assert steps % 3 != 0  # the last, partial block is read too
     assert [s for stage, s in seen if stage == "train"] == [*range(3, steps, 3), steps]
     assert math.isfinite(result.history[0]["loss"])
-    with pytest.raises(TrainingDivergedError, match="nothing was saved"):
+    with pytest.raises(TrainingDivergedError, match="this epoch was not saved"):
         train(ISBI2013, tiny(lr=1e30, max_steps_per_epoch=None))
 
 

@@ -3,7 +3,8 @@
 Both ``get_*_reader`` functions return None for files they cannot read, so napari
 can try another reader; they never raise (any failure to open a file means it is not
 one of ours). For an existing TIFF file that is no usable stack the stack reader also
-shows the reason as a warning (napari itself only says that no reader took the file).
+shows the reason as a warning (napari itself only says that no reader took the file);
+so does the CSV reader for a file whose header names frame, x and y columns.
 """
 
 from __future__ import annotations

@@ -8,6 +8,7 @@ Modules, one idea each:
 - :mod:`.simulate` emitters, filaments, camera frames, noise, paper test scenes
 - :mod:`.training_data`, :mod:`.network`, :mod:`.losses`, :mod:`.training`, :mod:`.model_io`
 - :mod:`.predict` streaming inference; :mod:`.localize` maps -> localizations
+- :mod:`.photometry` photon counts and position fits on the camera frames
 - :mod:`.cel0` the CEL0-IRL1 solver
 - :mod:`.metrics` matching and scores; :mod:`.render` super-resolved images; :mod:`.io` files
 - :mod:`.devices` CPU/CUDA and precision choice; :mod:`.cancel` cancel flags;

@@ -1,10 +1,13 @@
 """Training DeepCEL0 (ReLU head, CEL0 loss) or Deep-STORM (linear head, L1 loss).
 
-Adam, ReduceLROnPlateau on the validation loss, best-validation checkpoint kept.
-A ``progress`` callback receives a :class:`Progress` after every step and epoch; a
-``cancel`` callable (or ``threading.Event``) stops training cleanly after the current
-step and the best model so far is returned. A NaN/inf loss stops training with
-:class:`TrainingDivergedError` and nothing is returned or saved.
+Adam, ReduceLROnPlateau on the validation loss (or cosine annealing), best-validation
+checkpoint kept. A ``progress`` callback receives a :class:`Progress` after every step
+and epoch; a ``cancel`` callable (or ``threading.Event``) stops training cleanly after
+the current step and the best model so far is returned (cancelled before the first step,
+or while the training set is simulated, :func:`train` raises
+:class:`~.cancel.Cancelled`: nothing was trained). A NaN/inf loss stops training with
+:class:`TrainingDivergedError` and nothing is returned (checkpoints already handed to
+``on_best`` stay where the caller saved them).
 """
 
 from __future__ import annotations
@@ -261,7 +264,7 @@ def train(
     def check(value: float, where: str):
         if not math.isfinite(value):
             raise TrainingDivergedError(
-                f"the {where} loss became {value} at epoch {epoch}; training stopped and nothing was saved. "
+                f"the {where} loss became {value} at epoch {epoch}; training stopped and this epoch was not saved. "
                 "Try a lower learning rate or lambda, or precision='fp32'"
             )
 
