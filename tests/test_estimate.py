@@ -33,6 +33,14 @@ def test_psf_width_baseline_and_noise_are_recovered(fwhm_nm, pixel_nm):
     assert est.n_frames == 8
 
 
+def test_a_background_that_changes_between_frames_is_no_noise():
+    # frame-to-frame background changes (bleaching) were pooled into the noise: 11.5 ADU for 5.1
+    acq = Acquisition()
+    emitters = sim.uniform_emitters(20, (6400.0, 6400.0), 0.5, sim.PhotonModel(1000, 1000, 0.0), seed=5)
+    frames = sim.render_frames(emitters, acq, (64, 64), 20, sim.CameraNoise((10.0, 40.0), True), seed=6)
+    assert estimate_noise(frames) == pytest.approx(math.sqrt(1.0 + 25.0), rel=0.1)
+
+
 def test_single_frame_uses_spatial_differences():
     rng = np.random.default_rng(0)
     frame = 100.0 + rng.normal(0.0, 3.0, size=(64, 64))

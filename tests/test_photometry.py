@@ -76,6 +76,22 @@ def test_a_localizer_that_reports_photons_itself_is_refused():
             localize(Cel0Localizer(ACQ, max_outer=2, max_inner=2), frames, **{option: True})
 
 
+@pytest.mark.parametrize("fit", [False, True])
+def test_an_offset_set_too_high_leaves_the_photons_right(fit, monkeypatch):
+    """The background was held >= 0, so once the offset error passed the background the
+    missing light came out of the molecules (photons 0.34x at 25 ADU too high here)."""
+    from napari_deepcel0.core import photometry
+
+    frames, gt = _stack(0.3)  # 10 photons of background per pixel, gain 2.5 ADU/photon
+    too_high = ACQ.replace(offset_adu=ACQ.offset_adu + 75.0)  # 30 photons: 20 above the background
+    fitted = add_photometry(frames, gt, too_high, np.arange(1, 5), fit_positions=fit)
+    assert (fitted["intensity [photon]"] / gt["intensity [photon]"]).median() == pytest.approx(1.0, abs=0.03)
+    assert fitted[BACKGROUND].to_numpy() == pytest.approx(-20.0, abs=1.5)  # says the offset is 20 photons high
+    monkeypatch.setattr(photometry, "EXACT_LIMIT", 1)  # the iterative solver too
+    iterative = add_photometry(frames, gt, too_high, np.arange(1, 5))
+    assert (iterative["intensity [photon]"] / gt["intensity [photon]"]).median() == pytest.approx(1.0, abs=0.03)
+
+
 def test_the_iterative_solver_for_crowded_large_frames_agrees_with_the_exact_one(monkeypatch):
     from napari_deepcel0.core import photometry
 

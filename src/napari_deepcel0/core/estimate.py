@@ -88,6 +88,13 @@ def dark_mask(image: np.ndarray, fraction: float = 0.1, size: int = 5) -> np.nda
     return local <= np.quantile(local, fraction)
 
 
+def _centred(differences: np.ndarray, least: int = 10) -> np.ndarray:
+    """A frame pair's differences less their median (a background that changes between
+    frames, e.g. by bleaching, is no noise), when there are ``least`` of them to take a
+    median of."""
+    return differences - np.median(differences) if differences.size >= least else differences
+
+
 def _robust_std(values: np.ndarray) -> float:
     return float(MAD_TO_STD * np.median(np.abs(values - np.median(values))))
 
@@ -95,8 +102,9 @@ def _robust_std(values: np.ndarray) -> float:
 def estimate_noise(frames: np.ndarray) -> float:
     """Robust standard deviation of the background noise, in the frames' unit (ADU).
 
-    With two or more frames, uses differences between successive frames; with one
-    frame, differences between horizontally neighbouring pixels. Only the darkest
+    With two or more frames, uses differences between successive frames (each pair's
+    median taken out); with one frame, differences between horizontally neighbouring
+    pixels. Only the darkest
     regions (see :func:`dark_mask`) are used, so molecules contribute little; the
     result still contains the shot noise of the background.
     """
@@ -104,7 +112,7 @@ def estimate_noise(frames: np.ndarray) -> float:
     if frames.ndim == 2:
         frames = frames[None]
     if len(frames) > 1:
-        diffs = [(b - a)[dark_mask(a + b)] for a, b in zip(frames[:-1], frames[1:])]
+        diffs = [_centred((b - a)[dark_mask(a + b)]) for a, b in zip(frames[:-1], frames[1:])]
     else:
         diffs = [np.diff(frames[0], axis=-1)[dark_mask(frames[0])[:, 1:]]]
     return _robust_std(np.concatenate(diffs)) / math.sqrt(2.0)
