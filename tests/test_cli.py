@@ -469,3 +469,16 @@ def test_first_ctrl_c_stops_cleanly_second_aborts():
         with pytest.raises(KeyboardInterrupt):
             os.kill(os.getpid(), signal.SIGINT)
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+
+
+def test_the_same_new_file_named_relative_and_absolute_is_caught(tmp_path, monkeypatch):
+    # neither file exists yet: the paths are compared resolved, not as typed
+    import argparse
+
+    from napari_deepcel0.cli import check_distinct_files
+
+    monkeypatch.chdir(tmp_path)
+    args = argparse.Namespace(out="same.png", render=str(tmp_path / "sub" / ".." / "same.png"))
+    with pytest.raises(ValueError, match="--out and --render are the same file"):
+        check_distinct_files(args, inputs=(), outputs=("out", "render"))
+    check_distinct_files(argparse.Namespace(out="a.png", render=str(tmp_path / "b.png")), (), ("out", "render"))

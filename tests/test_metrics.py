@@ -103,3 +103,22 @@ def test_chebyshev_distance_is_a_square_window():
     assert metrics.score(gt, _t([1], [51.0], [0.0]), 50.0, distance="chebyshev").tp == 0
     with pytest.raises(ValueError, match="distance must be one of"):
         metrics.score(gt, est, 50.0, distance="manhattan")
+
+
+def test_tolerance_is_inclusive():
+    # a pair exactly at the tolerance (3-4-5 triangle: 50 nm) is matched
+    gt = _t([1, 1], [0, 1000], [0, 0])
+    est = _t([1, 1], [30, 1050], [40, 0])
+    s = metrics.score(gt, est, 50)
+    assert (s.tp, s.fp, s.fn) == (2, 0, 0)
+    assert s.rmse_nm == pytest.approx(50.0)
+
+
+def test_rmse_and_bias_use_the_matched_pairs_not_the_row_order():
+    # est rows come in another order than gt rows, with an unmatched one first
+    gt = _t([1, 1], [0, 500], [0, 0])
+    est = _t([1, 1, 1], [2000, 510, 3], [0, 0, 4])
+    s = metrics.score(gt, est, 50)
+    assert (s.tp, s.fp, s.fn) == (2, 1, 0)
+    assert s.rmse_nm == pytest.approx(math.sqrt((100 + 25) / 2))
+    assert s.bias_x_nm == pytest.approx(6.5) and s.bias_y_nm == pytest.approx(2.0)

@@ -264,3 +264,17 @@ def test_paper_scenes_are_the_close_pairs():
     assert np.linalg.norm(by_frame[1][0] - by_frame[1][1]) == pytest.approx(75.0)
     centre = by_frame[2].mean(axis=0)
     np.testing.assert_allclose(np.linalg.norm(by_frame[2] - centre, axis=1), 125.0)
+
+
+def test_fine_grid_maps_line_up_with_the_localizations():
+    """Fine pixel (r, c) of the maps of 1-based frame f is drawn at the layer's world
+    point (f - 1, fine_px_to_nm(r), fine_px_to_nm(c)), where a spike there is localized."""
+    from napari_deepcel0._napari.layers import image_transform
+    from napari_deepcel0.core.acquisition import Acquisition
+
+    acq = Acquisition(pixel_size_nm=100.0, upsampling=4)
+    t = image_transform(acq.fine_pixel_nm, first_frame=5)
+    index = np.array([0.0, 3.0, 7.0])  # data coordinates (frame in batch, row, col)
+    world = index * np.asarray(t["scale"]) + np.asarray(t["translate"])
+    assert world[0] == 4.0  # frame 5 -> points axis value frame - 1
+    np.testing.assert_allclose(world[1:], acq.fine_px_to_nm(index[1:]))

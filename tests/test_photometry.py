@@ -289,3 +289,15 @@ def test_the_fit_streams_and_cancels_frame_by_frame(monkeypatch):
     monkeypatch.setattr(model, "maps", lambda block: network_passes.append(1) or real_maps(block))
     table = localize(model, frames, fit_positions=True, cancel=lambda: len(network_passes) >= 2)
     assert len(fitted_frames) == 2 and set(table["frame"]) == {1, 2}
+
+
+def test_the_read_noise_counts_in_photons_read_noise_adu_over_gain():
+    """The same photons recorded at gain 2.5 with 2 ADU of read noise or at gain 1 with
+    0.8 ADU (both 0.8 photons) are the same measurement: same fit, same uncertainty."""
+    truth = _emitters([[1210.0, 1330.0], [2000.0, 1500.0]], [400.0, 800.0])
+    photons = sim.expected_photons(truth, ACQ, (32, 32), 1)[0] + 3.0
+    other = ACQ.replace(gain_adu_per_photon=1.0, read_noise_adu=0.8)
+    results = [fit_positions_frame(photons * acq.gain_adu_per_photon + acq.offset_adu, truth["x [nm]"],
+                                   truth["y [nm]"], acq) for acq in (ACQ, other)]
+    for a, b in zip(*results):
+        np.testing.assert_allclose(a, b, rtol=1e-6)

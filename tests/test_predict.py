@@ -201,3 +201,14 @@ def test_unusual_frames_and_settings_get_clear_errors():
         localize(model, frames.astype(np.float64) * 1e37)
     with pytest.raises(FrameSourceError, match="no pixels"):  # was torch's IndexError
         localize(model, np.zeros((3, 0, 5), np.float32))
+
+
+def test_default_threshold_is_a_tenth_of_one_molecule(model, stack):
+    """The reference's rule: without a threshold, keep maxima above 0.1 x the map
+    value of one isolated molecule."""
+    assert model.default_threshold() == pytest.approx(0.1 * model.info.spike_value)
+    frames, _ = stack
+    default = localize(model, frames)
+    explicit = localize(model, frames, threshold=0.1 * model.info.spike_value)
+    assert len(default) == len(explicit)
+    np.testing.assert_array_equal(default["x [nm]"].to_numpy(), explicit["x [nm]"].to_numpy())
