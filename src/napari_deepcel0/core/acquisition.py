@@ -32,6 +32,12 @@ def sigma_to_fwhm(sigma: float) -> float:
     return sigma * FWHM_PER_SIGMA
 
 
+def is_whole_number(value) -> bool:
+    """An int (NumPy's too), not a bool or a float: the check for counts given to the
+    core (frames, patches, epochs, batch sizes)."""
+    return isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_))
+
+
 def fwhm_from_optics(wavelength_nm: float, numerical_aperture: float) -> float:
     """Approximate lateral PSF FWHM (nm) of a widefield microscope.
 

@@ -240,7 +240,7 @@ def _check_stage(path, stage: dict, where: str) -> None:
     """The ``training`` (a dict) and ``history`` (one dict per epoch, numbers where
     :meth:`ModelInfo.summary` reads them) of a model and of each model it was
     fine-tuned from (``training.base_model``)."""
-    for depth in range(MAX_STAGES):
+    for _ in range(MAX_STAGES):
         training, history = stage.get("training", {}), stage.get("history", [])
         for key, value, kind in (("training", training, dict), ("history", history, list)):
             if not isinstance(value, kind):

@@ -21,7 +21,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from .acquisition import Acquisition
+from .acquisition import Acquisition, is_whole_number
 from .cancel import is_cancelled
 from .devices import autocast, resolve_device, resolve_precision
 from .io import INTENSITY
@@ -85,7 +85,7 @@ def frame_ranges(spec, n_frames: int) -> list[tuple[int, int]]:
         raise FrameSourceError("the stack has no frames")
     if spec is None or (isinstance(spec, str) and spec.strip() in ("", "all")):
         return [(1, int(n_frames))]
-    if isinstance(spec, (int, np.integer)) and not isinstance(spec, (bool, np.bool_)):
+    if is_whole_number(spec):
         spec = [spec]  # one frame number
     if isinstance(spec, str):
         bounds = []
@@ -348,7 +348,7 @@ def localize_stream(
                          "map-based localizers")
     if batch_size is None:
         batch_size = getattr(model, "batch_size", 16)
-    if isinstance(batch_size, (bool, np.bool_)) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
+    if not (is_whole_number(batch_size) and batch_size >= 1):
         raise ValueError(f"batch size must be a whole number >= 1, got {batch_size!r}")
     t0 = time.perf_counter()
     done = 0

@@ -21,7 +21,7 @@ from typing import Callable
 import numpy as np
 import torch
 
-from .acquisition import Acquisition
+from .acquisition import Acquisition, is_whole_number
 from .cancel import Cancelled, is_cancelled
 from .devices import autocast, resolve_device, resolve_precision
 from .losses import LocalizationLoss
@@ -30,7 +30,7 @@ from .network import LocalizationNet, upsample_nearest
 from .optics import phase_column_norms
 from .predict import acquisition_mismatch
 from .progress import time_left_text
-from .training_data import TrainingDataConfig, TrainingSet, is_whole_number, make_training_set
+from .training_data import TrainingDataConfig, TrainingSet, make_training_set
 
 #: the CEL0 column norms: from the acquisition operator S_L K (paper) or the
 #: reference notebook's constant ||g||_2 (0.2823)

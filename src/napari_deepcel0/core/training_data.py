@@ -29,7 +29,7 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 import pandas as pd
 
-from .acquisition import Acquisition
+from .acquisition import Acquisition, is_whole_number
 from .cancel import Cancelled, is_cancelled
 from .simulate import (
     FRAME,
@@ -54,11 +54,6 @@ def default_target_scale(upsampling: int, max_emitters: int = 7) -> float:
     target (and ideally in the prediction) has value ``s``.
     """
     return 100.0 / math.sqrt(min(max(max_emitters, 1), 7) * 64.0 / (upsampling**2 * 20.28))
-
-
-def is_whole_number(value) -> bool:
-    """An int (NumPy's too), not a bool or a float."""
-    return isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_))
 
 
 @dataclass(frozen=True)
