@@ -76,6 +76,17 @@ def _wait(qtbot, job, timeout=RUN_TIMEOUT_MS):
     qtbot.waitUntil(lambda: not job.busy, timeout=timeout)
 
 
+def _localized(viewer, qtbot, **values):
+    """A docked Localize widget after a run: its fields set to ``values`` (device cpu
+    unless given), Localize pressed, the run waited for."""
+    widget = _dock(viewer, LocalizeWidget)
+    for name, value in {"device": "cpu", **values}.items():
+        getattr(widget, name).value = value
+    widget.run()
+    _wait(qtbot, widget.job)
+    return widget
+
+
 def _messages(severity) -> list[str]:
     return [str(n.message) for n in notification_manager.records if n.severity == severity]
 
@@ -212,12 +223,7 @@ def test_localize_streams_the_same_points_as_the_core(viewer, qtbot, stack_path)
 
 def test_localize_with_orientation_averaging_matches_the_core(viewer, qtbot, stack_path):
     layer = _open(viewer, stack_path)
-    widget = _dock(viewer, LocalizeWidget)
-    widget.device.value = "cpu"
-    widget.frames.value = "1-2"
-    widget.orientations.value = 4
-    widget.run()
-    _wait(qtbot, widget.job)
+    _localized(viewer, qtbot, frames="1-2", orientations=4)
     model = DeepLocalizer(None, acquisition=state_for(viewer).acquisition, device="cpu", orientations=4)
     expected = localize(model, FrameStack(stack_path), frames="1-2")
     got = table_from_layer(viewer.layers[f"{layer.name} localizations"])
@@ -233,12 +239,7 @@ def test_localize_with_orientation_averaging_matches_the_core(viewer, qtbot, sta
 def test_localize_with_photon_counts_or_fitted_positions_matches_the_core(viewer, qtbot, stack_path, option,
                                                                          columns):
     layer = _open(viewer, stack_path)
-    widget = _dock(viewer, LocalizeWidget)
-    widget.device.value = "cpu"
-    widget.frames.value = "1-2"
-    getattr(widget, option).value = True
-    widget.run()
-    _wait(qtbot, widget.job)
+    _localized(viewer, qtbot, frames="1-2", **{option: True})
     acq = state_for(viewer).acquisition
     expected = localize(DeepLocalizer(None, acquisition=acq, device="cpu"), FrameStack(stack_path), frames="1-2",
                         **{option: True})
@@ -279,11 +280,7 @@ def test_localize_error_is_a_notification_and_partial_results_stay(viewer, qtbot
     frames, _ = sim.simulate_stack(n_frames=4, shape=(32, 32), seed=1)
     frames[2, 5, 5] = np.nan
     layer = _open(viewer, write_tiff(tmp_path / "nan.tif", frames.astype(np.float32), pixel_size_nm=100.0))
-    widget = _dock(viewer, LocalizeWidget)
-    widget.device.value = "cpu"
-    widget.batch_size.value = 1
-    widget.run()
-    _wait(qtbot, widget.job)
+    widget = _localized(viewer, qtbot, batch_size=1)
     assert "failed" in widget.job.status.value and "frame 3" in widget.job.status.value
     assert any("frame 3" in m for m in _messages(NotificationSeverity.ERROR))
     assert viewer.layers[f"{layer.name} localizations"].metadata["frames"].tolist() == [1, 2]
@@ -299,10 +296,7 @@ def test_out_of_gpu_memory_is_explained(viewer, qtbot, stack_path, monkeypatch):
 
     monkeypatch.setattr("napari_deepcel0._napari.localize_widget.localize_stream", no_memory)
     _open(viewer, stack_path)
-    widget = _dock(viewer, LocalizeWidget)
-    widget.device.value = "cpu"
-    widget.run()
-    _wait(qtbot, widget.job)
+    widget = _localized(viewer, qtbot)
     assert widget.job.status.value.startswith("Localization failed: out of GPU memory; lower the batch size")
     assert any("out of GPU memory" in m for m in _messages(NotificationSeverity.ERROR))
 
@@ -406,11 +400,7 @@ def test_localize_and_cel0_use_the_pixel_size_of_the_chosen_stack(viewer, qtbot,
     b = _open(viewer, write_tiff(tmp_path / "b160.tif", frames, pixel_size_nm=160.0))
     state = state_for(viewer)
     assert state.acquisition.pixel_size_nm == 160.0
-    widget = _dock(viewer, LocalizeWidget)
-    widget.layer.value = a
-    widget.device.value = "cpu"
-    widget.run()
-    _wait(qtbot, widget.job)
+    widget = _localized(viewer, qtbot, layer=a)
     assert state.acquisition.pixel_size_nm == 100.0
     assert a.scale[-1] == 100.0 and b.scale[-1] == 160.0
     got = table_from_layer(viewer.layers["a100 localizations"])
@@ -439,11 +429,7 @@ def test_a_pixel_size_typed_by_hand_corrects_the_file_calibration(viewer, qtbot,
     state = state_for(viewer)
     assert state.acquisition.pixel_size_nm == 160.0
     _dock(viewer, AcquisitionWidget).pixel_size.value = 100.0  # the user's correction
-    widget = _dock(viewer, LocalizeWidget)
-    widget.layer.value = layer
-    widget.device.value = "cpu"
-    widget.run()
-    _wait(qtbot, widget.job)
+    widget = _localized(viewer, qtbot, layer=layer)
     assert state.acquisition.pixel_size_nm == 100.0 and layer.scale[-1] == 100.0
     assert "at 100 nm/pixel" in widget.job.status.value
 
@@ -465,11 +451,7 @@ def test_a_stack_without_pixel_size_is_rescaled_in_nm(viewer, qtbot, stack_path)
     pixel size, with nm units like the plugin's layers (napari warned of inconsistent units)."""
     with FrameStack(stack_path) as stack:
         layer = viewer.add_image(np.stack([stack[i] for i in range(2)]), name="pasted")
-    widget = _dock(viewer, LocalizeWidget)
-    widget.layer.value = layer
-    widget.device.value = "cpu"
-    widget.run()
-    _wait(qtbot, widget.job)
+    _localized(viewer, qtbot, layer=layer)
     assert tuple(layer.scale) == (1.0, 100.0, 100.0)
     assert tuple(layer.translate) == (0.0, 50.0, 50.0)  # pixel (r, c) centred at ((r, c) + 0.5) x 100 nm
     assert [str(u) for u in layer.units[1:]] == ["nanometer", "nanometer"]
@@ -485,11 +467,7 @@ def test_localizations_land_on_the_molecule_whatever_the_stack_translate(viewer,
     frames = sim.render_frames(emitters, acq, (24, 24), 2, seed=1)
     layer = viewer.add_image(frames, name="spot", scale=(1, acq.pixel_size_nm, acq.pixel_size_nm),
                              translate=translate)
-    widget = _dock(viewer, LocalizeWidget)
-    widget.layer.value = layer
-    widget.device.value = "cpu"
-    widget.run()
-    _wait(qtbot, widget.job)
+    _localized(viewer, qtbot, layer=layer)
     assert tuple(layer.translate) == (0.0, 50.0, 50.0)
     points = viewer.layers["spot localizations"].data
     assert len(points) == 2
@@ -538,11 +516,7 @@ def test_a_large_render_is_blurred_off_the_gui_thread_and_the_last_one_shows(vie
     monkeypatch.setattr(Renderer, "image", lambda self, *a: blurred_on.append(threading.current_thread()) or
                         image(self, *a))
     _open(viewer, stack_path)
-    widget = _dock(viewer, LocalizeWidget)
-    widget.device.value = "cpu"
-    widget.batch_size.value = 1
-    widget.run()
-    _wait(qtbot, widget.job)
+    widget = _localized(viewer, qtbot, batch_size=1)
     display = widget._run.render
     qtbot.waitUntil(lambda: not display.busy, timeout=RUN_TIMEOUT_MS)
     render = viewer.layers["small render"]

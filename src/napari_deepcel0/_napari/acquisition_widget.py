@@ -99,9 +99,7 @@ class AcquisitionWidget(Container):
             return
         layer = self.layer.value
         try:
-            if layer is None:
-                raise ValueError("open a stack (an Image layer) first")
-            stack_frame_count(layer)  # RGB images, pyramids: refused, not read as frames
+            stack_frame_count(layer)  # no layer, RGB images, pyramids: refused, not read as frames
         except ValueError as exc:
             self.job.refuse(f"Estimate: {exc}")
             return

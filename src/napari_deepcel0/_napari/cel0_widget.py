@@ -111,8 +111,6 @@ class Cel0Widget(Container):
     def _inputs(self):
         """(layer, 1-based frame numbers, background) after checking them."""
         layer = self.layer.value
-        if layer is None:
-            raise ValueError("open a stack (an Image layer) first")
         n_frames = stack_frame_count(layer)
         resolve_device(self.device.value)
         return layer, parse_frame_selection(self.frames.value, n_frames) + 1, parse_background(self.background.value)

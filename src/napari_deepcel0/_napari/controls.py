@@ -147,7 +147,7 @@ class OverwriteGuard:
     asks "Replace?" itself; a cancelled dialog confirms nothing)."""
 
     def __init__(self, edit: FileEdit):
-        self._edit = edit
+        self.edit = edit
         self._dialog_confirmed: Path | None = None
         show = getattr(edit, "_show_file_dialog", None)  # magicgui's dialog function
         if show is None:  # another magicgui: writing asks, as without the dialog
@@ -164,4 +164,4 @@ class OverwriteGuard:
     def allows(self, path: Path) -> bool:
         """True when ``path`` may be written (asks when it exists; see the class notes)."""
         confirmed, self._dialog_confirmed = self._dialog_confirmed == path, None
-        return not path.exists() or confirmed or ask_to_replace(self._edit.native, path)
+        return not path.exists() or confirmed or ask_to_replace(self.edit.native, path)

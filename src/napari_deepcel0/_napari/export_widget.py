@@ -47,7 +47,7 @@ class ExportWidget(Container):
         self.settings = PersistentValues("export", {"csv_path": self.csv_path, "tiff_path": self.tiff_path})
         self.csv_job.run_button.changed.connect(self.save_csv)
         self.tiff_job.run_button.changed.connect(self.save_tiff)
-        self._guards = {id(edit): OverwriteGuard(edit) for edit in (self.csv_path, self.tiff_path)}
+        self.csv_guard, self.tiff_guard = OverwriteGuard(self.csv_path), OverwriteGuard(self.tiff_path)
 
     def save_csv(self, *_) -> None:
         """Write the chosen Points layer to the CSV file (in a worker thread)."""
@@ -55,7 +55,7 @@ class ExportWidget(Container):
         if layer is None:
             self.csv_job.refuse("Export: choose a Points layer")
             return
-        path = self._output_file(self.csv_job, self.csv_path, (".csv",))
+        path = self._output_file(self.csv_job, self.csv_guard, (".csv",))
         if path is None:
             return
         data, attributes, _ = layer.as_layer_data_tuple()
@@ -73,7 +73,7 @@ class ExportWidget(Container):
             self.tiff_job.refuse(f"Export: {layer.name} is an RGB image; the TIFF export writes single-channel "
                                  "images and stacks")
             return
-        path = self._output_file(self.tiff_job, self.tiff_path, (".tif", ".tiff"))
+        path = self._output_file(self.tiff_job, self.tiff_guard, (".tif", ".tiff"))
         if path is None:
             return
         self.tiff_job.start(_write_tiff_job, path, layer.data, layer_pixel_size_nm(layer),
@@ -81,16 +81,18 @@ class ExportWidget(Container):
                             on_return=lambda p: self._saved(self.tiff_job, f"{layer.name} saved to {p} "
                                                             f"({layer_pixel_size_nm(layer):g} nm pixels)"))
 
-    def _output_file(self, job: JobControls, edit: FileEdit, suffixes: tuple[str, ...]) -> Path | None:
-        """The file to write: ``edit``'s, with an extension added when it has none; None
-        when it is a folder (an empty field is the current folder), which is reported,
-        or when the file exists and the user keeps it (see :class:`~.controls.OverwriteGuard`)."""
-        chosen = edit.value
+    @staticmethod
+    def _output_file(job: JobControls, guard: OverwriteGuard, suffixes: tuple[str, ...]) -> Path | None:
+        """The file to write: the guarded field's, with an extension added when it has
+        none; None when it is a folder (an empty field is the current folder), which is
+        reported, or when the file exists and the user keeps it (see
+        :class:`~.controls.OverwriteGuard`)."""
+        chosen = guard.edit.value
         if chosen.is_dir():
             job.refuse(f"Export: {chosen} is a folder: choose a file name")
             return None
         path = _with_suffix(chosen, suffixes)
-        if not self._guards[id(edit)].allows(path):
+        if not guard.allows(path):
             job.status.value = f"Not saved: {path} exists and was kept"
             return None
         return path

@@ -64,7 +64,10 @@ def layer_pixel_size_nm(layer) -> float:
 def stack_frame_count(layer) -> int:
     """Number of frames of an Image layer to analyse: a (frames, rows, cols) stack or one
     (rows, cols) frame of gray values; ValueError naming the layer for anything else
-    (RGB, more dimensions, a multiscale pyramid, whose first axis is its levels)."""
+    (RGB, more dimensions, a multiscale pyramid, whose first axis is its levels), and
+    for no layer (None: nothing chosen)."""
+    if layer is None:
+        raise ValueError("open a stack (an Image layer) first")
     if layer.rgb or layer.ndim not in (2, 3):
         raise ValueError(f"{layer.name} is not a (frames, rows, cols) stack of gray frames")
     if layer.multiscale:

@@ -149,12 +149,11 @@ class LocalizeWidget(Container):
             return
         layer = self.layer.value
         try:
-            if layer is None:
-                raise ValueError("open a stack (an Image layer) first")
+            n_frames = stack_frame_count(layer)
             if self._info is None:
                 raise ValueError(self.model_info.value)
             resolve_device(self.device.value)
-            selection = parse_frame_selection(self.frames.value, stack_frame_count(layer)) + 1
+            selection = parse_frame_selection(self.frames.value, n_frames) + 1
         except (ValueError, RuntimeError) as exc:
             self.job.refuse(f"Localize: {exc}")
             return

@@ -18,7 +18,7 @@ import dask.array as da
 import numpy as np
 from napari.utils.notifications import show_warning
 
-from ..core.io import FrameStack, LocalizationFileError, StackError, read_localizations
+from ..core.io import FrameStack, LocalizationFileError, StackError, column_key, read_localizations
 from .layers import FILE_COLOR, OUTPUT, image_transform, points_from_table, points_layer_kwargs, stack_transform
 from .state import saved_acquisition
 
@@ -134,8 +134,8 @@ def _looks_like_localizations(path: str) -> bool:
     other tools' CSV files, which napari's own reader may take."""
     try:
         with open(path, encoding="utf-8-sig", errors="replace") as f:
-            header = f.readline().lower()
+            header = f.readline()
     except OSError:
         return False
-    names = {part.strip().strip('"').split("[")[0].strip() for part in re.split(r"[,;\t]", header)}
+    names = {column_key(label) for label in re.split(r"[,;\t]", header)}
     return "frame" in names and ({"x", "y"} <= names or {"xnano", "ynano"} <= names)

@@ -433,10 +433,16 @@ def _split_label(label: str) -> tuple[str, str | None]:
     return m.group("name").strip(), (m.group("unit").strip() if m.group("unit") else None)
 
 
+def column_key(label: str) -> str:
+    """A column label's name without its unit and quotes, in lower case
+    (``'"X [px]"'`` -> ``"x"``)."""
+    return _split_label(str(label))[0].lower()
+
+
 def is_coordinate_label(label: str) -> bool:
     """True for a column label that names an id, frame, x or y column in any unit
     (``"x"``, ``"X [px]"``, ...): a localization file holds one of each."""
-    return _split_label(str(label))[0].lower() in ("id", "frame", "x", "y")
+    return column_key(label) in ("id", "frame", "x", "y")
 
 
 def read_localizations(path: str | os.PathLike, pixel_size_nm: float | None = None) -> pd.DataFrame:
