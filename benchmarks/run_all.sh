@@ -3,8 +3,10 @@
 #
 #   bash benchmarks/run_all.sh [DEEPSTORM_MODEL]
 #
-# The GPU numbers come from benchmarks/gpu_session.sh, gpu_more_data.sh and gpu_one_model.sh
+# The GPU numbers come from benchmarks/gpu_session.sh, gpu_more_data.sh, gpu_one_model.sh and gpu_next.sh
 # (run on a GPU machine; they also train the models named below, the bundled one included).
+# runs/gpu3/bundled_before_2026-11-27b.safetensors is the model bundled until 2026-11-27:
+#   git show 89feab5:src/napari_deepcel0/models/deepcel0_isbi2013.safetensors > runs/gpu3/bundled_before_2026-11-27b.safetensors
 #
 # Needs ../shared/data/isbi2013-bundled-tubes-hd and the venv of scripts/setup.sh.
 # CEL0 on the original stack uses lambda = 1e-3, the best of benchmarks/bench_cel0.py's
@@ -43,7 +45,7 @@ $PY benchmarks/snr_sweep.py --deepcel0 src/napari_deepcel0/models/deepcel0_isbi2
 in_domain=()
 for m in runs/deepcel0_isbi2013_ft runs/deepcel0_ft_big runs/deepcel0_stage4_dense \
     runs/deepcel0_stage5_denser runs/gpu/deepcel0_gpu runs/deepcel0_stage6_sparse runs/deepcel0_stage7_mixed \
-    runs/gpu3/ft_mix src/napari_deepcel0/models/deepcel0_isbi2013; do
+    runs/gpu3/ft_mix runs/gpu3/bundled_before_2026-11-27b src/napari_deepcel0/models/deepcel0_isbi2013; do
   [[ -f $m.safetensors ]] && in_domain+=("$m.safetensors")
 done
 $PY benchmarks/in_domain.py "${in_domain[@]}"

@@ -324,7 +324,7 @@ def test_localize_reports_bad_inputs(viewer, tmp_path, stack_path):
     widget = _dock(viewer, LocalizeWidget)
     # one line for the model; its (long) training notes go to the tooltip
     assert widget.model_info.value.startswith("bundled: deepcel0") and "\n" not in widget.model_info.value
-    assert "120,000 patches" in widget.model_info.tooltip and "120,000" not in widget.model_info.value
+    assert "200,000 patches" in widget.model_info.tooltip and "200,000" not in widget.model_info.value
     state_for(viewer).acquisition = Acquisition(fwhm_nm=200.0)
     assert "WARNING" in widget.model_info.value and "PSF FWHM" in widget.model_info.value
     widget.frames.value = "5-20"
@@ -895,13 +895,13 @@ def test_training_recipe_fills_the_fields_and_persists(viewer):
     paper, bundled = list(RECIPES)
     assert training.config() == TrainingConfig()  # the default recipe, unchanged: the paper's schedule
     training.recipe.value = bundled
-    assert (training.patches.value, training.epochs.value, training.batch_size.value) == (120000, 14, 64)
+    assert (training.patches.value, training.epochs.value, training.batch_size.value) == (200000, 8, 64)
     training.epochs.value = 3  # a field changed after choosing the recipe
     config = training.config()
     assert config == dataclasses.replace(TrainingConfig.bundled(), epochs=3)
     assert config.lr_schedule == "cosine" and config.data.sparse_density == (0.1, 6.0)
     again = TrainingWidget(viewer)  # restored: the recipe and the changed field, in that order
-    assert (again.recipe.value, again.epochs.value, again.patches.value) == (bundled, 3, 120000)
+    assert (again.recipe.value, again.epochs.value, again.patches.value) == (bundled, 3, 200000)
     again.settings.reset()
     assert again.recipe.value == paper and again.config() == TrainingConfig()
 

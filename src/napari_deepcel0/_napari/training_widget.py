@@ -56,7 +56,7 @@ class TrainingWidget(Container):
         self.recipe = ComboBox(
             label="recipe", choices=list(RECIPES), value=next(iter(RECIPES)),
             tooltip="paper: the paper's schedule (10,000 patches, 100 epochs, batch 16). bundled model's: "
-                    "120,000 patches with 25 % sparse ones, 14 epochs, batch 64, cosine learning rate; "
+                    "200,000 patches with 25 % sparse ones, 8 epochs, batch 64, cosine learning rate; "
                     "the best model we know how to train, but it needs a GPU (7 hours or more on a CPU)")
         # the fields a recipe fills start empty: _apply_recipe below gives them the first recipe's values
         self.patches = SpinBox(label="training patches", min=8, max=1_000_000, step=1000)

@@ -135,12 +135,12 @@ class TrainingDataConfig:
 
     @classmethod
     def bundled(cls, **overrides) -> "TrainingDataConfig":
-        """The bundled model's data (docs/training.md): 120,000 patches from 2,400 frames, half
+        """The bundled model's data (docs/training.md): 200,000 patches from 4,000 frames, half
         of them along filaments, uniform frames at 11 emitters/um^2, and 25 % of the patches
         from sparse frames at 0.1-6 emitters/um^2."""
         base = dict(
-            n_frames=2400,
-            n_patches=120000,
+            n_frames=4000,
+            n_patches=200000,
             density_per_um2=11.0,
             structure_fraction=0.5,
             sparse_fraction=0.25,
