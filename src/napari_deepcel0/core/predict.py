@@ -209,7 +209,7 @@ class DeepLocalizer:
         and quarter turns (8), and take the sub-pixel position of each molecule from
         the average of the maps turned back (:meth:`refinement_maps`). Detection and
         confidence stay those of the plain map. Costs 4 or 8 times the network time;
-        on the ISBI 2013 stack 8 gave +0.9 point of Jaccard and -1.0 nm RMSE
+        on the ISBI 2013 stack 8 gave +0.6 point of Jaccard and -0.9 nm RMSE
         (``benchmarks/isbi.py --orientations 8``, docs/benchmarks.md).
     """
 
