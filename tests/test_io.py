@@ -1,3 +1,4 @@
+import codecs
 import os
 import re
 
@@ -181,6 +182,34 @@ def test_rows_with_wrong_field_count_are_skipped_with_warning(tmp_path):
     with pytest.warns(UserWarning, match="skipped 1 row"):
         t = io.read_localizations(p)
     assert t["frame"].tolist() == [1, 3]
+
+
+@pytest.mark.parametrize("newline", ["\n", "\r\n", "\r"])
+@pytest.mark.parametrize("bom", [b"", codecs.BOM_UTF8])
+@pytest.mark.parametrize("chunk", [5, 1 << 24])  # a scan piece shorter than a line, or the whole file
+def test_line_ends_bom_and_scan_pieces(tmp_path, monkeypatch, newline, bom, chunk):
+    # the lines are counted on the bytes, a piece at a time: every line end, a BOM and lines
+    # cut by the pieces give the rows that str.splitlines gave before
+    monkeypatch.setattr(io, "SCAN_CHUNK_BYTES", chunk)
+    rows = ['"frame","x [nm]","y [nm]"', "1,1.5,2", "", "2,3", "3,4,5", "4,6,7,8", "5,9,10"]
+    p = tmp_path / "lines.csv"
+    p.write_bytes(bom + newline.join(rows).encode())
+    with pytest.warns(UserWarning, match="skipped 2 row"):
+        t = io.read_localizations(p)
+    assert t["frame"].tolist() == [1, 3, 5] and t["x [nm]"].tolist() == [1.5, 4.0, 9.0]
+    p.write_bytes(bom + (newline.join(rows[:2] + rows[4:5] + rows[6:]) + newline).encode())
+    t = io.read_localizations(p)  # every row right: pandas reads the file itself
+    assert t["frame"].tolist() == [1, 3, 5] and t["y [nm]"].tolist() == [2.0, 5.0, 10.0]
+
+
+def test_text_that_is_not_utf8_is_refused(tmp_path, monkeypatch):
+    monkeypatch.setattr(io, "SCAN_CHUNK_BYTES", 8)  # "é" cut in two by the pieces stays one character
+    p = tmp_path / "latin.csv"
+    p.write_bytes('"frame","x [nm]","y [nm]","note é"\n1,1,2,é\n'.encode())
+    assert io.read_localizations(p)["note é"].tolist() == ["é"]
+    p.write_bytes('"frame","x [nm]","y [nm]","note é"\n1,1,2,é\n'.encode("latin-1"))
+    with pytest.raises(io.LocalizationFileError, match="not a text CSV file"):
+        io.read_localizations(p)
 
 
 def test_shared_ground_truth_loads(isbi_dir):

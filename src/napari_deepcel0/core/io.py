@@ -7,14 +7,14 @@ Localization tables are pandas DataFrames with ThunderSTORM column names:
 
 from __future__ import annotations
 
+import codecs
 import math
 import os
 import re
 import tempfile
 import warnings
 import xml.etree.ElementTree as ET
-from io import StringIO
-from itertools import islice
+from io import BytesIO
 from pathlib import Path
 from typing import Iterator
 
@@ -50,6 +50,8 @@ OUTPUT_INFO_PREFIX = "napari-deepcel0 output: "
 #: rows formatted at a time when writing a CSV (the text of all rows at once took 8.7 GB
 #: for 10 million localizations)
 CSV_CHUNK_ROWS = 100_000
+#: bytes of a localization CSV scanned at a time when its lines are counted (:func:`_scan_lines`)
+SCAN_CHUNK_BYTES = 1 << 24
 #: frame numbers above this are refused (a float64 CSV value is no exact integer beyond it)
 MAX_FRAME_NUMBER = 2**53
 _LENGTH_TO_NM = {"nm": 1.0, "um": 1e3, "µm": 1e3, "\u03bcm": 1e3, "micron": 1e3, "microns": 1e3, "mm": 1e6, "m": 1e9}
@@ -420,12 +422,53 @@ def write_thunderstorm_csv(path: str | os.PathLike, table: pd.DataFrame) -> Path
 _UNIT_RE = re.compile(r"^(?P<name>.*?)\s*(?:\[(?P<unit>[^\[\]]*)\])?\s*$")
 
 
-def _read_csv(text: str, labels: list[str], skip: int) -> pd.DataFrame:
-    """The rows of a localization CSV's text: numbers parsed (fast), other columns text.
-    NaN's spellings (ThunderSTORM's ``NaN``, NumPy's ``nan``) are numbers: a word pandas
-    read as text far down a numeric column made it warn of "mixed types"."""
-    return pd.read_csv(StringIO(text), header=None, names=labels, skiprows=skip, keep_default_na=False,
-                       na_values=NAN_WORDS, skip_blank_lines=True)
+def _read_csv(source, labels: list[str], skip: int) -> pd.DataFrame:
+    """The rows of a localization CSV (a path or a binary file object, UTF-8): numbers
+    parsed (fast), other columns text. NaN's spellings (ThunderSTORM's ``NaN``, NumPy's
+    ``nan``) are numbers: a word pandas read as text far down a numeric column made it warn
+    of "mixed types"."""
+    return pd.read_csv(source, header=None, names=labels, skiprows=skip, keep_default_na=False,
+                       na_values=NAN_WORDS, skip_blank_lines=True, encoding="utf-8-sig")
+
+
+def _chunks(data: np.ndarray) -> Iterator[tuple[int, np.ndarray]]:
+    """(offset, view) of ``data`` in pieces of :data:`SCAN_CHUNK_BYTES`: the scans below
+    make arrays of a piece's size, not of the file's."""
+    for start in range(0, len(data), SCAN_CHUNK_BYTES):
+        yield start, data[start : start + SCAN_CHUNK_BYTES]
+
+
+def _scan_lines(data: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The lines of a CSV file's bytes (``uint8``), as ``str.splitlines`` gives them for
+    ``\n``, ``\r\n`` or ``\r`` line ends: each line's start and end offsets (the end
+    without the line break) and its number of commas. Counted on the bytes, a piece at a
+    time: a Python string per line took about 7 times the file's size for 10 million rows."""
+    newline = 13 if not any(np.any(piece == 10) for _, piece in _chunks(data)) else 10  # "\r" alone: old Macs
+    breaks = np.concatenate([np.zeros(0, np.int64)] + [np.flatnonzero(piece == newline) + start
+                                                       for start, piece in _chunks(data)])
+    starts = np.r_[0, breaks + 1]
+    ends = np.r_[breaks, len(data)]
+    if len(data) and starts[-1] == len(data):  # a final line break ends the last line, it starts none
+        starts, ends = starts[:-1], ends[:-1]
+    if newline == 10:  # "\r\n": the "\r" is part of the line break
+        ends = ends - ((ends > starts) & (data[np.maximum(ends - 1, 0)] == 13))
+    commas = np.zeros(len(starts), np.int64)
+    for start, piece in _chunks(data):
+        line = np.searchsorted(starts, np.flatnonzero(piece == 44) + start, side="right") - 1
+        if len(line):
+            commas[line[0] : line[-1] + 1] += np.bincount(line - line[0])
+    return starts, ends, commas
+
+
+def _check_utf8(path, data: np.ndarray) -> None:
+    """A clear error for a file that is not UTF-8 text, decoded a piece at a time."""
+    decoder = codecs.getincrementaldecoder("utf-8")()
+    try:
+        for _, piece in _chunks(data):
+            decoder.decode(piece.tobytes())
+        decoder.decode(b"", final=True)
+    except UnicodeDecodeError as exc:
+        raise LocalizationFileError(f"{path}: not a text CSV file ({exc})") from exc
 
 
 def _split_label(label: str) -> tuple[str, str | None]:
@@ -462,35 +505,36 @@ def read_localizations(path: str | os.PathLike, pixel_size_nm: float | None = No
     path = Path(path)
     if not path.is_file():
         raise LocalizationFileError(f"{path}: no such file")
-    try:
-        text = path.read_text(encoding="utf-8-sig")
-    except UnicodeDecodeError as exc:
-        raise LocalizationFileError(f"{path}: not a text CSV file ({exc})") from exc
-    lines = text.splitlines()
-    if not any(line.strip() for line in lines):
+    data = np.fromfile(path, np.uint8)
+    if data[:3].tobytes() == codecs.BOM_UTF8:
+        data = data[3:]
+    _check_utf8(path, data)
+    starts, ends, commas = _scan_lines(data)
+    if all(not bytes(piece).strip() for _, piece in _chunks(data)):
         raise LocalizationFileError(f"{path}: empty file (no header line)")
-    if not lines[0].strip():
+    header = data[starts[0] : ends[0]].tobytes().decode("utf-8")
+    if not header.strip():
         raise LocalizationFileError(f"{path}: the first line is blank; it should be the header line")
-    labels = [h.strip().strip('"').strip() for h in lines[0].split(",")]
-    if len(labels) == 1 and (";" in lines[0] or "\t" in lines[0]):
-        separator = "';'" if ";" in lines[0] else "a tab"
+    labels = [h.strip().strip('"').strip() for h in header.split(",")]
+    if len(labels) == 1 and (";" in header or "\t" in header):
+        separator = "';'" if ";" in header else "a tab"
         raise LocalizationFileError(f"{path}: the columns are separated by {separator}; a ThunderSTORM CSV "
                                     "separates them by commas (save it as comma-separated CSV)")
     repeated = sorted({label for label in labels if labels.count(label) > 1})
     if repeated:
         raise LocalizationFileError(f"{path}: the first line names the column(s) {repeated} more than once; it "
                                     "should be the header line (e.g. \"frame\",\"x [nm]\",\"y [nm]\")")
-    # fields per line, counted in Python (NumPy's string functions would first copy every
-    # line to the width of the longest); the text goes to pandas whole when every row is
-    # right, which keeps the peak memory near the file's size
-    n_rows = len(lines) - 1
-    n_fields = np.fromiter((line.count(",") + 1 for line in islice(lines, 1, None)), np.int64, n_rows)
-    keep = (n_fields == len(labels)) | np.fromiter((not line for line in islice(lines, 1, None)), bool, n_rows)
-    source, skip = text, 1
+    # a row whose field count differs from the header's is dropped (blank lines pandas skips);
+    # when every row is right pandas reads the file itself, which keeps the memory near its size
+    keep = (commas + 1 == len(labels)) | (ends == starts)
+    keep[0] = True
+    source, skip = path, 1
     if not keep.all():
         warnings.warn(f"{path}: skipped {int((~keep).sum())} row(s) whose field count differs from the header")
-        source, skip = "\n".join(line for line, ok in zip(islice(lines, 1, None), keep) if ok), 0
-    del lines, text
+        keep[0] = False
+        line_bytes = np.diff(np.r_[starts, len(data)])  # each line with its line break
+        source, skip = BytesIO(data[np.repeat(keep, line_bytes)].tobytes()), 0
+    del data, starts, ends, commas, keep
     try:
         raw = _read_csv(source, labels, skip)
     except Exception as exc:
