@@ -439,7 +439,7 @@ def _chunks(data: np.ndarray) -> Iterator[tuple[int, np.ndarray]]:
 
 
 def _scan_lines(data: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """The lines of a CSV file's bytes (``uint8``), as ``str.splitlines`` gives them for
+    r"""The lines of a CSV file's bytes (``uint8``), as ``str.splitlines`` gives them for
     ``\n``, ``\r\n`` or ``\r`` line ends: each line's start and end offsets (the end
     without the line break) and its number of commas. Counted on the bytes, a piece at a
     time: a Python string per line took about 7 times the file's size for 10 million rows."""
