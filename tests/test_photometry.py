@@ -301,3 +301,33 @@ def test_the_read_noise_counts_in_photons_read_noise_adu_over_gain():
                                    truth["y [nm]"], acq) for acq in (ACQ, other)]
     for a, b in zip(*results):
         np.testing.assert_allclose(a, b, rtol=1e-6)
+
+
+@pytest.mark.parametrize("fit", [False, True])
+def test_the_fit_runs_on_one_blas_thread_and_gives_the_others_back(fit, monkeypatch):
+    # BLAS threads competing for the cores with other work made the fit 3 times slower
+    from threadpoolctl import threadpool_info, threadpool_limits
+
+    import napari_deepcel0.core.photometry as photometry
+
+    def blas_threads():
+        return [lib["num_threads"] for lib in threadpool_info() if lib["user_api"] == "blas"]
+
+    if not blas_threads():
+        pytest.skip("no BLAS library that threadpoolctl can see")
+    seen = []
+    name = "fit_positions_frame" if fit else "photometry_frame"
+    real = getattr(photometry, name)
+
+    def recording(*args, **kwargs):  # the real fit, with the BLAS threads it ran on noted
+        seen.append(blas_threads())
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(photometry, name, recording)
+    frames, gt = _stack(2.0, n=2)
+    with threadpool_limits(limits=2, user_api="blas"):  # as on a 2-core machine, whatever this one has
+        before = blas_threads()
+        fitted = add_photometry(frames, gt, ACQ, np.arange(1, 3), fit_positions=fit)
+        assert blas_threads() == before
+    assert seen and all(threads and set(threads) == {1} for threads in seen)
+    assert fitted["intensity [photon]"].notna().all()

@@ -40,6 +40,7 @@ from scipy.linalg import LinAlgError, cho_factor, cho_solve, cholesky, solve_tri
 from scipy.optimize import lsq_linear, nnls
 from scipy.sparse.linalg import spsolve
 from scipy.special import erf
+from threadpoolctl import threadpool_limits
 
 from .acquisition import Acquisition
 from .io import FRAME, INTENSITY, X_NM, Y_NM
@@ -368,17 +369,22 @@ def add_photometry(frames_adu: np.ndarray, table: pd.DataFrame, acq: Acquisition
     for column in [INTENSITY, BACKGROUND] + ([UNCERTAINTY] if fit_positions else []):
         out[column] = np.nan
     frame_of_row = out[FRAME].to_numpy()
-    for frame_adu, number in zip(frames_adu, np.asarray(frame_numbers, np.int64)):
-        rows = np.flatnonzero(frame_of_row == number)
-        if len(rows) == 0:
-            continue
-        x, y = out[X_NM].to_numpy()[rows], out[Y_NM].to_numpy()[rows]
-        if fit_positions:
-            x, y, photons, background, uncertainty = fit_positions_frame(frame_adu, x, y, acq, max_shift_nm)
-            fitted = {X_NM: x, Y_NM: y, INTENSITY: photons, BACKGROUND: background, UNCERTAINTY: uncertainty}
-        else:
-            photons, background = photometry_frame(frame_adu, x, y, acq)
-            fitted = {INTENSITY: photons, BACKGROUND: background}
-        for column, values in fitted.items():
-            out.iloc[rows, out.columns.get_loc(column)] = values
+    # one BLAS thread: the fit's matrices (a few hundred columns) gain nothing from more, and
+    # BLAS threads competing with other work for the cores slowed it 3 times (two busy
+    # processes on 2 cores: 0.62 against 0.20 s a frame at ISBI 2013 density) and more on a
+    # shared cluster node, where BLAS starts a thread for every core of the machine
+    with threadpool_limits(limits=1, user_api="blas"):
+        for frame_adu, number in zip(frames_adu, np.asarray(frame_numbers, np.int64)):
+            rows = np.flatnonzero(frame_of_row == number)
+            if len(rows) == 0:
+                continue
+            x, y = out[X_NM].to_numpy()[rows], out[Y_NM].to_numpy()[rows]
+            if fit_positions:
+                x, y, photons, background, uncertainty = fit_positions_frame(frame_adu, x, y, acq, max_shift_nm)
+                fitted = {X_NM: x, Y_NM: y, INTENSITY: photons, BACKGROUND: background, UNCERTAINTY: uncertainty}
+            else:
+                photons, background = photometry_frame(frame_adu, x, y, acq)
+                fitted = {INTENSITY: photons, BACKGROUND: background}
+            for column, values in fitted.items():
+                out.iloc[rows, out.columns.get_loc(column)] = values
     return out
