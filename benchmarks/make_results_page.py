@@ -179,6 +179,25 @@ def fit_section(d: dict, title: str) -> list[str]:
     return out
 
 
+def candidates_section(d: dict) -> list[str]:
+    """The bundled model's candidates (benchmarks/gpu_next.sh): each scored on ISBI 2013 and
+    on the simulated scenes of in_domain.py, beside the model bundled before them."""
+    runs = d["runs"]
+    scenes = list(next(iter(runs.values()))["in_domain"]["results"])
+    out = section("Candidates for the bundled model (H100)",
+                  [d["note"] + f"; machine: {d['machine']}.", "Commands: " + "; ".join(f"`{c}`" for c in d["commands"]),
+                   "Jaccard at 50 nm (RMSE nm for ISBI 2013); the scenes: 30 simulated frames each, plain maps."],
+                  ["model", "ISBI 2013", "ISBI 2013, 8 orientations", *scenes])
+    for name, r in runs.items():
+        isbi = r["isbi"]["results"]
+        plain, averaged = (isbi[key]["scores"][0] for key in ("DeepCEL0", "DeepCEL0 (8 orientations)"))
+        out.append(f"| {name} | {fmt(plain['jaccard'])} ({fmt(plain['rmse_nm'])}) | "
+                   f"{fmt(averaged['jaccard'])} ({fmt(averaged['rmse_nm'])}) | "
+                   + " | ".join(fmt(r["in_domain"]["results"][scene]["jaccard"]) for scene in scenes) + " |")
+    out.append("")
+    return out
+
+
 def speed_section(d: dict) -> list[str]:
     r = d["results"]
     out = section(f"Speed ({r['device']})", [f"Machine: {d['machine']}.", f"Command: `{d['command']}`"],
@@ -223,6 +242,8 @@ def main() -> None:
     for name, title in FIT_RESULTS.items():
         if (d := load(name)):
             lines += fit_section(d, title)
+    if (d := load("gpu_bundled_candidates.json")):
+        lines += candidates_section(d)
     if (d := load("close_pairs.json")):
         lines += close_pairs_section(d)
     for path in sorted(RESULTS.glob("speed_*.json")):
