@@ -15,8 +15,8 @@ as ThunderSTORM names them. Photons need the camera's gain (ADU per photon) and 
 from the :class:`Acquisition`; the positions are not changed (unless ``fit_positions``,
 below). ``b`` may come out negative: the offset set is higher than the camera's by that
 many photons (with ``b >= 0`` the missing light was taken from the molecules: 35 % of it
-at 25 ADU too high on an sCMOS-like camera). Molecules the localizer missed leave their light to the background and to their
-neighbours, so counts in crowds are biased upwards.
+at 25 ADU too high on an sCMOS-like camera). Molecules the localizer missed leave their
+light to the background and to their neighbours, so counts in crowds are biased upwards.
 
 With ``fit_positions`` the positions are fitted too (:func:`fit_positions_frame`): all
 molecules of a frame, their photons and the background by maximum likelihood under a
@@ -31,6 +31,7 @@ fitters report it.
 
 from __future__ import annotations
 
+import functools
 import math
 
 import numpy as np
@@ -40,7 +41,7 @@ from scipy.linalg import LinAlgError, cho_factor, cho_solve, cholesky, solve_tri
 from scipy.optimize import lsq_linear, nnls
 from scipy.sparse.linalg import spsolve
 from scipy.special import erf
-from threadpoolctl import threadpool_limits
+from threadpoolctl import ThreadpoolController
 
 from .acquisition import Acquisition
 from .io import FRAME, INTENSITY, X_NM, Y_NM
@@ -344,6 +345,13 @@ def _position_bounds(fisher: sparse.spmatrix, n: int) -> np.ndarray:
     return out
 
 
+@functools.cache
+def _threadpools() -> ThreadpoolController:
+    """The thread pools of the loaded BLAS libraries, found once: finding them costs about
+    1 ms, as much as the photon counts of a sparse frame (limiting them then 0.02 ms)."""
+    return ThreadpoolController()
+
+
 def add_photometry(frames_adu: np.ndarray, table: pd.DataFrame, acq: Acquisition, frame_numbers,
                    fit_positions: bool = False, max_shift_nm: float | None = None) -> pd.DataFrame:
     """``table`` with ``intensity [photon]`` and ``offset [photon]`` fitted on the
@@ -373,7 +381,7 @@ def add_photometry(frames_adu: np.ndarray, table: pd.DataFrame, acq: Acquisition
     # BLAS threads competing with other work for the cores slowed it 3 times (two busy
     # processes on 2 cores: 0.62 against 0.20 s a frame at ISBI 2013 density) and more on a
     # shared cluster node, where BLAS starts a thread for every core of the machine
-    with threadpool_limits(limits=1, user_api="blas"):
+    with _threadpools().limit(limits=1, user_api="blas"):
         for frame_adu, number in zip(frames_adu, np.asarray(frame_numbers, np.int64)):
             rows = np.flatnonzero(frame_of_row == number)
             if len(rows) == 0:
