@@ -510,10 +510,10 @@ def read_localizations(path: str | os.PathLike, pixel_size_nm: float | None = No
         data = data[3:]
     _check_utf8(path, data)
     starts, ends, commas = _scan_lines(data)
-    if all(not bytes(piece).strip() for _, piece in _chunks(data)):
-        raise LocalizationFileError(f"{path}: empty file (no header line)")
     header = data[starts[0] : ends[0]].tobytes().decode("utf-8")
-    if not header.strip():
+    if not header.strip():  # only then can the whole file be blank
+        if all(not bytes(piece).strip() for _, piece in _chunks(data)):
+            raise LocalizationFileError(f"{path}: empty file (no header line)")
         raise LocalizationFileError(f"{path}: the first line is blank; it should be the header line")
     labels = [h.strip().strip('"').strip() for h in header.split(",")]
     if len(labels) == 1 and (";" in header or "\t" in header):
@@ -527,11 +527,10 @@ def read_localizations(path: str | os.PathLike, pixel_size_nm: float | None = No
     # a row whose field count differs from the header's is dropped (blank lines pandas skips);
     # when every row is right pandas reads the file itself, which keeps the memory near its size
     keep = (commas + 1 == len(labels)) | (ends == starts)
-    keep[0] = True
+    keep[0] = False  # the header: pandas is given the labels
     source, skip = path, 1
-    if not keep.all():
-        warnings.warn(f"{path}: skipped {int((~keep).sum())} row(s) whose field count differs from the header")
-        keep[0] = False
+    if not keep[1:].all():
+        warnings.warn(f"{path}: skipped {int((~keep[1:]).sum())} row(s) whose field count differs from the header")
         line_bytes = np.diff(np.r_[starts, len(data)])  # each line with its line break
         source, skip = BytesIO(data[np.repeat(keep, line_bytes)].tobytes()), 0
     del data, starts, ends, commas, keep
