@@ -573,7 +573,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--preset", choices=("default", "paper", "bundled"), default="default",
                    help="default (broad training data, robust to real data, with the paper's schedule), paper "
                         "(the paper's Sec. 3.3 data) or bundled (the bundled model's data and schedule: 200,000 "
-                        "patches, 8 epochs, batch 64, cosine; about 5 min on an H100); other flags override it")
+                        "patches, 8 epochs, batch 64, cosine; about 4 min on an H100); other flags override it")
     p.add_argument("--epochs", type=int, help="epochs (default 100)")
     p.add_argument("--batch-size", type=int, help="batch size (default 16)")
     p.add_argument("--lr", type=float, help="Adam learning rate (default 1e-3)")

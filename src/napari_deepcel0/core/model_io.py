@@ -7,8 +7,8 @@ safetensors header under the key ``"napari_deepcel0"``. Loading validates the he
 the metadata and every tensor name and shape before building the network; nothing is
 unpickled. Model files written by this version carry a SHA-256 of the weights (key
 ``"napari_deepcel0_weights_sha256"``), checked on loading: safetensors itself has no
-checksum, so a flipped byte in the weights would load unnoticed (files without one,
-such as the bundled model, load as before).
+checksum, so a flipped byte in the weights would load unnoticed (files written before
+it, which have none, load as before).
 """
 
 from __future__ import annotations
