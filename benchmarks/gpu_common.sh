@@ -1,5 +1,6 @@
-# Sourced by the benchmarks/gpu_*.sh scripts: the settings and the training helper they share.
-# Expects OUT (output folder) and TRAIN_MIN (minutes per training) to be set; sets PY, DEVICE,
+# Sourced by the benchmarks/gpu_*.sh scripts: the settings and the training and scoring helpers they share.
+# Expects OUT (output folder), TRAIN_MIN (minutes per training) and FRAMES (ISBI frames scored) to be set;
+# ISBI_TIMEOUT (seconds per scoring, default 150) may be. Sets PY, DEVICE,
 # the environment, and sends everything the script prints to "$OUT/session.log" as well.
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 PY=${PY:-python3}
@@ -16,4 +17,10 @@ train() {  # NAME ARGS...: `deepcel0 train --out $OUT/NAME.safetensors ARGS...`,
   timeout -s INT "$(awk "BEGIN {print int($TRAIN_MIN * 60 + 90)}")" $PY -m napari_deepcel0 train \
     --out "$OUT/$name.safetensors" --time-limit "$TRAIN_MIN" "$@" >"/tmp/$name.log" 2>&1
   echo "== $name: exit $?"; grep -v "\[#*-*\]" "/tmp/$name.log"
+}
+
+isbi() {  # MODEL LABEL [ARGS...]: score MODEL on the ISBI stack (benchmarks/isbi.py ARGS) into $OUT/isbi_LABEL.json
+  local model=$1 label=$2; shift 2
+  timeout "${ISBI_TIMEOUT:-150}" $PY benchmarks/isbi.py --deepcel0 "$model" --frames "$FRAMES" --device "$DEVICE" \
+    --no-figures --out "$OUT/isbi_$label.json" "$@" 2>&1 | sed "s/^/[isbi $label] /"
 }

@@ -30,12 +30,9 @@ n() { awk "BEGIN {print int($1 * $SCALE + 0.5)}"; }
 echo "== $(date -u +%FT%TZ) $(nvidia-smi --query-gpu=name,memory.total --format=csv,noheader 2>&1)"
 BUNDLED=src/napari_deepcel0/models/deepcel0_isbi2013.safetensors
 RECIPE=(--preset bundled "${ISBI[@]}" --device "$DEVICE" --patches "$(n 200000)" --sim-frames "$(n 4000)")
-isbi() {  # MODEL LABEL: score MODEL on the ISBI stack, plain and with 8 orientations
-  timeout 100 $PY benchmarks/isbi.py --deepcel0 "$1" --frames "$FRAMES" --device "$DEVICE" --orientations 8 \
-    --no-figures --out "$OUT/isbi_$2.json" 2>&1 | sed "s/^/[isbi $2] /"
-}
+ISBI_TIMEOUT=100
 
-isbi "$BUNDLED" bundled  # first and alone: its frames/s are the GPU speed of orientation averaging
+isbi "$BUNDLED" bundled --orientations 8  # first and alone: its frames/s are the GPU speed of orientation averaging
 ( train more_data "${RECIPE[@]}" --epochs 8 --seed 41 \
     --notes "bundled recipe on 200,000 patches, 8 epochs, benchmarks/gpu_next.sh" ) &
 jobs=($!)
@@ -44,8 +41,8 @@ jobs=($!)
 jobs+=($!)
 wait "${jobs[@]}"  # (a bare wait would also wait for the tee of gpu_common.sh, forever)
 echo "== $(date -u +%FT%TZ) scoring"
-isbi "$OUT/more_data.safetensors" more_data
-isbi "$OUT/fresh_ft.safetensors" fresh_ft
+isbi "$OUT/more_data.safetensors" more_data --orientations 8
+isbi "$OUT/fresh_ft.safetensors" fresh_ft --orientations 8
 timeout 120 $PY benchmarks/in_domain.py "$OUT/more_data.safetensors" "$OUT/fresh_ft.safetensors" "$BUNDLED" \
   --orientations 1 8 --out "$OUT/in_domain.json"
 echo "== done $(date -u +%FT%TZ)"

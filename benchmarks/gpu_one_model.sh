@@ -36,18 +36,14 @@ BUNDLED=src/napari_deepcel0/models/deepcel0_isbi2013.safetensors
 COMMON=("${ISBI[@]}" --device "$DEVICE" --batch-size 64 --lr-schedule cosine --structure-fraction 0.5 --density 11)
 MIX=(--sparse-fraction 0.25 --sparse-density 0.1 6)
 PROTOCOL=(--snr-fraction 1.0 --snr 10 20 --photons 2250 2250 --background 0 0 --fwhm-jitter 0)
-isbi() {  # NAME: score $OUT/NAME.safetensors on the ISBI stack
-  timeout 150 $PY benchmarks/isbi.py --deepcel0 "$OUT/$1.safetensors" --frames "$FRAMES" --device "$DEVICE" \
-    --no-figures --out "$OUT/isbi_$1.json" 2>&1 | sed "s/^/[isbi $1] /"
-}
 
 ( train scratch_mix "${COMMON[@]}" "${MIX[@]}" --patches "$(n 120000)" --sim-frames "$(n 2400)" --epochs 14 \
     --lr 1e-3 --min-lr 2e-5 --seed 31 --notes "from scratch, mixed densities, benchmarks/gpu_one_model.sh"
-  isbi scratch_mix ) &
+  isbi "$OUT/scratch_mix.safetensors" scratch_mix ) &
 jobs=($!)
 ( train ft_mix "${COMMON[@]}" "${MIX[@]}" --init-from "$BUNDLED" --patches "$(n 100000)" --sim-frames "$(n 2000)" \
     --epochs 4 --lr 1e-4 --min-lr 1e-5 --seed 32 --notes "fine-tune of the bundled model, mixed densities, benchmarks/gpu_one_model.sh"
-  isbi ft_mix ) &
+  isbi "$OUT/ft_mix.safetensors" ft_mix ) &
 jobs+=($!)
 ( train protocol_ft "${COMMON[@]}" "${PROTOCOL[@]}" --init-from "$MODELS/deepcel0_paper_protocol2.safetensors" \
     --patches "$(n 100000)" --sim-frames "$(n 2000)" --epochs 4 --lr 1e-4 --min-lr 1e-5 --seed 33 \
