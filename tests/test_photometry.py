@@ -6,7 +6,14 @@ from scipy.spatial import cKDTree
 from napari_deepcel0.core import simulate as sim
 from napari_deepcel0.core.acquisition import ISBI2013
 from napari_deepcel0.core.io import INTENSITY
-from napari_deepcel0.core.photometry import BACKGROUND, UNCERTAINTY, add_photometry, fit_positions_frame, psf_columns
+from napari_deepcel0.core.photometry import (
+    BACKGROUND,
+    UNCERTAINTY,
+    add_photometry,
+    fit_positions_frame,
+    joint_position_bounds,
+    psf_columns,
+)
 from napari_deepcel0.core.predict import localize
 
 ACQ = ISBI2013.replace(gain_adu_per_photon=2.5, offset_adu=100.0, read_noise_adu=2.0)
@@ -167,6 +174,42 @@ def test_the_uncertainty_matches_the_errors_of_isolated_molecules():
     # for a Gaussian error of unit spread the median |z| is 0.674
     assert 0.7 < np.median(np.abs(z)) / 0.674 < 1.3
     assert 1.0 < fitted[UNCERTAINTY].median() < 10.0  # nm, 1,000-3,000 photons
+
+
+def test_the_joint_bound_of_an_isolated_molecule_is_the_single_molecule_bound():
+    photons, background = 3000.0, 10.0  # photons; photons per pixel
+    sd_x, sd_y = joint_position_bounds((32, 32), [2430.0], [2270.0], [photons], background, ACQ)
+    # Mortensen et al. 2010, maximum likelihood on a pixelated Gaussian PSF, with the
+    # read noise's variance (2 ADU / 2.5 ADU per photon, squared) counted as background
+    b = background + (ACQ.read_noise_adu / ACQ.gain_adu_per_photon) ** 2
+    s2 = ACQ.sigma_nm ** 2 + ACQ.pixel_size_nm ** 2 / 12
+    tau = 2 * np.pi * s2 * b / (photons * ACQ.pixel_size_nm ** 2)
+    mortensen = np.sqrt(s2 / photons * (1 + 4 * tau + np.sqrt(2 * tau / (1 + 4 * tau))))
+    assert sd_x[0] == pytest.approx(mortensen, rel=0.03) and sd_y[0] == pytest.approx(sd_x[0], rel=1e-3)
+    # the fit's uncertainty (the background taken as known) at the same point: the same bound
+    frame = _noise_free_frame(_emitters([[2430.0, 2270.0]], [photons]), background=background)
+    *_, uncertainty = fit_positions_frame(frame, np.array([2430.0]), np.array([2270.0]), ACQ)
+    assert uncertainty[0] == pytest.approx(sd_x[0], rel=0.02)
+
+
+def test_the_joint_bound_grows_as_two_molecules_merge():
+    def bound(separation_nm):
+        sd_x, _ = joint_position_bounds((48, 48), [2000.0, 2000.0 + separation_nm], [2400.0, 2400.0],
+                                        [2000.0, 2000.0], 10.0, ACQ)
+        return sd_x
+
+    alone = joint_position_bounds((48, 48), [2000.0], [2400.0], [2000.0], 10.0, ACQ)[0][0]
+    along_the_pair = [bound(d)[0] for d in (1000.0, 200.0, 100.0, 50.0)]
+    assert along_the_pair[0] == pytest.approx(alone, rel=0.01)  # 9 sigma apart: independent
+    assert np.all(np.diff(along_the_pair) > 0) and along_the_pair[-1] > 10 * alone
+    assert np.all(np.isinf(bound(0.0)))  # one spot: which is which is not in the data
+
+
+def test_the_joint_bound_of_a_molecule_without_photons_is_infinite():
+    sd_x, sd_y = joint_position_bounds((48, 48), [1000.0, 3000.0], [1000.0, 3000.0], [2000.0, 0.0], 10.0, ACQ)
+    assert np.isfinite(sd_x[0]) and np.isfinite(sd_y[0]) and np.isinf(sd_x[1]) and np.isinf(sd_y[1])
+    with pytest.raises(ValueError, match="differ in length"):
+        joint_position_bounds((48, 48), [1000.0], [1000.0, 2000.0], [2000.0], 10.0, ACQ)
 
 
 def test_fitted_positions_beat_the_map_on_sparse_frames_with_the_bundled_model():

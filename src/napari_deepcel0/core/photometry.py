@@ -251,7 +251,6 @@ def _fit_region(frame_adu: np.ndarray, x0: np.ndarray, y0: np.ndarray, acq: Acqu
     data, background = data - lift, background - lift
     shifted = (acq.read_noise_adu / acq.gain_adu_per_photon) ** 2
     observed = np.maximum(data + shifted, 0.0)
-    everywhere = np.arange(data.size)
 
     def expected(x, y, amplitude, b):
         pixel, molecule, fraction = _psf_pieces(x, y, acq, shape)
@@ -263,14 +262,7 @@ def _fit_region(frame_adu: np.ndarray, x0: np.ndarray, y0: np.ndarray, acq: Acqu
 
     def fisher_and_gradient(x, y, amplitude, m):
         """J^T W J and J^T W (observed - m), W = 1 / m, J = d m / d(photons, x, y, background)."""
-        pixel, molecule, fraction, d_x, d_y = _psf_pieces(x, y, acq, shape, derivatives=True)
-        weight = np.where(m > MIN_VARIANCE, 1.0 / m, 0.0)  # clipped pixels: flat in the parameters
-        rows = np.concatenate([pixel, pixel, pixel, everywhere])
-        columns = np.concatenate([molecule, molecule + n, molecule + 2 * n, np.full(data.size, 3 * n)])
-        values = np.concatenate([fraction, d_x * amplitude[molecule], d_y * amplitude[molecule], np.ones(data.size)])
-        jacobian = sparse.csr_matrix((values, (rows, columns)), shape=(data.size, 3 * n + 1))
-        weighted = jacobian.copy()  # W J: each row scaled by its pixel's weight
-        weighted.data *= np.repeat(weight, np.diff(jacobian.indptr))
+        jacobian, weighted = _weighted_jacobian(x, y, amplitude, m, acq, shape)
         return jacobian.T @ weighted, weighted.T @ (observed - m)  # the gradient of the log-likelihood
 
     x, y, amplitude, b = x0.copy(), y0.copy(), photons, background
@@ -302,6 +294,61 @@ def _fit_region(frame_adu: np.ndarray, x0: np.ndarray, y0: np.ndarray, acq: Acqu
     uncertainty = _position_bounds(fisher_and_gradient(x, y, amplitude, m)[0], n)
     uncertainty[amplitude < MIN_PHOTONS_FOR_UNCERTAINTY] = np.nan
     return x, y, amplitude, b + lift, uncertainty
+
+
+def _weighted_jacobian(x_nm, y_nm, photons, expected, acq: Acquisition, frame_shape: tuple[int, int]):
+    """``(J, W J)``: the derivatives of each pixel's expected photons ``expected`` (pixels
+    row-major) with respect to the parameters (the photons of every molecule, then their
+    x, their y in nm, then the background), and the same rows scaled by the Poisson
+    weight ``W = 1 / expected`` (0 where ``expected`` is clipped at :data:`MIN_VARIANCE`:
+    such pixels are flat in the parameters). ``J^T W J`` is the Fisher information."""
+    n, size = len(x_nm), frame_shape[0] * frame_shape[1]
+    pixel, molecule, fraction, d_x, d_y = _psf_pieces(x_nm, y_nm, acq, frame_shape, derivatives=True)
+    everywhere = np.arange(size)
+    rows = np.concatenate([pixel, pixel, pixel, everywhere])
+    columns = np.concatenate([molecule, molecule + n, molecule + 2 * n, np.full(size, 3 * n)])
+    values = np.concatenate([fraction, d_x * photons[molecule], d_y * photons[molecule], np.ones(size)])
+    jacobian = sparse.csr_matrix((values, (rows, columns)), shape=(size, 3 * n + 1))
+    weight = np.where(expected > MIN_VARIANCE, 1.0 / expected, 0.0)
+    weighted = jacobian.copy()
+    weighted.data *= np.repeat(weight, np.diff(jacobian.indptr))
+    return jacobian, weighted
+
+
+def joint_position_bounds(frame_shape: tuple[int, int], x_nm, y_nm, photons, background: float,
+                          acq: Acquisition) -> tuple[np.ndarray, np.ndarray]:
+    """Cramer-Rao bounds (nm, per axis: ``(sd_x, sd_y)``) on the positions of molecules
+    imaged together in one frame, with every position, every photon count and the
+    background unknown: the diagonal of the inverse of the whole Fisher information of
+    the Poisson model of :func:`fit_positions_frame` (read noise as a shifted Poisson),
+    ``photons`` per molecule and ``background`` photons per pixel. This is the precision
+    an unbiased estimator can reach when it knows how many molecules there are; for an
+    isolated molecule it is the single-molecule bound (``uncertainty [nm]``), for two
+    molecules closer than the PSF it grows without limit as they merge. For analysis
+    (a dense inverse: a few hundred molecules at most)."""
+    x = np.asarray(x_nm, np.float64)
+    y = np.asarray(y_nm, np.float64)
+    photons = np.asarray(photons, np.float64)
+    if not (len(x) == len(y) == len(photons)):
+        raise ValueError(f"x, y and photons differ in length: {len(x)}, {len(y)}, {len(photons)}")
+    n = len(x)
+    pixel, molecule, fraction = _psf_pieces(x, y, acq, frame_shape)
+    read_variance = (acq.read_noise_adu / acq.gain_adu_per_photon) ** 2
+    expected = np.bincount(pixel, fraction * photons[molecule], minlength=frame_shape[0] * frame_shape[1])
+    expected = np.maximum(expected + background + read_variance, MIN_VARIANCE)
+    jacobian, weighted = _weighted_jacobian(x, y, photons, expected, acq, frame_shape)
+    fisher = (jacobian.T @ weighted).toarray()
+    # scaled to a unit diagonal (photons, nm and photons per pixel differ by orders of
+    # magnitude); directions with no information (two molecules on one spot, a molecule
+    # with no photons) leave the parameters that move along them without a bound
+    scale = np.sqrt(np.diag(fisher))
+    known = scale > 0
+    eigenvalues, vectors = np.linalg.eigh(fisher[np.ix_(known, known)] / np.outer(scale[known], scale[known]))
+    blind = eigenvalues <= 1e-10 * max(eigenvalues.max(initial=0.0), 1e-300)
+    variance = np.full(len(fisher), np.inf)
+    variance[known] = (vectors[:, ~blind] ** 2 / eigenvalues[~blind]).sum(axis=1) / scale[known] ** 2
+    variance[np.flatnonzero(known)[(vectors[:, blind] ** 2).sum(axis=1) > 1e-9]] = np.inf
+    return np.sqrt(np.maximum(variance[n:2 * n], 0.0)), np.sqrt(np.maximum(variance[2 * n:3 * n], 0.0))
 
 
 def _damped_solver(fisher: sparse.spmatrix):
