@@ -33,6 +33,20 @@ def test_any_input_size_works_and_relu_head_is_non_negative(shape):
     assert torch.allclose(torch.relu(lin(x)), out, atol=1e-6)
 
 
+def test_sides_that_are_not_multiples_of_8_take_each_half_from_a_window_against_its_edge():
+    torch.manual_seed(0)
+    net = LocalizationNet("relu").eval()
+    x = torch.randn(1, 1, 20, 36)  # 20 rows: windows of 16 at rows 0-15 and 4-19; 36 columns: 32 at 0-31, 4-35
+    with torch.no_grad():
+        out = net(x)
+        top_left, bottom_right = net(x[..., :16, :32]), net(x[..., 4:, 4:])
+    assert torch.equal(out[..., :10, :18], top_left[..., :10, :18])  # each half from the window at its edge
+    assert torch.equal(out[..., 10:, 18:], bottom_right[..., 6:, 14:])
+    assert not torch.allclose(out[..., 10:16, 18:32], top_left[..., 10:16, 18:32])  # the windows differ there
+    # a side that is a multiple of 8 is one window
+    assert torch.equal(net(x[..., :16, :])[..., :, :18], net(x[..., :16, :32])[..., :, :18])
+
+
 def test_unknown_head():
     with pytest.raises(ValueError, match="head"):
         LocalizationNet("sigmoid")

@@ -65,6 +65,34 @@ def test_streaming_equals_one_shot_and_any_frame_size(model, stack):
     assert maps.shape == (5, 52, 60) and torch.isfinite(maps).all()
 
 
+@pytest.mark.parametrize("axis", ["x", "y"])
+def test_molecules_near_the_far_edge_of_an_odd_sized_frame_are_not_pulled_inward(axis):
+    # an odd number of camera pixels (a fine side that is not a multiple of 8) once meant
+    # padding, which moved molecules 70-110 nm from the right or bottom edge 13-20 nm inward
+    # (now 1-4 nm, as in frames of even sides)
+    import pandas as pd
+
+    from napari_deepcel0.core import simulate as sim
+    from napari_deepcel0.core.metrics import match_points
+
+    bundled = DeepLocalizer(None, device="cpu", precision="fp32")
+    acq = bundled.acquisition
+    long_px, edge_px = 48, 35
+    along = np.arange(300.0, long_px * 100 - 300, 450.0)
+    edge = edge_px * acq.pixel_size_nm - np.resize([70.0, 110.0], len(along))
+    x, y = (edge, along) if axis == "x" else (along, edge)
+    emitters = pd.DataFrame({"frame": 1, "x [nm]": x, "y [nm]": y, "intensity [photon]": 3000.0})
+    shape = (long_px, edge_px) if axis == "x" else (edge_px, long_px)
+    frame = sim.render_frames(emitters, acq, shape, 1, noise=None) + acq.offset_adu + 10
+    table = localize(bundled, frame)
+    truth = emitters[["x [nm]", "y [nm]"]].to_numpy()
+    gi, ei = match_points(truth, table[["x [nm]", "y [nm]"]].to_numpy(), 100.0)
+    assert len(gi) == len(truth)
+    column = 0 if axis == "x" else 1
+    bias = (table[["x [nm]", "y [nm]"]].to_numpy()[ei, column] - truth[gi, column]).mean()
+    assert abs(bias) < 8.0, f"molecules near the edge moved {bias:.1f} nm along {axis}"
+
+
 def test_batch_result_says_how_long_is_left(model, stack):
     frames, _ = stack
     parts = list(localize_stream(model, frames, batch_size=2))
