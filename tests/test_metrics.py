@@ -94,6 +94,14 @@ def test_tolerance_must_be_positive():
             metrics.score(empty, empty, bad)
 
 
+def test_positions_that_are_not_numbers_are_named_not_passed_to_the_tree():
+    good = _t([1, 1], [10.0, 200.0], [10.0, 10.0])
+    with pytest.raises(ValueError, match=r"estimate table has 1 row\(s\) whose x or y is not a finite number \(the first: row 1\)"):
+        metrics.score(good, _t([1, 1], [10.0, math.nan], [10.0, 10.0]), 50.0)
+    with pytest.raises(ValueError, match="ground truth table has 2 row"):
+        metrics.match(_t([1, 2], [math.inf, 0.0], [10.0, -math.inf]), good, 50.0)
+
+
 def test_chebyshev_distance_is_a_square_window():
     gt = _t([1, 1], [0.0, 1000.0], [0.0, 0.0])
     est = _t([1, 1], [40.0, 1045.0], [40.0, 0.0])  # 56.6 nm (40, 40) and 45 nm (45, 0) away

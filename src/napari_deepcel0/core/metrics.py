@@ -152,6 +152,11 @@ def match(gt: pd.DataFrame, est: pd.DataFrame, tol_nm: float, distance: str = "e
     e_frames = est[FRAME].to_numpy()
     g_xy = gt[[X_NM, Y_NM]].to_numpy(np.float64)
     e_xy = est[[X_NM, Y_NM]].to_numpy(np.float64)
+    for name, xy in (("ground truth", g_xy), ("estimate", e_xy)):
+        bad = ~np.isfinite(xy).all(axis=1)
+        if bad.any():
+            raise ValueError(f"{name} table has {bad.sum()} row(s) whose x or y is not a finite number "
+                             f"(the first: row {int(np.flatnonzero(bad)[0])})")
     g_order = np.argsort(g_frames, kind="stable")
     e_order = np.argsort(e_frames, kind="stable")
     frames = np.intersect1d(g_frames, e_frames)
