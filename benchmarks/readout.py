@@ -135,15 +135,22 @@ def rmse_by_crowding(gt: pd.DataFrame, table: pd.DataFrame, edges_nm=(0, 100, 20
         print(f"{'':15s}mean along with the neighbour found {pulls[0]}, missed {pulls[1]}")
 
 
+def group_centroids(xy_nm: np.ndarray, merge_nm: float) -> np.ndarray:
+    """(groups, 2): the centroid of each group of points linked by distances under
+    ``merge_nm`` (single linkage; 0: every point its own group)."""
+    if merge_nm <= 0 or len(xy_nm) == 0:
+        return np.asarray(xy_nm, np.float64).reshape(-1, 2)
+    links = cKDTree(xy_nm).sparse_distance_matrix(cKDTree(xy_nm), merge_nm, output_type="coo_matrix")
+    n, label = connected_components(links, directed=False)
+    return np.stack([np.bincount(label, xy_nm[:, k], n) / np.bincount(label, None, n) for k in (0, 1)], 1)
+
+
 def merging_oracle(gt: pd.DataFrame, merge_nm=(25, 50, 75, 100)) -> None:
     print("An ideal method that merges molecules closer than D nm (one exact localization per group):")
     for d in merge_nm:
         parts = []
         for f, g in gt.groupby("frame"):
-            xy = g[["x [nm]", "y [nm]"]].to_numpy()
-            links = cKDTree(xy).sparse_distance_matrix(cKDTree(xy), d, output_type="coo_matrix")
-            n, label = connected_components(links, directed=False)
-            centroids = np.stack([np.bincount(label, xy[:, k], n) / np.bincount(label, None, n) for k in (0, 1)], 1)
+            centroids = group_centroids(g[["x [nm]", "y [nm]"]].to_numpy(), d)
             parts.append(pd.DataFrame({"frame": f, "x [nm]": centroids[:, 0], "y [nm]": centroids[:, 1]}))
         table = pd.concat(parts, ignore_index=True)
         s = score(gt, table, 50.0)

@@ -55,6 +55,7 @@ $PY benchmarks/in_domain.py src/napari_deepcel0/models/deepcel0_isbi2013.safeten
 $PY benchmarks/readout.py
 $PY benchmarks/readout.py --averaging
 $PY benchmarks/readout.py --fit-positions
+$PY benchmarks/isbi_bound.py
 $PY benchmarks/photometry.py
 $PY benchmarks/fit_positions.py
 $PY benchmarks/fit_positions.py --iterations 10 --shifts 0.5 --out benchmarks/results/fit_positions_10_iterations.json
