@@ -389,6 +389,36 @@ def test_rerun_updates_the_output_layers_that_other_widgets_chose(viewer, qtbot,
     assert "chosen as both the ground truth and the localizations" in matching.job.status.value
 
 
+def test_a_run_leaves_the_users_layers_of_its_output_names_alone(viewer, qtbot, stack_path, tmp_path):
+    """A run reused any Points or Image layer named like its output: a saved run opened
+    again to compare ("small localizations.csv") got the new results and lost its own.
+    Only a layer an earlier run made is reused; the others keep their data and the run
+    gets numbered layers, which the next run reuses."""
+    _open(viewer, stack_path)
+    saved = write_thunderstorm_csv(tmp_path / "small localizations.csv", pd.DataFrame(
+        {"frame": [1, 2], "x [nm]": [111.0, 222.0], "y [nm]": [333.0, 444.0]}))
+    [opened] = viewer.open(str(saved), plugin="napari-deepcel0")
+    maps_file = write_tiff(tmp_path / "small maps.tif", np.ones((2, 8, 8), np.float32), pixel_size_nm=12.5,
+                           output="maps")
+    opened_maps = _open(viewer, maps_file)
+    drawn = viewer.add_image(np.full((4, 4), 7.0, np.float32), name="small render")  # the user's own
+    assert [opened.name, opened_maps.name, drawn.name] == ["small localizations", "small maps", "small render"]
+    widget = _localized(viewer, qtbot, frames="1-2", show_maps=True)
+    assert len(opened.data) == 2 and "source" in opened.metadata and "frames" not in opened.metadata
+    assert np.all(opened_maps.data[:] == 1.0) and np.all(drawn.data == 7.0)
+    points, render, maps = (viewer.layers[f"small {kind} [1]"] for kind in ("localizations", "render", "maps"))
+    assert points.metadata["frames"].tolist() == [1, 2] and len(points.data) == widget._run.points.count > 0
+    assert render.data.shape != drawn.data.shape and maps.data.shape[0] == 2
+    count = len(viewer.layers)
+    widget.frames.value = "1"
+    widget.run()
+    _wait(qtbot, widget.job)
+    assert len(viewer.layers) == count  # the run's own numbered layers were reused
+    assert viewer.layers["small localizations [1]"] is points and points.metadata["frames"].tolist() == [1]
+    assert viewer.layers["small render [1]"] is render and viewer.layers["small maps [1]"] is maps
+    assert len(opened.data) == 2 and np.all(drawn.data == 7.0)
+
+
 def test_localize_and_cel0_use_the_pixel_size_of_the_chosen_stack(viewer, qtbot, tmp_path):
     """The acquisition holds the pixel size of the last file opened; a run on another
     stack takes that stack's pixel size from its file (and does not rescale it)."""

@@ -15,6 +15,7 @@ One convention for every layer this plugin makes or reads:
 from __future__ import annotations
 
 import contextlib
+import re
 import time
 
 import napari
@@ -34,7 +35,8 @@ STACK_AXES = ("frame", "y", "x")
 STACK_UNITS = ("", "nm", "nm")
 #: layer kinds :func:`show_layer` makes
 LAYER_TYPES = {"image": napari.layers.Image, "points": napari.layers.Points}
-#: metadata key that marks the images this plugin makes (see :func:`is_output`)
+#: metadata key that marks the layers this plugin computes, with their kind ("render",
+#: "maps", "match"; see :func:`is_output`)
 OUTPUT = "napari_deepcel0_output"
 
 
@@ -134,26 +136,38 @@ def table_from_layer(layer) -> pd.DataFrame:
 
 
 def show_layer(viewer, kind: str, data, kwargs: dict):
-    """Show ``data`` in the layer named ``kwargs["name"]``.
+    """Show ``data`` in a layer named ``kwargs["name"]``.
 
-    A layer of that name and kind from an earlier run is updated in place (data and
-    every keyword), so that it stays the same object and the drop-downs that chose it
-    keep it; otherwise a layer is added (replacing a same-named layer of another kind
-    or dimension).
+    A layer that an earlier run made for the same output (see :func:`is_run_output`),
+    named so or numbered by napari (``"name [1]"``), is updated in place (data and every
+    keyword but the name), so that it stays the same object and the drop-downs that
+    chose it keep it; it is replaced when its kind or dimension differs. Any other layer
+    of that name (one the user made, or read from a file, e.g. an earlier run saved and
+    opened again) is left as it is: the new layer gets a numbered name.
     """
     name = kwargs["name"]
-    layer = viewer.layers[name] if name in viewer.layers else None
     ndim = np.shape(data)[1] if kind == "points" else np.ndim(data)
+    metadata = kwargs.get("metadata") or {}
+    earlier = [layer for layer in viewer.layers
+               if _same_or_numbered(layer.name, name) and is_run_output(layer, metadata)]
+    earlier.sort(key=lambda layer: layer.name != name)  # the one named so first
+    layer = earlier[0] if earlier else None
     # isinstance, not the type's name: a widget docked from napari's Plugins menu gets a
     # proxy of the viewer, whose layers are proxies too (their type's name is the proxy's)
     if layer is None or not isinstance(layer, LAYER_TYPES[kind]) or layer.ndim != ndim:
         if layer is not None:
             viewer.layers.remove(layer)
-        return getattr(viewer, f"add_{kind}")(data, **kwargs)
+        return getattr(viewer, f"add_{kind}")(data, **kwargs)  # napari numbers a name in use
     layer.data = data
     for key, value in kwargs.items():
-        setattr(layer, key, value)
+        if key != "name":  # "name" when a user's layer holds it: napari would number it again
+            setattr(layer, key, value)
     return layer
+
+
+def _same_or_numbered(name: str, wanted: str) -> bool:
+    """True for ``wanted`` and the names napari numbers it to (``"wanted [2]"``)."""
+    return name == wanted or re.fullmatch(re.escape(wanted) + r" \[\d+\]", name) is not None
 
 
 def show_first_frame_unless_shown(viewer, layer, frames) -> None:
@@ -177,8 +191,10 @@ def keep_in_viewer(viewer, layer) -> None:
 
 
 def is_read_from_file(layer) -> bool:
-    """True for Points read from a localization file (a ground truth, usually)."""
-    return "source" in layer.metadata
+    """True for layers this plugin's readers made: Points read from a localization file
+    (a ground truth, usually; ``metadata["source"]``) and images read from a TIFF
+    (``metadata["path"]``)."""
+    return "source" in layer.metadata or "path" in layer.metadata
 
 
 def is_localization_run(layer) -> bool:
@@ -187,8 +203,21 @@ def is_localization_run(layer) -> bool:
 
 
 def is_output(layer) -> bool:
-    """True for the images this plugin makes (renderings, maps), which are no stacks to analyse."""
+    """True for the layers this plugin computes: images (renderings, maps), which are no
+    stacks to analyse, and the matching layer."""
     return bool(layer.metadata.get(OUTPUT))
+
+
+def is_run_output(layer, metadata: dict) -> bool:
+    """True when ``layer`` was made by a run of this plugin for the output that a layer
+    with ``metadata`` shows, so that a new run may show its result there: the Points of a
+    localization run (``"frames"``) or an output of the same kind (``metadata[OUTPUT]``),
+    and not read from a file (a saved result opened again is the user's)."""
+    if is_read_from_file(layer):
+        return False
+    if metadata.get(OUTPUT):
+        return layer.metadata.get(OUTPUT) == metadata[OUTPUT]
+    return "frames" in metadata and is_localization_run(layer)
 
 
 class RefreshPacer:
@@ -221,8 +250,9 @@ class GrowingPoints:
     ``metadata["frames"]`` lists the 1-based frames processed so far, so that a
     ground-truth comparison can be restricted to them.
 
-    A layer of the same name from an earlier run is reused (see :func:`show_layer`),
-    and the layer is added back if it is deleted during the run.
+    The layer of the same name from an earlier run is reused, never a layer the user made
+    or opened (see :func:`show_layer`), and the layer is added back if it is deleted
+    during the run.
 
     Parameters
     ----------

@@ -16,8 +16,8 @@ from ..core.io import FRAME, X_NM, Y_NM, LocalizationFileError, atomic_write, re
 from ..core.metrics import DEFAULT_TOLERANCES_NM, evaluate, match
 from .controls import layer_combo, select_layer, wrapping_label
 from .jobs import JobControls
-from .layers import (is_localization_run, is_read_from_file, points_from_table, points_layer_kwargs, show_layer,
-                     table_from_layer)
+from .layers import (OUTPUT, is_localization_run, is_read_from_file, points_from_table, points_layer_kwargs,
+                     show_layer, table_from_layer)
 from .reader import localization_layer_data
 from .settings import PersistentValues
 from .state import state_for
@@ -154,7 +154,7 @@ class MatchingWidget(Container):
         coords, features = points_from_table(table)
         labels = features["match"].to_numpy()
         layer_name = f"match @ {tol:g} nm"
-        kwargs = points_layer_kwargs(layer_name, features)
+        kwargs = points_layer_kwargs(layer_name, features, metadata={OUTPUT: "match"})
         if len(coords):
             kwargs.update(face_color=[MATCH_COLORS[m] for m in labels],
                           symbol=np.array([MATCH_SYMBOLS[m] for m in labels]))
