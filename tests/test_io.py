@@ -266,6 +266,56 @@ def test_stacks_are_written_as_time_frames_for_fiji(tmp_path):
     assert stack.shape == (4, 6, 7) and stack.pixel_size_nm == pytest.approx(160)
 
 
+def _cut(path, fraction):
+    raw = path.read_bytes()
+    cut = path.with_name("cut_" + path.name)
+    cut.write_bytes(raw[:int(len(raw) * fraction)])
+    return cut
+
+
+@pytest.mark.parametrize("compression", [None, "zlib"])
+def test_a_truncated_stack_is_refused_not_opened_with_fewer_frames(tmp_path, compression):
+    # an interrupted copy: tifffile alone opened the uncompressed one as a 1-frame stack
+    data = (np.arange(6 * 32 * 32) % 3000).reshape(6, 32, 32).astype(np.uint16)
+    p = tmp_path / "six.tif"
+    tifffile.imwrite(p, data, imagej=True, metadata={"axes": "TYX"}, compression=compression)
+    cut = _cut(p, 0.6)
+    with pytest.raises(io.StackError, match=r"cut_six\.tif: the file announces 6 frames.*truncated or damaged"):
+        io.read_stack(cut)
+
+
+def test_a_damaged_frame_names_the_file_and_the_frame(tmp_path):
+    data = np.random.default_rng(1).integers(0, 3000, (6, 32, 32)).astype(np.uint16)
+    p = tmp_path / "z.tif"
+    tifffile.imwrite(p, data, imagej=True, metadata={"axes": "TYX"}, compression="zlib")
+    with tifffile.TiffFile(p) as tif:
+        last = tif.pages[-1]
+        end_of_data = last.dataoffsets[0] + last.databytecounts[0] // 2  # cut inside the last frame's data
+    cut = tmp_path / "cut.tif"
+    cut.write_bytes(p.read_bytes()[:end_of_data])
+    stack = io.read_stack(cut)
+    assert stack.shape == (6, 32, 32) and np.array_equal(stack[0:5], data[:5])  # the good frames read
+    with pytest.raises(io.StackError, match=r"cut\.tif: frame 6 cannot be read .*damaged or truncated"):
+        stack[5]
+
+
+def test_the_first_frame_of_written_maps_is_read_back(tmp_path):
+    maps = np.zeros((3, 8, 8), np.float32)
+    p = io.write_tiff(tmp_path / "maps.tif", maps, pixel_size_nm=25.0, output="maps", first_frame=4)
+    stack = io.read_stack(p)
+    assert (stack.output, stack.first_frame, stack.pixel_size_nm) == ("maps", 4, pytest.approx(25.0))
+    render = io.read_stack(io.write_tiff(tmp_path / "r.tif", maps[0], pixel_size_nm=10.0, output="render"))
+    assert (render.output, render.first_frame) == ("render", 1)
+    frames = io.read_stack(io.write_tiff(tmp_path / "f.tif", maps))
+    assert (frames.output, frames.first_frame) == (None, 1)
+    for bad in (0, 1.5, True):
+        with pytest.raises(ValueError, match="first_frame"):
+            io.write_tiff(tmp_path / "bad.tif", maps, output="maps", first_frame=bad)
+    with pytest.raises(ValueError, match="needs output"):
+        io.write_tiff(tmp_path / "bad.tif", maps, first_frame=2)
+    assert not (tmp_path / "bad.tif").exists()
+
+
 def test_output_path_errors_name_the_target(tmp_path):
     with pytest.raises(IsADirectoryError, match="is a folder; give a file name"):
         io.write_thunderstorm_csv(tmp_path, _table(1))

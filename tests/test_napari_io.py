@@ -156,14 +156,26 @@ def test_stack_reader_declines_what_it_cannot_read_and_says_why(tmp_path):
     assert get_stack_reader(str(tmp_path / "table.csv")) is None
     assert get_stack_reader([str(good), str(rgb)]) is None
     assert get_stack_reader([str(good), str(good)]) is not None
+    # the first frame's data damaged (overwritten): refused on opening, not with a traceback
+    # when the layer is made
+    compressed = tmp_path / "z.tif"
+    tifffile.imwrite(compressed, np.ones((2, 32, 32), np.uint16), imagej=True, compression="zlib")
+    with tifffile.TiffFile(compressed) as tif:
+        start, size = tif.pages[0].dataoffsets[0], tif.pages[0].databytecounts[0]
+    raw = bytearray(compressed.read_bytes())
+    raw[start:start + size] = b"\xff" * size
+    damaged = tmp_path / "damaged.tif"
+    damaged.write_bytes(bytes(raw))
+    assert get_stack_reader(str(damaged)) is None
     # napari only says that no reader took the file: the reason is shown as a warning
     # for each existing TIFF (nothing for a missing file or a file of another type)
     warnings = [str(n.message) for n in notification_manager.records[first:]
                 if n.severity == NotificationSeverity.WARNING]
-    assert len(warnings) == 3
+    assert len(warnings) == 4
     assert f"{rgb}: RGB/multi-sample image" in warnings[0] and "single-channel" in warnings[0]
     assert f"{junk}: not a readable TIFF file" in warnings[1]
     assert "rgb.tif: RGB" in warnings[2]
+    assert f"{damaged}: frame 1 cannot be read" in warnings[3] and "damaged or truncated" in warnings[3]
 
 
 def test_csv_reader_gives_points_that_follow_the_frames(tmp_path):
@@ -278,3 +290,75 @@ def test_fine_grid_maps_line_up_with_the_localizations():
     world = index * np.asarray(t["scale"]) + np.asarray(t["translate"])
     assert world[0] == 4.0  # frame 5 -> points axis value frame - 1
     np.testing.assert_allclose(world[1:], acq.fine_px_to_nm(index[1:]))
+
+
+# ------------------------------------------------------------------ export widget: what goes into the TIFF
+def _export_tiff(viewer, qtbot, layer, path):
+    from napari_deepcel0._napari.export_widget import ExportWidget
+
+    widget = ExportWidget(viewer)
+    viewer.window.add_dock_widget(widget)
+    widget.image.value = layer
+    widget.tiff_path.value = path
+    widget.save_tiff()
+    qtbot.waitUntil(lambda: not widget.tiff_job.busy, timeout=20000)
+    return widget.tiff_job.status.value
+
+
+@pytest.mark.parametrize("n_frames", [3, 1])
+def test_exported_maps_reopen_on_their_frames(make_napari_viewer, qtbot, tmp_path, n_frames):
+    """Maps of frames 4-6 came back on frames 1-3, and the maps of one frame on every frame."""
+    from napari_deepcel0._napari.layers import OUTPUT, image_transform
+
+    viewer = make_napari_viewer()
+    maps = np.random.default_rng(0).random((n_frames, 8, 12)).astype(np.float32)
+    layer = viewer.add_image(maps, name="stk maps", metadata={OUTPUT: "maps"}, **image_transform(25.0, 4))
+    status = _export_tiff(viewer, qtbot, layer, tmp_path / "maps.tif")
+    assert "saved to" in status and "25 nm pixels" in status
+    [back] = viewer.open(str(tmp_path / "maps.tif"), plugin="napari-deepcel0")
+    assert back.ndim == 3 and tuple(back.translate) == tuple(layer.translate) == (3.0, 12.5, 12.5)
+    np.testing.assert_array_equal(np.asarray(back.data), maps)
+
+
+def test_tiff_export_of_a_pyramid_writes_its_full_resolution_level(make_napari_viewer, qtbot, tmp_path):
+    viewer = make_napari_viewer()
+    full = np.arange(2 * 16 * 16, dtype=np.float32).reshape(2, 16, 16)
+    layer = viewer.add_image([full, full[:, ::2, ::2]], multiscale=True, name="pyr", scale=(1, 100, 100),
+                             units=("", "nm", "nm"))
+    status = _export_tiff(viewer, qtbot, layer, tmp_path / "pyr.tif")
+    assert "full-resolution level" in status and "100 nm pixels" in status
+    written = tifffile.imread(tmp_path / "pyr.tif")
+    np.testing.assert_array_equal(written, full)
+
+
+def test_an_image_not_calibrated_in_nm_is_written_without_a_pixel_size(make_napari_viewer, qtbot, tmp_path):
+    """napari's default scale of 1 was written as a 1 nm pixel."""
+    from napari_deepcel0.core.io import read_stack
+
+    viewer = make_napari_viewer()
+    layer = viewer.add_image(np.ones((2, 8, 8), np.float32), name="plain")
+    status = _export_tiff(viewer, qtbot, layer, tmp_path / "plain.tif")
+    assert "no pixel size" in status and "1 nm" not in status
+    assert read_stack(tmp_path / "plain.tif").pixel_size_nm is None
+
+
+def test_export_paths_expand_the_home_folder_and_are_reported_in_full(make_napari_viewer, qtbot, tmp_path,
+                                                                      monkeypatch):
+    """A typed ``~/...`` failed ("folder ~ does not exist") and a relative name was
+    reported without the folder it went to."""
+    from qtpy.QtWidgets import QLineEdit
+
+    from napari_deepcel0._napari.export_widget import ExportWidget
+
+    monkeypatch.setenv("HOME", str(tmp_path))
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "sub").mkdir()
+    viewer = make_napari_viewer()
+    widget = ExportWidget(viewer)
+    viewer.window.add_dock_widget(widget)
+    widget.points.value = viewer.add_points(np.array([[0, 100, 100.0]]), name="p")
+    for typed, written in (("~/sub/home.csv", tmp_path / "sub" / "home.csv"), ("relative", tmp_path / "relative.csv")):
+        widget.csv_path.native.findChild(QLineEdit).setText(typed)  # as typed in the field
+        widget.save_csv()
+        qtbot.waitUntil(lambda: not widget.csv_job.busy, timeout=20000)
+        assert written.is_file() and f"saved to {written}" in widget.csv_job.status.value

@@ -25,8 +25,24 @@ def _write_csv_job(path: Path, data, attributes: dict, cancel=None) -> str:
     return write_points(str(path), data, attributes)[0]
 
 
-def _write_tiff_job(path: Path, data, pixel_size_nm: float, output: str | None, cancel=None) -> str:
-    return str(write_tiff(path, np.asarray(data), pixel_size_nm=pixel_size_nm, output=output))
+def _write_tiff_job(path: Path, data, pixel_size_nm: float | None, output: str | None, first_frame: int | None,
+                    cancel=None) -> str:
+    return str(write_tiff(path, np.asarray(data), pixel_size_nm=pixel_size_nm, output=output,
+                          first_frame=first_frame))
+
+
+def _nm_pixel_size(layer) -> float | None:
+    """The layer's pixel size in nm, or None when it is not drawn in nm (an image added
+    without a calibration: napari's default scale of 1 is no pixel size)."""
+    return layer_pixel_size_nm(layer) if str(layer.units[-1]) == "nanometer" else None
+
+
+def _first_frame(layer) -> int | None:
+    """The 1-based camera frame of the first plane of this plugin's 3-D outputs (maps),
+    from the layer's frame offset; None for 2-D images and for other layers."""
+    if not is_output(layer) or layer.ndim != 3:
+        return None
+    return int(round(float(layer.translate[0]))) + 1
 
 
 class ExportWidget(Container):
@@ -76,18 +92,23 @@ class ExportWidget(Container):
         path = self._output_file(self.tiff_job, self.tiff_guard, (".tif", ".tiff"))
         if path is None:
             return
-        self.tiff_job.start(_write_tiff_job, path, layer.data, layer_pixel_size_nm(layer),
-                            layer.metadata.get(OUTPUT) if is_output(layer) else None,
-                            on_return=lambda p: self._saved(self.tiff_job, f"{layer.name} saved to {p} "
-                                                            f"({layer_pixel_size_nm(layer):g} nm pixels)"))
+        # a pyramid: its full-resolution level, the one the layer's scale describes
+        data, level = (layer.data[0], ", its full-resolution level") if layer.multiscale else (layer.data, "")
+        pixel = _nm_pixel_size(layer)
+        calibration = f"{pixel:g} nm pixels" if pixel else "no pixel size: the layer is not calibrated in nm"
+        self.tiff_job.start(_write_tiff_job, path, data, pixel,
+                            layer.metadata.get(OUTPUT) if is_output(layer) else None, _first_frame(layer),
+                            on_return=lambda p: self._saved(self.tiff_job, f"{layer.name}{level} saved to {p} "
+                                                            f"({calibration})"))
 
     @staticmethod
     def _output_file(job: JobControls, guard: OverwriteGuard, suffixes: tuple[str, ...]) -> Path | None:
         """The file to write: the guarded field's, with an extension added when it has
         none; None when it is a folder (an empty field is the current folder), which is
         reported, or when the file exists and the user keeps it (see
-        :class:`~.controls.OverwriteGuard`)."""
-        chosen = guard.edit.value
+        :class:`~.controls.OverwriteGuard`). ``~`` is the home folder; a relative name is
+        taken from the current folder and reported in full."""
+        chosen = Path(guard.edit.value).expanduser().absolute()  # the message says where it went
         if chosen.is_dir():
             job.refuse(f"Export: {chosen} is a folder: choose a file name")
             return None

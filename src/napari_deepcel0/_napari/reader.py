@@ -71,8 +71,9 @@ def stack_layer_data(stack: FrameStack, name: str | None = None) -> tuple:
     if stack.output:
         kwargs["metadata"] = {OUTPUT: stack.output, "path": str(stack.path)}
         kwargs["colormap"] = "hot" if stack.output == "render" else "magma"
-        single = len(stack) == 1
-        kwargs.update(image_transform(pixel, None if single else 1))
+        # a render covers every frame (2-D); maps, even of one frame, sit on their frames
+        single = len(stack) == 1 and stack.output == "render"
+        kwargs.update(image_transform(pixel, None if single else stack.first_frame))
         data = data[0] if single else data
     return (data, kwargs, "image")
 
@@ -93,6 +94,7 @@ def get_stack_reader(path):
     for p in paths:
         try:
             stacks.append(FrameStack(p))
+            stacks[-1][0]  # the layer shows it at once: a damaged first frame is refused here, with the reason
         except Exception as exc:  # StackError, OSError, or whatever a broken TIFF raises
             for s in stacks:
                 s.close()

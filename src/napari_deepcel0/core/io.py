@@ -22,6 +22,8 @@ import numpy as np
 import pandas as pd
 import tifffile
 
+from .acquisition import is_whole_number
+
 FRAME, X_NM, Y_NM = "frame", "x [nm]", "y [nm]"
 INTENSITY = "intensity [photon]"
 
@@ -47,6 +49,8 @@ THUNDERSTORM_COLUMNS = (
 
 #: ImageJ *Info* of the TIFFs of computed images (renders, maps), followed by their kind
 OUTPUT_INFO_PREFIX = "napari-deepcel0 output: "
+#: ... and, on a line of its own, the 1-based camera frame of the first plane (maps)
+FIRST_FRAME_INFO = "first frame"
 #: rows formatted at a time when writing a CSV (the text of all rows at once took 8.7 GB
 #: for 10 million localizations)
 CSV_CHUNK_ROWS = 100_000
@@ -81,6 +85,12 @@ class FrameStack:
     pixel_size_nm : float or None, from ImageJ or OME metadata when present
     output : str or None, the kind of image this package computed (e.g. ``"render"``)
         when it wrote the file with :func:`write_tiff`'s ``output``; None for frames
+    first_frame : int, the 1-based camera frame of the file's first plane when
+        :func:`write_tiff` recorded it (fine-grid maps of frames 4-6: 4); else 1
+
+    A frame that cannot be read (a damaged or truncated file) raises :class:`StackError`
+    naming the file and the frame; a file that announces more frames than it holds
+    (ImageJ's frame count) is refused when opened.
     """
 
     def __init__(self, path: str | os.PathLike):
@@ -133,6 +143,11 @@ class FrameStack:
         n_frames = kept[0][0] if len(kept) == 3 else 1
         if n_frames == 0 or rows == 0 or cols == 0:
             raise StackError(f"{self.path}: empty image of shape {shape}")
+        announced = _announced_frames(self._tif)
+        if announced is not None and announced > n_frames:
+            raise StackError(f"{self.path}: the file announces {announced} frames but holds {n_frames} readable "
+                             "one(s): it is truncated or damaged (an interrupted copy or a full disk?); "
+                             "copy or save it again")
         self.shape = (int(n_frames), int(rows), int(cols))
         self._memmap = None
         self._pages = None
@@ -144,12 +159,15 @@ class FrameStack:
             if len(pages) == n_frames and all(tuple(p.shape) == (rows, cols) for p in pages[:1]):
                 self._pages = pages
             else:  # unusual layout: fall back to reading it whole
-                self._memmap = np.asarray(series.asarray()).reshape(self.shape)
+                try:
+                    self._memmap = np.asarray(series.asarray()).reshape(self.shape)
+                except Exception as exc:
+                    raise StackError(f"{self.path}: the file announces {n_frames} frames of {rows} x {cols} pixels "
+                                     f"but they cannot be read ({exc}): it is truncated or damaged (an interrupted "
+                                     "copy or a full disk?); copy or save it again") from exc
         self.pixel_size_nm = _pixel_size_nm(self._tif)
         info = str((self._tif.imagej_metadata or {}).get("Info", "")) if self._tif.is_imagej else ""
-        #: what kind of computed image this package wrote here (e.g. "render"), None for frames
-        kind = info[len(OUTPUT_INFO_PREFIX):] if info.startswith(OUTPUT_INFO_PREFIX) else ""
-        self.output = kind or None
+        self.output, self.first_frame = _output_info(info)
 
     # ----------------------------------------------------------------- access
     def __len__(self) -> int:
@@ -164,9 +182,13 @@ class FrameStack:
         return 3
 
     def _read(self, index: int) -> np.ndarray:
-        if self._memmap is not None:
-            return np.asarray(self._memmap[index])
-        return self._pages[index].asarray()
+        try:
+            if self._memmap is not None:
+                return np.asarray(self._memmap[index])
+            return self._pages[index].asarray()
+        except Exception as exc:  # zlib, tifffile, OSError...: whatever a damaged page raises
+            raise StackError(f"{self.path}: frame {index + 1} cannot be read ({exc}); the file is damaged or "
+                             "truncated") from exc
 
     def __getitem__(self, key) -> np.ndarray:
         n = len(self)
@@ -247,6 +269,29 @@ def _frame_by_frame(series) -> bool:
     return all(len(s.shape) == 2 and s.shape == first.shape and s.dtype == first.dtype for s in series)
 
 
+def _announced_frames(tif: tifffile.TiffFile) -> int | None:
+    """The number of planes an ImageJ TIFF says it holds (its ``images``), or None."""
+    try:
+        images = (tif.imagej_metadata or {}).get("images") if tif.is_imagej else None
+        return int(images) if images is not None else None
+    except (TypeError, ValueError):
+        return None
+
+
+def _output_info(info: str) -> tuple[str | None, int]:
+    """(kind, first frame) from the ImageJ *Info* that :func:`write_tiff` writes:
+    ``"napari-deepcel0 output: maps"``, optionally followed by a line ``"first frame: 4"``."""
+    if not info.startswith(OUTPUT_INFO_PREFIX):
+        return None, 1
+    lines = info[len(OUTPUT_INFO_PREFIX):].splitlines()
+    first = 1
+    for line in lines[1:]:
+        key, _, value = line.partition(":")
+        if key.strip() == FIRST_FRAME_INFO and value.strip().isdigit() and int(value) >= 1:
+            first = int(value)
+    return (lines[0].strip() if lines else "") or None, first
+
+
 def imagej_pixels(data: np.ndarray) -> np.ndarray:
     """``data`` in a pixel type ImageJ TIFFs hold (uint8, uint16, int16, float32), with
     the same values: booleans as uint8; other integers as uint16 when their range fits
@@ -269,19 +314,25 @@ def imagej_pixels(data: np.ndarray) -> np.ndarray:
 
 
 def write_tiff(path: str | os.PathLike, data: np.ndarray, pixel_size_nm: float | None = None,
-               output: str | None = None) -> Path:
+               output: str | None = None, first_frame: int | None = None) -> Path:
     """Write an image or a stack of frames as an ImageJ TIFF (atomically), with the
     pixel size; a 3-D array is marked as time frames (``TYX``), so that Fiji opens it
     as a time series, not as channels. ``output`` (e.g. ``"render"``) marks an image
     this package computed, not camera frames (ImageJ's *Info*, read back as
-    :attr:`FrameStack.output`): its pixel size is no camera's."""
+    :attr:`FrameStack.output`): its pixel size is no camera's. ``first_frame`` (with
+    ``output``): the 1-based camera frame of the first plane, e.g. of fine-grid maps
+    (read back as :attr:`FrameStack.first_frame`)."""
     path = Path(path)
     data = imagej_pixels(np.asarray(data))
     if data.ndim not in (2, 3):
         raise ValueError(f"cannot write {path}: expected an image or a stack of frames, got shape {data.shape}")
+    if first_frame is not None and not (output and is_whole_number(first_frame) and first_frame >= 1):
+        raise ValueError(f"first_frame must be a whole number >= 1 and needs output, got {first_frame!r}")
     metadata = {"axes": "TYX" if data.ndim == 3 else "YX"}
     if output:
         metadata["Info"] = OUTPUT_INFO_PREFIX + output
+        if first_frame is not None:
+            metadata["Info"] += f"\n{FIRST_FRAME_INFO}: {int(first_frame)}"
     kwargs = {}
     if pixel_size_nm:
         kwargs = dict(resolution=(1e3 / pixel_size_nm, 1e3 / pixel_size_nm))
