@@ -195,6 +195,7 @@ def test_train_writes_a_loadable_model(tmp_path):
                  "--sparse-fraction", "0.25", "--sparse-density", "0.2", "1"])
     training = load_model(out).info.training
     assert code == 0 and training["epochs"] == 1
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m.safetensors"]  # the run's checkpoint is gone
     assert training["data"]["sparse_fraction"] == 0.25 and training["data"]["sparse_density"] == [0.2, 1.0]
 
 
@@ -266,6 +267,22 @@ def test_sigterm_during_training_saves_the_best_model_and_says_it_was_stopped(tm
                            signal.SIGTERM, tmp_path)
     assert code == 143 and "keeping the best model so far" in err
     assert read_model_info(tmp_path / "m.safetensors").training["cancelled"] is True
+
+
+def test_a_killed_training_run_leaves_the_existing_model_alone(tmp_path):
+    """Checkpoints went to --out itself: a run killed after its first epoch replaced a
+    good model of an earlier run with a 1-epoch one that did not say it was unfinished."""
+    from napari_deepcel0.core.model_io import bundled_model_path, load_model
+
+    good = tmp_path / "m.safetensors"
+    good.write_bytes(bundled_model_path().read_bytes())
+    code, err = _run_until(["train", "--out", "m.safetensors", "--patches", "400", "--sim-frames", "8",
+                            "--epochs", "50", "--max-steps-per-epoch", "3", "--device", "cpu"], "epoch 2/50:",
+                           signal.SIGKILL, tmp_path)
+    assert code == -signal.SIGKILL
+    assert good.read_bytes() == bundled_model_path().read_bytes()
+    checkpoint = load_model(tmp_path / "m.partial.safetensors")  # the best model so far, beside it
+    assert "had not finished" in checkpoint.info.notes and len(checkpoint.info.history) >= 1
 
 
 def test_sigterm_stops_the_training_set_simulation_at_once(tmp_path):

@@ -241,7 +241,7 @@ def _training_config(args):
 def cmd_train(args) -> int:
     from .core.cancel import Cancelled
     from .core.io import check_output_path
-    from .core.model_io import save_training_result
+    from .core.model_io import checkpoint_path, save_checkpoint, save_final
     from .core.training import train
 
     out = Path(args.out)
@@ -251,6 +251,8 @@ def cmd_train(args) -> int:
         raise ValueError(f"--out must end in .safetensors, got {out.name}")
     check_output_path(out)
     check_distinct_files(args, inputs=("init_from",), outputs=("out",))
+    if args.init_from and Path(args.init_from).resolve() == checkpoint_path(out).resolve():
+        raise ValueError(f"--init-from {args.init_from} is where this run keeps its checkpoints; copy it first")
     acq = _acquisition(args)
     config = _training_config(args)
     print(f"training {config.method} for {acq.describe()}", file=sys.stderr)
@@ -281,8 +283,9 @@ def cmd_train(args) -> int:
 
     def checkpoint(best):
         # the best model so far is on disk after every improving epoch (the write is
-        # atomic), so a killed run still leaves a usable model behind
-        save_training_result(out, best, notes=args.notes or "")
+        # atomic), so a killed run still leaves a usable model behind: beside --out, which
+        # may hold a good model of an earlier run until this one ends
+        save_checkpoint(out, best, notes=args.notes or "")
 
     with stop_on_first_interrupt() as stop:
         try:
@@ -290,7 +293,7 @@ def cmd_train(args) -> int:
         except Cancelled:  # stopped while simulating the training set or before the first step
             print("stopped before the first training step: no model was saved", file=sys.stderr)
             return 128 + int(stop.signum or signal.SIGINT)
-    path = save_training_result(out, result, notes=args.notes or "")
+    path = save_final(out, result, notes=args.notes or "")
     print(f"wrote {path} (best epoch {result.best_epoch}, {result.seconds:.0f} s on {result.device}, "
           f"{result.precision}{', cancelled' if result.cancelled else ''})")
     # stopped by a signal: saved, but not the run asked for (a scheduler's time limit is no success)

@@ -169,6 +169,29 @@ def save_training_result(path, result, notes: str = "") -> Path:
     return save_model(path, result.model, info)
 
 
+def checkpoint_path(path) -> Path:
+    """Where a run that will write ``path`` keeps its best model so far:
+    ``name.partial.safetensors`` beside it. A run that dies leaves it there, clearly
+    named, and ``path`` (maybe a good model of an earlier run) untouched."""
+    path = Path(path)
+    stem = path.name[: -len(".safetensors")] if path.name.endswith(".safetensors") else path.name
+    return path.with_name(stem + ".partial.safetensors")
+
+
+def save_checkpoint(path, best, notes: str = "") -> Path:
+    """Save the best model so far of a run that will write ``path`` to :func:`checkpoint_path`."""
+    note = "checkpoint of a training run that had not finished: its best epoch so far"
+    return save_training_result(checkpoint_path(path), best, notes=f"{notes} ({note})" if notes else note)
+
+
+def save_final(path, result, notes: str = "") -> Path:
+    """Save the result of a finished (or cleanly stopped) run to ``path`` and remove its
+    checkpoint (:func:`save_checkpoint`)."""
+    written = save_training_result(path, result, notes=notes)
+    checkpoint_path(path).unlink(missing_ok=True)
+    return written
+
+
 def _fail(path, why: str):
     raise ModelFileError(f"{path}: {why}")
 
