@@ -1001,8 +1001,8 @@ def test_matching_colours_tp_fp_fn_and_loads_a_csv(viewer, qtbot, stack_path, tm
 # =================================================================== export
 def test_export_writes_csv_and_tiff(viewer, qtbot, stack_path, tmp_path):
     layer, gt = _gt_layer(viewer, stack_path)
-    render = viewer.add_image(np.arange(12, dtype=np.float32).reshape(3, 4), scale=(10.0, 10.0), name="render",
-                              metadata={OUTPUT: "render"})  # as Localize makes it
+    render = viewer.add_image(np.arange(12, dtype=np.float32).reshape(3, 4), scale=(10.0, 10.0), units="nm",
+                              name="render", metadata={OUTPUT: "render"})  # as Localize makes it
     widget = _dock(viewer, ExportWidget)
     widget.points.value = layer
     widget.csv_path.value = tmp_path / "exported"  # the .csv suffix is added
@@ -1019,7 +1019,8 @@ def test_export_writes_csv_and_tiff(viewer, qtbot, stack_path, tmp_path):
         assert saved.pixel_size_nm == pytest.approx(10.0) and saved.output == "render"  # not camera frames
         np.testing.assert_array_equal(saved[0], render.data)
     # napari's usual integer type (int32) is written with its values and pixel size
-    labels_like = viewer.add_image(np.arange(12, dtype=np.int32).reshape(3, 4) - 3, scale=(25.0, 25.0), name="i32")
+    labels_like = viewer.add_image(np.arange(12, dtype=np.int32).reshape(3, 4) - 3, scale=(25.0, 25.0), units="nm",
+                                   name="i32")
     widget.image.value = labels_like
     widget.tiff_path.value = tmp_path / "i32.tif"
     widget.save_tiff()
