@@ -389,6 +389,43 @@ def test_rerun_updates_the_output_layers_that_other_widgets_chose(viewer, qtbot,
     assert "chosen as both the ground truth and the localizations" in matching.job.status.value
 
 
+def test_widgets_docked_before_a_run_move_to_its_outputs_unless_the_user_chose(viewer, qtbot, stack_path):
+    """Export and Matching docked before the first run kept the only layers there were:
+    Export saved the ground truth as the localizations and the raw stack as the render,
+    Matching refused to score the ground truth against itself. A run's outputs are now
+    chosen, but where the user chose a layer, also from the Plugins menu (proxies)."""
+    from napari_deepcel0._napari.cel0_widget import Cel0Widget
+
+    stack = _open(viewer, stack_path)
+    gt_layer, _ = _gt_layer(viewer, stack_path)
+    matching, export, kept = (_dock(viewer, cls) for cls in (MatchingWidget, ExportWidget, ExportWidget))
+    _, menu_export = viewer.window.add_plugin_dock_widget("napari-deepcel0", "Export")
+    assert export.points.value is gt_layer and export.image.value is stack and matching.estimate.value is gt_layer
+    kept.points.value, kept.image.value = gt_layer, stack  # the user's choice: the ground truth and the stack
+    widget = _localized(viewer, qtbot, frames="1-2", show_maps=True)
+    points, render = viewer.layers["small localizations"], viewer.layers["small render"]
+    assert export.points.value is points and export.image.value is render  # the render, not the maps
+    assert menu_export.points.value == points and menu_export.image.value == render
+    assert matching.estimate.value is points and matching.ground_truth.value is gt_layer
+    assert kept.points.value is gt_layer and kept.image.value is stack
+    matching.run()
+    _wait(qtbot, matching.job)
+    assert matching.job.error is None and "small localizations: Jaccard" in matching.job.status.value
+    # a CEL0 run's localizations are followed too; a layer the user chose stays
+    export.points.value = points
+    cel0 = _dock(viewer, Cel0Widget)
+    cel0.device.value, cel0.with_deepcel0.value, cel0.frames.value = "cpu", False, "1"
+    cel0.max_outer.value, cel0.max_inner.value = 2, 10
+    cel0.run()
+    _wait(qtbot, cel0.job)
+    assert matching.estimate.value is cel0._outputs["CEL0"].layer and export.points.value is points
+    # a chosen layer that is deleted no longer holds the drop-down: the next run is chosen
+    viewer.layers.remove(gt_layer)
+    widget.run()
+    _wait(qtbot, widget.job)
+    assert kept.points.value is points and kept.image.value is stack
+
+
 def test_a_run_leaves_the_users_layers_of_its_output_names_alone(viewer, qtbot, stack_path, tmp_path):
     """A run reused any Points or Image layer named like its output: a saved run opened
     again to compare ("small localizations.csv") got the new results and lost its own.

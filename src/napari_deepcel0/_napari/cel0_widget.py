@@ -136,6 +136,7 @@ class Cel0Widget(Container):
         if self.with_deepcel0.value:
             self._outputs[DEEPCEL0] = GrowingPoints(self.viewer, f"{layer.name} DeepCEL0 (frames {self.frames.value})",
                                                     DEEPCEL0_COLOR)
+        self.state.outputs_shown.emit([output.layer for output in self._outputs.values()])
         self._total = len(frames) * len(self._outputs)
         self._pixel_nm = acq.pixel_size_nm
         self._pacer = RefreshPacer()

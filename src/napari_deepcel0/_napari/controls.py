@@ -3,6 +3,7 @@ boxes, rows, a line plot, and the question before an output file is replaced."""
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 
 import napari
@@ -13,6 +14,7 @@ from qtpy.QtCore import QEvent, QObject
 from qtpy.QtWidgets import QMessageBox, QSizePolicy
 
 from .layers import is_output
+from .state import state_for
 
 
 class _FitHeight(QObject):
@@ -44,11 +46,83 @@ def wrapping_label(**kwargs) -> Label:
     return label
 
 
-def layer_combo(viewer, layer_type, label: str, keep=None, prefer=None) -> ComboBox:
+class LayerChooser(ComboBox):
+    """A drop-down of layers that follows the runs: when a run shows its output layers
+    (:attr:`~.state.PluginState.outputs_shown`), it moves to the first of them that it
+    prefers, unless the user chose another layer, which stays chosen while it is in the
+    viewer. A choice is the user's when the value is set otherwise than by a refresh of
+    the choices (napari's, when layers come and go) or by following a run.
+
+    Parameters
+    ----------
+    viewer
+        The napari viewer.
+    choices
+        The choices callable (see :func:`layer_combo`).
+    label
+        The field's label.
+    prefer
+        The layers to follow; None: follow no run.
+    """
+
+    def __init__(self, viewer, choices, label: str, prefer=None):
+        self._prefer = prefer
+        self._picked = None  # the layer the user chose
+        self._by_program = False
+        super().__init__(choices=choices, label=label)
+        self.changed.connect(self._chosen)  # a choice in the list
+        self.native.activated.connect(lambda index: self._chosen(self.native.itemData(index)))  # also the same one
+        if prefer is not None:
+            state_for(viewer).outputs_shown.connect(self.follow)  # weakly: ends with the widget
+
+    @contextlib.contextmanager
+    def _programmatic(self):
+        self._by_program = True
+        try:
+            yield
+        finally:
+            self._by_program = False
+
+    @property
+    def value(self):
+        return ComboBox.value.fget(self)
+
+    @value.setter
+    def value(self, value) -> None:  # set in code (a test, or a widget for its user): the user's choice
+        ComboBox.value.fset(self, value)
+        self._chosen(value)
+
+    def reset_choices(self, *args) -> None:
+        with self._programmatic():  # a choice that left the viewer falls back to the first: not the user's
+            super().reset_choices(*args)
+
+    def _chosen(self, value) -> None:
+        if not self._by_program:
+            self._picked = value
+
+    def follow(self, layers) -> None:
+        """Move to the first of a run's output ``layers`` that this drop-down prefers,
+        unless the user's own choice is the value."""
+        try:
+            self.reset_choices()  # the new layers are choices even before napari says so
+            choices = self.choices
+            target = next((layer for layer in layers if layer in choices and self._prefer(layer)), None)
+            user_choice = self._picked is not None and self.value == self._picked
+            if target is None or self.value == target or user_choice:
+                return
+            with self._programmatic():
+                self.value = target
+        except RuntimeError:  # its Qt widget is gone (the viewer was closed)
+            pass
+
+
+def layer_combo(viewer, layer_type, label: str, keep=None, prefer=None) -> LayerChooser:
     """A drop-down of the viewer's layers of one type, or of those for which
     ``keep(layer)`` is true (kept up to date by napari when the widget is docked,
     or by ``reset_choices``); the layers for which ``prefer(layer)`` is true come
-    first, so that a new drop-down starts on one of them."""
+    first, so that a new drop-down starts on one of them, and a run that shows such a
+    layer makes the drop-down move to it unless the user chose another layer (see
+    :class:`LayerChooser`)."""
 
     def choices(_widget):
         layers = [layer for layer in viewer.layers if isinstance(layer, layer_type) and (keep is None or keep(layer))]
@@ -56,7 +130,7 @@ def layer_combo(viewer, layer_type, label: str, keep=None, prefer=None) -> Combo
             layers.sort(key=lambda layer: not prefer(layer))  # stable: napari's order otherwise
         return [(layer.name, layer) for layer in layers]
 
-    return ComboBox(choices=choices, label=label)
+    return LayerChooser(viewer, choices, label, prefer=prefer)
 
 
 def stack_combo(viewer) -> ComboBox:

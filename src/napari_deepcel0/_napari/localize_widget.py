@@ -175,6 +175,7 @@ class LocalizeWidget(Container):
             self._run.render.retire()
         self._run = _Run(self.viewer, layer, acq, selection, (rows, cols), fine_nm, self.render_pixel.value,
                          self.render_blur.value, maps_shape if self.show_maps.value else None, self.job.while_open)
+        self.state.outputs_shown.emit(self._run.layers())  # Matching and Export move to them
         threshold = None if self.auto_threshold.value else self.threshold.value
         show_first_frame_unless_shown(self.viewer, layer, selection)
         self.job.start(_localize_job, self.model.value, acq, layer.data, selection, threshold, self.device.value,
@@ -220,6 +221,10 @@ class _Run:
                 "name": f"{layer.name} maps", "colormap": "magma", "blending": "additive",
                 "metadata": {OUTPUT: "maps"}, **image_transform(fine_nm, self.first_frame)})
         self.pacer = RefreshPacer()
+
+    def layers(self) -> list:
+        """The output layers, the main one first: the localizations, the render, the maps."""
+        return [self.points.layer, self.render.layer] + ([self.maps] if self.maps is not None else [])
 
     def describe(self) -> str:
         return (f"{self.frames_done}/{self.total} frames at {self.pixel_nm:g} nm/pixel, "

@@ -3,8 +3,9 @@
 One :class:`PluginState` per viewer holds the acquisition settings (edited in the
 Acquisition widget, used by training, localization and CEL0) and the current model
 file (set by training or chosen in the Localize widget, used by Localize and CEL0);
-both persist between sessions. Widgets get it with :func:`state_for` and listen to
-its signals.
+both persist between sessions. It also tells the layer drop-downs which output layers
+a run shows (:attr:`PluginState.outputs_shown`). Widgets get it with :func:`state_for`
+and listen to its signals.
 """
 
 from __future__ import annotations
@@ -35,6 +36,9 @@ class PluginState:
 
     acquisition_changed = Signal(object)
     model_changed = Signal(object)
+    #: emitted by a run with the output layers it shows (the main one first): the layer
+    #: drop-downs that prefer such layers move to them (see :class:`~.controls.LayerChooser`)
+    outputs_shown = Signal(object)
 
     def __init__(self, viewer=None):
         self._viewer = weakref.ref(viewer) if viewer is not None else (lambda: None)
