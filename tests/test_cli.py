@@ -385,14 +385,26 @@ def test_outputs_are_checked_before_the_run(command, extra, message, simulated, 
     assert sorted(p.name for p in tmp_path.iterdir()) == ["sim"]  # no CSV, no render
 
 
+@pytest.mark.parametrize("command", ["localize", "cel0"])
+def test_out_must_be_a_csv_so_a_slip_replaces_no_other_file(command, simulated, tmp_path, capsys, monkeypatch):
+    # `--out other_stack.tif` replaced that stack with CSV text (exit 0)
+    monkeypatch.chdir(tmp_path)
+    other = tmp_path / "other_stack.tif"
+    other.write_bytes((simulated / "frames.tif").read_bytes())
+    assert main([command, str(simulated / "frames.tif"), "--out", "other_stack.tif", "--frames", "1"]) == 2
+    assert "--out must end in .csv" in capsys.readouterr().err
+    assert other.read_bytes() == (simulated / "frames.tif").read_bytes()
+    assert main([command, str(simulated / "frames.tif"), "--out", "upper.CSV", "--frames", "1"]) == 0
+
+
 @pytest.mark.parametrize(
     "argv, message",
     [
-        (["localize", "{stack}", "--out", "{stack}"], "--out and STACK are the same file"),
+        (["localize", "{stack}", "--out", "{stack}"], "--out must end in .csv"),  # only a CSV is written
         (["localize", "{stack}", "--out", "l.csv", "--render", "{stack}"], "--render and STACK are the same file"),
         (["localize", "{stack}", "--out", "{gt}", "--gt", "{gt}"], "--out and --gt are the same file"),
-        (["localize", "{stack}", "--out", "same.png", "--render", "./same.png"], "--out and --render are the same"),
-        (["cel0", "{stack}", "--out", "{stack}"], "--out and STACK are the same file"),
+        (["localize", "{stack}", "--out", "same.png", "--render", "./same.png"], "--out must end in .csv"),
+        (["cel0", "{stack}", "--out", "{stack}"], "--out must end in .csv"),
     ],
 )
 def test_an_output_never_replaces_an_input(argv, message, simulated, tmp_path, capsys, monkeypatch):

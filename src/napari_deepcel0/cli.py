@@ -361,12 +361,15 @@ RENDER_SUFFIXES = (".png", ".tif", ".tiff")
 
 def check_outputs(args, stack, acq) -> None:
     """Refuse, before any work, the outputs that could only fail at the end: ``--out``
-    or ``--render`` in a missing folder or naming a folder, a render that is neither
+    that is no ``.csv`` file, ``--out`` or ``--render`` in a missing folder or naming a
+    folder, a render that is neither
     PNG nor TIFF, or one too large for the stack's field at ``--render-pixel``, and an
     output that is the stack, the ground truth, the model or the other output."""
     from .core.io import check_output_path
     from .core.render import render_shape
 
+    if Path(args.out).suffix.lower() != ".csv":  # a slip (--out other.tif, --out locs.png) replaced that file
+        raise ValueError(f"--out must end in .csv (a ThunderSTORM CSV is written), got {Path(args.out).name}")
     check_output_path(args.out)
     if args.render:
         if Path(args.render).suffix.lower() not in RENDER_SUFFIXES:
