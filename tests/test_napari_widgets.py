@@ -173,6 +173,31 @@ def test_pixel_size_comes_from_the_file(viewer, tmp_path):
     assert state.acquisition.pixel_size_nm == pytest.approx(160.0)
 
 
+def test_a_pixel_size_metadata_that_is_no_number_is_ignored_with_one_warning(viewer, qtbot, stack_path):
+    """Other readers and users may put anything under metadata["pixel_size_nm"]: a string
+    raised 'Unknown format code' when the layer was added, a tuple a TypeError from the
+    layers' event, and every Localize or Estimate click raised again, doing nothing."""
+    state = state_for(viewer)
+    with FrameStack(stack_path) as stack:
+        frames = np.stack([stack[i] for i in range(2)])
+    text = viewer.add_image(frames, name="text", metadata={"pixel_size_nm": "160"})
+    pair = viewer.add_image(frames, name="pair", metadata={"pixel_size_nm": (160.0, 160.0)})
+    assert state.acquisition.pixel_size_nm == 100.0
+    widget = _localized(viewer, qtbot, layer=pair)
+    assert "at 100 nm/pixel" in widget.job.status.value and pair.scale[-1] == 100.0
+    acquisition = _dock(viewer, AcquisitionWidget)
+    acquisition.layer.value = text
+    acquisition.estimate()
+    _wait(qtbot, acquisition.job)
+    assert acquisition.job.error is None and state.acquisition.pixel_size_nm == 100.0
+    acquisition.pixel_size.value = 110.0  # a correction goes past them
+    assert text.metadata["pixel_size_nm"] == "160"
+    warned = [m for m in _messages(NotificationSeverity.WARNING) if "pixel size metadata" in m]
+    assert warned == ["text: pixel size metadata '160' is not a number; ignored (the pixel size of the Acquisition "
+                      "widget is used)", "pair: pixel size metadata (160.0, 160.0) is not a number; ignored (the "
+                      "pixel size of the Acquisition widget is used)"]
+
+
 def test_estimate_from_stack(viewer, qtbot, tmp_path):
     acq = Acquisition(fwhm_nm=220.0, offset_adu=100.0, read_noise_adu=2.0)
     frames, _ = sim.simulate_stack(n_frames=8, shape=(64, 64), density_per_um2=0.3, structure="uniform", acq=acq,

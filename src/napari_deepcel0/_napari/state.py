@@ -10,6 +10,7 @@ and listen to its signals.
 
 from __future__ import annotations
 
+import numbers
 import weakref
 from pathlib import Path
 
@@ -45,6 +46,7 @@ class PluginState:
         self._acquisition = saved_acquisition()
         stored = load_value("model")
         self._model_path = Path(stored) if isinstance(stored, str) and stored else None
+        self._ignored_pixel_sizes: set[tuple[str, str]] = set()  # (layer, metadata) already warned about
 
     @property
     def acquisition(self) -> Acquisition:
@@ -81,17 +83,29 @@ class PluginState:
         viewer = self._viewer()
         if acq.pixel_size_nm != old and viewer is not None:
             for layer in viewer.layers:
-                if layer.metadata.get("pixel_size_nm") == old:
+                try:
+                    declared = declared_pixel_size(layer)
+                except TypeError:
+                    continue
+                if declared == old:
                     layer.metadata["pixel_size_nm"] = acq.pixel_size_nm
         self.acquisition = acq
 
     def adopt_pixel_size(self, layer) -> None:
-        """Use the pixel size a layer's file declares (no-op when it has none)."""
-        pixel = layer.metadata.get("pixel_size_nm") if hasattr(layer, "metadata") else None
-        if not pixel or pixel == self._acquisition.pixel_size_nm:
+        """Use the pixel size a layer's file declares (no-op when it has none; a
+        warning, once per layer and value, when it is not a number)."""
+        try:
+            pixel = declared_pixel_size(layer)
+        except TypeError as exc:
+            key = (layer.name, repr(layer.metadata.get("pixel_size_nm")))
+            if key not in self._ignored_pixel_sizes:
+                self._ignored_pixel_sizes.add(key)
+                show_warning(str(exc))
+            return
+        if pixel is None or pixel == self._acquisition.pixel_size_nm:
             return
         try:
-            self.acquisition = self._acquisition.replace(pixel_size_nm=float(pixel))
+            self.acquisition = self._acquisition.replace(pixel_size_nm=pixel)
         except ValueError as exc:
             show_warning(f"{layer.name}: pixel size {pixel:g} nm from the file was not applied (is it a "
                          f"super-resolved image rather than camera frames?): {exc}")
@@ -120,6 +134,20 @@ class PluginState:
                       f"pixel centred at ({pixel / 2:g}, {pixel / 2:g}) nm, so that it lines up with the "
                       f"localizations")
         return self._acquisition
+
+
+def declared_pixel_size(layer) -> float | None:
+    """The camera pixel size (nm) that ``layer.metadata["pixel_size_nm"]`` declares (set
+    by this plugin's reader from the file; other readers and users may set it too), or
+    None when it declares none (no such key, None or 0). TypeError, with a message that
+    names the layer, when it is no number (a string, a tuple: it is then ignored)."""
+    pixel = layer.metadata.get("pixel_size_nm") if hasattr(layer, "metadata") else None
+    if pixel is None:
+        return None
+    if isinstance(pixel, bool) or not isinstance(pixel, numbers.Real):
+        raise TypeError(f"{layer.name}: pixel size metadata {pixel!r} is not a number; ignored (the pixel size of "
+                        "the Acquisition widget is used)")
+    return float(pixel) or None
 
 
 def saved_acquisition() -> Acquisition:
