@@ -52,6 +52,18 @@ def test_camera_noise_statistics():
     assert out.var() == pytest.approx(4 * 60 + 9, rel=0.05)
 
 
+def test_snr_outside_the_noise_models_limits_is_refused_up_front():
+    # 10 ** (1e6 / 10) overflowed (a traceback from the CLI), -1e6 divided by zero
+    from napari_deepcel0.core.training_data import TrainingDataConfig
+
+    for bad in ((1e6, 1e6), (-1e6, 10.0), (12.0, 10.0), (10.0, math.nan)):
+        with pytest.raises(ValueError, match="SNR range must"):
+            sim.GaussianSNRNoise(bad)
+        with pytest.raises(ValueError, match="SNR range must"):
+            TrainingDataConfig(snr_db=bad)
+    sim.GaussianSNRNoise(sim.SNR_DB_LIMITS)  # the limits themselves are fine
+
+
 def test_gaussian_noise_reaches_target_snr():
     em = sim.uniform_emitters(20, (3200.0, 3200.0), 6.0, seed=0)
     clean = sim.render_frames(em, ISBI2013, (32, 32), 20, noise=None)

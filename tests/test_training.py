@@ -29,7 +29,7 @@ def tiny(**kw):
     (dict(photons=(0.0, 100.0)), "photons range must satisfy 0 < low"),
     (dict(background_photons=(10.0, math.nan)), "background photons range"),
     (dict(structure_density=(0.0, 8.0)), "structure density range"),
-    (dict(snr_db=(20.0, 8.0)), "snr db range"),
+    (dict(snr_db=(20.0, 8.0)), "SNR range must satisfy -50 <= low <= high <= 100 dB"),
     (dict(sparse_density=(0.0, 2.0)), "sparse density range"),
     (dict(sparse_fraction=1.0), "sparse_fraction must be in"),
     (dict(density_per_um2=math.nan), "density must be a positive finite number"),

@@ -242,6 +242,23 @@ def expected_photons(
     return out
 
 
+#: the SNRs (dB) the Gaussian noise model takes: noise 10^5 times the signal's power to
+#: 10^-10 of it (beyond, 10^(SNR/10) overflows or the noise vanishes below float precision)
+SNR_DB_LIMITS = (-50.0, 100.0)
+
+
+def check_snr_range(snr_db) -> None:
+    """ValueError unless ``snr_db`` is a (low, high) pair of finite numbers in
+    :data:`SNR_DB_LIMITS` with low <= high."""
+    lo_limit, hi_limit = SNR_DB_LIMITS
+    try:
+        lo, hi = (float(v) for v in snr_db)
+    except (TypeError, ValueError):
+        raise ValueError(f"SNR range must be a pair of numbers (dB), got {snr_db!r}") from None
+    if not (lo_limit <= lo <= hi <= hi_limit):
+        raise ValueError(f"SNR range must satisfy {lo_limit:g} <= low <= high <= {hi_limit:g} dB, got ({lo:g}, {hi:g})")
+
+
 def gaussian_noise_std_for_snr(clean: np.ndarray, snr_db: float) -> float:
     """Std of white Gaussian noise giving ``snr_db`` on ``clean`` (paper Eq. 14)."""
     clean = np.asarray(clean, dtype=np.float64)
@@ -285,14 +302,16 @@ class CameraNoise:
 @dataclass(frozen=True)
 class GaussianSNRNoise:
     """Additive white Gaussian noise at a target SNR per frame (paper Eq. 14), no
-    offset or background. Each frame draws its SNR uniformly in ``snr_db``."""
+    offset or background. Each frame draws its SNR uniformly in ``snr_db``, within
+    :data:`SNR_DB_LIMITS`."""
 
     snr_db: tuple[float, float] = (15.0, 15.0)
 
+    def __post_init__(self):
+        check_snr_range(self.snr_db)
+
     def apply(self, clean: np.ndarray, acq: Acquisition, rng: np.random.Generator) -> np.ndarray:
         lo, hi = self.snr_db
-        if lo > hi:
-            raise ValueError(f"SNR range must satisfy low <= high, got {self.snr_db}")
         out = np.empty_like(clean, dtype=np.float64)
         for f in range(clean.shape[0]):
             std = gaussian_noise_std_for_snr(clean[f], rng.uniform(lo, hi))

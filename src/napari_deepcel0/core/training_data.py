@@ -39,6 +39,7 @@ from .simulate import (
     GaussianSNRNoise,
     PhotonModel,
     as_rng,
+    check_snr_range,
     emitters_on_filaments,
     fine_grid_maps,
     make_filaments,
@@ -93,14 +94,14 @@ class TrainingDataConfig:
             raise ValueError(f"sparse_fraction must be in [0, 1), got {self.sparse_fraction}")
         for name, lowest, strict in (("photons", 0.0, True), ("background_photons", 0.0, False),
                                      ("structure_density", 0.0, True), ("tube_width_nm", 0.0, False),
-                                     ("sparse_density", 0.0, True),
-                                     ("snr_db", -math.inf, False)):
+                                     ("sparse_density", 0.0, True)):
             low, high = getattr(self, name)
             if not (math.isfinite(low) and math.isfinite(high) and low <= high
                     and (low > lowest if strict else low >= lowest)):
                 bound = f"{lowest:g} {'<' if strict else '<='} " if math.isfinite(lowest) else ""
                 raise ValueError(f"{name.replace('_', ' ')} range must satisfy {bound}low <= high (finite), "
                                  f"got {tuple(getattr(self, name))}")
+        check_snr_range(self.snr_db)  # the noise model's limits, checked before any simulation
         if not (0 <= self.fwhm_jitter < 0.5):
             raise ValueError(f"fwhm_jitter must be in [0, 0.5), got {self.fwhm_jitter}")
         if not (self.density_per_um2 > 0 and math.isfinite(self.density_per_um2)):
