@@ -436,6 +436,30 @@ def test_a_missing_ground_truth_is_reported_before_the_work(simulated, tmp_path,
     assert not (tmp_path / "l.csv").exists()
 
 
+def test_warnings_are_one_line_and_a_table_of_wrong_rows_is_an_error(simulated, tmp_path, capsys):
+    gt_path = simulated / "ground_truth.csv"
+    lines = gt_path.read_text().splitlines()
+    ragged = tmp_path / "ragged.csv"
+    ragged.write_text("\n".join(lines[:2] + [lines[2] + ",9"] + lines[3:]) + "\n")
+    capsys.readouterr()
+    assert main(["evaluate", str(ragged), "--gt", str(gt_path), "--tol", "50"]) == 0
+    err = capsys.readouterr().err
+    assert f"deepcel0 evaluate: warning: {ragged}: skipped 1 row(s)" in err
+    assert "UserWarning" not in err and "warnings.warn" not in err  # Python's file, line and source code
+    # a comma at the end of every row: every row skipped, then scored as an empty table (Jaccard 0, exit 0)
+    trailing = tmp_path / "trailing.csv"
+    trailing.write_text("\n".join(lines[:1] + [line + "," for line in lines[1:]]) + "\n")
+    assert main(["evaluate", str(trailing), "--gt", str(gt_path), "--tol", "50"]) == 2
+    assert "has the header's 5 fields (the first has 6; a comma at the end of every row" in capsys.readouterr().err
+
+
+def test_a_size_beyond_memory_is_one_line(tmp_path, capsys):
+    # a MemoryError traceback (894 GiB for the frames)
+    assert main(["simulate", "--out", str(tmp_path / "s"), "--frames", "1", "--size", "1000000"]) == 2
+    err = capsys.readouterr().err
+    assert "deepcel0 simulate: error: not enough memory" in err and "Traceback" not in err
+
+
 def test_evaluate_does_not_expand_a_huge_frame_range(simulated, capsys):
     # before: 1-10000000000 tried to allocate 75 GiB; the frames past the files count as empty frames
     gt = str(simulated / "ground_truth.csv")

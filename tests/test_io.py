@@ -184,6 +184,17 @@ def test_rows_with_wrong_field_count_are_skipped_with_warning(tmp_path):
     assert t["frame"].tolist() == [1, 3]
 
 
+def test_a_file_whose_every_row_has_the_wrong_field_count_is_refused(tmp_path):
+    # a comma at the end of every row: all rows were skipped and the empty table scored (Jaccard 0, exit 0)
+    p = tmp_path / "trailing.csv"
+    p.write_text('"frame","x [nm]","y [nm]"\n1,1,2,\n\n2,3,4,\n')
+    with pytest.raises(io.LocalizationFileError, match=r"none of its 2 row\(s\) has the header's 3 fields \(the first "
+                                                       r"has 4; a comma at the end of every row"):
+        io.read_localizations(p)
+    p.write_text('"frame","x [nm]","y [nm]"\n')
+    assert len(io.read_localizations(p)) == 0  # no rows at all is an empty table, as before
+
+
 @pytest.mark.parametrize("newline", ["\n", "\r\n", "\r"])
 @pytest.mark.parametrize("bom", [b"", codecs.BOM_UTF8])
 @pytest.mark.parametrize("chunk", [5, 1 << 24])  # a scan piece shorter than a line, or the whole file

@@ -659,12 +659,27 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _one_line_warning(command: str):
+    """``warnings.showwarning`` for the command line: ``deepcel0 CMD: warning: ...``, without
+    Python's file, line and source code (the message names what it is about)."""
+
+    def show(message, category, filename, lineno, file=None, line=None):
+        print(f"deepcel0 {command}: warning: {message}", file=sys.stderr if file is None else file)
+
+    return show
+
+
 def main(argv=None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
-        with _signal_handlers(_raise_terminated, signal.SIGTERM):
+        with _signal_handlers(_raise_terminated, signal.SIGTERM), warnings.catch_warnings():
+            warnings.showwarning = _one_line_warning(args.command)
             return int(args.func(args) or 0)
+    except MemoryError:  # a size the user asked for (frames, --size, --density, --batch-size)
+        print(f"deepcel0 {args.command}: error: not enough memory for what was asked; use fewer or smaller frames, "
+              "a lower density or a smaller --batch-size", file=sys.stderr)
+        return EXIT_ERROR
     except BrokenPipeError:  # stdout closed early (e.g. piped into head): nothing more to say
         with contextlib.suppress(OSError, ValueError):  # so that Python's flush at exit stays quiet
             os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())

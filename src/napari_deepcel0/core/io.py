@@ -581,7 +581,13 @@ def read_localizations(path: str | os.PathLike, pixel_size_nm: float | None = No
     keep[0] = False  # the header: pandas is given the labels
     source, skip = path, 1
     if not keep[1:].all():
-        warnings.warn(f"{path}: skipped {int((~keep[1:]).sum())} row(s) whose field count differs from the header")
+        dropped = ~keep[1:]
+        if dropped.sum() == (ends > starts)[1:].sum():  # no data row left: no table to speak of
+            first = int(np.flatnonzero(dropped)[0]) + 1
+            raise LocalizationFileError(
+                f"{path}: none of its {int(dropped.sum())} row(s) has the header's {len(labels)} fields (the first has "
+                f"{int(commas[first]) + 1}; a comma at the end of every row, as some spreadsheets write?)")
+        warnings.warn(f"{path}: skipped {int(dropped.sum())} row(s) whose field count differs from the header")
         line_bytes = np.diff(np.r_[starts, len(data)])  # each line with its line break
         source, skip = BytesIO(data[np.repeat(keep, line_bytes)].tobytes()), 0
     del data, starts, ends, commas, keep
