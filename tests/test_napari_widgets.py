@@ -549,6 +549,30 @@ def test_a_stack_without_pixel_size_is_rescaled_in_nm(viewer, qtbot, stack_path)
     assert [str(u) for u in layer.units[1:]] == ["nanometer", "nanometer"]
 
 
+def test_a_layer_drawn_at_another_nm_pixel_size_is_rescaled_with_a_warning(viewer, qtbot, stack_path):
+    """A layer in nm whose scale says 160 nm pixels is most likely calibrated on purpose:
+    rescaling it to the acquisition's 100 nm was told by a passing info toast only. Now a
+    warning names both sizes; a layer in pixels, or one the plugin displayed itself at the
+    previous pixel size, still gets the info."""
+    with FrameStack(stack_path) as stack:
+        frames = np.stack([stack[i] for i in range(2)])
+    layer = viewer.add_image(frames, name="cal160", scale=(1, 160, 160), units=("", "nm", "nm"))
+    micrometres = viewer.add_image(frames, name="um", scale=(1, 0.1, 0.1), units=("", "um", "um"))
+    state = state_for(viewer)
+    widget = _localized(viewer, qtbot, layer=layer)
+    assert "at 100 nm/pixel" in widget.job.status.value and layer.scale[-1] == 100.0
+    state.prepare_stack(micrometres)  # 0.1 um is the acquisition's 100 nm
+    state.edit_acquisition(state.acquisition.replace(pixel_size_nm=110.0))
+    state.prepare_stack(layer)  # displayed at 100 nm by the plugin, not by the user
+    assert micrometres.scale[-1] == 100.0 and layer.scale[-1] == 110.0
+    assert [m for m in _messages(NotificationSeverity.WARNING) if "nm pixels (its scale)" in m] == [
+        "cal160 is drawn with 160 nm pixels (its scale), but the acquisition pixel size is 100 nm: it is now "
+        "displayed and analysed at 100 nm. If 160 nm is right, set the pixel size in the Acquisition widget and run "
+        "again"]
+    assert any(m.startswith("cal160 is now displayed in nm at the acquisition pixel size 110 nm")
+               for m in _messages(NotificationSeverity.INFO))
+
+
 @pytest.mark.parametrize("translate", [(0.0, 0.0, 0.0), (0.0, 3200.0, 1600.0)])
 def test_localizations_land_on_the_molecule_whatever_the_stack_translate(viewer, qtbot, translate):
     """A stack at the right pixel size but another translate (napari's default 0, a

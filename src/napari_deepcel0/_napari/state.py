@@ -128,12 +128,38 @@ class PluginState:
         scale, translate = (np.asarray(wanted[key][-layer.ndim:], np.float64) for key in ("scale", "translate"))
         if not (np.allclose(layer.scale, scale, rtol=1e-6, atol=0.0)
                 and np.allclose(layer.translate, translate, rtol=0.0, atol=1e-6 * pixel)):
+            declared = _calibration_nm(layer)
             for key, value in wanted.items():
                 setattr(layer, key, value[-layer.ndim:])
-            show_info(f"{layer.name} is now displayed in nm at the acquisition pixel size {pixel:g} nm, its first "
-                      f"pixel centred at ({pixel / 2:g}, {pixel / 2:g}) nm, so that it lines up with the "
-                      f"localizations")
+            layer.metadata[_SHOWN_AT] = pixel
+            if declared is not None and abs(declared - pixel) > 1e-6 * pixel:
+                show_warning(f"{layer.name} is drawn with {declared:g} nm pixels (its scale), but the acquisition "
+                             f"pixel size is {pixel:g} nm: it is now displayed and analysed at {pixel:g} nm. If "
+                             f"{declared:g} nm is right, set the pixel size in the Acquisition widget and run again")
+            else:
+                show_info(f"{layer.name} is now displayed in nm at the acquisition pixel size {pixel:g} nm, its "
+                          f"first pixel centred at ({pixel / 2:g}, {pixel / 2:g}) nm, so that it lines up with the "
+                          f"localizations")
         return self._acquisition
+
+
+#: metadata key: the pixel size (nm) :meth:`PluginState.prepare_stack` displayed a layer at
+_SHOWN_AT = "napari_deepcel0_shown_at_nm"
+
+
+def _calibration_nm(layer) -> float | None:
+    """The pixel size (nm) that an image layer's scale declares: its last-axis scale in
+    a length unit (nm, um, ...), when neither this plugin's reader (a file without a
+    pixel size is shown at the acquisition's) nor :meth:`PluginState.prepare_stack` set
+    it; None in pixel units (napari's default)."""
+    if "pixel_size_nm" in layer.metadata:  # the reader's (or a calibration taken from the metadata first)
+        return None
+    try:
+        declared = float((layer.scale[-1] * layer.units[-1]).to("nm").magnitude)
+    except Exception:  # pixel units (pint's DimensionalityError), or no units at all
+        return None
+    shown_at = layer.metadata.get(_SHOWN_AT)
+    return None if shown_at is not None and abs(declared - shown_at) <= 1e-6 * shown_at else declared
 
 
 def declared_pixel_size(layer) -> float | None:
