@@ -129,6 +129,12 @@ def test_bundled_model_loads():
     (lambda d: d.update(method="bogus"), "do not belong together"),
     (lambda d: d.update(lam=-5.0), "invalid lambda"),
     (lambda d: d.update(notes=[]), "'notes' should be a str"),
+    # these raised TypeError or OverflowError tracebacks
+    (lambda d: d.update(method=["deepcel0"]), "do not belong together"),
+    (lambda d: d.update(norm_std=10**400), "incomplete or invalid metadata"),
+    (lambda d: d["acquisition"].update(pixel_size_nm=10**400), "incomplete or invalid metadata"),
+    (lambda d: d.update(history=[{"epoch": 1, "val_loss": 10**400}]), "one record of numbers per epoch"),
+    (lambda d: d.update(history=[{"epoch": True}]), "one record of numbers per epoch"),
 ])
 def test_hand_edited_metadata_is_checked(mutate, message, tiny_model_path, tmp_path):
     # before: a NaN mean loaded and silently found nothing; a bad history crashed summary()
@@ -155,4 +161,7 @@ def test_absurdly_nested_metadata_is_a_clear_error(tiny_model_path, tmp_path):
     out = tmp_path / "nested.safetensors"
     save_file(tensors, str(out), metadata={model_io.METADATA_KEY: "[" * 100_000 + "]" * 100_000})
     with pytest.raises(ModelFileError, match="corrupt metadata"):  # was an uncaught RecursionError
+        read_model_info(out)
+    save_file(tensors, str(out), metadata={model_io.METADATA_KEY: "1" * 5000})
+    with pytest.raises(ModelFileError, match=r"nested\.safetensors: corrupt metadata"):  # a ValueError without the file
         read_model_info(out)

@@ -211,7 +211,7 @@ def read_model_info(path: str | os.PathLike) -> ModelInfo:
         _fail(path, "a safetensors file without napari-deepcel0 metadata (made by another tool?)")
     try:
         d = json.loads(meta[METADATA_KEY])
-    except (json.JSONDecodeError, RecursionError) as exc:  # RecursionError: absurdly nested JSON
+    except (ValueError, RecursionError) as exc:  # JSONDecodeError, a 5000-digit integer; absurdly nested JSON
         _fail(path, f"corrupt metadata ({type(exc).__name__}: {exc})")
     return _info_from_dict(path, d)
 
@@ -229,7 +229,8 @@ def _info_from_dict(path, d: dict) -> ModelInfo:
         _fail(path, f"unknown network architecture {d.get('architecture')!r} (expected {ARCHITECTURE!r})")
     if d.get("head") not in HEADS:
         _fail(path, f"unknown head {d.get('head')!r}")
-    if d.get("method", "deepcel0") not in METHODS or METHODS[d.get("method", "deepcel0")] != (
+    if not isinstance(d.get("method", "deepcel0"), str) or d.get("method", "deepcel0") not in METHODS or METHODS[
+            d.get("method", "deepcel0")] != (
             d["head"], d.get("loss", "cel0")):
         _fail(path, f"method {d.get('method')!r}, head {d['head']!r} and loss {d.get('loss')!r} do not belong "
                     f"together (known: {METHODS})")
@@ -240,7 +241,7 @@ def _info_from_dict(path, d: dict) -> ModelInfo:
     try:
         acq = Acquisition.from_dict(d["acquisition"])
         numbers = {k: float(d[k]) for k in ("norm_mean", "norm_std", "target_scale", "spike_value", "lam")}
-    except (KeyError, TypeError, ValueError) as exc:
+    except (KeyError, TypeError, ValueError, OverflowError) as exc:  # OverflowError: a 400-digit integer
         _fail(path, f"incomplete or invalid metadata ({exc})")
     if not all(math.isfinite(v) for v in numbers.values()):
         _fail(path, "metadata holds a NaN or infinite number ("
@@ -259,6 +260,17 @@ def _info_from_dict(path, d: dict) -> ModelInfo:
     return ModelInfo(**kwargs)
 
 
+def _is_float(value) -> bool:
+    """A JSON number that is a float64 (a 400-digit integer is not: it overflows)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return False
+    try:
+        float(value)
+    except OverflowError:
+        return False
+    return True
+
+
 def _check_stage(path, stage: dict, where: str) -> None:
     """The ``training`` (a dict) and ``history`` (one dict per epoch, numbers where
     :meth:`ModelInfo.summary` reads them) of a model and of each model it was
@@ -270,7 +282,7 @@ def _check_stage(path, stage: dict, where: str) -> None:
                 _fail(path, f"metadata field '{where}{key}' should be a {kind.__name__}, not {type(value).__name__}")
         for record in history:
             if not isinstance(record, dict) or not all(
-                    isinstance(record.get(k, 0.0), (int, float)) for k in ("epoch", "loss", "val_loss")):
+                    _is_float(record.get(k, 0.0)) for k in ("epoch", "loss", "val_loss")):
                 _fail(path, f"metadata field '{where}history' should hold one record of numbers per epoch")
         for key in ("data", "base_model"):
             if key in training and not isinstance(training[key], dict):
