@@ -626,7 +626,7 @@ def test_a_large_render_is_blurred_off_the_gui_thread_and_the_last_one_shows(vie
     from napari_deepcel0._napari import localize_widget
     from napari_deepcel0.core.render import Renderer
 
-    monkeypatch.setattr(localize_widget._RenderDisplay, "THREAD_PIXELS", 0)
+    monkeypatch.setattr(localize_widget._RenderDisplay, "THREAD_WORK", 0)
     blurred_on = []
     image = Renderer.image
     monkeypatch.setattr(Renderer, "image", lambda self, *a: blurred_on.append(threading.current_thread()) or
@@ -642,12 +642,32 @@ def test_a_large_render_is_blurred_off_the_gui_thread_and_the_last_one_shows(vie
     assert any(t is not threading.main_thread() for t in blurred_on[1:])  # [0]: the empty first image
 
 
+def test_a_wide_blur_of_a_small_render_runs_off_the_gui_thread(viewer, qtbot, stack_path, monkeypatch):
+    """Only renders of more than 4 million pixels were blurred in a thread, whatever the
+    blur: 2,000 x 2,000 pixels with a 1,000 nm blur froze napari for 3-6 s. The kernel's
+    width now counts: here 640 x 640 pixels with a 500 nm blur (a kernel of 801 pixels)."""
+    from napari_deepcel0.core.render import Renderer
+
+    blurred_on = []
+    image = Renderer.image
+    monkeypatch.setattr(Renderer, "image", lambda self, blur=None: (blur and blurred_on.append(
+        threading.current_thread())) or image(self, blur))
+    _open(viewer, stack_path)
+    widget = _localized(viewer, qtbot, frames="1", render_pixel=5.0, render_blur=500.0)
+    display = widget._run.render
+    qtbot.waitUntil(lambda: not display.busy, timeout=RUN_TIMEOUT_MS)
+    assert display.threaded and blurred_on and threading.main_thread() not in blurred_on
+    np.testing.assert_allclose(viewer.layers["small render"].data, image(widget._run.renderer, 500.0))
+    # the default blur (10 nm) of a render that size, or of 4 million pixels, is quick: on the GUI thread, as before
+    assert type(display).work(640 * 640, 10.0 / 5.0) < type(display).work(2000 * 2000, 1.0) <= display.THREAD_WORK
+
+
 def test_a_late_blur_of_the_previous_run_does_not_cover_the_next_runs_render(viewer, qtbot, stack_path,
                                                                             monkeypatch):
     from napari_deepcel0._napari import localize_widget
     from napari_deepcel0.core.render import Renderer
 
-    monkeypatch.setattr(localize_widget._RenderDisplay, "THREAD_PIXELS", 0)
+    monkeypatch.setattr(localize_widget._RenderDisplay, "THREAD_WORK", 0)
     slow, image = set(), Renderer.image
 
     def slow_image(self, *args):  # the first run's blurs take 2 s, as for a 9,600 x 9,600 render

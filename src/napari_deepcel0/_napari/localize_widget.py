@@ -255,18 +255,29 @@ class _Run:
 class _RenderDisplay:
     """The render layer of a run: the accumulated counts, blurred, with a contrast limit.
 
-    Blurring a large render takes seconds (a 9,600 x 9,600 render at 4 nm: 2.5 s), so
-    renders of more than :data:`THREAD_PIXELS` pixels are blurred in a thread (SciPy
-    releases the GIL) and shown on the GUI thread when ready, one blur at a time; a
-    refresh asked for meanwhile runs when it ends, so the last one always shows (until
-    :meth:`retire`: a new run's display takes over the layer).
+    Blurring a large render, or with a wide blur, takes seconds (a 9,600 x 9,600 render at
+    4 nm: 2.5 s; 2,000 x 2,000 at 10 nm with a 1,000 nm blur: 3.4 s), so a render whose
+    :meth:`work` exceeds :data:`THREAD_WORK` is blurred in a thread (SciPy releases the
+    GIL) and shown on the GUI thread when ready, one blur at a time; a refresh asked for
+    meanwhile runs when it ends, so the last one always shows (until :meth:`retire`: a
+    new run's display takes over the layer).
     """
 
-    THREAD_PIXELS = 4_000_000
+    #: the :meth:`work` above which the blur runs in a thread: about 0.1 s on one core, a
+    #: 4-million-pixel render with the default blur of one render pixel
+    THREAD_WORK = 100_000_000
+
+    @staticmethod
+    def work(pixels: int, blur_px: float) -> float:
+        """The cost of showing a render of ``pixels`` blurred by a Gaussian of ``blur_px``
+        render pixels: pixels x (16 + the kernel's width; SciPy's kernel reaches 4 sigma).
+        About 0.7 ns per pixel and kernel tap, and 12 ns per pixel to copy and show it."""
+        width = 2 * int(4.0 * blur_px + 0.5) + 1 if blur_px > 0 else 1
+        return float(pixels) * (16 + width)
 
     def __init__(self, viewer, renderer: Renderer, blur_nm: float, layer, while_open):
         self.viewer, self.renderer, self.blur_nm, self.layer = viewer, renderer, blur_nm, layer
-        self.threaded = renderer.counts.size > self.THREAD_PIXELS
+        self.threaded = self.work(renderer.counts.size, blur_nm / renderer.pixel_nm) > self.THREAD_WORK
         self.busy = False  # a blur is running in its thread
         self._again = False
         self._retired = False
