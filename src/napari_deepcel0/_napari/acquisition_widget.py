@@ -10,7 +10,7 @@ from napari.utils.notifications import show_info, show_warning
 
 from ..core.acquisition import Acquisition
 from ..core.estimate import estimate_acquisition, sample_frames
-from .controls import float_box, stack_combo, wrapping_label
+from .controls import counted, float_box, stack_combo, wrapping_label
 from .jobs import JobControls
 from .layers import layer_pixel_size_nm, stack_frame_count
 from .state import state_for
@@ -118,12 +118,13 @@ class AcquisitionWidget(Container):
         try:
             self.state.acquisition = self.state.acquisition.replace(**changes)
         except ValueError as exc:
-            show_warning(f"Estimate from {name} not applied: {exc}")
+            self.job.status.value = f"Estimate from {name} not applied: {exc}"
+            show_warning(self.job.status.value)
             return
         text = (f"{name}: baseline {est.baseline_adu:.1f} ADU, background noise {est.noise_adu:.2f} ADU "
                 f"(offset and read noise include the background)")
         if found:
-            text += f", PSF FWHM {est.fwhm_nm:.1f} nm (autocorrelation of {est.n_frames} frames)"
+            text += f", PSF FWHM {est.fwhm_nm:.1f} nm (autocorrelation of {counted(est.n_frames, 'frame')})"
             show_info(f"Estimated {text}")
         else:
             text += "; PSF FWHM unchanged: no PSF-shaped signal above the noise"

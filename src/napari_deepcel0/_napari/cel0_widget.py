@@ -18,7 +18,7 @@ from ..core.cel0 import (
 from ..core.devices import DEVICES, resolve_device
 from ..core.model_io import read_model_info
 from ..core.predict import DeepLocalizer, localize_stream, parse_frame_selection
-from .controls import LinePlot, float_box, layer_combo, row, stack_combo, wrapping_label
+from .controls import LinePlot, counted, float_box, layer_combo, row, stack_combo, wrapping_label
 from .jobs import JobControls, ProgressRelay, gpu_memory_hint
 from .layers import (CEL0_COLOR, DEEPCEL0_COLOR, GrowingPoints, RefreshPacer, is_read_from_file,
                      show_first_frame_unless_shown, stack_frame_count, table_from_layer)
@@ -162,7 +162,7 @@ class Cel0Widget(Container):
         self._done_frames[method] = result.done
         self._seconds[method] = result.elapsed_s
         self.job.report(sum(self._done_frames.values()), self._total,
-                        f"{method}: {result.done}/{result.total} frames, {output.count} localizations")
+                        f"{method}: {result.done}/{result.total} frames, {counted(output.count, 'localization')}")
 
     def _refresh(self) -> None:
         with self._pacer.redrawing():
@@ -171,7 +171,7 @@ class Cel0Widget(Container):
 
     def _finished(self) -> None:
         self._refresh()  # everything done, also after an error or a cancel
-        parts = [f"{method}: {output.count} localizations in {self._done_frames[method]} frames "
+        parts = [f"{method}: {counted(output.count, 'localization')} in {counted(self._done_frames[method], 'frame')} "
                  f"({self._seconds[method]:.1f} s)" for method, output in self._outputs.items()]
         self.summary.value = "; ".join(parts)
         if self.job.error is None:
@@ -217,7 +217,7 @@ class Cel0Widget(Container):
 
     def _swept(self, sweep) -> None:
         if sweep is None:
-            self.sweep_job.status.value = f"Lambda sweep cancelled after {len(self._curve)} lambdas"
+            self.sweep_job.status.value = f"Lambda sweep cancelled after {counted(len(self._curve), 'lambda')}"
             show_info(self.sweep_job.status.value)
             return
         self._best_lam = sweep.best_lam

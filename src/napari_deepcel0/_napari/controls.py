@@ -1,5 +1,6 @@
 """Small widgets shared by the dock widgets: wrapping labels, layer choosers, number
-boxes, rows, a line plot, and the question before an output file is replaced."""
+boxes, rows, a line plot, and the question before an output file is replaced; and
+counted nouns for their messages."""
 
 from __future__ import annotations
 
@@ -25,6 +26,11 @@ class _FitHeight(QObject):
         if event.type() == QEvent.Type.Resize:
             fit_height(label)
         return False
+
+
+def counted(n: int, noun: str) -> str:
+    """``n`` and a noun, plural unless ``n`` is 1: "1 frame", "3 frames"."""
+    return f"{n} {noun}{'' if n == 1 else 's'}"
 
 
 def fit_height(qlabel) -> None:

@@ -13,7 +13,7 @@ from ..core.devices import DEVICES, resolve_device
 from ..core.model_io import ModelFileError, bundled_model_path, read_model_info
 from ..core.predict import BatchResult, DeepLocalizer, acquisition_mismatch, localize_stream, parse_frame_selection
 from ..core.render import Renderer, render_shape
-from .controls import stack_combo, wrapping_label
+from .controls import counted, stack_combo, wrapping_label
 from .jobs import JobControls, ProgressRelay, gpu_memory_hint
 from .layers import (DEEPCEL0_COLOR, OUTPUT, GrowingPoints, RefreshPacer, image_transform, keep_in_viewer,
                      show_first_frame_unless_shown, show_layer, stack_frame_count)
@@ -168,7 +168,7 @@ class LocalizeWidget(Container):
         maps_shape = (int(selection[-1] - selection[0] + 1), rows * self._info.acquisition.upsampling,
                       cols * self._info.acquisition.upsampling)
         if self.show_maps.value and np.prod(maps_shape) * 4 > MAX_MAPS_BYTES:
-            self.job.refuse(f"Localize: the fine-grid maps of {maps_shape[0]} frames would need "
+            self.job.refuse(f"Localize: the fine-grid maps of {counted(maps_shape[0], 'frame')} would need "
                             f"{np.prod(maps_shape) * 4 / 1024**3:.1f} GB; select fewer frames or untick the maps")
             return
         if self._run is not None:  # its render may still be blurring: it must not show over this run's
@@ -228,7 +228,7 @@ class _Run:
 
     def describe(self) -> str:
         return (f"{self.frames_done}/{self.total} frames at {self.pixel_nm:g} nm/pixel, "
-                f"{self.points.count} localizations, {self.frames_per_second:.1f} frames/s{self.time_left}")
+                f"{counted(self.points.count, 'localization')}, {self.frames_per_second:.1f} frames/s{self.time_left}")
 
     def add(self, result: BatchResult) -> None:
         self.points.add(result.table, result.frames)
