@@ -453,6 +453,24 @@ def test_warnings_are_one_line_and_a_table_of_wrong_rows_is_an_error(simulated, 
     assert "has the header's 5 fields (the first has 6; a comma at the end of every row" in capsys.readouterr().err
 
 
+def test_simulate_writes_its_files_together_or_not_at_all(tmp_path, capsys):
+    # frames.tif was replaced before ground_truth.csv failed: a new stack beside the old truth
+    out = tmp_path / "sim"
+    assert main(["simulate", "--out", str(out), "--frames", "2", "--size", "16", "--seed", "1"]) == 0
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    (out / "ground_truth.csv").unlink()
+    (out / "ground_truth.csv").mkdir()  # the second file cannot be written
+    assert main(["simulate", "--out", str(out), "--frames", "3", "--size", "16", "--seed", "2"]) == 2
+    assert "ground_truth.csv" in capsys.readouterr().err
+    assert (out / "frames.tif").read_bytes() == before["frames.tif"]
+    assert sorted(p.name for p in out.iterdir()) == sorted(before)  # no temporary files
+
+
+def test_simulate_says_when_the_camera_clips(tmp_path, capsys):
+    assert main(["simulate", "--out", str(tmp_path / "s"), "--frames", "1", "--size", "16", "--offset", "70000"]) == 0
+    assert "256 pixel(s) (100 %) fell outside a 16-bit camera's 0..65535 ADU" in capsys.readouterr().err
+
+
 def test_a_size_beyond_memory_is_one_line(tmp_path, capsys):
     # a MemoryError traceback (894 GiB for the frames)
     assert main(["simulate", "--out", str(tmp_path / "s"), "--frames", "1", "--size", "1000000"]) == 2

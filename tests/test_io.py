@@ -327,6 +327,31 @@ def test_the_first_frame_of_written_maps_is_read_back(tmp_path):
     assert not (tmp_path / "bad.tif").exists()
 
 
+def test_all_or_nothing_replaces_the_files_only_when_every_write_succeeded(tmp_path):
+    a, b = tmp_path / "a.txt", tmp_path / "b.txt"
+    a.write_text("old a")
+
+    def fail(tmp):
+        raise OSError("disk full")
+
+    with pytest.raises(OSError, match="disk full"):
+        with io.all_or_nothing():
+            io.atomic_write(a, lambda tmp: open(tmp, "w").write("new a"))
+            assert a.read_text() == "old a"  # not yet
+            io.atomic_write(b, fail)
+    assert a.read_text() == "old a" and not b.exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.txt"]  # no temporary files
+    with io.all_or_nothing():
+        io.atomic_write(a, lambda tmp: open(tmp, "w").write("new a"))
+        io.atomic_write(b, lambda tmp: open(tmp, "w").write("new b"))
+    assert (a.read_text(), b.read_text()) == ("new a", "new b")
+    with pytest.raises(RuntimeError, match="do not nest"):
+        with io.all_or_nothing(), io.all_or_nothing():
+            pass
+    io.atomic_write(a, lambda tmp: open(tmp, "w").write("plain"))  # outside a block: at once
+    assert a.read_text() == "plain"
+
+
 def test_output_path_errors_name_the_target(tmp_path):
     with pytest.raises(IsADirectoryError, match="is a folder; give a file name"):
         io.write_thunderstorm_csv(tmp_path, _table(1))

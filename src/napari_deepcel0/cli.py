@@ -148,9 +148,21 @@ def _print_scores(scores, as_json: bool) -> None:
 
 
 # ============================================================ simulate
+def _camera_counts(frames: np.ndarray) -> np.ndarray:
+    """Simulated ADU as a 16-bit camera records them (clipped to 0..65535), with a warning
+    naming how many pixels the clipping changed: the ground truth then no longer
+    describes those pixels (a high --offset or --gain saturates the camera)."""
+    low, high = int((frames < 0).sum()), int((frames > 65535).sum())
+    if low or high:
+        share = 100.0 * (low + high) / frames.size
+        warnings.warn(f"{low + high} pixel(s) ({share:.3g} %) fell outside a 16-bit camera's 0..65535 ADU "
+                      f"({high} above, {low} below) and were clipped; lower --offset, --gain or --photons")
+    return np.clip(frames, 0, 65535).astype(np.uint16)
+
+
 def cmd_simulate(args) -> int:
     from .core import simulate as sim
-    from .core.io import atomic_write, make_output_folder, write_thunderstorm_csv, write_tiff
+    from .core.io import all_or_nothing, atomic_write, make_output_folder, write_thunderstorm_csv, write_tiff
 
     acq = _acquisition(args)
     out = make_output_folder(args.out)  # before the simulation: a wrong --out fails at once
@@ -162,11 +174,12 @@ def cmd_simulate(args) -> int:
         n_frames=args.frames, shape=(args.size, args.size), density_per_um2=args.density, structure=args.structure,
         acq=acq, photons=sim.PhotonModel(args.photons[0], args.photons[1], 0.15), noise=noise, seed=args.seed,
     )
-    data = frames if args.snr is not None else np.clip(frames, 0, 65535).astype(np.uint16)
-    write_tiff(out / "frames.tif", data, pixel_size_nm=acq.pixel_size_nm)
-    write_thunderstorm_csv(out / "ground_truth.csv", emitters)
+    data = frames if args.snr is not None else _camera_counts(frames)
     text = json.dumps(acq.to_dict(), indent=2) + "\n"
-    atomic_write(out / "acquisition.json", lambda tmp: Path(tmp).write_text(text))
+    with all_or_nothing():  # a stack, its ground truth and its acquisition, or none of them
+        write_tiff(out / "frames.tif", data, pixel_size_nm=acq.pixel_size_nm)
+        write_thunderstorm_csv(out / "ground_truth.csv", emitters)
+        atomic_write(out / "acquisition.json", lambda tmp: Path(tmp).write_text(text))
     dtype = frames.dtype if args.snr is not None else "uint16"
     print(f"wrote {out / 'frames.tif'} ({args.frames} frames of {args.size}x{args.size}, {dtype})")
     print(f"wrote {out / 'ground_truth.csv'} ({len(emitters)} emitters, {len(emitters) / args.frames:.1f} per frame)")
@@ -492,7 +505,7 @@ def cmd_localize(args) -> int:
 # ================================================================ demo
 def cmd_demo(args) -> int:
     from .core import simulate as sim
-    from .core.io import make_output_folder, write_thunderstorm_csv, write_tiff
+    from .core.io import all_or_nothing, make_output_folder, write_thunderstorm_csv, write_tiff
     from .core.metrics import evaluate
     from .core.model_io import load_bundled_model
     from .core.predict import DeepLocalizer, localize
@@ -505,19 +518,19 @@ def cmd_demo(args) -> int:
           f"({args.density:g} emitters/um^2, {acq.describe()}) ...")
     frames, gt = sim.simulate_stack(n_frames=args.frames, shape=(64, 64), density_per_um2=args.density,
                                     structure="tubes", acq=acq, seed=args.seed)
-    stack_path = write_tiff(out / "demo_frames.tif", np.clip(frames, 0, 65535).astype(np.uint16),
-                            pixel_size_nm=acq.pixel_size_nm)
-    write_thunderstorm_csv(out / "demo_ground_truth.csv", gt)
     model = DeepLocalizer(loaded, device=args.device, precision=args.precision, orientations=args.orientations)
     print(f"localizing with the bundled model ({loaded.info.summary(with_notes=False)}) on {model.device} ({model.precision}"
           f"{_averaging_text(model.orientations)}) ...")
     t0 = time.perf_counter()
     table = localize(model, frames)
     seconds = time.perf_counter() - t0
-    csv = write_thunderstorm_csv(out / "demo_localizations.csv", table)
     field = acq.field_nm((64, 64))
     png = out / "demo_render.png"
-    save_render_png(png, render_image_for_png(render_histogram(table, field, 10.0)))
+    with all_or_nothing():  # the four files of one run, or none
+        stack_path = write_tiff(out / "demo_frames.tif", _camera_counts(frames), pixel_size_nm=acq.pixel_size_nm)
+        write_thunderstorm_csv(out / "demo_ground_truth.csv", gt)
+        csv = write_thunderstorm_csv(out / "demo_localizations.csv", table)
+        save_render_png(png, render_image_for_png(render_histogram(table, field, 10.0)))
     scores = evaluate(gt, table, (50.0, 100.0, 150.0, 250.0))
     print(f"{len(table)} localizations in {seconds:.1f} s ({args.frames / seconds:.1f} frames/s)")
     _print_scores(scores, False)

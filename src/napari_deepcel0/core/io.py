@@ -8,10 +8,12 @@ Localization tables are pandas DataFrames with ThunderSTORM column names:
 from __future__ import annotations
 
 import codecs
+import contextlib
 import math
 import os
 import re
 import tempfile
+import threading
 import warnings
 import xml.etree.ElementTree as ET
 from io import BytesIO
@@ -387,7 +389,8 @@ def make_output_folder(path) -> Path:
 
 def atomic_write(path: Path, write) -> Path:
     """Run ``write(tmp_path)`` then move the temp file over ``path``; on any error
-    the temp file is removed and an existing ``path`` is left untouched."""
+    the temp file is removed and an existing ``path`` is left untouched. Inside
+    :func:`all_or_nothing` the move waits for the end of the block."""
     path = check_output_path(path)
     try:
         fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
@@ -401,14 +404,58 @@ def atomic_write(path: Path, write) -> Path:
         os.chmod(tmp, 0o666 & ~_UMASK)
         with open(tmp, "rb+") as fh:
             os.fsync(fh.fileno())
-        os.replace(tmp, path)
+        pending = getattr(_transaction, "pending", None)
+        if pending is not None:
+            pending.append((tmp, path))
+            return path
+        _replace(tmp, path)
     except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
+        _remove(tmp)
         raise
     return path
+
+
+def _replace(tmp: str, path: Path) -> None:
+    try:
+        os.replace(tmp, path)
+    except OSError as exc:  # name the file the user asked for, not the temporary one
+        raise OSError(f"cannot write {path}: {exc.strerror or exc}") from exc
+
+
+def _remove(tmp: str) -> None:
+    try:
+        os.unlink(tmp)
+    except OSError:
+        pass
+
+
+_transaction = threading.local()
+
+
+@contextlib.contextmanager
+def all_or_nothing():
+    """Files written with :func:`atomic_write` (so :func:`write_tiff`,
+    :func:`write_thunderstorm_csv`, ...) inside the block replace their targets only
+    when the whole block succeeds, one after the other at its end; on an error (or
+    Ctrl-C) none of them does, and the existing files stay as they were. For outputs
+    that belong together, such as a simulated stack and its ground truth."""
+    if getattr(_transaction, "pending", None) is not None:
+        raise RuntimeError("all_or_nothing blocks do not nest")
+    _transaction.pending = pending = []
+    try:
+        yield
+        _transaction.pending = None
+        while pending:
+            tmp, path = pending.pop(0)
+            try:
+                _replace(tmp, path)
+            except BaseException:
+                _remove(tmp)
+                raise
+    finally:
+        _transaction.pending = None
+        for tmp, _ in pending:
+            _remove(tmp)
 
 
 # ======================================================================== CSV
