@@ -968,7 +968,9 @@ def test_export_does_not_ask_twice_after_the_file_dialog_asked(viewer, qtbot, st
 
 
 # ================================================================= training
-def test_training_saves_a_model_that_becomes_current(viewer, qtbot, tmp_path):
+def test_training_saves_a_model_that_becomes_current(viewer, qtbot, tmp_path, monkeypatch):
+    """Also: "~/..." typed is the home folder (it was refused: "folder ~ does not exist")."""
+    monkeypatch.setenv("HOME", str(tmp_path))
     training = _dock(viewer, TrainingWidget)
     localize_widget = _dock(viewer, LocalizeWidget)
     training.patches.value = 64
@@ -980,7 +982,7 @@ def test_training_saves_a_model_that_becomes_current(viewer, qtbot, tmp_path):
     training.batch_size.value = 4
     training.device.value = "cpu"
     path = tmp_path / "tiny.safetensors"
-    training.output.value = path
+    training.output.line_edit.value = "~/tiny.safetensors"  # typed (FileEdit.value = would expand it)
     ticker = _start_and_click_again(training.run, training.job)
     _wait(qtbot, training.job)
     _, longest_gap = ticker.stop()
@@ -991,7 +993,7 @@ def test_training_saves_a_model_that_becomes_current(viewer, qtbot, tmp_path):
     assert loaded.info.training["data"]["sparse_fraction"] == 0.25
     assert state_for(viewer).model_path == path
     assert localize_widget.model.value == path
-    assert "now the current model" in training.job.status.value
+    assert f"saved to {path} and is now the current model" in training.job.status.value
     assert training.job.progress.value == training.job.progress.max == 2
     assert "epoch 1" in training.loss.value
     assert longest_gap < 1.5
@@ -1068,6 +1070,21 @@ def test_training_refuses_a_bad_output(viewer, tmp_path):
     training.run()
     assert training.job.worker is None
     assert any(".safetensors" in m for m in _messages(NotificationSeverity.ERROR))
+
+
+def test_training_names_a_relative_output_in_full(viewer, tmp_path, monkeypatch):
+    """A relative name is saved in napari's working folder, which a user who started
+    napari from a launcher cannot guess: the messages gave the name only."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "kept.safetensors").write_bytes(b"a model worth keeping")
+    monkeypatch.setattr(controls, "ask_to_replace", lambda parent, path: False)
+    training = _dock(viewer, TrainingWidget)
+    training.output.line_edit.value = "kept.safetensors"  # typed
+    training.run()
+    assert training.job.status.value == f"Not trained: {tmp_path / 'kept.safetensors'} exists and was kept"
+    training.output.line_edit.value = "missing/model.safetensors"
+    training.run()
+    assert str(tmp_path / "missing") in training.job.status.value and training.job.worker is None
 
 
 # ================================================================= matching

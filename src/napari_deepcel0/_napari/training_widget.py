@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import os
 from pathlib import Path
 
 import napari
@@ -130,6 +131,9 @@ class TrainingWidget(Container):
             resolve_device(config.device)
             if path is None or path.suffix != ".safetensors":
                 raise ValueError(f"the model file must end in .safetensors, got {path}")
+            # ~ is the home folder; a relative name is in napari's working folder, which the
+            # messages (and the current model, remembered between sessions) name in full
+            path = Path(os.path.abspath(path.expanduser()))
             check_output_path(path)
         except (ValueError, RuntimeError, OSError) as exc:
             self.job.refuse(f"Training: {exc}")
