@@ -381,9 +381,9 @@ def check_outputs(args, stack, acq) -> None:
     from .core.io import check_output_path
     from .core.render import render_shape
 
+    check_output_path(args.out)
     if Path(args.out).suffix.lower() != ".csv":  # a slip (--out other.tif, --out locs.png) replaced that file
         raise ValueError(f"--out must end in .csv (a ThunderSTORM CSV is written), got {Path(args.out).name}")
-    check_output_path(args.out)
     if args.render:
         if Path(args.render).suffix.lower() not in RENDER_SUFFIXES:
             raise ValueError(f"--render must end in .png or .tif, got {Path(args.render).name}")
