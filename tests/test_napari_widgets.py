@@ -1141,6 +1141,37 @@ def test_matching_colours_tp_fp_fn_and_loads_a_csv(viewer, qtbot, stack_path, tm
     assert any("missing.csv" in m for m in _messages(NotificationSeverity.ERROR))
 
 
+def test_matching_says_when_there_is_nothing_to_score_or_no_common_frame(viewer, qtbot):
+    """Two empty layers gave "Jaccard nan %"; layers of frames 10-11 and 1-2 gave
+    "Jaccard 0.0 %" with no hint; an infinite tolerance failed in the job."""
+    from napari_deepcel0._napari.reader import localization_layer_data
+
+    def points(name, frames):
+        table = pd.DataFrame({"frame": frames, "x [nm]": [500.0] * len(frames), "y [nm]": [700.0] * len(frames)})
+        data, kwargs, _ = localization_layer_data(table, name)
+        return viewer.add_points(data, **kwargs)
+
+    widget = _dock(viewer, MatchingWidget)
+    widget.ground_truth.value, widget.estimate.value = points("truth", [10, 11]), points("est", [1, 2])
+    widget.tolerances.value = "50"
+    widget.run()
+    _wait(qtbot, widget.job)
+    assert widget.job.status.value == ("est: Jaccard 0.0 % at 50 nm, 0 TP, 2 FP, 2 FN; the ground truth (frames "
+                                       "10-11) and the localizations (frames 1-2) share no frame: choose layers of "
+                                       "the same stack")
+    assert widget.job.status.value in _messages(NotificationSeverity.WARNING)
+    widget.ground_truth.value, widget.estimate.value = points("no truth", []), points("none", [])
+    widget.run()
+    _wait(qtbot, widget.job)
+    assert widget.job.status.value == "none: nothing to score: no localizations and no ground truth"
+    for tolerances in ("inf", "50, 1e309", "nan"):
+        widget.tolerances.value = tolerances
+        widget.run()
+        assert widget.job.worker is None
+        assert widget.job.status.value == (f"Matching: tolerances must be positive, finite numbers in nm, got "
+                                           f"{tolerances!r}")
+
+
 # =================================================================== export
 def test_export_writes_csv_and_tiff(viewer, qtbot, stack_path, tmp_path):
     layer, gt = _gt_layer(viewer, stack_path)

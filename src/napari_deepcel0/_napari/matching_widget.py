@@ -2,19 +2,20 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import napari
 import numpy as np
 import pandas as pd
 from magicgui.widgets import Container, Label, LineEdit, PushButton
-from napari.utils.notifications import show_error, show_info
+from napari.utils.notifications import show_error, show_info, show_warning
 from qtpy.QtCore import Qt
 from qtpy.QtWidgets import QApplication, QFileDialog
 
 from ..core.io import FRAME, X_NM, Y_NM, LocalizationFileError, atomic_write, read_localizations
 from ..core.metrics import DEFAULT_TOLERANCES_NM, evaluate, match
-from .controls import layer_combo, select_layer, wrapping_label
+from .controls import counted, layer_combo, select_layer, wrapping_label
 from .jobs import JobControls
 from .layers import (OUTPUT, is_localization_run, is_read_from_file, points_from_table, points_layer_kwargs,
                      show_layer, table_from_layer)
@@ -33,13 +34,13 @@ TABLE_COLUMNS = {
 
 
 def parse_tolerances(text: str) -> list[float]:
-    """Tolerances in nm from text like ``"50, 100 150"`` (positive numbers)."""
+    """Tolerances in nm from text like ``"50, 100 150"`` (positive, finite numbers)."""
     try:
         values = [float(v) for v in text.replace(",", " ").split()]
     except ValueError:
         raise ValueError(f"cannot read tolerances {text!r}; write numbers in nm, e.g. '50, 100, 150'") from None
-    if not values or any(not v > 0 for v in values):
-        raise ValueError(f"tolerances must be positive numbers in nm, got {text!r}")
+    if not values or any(not (v > 0 and math.isfinite(v)) for v in values):
+        raise ValueError(f"tolerances must be positive, finite numbers in nm, got {text!r}")
     return values
 
 
@@ -47,6 +48,22 @@ def _match_job(gt: pd.DataFrame, est: pd.DataFrame, tolerances: list[float], can
     scores = evaluate(gt, est, tolerances)
     gt_found, est_true = match(gt, est, tolerances[0]).labels()
     return scores, gt_found, est_true
+
+
+def _no_common_frame(gt_frames, est_frames) -> str:
+    """A hint for the status line when the frames of the ground truth and those of the
+    localizations (or of their run) are not empty and none is common (matching is frame
+    by frame: everything is then FP or FN), else ""."""
+    gt_frames, est_frames = np.asarray(gt_frames), np.asarray(est_frames)
+    if len(gt_frames) == 0 or len(est_frames) == 0 or np.isin(gt_frames, est_frames).any():
+        return ""
+
+    def span(frames):
+        first, last = int(frames.min()), int(frames.max())
+        return f"frame {first}" if first == last else f"frames {first}-{last}"
+
+    return (f"; the ground truth ({span(gt_frames)}) and the localizations ({span(est_frames)}) share no frame: "
+            "choose layers of the same stack")
 
 
 def scores_table(scores) -> pd.DataFrame:
@@ -135,20 +152,24 @@ class MatchingWidget(Container):
             self.job.refuse(f"Matching: {exc}")
             return
         frames = est_layer.metadata.get("frames")
-        note = ""
-        if frames is not None and len(frames):
+        run = frames is not None and len(frames) > 0
+        note, hint = "", _no_common_frame(gt[FRAME], frames if run else est[FRAME])
+        if run:
             gt = gt[gt[FRAME].isin(frames)].reset_index(drop=True)
-            note = f" (ground truth restricted to the {len(frames)} frames localized)"
+            note = f" (ground truth restricted to the {counted(len(frames), 'frame')} localized)"
         self.job.start(_match_job, gt, est, tolerances,
-                       on_return=lambda value: self._show(value, gt, est, tolerances[0], est_layer.name, note))
+                       on_return=lambda value: self._show(value, gt, est, tolerances[0], est_layer.name, note, hint))
 
-    def _show(self, value, gt, est, tol, name, note) -> None:
+    def _show(self, value, gt, est, tol, name, note, hint) -> None:
         scores, gt_found, est_true = value
         self.scores = scores_table(scores)
         self.table.value = scores_html(self.scores)
         first = scores[0]
-        self.job.status.value = (f"{name}: Jaccard {first.jaccard:.1f} % at {tol:g} nm, "
-                                 f"{first.tp} TP, {first.fp} FP, {first.fn} FN{note}")
+        if first.tp + first.fp + first.fn == 0:
+            self.job.status.value = f"{name}: nothing to score: no localizations and no ground truth{note}{hint}"
+        else:
+            self.job.status.value = (f"{name}: Jaccard {first.jaccard:.1f} % at {tol:g} nm, "
+                                     f"{first.tp} TP, {first.fp} FP, {first.fn} FN{note}{hint}")
         parts = [est[est_true].assign(match="TP"), est[~est_true].assign(match="FP"), gt[~gt_found].assign(match="FN")]
         table = pd.concat(parts, ignore_index=True)[[FRAME, X_NM, Y_NM, "match"]]
         coords, features = points_from_table(table)
@@ -162,7 +183,7 @@ class MatchingWidget(Container):
         self.legend.value = (f"{layer_name}: <span style='color:{MATCH_COLORS['TP']}'>&#9679; TP</span>, "
                              f"<span style='color:{MATCH_COLORS['FP']}'>&#10005; FP</span>, "
                              f"<span style='color:{MATCH_COLORS['FN']}'>&#9675; FN</span>")
-        show_info(self.job.status.value)
+        (show_warning if hint else show_info)(self.job.status.value)
 
     # ------------------------------------------------------------- table
     def table_text(self, sep: str = "\t") -> str:
