@@ -219,8 +219,45 @@ def test_text_that_is_not_utf8_is_refused(tmp_path, monkeypatch):
     p.write_bytes('"frame","x [nm]","y [nm]","note é"\n1,1,2,é\n'.encode())
     assert io.read_localizations(p)["note é"].tolist() == ["é"]
     p.write_bytes('"frame","x [nm]","y [nm]","note é"\n1,1,2,é\n'.encode("latin-1"))
-    with pytest.raises(io.LocalizationFileError, match="not a text CSV file"):
+    with pytest.raises(io.LocalizationFileError, match=r"not UTF-8 \(text in another encoding \(Latin-1.*save the "
+                                                       "CSV as UTF-8"):
         io.read_localizations(p)
+    p.write_bytes('"frame","x [nm]","y [nm]"\n1,1,2\n'.encode("utf-16"))  # "not a text file" before
+    with pytest.raises(io.LocalizationFileError, match=r"not UTF-8 \(UTF-16 text"):
+        io.read_localizations(p)
+    with pytest.raises(io.LocalizationFileError, match="is a folder, not a CSV file"):  # "no such file" before
+        io.read_localizations(tmp_path)
+
+
+def test_an_empty_stack_and_float64_values_beyond_float32_say_what_they_are(tmp_path):
+    tifffile.imwrite(tmp_path / "none.tif", np.zeros((0, 32, 32), np.uint16), photometric="minisblack")
+    with pytest.raises(io.StackError, match="empty image"):  # "cannot find the image rows and columns" before
+        io.read_stack(tmp_path / "none.tif")
+    huge = np.full((2, 8, 8), 1e300)
+    huge[0] = 5.0
+    tifffile.imwrite(tmp_path / "huge.tif", huge, photometric="minisblack")
+    stack = io.read_stack(tmp_path / "huge.tif")
+    assert stack[0][0, 0] == 5.0
+    with pytest.raises(io.StackError, match="frame 2 holds values beyond the float32 range"):  # "infinite" before
+        stack[0:2]
+
+
+def test_the_writer_refuses_positions_the_reader_would_refuse(tmp_path):
+    table = _table()
+    table.loc[2, "x [nm]"] = np.nan
+    with pytest.raises(ValueError, match="1 row\(s\) have an x or y that is not a finite number"):
+        io.write_thunderstorm_csv(tmp_path / "t.csv", table)
+    assert not (tmp_path / "t.csv").exists()
+
+
+def test_a_plain_multipage_tiff_cut_short_is_refused_not_read_as_one_frame(tmp_path, capfd):
+    data = (np.arange(40 * 32 * 32) % 3000).reshape(40, 32, 32).astype(np.uint16)
+    p = tmp_path / "pages.tif"
+    tifffile.imwrite(p, data, photometric="minisblack", metadata=None)  # no frame count in the file
+    cut = _cut(p, 0.9)
+    with pytest.raises(io.StackError, match="the file ends inside its list of frames.*truncated or damaged"):
+        io.read_stack(cut)
+    assert "invalid page offset" not in capfd.readouterr().err  # tifffile's log stays off the terminal
 
 
 def test_shared_ground_truth_loads(isbi_dir):

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import codecs
 import contextlib
+import logging
 import math
 import os
 import re
@@ -101,15 +102,21 @@ class FrameStack:
             raise StackError(f"{self.path}: no such file")
         if self.path.is_dir():
             raise StackError(f"{self.path}: is a folder, not a TIFF file")
-        try:
-            self._tif = tifffile.TiffFile(self.path)
-        except Exception as exc:  # tifffile raises several types for junk
-            raise StackError(f"{self.path}: not a readable TIFF file ({exc})") from exc
-        try:
-            self._open_series()
-        except Exception:
-            self._tif.close()
-            raise
+        with _tifffile_log() as log:  # tifffile logs what it finds broken (to stderr unless caught)
+            try:
+                self._tif = tifffile.TiffFile(self.path)
+            except Exception as exc:  # tifffile raises several types for junk
+                raise StackError(f"{self.path}: not a readable TIFF file ({exc})") from exc
+            try:
+                self._open_series()
+                broken = [m for m in log if "invalid page offset" in m]
+                if broken:  # the chain of pages ends inside the file: the frames after it are cut off
+                    raise StackError(f"{self.path}: the file ends inside its list of frames ({broken[0]}; "
+                                     f"{len(self)} frame(s) found): it is truncated or damaged (an interrupted "
+                                     "copy or a full disk?); copy or save it again")
+            except Exception:
+                self._tif.close()
+                raise
 
     def _open_series(self) -> None:
         if not self._tif.series:
@@ -133,6 +140,8 @@ class FrameStack:
             )
         if self.dtype.kind not in "uif" or self.dtype.itemsize > 8:
             raise StackError(f"{self.path}: unsupported pixel type {self.dtype} (need integer or float)")
+        if 0 in shape:
+            raise StackError(f"{self.path}: empty image of shape {shape} (no frames or no pixels)")
         kept = [(n, a) for n, a in zip(shape, axes) if n != 1 or a in "YX"]
         if len(kept) < 2 or kept[-1][1] != "X" or kept[-2][1] != "Y":
             raise StackError(f"{self.path}: cannot find the image rows and columns in shape {shape} (axes {axes})")
@@ -198,15 +207,26 @@ class FrameStack:
             i = int(key) + n if key < 0 else int(key)
             if not 0 <= i < n:
                 raise IndexError(f"frame index {key} out of range for {n} frames")
-            return self._read(i).astype(np.float32, copy=False)
+            return self._float32(i)
         if isinstance(key, slice):
             idx = range(*key.indices(n))
         else:
             idx = [int(k) for k in np.asarray(key).ravel()]
         out = np.empty((len(idx),) + self.frame_shape, dtype=np.float32)
         for j, i in enumerate(idx):
-            out[j] = self._read(i)
+            out[j] = self._float32(i)
         return out
+
+    def _float32(self, index: int) -> np.ndarray:
+        """Frame ``index`` as float32; a float64 value beyond float32's range is an error
+        that says so (the cast made it infinite, then reported as an infinite pixel)."""
+        frame = self._read(index)
+        if frame.dtype.kind == "f" and frame.dtype.itemsize > 4:
+            biggest = float(np.max(np.abs(frame), initial=0.0, where=np.isfinite(frame)))
+            if biggest > np.finfo(np.float32).max:
+                raise StackError(f"{self.path}: frame {index + 1} holds values beyond the float32 range (up to "
+                                 f"{biggest:.3g}); rescale the stack")
+        return frame.astype(np.float32, copy=False)
 
     def __iter__(self) -> Iterator[np.ndarray]:
         for i in range(len(self)):
@@ -269,6 +289,24 @@ def _frame_by_frame(series) -> bool:
     """True when every series is one 2-D image of the same shape and type."""
     first = series[0]
     return all(len(s.shape) == 2 and s.shape == first.shape and s.dtype == first.dtype for s in series)
+
+
+@contextlib.contextmanager
+def _tifffile_log():
+    """The messages tifffile logs inside the block, as a list (kept from stderr: the
+    reasons that matter are raised as :class:`StackError`)."""
+    messages: list[str] = []
+
+    class Collect(logging.Handler):
+        def emit(self, record):
+            messages.append(record.getMessage())
+
+    logger, handler = logging.getLogger("tifffile"), Collect(logging.WARNING)
+    logger.addHandler(handler)
+    try:
+        yield messages
+    finally:
+        logger.removeHandler(handler)
 
 
 def _announced_frames(tif: tifffile.TiffFile) -> int | None:
@@ -489,6 +527,10 @@ def write_thunderstorm_csv(path: str | os.PathLike, table: pd.DataFrame) -> Path
     frames = table[FRAME].to_numpy()
     if len(frames) and (np.any(frames < 1) or np.any(frames != np.round(frames))):
         raise ValueError(f"cannot write {path}: frames must be 1-based integers (min {frames.min()})")
+    xy = table[[X_NM, Y_NM]].to_numpy(np.float64)
+    if not np.isfinite(xy).all():  # read_localizations refuses them: a file nobody could read back
+        raise ValueError(f"cannot write {path}: {int((~np.isfinite(xy).all(axis=1)).sum())} row(s) have an x or y "
+                         "that is not a finite number")
     for c in table.columns:
         if any(ch in str(c) for ch in '",\n'):
             raise ValueError(f"cannot write {path}: column name {c!r} contains a quote, comma or newline")
@@ -566,7 +608,14 @@ def _check_utf8(path, data: np.ndarray) -> None:
             decoder.decode(piece.tobytes())
         decoder.decode(b"", final=True)
     except UnicodeDecodeError as exc:
-        raise LocalizationFileError(f"{path}: not a text CSV file ({exc})") from exc
+        start = data[:2].tobytes()
+        if start in (codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE):
+            what = "UTF-16 text"
+        elif data[:4096].tobytes().count(b"\0"):
+            what = "binary data, not text"
+        else:
+            what = "text in another encoding (Latin-1 or a Windows code page?)"
+        raise LocalizationFileError(f"{path}: not UTF-8 ({what}: {exc}); save the CSV as UTF-8") from exc
 
 
 def _split_label(label: str) -> tuple[str, str | None]:
@@ -601,6 +650,8 @@ def read_localizations(path: str | os.PathLike, pixel_size_nm: float | None = No
     (as ThunderSTORM does).
     """
     path = Path(path)
+    if path.is_dir():
+        raise LocalizationFileError(f"{path}: is a folder, not a CSV file")
     if not path.is_file():
         raise LocalizationFileError(f"{path}: no such file")
     data = np.fromfile(path, np.uint8)
