@@ -1282,7 +1282,7 @@ def test_cel0_cancel_keeps_finished_batches(viewer, qtbot, stack_path, monkeypat
     widget.sweep()
     _press_cancel(qtbot, widget.sweep_job, lambda: len(widget._curve) == 1)
     _wait(qtbot, widget.sweep_job)
-    assert widget.sweep_job.status.value == "Lambda sweep cancelled after 1 lambdas"
+    assert widget.sweep_job.status.value == "Lambda sweep cancelled after 1 lambda"
     assert not widget.use_best_button.enabled
 
 
