@@ -335,6 +335,8 @@ def test_train_time_limit_stops_cleanly_and_keeps_the_model(tmp_path, capsys):
         (["evaluate", "missing.csv", "--gt", "missing.csv"], "no such file"),
         (["train", "--out", "model.pt"], "must end in .safetensors"),
         (["train", "--out", "model.safetensors", "--time-limit", "0"], "--time-limit must be a positive"),
+        (["train", "--out", "model.safetensors", "--time-limit", "nan"], "--time-limit must be a positive"),
+        (["cel0", "missing.tif", "--sweep", "gt.csv", "--render", "r.png"], "--render goes with --out"),
         (["train", "--out", "model.safetensors", "--sparse-fraction", "1"], "sparse_fraction must be in"),
     ],
 )
@@ -356,6 +358,7 @@ def test_bad_input_is_one_clear_line(argv, message, tmp_path, capsys, monkeypatc
         (["localize", "s.tif", "--out", "x.csv", "--pixel-size", "0"], "argument --pixel-size: must be a positive"),
         (["localize", "s.tif", "--out", "x.csv", "--render-pixel", "nan"], "argument --render-pixel: must be"),
         (["cel0", "s.tif", "--out", "x.csv", "--render-pixel", "0"], "argument --render-pixel: must be"),
+        (["cel0", "s.tif", "--out", "x.csv", "--gain", "nan"], "argument --gain: must be a positive"),
         (["evaluate", "a.csv", "--gt", "b.csv", "--tol", "-5"], "argument --tol: must be a positive number"),
     ],
 )
@@ -469,6 +472,16 @@ def test_simulate_writes_its_files_together_or_not_at_all(tmp_path, capsys):
 def test_simulate_says_when_the_camera_clips(tmp_path, capsys):
     assert main(["simulate", "--out", str(tmp_path / "s"), "--frames", "1", "--size", "16", "--offset", "70000"]) == 0
     assert "256 pixel(s) (100 %) fell outside a 16-bit camera's 0..65535 ADU" in capsys.readouterr().err
+
+
+def test_a_render_is_not_taken_for_camera_frames(simulated, tmp_path, capsys):
+    # its 10 nm pixels failed the PSF check with a puzzling message about 20 camera pixels
+    render = tmp_path / "r.tif"
+    assert main(["localize", str(simulated / "frames.tif"), "--out", str(tmp_path / "l.csv"), "--frames", "1",
+                 "--render", str(render)]) == 0
+    capsys.readouterr()
+    assert main(["localize", str(render), "--out", str(tmp_path / "again.csv")]) == 2
+    assert f"{render} is a render image written by napari-deepcel0, not camera frames" in capsys.readouterr().err
 
 
 def test_a_size_beyond_memory_is_one_line(tmp_path, capsys):

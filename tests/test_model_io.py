@@ -101,6 +101,12 @@ def test_wrong_tensor_shapes_and_names(tiny_model_path, tmp_path):
     with pytest.raises(ModelFileError, match="missing"):
         load_model(_rewrite(tiny_model_path, tmp_path, mutate_tensors=drop))
 
+    def as_bool(t):  # loaded silently before (bool weights cast to float: 3 localizations instead of 59)
+        t["out.weight"] = t["out.weight"] > 0
+
+    with pytest.raises(ModelFileError, match="tensor out.weight is torch.bool, expected torch.float32"):
+        load_model(_rewrite(tiny_model_path, tmp_path, mutate_tensors=as_bool))
+
     def poison(t):
         t["out.weight"] = torch.full_like(t["out.weight"], float("nan"))
 
@@ -135,6 +141,7 @@ def test_bundled_model_loads():
     (lambda d: d["acquisition"].update(pixel_size_nm=10**400), "incomplete or invalid metadata"),
     (lambda d: d.update(history=[{"epoch": 1, "val_loss": 10**400}]), "one record of numbers per epoch"),
     (lambda d: d.update(history=[{"epoch": True}]), "one record of numbers per epoch"),
+    (lambda d: d.update(format_version=True), "invalid format version True"),  # read as version 1
 ])
 def test_hand_edited_metadata_is_checked(mutate, message, tiny_model_path, tmp_path):
     # before: a NaN mean loaded and silently found nothing; a bad history crashed summary()

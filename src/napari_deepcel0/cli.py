@@ -258,7 +258,7 @@ def cmd_train(args) -> int:
     from .core.training import train
 
     out = Path(args.out)
-    if args.time_limit is not None and args.time_limit <= 0:
+    if args.time_limit is not None and not (math.isfinite(args.time_limit) and args.time_limit > 0):
         raise ValueError(f"--time-limit must be a positive number of minutes, got {args.time_limit:g}")
     if out.suffix != ".safetensors":
         raise ValueError(f"--out must end in .safetensors, got {out.name}")
@@ -363,6 +363,8 @@ def _open_stack_and_acq(args, base: Acquisition, default_label: str = "model's")
     from .core.io import read_stack
 
     stack = read_stack(args.stack)
+    if stack.output:  # its pixel size is no camera's: the PSF check failed with a puzzling message
+        raise ValueError(f"{args.stack} is a {stack.output} image written by napari-deepcel0, not camera frames")
     if args.pixel_size is None and stack.pixel_size_nm is None:
         print(f"note: {args.stack} carries no pixel size; using the {default_label} {base.pixel_size_nm:g} nm "
               "(set --pixel-size)", file=sys.stderr)

@@ -55,7 +55,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                         "(connected pixels merged)")
     p.add_argument("--batch-size", type=int, metavar="N", help="frames solved together (default 4 on CPU, 512 on CUDA)")
     p.add_argument("--device", default="auto", help="auto (CUDA when present), cpu or cuda (default: auto)")
-    p.add_argument("--gain", type=float, metavar="ADU/PHOTON",
+    p.add_argument("--gain", type=positive_float, metavar="ADU/PHOTON",
                    help="camera gain, to report intensities in photons (default 1)")
     p.add_argument("--render", metavar="PNG_OR_TIF", help="also write a super-resolved rendering (with --out)")
     p.add_argument("--render-pixel", type=positive_float, default=10.0, metavar="NM", help="rendering pixel (default 10 nm)")
@@ -79,6 +79,8 @@ def run(args) -> int:
     from .cli import _open_stack_and_acq, check_outputs
     from .core.acquisition import Acquisition
 
+    if args.sweep and args.render:  # it was ignored: no rendering, no word
+        raise ValueError("--render goes with --out; a --sweep writes no localizations to render")
     stack, acq = _open_stack_and_acq(args, Acquisition(), default_label="default")
     if args.sweep:
         return _sweep(args, stack, acq)

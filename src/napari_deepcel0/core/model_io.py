@@ -220,7 +220,7 @@ def _info_from_dict(path, d: dict) -> ModelInfo:
     if not isinstance(d, dict) or d.get("format") != FORMAT:
         _fail(path, "metadata is not a napari-deepcel0 model description")
     version = d.get("format_version")
-    if not isinstance(version, int) or version < 1:
+    if not isinstance(version, int) or isinstance(version, bool) or version < 1:
         _fail(path, f"invalid format version {version!r}")
     if version > FORMAT_VERSION:
         _fail(path, f"model format version {version} is newer than this napari-deepcel0 supports "
@@ -318,6 +318,8 @@ def load_model(path: str | os.PathLike) -> LoadedModel:
                 t = f.get_tensor(k)
                 if tuple(t.shape) != tuple(expected[k].shape):
                     _fail(path, f"tensor {k} has shape {tuple(t.shape)}, expected {tuple(expected[k].shape)}")
+                if t.dtype != expected[k].dtype:  # bool or int weights were cast silently (files without a checksum)
+                    _fail(path, f"tensor {k} is {t.dtype}, expected {expected[k].dtype}")
                 if t.is_floating_point() and not torch.isfinite(t).all():
                     _fail(path, f"tensor {k} holds NaN or infinite values")
                 state[k] = t
