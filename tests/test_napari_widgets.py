@@ -993,10 +993,34 @@ def test_training_saves_a_model_that_becomes_current(viewer, qtbot, tmp_path, mo
     assert loaded.info.training["data"]["sparse_fraction"] == 0.25
     assert state_for(viewer).model_path == path
     assert localize_widget.model.value == path
+    assert sorted(p.name for p in tmp_path.glob("*.safetensors")) == ["tiny.safetensors"]  # no checkpoint left
     assert f"saved to {path} and is now the current model" in training.job.status.value
     assert training.job.progress.value == training.job.progress.max == 2
     assert "epoch 1" in training.loss.value
     assert longest_gap < 1.5
+
+
+def test_training_keeps_its_checkpoints_beside_an_existing_model_until_it_ends(tmp_path):
+    """The best model so far was written over the output file after every improving
+    epoch: napari closed or killed mid-run left a good earlier model replaced."""
+    from napari_deepcel0._napari.training_widget import _train_job
+    from napari_deepcel0.core.training import TrainingConfig
+    from napari_deepcel0.core.training_data import TrainingDataConfig
+
+    path = tmp_path / "model.safetensors"
+    path.write_bytes(bundled_model_path().read_bytes())
+    partial = tmp_path / "model.partial.safetensors"
+    seen = []
+
+    def progress(p):
+        if getattr(p, "epoch", 0) == 2 and not seen:  # during the second epoch
+            seen.append((path.read_bytes() == bundled_model_path().read_bytes(), partial.is_file()))
+
+    config = TrainingConfig(epochs=2, batch_size=4, max_steps_per_epoch=2, device="cpu",
+                            data=TrainingDataConfig(n_patches=32, n_frames=4))
+    result, written = _train_job(Acquisition(), config, path, progress)
+    assert seen == [(True, True)]  # the earlier model untouched, the checkpoint beside it
+    assert written == path and load_model(path).info.training["epochs"] == 2 and not partial.exists()
 
 
 def test_training_cancelled_before_a_step_saves_nothing(viewer, qtbot, tmp_path):
@@ -1173,6 +1197,34 @@ def test_matching_says_when_there_is_nothing_to_score_or_no_common_frame(viewer,
 
 
 # =================================================================== export
+def test_export_says_when_the_run_of_its_layer_is_still_going(viewer, qtbot, stack_path, tmp_path, monkeypatch):
+    """A CSV saved mid-run held the frames done so far (18 of 113 localizations) and the
+    message said nothing of it."""
+    from napari_deepcel0._napari.layers import GrowingPoints
+
+    run = GrowingPoints(viewer, "stk localizations", "yellow")  # what Localize and CEL0 fill
+    gt = pd.read_pickle(stack_path.parent / "gt.pkl")
+    run.add(gt[gt["frame"] == 1], np.array([1]))
+    run.refresh()
+    widget = _dock(viewer, ExportWidget)
+    widget.points.value = run.layer
+    widget.csv_path.value = tmp_path / "midrun.csv"
+    widget.save_csv()
+    _wait(qtbot, widget.csv_job)
+    n = int((gt["frame"] == 1).sum())
+    assert f"{n} localizations of stk localizations saved to" in widget.csv_job.status.value
+    assert "its run was still going, so only the frames done so far are in the file" in widget.csv_job.status.value
+    run.finish()  # the same file again, now complete
+    monkeypatch.setattr(controls, "ask_to_replace", lambda parent, path: True)
+    widget.save_csv()
+    _wait(qtbot, widget.csv_job)
+    assert "saved to" in widget.csv_job.status.value and "still going" not in widget.csv_job.status.value
+    # a real run marks its layer finished
+    _open(viewer, str(stack_path))
+    _localized(viewer, qtbot)
+    assert viewer.layers["small localizations"].metadata["running"] is False
+
+
 def test_export_writes_csv_and_tiff(viewer, qtbot, stack_path, tmp_path):
     layer, gt = _gt_layer(viewer, stack_path)
     render = viewer.add_image(np.arange(12, dtype=np.float32).reshape(3, 4), scale=(10.0, 10.0), units="nm",

@@ -171,6 +171,8 @@ class Cel0Widget(Container):
 
     def _finished(self) -> None:
         self._refresh()  # everything done, also after an error or a cancel
+        for output in self._outputs.values():
+            output.finish()
         parts = [f"{method}: {counted(output.count, 'localization')} in {counted(self._done_frames[method], 'frame')} "
                  f"({self._seconds[method]:.1f} s)" for method, output in self._outputs.items()]
         self.summary.value = "; ".join(parts)

@@ -7,10 +7,10 @@ from pathlib import Path
 import napari
 import numpy as np
 from magicgui.widgets import Container, FileEdit
-from napari.utils.notifications import show_info
+from napari.utils.notifications import show_info, show_warning
 
 from ..core.io import write_tiff
-from .controls import OverwriteGuard, layer_combo
+from .controls import OverwriteGuard, counted, layer_combo
 from .jobs import JobControls
 from .layers import OUTPUT, is_localization_run, is_output, layer_pixel_size_nm
 from .settings import PersistentValues
@@ -75,9 +75,10 @@ class ExportWidget(Container):
         if path is None:
             return
         data, attributes, _ = layer.as_layer_data_tuple()
+        running = bool(layer.metadata.get("running"))  # a run still adding to it: the frames done so far
         self.csv_job.start(_write_csv_job, path, data, attributes,
-                           on_return=lambda p: self._saved(self.csv_job, f"{len(data)} localizations of "
-                                                           f"{layer.name} saved to {p}"))
+                           on_return=lambda p: self._saved(self.csv_job, f"{counted(len(data), 'localization')} of "
+                                                           f"{layer.name} saved to {p}", running))
 
     def save_tiff(self, *_) -> None:
         """Write the chosen image layer to the TIFF file (in a worker thread)."""
@@ -119,6 +120,12 @@ class ExportWidget(Container):
         return path
 
     @staticmethod
-    def _saved(job: JobControls, text: str) -> None:
+    def _saved(job: JobControls, text: str, partial: bool = False) -> None:
+        if partial:
+            text += ("; its run was still going, so only the frames done so far are in the file: save again when "
+                     "the run has finished")
+            job.status.value = text
+            show_warning(text)
+            return
         job.status.value = text
         show_info(text)

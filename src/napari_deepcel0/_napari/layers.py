@@ -248,7 +248,8 @@ class GrowingPoints:
     """A Points layer of localizations that grows as batches of a run arrive.
 
     ``metadata["frames"]`` lists the 1-based frames processed so far, so that a
-    ground-truth comparison can be restricted to them.
+    ground-truth comparison can be restricted to them; ``metadata["running"]`` is True
+    until :meth:`finish` (so that an export can say the table is not complete yet).
 
     The layer of the same name from an earlier run is reused, never a layer the user made
     or opened (see :func:`show_layer`), and the layer is added back if it is deleted
@@ -272,7 +273,8 @@ class GrowingPoints:
         self.frames: list[np.ndarray] = []
         coords, features = points_from_table(self.tables[0])
         self.layer = show_layer(viewer, "points", coords, points_layer_kwargs(
-            name, features, face_color=face_color, metadata={"frames": np.zeros(0, np.int64)}))
+            name, features, face_color=face_color, metadata={"frames": np.zeros(0, np.int64), "running": True}))
+        self.layer.metadata["running"] = True  # also on a layer reused from an earlier run
 
     @property
     def count(self) -> int:
@@ -294,3 +296,8 @@ class GrowingPoints:
         self.layer.data = coords
         self.layer.features = features
         self.layer.metadata["frames"] = self.frames[0] if self.frames else np.zeros(0, np.int64)
+
+    def finish(self) -> None:
+        """Show everything and mark the run over (finished, cancelled or failed)."""
+        self.refresh()
+        self.layer.metadata["running"] = False

@@ -191,6 +191,7 @@ class LocalizeWidget(Container):
         """Show everything done, also after an error or a cancel."""
         self._run.time_left = ""  # the run is over, whatever the last batch estimated
         self._run.refresh()
+        self._run.points.finish()
         if self.job.error is None:
             text = f"Localization {'cancelled' if self.job.cancelled else 'finished'}: {self._run.describe()}"
             self.job.status.value = text

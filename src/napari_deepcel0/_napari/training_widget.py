@@ -14,7 +14,7 @@ from napari.utils.notifications import show_info, show_warning
 from ..core.cancel import Cancelled
 from ..core.devices import DEVICES, resolve_device
 from ..core.io import check_output_path
-from ..core.model_io import save_training_result
+from ..core.model_io import save_checkpoint, save_final
 from ..core.training import Progress, TrainingConfig, train
 from .controls import LinePlot, OverwriteGuard, wrapping_label
 from .jobs import JobControls, ProgressRelay, gpu_memory_hint
@@ -24,18 +24,19 @@ from .state import state_for
 
 def _train_job(acq, config: TrainingConfig, path: Path, progress, cancel=None):
     """Train, then save the best model (also when cancelled after at least one step).
-    The best model so far is also saved after every improving epoch, so that it
-    survives napari being closed mid-run."""
+    The best model so far is also saved after every improving epoch, beside ``path``
+    (:func:`~napari_deepcel0.core.model_io.save_checkpoint`), so that it survives napari
+    being closed or killed mid-run while an existing model at ``path`` stays as it was."""
 
     def checkpoint(best):
-        save_training_result(path, best, notes="trained in napari (best epoch so far)")
+        save_checkpoint(path, best, notes="trained in napari")
 
     with gpu_memory_hint():
         try:
             result = train(acq, config, progress=progress, cancel=cancel, on_best=checkpoint)
         except Cancelled:  # before the first step (or while simulating the training set)
             return None, None
-    return result, save_training_result(path, result, notes="trained in napari")
+    return result, save_final(path, result, notes="trained in napari")
 
 
 #: the recipes the widget offers (label -> TrainingConfig factory); a recipe fills the fields
