@@ -159,6 +159,7 @@ def test_read_isbi_2013_format_and_plain_gt(tmp_path):
         ('"a","b"\n1,2\n', "missing column"),
         ('"frame","x [nm]","y [nm]"\n0,1,2\n', "1-based"),
         ('"frame","x [nm]","y [nm]"\n1,abc,2\n', "non-numeric"),
+        ('"frame","x [nm]","y [nm]"\nTrue,1,2\n', "non-numeric value 'True' in column 'frame'"),  # was np.True_
         ('"frame","x [furlong]","y [nm]"\n1,1,2\n', "unknown unit"),
         ('"frame";"x [nm]";"y [nm]"\n1;1;2\n', "separated by ';'"),
         ('frame\tx [nm]\ty [nm]\n1\t1\t2\n', "separated by a tab"),

@@ -93,6 +93,18 @@ def test_molecules_near_the_far_edge_of_an_odd_sized_frame_are_not_pulled_inward
     assert abs(bias) < 8.0, f"molecules near the edge moved {bias:.1f} nm along {axis}"
 
 
+def test_a_cuda_device_that_is_not_there_is_named_as_asked():
+    from napari_deepcel0.core.devices import resolve_device
+
+    if torch.cuda.is_available():
+        missing = f"cuda:{torch.cuda.device_count()}"
+        with pytest.raises(RuntimeError, match=f"'{missing}' was requested but this machine has"):
+            resolve_device(missing)
+    else:
+        with pytest.raises(RuntimeError, match="device 'cuda:7' was requested but no CUDA GPU"):  # said 'cuda'
+            resolve_device("cuda:7")
+
+
 def test_batch_result_says_how_long_is_left(model, stack):
     frames, _ = stack
     parts = list(localize_stream(model, frames, batch_size=2))

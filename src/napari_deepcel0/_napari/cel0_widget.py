@@ -228,7 +228,8 @@ class Cel0Widget(Container):
         self.plot.plot({f"Jaccard at {sweep.tol_nm:g} nm": (curve["lam"], curve["jaccard"])},
                        marker=(self._best_lam, best.jaccard))
         self.best.value = (f"lambda {self._best_lam:.4g}: Jaccard {best.jaccard:.1f} %, RMSE {best.rmse_nm:.1f} nm "
-                           f"on frames {', '.join(str(f) for f in sweep.frames)} ({sweep.seconds:.0f} s)")
+                           f"on frame{'s' if len(sweep.frames) != 1 else ''} {', '.join(str(f) for f in sweep.frames)} "
+                           f"({sweep.seconds:.0f} s)")
         self.use_best_button.enabled = True
         self.sweep_job.status.value = "Lambda sweep finished"
         show_info(f"Lambda sweep: best {self.best.value}")

@@ -21,8 +21,12 @@ def resolve_device(device: str | torch.device = "auto") -> torch.device:
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if device.startswith("cuda"):
         if not torch.cuda.is_available():
-            raise RuntimeError("device 'cuda' was requested but no CUDA GPU is available; use 'cpu' or 'auto'")
-        return torch.device(device)
+            raise RuntimeError(f"device {device!r} was requested but no CUDA GPU is available; use 'cpu' or 'auto'")
+        chosen = torch.device(device)
+        if chosen.index is not None and chosen.index >= torch.cuda.device_count():
+            raise RuntimeError(f"device {device!r} was requested but this machine has {torch.cuda.device_count()} "
+                               "CUDA GPU(s), numbered from 0")
+        return chosen
     if device == "cpu":
         return torch.device("cpu")
     raise ValueError(f"device must be one of {DEVICES} (or 'cuda:N'), got {device!r}")
