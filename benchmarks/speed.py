@@ -1,6 +1,7 @@
 """Speed and memory: DeepCEL0 inference, CEL0, training throughput, and a scaling check.
 
     python benchmarks/speed.py [--device cpu|cuda] [--scaling 100 1000 10000] [--skip-cel0]
+    python benchmarks/speed.py --odd-sizes [--device cpu|cuda]
 
 Measures on 64 x 64 camera frames (256 x 256 fine grid, L = 4):
 - the bare network (normalised frames already on the device) in fp32 and bf16;
@@ -10,6 +11,10 @@ Measures on 64 x 64 camera frames (256 x 256 fine grid, L = 4):
 - scaling: frames/s and peak memory (RSS) for stacks of 100, 1,000 and 10,000 frames,
   each in a fresh process, streaming from a TIFF file.
 Writes benchmarks/results/speed_<device>.json.
+
+``--odd-sizes``: only the network (``DeepLocalizer.maps``: normalise, upsample, network)
+on 32 frames of 64 x 64, 64 x 63 and 63 x 63 camera pixels, printed: a side that is not
+a multiple of 8 fine pixels costs a second pass (core/network.py).
 """
 
 from __future__ import annotations
@@ -119,6 +124,20 @@ def scaling_child(path: str, n: int, device: str, precision: str) -> None:
                       "localizations": len(table)}))
 
 
+def odd_sizes(device) -> None:
+    model = DeepLocalizer(device=device)
+    rng = np.random.default_rng(0)
+    for shape in [(64, 64), (64, 63), (63, 63)]:
+        frames = rng.poisson(110.0, (32,) + shape).astype(np.float32)
+
+        def run():
+            for i in range(0, len(frames), 16):
+                model.maps(frames[i:i + 16])
+
+        print(f"{shape[0]} x {shape[1]}: {len(frames) / timed(run, repeat=2):.1f} frames/s ({model.precision})",
+              flush=True)
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--device", default="auto")
@@ -126,6 +145,7 @@ def main() -> None:
     p.add_argument("--skip-cel0", action="store_true")
     p.add_argument("--skip-training", action="store_true")
     p.add_argument("--out", help="JSON to write (default benchmarks/results/speed_<device>.json)")
+    p.add_argument("--odd-sizes", action="store_true", help="only the network on odd-sized frames (printed)")
     p.add_argument("--child", nargs=4, metavar=("PATH", "N", "DEVICE", "PRECISION"), help=argparse.SUPPRESS)
     args = p.parse_args()
     if args.child:
@@ -133,6 +153,9 @@ def main() -> None:
         return
     device = resolve_device(args.device)
     dev = device.type
+    if args.odd_sizes:
+        odd_sizes(dev)
+        return
     frames, _ = simulate_stack(n_frames=64, shape=(64, 64), seed=0)
     res: dict = {"device": dev}
     tmp = Path(tempfile.mkdtemp())
