@@ -376,10 +376,10 @@ RENDER_SUFFIXES = (".png", ".tif", ".tiff")
 
 def check_outputs(args, stack, acq) -> None:
     """Refuse, before any work, the outputs that could only fail at the end: ``--out``
-    that is no ``.csv`` file, ``--out`` or ``--render`` in a missing folder or naming a
-    folder, a render that is neither
-    PNG nor TIFF, or one too large for the stack's field at ``--render-pixel``, and an
-    output that is the stack, the ground truth, the model or the other output."""
+    or ``--render`` in a missing folder or naming a folder, an ``--out`` that is no
+    ``.csv`` file, a render that is neither PNG nor TIFF, or one too large for the
+    stack's field at ``--render-pixel``, and an output that is the stack, the ground
+    truth, the model or the other output."""
     from .core.io import check_output_path
     from .core.render import render_shape
 

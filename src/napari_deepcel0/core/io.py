@@ -152,8 +152,6 @@ class FrameStack:
             )
         rows, cols = kept[-2][0], kept[-1][0]
         n_frames = kept[0][0] if len(kept) == 3 else 1
-        if n_frames == 0 or rows == 0 or cols == 0:
-            raise StackError(f"{self.path}: empty image of shape {shape}")
         announced = _announced_frames(self._tif)
         if announced is not None and announced > n_frames:
             raise StackError(f"{self.path}: the file announces {announced} frames but holds {n_frames} readable "
