@@ -2,6 +2,7 @@
 
     python benchmarks/speed.py [--device cpu|cuda] [--scaling 100 1000 10000] [--skip-cel0]
     python benchmarks/speed.py --odd-sizes [--device cpu|cuda]
+    python benchmarks/speed.py --large-frames [--device cpu|cuda]
 
 Measures on 64 x 64 camera frames (256 x 256 fine grid, L = 4):
 - the bare network (normalised frames already on the device) in fp32 and bf16;
@@ -15,6 +16,10 @@ Writes benchmarks/results/speed_<device>.json.
 ``--odd-sizes``: only the network (``DeepLocalizer.maps``: normalise, upsample, network)
 on 32 frames of 64 x 64, 64 x 63 and 63 x 63 camera pixels, printed: a side that is not
 a multiple of 8 fine pixels costs a second pass (core/network.py).
+
+``--large-frames``: end to end on 16 frames of 256 x 256 camera pixels with the default
+batch size (16 frames of 64 x 64 pixels: here one frame a pass), printed: frames/s and
+the rise of the process's peak memory (RSS).
 """
 
 from __future__ import annotations
@@ -138,6 +143,18 @@ def odd_sizes(device) -> None:
               flush=True)
 
 
+def large_frames(device) -> None:
+    model = DeepLocalizer(device=device)
+    frames = np.random.default_rng(0).poisson(110.0, (16, 256, 256)).astype(np.float32)
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    t0 = time.perf_counter()
+    table = localize(model, frames)
+    seconds = time.perf_counter() - t0
+    after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(f"16 frames of 256 x 256 ({model.precision}): {len(frames) / seconds:.2f} frames/s, peak RSS "
+          f"{before:.0f} -> {after:.0f} MB (+{after - before:.0f} MB), {len(table)} localizations", flush=True)
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--device", default="auto")
@@ -146,6 +163,7 @@ def main() -> None:
     p.add_argument("--skip-training", action="store_true")
     p.add_argument("--out", help="JSON to write (default benchmarks/results/speed_<device>.json)")
     p.add_argument("--odd-sizes", action="store_true", help="only the network on odd-sized frames (printed)")
+    p.add_argument("--large-frames", action="store_true", help="only 256 x 256 frames: speed and memory (printed)")
     p.add_argument("--child", nargs=4, metavar=("PATH", "N", "DEVICE", "PRECISION"), help=argparse.SUPPRESS)
     args = p.parse_args()
     if args.child:
@@ -155,6 +173,9 @@ def main() -> None:
     dev = device.type
     if args.odd_sizes:
         odd_sizes(dev)
+        return
+    if args.large_frames:
+        large_frames(dev)
         return
     frames, _ = simulate_stack(n_frames=64, shape=(64, 64), seed=0)
     res: dict = {"device": dev}

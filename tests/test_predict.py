@@ -105,6 +105,24 @@ def test_a_cuda_device_that_is_not_there_is_named_as_asked():
             resolve_device("cuda:7")
 
 
+def test_a_batch_counts_frames_of_64_by_64_pixels():
+    # 16 frames of 256 x 256 pixels in one pass took 5 GB on the CPU (300 MB a frame)
+    from napari_deepcel0.core.predict import frames_per_batch
+
+    assert frames_per_batch(16, (64, 64)) == 16 == frames_per_batch(16, (20, 28))  # never more than asked
+    assert frames_per_batch(16, (128, 128)) == 4 and frames_per_batch(16, (256, 256)) == 1
+    assert frames_per_batch(16, (63, 65)) == 16 and frames_per_batch(128, (512, 512)) == 2
+    assert frames_per_batch(1, (2048, 2048)) == 1
+
+
+def test_large_frames_stream_in_smaller_batches(model):
+    frames = np.random.default_rng(0).poisson(110.0, (5, 80, 96)).astype(np.float32)  # 1.9 times 64 x 64
+    parts = list(localize_stream(model, frames, batch_size=4))
+    assert [len(p.frames) for p in parts] == [2, 2, 1]
+    one = list(localize_stream(model, frames[0], batch_size=4))  # a single 2-D frame
+    assert [len(p.frames) for p in one] == [1]
+
+
 def test_batch_result_says_how_long_is_left(model, stack):
     frames, _ = stack
     parts = list(localize_stream(model, frames, batch_size=2))

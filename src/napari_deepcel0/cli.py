@@ -639,7 +639,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", metavar="MODEL.safetensors", help="model file (default: the bundled model)")
     p.add_argument("--threshold", type=float, help="detection threshold on the map (default 0.1 x spike value)")
     p.add_argument("--frames", metavar="SEL", help="1-based frame selection, e.g. 1-100 or 1,5,10-20")
-    p.add_argument("--batch-size", type=int, default=16)
+    p.add_argument("--batch-size", type=int, default=16,
+                   help="frames of 64 x 64 pixels per network pass (default 16); larger frames go in proportionally "
+                        "fewer, at least 1")
     p.add_argument("--method", choices=("peaks", "components"), default="peaks", help="map -> molecules")
     _orientations_arg(p)
     p.add_argument("--photometry", action="store_true",
