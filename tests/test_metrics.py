@@ -102,6 +102,13 @@ def test_positions_that_are_not_numbers_are_named_not_passed_to_the_tree():
         metrics.match(_t([1, 2], [math.inf, 0.0], [10.0, -math.inf]), good, 50.0)
 
 
+def test_a_matching_given_to_score_is_used_as_computed():
+    gt = _t([1, 1, 2], [0.0, 100.0, 50.0], [0.0, 0.0, 50.0])
+    est = _t([1, 2, 2], [10.0, 55.0, 900.0], [0.0, 50.0, 0.0])
+    m = metrics.match(gt, est, 50.0)
+    assert metrics.score(gt, est, 50.0, matching=m) == metrics.score(gt, est, 50.0)
+
+
 def test_chebyshev_distance_is_a_square_window():
     gt = _t([1, 1], [0.0, 1000.0], [0.0, 0.0])
     est = _t([1, 1], [40.0, 1045.0], [40.0, 0.0])  # 56.6 nm (40, 40) and 45 nm (45, 0) away

@@ -1159,8 +1159,18 @@ def test_matching_colours_tp_fp_fn_and_loads_a_csv(viewer, qtbot, stack_path, tm
     widget.tolerances.value = "50"
     widget.run()
     _wait(qtbot, widget.job)
-    counts = viewer.layers["match @ 50 nm"].features["match"].value_counts().to_dict()
+    match_layer = viewer.layers["match @ 50 nm"]
+    counts = match_layer.features["match"].value_counts().to_dict()
     assert counts == {"TP": len(gt) - 2, "FN": 2, "FP": 1}
+    # each point coloured and drawn as its label says (the legend's colours and symbols)
+    from matplotlib.colors import to_rgba
+
+    from napari_deepcel0._napari.matching_widget import MATCH_COLORS, MATCH_SYMBOLS
+
+    labels = match_layer.features["match"].to_numpy()
+    for kind in ("TP", "FP", "FN"):
+        np.testing.assert_allclose(match_layer.face_color[labels == kind], [to_rgba(MATCH_COLORS[kind])] * counts[kind])
+        assert {str(s.value) for s in np.asarray(match_layer.symbol)[labels == kind]} == {MATCH_SYMBOLS[kind]}
     assert widget.load_ground_truth(tmp_path / "missing.csv") is None
     assert any("missing.csv" in m for m in _messages(NotificationSeverity.ERROR))
 

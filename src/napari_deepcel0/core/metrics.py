@@ -215,6 +215,7 @@ def score(
     grid: tuple[float, tuple[int, int]] | None = None,
     n_frames: int | None = None,
     distance: str = "euclidean",
+    matching: Matching | None = None,
 ) -> Score:
     """Score an estimate against ground truth at one tolerance.
 
@@ -231,8 +232,11 @@ def score(
     distance
         How ``tol_nm`` is measured (see :func:`match_points`); the RMSE is always
         the Euclidean error of the matched pairs.
+    matching
+        ``match(gt, est, tol_nm, distance)`` when the caller has it already (it is the
+        costly part), else it is computed.
     """
-    m = match(gt, est, tol_nm, distance)
+    m = match(gt, est, tol_nm, distance) if matching is None else matching
     tp = len(m.gt_index)
     fp = len(est) - tp
     fn = len(gt) - tp
