@@ -109,6 +109,20 @@ def test_a_matching_given_to_score_is_used_as_computed():
     assert metrics.score(gt, est, 50.0, matching=m) == metrics.score(gt, est, 50.0)
 
 
+def test_matching_in_pieces_reports_progress_and_gives_the_same_pairs(monkeypatch):
+    monkeypatch.setattr(metrics, "MATCH_CHUNK_FRAMES", 2)
+    rng = np.random.default_rng(3)
+    gt = _t(np.repeat(np.arange(1, 6), 4), rng.uniform(0, 500, 20), rng.uniform(0, 500, 20))
+    est = _t(np.repeat(np.arange(1, 8), 3), rng.uniform(0, 500, 21), rng.uniform(0, 500, 21))
+    steps = list(metrics.iter_match(gt, est, 80.0))
+    assert [(done, total) for done, total, _ in steps] == [(2, 5), (4, 5), (5, 5)]  # frames 6-7: no ground truth
+    assert all(m is None for *_, m in steps[:-1])
+    whole = metrics.match(gt, est, 80.0)
+    assert np.array_equal(steps[-1][2].gt_index, whole.gt_index) and np.array_equal(steps[-1][2].est_index,
+                                                                                   whole.est_index)
+    assert len(whole.gt_index) > 0
+
+
 def test_chebyshev_distance_is_a_square_window():
     gt = _t([1, 1], [0.0, 1000.0], [0.0, 0.0])
     est = _t([1, 1], [40.0, 1045.0], [40.0, 0.0])  # 56.6 nm (40, 40) and 45 nm (45, 0) away

@@ -1142,6 +1142,30 @@ def test_matching_a_copy_of_the_ground_truth_is_perfect(viewer, qtbot, stack_pat
     assert pd.read_csv(tmp_path / "scores.csv")["Jaccard [%]"].tolist() == [100.0, 100.0]
 
 
+def test_matching_shows_progress_and_can_be_cancelled(viewer, qtbot, stack_path, monkeypatch):
+    """A 1M-point match ran about a minute with no progress bar and no Cancel."""
+    from napari_deepcel0.core import metrics
+
+    monkeypatch.setattr(metrics, "MATCH_CHUNK_FRAMES", 1)  # progress after every frame of the 8
+    layer, gt = _gt_layer(viewer, stack_path)
+    copy, _ = _gt_layer(viewer, stack_path)
+    widget = _dock(viewer, MatchingWidget)
+    widget.ground_truth.value, widget.estimate.value = layer, copy
+    widget.tolerances.value = "25, 50"
+    seen = []
+    widget.job.progress.changed.connect(lambda value: seen.append((value, widget.job.progress.max)))
+    widget.run()
+    _wait(qtbot, widget.job)
+    assert seen[-1] == (16, 16) and len(seen) >= 8  # 8 frames x 2 tolerances
+    assert not widget.job.cancel_button.native.isHidden() and widget.scores["TP"].tolist() == [len(gt)] * 2
+    before = widget.scores.copy()
+    widget.tolerances.value = "10, 20, 30, 40, 50"
+    widget.run()
+    widget.job.cancel()  # at once: 40 pieces to go
+    _wait(qtbot, widget.job)
+    assert widget.job.status.value == "Matching cancelled" and widget.scores.equals(before)  # nothing half-done
+
+
 def test_matching_colours_tp_fp_fn_and_loads_a_csv(viewer, qtbot, stack_path, tmp_path):
     from napari_deepcel0.core.io import write_thunderstorm_csv
 

@@ -15,7 +15,8 @@ from qtpy.QtCore import Qt
 from qtpy.QtWidgets import QApplication, QFileDialog
 
 from ..core.io import FRAME, X_NM, Y_NM, LocalizationFileError, atomic_write, read_localizations
-from ..core.metrics import DEFAULT_TOLERANCES_NM, evaluate, match, score
+from ..core.cancel import is_cancelled
+from ..core.metrics import DEFAULT_TOLERANCES_NM, iter_match, score
 from .controls import counted, layer_combo, select_layer, wrapping_label
 from .jobs import JobControls
 from .layers import (OUTPUT, is_localization_run, is_read_from_file, points_from_table, points_layer_kwargs,
@@ -46,9 +47,19 @@ def parse_tolerances(text: str) -> list[float]:
 
 
 def _match_job(gt: pd.DataFrame, est: pd.DataFrame, tolerances: list[float], cancel=None):
-    first = match(gt, est, tolerances[0])  # scored and drawn: matched once (a minute for 1M points)
-    scores = [score(gt, est, tolerances[0], matching=first)] + evaluate(gt, est, tolerances[1:])
-    gt_found, est_true = first.labels()
+    """Yield ``(done, total, text)`` while matching at each tolerance (a 1M-point table
+    takes about half a minute a tolerance); return ``(scores, gt_found, est_true)`` (the
+    labels at the first tolerance), or None when cancelled."""
+    matchings = []
+    for i, tol in enumerate(tolerances):
+        for done, total, matching in iter_match(gt, est, tol):
+            if is_cancelled(cancel):
+                return None
+            yield (i * total + done, len(tolerances) * total,
+                   f"Matching: {tol:g} nm ({i + 1} of {len(tolerances)}), {done} of {counted(total, 'frame')}")
+        matchings.append(matching)
+    scores = [score(gt, est, tol, matching=m) for tol, m in zip(tolerances, matchings)]
+    gt_found, est_true = matchings[0].labels()
     return scores, gt_found, est_true
 
 
@@ -101,7 +112,7 @@ class MatchingWidget(Container):
         self.load_button = PushButton(text="Load ground-truth CSV ...")
         self.estimate = layer_combo(napari_viewer, napari.layers.Points, "localizations", prefer=is_localization_run)
         self.tolerances = LineEdit(label="tolerances (nm)", value=", ".join(f"{t:g}" for t in DEFAULT_TOLERANCES_NM))
-        self.job = JobControls("Matching", "Match", cancellable=False, show_progress=False)
+        self.job = JobControls("Matching", "Match")
         self.table = Label(value=scores_html(scores_table([])))
         self.legend = wrapping_label(value="")
         for label in (self.table, self.legend):
@@ -159,10 +170,14 @@ class MatchingWidget(Container):
         if run:
             gt = gt[gt[FRAME].isin(frames)].reset_index(drop=True)
             note = f" (ground truth restricted to the {counted(len(frames), 'frame')} localized)"
-        self.job.start(_match_job, gt, est, tolerances,
+        self.job.start(_match_job, gt, est, tolerances, on_yield=lambda progress: self.job.report(*progress),
                        on_return=lambda value: self._show(value, gt, est, tolerances[0], est_layer.name, note, hint))
 
     def _show(self, value, gt, est, tol, name, note, hint) -> None:
+        if value is None:  # cancelled: the table and the layer of the last match stay
+            self.job.status.value = "Matching cancelled"
+            show_info(self.job.status.value)
+            return
         scores, gt_found, est_true = value
         self.scores = scores_table(scores)
         self.table.value = scores_html(self.scores)

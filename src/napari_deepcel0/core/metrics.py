@@ -20,6 +20,7 @@ Definitions (paper Eqs. 11-13, Sage et al. 2019), percentages in %:
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 
 import numpy as np
@@ -142,6 +143,21 @@ def check_tolerance(tol_nm: float) -> None:
 
 def match(gt: pd.DataFrame, est: pd.DataFrame, tol_nm: float, distance: str = "euclidean") -> Matching:
     """Match two localization tables frame by frame (see :func:`match_points`)."""
+    for *_, matching in iter_match(gt, est, tol_nm, distance):
+        pass
+    return matching
+
+
+#: :func:`iter_match` reports progress after this many frames
+MATCH_CHUNK_FRAMES = 500
+
+
+def iter_match(gt: pd.DataFrame, est: pd.DataFrame, tol_nm: float, distance: str = "euclidean"
+               ) -> Iterator[tuple[int, int, Matching | None]]:
+    """:func:`match` a few hundred frames at a time (:data:`MATCH_CHUNK_FRAMES`), for
+    progress bars and Cancel on large tables: yields ``(frames done, frames to match,
+    None)`` after each piece, and last ``(n, n, Matching)``. Frames found in only one
+    table need no matching and are not counted."""
     check_tolerance(tol_nm)
     minkowski_p(distance)
     for name, t in (("ground truth", gt), ("estimate", est)):
@@ -171,7 +187,10 @@ def match(gt: pd.DataFrame, est: pd.DataFrame, tol_nm: float, distance: str = "e
         gi, ei = match_points(g_xy[gsel], e_xy[esel], tol_nm, distance)
         all_g.append(gsel[gi])
         all_e.append(esel[ei])
-    return Matching(float(tol_nm), np.concatenate(all_g), np.concatenate(all_e), len(gt), len(est))
+        if (k + 1) % MATCH_CHUNK_FRAMES == 0 and k + 1 < len(frames):
+            yield k + 1, len(frames), None
+    yield len(frames), len(frames), Matching(float(tol_nm), np.concatenate(all_g), np.concatenate(all_e), len(gt),
+                                             len(est))
 
 
 @dataclass
