@@ -221,8 +221,9 @@ class _Run:
             # contrast limits given: napari scanning the zeros for them took 0.4 s of the GUI thread
             # for 20 frames of 256 x 256 pixels (they are set from the maps at each refresh)
             self.maps = show_layer(viewer, "image", np.zeros(maps_shape, np.float32), {
-                "name": f"{layer.name} maps", "colormap": "magma", "blending": "additive", "contrast_limits": (0.0, 1.0),
-                "metadata": {OUTPUT: "maps"}, **image_transform(fine_nm, self.first_frame)})
+                "name": f"{layer.name} maps", "colormap": "magma", "blending": "additive",
+                "contrast_limits": (0.0, 1.0), "metadata": {OUTPUT: "maps"},
+                **image_transform(fine_nm, self.first_frame)})
         self.pacer = RefreshPacer()
 
     def layers(self) -> list:

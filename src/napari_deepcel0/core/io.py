@@ -776,7 +776,8 @@ def _numeric(path, label: str, col: pd.Series, strict: bool = True) -> pd.Series
         if not strict and bad.all():
             return col
         row = int(np.flatnonzero(bad.to_numpy())[0]) + 1
-        raise LocalizationFileError(f"{path}: non-numeric value '{col[bad].iloc[0]}' in column {label!r} (data row {row})")
+        raise LocalizationFileError(f"{path}: non-numeric value '{col[bad].iloc[0]}' in column {label!r} "
+                                    f"(data row {row})")
     return values
 
 
