@@ -390,6 +390,17 @@ def test_all_or_nothing_replaces_the_files_only_when_every_write_succeeded(tmp_p
     assert a.read_text() == "plain"
 
 
+def test_writing_through_a_symbolic_link_updates_its_target(tmp_path):
+    # the link was replaced by a regular file and its target kept the old content
+    target = tmp_path / "results" / "locs.csv"
+    target.parent.mkdir()
+    target.write_text("old")
+    link = tmp_path / "latest.csv"
+    link.symlink_to(target)
+    io.write_thunderstorm_csv(link, _table())
+    assert link.is_symlink() and len(io.read_localizations(target)) == 5
+
+
 def test_output_path_errors_name_the_target(tmp_path):
     with pytest.raises(IsADirectoryError, match="is a folder; give a file name"):
         io.write_thunderstorm_csv(tmp_path, _table(1))

@@ -426,7 +426,10 @@ def make_output_folder(path) -> Path:
 def atomic_write(path: Path, write) -> Path:
     """Run ``write(tmp_path)`` then move the temp file over ``path``; on any error
     the temp file is removed and an existing ``path`` is left untouched. Inside
-    :func:`all_or_nothing` the move waits for the end of the block."""
+    :func:`all_or_nothing` the move waits for the end of the block. A ``path`` that is a
+    symbolic link writes the file it points to (the link stays a link)."""
+    if Path(path).is_symlink():
+        path = Path(path).resolve()
     path = check_output_path(path)
     try:
         fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
