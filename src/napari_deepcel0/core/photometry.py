@@ -249,13 +249,10 @@ def _fit_region(frame_adu: np.ndarray, x0: np.ndarray, y0: np.ndarray, acq: Acqu
     # needs the photons above it to be >= 0, so the data are lifted by it and it is put back
     lift = min(background, 0.0)
     data, background = data - lift, background - lift
-    shifted = (acq.read_noise_adu / acq.gain_adu_per_photon) ** 2
-    observed = np.maximum(data + shifted, 0.0)
+    observed = np.maximum(data + _read_variance(acq), 0.0)
 
     def expected(x, y, amplitude, b):
-        pixel, molecule, fraction = _psf_pieces(x, y, acq, shape)
-        return np.maximum(np.bincount(pixel, fraction * amplitude[molecule], minlength=data.size) + b + shifted,
-                          MIN_VARIANCE)
+        return _expected_counts(x, y, amplitude, b, acq, shape)
 
     def neg_log_likelihood(m):
         return float(np.sum(m - observed * np.log(m)))
@@ -296,6 +293,20 @@ def _fit_region(frame_adu: np.ndarray, x0: np.ndarray, y0: np.ndarray, acq: Acqu
     return x, y, amplitude, b + lift, uncertainty
 
 
+def _read_variance(acq: Acquisition) -> float:
+    """The read noise's variance in photons^2: the shift of the shifted-Poisson model."""
+    return (acq.read_noise_adu / acq.gain_adu_per_photon) ** 2
+
+
+def _expected_counts(x_nm, y_nm, photons, background: float, acq: Acquisition,
+                     frame_shape: tuple[int, int]) -> np.ndarray:
+    """Each pixel's expected photons (row-major) plus the read noise's variance, the mean
+    of the shifted Poisson model, at least :data:`MIN_VARIANCE`."""
+    pixel, molecule, fraction = _psf_pieces(x_nm, y_nm, acq, frame_shape)
+    counts = np.bincount(pixel, fraction * photons[molecule], minlength=frame_shape[0] * frame_shape[1])
+    return np.maximum(counts + background + _read_variance(acq), MIN_VARIANCE)
+
+
 def _weighted_jacobian(x_nm, y_nm, photons, expected, acq: Acquisition, frame_shape: tuple[int, int]):
     """``(J, W J)``: the derivatives of each pixel's expected photons ``expected`` (pixels
     row-major) with respect to the parameters (the photons of every molecule, then their
@@ -332,10 +343,7 @@ def joint_position_bounds(frame_shape: tuple[int, int], x_nm, y_nm, photons, bac
     if not (len(x) == len(y) == len(photons)):
         raise ValueError(f"x, y and photons differ in length: {len(x)}, {len(y)}, {len(photons)}")
     n = len(x)
-    pixel, molecule, fraction = _psf_pieces(x, y, acq, frame_shape)
-    read_variance = (acq.read_noise_adu / acq.gain_adu_per_photon) ** 2
-    expected = np.bincount(pixel, fraction * photons[molecule], minlength=frame_shape[0] * frame_shape[1])
-    expected = np.maximum(expected + background + read_variance, MIN_VARIANCE)
+    expected = _expected_counts(x, y, photons, background, acq, frame_shape)
     jacobian, weighted = _weighted_jacobian(x, y, photons, expected, acq, frame_shape)
     fisher = (jacobian.T @ weighted).toarray()
     # scaled to a unit diagonal (photons, nm and photons per pixel differ by orders of
