@@ -99,9 +99,9 @@ def main() -> None:
             if max_sd is None:
                 j, r, n = [exact.jaccard], [exact.rmse_nm], len(emitters)
             else:
-                scores = [score(gt, drawn(emitters, max_sd, seed), 50.0) for seed in range(args.seeds)]
-                j, r = [s.jaccard for s in scores], [s.rmse_nm for s in scores]
-                n = len(drawn(emitters, max_sd, 0))
+                draws = [drawn(emitters, max_sd, seed) for seed in range(args.seeds)]
+                scores = [score(gt, d, 50.0) for d in draws]
+                j, r, n = [s.jaccard for s in scores], [s.rmse_nm for s in scores], len(draws[0])
             row = {"merge_nm": merge_nm, "variant": label, "max_sd_nm": max_sd, "emitters": n,
                    "per_frame": round(n / len(numbers), 1), "jaccard_50": round(float(np.mean(j)), 2),
                    "jaccard_50_spread": round(float(np.ptp(j)), 2), "rmse_nm": round(float(np.mean(r)), 2),
