@@ -124,8 +124,5 @@ class ExportWidget(Container):
         if partial:
             text += ("; its run was still going, so only the frames done so far are in the file: save again when "
                      "the run has finished")
-            job.status.value = text
-            show_warning(text)
-            return
         job.status.value = text
-        show_info(text)
+        (show_warning if partial else show_info)(text)

@@ -483,7 +483,6 @@ def all_or_nothing():
     _transaction.pending = pending = []
     try:
         yield
-        _transaction.pending = None
         while pending:
             tmp, path = pending.pop(0)
             try:

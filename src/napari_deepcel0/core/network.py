@@ -15,6 +15,8 @@ edge, each giving the half of the map on its side (see :meth:`LocalizationNet.fo
 
 from __future__ import annotations
 
+import itertools
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -66,7 +68,7 @@ class LocalizationNet(nn.Module):
             x = F.pad(x, (0, (-w) % 8, 0, (-h) % 8), mode="replicate")
             return self._forward(x)[..., :h, :w]
         out = None
-        for (out_r, in_r, keep_r), (out_c, in_c, keep_c) in ((r, c) for r in _windows(h) for c in _windows(w)):
+        for (out_r, in_r, keep_r), (out_c, in_c, keep_c) in itertools.product(_windows(h), _windows(w)):
             part = self._forward(x[..., in_r, in_c])[..., keep_r, keep_c]
             if out is None:
                 out = part.new_empty(part.shape[:-2] + (h, w))
