@@ -229,9 +229,8 @@ def _info_from_dict(path, d: dict) -> ModelInfo:
         _fail(path, f"unknown network architecture {d.get('architecture')!r} (expected {ARCHITECTURE!r})")
     if d.get("head") not in HEADS:
         _fail(path, f"unknown head {d.get('head')!r}")
-    if not isinstance(d.get("method", "deepcel0"), str) or d.get("method", "deepcel0") not in METHODS or METHODS[
-            d.get("method", "deepcel0")] != (
-            d["head"], d.get("loss", "cel0")):
+    method = d.get("method", "deepcel0")
+    if not isinstance(method, str) or METHODS.get(method) != (d["head"], d.get("loss", "cel0")):
         _fail(path, f"method {d.get('method')!r}, head {d['head']!r} and loss {d.get('loss')!r} do not belong "
                     f"together (known: {METHODS})")
     missing = [k for k in MODEL_ACQUISITION_FIELDS if not isinstance(d.get("acquisition"), dict)
