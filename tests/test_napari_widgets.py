@@ -1088,6 +1088,22 @@ def test_training_recipe_fills_the_fields_and_persists(viewer):
     assert again.recipe.value == paper and again.config() == TrainingConfig()
 
 
+def test_plots_follow_the_napari_theme(viewer):
+    from matplotlib.colors import to_hex
+    from napari.utils.theme import get_theme
+
+    training = _dock(viewer, TrainingWidget)
+    for theme in ("dark", "light", "dark"):
+        viewer.theme = theme
+        colours = get_theme(theme)
+        plot = training.plot
+        assert to_hex(plot.figure.get_facecolor()) == to_hex(colours.background.as_hex())
+        assert to_hex(plot.axes.xaxis.label.get_color()) == to_hex(colours.text.as_hex())
+        plot.plot({"training": ([1, 2], [3, 2]), "validation": ([1, 2], [4, 3])})  # redrawn: still themed
+        assert to_hex(plot.axes.get_facecolor()) == to_hex(colours.background.as_hex())
+        assert to_hex(plot.axes.get_legend().get_texts()[0].get_color()) == to_hex(colours.text.as_hex())
+
+
 def test_training_refuses_a_bad_output(viewer, tmp_path):
     training = _dock(viewer, TrainingWidget)
     training.output.value = tmp_path / "model.pt"

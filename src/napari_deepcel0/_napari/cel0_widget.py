@@ -81,6 +81,7 @@ class Cel0Widget(Container):
         self.tolerance = FloatSpinBox(label="sweep: tolerance (nm)", min=1.0, max=10_000.0, value=50.0)
         self.sweep_job = JobControls("Lambda sweep", "Sweep lambda")
         self.plot = LinePlot("lambda", "Jaccard [%]", log_x=True, height_px=170)
+        self.plot.follow_theme(napari_viewer)
         self.best = wrapping_label(label="best")
         self.use_best_button = PushButton(text="Use the best lambda", enabled=False)
         self.reset_button = PushButton(text="Reset settings")

@@ -11,6 +11,7 @@ import napari
 from magicgui.widgets import ComboBox, Container, FileEdit, FloatSpinBox, Label
 from matplotlib.backends.backend_qtagg import FigureCanvasQTAgg
 from matplotlib.figure import Figure
+from napari.utils.theme import get_theme
 from qtpy.QtCore import QEvent, QObject
 from qtpy.QtWidgets import QMessageBox, QSizePolicy
 
@@ -188,7 +189,37 @@ class LinePlot(Container):
         self.canvas.setMinimumHeight(height_px)
         self.native.layout().addWidget(self.canvas)
         self.xlabel, self.ylabel, self.log_x = xlabel, ylabel, log_x
+        self.background, self.text_colour = "white", "black"  # matplotlib's; follow_theme changes them
         self.clear()
+
+    def follow_theme(self, viewer) -> None:
+        """Draw in the colours of ``viewer``'s napari theme, now and whenever it changes
+        (a white plot in the dark theme glares)."""
+        def apply(event=None):
+            try:
+                theme = get_theme(viewer.theme)
+            except (KeyError, ValueError):  # a theme napari no longer knows: keep the colours
+                return
+            self.background, self.text_colour = theme.background.as_hex(), theme.text.as_hex()
+            self._style()
+            self.canvas.draw_idle()
+
+        viewer.events.theme.connect(apply)
+        apply()
+
+    def _style(self) -> None:
+        self.figure.set_facecolor(self.background)
+        self.axes.set_facecolor(self.background)
+        self.axes.tick_params(colors=self.text_colour, which="both")
+        self.axes.xaxis.label.set_color(self.text_colour)
+        self.axes.yaxis.label.set_color(self.text_colour)
+        for spine in self.axes.spines.values():
+            spine.set_color(self.text_colour)
+        legend = self.axes.get_legend()
+        if legend is not None:
+            legend.get_frame().set_facecolor(self.background)
+            for text in legend.get_texts():
+                text.set_color(self.text_colour)
 
     def clear(self) -> None:
         """Remove every curve."""
@@ -197,7 +228,8 @@ class LinePlot(Container):
         self.axes.set_ylabel(self.ylabel)
         if self.log_x:
             self.axes.set_xscale("log")
-        self.axes.grid(alpha=0.3)
+        self.axes.grid(alpha=0.3, color=self.text_colour)
+        self._style()
         self.canvas.draw()
 
     def plot(self, curves: dict[str, tuple], marker: tuple[float, float] | None = None) -> None:
@@ -209,6 +241,7 @@ class LinePlot(Container):
             self.axes.plot([marker[0]], [marker[1]], "o", mfc="none", mec="red", ms=10)
         if len(curves) > 1:
             self.axes.legend(fontsize="small")
+            self._style()
         self.canvas.draw()
 
 

@@ -81,6 +81,7 @@ class TrainingWidget(Container):
         self.job = JobControls("Training", "Train")
         self.loss = wrapping_label(label="loss")
         self.plot = LinePlot("epoch", "loss")
+        self.plot.follow_theme(napari_viewer)
         self.reset_button = PushButton(text="Reset settings")
         self.extend([self.recipe, self.patches, self.sim_frames, self.density, self.sparse_fraction, self.epochs,
                      self.max_steps, self.lam, self.batch_size,
