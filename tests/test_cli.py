@@ -91,6 +91,11 @@ def test_evaluate_scores_a_frame_selection_and_says_when_frames_differ(simulated
         expected = score(truth, shifted, 50.0, grid=(25.0, (96, 96)), n_frames=n).specificity
         assert specificity[selection] == pytest.approx(expected, abs=1e-3)
     assert specificity["1-10"] > specificity["1-2"]
+    # the printed table shows it too (the help promises it; it was in --json only)
+    assert main(["evaluate", str(tmp_path / "shifted.csv"), "--gt", str(tmp_path / "first2.csv"), "--tol", "50",
+                 "--frames", "1-10", "--frame-shape", "24", "24"]) == 0
+    head, row = capsys.readouterr().out.strip().splitlines()[-2:]
+    assert head.split()[-1] == "spec%" and float(row.split()[-1]) == pytest.approx(specificity["1-10"], abs=1e-3)
 
 
 def test_gpu_out_of_memory_says_what_to_do(monkeypatch, capsys):
@@ -122,6 +127,20 @@ def test_localize_writes_csv_and_render(simulated, tiny_model_path, tmp_path, ca
                  "--frames", "1", "--device", "cpu", "--render", str(tif), "--render-pixel", "20"]) == 0
     with FrameStack(tif) as render:  # marked as a render: napari will not take 20 nm for the camera pixel
         assert render.output == "render" and render.pixel_size_nm == pytest.approx(20.0)
+
+
+def test_localize_says_when_pixel_size_overrides_the_files(simulated, tiny_model_path, tmp_path, capsys):
+    """--pixel-size over a file that states another: one note in command-line terms, not
+    also the library's warning meant for Python users; the coordinates follow the flag."""
+    outs = {}
+    for flag in ([], ["--pixel-size", "200"]):
+        outs[bool(flag)] = tmp_path / f"locs{len(flag)}.csv"
+        assert main(["localize", str(simulated / "frames.tif"), "--out", str(outs[bool(flag)]), "--model",
+                     str(tiny_model_path), "--frames", "1", "--device", "cpu", "--threshold", "0", *flag]) == 0
+    err = capsys.readouterr().err
+    assert "states 100 nm pixels; using --pixel-size 200 nm" in err and "camera pixels, but" not in err
+    plain, doubled = (read_localizations(outs[k]) for k in (False, True))
+    np.testing.assert_allclose(doubled["x [nm]"], plain["x [nm]"] * 2, rtol=1e-5)
 
 
 def test_localize_with_photometry_writes_photons(simulated, tiny_model_path, tmp_path, capsys):

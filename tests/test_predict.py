@@ -270,3 +270,28 @@ def test_default_threshold_is_a_tenth_of_one_molecule(model, stack):
     explicit = localize(model, frames, threshold=0.1 * model.info.spike_value)
     assert len(default) == len(explicit)
     np.testing.assert_array_equal(default["x [nm]"].to_numpy(), explicit["x [nm]"].to_numpy())
+
+
+def test_a_stack_that_states_another_pixel_size_warns_and_can_be_followed(tmp_path, tiny_model_path):
+    """A 160 nm stack localized with a 100 nm model's acquisition came out shrunk by
+    100/160 without a word; now it warns, and ``pixel_size_nm=`` uses the file's."""
+    import warnings
+
+    from napari_deepcel0.core.io import read_stack, write_tiff
+    from napari_deepcel0.core.predict import PixelSizeWarning
+
+    frames, _ = simulate_stack(n_frames=2, shape=(24, 24), seed=5)
+    write_tiff(tmp_path / "frames.tif", frames, pixel_size_nm=160.0)
+    stack = read_stack(tmp_path / "frames.tif")
+    default = DeepLocalizer(tiny_model_path, device="cpu", precision="fp32")
+    with pytest.warns(PixelSizeWarning, match="160 nm camera pixels.*100 nm"):
+        shrunk = localize(default, stack, threshold=0.0)
+    with pytest.warns(UserWarning, match="pixel size: model 100 nm, data 160 nm"):
+        following = DeepLocalizer(tiny_model_path, device="cpu", precision="fp32", pixel_size_nm=stack.pixel_size_nm)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", PixelSizeWarning)
+        right = localize(following, stack, threshold=0.0)
+    assert len(right) == len(shrunk) > 0
+    np.testing.assert_allclose(right["x [nm]"], shrunk["x [nm]"] * 1.6, rtol=1e-5)
+    np.testing.assert_allclose(right["y [nm]"], shrunk["y [nm]"] * 1.6, rtol=1e-5)
+    stack.close()

@@ -117,15 +117,30 @@ def _averaging_text(orientations: int) -> str:
     return f", positions averaged over {orientations} orientations" if orientations > 1 else ""
 
 
-def _add_acquisition_args(p, with_camera: bool = False) -> None:
+def _add_acquisition_args(p, with_camera: bool = False, model: bool = False, stack: bool = False) -> None:
+    """The acquisition flags; their help names the defaults: the model's settings when
+    ``model`` (localize), else :class:`Acquisition`'s, and for the pixel size the
+    stack's metadata first when the command reads a stack."""
+    d = Acquisition()
+
+    def default(value: float, unit: str) -> str:
+        return "(default: the model's)" if model else f"(default {value:g}{unit})"
+
+    pixel = ("(default: the stack's ImageJ/OME metadata, else " + ("the model's)" if model else f"{d.pixel_size_nm:g})")
+             if stack else default(d.pixel_size_nm, ""))
     g = p.add_argument_group("acquisition")
-    g.add_argument("--pixel-size", type=positive_float, metavar="NM", help="camera pixel size in nm")
-    g.add_argument("--fwhm", type=positive_float, metavar="NM", help="PSF FWHM in nm (sigma = FWHM / 2.3548)")
-    g.add_argument("--upsampling", type=positive_int, metavar="L", help="fine-grid upsampling factor L")
+    g.add_argument("--pixel-size", type=positive_float, metavar="NM", help=f"camera pixel size in nm {pixel}")
+    g.add_argument("--fwhm", type=positive_float, metavar="NM",
+                   help=f"PSF FWHM in nm (sigma = FWHM / 2.3548) {default(d.fwhm_nm, '')}")
+    g.add_argument("--upsampling", type=positive_int, metavar="L",
+                   help=f"fine-grid upsampling factor L {default(d.upsampling, '')}")
     if with_camera:
-        g.add_argument("--offset", type=finite_float, metavar="ADU", help="camera offset (ADU)")
-        g.add_argument("--gain", type=positive_float, metavar="ADU/PHOTON", help="camera gain")
-        g.add_argument("--read-noise", type=non_negative_float, metavar="ADU", help="read noise std (ADU)")
+        g.add_argument("--offset", type=finite_float, metavar="ADU",
+                       help=f"camera offset (ADU) {default(d.offset_adu, '')}")
+        g.add_argument("--gain", type=positive_float, metavar="ADU/PHOTON",
+                       help=f"camera gain {default(d.gain_adu_per_photon, '')}")
+        g.add_argument("--read-noise", type=non_negative_float, metavar="ADU",
+                       help=f"read noise std (ADU) {default(d.read_noise_adu, '')}")
 
 
 def _device_args(p) -> None:
@@ -361,6 +376,7 @@ def _open_stack_and_acq(args, base: Acquisition, default_label: str = "model's")
     """The stack and its acquisition: ``base`` (the model's, or the defaults) with the
     stack's pixel size and the command-line settings."""
     from .core.io import read_stack
+    from .core.predict import PixelSizeWarning
 
     stack = read_stack(args.stack)
     if stack.output:  # its pixel size is no camera's: the PSF check failed with a puzzling message
@@ -368,6 +384,12 @@ def _open_stack_and_acq(args, base: Acquisition, default_label: str = "model's")
     if args.pixel_size is None and stack.pixel_size_nm is None:
         print(f"note: {args.stack} carries no pixel size; using the {default_label} {base.pixel_size_nm:g} nm "
               "(set --pixel-size)", file=sys.stderr)
+    elif args.pixel_size is not None and stack.pixel_size_nm is not None and args.pixel_size != stack.pixel_size_nm:
+        print(f"note: {args.stack} states {stack.pixel_size_nm:g} nm pixels; using --pixel-size {args.pixel_size:g} nm",
+              file=sys.stderr)
+    # the library's PixelSizeWarning says the same to Python users, in their terms (main's
+    # catch_warnings ends the filter with the command)
+    warnings.filterwarnings("ignore", category=PixelSizeWarning)
     return stack, _acquisition(args, base, stack_pixel_nm=stack.pixel_size_nm)
 
 
@@ -551,7 +573,10 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     p = sub.add_parser("simulate", help="simulate an SMLM TIFF stack and its ground-truth CSV",
-                       description="Simulate a TIFF stack (frames.tif) and a ground-truth ThunderSTORM CSV.")
+                       description="Simulate a TIFF stack (frames.tif, its pixel size in the ImageJ metadata), "
+                                   "a ground-truth ThunderSTORM CSV (ground_truth.csv) and acquisition.json (the "
+                                   "acquisition simulated, for the record: localize reads only the pixel size, "
+                                   "from the TIFF; give it the other settings, e.g. --fwhm, again).")
     p.add_argument("--out", required=True, metavar="DIR", help="output folder")
     p.add_argument("--frames", type=positive_int, default=100, metavar="N", help="number of frames (default 100)")
     p.add_argument("--size", type=positive_int, default=64, metavar="PX",
@@ -582,7 +607,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="score only these frames of both files (1-based, e.g. 1-100), e.g. after localize --frames")
     p.add_argument("--json", action="store_true", help="one JSON object per tolerance (percentages in %%)")
     p.add_argument("--frame-shape", type=positive_int, nargs=2, metavar=("ROWS", "COLS"),
-                   help="camera frame shape, to report specificity on the fine grid")
+                   help="camera frame shape, to report specificity on the fine grid (column spec%%)")
     _add_acquisition_args(p)
     p.set_defaults(func=cmd_evaluate)
 
@@ -656,8 +681,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--render", metavar="PNG_OR_TIF", help="also write a super-resolved rendering")
     p.add_argument("--render-pixel", type=positive_float, default=10.0, metavar="NM", help="rendering pixel (default 10 nm)")
     p.add_argument("--gt", metavar="GT.csv", help="ground truth: print scores after localizing")
-    p.add_argument("--tol", type=positive_float, nargs="+", default=[50.0, 100.0, 150.0, 250.0], metavar="NM")
-    _add_acquisition_args(p, with_camera=True)
+    p.add_argument("--tol", type=positive_float, nargs="+", default=[50.0, 100.0, 150.0, 250.0], metavar="NM",
+                   help="with --gt: matching tolerances (default 50 100 150 250)")
+    _add_acquisition_args(p, with_camera=True, model=True, stack=True)
     _device_args(p)
     p.set_defaults(func=cmd_localize)
 
@@ -667,7 +693,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default="deepcel0-demo", metavar="DIR", help="output folder (default ./deepcel0-demo)")
     p.add_argument("--frames", type=positive_int, default=50, help="frames to simulate (default 50)")
     p.add_argument("--density", type=positive_float, default=5.5, help="emitters per um^2 (default 5.5, as ISBI 2013)")
-    p.add_argument("--seed", type=int, default=1)
+    p.add_argument("--seed", type=int, default=1, help="random seed of the simulation (default 1)")
     _orientations_arg(p)
     _device_args(p)
     p.set_defaults(func=cmd_demo)

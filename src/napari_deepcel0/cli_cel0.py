@@ -69,7 +69,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     g.add_argument("--match-tol", type=float, default=50.0, metavar="NM",
                    help="matching tolerance for the Jaccard index (default 50 nm)")
     g.add_argument("--json", action="store_true", help="print the sweep as one JSON object")
-    _add_acquisition_args(p)
+    _add_acquisition_args(p, stack=True)
     p.set_defaults(func=run)
     return p
 

@@ -305,12 +305,15 @@ def evaluate(
 
 
 def format_scores(scores: list[Score]) -> str:
-    """A plain-text table of scores, one row per tolerance."""
+    """A plain-text table of scores, one row per tolerance; with a ``spec%`` column
+    (3 decimals: on the fine grid it is 99.9-something) when the scores have one."""
+    with_spec = any(s.specificity is not None for s in scores)
     head = f"{'tol [nm]':>8} {'TP':>7} {'FP':>7} {'FN':>7} {'Jaccard%':>8} {'sens%':>6} {'prec%':>6} {'RMSE nm':>7} {'eff%':>6}"
-    lines = [head]
+    lines = [head + (f" {'spec%':>7}" if with_spec else "")]
     for s in scores:
-        lines.append(
-            f"{s.tol_nm:8.0f} {s.tp:7d} {s.fp:7d} {s.fn:7d} {s.jaccard:8.2f} {s.sensitivity:6.2f} "
-            f"{s.precision:6.2f} {s.rmse_nm:7.2f} {s.efficiency:6.2f}"
-        )
+        line = (f"{s.tol_nm:8.0f} {s.tp:7d} {s.fp:7d} {s.fn:7d} {s.jaccard:8.2f} {s.sensitivity:6.2f} "
+                f"{s.precision:6.2f} {s.rmse_nm:7.2f} {s.efficiency:6.2f}")
+        if with_spec:
+            line += f" {s.specificity:7.3f}" if s.specificity is not None else f" {'n/a':>7}"
+        lines.append(line)
     return "\n".join(lines)
