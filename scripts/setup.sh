@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
 # Set up napari-deepcel0 on a fresh machine: system libraries for headless Qt/OpenGL
-# (Debian/Ubuntu, when run as root or with sudo), a virtual environment in .venv, the
-# CPU build of PyTorch and the package with its test dependencies.
+# (Debian/Ubuntu, when run as root or with sudo), a virtual environment in .venv,
+# PyTorch 2.13.0 from pip's package sources and the package with its test dependencies.
 #
 #   bash scripts/setup.sh            # then: .venv/bin/deepcel0 demo
+#   TORCH_INDEX_URL=https://download.pytorch.org/whl/cpu bash scripts/setup.sh
+#                                    # the CPU build where PyPI (CUDA builds, GBs) is the source
 #
 # For a CUDA GPU, install the matching torch build into .venv first
 # (https://pytorch.org/get-started/locally/); this script keeps an installed torch.

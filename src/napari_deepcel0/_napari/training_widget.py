@@ -43,7 +43,7 @@ def _train_job(acq, config: TrainingConfig, path: Path, progress, cancel=None):
 #: below it and sets what they do not show (learning-rate schedule, sparse densities)
 RECIPES = {
     "paper schedule (100 epochs)": TrainingConfig,
-    "bundled model's (about 5 min on an H100)": TrainingConfig.bundled,
+    "bundled model's (about 4 min on an H100)": TrainingConfig.bundled,
 }
 
 
