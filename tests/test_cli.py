@@ -585,3 +585,20 @@ def test_the_same_new_file_named_relative_and_absolute_is_caught(tmp_path, monke
     with pytest.raises(ValueError, match="--out and --render are the same file"):
         check_distinct_files(args, inputs=(), outputs=("out", "render"))
     check_distinct_files(argparse.Namespace(out="a.png", render=str(tmp_path / "b.png")), (), ("out", "render"))
+
+
+def test_localize_scores_the_ground_truth_of_the_selected_frames(tiny_model_path, tmp_path, capsys):
+    from napari_deepcel0.core.io import write_tiff
+    from napari_deepcel0.core.simulate import simulate_stack
+
+    frames, gt = simulate_stack(n_frames=4, shape=(16, 16), density_per_um2=3.0, seed=2)
+    write_tiff(tmp_path / "s.tif", np.clip(frames, 0, 65535).astype(np.uint16), pixel_size_nm=100.0)
+    write_thunderstorm_csv(tmp_path / "gt.csv", gt)
+    assert main(["localize", str(tmp_path / "s.tif"), "--out", str(tmp_path / "l.csv"), "--model",
+                 str(tiny_model_path), "--device", "cpu", "--frames", "3-4", "--threshold", "0",
+                 "--gt", str(tmp_path / "gt.csv"), "--tol", "50"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    row = out[[i for i, line in enumerate(out) if line.lstrip().startswith("tol [nm]")][0] + 1].split()
+    tp, fp, fn = int(row[1]), int(row[2]), int(row[3])
+    assert tp + fn == int(gt["frame"].isin([3, 4]).sum())
+    assert tp + fp == len(read_localizations(tmp_path / "l.csv"))

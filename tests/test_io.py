@@ -246,7 +246,7 @@ def test_an_empty_stack_and_float64_values_beyond_float32_say_what_they_are(tmp_
 def test_the_writer_refuses_positions_the_reader_would_refuse(tmp_path):
     table = _table()
     table.loc[2, "x [nm]"] = np.nan
-    with pytest.raises(ValueError, match="1 row\(s\) have an x or y that is not a finite number"):
+    with pytest.raises(ValueError, match=r"1 row\(s\) have an x or y that is not a finite number"):
         io.write_thunderstorm_csv(tmp_path / "t.csv", table)
     assert not (tmp_path / "t.csv").exists()
 
@@ -451,3 +451,30 @@ def test_nan_spelled_as_numpy_writes_it_is_a_number_without_warnings(tmp_path):
         warnings.simplefilter("error")
         table = io.read_localizations(path)
     assert table["sigma [nm]"].dtype == np.float64 and table["sigma [nm]"].isna().sum() == 1
+
+
+def _points(frames, xs, ys):
+    return pd.DataFrame({"frame": frames, "x [nm]": np.asarray(xs, float), "y [nm]": np.asarray(ys, float)})
+
+
+def test_csv_writer_keeps_every_row_across_chunks(tmp_path, monkeypatch):
+    monkeypatch.setattr(io, "CSV_CHUNK_ROWS", 3)  # 10 rows: chunks of 3, 3, 3, 1
+    n = 10
+    t = _points(np.arange(1, n + 1), np.arange(n) * 10.0 + 0.25, np.arange(n) * 7.0 + 0.5)
+    path = io.write_thunderstorm_csv(tmp_path / "a.csv", t)
+    lines = path.read_text().splitlines()
+    assert len(lines) == n + 1
+    assert [int(line.split(",")[0]) for line in lines[1:]] == list(range(1, n + 1))
+    back = io.read_localizations(path)
+    np.testing.assert_array_equal(back[["frame", "x [nm]", "y [nm]"]].to_numpy(), t.to_numpy())
+
+
+def test_fractional_frame_numbers_are_refused_by_reader_and_writer(tmp_path):
+    p = tmp_path / "f.csv"
+    p.write_text('"frame","x [nm]","y [nm]"\n1,10,20\n1.5,30,40\n')
+    with pytest.raises(io.LocalizationFileError, match="frame numbers must be integers"):
+        io.read_localizations(p)
+    t = _points(np.array([1.0, 2.5]), [10.0, 20.0], [30.0, 40.0])
+    with pytest.raises(ValueError, match="1-based integers"):
+        io.write_thunderstorm_csv(tmp_path / "w.csv", t)
+    assert not (tmp_path / "w.csv").exists()

@@ -78,3 +78,10 @@ def test_refinement_on_other_maps_keeps_detection_and_mass():
         find_peaks(m, 1.0, refine_maps=other[:, :8])
     with pytest.raises(ValueError, match="only works with method 'peaks'"):
         extract_localizations(m, ISBI2013, 1.0, method="components", refine_maps=other)
+
+
+def test_diagonal_neighbours_are_one_component():
+    m = np.zeros((1, 8, 8), np.float32)
+    m[0, 2, 2], m[0, 3, 3] = 1.0, 1.0
+    c = find_components(m, 0.5)
+    assert len(c["row"]) == 1 and c["row"][0] == pytest.approx(2.5) and c["col"][0] == pytest.approx(2.5)

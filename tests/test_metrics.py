@@ -151,3 +151,40 @@ def test_rmse_and_bias_use_the_matched_pairs_not_the_row_order():
     assert (s.tp, s.fp, s.fn) == (2, 1, 0)
     assert s.rmse_nm == pytest.approx(math.sqrt((100 + 25) / 2))
     assert s.bias_x_nm == pytest.approx(6.5) and s.bias_y_nm == pytest.approx(2.0)
+
+
+def _table(frames, xs, ys):
+    return pd.DataFrame({"frame": frames, "x [nm]": np.asarray(xs, float), "y [nm]": np.asarray(ys, float)})
+
+
+def test_a_cluster_with_fewer_feasible_pairs_than_points_counts_no_pair_beyond_tolerance():
+    # gt1 and gt2 can only pair with est0, which gt0 can also take: at most 2 pairs,
+    # though the component has 3 points of each kind
+    gt = _table([1, 1, 1], [0.0, 80.0, 40.0], [0.0, 0.0, 40.0])
+    est = _table([1, 1, 1], [40.0, -40.0, 0.0], [0.0, 0.0, -40.0])
+    s = metrics.score(gt, est, 50.0)
+    assert (s.tp, s.fp, s.fn) == (2, 1, 1)
+    m = metrics.match(gt, est, 50.0)
+    d = np.hypot(*(est[["x [nm]", "y [nm]"]].to_numpy()[m.est_index] - gt[["x [nm]", "y [nm]"]].to_numpy()[m.gt_index]).T)
+    assert (d <= 50.0).all()
+
+
+def test_matched_pairs_never_exceed_the_tolerance_on_dense_random_frames():
+    rng = np.random.default_rng(7)
+    gt = _table(rng.integers(1, 4, 400), rng.uniform(0, 1500, 400), rng.uniform(0, 1500, 400))
+    est = _table(rng.integers(1, 4, 300), rng.uniform(0, 1500, 300), rng.uniform(0, 1500, 300))
+    for tol in (30.0, 50.0, 100.0):
+        m = metrics.match(gt, est, tol)
+        g = gt.to_numpy()[m.gt_index]
+        e = est.to_numpy()[m.est_index]
+        assert (g[:, 0] == e[:, 0]).all()
+        assert (np.hypot(g[:, 1] - e[:, 1], g[:, 2] - e[:, 2]) <= tol).all()
+
+
+def test_specificity_puts_a_molecule_in_the_fine_pixel_that_holds_it():
+    # 5 nm and 20 nm both lie in fine pixel 0 ([0, 25) nm): one ground-truth pixel, not two
+    gt = _table([1, 1], [5.0, 20.0], [5.0, 5.0])
+    est = _table([1], [500.0], [500.0])  # one FP
+    s = metrics.score(gt, est, 50.0, grid=(25.0, (8, 8)), n_frames=1)
+    tn = 64 - 1
+    assert s.specificity == pytest.approx(100 * tn / (tn + 1))

@@ -1,5 +1,6 @@
 import json
 import pickle
+import re
 
 import pytest
 import torch
@@ -172,3 +173,51 @@ def test_absurdly_nested_metadata_is_a_clear_error(tiny_model_path, tmp_path):
     save_file(tensors, str(out), metadata={model_io.METADATA_KEY: "1" * 5000})
     with pytest.raises(ModelFileError, match=r"nested\.safetensors: corrupt metadata"):  # a ValueError without the file
         read_model_info(out)
+
+
+@pytest.mark.parametrize("field", ["pixel_size_nm", "fwhm_nm", "upsampling"])
+def test_a_model_without_one_of_its_acquisition_settings_is_refused(field, tiny_model_path, tmp_path):
+    from safetensors import safe_open
+    from safetensors.torch import save_file
+
+    with safe_open(str(tiny_model_path), framework="pt") as f:
+        meta = dict(f.metadata())
+        tensors = {k: f.get_tensor(k) for k in f.keys()}
+    d = json.loads(meta[model_io.METADATA_KEY])
+    del d["acquisition"][field]
+    out = tmp_path / "m.safetensors"
+    save_file(tensors, str(out), metadata={model_io.METADATA_KEY: json.dumps(d)})
+    with pytest.raises(model_io.ModelFileError, match=re.escape(f"lacks ['{field}']")):
+        model_io.load_model(out)
+
+
+def test_a_failed_model_save_leaves_the_existing_model_untouched(tiny_model_path, tmp_path, monkeypatch):
+    loaded = model_io.load_model(tiny_model_path)
+    target = tmp_path / "model.safetensors"
+    target.write_bytes(tiny_model_path.read_bytes())
+    before = target.read_bytes()
+
+    def broken(tensors, filename, metadata=None):
+        with open(filename, "wb") as fh:
+            fh.write(b"half a model")
+        raise OSError("disk full")
+
+    monkeypatch.setattr(model_io, "save_file", broken)
+    with pytest.raises(OSError, match="disk full"):
+        model_io.save_model(target, loaded.network, loaded.info)
+    assert target.read_bytes() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["model.safetensors"]
+
+
+def test_the_checkpoint_stays_when_the_final_save_fails(tmp_path, monkeypatch):
+    target = tmp_path / "model.safetensors"
+    checkpoint = model_io.checkpoint_path(target)
+    checkpoint.write_bytes(b"best so far")
+
+    def broken(path, result, notes=""):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(model_io, "save_training_result", broken)
+    with pytest.raises(OSError, match="disk full"):
+        model_io.save_final(target, None)
+    assert checkpoint.read_bytes() == b"best so far"

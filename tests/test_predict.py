@@ -5,6 +5,7 @@ import pytest
 import torch
 
 from napari_deepcel0.core.acquisition import Acquisition
+from napari_deepcel0.core.localize import find_peaks
 from napari_deepcel0.core.predict import (
     ORIENTATIONS,
     BatchResult,
@@ -295,3 +296,30 @@ def test_a_stack_that_states_another_pixel_size_warns_and_can_be_followed(tmp_pa
     np.testing.assert_allclose(right["x [nm]"], shrunk["x [nm]"] * 1.6, rtol=1e-5)
     np.testing.assert_allclose(right["y [nm]"], shrunk["y [nm]"] * 1.6, rtol=1e-5)
     stack.close()
+
+
+def test_the_models_upsampling_sets_the_coordinates_whatever_the_data_settings(tiny_model_path):
+    from napari_deepcel0.core.predict import DeepLocalizer, localize
+    from napari_deepcel0.core.simulate import simulate_stack
+
+    frames, _ = simulate_stack(n_frames=2, shape=(16, 16), density_per_um2=2.0, seed=1)
+    same = DeepLocalizer(tiny_model_path, device="cpu", precision="fp32")
+    with pytest.warns(UserWarning, match="upsampling L: model 4, data settings 2"):
+        other = DeepLocalizer(tiny_model_path, acquisition=Acquisition(upsampling=2), device="cpu", precision="fp32")
+    assert other.acquisition.upsampling == 4 and other.acquisition.fine_pixel_nm == 25.0
+    a, b = localize(same, frames, threshold=0.0), localize(other, frames, threshold=0.0)
+    assert len(a) > 0
+    np.testing.assert_allclose(b[["x [nm]", "y [nm]"]].to_numpy(), a[["x [nm]", "y [nm]"]].to_numpy())
+
+
+def test_confidence_is_the_3x3_map_sum_over_the_spike_value(tiny_model_path):
+    from napari_deepcel0.core.predict import DeepLocalizer, localize_stream
+    from napari_deepcel0.core.simulate import simulate_stack
+
+    frames, _ = simulate_stack(n_frames=2, shape=(16, 16), density_per_um2=2.0, seed=1)
+    model = DeepLocalizer(tiny_model_path, device="cpu", precision="fp32")
+    (result,) = list(localize_stream(model, frames, threshold=0.0, keep_maps=True))
+    peaks = find_peaks(result.maps, 0.0)
+    assert len(result.table) == len(peaks["mass"]) > 0
+    np.testing.assert_allclose(result.table["confidence"].to_numpy(), peaks["mass"] / model.info.spike_value,
+                               rtol=1e-6)
