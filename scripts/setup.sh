@@ -14,22 +14,42 @@ cd "$(dirname "$0")/.."
 
 APT_PACKAGES="xvfb libgl1 libgl1-mesa-dri libegl1 libxkbcommon-x11-0 libxcb-icccm4 libxcb-image0
 libxcb-keysyms1 libxcb-randr0 libxcb-render-util0 libxcb-xinerama0 libxcb-xfixes0 libxcb-shape0
-libxcb-cursor0 libdbus-1-3 libfontconfig1"
+libxcb-cursor0 libdbus-1-3 libfontconfig1 python3-venv"
 
 if command -v apt-get >/dev/null 2>&1; then
   missing=$(for p in $APT_PACKAGES; do dpkg -s "$p" >/dev/null 2>&1 || echo "$p"; done)
   if [ -n "$missing" ]; then
-    SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
-    echo "installing system packages: $missing"
+    SUDO=""
+    if [ "$(id -u)" -ne 0 ]; then
+      if ! command -v sudo >/dev/null 2>&1; then
+        echo "setup.sh: these system packages are missing and there is neither root nor sudo to install" \
+             "them; ask an administrator to run: apt-get install" $missing >&2
+        exit 1
+      fi
+      SUDO="sudo"
+    fi
+    echo "installing system packages:" $missing
     $SUDO apt-get update -qq
     # shellcheck disable=SC2086
     DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends $missing >/dev/null
   fi
+else
+  echo "setup.sh: no apt-get here; napari without a screen needs Xvfb and OpenGL/xcb libraries" \
+       "(the Debian names are in README.md), a desktop needs none" >&2
 fi
 
 PYTHON=${PYTHON:-python3}
-[ -x .venv/bin/python ] || "$PYTHON" -m venv .venv
-.venv/bin/python -m pip install -q --upgrade pip
+"$PYTHON" -c 'import sys; sys.exit(sys.version_info < (3, 10))' || {
+  echo "setup.sh: napari-deepcel0 needs Python >= 3.10; $PYTHON is $("$PYTHON" -V 2>&1) (set PYTHON=python3.11, say)" >&2
+  exit 1
+}
+if ! .venv/bin/python -m pip --version >/dev/null 2>&1; then
+  # none yet, or one left without pip (venv fails half-way without python3-venv): make it anew
+  [ -e .venv ] && echo "setup.sh: .venv has no working pip; making it anew"
+  rm -rf .venv
+  "$PYTHON" -m venv .venv
+  .venv/bin/python -m pip install -q --upgrade pip
+fi
 # torch first and pinned: an unpinned torch would pull a multi-GB CUDA build
 # (TORCH_INDEX_URL=https://download.pytorch.org/whl/cpu takes the CPU build where PyPI,
 # whose Linux wheels are CUDA builds, is the only package source)

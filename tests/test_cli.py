@@ -22,6 +22,14 @@ def test_every_subcommand_has_help(cmd, capsys):
     assert "usage: deepcel0 " + cmd in capsys.readouterr().out
 
 
+def test_version(capsys):
+    import napari_deepcel0
+
+    with pytest.raises(SystemExit) as exit_:
+        main(["--version"])
+    assert exit_.value.code == 0 and capsys.readouterr().out.strip() == f"napari-deepcel0 {napari_deepcel0.__version__}"
+
+
 def test_console_script_entry_point():
     out = subprocess.run([sys.executable, "-m", "napari_deepcel0", "--help"], capture_output=True, text=True)
     assert out.returncode == 0 and "simulate" in out.stdout

@@ -419,11 +419,12 @@ def test_any_numeric_image_is_written_with_its_values_and_pixel_size(tmp_path, d
     # int64 lost the pixel size
     data = (np.arange(2 * 3 * 4).reshape(2, 3, 4) % 2 if dtype is bool else np.arange(2 * 3 * 4).reshape(2, 3, 4) - 5)
     data = np.abs(data).astype(dtype) if np.dtype(dtype).kind in "ub" else data.astype(dtype)
-    stack = io.read_stack(io.write_tiff(tmp_path / "a.tif", data, pixel_size_nm=25))
-    assert stack.pixel_size_nm == pytest.approx(25)
-    assert np.array_equal(np.asarray(stack[0:2], dtype=np.float64), data.astype(np.float64))
+    with io.read_stack(io.write_tiff(tmp_path / "a.tif", data, pixel_size_nm=25)) as stack:
+        assert stack.pixel_size_nm == pytest.approx(25)
+        assert np.array_equal(np.asarray(stack[0:2], dtype=np.float64), data.astype(np.float64))
     big = np.array([[0, 70000]], np.int64)  # beyond 16 bits: float32, still exact
-    assert np.array_equal(io.read_stack(io.write_tiff(tmp_path / "b.tif", big))[0], big)
+    with io.read_stack(io.write_tiff(tmp_path / "b.tif", big)) as stack:
+        assert np.array_equal(stack[0], big)
 
 
 def test_written_files_get_the_usual_permissions_whatever_the_writer(tmp_path):

@@ -2,7 +2,7 @@
 
 import re
 
-from conftest import REPO
+from conftest import REPO, checkout_only
 
 
 def _readme_commands():
@@ -11,6 +11,7 @@ def _readme_commands():
     return [line.strip() for line in block.splitlines() if line.strip() and not line.startswith("#")]
 
 
+@checkout_only
 def test_ci_runs_the_readme_test_command():
     main_job, test_cmd = _readme_commands()
     assert "deepcel0 demo" in main_job and "pytest" in test_cmd
@@ -18,6 +19,7 @@ def test_ci_runs_the_readme_test_command():
     assert test_cmd in [line.strip() for line in ci]
 
 
+@checkout_only
 def test_setup_script_pins_torch():
     setup = (REPO / "scripts" / "setup.sh").read_text()
     assert "torch==2.13.0" in setup

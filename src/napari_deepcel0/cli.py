@@ -570,6 +570,9 @@ def build_parser() -> argparse.ArgumentParser:
         prog="deepcel0",
         description="DeepCEL0 and CEL0-IRL1 localization of high-density SMLM data (napari-deepcel0).",
     )
+    from . import __version__
+
+    parser.add_argument("--version", action="version", version=f"napari-deepcel0 {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     p = sub.add_parser("simulate", help="simulate an SMLM TIFF stack and its ground-truth CSV",

@@ -221,7 +221,7 @@ class FrameStack:
         frame = self._read(index)
         if frame.dtype.kind == "f" and frame.dtype.itemsize > 4:
             biggest = float(np.max(np.abs(frame), initial=0.0, where=np.isfinite(frame)))
-            if biggest > np.finfo(np.float32).max:
+            if biggest > float(np.finfo(np.float32).max):  # a float32 scalar would cast biggest (numpy 2)
                 raise StackError(f"{self.path}: frame {index + 1} holds values beyond the float32 range (up to "
                                  f"{biggest:.3g}); rescale the stack")
         return frame.astype(np.float32, copy=False)
