@@ -21,7 +21,8 @@ from napari_deepcel0.core.acquisition import ISBI2013
 from napari_deepcel0.core.io import read_localizations, read_stack
 from napari_deepcel0.core.metrics import evaluate, format_scores
 from napari_deepcel0.core.model_io import bundled_model_path
-from napari_deepcel0.core.predict import DeepLocalizer, localize, parse_frame_selection
+from napari_deepcel0.core.frames import parse_frame_selection
+from napari_deepcel0.core.predict import DeepLocalizer, localize
 
 TOLERANCES = (50.0, 100.0, 150.0, 250.0)
 

@@ -39,7 +39,8 @@ from napari_deepcel0.core.acquisition import ISBI2013
 from napari_deepcel0.core.io import read_localizations, read_stack
 from napari_deepcel0.core.metrics import score
 from napari_deepcel0.core.photometry import fit_frame, joint_position_bounds
-from napari_deepcel0.core.predict import DeepLocalizer, localize, parse_frame_selection
+from napari_deepcel0.core.frames import parse_frame_selection
+from napari_deepcel0.core.predict import DeepLocalizer, localize
 
 
 def ideal_emitters(frames: np.ndarray, numbers: np.ndarray, gt: pd.DataFrame, merge_nm: float) -> pd.DataFrame:

@@ -39,7 +39,8 @@ from napari_deepcel0.core.acquisition import Acquisition, sigma_to_fwhm
 from napari_deepcel0.core.io import read_localizations
 from napari_deepcel0.core.metrics import evaluate
 from napari_deepcel0.core.model_io import bundled_model_path
-from napari_deepcel0.core.predict import DeepLocalizer, localize, parse_frame_selection
+from napari_deepcel0.core.frames import parse_frame_selection
+from napari_deepcel0.core.predict import DeepLocalizer, localize
 from napari_deepcel0.core.simulate import fine_grid_maps, forward_model_frames
 
 PAPER_ACQ = Acquisition(pixel_size_nm=100.0, fwhm_nm=sigma_to_fwhm(110.0), upsampling=4)

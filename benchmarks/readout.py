@@ -47,12 +47,12 @@ from napari_deepcel0.core.io import read_localizations, read_stack
 from napari_deepcel0.core.localize import find_peaks
 from napari_deepcel0.core.metrics import match, score
 from napari_deepcel0.core.photometry import add_photometry
+from napari_deepcel0.core.frames import parse_frame_selection
 from napari_deepcel0.core.predict import (
     ORIENTATIONS,
     DeepLocalizer,
     localize,
     orient,
-    parse_frame_selection,
     unorient,
 )
 

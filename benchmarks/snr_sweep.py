@@ -26,7 +26,8 @@ from paper_table1 import FRAME_SHAPE, PAPER, PAPER_ACQ, pixel_centred_truth, ren
 
 from napari_deepcel0.core.io import read_localizations
 from napari_deepcel0.core.model_io import bundled_model_path
-from napari_deepcel0.core.predict import DeepLocalizer, localize, parse_frame_selection
+from napari_deepcel0.core.frames import parse_frame_selection
+from napari_deepcel0.core.predict import DeepLocalizer, localize
 from napari_deepcel0.core.simulate import fine_grid_maps, forward_model_frames
 
 PAPER_SNR = {"2b": 10.0, "3b": 12.0, "4b": 15.0}

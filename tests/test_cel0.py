@@ -18,7 +18,8 @@ from napari_deepcel0.core.acquisition import ISBI2013, Acquisition
 from napari_deepcel0.core.io import read_localizations, write_thunderstorm_csv, write_tiff
 from napari_deepcel0.core.metrics import score
 from napari_deepcel0.core.optics import AcquisitionOperator
-from napari_deepcel0.core.predict import FrameSourceError, localize
+from napari_deepcel0.core.frames import FrameSourceError
+from napari_deepcel0.core.predict import localize
 
 ACQ = Acquisition(offset_adu=100.0, read_noise_adu=2.0)
 FAST = dict(max_outer=30, max_inner=100)
@@ -217,6 +218,9 @@ def test_cancel_stops_early_and_keeps_the_iterates():
     assert info.value.x.shape == (2,) + op.fine_shape and float(info.value.x.max()) > 0
     assert [r.outer_iterations for r in info.value.records] == [1, 1]
     assert not any(r.converged for r in info.value.records)
+    from napari_deepcel0.core.cancel import Cancelled
+
+    assert isinstance(info.value, Cancelled) and not isinstance(info.value, RuntimeError)  # not an error
     with pytest.raises(cel0.Cel0Cancelled):
         cel0.Cel0Localizer(ACQ, device="cpu", cancel=lambda: True).maps(y)
 
@@ -276,6 +280,16 @@ def test_lambda_sweep_needs_ground_truth_in_its_frames():
         cel0.lambda_sweep(frames, gt, ACQ, lam_range=(0.0, 1.0), device="cpu")
     with pytest.raises(ValueError, match="at least one lambda"):  # an empty sweep crashed best_lam
         cel0.lambda_sweep(frames, gt, ACQ, lams=[], device="cpu")
+
+
+def test_lambda_sweep_names_a_bad_frame_by_its_number_in_the_stack():
+    """The sweep draws frames from the stack; a NaN in stack frame 8 was reported as
+    "frame 3" (its place among the drawn frames)."""
+    frames, gt = simulated(n_frames=9, size=12, seed=4)
+    frames = frames.astype(np.float32)
+    frames[7, 2, 3] = np.nan
+    with pytest.raises(FrameSourceError, match="frame 8 "):
+        cel0.lambda_sweep(frames, gt, ACQ, frames="6-9", n_frames=4, n_lams=1, device="cpu")
 
 
 # ------------------------------------------------------------------ ISBI

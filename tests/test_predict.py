@@ -6,15 +6,13 @@ import torch
 
 from napari_deepcel0.core.acquisition import Acquisition
 from napari_deepcel0.core.localize import find_peaks
+from napari_deepcel0.core.frames import FrameSourceError, frame_ranges, parse_frame_selection
 from napari_deepcel0.core.predict import (
     ORIENTATIONS,
     BatchResult,
     DeepLocalizer,
-    FrameSourceError,
-    frame_ranges,
     localize,
     localize_stream,
-    parse_frame_selection,
 )
 from napari_deepcel0.core.simulate import simulate_stack
 
@@ -108,7 +106,7 @@ def test_a_cuda_device_that_is_not_there_is_named_as_asked():
 
 def test_a_batch_counts_frames_of_64_by_64_pixels():
     # 16 frames of 256 x 256 pixels in one pass took 5 GB on the CPU (300 MB a frame)
-    from napari_deepcel0.core.predict import frames_per_batch
+    from napari_deepcel0.core.frames import frames_per_batch
 
     assert frames_per_batch(16, (64, 64)) == 16 == frames_per_batch(16, (20, 28))  # never more than asked
     assert frames_per_batch(16, (128, 128)) == 4 and frames_per_batch(16, (256, 256)) == 1

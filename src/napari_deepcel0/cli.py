@@ -205,7 +205,7 @@ def cmd_simulate(args) -> int:
 def cmd_evaluate(args) -> int:
     from .core.io import read_localizations
     from .core.metrics import evaluate
-    from .core.predict import frame_ranges
+    from .core.frames import frame_ranges
 
     est = read_localizations(args.locs, pixel_size_nm=args.pixel_size)
     gt = read_localizations(args.gt, pixel_size_nm=args.pixel_size)
@@ -494,7 +494,7 @@ def _maybe_score(args, table, gt, stack) -> None:
     if gt is None:
         return
     from .core.metrics import evaluate
-    from .core.predict import parse_frame_selection
+    from .core.frames import parse_frame_selection
 
     frames = parse_frame_selection(args.frames, len(stack)) + 1
     _print_scores(evaluate(gt[gt["frame"].isin(frames)], table, args.tol), False)

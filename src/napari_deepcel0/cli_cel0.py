@@ -16,8 +16,13 @@ import sys
 
 import numpy as np
 
-from .core.cel0 import DEFAULT_LAM, DEFAULT_METHOD, DEFAULT_THRESHOLD, READINGS
-from .core.localize import METHODS
+# torch-free (.core.cel0 would load torch for every deepcel0 command, --help included)
+from .core.defaults import CEL0_LAM as DEFAULT_LAM
+from .core.defaults import CEL0_MAX_INNER, CEL0_MAX_OUTER, CEL0_TOL
+from .core.defaults import CEL0_METHOD as DEFAULT_METHOD
+from .core.defaults import CEL0_READINGS as READINGS
+from .core.defaults import CEL0_THRESHOLD as DEFAULT_THRESHOLD
+from .core.defaults import READ_METHODS as METHODS
 
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
@@ -39,11 +44,12 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                    help=f"CEL0 lambda on max-normalised frames, > 0 (default {DEFAULT_LAM:g}; ignored by --sweep)")
     p.add_argument("--frames", metavar="SEL",
                    help="1-based frame selection, e.g. 1-20 or 1,5,10-20 (default all; --sweep draws from it)")
-    p.add_argument("--max-outer", type=int, default=200, metavar="N", help="IRL1 (outer) iteration cap (default 200)")
-    p.add_argument("--max-inner", type=int, default=200, metavar="N",
-                   help="FISTA (inner) iteration cap per outer iteration (default 200)")
-    p.add_argument("--tol", type=float, default=1e-5, metavar="T",
-                   help="stop a loop when ||x_k - x_k-1|| / ||x_k-1|| < T (default 1e-5)")
+    p.add_argument("--max-outer", type=int, default=CEL0_MAX_OUTER, metavar="N",
+                   help=f"IRL1 (outer) iteration cap (default {CEL0_MAX_OUTER})")
+    p.add_argument("--max-inner", type=int, default=CEL0_MAX_INNER, metavar="N",
+                   help=f"FISTA (inner) iteration cap per outer iteration (default {CEL0_MAX_INNER})")
+    p.add_argument("--tol", type=float, default=CEL0_TOL, metavar="T",
+                   help=f"stop a loop when ||x_k - x_k-1|| / ||x_k-1|| < T (default {CEL0_TOL:g})")
     p.add_argument("--background", default="auto", metavar="auto|none|ADU",
                    help="per-frame background to subtract: auto (25th percentile of the frame), none, "
                         "or a level in ADU (default auto)")
@@ -91,7 +97,8 @@ def run(args) -> int:
 def _localize(args, stack, acq) -> int:
     from .cli import ProgressBar, _write_outputs
     from .core.cel0 import Cel0Localizer
-    from .core.predict import localize, parse_frame_selection
+    from .core.frames import parse_frame_selection
+    from .core.predict import localize
 
     total = len(parse_frame_selection(args.frames, len(stack)))
     bar = ProgressBar(total, "cel0")

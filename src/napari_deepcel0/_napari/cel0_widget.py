@@ -17,7 +17,8 @@ from ..core.cel0 import (
 )
 from ..core.devices import DEVICES, resolve_device
 from ..core.model_io import read_model_info
-from ..core.predict import DeepLocalizer, localize_stream, parse_frame_selection
+from ..core.frames import parse_frame_selection
+from ..core.predict import DeepLocalizer, localize_stream
 from .controls import LinePlot, counted, float_box, layer_combo, row, stack_combo, wrapping_label
 from .jobs import JobControls, ProgressRelay, gpu_memory_hint
 from .layers import (CEL0_COLOR, DEEPCEL0_COLOR, GrowingPoints, RefreshPacer, is_read_from_file,

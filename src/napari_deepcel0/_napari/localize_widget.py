@@ -11,7 +11,8 @@ from napari.utils.notifications import show_info
 
 from ..core.devices import DEVICES, resolve_device
 from ..core.model_io import ModelFileError, bundled_model_path, read_model_info
-from ..core.predict import BatchResult, DeepLocalizer, acquisition_mismatch, localize_stream, parse_frame_selection
+from ..core.frames import parse_frame_selection
+from ..core.predict import BatchResult, DeepLocalizer, acquisition_mismatch, localize_stream
 from ..core.render import Renderer, render_shape
 from .controls import counted, stack_combo, wrapping_label
 from .jobs import JobControls, ProgressRelay, gpu_memory_hint

@@ -46,36 +46,40 @@ import pandas as pd
 import torch
 
 from .acquisition import Acquisition
-from .cancel import is_cancelled
+from .cancel import Cancelled, is_cancelled
 from .devices import resolve_device
 from .io import INTENSITY
-from .localize import FRAME, METHODS, X_NM, Y_NM, extract_localizations
+from .defaults import (
+    CEL0_LAM,
+    CEL0_MAX_INNER,
+    CEL0_MAX_OUTER,
+    CEL0_METHOD,
+    CEL0_READINGS,
+    CEL0_THRESHOLD,
+    CEL0_TOL,
+)
+from .localize import FRAME, X_NM, Y_NM, extract_localizations
 from .losses import cel0_penalty
 from .metrics import Score, score
 from .optics import AcquisitionOperator
-from .predict import FrameSourceError, check_finite, frame_count, parse_frame_selection, read_frames
+from .frames import FrameSourceError, check_finite, frame_count, parse_frame_selection, read_frames
 
 #: The mass column of CEL0 tables: the molecule's photons.
 MASS_COLUMN = INTENSITY
 #: Percentile of a frame's pixels taken as its background by ``background="auto"``.
 AUTO_BACKGROUND_PERCENTILE = 25.0
-#: Default lambda (on max-normalised frames): best Jaccard at 50 nm (peaks reading)
-#: of the paper's sweep on the ISBI 2013 high-density stack (docs/cel0.md). Data of
-#: another density or SNR need their own sweep.
-DEFAULT_LAM = 1e-3
-#: Ways to read molecules off a CEL0 map: localize.py's two and the reference's
-#: "every non-zero pixel is a molecule".
-READINGS = METHODS + ("pixels",)
-#: The reading used by default (docs/cel0.md compares them).
-DEFAULT_METHOD = "peaks"
-#: Default detection threshold on the normalised map: every positive value (IRL1
-#: sets pixels exactly to 0; docs/cel0.md checks that no tiny values remain).
-DEFAULT_THRESHOLD = 0.0
+# (lambda, readings, threshold, iteration caps: in .defaults, documented there)
+DEFAULT_LAM = CEL0_LAM
+READINGS = CEL0_READINGS
+DEFAULT_METHOD = CEL0_METHOD
+DEFAULT_THRESHOLD = CEL0_THRESHOLD
 
 
-class Cel0Cancelled(RuntimeError):
+class Cel0Cancelled(Cancelled):
     """The solve was cancelled; ``x`` and ``records`` hold the iterates so far
-    (frames that had not converged have ``converged = False``)."""
+    (frames that had not converged have ``converged = False``). A
+    :class:`~.cancel.Cancelled`, not a ``RuntimeError``, so that handlers of errors do
+    not report a cancel as a failure."""
 
     def __init__(self, x: torch.Tensor, records: list["FrameRecord"]):
         done = sum(r.converged for r in records)
@@ -101,9 +105,9 @@ class SolverSettings:
     """
 
     lam: float = DEFAULT_LAM
-    max_outer: int = 200
-    max_inner: int = 200
-    tol: float = 1e-5
+    max_outer: int = CEL0_MAX_OUTER
+    max_inner: int = CEL0_MAX_INNER
+    tol: float = CEL0_TOL
 
     def __post_init__(self):
         lam = self.lam
@@ -300,9 +304,9 @@ def solve(
     y,
     op: AcquisitionOperator,
     lam: float,
-    max_outer: int = 200,
-    max_inner: int = 200,
-    tol: float = 1e-5,
+    max_outer: int = CEL0_MAX_OUTER,
+    max_inner: int = CEL0_MAX_INNER,
+    tol: float = CEL0_TOL,
     progress: Callable[[SolveProgress], None] | None = None,
     cancel=None,
 ) -> tuple[torch.Tensor, list[FrameRecord]]:
@@ -409,7 +413,8 @@ def background_levels(frames: np.ndarray, background="auto") -> np.ndarray:
     return np.full(len(frames), background)
 
 
-def prepare_frames(frames: np.ndarray, background="auto") -> tuple[np.ndarray, np.ndarray]:
+def prepare_frames(frames: np.ndarray, background="auto",
+                   frame_numbers: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Subtract each frame's background and divide by its maximum (the reference's
     scaling, which ``lam`` refers to).
 
@@ -417,6 +422,9 @@ def prepare_frames(frames: np.ndarray, background="auto") -> tuple[np.ndarray, n
     ----------
     frames
         (n, rows, cols) or (rows, cols), in ADU; must be finite.
+    frame_numbers
+        Their 1-based numbers in the stack, for the message about a frame that is not
+        finite (default 1..n).
     background
         See :func:`background_levels`.
 
@@ -428,7 +436,7 @@ def prepare_frames(frames: np.ndarray, background="auto") -> tuple[np.ndarray, n
     """
     frames = np.asarray(frames, dtype=np.float32)
     frames = frames[None] if frames.ndim == 2 else frames
-    check_finite(frames, np.arange(1, len(frames) + 1))
+    check_finite(frames, np.arange(1, len(frames) + 1) if frame_numbers is None else np.asarray(frame_numbers))
     y = frames - background_levels(frames, background).astype(np.float32)[:, None, None]
     peak = y.max(axis=(-2, -1)).astype(np.float64)
     scale = np.where(peak > 0, peak, 0.0)
@@ -484,9 +492,9 @@ class Cel0Localizer:
         self,
         acquisition: Acquisition,
         lam: float = DEFAULT_LAM,
-        max_outer: int = 200,
-        max_inner: int = 200,
-        tol: float = 1e-5,
+        max_outer: int = CEL0_MAX_OUTER,
+        max_inner: int = CEL0_MAX_INNER,
+        tol: float = CEL0_TOL,
         background="auto",
         device="auto",
         batch_size: int | None = None,
@@ -636,9 +644,9 @@ def lambda_sweep(
     tol_nm: float = 50.0,
     method: str = DEFAULT_METHOD,
     threshold: float = DEFAULT_THRESHOLD,
-    max_outer: int = 200,
-    max_inner: int = 200,
-    tol: float = 1e-5,
+    max_outer: int = CEL0_MAX_OUTER,
+    max_inner: int = CEL0_MAX_INNER,
+    tol: float = CEL0_TOL,
     background="auto",
     device="auto",
     progress: Callable[[int, int, float, Score], None] | None = None,
@@ -701,7 +709,7 @@ def lambda_sweep(
     gt = ground_truth[ground_truth[FRAME].isin(numbers)]
     if len(gt) == 0:
         raise ValueError(f"the ground truth has no molecules in the sweep frames {numbers.tolist()}")
-    y, scale = prepare_frames(read_frames(source, chosen), background)
+    y, scale = prepare_frames(read_frames(source, chosen), background, frame_numbers=numbers)
     op = AcquisitionOperator(acquisition, y.shape[-2:], device=resolve_device(device))
     y_t = torch.as_tensor(y, device=op.device)
     mass_scale = scale / acquisition.gain_adu_per_photon

@@ -34,7 +34,7 @@ from scipy import ndimage
 from scipy.optimize import least_squares
 
 from .acquisition import sigma_to_fwhm
-from .predict import frame_count, read_frames
+from .frames import frame_count, read_frames
 
 #: 1.4826 x MAD is the standard deviation of a normal distribution
 MAD_TO_STD = 1.4826

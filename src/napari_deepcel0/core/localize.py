@@ -32,9 +32,10 @@ import torch.nn.functional as F
 from scipy import ndimage
 
 from .acquisition import Acquisition
+from .defaults import READ_METHODS
 from .io import FRAME, X_NM, Y_NM
 
-METHODS = ("peaks", "components")
+METHODS = READ_METHODS
 
 # neighbours that a maximum must strictly exceed (before it in raster order) or equal
 _BEFORE = ((-1, -1), (-1, 0), (-1, 1), (0, -1))

@@ -1,15 +1,13 @@
 """Streaming inference: frames in, fine-grid maps and localizations out, batch by batch.
 
-Frames come from any *frame source*: a :class:`~napari_deepcel0.core.io.FrameStack`
-(lazy TIFF), a NumPy or dask array of shape (frames, rows, cols) or (rows, cols), or
-anything with ``len`` and slicing. Only one batch is in memory at a time, so stacks
-of any length stream in constant memory.
+Frames come from any *frame source* (:mod:`.frames`, whose helpers this module also
+exports). Only one batch is in memory at a time, so stacks of any length stream in
+constant memory.
 """
 
 from __future__ import annotations
 
 import math
-import re
 import threading
 import time
 import warnings
@@ -24,129 +22,22 @@ import torch
 from .acquisition import Acquisition, is_whole_number
 from .cancel import is_cancelled
 from .devices import autocast, resolve_device, resolve_precision
+from .frames import (
+    FrameSourceError,
+    _frame_shape,
+    check_finite,
+    frame_count,
+    frames_per_batch,
+    iter_batches,
+    parse_frame_selection,
+    read_frames,
+)
 from .io import INTENSITY
 from .localize import FRAME, empty_table, extract_localizations
 from .model_io import LoadedModel, load_bundled_model, load_model
 from .network import upsample_nearest
 from .photometry import add_photometry
 from .progress import time_left_text
-
-
-class FrameSourceError(ValueError):
-    """Frames that cannot be processed (empty, wrong shape, NaN, ...)."""
-
-
-# ------------------------------------------------------------------ frames
-def frame_count(source) -> int:
-    shape = getattr(source, "shape", None)
-    if shape is not None and len(shape) == 2:
-        return 1
-    if shape is not None and len(shape) != 3:
-        raise FrameSourceError(f"frames must be (rows, cols) or (frames, rows, cols), got shape {tuple(shape)}")
-    if shape is not None and min(shape[-2:]) < 1:
-        raise FrameSourceError(f"the frames have no pixels (shape {tuple(shape)})")
-    return len(source)
-
-
-def read_frames(source, indices: np.ndarray) -> np.ndarray:
-    """Frames at 0-based ``indices`` as a float32 (n, rows, cols) array."""
-    shape = getattr(source, "shape", None)
-    lo, hi = int(indices[0]), int(indices[-1]) + 1
-    if shape is not None and len(shape) == 2:  # one frame
-        block = np.asarray(source)[None].repeat(len(indices), 0)
-    elif hi - lo == len(indices):
-        block = np.asarray(source[lo:hi])
-    else:
-        block = np.stack([np.asarray(source[int(i)]) for i in indices])
-    if block.dtype.kind == "f" and block.dtype.itemsize > 4:
-        with np.errstate(invalid="ignore"):
-            beyond = np.abs(block).max(axis=(-2, -1)) > np.finfo(np.float32).max  # NaN: left to check_finite
-        if beyond.any():
-            raise FrameSourceError(f"frame {int(indices[np.flatnonzero(beyond)[0]]) + 1} holds values beyond "
-                                   f"the float32 range (up to {np.abs(block).max():.3g}); rescale the stack")
-    return block.astype(np.float32, copy=False)
-
-
-def parse_frame_selection(spec, n_frames: int) -> np.ndarray:
-    """0-based frame indices from a 1-based selection.
-
-    ``spec`` is None, ``""`` or ``"all"`` (all frames), a string like ``"1-20"``,
-    ``"5"`` or ``"1-10,15,30-"`` (ranges inclusive), one 1-based number, or an iterable
-    of them. Each range is checked before it is expanded (:func:`frame_ranges`).
-    """
-    return np.concatenate([np.arange(first - 1, last) for first, last in frame_ranges(spec, n_frames)])
-
-
-def frame_ranges(spec, n_frames: int) -> list[tuple[int, int]]:
-    """The 1-based frame selection ``spec`` (see :func:`parse_frame_selection`) as
-    sorted, disjoint, inclusive ranges ``(first, last)`` within ``1..n_frames``,
-    without expanding them (a typo like '1-10000000000' costs nothing)."""
-    if n_frames < 1:
-        raise FrameSourceError("the stack has no frames")
-    if spec is None or (isinstance(spec, str) and spec.strip() in ("", "all")):
-        return [(1, int(n_frames))]
-    if is_whole_number(spec):
-        spec = [spec]  # one frame number
-    if isinstance(spec, str):
-        bounds = []
-        for part in spec.replace(" ", "").split(","):
-            m = re.fullmatch(r"(\d*)(?:(-)(\d*))?", part)
-            if not m or (not m.group(1) and not m.group(3)):
-                raise ValueError(f"cannot read frame selection {spec!r}; use e.g. '1-20' or '1,5,10-12'")
-            first = int(m.group(1)) if m.group(1) else 1
-            bounds.append((first, (int(m.group(3)) if m.group(3) else n_frames) if m.group(2) else first))
-    else:
-        bounds = [(v, v) for v in (_whole_frame_number(spec, v) for v in spec)]
-    for first, last in bounds:
-        if last < first:
-            raise ValueError(f"frame selection {spec!r}: the range {first}-{last} runs backwards")
-        if first < 1 or last > n_frames:
-            raise ValueError(f"frame selection {spec!r} is outside 1..{n_frames} (frames are 1-based)")
-    if not bounds:
-        raise ValueError(f"frame selection {spec!r} is empty")
-    merged = []
-    for first, last in sorted(bounds):
-        if merged and first <= merged[-1][1] + 1:
-            merged[-1] = (merged[-1][0], max(merged[-1][1], last))
-        else:
-            merged.append((first, last))
-    return merged
-
-
-def _whole_frame_number(spec, value) -> int:
-    if isinstance(value, (bool, np.bool_)) or not float(value).is_integer():
-        raise ValueError(f"frame selection {spec!r} must hold whole frame numbers, got {value!r}")
-    return int(value)
-
-
-def iter_batches(indices: np.ndarray, batch_size: int) -> Iterator[np.ndarray]:
-    for s in range(0, len(indices), batch_size):
-        yield indices[s : s + batch_size]
-
-
-#: a batch size counts frames of this many camera pixels (ISBI 2013's 64 x 64): larger
-#: frames go in proportionally fewer at a time (:func:`frames_per_batch`)
-BATCH_FRAME_PIXELS = 64 * 64
-
-
-def frames_per_batch(batch_size: int, frame_shape: tuple[int, int]) -> int:
-    """Frames per network pass for a batch size of ``batch_size`` frames of 64 x 64 pixels:
-    ``batch_size`` for frames up to that size, proportionally fewer for larger ones (at
-    least 1), so that the memory of a pass does not grow with the frame size (the network
-    holds about 300 MB per 256 x 256 frame on the CPU: 16 of them took 5 GB)."""
-    pixels = max(int(frame_shape[0]) * int(frame_shape[1]), 1)
-    return max(1, min(batch_size, batch_size * BATCH_FRAME_PIXELS // pixels))
-
-
-def _frame_shape(source) -> tuple[int, int]:
-    shape = getattr(source, "shape", None)
-    return tuple(shape[-2:]) if shape is not None else np.shape(source[0])[-2:]
-
-
-def check_finite(frames: np.ndarray, frame_numbers: np.ndarray) -> None:
-    bad = ~np.isfinite(frames).all(axis=(-2, -1))
-    if bad.any():
-        raise FrameSourceError(f"frame {int(frame_numbers[np.flatnonzero(bad)[0]])} contains NaN or infinite values")
 
 
 # ------------------------------------------------------------------ models

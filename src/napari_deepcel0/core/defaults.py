@@ -1,0 +1,25 @@
+"""Defaults and choices that the command line names in its ``--help``, in a module
+that does not import torch, so that ``deepcel0 --help`` and ``deepcel0 evaluate``
+start without loading it. :mod:`.localize` and :mod:`.cel0`, which use them, export
+them under their own names (``localize.METHODS``, ``cel0.DEFAULT_LAM``, ...)."""
+
+#: ways to read molecules off a fine-grid map (:func:`.localize.extract_localizations`)
+READ_METHODS = ("peaks", "components")
+
+#: Default CEL0 lambda (on max-normalised frames): best Jaccard at 50 nm (peaks reading)
+#: of the paper's sweep on the ISBI 2013 high-density stack (docs/cel0.md). Data of
+#: another density or SNR need their own sweep.
+CEL0_LAM = 1e-3
+#: Ways to read molecules off a CEL0 map: the two above and the reference's "every
+#: non-zero pixel is a molecule".
+CEL0_READINGS = READ_METHODS + ("pixels",)
+#: The reading used by default (docs/cel0.md compares them).
+CEL0_METHOD = "peaks"
+#: Default detection threshold on the normalised CEL0 map: every positive value (IRL1
+#: sets pixels exactly to 0; docs/cel0.md checks that no tiny values remain).
+CEL0_THRESHOLD = 0.0
+#: IRL1 (outer) and FISTA (inner) iteration caps and the relative-change tolerance of
+#: both loops: the reference implementation's
+CEL0_MAX_OUTER = 200
+CEL0_MAX_INNER = 200
+CEL0_TOL = 1e-5
