@@ -479,3 +479,29 @@ def test_fractional_frame_numbers_are_refused_by_reader_and_writer(tmp_path):
     with pytest.raises(ValueError, match="1-based integers"):
         io.write_thunderstorm_csv(tmp_path / "w.csv", t)
     assert not (tmp_path / "w.csv").exists()
+
+
+def test_frame_stack_indexing_follows_numpy_and_a_closed_stack_says_so(tmp_path):
+    """A boolean mask gave frames 1,0,1,0,0 (each True read as index 1); a closed stack
+    and an index past the end were reported as a damaged file."""
+    frames = np.arange(5 * 4 * 6, dtype=np.uint16).reshape(5, 4, 6)
+    io.write_tiff(tmp_path / "s.tif", frames)
+    stack = io.read_stack(tmp_path / "s.tif")
+    mask = np.array([True, False, True, False, False])
+    np.testing.assert_array_equal(stack[mask], frames[mask])
+    np.testing.assert_array_equal(stack[[-1, 0]], frames[[-1, 0]])
+    for bad in ([0, 7], np.array([True, False]), [1.0], (0, slice(0, 2))):
+        with pytest.raises(IndexError):
+            stack[bad]
+    stack.close()
+    with pytest.raises(ValueError, match="the stack was closed; open it again"):
+        stack[0]
+
+
+def test_paths_with_a_tilde_are_the_home_folders(tmp_path, monkeypatch):
+    monkeypatch.setenv("HOME", str(tmp_path))
+    io.write_tiff(tmp_path / "s.tif", np.zeros((2, 4, 4), np.uint16))
+    io.write_thunderstorm_csv(tmp_path / "l.csv", _table(2))
+    with io.read_stack("~/s.tif") as stack:
+        assert len(stack) == 2
+    assert len(io.read_localizations("~/l.csv")) == 2

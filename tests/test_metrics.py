@@ -188,3 +188,13 @@ def test_specificity_puts_a_molecule_in_the_fine_pixel_that_holds_it():
     s = metrics.score(gt, est, 50.0, grid=(25.0, (8, 8)), n_frames=1)
     tn = 64 - 1
     assert s.specificity == pytest.approx(100 * tn / (tn + 1))
+
+
+def test_a_matching_made_for_another_tolerance_is_refused_and_evaluate_takes_one_number():
+    gt = _table([1, 1], [0.0, 500.0], [0.0, 0.0])
+    est = _table([1, 1], [30.0, 700.0], [0.0, 0.0])
+    with pytest.raises(ValueError, match="made at 50 nm"):
+        metrics.score(gt, est, 250.0, matching=metrics.match(gt, est, 50.0))
+    assert metrics.score(gt, est, 50.0, matching=metrics.match(gt, est, 50.0)) == metrics.score(gt, est, 50.0)
+    (only,) = metrics.evaluate(gt, est, 250.0)
+    assert only.tol_nm == 250.0 and only.tp == 2

@@ -374,3 +374,13 @@ def test_the_fit_runs_on_one_blas_thread_and_gives_the_others_back(fit, monkeypa
         assert blas_threads() == before
     assert seen and all(threads and set(threads) == {1} for threads in seen)
     assert fitted["intensity [photon]"].notna().all()
+
+
+def test_frame_numbers_must_be_one_based_and_one_per_frame():
+    """0-based numbers fitted each frame's molecules on the next frame, silently."""
+    table = pd.DataFrame({"frame": [1], "x [nm]": [500.0], "y [nm]": [500.0]})
+    frames = np.full((2, 10, 10), 100.0)
+    for numbers in ([0, 1], [1], [1, 2, 3]):
+        with pytest.raises(ValueError, match="1-based number of each"):
+            add_photometry(frames, table, ISBI2013, numbers)
+    assert len(add_photometry(frames, table, ISBI2013, [1, 2])) == 1

@@ -321,3 +321,25 @@ def test_confidence_is_the_3x3_map_sum_over_the_spike_value(tiny_model_path):
     assert len(result.table) == len(peaks["mass"]) > 0
     np.testing.assert_allclose(result.table["confidence"].to_numpy(), peaks["mass"] / model.info.spike_value,
                                rtol=1e-6)
+
+
+def test_the_localizers_refuse_what_they_cannot_use(tiny_model_path, tmp_path):
+    from napari_deepcel0.core.cel0 import Cel0Localizer
+    from napari_deepcel0.core.io import read_stack, write_tiff
+    from napari_deepcel0.core.model_io import load_model
+
+    with pytest.raises(TypeError, match="save_training_result"):
+        DeepLocalizer(load_model(tiny_model_path).network)  # e.g. a training result's network
+    for batch_size in (2.5, 0, -1):
+        with pytest.raises(ValueError, match="whole number"):
+            DeepLocalizer(tiny_model_path, device="cpu", batch_size=batch_size)
+        with pytest.raises(ValueError, match="whole number"):
+            Cel0Localizer(Acquisition(), device="cpu", batch_size=batch_size)
+    with pytest.raises(ValueError, match="orientations"):
+        DeepLocalizer(tiny_model_path, device="cpu", orientations=True)
+    with pytest.raises(TypeError, match="Acquisition"):
+        Cel0Localizer(None)
+    # a render written by this package is no stack of camera frames (the CLI refused it already)
+    write_tiff(tmp_path / "render.tif", np.ones((1, 16, 16), np.float32), pixel_size_nm=10.0, output="render")
+    with read_stack(tmp_path / "render.tif") as render, pytest.raises(FrameSourceError, match="render image"):
+        localize(DeepLocalizer(tiny_model_path, device="cpu"), render)

@@ -45,7 +45,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from .acquisition import Acquisition
+from .acquisition import Acquisition, is_whole_number
 from .cancel import Cancelled, is_cancelled
 from .devices import resolve_device
 from .io import INTENSITY
@@ -501,13 +501,15 @@ class Cel0Localizer:
         progress: Callable[[SolveProgress], None] | None = None,
         cancel=None,
     ):
+        if not isinstance(acquisition, Acquisition):
+            raise TypeError(f"Cel0Localizer needs the data's Acquisition (pixel size, PSF), got {acquisition!r}")
         self.acquisition = acquisition
         self.settings = SolverSettings(lam=lam, max_outer=max_outer, max_inner=max_inner, tol=tol)
         self.background = parse_background(background)
         self.device = resolve_device(device)
+        if batch_size is not None and not (is_whole_number(batch_size) and batch_size >= 1):
+            raise ValueError(f"batch size must be a whole number >= 1, got {batch_size!r}")
         self.batch_size = _default_batch_size(self.device) if batch_size is None else int(batch_size)
-        if self.batch_size < 1:
-            raise ValueError(f"batch size must be >= 1, got {batch_size}")
         self.progress, self.cancel = progress, cancel
         self.last_records: list[FrameRecord] = []
         self._ops: dict[tuple[int, int], AcquisitionOperator] = {}

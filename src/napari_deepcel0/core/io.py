@@ -97,7 +97,7 @@ class FrameStack:
     """
 
     def __init__(self, path: str | os.PathLike):
-        self.path = Path(path)
+        self.path = Path(path).expanduser()
         if not self.path.exists():
             raise StackError(f"{self.path}: no such file")
         if self.path.is_dir():
@@ -158,6 +158,7 @@ class FrameStack:
                              "one(s): it is truncated or damaged (an interrupted copy or a full disk?); "
                              "copy or save it again")
         self.shape = (int(n_frames), int(rows), int(cols))
+        self._closed = False
         self._memmap = None
         self._pages = None
         try:
@@ -191,6 +192,8 @@ class FrameStack:
         return 3
 
     def _read(self, index: int) -> np.ndarray:
+        if self._closed:  # not "damaged": the memory map and pages are gone after close()
+            raise ValueError(f"{self.path}: the stack was closed; open it again with read_stack")
         try:
             if self._memmap is not None:
                 return np.asarray(self._memmap[index])
@@ -209,10 +212,30 @@ class FrameStack:
         if isinstance(key, slice):
             idx = range(*key.indices(n))
         else:
-            idx = [int(k) for k in np.asarray(key).ravel()]
+            idx = self._frame_indices(key)
         out = np.empty((len(idx),) + self.frame_shape, dtype=np.float32)
         for j, i in enumerate(idx):
             out[j] = self._float32(i)
+        return out
+
+    def _frame_indices(self, key) -> list[int]:
+        """0-based frame indices from a list/array key: whole numbers (negative from the
+        end) or a boolean mask of one entry per frame, as NumPy takes them."""
+        n = len(self)
+        keys = np.asarray(key)
+        if keys.dtype == bool:
+            if keys.shape != (n,):
+                raise IndexError(f"a boolean frame mask needs one entry per frame ({n}), got shape {keys.shape}")
+            return np.flatnonzero(keys).tolist()
+        if keys.dtype.kind not in "iu" or keys.ndim > 1:
+            raise IndexError(f"a FrameStack takes a frame index, a slice, a list of frame indices or a boolean "
+                             f"mask, got {key!r}; crop frames after reading them, e.g. stack[a:b][:, r0:r1, c0:c1]")
+        out = []
+        for k in keys.ravel().tolist():
+            i = k + n if k < 0 else k
+            if not 0 <= i < n:
+                raise IndexError(f"frame index {k} out of range for {n} frames")
+            out.append(i)
         return out
 
     def _float32(self, index: int) -> np.ndarray:
@@ -235,6 +258,7 @@ class FrameStack:
         return arr if dtype is None else arr.astype(dtype)
 
     def close(self) -> None:
+        self._closed = True
         self._memmap = None
         self._pages = None
         self._tif.close()
@@ -649,7 +673,7 @@ def read_localizations(path: str | os.PathLike, pixel_size_nm: float | None = No
     Rows whose number of fields differs from the header are skipped with a warning
     (as ThunderSTORM does).
     """
-    path = Path(path)
+    path = Path(path).expanduser()
     if path.is_dir():
         raise LocalizationFileError(f"{path}: is a folder, not a CSV file")
     if not path.is_file():

@@ -255,6 +255,10 @@ def score(
         ``match(gt, est, tol_nm, distance)`` when the caller has it already (it is the
         costly part), else it is computed.
     """
+    if matching is not None and (matching.tol_nm != tol_nm or (matching.n_gt, matching.n_est) != (len(gt), len(est))):
+        raise ValueError(f"the matching given was made at {matching.tol_nm:g} nm for {matching.n_gt} ground-truth and "
+                         f"{matching.n_est} estimated rows; scoring at {tol_nm:g} nm for {len(gt)} and {len(est)} "
+                         "needs its own match()")
     m = match(gt, est, tol_nm, distance) if matching is None else matching
     tp = len(m.gt_index)
     fp = len(est) - tp
@@ -301,6 +305,8 @@ def evaluate(
     distance: str = "euclidean",
 ) -> list[Score]:
     """:func:`score` at each tolerance."""
+    if np.ndim(tolerances_nm) == 0:  # one tolerance given as a number
+        tolerances_nm = [tolerances_nm]
     return [score(gt, est, t, grid=grid, n_frames=n_frames, distance=distance) for t in tolerances_nm]
 
 

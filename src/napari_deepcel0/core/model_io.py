@@ -301,7 +301,7 @@ class LoadedModel:
 
 def load_model(path: str | os.PathLike) -> LoadedModel:
     """Load and validate a model file; the network is returned in eval mode on the CPU."""
-    path = Path(path)
+    path = Path(path).expanduser()
     info = read_model_info(path)
     net = LocalizationNet(info.head)
     expected = net.state_dict()

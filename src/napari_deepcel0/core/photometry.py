@@ -428,6 +428,13 @@ def add_photometry(frames_adu: np.ndarray, table: pd.DataFrame, acq: Acquisition
         pixel) of its place in ``table``.
     """
     frames_adu = np.asarray(frames_adu)
+    numbers = np.asarray(frame_numbers)
+    if frames_adu.ndim == 2:
+        frames_adu = frames_adu[None]
+    if numbers.shape != (len(frames_adu),) or (numbers.size and numbers.min() < 1):
+        # 0-based numbers fitted each frame's molecules on the next frame, silently
+        raise ValueError(f"frame_numbers must give the 1-based number of each of the {len(frames_adu)} frame(s), "
+                         f"got {numbers.tolist()[:10]}")
     out = table.copy()
     for column in [INTENSITY, BACKGROUND] + ([UNCERTAINTY] if fit_positions else []):
         out[column] = np.nan

@@ -137,14 +137,18 @@ class DeepLocalizer:
             model = load_bundled_model()
         elif isinstance(model, (str, Path)):
             model = load_model(model)
+        elif not isinstance(model, LoadedModel):
+            raise TypeError(f"DeepLocalizer takes a model file path, a LoadedModel (load_model) or None (the bundled "
+                            f"model), got {type(model).__name__}; save a training result with save_training_result "
+                            "and load that file")
         self.loaded: LoadedModel = model
         self.info = model.info
         self.device = resolve_device(device)
         self.precision = resolve_precision(precision, self.device)
+        if not (is_whole_number(batch_size) and batch_size >= 1):
+            raise ValueError(f"batch size must be a whole number >= 1, got {batch_size!r}")
         self.batch_size = int(batch_size)
-        if self.batch_size < 1:
-            raise ValueError("batch size must be >= 1")
-        if orientations not in ORIENTATIONS:
+        if isinstance(orientations, bool) or orientations not in ORIENTATIONS:
             raise ValueError(f"orientations must be one of {sorted(ORIENTATIONS)}, got {orientations!r}")
         self.orientations = int(orientations)
         self.network = model.network.to(self.device).to(memory_format=torch.channels_last).eval()
@@ -275,6 +279,9 @@ def localize_stream(
     if n == 0:
         raise FrameSourceError("the stack is empty (0 frames)")
     indices = parse_frame_selection(frames, n)
+    if getattr(source, "output", None):  # a FrameStack of a render or maps this package wrote
+        raise FrameSourceError(f"{getattr(source, 'path', 'the stack')} is a {source.output} image written by "
+                               "napari-deepcel0, not camera frames")
     warn_if_pixel_size_differs(source, model.acquisition)
     threshold = model.default_threshold() if threshold is None else float(threshold)
     if not math.isfinite(threshold) or threshold < 0:
