@@ -343,3 +343,39 @@ def test_the_localizers_refuse_what_they_cannot_use(tiny_model_path, tmp_path):
     write_tiff(tmp_path / "render.tif", np.ones((1, 16, 16), np.float32), pixel_size_nm=10.0, output="render")
     with read_stack(tmp_path / "render.tif") as render, pytest.raises(FrameSourceError, match="render image"):
         localize(DeepLocalizer(tiny_model_path, device="cpu"), render)
+
+
+def test_one_hot_or_dead_pixel_no_longer_spoils_its_frame():
+    """Each frame is scaled by its minimum and maximum, so one pixel at 65,535 ADU left no
+    localization in its frame and one at 0 gave five times too many; isolated outliers are
+    now replaced by their neighbours' mean first, and clean frames are left alone."""
+    from napari_deepcel0.core.acquisition import ISBI2013
+    from napari_deepcel0.core.frames import replace_isolated_outliers
+    from napari_deepcel0.core.metrics import score
+    from napari_deepcel0.core.simulate import GaussianSNRNoise, PhotonModel
+
+    frames, gt = simulate_stack(n_frames=2, shape=(48, 48), density_per_um2=2.0, structure="uniform", seed=3)
+    model = DeepLocalizer(device="cpu")
+    clean = score(gt, localize(model, frames), 50.0)
+    assert clean.jaccard > 70
+    for value in (65535.0, 2000.0, 0.0, 60.0):  # hot (saturated, moderate), dead, 40 ADU below the offset
+        spoilt = frames.astype(np.float32)
+        spoilt[:, 10, 10] = value
+        assert score(gt, localize(model, spoilt, fix_outlier_pixels=False), 50.0).jaccard < 0.6 * clean.jaccard
+        fixed = score(gt, localize(model, spoilt), 50.0)  # the pixel takes its neighbours' mean, not its value
+        assert (fixed.tp, fixed.fp) == (clean.tp, clean.fp) and fixed.rmse_nm == pytest.approx(clean.rmse_nm, abs=0.5)
+    # nothing replaced in clean scenes: crowded or sparse, bright, sharp PSFs, Gaussian noise
+    scenes = [simulate_stack(n_frames=10, shape=(64, 64), density_per_um2=d, structure="uniform", seed=1,
+                             photons=PhotonModel(*p, 0.15))[0] for d in (0.3, 6.0) for p in ((200, 300), (20000, 30000))]
+    scenes.append(simulate_stack(n_frames=10, shape=(64, 64), seed=2, noise=GaussianSNRNoise((10.0, 10.0)))[0])
+    for scene in scenes:
+        assert replace_isolated_outliers(scene, ISBI2013.sigma_px)[1] == 0
+    sharp = Acquisition(pixel_size_nm=160, fwhm_nm=150)
+    scene = simulate_stack(n_frames=10, shape=(64, 64), density_per_um2=2.0, structure="uniform", seed=2, acq=sharp,
+                           photons=PhotonModel(3000, 5000, 0.15))[0]
+    assert replace_isolated_outliers(scene, sharp.sigma_px)[1] == 0
+    # a replaced pixel takes the mean of its neighbours inside the frame
+    flat = np.full((1, 20, 20), 100.0, np.float32)
+    flat[0, 0, 0], flat[0, 2, 2] = 0.0, 9000.0
+    fixed, count = replace_isolated_outliers(flat, ISBI2013.sigma_px)
+    assert count == 2 and np.all(fixed == 100.0)

@@ -31,6 +31,7 @@ from .frames import (
     iter_batches,
     parse_frame_selection,
     read_frames,
+    replace_isolated_outliers,
 )
 from .io import INTENSITY
 from .localize import FRAME, empty_table, extract_localizations
@@ -262,6 +263,7 @@ def localize_stream(
     cancel: Callable[[], bool] | threading.Event | None = None,
     photometry: bool = False,
     fit_positions: bool = False,
+    fix_outlier_pixels: bool = True,
 ) -> Iterator[BatchResult]:
     """Localize frames batch by batch, yielding a :class:`BatchResult` per batch.
 
@@ -273,7 +275,9 @@ def localize_stream(
     (:mod:`~napari_deepcel0.core.photometry`; it needs the acquisition's gain and offset).
     ``fit_positions`` fits the positions too, each within half a fine pixel of the
     map's, by maximum likelihood on the camera frames, and adds ``uncertainty [nm]``
-    (with the photometry columns: it is the same fit).
+    (with the photometry columns: it is the same fit). ``fix_outlier_pixels`` replaces
+    isolated hot and dead pixels by the mean of their neighbours first
+    (:func:`~.frames.replace_isolated_outliers`: one such pixel spoilt its whole frame).
     """
     n = frame_count(source)
     if n == 0:
@@ -304,6 +308,8 @@ def localize_stream(
         numbers = idx + 1
         block = read_frames(source, idx)
         check_finite(block, numbers)
+        if fix_outlier_pixels:
+            block, _ = replace_isolated_outliers(block, model.acquisition.sigma_px)
         maps, mass_scale = model.maps(block)
         refine_maps = model.refinement_maps(block, maps) if hasattr(model, "refinement_maps") else None
         table = extract_localizations(maps, model.acquisition, threshold, method=method, mass_scale=mass_scale,
@@ -327,11 +333,12 @@ def localize_stream(
 
 def localize(model: MapModel, source, frames=None, threshold=None, batch_size=None, method="peaks",
              progress: Callable[[BatchResult], None] | None = None, cancel=None, photometry: bool = False,
-             fit_positions: bool = False) -> pd.DataFrame:
+             fit_positions: bool = False, fix_outlier_pixels: bool = True) -> pd.DataFrame:
     """Localize a whole selection and return one table (see :func:`localize_stream`)."""
     tables = []
     for result in localize_stream(model, source, frames, threshold, batch_size, method, cancel=cancel,
-                                  photometry=photometry, fit_positions=fit_positions):
+                                  photometry=photometry, fit_positions=fit_positions,
+                                  fix_outlier_pixels=fix_outlier_pixels):
         tables.append(result.table)
         if progress:
             progress(result)
