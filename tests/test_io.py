@@ -505,3 +505,18 @@ def test_paths_with_a_tilde_are_the_home_folders(tmp_path, monkeypatch):
     with io.read_stack("~/s.tif") as stack:
         assert len(stack) == 2
     assert len(io.read_localizations("~/l.csv")) == 2
+
+
+@pytest.mark.parametrize("resolution, unit, expected", [
+    (1 / 0.16, "MICROMETER", 160.0),  # tifffile's micrometre unit
+    (1e4 / 0.1075, "CENTIMETER", 107.5),  # the TIFF standard's unit
+    (300, "INCH", None),  # an image editor's 300 dpi is no camera pixel (84.7 um)
+    (1, "CENTIMETER", None),  # 1 cm: not a pixel in the sample
+])
+def test_pixel_size_from_the_standard_resolution_tags(tmp_path, resolution, unit, expected):
+    """Without ImageJ/OME metadata the resolution tags were ignored, and a 160 nm stack
+    was localized at the model's 100 nm."""
+    path = tmp_path / "s.tif"
+    tifffile.imwrite(path, np.zeros((2, 8, 8), np.uint16), resolution=(resolution, resolution), resolutionunit=unit)
+    with io.read_stack(path) as stack:
+        assert stack.pixel_size_nm == (pytest.approx(expected) if expected else None)

@@ -279,8 +279,15 @@ def read_stack(path: str | os.PathLike) -> FrameStack:
     return FrameStack(path)
 
 
+#: nm per unit of the TIFF ResolutionUnit tag (tifffile's codes 4 and 5 included); inches
+#: are left out: 72 or 300 dpi is what image editors write, not a camera's pixel
+_RESOLUTION_UNIT_NM = {3: 1e7, 4: 1e6, 5: 1e3}
+
+
 def _pixel_size_nm(tif: tifffile.TiffFile) -> float | None:
-    """Pixel size from ImageJ or OME metadata, in nm, or None."""
+    """Pixel size from ImageJ or OME metadata, else from the standard resolution tags
+    in cm, mm or um when they give 10 nm - 10 um (a microscope camera's pixel in the
+    sample), in nm; or None."""
     try:
         if tif.is_ome and tif.ome_metadata:
             root = ET.fromstring(tif.ome_metadata)
@@ -298,6 +305,13 @@ def _pixel_size_nm(tif: tifffile.TiffFile) -> float | None:
                 num, den = tag.value
                 if num > 0:
                     return _plausible(den / num * _LENGTH_TO_NM[unit])
+        if not tif.is_imagej:  # (ImageJ without a length unit: pixels, no size)
+            tags = tif.pages[0].tags
+            unit, resolution = tags.get("ResolutionUnit"), tags.get("XResolution")
+            if unit is not None and resolution is not None and int(unit.value) in _RESOLUTION_UNIT_NM:
+                num, den = resolution.value
+                size = den / num * _RESOLUTION_UNIT_NM[int(unit.value)] if num > 0 else math.nan
+                return float(size) if math.isfinite(size) and 10.0 <= size <= 1e4 else None
     except Exception:  # metadata is a hint; never fail reading frames because of it
         return None
     return None
