@@ -520,3 +520,11 @@ def test_pixel_size_from_the_standard_resolution_tags(tmp_path, resolution, unit
     tifffile.imwrite(path, np.zeros((2, 8, 8), np.uint16), resolution=(resolution, resolution), resolutionunit=unit)
     with io.read_stack(path) as stack:
         assert stack.pixel_size_nm == (pytest.approx(expected) if expected else None)
+
+
+def test_coordinates_without_a_unit_are_read_as_nm_with_a_warning(tmp_path):
+    path = tmp_path / "plain.csv"
+    path.write_text("frame,x,y\n1,1.5,2.5\n")
+    with pytest.warns(UserWarning, match=r"'x', 'y' carry no unit; read as nm"):
+        table = io.read_localizations(path)
+    assert table["x [nm]"].tolist() == [1.5]

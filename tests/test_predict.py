@@ -379,3 +379,17 @@ def test_one_hot_or_dead_pixel_no_longer_spoils_its_frame():
     flat[0, 0, 0], flat[0, 2, 2] = 0.0, 9000.0
     fixed, count = replace_isolated_outliers(flat, ISBI2013.sigma_px)
     assert count == 2 and np.all(fixed == 100.0)
+
+
+def test_frames_on_the_last_axis_are_suspected(tiny_model_path):
+    """A (rows, cols, frames) array from MATLAB was localized as 32 frames of 32 x 4
+    pixels without a word."""
+    frames, _ = simulate_stack(n_frames=4, shape=(32, 32), seed=1)
+    model = DeepLocalizer(tiny_model_path, device="cpu", precision="fp32")
+    with pytest.warns(UserWarning, match="np.moveaxis"):
+        localize(model, np.moveaxis(frames, 0, -1))
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        localize(model, frames)

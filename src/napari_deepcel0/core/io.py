@@ -748,6 +748,10 @@ def read_localizations(path: str | os.PathLike, pixel_size_nm: float | None = No
     else:
         table = pd.DataFrame(index=raw.index)
         sources = {}  # column of the table -> label of the file's column it came from
+        unitless = [lab for lab in labels if _split_label(lab)[0].lower() in ("x", "y") and _split_label(lab)[1] is None]
+        if unitless:  # ThunderSTORM always writes a unit; other tools often write pixels
+            warnings.warn(f"{path}: the column(s) {', '.join(map(repr, unitless))} carry no unit; read as nm (name "
+                          "them 'x [px]', 'y [px]' and give the pixel size if they are camera pixels)")
         for label in labels:
             name, unit = _split_label(label)
             key = name.lower()

@@ -236,6 +236,11 @@ class PixelSizeWarning(UserWarning):
     """The frames' file states another camera pixel size than the one used."""
 
 
+#: frames narrower than this (in camera pixels) hold no whole molecule: most likely an
+#: array with its frames on the last axis, read as many narrow frames
+MIN_FRAME_SIDE_PX = 8
+
+
 def warn_if_pixel_size_differs(source, acquisition: Acquisition, rel_tol: float = 0.02) -> None:
     """Warn when ``source`` states a camera pixel size (a :class:`FrameStack` from a file
     with ImageJ/OME metadata) more than ``rel_tol`` from the one coordinates are computed
@@ -287,6 +292,11 @@ def localize_stream(
         raise FrameSourceError(f"{getattr(source, 'path', 'the stack')} is a {source.output} image written by "
                                "napari-deepcel0, not camera frames")
     warn_if_pixel_size_differs(source, model.acquisition)
+    rows, cols = _frame_shape(source)
+    if min(rows, cols) < MIN_FRAME_SIDE_PX:
+        warnings.warn(f"frames of {rows} x {cols} pixels are narrower than a molecule's light ({MIN_FRAME_SIDE_PX} "
+                      "pixels); if the frames are on the array's last axis (MATLAB, h5py), pass "
+                      "np.moveaxis(frames, -1, 0)", UserWarning, stacklevel=3)
     threshold = model.default_threshold() if threshold is None else float(threshold)
     if not math.isfinite(threshold) or threshold < 0:
         raise ValueError(f"threshold must be a finite number >= 0, got {threshold}")
