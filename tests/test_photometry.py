@@ -384,3 +384,18 @@ def test_frame_numbers_must_be_one_based_and_one_per_frame():
         with pytest.raises(ValueError, match="1-based number of each"):
             add_photometry(frames, table, ISBI2013, numbers)
     assert len(add_photometry(frames, table, ISBI2013, [1, 2])) == 1
+
+
+def test_photometry_on_frames_below_the_camera_offset_warns(tiny_model_path):
+    """Offset-subtracted or rescaled frames gave plausible but wrong photon counts."""
+    import warnings
+
+    from napari_deepcel0.core.predict import DeepLocalizer
+
+    frames, _ = sim.simulate_stack(n_frames=1, shape=(24, 24), density_per_um2=1.0, seed=4)
+    model = DeepLocalizer(tiny_model_path, device="cpu", precision="fp32")
+    with pytest.warns(UserWarning, match="below the camera offset of 100 ADU"):
+        localize(model, frames - 100.0, threshold=0.0, photometry=True)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        localize(model, frames, threshold=0.0, photometry=True)

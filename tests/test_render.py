@@ -52,3 +52,12 @@ def test_png_has_the_image_size_and_leaves_the_plotting_backend_alone(tmp_path):
         assert png.size == (11, 7)
         pixels = np.asarray(png.convert("RGB"))
     assert pixels[2, 3].sum() > pixels[0, 0].sum()  # the localization is bright, the rest dark
+
+
+def test_a_field_that_leaves_localizations_out_says_so():
+    table = pd.DataFrame({"frame": [1, 1, 1], "x [nm]": [10.0, 900.0, 3000.0], "y [nm]": [10.0, 10.0, 10.0]})
+    with pytest.warns(UserWarning, match="2 of 3 localizations lie outside the rendered field of 32 x 32 nm"):
+        render_histogram(table, (32.0, 32.0), 10.0)  # the field in camera pixels, not nm
+    for field in ((-1.0, 10.0), (float("nan"), 10.0), (10.0, float("inf"))):
+        with pytest.raises(ValueError, match="positive"):
+            render_histogram(table, field, 10.0)

@@ -257,6 +257,19 @@ def warn_if_pixel_size_differs(source, acquisition: Acquisition, rel_tol: float 
                   PixelSizeWarning, stacklevel=3)
 
 
+def warn_if_below_offset(frames: np.ndarray, acquisition: Acquisition) -> None:
+    """Warn when the frames' median lies clearly below the camera offset the photon counts
+    assume: frames with the offset already subtracted, or normalised ones, gave plausible
+    but wrong photons and uncertainties without a word."""
+    median = float(np.median(frames))
+    margin = 3.0 * max(acquisition.read_noise_adu, 1.0)
+    if median < acquisition.offset_adu - margin:
+        warnings.warn(f"the frames' median, {median:.4g} ADU, lies below the camera offset of "
+                      f"{acquisition.offset_adu:g} ADU that the photon counts assume (the offset subtracted "
+                      "already, or frames rescaled?); set the acquisition's offset and gain to those of the data",
+                      UserWarning, stacklevel=3)
+
+
 def localize_stream(
     model: MapModel,
     source,
@@ -329,6 +342,8 @@ def localize_stream(
             done += len(idx)
             yield BatchResult(numbers, table, maps_out, done, len(indices), time.perf_counter() - t0)
             continue
+        if done == 0:
+            warn_if_below_offset(block, model.acquisition)
         # the fit on the frames can take seconds a frame: results, progress and Cancel per frame
         frame_of_row = table[FRAME].to_numpy()
         for i, number in enumerate(numbers):

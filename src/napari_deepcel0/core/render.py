@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import warnings
 
 import numpy as np
 import pandas as pd
@@ -13,6 +14,10 @@ from .io import X_NM, Y_NM, atomic_write
 MAX_RENDER_PIXELS = 20000 * 20000
 
 
+#: render_histogram warns when more than this share of the localizations falls outside
+OUTSIDE_WARN_FRACTION = 0.01
+
+
 def render_shape(field_nm: tuple[float, float], pixel_nm: float) -> tuple[int, int]:
     """(rows, cols) of a rendering of ``field_nm`` (height, width) at ``pixel_nm``;
     ValueError for a pixel size that is not a positive number or an image too large
@@ -20,6 +25,8 @@ def render_shape(field_nm: tuple[float, float], pixel_nm: float) -> tuple[int, i
     if not (math.isfinite(pixel_nm) and pixel_nm > 0):
         raise ValueError(f"render pixel size must be a positive number of nm, got {pixel_nm}")
     height, width = field_nm
+    if not all(math.isfinite(v) and v > 0 for v in (height, width)):
+        raise ValueError(f"the rendered field must be a positive (height, width) in nm, got {tuple(field_nm)}")
     shape = (int(math.ceil(height / pixel_nm)), int(math.ceil(width / pixel_nm)))
     if shape[0] * shape[1] > MAX_RENDER_PIXELS:
         raise ValueError(f"a {shape[0]} x {shape[1]} render is too large; use a larger pixel size")
@@ -43,7 +50,9 @@ class Renderer:
 
     def __init__(self, field_nm: tuple[float, float], pixel_nm: float):
         self.pixel_nm = float(pixel_nm)
+        self.field_nm = tuple(float(v) for v in field_nm)
         self.counts = np.zeros(render_shape(field_nm, pixel_nm), dtype=np.float32)
+        self.added = self.outside = 0  # localizations given / left out, beyond the field
 
     def add(self, table: pd.DataFrame, weights: np.ndarray | None = None) -> None:
         if len(table) == 0:
@@ -52,6 +61,8 @@ class Renderer:
         row = np.floor(table[Y_NM].to_numpy() / self.pixel_nm).astype(np.int64)
         h, w = self.counts.shape
         ok = (row >= 0) & (row < h) & (col >= 0) & (col < w)
+        self.added += len(ok)
+        self.outside += int(len(ok) - ok.sum())
         wts = np.ones(ok.sum(), np.float32) if weights is None else np.asarray(weights, np.float32)[ok]
         np.add.at(self.counts, (row[ok], col[ok]), wts)
 
@@ -71,6 +82,10 @@ def render_histogram(
     """Histogram image of all localizations (counts per pixel), see :class:`Renderer`."""
     r = Renderer(field_nm, pixel_nm)
     r.add(table)
+    if r.outside > OUTSIDE_WARN_FRACTION * r.added:  # a few just past the edge are normal
+        warnings.warn(f"{r.outside} of {r.added} localizations lie outside the rendered field of "
+                      f"{r.field_nm[0]:g} x {r.field_nm[1]:g} nm (height x width) and are left out; is the field "
+                      "in nm, rows first?")
     return r.image(blur_sigma_nm)
 
 
