@@ -35,13 +35,13 @@ from common import ISBI_DIR, RESULTS, command, machine, require_isbi, score_row,
 
 from napari_deepcel0.core import cel0
 from napari_deepcel0.core import simulate as sim
+from napari_deepcel0.core.defaults import TOLERANCES_NM as TOLERANCES
 from napari_deepcel0.core.acquisition import ISBI2013, Acquisition
 from napari_deepcel0.core.io import read_localizations, read_stack
 from napari_deepcel0.core.metrics import evaluate, format_scores
 from napari_deepcel0.core.optics import AcquisitionOperator
 
 SECTIONS = ("background", "noisefree", "timing", "sweep", "evaluate", "inner")
-TOLERANCES = (50.0, 100.0, 150.0, 250.0)
 
 
 def load() -> str:

@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 from common import IMAGES, RESULTS, command, machine, require_isbi, score_row, write_json
 
+from napari_deepcel0.core.defaults import TOLERANCES_NM as TOLERANCES
 from napari_deepcel0.core.acquisition import ISBI2013
 from napari_deepcel0.core.io import read_localizations, read_stack
 from napari_deepcel0.core.metrics import evaluate, format_scores
@@ -24,7 +25,6 @@ from napari_deepcel0.core.model_io import bundled_model_path
 from napari_deepcel0.core.frames import parse_frame_selection
 from napari_deepcel0.core.predict import DeepLocalizer, localize
 
-TOLERANCES = (50.0, 100.0, 150.0, 250.0)
 
 
 def figures(tables: dict, gt_all, stack, frames) -> None:

@@ -41,7 +41,7 @@ TABLE1_RESULTS = {
                                                   "DeepCEL0 fine-tuned on the paper's Gaussian noise",
 }
 
-#: result files of benchmarks/snr_sweep.py and their section titles
+#: result files of benchmarks/in_domain.py and their section titles
 IN_DOMAIN_RESULTS = {
     "in_domain.json": "Simulated stacks: uniform emitters vs filaments",
     "in_domain_orientations.json": "Simulated stacks: the bundled model with and without orientation averaging",
@@ -52,6 +52,7 @@ FIT_RESULTS = {
     "fit_positions_10_iterations.json": "Positions fitted on the camera frames, 10 steps instead of 4",
     "fit_positions_8_orientations.json": "Positions fitted on the camera frames, starting from orientation averaging",
 }
+#: result files of benchmarks/snr_sweep.py and their section titles
 SNR_RESULTS = {
     "snr_sweep.json": "Paper Table 1 protocol at more noise levels",
     "snr_sweep_mean_snr.json": "Paper Table 1 protocol with the SNR read as mean signal over noise std "

@@ -399,3 +399,18 @@ def test_photometry_on_frames_below_the_camera_offset_warns(tiny_model_path):
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         localize(model, frames, threshold=0.0, photometry=True)
+
+
+def test_the_fit_uses_the_psf_the_simulations_render():
+    """photometry's per-pixel PSF fractions and the simulator's (optics.integrated_gaussian)
+    are written apart; a change to one alone would bias every photon count silently."""
+    from napari_deepcel0.core.optics import integrated_gaussian
+    from napari_deepcel0.core.photometry import _profiles
+
+    positions = np.array([12.0, 437.5, 1049.9, 2000.0])
+    index, fraction, _ = _profiles(positions, ISBI2013)
+    p = ISBI2013.pixel_size_nm
+    for i, x in enumerate(positions):
+        edges = np.append(index[i], index[i, -1] + 1) * p
+        np.testing.assert_allclose(fraction[i], integrated_gaussian(np.array([x]), edges, ISBI2013.sigma_nm)[0],
+                                   atol=1e-7)

@@ -23,6 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from .cli_cel0 import add_parser as add_cel0_parser
+from .core.defaults import TOLERANCES_NM as DEFAULT_TOLERANCES_NM
 from .core.acquisition import Acquisition
 
 EXIT_ERROR = 2
@@ -555,7 +556,7 @@ def cmd_demo(args) -> int:
         write_thunderstorm_csv(out / "demo_ground_truth.csv", gt)
         csv = write_thunderstorm_csv(out / "demo_localizations.csv", table)
         save_render_png(png, render_image_for_png(render_histogram(table, field, 10.0)))
-    scores = evaluate(gt, table, (50.0, 100.0, 150.0, 250.0))
+    scores = evaluate(gt, table, DEFAULT_TOLERANCES_NM)
     print(f"{len(table)} localizations in {seconds:.1f} s ({args.frames / seconds:.1f} frames/s)")
     _print_scores(scores, False)
     s50 = scores[0]
@@ -604,7 +605,7 @@ def build_parser() -> argparse.ArgumentParser:
                                    "RMSE and efficiency.")
     p.add_argument("locs", metavar="LOCS.csv", help="localizations (ThunderSTORM CSV)")
     p.add_argument("--gt", required=True, metavar="GT.csv", help="ground truth (ThunderSTORM or ISBI CSV)")
-    p.add_argument("--tol", type=positive_float, nargs="+", default=[50.0, 100.0, 150.0, 250.0], metavar="NM",
+    p.add_argument("--tol", type=positive_float, nargs="+", default=list(DEFAULT_TOLERANCES_NM), metavar="NM",
                    help="tolerances in nm (default 50 100 150 250)")
     p.add_argument("--frames", metavar="SEL",
                    help="score only these frames of both files (1-based, e.g. 1-100), e.g. after localize --frames")
@@ -684,8 +685,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--render", metavar="PNG_OR_TIF", help="also write a super-resolved rendering")
     p.add_argument("--render-pixel", type=positive_float, default=10.0, metavar="NM", help="rendering pixel (default 10 nm)")
     p.add_argument("--gt", metavar="GT.csv", help="ground truth: print scores after localizing")
-    p.add_argument("--tol", type=positive_float, nargs="+", default=[50.0, 100.0, 150.0, 250.0], metavar="NM",
-                   help="with --gt: matching tolerances (default 50 100 150 250)")
+    p.add_argument("--tol", type=positive_float, nargs="+", default=list(DEFAULT_TOLERANCES_NM), metavar="NM",
+                   help=f"with --gt: matching tolerances (default {' '.join(f'{t:g}' for t in DEFAULT_TOLERANCES_NM)})")
     _add_acquisition_args(p, with_camera=True, model=True, stack=True)
     _device_args(p)
     p.set_defaults(func=cmd_localize)

@@ -3,6 +3,10 @@ that does not import torch, so that ``deepcel0 --help`` and ``deepcel0 evaluate`
 start without loading it. :mod:`.localize` and :mod:`.cel0`, which use them, export
 them under their own names (``localize.METHODS``, ``cel0.DEFAULT_LAM``, ...)."""
 
+#: matching tolerances reported by default (nm): the paper's 50/100/150 and the SMLM
+#: challenges' 250
+TOLERANCES_NM = (50.0, 100.0, 150.0, 250.0)
+
 #: ways to read molecules off a fine-grid map (:func:`.localize.extract_localizations`)
 READ_METHODS = ("peaks", "components")
 

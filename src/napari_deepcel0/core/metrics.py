@@ -30,9 +30,8 @@ from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 from scipy.spatial import cKDTree
 
+from .defaults import TOLERANCES_NM as DEFAULT_TOLERANCES_NM  # noqa: F401 (exported)
 from .io import FRAME, X_NM, Y_NM
-
-DEFAULT_TOLERANCES_NM = (50.0, 100.0, 150.0, 250.0)
 
 
 def match_points(gt_xy: np.ndarray, est_xy: np.ndarray, tol_nm: float,
@@ -272,10 +271,10 @@ def score(
     jac = _pct(tp, tp + fp + fn)
     spec = None
     if grid is not None:
-        fine_px, (rows, cols) = grid
+        fine_pixel_nm, (rows, cols) = grid
         frames = n_frames or int(max(gt[FRAME].max() if len(gt) else 0, est[FRAME].max() if len(est) else 0))
-        col = np.floor(gt[X_NM].to_numpy() / fine_px).astype(np.int64)
-        row = np.floor(gt[Y_NM].to_numpy() / fine_px).astype(np.int64)
+        col = np.floor(gt[X_NM].to_numpy() / fine_pixel_nm).astype(np.int64)
+        row = np.floor(gt[Y_NM].to_numpy() / fine_pixel_nm).astype(np.int64)
         inside = (row >= 0) & (row < rows) & (col >= 0) & (col < cols)
         keys = (gt[FRAME].to_numpy()[inside] * rows + row[inside]) * cols + col[inside]
         tn = frames * rows * cols - len(np.unique(keys))

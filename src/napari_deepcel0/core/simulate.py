@@ -77,7 +77,6 @@ def uniform_emitters(
     density_per_um2: float,
     photons: PhotonModel = PhotonModel(),
     seed=None,
-    exact_count: bool = False,
 ) -> pd.DataFrame:
     """Emitters uniformly distributed over the field.
 
@@ -88,10 +87,8 @@ def uniform_emitters(
     field_nm
         (height, width) of the field in nm; x in [0, width), y in [0, height).
     density_per_um2
-        Mean number of emitters per square micrometre per frame.
-    exact_count
-        If True every frame holds exactly ``round(density * area)`` emitters,
-        otherwise a Poisson number with that mean.
+        Mean number of emitters per square micrometre per frame (each frame holds a
+        Poisson number of them).
     """
     if n_frames < 1:
         raise ValueError(f"n_frames must be >= 1, got {n_frames}")
@@ -100,11 +97,7 @@ def uniform_emitters(
     rng = as_rng(seed)
     height, width = field_nm
     mean_count = density_per_um2 * height * width / 1e6
-    counts = (
-        np.full(n_frames, int(round(mean_count)))
-        if exact_count
-        else rng.poisson(mean_count, size=n_frames)
-    )
+    counts = rng.poisson(mean_count, size=n_frames)
     frames = np.repeat(np.arange(1, n_frames + 1), counts)
     n = int(counts.sum())
     x = rng.uniform(0.0, width, size=n)

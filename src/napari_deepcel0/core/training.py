@@ -1,8 +1,9 @@
 """Training DeepCEL0 (ReLU head, CEL0 loss) or Deep-STORM (linear head, L1 loss).
 
 Adam, ReduceLROnPlateau on the validation loss (or cosine annealing), best-validation
-checkpoint kept. A ``progress`` callback receives a :class:`Progress` after every step
-and epoch; a ``cancel`` callable (or ``threading.Event``) stops training cleanly after
+checkpoint kept. A ``progress`` callback receives a :class:`Progress` when the losses
+are read (every step on the CPU, every 50 on a GPU: :func:`steps_between_loss_reads`)
+and after every epoch; a ``cancel`` callable (or ``threading.Event``) stops training cleanly after
 the current step and the best model so far is returned (cancelled before the first step,
 or while the training set is simulated, :func:`train` raises
 :class:`~.cancel.Cancelled`: nothing was trained). A NaN/inf loss stops training with
@@ -52,7 +53,9 @@ class TrainingDivergedError(RuntimeError):
 
 @dataclass(frozen=True)
 class TrainingConfig:
-    """Hyper-parameters of one training run (defaults: the paper's)."""
+    """Hyper-parameters of one training run (the schedule's defaults are the paper's; the
+    data's, :class:`TrainingDataConfig`, are broader: ``TrainingDataConfig.paper()`` is the
+    paper's)."""
 
     method: str = "deepcel0"  # or "deepstorm"
     lam: float = 100.0

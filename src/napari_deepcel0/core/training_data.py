@@ -6,7 +6,8 @@ then ``n_patches`` patches of ``patch_size`` camera pixels holding at least
 own min/max and then standardised with the mean/std over all training patches (the
 two numbers are stored with the model and reused at inference). Targets are spikes on
 the fine grid (one count per emitter, in the fine pixel holding it), multiplied by the
-target scale ``s`` and blurred by ``g`` in the loss.
+target scale ``s``; training blurs them by ``g`` (the loss compares the blurred
+prediction with the blurred target).
 
 Differences from the paper's single setting, all configurable: frames are drawn with
 a range of brightness, background and PSF width (robustness to real data), a fraction
