@@ -14,7 +14,7 @@ cd "$(dirname "$0")/.."
 
 APT_PACKAGES="xvfb libgl1 libgl1-mesa-dri libegl1 libxkbcommon-x11-0 libxcb-icccm4 libxcb-image0
 libxcb-keysyms1 libxcb-randr0 libxcb-render-util0 libxcb-xinerama0 libxcb-xfixes0 libxcb-shape0
-libxcb-cursor0 libdbus-1-3 libfontconfig1 python3-venv"
+libxcb-cursor0 libdbus-1-3 libfontconfig1"
 
 if command -v apt-get >/dev/null 2>&1; then
   missing=$(for p in $APT_PACKAGES; do dpkg -s "$p" >/dev/null 2>&1 || echo "$p"; done)
@@ -39,17 +39,27 @@ else
 fi
 
 PYTHON=${PYTHON:-python3}
-"$PYTHON" -c 'import sys; sys.exit(sys.version_info < (3, 10))' || {
-  echo "setup.sh: napari-deepcel0 needs Python >= 3.10; $PYTHON is $("$PYTHON" -V 2>&1) (set PYTHON=python3.11, say)" >&2
+if [ ! -x .venv/bin/python ]; then
+  "$PYTHON" -c 'import sys; sys.exit(sys.version_info < (3, 10))' || {
+    echo "setup.sh: napari-deepcel0 needs Python >= 3.10; $PYTHON is $("$PYTHON" -V 2>&1) (set PYTHON=python3.11, say)" >&2
+    exit 1
+  }
+  "$PYTHON" -m venv .venv || {
+    echo "setup.sh: could not make .venv with $PYTHON (on Debian/Ubuntu: apt-get install python3-venv); remove" \
+         "the .venv it left and run setup.sh again" >&2
+    exit 1
+  }
+fi
+.venv/bin/python -c 'import sys; sys.exit(sys.version_info < (3, 10))' || {
+  echo "setup.sh: .venv runs $(.venv/bin/python -V 2>&1); napari-deepcel0 needs Python >= 3.10 (remove .venv)" >&2
   exit 1
 }
-if ! .venv/bin/python -m pip --version >/dev/null 2>&1; then
-  # none yet, or one left without pip (venv fails half-way without python3-venv): make it anew
-  [ -e .venv ] && echo "setup.sh: .venv has no working pip; making it anew"
-  rm -rf .venv
-  "$PYTHON" -m venv .venv
-  .venv/bin/python -m pip install -q --upgrade pip
-fi
+# a venv without pip (uv venv, venv --without-pip, or one left half-made): add pip, keep the rest
+.venv/bin/python -m pip --version >/dev/null 2>&1 || .venv/bin/python -m ensurepip --upgrade >/dev/null || {
+  echo "setup.sh: .venv has no pip and ensurepip failed (on Debian/Ubuntu: apt-get install python3-venv)" >&2
+  exit 1
+}
+.venv/bin/python -m pip install -q --upgrade pip
 # torch first and pinned: an unpinned torch would pull a multi-GB CUDA build
 # (TORCH_INDEX_URL=https://download.pytorch.org/whl/cpu takes the CPU build where PyPI,
 # whose Linux wheels are CUDA builds, is the only package source)

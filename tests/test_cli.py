@@ -620,3 +620,22 @@ def test_localize_scores_the_ground_truth_of_the_selected_frames(tiny_model_path
     tp, fp, fn = int(row[1]), int(row[2]), int(row[3])
     assert tp + fn == int(gt["frame"].isin([3, 4]).sum())
     assert tp + fp == len(read_localizations(tmp_path / "l.csv"))
+
+
+def test_localize_replaces_a_hot_pixel_unless_asked_to_keep_it(simulated, tmp_path):
+    from napari_deepcel0.core.io import write_tiff
+
+    with read_stack(simulated / "frames.tif") as stack:
+        frames = stack[0:2]
+    hot = frames.copy()
+    hot[:, 5, 5] = 65535.0
+    write_tiff(tmp_path / "hot.tif", hot.astype(np.uint16), pixel_size_nm=100.0)
+    write_tiff(tmp_path / "clean.tif", frames.astype(np.uint16), pixel_size_nm=100.0)
+    tables = {}
+    for name, flags in (("clean", []), ("hot", []), ("kept", ["--keep-outlier-pixels"])):
+        out = tmp_path / f"{name}.csv"
+        source = tmp_path / ("clean.tif" if name == "clean" else "hot.tif")
+        assert main(["localize", str(source), "--out", str(out), "--device", "cpu", *flags]) == 0
+        tables[name] = read_localizations(out)
+    assert len(tables["hot"]) == len(tables["clean"]) > 0
+    assert len(tables["kept"]) != len(tables["clean"])  # the hot pixel spoils the frames' scaling

@@ -528,3 +528,14 @@ def test_coordinates_without_a_unit_are_read_as_nm_with_a_warning(tmp_path):
     with pytest.warns(UserWarning, match=r"'x', 'y' carry no unit; read as nm"):
         table = io.read_localizations(path)
     assert table["x [nm]"].tolist() == [1.5]
+
+
+def test_frame_stack_keys_numpy_would_read_otherwise_are_refused_or_follow_numpy(tmp_path):
+    frames = np.arange(3 * 4 * 6, dtype=np.uint16).reshape(3, 4, 6)
+    with io.read_stack(io.write_tiff(tmp_path / "s.tif", frames)) as stack:
+        assert stack[[]].shape == (0, 4, 6)  # as NumPy
+        np.testing.assert_array_equal(stack[np.array(2)], frames[2])  # a 0-d index is one frame
+        np.testing.assert_array_equal(stack[np.int64(-1)], frames[-1])
+        for bad in ((0, 1), True, np.True_):  # stack[0, 1] read frames 0 and 1, not row 1 of frame 0
+            with pytest.raises(IndexError):
+                stack[bad]

@@ -118,7 +118,8 @@ def _averaging_text(orientations: int) -> str:
     return f", positions averaged over {orientations} orientations" if orientations > 1 else ""
 
 
-def _add_acquisition_args(p, with_camera: bool = False, model: bool = False, stack: bool = False) -> None:
+def _add_acquisition_args(p, with_camera: bool = False, model: bool = False, stack: bool = False,
+                          pixel_help: str | None = None) -> None:
     """The acquisition flags; their help names the defaults: the model's settings when
     ``model`` (localize), else :class:`Acquisition`'s, and for the pixel size the
     stack's metadata first when the command reads a stack."""
@@ -130,7 +131,7 @@ def _add_acquisition_args(p, with_camera: bool = False, model: bool = False, sta
     pixel = ("(default: the stack's ImageJ/OME metadata, else " + ("the model's)" if model else f"{d.pixel_size_nm:g})")
              if stack else default(d.pixel_size_nm, ""))
     g = p.add_argument_group("acquisition")
-    g.add_argument("--pixel-size", type=positive_float, metavar="NM", help=f"camera pixel size in nm {pixel}")
+    g.add_argument("--pixel-size", type=positive_float, metavar="NM", help=pixel_help or f"camera pixel size in nm {pixel}")
     g.add_argument("--fwhm", type=positive_float, metavar="NM",
                    help=f"PSF FWHM in nm (sigma = FWHM / 2.3548) {default(d.fwhm_nm, '')}")
     g.add_argument("--upsampling", type=positive_int, metavar="L",
@@ -142,6 +143,12 @@ def _add_acquisition_args(p, with_camera: bool = False, model: bool = False, sta
                        help=f"camera gain {default(d.gain_adu_per_photon, '')}")
         g.add_argument("--read-noise", type=non_negative_float, metavar="ADU",
                        help=f"read noise std (ADU) {default(d.read_noise_adu, '')}")
+
+
+def _outlier_pixels_arg(p) -> None:
+    p.add_argument("--keep-outlier-pixels", action="store_true",
+                   help="do not replace isolated hot and dead pixels by their neighbours' mean before localizing "
+                        "(replaced by default: one such pixel spoils its frame's min/max scaling)")
 
 
 def _device_args(p) -> None:
@@ -475,7 +482,8 @@ def _run_stream(model, stack, args, label: str):
 
     table = localize(model, stack, frames=args.frames, threshold=args.threshold, batch_size=args.batch_size,
                      method=getattr(args, "method", "peaks"), progress=progress,
-                     photometry=getattr(args, "photometry", False), fit_positions=getattr(args, "fit_positions", False))
+                     photometry=getattr(args, "photometry", False), fit_positions=getattr(args, "fit_positions", False),
+                     fix_outlier_pixels=not args.keep_outlier_pixels)
     if bar["bar"]:
         bar["bar"].close()
     return table
@@ -612,7 +620,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="one JSON object per tolerance (percentages in %%)")
     p.add_argument("--frame-shape", type=positive_int, nargs=2, metavar=("ROWS", "COLS"),
                    help="camera frame shape, to report specificity on the fine grid (column spec%%)")
-    _add_acquisition_args(p)
+    _add_acquisition_args(p, pixel_help=f"camera pixel size in nm: needed for columns in camera pixels (x [px]); "
+                                        f"with --frame-shape, sets the fine grid (default {Acquisition().pixel_size_nm:g})")
     p.set_defaults(func=cmd_evaluate)
 
     p = sub.add_parser("train", help="train a DeepCEL0 (or Deep-STORM) model on simulated data",
@@ -687,6 +696,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--gt", metavar="GT.csv", help="ground truth: print scores after localizing")
     p.add_argument("--tol", type=positive_float, nargs="+", default=list(DEFAULT_TOLERANCES_NM), metavar="NM",
                    help=f"with --gt: matching tolerances (default {' '.join(f'{t:g}' for t in DEFAULT_TOLERANCES_NM)})")
+    _outlier_pixels_arg(p)
     _add_acquisition_args(p, with_camera=True, model=True, stack=True)
     _device_args(p)
     p.set_defaults(func=cmd_localize)

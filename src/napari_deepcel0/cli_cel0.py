@@ -27,7 +27,7 @@ from .core.defaults import READ_METHODS as METHODS
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
     """Register ``cel0`` on an ``argparse`` subparsers object; returns its parser."""
-    from .cli import _add_acquisition_args, positive_float
+    from .cli import _add_acquisition_args, _outlier_pixels_arg, positive_float
 
     p = subparsers.add_parser(
         "cel0", help="localize a TIFF stack with CEL0-IRL1 sparse deconvolution (or sweep lambda)",
@@ -75,6 +75,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     g.add_argument("--match-tol", type=float, default=50.0, metavar="NM",
                    help="matching tolerance for the Jaccard index (default 50 nm)")
     g.add_argument("--json", action="store_true", help="print the sweep as one JSON object")
+    _outlier_pixels_arg(p)
     _add_acquisition_args(p, stack=True)
     p.set_defaults(func=run)
     return p
@@ -121,7 +122,7 @@ def _localize(args, stack, acq) -> int:
         bar.update(result.done, f"{result.frames_per_second:.2f} frames/s{result.time_left()}", force=True)
 
     table = localize(model, stack, frames=args.frames, threshold=args.threshold, batch_size=model.batch_size,
-                     method=args.method, progress=batch_done)
+                     method=args.method, progress=batch_done, fix_outlier_pixels=not args.keep_outlier_pixels)
     bar.close()
     outer = np.array([r.outer_iterations for r in records])
     inner = np.array([r.inner_iterations for r in records])
@@ -148,7 +149,8 @@ def _sweep(args, stack, acq) -> int:
                           n_frames=args.sweep_frames, seed=args.seed, tol_nm=args.match_tol, method=args.method,
                           threshold=DEFAULT_THRESHOLD if args.threshold is None else args.threshold,
                           max_outer=args.max_outer, max_inner=args.max_inner, tol=args.tol,
-                          background=args.background, device=args.device, progress=progress)
+                          background=args.background, device=args.device, progress=progress,
+                          fix_outlier_pixels=not args.keep_outlier_pixels)
     bar.close()
     if args.json:
         print(json.dumps(result.to_dict()))

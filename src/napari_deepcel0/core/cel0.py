@@ -62,7 +62,14 @@ from .localize import FRAME, X_NM, Y_NM, extract_localizations
 from .losses import cel0_penalty
 from .metrics import Score, score
 from .optics import AcquisitionOperator
-from .frames import FrameSourceError, check_finite, frame_count, parse_frame_selection, read_frames
+from .frames import (
+    FrameSourceError,
+    check_finite,
+    frame_count,
+    parse_frame_selection,
+    read_frames,
+    replace_isolated_outliers,
+)
 
 #: The mass column of CEL0 tables: the molecule's photons.
 MASS_COLUMN = INTENSITY
@@ -654,6 +661,7 @@ def lambda_sweep(
     progress: Callable[[int, int, float, Score], None] | None = None,
     cancel=None,
     distance: str = "euclidean",
+    fix_outlier_pixels: bool = True,
 ) -> LambdaSweep:
     """Pick lambda as the paper does: Jaccard at ``tol_nm`` against ground truth for
     ``n_lams`` values log-spaced in ``lam_range`` on ``n_frames`` random frames.
@@ -684,6 +692,10 @@ def lambda_sweep(
         Callable or ``threading.Event``; raises :class:`Cel0Cancelled` when set.
     distance
         How ``tol_nm`` is measured (see :func:`~napari_deepcel0.core.metrics.match_points`).
+    fix_outlier_pixels
+        Replace isolated hot and dead pixels first, as :func:`~.predict.localize` does
+        (:func:`~.frames.replace_isolated_outliers`), so that lambda is chosen on the
+        input it will be used on.
 
     Returns
     -------
@@ -711,7 +723,11 @@ def lambda_sweep(
     gt = ground_truth[ground_truth[FRAME].isin(numbers)]
     if len(gt) == 0:
         raise ValueError(f"the ground truth has no molecules in the sweep frames {numbers.tolist()}")
-    y, scale = prepare_frames(read_frames(source, chosen), background, frame_numbers=numbers)
+    block = read_frames(source, chosen)
+    check_finite(block, numbers)
+    if fix_outlier_pixels:
+        block, _ = replace_isolated_outliers(block, acquisition.sigma_px)
+    y, scale = prepare_frames(block, background, frame_numbers=numbers)
     op = AcquisitionOperator(acquisition, y.shape[-2:], device=resolve_device(device))
     y_t = torch.as_tensor(y, device=op.device)
     mass_scale = scale / acquisition.gain_adu_per_photon

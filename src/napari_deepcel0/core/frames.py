@@ -13,6 +13,7 @@ import re
 from typing import Iterator
 
 import numpy as np
+from scipy import ndimage
 
 from .acquisition import is_whole_number
 
@@ -142,6 +143,11 @@ OUTLIER_RANGE_FRACTION = 0.05
 #: and, for a bright pixel, when its brightest neighbour holds less than this fraction of
 #: what a molecule's peak neighbour holds at least (:func:`_psf_neighbour_ratio`)
 OUTLIER_PSF_FRACTION = 0.25
+#: the frame statistics (median, 99th percentile, noise) come from about this many pixels
+STATISTICS_PIXELS = 1024
+#: the 8 neighbours of a pixel, in a frame of a stack
+_NEIGHBOURS = np.ones((1, 3, 3), bool)
+_NEIGHBOURS[0, 1, 1] = False
 
 
 def _psf_neighbour_ratio(psf_sigma_px: float) -> float:
@@ -175,24 +181,31 @@ def replace_isolated_outliers(frames: np.ndarray, psf_sigma_px: float) -> tuple[
     f = np.array(frames, dtype=np.float32, copy=True)
     if f.ndim != 3 or min(f.shape[-2:]) < 3:
         return f, 0
+    n = len(f)
+    # the frame statistics from about 1,000 pixels (and pixel differences) a frame: half
+    # the time of whole-frame medians, which capped a GPU's rate at 3,400 frames/s
+    flat = f.reshape(n, -1)
+    sample = flat[:, :: max(1, flat.shape[1] // STATISTICS_PIXELS)]
+    k50, k99 = (sample.shape[1] - 1) // 2, int(0.99 * (sample.shape[1] - 1))
+    ordered = np.partition(sample, (k50, k99), axis=1)
+    median, high = ordered[:, k50, None, None], ordered[:, k99, None, None]
+    diffs = np.abs(np.diff(f[:, ::2], axis=-1)).reshape(n, -1)
+    diffs = diffs[:, :: max(1, diffs.shape[1] // STATISTICS_PIXELS)]
+    k = diffs.shape[1] // 2
+    noise = 1.4826 / np.sqrt(2.0) * np.partition(diffs, k, axis=1)[:, k, None, None]
+    margin = OUTLIER_NOISE_SIGMAS * noise + OUTLIER_RANGE_FRACTION * (high - median)
     # the neighbours inside the frame only (a reflected edge made the dim side of a molecule
     # cut by the edge look like a dead pixel)
-    padded = np.pad(f, ((0, 0), (1, 1), (1, 1)), constant_values=np.nan)
-    rows, cols = f.shape[-2:]
-    shifts = np.stack([padded[:, 1 + dr : 1 + dr + rows, 1 + dc : 1 + dc + cols]
-                       for dr in (-1, 0, 1) for dc in (-1, 0, 1) if dr or dc])
-    nb_max = np.nanmax(shifts, axis=0)
-    nb_min = np.nanmin(shifts, axis=0)
-    median = np.median(f, axis=(-2, -1), keepdims=True)
-    noise = 1.4826 * np.median(np.abs(np.diff(f, axis=-1)), axis=(-2, -1), keepdims=True) / np.sqrt(2.0)
-    spread = np.percentile(f, 99, axis=(-2, -1), keepdims=True) - median
-    margin = OUTLIER_NOISE_SIGMAS * noise + OUTLIER_RANGE_FRACTION * spread
+    nb_max = ndimage.maximum_filter(f, footprint=_NEIGHBOURS, mode="constant", cval=-np.inf)
+    nb_min = ndimage.minimum_filter(f, footprint=_NEIGHBOURS, mode="constant", cval=np.inf)
     ratio = OUTLIER_PSF_FRACTION * _psf_neighbour_ratio(psf_sigma_px)
     hot = (f - nb_max > margin) & (nb_max - median < ratio * (f - median))
     dead = (nb_min - f > margin) & (median - f > margin)  # below the background too: a pixel
     # between molecules, or at the edge beside one, can be dimmer than all its neighbours
-    bad = hot | dead
-    count = int(bad.sum())
-    if count:
-        f[bad] = np.nanmean(shifts[:, bad], axis=0)
-    return f, count
+    frame, row, col = np.nonzero(hot | dead)
+    if len(frame):
+        padded = np.pad(f, ((0, 0), (1, 1), (1, 1)), constant_values=np.nan)
+        around = np.stack([padded[frame, row + 1 + dr, col + 1 + dc]
+                           for dr in (-1, 0, 1) for dc in (-1, 0, 1) if dr or dc])
+        f[frame, row, col] = np.nanmean(around, axis=0)
+    return f, len(frame)

@@ -85,7 +85,8 @@ class FrameStack:
     ----------
     shape : (n_frames, rows, cols)
     dtype : the dtype stored in the file
-    pixel_size_nm : float or None, from ImageJ or OME metadata when present
+    pixel_size_nm : float or None, from ImageJ or OME metadata when present, else from
+        the TIFF resolution tags (see :func:`_pixel_size_nm`)
     output : str or None, the kind of image this package computed (e.g. ``"render"``)
         when it wrote the file with :func:`write_tiff`'s ``output``; None for frames
     first_frame : int, the 1-based camera frame of the file's first plane when
@@ -204,7 +205,9 @@ class FrameStack:
 
     def __getitem__(self, key) -> np.ndarray:
         n = len(self)
-        if isinstance(key, (int, np.integer)):
+        if isinstance(key, np.ndarray) and key.ndim == 0 and key.dtype.kind in "iu":
+            key = int(key)
+        if isinstance(key, (int, np.integer)) and not isinstance(key, (bool, np.bool_)):
             i = int(key) + n if key < 0 else int(key)
             if not 0 <= i < n:
                 raise IndexError(f"frame index {key} out of range for {n} frames")
@@ -222,7 +225,12 @@ class FrameStack:
         """0-based frame indices from a list/array key: whole numbers (negative from the
         end) or a boolean mask of one entry per frame, as NumPy takes them."""
         n = len(self)
+        if isinstance(key, tuple):  # stack[0, 1] read frames 0 and 1, not row 1 of frame 0
+            raise IndexError("a FrameStack takes frames only (an index, a slice, a list or a boolean mask); crop "
+                             "the frames after reading them, e.g. stack[a:b][:, r0:r1, c0:c1]")
         keys = np.asarray(key)
+        if keys.size == 0 and keys.dtype.kind in "fiub":  # stack[[]]: no frames, as NumPy gives
+            return []
         if keys.dtype == bool:
             if keys.shape != (n,):
                 raise IndexError(f"a boolean frame mask needs one entry per frame ({n}), got shape {keys.shape}")
@@ -286,8 +294,8 @@ _RESOLUTION_UNIT_NM = {3: 1e7, 4: 1e6, 5: 1e3}
 
 def _pixel_size_nm(tif: tifffile.TiffFile) -> float | None:
     """Pixel size from ImageJ or OME metadata, else from the standard resolution tags
-    in cm, mm or um when they give 10 nm - 10 um (a microscope camera's pixel in the
-    sample), in nm; or None."""
+    in cm, mm or um when they give 10-2,000 nm (a camera pixel in the sample, not on the
+    sensor), in nm; or None."""
     try:
         if tif.is_ome and tif.ome_metadata:
             root = ET.fromstring(tif.ome_metadata)
@@ -311,7 +319,7 @@ def _pixel_size_nm(tif: tifffile.TiffFile) -> float | None:
             if unit is not None and resolution is not None and int(unit.value) in _RESOLUTION_UNIT_NM:
                 num, den = resolution.value
                 size = den / num * _RESOLUTION_UNIT_NM[int(unit.value)] if num > 0 else math.nan
-                return float(size) if math.isfinite(size) and 10.0 <= size <= 1e4 else None
+                return float(size) if math.isfinite(size) and 10.0 <= size <= 2000.0 else None
     except Exception:  # metadata is a hint; never fail reading frames because of it
         return None
     return None

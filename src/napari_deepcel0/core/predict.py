@@ -1,7 +1,7 @@
 """Streaming inference: frames in, fine-grid maps and localizations out, batch by batch.
 
-Frames come from any *frame source* (:mod:`.frames`, whose helpers this module also
-exports). Only one batch is in memory at a time, so stacks of any length stream in
+Frames come from any *frame source* (:mod:`.frames`, where the helpers to count, read and
+select frames live). Only one batch is in memory at a time, so stacks of any length stream in
 constant memory.
 """
 
