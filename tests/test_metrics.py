@@ -198,3 +198,19 @@ def test_a_matching_made_for_another_tolerance_is_refused_and_evaluate_takes_one
     assert metrics.score(gt, est, 50.0, matching=metrics.match(gt, est, 50.0)) == metrics.score(gt, est, 50.0)
     (only,) = metrics.evaluate(gt, est, 250.0)
     assert only.tol_nm == 250.0 and only.tp == 2
+
+
+def test_evaluate_scores_a_frame_selection_of_both_tables():
+    """Localizations of part of a stack scored against the whole ground truth counted
+    the other frames' molecules as missed (the CLI had --frames; Python had nothing)."""
+    gt = _table([1, 2, 3, 4], [100.0, 100.0, 100.0, 100.0], [100.0] * 4)
+    est = _table([1, 2], [110.0, 110.0], [100.0, 100.0])
+    (whole,) = metrics.evaluate(gt, est, 50.0)
+    assert (whole.tp, whole.fn) == (2, 2)
+    for selection in ("1-2", [1, 2], "1,2"):
+        (part,) = metrics.evaluate(gt, est, 50.0, frames=selection)
+        assert (part.tp, part.fp, part.fn, part.jaccard) == (2, 0, 0, 100.0)
+    (beyond,) = metrics.evaluate(gt, est, 50.0, frames="2-10", grid=(25.0, (8, 8)))  # frames past both tables count
+    assert (beyond.tp, beyond.fn) == (1, 2)
+    _, _, n = metrics.select_frames(gt, est, "2-10")
+    assert n == 9

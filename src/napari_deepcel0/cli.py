@@ -12,7 +12,6 @@ import contextlib
 import json
 import math
 import os
-import re
 import signal
 import sys
 import threading
@@ -212,25 +211,13 @@ def cmd_simulate(args) -> int:
 # ============================================================ evaluate
 def cmd_evaluate(args) -> int:
     from .core.io import read_localizations
-    from .core.metrics import evaluate
-    from .core.frames import frame_ranges
+    from .core.metrics import evaluate, select_frames
 
     est = read_localizations(args.locs, pixel_size_nm=args.pixel_size)
     gt = read_localizations(args.gt, pixel_size_nm=args.pixel_size)
-    last = int(max(est["frame"].max() if len(est) else 0, gt["frame"].max() if len(gt) else 0))
     n_selected = None
     if args.frames:
-        # frames past the last one in either file are valid (empty) frames of the
-        # selection and count (specificity); the ranges are never expanded
-        upper = max([last, 1] + [int(v) for v in re.findall(r"\d+", args.frames)])
-        ranges = frame_ranges(args.frames, upper)
-        n_selected = sum(hi - lo + 1 for lo, hi in ranges)
-
-        def selected(table):
-            frame = table["frame"].to_numpy()
-            return np.logical_or.reduce([(frame >= lo) & (frame <= hi) for lo, hi in ranges])
-
-        est, gt = est[selected(est)], gt[selected(gt)]
+        gt, est, n_selected = select_frames(gt, est, args.frames)
     elif len(est) and len(gt) and gt["frame"].max() > est["frame"].max():
         print(f"note: the ground truth runs to frame {int(gt['frame'].max())}, the localizations to frame "
               f"{int(est['frame'].max())}; every ground-truth frame is scored (--frames scores a selection)",

@@ -20,6 +20,7 @@ Definitions (paper Eqs. 11-13, Sage et al. 2019), percentages in %:
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 
@@ -295,6 +296,30 @@ def score(
     )
 
 
+def select_frames(gt: pd.DataFrame, est: pd.DataFrame, frames) -> tuple[pd.DataFrame, pd.DataFrame, int]:
+    """The rows of both tables in the 1-based frame selection ``frames`` (``"1-20"``,
+    ``"1,5,10-"``, a number or a list, as :func:`~.frames.parse_frame_selection`), and
+    how many frames it selects. Frames past the last one in either table are valid,
+    empty frames of the selection (they count for specificity); ranges are not
+    expanded."""
+    from .frames import frame_ranges
+
+    last = int(max(est[FRAME].max() if len(est) else 0, gt[FRAME].max() if len(gt) else 0, 1))
+    if isinstance(frames, str):
+        last = max([last] + [int(v) for v in re.findall(r"\d+", frames)])
+    elif np.ndim(frames) == 0:
+        last = max(last, int(frames))
+    else:
+        last = max([last] + [int(v) for v in frames])
+    ranges = frame_ranges(frames, last)
+
+    def selected(table: pd.DataFrame) -> pd.DataFrame:
+        frame = table[FRAME].to_numpy()
+        return table[np.logical_or.reduce([(frame >= lo) & (frame <= hi) for lo, hi in ranges])]
+
+    return selected(gt), selected(est), sum(hi - lo + 1 for lo, hi in ranges)
+
+
 def evaluate(
     gt: pd.DataFrame,
     est: pd.DataFrame,
@@ -302,10 +327,17 @@ def evaluate(
     grid: tuple[float, tuple[int, int]] | None = None,
     n_frames: int | None = None,
     distance: str = "euclidean",
+    frames=None,
 ) -> list[Score]:
-    """:func:`score` at each tolerance."""
+    """:func:`score` at each tolerance (one number or several), on the 1-based frame
+    selection ``frames`` of both tables when it is given (:func:`select_frames`; it also
+    sets ``n_frames``): without it every ground-truth frame is scored, and localizations
+    of part of a stack score as if the rest had been missed."""
     if np.ndim(tolerances_nm) == 0:  # one tolerance given as a number
         tolerances_nm = [tolerances_nm]
+    if frames is not None:
+        gt, est, n_selected = select_frames(gt, est, frames)
+        n_frames = n_selected if n_frames is None else n_frames
     return [score(gt, est, t, grid=grid, n_frames=n_frames, distance=distance) for t in tolerances_nm]
 
 
