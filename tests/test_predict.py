@@ -233,6 +233,14 @@ def test_cpu_and_gpu_agree(tiny_model_path, stack):
     a = mean_cpu.refinement_maps(frames, mean_cpu.maps(frames)[0])
     b = mean_gpu.refinement_maps(frames, mean_gpu.maps(frames)[0]).cpu()
     assert torch.allclose(a, b, atol=1e-3 * max(1.0, float(a.max())))
+    # one LoadedModel, two localizers on two devices: each keeps its network where it put it
+    from napari_deepcel0.core.model_io import load_model
+
+    loaded = load_model(tiny_model_path)
+    on_cpu = DeepLocalizer(loaded, device="cpu", precision="fp32")
+    DeepLocalizer(loaded, device="cuda", precision="fp32")
+    assert next(on_cpu.network.parameters()).device.type == "cpu"
+    assert torch.allclose(on_cpu.maps(frames)[0], cpu, atol=1e-5)
 
 
 def test_inference_normalises_frames_exactly_as_training_did(model):

@@ -7,6 +7,7 @@ constant memory.
 
 from __future__ import annotations
 
+import copy
 import math
 import threading
 import time
@@ -152,7 +153,12 @@ class DeepLocalizer:
         if isinstance(orientations, bool) or orientations not in ORIENTATIONS:
             raise ValueError(f"orientations must be one of {sorted(ORIENTATIONS)}, got {orientations!r}")
         self.orientations = int(orientations)
-        self.network = model.network.to(self.device).to(memory_format=torch.channels_last).eval()
+        network = model.network
+        if next(network.parameters()).device != self.device:
+            # Module.to moves in place: a second localizer of the same LoadedModel on another
+            # device would have moved the first one's network under it
+            network = copy.deepcopy(network)
+        self.network = network.to(self.device).to(memory_format=torch.channels_last).eval()
         model_acq = self.info.acquisition
         if acquisition is None:
             acquisition = model_acq
