@@ -539,3 +539,12 @@ def test_frame_stack_keys_numpy_would_read_otherwise_are_refused_or_follow_numpy
         for bad in ((0, 1), True, np.True_):  # stack[0, 1] read frames 0 and 1, not row 1 of frame 0
             with pytest.raises(IndexError):
                 stack[bad]
+
+
+def test_a_frame_stack_pickles_as_its_path(tmp_path):
+    import pickle
+
+    frames = np.arange(2 * 4 * 6, dtype=np.uint16).reshape(2, 4, 6)
+    with io.read_stack(io.write_tiff(tmp_path / "s.tif", frames, pixel_size_nm=80.0)) as stack:
+        with pickle.loads(pickle.dumps(stack)) as again:  # as multiprocessing and dask workers receive it
+            assert again.pixel_size_nm == pytest.approx(80.0) and np.array_equal(again[:], frames)

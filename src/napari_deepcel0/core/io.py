@@ -271,6 +271,16 @@ class FrameStack:
         self._pages = None
         self._tif.close()
 
+    def __getstate__(self) -> dict:
+        """Pickled as its path (multiprocessing, joblib and dask workers reopen the file):
+        an open file handle cannot be pickled."""
+        if self._closed:
+            raise ValueError(f"{self.path}: the stack was closed; open it again with read_stack")
+        return {"path": str(self.path)}
+
+    def __setstate__(self, state: dict) -> None:
+        self.__init__(state["path"])
+
     def __enter__(self) -> "FrameStack":
         return self
 
