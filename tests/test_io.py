@@ -53,6 +53,7 @@ def test_stack_is_memory_mapped_not_loaded(tmp_path):
     "data, kwargs, message",
     [
         (np.zeros((4, 4, 3), np.uint8), dict(photometric="rgb"), "RGB"),
+        (np.zeros((3, 8, 8), np.uint16), {}, "photometric='minisblack'"),  # 3 frames, stored as RGB by tifffile
         (np.zeros((2, 3, 4, 5), np.uint16), dict(metadata={"axes": "TZYX"}), "4-D"),
     ],
 )

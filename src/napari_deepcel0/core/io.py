@@ -137,7 +137,8 @@ class FrameStack:
         if "S" in axes and shape[axes.index("S")] > 1:
             raise StackError(
                 f"{self.path}: RGB/multi-sample image of shape {shape} (axes {axes}); "
-                "an SMLM stack must be single-channel grayscale frames"
+                "an SMLM stack must be single-channel grayscale frames (tifffile.imwrite stores 3 or 4 frames "
+                "as RGB by default: if these are frames, write them with photometric='minisblack')"
             )
         if self.dtype.kind not in "uif" or self.dtype.itemsize > 8:
             raise StackError(f"{self.path}: unsupported pixel type {self.dtype} (need integer or float)")
