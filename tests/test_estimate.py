@@ -33,6 +33,16 @@ def test_psf_width_baseline_and_noise_are_recovered(fwhm_nm, pixel_nm):
     assert est.n_frames == 8
 
 
+def test_a_hot_pixel_does_not_move_the_estimate():
+    frames = _sparse_stack(258.21, 100.0)
+    clean = estimate_acquisition(frames, 100.0)
+    hot = np.array(frames, dtype=np.float32)
+    hot[:, 20, 20] = 65535.0
+    spoilt = estimate_acquisition(hot, 100.0)
+    assert spoilt.fwhm_nm == pytest.approx(clean.fwhm_nm, rel=0.005)
+    assert spoilt.noise_adu == pytest.approx(clean.noise_adu, rel=0.02)
+
+
 def test_a_background_that_changes_between_frames_is_no_noise():
     # frame-to-frame background changes (bleaching) were pooled into the noise: 11.5 ADU for 5.1
     acq = Acquisition()

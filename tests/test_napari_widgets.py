@@ -1102,6 +1102,7 @@ def test_plots_follow_the_napari_theme(viewer):
         plot = training.plot
         assert to_hex(plot.figure.get_facecolor()) == to_hex(colours.background.as_hex())
         assert to_hex(plot.axes.xaxis.label.get_color()) == to_hex(colours.text.as_hex())
+        assert to_hex(plot.axes.get_xgridlines()[0].get_color()) == to_hex(colours.text.as_hex())  # kept the old
         plot.plot({"training": ([1, 2], [3, 2]), "validation": ([1, 2], [4, 3])})  # redrawn: still themed
         assert to_hex(plot.axes.get_facecolor()) == to_hex(colours.background.as_hex())
         assert to_hex(plot.axes.get_legend().get_texts()[0].get_color()) == to_hex(colours.text.as_hex())

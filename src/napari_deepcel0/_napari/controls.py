@@ -211,6 +211,8 @@ class LinePlot(Container):
         self.figure.set_facecolor(self.background)
         self.axes.set_facecolor(self.background)
         self.axes.tick_params(colors=self.text_colour, which="both")
+        for line in self.axes.get_xgridlines() + self.axes.get_ygridlines():  # (clear() sets them too)
+            line.set_color(self.text_colour)
         self.axes.xaxis.label.set_color(self.text_colour)
         self.axes.yaxis.label.set_color(self.text_colour)
         for spine in self.axes.spines.values():

@@ -34,7 +34,7 @@ from scipy import ndimage
 from scipy.optimize import least_squares
 
 from .acquisition import sigma_to_fwhm
-from .frames import frame_count, read_frames
+from .frames import frame_count, read_frames, replace_isolated_outliers
 
 #: 1.4826 x MAD is the standard deviation of a normal distribution
 MAD_TO_STD = 1.4826
@@ -76,6 +76,11 @@ def sample_frames(source, max_frames: int = 20) -> np.ndarray:
         raise ValueError("the stack has no frames")
     indices = np.unique(np.linspace(0, n - 1, min(n, max_frames)).round().astype(np.int64))
     return read_frames(source, indices)
+
+
+#: the PSF width (camera pixels) that :func:`estimate_acquisition`'s replacement of hot
+#: and dead pixels assumes: the PSF is what is estimated, and a sharp one replaces fewer
+SHARP_PSF_SIGMA_PX = 0.5
 
 
 def dark_mask(image: np.ndarray, fraction: float = 0.1, size: int = 5) -> np.ndarray:
@@ -199,6 +204,9 @@ def estimate_acquisition(
     sigma_guess_nm
         Starting PSF standard deviation in nm; the autocorrelation is fitted over
         lags up to ``max(6, ceil(5 sigma))`` pixels.
+
+    Isolated hot and dead pixels are replaced first, as before localizing (one hot pixel
+    per frame moved the FWHM of sparse simulated frames by 17 %).
     """
     frames = np.asarray(frames, dtype=np.float64)
     if frames.ndim == 2:
@@ -213,6 +221,7 @@ def estimate_acquisition(
         raise ValueError(f"the starting PSF sigma must be a positive number of nm, got {sigma_guess_nm}")
     if min(frames.shape[1:]) < 1:
         raise ValueError(f"the frames have no pixels (shape {frames.shape})")
+    frames = replace_isolated_outliers(frames, SHARP_PSF_SIGMA_PX)[0].astype(np.float64)
     noise = estimate_noise(frames)
     baseline = estimate_baseline(frames)
     sigma_guess_px = sigma_guess_nm / pixel_size_nm
