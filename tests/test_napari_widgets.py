@@ -1108,6 +1108,18 @@ def test_plots_follow_the_napari_theme(viewer):
         assert to_hex(plot.axes.get_legend().get_texts()[0].get_color()) == to_hex(colours.text.as_hex())
 
 
+def test_warning_and_error_lines_are_readable_in_both_themes(viewer):
+    """Fixed orange and red lines had a contrast of 1.4-2.4:1 on the light theme."""
+    from napari_deepcel0._napari.controls import STATUS_COLOURS
+
+    widget = _dock(viewer, AcquisitionWidget)
+    for theme in ("light", "dark"):
+        viewer.theme = theme
+        widget.fwhm.value = 258.21
+        widget.fwhm.value = 5.0  # below the fine pixel: refused
+        assert STATUS_COLOURS[theme]["error"] in widget.status.native.styleSheet()
+
+
 def test_training_refuses_a_bad_output(viewer, tmp_path):
     training = _dock(viewer, TrainingWidget)
     training.output.value = tmp_path / "model.pt"

@@ -10,7 +10,7 @@ from napari.utils.notifications import show_info, show_warning
 
 from ..core.acquisition import Acquisition
 from ..core.estimate import estimate_acquisition, sample_frames
-from .controls import counted, float_box, stack_combo, wrapping_label
+from .controls import counted, float_box, stack_combo, status_style, wrapping_label
 from .jobs import JobControls
 from .layers import layer_pixel_size_nm, stack_frame_count
 from .state import state_for
@@ -82,7 +82,7 @@ class AcquisitionWidget(Container):
             acq = Acquisition(**values)
         except (TypeError, ValueError) as exc:
             self.status.value = f"not applied: {exc}"
-            self.status.native.setStyleSheet("color: #ff6060")
+            self.status.native.setStyleSheet(status_style(self.viewer, "error"))
             return
         self.state.edit_acquisition(acq)
         self._describe(acq)

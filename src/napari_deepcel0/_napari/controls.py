@@ -168,6 +168,23 @@ def select_layer(combo: ComboBox, layer) -> None:
     combo.value = layer
 
 
+#: text colours of error and warning lines, readable on dark and on light backgrounds
+STATUS_COLOURS = {"dark": {"error": "#ff6060", "warning": "#ffb040"},
+                  "light": {"error": "#b00020", "warning": "#8a5a00"}}
+
+
+def status_style(viewer, kind: str) -> str:
+    """A style sheet colouring a label's text as an ``"error"`` or ``"warning"`` in
+    ``viewer``'s theme (the light theme needs darker colours than the dark one: orange
+    on light grey had a contrast of 1.4:1)."""
+    try:
+        background = get_theme(viewer.theme).background.as_rgb_tuple()
+    except (KeyError, ValueError, AttributeError):
+        background = (0, 0, 0)
+    light = sum(background[:3]) / 3 > 127
+    return f"color: {STATUS_COLOURS['light' if light else 'dark'][kind]}"
+
+
 class LinePlot(Container):
     """A small matplotlib plot of one or more named curves.
 

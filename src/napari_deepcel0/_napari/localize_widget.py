@@ -14,7 +14,7 @@ from ..core.model_io import ModelFileError, bundled_model_path, read_model_info
 from ..core.frames import parse_frame_selection
 from ..core.predict import BatchResult, DeepLocalizer, acquisition_mismatch, localize_stream
 from ..core.render import Renderer, render_shape
-from .controls import counted, stack_combo, wrapping_label
+from .controls import counted, stack_combo, status_style, wrapping_label
 from .jobs import JobControls, ProgressRelay, gpu_memory_hint
 from .layers import (DEEPCEL0_COLOR, OUTPUT, GrowingPoints, RefreshPacer, image_transform, keep_in_viewer,
                      show_first_frame_unless_shown, show_layer, stack_frame_count)
@@ -128,7 +128,7 @@ class LocalizeWidget(Container):
             self._info = None
             self.model_info.value = str(exc)
             self.model_info.tooltip = None
-            self.model_info.native.setStyleSheet("color: #ff6060")
+            self.model_info.native.setStyleSheet(status_style(self.viewer, "error"))
             return
         self._info = info
         # the training notes can be long: they go to the tooltip
@@ -138,7 +138,7 @@ class LocalizeWidget(Container):
         if mismatch:
             text += "\nWARNING, the model does not match the Acquisition settings: " + "; ".join(mismatch)
         self.model_info.value = text
-        self.model_info.native.setStyleSheet("color: #ffb040" if mismatch else "")
+        self.model_info.native.setStyleSheet(status_style(self.viewer, "warning") if mismatch else "")
         if self.auto_threshold.value:
             with self.threshold.changed.blocked():
                 self.threshold.value = round(0.1 * info.spike_value, 3)
