@@ -622,7 +622,7 @@ def test_localize_scores_the_ground_truth_of_the_selected_frames(tiny_model_path
     assert tp + fp == len(read_localizations(tmp_path / "l.csv"))
 
 
-def test_localize_replaces_a_hot_pixel_unless_asked_to_keep_it(simulated, tmp_path):
+def test_localize_replaces_a_hot_pixel_unless_asked_to_keep_it(simulated, tmp_path, capsys):
     from napari_deepcel0.core.io import write_tiff
 
     with read_stack(simulated / "frames.tif") as stack:
@@ -638,4 +638,5 @@ def test_localize_replaces_a_hot_pixel_unless_asked_to_keep_it(simulated, tmp_pa
         assert main(["localize", str(source), "--out", str(out), "--device", "cpu", *flags]) == 0
         tables[name] = read_localizations(out)
     assert len(tables["hot"]) == len(tables["clean"]) > 0
+    assert "replaced 2 isolated hot or dead pixels" in capsys.readouterr().err  # one a frame, said once
     assert len(tables["kept"]) != len(tables["clean"])  # the hot pixel spoils the frames' scaling

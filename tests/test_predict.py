@@ -371,6 +371,7 @@ def test_one_hot_or_dead_pixel_no_longer_spoils_its_frame():
         spoilt[:, 10, 10] = value
         assert score(gt, localize(model, spoilt, fix_outlier_pixels=False), 50.0).jaccard < 0.6 * clean.jaccard
         fixed = score(gt, localize(model, spoilt), 50.0)  # the pixel takes its neighbours' mean, not its value
+        assert list(localize_stream(model, spoilt))[-1].pixels_replaced == 2  # one a frame, counted
         assert (fixed.tp, fixed.fp) == (clean.tp, clean.fp) and fixed.rmse_nm == pytest.approx(clean.rmse_nm, abs=0.5)
     # nothing replaced in clean scenes: crowded or sparse, bright, sharp PSFs, Gaussian noise
     scenes = [simulate_stack(n_frames=10, shape=(64, 64), density_per_um2=d, structure="uniform", seed=1,

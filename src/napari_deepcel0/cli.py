@@ -460,12 +460,13 @@ def render_image_for_png(image):
 def _run_stream(model, stack, args, label: str):
     from .core.predict import localize
 
-    bar = {"bar": None}
+    bar = {"bar": None, "replaced": 0}
 
     def progress(r):
         if bar["bar"] is None:
             bar["bar"] = ProgressBar(r.total, label)
         bar["bar"].update(r.done, f"{r.frames_per_second:.1f} frames/s{r.time_left()}", force=r.done == r.total)
+        bar["replaced"] = r.pixels_replaced
 
     table = localize(model, stack, frames=args.frames, threshold=args.threshold, batch_size=args.batch_size,
                      method=getattr(args, "method", "peaks"), progress=progress,
@@ -473,6 +474,10 @@ def _run_stream(model, stack, args, label: str):
                      fix_outlier_pixels=not args.keep_outlier_pixels)
     if bar["bar"]:
         bar["bar"].close()
+    if bar["replaced"]:
+        n = bar["replaced"]
+        print(f"note: replaced {n} isolated hot or dead pixel{'' if n == 1 else 's'} by the mean of their neighbours "
+              "(--keep-outlier-pixels keeps them)", file=sys.stderr)
     return table
 
 

@@ -221,6 +221,7 @@ class BatchResult:
     done: int  # frames finished so far
     total: int  # frames to process
     elapsed_s: float
+    pixels_replaced: int = 0  # isolated hot/dead pixels replaced so far (fix_outlier_pixels)
 
     @property
     def frames_per_second(self) -> float:
@@ -330,7 +331,7 @@ def localize_stream(
     if not (is_whole_number(batch_size) and batch_size >= 1):
         raise ValueError(f"batch size must be a whole number >= 1, got {batch_size!r}")
     t0 = time.perf_counter()
-    done = 0
+    done = replaced = 0
     for idx in iter_batches(indices, frames_per_batch(batch_size, _frame_shape(source))):
         if is_cancelled(cancel):
             return
@@ -338,7 +339,8 @@ def localize_stream(
         block = read_frames(source, idx)
         check_finite(block, numbers)
         if fix_outlier_pixels:
-            block, _ = replace_isolated_outliers(block, model.acquisition.sigma_px)
+            block, count = replace_isolated_outliers(block, model.acquisition.sigma_px)
+            replaced += count
         maps, mass_scale = model.maps(block)
         refine_maps = model.refinement_maps(block, maps) if hasattr(model, "refinement_maps") else None
         table = extract_localizations(maps, model.acquisition, threshold, method=method, mass_scale=mass_scale,
@@ -346,7 +348,7 @@ def localize_stream(
         maps_out = maps.cpu().numpy() if keep_maps else None
         if not photometry:
             done += len(idx)
-            yield BatchResult(numbers, table, maps_out, done, len(indices), time.perf_counter() - t0)
+            yield BatchResult(numbers, table, maps_out, done, len(indices), time.perf_counter() - t0, replaced)
             continue
         if done == 0:
             warn_if_below_offset(block, model.acquisition)
@@ -359,7 +361,7 @@ def localize_stream(
                                   model.acquisition, [number], fit_positions=fit_positions)
             done += 1
             yield BatchResult(numbers[i : i + 1], part, None if maps_out is None else maps_out[i : i + 1], done,
-                              len(indices), time.perf_counter() - t0)
+                              len(indices), time.perf_counter() - t0, replaced)
 
 
 def localize(model: MapModel, source, frames=None, threshold=None, batch_size=None, method="peaks",
