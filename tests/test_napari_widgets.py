@@ -269,6 +269,18 @@ def test_localize_streams_the_same_points_as_the_core(viewer, qtbot, stack_path)
     assert longest_gap < 1.5
 
 
+def test_localize_says_how_many_hot_pixels_it_replaced(viewer, qtbot, tmp_path):
+    frames, _ = sim.simulate_stack(n_frames=3, shape=(32, 32), density_per_um2=2.0, seed=5)
+    frames = np.clip(frames, 0, 65535).astype(np.uint16)
+    frames[:, 7, 9] = 65535  # a saturated pixel in every frame
+    _open(viewer, write_tiff(tmp_path / "hot.tif", frames, pixel_size_nm=100.0))
+    widget = _dock(viewer, LocalizeWidget)
+    widget.device.value = "cpu"
+    widget.run()
+    _wait(qtbot, widget.job)
+    assert "3 isolated hot or dead pixels replaced" in widget.job.status.value
+
+
 def test_localize_with_orientation_averaging_matches_the_core(viewer, qtbot, stack_path):
     layer = _open(viewer, stack_path)
     _localized(viewer, qtbot, frames="1-2", orientations=4)

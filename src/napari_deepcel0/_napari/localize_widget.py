@@ -212,6 +212,7 @@ class _Run:
         self.frames_done = 0
         self.frames_per_second = 0.0
         self.time_left = ""  # ", about N min left" while running
+        self.pixels_replaced = 0  # isolated hot/dead pixels replaced before localizing
         self.first_frame = int(selection[0])
         render = show_layer(viewer, "image", self.renderer.image(), {
             "name": f"{layer.name} render", "colormap": "hot", "blending": "additive", "metadata": {OUTPUT: "render"},
@@ -232,12 +233,16 @@ class _Run:
         return [self.points.layer, self.render.layer] + ([self.maps] if self.maps is not None else [])
 
     def describe(self) -> str:
+        replaced = (f"; {counted(self.pixels_replaced, 'isolated hot or dead pixel')} replaced by their neighbours' "
+                    "mean" if self.pixels_replaced else "")
         return (f"{self.frames_done}/{self.total} frames at {self.pixel_nm:g} nm/pixel, "
-                f"{counted(self.points.count, 'localization')}, {self.frames_per_second:.1f} frames/s{self.time_left}")
+                f"{counted(self.points.count, 'localization')}, {self.frames_per_second:.1f} frames/s{self.time_left}"
+                f"{replaced}")
 
     def add(self, result: BatchResult) -> None:
         self.points.add(result.table, result.frames)
         self.frames_done = result.done
+        self.pixels_replaced = result.pixels_replaced
         self.frames_per_second = result.frames_per_second
         self.time_left = result.time_left()
         self.renderer.add(result.table)
