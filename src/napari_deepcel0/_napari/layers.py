@@ -298,6 +298,6 @@ class GrowingPoints:
         self.layer.metadata["frames"] = self.frames[0] if self.frames else np.zeros(0, np.int64)
 
     def finish(self) -> None:
-        """Show everything and mark the run over (finished, cancelled or failed)."""
-        self.refresh()
+        """Mark the run over (finished, cancelled or failed), after its last
+        :meth:`refresh` (the widgets refresh every output layer as a run ends)."""
         self.layer.metadata["running"] = False
