@@ -154,7 +154,10 @@ class DeepLocalizer:
             raise ValueError(f"orientations must be one of {sorted(ORIENTATIONS)}, got {orientations!r}")
         self.orientations = int(orientations)
         network = model.network
-        if next(network.parameters()).device != self.device:
+        here, wanted = next(network.parameters()).device, self.device
+        if wanted.type == "cuda" and wanted.index is None:  # "cuda" is the current GPU; parameters name its index
+            wanted = torch.device("cuda", torch.cuda.current_device())
+        if here != wanted:
             # Module.to moves in place: a second localizer of the same LoadedModel on another
             # device would have moved the first one's network under it
             network = copy.deepcopy(network)
@@ -332,7 +335,7 @@ def localize_stream(
         raise ValueError(f"batch size must be a whole number >= 1, got {batch_size!r}")
     t0 = time.perf_counter()
     done = replaced = 0
-    for idx in iter_batches(indices, frames_per_batch(batch_size, _frame_shape(source))):
+    for idx in iter_batches(indices, frames_per_batch(batch_size, (rows, cols))):
         if is_cancelled(cancel):
             return
         numbers = idx + 1
