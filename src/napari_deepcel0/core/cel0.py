@@ -47,8 +47,6 @@ import torch
 
 from .acquisition import Acquisition, is_whole_number
 from .cancel import Cancelled, is_cancelled
-from .devices import resolve_device
-from .io import INTENSITY
 from .defaults import (
     CEL0_LAM,
     CEL0_MAX_INNER,
@@ -58,10 +56,7 @@ from .defaults import (
     CEL0_THRESHOLD,
     CEL0_TOL,
 )
-from .localize import FRAME, X_NM, Y_NM, extract_localizations
-from .losses import cel0_penalty
-from .metrics import Score, score
-from .optics import AcquisitionOperator
+from .devices import resolve_device
 from .frames import (
     FrameSourceError,
     check_finite,
@@ -70,6 +65,11 @@ from .frames import (
     read_frames,
     replace_isolated_outliers,
 )
+from .io import INTENSITY
+from .localize import FRAME, X_NM, Y_NM, extract_localizations
+from .losses import cel0_penalty
+from .metrics import Score, score
+from .optics import AcquisitionOperator
 
 #: The mass column of CEL0 tables: the molecule's photons.
 MASS_COLUMN = INTENSITY
@@ -420,18 +420,15 @@ def background_levels(frames: np.ndarray, background="auto") -> np.ndarray:
     return np.full(len(frames), background)
 
 
-def prepare_frames(frames: np.ndarray, background="auto",
-                   frame_numbers: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+def prepare_frames(frames: np.ndarray, background="auto") -> tuple[np.ndarray, np.ndarray]:
     """Subtract each frame's background and divide by its maximum (the reference's
     scaling, which ``lam`` refers to).
 
     Parameters
     ----------
     frames
-        (n, rows, cols) or (rows, cols), in ADU; must be finite.
-    frame_numbers
-        Their 1-based numbers in the stack, for the message about a frame that is not
-        finite (default 1..n).
+        (n, rows, cols) or (rows, cols), in ADU; must be finite (a frame that is not is
+        named by its place, 1..n: callers with stack numbers check first).
     background
         See :func:`background_levels`.
 
@@ -443,7 +440,7 @@ def prepare_frames(frames: np.ndarray, background="auto",
     """
     frames = np.asarray(frames, dtype=np.float32)
     frames = frames[None] if frames.ndim == 2 else frames
-    check_finite(frames, np.arange(1, len(frames) + 1) if frame_numbers is None else np.asarray(frame_numbers))
+    check_finite(frames, np.arange(1, len(frames) + 1))
     y = frames - background_levels(frames, background).astype(np.float32)[:, None, None]
     peak = y.max(axis=(-2, -1)).astype(np.float64)
     scale = np.where(peak > 0, peak, 0.0)
@@ -724,10 +721,10 @@ def lambda_sweep(
     if len(gt) == 0:
         raise ValueError(f"the ground truth has no molecules in the sweep frames {numbers.tolist()}")
     block = read_frames(source, chosen)
-    check_finite(block, numbers)
+    check_finite(block, numbers)  # named by their stack numbers, before prepare_frames would number them 1..n
     if fix_outlier_pixels:
         block, _ = replace_isolated_outliers(block, acquisition.sigma_px)
-    y, scale = prepare_frames(block, background, frame_numbers=numbers)
+    y, scale = prepare_frames(block, background)
     op = AcquisitionOperator(acquisition, y.shape[-2:], device=resolve_device(device))
     y_t = torch.as_tensor(y, device=op.device)
     mass_scale = scale / acquisition.gain_adu_per_photon
