@@ -474,11 +474,15 @@ def _run_stream(model, stack, args, label: str):
                      fix_outlier_pixels=not args.keep_outlier_pixels)
     if bar["bar"]:
         bar["bar"].close()
-    if bar["replaced"]:
-        n = bar["replaced"]
+    note_replaced_pixels(bar["replaced"])
+    return table
+
+
+def note_replaced_pixels(n: int) -> None:
+    """Say, once a run has ended, how many hot or dead pixels were replaced (if any)."""
+    if n:
         print(f"note: replaced {n} isolated hot or dead pixel{'' if n == 1 else 's'} by the mean of their neighbours "
               "(--keep-outlier-pixels keeps them)", file=sys.stderr)
-    return table
 
 
 def _read_ground_truth(args, acq):
