@@ -193,9 +193,12 @@ class FrameStack:
     def ndim(self) -> int:
         return 3
 
-    def _read(self, index: int) -> np.ndarray:
+    def _check_open(self) -> None:
         if self._closed:  # not "damaged": the memory map and pages are gone after close()
             raise ValueError(f"{self.path}: the stack was closed; open it again with read_stack")
+
+    def _read(self, index: int) -> np.ndarray:
+        self._check_open()
         try:
             if self._memmap is not None:
                 return np.asarray(self._memmap[index])
@@ -275,8 +278,7 @@ class FrameStack:
     def __getstate__(self) -> dict:
         """Pickled as its path (multiprocessing, joblib and dask workers reopen the file):
         an open file handle cannot be pickled."""
-        if self._closed:
-            raise ValueError(f"{self.path}: the stack was closed; open it again with read_stack")
+        self._check_open()
         return {"path": str(self.path)}
 
     def __setstate__(self, state: dict) -> None:
@@ -767,10 +769,7 @@ def read_localizations(path: str | os.PathLike, pixel_size_nm: float | None = No
     else:
         table = pd.DataFrame(index=raw.index)
         sources = {}  # column of the table -> label of the file's column it came from
-        unitless = [lab for lab in labels if _split_label(lab)[0].lower() in ("x", "y") and _split_label(lab)[1] is None]
-        if unitless:  # ThunderSTORM always writes a unit; other tools often write pixels
-            warnings.warn(f"{path}: the column(s) {', '.join(map(repr, unitless))} carry no unit; read as nm (name "
-                          "them 'x [px]', 'y [px]' and give the pixel size if they are camera pixels)")
+        unitless = []  # x/y columns read as nm for want of a unit
         for label in labels:
             name, unit = _split_label(label)
             key = name.lower()
@@ -778,6 +777,8 @@ def read_localizations(path: str | os.PathLike, pixel_size_nm: float | None = No
             if key == "id":
                 continue
             if key in ("x", "y", "z", "sigma", "sigma1", "sigma2", "uncertainty", "uncertainty_xy", "uncertainty_z"):
+                if key in ("x", "y") and unit is None:
+                    unitless.append(label)
                 factor = _length_factor(path, label, unit, pixel_size_nm)
                 target = f"{'uncertainty' if key == 'uncertainty_xy' else key} [nm]"
                 values = _numeric(path, label, col) * factor
@@ -790,6 +791,9 @@ def read_localizations(path: str | os.PathLike, pixel_size_nm: float | None = No
                                             f"{target!r}; keep one of them")
             sources[target] = label
             table[target] = values
+        if unitless:  # ThunderSTORM always writes a unit; other tools often write pixels
+            warnings.warn(f"{path}: the column(s) {', '.join(map(repr, unitless))} carry no unit; read as nm (name "
+                          "them 'x [px]', 'y [px]' and give the pixel size if they are camera pixels)")
     missing = [c for c in (FRAME, X_NM, Y_NM) if c not in table.columns]
     if missing:
         raise LocalizationFileError(
