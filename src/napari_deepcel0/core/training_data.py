@@ -99,7 +99,7 @@ class TrainingDataConfig:
             low, high = getattr(self, name)
             if not (math.isfinite(low) and math.isfinite(high) and low <= high
                     and (low > lowest if strict else low >= lowest)):
-                bound = f"{lowest:g} {'<' if strict else '<='} " if math.isfinite(lowest) else ""
+                bound = f"{lowest:g} {'<' if strict else '<='} "
                 raise ValueError(f"{name.replace('_', ' ')} range must satisfy {bound}low <= high (finite), "
                                  f"got {tuple(getattr(self, name))}")
         check_snr_range(self.snr_db)  # the noise model's limits, checked before any simulation
