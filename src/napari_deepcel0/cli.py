@@ -22,8 +22,11 @@ from pathlib import Path
 import numpy as np
 
 from .cli_cel0 import add_parser as add_cel0_parser
-from .core.defaults import TOLERANCES_NM as DEFAULT_TOLERANCES_NM
 from .core.acquisition import Acquisition
+from .core.defaults import TOLERANCES_NM as DEFAULT_TOLERANCES_NM
+
+#: the default tolerances as --help writes them
+TOLERANCES_TEXT = " ".join(f"{t:g}" for t in DEFAULT_TOLERANCES_NM)
 
 EXIT_ERROR = 2
 #: errors that are the user's input, reported as one line (every input error of the
@@ -610,7 +613,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("locs", metavar="LOCS.csv", help="localizations (ThunderSTORM CSV)")
     p.add_argument("--gt", required=True, metavar="GT.csv", help="ground truth (ThunderSTORM or ISBI CSV)")
     p.add_argument("--tol", type=positive_float, nargs="+", default=list(DEFAULT_TOLERANCES_NM), metavar="NM",
-                   help="tolerances in nm (default 50 100 150 250)")
+                   help=f"tolerances in nm (default {TOLERANCES_TEXT})")
     p.add_argument("--frames", metavar="SEL",
                    help="score only these frames of both files (1-based, e.g. 1-100), e.g. after localize --frames")
     p.add_argument("--json", action="store_true", help="one JSON object per tolerance (percentages in %%)")
@@ -691,7 +694,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--render-pixel", type=positive_float, default=10.0, metavar="NM", help="rendering pixel (default 10 nm)")
     p.add_argument("--gt", metavar="GT.csv", help="ground truth: print scores after localizing")
     p.add_argument("--tol", type=positive_float, nargs="+", default=list(DEFAULT_TOLERANCES_NM), metavar="NM",
-                   help=f"with --gt: matching tolerances (default {' '.join(f'{t:g}' for t in DEFAULT_TOLERANCES_NM)})")
+                   help=f"with --gt: matching tolerances (default {TOLERANCES_TEXT})")
     _outlier_pixels_arg(p)
     _add_acquisition_args(p, with_camera=True, model=True, stack=True)
     _device_args(p)
