@@ -199,9 +199,10 @@ class MatchingWidget(Container):
             kwargs.update(face_color=np.array([to_rgba(MATCH_COLORS[k]) for k in kinds])[codes],
                           symbol=np.array([MATCH_SYMBOLS[k] for k in kinds])[codes])
         show_layer(self.viewer, "points", coords, kwargs)
-        self.legend.value = (f"{layer_name}: <span style='color:{MATCH_COLORS['TP']}'>&#9679; TP</span>, "
-                             f"<span style='color:{MATCH_COLORS['FP']}'>&#10005; FP</span>, "
-                             f"<span style='color:{MATCH_COLORS['FN']}'>&#9675; FN</span>")
+        self.legend.value = f"{layer_name}: " + ", ".join(
+            # only the glyphs in the layer's colours: green words on the light theme's grey were unreadable
+            f"<span style='color:{MATCH_COLORS[kind]}'>{glyph}</span> {kind}"
+            for kind, glyph in (("TP", "&#9679;"), ("FP", "&#10005;"), ("FN", "&#9675;")))
         (show_warning if hint else show_info)(self.job.status.value)
 
     # ------------------------------------------------------------- table
