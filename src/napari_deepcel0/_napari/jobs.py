@@ -148,6 +148,9 @@ class JobControls(Container):
         self.error: Exception | None = None
         #: True once the widget is closed (destroyed, or taken out of its dock)
         self.closed = False
+        #: the warnings of the running job shown so far (each is shown once per job: CEL0
+        #: compare runs two methods on the same frames, which warned twice of the same)
+        self._warnings_shown: set[str] = set()
         self._job_warnings = ProgressRelay()
         self._job_warnings.report.connect(self.while_open(self._warned))
         self.cancel_button.changed.connect(self.cancel)
@@ -201,6 +204,7 @@ class JobControls(Container):
             return None
         self._watch_dock()
         self.cancel_event.clear()
+        self._warnings_shown.clear()
         if inspect.isgeneratorfunction(func):
             func = reporting_runtime_errors(func)
         worker = create_worker(func, *args, cancel=self.cancel_event, _start_thread=False, _ignore_errors=True,
@@ -262,7 +266,10 @@ class JobControls(Container):
             self._job_warnings.emit(args)
 
     def _warned(self, args: tuple) -> None:
-        show_warning(f"{self.title}: {args[0]}")
+        text = f"{self.title}: {args[0]}"
+        if text not in self._warnings_shown:
+            self._warnings_shown.add(text)
+            show_warning(text)
 
     def _finished(self) -> None:
         self.worker = None

@@ -318,8 +318,8 @@ def localize_stream(
     rows, cols = _frame_shape(source)
     if min(rows, cols) < MIN_FRAME_SIDE_PX:
         warnings.warn(f"frames of {rows} x {cols} pixels are narrower than a molecule's light ({MIN_FRAME_SIDE_PX} "
-                      "pixels); if the frames are on the array's last axis (MATLAB, h5py), pass "
-                      "np.moveaxis(frames, -1, 0)", UserWarning, stacklevel=3)
+                      "pixels); if the frames are on the array's last axis (MATLAB, h5py), put them first (in Python: "
+                      "np.moveaxis(frames, -1, 0))", UserWarning, stacklevel=3)
     threshold = model.default_threshold() if threshold is None else float(threshold)
     if not math.isfinite(threshold) or threshold < 0:
         raise ValueError(f"threshold must be a finite number >= 0, got {threshold}")
