@@ -269,16 +269,54 @@ def test_localize_streams_the_same_points_as_the_core(viewer, qtbot, stack_path)
     assert longest_gap < 1.5
 
 
-def test_localize_says_how_many_hot_pixels_it_replaced(viewer, qtbot, tmp_path):
+def _hot_pixel_stack(tmp_path) -> Path:
     frames, _ = sim.simulate_stack(n_frames=3, shape=(32, 32), density_per_um2=2.0, seed=5)
     frames = np.clip(frames, 0, 65535).astype(np.uint16)
     frames[:, 7, 9] = 65535  # a saturated pixel in every frame
-    _open(viewer, write_tiff(tmp_path / "hot.tif", frames, pixel_size_nm=100.0))
+    return write_tiff(tmp_path / "hot.tif", frames, pixel_size_nm=100.0)
+
+
+@pytest.mark.parametrize("fix", [True, False])
+def test_localize_replaces_hot_pixels_unless_told_not_to(viewer, qtbot, tmp_path, fix):
+    path = _hot_pixel_stack(tmp_path)
+    layer = _open(viewer, path)
     widget = _dock(viewer, LocalizeWidget)
     widget.device.value = "cpu"
+    widget.fix_outlier_pixels.value = fix
     widget.run()
     _wait(qtbot, widget.job)
-    assert "3 isolated hot or dead pixels replaced" in widget.job.status.value
+    assert ("3 isolated hot or dead pixels replaced" in widget.job.status.value) == fix
+    model = DeepLocalizer(None, acquisition=state_for(viewer).acquisition, device="cpu")
+    expected = localize(model, FrameStack(path), fix_outlier_pixels=fix)
+    got = table_from_layer(viewer.layers[f"{layer.name} localizations"])
+    assert len(got) == len(expected)  # the saturated pixel leaves (almost) nothing when it is kept
+    if len(expected):
+        key = ["frame", "y [nm]", "x [nm]"]
+        np.testing.assert_allclose(got.sort_values(key)[key].to_numpy(), expected.sort_values(key)[key].to_numpy(),
+                                   atol=1e-6)
+
+
+@pytest.mark.parametrize("fix", [True, False])
+def test_cel0_replaces_hot_pixels_unless_told_not_to(viewer, qtbot, tmp_path, fix):
+    from napari_deepcel0._napari.cel0_widget import Cel0Widget
+
+    path = _hot_pixel_stack(tmp_path)
+    layer = _open(viewer, path)
+    widget = _dock(viewer, Cel0Widget)
+    widget.layer.value = layer
+    widget.device.value = "cpu"
+    widget.max_outer.value = 2
+    widget.max_inner.value = 10
+    widget.frames.value = "1-2"
+    widget.fix_outlier_pixels.value = fix
+    widget.run()
+    _wait(qtbot, widget.job)
+    assert ("2 isolated hot or dead pixels replaced" in widget.summary.value) == fix
+    for name in (f"{layer.name} CEL0 (lambda {widget.lam.value:g})", f"{layer.name} DeepCEL0 (frames 1-2)"):
+        got = table_from_layer(viewer.layers[name])
+        assert got["frame"].isin([1, 2]).all()
+        # with the hot pixel kept, each frame is scaled by 65,535 ADU: (almost) nothing is found
+        assert (len(got) > 10) == fix
 
 
 def test_localize_with_orientation_averaging_matches_the_core(viewer, qtbot, stack_path):
@@ -852,6 +890,29 @@ def test_only_the_jobs_own_warnings_carry_its_title(qtbot):
     assert "from the GUI thread" in messages and "Test job: from the GUI thread" not in messages
 
 
+def test_a_job_shows_each_warning_once_per_run(qtbot):
+    """CEL0 compare runs CEL0 and DeepCEL0 on the same frames, and both warned of the
+    same narrow frames: two identical notifications."""
+    from napari_deepcel0._napari.jobs import JobControls
+
+    def job(cancel=None):
+        with warnings.catch_warnings():
+            warnings.simplefilter("always")
+            for method in ("CEL0", "DeepCEL0"):
+                warnings.warn("the frames are narrow", stacklevel=1)
+                warnings.warn(f"{method} only", stacklevel=1)
+                yield method
+
+    controls = JobControls("Test job", "Run")
+    qtbot.addWidget(controls.native)
+    for run in (1, 2):
+        controls.start(job)
+        _wait(qtbot, controls, timeout=10_000)
+        messages = _messages(NotificationSeverity.WARNING)
+        assert messages.count("Test job: the frames are narrow") == run  # once in each run
+        assert messages.count("Test job: CEL0 only") == messages.count("Test job: DeepCEL0 only") == run
+
+
 def test_overlapping_jobs_leave_the_warning_handler_as_it_was(qtbot):
     """superqt's workers save and restore the process-wide warning handler; when jobs
     overlap (A starts, B starts, A ends, B ends) the last restored a finished worker's
@@ -1239,6 +1300,10 @@ def test_matching_colours_tp_fp_fn_and_loads_a_csv(viewer, qtbot, stack_path, tm
     for kind in ("TP", "FP", "FN"):
         np.testing.assert_allclose(match_layer.face_color[labels == kind], [to_rgba(MATCH_COLORS[kind])] * counts[kind])
         assert {str(s.value) for s in np.asarray(match_layer.symbol)[labels == kind]} == {MATCH_SYMBOLS[kind]}
+        # the legend colours the glyph only: the words stay in the theme's text colour (green text on the
+        # light theme's grey was unreadable)
+        assert f"<span style='color:{MATCH_COLORS[kind]}'>" in widget.legend.value
+        assert f"</span> {kind}" in widget.legend.value
     assert widget.load_ground_truth(tmp_path / "missing.csv") is None
     assert any("missing.csv" in m for m in _messages(NotificationSeverity.ERROR))
 

@@ -19,7 +19,8 @@ from ..core.devices import DEVICES, resolve_device
 from ..core.model_io import read_model_info
 from ..core.frames import parse_frame_selection
 from ..core.predict import DeepLocalizer, localize_stream
-from .controls import LinePlot, counted, float_box, layer_combo, row, stack_combo, wrapping_label
+from .controls import (LinePlot, counted, float_box, layer_combo, outlier_pixels_checkbox, row, stack_combo,
+                       wrapping_label)
 from .jobs import JobControls, ProgressRelay, gpu_memory_hint
 from .layers import (CEL0_COLOR, DEEPCEL0_COLOR, GrowingPoints, RefreshPacer, is_read_from_file,
                      show_first_frame_unless_shown, stack_frame_count, table_from_layer)
@@ -30,18 +31,20 @@ CEL0, DEEPCEL0 = "CEL0", "DeepCEL0"
 
 
 def _compare_job(acq, source, frames, solver: dict, device: str, model_path, with_deepcel0: bool, progress,
-                 cancel=None):
+                 fix_outlier_pixels: bool = True, cancel=None):
     """Yield ``(method, BatchResult)``: CEL0-IRL1 on the frames, then DeepCEL0."""
     with gpu_memory_hint():
         cel0 = Cel0Localizer(acq, device=device, progress=progress, cancel=cancel, **solver)
         try:
-            for result in localize_stream(cel0, source, frames=frames, cancel=cancel):
+            for result in localize_stream(cel0, source, frames=frames, cancel=cancel,
+                                          fix_outlier_pixels=fix_outlier_pixels):
                 yield CEL0, result
         except Cel0Cancelled:
             return
         if with_deepcel0 and not cancel.is_set():
             deep = DeepLocalizer(model_path, acquisition=acq, device=device)  # None: the bundled model
-            for result in localize_stream(deep, source, frames=frames, cancel=cancel):
+            for result in localize_stream(deep, source, frames=frames, cancel=cancel,
+                                          fix_outlier_pixels=fix_outlier_pixels):
                 yield DEEPCEL0, result
 
 
@@ -71,6 +74,7 @@ class Cel0Widget(Container):
         self.device = ComboBox(choices=list(DEVICES), value="auto")
         self.batch_size = SpinBox(min=0, max=4096, value=0, tooltip="frames solved together (0: automatic)")
         self.with_deepcel0 = CheckBox(text="also run DeepCEL0 (current model) on these frames", value=True)
+        self.fix_outlier_pixels = outlier_pixels_checkbox()  # for the comparison and the sweep
         self.job = JobControls("CEL0-IRL1", "Run CEL0-IRL1")
         self.summary = wrapping_label(label="result")
         self.ground_truth = layer_combo(napari_viewer, napari.layers.Points, "sweep: ground truth",
@@ -88,14 +92,15 @@ class Cel0Widget(Container):
         self.reset_button = PushButton(text="Reset settings")
         self.extend([self.layer, self.lam, row("iterations (outer, inner)", self.max_outer, self.max_inner),
                      self.background, self.frames, row("device, batch (0: auto)", self.device, self.batch_size),
-                     self.with_deepcel0, self.job, self.summary, self.ground_truth,
+                     self.with_deepcel0, self.fix_outlier_pixels, self.job, self.summary, self.ground_truth,
                      row("sweep: lambda from, to", self.lam_min, self.lam_max),
                      row("sweep: lambdas, frames", self.n_lams, self.sweep_frames), self.tolerance, self.sweep_job,
                      self.plot, self.best, self.use_best_button, self.reset_button])
         self.settings = PersistentValues("cel0", {
             "lam": self.lam, "max_outer": self.max_outer, "max_inner": self.max_inner,
             "background": self.background, "frames": self.frames, "device": self.device,
-            "batch_size": self.batch_size, "with_deepcel0": self.with_deepcel0, "n_lams": self.n_lams,
+            "batch_size": self.batch_size, "with_deepcel0": self.with_deepcel0,
+            "fix_outlier_pixels": self.fix_outlier_pixels, "n_lams": self.n_lams,
             "lam_min": self.lam_min, "lam_max": self.lam_max, "sweep_frames": self.sweep_frames,
             "tolerance": self.tolerance})
         self.relay = ProgressRelay()
@@ -144,10 +149,11 @@ class Cel0Widget(Container):
         self._pacer = RefreshPacer()
         self._done_frames = {method: 0 for method in self._outputs}
         self._seconds = {method: 0.0 for method in self._outputs}
+        self._pixels_replaced = 0  # in CEL0's frames (DeepCEL0 localizes the same frames)
         self.summary.value = ""
         show_first_frame_unless_shown(self.viewer, layer, frames)
         self.job.start(_compare_job, acq, layer.data, frames, solver, self.device.value,
-                       self.state.model_path, self.with_deepcel0.value, self.relay.emit,
+                       self.state.model_path, self.with_deepcel0.value, self.relay.emit, self.fix_outlier_pixels.value,
                        on_yield=self._batch, on_finish=self._finished)
 
     def _solver_progress(self, p: SolveProgress) -> None:
@@ -163,6 +169,8 @@ class Cel0Widget(Container):
             self._refresh()
         self._done_frames[method] = result.done
         self._seconds[method] = result.elapsed_s
+        if method == CEL0:
+            self._pixels_replaced = result.pixels_replaced
         self.job.report(sum(self._done_frames.values()), self._total,
                         f"{method}: {result.done}/{result.total} frames, {counted(output.count, 'localization')}")
 
@@ -177,6 +185,9 @@ class Cel0Widget(Container):
             output.finish()
         parts = [f"{method}: {counted(output.count, 'localization')} in {counted(self._done_frames[method], 'frame')} "
                  f"({self._seconds[method]:.1f} s)" for method, output in self._outputs.items()]
+        if self._pixels_replaced:
+            parts.append(f"{counted(self._pixels_replaced, 'isolated hot or dead pixel')} replaced by their "
+                         "neighbours' mean")
         self.summary.value = "; ".join(parts)
         if self.job.error is None:
             self.job.status.value = (f"CEL0-IRL1 {'cancelled' if self.job.cancelled else 'finished'} "
@@ -209,7 +220,7 @@ class Cel0Widget(Container):
             frames=frames, n_lams=self.n_lams.value, lam_range=(self.lam_min.value, self.lam_max.value),
             n_frames=self.sweep_frames.value, tol_nm=self.tolerance.value, max_outer=self.max_outer.value,
             max_inner=self.max_inner.value, background=background, device=self.device.value,
-            on_return=self._swept)
+            fix_outlier_pixels=self.fix_outlier_pixels.value, on_return=self._swept)
 
     def _sweep_progress(self, value) -> None:
         done, total, lam, score = value

@@ -8,7 +8,7 @@ import contextlib
 from pathlib import Path
 
 import napari
-from magicgui.widgets import ComboBox, Container, FileEdit, FloatSpinBox, Label
+from magicgui.widgets import CheckBox, ComboBox, Container, FileEdit, FloatSpinBox, Label
 from matplotlib.backends.backend_qtagg import FigureCanvasQTAgg
 from matplotlib.figure import Figure
 from napari.utils.theme import get_theme
@@ -166,6 +166,16 @@ def select_layer(combo: ComboBox, layer) -> None:
     """Refresh a layer drop-down and select ``layer`` in it."""
     combo.reset_choices()
     combo.value = layer
+
+
+def outlier_pixels_checkbox() -> CheckBox:
+    """The option to replace isolated hot and dead pixels before localizing (on by
+    default; :func:`~napari_deepcel0.core.frames.replace_isolated_outliers`)."""
+    return CheckBox(
+        text="replace isolated hot and dead pixels", value=True,
+        tooltip="replace a pixel far brighter or darker than all 8 of its neighbours (a hot, saturated or dead "
+                "camera pixel) by their mean before localizing: each frame is scaled by its minimum and maximum, "
+                "so one such pixel spoilt its whole frame; untick to localize the frames exactly as they are")
 
 
 #: text colours of error and warning lines, readable on dark and on light backgrounds

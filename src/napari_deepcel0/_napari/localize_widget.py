@@ -14,7 +14,7 @@ from ..core.model_io import ModelFileError, bundled_model_path, read_model_info
 from ..core.frames import parse_frame_selection
 from ..core.predict import BatchResult, DeepLocalizer, acquisition_mismatch, localize_stream
 from ..core.render import Renderer, render_shape
-from .controls import counted, stack_combo, status_style, wrapping_label
+from .controls import counted, outlier_pixels_checkbox, stack_combo, status_style, wrapping_label
 from .jobs import JobControls, ProgressRelay, gpu_memory_hint
 from .layers import (DEEPCEL0_COLOR, OUTPUT, GrowingPoints, RefreshPacer, image_transform, keep_in_viewer,
                      show_first_frame_unless_shown, show_layer, stack_frame_count)
@@ -30,14 +30,14 @@ ORIENTATION_CHOICES = [("off", 1), ("4 flips (4x the time)", 4), ("8 flips and t
 
 
 def _localize_job(model_path, acquisition, source, frames, threshold, device, batch_size, orientations, keep_maps,
-                  photometry, fit_positions, cancel=None):
+                  photometry, fit_positions, fix_outlier_pixels, cancel=None):
     """Load the model, then yield a :class:`BatchResult` per batch."""
     with gpu_memory_hint():
         model = DeepLocalizer(model_path, acquisition=acquisition, device=device, batch_size=batch_size,
                               orientations=orientations)  # model_path None: the bundled model
         yield from localize_stream(model, source, frames=frames, threshold=threshold, batch_size=batch_size,
                                    keep_maps=keep_maps, cancel=cancel, photometry=photometry,
-                                   fit_positions=fit_positions)
+                                   fit_positions=fit_positions, fix_outlier_pixels=fix_outlier_pixels)
 
 
 class LocalizeWidget(Container):
@@ -80,11 +80,12 @@ class LocalizeWidget(Container):
                     "fine pixel of the map's: finer positions on sparse and moderately dense frames (RMSE 11.4 -> "
                     "6.4 nm at 0.5 molecules per um^2, 25.0 -> 24.7 nm on ISBI 2013), slower; adds the photon "
                     "counts and uncertainty [nm]; uses the Acquisition's camera gain, offset and read noise")
+        self.fix_outlier_pixels = outlier_pixels_checkbox()
         self.job = JobControls("Localization", "Localize")
         self.reset_button = PushButton(text="Reset settings")
         self.extend([self.layer, self.model, self.bundled_button, self.model_info, self.auto_threshold,
                      self.threshold, self.device, self.batch_size, self.orientations, self.frames, self.render_pixel,
-                     self.render_blur, self.show_maps, self.photometry, self.fit_positions, self.job,
+                     self.render_blur, self.show_maps, self.photometry, self.fit_positions, self.fix_outlier_pixels, self.job,
                      self.reset_button])
         # the model is the viewer's current model, which the state keeps between sessions
         self.settings = PersistentValues("localize", {
@@ -92,7 +93,8 @@ class LocalizeWidget(Container):
             "device": self.device, "batch_size": self.batch_size, "orientations": self.orientations,
             "frames": self.frames,
             "render_pixel": self.render_pixel, "render_blur": self.render_blur, "show_maps": self.show_maps,
-            "photometry": self.photometry, "fit_positions": self.fit_positions})
+            "photometry": self.photometry, "fit_positions": self.fit_positions,
+            "fix_outlier_pixels": self.fix_outlier_pixels})
         self.model.value = self.state.model_path
         self._info = None
         self._run = None
@@ -181,7 +183,7 @@ class LocalizeWidget(Container):
         show_first_frame_unless_shown(self.viewer, layer, selection)
         self.job.start(_localize_job, self.model.value, acq, layer.data, selection, threshold, self.device.value,
                        self.batch_size.value, self.orientations.value, self.show_maps.value, self.photometry.value,
-                       self.fit_positions.value,
+                       self.fit_positions.value, self.fix_outlier_pixels.value,
                        on_yield=self._batch, on_finish=self._finished)
 
     def _batch(self, result: BatchResult) -> None:
