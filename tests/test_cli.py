@@ -88,7 +88,9 @@ def test_evaluate_scores_a_frame_selection_and_says_when_frames_differ(simulated
     capsys.readouterr()
     assert main(["evaluate", str(tmp_path / "first2.csv"), "--gt", str(gt_path), "--tol", "50", "--json"]) == 0
     out = capsys.readouterr()
-    assert json.loads(out.out)["jaccard"] < 100 and "the ground truth runs to frame 6" in out.err
+    assert json.loads(out.out)["jaccard"] < 100
+    assert "warning: the ground truth runs over frames 1-6, the localizations over frames 1-2" in out.err
+    assert "--frames 1-2 on the command line" in out.err
     assert main(["evaluate", str(tmp_path / "first2.csv"), "--gt", str(gt_path), "--tol", "50", "--json",
                  "--frames", "1-2"]) == 0
     out = capsys.readouterr()

@@ -1,4 +1,5 @@
 import math
+import warnings
 
 import numpy as np
 import pandas as pd
@@ -205,12 +206,29 @@ def test_evaluate_scores_a_frame_selection_of_both_tables():
     the other frames' molecules as missed (the CLI had --frames; Python had nothing)."""
     gt = _table([1, 2, 3, 4], [100.0, 100.0, 100.0, 100.0], [100.0] * 4)
     est = _table([1, 2], [110.0, 110.0], [100.0, 100.0])
-    (whole,) = metrics.evaluate(gt, est, 50.0)
+    with pytest.warns(metrics.FrameCoverageWarning, match=r'frames 1-4, the localizations over frames 1-2: the 2 '
+                                                          r'ground-truth molecules outside .*\(frames="1-2"'):
+        (whole,) = metrics.evaluate(gt, est, 50.0)
     assert (whole.tp, whole.fn) == (2, 2)
     for selection in ("1-2", [1, 2], "1,2"):
-        (part,) = metrics.evaluate(gt, est, 50.0, frames=selection)
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")  # a selection says what is scored: no warning
+            (part,) = metrics.evaluate(gt, est, 50.0, frames=selection)
         assert (part.tp, part.fp, part.fn, part.jaccard) == (2, 0, 0, 100.0)
     (beyond,) = metrics.evaluate(gt, est, 50.0, frames="2-10", grid=(25.0, (8, 8)))  # frames past both tables count
     assert (beyond.tp, beyond.fn) == (1, 2)
     _, _, n = metrics.select_frames(gt, est, "2-10")
     assert n == 9
+
+
+def test_coverage_warning_spares_localizations_of_every_frame_but_empty_ones():
+    """Localizations of a whole stack with nothing found in its last frame (a dim
+    molecule missed) are not a part of the stack: no warning; nor at the start."""
+    gt = _table(list(range(1, 201)), [100.0] * 200, [100.0] * 200)
+    est = _table(list(range(2, 200)), [100.0] * 198, [100.0] * 198)  # frames 1 and 200 empty: 1 % missed
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        metrics.evaluate(gt, est, 50.0)
+        metrics.evaluate(gt, est.iloc[:0], 50.0)  # nothing found at all: the Jaccard says it
+    with pytest.warns(metrics.FrameCoverageWarning, match="frames 1-200, the localizations over frames 2-198"):
+        metrics.evaluate(gt, est.iloc[:-1], 50.0)  # a third frame left out: 1.5 %, a selection

@@ -219,12 +219,8 @@ def cmd_evaluate(args) -> int:
     est = read_localizations(args.locs, pixel_size_nm=args.pixel_size)
     gt = read_localizations(args.gt, pixel_size_nm=args.pixel_size)
     n_selected = None
-    if args.frames:
+    if args.frames:  # else evaluate() warns when the localizations cover fewer frames than the ground truth
         gt, est, n_selected = select_frames(gt, est, args.frames)
-    elif len(est) and len(gt) and gt["frame"].max() > est["frame"].max():
-        print(f"note: the ground truth runs to frame {int(gt['frame'].max())}, the localizations to frame "
-              f"{int(est['frame'].max())}; every ground-truth frame is scored (--frames scores a selection)",
-              file=sys.stderr)
     grid = None
     if args.frame_shape:
         acq = _acquisition(args)
@@ -502,10 +498,9 @@ def _maybe_score(args, table, gt, stack) -> None:
     if gt is None:
         return
     from .core.metrics import evaluate
-    from .core.frames import parse_frame_selection
 
-    frames = parse_frame_selection(args.frames, len(stack)) + 1
-    _print_scores(evaluate(gt[gt["frame"].isin(frames)], table, args.tol), False)
+    # the localized frames of both tables (all: the ground truth's and the stack's frames)
+    _print_scores(evaluate(gt, table, args.tol, frames=args.frames or f"1-{len(stack)}"), False)
 
 
 def cmd_localize(args) -> int:

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import math
 import re
+import warnings
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 
@@ -320,6 +321,29 @@ def select_frames(gt: pd.DataFrame, est: pd.DataFrame, frames) -> tuple[pd.DataF
     return selected(gt), selected(est), sum(hi - lo + 1 for lo, hi in ranges)
 
 
+class FrameCoverageWarning(UserWarning):
+    """The ground truth holds molecules in frames outside those of the localizations."""
+
+
+def warn_if_frames_uncovered(gt: pd.DataFrame, est: pd.DataFrame) -> None:
+    """Warn when the ground truth has molecules in frames before the first or after the
+    last frame of the localizations (at least 2 such frames holding more than 1 % of its
+    molecules: the first or last frames of a stack may hold nothing found):
+    the localizations of part of a stack (``localize(frames="1-20")``) scored against the
+    whole ground truth gave a low Jaccard index without a word."""
+    if len(gt) == 0 or len(est) == 0:
+        return
+    first, last = int(est[FRAME].min()), int(est[FRAME].max())
+    frames = gt[FRAME].to_numpy()
+    outside = (frames < first) | (frames > last)
+    if np.unique(frames[outside]).size >= 2 and outside.sum() > 0.01 * len(gt):
+        span = f"frame {first}" if first == last else f"frames {first}-{last}"
+        warnings.warn(f"the ground truth runs over frames {int(frames.min())}-{int(frames.max())}, the "
+                      f"localizations over {span}: the {int(outside.sum())} ground-truth molecules outside count as "
+                      f"missed; to score the localized frames only, select them (frames=\"{first}-{last}\" in Python, "
+                      f"--frames {first}-{last} on the command line)", FrameCoverageWarning, stacklevel=3)
+
+
 def evaluate(
     gt: pd.DataFrame,
     est: pd.DataFrame,
@@ -332,12 +356,15 @@ def evaluate(
     """:func:`score` at each tolerance (one number or several), on the 1-based frame
     selection ``frames`` of both tables when it is given (:func:`select_frames`; it also
     sets ``n_frames``): without it every ground-truth frame is scored, and localizations
-    of part of a stack score as if the rest had been missed."""
+    of part of a stack score as if the rest had been missed (a
+    :class:`FrameCoverageWarning` says so, :func:`warn_if_frames_uncovered`)."""
     if np.ndim(tolerances_nm) == 0:  # one tolerance given as a number
         tolerances_nm = [tolerances_nm]
     if frames is not None:
         gt, est, n_selected = select_frames(gt, est, frames)
         n_frames = n_selected if n_frames is None else n_frames
+    else:
+        warn_if_frames_uncovered(gt, est)
     return [score(gt, est, t, grid=grid, n_frames=n_frames, distance=distance) for t in tolerances_nm]
 
 
