@@ -21,7 +21,7 @@ benchmarks/results/paper_table1.json.
 
 The paper matches molecules "when the distance between their localizations is lower
 than" 2, 4, 6 fine pixels without saying which distance; we use the Euclidean one.
-``--distance chebyshev`` scores with a square window, max(|dx|, |dy|) <= tolerance,
+``--distance chebyshev`` scores with a square window, max(|dx|, |dy|) < tolerance,
 instead (a sensitivity analysis; docs/benchmarks.md).
 """
 

@@ -135,13 +135,19 @@ def test_chebyshev_distance_is_a_square_window():
         metrics.score(gt, est, 50.0, distance="manhattan")
 
 
-def test_tolerance_is_inclusive():
-    # a pair exactly at the tolerance (3-4-5 triangle: 50 nm) is matched
-    gt = _t([1, 1], [0, 1000], [0, 0])
-    est = _t([1, 1], [30, 1050], [40, 0])
+def test_a_pair_exactly_at_the_tolerance_is_not_matched():
+    """The paper matches molecules "lower than" the tolerance apart. On its Table 1
+    protocol both tables sit on the 25 nm grid, and counting pairs exactly 2 fine pixels
+    apart added 4-5 points to the Jaccard index at 50 nm."""
+    gt = _t([1, 1, 1], [0, 1000, 2000], [0, 0, 0])
+    est = _t([1, 1, 1], [30, 1050, 2049.999], [40, 0, 0])  # 50 nm (3-4-5), 50 nm, just under
     s = metrics.score(gt, est, 50)
-    assert (s.tp, s.fp, s.fn) == (2, 0, 0)
-    assert s.rmse_nm == pytest.approx(50.0)
+    assert (s.tp, s.fp, s.fn) == (1, 2, 2)
+    assert s.rmse_nm == pytest.approx(49.999)
+    grid = (np.arange(4) + 0.5) * 25.0  # fine-pixel centres, 2 pixels apart: exactly 50 nm in floating point
+    assert metrics.score(_t([1], [grid[0]], [0.0]), _t([1], [grid[2]], [0.0]), 50).tp == 0
+    assert metrics.score(_t([1], [grid[0]], [0.0]), _t([1], [grid[2]], [0.0]), 50.001).tp == 1
+    assert metrics.score(_t([1], [0.0], [0.0]), _t([1], [50.0], [0.0]), 50, distance="chebyshev").tp == 0
 
 
 def test_rmse_and_bias_use_the_matched_pairs_not_the_row_order():
@@ -167,7 +173,7 @@ def test_a_cluster_with_fewer_feasible_pairs_than_points_counts_no_pair_beyond_t
     assert (s.tp, s.fp, s.fn) == (2, 1, 1)
     m = metrics.match(gt, est, 50.0)
     d = np.hypot(*(est[["x [nm]", "y [nm]"]].to_numpy()[m.est_index] - gt[["x [nm]", "y [nm]"]].to_numpy()[m.gt_index]).T)
-    assert (d <= 50.0).all()
+    assert (d < 50.0).all()
 
 
 def test_matched_pairs_never_exceed_the_tolerance_on_dense_random_frames():
@@ -179,7 +185,7 @@ def test_matched_pairs_never_exceed_the_tolerance_on_dense_random_frames():
         g = gt.to_numpy()[m.gt_index]
         e = est.to_numpy()[m.est_index]
         assert (g[:, 0] == e[:, 0]).all()
-        assert (np.hypot(g[:, 1] - e[:, 1], g[:, 2] - e[:, 2]) <= tol).all()
+        assert (np.hypot(g[:, 1] - e[:, 1], g[:, 2] - e[:, 2]) < tol).all()
 
 
 def test_specificity_puts_a_molecule_in_the_fine_pixel_that_holds_it():
