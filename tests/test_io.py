@@ -1,6 +1,7 @@
 import codecs
 import os
 import re
+import warnings
 
 import numpy as np
 import pandas as pd
@@ -305,6 +306,81 @@ def test_a_stack_written_frame_by_frame_is_one_stack(tmp_path):
     stack = io.read_stack(p)
     assert stack.shape == (5, 8, 10)
     assert np.array_equal(np.asarray(stack[0:5]), data)
+
+
+def test_a_stack_written_in_batches_is_one_stack_and_images_of_other_sizes_are_named(tmp_path):
+    data = np.arange(15 * 8 * 10, dtype=np.uint16).reshape(15, 8, 10)
+    p = tmp_path / "batches.tif"
+    for batch in np.split(data, 3):  # a writer saving frames as they come, as Fiji opens it: 15 frames
+        tifffile.imwrite(p, batch, append=True)
+    assert np.array_equal(io.read_stack(p)[:], data)
+    mixed = tmp_path / "mixed.tif"
+    for frame in (data[0], data[1], data[2, :6]):
+        tifffile.imwrite(mixed, frame, append=True)
+    with pytest.raises(io.StackError, match=r"3 images of different sizes .*\(6, 10\)"):
+        io.read_stack(mixed)
+
+
+def _ome_xml(uuids: list[str], names: list[str], frames_per_file: int, frames: int, shape) -> list[str]:
+    """The OME-XML of each file of a multi-file acquisition (Micro-Manager/Bio-Formats style)."""
+    planes = "".join(f'<TiffData FirstT="{t}" IFD="{t % frames_per_file}" PlaneCount="1"><UUID '
+                     f'FileName="{names[t // frames_per_file]}">{uuids[t // frames_per_file]}</UUID></TiffData>'
+                     for t in range(frames))
+    return [f'<?xml version="1.0" encoding="UTF-8"?><OME xmlns="http://www.openmicroscopy.org/Schemas/OME/2016-06" '
+            f'UUID="{uuid}"><Image ID="Image:0"><Pixels ID="Pixels:0" DimensionOrder="XYCZT" Type="uint16" '
+            f'SizeX="{shape[1]}" SizeY="{shape[0]}" SizeC="1" SizeZ="1" SizeT="{frames}" PhysicalSizeX="0.16" '
+            f'PhysicalSizeY="0.16"><Channel ID="Channel:0:0" SamplesPerPixel="1"/>{planes}</Pixels></Image></OME>'
+            for uuid in uuids]
+
+
+def test_a_multi_file_ome_acquisition_reads_whole_and_a_missing_file_is_named(tmp_path):
+    """A companion file not copied with the first one was read as frames of zeros without a
+    word; the frames of the companion files warned "reading array from closed file" once each."""
+    import uuid
+
+    data = np.random.default_rng(3).integers(100, 900, (6, 8, 10)).astype(np.uint16)
+    names = ["acq_MMStack_Pos0.ome.tif", "acq_MMStack_Pos0_1.ome.tif"]
+    uuids = [f"urn:uuid:{uuid.uuid4()}" for _ in names]
+    for k, (name, xml) in enumerate(zip(names, _ome_xml(uuids, names, 3, 6, (8, 10)))):
+        with tifffile.TiffWriter(tmp_path / name) as tw:
+            for i in range(3):
+                tw.write(data[3 * k + i], description=xml.encode() if i == 0 else None, metadata=None,
+                         contiguous=False)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        with io.read_stack(tmp_path / names[0]) as stack:
+            assert stack.shape == (6, 8, 10) and stack.pixel_size_nm == pytest.approx(160.0)
+            assert np.array_equal(stack[:], data)
+    (tmp_path / names[1]).unlink()
+    with pytest.raises(io.StackError, match=r"3 of the 6 frames .* missing \(frames 4-6\): the companion "
+                                            r"file\(s\) acq_MMStack_Pos0_1\.ome\.tif"):
+        io.read_stack(tmp_path / names[0])
+
+
+def test_an_ome_file_listing_more_planes_than_it_holds_is_refused(tmp_path):
+    data = np.ones((4, 8, 10), np.uint16)
+    xml = _ome_xml(["urn:uuid:0"], ["cut.ome.tif"], 10, 10, (8, 10))[0]
+    with tifffile.TiffWriter(tmp_path / "cut.ome.tif") as tw:
+        for i, frame in enumerate(data):
+            tw.write(frame, description=xml.encode() if i == 0 else None, metadata=None, contiguous=False)
+    with pytest.raises(io.StackError, match=r"6 of the 10 frames .* \(frames 5-10\): the file holds fewer planes"):
+        io.read_stack(tmp_path / "cut.ome.tif")
+
+
+def test_a_few_channels_read_as_frames_warn_and_lzw_stacks_read(tmp_path):
+    data = np.arange(2 * 8 * 8, dtype=np.uint16).reshape(2, 8, 8)
+    tifffile.imwrite(tmp_path / "cyx.tif", data, imagej=True, metadata={"axes": "CYX"})
+    with pytest.warns(io.ChannelsWarning, match="calls its 2 planes channels .*Split Channels"):
+        assert io.read_stack(tmp_path / "cyx.tif").shape == (2, 8, 8)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        # ImageJ's Z is often time; tifffile.imwrite(imagej=True) calls the planes of any 3-D array channels
+        tifffile.imwrite(tmp_path / "zyx.tif", data, imagej=True, metadata={"axes": "ZYX"})
+        assert io.read_stack(tmp_path / "zyx.tif").shape == (2, 8, 8)
+        tifffile.imwrite(tmp_path / "many.tif", np.zeros((5, 8, 8), np.uint16), imagej=True)
+        assert io.read_stack(tmp_path / "many.tif").shape == (5, 8, 8)
+    tifffile.imwrite(tmp_path / "lzw.tif", data, compression="lzw", photometric="minisblack")  # needs imagecodecs
+    assert np.array_equal(io.read_stack(tmp_path / "lzw.tif")[:], data)
 
 
 def test_stacks_are_written_as_time_frames_for_fiji(tmp_path):

@@ -64,6 +64,15 @@ MAX_FRAME_NUMBER = 2**53
 _LENGTH_TO_NM = {"nm": 1.0, "um": 1e3, "µm": 1e3, "\u03bcm": 1e3, "micron": 1e3, "microns": 1e3, "mm": 1e6, "m": 1e9}
 
 
+#: a file whose only axis besides rows and columns is channels (ImageJ/OME "C") with at
+#: most this many planes warns that they are read as frames (:class:`ChannelsWarning`)
+MOST_CHANNELS = 4
+
+
+class ChannelsWarning(UserWarning):
+    """A TIFF file calls its few planes channels; they are read as frames."""
+
+
 class StackError(ValueError):
     """A TIFF file that cannot be used as an SMLM stack (the message names it)."""
 
@@ -110,25 +119,51 @@ class FrameStack:
                 raise StackError(f"{self.path}: not a readable TIFF file ({exc})") from exc
             try:
                 self._open_series()
+                self._check_no_planes_missing(log)
                 broken = [m for m in log if "invalid page offset" in m]
                 if broken:  # the chain of pages ends inside the file: the frames after it are cut off
                     raise StackError(f"{self.path}: the file ends inside its list of frames ({broken[0]}; "
                                      f"{len(self)} frame(s) found): it is truncated or damaged (an interrupted "
                                      "copy or a full disk?); copy or save it again")
             except Exception:
+                for companion in getattr(self, "_companions", []):
+                    companion.close()
                 self._tif.close()
                 raise
+
+    def _check_no_planes_missing(self, log: list[str]) -> None:
+        """Refuse an OME series whose metadata lists planes that tifffile cannot find: a
+        companion file of a multi-file acquisition (Micro-Manager, Bio-Formats:
+        ``name_1.ome.tif``, ...) not copied with the first, or an acquisition cut short.
+        tifffile reads them as frames of zeros, which localize to nothing."""
+        series = self._tif.series[0]
+        if getattr(series, "kind", "").lower() != "ome":
+            return
+        missing = [i for i, page in enumerate(series.pages) if page is None]
+        if not missing:
+            return
+        files = sorted({m for line in log for m in re.findall(r"failed to read '([^']+)'", line)})
+        reason = (f"the companion file(s) {', '.join(files)} of this multi-file acquisition are not in "
+                  f"{self.path.parent} (copy them beside it)" if files else
+                  "the file holds fewer planes than its metadata lists (an acquisition cut short, or a "
+                  "truncated copy?)")
+        raise StackError(f"{self.path}: {len(missing)} of the {len(series.pages)} frames its OME metadata lists "
+                         f"are missing (frames {_spans(np.asarray(missing) + 1)}): {reason}; tifffile would read "
+                         "them as blank frames")
 
     def _open_series(self) -> None:
         if not self._tif.series:
             raise StackError(f"{self.path}: the TIFF file holds no image data")
-        if len(self._tif.series) > 1 and _frame_by_frame(self._tif.series):
-            # written one frame at a time (tifffile's imwrite(append=True), TiffWriter
-            # loops): one "shaped" series per frame; read the pages as one stack
+        if len(self._tif.series) > 1 and _frame_by_frame(self._tif.series, self._tif.is_shaped):
+            # written one frame or batch at a time (tifffile's imwrite(append=True), TiffWriter
+            # loops): one "shaped" series per write; read the pages as one stack, as Fiji does
             self._tif.close()
             self._tif = tifffile.TiffFile(self.path, is_shaped=False)
         if len(self._tif.series) > 1:  # e.g. a preview + the stack, or OME multi-position files
             shapes = ", ".join(f"{tuple(s.shape)} ({s.axes})" for s in self._tif.series[:6])
+            if all(len(s.shape) == 2 for s in self._tif.series):
+                raise StackError(f"{self.path}: the TIFF file holds {len(self._tif.series)} images of different sizes "
+                                 f"or types ({shapes}); the frames of an SMLM stack all have one size")
             raise StackError(f"{self.path}: the TIFF file holds {len(self._tif.series)} image series ({shapes}); "
                              "save the stack to analyse as a file of its own")
         series = self._tif.series[0]
@@ -147,6 +182,12 @@ class FrameStack:
         kept = [(n, a) for n, a in zip(shape, axes) if n != 1 or a in "YX"]
         if len(kept) < 2 or kept[-1][1] != "X" or kept[-2][1] != "Y":
             raise StackError(f"{self.path}: cannot find the image rows and columns in shape {shape} (axes {axes})")
+        if len(kept) == 3 and kept[0][1] == "C" and kept[0][0] <= MOST_CHANNELS:
+            # tifffile.imwrite(imagej=True) calls the planes of any 3-D array channels, so a
+            # stack of frames can be CYX; a few channels are more likely colours
+            warnings.warn(f"{self.path} calls its {kept[0][0]} planes channels (axes {axes}); they are read as "
+                          "frames: if they are colour channels, split them first (Fiji: Image > Color > Split "
+                          "Channels) and save the one to localize", ChannelsWarning, stacklevel=3)
         if len(kept) > 3:
             raise StackError(
                 f"{self.path}: {len(kept)}-D image of shape {shape} (axes {axes}); expected a 2D frame "
@@ -161,6 +202,14 @@ class FrameStack:
                              "copy or save it again")
         self.shape = (int(n_frames), int(rows), int(cols))
         self._closed = False
+        # the other files of a multi-file OME series, kept open while the stack is: tifffile
+        # closes them after reading the metadata and warned "reading array from closed file"
+        # for every frame read from them (tens of thousands of lines for a long acquisition)
+        self._companions = list({id(p.parent): p.parent for p in series.pages
+                                 if p is not None and p.parent is not self._tif}.values())
+        for companion in self._companions:
+            if companion.filehandle.closed:
+                companion.filehandle.open()
         self._memmap = None
         self._pages = None
         try:
@@ -177,6 +226,7 @@ class FrameStack:
                     raise StackError(f"{self.path}: the file announces {n_frames} frames of {rows} x {cols} pixels "
                                      f"but they cannot be read ({exc}): it is truncated or damaged (an interrupted "
                                      "copy or a full disk?); copy or save it again") from exc
+        self._read(0)  # a frame that cannot be decoded (compression, damage) is refused now, not mid-run
         self.pixel_size_nm = _pixel_size_nm(self._tif)
         info = str((self._tif.imagej_metadata or {}).get("Info", "")) if self._tif.is_imagej else ""
         self.output, self.first_frame = _output_info(info)
@@ -204,6 +254,10 @@ class FrameStack:
                 return np.asarray(self._memmap[index])
             return self._pages[index].asarray()
         except Exception as exc:  # zlib, tifffile, OSError...: whatever a damaged page raises
+            if "imagecodecs" in str(exc) or isinstance(exc, ImportError):  # not the file's fault
+                raise StackError(f"{self.path}: frame {index + 1} cannot be decoded ({exc}): its compression needs "
+                                 "the imagecodecs package (pip install imagecodecs), or save the stack uncompressed"
+                                 ) from exc
             raise StackError(f"{self.path}: frame {index + 1} cannot be read ({exc}); the file is damaged or "
                              "truncated") from exc
 
@@ -273,6 +327,8 @@ class FrameStack:
         self._closed = True
         self._memmap = None
         self._pages = None
+        for companion in self._companions:
+            companion.close()
         self._tif.close()
 
     def __getstate__(self) -> dict:
@@ -342,10 +398,21 @@ def _plausible(size_nm: float) -> float | None:
     return float(size_nm) if math.isfinite(size_nm) and 1.0 <= size_nm <= 1e5 else None
 
 
-def _frame_by_frame(series) -> bool:
-    """True when every series is one 2-D image of the same shape and type."""
+def _spans(numbers: np.ndarray, most: int = 4) -> str:
+    """Sorted whole numbers as ranges: ``"4-6, 9"`` (the first ``most`` ranges, then "...")."""
+    breaks = np.flatnonzero(np.diff(numbers) != 1) + 1
+    parts = [f"{r[0]}-{r[-1]}" if len(r) > 1 else f"{r[0]}" for r in np.split(numbers, breaks)]
+    return ", ".join(parts[:most]) + (", ..." if len(parts) > most else "")
+
+
+def _frame_by_frame(series, shaped: bool) -> bool:
+    """True when every series is one 2-D image of the same shape and type, or, in a file
+    tifffile wrote (``shaped``), a 2-D image or a stack of such images (frames written
+    in batches)."""
     first = series[0]
-    return all(len(s.shape) == 2 and s.shape == first.shape and s.dtype == first.dtype for s in series)
+    most_dims = 3 if shaped else 2
+    return all(len(s.shape) <= most_dims and s.axes[-2:] == "YX" and s.shape[-2:] == first.shape[-2:]
+               and s.dtype == first.dtype for s in series)
 
 
 @contextlib.contextmanager
