@@ -138,8 +138,17 @@ def test_a_written_render_opens_as_a_render_and_leaves_the_acquisition_alone(mak
 def test_csv_reader_converts_pixels_and_says_why_it_declines_a_localization_file(tmp_path):
     px = tmp_path / "px.csv"
     px.write_text('"frame","x [px]","y [px]"\n1,2.5,3.5\n')
+    first = len(notification_manager.records)
     [(coords, _, _)] = get_localization_reader(str(px))(str(px))  # with the acquisition's 100 nm pixels
     np.testing.assert_allclose(coords, [[0.0, 350.0, 250.0]])
+    said = [str(n.message) for n in notification_manager.records[first:]]
+    assert said == ["px: x [px], y [px] converted from camera pixels with 100 nm per pixel (the Acquisition "
+                    "settings); if the camera's differ, set them in the Acquisition widget and open the file again"]
+    nm = tmp_path / "nm.csv"
+    nm.write_text('"frame","x [nm]","y [nm]"\n1,2.5,3.5\n')
+    first = len(notification_manager.records)
+    get_localization_reader(str(nm))(str(nm))
+    assert len(notification_manager.records) == first  # nothing to say
     semicolons = tmp_path / "excel.csv"
     semicolons.write_text('"frame";"x [nm]";"y [nm]"\n1;2;3\n')
     first = len(notification_manager.records)

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import dask.array as da
 import numpy as np
-from napari.utils.notifications import show_warning
+from napari.utils.notifications import show_info, show_warning
 
 from ..core.io import FrameStack, LocalizationFileError, StackError, column_key, read_localizations
 from .layers import FILE_COLOR, OUTPUT, image_transform, points_from_table, points_layer_kwargs, stack_transform
@@ -127,7 +127,17 @@ def get_localization_reader(path):
             if isinstance(exc, LocalizationFileError) and _looks_like_localizations(p):
                 show_warning(f"DeepCEL0 cannot open this file as localizations: {exc}")
             return None
-    return lambda _path: [localization_layer_data(table, name) for table, name in tables]
+
+    def layers(_path):
+        for table, name in tables:
+            converted = table.attrs.get("converted_from_pixels")
+            if converted:  # the pixel size was the Acquisition's, not the user's choice: say which
+                show_info(f"{name}: {', '.join(converted['columns'])} converted from camera pixels with "
+                          f"{converted['pixel_size_nm']:g} nm per pixel (the Acquisition settings); if the "
+                          "camera's differ, set them in the Acquisition widget and open the file again")
+        return [localization_layer_data(table, name) for table, name in tables]
+
+    return layers
 
 
 def _looks_like_localizations(path: str) -> bool:

@@ -132,7 +132,9 @@ def _frame_shape(source) -> tuple[int, int]:
 def check_finite(frames: np.ndarray, frame_numbers: np.ndarray) -> None:
     bad = ~np.isfinite(frames).all(axis=(-2, -1))
     if bad.any():
-        raise FrameSourceError(f"frame {int(frame_numbers[np.flatnonzero(bad)[0]])} contains NaN or infinite values")
+        raise FrameSourceError(f"frame {int(frame_numbers[np.flatnonzero(bad)[0]])} contains NaN or infinite values "
+                               "(camera frames hold finite numbers: replace them, e.g. by the frame's median, or "
+                               "crop them away)")
 
 
 #: an isolated pixel is replaced when it stands this many noise standard deviations

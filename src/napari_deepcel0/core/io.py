@@ -111,7 +111,8 @@ class FrameStack:
         if not self.path.exists():
             raise StackError(f"{self.path}: no such file")
         if self.path.is_dir():
-            raise StackError(f"{self.path}: is a folder, not a TIFF file")
+            raise StackError(f"{self.path}: is a folder, not a TIFF file (for a folder of one-frame TIFFs, make "
+                             "them one stack first, e.g. Fiji's File > Import > Image Sequence, then save as TIFF)")
         with _tifffile_log() as log:  # tifffile logs what it finds broken (to stderr unless caught)
             try:
                 self._tif = tifffile.TiffFile(self.path)
@@ -822,6 +823,7 @@ def read_localizations(path: str | os.PathLike, pixel_size_nm: float | None = No
     del source
 
     lower = [lab.lower() for lab in labels]
+    in_pixels = []  # columns converted from camera pixels with pixel_size_nm
     if "xnano" in lower and "ynano" in lower:  # ISBI 2013 ground truth
         rename = {labels[lower.index("xnano")]: X_NM, labels[lower.index("ynano")]: Y_NM}
         if "znano" in lower:
@@ -847,6 +849,8 @@ def read_localizations(path: str | os.PathLike, pixel_size_nm: float | None = No
                 if key in ("x", "y") and unit is None:
                     unitless.append(label)
                 factor = _length_factor(path, label, unit, pixel_size_nm)
+                if unit is not None and unit.lower() in _PIXEL_UNITS:
+                    in_pixels.append(label)
                 target = f"{'uncertainty' if key == 'uncertainty_xy' else key} [nm]"
                 values = _numeric(path, label, col) * factor
             elif key == "frame":
@@ -887,6 +891,8 @@ def read_localizations(path: str | os.PathLike, pixel_size_nm: float | None = No
     table[FRAME] = frames.astype(np.int64)
     table = table.sort_values(FRAME, kind="stable").reset_index(drop=True)
     table.attrs["source"] = str(path)
+    if in_pixels:  # the pixel size used, for a reader that chose it for the user (napari's)
+        table.attrs["converted_from_pixels"] = {"columns": in_pixels, "pixel_size_nm": float(pixel_size_nm)}
     return table
 
 
@@ -915,11 +921,14 @@ def _numeric(path, label: str, col: pd.Series, strict: bool = True) -> pd.Series
     return values
 
 
+_PIXEL_UNITS = ("px", "pixel", "pixels")
+
+
 def _length_factor(path, label, unit, pixel_size_nm) -> float:
     if unit is None or unit.lower() in ("nm",):
         return 1.0
     u = unit.lower()
-    if u in ("px", "pixel", "pixels"):
+    if u in _PIXEL_UNITS:
         if not pixel_size_nm:
             raise LocalizationFileError(
                 f"{path}: column {label!r} is in camera pixels; give the pixel size in nm (--pixel-size on "
