@@ -122,6 +122,7 @@ def test_nan_loss_stops_with_a_clear_error():
 def test_deepstorm_variant_uses_linear_head():
     result = train(ISBI2013, tiny(method="deepstorm"))
     assert result.model.head == "linear" and result.spike_value == pytest.approx(result.target_scale / 2)
+    assert result.target_scale == 100.0  # Deep-STORM's code, not DeepCEL0's notebook's 85.1 (method notes)
 
 
 @pytest.mark.parametrize("kw, message", [

@@ -31,7 +31,7 @@ from .network import LocalizationNet, upsample_nearest
 from .optics import phase_column_norms
 from .predict import acquisition_mismatch
 from .progress import time_left_text
-from .training_data import TrainingDataConfig, TrainingSet, make_training_set
+from .training_data import DEEPSTORM_TARGET_SCALE, TrainingDataConfig, TrainingSet, make_training_set
 
 #: the CEL0 column norms: from the acquisition operator S_L K (paper) or the
 #: reference notebook's constant ||g||_2 (0.2823)
@@ -254,7 +254,10 @@ def train(
     spikes = torch.from_numpy(training_set.spikes).to(device)
     # reading a loss waits for the GPU: see steps_between_loss_reads
     sync_every = steps_between_loss_reads(device)
-    scale = training_set.target_scale
+    # DeepCEL0 takes the reference notebook's automatic s (85.1 at L = 4) from the training
+    # set; Deep-STORM its own code's 100, unless a scale was chosen
+    scale = (DEEPSTORM_TARGET_SCALE if config.method == "deepstorm" and config.data.target_scale is None
+             else training_set.target_scale)
     spike_value = scale / (2.0 if config.loss == "l1" else 1.0)
 
     def batch(idx):

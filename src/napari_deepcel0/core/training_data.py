@@ -49,6 +49,10 @@ from .simulate import (
 )
 
 
+#: Deep-STORM's target scale (Nehme et al. 2018's code: spikes of 100 before the blur)
+DEEPSTORM_TARGET_SCALE = 100.0
+
+
 def default_target_scale(upsampling: int, max_emitters: int = 7) -> float:
     """The reference notebook's automatic target scale ``s`` (85.1 at L = 4).
 
