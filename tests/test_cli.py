@@ -297,6 +297,20 @@ def test_sigterm_leaves_no_output_and_says_so(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["long.tif"]  # no CSV, no temporary file
 
 
+def test_ctrl_c_stops_a_shell_loop_over_files_too(tmp_path):
+    """Ctrl-C ended with exit status 130: bash took it for the command's own failure and
+    went on with the next file of a `for f in *.tif; do deepcel0 localize ...; done` loop.
+    The program now dies of SIGINT after saying so (as Python does), which stops the loop."""
+    frames = np.random.default_rng(0).poisson(110.0, (3000, 32, 32)).astype(np.uint16)
+    from napari_deepcel0.core.io import write_tiff
+
+    write_tiff(tmp_path / "long.tif", frames, pixel_size_nm=100.0)
+    code, err = _run_until(["localize", "long.tif", "--out", "l.csv", "--device", "cpu"], "data:", signal.SIGINT,
+                           tmp_path)
+    assert code == -signal.SIGINT and "deepcel0 localize: interrupted; no output was written" in err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["long.tif"]
+
+
 def test_sigterm_during_training_saves_the_best_model_and_says_it_was_stopped(tmp_path):
     # it exited 0, so a scheduler's time limit looked like a finished run
     from napari_deepcel0.core.model_io import read_model_info

@@ -747,5 +747,19 @@ def main(argv=None) -> int:
         return 143 if isinstance(exc, Terminated) else 130
 
 
+def run() -> None:
+    """The ``deepcel0`` program: :func:`main`, and after Ctrl-C (exit status 130) death by
+    SIGINT, as Python itself and other Unix tools do, so that a shell loop over files
+    (``for f in *.tif; do deepcel0 localize ...; done``) stops too: an exit status of 130
+    only ended the current file and the loop went on with the next."""
+    code = main()
+    if code == 130 and os.name == "posix":
+        sys.stdout.flush()
+        sys.stderr.flush()
+        signal.signal(signal.SIGINT, signal.SIG_DFL)
+        os.kill(os.getpid(), signal.SIGINT)
+    sys.exit(code)
+
+
 if __name__ == "__main__":  # pragma: no cover
-    sys.exit(main())
+    run()

@@ -134,6 +134,9 @@ class Matching:
 
 
 DISTANCES = {"euclidean": 2.0, "chebyshev": np.inf}  # name -> Minkowski p
+#: how pairs are matched, for result files: benchmark JSON without it (written before
+#: 2026-11-28) counted pairs exactly at the tolerance
+MATCHING_RULE = "strict: pairs closer than the tolerance"
 
 
 def minkowski_p(distance: str) -> float:
