@@ -149,6 +149,21 @@ def test_localize_writes_csv_and_render(simulated, tiny_model_path, tmp_path, ca
         assert render.output == "render" and render.pixel_size_nm == pytest.approx(20.0)
 
 
+def test_localize_prints_its_threshold_in_map_units_and_says_when_it_found_nothing(simulated, tmp_path, capsys):
+    """--threshold is in map units (8.5 by default for the bundled model) but no run said
+    so: 0.2, meant as a fraction, found more molecules; 1000 wrote an empty file silently."""
+    args = ["localize", str(simulated / "frames.tif"), "--out", str(tmp_path / "l.csv"), "--frames", "1",
+            "--device", "cpu"]
+    assert main(args) == 0
+    assert "threshold: 8.51 in map units (0.1 x the model's spike value 85.1; --threshold sets it)" in \
+        capsys.readouterr().err
+    assert main(args + ["--threshold", "1000"]) == 0
+    err = capsys.readouterr().err
+    assert "threshold: 1000 in map units (11.8 x the model's spike value 85.1)" in err
+    assert "note: no molecule was found above the threshold of 1000 (map units)" in err
+    assert len(read_localizations(tmp_path / "l.csv")) == 0
+
+
 def test_localize_says_when_pixel_size_overrides_the_files(simulated, tiny_model_path, tmp_path, capsys):
     """--pixel-size over a file that states another: one note in command-line terms, not
     also the library's warning meant for Python users; the coordinates follow the flag."""

@@ -519,11 +519,17 @@ def cmd_localize(args) -> int:
         print(f"warning: {w.message}", file=sys.stderr)
     print(f"model: {loaded.path.name}: {loaded.info.summary()}", file=sys.stderr)
     print(f"data: {stack}; {model.device}, {model.precision}{_averaging_text(model.orientations)}", file=sys.stderr)
+    spike = loaded.info.spike_value
+    threshold = model.default_threshold() if args.threshold is None else args.threshold
+    print(f"threshold: {threshold:.4g} in map units ({threshold / spike:.3g} x the model's spike value {spike:.4g}"
+          f"{'; --threshold sets it' if args.threshold is None else ''})", file=sys.stderr)
     if args.photometry or args.fit_positions:
         what = "position fit" if args.fit_positions else "photometry"
         print(f"{what}: camera gain {acq.gain_adu_per_photon:g} ADU/photon, offset {acq.offset_adu:g} ADU, "
               f"read noise {acq.read_noise_adu:g} ADU (--gain, --offset, --read-noise)", file=sys.stderr)
     table = _run_stream(model, stack, args, "localize")
+    if len(table) == 0:
+        print(f"note: no molecule was found above the threshold of {threshold:.4g} (map units)", file=sys.stderr)
     _write_outputs(args, table, stack, acq)
     _maybe_score(args, table, gt, stack)
     return 0
@@ -669,7 +675,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("stack", metavar="STACK.tif")
     p.add_argument("--out", required=True, metavar="LOCS.csv", help="output ThunderSTORM CSV")
     p.add_argument("--model", metavar="MODEL.safetensors", help="model file (default: the bundled model)")
-    p.add_argument("--threshold", type=float, help="detection threshold on the map (default 0.1 x spike value)")
+    p.add_argument("--threshold", type=float, metavar="T",
+                   help="detection threshold in the model's map units, not a fraction (default 0.1 x the model's "
+                        "spike value, 8.5 for the bundled model; printed at the start of each run): higher finds "
+                        "fewer, surer molecules")
     p.add_argument("--frames", metavar="SEL", help="1-based frame selection, e.g. 1-100 or 1,5,10-20")
     p.add_argument("--batch-size", type=int, default=16,
                    help="frames of 64 x 64 pixels per network pass (default 16); larger frames go in proportionally "
