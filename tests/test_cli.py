@@ -22,6 +22,28 @@ def test_every_subcommand_has_help(cmd, capsys):
     assert "usage: deepcel0 " + cmd in capsys.readouterr().out
 
 
+def test_train_help_states_the_training_defaults():
+    """The help wrote its defaults by hand (the parser must not import torch to read them):
+    they must be the configurations' own."""
+    from napari_deepcel0.core.training import TrainingConfig
+    from napari_deepcel0.core.training_data import TrainingDataConfig
+
+    train = next(a for a in build_parser()._subparsers._group_actions[0].choices.items() if a[0] == "train")[1]
+    helps = {a.dest: a.help for a in train._actions}
+    data, config = TrainingDataConfig(), TrainingConfig()
+
+    def pair(values):
+        return " ".join(f"{v:g}" for v in values)
+
+    assert f"(default {pair(data.photons)})" in helps["photons"]
+    assert f"(default {pair(data.background_photons)})" in helps["background"]
+    assert f"(default {data.snr_fraction:g})" in helps["snr_fraction"]
+    assert f"(default {pair(data.snr_db)})" in helps["snr"]
+    assert f"{config.lr_schedule} (the paper's ReduceLROnPlateau; default)" in helps["lr_schedule"]
+    assert f"(default {data.fwhm_jitter:g})" in helps["fwhm_jitter"]
+    assert f"(default {data.n_patches})" in helps["patches"] and f"(default {config.epochs})" in helps["epochs"]
+
+
 def test_version(capsys):
     import napari_deepcel0
 

@@ -57,6 +57,14 @@ def finite_float(text: str) -> float:
     return value
 
 
+def seed(text: str) -> int:
+    """argparse type: a random seed, a whole number >= 0 (numpy's message named no flag)."""
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be a whole number >= 0, got {text}")
+    return value
+
+
 def positive_int(text: str) -> int:
     value = int(text)
     if value < 1:
@@ -517,7 +525,7 @@ def cmd_localize(args) -> int:
                               batch_size=args.batch_size, orientations=args.orientations)
     for w in caught:
         print(f"warning: {w.message}", file=sys.stderr)
-    print(f"model: {loaded.path.name}: {loaded.info.summary()}", file=sys.stderr)
+    print(f"model: {loaded.path.name}: {loaded.info.summary(with_notes=False)}", file=sys.stderr)
     print(f"data: {stack}; {model.device}, {model.precision}{_averaging_text(model.orientations)}", file=sys.stderr)
     spike = loaded.info.spike_value
     threshold = model.default_threshold() if args.threshold is None else args.threshold
@@ -603,7 +611,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="background photons per pixel (default 8 12)")
     p.add_argument("--snr", type=finite_float, metavar="DB",
                    help="instead of the camera model, add Gaussian noise at this SNR (paper Eq. 14), float frames")
-    p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    p.add_argument("--seed", type=seed, default=0, help="random seed (default 0)")
     _add_acquisition_args(p, with_camera=True)
     p.set_defaults(func=cmd_simulate)
 
@@ -628,7 +636,8 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Simulate a training set for the acquisition and train a network; writes a "
                                    ".safetensors model file (weights + JSON metadata).")
     p.add_argument("--out", required=True, metavar="MODEL.safetensors", help="output model file")
-    p.add_argument("--method", choices=("deepcel0", "deepstorm"), default="deepcel0")
+    p.add_argument("--method", choices=("deepcel0", "deepstorm"), default="deepcel0",
+                   help="deepcel0 (ReLU output, CEL0 loss; default) or deepstorm (linear output, L1 loss)")
     p.add_argument("--preset", choices=("default", "paper", "bundled"), default="default",
                    help="default (broad training data, robust to real data, with the paper's schedule), paper "
                         "(the paper's Sec. 3.3 data) or bundled (the bundled model's data and schedule: 200,000 "
@@ -636,7 +645,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--epochs", type=int, help="epochs (default 100)")
     p.add_argument("--batch-size", type=int, help="batch size (default 16)")
     p.add_argument("--lr", type=float, help="Adam learning rate (default 1e-3)")
-    p.add_argument("--lr-schedule", choices=("plateau", "cosine"), help="plateau (paper) or cosine")
+    p.add_argument("--lr-schedule", choices=("plateau", "cosine"),
+                   help="plateau (the paper's ReduceLROnPlateau; default) or cosine (short budgets)")
     p.add_argument("--min-lr", type=float, help="lowest learning rate of either schedule (default 5e-5, at most --lr)")
     p.add_argument("--init-from", metavar="MODEL.safetensors",
                    help="fine-tune this model (same method and acquisition) instead of starting from scratch")
@@ -647,10 +657,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--patches", type=int, help="training patches (default 10000)")
     p.add_argument("--sim-frames", type=int, help="simulated frames the patches are cut from (default 200)")
     p.add_argument("--density", type=float, help="emitters per um^2 (default 6)")
-    p.add_argument("--photons", type=float, nargs=2, metavar=("LOW", "HIGH"), help="photons per emitter range")
-    p.add_argument("--background", type=float, nargs=2, metavar=("LOW", "HIGH"), help="background photons/pixel")
-    p.add_argument("--snr-fraction", type=float, help="fraction of frames with Gaussian noise at an SNR")
-    p.add_argument("--snr", type=float, nargs=2, metavar=("LOW", "HIGH"), help="SNR range in dB for those frames")
+    p.add_argument("--photons", type=float, nargs=2, metavar=("LOW", "HIGH"),
+                   help="photons per emitter and frame, drawn log-uniformly per frame (default 400 5000)")
+    p.add_argument("--background", type=float, nargs=2, metavar=("LOW", "HIGH"),
+                   help="background photons per pixel and frame (default 0 40)")
+    p.add_argument("--snr-fraction", type=float,
+                   help="fraction of frames with white Gaussian noise at an SNR instead of camera noise (default 0.3)")
+    p.add_argument("--snr", type=float, nargs=2, metavar=("LOW", "HIGH"),
+                   help="SNR range in dB for those frames (default 8 20)")
     p.add_argument("--fwhm-jitter", type=float, help="relative PSF width jitter per frame (default 0.05)")
     p.add_argument("--structure-fraction", type=float,
                    help="fraction of frames with emitters along random filaments instead of uniform (default 0.5)")
@@ -663,7 +677,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--time-limit", type=float, metavar="MINUTES",
                    help="stop cleanly after this many minutes (data simulation included) and keep the best "
                         "model so far; the model file records that training was stopped early")
-    p.add_argument("--seed", type=int, help="random seed (default 0)")
+    p.add_argument("--seed", type=seed, help="random seed (default 0)")
     p.add_argument("--notes", help="free text stored in the model metadata")
     _add_acquisition_args(p, with_camera=True)
     _device_args(p)
@@ -710,7 +724,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default="deepcel0-demo", metavar="DIR", help="output folder (default ./deepcel0-demo)")
     p.add_argument("--frames", type=positive_int, default=50, help="frames to simulate (default 50)")
     p.add_argument("--density", type=positive_float, default=5.5, help="emitters per um^2 (default 5.5, as ISBI 2013)")
-    p.add_argument("--seed", type=int, default=1, help="random seed of the simulation (default 1)")
+    p.add_argument("--seed", type=seed, default=1, help="random seed of the simulation (default 1)")
     _orientations_arg(p)
     _device_args(p)
     p.set_defaults(func=cmd_demo)
@@ -737,8 +751,9 @@ def main(argv=None) -> int:
             warnings.showwarning = _one_line_warning(args.command)
             return int(args.func(args) or 0)
     except MemoryError:  # a size the user asked for (frames, --size, --density, --batch-size)
-        print(f"deepcel0 {args.command}: error: not enough memory for what was asked; use fewer or smaller frames, "
-              "a lower density or a smaller --batch-size", file=sys.stderr)
+        batch = " or a smaller --batch-size" if hasattr(args, "batch_size") else ""
+        print(f"deepcel0 {args.command}: error: not enough memory for what was asked; use fewer or smaller frames "
+              f"or a lower density{batch}", file=sys.stderr)
         return EXIT_ERROR
     except BrokenPipeError:  # stdout closed early (e.g. piped into head): nothing more to say
         with contextlib.suppress(OSError, ValueError):  # so that Python's flush at exit stays quiet

@@ -27,7 +27,7 @@ from .core.defaults import READ_METHODS as METHODS
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
     """Register ``cel0`` on an ``argparse`` subparsers object; returns its parser."""
-    from .cli import _add_acquisition_args, _outlier_pixels_arg, positive_float
+    from .cli import _add_acquisition_args, _outlier_pixels_arg, positive_float, seed
 
     p = subparsers.add_parser(
         "cel0", help="localize a TIFF stack with CEL0-IRL1 sparse deconvolution (or sweep lambda)",
@@ -71,7 +71,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                    help="lambdas are log-spaced in [LOW, HIGH] (default 1e-3 1)")
     g.add_argument("--sweep-frames", type=int, default=8, metavar="N",
                    help="frames drawn at random from --frames (default 8)")
-    g.add_argument("--seed", type=int, default=0, help="random seed for the frame draw (default 0)")
+    g.add_argument("--seed", type=seed, default=0, help="random seed for the frame draw (default 0)")
     g.add_argument("--match-tol", type=float, default=50.0, metavar="NM",
                    help="matching tolerance for the Jaccard index (default 50 nm)")
     g.add_argument("--json", action="store_true", help="print the sweep as one JSON object")
