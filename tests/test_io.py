@@ -165,7 +165,8 @@ def test_read_isbi_2013_format_and_plain_gt(tmp_path):
         ('"frame","x [furlong]","y [nm]"\n1,1,2\n', "unknown unit"),
         ('"frame";"x [nm]";"y [nm]"\n1;1;2\n', "separated by ';'"),
         ('frame\tx [nm]\ty [nm]\n1\t1\t2\n', "separated by a tab"),
-        ("1,1,100,200\n1,1,150,250\n", "more than once; it should be the header line"),  # no header
+        ("1,1,100,200\n1,1,150,250\n", "holds numbers, not column names: the file has no header"),
+        ("1,2,100,200\n1,1,150,250\n", "holds numbers, not column names"),  # no repeated label either
         ('"frame","x [nm]","y [nm]","x [um]"\n1,100,200,5\n', "both give 'x [nm]'"),  # x was silently 5000
         ('"frame","x","y [nm]","x [nm]"\n1,1,2,7\n', "both give 'x [nm]'"),
         ('"frame","x [nm]","y [nm]"\n1,100,100\n1e20,200,200\n', "frame number 1e+20 is too large"),

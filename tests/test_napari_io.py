@@ -56,6 +56,10 @@ def test_manifest_is_valid_and_every_command_imports():
         assert callable(getattr(importlib.import_module(module), attr)), command.id
     assert len(manifest.contributions.widgets) == 6
     assert {s.key for s in manifest.contributions.sample_data} == {"tubulin_hd", "paper_scenes"}
+    from napari_deepcel0._napari.reader import STACK_SUFFIXES
+
+    stack_reader = next(r for r in manifest.contributions.readers if r.command.endswith("get_stack_reader"))
+    assert sorted(stack_reader.filename_patterns) == sorted(f"*{suffix}" for suffix in STACK_SUFFIXES)
 
 
 def test_npe2_validates_the_installed_plugin_with_imports():

@@ -296,18 +296,23 @@ def test_localize_replaces_hot_pixels_unless_told_not_to(viewer, qtbot, tmp_path
                                    atol=1e-6)
 
 
-@pytest.mark.parametrize("fix", [True, False])
-def test_cel0_replaces_hot_pixels_unless_told_not_to(viewer, qtbot, tmp_path, fix):
+def _quick_cel0_widget(viewer, layer, frames: str):
+    """A docked CEL0 widget on ``layer``'s ``frames``, on the CPU with small iteration caps."""
     from napari_deepcel0._napari.cel0_widget import Cel0Widget
 
-    path = _hot_pixel_stack(tmp_path)
-    layer = _open(viewer, path)
     widget = _dock(viewer, Cel0Widget)
     widget.layer.value = layer
     widget.device.value = "cpu"
     widget.max_outer.value = 2
     widget.max_inner.value = 10
-    widget.frames.value = "1-2"
+    widget.frames.value = frames
+    return widget
+
+
+@pytest.mark.parametrize("fix", [True, False])
+def test_cel0_replaces_hot_pixels_unless_told_not_to(viewer, qtbot, tmp_path, fix):
+    layer = _open(viewer, _hot_pixel_stack(tmp_path))
+    widget = _quick_cel0_widget(viewer, layer, "1-2")
     widget.fix_outlier_pixels.value = fix
     widget.run()
     _wait(qtbot, widget.job)
@@ -1407,16 +1412,9 @@ def test_export_writes_csv_and_tiff(viewer, qtbot, stack_path, tmp_path):
 
 # ===================================================================== CEL0
 def test_cel0_runs_beside_deepcel0_and_sweeps_lambda(viewer, qtbot, stack_path):
-    from napari_deepcel0._napari.cel0_widget import Cel0Widget
-
     layer = _open(viewer, stack_path)
     gt_layer, gt = _gt_layer(viewer, stack_path)
-    widget = _dock(viewer, Cel0Widget)
-    widget.layer.value = layer
-    widget.device.value = "cpu"
-    widget.max_outer.value = 2
-    widget.max_inner.value = 10
-    widget.frames.value = "2-3"
+    widget = _quick_cel0_widget(viewer, layer, "2-3")
     ticker = _start_and_click_again(widget.run, widget.job)
     _wait(qtbot, widget.job)
     _, longest_gap = ticker.stop()
@@ -1442,7 +1440,6 @@ def test_cel0_runs_beside_deepcel0_and_sweeps_lambda(viewer, qtbot, stack_path):
 
 def test_cel0_cancel_keeps_finished_batches(viewer, qtbot, stack_path, monkeypatch):
     from napari_deepcel0._napari import cel0_widget
-    from napari_deepcel0._napari.cel0_widget import Cel0Widget
 
     real_sweep = cel0_widget.lambda_sweep
 
@@ -1456,13 +1453,8 @@ def test_cel0_cancel_keeps_finished_batches(viewer, qtbot, stack_path, monkeypat
     monkeypatch.setattr(cel0_widget, "localize_stream", _pause_after_first(cel0_widget.localize_stream))
     monkeypatch.setattr(cel0_widget, "lambda_sweep", sweep_pausing_after_one_lambda)
     layer = _open(viewer, stack_path)
-    widget = _dock(viewer, Cel0Widget)
-    widget.layer.value = layer
-    widget.device.value = "cpu"
+    widget = _quick_cel0_widget(viewer, layer, "all")
     widget.batch_size.value = 1
-    widget.max_outer.value = 2
-    widget.max_inner.value = 10
-    widget.frames.value = "all"
     widget.run()
     _press_cancel(qtbot, widget.job, lambda: widget._done_frames["CEL0"] == 1)
     _wait(qtbot, widget.job)

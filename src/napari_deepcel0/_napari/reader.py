@@ -83,12 +83,16 @@ def _paths(path) -> list[str] | None:
     return [str(p) for p in paths] or None
 
 
+#: the file names of stacks the reader takes (napari.yaml's filename_patterns say the same)
+STACK_SUFFIXES = (".tif", ".tiff", ".btf", ".tf8")
+
+
 def get_stack_reader(path):
-    """Reader for ``*.tif``/``*.tiff`` SMLM stacks, or None when a file is not one
+    """Reader for ``*.tif``/``*.tiff`` (and BigTIFF ``*.btf``/``*.tf8``) SMLM stacks, or None when a file is not one
     (RGB, 4-D, not a TIFF, unreadable; the reason is shown as a warning when the
     file exists)."""
     paths = _paths(path)
-    if paths is None or not all(p.lower().endswith((".tif", ".tiff")) for p in paths):
+    if paths is None or not all(p.lower().endswith(STACK_SUFFIXES) for p in paths):
         return None
     stacks = []
     for p in paths:

@@ -796,6 +796,9 @@ def read_localizations(path: str | os.PathLike, pixel_size_nm: float | None = No
         separator = "';'" if ";" in header else "a tab"
         raise LocalizationFileError(f"{path}: the columns are separated by {separator}; a ThunderSTORM CSV "
                                     "separates them by commas (save it as comma-separated CSV)")
+    if all(_is_number(label) for label in labels if label):
+        raise LocalizationFileError(f"{path}: the first line holds numbers, not column names: the file has no header "
+                                    "line (add one, e.g. \"frame\",\"x [nm]\",\"y [nm]\")")
     repeated = sorted({label for label in labels if labels.count(label) > 1})
     if repeated:
         raise LocalizationFileError(f"{path}: the first line names the column(s) {repeated} more than once; it "
@@ -919,6 +922,14 @@ def _numeric(path, label: str, col: pd.Series, strict: bool = True) -> pd.Series
         raise LocalizationFileError(f"{path}: non-numeric value '{col[bad].iloc[0]}' in column {label!r} "
                                     f"(data row {row})")
     return values
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
 
 
 _PIXEL_UNITS = ("px", "pixel", "pixels")
