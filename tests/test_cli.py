@@ -5,6 +5,7 @@ import subprocess
 import sys
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from napari_deepcel0.cli import build_parser, main
@@ -42,6 +43,12 @@ def test_train_help_states_the_training_defaults():
     assert f"{config.lr_schedule} (the paper's ReduceLROnPlateau; default)" in helps["lr_schedule"]
     assert f"(default {data.fwhm_jitter:g})" in helps["fwhm_jitter"]
     assert f"(default {data.n_patches})" in helps["patches"] and f"(default {config.epochs})" in helps["epochs"]
+
+
+def test_a_bad_seed_names_its_flag(tmp_path, capsys):
+    with pytest.raises(SystemExit):
+        main(["simulate", "--out", str(tmp_path / "s"), "--seed", "-1"])
+    assert "argument --seed: must be a whole number from 0 to 4294967295, got -1" in capsys.readouterr().err
 
 
 def test_version(capsys):
@@ -658,21 +665,28 @@ def test_the_same_new_file_named_relative_and_absolute_is_caught(tmp_path, monke
     check_distinct_files(argparse.Namespace(out="a.png", render=str(tmp_path / "b.png")), (), ("out", "render"))
 
 
-def test_localize_scores_the_ground_truth_of_the_selected_frames(tiny_model_path, tmp_path, capsys):
+@pytest.mark.parametrize("selection, localized", [("3-4", [3, 4]), ("3-", [3, 4]), ("all", [1, 2, 3, 4])])
+def test_localize_scores_the_ground_truth_of_the_selected_frames(tiny_model_path, tmp_path, capsys, selection,
+                                                                 localized):
+    """Also when the ground truth runs past the stack: "all" and "3-" end at the stack's
+    last frame, not the ground truth's."""
     from napari_deepcel0.core.io import write_tiff
     from napari_deepcel0.core.simulate import simulate_stack
 
     frames, gt = simulate_stack(n_frames=4, shape=(16, 16), density_per_um2=3.0, seed=2)
     write_tiff(tmp_path / "s.tif", np.clip(frames, 0, 65535).astype(np.uint16), pixel_size_nm=100.0)
-    write_thunderstorm_csv(tmp_path / "gt.csv", gt)
+    longer = pd.concat([gt, gt.assign(frame=gt["frame"] + 4)], ignore_index=True)  # frames 5-8: another stack's
+    write_thunderstorm_csv(tmp_path / "gt.csv", longer)
     assert main(["localize", str(tmp_path / "s.tif"), "--out", str(tmp_path / "l.csv"), "--model",
-                 str(tiny_model_path), "--device", "cpu", "--frames", "3-4", "--threshold", "0",
+                 str(tiny_model_path), "--device", "cpu", "--frames", selection, "--threshold", "0",
                  "--gt", str(tmp_path / "gt.csv"), "--tol", "50"]) == 0
-    out = capsys.readouterr().out.splitlines()
+    captured = capsys.readouterr()
+    out = captured.out.splitlines()
     row = out[[i for i, line in enumerate(out) if line.lstrip().startswith("tol [nm]")][0] + 1].split()
     tp, fp, fn = int(row[1]), int(row[2]), int(row[3])
-    assert tp + fn == int(gt["frame"].isin([3, 4]).sum())
+    assert tp + fn == int(gt["frame"].isin(localized).sum())
     assert tp + fp == len(read_localizations(tmp_path / "l.csv"))
+    assert "FrameCoverage" not in captured.err and "runs over frames" not in captured.err
 
 
 def test_localize_replaces_a_hot_pixel_unless_asked_to_keep_it(simulated, tmp_path, capsys):

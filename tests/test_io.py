@@ -314,7 +314,8 @@ def test_a_stack_written_in_batches_is_one_stack_and_images_of_other_sizes_are_n
     p = tmp_path / "batches.tif"
     for batch in np.split(data, 3):  # a writer saving frames as they come, as Fiji opens it: 15 frames
         tifffile.imwrite(p, batch, append=True)
-    assert np.array_equal(io.read_stack(p)[:], data)
+    with io.read_stack(p) as stack:
+        assert np.array_equal(stack[:], data)
     mixed = tmp_path / "mixed.tif"
     for frame in (data[0], data[1], data[2, :6]):
         tifffile.imwrite(mixed, frame, append=True)
@@ -368,20 +369,43 @@ def test_an_ome_file_listing_more_planes_than_it_holds_is_refused(tmp_path):
         io.read_stack(tmp_path / "cut.ome.tif")
 
 
+def test_a_compression_without_its_codec_is_refused_when_opened_without_blaming_the_file(tmp_path, monkeypatch):
+    data = np.arange(3 * 8 * 8, dtype=np.uint16).reshape(3, 8, 8)
+    tifffile.imwrite(tmp_path / "lzw.tif", data, compression="lzw", photometric="minisblack")
+
+    def no_codec(self, *args, **kwargs):  # what tifffile raises without imagecodecs
+        raise ValueError("<COMPRESSION.LZW: 5> requires the 'imagecodecs' package")
+
+    monkeypatch.setattr(tifffile.TiffPage, "asarray", no_codec)
+    with pytest.raises(io.StackError, match=r"frame 1 cannot be decoded .* needs the imagecodecs package"):
+        io.read_stack(tmp_path / "lzw.tif")
+
+
+def test_a_dark_frame_beside_a_stack_is_not_taken_for_its_first_frame(tmp_path):
+    p = tmp_path / "dark_plus.tif"
+    tifffile.imwrite(p, np.full((8, 10), 3, np.uint16))
+    tifffile.imwrite(p, np.zeros((5, 8, 10), np.uint16), append=True, photometric="minisblack")
+    with pytest.raises(io.StackError, match=r"2 image series \(\(8, 10\) \(YX\), \(5, 8, 10\)"):
+        io.read_stack(p)
+
+
 def test_a_few_channels_read_as_frames_warn_and_lzw_stacks_read(tmp_path):
     data = np.arange(2 * 8 * 8, dtype=np.uint16).reshape(2, 8, 8)
     tifffile.imwrite(tmp_path / "cyx.tif", data, imagej=True, metadata={"axes": "CYX"})
     with pytest.warns(io.ChannelsWarning, match="calls its 2 planes channels .*Split Channels"):
-        assert io.read_stack(tmp_path / "cyx.tif").shape == (2, 8, 8)
+        with io.read_stack(tmp_path / "cyx.tif") as stack:
+            assert stack.shape == (2, 8, 8)
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         # ImageJ's Z is often time; tifffile.imwrite(imagej=True) calls the planes of any 3-D array channels
         tifffile.imwrite(tmp_path / "zyx.tif", data, imagej=True, metadata={"axes": "ZYX"})
-        assert io.read_stack(tmp_path / "zyx.tif").shape == (2, 8, 8)
         tifffile.imwrite(tmp_path / "many.tif", np.zeros((5, 8, 8), np.uint16), imagej=True)
-        assert io.read_stack(tmp_path / "many.tif").shape == (5, 8, 8)
+        for name, frames in (("zyx.tif", 2), ("many.tif", 5)):
+            with io.read_stack(tmp_path / name) as stack:
+                assert stack.shape == (frames, 8, 8)
     tifffile.imwrite(tmp_path / "lzw.tif", data, compression="lzw", photometric="minisblack")  # needs imagecodecs
-    assert np.array_equal(io.read_stack(tmp_path / "lzw.tif")[:], data)
+    with io.read_stack(tmp_path / "lzw.tif") as stack:
+        assert np.array_equal(stack[:], data)
 
 
 def test_stacks_are_written_as_time_frames_for_fiji(tmp_path):

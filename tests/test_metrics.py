@@ -236,5 +236,9 @@ def test_coverage_warning_spares_localizations_of_every_frame_but_empty_ones():
         warnings.simplefilter("error")
         metrics.evaluate(gt, est, 50.0)
         metrics.evaluate(gt, est.iloc[:0], 50.0)  # nothing found at all: the Jaccard says it
-    with pytest.warns(metrics.FrameCoverageWarning, match="frames 1-200, the localizations over frames 2-198"):
+    with pytest.warns(metrics.FrameCoverageWarning, match="frames 1-200, the localizations over frames 2-198.* if "
+                                                          "they were and nothing was found there, the score is right"):
         metrics.evaluate(gt, est.iloc[:-1], 50.0)  # a third frame left out: 1.5 %, a selection
+    two = _table([1] * 50 + [2] * 50, np.arange(100) * 1000.0, [0.0] * 100)
+    with pytest.warns(metrics.FrameCoverageWarning, match="the 50 ground-truth molecules outside"):
+        metrics.evaluate(two, two[two["frame"] == 1], 50.0)  # one frame of two localized

@@ -119,10 +119,18 @@ def test_nan_loss_stops_with_a_clear_error():
         train(ISBI2013, tiny(lr=1e30))
 
 
-def test_deepstorm_variant_uses_linear_head():
+def test_deepstorm_variant_uses_linear_head(tmp_path):
+    from dataclasses import replace
+
+    from napari_deepcel0.core.model_io import save_training_result
+
     result = train(ISBI2013, tiny(method="deepstorm"))
     assert result.model.head == "linear" and result.spike_value == pytest.approx(result.target_scale / 2)
     assert result.target_scale == 100.0  # Deep-STORM's code, not DeepCEL0's notebook's 85.1 (method notes)
+    # a Deep-STORM of another scale (models before 2026-11-28: 85.1) keeps it when fine-tuned
+    older = train(ISBI2013, tiny(method="deepstorm", data=replace(TINY_DATA, target_scale=85.1)))
+    path = save_training_result(tmp_path / "older.safetensors", older)
+    assert train(ISBI2013, tiny(method="deepstorm", init_from=str(path))).target_scale == pytest.approx(85.1)
 
 
 @pytest.mark.parametrize("kw, message", [

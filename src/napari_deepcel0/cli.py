@@ -60,8 +60,8 @@ def finite_float(text: str) -> float:
 def seed(text: str) -> int:
     """argparse type: a random seed, a whole number >= 0 (numpy's message named no flag)."""
     value = int(text)
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be a whole number >= 0, got {text}")
+    if not 0 <= value < 2**32:
+        raise argparse.ArgumentTypeError(f"must be a whole number from 0 to 4294967295, got {text}")
     return value
 
 
@@ -222,18 +222,16 @@ def cmd_simulate(args) -> int:
 # ============================================================ evaluate
 def cmd_evaluate(args) -> int:
     from .core.io import read_localizations
-    from .core.metrics import evaluate, select_frames
+    from .core.metrics import evaluate
 
     est = read_localizations(args.locs, pixel_size_nm=args.pixel_size)
     gt = read_localizations(args.gt, pixel_size_nm=args.pixel_size)
-    n_selected = None
-    if args.frames:  # else evaluate() warns when the localizations cover fewer frames than the ground truth
-        gt, est, n_selected = select_frames(gt, est, args.frames)
     grid = None
     if args.frame_shape:
         acq = _acquisition(args)
         grid = (acq.fine_pixel_nm, acq.fine_shape(tuple(args.frame_shape)))
-    scores = evaluate(gt, est, args.tol, grid=grid, n_frames=n_selected)
+    # without --frames, evaluate() warns when the localizations cover fewer frames than the ground truth
+    scores = evaluate(gt, est, args.tol, grid=grid, frames=args.frames or None)
     _print_scores(scores, args.json)
     return 0
 
@@ -507,8 +505,11 @@ def _maybe_score(args, table, gt, stack) -> None:
         return
     from .core.metrics import evaluate
 
-    # the localized frames of both tables (all: the ground truth's and the stack's frames)
-    _print_scores(evaluate(gt, table, args.tol, frames=args.frames or f"1-{len(stack)}"), False)
+    from .core.frames import frame_ranges
+
+    # the localized frames of both tables, as ranges of the stack's frames ("all" and "3-" end at its last)
+    selection = ",".join(f"{lo}-{hi}" for lo, hi in frame_ranges(args.frames, len(stack)))
+    _print_scores(evaluate(gt, table, args.tol, frames=selection), False)
 
 
 def cmd_localize(args) -> int:

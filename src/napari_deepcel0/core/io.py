@@ -119,8 +119,7 @@ class FrameStack:
             except Exception as exc:  # tifffile raises several types for junk
                 raise StackError(f"{self.path}: not a readable TIFF file ({exc})") from exc
             try:
-                self._open_series()
-                self._check_no_planes_missing(log)
+                self._open_series(log)
                 broken = [m for m in log if "invalid page offset" in m]
                 if broken:  # the chain of pages ends inside the file: the frames after it are cut off
                     raise StackError(f"{self.path}: the file ends inside its list of frames ({broken[0]}; "
@@ -132,15 +131,13 @@ class FrameStack:
                 self._tif.close()
                 raise
 
-    def _check_no_planes_missing(self, log: list[str]) -> None:
-        """Refuse an OME series whose metadata lists planes that tifffile cannot find: a
-        companion file of a multi-file acquisition (Micro-Manager, Bio-Formats:
-        ``name_1.ome.tif``, ...) not copied with the first, or an acquisition cut short.
-        tifffile reads them as frames of zeros, which localize to nothing."""
-        series = self._tif.series[0]
-        if getattr(series, "kind", "").lower() != "ome":
-            return
-        missing = [i for i, page in enumerate(series.pages) if page is None]
+    def _check_no_planes_missing(self, pages: list, log: list[str]) -> None:
+        """Refuse an OME series whose metadata lists planes (``pages``: the series' page
+        list, None where one is missing) that tifffile cannot find: a companion file of a
+        multi-file acquisition (Micro-Manager, Bio-Formats: ``name_1.ome.tif``, ...) not
+        copied with the first, or an acquisition cut short. tifffile reads them as frames
+        of zeros, which localize to nothing."""
+        missing = [i for i, page in enumerate(pages) if page is None]
         if not missing:
             return
         files = sorted({m for line in log for m in re.findall(r"failed to read '([^']+)'", line)})
@@ -148,11 +145,11 @@ class FrameStack:
                   f"{self.path.parent} (copy them beside it)" if files else
                   "the file holds fewer planes than its metadata lists (an acquisition cut short, or a "
                   "truncated copy?)")
-        raise StackError(f"{self.path}: {len(missing)} of the {len(series.pages)} frames its OME metadata lists "
+        raise StackError(f"{self.path}: {len(missing)} of the {len(pages)} frames its OME metadata lists "
                          f"are missing (frames {_spans(np.asarray(missing) + 1)}): {reason}; tifffile would read "
                          "them as blank frames")
 
-    def _open_series(self) -> None:
+    def _open_series(self, log: list[str]) -> None:
         if not self._tif.series:
             raise StackError(f"{self.path}: the TIFF file holds no image data")
         if len(self._tif.series) > 1 and _frame_by_frame(self._tif.series, self._tif.is_shaped):
@@ -162,12 +159,18 @@ class FrameStack:
             self._tif = tifffile.TiffFile(self.path, is_shaped=False)
         if len(self._tif.series) > 1:  # e.g. a preview + the stack, or OME multi-position files
             shapes = ", ".join(f"{tuple(s.shape)} ({s.axes})" for s in self._tif.series[:6])
-            if all(len(s.shape) == 2 for s in self._tif.series):
+            if len({(tuple(s.shape), s.dtype) for s in self._tif.series}) > 1 and all(
+                    len(s.shape) == 2 for s in self._tif.series):
                 raise StackError(f"{self.path}: the TIFF file holds {len(self._tif.series)} images of different sizes "
                                  f"or types ({shapes}); the frames of an SMLM stack all have one size")
             raise StackError(f"{self.path}: the TIFF file holds {len(self._tif.series)} image series ({shapes}); "
                              "save the stack to analyse as a file of its own")
         series = self._tif.series[0]
+        # an OME series lists its planes, in this file and in companion files (None where
+        # one is missing); other kinds may list only their first page: the rest are read
+        # when asked for (listing them all took 4 s for 50,000 frames)
+        ome_pages = list(getattr(series, "_pages", None) or []) if series.kind.lower() == "ome" else []
+        self._check_no_planes_missing(ome_pages, log)
         shape, axes = tuple(series.shape), series.axes
         self.dtype = np.dtype(series.dtype)
         if "S" in axes and shape[axes.index("S")] > 1:
@@ -206,7 +209,7 @@ class FrameStack:
         # the other files of a multi-file OME series, kept open while the stack is: tifffile
         # closes them after reading the metadata and warned "reading array from closed file"
         # for every frame read from them (tens of thousands of lines for a long acquisition)
-        self._companions = list({id(p.parent): p.parent for p in series.pages
+        self._companions = list({id(p.parent): p.parent for p in ome_pages
                                  if p is not None and p.parent is not self._tif}.values())
         for companion in self._companions:
             if companion.filehandle.closed:
@@ -227,7 +230,12 @@ class FrameStack:
                     raise StackError(f"{self.path}: the file announces {n_frames} frames of {rows} x {cols} pixels "
                                      f"but they cannot be read ({exc}): it is truncated or damaged (an interrupted "
                                      "copy or a full disk?); copy or save it again") from exc
-        self._read(0)  # a frame that cannot be decoded (compression, damage) is refused now, not mid-run
+        try:  # a compression this installation cannot decode is refused now, not mid-run
+            self._read(0)
+        except StackError as exc:
+            if _missing_codec(exc.__cause__):
+                raise
+            # a damaged first frame: the others may read (the error comes when frame 1 is read)
         self.pixel_size_nm = _pixel_size_nm(self._tif)
         info = str((self._tif.imagej_metadata or {}).get("Info", "")) if self._tif.is_imagej else ""
         self.output, self.first_frame = _output_info(info)
@@ -255,7 +263,7 @@ class FrameStack:
                 return np.asarray(self._memmap[index])
             return self._pages[index].asarray()
         except Exception as exc:  # zlib, tifffile, OSError...: whatever a damaged page raises
-            if "imagecodecs" in str(exc) or isinstance(exc, ImportError):  # not the file's fault
+            if _missing_codec(exc):  # not the file's fault
                 raise StackError(f"{self.path}: frame {index + 1} cannot be decoded ({exc}): its compression needs "
                                  "the imagecodecs package (pip install imagecodecs), or save the stack uncompressed"
                                  ) from exc
@@ -399,6 +407,11 @@ def _plausible(size_nm: float) -> float | None:
     return float(size_nm) if math.isfinite(size_nm) and 1.0 <= size_nm <= 1e5 else None
 
 
+def _missing_codec(exc: BaseException | None) -> bool:
+    """True for tifffile's error when a compression needs a codec that is not installed."""
+    return isinstance(exc, ImportError) or "imagecodecs" in str(exc)
+
+
 def _spans(numbers: np.ndarray, most: int = 4) -> str:
     """Sorted whole numbers as ranges: ``"4-6, 9"`` (the first ``most`` ranges, then "...")."""
     breaks = np.flatnonzero(np.diff(numbers) != 1) + 1
@@ -408,12 +421,14 @@ def _spans(numbers: np.ndarray, most: int = 4) -> str:
 
 def _frame_by_frame(series, shaped: bool) -> bool:
     """True when every series is one 2-D image of the same shape and type, or, in a file
-    tifffile wrote (``shaped``), a 2-D image or a stack of such images (frames written
-    in batches)."""
+    tifffile wrote (``shaped``), every series a stack of such images (frames written in
+    batches, as Fiji reads them: one stack). A 2-D image beside stacks (a dark or
+    preview frame) is not a frame of them."""
     first = series[0]
-    most_dims = 3 if shaped else 2
-    return all(len(s.shape) <= most_dims and s.axes[-2:] == "YX" and s.shape[-2:] == first.shape[-2:]
-               and s.dtype == first.dtype for s in series)
+    dims = {len(s.shape) for s in series}
+    if dims != {2} and not (shaped and dims == {3}):
+        return False
+    return all(s.axes[-2:] == "YX" and s.shape[-2:] == first.shape[-2:] and s.dtype == first.dtype for s in series)
 
 
 @contextlib.contextmanager

@@ -255,9 +255,11 @@ def train(
     # reading a loss waits for the GPU: see steps_between_loss_reads
     sync_every = steps_between_loss_reads(device)
     # DeepCEL0 takes the reference notebook's automatic s (85.1 at L = 4) from the training
-    # set; Deep-STORM its own code's 100, unless a scale was chosen
-    scale = (DEEPSTORM_TARGET_SCALE if config.method == "deepstorm" and config.data.target_scale is None
-             else training_set.target_scale)
+    # set; Deep-STORM its own code's 100, unless a scale was chosen, or the model it
+    # fine-tunes has its own (models before 2026-11-28: 85.1)
+    scale = training_set.target_scale
+    if config.method == "deepstorm" and config.data.target_scale is None:
+        scale = base.info.target_scale if base is not None else DEEPSTORM_TARGET_SCALE
     spike_value = scale / (2.0 if config.loss == "l1" else 1.0)
 
     def batch(idx):
