@@ -102,7 +102,8 @@ def isbi_section(d: dict, title: str, figures: bool = False) -> list[str]:
 
 #: the matching rule of result files written before metrics.MATCHING_RULE was recorded
 OLD_MATCHING = ("inclusive: pairs exactly at the tolerance counted, the rule until 2026-11-28 (on this protocol's "
-                "pixel-centred ground truth that adds about 4-5 points at 50 nm to the Jaccard index)")
+                "pixel-centred ground truth that added 5.1-5.8 points at 50 nm to the bundled DeepCEL0 and 1.4-3.4 "
+                "to CEL0; benchmarks.md, the matching rule)")
 
 
 def matching(d: dict) -> str:

@@ -21,13 +21,18 @@ CEL0_FRAMES=${CEL0_FRAMES:-1-20}
 SWEEP_LAMS=${SWEEP_LAMS:-12}
 ds=()
 [[ -f $DEEPSTORM ]] && ds=(--deepstorm "$DEEPSTORM")
+# Table 1 of 2026-11-28 used a Deep-STORM trained 8 epochs on the CPU (command in docs/benchmarks.md)
+TABLE1_DEEPSTORM=${TABLE1_DEEPSTORM:-runs/deepstorm_isbi2013_cpu.safetensors}
+ds_t1=()
+[[ -f $TABLE1_DEEPSTORM ]] && ds_t1=(--deepstorm "$TABLE1_DEEPSTORM")
 
 $PY benchmarks/isbi.py "${ds[@]}" --cel0-lam 1e-3 --cel0-frames "$CEL0_FRAMES" --compare-fp32 --orientations 8
-$PY benchmarks/paper_table1.py "${ds[@]}" --cel0-frames "$CEL0_FRAMES" --cel0-lams "$SWEEP_LAMS" --sweep-frames 4 \
+$PY benchmarks/paper_table1.py "${ds_t1[@]}" --cel0-frames "$CEL0_FRAMES" --cel0-lams "$SWEEP_LAMS" --sweep-frames 4 \
     --orientations 8
-$PY benchmarks/paper_table1.py "${ds[@]}" --cel0-frames "$CEL0_FRAMES" --cel0-lams "$SWEEP_LAMS" --sweep-frames 4 \
+$PY benchmarks/paper_table1.py --cel0-frames "$CEL0_FRAMES" --cel0-lams "$SWEEP_LAMS" --sweep-frames 4 \
     --distance chebyshev --out benchmarks/results/paper_table1_chebyshev.json
 $PY benchmarks/bench_cel0.py
+$PY benchmarks/cel0_step_size.py
 $PY benchmarks/close_pairs.py "${ds[@]}"
 # the model trained for the Table 1 protocol (its training commands are in docs/benchmarks.md)
 PROTOCOL=${PROTOCOL:-runs/gpu3/protocol_ft.safetensors}
