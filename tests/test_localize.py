@@ -76,8 +76,34 @@ def test_refinement_on_other_maps_keeps_detection_and_mass():
     assert find_peaks(m, 1.0)["col"].tolist() == [4.0]
     with pytest.raises(ValueError, match="shape"):
         find_peaks(m, 1.0, refine_maps=other[:, :8])
-    with pytest.raises(ValueError, match="only works with method 'peaks'"):
+    with pytest.raises(ValueError, match="only work with method 'peaks'"):
         extract_localizations(m, ISBI2013, 1.0, method="components", refine_maps=other)
+
+
+def test_the_parabola_places_a_lone_spike_by_the_output_before_the_relu():
+    """A lone spike of the ReLU map stays on its pixel centre with the centre of mass;
+    the values before the ReLU around it (here sampled from a paraboloid with its vertex
+    at +0.3 row, -0.2 column) place it within the pixel."""
+    rows, cols = np.mgrid[0:9, 0:9].astype(np.float32)
+    before = torch.as_tensor(10.0 - 20.0 * ((rows - 4.3) ** 2 + (cols - 3.8) ** 2))[None]
+    maps = before.clamp_min(0)  # only the spike survives the ReLU
+    assert int((maps > 0).sum()) == 1
+    p = find_peaks(maps, 1.0, refine_maps=before, subpixel="parabola")
+    np.testing.assert_allclose([p["row"][0], p["col"][0]], [4.3, 3.8], atol=1e-5)
+    assert p["mass"].tolist() == pytest.approx([float(maps.sum())])  # mass and peak from the ReLU map
+    assert find_peaks(maps, 1.0, refine_maps=before)["row"].tolist() == [4.0]  # the centre of mass: no offset
+    # a flat or upward neighbourhood, and a maximum at the map's edge, get no offset (never NaN)
+    edge = torch.zeros(1, 5, 5)
+    edge[0, 0, 2], edge[0, 1, 2] = 5.0, 1.0
+    p = find_peaks(edge, 1.0, subpixel="parabola")
+    assert p["row"].tolist() == [0.0] and p["col"].tolist() == [2.0]
+    far = torch.as_tensor(10.0 - 20.0 * ((rows - 4.0) ** 2 + (cols - 4.0) ** 2))[None]
+    far[0, 4, 5] = 9.9  # almost as high as the maximum: the vertex would lie 0.5+ away, clipped to 0.5
+    assert find_peaks(far.clamp_min(0), 1.0, refine_maps=far, subpixel="parabola")["col"][0] <= 4.5
+    with pytest.raises(ValueError, match="subpixel must be one of"):
+        find_peaks(maps, 1.0, subpixel="gauss")
+    with pytest.raises(ValueError, match="only work with method 'peaks'"):
+        extract_localizations(maps, ISBI2013, 1.0, method="components", subpixel="parabola")
 
 
 def test_diagonal_neighbours_are_one_component():

@@ -328,8 +328,8 @@ def test_the_fit_streams_and_cancels_frame_by_frame(monkeypatch):
     # Cancel pressed while the network maps the second batch: none of its frames is fitted
     fitted_frames.clear()
     network_passes = []
-    real_maps = model.maps
-    monkeypatch.setattr(model, "maps", lambda block: network_passes.append(1) or real_maps(block))
+    real_read_out = model.read_out  # the network pass of a batch
+    monkeypatch.setattr(model, "read_out", lambda block: network_passes.append(1) or real_read_out(block))
     table = localize(model, frames, fit_positions=True, cancel=lambda: len(network_passes) >= 2)
     assert len(fitted_frames) == 2 and set(table["frame"]) == {1, 2}
 

@@ -13,7 +13,12 @@ into molecules:
     pixels apart stay separate. The centre of mass may be taken on a second map
     (``refine_maps``, e.g. the average over the frame's flips and rotations, see
     :class:`~napari_deepcel0.core.predict.DeepLocalizer`), while detection and mass
-    stay those of ``maps``.
+    stay those of ``maps``. ``subpixel="parabola"`` instead places each maximum at
+    the vertex of a parabola through it and its two neighbours, along the row and
+    along the column, of a map that may be negative (DeepCEL0's output before its
+    ReLU): 70 % of a DeepCEL0 map's maxima are lone spikes, which the centre of mass
+    leaves on the pixel centre, while the output before the ReLU still says where in
+    the pixel the molecule is (docs/benchmarks.md, the read-out).
 ``"components"``
     8-connected components of ``map > threshold``, each one molecule at its
     intensity-weighted centroid; mass = the component sum. Suits very sparse maps
@@ -24,6 +29,8 @@ Coordinates follow the pixel-centre convention: fine pixel ``(r, c)`` is centred
 """
 
 from __future__ import annotations
+
+import math
 
 import numpy as np
 import pandas as pd
@@ -69,7 +76,12 @@ def local_maxima(maps, threshold: float) -> torch.Tensor:
     return mask
 
 
-def find_peaks(maps, threshold: float, refine: bool = True, refine_maps=None) -> dict[str, np.ndarray]:
+#: ways to place a maximum within its fine pixel (:func:`find_peaks`)
+SUBPIXEL = ("com", "parabola")
+
+
+def find_peaks(maps, threshold: float, refine: bool = True, refine_maps=None,
+               subpixel: str = "com") -> dict[str, np.ndarray]:
     """Local maxima of a batch of maps, with 3 x 3 centre-of-mass refinement.
 
     Parameters
@@ -82,9 +94,14 @@ def find_peaks(maps, threshold: float, refine: bool = True, refine_maps=None) ->
     refine
         Refine positions by the 3 x 3 centre of mass; else use pixel centres.
     refine_maps
-        Take that centre of mass on these maps (same shape as ``maps``) instead of
-        on ``maps``; detection, ``peak`` and ``mass`` still come from ``maps``.
-        Ignored when ``refine`` is False.
+        Refine on these maps (same shape as ``maps``) instead of on ``maps``;
+        detection, ``peak`` and ``mass`` still come from ``maps``. Ignored when
+        ``refine`` is False.
+    subpixel
+        ``"com"``: the 3 x 3 centre of mass (negative values count as 0);
+        ``"parabola"``: the vertex of the parabola through the maximum and its two
+        neighbours, along the row and along the column, at most half a pixel away
+        (none where the three values do not curve down, or at the map's edge).
 
     Returns
     -------
@@ -92,6 +109,8 @@ def find_peaks(maps, threshold: float, refine: bool = True, refine_maps=None) ->
     (fractional, fine pixels, 0-based), ``peak`` (map value at the maximum) and
     ``mass`` (3 x 3 sum).
     """
+    if subpixel not in SUBPIXEL:
+        raise ValueError(f"subpixel must be one of {SUBPIXEL}, got {subpixel!r}")
     t = _as_tensor(maps)
     mask = local_maxima(t, threshold)
     b, r, c = torch.nonzero(mask, as_tuple=True)
@@ -104,11 +123,15 @@ def find_peaks(maps, threshold: float, refine: bool = True, refine_maps=None) ->
     mass = sums[b, 0, r, c]
     row = r.to(t.dtype)
     col = c.to(t.dtype)
-    if refine:
-        if refine_maps is not None:
-            other = _as_tensor(refine_maps).to(t.device)
-            if other.shape != t.shape:
-                raise ValueError(f"refine_maps has shape {tuple(other.shape)}, the maps {tuple(t.shape)}")
+    other = None
+    if refine and refine_maps is not None:
+        other = _as_tensor(refine_maps).to(t.device)
+        if other.shape != t.shape:
+            raise ValueError(f"refine_maps has shape {tuple(other.shape)}, the maps {tuple(t.shape)}")
+    if refine and subpixel == "parabola":
+        row, col = _parabola_vertices(t if other is None else other, b, r, c)
+    elif refine:
+        if other is not None:
             sums = F.conv2d(other.clamp_min(0)[:, None], k, padding=1)
         weight = sums[b, 0, r, c]
         safe = torch.where(weight > 0, weight, torch.ones_like(weight))
@@ -121,6 +144,25 @@ def find_peaks(maps, threshold: float, refine: bool = True, refine_maps=None) ->
         "peak": t[b, r, c].cpu().double().numpy(),
         "mass": mass.cpu().double().numpy(),
     }
+
+
+def _parabola_vertices(values: torch.Tensor, b, r, c) -> tuple[torch.Tensor, torch.Tensor]:
+    """Fractional (row, col) of the maxima at ``(b, r, c)``: the vertex of the parabola
+    through each maximum and its neighbours along the column (row offset) and along the
+    row (column offset) of ``values``, clipped to half a pixel; no offset where the
+    three values do not curve down or a neighbour lies outside the map."""
+    v = F.pad(values[:, None].to(torch.float64), (1, 1, 1, 1), value=math.nan)[:, 0]
+    centre = v[b, r + 1, c + 1]
+
+    def offset(before, after):
+        curvature = before - 2.0 * centre + after
+        peaked = curvature < 0  # False for NaN (the edge)
+        step = 0.5 * (before - after) / torch.where(peaked, curvature, -torch.ones_like(curvature))
+        return torch.where(peaked, step, torch.zeros_like(step)).clamp(-0.5, 0.5)
+
+    dtype = values.dtype
+    return (r.to(dtype) + offset(v[b, r, c + 1], v[b, r + 2, c + 1]).to(dtype),
+            c.to(dtype) + offset(v[b, r + 1, c], v[b, r + 1, c + 2]).to(dtype))
 
 
 def find_components(maps, threshold: float) -> dict[str, np.ndarray]:
@@ -158,6 +200,7 @@ def extract_localizations(
     mass_column: str = "confidence",
     frames=None,
     refine_maps=None,
+    subpixel: str = "com",
 ) -> pd.DataFrame:
     """Localizations of a batch of fine-grid maps as a ThunderSTORM-style table.
 
@@ -178,8 +221,9 @@ def extract_localizations(
         The table gets a column ``mass_column`` = mass * ``mass_scale`` (a number or
         one value per frame of the batch); e.g. ``confidence`` = 3 x 3 sum / s for
         DeepCEL0, ``intensity [photon]`` for CEL0.
-    refine_maps
-        Maps to refine the positions on (``"peaks"`` only; see :func:`find_peaks`).
+    refine_maps, subpixel
+        Maps to refine the positions on, and how (``"peaks"`` only; see
+        :func:`find_peaks`).
 
     Returns
     -------
@@ -187,10 +231,10 @@ def extract_localizations(
     """
     if method not in METHODS:
         raise ValueError(f"method must be one of {METHODS}, got {method!r}")
-    if refine_maps is not None and method != "peaks":
-        raise ValueError(f"refine_maps only works with method 'peaks', not {method!r}")
+    if (refine_maps is not None or subpixel != "com") and method != "peaks":
+        raise ValueError(f"refine_maps and subpixel only work with method 'peaks', not {method!r}")
     if method == "peaks":
-        found = find_peaks(maps, threshold, refine_maps=refine_maps)
+        found = find_peaks(maps, threshold, refine_maps=refine_maps, subpixel=subpixel)
     else:
         found = find_components(maps, threshold)
     idx = found["index"].astype(np.int64)

@@ -53,29 +53,31 @@ class LocalizationNet(nn.Module):
         self.dec3, self.dec2, self.dec1 = _block(c4, c3), _block(c3, c2), _block(c2, c1)
         self.out = nn.Conv2d(c1, 1, 1, bias=False)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, linear: bool = False) -> torch.Tensor:
         """Maps of inputs of any size. A side that is not a multiple of 8 (an odd number
         of camera pixels at ``L = 4``) is not padded: padding puts an edge the network
         never saw in training, which pulled molecules within about 150 nm of it 15-20 nm
         inward. Instead the network runs on two windows of the largest multiple of 8
         along that side, one against each edge, and each gives the half of the map on its
         side (up to 4 windows, 2-4 times the work, when both sides need it). Sides under 8
-        are padded (replicated edge)."""
+        are padded (replicated edge). ``linear`` leaves out the ReLU of a ``"relu"``
+        head: the output before it, whose values around a spike place it within its
+        fine pixel (:mod:`~napari_deepcel0.core.localize`'s ``"parabola"``)."""
         h, w = x.shape[-2:]
         if h % 8 == 0 and w % 8 == 0:
-            return self._forward(x)
+            return self._forward(x, linear)
         if h < 8 or w < 8:
             x = F.pad(x, (0, (-w) % 8, 0, (-h) % 8), mode="replicate")
-            return self._forward(x)[..., :h, :w]
+            return self._forward(x, linear)[..., :h, :w]
         out = None
         for (out_r, in_r, keep_r), (out_c, in_c, keep_c) in itertools.product(_windows(h), _windows(w)):
-            part = self._forward(x[..., in_r, in_c])[..., keep_r, keep_c]
+            part = self._forward(x[..., in_r, in_c], linear)[..., keep_r, keep_c]
             if out is None:
                 out = part.new_empty(part.shape[:-2] + (h, w))
             out[..., out_r, out_c] = part
         return out
 
-    def _forward(self, x: torch.Tensor) -> torch.Tensor:
+    def _forward(self, x: torch.Tensor, linear: bool = False) -> torch.Tensor:
         """The network on an input whose sides are multiples of 8."""
         x = self.enc1(x)
         x = self.enc2(F.max_pool2d(x, 2))
@@ -85,7 +87,7 @@ class LocalizationNet(nn.Module):
         x = self.dec2(F.interpolate(x, scale_factor=2, mode="nearest"))
         x = self.dec1(F.interpolate(x, scale_factor=2, mode="nearest"))
         x = self.out(x)
-        if self.head == "relu":
+        if self.head == "relu" and not linear:
             x = F.relu(x)
         return x
 
