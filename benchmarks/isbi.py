@@ -20,7 +20,7 @@ from common import IMAGES, RESULTS, command, machine, require_isbi, score_row, w
 from napari_deepcel0.core.defaults import TOLERANCES_NM as TOLERANCES
 from napari_deepcel0.core.acquisition import ISBI2013
 from napari_deepcel0.core.io import read_localizations, read_stack
-from napari_deepcel0.core.metrics import evaluate, format_scores
+from napari_deepcel0.core.metrics import NETWORK_READ_OUT, evaluate, format_scores
 from napari_deepcel0.core.model_io import bundled_model_path
 from napari_deepcel0.core.frames import parse_frame_selection
 from napari_deepcel0.core.predict import DeepLocalizer, localize
@@ -167,7 +167,8 @@ def main() -> None:
 
     out = write_json(
         Path(args.out),
-        {"machine": machine(), "command": command(), "frames": args.frames or f"1-{n_total}", "results": results},
+        {"machine": machine(), "command": command(), "frames": args.frames or f"1-{n_total}",
+         "read_out": NETWORK_READ_OUT, "results": results},
     )
     print(f"\nwrote {out}")
 

@@ -82,7 +82,9 @@ def section(title: str, paragraphs: list[str], columns: list[str]) -> list[str]:
 
 
 def isbi_section(d: dict, title: str, figures: bool = False) -> list[str]:
-    out = section(title, [f"Frames {d['frames']}; machine: {d['machine']}.", f"Command: `{d['command']}`"],
+    read_out = d.get("read_out", "3 x 3 centre of mass (the read-out until 2026-11-28)")
+    out = section(title, [f"Frames {d['frames']}; machine: {d['machine']}.", f"Command: `{d['command']}`",
+                          f"Networks' maxima placed by: {read_out}."],
                   ["method", "frames", "tol nm", "Jaccard %", "sensitivity %", "precision %", "RMSE nm",
                    "efficiency %", "frames/s"])
     for name, r in d["results"].items():
@@ -107,7 +109,9 @@ OLD_MATCHING = ("inclusive: pairs exactly at the tolerance counted, the rule unt
 
 
 def matching(d: dict) -> str:
-    return f"Matching: {d.get('matching', OLD_MATCHING)}."
+    """How the file's numbers were scored and, for the networks, read out."""
+    read_out = d.get("read_out", "3 x 3 centre of mass (the read-out until 2026-11-28)")
+    return f"Matching: {d.get('matching', OLD_MATCHING)}. Networks' maxima placed by: {read_out}."
 
 
 def table1_section(d: dict, title: str) -> list[str]:

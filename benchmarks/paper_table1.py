@@ -37,7 +37,7 @@ from common import RESULTS, command, machine, require_isbi, write_json
 
 from napari_deepcel0.core.acquisition import Acquisition, sigma_to_fwhm
 from napari_deepcel0.core.io import read_localizations
-from napari_deepcel0.core.metrics import MATCHING_RULE, evaluate
+from napari_deepcel0.core.metrics import MATCHING_RULE, NETWORK_READ_OUT, evaluate
 from napari_deepcel0.core.model_io import bundled_model_path
 from napari_deepcel0.core.frames import parse_frame_selection
 from napari_deepcel0.core.predict import DeepLocalizer, localize
@@ -168,6 +168,7 @@ def main() -> None:
                     "pixel, at its centre (78,402 molecules, 217 per frame as in the paper)",
         "distance": args.distance,
         "matching": MATCHING_RULE,
+        "read_out": NETWORK_READ_OUT,
         "cel0_sweep": {"lams": args.cel0_lams, "range": [1e-3, 1.0], "frames": args.sweep_frames},
         "deep_frames": args.frames or f"1-{n_total}", "cel0_frames": args.cel0_frames or args.frames or f"1-{n_total}",
         "tests": results,

@@ -24,7 +24,7 @@ import numpy as np
 from common import RESULTS, command, machine, require_isbi, write_json
 from paper_table1 import FRAME_SHAPE, PAPER, PAPER_ACQ, pixel_centred_truth, render_test, row
 
-from napari_deepcel0.core.metrics import MATCHING_RULE
+from napari_deepcel0.core.metrics import MATCHING_RULE, NETWORK_READ_OUT
 from napari_deepcel0.core.io import read_localizations
 from napari_deepcel0.core.model_io import bundled_model_path
 from napari_deepcel0.core.frames import parse_frame_selection
@@ -104,6 +104,7 @@ def main() -> None:
                     "Eq. (14)); one molecule per occupied fine pixel",
         "deep_frames": args.frames, "cel0_frames": args.cel0_frames,
         "matching": MATCHING_RULE,
+        "read_out": NETWORK_READ_OUT,
         "cel0_sweep": {"lams": args.cel0_lams, "range": [1e-3, 1.0], "frames": args.sweep_frames},
         "snr_db": results,
         "mean_squared_over_mean_square_db": round(offset_db, 3),

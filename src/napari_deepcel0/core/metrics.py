@@ -137,6 +137,9 @@ DISTANCES = {"euclidean": 2.0, "chebyshev": np.inf}  # name -> Minkowski p
 #: how pairs are matched, for result files: benchmark JSON without it (written before
 #: 2026-11-28) counted pairs exactly at the tolerance
 MATCHING_RULE = "strict: pairs closer than the tolerance"
+#: how the networks' maxima are placed, for result files (written before 2026-11-28
+#: without it: the 3 x 3 centre of mass)
+NETWORK_READ_OUT = "parabola through the output before the ReLU (orientation averaging: centre of mass)"
 
 
 def minkowski_p(distance: str) -> float:
