@@ -503,9 +503,8 @@ def _read_ground_truth(args, acq):
 def _maybe_score(args, table, gt, stack) -> None:
     if gt is None:
         return
-    from .core.metrics import evaluate
-
     from .core.frames import frame_ranges
+    from .core.metrics import evaluate
 
     # the localized frames of both tables, as ranges of the stack's frames ("all" and "3-" end at its last)
     selection = ",".join(f"{lo}-{hi}" for lo, hi in frame_ranges(args.frames, len(stack)))

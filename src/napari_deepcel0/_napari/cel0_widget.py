@@ -19,8 +19,8 @@ from ..core.devices import DEVICES, resolve_device
 from ..core.model_io import read_model_info
 from ..core.frames import parse_frame_selection
 from ..core.predict import DeepLocalizer, localize_stream
-from .controls import (LinePlot, counted, float_box, layer_combo, outlier_pixels_checkbox, row, stack_combo,
-                       wrapping_label)
+from .controls import (LinePlot, counted, float_box, layer_combo, outlier_pixels_checkbox, replaced_pixels_text, row,
+                       stack_combo, wrapping_label)
 from .jobs import JobControls, ProgressRelay, gpu_memory_hint
 from .layers import (CEL0_COLOR, DEEPCEL0_COLOR, GrowingPoints, RefreshPacer, is_read_from_file,
                      show_first_frame_unless_shown, stack_frame_count, table_from_layer)
@@ -186,8 +186,7 @@ class Cel0Widget(Container):
         parts = [f"{method}: {counted(output.count, 'localization')} in {counted(self._done_frames[method], 'frame')} "
                  f"({self._seconds[method]:.1f} s)" for method, output in self._outputs.items()]
         if self._pixels_replaced:
-            parts.append(f"{counted(self._pixels_replaced, 'isolated hot or dead pixel')} replaced by their "
-                         "neighbours' mean")
+            parts.append(replaced_pixels_text(self._pixels_replaced))
         self.summary.value = "; ".join(parts)
         if self.job.error is None:
             self.job.status.value = (f"CEL0-IRL1 {'cancelled' if self.job.cancelled else 'finished'} "

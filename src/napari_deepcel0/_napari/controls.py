@@ -178,6 +178,11 @@ def outlier_pixels_checkbox() -> CheckBox:
                 "so one such pixel spoilt its whole frame; untick to localize the frames exactly as they are")
 
 
+def replaced_pixels_text(n: int) -> str:
+    """How many isolated hot or dead pixels a run replaced, for a status line ("" for none)."""
+    return f"{counted(n, 'isolated hot or dead pixel')} replaced by their neighbours' mean" if n else ""
+
+
 #: text colours of error and warning lines, readable on dark and on light backgrounds
 STATUS_COLOURS = {"dark": {"error": "#ff6060", "warning": "#ffb040"},
                   "light": {"error": "#b00020", "warning": "#8a5a00"}}

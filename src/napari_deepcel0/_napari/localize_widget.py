@@ -14,7 +14,8 @@ from ..core.model_io import ModelFileError, bundled_model_path, read_model_info
 from ..core.frames import parse_frame_selection
 from ..core.predict import BatchResult, DeepLocalizer, acquisition_mismatch, localize_stream
 from ..core.render import Renderer, render_shape
-from .controls import counted, outlier_pixels_checkbox, stack_combo, status_style, wrapping_label
+from .controls import (counted, outlier_pixels_checkbox, replaced_pixels_text, stack_combo, status_style,
+                       wrapping_label)
 from .jobs import JobControls, ProgressRelay, gpu_memory_hint
 from .layers import (DEEPCEL0_COLOR, OUTPUT, GrowingPoints, RefreshPacer, image_transform, keep_in_viewer,
                      show_first_frame_unless_shown, show_layer, stack_frame_count)
@@ -235,11 +236,10 @@ class _Run:
         return [self.points.layer, self.render.layer] + ([self.maps] if self.maps is not None else [])
 
     def describe(self) -> str:
-        replaced = (f"; {counted(self.pixels_replaced, 'isolated hot or dead pixel')} replaced by their neighbours' "
-                    "mean" if self.pixels_replaced else "")
+        replaced = replaced_pixels_text(self.pixels_replaced)
         return (f"{self.frames_done}/{self.total} frames at {self.pixel_nm:g} nm/pixel, "
                 f"{counted(self.points.count, 'localization')}, {self.frames_per_second:.1f} frames/s{self.time_left}"
-                f"{replaced}")
+                f"{'; ' + replaced if replaced else ''}")
 
     def add(self, result: BatchResult) -> None:
         self.points.add(result.table, result.frames)

@@ -16,7 +16,7 @@ from qtpy.QtWidgets import QApplication, QFileDialog
 
 from ..core.io import FRAME, X_NM, Y_NM, LocalizationFileError, atomic_write, read_localizations
 from ..core.cancel import is_cancelled
-from ..core.metrics import DEFAULT_TOLERANCES_NM, iter_match, score
+from ..core.metrics import DEFAULT_TOLERANCES_NM, frame_span, iter_match, score
 from .controls import counted, layer_combo, select_layer, wrapping_label
 from .jobs import JobControls
 from .layers import (OUTPUT, is_localization_run, is_read_from_file, points_from_table, points_layer_kwargs,
@@ -72,8 +72,7 @@ def _no_common_frame(gt_frames, est_frames) -> str:
         return ""
 
     def span(frames):
-        first, last = int(frames.min()), int(frames.max())
-        return f"frame {first}" if first == last else f"frames {first}-{last}"
+        return frame_span(int(frames.min()), int(frames.max()))
 
     return (f"; the ground truth ({span(gt_frames)}) and the localizations ({span(est_frames)}) share no frame: "
             "choose layers of the same stack")

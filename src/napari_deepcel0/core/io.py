@@ -275,10 +275,7 @@ class FrameStack:
         if isinstance(key, np.ndarray) and key.ndim == 0 and key.dtype.kind in "iu":
             key = int(key)
         if isinstance(key, (int, np.integer)) and not isinstance(key, (bool, np.bool_)):
-            i = int(key) + n if key < 0 else int(key)
-            if not 0 <= i < n:
-                raise IndexError(f"frame index {key} out of range for {n} frames")
-            return self._float32(i)
+            return self._float32(self._frame_index(int(key)))
         if isinstance(key, slice):
             idx = range(*key.indices(n))
         else:
@@ -305,13 +302,15 @@ class FrameStack:
         if keys.dtype.kind not in "iu" or keys.ndim > 1:
             raise IndexError(f"a FrameStack takes a frame index, a slice, a list of frame indices or a boolean "
                              f"mask, got {key!r}; crop frames after reading them, e.g. stack[a:b][:, r0:r1, c0:c1]")
-        out = []
-        for k in keys.ravel().tolist():
-            i = k + n if k < 0 else k
-            if not 0 <= i < n:
-                raise IndexError(f"frame index {k} out of range for {n} frames")
-            out.append(i)
-        return out
+        return [self._frame_index(k) for k in keys.ravel().tolist()]
+
+    def _frame_index(self, key: int) -> int:
+        """The 0-based frame index ``key`` (negative: from the end), checked."""
+        n = len(self)
+        i = key + n if key < 0 else key
+        if not 0 <= i < n:
+            raise IndexError(f"frame index {key} out of range for {n} frames")
+        return i
 
     def _float32(self, index: int) -> np.ndarray:
         """Frame ``index`` as float32; a float64 value beyond float32's range is an error

@@ -332,6 +332,11 @@ def select_frames(gt: pd.DataFrame, est: pd.DataFrame, frames) -> tuple[pd.DataF
     return selected(gt), selected(est), sum(hi - lo + 1 for lo, hi in ranges)
 
 
+def frame_span(first: int, last: int) -> str:
+    """``"frame 3"`` or ``"frames 3-7"``."""
+    return f"frame {first}" if first == last else f"frames {first}-{last}"
+
+
 class FrameCoverageWarning(UserWarning):
     """The ground truth holds molecules in frames outside those of the localizations."""
 
@@ -349,9 +354,8 @@ def warn_if_frames_uncovered(gt: pd.DataFrame, est: pd.DataFrame) -> None:
     frames = gt[FRAME].to_numpy()
     outside = (frames < first) | (frames > last)
     if outside.sum() > 0.01 * len(gt):
-        span = f"frame {first}" if first == last else f"frames {first}-{last}"
         warnings.warn(f"the ground truth runs over frames {int(frames.min())}-{int(frames.max())}, the "
-                      f"localizations over {span}: the {int(outside.sum())} ground-truth molecules outside count as "
+                      f"localizations over {frame_span(first, last)}: the {int(outside.sum())} ground-truth molecules outside count as "
                       f"missed. If those frames were not localized, score the localized ones only "
                       f"(frames=\"{first}-{last}\" in Python, --frames {first}-{last} on the command line); if they were "
                       "and nothing was found there, the score is right as it is", FrameCoverageWarning, stacklevel=3)

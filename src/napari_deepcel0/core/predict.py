@@ -207,7 +207,10 @@ class DeepLocalizer:
     def maps(self, frames: np.ndarray) -> tuple[torch.Tensor, np.ndarray]:
         """Fine-grid maps (n, L rows, L cols), float32, >= 0, and the per-frame
         mass scale ``1 / spike_value`` that turns a 3 x 3 sum into a confidence."""
-        return self.network_maps(self.normalise(frames)), np.full(len(frames), 1.0 / self.info.spike_value)
+        return self.network_maps(self.normalise(frames)), self._mass_scale(len(frames))
+
+    def _mass_scale(self, n_frames: int) -> np.ndarray:
+        return np.full(n_frames, 1.0 / self.info.spike_value)
 
     def read_out(self, frames: np.ndarray) -> tuple[torch.Tensor, np.ndarray, torch.Tensor, str]:
         """What :func:`localize_stream` reads molecules from: the maps and mass scale of
@@ -221,7 +224,7 @@ class DeepLocalizer:
         x = self.normalise(frames)
         outputs = self.network_outputs(x)
         maps = outputs.clamp_min(0)
-        scale = np.full(len(frames), 1.0 / self.info.spike_value)
+        scale = self._mass_scale(len(frames))
         if self.orientations > 1:
             return maps, scale, self._orientation_mean(x, maps), "com"
         return maps, scale, outputs, "parabola"
