@@ -1,13 +1,13 @@
-"""Sub-pixel refinement on the network's output before its ReLU (an experiment, not the default).
+"""Placing the network's maxima within their fine pixel: the read-out and its alternatives.
 
 70 % of the bundled DeepCEL0's maxima are lone spikes: the ReLU zeroes their 3 x 3
-neighbours, so the 3 x 3 centre of mass (our read-out) leaves them on the fine pixel's
-centre. The output before the ReLU still holds (negative) values around each spike.
+neighbours, so the 3 x 3 centre of mass (our read-out until 2026-11-28) leaves them on
+the fine pixel's centre. The output before the ReLU still holds (negative) values around each spike.
 This script detects the maxima as usual (3 x 3 local maxima of the ReLU map above the
-default threshold) and places them four ways: the centre of mass on the map (what
-``extract_localizations`` does), the centre of mass on the pre-ReLU 3 x 3 minus its
+default threshold) and places them four ways: the centre of mass on the map (the read-out
+until 2026-11-28), the centre of mass on the pre-ReLU 3 x 3 minus its
 minimum, a parabola through the pre-ReLU values along the row and along the column of
-the maximum, and a least-squares 2-D quadratic on the pre-ReLU 3 x 3 (vertex clipped to
+the maximum (our read-out since), and a least-squares 2-D quadratic on the pre-ReLU 3 x 3 (vertex clipped to
 half a fine pixel). It scores them on ISBI 2013 frames (against the real ground truth)
 and on the same frames re-rendered as in the Table 1 protocol (tests 4b and 2b, against
 the pixel-centred truth), with the strict matching rule.
@@ -26,40 +26,18 @@ from common import RESULTS, command, machine, require_isbi, write_json
 from paper_table1 import PAPER_ACQ, TESTS, pixel_centred_truth, render_test
 
 from napari_deepcel0.core.acquisition import ISBI2013, Acquisition
-from napari_deepcel0.core.devices import autocast
 from napari_deepcel0.core.io import read_localizations, read_stack
-from napari_deepcel0.core.localize import local_maxima
-from napari_deepcel0.core.metrics import score
-from napari_deepcel0.core.network import upsample_nearest
+from napari_deepcel0.core.localize import find_peaks, local_maxima
+from napari_deepcel0.core.metrics import MATCHING_RULE, score
 from napari_deepcel0.core.predict import DeepLocalizer
 
 OFFSETS = np.array([-1.0, 0.0, 1.0])
-
-
-def pre_relu_maps(model: DeepLocalizer, frames: np.ndarray) -> torch.Tensor:
-    """The network's output without its final ReLU, (n, L rows, L cols)."""
-    x = upsample_nearest(model.normalise(frames), model.info.acquisition.upsampling)
-    model.network.head = "linear"  # LocalizationNet applies its ReLU only for head "relu"
-    try:
-        with torch.no_grad(), autocast(model.device, model.precision):
-            return model.network(x.contiguous(memory_format=torch.channels_last)).float()[:, 0]
-    finally:
-        model.network.head = "relu"
 
 
 def centre_of_mass(w: np.ndarray, r: np.ndarray, c: np.ndarray):
     total = w.sum((1, 2))
     safe = np.where(total > 0, total, 1.0)
     return r + w.sum(2) @ OFFSETS / safe, c + w.sum(1) @ OFFSETS / safe
-
-
-def parabola(v: np.ndarray, r: np.ndarray, c: np.ndarray):
-    def offset(before, centre, after):
-        curvature = before - 2 * centre + after
-        peaked = curvature < 0
-        return np.clip(np.where(peaked, 0.5 * (before - after) / np.where(peaked, curvature, -1.0), 0.0), -0.5, 0.5)
-
-    return r + offset(v[:, 0, 1], v[:, 1, 1], v[:, 2, 1]), c + offset(v[:, 1, 0], v[:, 1, 1], v[:, 1, 2])
 
 
 def quadratic_2d(v: np.ndarray, r: np.ndarray, c: np.ndarray):
@@ -76,9 +54,9 @@ def quadratic_2d(v: np.ndarray, r: np.ndarray, c: np.ndarray):
 
 def score_readouts(frames: np.ndarray, gt: pd.DataFrame, acq: Acquisition) -> dict:
     model = DeepLocalizer(acquisition=acq, device="cpu")
-    pre = pre_relu_maps(model, frames)
-    maps = pre.clamp_min(0)
-    b, r, c = (t.numpy() for t in torch.nonzero(local_maxima(maps, model.default_threshold()), as_tuple=True))
+    maps, _, pre, _ = model.read_out(frames)  # the package's read-out: the output before the ReLU
+    threshold = model.default_threshold()
+    b, r, c = (t.numpy() for t in torch.nonzero(local_maxima(maps, threshold), as_tuple=True))
 
     def around(values: torch.Tensor) -> np.ndarray:
         padded = torch.nn.functional.pad(values, (1, 1, 1, 1)).numpy()
@@ -87,10 +65,15 @@ def score_readouts(frames: np.ndarray, gt: pd.DataFrame, acq: Acquisition) -> di
 
     pre3, map3 = around(pre), around(maps)
     lone = float((map3.reshape(-1, 9)[:, [0, 1, 2, 3, 5, 6, 7, 8]] <= 0).all(1).mean())
-    readouts = {"centre of mass on the map (ours)": centre_of_mass(map3, r, c),
+
+    def package(**kwargs):  # find_peaks finds the same maxima, in the same order
+        found = find_peaks(maps, threshold, **kwargs)
+        return found["row"], found["col"]
+
+    readouts = {"centre of mass on the map (until 2026-11-28)": package(),
                 "centre of mass on the pre-ReLU 3x3 minus its minimum":
                     centre_of_mass(pre3 - pre3.min((1, 2), keepdims=True), r, c),
-                "parabola on the pre-ReLU row and column": parabola(pre3, r, c),
+                "parabola on the pre-ReLU row and column (ours)": package(refine_maps=pre, subpixel="parabola"),
                 "2-D quadratic on the pre-ReLU 3x3": quadratic_2d(pre3, r, c)}
     fine = acq.fine_pixel_nm
     out = {"lone_spikes": round(lone, 3)}
@@ -122,7 +105,7 @@ def main() -> None:
             if name != "lone_spikes":
                 print(f"  {name:55s} J50 {r['jaccard_50']:6.2f}  J100 {r['jaccard_100']:6.2f}  RMSE {r['rmse_nm']:.2f} nm")
     write_json(RESULTS / "pre_relu_refinement.json", {"machine": machine(), "command": command(), "frames": n,
-                                                        "matching": "strict: pairs closer than the tolerance",
+                                                        "matching": MATCHING_RULE,
                                                         "results": results})
 
 
