@@ -628,8 +628,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="one JSON object per tolerance (percentages in %%)")
     p.add_argument("--frame-shape", type=positive_int, nargs=2, metavar=("ROWS", "COLS"),
                    help="camera frame shape, to report specificity on the fine grid (column spec%%)")
-    _add_acquisition_args(p, pixel_help=f"camera pixel size in nm: needed for columns in camera pixels (x [px]); "
-                                        f"with --frame-shape, sets the fine grid (default {Acquisition().pixel_size_nm:g})")
+    _add_acquisition_args(p, pixel_help=f"camera pixel size in nm: required for columns in camera pixels (x [px]); "
+                                        f"with --frame-shape, sets the fine grid (there default "
+                                        f"{Acquisition().pixel_size_nm:g})")
     p.set_defaults(func=cmd_evaluate)
 
     p = sub.add_parser("train", help="train a DeepCEL0 (or Deep-STORM) model on simulated data",
