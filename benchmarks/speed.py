@@ -18,8 +18,9 @@ on 32 frames of 64 x 64, 64 x 63 and 63 x 63 camera pixels, printed: a side that
 a multiple of 8 fine pixels costs a second pass (core/network.py).
 
 ``--large-frames``: end to end on 16 frames of 256 x 256 camera pixels with the default
-batch size (16 frames of 64 x 64 pixels: here one frame a pass), printed: frames/s and
-the rise of the process's peak memory (RSS).
+batch size (16 frames of 64 x 64 pixels: here one frame a pass), then on 2 frames of
+1024 x 1024 (the network runs in tiles of 256 x 256 camera pixels), printed: frames/s and
+the rise of the process's peak memory (RSS), which must not grow with the frame size.
 """
 
 from __future__ import annotations
@@ -145,14 +146,15 @@ def odd_sizes(device) -> None:
 
 def large_frames(device) -> None:
     model = DeepLocalizer(device=device)
-    frames = np.random.default_rng(0).poisson(110.0, (16, 256, 256)).astype(np.float32)
-    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    t0 = time.perf_counter()
-    table = localize(model, frames)
-    seconds = time.perf_counter() - t0
-    after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    print(f"16 frames of 256 x 256 ({model.precision}): {len(frames) / seconds:.2f} frames/s, peak RSS "
-          f"{before:.0f} -> {after:.0f} MB (+{after - before:.0f} MB), {len(table)} localizations", flush=True)
+    for n, side in [(16, 256), (2, 1024)]:
+        frames = np.random.default_rng(0).poisson(110.0, (n, side, side)).astype(np.float32)
+        before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        t0 = time.perf_counter()
+        table = localize(model, frames)
+        seconds = time.perf_counter() - t0
+        after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        print(f"{n} frames of {side} x {side} ({model.precision}): {len(frames) / seconds:.3g} frames/s, peak RSS "
+              f"{before:.0f} -> {after:.0f} MB (+{after - before:.0f} MB), {len(table)} localizations", flush=True)
 
 
 def main() -> None:
@@ -163,7 +165,7 @@ def main() -> None:
     p.add_argument("--skip-training", action="store_true")
     p.add_argument("--out", help="JSON to write (default benchmarks/results/speed_<device>.json)")
     p.add_argument("--odd-sizes", action="store_true", help="only the network on odd-sized frames (printed)")
-    p.add_argument("--large-frames", action="store_true", help="only 256 x 256 frames: speed and memory (printed)")
+    p.add_argument("--large-frames", action="store_true", help="only 256 x 256 and 1024 x 1024 frames: speed and memory (printed)")
     p.add_argument("--child", nargs=4, metavar=("PATH", "N", "DEVICE", "PRECISION"), help=argparse.SUPPRESS)
     args = p.parse_args()
     if args.child:

@@ -12,7 +12,7 @@ from napari_deepcel0.core.losses import (
     cel0_threshold,
     gaussian_kernel_2d,
 )
-from napari_deepcel0.core.network import LocalizationNet, count_parameters, upsample_nearest
+from napari_deepcel0.core.network import TILE_MARGIN, LocalizationNet, count_parameters, upsample_nearest
 from napari_deepcel0.core.optics import phase_column_norms
 
 
@@ -45,6 +45,53 @@ def test_sides_that_are_not_multiples_of_8_take_each_half_from_a_window_against_
     assert not torch.allclose(out[..., 10:16, 18:32], top_left[..., 10:16, 18:32])  # the windows differ there
     # a side that is a multiple of 8 is one window
     assert torch.equal(net(x[..., :16, :])[..., :, :18], net(x[..., :16, :32])[..., :, :18])
+
+
+def _trained_like(net):
+    """Non-trivial BatchNorm statistics, as a trained network has."""
+    for module in net.modules():
+        if isinstance(module, torch.nn.BatchNorm2d):
+            module.running_mean.uniform_(-0.1, 0.1)
+            module.running_var.uniform_(0.5, 1.5)
+    return net.eval()
+
+
+def test_the_margin_covers_the_networks_reach():
+    torch.manual_seed(1)
+    net = _trained_like(LocalizationNet())
+    x = torch.randn(1, 1, 128, 128)
+    reach = []
+    with torch.no_grad():
+        base = net(x)
+        for pos in range(56, 64):  # every phase of the three poolings
+            y = x.clone()
+            y[..., pos, pos] += 10.0
+            changed = torch.nonzero((net(y) - base)[0, 0].abs().amax(1) > 0).flatten()
+            reach += [pos - int(changed.min()), int(changed.max()) - pos]
+    assert TILE_MARGIN - 8 < max(reach) <= TILE_MARGIN  # covered, and not by much more than needed
+
+
+@pytest.mark.parametrize("shape", [(72, 136), (100, 50)])
+def test_large_inputs_run_in_tiles_that_give_the_same_map(shape):
+    torch.manual_seed(2)
+    net = _trained_like(LocalizationNet())
+    x = torch.randn((2, 1) + shape)
+    with torch.no_grad():
+        whole = net(x, linear=True)
+        net.tile_side = 32  # tiles of 32 fine pixels with margins of 32: 3-5 tiles per side
+        tiled = net(x, linear=True)
+    assert tiled.shape == whole.shape
+    torch.testing.assert_close(tiled, whole, rtol=1e-5, atol=1e-5)
+
+
+def test_training_does_not_tile():  # BatchNorm uses each batch's statistics in training
+    net = LocalizationNet().train()
+    net.tile_side = 32
+    x = torch.randn(2, 1, 64, 64)
+    out = net(x)
+    assert out.shape == x.shape
+    net.tile_side = 1024
+    assert torch.allclose(net(x), out, atol=1e-6)
 
 
 def test_unknown_head():

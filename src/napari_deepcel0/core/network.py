@@ -11,6 +11,7 @@ The input is the camera frame, normalised and nearest-neighbour upsampled by ``L
 the fine grid. Inputs of any size work: the three poolings need sides that are multiples
 of 8; other sides are covered by two windows of the largest such size, one against each
 edge, each giving the half of the map on its side (see :meth:`LocalizationNet.forward`).
+Large inputs run in overlapping tiles that give the same map in a fraction of the memory.
 """
 
 from __future__ import annotations
@@ -24,6 +25,9 @@ from torch import nn
 ARCHITECTURE = "deepstorm-encoder-decoder-v1"
 HEADS = ("relu", "linear")
 CHANNELS = (32, 64, 128, 512)
+#: fine pixels around a tile that its map depends on: an input pixel changes the output
+#: up to 29 fine pixels away (three poolings and seven 3 x 3 convolutions); a multiple of 8
+TILE_MARGIN = 32
 
 
 def _block(c_in: int, c_out: int) -> nn.Sequential:
@@ -52,6 +56,8 @@ class LocalizationNet(nn.Module):
         self.enc1, self.enc2, self.enc3, self.bottleneck = _block(1, c1), _block(c1, c2), _block(c2, c3), _block(c3, c4)
         self.dec3, self.dec2, self.dec1 = _block(c4, c3), _block(c3, c2), _block(c2, c1)
         self.out = nn.Conv2d(c1, 1, 1, bias=False)
+        #: inputs larger than this (fine pixels, a multiple of 8) on a side run in tiles
+        self.tile_side = 1024
 
     def forward(self, x: torch.Tensor, linear: bool = False) -> torch.Tensor:
         """Maps of inputs of any size. A side that is not a multiple of 8 (an odd number
@@ -78,7 +84,28 @@ class LocalizationNet(nn.Module):
         return out
 
     def _forward(self, x: torch.Tensor, linear: bool = False) -> torch.Tensor:
-        """The network on an input whose sides are multiples of 8."""
+        """The network on an input whose sides are multiples of 8; one larger than
+        :attr:`tile_side` on a side runs in tiles of that side, each with a margin of
+        :data:`TILE_MARGIN` (more than the network's reach), and gives the same map:
+        the activations of a whole 2048 x 2048-pixel camera frame (8192 x 8192 fine
+        pixels) would take about 40 GB, a tile's about 1 GB."""
+        h, w = x.shape[-2:]
+        t = self.tile_side
+        if (h <= t and w <= t) or self.training:  # training: BatchNorm's statistics are the batch's
+            return self._network(x, linear)
+        out = None
+        for r0, c0 in itertools.product(range(0, h, t), range(0, w, t)):
+            r1, c1 = min(r0 + t, h), min(c0 + t, w)
+            # window and core bounds are multiples of 8, so the poolings see the same blocks
+            top, left = max(r0 - TILE_MARGIN, 0), max(c0 - TILE_MARGIN, 0)
+            window = x[..., top:min(r1 + TILE_MARGIN, h), left:min(c1 + TILE_MARGIN, w)]
+            part = self._network(window, linear)[..., r0 - top:r1 - top, c0 - left:c1 - left]
+            if out is None:
+                out = part.new_empty(part.shape[:-2] + (h, w))
+            out[..., r0:r1, c0:c1] = part
+        return out
+
+    def _network(self, x: torch.Tensor, linear: bool) -> torch.Tensor:
         x = self.enc1(x)
         x = self.enc2(F.max_pool2d(x, 2))
         x = self.enc3(F.max_pool2d(x, 2))
