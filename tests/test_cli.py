@@ -282,6 +282,28 @@ def test_train_writes_a_loadable_model(tmp_path):
     assert training["data"]["sparse_fraction"] == 0.25 and training["data"]["sparse_density"] == [0.2, 1.0]
 
 
+def test_a_fine_tune_simulates_the_base_models_camera(tmp_path, capsys):
+    from napari_deepcel0.core.model_io import load_model
+
+    small = ["--epochs", "1", "--patches", "16", "--sim-frames", "2", "--max-steps-per-epoch", "1",
+             "--batch-size", "4", "--device", "cpu", "--precision", "fp32"]
+    base, tuned = tmp_path / "base.safetensors", tmp_path / "tuned.safetensors"
+    assert main(["train", "--out", str(base), "--pixel-size", "160", "--fwhm", "300", "--gain", "3",
+                 "--offset", "400", "--read-noise", "2.5"] + small) == 0
+    # before: the package's 100 nm / 258.21 nm were refused, and gain 1, offset 100, read
+    # noise 1 simulated another camera without a word
+    assert main(["train", "--out", str(tuned), "--init-from", str(base)] + small) == 0
+    assert load_model(tuned).info.acquisition == load_model(base).info.acquisition
+    assert main(["train", "--out", str(tuned), "--init-from", str(base), "--gain", "2"] + small) == 0
+    assert load_model(tuned).info.acquisition.gain_adu_per_photon == 2.0  # a flag still wins
+    assert "(default: the --init-from model's, else 1)" in main_help("train")
+
+
+def main_help(command: str) -> str:
+    parser = build_parser()
+    return next(a for a in parser._subparsers._group_actions[0].choices.items() if a[0] == command)[1].format_help()
+
+
 def test_train_says_how_long_is_left(tmp_path, capsys):
     # enough steps that the epoch still to run takes well over the half second below
     # which no time left is printed (16 patches made this flaky)

@@ -127,10 +127,12 @@ def test_deepstorm_variant_uses_linear_head(tmp_path):
     result = train(ISBI2013, tiny(method="deepstorm"))
     assert result.model.head == "linear" and result.spike_value == pytest.approx(result.target_scale / 2)
     assert result.target_scale == 100.0  # Deep-STORM's code, not DeepCEL0's notebook's 85.1 (method notes)
-    # a Deep-STORM of another scale (models before 2026-11-28: 85.1) keeps it when fine-tuned
-    older = train(ISBI2013, tiny(method="deepstorm", data=replace(TINY_DATA, target_scale=85.1)))
-    path = save_training_result(tmp_path / "older.safetensors", older)
-    assert train(ISBI2013, tiny(method="deepstorm", init_from=str(path))).target_scale == pytest.approx(85.1)
+    # a model of another scale (Deep-STORM models before 2026-11-28: 85.1) keeps it when
+    # fine-tuned (a DeepCEL0 fine-tune took the notebook's 85.1)
+    for method, other in (("deepstorm", 85.1), ("deepcel0", 50.0)):
+        older = train(ISBI2013, tiny(method=method, data=replace(TINY_DATA, target_scale=other)))
+        path = save_training_result(tmp_path / f"older_{method}.safetensors", older)
+        assert train(ISBI2013, tiny(method=method, init_from=str(path))).target_scale == pytest.approx(other)
 
 
 @pytest.mark.parametrize("kw, message", [
@@ -222,6 +224,10 @@ def test_fine_tuning_starts_from_the_given_model(tiny_model_path, tmp_path):
     assert [s["history"] for s in third.stages()] == [base.info.history, saved.history, again.history]
     n_before = len(base.info.history) + len(saved.history)
     assert f"fine-tuned from a model trained {n_before} epoch(s) in 2 stage(s)" in third.summary()
+    # its head was trained for the base's target scale and its input layer for the base's
+    # standardisation: a fine-tune keeps both (it took the fine-tune set's, as a new model)
+    assert (result.target_scale, result.norm_mean, result.norm_std) == (
+        base.info.target_scale, base.info.norm_mean, base.info.norm_std)
     with pytest.raises(ValueError, match="not deepstorm"):
         train(ISBI2013, tiny(init_from=str(tiny_model_path), method="deepstorm"))
     with pytest.raises(ValueError, match="another acquisition"):

@@ -129,14 +129,17 @@ def _averaging_text(orientations: int) -> str:
 
 
 def _add_acquisition_args(p, with_camera: bool = False, model: bool = False, stack: bool = False,
-                          pixel_help: str | None = None) -> None:
+                          pixel_help: str | None = None, fine_tune: bool = False) -> None:
     """The acquisition flags; their help names the defaults: the model's settings when
-    ``model`` (localize), else :class:`Acquisition`'s, and for the pixel size the
-    stack's metadata first when the command reads a stack."""
+    ``model`` (localize), else :class:`Acquisition`'s (after the ``--init-from`` model's
+    when ``fine_tune``), and for the pixel size the stack's metadata first when the
+    command reads a stack."""
     d = Acquisition()
 
     def default(value: float, unit: str) -> str:
-        return "(default: the model's)" if model else f"(default {value:g}{unit})"
+        if model:
+            return "(default: the model's)"
+        return f"(default: the --init-from model's, else {value:g}{unit})" if fine_tune else f"(default {value:g}{unit})"
 
     pixel = ("(default: the stack's ImageJ/OME metadata, else " + ("the model's)" if model else f"{d.pixel_size_nm:g})")
              if stack else default(d.pixel_size_nm, ""))
@@ -269,7 +272,7 @@ def _training_config(args):
 def cmd_train(args) -> int:
     from .core.cancel import Cancelled
     from .core.io import check_output_path
-    from .core.model_io import checkpoint_path, save_checkpoint, save_final
+    from .core.model_io import checkpoint_path, read_model_info, save_checkpoint, save_final
     from .core.training import train
 
     out = Path(args.out)
@@ -281,7 +284,9 @@ def cmd_train(args) -> int:
     check_distinct_files(args, inputs=("init_from",), outputs=("out",))
     if args.init_from and Path(args.init_from).resolve() == checkpoint_path(out).resolve():
         raise ValueError(f"--init-from {args.init_from} is where this run keeps its checkpoints; copy it first")
-    acq = _acquisition(args)
+    # a fine-tune simulates the base model's camera unless told otherwise (the package's
+    # defaults would have changed its noise without a word, or refused another pixel size)
+    acq = _acquisition(args, defaults=read_model_info(args.init_from).acquisition if args.init_from else None)
     config = _training_config(args)
     print(f"training {config.method} for {acq.describe()}", file=sys.stderr)
     print(f"  {config.data.n_patches} patches of {config.data.patch_size} px from {config.data.n_frames} simulated "
@@ -680,7 +685,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "model so far; the model file records that training was stopped early")
     p.add_argument("--seed", type=seed, help="random seed (default 0)")
     p.add_argument("--notes", help="free text stored in the model metadata")
-    _add_acquisition_args(p, with_camera=True)
+    _add_acquisition_args(p, with_camera=True, fine_tune=True)
     _device_args(p)
     p.set_defaults(func=cmd_train)
 

@@ -251,15 +251,22 @@ def train(
         sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=config.epochs, eta_min=min_lr)
     # the whole training set lives on the device (tens of MB): no copy per step
     inputs = torch.from_numpy(training_set.inputs).to(device)
+    norm_mean, norm_std = training_set.mean, training_set.std
+    if base is not None:  # the base's weights expect its standardisation, not the fine-tune set's
+        norm_mean, norm_std = base.info.norm_mean, base.info.norm_std
+        inputs = ((inputs * training_set.std + (training_set.mean - norm_mean)) / norm_std).to(inputs.dtype)
     spikes = torch.from_numpy(training_set.spikes).to(device)
     # reading a loss waits for the GPU: see steps_between_loss_reads
     sync_every = steps_between_loss_reads(device)
     # DeepCEL0 takes the reference notebook's automatic s (85.1 at L = 4) from the training
-    # set; Deep-STORM its own code's 100, unless a scale was chosen, or the model it
-    # fine-tunes has its own (models before 2026-11-28: 85.1)
+    # set; Deep-STORM its own code's 100, unless a scale was chosen; a fine-tune keeps its
+    # base's (its head was trained for it; Deep-STORM models before 2026-11-28: 85.1)
     scale = training_set.target_scale
-    if config.method == "deepstorm" and config.data.target_scale is None:
-        scale = base.info.target_scale if base is not None else DEEPSTORM_TARGET_SCALE
+    if config.data.target_scale is None:
+        if base is not None:
+            scale = base.info.target_scale
+        elif config.method == "deepstorm":
+            scale = DEEPSTORM_TARGET_SCALE
     spike_value = scale / (2.0 if config.loss == "l1" else 1.0)
 
     def batch(idx):
@@ -297,8 +304,8 @@ def train(
             model=net.to(memory_format=torch.contiguous_format),
             acquisition=acq,
             config=config,
-            norm_mean=training_set.mean,
-            norm_std=training_set.std,
+            norm_mean=norm_mean,
+            norm_std=norm_std,
             target_scale=scale,
             spike_value=spike_value,
             history=list(history),
