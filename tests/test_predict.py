@@ -185,10 +185,24 @@ def test_bad_frames_give_clear_errors(model):
 
 
 def test_mismatch_warning_names_both_values(tiny_model_path):
-    with pytest.warns(UserWarning, match=r"pixel size: model 100 nm, data 160 nm"):
+    with pytest.warns(UserWarning, match=r"PSF FWHM: model 2.58 camera pixels \(258.21 nm at 100 nm\), "
+                                         r"data 1.88 \(300 nm at 160 nm\)"):
         m = DeepLocalizer(tiny_model_path, acquisition=Acquisition(pixel_size_nm=160, fwhm_nm=300), device="cpu")
-    assert any("FWHM: model 258.21 nm, data 300 nm" in s for s in m.mismatch)
     assert m.acquisition.pixel_size_nm == 160  # coordinates use the data's pixel size
+
+
+def test_the_network_sees_pixels_so_the_psf_is_compared_in_pixels(tiny_model_path):
+    # before: 160 nm pixels with the model's PSF in pixels (413 nm) warned of both pixel
+    # size and FWHM, and 160 nm pixels with the model's 258 nm (1.6 instead of 2.6
+    # pixels, the harmful case) of the pixel size only
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        same = DeepLocalizer(tiny_model_path, acquisition=Acquisition(pixel_size_nm=160, fwhm_nm=413.1), device="cpu")
+    assert same.mismatch == []
+    with pytest.warns(UserWarning, match=r"PSF FWHM: model 2.58 camera pixels .*, data 1.61 \(258.21 nm at 160 nm\)"):
+        DeepLocalizer(tiny_model_path, acquisition=Acquisition(pixel_size_nm=160), device="cpu")
 
 
 def test_a_psf_within_the_training_jitter_is_no_mismatch(tiny_model_path):
@@ -199,9 +213,6 @@ def test_a_psf_within_the_training_jitter_is_no_mismatch(tiny_model_path):
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         assert DeepLocalizer(tiny_model_path, acquisition=Acquisition(fwhm_nm=273.2), device="cpu").mismatch == []
-    from napari_deepcel0.core.predict import acquisition_mismatch
-
-    assert acquisition_mismatch(Acquisition(), Acquisition(fwhm_nm=273.2), fwhm_rel_tol=0.02)  # fine-tuning's rule
 
 
 def test_cancel_stops_after_the_current_batch(model, stack):
@@ -293,7 +304,7 @@ def test_a_stack_that_states_another_pixel_size_warns_and_can_be_followed(tmp_pa
     default = DeepLocalizer(tiny_model_path, device="cpu", precision="fp32")
     with pytest.warns(PixelSizeWarning, match="160 nm camera pixels.*100 nm"):
         shrunk = localize(default, stack, threshold=0.0)
-    with pytest.warns(UserWarning, match="pixel size: model 100 nm, data 160 nm"):
+    with pytest.warns(UserWarning, match="PSF FWHM: model 2.58 camera pixels"):
         following = DeepLocalizer(tiny_model_path, device="cpu", precision="fp32", pixel_size_nm=stack.pixel_size_nm)
     with warnings.catch_warnings():
         warnings.simplefilter("error", PixelSizeWarning)

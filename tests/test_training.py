@@ -230,8 +230,10 @@ def test_fine_tuning_starts_from_the_given_model(tiny_model_path, tmp_path):
         base.info.target_scale, base.info.norm_mean, base.info.norm_std)
     with pytest.raises(ValueError, match="not deepstorm"):
         train(ISBI2013, tiny(init_from=str(tiny_model_path), method="deepstorm"))
-    with pytest.raises(ValueError, match="another acquisition"):
+    with pytest.raises(ValueError, match="another acquisition: pixel size: model 100 nm, data 160 nm"):
         train(Acquisition(pixel_size_nm=160), tiny(init_from=str(tiny_model_path)))
+    with pytest.raises(ValueError, match="PSF FWHM: model 258.21 nm, data 273.2 nm"):  # 2 %, not the 10 % of localizing
+        train(Acquisition(fwhm_nm=273.2), tiny(init_from=str(tiny_model_path)))
 
 
 def test_a_bad_base_model_fails_before_the_training_set_is_simulated(tmp_path):

@@ -66,15 +66,16 @@ class MapModel(Protocol):
 FWHM_REL_TOL = 0.10
 
 
-def acquisition_mismatch(model_acq: Acquisition, acq: Acquisition, rel_tol: float = 0.02,
-                         fwhm_rel_tol: float = FWHM_REL_TOL) -> list[str]:
-    """Human-readable differences that matter between a model's acquisition and the
-    data's: pixel sizes more than ``rel_tol`` apart, FWHMs more than ``fwhm_rel_tol``."""
+def acquisition_mismatch(model_acq: Acquisition, acq: Acquisition, fwhm_rel_tol: float = FWHM_REL_TOL) -> list[str]:
+    """Human-readable differences between a model's acquisition and the data's that
+    change what the network sees: the PSF's FWHM in camera pixels more than
+    ``fwhm_rel_tol`` apart (the network sees pixels; a pixel size that differs on its
+    own does not matter, since coordinates use the data's), and the upsampling."""
     out = []
-    if abs(model_acq.pixel_size_nm - acq.pixel_size_nm) > rel_tol * model_acq.pixel_size_nm:
-        out.append(f"pixel size: model {model_acq.pixel_size_nm:g} nm, data {acq.pixel_size_nm:g} nm")
-    if abs(model_acq.fwhm_nm - acq.fwhm_nm) > fwhm_rel_tol * model_acq.fwhm_nm:
-        out.append(f"PSF FWHM: model {model_acq.fwhm_nm:g} nm, data {acq.fwhm_nm:g} nm")
+    model_px, data_px = model_acq.fwhm_nm / model_acq.pixel_size_nm, acq.fwhm_nm / acq.pixel_size_nm
+    if abs(model_px - data_px) > fwhm_rel_tol * model_px:
+        out.append(f"PSF FWHM: model {model_px:.2f} camera pixels ({model_acq.fwhm_nm:g} nm at "
+                   f"{model_acq.pixel_size_nm:g} nm), data {data_px:.2f} ({acq.fwhm_nm:g} nm at {acq.pixel_size_nm:g} nm)")
     if model_acq.upsampling != acq.upsampling:
         out.append(f"upsampling L: model {model_acq.upsampling}, data settings {acq.upsampling} (the model's L is used)")
     return out
@@ -112,8 +113,8 @@ class DeepLocalizer:
     acquisition
         The data's acquisition (pixel size used for coordinates; camera gain, offset and
         read noise for ``photometry``/``fit_positions``). Defaults to the model's. A
-        pixel size that differs from the model's by more than 2 %, or a FWHM by more
-        than :data:`FWHM_REL_TOL`, raises a ``UserWarning`` naming both values.
+        PSF FWHM in camera pixels more than :data:`FWHM_REL_TOL` from the model's
+        raises a ``UserWarning`` naming both values (:func:`acquisition_mismatch`).
     pixel_size_nm
         The data's camera pixel size in nm, replacing the acquisition's (e.g. a
         stack's ``pixel_size_nm``, read from its metadata); None keeps it.

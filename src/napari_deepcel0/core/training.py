@@ -29,7 +29,6 @@ from .losses import LocalizationLoss
 from .model_io import load_model
 from .network import LocalizationNet, upsample_nearest
 from .optics import phase_column_norms
-from .predict import acquisition_mismatch
 from .progress import time_left_text
 from .training_data import DEEPSTORM_TARGET_SCALE, TrainingDataConfig, TrainingSet, make_training_set
 
@@ -191,6 +190,19 @@ def _notebook_norm() -> float:
     return float(np.sqrt((gaussian_kernel_2d() ** 2).sum()))
 
 
+
+def _other_acquisition(base: Acquisition, acq: Acquisition, rel_tol: float = 0.02) -> list[str]:
+    """How ``acq`` differs from a base model's, for a fine-tune: pixel size and FWHM
+    (each within ``rel_tol``) and L; a fine-tune for another acquisition is a new model."""
+    out = []
+    for name, a, b, unit in (("pixel size", base.pixel_size_nm, acq.pixel_size_nm, " nm"),
+                             ("PSF FWHM", base.fwhm_nm, acq.fwhm_nm, " nm"),
+                             ("upsampling L", base.upsampling, acq.upsampling, "")):
+        if abs(a - b) > rel_tol * a:
+            out.append(f"{name}: model {a:g}{unit}, data {b:g}{unit}")
+    return out
+
+
 def train(
     acq: Acquisition,
     config: TrainingConfig = TrainingConfig(),
@@ -219,7 +231,7 @@ def train(
         if base.info.head != config.head:
             raise ValueError(f"cannot fine-tune {config.init_from}: it is a {base.info.method} model "
                              f"({base.info.head} head), not {config.method}")
-        mismatch = acquisition_mismatch(base.info.acquisition, acq, fwhm_rel_tol=0.02)
+        mismatch = _other_acquisition(base.info.acquisition, acq)
         if mismatch:
             raise ValueError(f"cannot fine-tune {config.init_from} for another acquisition: " + "; ".join(mismatch))
     if training_set is None:
