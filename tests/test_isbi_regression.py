@@ -53,3 +53,13 @@ def test_orientation_averaging_places_isbi_molecules_better(isbi_dir, isbi_score
     s50 = evaluate(gt, averaged, (50.0,), n_frames=12)[0]
     assert s50.rmse_nm < scores[50].rmse_nm - 0.3, (s50, scores[50])
     assert s50.jaccard > scores[50].jaccard - 0.5, (s50, scores[50])
+
+
+def test_no_isbi_frame_holds_an_outlier(isbi_dir):
+    """The outlier steps leave real crowded frames alone: no hot or dead pixel replaced, no
+    frame clipped as if it held a bead, in any of the 361 frames."""
+    from napari_deepcel0.core.frames import clip_bright_objects, replace_isolated_outliers
+
+    frames = read_stack(isbi_dir / "frames.tif")[:].astype(np.float32)
+    assert replace_isolated_outliers(frames, ISBI2013.sigma_px)[1] == 0
+    assert len(clip_bright_objects(frames)[1]) == 0

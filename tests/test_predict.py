@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from napari_deepcel0.core.acquisition import Acquisition
+from napari_deepcel0.core.acquisition import ISBI2013, Acquisition
 from napari_deepcel0.core.localize import find_peaks
 from napari_deepcel0.core.frames import FrameSourceError, frame_ranges, parse_frame_selection
 from napari_deepcel0.core.predict import (
@@ -368,7 +368,6 @@ def test_one_hot_or_dead_pixel_no_longer_spoils_its_frame():
     """Each frame is scaled by its minimum and maximum, so one pixel at 65,535 ADU left no
     localization in its frame and one at 0 gave five times too many; isolated outliers are
     now replaced by their neighbours' mean first, and clean frames are left alone."""
-    from napari_deepcel0.core.acquisition import ISBI2013
     from napari_deepcel0.core.frames import replace_isolated_outliers
     from napari_deepcel0.core.metrics import score
     from napari_deepcel0.core.simulate import GaussianSNRNoise, PhotonModel
@@ -401,6 +400,64 @@ def test_one_hot_or_dead_pixel_no_longer_spoils_its_frame():
     assert count == 2 and np.all(fixed == 100.0)
 
 
+def _with_bead(frames: np.ndarray, photons: float, saturate_at: float | None = None) -> np.ndarray:
+    """``frames`` plus a static bead of ``photons`` near the corner (6 um, 6 um)."""
+    import pandas as pd
+
+    from napari_deepcel0.core.simulate import render_frames
+
+    n, rows, cols = frames.shape
+    bead = pd.DataFrame({"frame": np.arange(1, n + 1), "x [nm]": 6000.0, "y [nm]": 6000.0,
+                         "intensity [photon]": photons})
+    light = render_frames(bead, ISBI2013, (rows, cols), n, None, 0)
+    out = frames.astype(np.float32) + (light - light.min())
+    return out if saturate_at is None else np.minimum(out, saturate_at)
+
+
+def test_a_bright_bead_no_longer_hides_the_molecules_of_its_frame():
+    """Each frame is scaled by its maximum: a bead of 20,000 photons among molecules of
+    600-900 left a third of the Jaccard away from it, one of 100,000 none."""
+    from napari_deepcel0.core.frames import BrightObjectWarning
+    from napari_deepcel0.core.metrics import score
+
+    frames, gt = simulate_stack(n_frames=4, shape=(64, 64), density_per_um2=2.0, structure="uniform", seed=5)
+    away = (gt["x [nm]"] < 5500) | (gt["y [nm]"] < 5500)
+
+    def jaccard(table):
+        return score(gt[away], table[(table["x [nm]"] < 5500) | (table["y [nm]"] < 5500)], 50.0).jaccard
+
+    model = DeepLocalizer(device="cpu")
+    clean = jaccard(localize(model, frames))
+    assert clean > 80
+    beaded = _with_bead(frames, 1e5)
+    assert jaccard(localize(model, beaded, fix_outlier_pixels=False)) < 10
+    with pytest.warns(BrightObjectWarning, match=r"frame 1 \(and 3 more in this batch\): an object \d+ times as bright"):
+        assert jaccard(localize(model, beaded)) > clean - 2
+
+
+def test_bright_objects_are_clipped_at_the_brightest_molecule_and_clean_frames_are_not():
+    from napari_deepcel0.core.frames import clip_bright_objects
+    from napari_deepcel0.core.simulate import GaussianSNRNoise, PhotonModel
+
+    frames, _ = simulate_stack(n_frames=3, shape=(64, 64), density_per_um2=6.0, seed=4)
+    beaded = frames.astype(np.float32)
+    beaded[1] = _with_bead(frames[1:2], 2e5)[0]
+    beaded[2] = _with_bead(frames[2:3], 2e5, saturate_at=float(frames[2].max()) * 10)[0]  # a flat top
+    clipped, which, ratios = clip_bright_objects(beaded)
+    assert which.tolist() == [1, 2] and np.all(ratios > 10)
+    assert np.array_equal(clipped[0], beaded[0])
+    for i in (1, 2):  # the molecules are untouched, the bead no brighter than the brightest of them
+        assert clipped[i].max() < 2 * frames[i].max()
+        kept = beaded[i] <= clipped[i].max()
+        assert np.array_equal(clipped[i][kept], beaded[i][kept])
+    # clean scenes: crowded, sparse, along filaments, broad brightness, Gaussian noise
+    scenes = [simulate_stack(n_frames=10, shape=(64, 64), density_per_um2=d, structure=st, seed=1,
+                             photons=PhotonModel(300, 3000, 0.9))[0] for d in (0.5, 2.0, 11.0) for st in ("uniform", "tubes")]
+    scenes.append(simulate_stack(n_frames=10, shape=(64, 64), seed=2, noise=GaussianSNRNoise((10.0, 10.0)))[0])
+    for scene in scenes:
+        assert len(clip_bright_objects(scene)[1]) == 0
+
+
 def test_frames_on_the_last_axis_are_suspected(tiny_model_path):
     """A (rows, cols, frames) array from MATLAB was localized as 32 frames of 32 x 4
     pixels without a word."""
@@ -419,7 +476,6 @@ def test_deepcel0_places_its_lone_spikes_off_the_pixel_centres():
     """70 % of the bundled model's maxima are lone spikes; the centre of mass left them
     on fine-pixel centres (quantised positions: RMSE 15.8 nm on sparse frames where the
     parabola through the output before the ReLU gives 13.9)."""
-    from napari_deepcel0.core.acquisition import ISBI2013
     from napari_deepcel0.core.metrics import score
     from napari_deepcel0.core.simulate import simulate_stack
 

@@ -160,8 +160,9 @@ def _add_acquisition_args(p, with_camera: bool = False, model: bool = False, sta
 
 def _outlier_pixels_arg(p) -> None:
     p.add_argument("--keep-outlier-pixels", action="store_true",
-                   help="do not replace isolated hot and dead pixels by their neighbours' mean before localizing "
-                        "(replaced by default: one such pixel spoils its frame's min/max scaling)")
+                   help="do not replace isolated hot and dead pixels by their neighbours' mean, nor clip objects "
+                        "far brighter than the molecules (fiducial beads), before localizing (done by default: one "
+                        "such pixel or object spoils its frame's min/max scaling)")
 
 
 def _device_args(p) -> None:

@@ -169,13 +169,16 @@ def select_layer(combo: ComboBox, layer) -> None:
 
 
 def outlier_pixels_checkbox() -> CheckBox:
-    """The option to replace isolated hot and dead pixels before localizing (on by
-    default; :func:`~napari_deepcel0.core.frames.replace_isolated_outliers`)."""
+    """The option to replace isolated hot and dead pixels and clip bright objects before
+    localizing (on by default; :func:`~napari_deepcel0.core.frames.replace_isolated_outliers`,
+    :func:`~napari_deepcel0.core.frames.clip_bright_objects`)."""
     return CheckBox(
-        text="replace isolated hot and dead pixels", value=True,
+        text="fix hot/dead pixels and bright objects", value=True,
         tooltip="replace a pixel far brighter or darker than all 8 of its neighbours (a hot, saturated or dead "
-                "camera pixel) by their mean before localizing: each frame is scaled by its minimum and maximum, "
-                "so one such pixel spoilt its whole frame; untick to localize the frames exactly as they are")
+                "camera pixel) by their mean, and clip an object more than 5 times as bright as the frame's "
+                "molecules (a fiducial bead) to the brightest molecule's level, before localizing: each frame is "
+                "scaled by its minimum and maximum, so one such pixel or object spoilt its whole frame; untick to "
+                "localize the frames exactly as they are")
 
 
 def replaced_pixels_text(n: int) -> str:

@@ -27,12 +27,14 @@ from .frames import (
     FrameSourceError,
     _frame_shape,
     check_finite,
+    clip_bright_objects,
     frame_count,
     frames_per_batch,
     iter_batches,
     parse_frame_selection,
     read_frames,
     replace_isolated_outliers,
+    warn_bright_objects,
 )
 from .io import INTENSITY
 from .localize import FRAME, empty_table, extract_localizations
@@ -337,7 +339,9 @@ def localize_stream(
     map's, by maximum likelihood on the camera frames, and adds ``uncertainty [nm]``
     (with the photometry columns: it is the same fit). ``fix_outlier_pixels`` replaces
     isolated hot and dead pixels by the mean of their neighbours first
-    (:func:`~.frames.replace_isolated_outliers`: one such pixel spoilt its whole frame).
+    (:func:`~.frames.replace_isolated_outliers`: one such pixel spoilt its whole frame)
+    and clips objects far brighter than the molecules, such as fiducial beads, with a
+    :class:`~.frames.BrightObjectWarning` (:func:`~.frames.clip_bright_objects`).
     """
     n = frame_count(source)
     if n == 0:
@@ -367,6 +371,7 @@ def localize_stream(
         raise ValueError(f"batch size must be a whole number >= 1, got {batch_size!r}")
     t0 = time.perf_counter()
     done = replaced = 0
+    bright_warned = False
     for idx in iter_batches(indices, frames_per_batch(batch_size, (rows, cols))):
         if is_cancelled(cancel):
             return
@@ -376,6 +381,10 @@ def localize_stream(
         if fix_outlier_pixels:
             block, count = replace_isolated_outliers(block, model.acquisition.sigma_px)
             replaced += count
+            block, clipped, ratios = clip_bright_objects(block)
+            if len(clipped) and not bright_warned:
+                warn_bright_objects(numbers[clipped], ratios)
+                bright_warned = True
         if hasattr(model, "read_out") and method == "peaks":
             maps, mass_scale, refine_maps, subpixel = model.read_out(block)
         else:
