@@ -64,6 +64,28 @@ def test_training_set_follows_the_paper_recipe():
     assert np.array_equal(again.inputs, ts.inputs) and np.array_equal(again.spikes, ts.spikes)
 
 
+def test_validation_patches_come_from_frames_no_training_patch_saw():
+    """Patches were drawn with replacement and split at random: with the paper's recipe
+    (10,000 patches from 20 frames) 21 % of the validation patches were copies of training
+    patches, and the rest overlapped them, so the best epoch followed the training fit."""
+    from napari_deepcel0.core.training import validation_split
+
+    cfg = TrainingDataConfig(n_patches=300, n_frames=6, sparse_fraction=0.2, sparse_density=(0.5, 1.0))
+    ts = make_training_set(ISBI2013, cfg)
+    assert ts.source_frames.shape == (300,) and len(np.unique(ts.source_frames)) > 6  # dense and sparse frames
+    val, train_ = validation_split(ts, 0.3, np.random.default_rng(0))
+    assert len(val) + len(train_) == 300 and len(np.intersect1d(val, train_)) == 0
+    assert not set(ts.source_frames[val]) & set(ts.source_frames[train_])
+    assert 0.3 <= len(val) / 300 < 0.6  # whole frames until the fraction is reached
+    flat = ts.inputs.reshape(300, -1)
+    assert len(np.unique(flat, axis=0)) == 300  # no patch drawn twice while there are enough
+    # unknown frames, or a single one: a random split of the patches
+    from dataclasses import replace
+
+    val, train_ = validation_split(replace(ts, source_frames=None), 0.3, np.random.default_rng(0))
+    assert len(val) == 90 and len(train_) == 210
+
+
 def test_paper_preset():
     cfg = TrainingDataConfig.paper()
     assert cfg.n_frames == 20 and cfg.snr_fraction == 1.0 and cfg.n_patches == 10000 and cfg.patch_size == 26

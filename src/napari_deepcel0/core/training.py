@@ -190,6 +190,27 @@ def _notebook_norm() -> float:
     return float(np.sqrt((gaussian_kernel_2d() ** 2).sum()))
 
 
+def validation_split(training_set: TrainingSet, fraction: float, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """(validation, training) patch indices, about ``fraction`` of the patches for
+    validation, cut from simulated frames that no training patch comes from (patches of
+    one frame overlap and share its noise: a random split validated on what it trained
+    on), whole frames in random order until the fraction is reached; a random split of
+    the patches when their frames are unknown or fewer than two."""
+    n = len(training_set)
+    n_val = max(1, int(round(fraction * n)))
+    if n - n_val < 1:
+        raise ValueError(f"{n} patches are too few for a {fraction:.0%} validation split")
+    source = training_set.source_frames
+    if source is None or len(np.unique(source)) < 2:
+        order = rng.permutation(n)
+        return order[:n_val], order[n_val:]
+    frames, counts = np.unique(source, return_counts=True)
+    order = rng.permutation(len(frames))
+    # whole frames until the fraction is reached, at least one frame left for training
+    taken = min(int(np.searchsorted(np.cumsum(counts[order]), n_val)) + 1, len(frames) - 1)
+    is_val = np.isin(source, frames[order[:taken]])
+    return np.flatnonzero(is_val), np.flatnonzero(~is_val)
+
 
 def _other_acquisition(base: Acquisition, acq: Acquisition, rel_tol: float = 0.02) -> list[str]:
     """How ``acq`` differs from a base model's, for a fine-tune: pixel size and FWHM
@@ -238,12 +259,8 @@ def train(
         if progress:
             progress(Progress(0, config.epochs, 0, 0, math.nan, math.nan, math.nan, config.lr, stage="data"))
         training_set = make_training_set(acq, config.data, cancel=cancel)
-    n = len(training_set)
-    order = rng.permutation(n)
-    n_val = max(1, int(round(config.val_fraction * n)))
-    if n - n_val < 1:
-        raise ValueError(f"{n} patches are too few for a {config.val_fraction:.0%} validation split")
-    val_idx, train_idx = order[:n_val], order[n_val:]
+    val_idx, train_idx = validation_split(training_set, config.val_fraction, rng)
+    n_val = len(val_idx)
 
     L = acq.upsampling
     model = LocalizationNet(config.head)

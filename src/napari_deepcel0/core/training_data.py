@@ -168,7 +168,9 @@ class TrainingSet:
 
     ``inputs``: (n, P, P) float32, camera resolution, normalised and standardised;
     ``spikes``: (n, P*L, P*L) uint8 emitter counts on the fine grid;
-    ``mean``/``std``: the standardisation constants; ``target_scale``: ``s``.
+    ``mean``/``std``: the standardisation constants; ``target_scale``: ``s``;
+    ``source_frames``: (n,) the simulated frame each patch was cut from (None: unknown),
+    so that the validation patches can come from frames that no training patch saw.
     """
 
     inputs: np.ndarray
@@ -177,6 +179,7 @@ class TrainingSet:
     std: float
     target_scale: float
     config: TrainingDataConfig = field(default_factory=TrainingDataConfig)
+    source_frames: np.ndarray | None = None
 
     def __len__(self) -> int:
         return len(self.inputs)
@@ -274,11 +277,13 @@ def _patch_origins(acq: Acquisition, cfg: TrainingDataConfig, emitters: pd.DataF
 
 
 def _cut_patches(acq: Acquisition, cfg: TrainingDataConfig, frames: np.ndarray, emitters: pd.DataFrame,
-                 origins, n: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
-    """``n`` patches drawn from ``origins``: min/max-scaled inputs and fine-grid emitter counts."""
+                 origins, n: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``n`` patches drawn from ``origins``, each at most once while there are enough:
+    min/max-scaled inputs, fine-grid emitter counts, and the frame of each."""
     L, P = acq.upsampling, cfg.patch_size
     fine = fine_grid_maps(emitters, acq, acq.fine_shape(frames.shape[1:]), len(frames)).astype(np.uint8)
-    pick = rng.integers(0, len(origins[0]), size=n)
+    # with replacement, the paper's 10,000 patches from 20 frames held 20 % duplicates
+    pick = rng.choice(len(origins[0]), size=n, replace=n > len(origins[0]))
     f_idx, r_idx, c_idx = (o[pick] for o in origins)
     win = np.arange(P)
     inputs = frames[f_idx[:, None, None], r_idx[:, None, None] + win[None, :, None], c_idx[:, None, None] + win[None, None, :]]
@@ -286,7 +291,7 @@ def _cut_patches(acq: Acquisition, cfg: TrainingDataConfig, frames: np.ndarray, 
     spikes = fine[
         f_idx[:, None, None], (r_idx * L)[:, None, None] + wf[None, :, None], (c_idx * L)[:, None, None] + wf[None, None, :]
     ]
-    return minmax_scale(inputs), spikes
+    return minmax_scale(inputs), spikes, f_idx
 
 
 def make_training_set(acq: Acquisition, cfg: TrainingDataConfig = TrainingDataConfig(), cancel=None) -> TrainingSet:
@@ -302,16 +307,18 @@ def make_training_set(acq: Acquisition, cfg: TrainingDataConfig = TrainingDataCo
             f"no {P}x{P} patch holds {cfg.min_emitters} emitters at density {cfg.density_per_um2}/um^2; "
             "raise the density or lower min_emitters"
         )
-    inputs, spikes = _cut_patches(acq, cfg, frames, emitters, origins, cfg.n_patches - n_sparse, rng)
+    inputs, spikes, source = _cut_patches(acq, cfg, frames, emitters, origins, cfg.n_patches - n_sparse, rng)
     if n_sparse:
         n_frames = max(1, int(round(cfg.n_frames * cfg.sparse_fraction)))
         frames, emitters = _simulate_sparse_frames(acq, cfg, n_frames, rng, cancel)
         origins = _patch_origins(acq, cfg, emitters, n_frames, 0)
-        sparse_inputs, sparse_spikes = _cut_patches(acq, cfg, frames, emitters, origins, n_sparse, rng)
+        sparse_inputs, sparse_spikes, sparse_source = _cut_patches(acq, cfg, frames, emitters, origins, n_sparse, rng)
         inputs = np.concatenate([inputs, sparse_inputs])
         spikes = np.concatenate([spikes, sparse_spikes])
+        source = np.concatenate([source, cfg.n_frames + sparse_source])  # frames of their own
     L = acq.upsampling
     mean, std = float(inputs.mean()), float(inputs.std())
     std = std if std > 0 else 1.0
     scale = default_target_scale(L, cfg.min_emitters) if cfg.target_scale is None else cfg.target_scale
-    return TrainingSet(((inputs - mean) / std).astype(np.float32), spikes, mean, std, float(scale), cfg)
+    return TrainingSet(((inputs - mean) / std).astype(np.float32), spikes, mean, std, float(scale), cfg,
+                       source.astype(np.int64))
