@@ -299,6 +299,24 @@ def test_a_fine_tune_simulates_the_base_models_camera(tmp_path, capsys):
     assert "(default: the --init-from model's, else 1)" in main_help("train")
 
 
+def test_a_diverged_training_names_the_checkpoint_it_leaves(tmp_path, capsys, monkeypatch):
+    from napari_deepcel0.core import training
+
+    real_train = training.train
+
+    def diverges_in_epoch_2(acq, config, progress=None, cancel=None, on_best=None):
+        on_best(real_train(acq, config))  # epoch 1 improved and was checkpointed
+        raise training.TrainingDivergedError("the training loss became nan at epoch 2; training stopped")
+
+    monkeypatch.setattr(training, "train", diverges_in_epoch_2)
+    out = tmp_path / "m.safetensors"
+    assert main(["train", "--out", str(out), "--epochs", "1", "--patches", "16", "--sim-frames", "2",
+                 "--max-steps-per-epoch", "1", "--batch-size", "4", "--device", "cpu", "--precision", "fp32"]) == 2
+    err = capsys.readouterr().err
+    assert f"the best model before that is in {tmp_path / 'm.partial.safetensors'}" in err
+    assert not out.exists() and (tmp_path / "m.partial.safetensors").is_file()
+
+
 def main_help(command: str) -> str:
     parser = build_parser()
     return next(a for a in parser._subparsers._group_actions[0].choices.items() if a[0] == command)[1].format_help()

@@ -274,7 +274,7 @@ def cmd_train(args) -> int:
     from .core.cancel import Cancelled
     from .core.io import check_output_path
     from .core.model_io import checkpoint_path, read_model_info, save_checkpoint, save_final
-    from .core.training import train
+    from .core.training import TrainingDivergedError, train
 
     out = Path(args.out)
     if args.time_limit is not None and not (math.isfinite(args.time_limit) and args.time_limit > 0):
@@ -327,6 +327,10 @@ def cmd_train(args) -> int:
         except Cancelled:  # stopped while simulating the training set or before the first step
             print("stopped before the first training step: no model was saved", file=sys.stderr)
             return 128 + int(stop.signum or signal.SIGINT)
+        except TrainingDivergedError as exc:
+            if checkpoint_path(out).is_file():  # the best epoch before it diverged
+                raise TrainingDivergedError(f"{exc}; the best model before that is in {checkpoint_path(out)}") from None
+            raise
     path = save_final(out, result, notes=args.notes or "")
     print(f"wrote {path} (best epoch {result.best_epoch}, {result.seconds:.0f} s on {result.device}, "
           f"{result.precision}{', cancelled' if result.cancelled else ''})")
