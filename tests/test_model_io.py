@@ -138,7 +138,10 @@ def test_bundled_model_loads():
     (lambda d: d.update(notes=[]), "'notes' should be a str"),
     # these raised TypeError or OverflowError tracebacks
     (lambda d: d.update(method=["deepcel0"]), "do not belong together"),
-    (lambda d: d.update(norm_std=10**400), "incomplete or invalid metadata"),
+    (lambda d: d.update(norm_std=10**400), "no number where one belongs: norm_std=1000"),
+    # these loaded as numbers (float("0.1"), float(True))
+    (lambda d: d.update(norm_mean="0.1"), "no number where one belongs: norm_mean='0.1'"),
+    (lambda d: d.update(lam=True), "no number where one belongs: lam=True"),
     (lambda d: d["acquisition"].update(pixel_size_nm=10**400), "incomplete or invalid metadata"),
     (lambda d: d.update(history=[{"epoch": 1, "val_loss": 10**400}]), "one record of numbers per epoch"),
     (lambda d: d.update(history=[{"epoch": True}]), "one record of numbers per epoch"),

@@ -239,9 +239,14 @@ def _info_from_dict(path, d: dict) -> ModelInfo:
         _fail(path, f"the acquisition in the metadata lacks {missing}")
     try:
         acq = Acquisition.from_dict(d["acquisition"])
-        numbers = {k: float(d[k]) for k in ("norm_mean", "norm_std", "target_scale", "spike_value", "lam")}
+        numbers = {k: d[k] for k in ("norm_mean", "norm_std", "target_scale", "spike_value", "lam")}
     except (KeyError, TypeError, ValueError, OverflowError) as exc:  # OverflowError: a 400-digit integer
         _fail(path, f"incomplete or invalid metadata ({exc})")
+    not_numbers = [k for k, v in numbers.items() if not _is_float(v)]  # "0.1" and true read as numbers
+    if not_numbers:
+        _fail(path, "metadata holds no number where one belongs: " + ", ".join(f"{k}={numbers[k]!r}"
+                                                                             for k in not_numbers))
+    numbers = {k: float(v) for k, v in numbers.items()}
     if not all(math.isfinite(v) for v in numbers.values()):
         _fail(path, "metadata holds a NaN or infinite number ("
                     + ", ".join(k for k, v in numbers.items() if not math.isfinite(v)) + ")")
