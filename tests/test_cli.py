@@ -750,3 +750,16 @@ def test_localize_replaces_a_hot_pixel_unless_asked_to_keep_it(simulated, tmp_pa
                  "--max-outer", "2", "--max-inner", "5"]) == 0
     assert "replaced 2 isolated hot or dead pixels" in capsys.readouterr().err  # CEL0 says it too
     assert len(tables["kept"]) != len(tables["clean"])  # the hot pixel spoils the frames' scaling
+
+
+def test_localize_says_in_how_many_frames_it_dimmed_a_bead(simulated, tmp_path, capsys):
+    from napari_deepcel0.core.io import write_tiff
+
+    with read_stack(simulated / "frames.tif") as stack:
+        frames = stack[0:3].astype(np.float32)
+    frames[:, 18:23, 18:23] += 60000.0 * np.exp(-((np.arange(5) - 2.0)[:, None] ** 2 + (np.arange(5) - 2.0) ** 2) / 2.4)
+    write_tiff(tmp_path / "bead.tif", frames.astype(np.uint16), pixel_size_nm=100.0)
+    assert main(["localize", str(tmp_path / "bead.tif"), "--out", str(tmp_path / "l.csv"), "--device", "cpu"]) == 0
+    err = capsys.readouterr().err
+    assert "warning: frame 1 (and 2 more in this batch): an object" in err  # once
+    assert "dimmed an object far brighter than the molecules (a bead?) in 3 frames" in err

@@ -120,7 +120,7 @@ def _acquisition(args, defaults: Acquisition | None = None, stack_pixel_nm: floa
 def _orientations_arg(p) -> None:
     p.add_argument("--orientations", type=int, choices=(1, 4, 8), default=1,
                    help="average the maps of the frame's 4 flips or 8 flips and turns for the sub-pixel "
-                        "positions (4 or 8 times slower; about -1 nm RMSE; default 1: off)")
+                        "positions (4 or 8 times slower; ISBI 2013: RMSE 24.6 -> 24.1 nm; default 1: off)")
 
 
 def _averaging_text(orientations: int) -> str:
@@ -160,7 +160,7 @@ def _add_acquisition_args(p, with_camera: bool = False, model: bool = False, sta
 
 def _outlier_pixels_arg(p) -> None:
     p.add_argument("--keep-outlier-pixels", action="store_true",
-                   help="do not replace isolated hot and dead pixels by their neighbours' mean, nor clip objects "
+                   help="do not replace isolated hot and dead pixels by their neighbours' mean, nor dim objects "
                         "far brighter than the molecules (fiducial beads), before localizing (done by default: one "
                         "such pixel or object spoils its frame's min/max scaling)")
 
@@ -475,13 +475,13 @@ def render_image_for_png(image):
 def _run_stream(model, stack, args, label: str):
     from .core.predict import localize
 
-    bar = {"bar": None, "replaced": 0}
+    bar = {"bar": None, "replaced": 0, "dimmed": 0}
 
     def progress(r):
         if bar["bar"] is None:
             bar["bar"] = ProgressBar(r.total, label)
         bar["bar"].update(r.done, f"{r.frames_per_second:.1f} frames/s{r.time_left()}", force=r.done == r.total)
-        bar["replaced"] = r.pixels_replaced
+        bar["replaced"], bar["dimmed"] = r.pixels_replaced, r.frames_dimmed
 
     table = localize(model, stack, frames=args.frames, threshold=args.threshold, batch_size=args.batch_size,
                      method=getattr(args, "method", "peaks"), progress=progress,
@@ -489,15 +489,19 @@ def _run_stream(model, stack, args, label: str):
                      fix_outlier_pixels=not args.keep_outlier_pixels)
     if bar["bar"]:
         bar["bar"].close()
-    note_replaced_pixels(bar["replaced"])
+    note_replaced_pixels(bar["replaced"], bar["dimmed"])
     return table
 
 
-def note_replaced_pixels(n: int) -> None:
-    """Say, once a run has ended, how many hot or dead pixels were replaced (if any)."""
+def note_replaced_pixels(n: int, dimmed: int = 0) -> None:
+    """Say, once a run has ended, how many hot or dead pixels were replaced and in how
+    many frames bright objects were dimmed (if any)."""
     if n:
         print(f"note: replaced {n} isolated hot or dead pixel{'' if n == 1 else 's'} by the mean of their neighbours "
               "(--keep-outlier-pixels keeps them)", file=sys.stderr)
+    if dimmed:
+        print(f"note: dimmed an object far brighter than the molecules (a bead?) in {dimmed} frame"
+              f"{'' if dimmed == 1 else 's'} (--keep-outlier-pixels keeps the frames as they are)", file=sys.stderr)
 
 
 def _read_ground_truth(args, acq):

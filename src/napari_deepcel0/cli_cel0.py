@@ -103,7 +103,7 @@ def _localize(args, stack, acq) -> int:
 
     total = len(parse_frame_selection(args.frames, len(stack)))
     bar = ProgressBar(total, "cel0")
-    finished = [0, 0]  # frames of earlier batches, hot/dead pixels replaced
+    finished = [0, 0, 0]  # frames of earlier batches, hot/dead pixels replaced, frames dimmed
 
     def solver_progress(p):
         bar.update(finished[0] + p.total - p.active, f"batch: outer iteration {p.outer}, {p.active} frame(s) iterating")
@@ -118,13 +118,13 @@ def _localize(args, stack, acq) -> int:
 
     def batch_done(result):
         records.extend(model.last_records)
-        finished[:] = result.done, result.pixels_replaced
+        finished[:] = result.done, result.pixels_replaced, result.frames_dimmed
         bar.update(result.done, f"{result.frames_per_second:.2f} frames/s{result.time_left()}", force=True)
 
     table = localize(model, stack, frames=args.frames, threshold=args.threshold, batch_size=model.batch_size,
                      method=args.method, progress=batch_done, fix_outlier_pixels=not args.keep_outlier_pixels)
     bar.close()
-    note_replaced_pixels(finished[1])
+    note_replaced_pixels(finished[1], finished[2])
     outer = np.array([r.outer_iterations for r in records])
     inner = np.array([r.inner_iterations for r in records])
     n_conv = sum(r.converged for r in records)

@@ -150,6 +150,7 @@ class Cel0Widget(Container):
         self._done_frames = {method: 0 for method in self._outputs}
         self._seconds = {method: 0.0 for method in self._outputs}
         self._pixels_replaced = 0  # in CEL0's frames (DeepCEL0 localizes the same frames)
+        self._frames_dimmed = 0
         self.summary.value = ""
         show_first_frame_unless_shown(self.viewer, layer, frames)
         self.job.start(_compare_job, acq, layer.data, frames, solver, self.device.value,
@@ -171,6 +172,7 @@ class Cel0Widget(Container):
         self._seconds[method] = result.elapsed_s
         if method == CEL0:
             self._pixels_replaced = result.pixels_replaced
+            self._frames_dimmed = result.frames_dimmed
         self.job.report(sum(self._done_frames.values()), self._total,
                         f"{method}: {result.done}/{result.total} frames, {counted(output.count, 'localization')}")
 
@@ -185,8 +187,8 @@ class Cel0Widget(Container):
             output.finish()
         parts = [f"{method}: {counted(output.count, 'localization')} in {counted(self._done_frames[method], 'frame')} "
                  f"({self._seconds[method]:.1f} s)" for method, output in self._outputs.items()]
-        if self._pixels_replaced:
-            parts.append(replaced_pixels_text(self._pixels_replaced))
+        if self._pixels_replaced or self._frames_dimmed:
+            parts.append(replaced_pixels_text(self._pixels_replaced, self._frames_dimmed))
         self.summary.value = "; ".join(parts)
         if self.job.error is None:
             self.job.status.value = (f"CEL0-IRL1 {'cancelled' if self.job.cancelled else 'finished'} "

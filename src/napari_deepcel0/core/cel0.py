@@ -60,7 +60,7 @@ from .devices import resolve_device
 from .frames import (
     FrameSourceError,
     check_finite,
-    clip_bright_objects,
+    dim_bright_objects,
     frame_count,
     parse_frame_selection,
     read_frames,
@@ -692,9 +692,9 @@ def lambda_sweep(
     distance
         How ``tol_nm`` is measured (see :func:`~napari_deepcel0.core.metrics.match_points`).
     fix_outlier_pixels
-        Replace isolated hot and dead pixels and clip objects far brighter than the
+        Replace isolated hot and dead pixels and dim objects far brighter than the
         molecules first, as :func:`~.predict.localize` does
-        (:func:`~.frames.replace_isolated_outliers`, :func:`~.frames.clip_bright_objects`), so that lambda is chosen on the
+        (:func:`~.frames.replace_isolated_outliers`, :func:`~.frames.dim_bright_objects`), so that lambda is chosen on the
         input it will be used on.
 
     Returns
@@ -727,9 +727,9 @@ def lambda_sweep(
     check_finite(block, numbers)  # named by their stack numbers, before prepare_frames would number them 1..n
     if fix_outlier_pixels:
         block, _ = replace_isolated_outliers(block, acquisition.sigma_px)
-        block, clipped, ratios = clip_bright_objects(block)
-        if len(clipped):
-            warn_bright_objects(numbers[clipped], ratios)
+        block, changed, ratios = dim_bright_objects(block, acquisition.sigma_px)
+        if len(changed):
+            warn_bright_objects(numbers[changed], ratios)
     y, scale = prepare_frames(block, background)
     op = AcquisitionOperator(acquisition, y.shape[-2:], device=resolve_device(device))
     y_t = torch.as_tensor(y, device=op.device)

@@ -203,49 +203,54 @@ def replace_isolated_outliers(frames: np.ndarray, psf_sigma_px: float) -> tuple[
     return f, len(frame)
 
 
-#: a frame's brightest object is clipped when it is this many times as bright (above the
-#: frame's median) as the frame's bright molecules (the 75th percentile of its other
-#: peaks); clean frames stay under 3.3 (ISBI 2013, simulated scenes of 0.5-11 molecules
-#: per um^2), a bead that hid the molecules around it reached 6.6 to 100
+#: an object is dimmed when it is more than this many times as bright (above the frame's
+#: median) as the frame's bright molecules (the 75th percentile of its other peaks):
+#: beads that hid the molecules around them reached 6.6 to 1,000
 BRIGHT_OBJECT_RATIO = 5.0
 #: peaks a frame needs (above :data:`OUTLIER_NOISE_SIGMAS` noise) before its brightest
 #: can be judged against the others
-BRIGHT_OBJECT_MIN_PEAKS = 5
+BRIGHT_OBJECT_MIN_PEAKS = 3
+#: the light of a dimmed object is scaled down within this many PSF sigmas of its peak
+BRIGHT_OBJECT_RADIUS_SIGMAS = 4.0
 
 
 class BrightObjectWarning(UserWarning):
-    """Frames held an object far brighter than their molecules, clipped before localizing."""
+    """Frames held an object far brighter than their molecules, dimmed before localizing."""
 
 
 def warn_bright_objects(frame_numbers: np.ndarray, ratios: np.ndarray) -> None:
-    """The warning of :func:`clip_bright_objects` for the 1-based ``frame_numbers`` it
-    clipped (once per run: the caller says when)."""
+    """The warning of :func:`dim_bright_objects` for the 1-based ``frame_numbers`` it
+    changed (once per run: the caller says when)."""
     warnings.warn(f"frame {int(frame_numbers[0])}"
                   + (f" (and {len(frame_numbers) - 1} more in this batch)" if len(frame_numbers) > 1 else "")
                   + f": an object {float(ratios[0]):.0f} times as bright as the frame's molecules (a fiducial bead? a "
-                  "bright spot?) was clipped to the brightest molecule's level before localizing: each frame is "
+                  "bright spot?) was dimmed to the brightest molecule's level before localizing: each frame is "
                   "scaled by its maximum, and such an object hid the molecules around it. Its own localizations are "
-                  "not molecules: crop or mask it away. Shown once a run; keeping outlier pixels "
-                  "(--keep-outlier-pixels) leaves the frames as they are", BrightObjectWarning, stacklevel=3)
+                  "not molecules: crop or mask it away, or filter them out. Shown once a run; turning the outlier "
+                  "fix off leaves the frames as they are", BrightObjectWarning, stacklevel=3)
 
 
-def clip_bright_objects(frames: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def dim_bright_objects(frames: np.ndarray, psf_sigma_px: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """``frames`` (n, rows, cols) float32 with objects far brighter than the frame's
-    molecules clipped, the 0-based indices of the frames clipped, and for each of them
-    how many times the object outshone the molecules.
+    molecules dimmed, the 0-based indices of the frames changed, and for each of them how
+    many times its brightest object outshone the molecules.
 
     The networks and CEL0 scale each frame by its minimum and maximum, as in training, where
     the brightest thing in a patch is a molecule. One fiducial bead 20,000 photons bright
     among molecules of 600-900 photons left 36 % Jaccard away from it instead of 87 %, at
     100,000 photons none. Peaks are the maxima of the frame smoothed over 3 x 3 pixels
     within 5 x 5, higher than :data:`OUTLIER_NOISE_SIGMAS` noise standard deviations
-    above the median (the pixels of a saturated plateau, of one value, count once). When
-    the brightest is more than :data:`BRIGHT_OBJECT_RATIO` times the 75th percentile of
-    the others, the frame is clipped at the brightest peak under that bound, so that the
-    brightest molecule sets the frame's scale again (the same scenes: 87.4 % and 87.4 %).
-    Clean frames are left as they are."""
+    above the median (peaks of one value, as on a saturated plateau, count once); a frame
+    whose noise reads as zero (photon counts with no read noise) is left alone. When the
+    brightest of at least :data:`BRIGHT_OBJECT_MIN_PEAKS` is more than
+    :data:`BRIGHT_OBJECT_RATIO` times the 75th percentile of the others, each peak above
+    that bound has its light above the median scaled down, within
+    :data:`BRIGHT_OBJECT_RADIUS_SIGMAS` PSF sigmas (``psf_sigma_px`` camera pixels), to
+    the brightest peak under the bound: it keeps a molecule's shape (a clipped, flat top
+    gave a very bright real molecule three localizations), and the brightest molecule
+    sets the frame's scale again. Clean frames are left as they are."""
     f = np.array(frames, dtype=np.float32, copy=True)
-    clipped, ratios = [], []
+    changed, ratios = [], []
     if f.ndim != 3 or min(f.shape[-2:]) < 3:
         return f, np.zeros(0, np.int64), np.zeros(0)
     median, _, noise = _frame_statistics(f)
@@ -256,16 +261,26 @@ def clip_bright_objects(frames: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.
     frame, row, col = np.nonzero((smooth == local_max) & (above > OUTLIER_NOISE_SIGMAS * noise[:, None, None]))
     heights = above[frame, row, col]
     starts = np.searchsorted(frame, np.arange(len(f) + 1))
-    for i in np.flatnonzero(np.diff(starts) >= BRIGHT_OBJECT_MIN_PEAKS):
-        h = np.unique(heights[starts[i]:starts[i + 1]])[::-1]  # descending; a plateau once
+    w = int(np.ceil(BRIGHT_OBJECT_RADIUS_SIGMAS * psf_sigma_px)) + 1
+    for i in np.flatnonzero((np.diff(starts) >= BRIGHT_OBJECT_MIN_PEAKS) & (noise > 0)):
+        peaks = slice(starts[i], starts[i + 1])
+        h = np.unique(heights[peaks])[::-1]  # descending; a plateau once
         if len(h) < BRIGHT_OBJECT_MIN_PEAKS:
             continue
-        reference = h[1:][int(0.25 * (len(h) - 2))]  # the others' 75th percentile
-        if h[0] > BRIGHT_OBJECT_RATIO * reference:
-            f[i] = np.minimum(f[i], median[i] + h[h <= BRIGHT_OBJECT_RATIO * reference][0])
-            clipped.append(i)
-            ratios.append(h[0] / reference)
-    return f, np.asarray(clipped, np.int64), np.asarray(ratios)
+        bound = BRIGHT_OBJECT_RATIO * h[1:][int(0.25 * (len(h) - 2))]  # x the others' 75th percentile
+        if h[0] <= bound:
+            continue
+        level = h[h <= bound][0]  # the brightest molecule
+        brightest_first = np.argsort(-heights[peaks], kind="stable")
+        for r, c in zip(row[peaks][brightest_first], col[peaks][brightest_first]):
+            peak = f[i, r, c] - median[i]  # as dimmed so far (a molecule on the object's flank, a plateau)
+            if peak > bound:
+                window = f[i, max(r - w, 0):r + w + 1, max(c - w, 0):c + w + 1]
+                lit = window > median[i]
+                window[lit] = median[i] + (window[lit] - median[i]) * (level / peak)
+        changed.append(i)
+        ratios.append(h[0] / (bound / BRIGHT_OBJECT_RATIO))
+    return f, np.asarray(changed, np.int64), np.asarray(ratios)
 
 
 def _frame_statistics(f: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

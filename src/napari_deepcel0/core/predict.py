@@ -27,7 +27,7 @@ from .frames import (
     FrameSourceError,
     _frame_shape,
     check_finite,
-    clip_bright_objects,
+    dim_bright_objects,
     frame_count,
     frames_per_batch,
     iter_batches,
@@ -131,7 +131,8 @@ class DeepLocalizer:
         and quarter turns (8), and take the sub-pixel position of each molecule from
         the average of the maps turned back (:meth:`refinement_maps`). Detection and
         confidence stay those of the plain map. Costs 4 or 8 times the network time;
-        on the ISBI 2013 stack 8 gave +0.6 point of Jaccard and -0.9 nm RMSE
+        on the ISBI 2013 stack 8 gave +0.4 point of Jaccard and -0.5 nm RMSE over
+        the parabola read-out
         (``benchmarks/isbi.py --orientations 8``, docs/benchmarks.md). With 1, each
         maximum is placed by a parabola through the network's output before its ReLU
         (:meth:`read_out`).
@@ -259,6 +260,7 @@ class BatchResult:
     total: int  # frames to process
     elapsed_s: float
     pixels_replaced: int = 0  # isolated hot/dead pixels replaced so far (fix_outlier_pixels)
+    frames_dimmed: int = 0  # frames whose bright objects (beads) were dimmed so far (fix_outlier_pixels)
 
     @property
     def frames_per_second(self) -> float:
@@ -340,8 +342,8 @@ def localize_stream(
     (with the photometry columns: it is the same fit). ``fix_outlier_pixels`` replaces
     isolated hot and dead pixels by the mean of their neighbours first
     (:func:`~.frames.replace_isolated_outliers`: one such pixel spoilt its whole frame)
-    and clips objects far brighter than the molecules, such as fiducial beads, with a
-    :class:`~.frames.BrightObjectWarning` (:func:`~.frames.clip_bright_objects`).
+    and dims objects far brighter than the molecules, such as fiducial beads, with a
+    :class:`~.frames.BrightObjectWarning` (:func:`~.frames.dim_bright_objects`).
     """
     n = frame_count(source)
     if n == 0:
@@ -370,8 +372,7 @@ def localize_stream(
     if not (is_whole_number(batch_size) and batch_size >= 1):
         raise ValueError(f"batch size must be a whole number >= 1, got {batch_size!r}")
     t0 = time.perf_counter()
-    done = replaced = 0
-    bright_warned = False
+    done = replaced = dimmed = 0
     for idx in iter_batches(indices, frames_per_batch(batch_size, (rows, cols))):
         if is_cancelled(cancel):
             return
@@ -381,10 +382,10 @@ def localize_stream(
         if fix_outlier_pixels:
             block, count = replace_isolated_outliers(block, model.acquisition.sigma_px)
             replaced += count
-            block, clipped, ratios = clip_bright_objects(block)
-            if len(clipped) and not bright_warned:
-                warn_bright_objects(numbers[clipped], ratios)
-                bright_warned = True
+            block, changed, ratios = dim_bright_objects(block, model.acquisition.sigma_px)
+            if len(changed) and not dimmed:
+                warn_bright_objects(numbers[changed], ratios)
+            dimmed += len(changed)
         if hasattr(model, "read_out") and method == "peaks":
             maps, mass_scale, refine_maps, subpixel = model.read_out(block)
         else:
@@ -395,7 +396,7 @@ def localize_stream(
         maps_out = maps.cpu().numpy() if keep_maps else None
         if not photometry:
             done += len(idx)
-            yield BatchResult(numbers, table, maps_out, done, len(indices), time.perf_counter() - t0, replaced)
+            yield BatchResult(numbers, table, maps_out, done, len(indices), time.perf_counter() - t0, replaced, dimmed)
             continue
         if done == 0:
             warn_if_below_offset(block, model.acquisition)
@@ -408,7 +409,7 @@ def localize_stream(
                                   model.acquisition, [number], fit_positions=fit_positions)
             done += 1
             yield BatchResult(numbers[i : i + 1], part, None if maps_out is None else maps_out[i : i + 1], done,
-                              len(indices), time.perf_counter() - t0, replaced)
+                              len(indices), time.perf_counter() - t0, replaced, dimmed)
 
 
 def localize(model: MapModel, source, frames=None, threshold=None, batch_size=None, method="peaks",
