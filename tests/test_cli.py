@@ -316,6 +316,13 @@ def test_a_diverged_training_names_the_checkpoint_it_leaves(tmp_path, capsys, mo
     assert f"the best model before that is in {tmp_path / 'm.partial.safetensors'}" in err
     assert not out.exists() and (tmp_path / "m.partial.safetensors").is_file()
 
+    def diverges_in_epoch_1(acq, config, progress=None, cancel=None, on_best=None):
+        raise training.TrainingDivergedError("the training loss became nan at epoch 1; training stopped")
+
+    monkeypatch.setattr(training, "train", diverges_in_epoch_1)  # the checkpoint on disk is the last run's
+    assert main(["train", "--out", str(out), "--epochs", "1", "--device", "cpu"]) == 2
+    assert "best model before that" not in capsys.readouterr().err
+
 
 def main_help(command: str) -> str:
     parser = build_parser()

@@ -84,6 +84,15 @@ def test_large_inputs_run_in_tiles_that_give_the_same_map(shape):
     torch.testing.assert_close(tiled, whole, rtol=1e-5, atol=1e-5)
 
 
+def test_the_tile_side_is_a_multiple_of_8():
+    net = LocalizationNet()
+    for bad in (20, 0, 7.5, True):
+        with pytest.raises(ValueError, match="multiple of 8"):
+            net.tile_side = bad
+    net.tile_side = 64
+    assert net.tile_side == 64
+
+
 def test_training_does_not_tile():  # BatchNorm uses each batch's statistics in training
     net = LocalizationNet().train()
     net.tile_side = 32

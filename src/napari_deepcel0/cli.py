@@ -315,11 +315,13 @@ def cmd_train(args) -> int:
             bar["bar"] = ProgressBar(p.steps, f"epoch {p.epoch}/{p.epochs}")
         bar["bar"].update(p.step, f"loss {p.loss:.4f}{p.time_left()}")
 
+    saved = []
+
     def checkpoint(best):
         # the best model so far is on disk after every improving epoch (the write is
         # atomic), so a killed run still leaves a usable model behind: beside --out, which
         # may hold a good model of an earlier run until this one ends
-        save_checkpoint(out, best, notes=args.notes or "")
+        saved.append(save_checkpoint(out, best, notes=args.notes or ""))
 
     with stop_on_first_interrupt() as stop:
         try:
@@ -328,7 +330,7 @@ def cmd_train(args) -> int:
             print("stopped before the first training step: no model was saved", file=sys.stderr)
             return 128 + int(stop.signum or signal.SIGINT)
         except TrainingDivergedError as exc:
-            if checkpoint_path(out).is_file():  # the best epoch before it diverged
+            if saved:  # the best epoch before it diverged (not a file an earlier run left)
                 raise TrainingDivergedError(f"{exc}; the best model before that is in {checkpoint_path(out)}") from None
             raise
     path = save_final(out, result, notes=args.notes or "")

@@ -56,8 +56,18 @@ class LocalizationNet(nn.Module):
         self.enc1, self.enc2, self.enc3, self.bottleneck = _block(1, c1), _block(c1, c2), _block(c2, c3), _block(c3, c4)
         self.dec3, self.dec2, self.dec1 = _block(c4, c3), _block(c3, c2), _block(c2, c1)
         self.out = nn.Conv2d(c1, 1, 1, bias=False)
-        #: inputs larger than this (fine pixels, a multiple of 8) on a side run in tiles
         self.tile_side = 1024
+
+    @property
+    def tile_side(self) -> int:
+        """Inputs larger than this (fine pixels, a multiple of 8) on a side run in tiles."""
+        return self._tile_side
+
+    @tile_side.setter
+    def tile_side(self, value: int) -> None:
+        if isinstance(value, bool) or int(value) != value or value < 8 or value % 8:
+            raise ValueError(f"tile_side must be a whole multiple of 8 fine pixels, got {value!r}")
+        self._tile_side = int(value)
 
     def forward(self, x: torch.Tensor, linear: bool = False) -> torch.Tensor:
         """Maps of inputs of any size. A side that is not a multiple of 8 (an odd number

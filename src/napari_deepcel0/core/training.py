@@ -190,6 +190,11 @@ def _notebook_norm() -> float:
     return float(np.sqrt((gaussian_kernel_2d() ** 2).sum()))
 
 
+def restandardise(inputs, old: tuple[float, float], new: tuple[float, float]):
+    """Inputs standardised with ``old`` (mean, std) as if standardised with ``new``."""
+    return (inputs * old[1] + (old[0] - new[0])) / new[1]
+
+
 def validation_split(training_set: TrainingSet, fraction: float, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
     """(validation, training) patch indices, about ``fraction`` of the patches for
     validation, cut from simulated frames that no training patch comes from (patches of
@@ -201,13 +206,15 @@ def validation_split(training_set: TrainingSet, fraction: float, rng: np.random.
     if n - n_val < 1:
         raise ValueError(f"{n} patches are too few for a {fraction:.0%} validation split")
     source = training_set.source_frames
-    if source is None or len(np.unique(source)) < 2:
+    if source is None or len(source) != n or len(np.unique(source)) < 2:
         order = rng.permutation(n)
         return order[:n_val], order[n_val:]
     frames, counts = np.unique(source, return_counts=True)
     order = rng.permutation(len(frames))
-    # whole frames until the fraction is reached, at least one frame left for training
-    taken = min(int(np.searchsorted(np.cumsum(counts[order]), n_val)) + 1, len(frames) - 1)
+    # the number of whole frames whose patches come closest to the fraction, at least one
+    # frame each way (with few frames, the fraction is only approximate)
+    taken = int(np.argmin(np.abs(np.cumsum(counts[order]) - n_val))) + 1
+    taken = min(max(taken, 1), len(frames) - 1)
     is_val = np.isin(source, frames[order[:taken]])
     return np.flatnonzero(is_val), np.flatnonzero(~is_val)
 
@@ -283,7 +290,7 @@ def train(
     norm_mean, norm_std = training_set.mean, training_set.std
     if base is not None:  # the base's weights expect its standardisation, not the fine-tune set's
         norm_mean, norm_std = base.info.norm_mean, base.info.norm_std
-        inputs = ((inputs * training_set.std + (training_set.mean - norm_mean)) / norm_std).to(inputs.dtype)
+        inputs = restandardise(inputs, (training_set.mean, training_set.std), (norm_mean, norm_std))
     spikes = torch.from_numpy(training_set.spikes).to(device)
     # reading a loss waits for the GPU: see steps_between_loss_reads
     sync_every = steps_between_loss_reads(device)
