@@ -31,8 +31,8 @@ TABLE1_RESULTS = {
     "paper_table1.json": "Paper Table 1 protocol (tests 1b-4b): bundled DeepCEL0",
     "paper_table1_gpu.json": "Paper Table 1 protocol: DeepCEL0 and Deep-STORM trained with the paper's schedule (H100)",
     "paper_table1_budget_matched.json": "Paper Table 1 protocol: DeepCEL0 and Deep-STORM, 8 epochs each (CPU)",
-    "paper_table1_paper_protocol.json": "Paper Table 1 protocol: a DeepCEL0 fine-tuned on the paper's Gaussian "
-                                        "noise (for this test, not bundled; docs/benchmarks.md)",
+    "paper_table1_paper_protocol.json": "Paper Table 1 protocol: the bundled DeepCEL0 fine-tuned on the paper's "
+                                        "Gaussian noise on the CPU (for this test, not bundled; docs/benchmarks.md)",
     "paper_table1_cel0_full_gpu.json": "Paper Table 1 protocol on an H100: CEL0 on all 361 frames (its DeepCEL0 "
                                        "rows: stage 6, the model bundled at the time)",
     "paper_table1_chebyshev.json": "Paper Table 1 protocol, tolerance as a square window (Chebyshev distance; "

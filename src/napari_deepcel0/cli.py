@@ -120,7 +120,8 @@ def _acquisition(args, defaults: Acquisition | None = None, stack_pixel_nm: floa
 def _orientations_arg(p) -> None:
     p.add_argument("--orientations", type=int, choices=(1, 4, 8), default=1,
                    help="average the maps of the frame's 4 flips or 8 flips and turns for the sub-pixel "
-                        "positions (4 or 8 times slower; ISBI 2013: RMSE 24.6 -> 24.1 nm; default 1: off)")
+                        "positions in crowds (4 or 8 times slower; ISBI 2013: RMSE 24.6 -> 24.1 nm; worse on "
+                        "sparse frames; default 1: off)")
 
 
 def _averaging_text(orientations: int) -> str:

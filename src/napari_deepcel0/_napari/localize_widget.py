@@ -64,7 +64,7 @@ class LocalizeWidget(Container):
         self.orientations = ComboBox(
             label="orientation averaging", choices=ORIENTATION_CHOICES, value=1,
             tooltip="also run the network on the frame's flips (and quarter turns) and take each molecule's "
-                    "sub-pixel position from the average map: finer positions (RMSE 24.6 -> 24.1 nm on ISBI 2013), "
+                    "sub-pixel position from the average map: finer positions in crowds (RMSE 24.6 -> 24.1 nm on ISBI 2013; worse on sparse frames), "
                     "4 or 8 times slower; detection stays that of the plain map")
         self.frames = LineEdit(label="frames (1-based)", value="all")
         self.render_pixel = FloatSpinBox(label="render pixel (nm)", min=1.0, max=1000.0, value=10.0)
@@ -78,8 +78,8 @@ class LocalizeWidget(Container):
         self.fit_positions = CheckBox(
             text="fit positions on the frames", value=False,
             tooltip="also fit each molecule's position on the camera frame, by maximum likelihood within half a "
-                    "fine pixel of the map's: finer positions on sparse and moderately dense frames (RMSE 11.4 -> "
-                    "6.4 nm at 0.5 molecules per um^2, 25.0 -> 24.7 nm on ISBI 2013), slower; adds the photon "
+                    "fine pixel of the map's: finer positions on sparse and moderately dense frames (RMSE 8.5 -> "
+                    "6.4 nm at 0.5 molecules per um^2, none on ISBI 2013), slower; adds the photon "
                     "counts and uncertainty [nm]; uses the Acquisition's camera gain, offset and read noise")
         self.fix_outlier_pixels = outlier_pixels_checkbox()
         self.job = JobControls("Localization", "Localize")
