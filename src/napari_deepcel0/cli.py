@@ -693,8 +693,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="emitters per um^2 of the sparse frames, drawn log-uniformly per frame (default 0.1 2)")
     p.add_argument("--max-steps-per-epoch", type=int, help="cap the steps per epoch (quick runs)")
     p.add_argument("--time-limit", type=float, metavar="MINUTES",
-                   help="stop cleanly after this many minutes (data simulation included) and keep the best "
-                        "model so far; the model file records that training was stopped early")
+                   help="stop cleanly after this many minutes (counted from the start, data simulation "
+                        "included, checked at each training step: the simulation itself always finishes) and keep "
+                        "the best model so far; the model file records that training was stopped early")
     p.add_argument("--seed", type=seed, help="random seed (default 0)")
     p.add_argument("--notes", help="free text stored in the model metadata")
     _add_acquisition_args(p, with_camera=True, fine_tune=True)
