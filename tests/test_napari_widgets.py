@@ -296,6 +296,20 @@ def test_localize_replaces_hot_pixels_unless_told_not_to(viewer, qtbot, tmp_path
                                    atol=1e-6)
 
 
+def test_localize_says_it_dimmed_a_bead(viewer, qtbot, tmp_path):
+    frames, _ = sim.simulate_stack(n_frames=3, shape=(32, 32), density_per_um2=2.0, seed=5)
+    bump = np.exp(-((np.arange(5) - 2.0)[:, None] ** 2 + (np.arange(5) - 2.0) ** 2) / 2.4)
+    frames = frames.astype(np.float32)
+    frames[:, 25:30, 25:30] += 50000.0 * bump  # a bead, 50 times the molecules
+    layer = _open(viewer, write_tiff(tmp_path / "bead.tif", frames.astype(np.uint16), pixel_size_nm=100.0))
+    widget = _dock(viewer, LocalizeWidget)
+    widget.device.value = "cpu"
+    widget.run()
+    _wait(qtbot, widget.job)
+    assert "a bright object (bead?) dimmed in 3 frames" in widget.job.status.value
+    assert len(table_from_layer(viewer.layers[f"{layer.name} localizations"])) > 20  # the molecules are found
+
+
 def _quick_cel0_widget(viewer, layer, frames: str):
     """A docked CEL0 widget on ``layer``'s ``frames``, on the CPU with small iteration caps."""
     from napari_deepcel0._napari.cel0_widget import Cel0Widget
