@@ -316,13 +316,10 @@ def select_frames(gt: pd.DataFrame, est: pd.DataFrame, frames) -> tuple[pd.DataF
     expanded."""
     from .frames import frame_ranges
 
-    last = int(max(est[FRAME].max() if len(est) else 0, gt[FRAME].max() if len(gt) else 0, 1))
-    if isinstance(frames, str):
-        last = max([last] + [int(v) for v in re.findall(r"\d+", frames)])
-    elif np.ndim(frames) == 0:
-        last = max(last, int(frames))
-    else:
-        last = max([last] + [int(v) for v in frames])
+    # the last frame: the tables', or a higher one the selection names (frame_ranges checks them)
+    named = re.findall(r"\d+", frames) if isinstance(frames, str) else np.ravel(frames).tolist()
+    last = int(max([est[FRAME].max() if len(est) else 0, gt[FRAME].max() if len(gt) else 0, 1]
+                   + [int(v) for v in named]))
     ranges = frame_ranges(frames, last)
 
     def selected(table: pd.DataFrame) -> pd.DataFrame:
