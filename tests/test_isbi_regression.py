@@ -57,9 +57,9 @@ def test_orientation_averaging_places_isbi_molecules_better(isbi_dir, isbi_score
 
 def test_no_isbi_frame_holds_an_outlier(isbi_dir):
     """The outlier steps leave real crowded frames alone: no hot or dead pixel replaced, no
-    frame dimmed as if it held a bead, in any of the 361 frames."""
-    from napari_deepcel0.core.frames import dim_bright_objects, replace_isolated_outliers
+    dark region filled, no frame dimmed as if it held a bead, in any of the 361 frames."""
+    from napari_deepcel0.core.frames import fix_outliers
 
     frames = read_stack(isbi_dir / "frames.tif")[:].astype(np.float32)
-    assert replace_isolated_outliers(frames, ISBI2013.sigma_px)[1] == 0
-    assert len(dim_bright_objects(frames, ISBI2013.sigma_px)[1]) == 0
+    fixed, replaced, dimmed, _ = fix_outliers(frames, ISBI2013.sigma_px)
+    assert replaced == 0 and len(dimmed) == 0 and np.array_equal(fixed, frames)

@@ -401,6 +401,33 @@ def test_one_hot_or_dead_pixel_no_longer_spoils_its_frame():
     assert count == 2 and np.all(fixed == 100.0)
 
 
+def test_zero_padded_borders_and_dead_columns_no_longer_spoil_their_frames():
+    """A registered or drift-corrected stack padded with zeros, or a dead column, set each
+    frame's minimum far below the background: 89 % Jaccard fell to 11-13 %."""
+    from napari_deepcel0.core.frames import fill_dark_pixels
+    from napari_deepcel0.core.metrics import score
+
+    frames, gt = simulate_stack(n_frames=4, shape=(64, 64), density_per_um2=2.0, structure="uniform", seed=3)
+    frames = frames.astype(np.float32)
+    inner = (gt["x [nm]"].between(500, 5900)) & (gt["y [nm]"].between(500, 5900))
+
+    def jaccard(table):
+        return score(gt[inner], table[table["x [nm]"].between(500, 5900) & table["y [nm]"].between(500, 5900)],
+                     50.0).jaccard
+
+    model = DeepLocalizer(device="cpu")
+    clean = jaccard(localize(model, frames))
+    padded, dead = frames.copy(), frames.copy()
+    padded[:, :4, :] = padded[:, :, -4:] = 0.0
+    dead[:, :, 20] = 0.0
+    for spoilt in (padded, dead):
+        assert jaccard(localize(model, spoilt, fix_outlier_pixels=False)) < 0.3 * clean
+        assert jaccard(localize(model, spoilt)) > clean - 7
+    filled, count = fill_dark_pixels(padded)
+    assert count == 4 * (4 * 64 + 60 * 4) and np.all(filled[:, :4, :] == filled[:, :4, :1])  # the median
+    assert fill_dark_pixels(frames)[1] == 0  # nothing in clean frames
+
+
 def _with_bead(frames: np.ndarray, photons: float, saturate_at: float | None = None) -> np.ndarray:
     """``frames`` plus a static bead of ``photons`` near the corner (6 um, 6 um)."""
     import pandas as pd

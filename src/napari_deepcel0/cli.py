@@ -161,7 +161,7 @@ def _add_acquisition_args(p, with_camera: bool = False, model: bool = False, sta
 
 def _outlier_pixels_arg(p) -> None:
     p.add_argument("--keep-outlier-pixels", action="store_true",
-                   help="do not replace isolated hot and dead pixels by their neighbours' mean, nor dim objects "
+                   help="do not replace hot and dead pixels (isolated ones, zero-padded borders), nor dim objects "
                         "far brighter than the molecules (fiducial beads), before localizing (done by default: one "
                         "such pixel or object spoils its frame's min/max scaling)")
 
@@ -500,8 +500,9 @@ def note_replaced_pixels(n: int, dimmed: int = 0) -> None:
     """Say, once a run has ended, how many hot or dead pixels were replaced and in how
     many frames bright objects were dimmed (if any)."""
     if n:
-        print(f"note: replaced {n} isolated hot or dead pixel{'' if n == 1 else 's'} by the mean of their neighbours "
-              "(--keep-outlier-pixels keeps them)", file=sys.stderr)
+        print(f"note: replaced {n} hot or dead pixel{'' if n == 1 else 's'} (isolated ones by the mean of their "
+              "neighbours, darker regions such as zero-padded borders by the frame's median; "
+              "--keep-outlier-pixels keeps them)", file=sys.stderr)
     if dimmed:
         print(f"note: dimmed an object far brighter than the molecules (a bead?) in {dimmed} frame"
               f"{'' if dimmed == 1 else 's'} (--keep-outlier-pixels keeps the frames as they are)", file=sys.stderr)

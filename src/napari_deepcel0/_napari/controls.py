@@ -169,22 +169,22 @@ def select_layer(combo: ComboBox, layer) -> None:
 
 
 def outlier_pixels_checkbox() -> CheckBox:
-    """The option to replace isolated hot and dead pixels and dim bright objects before
-    localizing (on by default; :func:`~napari_deepcel0.core.frames.replace_isolated_outliers`,
-    :func:`~napari_deepcel0.core.frames.dim_bright_objects`)."""
+    """The option to replace hot and dead pixels and dim bright objects before localizing
+    (on by default; :func:`~napari_deepcel0.core.frames.fix_outliers`)."""
     return CheckBox(
         text="fix hot/dead pixels and bright objects", value=True,
         tooltip="replace a pixel far brighter or darker than all 8 of its neighbours (a hot, saturated or dead "
-                "camera pixel) by their mean, and dim an object more than 5 times as bright as the frame's "
+                "camera pixel) by their mean, set pixels far below the background (a zero-padded border, a dead "
+                "column) to the frame's median, and dim an object more than 5 times as bright as the frame's "
                 "molecules (a fiducial bead) to the brightest molecule's level, before localizing: each frame is "
                 "scaled by its minimum and maximum, so one such pixel or object spoilt its whole frame; untick to "
                 "localize the frames exactly as they are")
 
 
 def replaced_pixels_text(n: int, dimmed: int = 0) -> str:
-    """How many isolated hot or dead pixels a run replaced and in how many frames it
+    """How many hot or dead pixels a run replaced and in how many frames it
     dimmed bright objects, for a status line ("" for none)."""
-    parts = [f"{counted(n, 'isolated hot or dead pixel')} replaced by their neighbours' mean"] if n else []
+    parts = [f"{counted(n, 'hot or dead pixel')} replaced"] if n else []
     if dimmed:
         parts.append(f"a bright object (bead?) dimmed in {counted(dimmed, 'frame')}")
     return "; ".join(parts)

@@ -60,11 +60,10 @@ from .devices import resolve_device
 from .frames import (
     FrameSourceError,
     check_finite,
-    dim_bright_objects,
     frame_count,
     parse_frame_selection,
     read_frames,
-    replace_isolated_outliers,
+    fix_outliers,
     warn_bright_objects,
 )
 from .io import INTENSITY
@@ -692,10 +691,9 @@ def lambda_sweep(
     distance
         How ``tol_nm`` is measured (see :func:`~napari_deepcel0.core.metrics.match_points`).
     fix_outlier_pixels
-        Replace isolated hot and dead pixels and dim objects far brighter than the
-        molecules first, as :func:`~.predict.localize` does
-        (:func:`~.frames.replace_isolated_outliers`, :func:`~.frames.dim_bright_objects`), so that lambda is chosen on the
-        input it will be used on.
+        Replace hot and dead pixels and dim objects far brighter than the molecules
+        first, as :func:`~.predict.localize` does (:func:`~.frames.fix_outliers`), so
+        that lambda is chosen on the input it will be used on.
 
     Returns
     -------
@@ -726,8 +724,7 @@ def lambda_sweep(
     block = read_frames(source, chosen)
     check_finite(block, numbers)  # named by their stack numbers, before prepare_frames would number them 1..n
     if fix_outlier_pixels:
-        block, _ = replace_isolated_outliers(block, acquisition.sigma_px)
-        block, changed, ratios = dim_bright_objects(block, acquisition.sigma_px)
+        block, _, changed, ratios = fix_outliers(block, acquisition.sigma_px)
         if len(changed):
             warn_bright_objects(numbers[changed], ratios)
     y, scale = prepare_frames(block, background)

@@ -203,6 +203,37 @@ def replace_isolated_outliers(frames: np.ndarray, psf_sigma_px: float) -> tuple[
     return f, len(frame)
 
 
+def fill_dark_pixels(frames: np.ndarray) -> tuple[np.ndarray, int]:
+    """``frames`` (n, rows, cols) float32 with the pixels darker than the frame's median by
+    more than :data:`OUTLIER_NOISE_SIGMAS` noise standard deviations set to the median, and
+    how many. No camera pixel reads that far below the background (none of the 361 ISBI 2013
+    frames comes within 2.4 of them), but a zero-padded border (registration, drift
+    correction) or a dead column does, and sets the frame's minimum, by which it is scaled:
+    a 4-pixel zero border left 11 % Jaccard on simulated frames where 89 % was found
+    without it (86 % filled), a dead column 13 % (84 % filled). Frames whose noise reads
+    as zero (photon counts without read noise) are left alone. Isolated dark pixels are
+    better replaced by their neighbours first (:func:`replace_isolated_outliers`)."""
+    f = np.array(frames, dtype=np.float32, copy=True)
+    if f.ndim != 3 or f.size == 0:
+        return f, 0
+    median, _, noise = _frame_statistics(f)
+    floor = np.where(noise > 0, median - OUTLIER_NOISE_SIGMAS * noise, -np.inf)[:, None, None]
+    dark = f < floor
+    f[dark] = np.broadcast_to(median[:, None, None], f.shape)[dark]
+    return f, int(dark.sum())
+
+
+def fix_outliers(frames: np.ndarray, psf_sigma_px: float) -> tuple[np.ndarray, int, np.ndarray, np.ndarray]:
+    """The outlier steps before localizing, in order: isolated hot and dead pixels
+    (:func:`replace_isolated_outliers`), darker regions (:func:`fill_dark_pixels`), bright
+    objects (:func:`dim_bright_objects`). Returns the frames, the pixels replaced, and the
+    0-based indices of the frames whose bright objects were dimmed with their ratios."""
+    f, isolated = replace_isolated_outliers(frames, psf_sigma_px)
+    f, dark = fill_dark_pixels(f)
+    f, dimmed, ratios = dim_bright_objects(f, psf_sigma_px)
+    return f, isolated + dark, dimmed, ratios
+
+
 #: an object is dimmed when it is more than this many times as bright (above the frame's
 #: median) as the frame's bright molecules (the 75th percentile of its other peaks):
 #: beads that hid the molecules around them reached 6.6 to 1,000

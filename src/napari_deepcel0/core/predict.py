@@ -27,13 +27,12 @@ from .frames import (
     FrameSourceError,
     _frame_shape,
     check_finite,
-    dim_bright_objects,
     frame_count,
     frames_per_batch,
     iter_batches,
     parse_frame_selection,
     read_frames,
-    replace_isolated_outliers,
+    fix_outliers,
     warn_bright_objects,
 )
 from .io import INTENSITY
@@ -341,8 +340,9 @@ def localize_stream(
     map's, by maximum likelihood on the camera frames, and adds ``uncertainty [nm]``
     (with the photometry columns: it is the same fit). ``fix_outlier_pixels`` replaces
     isolated hot and dead pixels by the mean of their neighbours first
-    (:func:`~.frames.replace_isolated_outliers`: one such pixel spoilt its whole frame)
-    and dims objects far brighter than the molecules, such as fiducial beads, with a
+    (:func:`~.frames.replace_isolated_outliers`: one such pixel spoilt its whole frame),
+    sets darker regions such as zero-padded borders to the frame's median
+    (:func:`~.frames.fill_dark_pixels`) and dims objects far brighter than the molecules, such as fiducial beads, with a
     :class:`~.frames.BrightObjectWarning` (:func:`~.frames.dim_bright_objects`).
     """
     n = frame_count(source)
@@ -380,9 +380,8 @@ def localize_stream(
         block = read_frames(source, idx)
         check_finite(block, numbers)
         if fix_outlier_pixels:
-            block, count = replace_isolated_outliers(block, model.acquisition.sigma_px)
+            block, count, changed, ratios = fix_outliers(block, model.acquisition.sigma_px)
             replaced += count
-            block, changed, ratios = dim_bright_objects(block, model.acquisition.sigma_px)
             if len(changed) and not dimmed:
                 warn_bright_objects(numbers[changed], ratios)
             dimmed += len(changed)

@@ -1,14 +1,17 @@
-"""Bright objects (fiducial beads) in the frames: the bundled DeepCEL0 with and without
-the outlier fix (``localize(..., fix_outlier_pixels=True/False)``, which dims an object
-far brighter than the frame's molecules, ``frames.dim_bright_objects``).
+"""Outliers in the frames: the bundled DeepCEL0 with and without the outlier fix
+(``localize(..., fix_outlier_pixels=True/False)``, ``frames.fix_outliers``: hot and dead
+pixels, darker regions such as zero-padded borders, objects far brighter than the
+molecules such as fiducial beads).
 
-    python benchmarks/bright_objects.py [--out benchmarks/results/bright_objects.json]
+    python benchmarks/outliers.py [--out benchmarks/results/outliers.json]
 
 Scenes (64 x 64 camera pixels, the ISBI 2013 acquisition, camera noise, 10 background
 photons per pixel): a static bead of 20,000 or 100,000 photons near the corner among 3 or
 8 molecules of 600-900 photons, among simulated uniform emitters (2 per um^2) and
 filaments (6 per um^2), and on ISBI 2013 frames 1-8 (skipped without them), scored away
-from the bead; and scenes without a bead that must not lose: one molecule of 5,000
+from the bead; simulated uniform emitters (2 per um^2) with a 4-pixel zero-padded border
+on two sides or a dead column, scored 500 nm inside the edges; and scenes without a bead
+that must not lose: one molecule of 5,000
 photons among five of 700, and 3-15 molecules per frame of exponentially distributed
 brightness (mean 1,500 photons). Jaccard at 50 nm, and how many frames were changed.
 """
@@ -24,7 +27,7 @@ import pandas as pd
 from common import ISBI_DIR, RESULTS, command, machine, write_json
 
 from napari_deepcel0.core.acquisition import ISBI2013
-from napari_deepcel0.core.frames import dim_bright_objects
+from napari_deepcel0.core.frames import fix_outliers
 from napari_deepcel0.core.metrics import score
 from napari_deepcel0.core.predict import DeepLocalizer, localize
 from napari_deepcel0.core.simulate import CameraNoise, render_frames, simulate_stack
@@ -50,18 +53,19 @@ def molecules(rng, n_frames: int, photons_of_frame) -> pd.DataFrame:
 
 
 def scenes(rng):
-    """(name, frames, ground truth, scored away from the bead?)"""
+    """(name, frames, ground truth, which localizations to score: "away" from the bead,
+    "inner" 500 nm inside the edges, or "all")"""
     for k in (3, 8):
         gt = molecules(rng, 12, lambda r: r.uniform(600, 900, k))
         for photons in (2e4, 1e5):
             frames = render_frames(pd.concat([gt, bead(12, photons)]), ISBI2013, (64, 64), 12, NOISE, rng)
-            yield f"bead {photons:g} ph + {k} molecules of 600-900 ph", frames, gt, True
+            yield f"bead {photons:g} ph + {k} molecules of 600-900 ph", frames, gt, "away"
     for density, structure in ((2.0, "uniform"), (6.0, "tubes")):
         frames, gt = simulate_stack(n_frames=8, shape=(64, 64), density_per_um2=density, structure=structure,
                                     acq=ISBI2013, seed=5)
         for photons in (2e4, 1e5):
             light = render_frames(bead(8, photons), ISBI2013, (64, 64), 8, None, 0)
-            yield f"bead {photons:g} ph on {structure} {density:g}/um^2", frames + (light - light.min()), gt, True
+            yield f"bead {photons:g} ph on {structure} {density:g}/um^2", frames + (light - light.min()), gt, "away"
     if (ISBI_DIR / "frames.tif").is_file():
         from napari_deepcel0.core.io import read_localizations, read_stack
 
@@ -69,32 +73,42 @@ def scenes(rng):
             frames = stack[:8].astype(np.float32)
         gt = read_localizations(ISBI_DIR / "ground_truth.csv")
         light = render_frames(bead(8, 1e5), ISBI2013, (64, 64), 8, None, 0)
-        yield "bead 1e+05 ph on ISBI 2013 frames 1-8", frames + (light - light.min()), gt[gt["frame"] <= 8], True
+        yield "bead 1e+05 ph on ISBI 2013 frames 1-8", frames + (light - light.min()), gt[gt["frame"] <= 8], "away"
+    frames, gt = simulate_stack(n_frames=8, shape=(64, 64), density_per_um2=2.0, structure="uniform", acq=ISBI2013,
+                                seed=3)
+    inner = gt[gt["x [nm]"].between(500, 5900) & gt["y [nm]"].between(500, 5900)]
+    padded, dead = frames.astype(np.float32), frames.astype(np.float32)
+    padded[:, :4, :] = padded[:, :, -4:] = 0.0
+    dead[:, :, 20] = 0.0
+    yield "zero-padded border (4 pixels, two sides), 2/um^2", padded, inner, "inner"
+    yield "dead column, 2/um^2", dead, inner, "inner"
     gt = molecules(rng, 12, lambda r: np.r_[5000.0, np.full(5, 700.0)])
     yield "no bead: one molecule of 5,000 ph among five of 700", render_frames(gt, ISBI2013, (64, 64), 12, NOISE,
-                                                                              rng), gt, False
+                                                                              rng), gt, "all"
     gt = molecules(rng, 300, lambda r: r.exponential(1500.0, r.integers(3, 16)))
     frames = render_frames(gt, ISBI2013, (64, 64), 300, NOISE, rng)
-    yield "no bead: 3-15 molecules, exponential brightness", frames, gt[gt["intensity [photon]"] > 150], False
+    yield "no bead: 3-15 molecules, exponential brightness", frames, gt[gt["intensity [photon]"] > 150], "all"
 
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--out", default=str(RESULTS / "bright_objects.json"))
+    p.add_argument("--out", default=str(RESULTS / "outliers.json"))
     args = p.parse_args()
     model = DeepLocalizer(device="cpu")
     rows = []
-    print(f"{'scene':52s} {'fix on':>7s} {'off':>7s}  frames changed")
-    for name, frames, gt, away in scenes(np.random.default_rng(1)):
-        pick = away_from_bead if away else (lambda t: t)
+    print(f"{'scene':52s} {'fix on':>7s} {'off':>7s}  frames dimmed, pixels replaced")
+    picks = {"away": away_from_bead, "all": lambda t: t,
+             "inner": lambda t: t[t["x [nm]"].between(500, 5900) & t["y [nm]"].between(500, 5900)]}
+    for name, frames, gt, which in scenes(np.random.default_rng(1)):
+        pick = picks[which]
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             on, off = (score(pick(gt), pick(localize(model, frames, fix_outlier_pixels=fix)), 50.0).jaccard
                        for fix in (True, False))
-        changed = len(dim_bright_objects(frames, ISBI2013.sigma_px)[1])
-        print(f"{name:52s} {on:7.1f} {off:7.1f}  {changed}/{len(frames)}", flush=True)
+        _, replaced, dimmed, _ = fix_outliers(frames, ISBI2013.sigma_px)
+        print(f"{name:52s} {on:7.1f} {off:7.1f}  {len(dimmed)}/{len(frames)}, {replaced}", flush=True)
         rows.append({"scene": name, "jaccard_50_fix": round(on, 2), "jaccard_50_off": round(off, 2),
-                     "frames_changed": changed, "frames": len(frames)})
+                     "frames_dimmed": len(dimmed), "pixels_replaced": replaced, "frames": len(frames)})
     write_json(Path(args.out), {"machine": machine(), "command": command(), "scenes": rows})
 
 
