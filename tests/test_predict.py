@@ -426,6 +426,11 @@ def test_zero_padded_borders_and_dead_columns_no_longer_spoil_their_frames():
     filled, count = fill_dark_pixels(padded)
     assert count == 4 * (4 * 64 + 60 * 4) and np.all(filled[:, :4, :] == filled[:, :4, :1])  # the median
     assert fill_dark_pixels(frames)[1] == 0  # nothing in clean frames
+    # nor under uneven illumination: a dim side is no fill
+    ramp = frames + np.linspace(0.0, 300.0, 64, dtype=np.float32)[None, None, :]
+    assert fill_dark_pixels(np.round(ramp))[1] == 0
+    ramp[:, :, -4:] = 0.0
+    assert fill_dark_pixels(ramp)[1] == 4 * 64 * 4
 
 
 def _with_bead(frames: np.ndarray, photons: float, saturate_at: float | None = None) -> np.ndarray:
