@@ -35,7 +35,7 @@ $PY benchmarks/bench_cel0.py
 $PY benchmarks/cel0_step_size.py
 $PY benchmarks/close_pairs.py "${ds[@]}"
 # the model trained for the Table 1 protocol (its training commands are in docs/benchmarks.md)
-PROTOCOL=${PROTOCOL:-runs/gpu3/protocol_ft.safetensors}
+PROTOCOL=${PROTOCOL:-runs/deepcel0_protocol_cpu.safetensors}
 protocol=()
 if [[ -f $PROTOCOL ]]; then
   protocol=("$PROTOCOL")
@@ -62,6 +62,7 @@ $PY benchmarks/readout.py --averaging
 $PY benchmarks/readout.py --fit-positions
 $PY benchmarks/isbi_bound.py
 $PY benchmarks/photometry.py
+$PY benchmarks/outliers.py
 $PY benchmarks/fit_positions.py
 $PY benchmarks/fit_positions.py --iterations 10 --shifts 0.5 --out benchmarks/results/fit_positions_10_iterations.json
 $PY benchmarks/fit_positions.py --orientations 8 --shifts 0.5 --out benchmarks/results/fit_positions_8_orientations.json
@@ -70,7 +71,7 @@ $PY benchmarks/csv_io.py --rows 1000000 10000000
 $PY benchmarks/training_curve.py src/napari_deepcel0/models/deepcel0_isbi2013.safetensors
 # budget-matched DeepCEL0 vs Deep-STORM (both 8 epochs; the training commands are in docs/benchmarks.md)
 MATCHED=${MATCHED:-runs/deepcel0_8ep_cpu.safetensors}
-MATCHED_DS=${MATCHED_DS:-runs/deepstorm_isbi2013_cpu.safetensors}
+MATCHED_DS=${MATCHED_DS:-runs/deepstorm_8ep_cpu.safetensors}
 if [[ -f $MATCHED && -f $MATCHED_DS ]]; then
   $PY benchmarks/isbi.py --deepcel0 "$MATCHED" --deepstorm "$MATCHED_DS" --no-figures \
       --out benchmarks/results/isbi_budget_matched.json
