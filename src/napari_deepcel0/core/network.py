@@ -85,13 +85,7 @@ class LocalizationNet(nn.Module):
         if h < 8 or w < 8:
             x = F.pad(x, (0, (-w) % 8, 0, (-h) % 8), mode="replicate")
             return self._forward(x, linear)[..., :h, :w]
-        out = None
-        for (out_r, in_r, keep_r), (out_c, in_c, keep_c) in itertools.product(_windows(h), _windows(w)):
-            part = self._forward(x[..., in_r, in_c], linear)[..., keep_r, keep_c]
-            if out is None:
-                out = part.new_empty(part.shape[:-2] + (h, w))
-            out[..., out_r, out_c] = part
-        return out
+        return _stitched(x, _windows(h), _windows(w), lambda part: self._forward(part, linear))
 
     def _forward(self, x: torch.Tensor, linear: bool = False) -> torch.Tensor:
         """The network on an input whose sides are multiples of 8; one larger than
@@ -103,17 +97,7 @@ class LocalizationNet(nn.Module):
         t = self.tile_side
         if (h <= t and w <= t) or self.training:  # training: BatchNorm's statistics are the batch's
             return self._network(x, linear)
-        out = None
-        for r0, c0 in itertools.product(range(0, h, t), range(0, w, t)):
-            r1, c1 = min(r0 + t, h), min(c0 + t, w)
-            # window and core bounds are multiples of 8, so the poolings see the same blocks
-            top, left = max(r0 - TILE_MARGIN, 0), max(c0 - TILE_MARGIN, 0)
-            window = x[..., top:min(r1 + TILE_MARGIN, h), left:min(c1 + TILE_MARGIN, w)]
-            part = self._network(window, linear)[..., r0 - top:r1 - top, c0 - left:c1 - left]
-            if out is None:
-                out = part.new_empty(part.shape[:-2] + (h, w))
-            out[..., r0:r1, c0:c1] = part
-        return out
+        return _stitched(x, _tiles(h, t), _tiles(w, t), lambda part: self._network(part, linear))
 
     def _network(self, x: torch.Tensor, linear: bool) -> torch.Tensor:
         x = self.enc1(x)
@@ -139,6 +123,31 @@ def _windows(size: int) -> list[tuple[slice, slice, slice]]:
     half, start = size // 2, size - m
     return [(slice(0, half), slice(0, m), slice(0, half)),
             (slice(half, size), slice(start, size), slice(half - start, m))]
+
+
+def _tiles(size: int, tile: int) -> list[tuple[slice, slice, slice]]:
+    """``(output, input, kept part of the tile's map)`` along one side, a multiple of 8:
+    tiles of ``tile`` with :data:`TILE_MARGIN` more input on each side inside the input;
+    all bounds are multiples of 8, so the poolings see the same blocks as on the whole."""
+    out = []
+    for start in range(0, size, tile):
+        stop, first = min(start + tile, size), max(start - TILE_MARGIN, 0)
+        out.append((slice(start, stop), slice(first, min(stop + TILE_MARGIN, size)),
+                    slice(start - first, stop - first)))
+    return out
+
+
+def _stitched(x: torch.Tensor, rows, cols, network) -> torch.Tensor:
+    """The map of ``x`` from ``network`` run on windows of it: ``rows`` and ``cols`` are
+    ``(output, input, kept part)`` slices along each side (:func:`_windows`,
+    :func:`_tiles`)."""
+    out = None
+    for (out_r, in_r, keep_r), (out_c, in_c, keep_c) in itertools.product(rows, cols):
+        part = network(x[..., in_r, in_c])[..., keep_r, keep_c]
+        if out is None:
+            out = part.new_empty(part.shape[:-2] + x.shape[-2:])
+        out[..., out_r, out_c] = part
+    return out
 
 
 def upsample_nearest(frames: torch.Tensor, factor: int) -> torch.Tensor:
