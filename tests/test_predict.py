@@ -426,6 +426,12 @@ def test_zero_padded_borders_and_dead_columns_no_longer_spoil_their_frames():
     filled, count = fill_dark_pixels(padded)
     assert count == 4 * (4 * 64 + 60 * 4) and np.all(filled[:, :4, :] == filled[:, :4, :1])  # the median
     assert fill_dark_pixels(frames)[1] == 0  # nothing in clean frames
+    from napari_deepcel0.core.frames import fix_outliers
+
+    for shape in ((1, 5, 1), (2, 1, 1), (1, 2, 2)):  # frames one pixel wide raised IndexError
+        narrow = np.random.default_rng(0).uniform(90, 110, shape).astype(np.float32)
+        fixed, replaced, dimmed, _ = fix_outliers(narrow, ISBI2013.sigma_px)
+        assert np.array_equal(fixed, narrow) and replaced == 0 and len(dimmed) == 0
     # nor under uneven illumination: a dim side is no fill
     ramp = frames + np.linspace(0.0, 300.0, 64, dtype=np.float32)[None, None, :]
     assert fill_dark_pixels(np.round(ramp))[1] == 0

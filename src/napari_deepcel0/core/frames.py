@@ -219,7 +219,7 @@ def fill_dark_pixels(frames: np.ndarray) -> tuple[np.ndarray, int]:
     alone. Isolated dark pixels are better replaced by their neighbours first
     (:func:`replace_isolated_outliers`)."""
     f = np.array(frames, dtype=np.float32, copy=True)
-    if f.ndim != 3 or f.size == 0:
+    if f.ndim != 3 or min(f.shape[-2:]) < 3:  # as the other steps (one column had no noise estimate)
         return f, 0
     median, _, noise = _frame_statistics(f)
     floor = median - OUTLIER_NOISE_SIGMAS * noise
