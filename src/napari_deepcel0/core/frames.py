@@ -165,7 +165,7 @@ def _psf_neighbour_ratio(psf_sigma_px: float) -> float:
     return (cdf(1.5) - cdf(0.5)) / (cdf(0.5) - cdf(-0.5))
 
 
-def replace_isolated_outliers(frames: np.ndarray, psf_sigma_px: float) -> tuple[np.ndarray, int]:
+def replace_isolated_outliers(frames: np.ndarray, psf_sigma_px: float, stats=None) -> tuple[np.ndarray, int]:
     """``frames`` (n, rows, cols) float32 with isolated hot and dead pixels replaced by the
     mean of their 8 neighbours, and how many were replaced.
 
@@ -180,11 +180,12 @@ def replace_isolated_outliers(frames: np.ndarray, psf_sigma_px: float) -> tuple[
     peak neighbour can be for a PSF of ``psf_sigma_px`` camera pixels: a molecule covers
     several pixels, an outlier one; a dark one when it is also that far below the frame's
     median. Only neighbours inside the frame count. Clean frames are left as they are (the test suite checks the bundled model's
-    ISBI 2013 scores)."""
+    ISBI 2013 scores). ``stats``: the frames' :func:`_frame_statistics`, when the
+    caller has them."""
     f = np.array(frames, dtype=np.float32, copy=True)
     if f.ndim != 3 or min(f.shape[-2:]) < 3:
         return f, 0
-    median, high, noise = (v[:, None, None] for v in _frame_statistics(f))
+    median, high, noise = (v[:, None, None] for v in (_frame_statistics(f) if stats is None else stats))
     margin = OUTLIER_NOISE_SIGMAS * noise + OUTLIER_RANGE_FRACTION * (high - median)
     # the neighbours inside the frame only (a reflected edge made the dim side of a molecule
     # cut by the edge look like a dead pixel)
@@ -203,7 +204,7 @@ def replace_isolated_outliers(frames: np.ndarray, psf_sigma_px: float) -> tuple[
     return f, len(frame)
 
 
-def fill_dark_pixels(frames: np.ndarray) -> tuple[np.ndarray, int]:
+def fill_dark_pixels(frames: np.ndarray, stats=None) -> tuple[np.ndarray, int]:
     """``frames`` (n, rows, cols) float32 with their dark regions filled, and how many
     pixels were filled.
 
@@ -215,18 +216,19 @@ def fill_dark_pixels(frames: np.ndarray) -> tuple[np.ndarray, int]:
     and at least half a row or column of pixels holds exactly that value (a fill, not a
     noisy pixel or a dim side of uneven illumination); then the pixels of that value, and
     those beside them as far below the median (the ramp that interpolation leaves at the
-    edge of a fill), are set to the median. Frames whose noise reads as zero (photon counts without read noise) are left
-    alone. Isolated dark pixels are better replaced by their neighbours first
-    (:func:`replace_isolated_outliers`)."""
+    edge of a fill), are set to the median. Frames whose noise reads as zero (photon
+    counts without read noise) are left alone. Isolated dark pixels are better replaced by
+    their neighbours first (:func:`replace_isolated_outliers`). ``stats``: the frames'
+    :func:`_frame_statistics`, when the caller has them."""
     f = np.array(frames, dtype=np.float32, copy=True)
     if f.ndim != 3 or min(f.shape[-2:]) < 3:  # as the other steps (one column had no noise estimate)
         return f, 0
-    median, _, noise = _frame_statistics(f)
+    median, _, noise = _frame_statistics(f) if stats is None else stats
     floor = median - OUTLIER_NOISE_SIGMAS * noise
     lowest = f.min(axis=(1, 2))
-    filled = (noise > 0) & (lowest < floor) & (
-        (f == lowest[:, None, None]).sum(axis=(1, 2)) >= min(f.shape[-2:]) // 2)
-    fill = filled[:, None, None] & (f == lowest[:, None, None])
+    at_lowest = f == lowest[:, None, None]
+    filled = (noise > 0) & (lowest < floor) & (at_lowest.sum(axis=(1, 2)) >= min(f.shape[-2:]) // 2)
+    fill = filled[:, None, None] & at_lowest
     # and the pixels beside it that are as dark (the ramp that interpolation leaves)
     dark = fill | (ndimage.binary_dilation(fill, structure=np.ones((1, 3, 3), bool)) & (f < floor[:, None, None]))
     f[dark] = np.broadcast_to(median[:, None, None], f.shape)[dark]
@@ -237,10 +239,20 @@ def fix_outliers(frames: np.ndarray, psf_sigma_px: float) -> tuple[np.ndarray, i
     """The outlier steps before localizing, in order: isolated hot and dead pixels
     (:func:`replace_isolated_outliers`), darker regions (:func:`fill_dark_pixels`), bright
     objects (:func:`dim_bright_objects`). Returns the frames, the pixels replaced, and the
-    0-based indices of the frames whose bright objects were dimmed with their ratios."""
-    f, isolated = replace_isolated_outliers(frames, psf_sigma_px)
-    f, dark = fill_dark_pixels(f)
-    f, dimmed, ratios = dim_bright_objects(f, psf_sigma_px)
+    0-based indices of the frames whose bright objects were dimmed with their ratios. The
+    frame statistics are computed once, again only after a step changed pixels (computed
+    by each step, they cost a sixth of the time: 0.56 against 0.47 ms a frame)."""
+    f = np.array(frames, dtype=np.float32, copy=True)
+    if f.ndim != 3 or min(f.shape[-2:]) < 3:  # each step leaves such frames alone
+        return f, 0, np.zeros(0, np.int64), np.zeros(0)
+    stats = _frame_statistics(f)
+    f, isolated = replace_isolated_outliers(f, psf_sigma_px, stats)
+    if isolated:
+        stats = _frame_statistics(f)
+    f, dark = fill_dark_pixels(f, stats)
+    if dark:
+        stats = _frame_statistics(f)
+    f, dimmed, ratios = dim_bright_objects(f, psf_sigma_px, stats)
     return f, isolated + dark, dimmed, ratios
 
 
@@ -271,7 +283,8 @@ def warn_bright_objects(frame_numbers: np.ndarray, ratios: np.ndarray) -> None:
                   "fix off leaves the frames as they are", BrightObjectWarning, stacklevel=3)
 
 
-def dim_bright_objects(frames: np.ndarray, psf_sigma_px: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def dim_bright_objects(frames: np.ndarray, psf_sigma_px: float,
+                       stats=None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """``frames`` (n, rows, cols) float32 with objects far brighter than the frame's
     molecules dimmed, the 0-based indices of the frames changed, and for each of them how
     many times its brightest object outshone the molecules.
@@ -289,12 +302,13 @@ def dim_bright_objects(frames: np.ndarray, psf_sigma_px: float) -> tuple[np.ndar
     :data:`BRIGHT_OBJECT_RADIUS_SIGMAS` PSF sigmas (``psf_sigma_px`` camera pixels), to
     the brightest peak under the bound: it keeps a molecule's shape (a clipped, flat top
     gave a very bright real molecule three localizations), and the brightest molecule
-    sets the frame's scale again. Clean frames are left as they are."""
+    sets the frame's scale again. Clean frames are left as they are. ``stats``: the
+    frames' :func:`_frame_statistics`, when the caller has them."""
     f = np.array(frames, dtype=np.float32, copy=True)
     changed, ratios = [], []
     if f.ndim != 3 or min(f.shape[-2:]) < 3:
         return f, np.zeros(0, np.int64), np.zeros(0)
-    median, _, noise = _frame_statistics(f)
+    median, _, noise = _frame_statistics(f) if stats is None else stats
     smooth = ndimage.uniform_filter(f, size=(1, 3, 3), mode="nearest")
     local_max = ndimage.maximum_filter1d(ndimage.maximum_filter1d(smooth, 5, axis=1, mode="nearest"), 5, axis=2,
                                          mode="nearest")
@@ -308,7 +322,8 @@ def dim_bright_objects(frames: np.ndarray, psf_sigma_px: float) -> tuple[np.ndar
         h = np.unique(heights[peaks])[::-1]  # descending; a plateau once
         if len(h) < BRIGHT_OBJECT_MIN_PEAKS:
             continue
-        bound = BRIGHT_OBJECT_RATIO * h[1:][int(0.25 * (len(h) - 2))]  # x the others' 75th percentile
+        reference = h[1:][int(0.25 * (len(h) - 2))]  # the others' 75th percentile
+        bound = BRIGHT_OBJECT_RATIO * reference
         if h[0] <= bound:
             continue
         level = h[h <= bound][0]  # the brightest molecule
@@ -320,7 +335,7 @@ def dim_bright_objects(frames: np.ndarray, psf_sigma_px: float) -> tuple[np.ndar
                 lit = window > median[i]
                 window[lit] = median[i] + (window[lit] - median[i]) * (level / peak)
         changed.append(i)
-        ratios.append(h[0] / (bound / BRIGHT_OBJECT_RATIO))
+        ratios.append(h[0] / reference)
     return f, np.asarray(changed, np.int64), np.asarray(ratios)
 
 
