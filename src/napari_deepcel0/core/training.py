@@ -213,8 +213,7 @@ def validation_split(training_set: TrainingSet, fraction: float, rng: np.random.
     order = rng.permutation(len(frames))
     # the number of whole frames whose patches come closest to the fraction, at least one
     # frame each way (with few frames, the fraction is only approximate)
-    taken = int(np.argmin(np.abs(np.cumsum(counts[order]) - n_val))) + 1
-    taken = min(max(taken, 1), len(frames) - 1)
+    taken = min(int(np.argmin(np.abs(np.cumsum(counts[order]) - n_val))) + 1, len(frames) - 1)
     is_val = np.isin(source, frames[order[:taken]])
     return np.flatnonzero(is_val), np.flatnonzero(~is_val)
 
