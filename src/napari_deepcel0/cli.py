@@ -140,7 +140,9 @@ def _add_acquisition_args(p, with_camera: bool = False, model: bool = False, sta
     def default(value: float, unit: str) -> str:
         if model:
             return "(default: the model's)"
-        return f"(default: the --init-from model's, else {value:g}{unit})" if fine_tune else f"(default {value:g}{unit})"
+        if fine_tune:
+            return f"(default: the --init-from model's, else {value:g}{unit})"
+        return f"(default {value:g}{unit})"
 
     pixel = ("(default: the stack's ImageJ/OME metadata, else " + ("the model's)" if model else f"{d.pixel_size_nm:g})")
              if stack else default(d.pixel_size_nm, ""))

@@ -64,7 +64,8 @@ class LocalizeWidget(Container):
         self.orientations = ComboBox(
             label="orientation averaging", choices=ORIENTATION_CHOICES, value=1,
             tooltip="also run the network on the frame's flips (and quarter turns) and take each molecule's "
-                    "sub-pixel position from the average map: finer positions in crowds (RMSE 24.6 -> 24.1 nm on ISBI 2013; worse on sparse frames), "
+                    "sub-pixel position from the average map: finer positions in crowds (RMSE 24.6 -> 24.1 nm on "
+                    "ISBI 2013; worse on sparse frames), "
                     "4 or 8 times slower; detection stays that of the plain map")
         self.frames = LineEdit(label="frames (1-based)", value="all")
         self.render_pixel = FloatSpinBox(label="render pixel (nm)", min=1.0, max=1000.0, value=10.0)

@@ -60,10 +60,10 @@ from .devices import resolve_device
 from .frames import (
     FrameSourceError,
     check_finite,
+    fix_outliers,
     frame_count,
     parse_frame_selection,
     read_frames,
-    fix_outliers,
     warn_bright_objects,
 )
 from .io import INTENSITY

@@ -352,8 +352,8 @@ def warn_if_frames_uncovered(gt: pd.DataFrame, est: pd.DataFrame) -> None:
     outside = (frames < first) | (frames > last)
     if outside.sum() > 0.01 * len(gt):
         warnings.warn(f"the ground truth runs over frames {int(frames.min())}-{int(frames.max())}, the "
-                      f"localizations over {frame_span(first, last)}: the {int(outside.sum())} ground-truth molecules outside count as "
-                      f"missed. If those frames were not localized, score the localized ones only "
+                      f"localizations over {frame_span(first, last)}: the {int(outside.sum())} ground-truth "
+                      f"molecules outside count as missed. If those frames were not localized, score the localized ones only "
                       f"(frames=\"{first}-{last}\" in Python, --frames {first}-{last} on the command line); if they were "
                       "and nothing was found there, the score is right as it is", FrameCoverageWarning, stacklevel=3)
 

@@ -27,12 +27,12 @@ from .frames import (
     FrameSourceError,
     _frame_shape,
     check_finite,
+    fix_outliers,
     frame_count,
     frames_per_batch,
     iter_batches,
     parse_frame_selection,
     read_frames,
-    fix_outliers,
     warn_bright_objects,
 )
 from .io import INTENSITY
@@ -76,7 +76,8 @@ def acquisition_mismatch(model_acq: Acquisition, acq: Acquisition, fwhm_rel_tol:
     model_px, data_px = model_acq.fwhm_nm / model_acq.pixel_size_nm, acq.fwhm_nm / acq.pixel_size_nm
     if abs(model_px - data_px) > fwhm_rel_tol * model_px:
         out.append(f"PSF FWHM: model {model_px:.2f} camera pixels ({model_acq.fwhm_nm:g} nm at "
-                   f"{model_acq.pixel_size_nm:g} nm), data {data_px:.2f} ({acq.fwhm_nm:g} nm at {acq.pixel_size_nm:g} nm)")
+                   f"{model_acq.pixel_size_nm:g} nm), data {data_px:.2f} ({acq.fwhm_nm:g} nm at "
+                   f"{acq.pixel_size_nm:g} nm)")
     if model_acq.upsampling != acq.upsampling:
         out.append(f"upsampling L: model {model_acq.upsampling}, data settings {acq.upsampling} (the model's L is used)")
     return out
@@ -338,12 +339,11 @@ def localize_stream(
     (:mod:`~napari_deepcel0.core.photometry`; it needs the acquisition's gain and offset).
     ``fit_positions`` fits the positions too, each within half a fine pixel of the
     map's, by maximum likelihood on the camera frames, and adds ``uncertainty [nm]``
-    (with the photometry columns: it is the same fit). ``fix_outlier_pixels`` replaces
-    isolated hot and dead pixels by the mean of their neighbours first
-    (:func:`~.frames.replace_isolated_outliers`: one such pixel spoilt its whole frame),
-    sets darker regions such as zero-padded borders to the frame's median
-    (:func:`~.frames.fill_dark_pixels`) and dims objects far brighter than the molecules, such as fiducial beads, with a
-    :class:`~.frames.BrightObjectWarning` (:func:`~.frames.dim_bright_objects`).
+    (with the photometry columns: it is the same fit). ``fix_outlier_pixels`` first
+    replaces hot and dead pixels, fills zero-padded borders and dims objects far
+    brighter than the molecules, such as fiducial beads (:func:`~.frames.fix_outliers`;
+    one such pixel or object spoilt its whole frame), with a
+    :class:`~.frames.BrightObjectWarning` at the first frame dimmed.
     """
     n = frame_count(source)
     if n == 0:

@@ -195,7 +195,8 @@ def restandardise(inputs, old: tuple[float, float], new: tuple[float, float]):
     return (inputs * old[1] + (old[0] - new[0])) / new[1]
 
 
-def validation_split(training_set: TrainingSet, fraction: float, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+def validation_split(training_set: TrainingSet, fraction: float,
+                     rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
     """(validation, training) patch indices, about ``fraction`` of the patches for
     validation, cut from simulated frames that no training patch comes from (patches of
     one frame overlap and share its noise: a random split validated on what it trained
