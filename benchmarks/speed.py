@@ -10,7 +10,9 @@ Measures on 64 x 64 camera frames (256 x 256 fine grid, L = 4):
 - CEL0-IRL1 seconds per frame with default stopping (iterations actually used);
 - training patches/s (26 x 26 patches, batch 16);
 - scaling: frames/s and peak memory (RSS) for stacks of 100, 1,000 and 10,000 frames,
-  each in a fresh process, streaming from a TIFF file.
+  each in a fresh process, streaming from a TIFF file; for the largest also without the
+  outlier steps (``--keep-outlier-pixels``) and, with them, without reading ahead in a
+  background thread (``prefetch``, on by default on a GPU): what each costs.
 Writes benchmarks/results/speed_<device>.json.
 
 ``--odd-sizes``: only the network (``DeepLocalizer.maps``: normalise, upsample, network)
@@ -117,15 +119,20 @@ def training_speed(device, precision):
     return 16 * (s1 - s0) / (t1 - t0)
 
 
-def scaling_child(path: str, n: int, device: str, precision: str) -> None:
+#: the scaling runs: the default, then without the outlier steps, then with them but without prefetching
+SCALING_MODES = {"default": {}, "no outlier steps": {"fix_outlier_pixels": False},
+                 "outlier steps, no prefetch": {"prefetch": False}}
+
+
+def scaling_child(path: str, n: int, device: str, precision: str, mode: str) -> None:
     """Run in a fresh process: stream n frames from path, print JSON."""
     model = DeepLocalizer(device=device, precision=precision, batch_size=32)
     rss0 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     t0 = time.perf_counter()
-    table = localize(model, read_stack(path), frames=f"1-{n}")
+    table = localize(model, read_stack(path), frames=f"1-{n}", **SCALING_MODES[mode])
     dt = time.perf_counter() - t0
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    print(json.dumps({"frames": n, "seconds": round(dt, 2), "frames_per_s": round(n / dt, 2),
+    print(json.dumps({"frames": n, "mode": mode, "seconds": round(dt, 2), "frames_per_s": round(n / dt, 2),
                       "peak_rss_mb": round(peak / 1024, 1), "rss_before_mb": round(rss0 / 1024, 1),
                       "localizations": len(table)}))
 
@@ -166,10 +173,10 @@ def main() -> None:
     p.add_argument("--out", help="JSON to write (default benchmarks/results/speed_<device>.json)")
     p.add_argument("--odd-sizes", action="store_true", help="only the network on odd-sized frames (printed)")
     p.add_argument("--large-frames", action="store_true", help="only 256 x 256 and 1024 x 1024 frames: speed and memory (printed)")
-    p.add_argument("--child", nargs=4, metavar=("PATH", "N", "DEVICE", "PRECISION"), help=argparse.SUPPRESS)
+    p.add_argument("--child", nargs=5, metavar=("PATH", "N", "DEVICE", "PRECISION", "MODE"), help=argparse.SUPPRESS)
     args = p.parse_args()
     if args.child:
-        scaling_child(args.child[0], int(args.child[1]), args.child[2], args.child[3])
+        scaling_child(args.child[0], int(args.child[1]), args.child[2], args.child[3], args.child[4])
         return
     device = resolve_device(args.device)
     dev = device.type
@@ -204,8 +211,9 @@ def main() -> None:
         write_tiff(big, data, 100.0)
         del data
         res["scaling"] = []
-        for n in args.scaling:
-            out = subprocess.run([sys.executable, __file__, "--child", str(big), str(n), dev, "auto"],
+        runs = [(n, "default") for n in args.scaling] + [(n_max, mode) for mode in list(SCALING_MODES)[1:]]
+        for n, mode in runs:
+            out = subprocess.run([sys.executable, __file__, "--child", str(big), str(n), dev, "auto", mode],
                                  capture_output=True, text=True, check=True)
             row = json.loads(out.stdout.strip().splitlines()[-1])
             res["scaling"].append(row)

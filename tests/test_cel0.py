@@ -107,6 +107,16 @@ def test_cpu_and_gpu_agree():
     assert [r.objective for r in r_gpu] == pytest.approx([r.objective for r in r_cpu], rel=1e-3)
 
 
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_a_gpu_sweep_solves_its_lambdas_in_one_batch_and_scores_as_one_at_a_time():
+    frames, gt = simulated(n_frames=6, size=16, density=2.0, seed=11)
+    kw = dict(n_lams=6, lam_range=(1e-3, 1.0), n_frames=3, seed=1, max_outer=10, max_inner=50, device="cuda")
+    grouped = cel0.lambda_sweep(frames, gt, ACQ, **kw)  # the GPU's default: all 6 lambdas in one batch
+    alone = cel0.lambda_sweep(frames, gt, ACQ, lams_per_solve=1, **kw)
+    assert [s.jaccard for s in grouped.scores["peaks"]] == [s.jaccard for s in alone.scores["peaks"]]
+    assert grouped.best_lam == alone.best_lam
+
+
 def test_reading_convergence_every_few_iterations_changes_nothing(monkeypatch):
     # on a GPU, which frames have converged is read every few FISTA iterations; converged
     # frames are frozen in between, so the maps and iteration counts are the CPU's
@@ -270,6 +280,38 @@ def test_lambda_sweep_returns_the_curve_and_its_best():
     d = json.loads(json.dumps(result.to_dict()))
     assert d["best_lam"] == result.best_lam and len(d["curve"]) == 4
     assert set(d["best_lam_by_method"]) == set(cel0.READINGS)
+
+
+def test_one_lambda_per_frame_solves_as_each_lambda_alone():
+    y, _ = cel0.prepare_frames(simulated(n_frames=2, seed=5)[0])
+    op = AcquisitionOperator(ACQ, (12, 12))
+    lams = np.array([0.003, 0.003, 0.05, 0.05])
+    together, records = cel0.solve(np.concatenate([y, y]), op, lams, **FAST)
+    for i, lam in ((0, 0.003), (2, 0.05)):
+        alone, alone_records = cel0.solve(y, op, lam, **FAST)
+        assert torch.allclose(together[i : i + 2], alone, atol=1e-6)
+        assert [r.outer_iterations for r in records[i : i + 2]] == [r.outer_iterations for r in alone_records]
+        assert [r.objective for r in records[i : i + 2]] == pytest.approx([r.objective for r in alone_records])
+    assert (together[2:] > 0).sum() < (together[:2] > 0).sum()  # the larger lambda keeps fewer pixels
+    with pytest.raises(ValueError, match="one lambda per frame"):
+        cel0.solve(y, op, [0.01, 0.02, 0.03], **FAST)
+    with pytest.raises(ValueError, match="lambda"):
+        cel0.solve(y, op, [0.01, -1.0], **FAST)
+
+
+def test_a_sweep_solving_its_lambdas_together_scores_as_one_at_a_time():
+    # on a GPU the sweep solves several lambdas in one batch of copies of its frames
+    frames, gt = simulated(n_frames=6, size=16, density=2.0, seed=11)
+    kw = dict(n_lams=5, lam_range=(1e-3, 1.0), n_frames=3, seed=1, device="cpu", max_outer=10, max_inner=50)
+    seen = []
+    one = cel0.lambda_sweep(frames, gt, ACQ, **kw)
+    grouped = cel0.lambda_sweep(frames, gt, ACQ, lams_per_solve=2, progress=lambda *a: seen.append(a[:3]), **kw)
+    assert [s.jaccard for s in grouped.scores["peaks"]] == [s.jaccard for s in one.scores["peaks"]]
+    assert grouped.best_lam == one.best_lam
+    assert [(d, t) for d, t, _ in seen] == [(i, 5) for i in range(1, 6)]
+    assert [lam for *_, lam in seen] == pytest.approx(list(one.lams))
+    with pytest.raises(ValueError, match="lams_per_solve"):
+        cel0.lambda_sweep(frames, gt, ACQ, lams_per_solve=0, **kw)
 
 
 def test_lambda_sweep_needs_ground_truth_in_its_frames():

@@ -226,6 +226,46 @@ def test_cancel_stops_after_the_current_batch(model, stack):
     assert len(got) == 1 and got[0].done == 2
 
 
+@pytest.mark.parametrize("prefetch", [False, True])
+def test_cancel_stops_after_the_current_batch_with_or_without_prefetch(model, stack, prefetch):
+    frames, _ = stack
+    stop = threading.Event()
+    got = [r for r in localize_stream(model, frames, batch_size=2, cancel=stop.is_set, prefetch=prefetch)
+           if not stop.set()]
+    assert [r.done for r in got] == [2]
+
+
+def test_prefetching_batches_gives_the_same_localizations(model, stack):
+    # on a GPU the frames of the next batches are read and fixed in a background thread
+    frames, _ = stack
+    hot = frames.copy()
+    hot[3, 5, 9] = 60000.0  # a hot pixel for the outlier step to replace
+    serial = list(localize_stream(model, hot, batch_size=2, prefetch=False))
+    ahead = list(localize_stream(model, hot, batch_size=2, prefetch=True))
+    assert [r.frames.tolist() for r in ahead] == [[1, 2], [3, 4], [5]]
+    assert ahead[-1].pixels_replaced == serial[-1].pixels_replaced == 1
+    for a, b in zip(serial, ahead):
+        pd.testing.assert_frame_equal(a.table, b.table)
+
+
+def test_a_bad_frame_read_ahead_raises_after_the_batches_before_it(model):
+    frames = np.random.default_rng(0).poisson(100.0, (6, 16, 16)).astype(np.float32)
+    frames[4, 3, 3] = np.inf
+    got = []
+    with pytest.raises(FrameSourceError, match="frame 5"):
+        for r in localize_stream(model, frames, batch_size=2, prefetch=True):
+            got.append(r.frames.tolist())
+    assert got == [[1, 2], [3, 4]]
+
+
+def test_a_stream_left_early_stops_its_prefetch_thread(model):
+    frames = np.random.default_rng(1).poisson(100.0, (12, 16, 16)).astype(np.float32)
+    stream = localize_stream(model, frames, batch_size=2, prefetch=True)
+    next(stream)
+    stream.close()
+    assert not [t for t in threading.enumerate() if t.name.startswith("deepcel0-prefetch")]
+
+
 def test_cuda_requested_without_gpu(tiny_model_path):
     if torch.cuda.is_available():
         pytest.skip("a GPU is present")
