@@ -11,8 +11,9 @@ Measures on 64 x 64 camera frames (256 x 256 fine grid, L = 4):
 - training patches/s (26 x 26 patches, batch 16);
 - scaling: frames/s and peak memory (RSS) for stacks of 100, 1,000 and 10,000 frames,
   each in a fresh process, streaming from a TIFF file; for the largest also without the
-  outlier steps (``--keep-outlier-pixels``) and, with them, without reading ahead in a
-  background thread (``prefetch``, on by default on a GPU): what each costs.
+  outlier steps (``--keep-outlier-pixels``) and, with them, read ahead by one background
+  thread instead of several, and not read ahead (``prefetch``, on by default on a GPU):
+  what each costs.
 Writes benchmarks/results/speed_<device>.json.
 
 ``--odd-sizes``: only the network (``DeepLocalizer.maps``: normalise, upsample, network)
@@ -40,6 +41,7 @@ import numpy as np
 import torch
 from common import RESULTS, command, machine, write_json
 
+from napari_deepcel0.core import predict
 from napari_deepcel0.core.acquisition import ISBI2013
 from napari_deepcel0.core.devices import autocast, resolve_device
 from napari_deepcel0.core.io import read_stack, write_tiff
@@ -119,20 +121,25 @@ def training_speed(device, precision):
     return 16 * (s1 - s0) / (t1 - t0)
 
 
-#: the scaling runs: the default, then without the outlier steps, then with them but without prefetching
+#: the scaling runs: the default, then without the outlier steps, then with them read ahead by one
+#: thread instead of predict.PREFETCH_WORKERS, then with them and no reading ahead
 SCALING_MODES = {"default": {}, "no outlier steps": {"fix_outlier_pixels": False},
+                 "outlier steps, one prefetch thread": {"prefetch_workers": 1},
                  "outlier steps, no prefetch": {"prefetch": False}}
 
 
 def scaling_child(path: str, n: int, device: str, precision: str, mode: str) -> None:
     """Run in a fresh process: stream n frames from path, print JSON."""
+    options = dict(SCALING_MODES[mode])
+    predict.PREFETCH_WORKERS = options.pop("prefetch_workers", predict.PREFETCH_WORKERS)
     model = DeepLocalizer(device=device, precision=precision, batch_size=32)
     rss0 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     t0 = time.perf_counter()
-    table = localize(model, read_stack(path), frames=f"1-{n}", **SCALING_MODES[mode])
+    table = localize(model, read_stack(path), frames=f"1-{n}", **options)
     dt = time.perf_counter() - t0
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    print(json.dumps({"frames": n, "mode": mode, "seconds": round(dt, 2), "frames_per_s": round(n / dt, 2),
+    print(json.dumps({"frames": n, "mode": mode, "prefetch_workers": predict.PREFETCH_WORKERS,
+                      "seconds": round(dt, 2), "frames_per_s": round(n / dt, 2),
                       "peak_rss_mb": round(peak / 1024, 1), "rss_before_mb": round(rss0 / 1024, 1),
                       "localizations": len(table)}))
 

@@ -8,6 +8,7 @@ import torch
 from napari_deepcel0.core.acquisition import ISBI2013, Acquisition
 from napari_deepcel0.core.localize import find_peaks
 from napari_deepcel0.core.frames import FrameSourceError, frame_ranges, parse_frame_selection
+from napari_deepcel0.core import predict
 from napari_deepcel0.core.predict import (
     ORIENTATIONS,
     BatchResult,
@@ -235,8 +236,10 @@ def test_cancel_stops_after_the_current_batch_with_or_without_prefetch(model, st
     assert [r.done for r in got] == [2]
 
 
-def test_prefetching_batches_gives_the_same_localizations(model, stack):
-    # on a GPU the frames of the next batches are read and fixed in a background thread
+@pytest.mark.parametrize("workers", [1, 3])
+def test_prefetching_batches_gives_the_same_localizations(model, stack, workers, monkeypatch):
+    # on a GPU the frames of the next batches are read and fixed in background threads
+    monkeypatch.setattr(predict, "PREFETCH_WORKERS", workers)
     frames, _ = stack
     hot = frames.copy()
     hot[3, 5, 9] = 60000.0  # a hot pixel for the outlier step to replace
@@ -246,6 +249,35 @@ def test_prefetching_batches_gives_the_same_localizations(model, stack):
     assert ahead[-1].pixels_replaced == serial[-1].pixels_replaced == 1
     for a, b in zip(serial, ahead):
         pd.testing.assert_frame_equal(a.table, b.table)
+
+
+class OneReaderAtATime:
+    """A frame source that fails when two threads read it at once (a TIFF file handle)."""
+
+    def __init__(self, frames):
+        self.frames, self.shape, self.reading, self.reads = frames, frames.shape, threading.Lock(), 0
+
+    def __len__(self):
+        return len(self.frames)
+
+    def __getitem__(self, key):
+        if not self.reading.acquire(blocking=False):
+            raise RuntimeError("two threads read the source at once")
+        try:
+            threading.Event().wait(0.002)  # long enough for another reader to come in
+            self.reads += 1
+            return self.frames[key]
+        finally:
+            self.reading.release()
+
+
+def test_prefetch_threads_read_the_source_one_at_a_time(model, monkeypatch):
+    monkeypatch.setattr(predict, "PREFETCH_WORKERS", 4)
+    frames = np.random.default_rng(2).poisson(100.0, (16, 16, 16)).astype(np.float32)
+    source = OneReaderAtATime(frames)
+    ahead = localize(model, source, batch_size=1, prefetch=True)
+    assert source.reads == 16
+    pd.testing.assert_frame_equal(ahead, localize(model, frames, batch_size=1, prefetch=False))
 
 
 def test_a_bad_frame_read_ahead_raises_after_the_batches_before_it(model):
@@ -258,12 +290,34 @@ def test_a_bad_frame_read_ahead_raises_after_the_batches_before_it(model):
     assert got == [[1, 2], [3, 4]]
 
 
-def test_a_stream_left_early_stops_its_prefetch_thread(model):
+def _prefetch_threads() -> set:
+    return {t for t in threading.enumerate() if t.name.startswith("deepcel0-prefetch")}
+
+
+def test_a_stream_left_early_stops_its_prefetch_thread(model, monkeypatch):
     frames = np.random.default_rng(1).poisson(100.0, (12, 16, 16)).astype(np.float32)
+    before = _prefetch_threads()
     stream = localize_stream(model, frames, batch_size=2, prefetch=True)
     next(stream)
+    assert _prefetch_threads() - before  # it reads ahead
     stream.close()
-    assert not [t for t in threading.enumerate() if t.name.startswith("deepcel0-prefetch")]
+    assert _prefetch_threads() == before
+    # and when the model fails after the first batch (the stream is not closed by anyone)
+    calls = []
+
+    def failing(block):
+        if calls:
+            raise RuntimeError("CUDA out of memory")
+        calls.append(1)
+        return DeepLocalizer.read_out(model, block)
+
+    monkeypatch.setattr(model, "read_out", failing)
+    results = []
+    with pytest.raises(RuntimeError) as error:  # its traceback holds the stream's frame
+        for r in localize_stream(model, frames, batch_size=2, prefetch=True):
+            results.append(r)
+    assert "out of memory" in str(error.value)
+    assert len(results) == 1 and _prefetch_threads() == before
 
 
 def test_cuda_requested_without_gpu(tiny_model_path):
