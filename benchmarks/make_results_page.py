@@ -33,8 +33,10 @@ TABLE1_RESULTS = {
     "paper_table1_budget_matched.json": "Paper Table 1 protocol: DeepCEL0 and Deep-STORM, 8 epochs each (CPU)",
     "paper_table1_paper_protocol.json": "Paper Table 1 protocol: the bundled DeepCEL0 fine-tuned on the paper's "
                                         "Gaussian noise on the CPU (for this test, not bundled; docs/benchmarks.md)",
-    "paper_table1_cel0_full_gpu.json": "Paper Table 1 protocol on an H100: CEL0 on all 361 frames (its DeepCEL0 "
-                                       "rows: stage 6, the model bundled at the time)",
+    "paper_table1_protocol_gpu.json": "Paper Table 1 protocol: that model fine-tuned further on an H200 on 150,000 "
+                                      "fresh patches (for this test, not bundled; benchmarks/gpu_speed_table1.sh)",
+    "paper_table1_cel0_full_gpu.json": "Paper Table 1 protocol on an H200: CEL0 on all 361 frames, lambda from the "
+                                       "paper's 30-value sweep on 8 frames (benchmarks/gpu_speed_table1.sh)",
     "paper_table1_chebyshev.json": "Paper Table 1 protocol, tolerance as a square window (Chebyshev distance; "
                                    "a sensitivity analysis): bundled DeepCEL0",
     "paper_table1_paper_protocol_chebyshev.json": "Paper Table 1 protocol, tolerance as a square window: the "
@@ -213,6 +215,12 @@ def candidates_section(d: dict) -> list[str]:
     return out
 
 
+def scaling_run(s: dict) -> str:
+    """What a scaling run of benchmarks/speed.py did (runs before 2026-11-28 name nothing)."""
+    mode = s.get("mode", "default")
+    return f"{mode} ({s['prefetch_workers']} prefetch threads)" if mode == "default" and "prefetch_workers" in s else mode
+
+
 def speed_section(d: dict) -> list[str]:
     r = d["results"]
     out = section(f"Speed ({r['device']})", [f"Machine: {d['machine']}.", f"Command: `{d['command']}`"],
@@ -228,8 +236,9 @@ def speed_section(d: dict) -> list[str]:
         out.append(f"| CEL0 (lambda {cel0.get('lam', 'n/a')}) {batch.replace('_', ' ')}: s/frame | {c['seconds_per_frame']} (outer iterations "
                    f"{c['outer_iterations']}) |")
     if r.get("scaling"):
-        out += ["", *table_head(["frames", "seconds", "frames/s", "peak RSS MB"])]
-        out += [f"| {s['frames']} | {s['seconds']} | {s['frames_per_s']} | {s['peak_rss_mb']} |" for s in r["scaling"]]
+        out += ["", *table_head(["frames", "run", "seconds", "frames/s", "peak RSS MB"])]
+        out += [f"| {s['frames']} | {scaling_run(s)} | {s['seconds']} | {s['frames_per_s']} | {s['peak_rss_mb']} |"
+                for s in r["scaling"]]
     out.append("")
     return out
 

@@ -351,17 +351,19 @@ def solve(
     y = _as_batch(y, op)
     n = len(y)
     per_frame = np.ndim(lam) > 0
-    if per_frame:
-        if np.shape(lam) != (n,):
-            raise ValueError(f"one lambda per frame: {n} frames, got {np.shape(lam)} lambdas")
-        lam = np.array([SolverSettings(lam=value).lam for value in lam])
-    settings = SolverSettings(lam=float(lam[0]) if per_frame else lam, max_outer=max_outer, max_inner=max_inner,
-                              tol=tol)
-    lam = lam if per_frame else settings.lam
+    if per_frame and np.shape(lam) != (n,):
+        raise ValueError(f"one lambda per frame: {n} frames, got {np.shape(lam)} lambdas")
+    each = [SolverSettings(lam=value, max_outer=max_outer, max_inner=max_inner, tol=tol)
+            for value in (lam if per_frame else [lam])]
+    settings = each[0]
     norms = torch.as_tensor(op.column_norms(), device=op.device, dtype=op.dtype)
-    # (n, 1, 1) per frame, else a number: thresholds and zero-point weights of the reweighting
-    root = torch.as_tensor(np.sqrt(2.0 * lam), device=op.device, dtype=op.dtype)[:, None, None] if per_frame \
-        else math.sqrt(2.0 * lam)
+    # thresholds and zero-point weights of the reweighting: (n, N_r, N_c) with a lambda per frame
+    if per_frame:
+        lam = np.array([s.lam for s in each])
+        root = torch.as_tensor(np.sqrt(2.0 * lam), device=op.device, dtype=op.dtype)[:, None, None]
+    else:
+        lam = settings.lam
+        root = math.sqrt(2.0 * lam)
     threshold = root / norms
     w_zero = root * norms
     gamma = 1.0 / op.lipschitz()
@@ -593,9 +595,6 @@ def read_maps(maps, acq: Acquisition, threshold: float, method: str, frames=None
 
 
 # ============================================================ lambda sweep
-#: frames a lambda sweep on a GPU solves in one batch (its lambdas' copies of the frames)
-SWEEP_BATCH_FRAMES = 256
-
 SCORE_FIELDS = tuple(f.name for f in fields(Score))
 
 
@@ -718,8 +717,9 @@ def lambda_sweep(
     lams_per_solve
         Lambdas solved together, as one batch of their copies of the frames (default:
         one at a time on a CPU, where a batch costs what its frames cost; on a GPU as
-        many as make :data:`SWEEP_BATCH_FRAMES` frames, since a batch of 8 frames keeps
-        it waiting on its launches: the paper's 30 values in one batch instead of 30).
+        many as fit in :data:`FINE_PIXELS_PER_SOLVE`, since a batch of 8 frames keeps it
+        waiting on its launches: the paper's 30 values on 8 frames of 64 x 64 pixels in
+        one batch instead of 30).
 
     Returns
     -------
@@ -758,7 +758,8 @@ def lambda_sweep(
     y_t = torch.as_tensor(y, device=op.device)
     mass_scale = scale / acquisition.gain_adu_per_photon
     if lams_per_solve is None:
-        lams_per_solve = 1 if op.device.type == "cpu" else max(1, SWEEP_BATCH_FRAMES // len(numbers))
+        fine_pixels = len(numbers) * op.fine_shape[0] * op.fine_shape[1]
+        lams_per_solve = 1 if op.device.type == "cpu" else max(1, FINE_PIXELS_PER_SOLVE // fine_pixels)
     if isinstance(lams_per_solve, bool) or int(lams_per_solve) != lams_per_solve or lams_per_solve < 1:
         raise ValueError(f"lams_per_solve must be an integer >= 1, got {lams_per_solve!r}")
     t0 = time.perf_counter()
