@@ -101,6 +101,8 @@ def main() -> None:
     p.add_argument("--sweep-frames", type=int, default=8, help="random frames the sweep scores (paper: 8)")
     p.add_argument("--orientations", type=int, choices=(4, 8),
                    help="also score DeepCEL0 with orientation averaging (4 or 8 orientations)")
+    p.add_argument("--threshold", type=float,
+                   help="detection threshold of the networks, in their map units (default: the model's, 0.1 x s)")
     p.add_argument("--tests", nargs="+", default=list(TESTS))
     p.add_argument("--device", default="auto")
     p.add_argument("--seed", type=int, default=2021)
@@ -130,7 +132,7 @@ def main() -> None:
         frames = render_test(gt_raw, n_total, TESTS[test], args.seed + 10 * i)
         res = results.setdefault(test, {})
         for name, model in models.items():
-            table = localize(model, frames, frames=deep_numbers.tolist())
+            table = localize(model, frames, frames=deep_numbers.tolist(), threshold=args.threshold)
             res[name] = row(gt, table, deep_numbers, distance=args.distance)
         if not args.no_cel0:
             from napari_deepcel0.core.cel0 import Cel0Localizer, lambda_sweep
@@ -170,6 +172,7 @@ def main() -> None:
         "matching": MATCHING_RULE,
         "read_out": NETWORK_READ_OUT,
         "cel0_sweep": {"lams": args.cel0_lams, "range": [1e-3, 1.0], "frames": args.sweep_frames},
+        "network_threshold": args.threshold if args.threshold is not None else "model default (0.1 s)",
         "deep_frames": args.frames or f"1-{n_total}", "cel0_frames": args.cel0_frames or args.frames or f"1-{n_total}",
         "tests": results,
         "paper": {t: {m: dict(zip(("jaccard_50", "jaccard_100", "jaccard_150", "sensitivity_50", "specificity_50"), v))
