@@ -3,7 +3,7 @@
 #   1. alone on the GPU: benchmarks/speed.py (bare network, end to end, training, CEL0, and the
 #      scaling check 100 / 1,000 / 10,000 frames, for 10,000 also without the outlier steps and
 #      without reading ahead: what the CPU's outlier steps cost a GPU run, and what prefetching
-#      them in a background thread wins back), then its large-frames check;
+#      them in background threads wins back), then its large-frames check;
 #   2. side by side:
 #      A. the CUDA tests of the network, CEL0, training and streaming inference;
 #      B. Table 1 (benchmarks/paper_table1.py) on all 361 frames with CEL0's lambda chosen as the

@@ -3,6 +3,7 @@
     python benchmarks/speed.py [--device cpu|cuda] [--scaling 100 1000 10000] [--skip-cel0]
     python benchmarks/speed.py --odd-sizes [--device cpu|cuda]
     python benchmarks/speed.py --large-frames [--device cpu|cuda]
+    python benchmarks/speed.py --outlier-threads
 
 Measures on 64 x 64 camera frames (256 x 256 fine grid, L = 4):
 - the bare network (normalised frames already on the device) in fp32 and bf16;
@@ -19,6 +20,9 @@ Writes benchmarks/results/speed_<device>.json.
 ``--odd-sizes``: only the network (``DeepLocalizer.maps``: normalise, upsample, network)
 on 32 frames of 64 x 64, 64 x 63 and 63 x 63 camera pixels, printed: a side that is not
 a multiple of 8 fine pixels costs a second pass (core/network.py).
+
+``--outlier-threads``: the outlier steps alone on 1, 2 and ``PREFETCH_WORKERS`` threads
+(ms a frame, printed): how much the prefetch threads can take on at once.
 
 ``--large-frames``: end to end on 16 frames of 256 x 256 camera pixels with the default
 batch size (16 frames of 64 x 64 pixels: here one frame a pass), then on 2 frames of
@@ -138,10 +142,30 @@ def scaling_child(path: str, n: int, device: str, precision: str, mode: str) -> 
     table = localize(model, read_stack(path), frames=f"1-{n}", **options)
     dt = time.perf_counter() - t0
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    print(json.dumps({"frames": n, "mode": mode, "prefetch_workers": predict.PREFETCH_WORKERS,
+    prefetching = options.get("prefetch", torch.device(device).type != "cpu")
+    print(json.dumps({"frames": n, "mode": mode, "prefetch_workers": predict.PREFETCH_WORKERS if prefetching else 0,
                       "seconds": round(dt, 2), "frames_per_s": round(n / dt, 2),
                       "peak_rss_mb": round(peak / 1024, 1), "rss_before_mb": round(rss0 / 1024, 1),
                       "localizations": len(table)}))
+
+
+def outlier_threads() -> None:
+    """The outlier steps (frames.fix_outliers) on 1, 2, ... threads, as the prefetch
+    threads run them: ms per 64 x 64 frame, best of 3 (printed)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from napari_deepcel0.core.frames import fix_outliers
+
+    rng = np.random.default_rng(0)
+    blocks = [rng.poisson(110.0, (32, 64, 64)).astype(np.float32) for _ in range(40)]
+    sigma_px = ISBI2013.sigma_px
+    for threads in sorted({1, 2, predict.PREFETCH_WORKERS}):
+        def run():
+            with ThreadPoolExecutor(threads) as pool:
+                list(pool.map(lambda b: fix_outliers(b, sigma_px), blocks))
+
+        ms = 1e3 * timed(run) / (len(blocks) * len(blocks[0]))
+        print(f"outlier steps, {threads} thread{'s' if threads > 1 else ''}: {ms:.3f} ms a frame", flush=True)
 
 
 def odd_sizes(device) -> None:
@@ -180,6 +204,8 @@ def main() -> None:
     p.add_argument("--out", help="JSON to write (default benchmarks/results/speed_<device>.json)")
     p.add_argument("--odd-sizes", action="store_true", help="only the network on odd-sized frames (printed)")
     p.add_argument("--large-frames", action="store_true", help="only 256 x 256 and 1024 x 1024 frames: speed and memory (printed)")
+    p.add_argument("--outlier-threads", action="store_true",
+                   help="only the outlier steps on 1, 2, ... threads, as the prefetch threads run them (printed)")
     p.add_argument("--child", nargs=5, metavar=("PATH", "N", "DEVICE", "PRECISION", "MODE"), help=argparse.SUPPRESS)
     args = p.parse_args()
     if args.child:
@@ -192,6 +218,9 @@ def main() -> None:
         return
     if args.large_frames:
         large_frames(dev)
+        return
+    if args.outlier_threads:
+        outlier_threads()
         return
     frames, _ = simulate_stack(n_frames=64, shape=(64, 64), seed=0)
     res: dict = {"device": dev}

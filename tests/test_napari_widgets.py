@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 from napari.utils.notifications import NotificationSeverity, notification_manager
 from qtpy.QtCore import QTimer
 from qtpy.QtWidgets import QApplication
@@ -1485,6 +1486,20 @@ def test_cel0_cancel_keeps_finished_batches(viewer, qtbot, stack_path, monkeypat
     _wait(qtbot, widget.sweep_job)
     assert widget.sweep_job.status.value == "Lambda sweep cancelled after 1 lambda"
     assert not widget.use_best_button.enabled
+
+
+def test_the_sweep_grows_its_curve_in_groups_of_lambdas_on_a_gpu(viewer, stack_path, monkeypatch):
+    # a GPU sweep solves its lambdas together: in one batch the curve stayed empty until the end
+    from napari_deepcel0._napari import cel0_widget
+
+    widget = _quick_cel0_widget(viewer, _open(viewer, stack_path), "1-2")
+    widget.n_lams.value = 30
+    widget.device.value = "cpu"
+    assert widget._lams_per_solve() == 1
+    monkeypatch.setattr(cel0_widget, "resolve_device", lambda device: torch.device("cuda", 0))
+    assert widget._lams_per_solve() == 6  # 5 updates of the curve
+    widget.n_lams.value = 3
+    assert widget._lams_per_solve() == 1
 
 
 def test_redraws_of_a_growing_run_take_a_bounded_share_of_the_time():

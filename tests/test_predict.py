@@ -280,6 +280,44 @@ def test_prefetch_threads_read_the_source_one_at_a_time(model, monkeypatch):
     pd.testing.assert_frame_equal(ahead, localize(model, frames, batch_size=1, prefetch=False))
 
 
+class CancelWhileRead:
+    """Frames whose second batch takes a while to read, and Cancel is pressed meanwhile."""
+
+    def __init__(self, frames, cancel: threading.Event):
+        self.frames, self.shape, self.cancel, self.reads = frames, frames.shape, cancel, 0
+
+    def __len__(self):
+        return len(self.frames)
+
+    def __getitem__(self, key):
+        self.reads += 1
+        if key.start == 2:  # frames 3-4
+            threading.Event().wait(0.3)
+            self.cancel.set()
+        return self.frames[key]
+
+
+def test_cancel_pressed_while_a_batch_is_read_ahead_drops_that_batch(model, monkeypatch):
+    monkeypatch.setattr(predict, "PREFETCH_WORKERS", 1)
+    frames = np.random.default_rng(3).poisson(100.0, (8, 16, 16)).astype(np.float32)
+    stop = threading.Event()
+    got = list(localize_stream(model, CancelWhileRead(frames, stop), batch_size=2, cancel=stop, prefetch=True))
+    assert [r.frames.tolist() for r in got] == [[1, 2]]
+    stop.set()  # pressed before the start: nothing is read
+    source = CancelWhileRead(frames, stop)
+    assert list(localize_stream(model, source, batch_size=2, cancel=stop, prefetch=True)) == []
+    assert source.reads == 0
+
+
+def test_prefetch_is_on_where_the_model_runs_on_a_gpu(model):
+    from types import SimpleNamespace
+
+    assert not predict._runs_on_gpu(model)  # on the CPU the network's 30-50 ms a frame leave nothing to gain
+    assert predict._runs_on_gpu(SimpleNamespace(device=torch.device("cuda", 0)))
+    assert not predict._runs_on_gpu(SimpleNamespace(device="auto"))  # not a resolved device: off
+    assert not predict._runs_on_gpu(object())
+
+
 def test_a_bad_frame_read_ahead_raises_after_the_batches_before_it(model):
     frames = np.random.default_rng(0).poisson(100.0, (6, 16, 16)).astype(np.float32)
     frames[4, 3, 3] = np.inf

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import napari
 from magicgui.widgets import CheckBox, ComboBox, Container, FloatSpinBox, LineEdit, PushButton, SpinBox
 from napari.utils.notifications import show_info
@@ -28,6 +30,8 @@ from .settings import PersistentValues
 from .state import state_for
 
 CEL0, DEEPCEL0 = "CEL0", "DeepCEL0"
+#: times the sweep's curve grows on a GPU, where its lambdas are solved in groups
+SWEEP_UPDATES = 5
 
 
 def _compare_job(acq, source, frames, solver: dict, device: str, model_path, with_deepcel0: bool, progress,
@@ -207,6 +211,7 @@ class Cel0Widget(Container):
             if self.lam_min.value > self.lam_max.value:
                 raise ValueError("the smallest lambda is larger than the largest")
             ground_truth = table_from_layer(self.ground_truth.value)
+            lams_per_solve = self._lams_per_solve()  # (a GPU asked for and not there: refused here)
         except (ValueError, RuntimeError) as exc:
             self.sweep_job.refuse(f"Lambda sweep: {exc}")
             return
@@ -221,7 +226,16 @@ class Cel0Widget(Container):
             frames=frames, n_lams=self.n_lams.value, lam_range=(self.lam_min.value, self.lam_max.value),
             n_frames=self.sweep_frames.value, tol_nm=self.tolerance.value, max_outer=self.max_outer.value,
             max_inner=self.max_inner.value, background=background, device=self.device.value,
-            fix_outlier_pixels=self.fix_outlier_pixels.value, on_return=self._swept)
+            fix_outlier_pixels=self.fix_outlier_pixels.value, lams_per_solve=lams_per_solve,
+            on_return=self._swept)
+
+    def _lams_per_solve(self) -> int:
+        """On a GPU the sweep solves its lambdas together (fastest all at once); here in
+        :data:`SWEEP_UPDATES` groups, so that the curve grows as it runs and Cancel says
+        how far it got. On a CPU one at a time, as the library does."""
+        if resolve_device(self.device.value).type == "cpu":
+            return 1
+        return max(1, math.ceil(self.n_lams.value / SWEEP_UPDATES))
 
     def _sweep_progress(self, value) -> None:
         done, total, lam, score = value

@@ -233,11 +233,14 @@ def objective(x, y, op: AcquisitionOperator, lam: float, norms) -> np.ndarray:
     y = torch.as_tensor(y, device=op.device, dtype=op.dtype)
     y = y[None] if y.ndim == 2 else y
     if np.ndim(lam):  # one lambda per frame
-        return np.array([objective(x[i], y[i], op, lam_i, norms)[0] for i, lam_i in enumerate(np.ravel(lam))],
-                        dtype=np.float64)
+        if np.shape(lam) != (len(x),):
+            raise ValueError(f"one lambda per frame: {len(x)} frames, got {np.shape(lam)} lambdas")
+        lam = torch.as_tensor(np.asarray(lam, np.float64), device=op.device)[:, None, None]
+    else:
+        lam = float(lam)
     resid = (op.forward(x) - y).double()
     a = torch.as_tensor(norms, device=op.device, dtype=torch.float64)
-    penalty = cel0_penalty(x.double(), float(lam), a)
+    penalty = cel0_penalty(x.double(), lam, a)
     return (0.5 * resid.square().sum(dim=(-2, -1)) + penalty.sum(dim=(-2, -1))).cpu().numpy()
 
 
@@ -350,22 +353,22 @@ def solve(
     """
     y = _as_batch(y, op)
     n = len(y)
+    if n == 0:
+        raise ValueError("no frames to solve")
     per_frame = np.ndim(lam) > 0
     if per_frame and np.shape(lam) != (n,):
         raise ValueError(f"one lambda per frame: {n} frames, got {np.shape(lam)} lambdas")
-    each = [SolverSettings(lam=value, max_outer=max_outer, max_inner=max_inner, tol=tol)
-            for value in (lam if per_frame else [lam])]
-    settings = each[0]
+    frame_settings = [SolverSettings(lam=value, max_outer=max_outer, max_inner=max_inner, tol=tol)
+                      for value in (lam if per_frame else [lam])]
+    settings = frame_settings[0]  # the iteration caps and tolerance, the same for all
+    lams = np.array([s.lam for s in frame_settings]) if per_frame else settings.lam
     norms = torch.as_tensor(op.column_norms(), device=op.device, dtype=op.dtype)
-    # thresholds and zero-point weights of the reweighting: (n, N_r, N_c) with a lambda per frame
+    # the reweighting's threshold sqrt(2 lam) / a_i and weight at zero sqrt(2 lam) a_i: fixed
+    # maps for one lambda; from (n, 1, 1) roots at each outer iteration for one per frame
     if per_frame:
-        lam = np.array([s.lam for s in each])
-        root = torch.as_tensor(np.sqrt(2.0 * lam), device=op.device, dtype=op.dtype)[:, None, None]
+        roots = torch.as_tensor(np.sqrt(2.0 * lams), device=op.device, dtype=op.dtype)[:, None, None]
     else:
-        lam = settings.lam
-        root = math.sqrt(2.0 * lam)
-    threshold = root / norms
-    w_zero = root * norms
+        threshold, w_zero = math.sqrt(2.0 * lams) / norms, math.sqrt(2.0 * lams) * norms
     gamma = 1.0 / op.lipschitz()
     step = _prox_grad_step(op, gamma)
     aty = op.adjoint(y)
@@ -379,10 +382,13 @@ def solve(
     x = result.clone()
 
     def value(frames: torch.Tensor, maps: torch.Tensor) -> np.ndarray:
-        return objective(maps, y[frames], op, lam[frames.cpu().numpy()] if per_frame else lam, norms)
+        return objective(maps, y[frames], op, lams[frames.cpu().numpy()] if per_frame else lams, norms)
 
-    def reweighting(active: torch.Tensor):
-        return (threshold[active], w_zero[active]) if per_frame else (threshold, w_zero)
+    def reweighting(frames: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        if not per_frame:
+            return threshold, w_zero
+        root = roots[frames]
+        return root / norms, root * norms
 
     def records() -> list[FrameRecord]:
         return [FrameRecord(int(outer[i]), int(inner[i]), bool(converged[i]), float(final[i])) for i in range(n)]
@@ -715,11 +721,12 @@ def lambda_sweep(
         first, as :func:`~.predict.localize` does (:func:`~.frames.fix_outliers`), so
         that lambda is chosen on the input it will be used on.
     lams_per_solve
-        Lambdas solved together, as one batch of their copies of the frames (default:
-        one at a time on a CPU, where a batch costs what its frames cost; on a GPU as
-        many as fit in :data:`FINE_PIXELS_PER_SOLVE`, since a batch of 8 frames keeps it
-        waiting on its launches: the paper's 30 values on 8 frames of 64 x 64 pixels in
-        one batch instead of 30).
+        At most this many lambdas solved together, as one batch of their copies of the
+        frames, and never more than fit in :data:`FINE_PIXELS_PER_SOLVE` (default: one at
+        a time on a CPU, where a batch costs what its frames cost; on a GPU as many as
+        fit, since a batch of 8 frames keeps it waiting on its launches: the paper's 30
+        values on 8 frames of 64 x 64 pixels in one batch instead of 30). ``progress``
+        is called when a batch is done.
 
     Returns
     -------
@@ -757,15 +764,17 @@ def lambda_sweep(
     op = AcquisitionOperator(acquisition, y.shape[-2:], device=resolve_device(device))
     y_t = torch.as_tensor(y, device=op.device)
     mass_scale = scale / acquisition.gain_adu_per_photon
-    if lams_per_solve is None:
-        fine_pixels = len(numbers) * op.fine_shape[0] * op.fine_shape[1]
-        lams_per_solve = 1 if op.device.type == "cpu" else max(1, FINE_PIXELS_PER_SOLVE // fine_pixels)
-    if isinstance(lams_per_solve, bool) or int(lams_per_solve) != lams_per_solve or lams_per_solve < 1:
+    if lams_per_solve is not None and (isinstance(lams_per_solve, bool) or int(lams_per_solve) != lams_per_solve
+                                       or lams_per_solve < 1):
         raise ValueError(f"lams_per_solve must be an integer >= 1, got {lams_per_solve!r}")
+    fit = max(1, FINE_PIXELS_PER_SOLVE // (len(numbers) * op.fine_shape[0] * op.fine_shape[1]))
+    if lams_per_solve is None:
+        lams_per_solve = 1 if op.device.type == "cpu" else fit
+    lams_per_solve = min(int(lams_per_solve), fit)
     t0 = time.perf_counter()
     scores: dict[str, list[Score]] = {m: [] for m in READINGS}
-    for start in range(0, len(lams), int(lams_per_solve)):
-        group = lams[start : start + int(lams_per_solve)]
+    for start in range(0, len(lams), lams_per_solve):
+        group = lams[start : start + lams_per_solve]
         x, _ = solve(y_t.repeat(len(group), 1, 1), op, np.repeat(group, len(numbers)), max_outer, max_inner, tol,
                      cancel=cancel)
         for i, lam in enumerate(group):

@@ -42,19 +42,27 @@ def cel0_threshold(lam: float, a) -> torch.Tensor | float:
     return math.sqrt(2.0 * lam) / a
 
 
-def cel0_penalty(x: torch.Tensor, lam: float, a) -> torch.Tensor:
+def cel0_penalty(x: torch.Tensor, lam, a) -> torch.Tensor:
     """Element-wise CEL0 penalty ``phi(a, lam; x)`` (same shape as ``x``).
 
-    ``a`` is a positive number or a tensor broadcastable to ``x`` (column norms).
+    ``a`` is a positive number or a tensor broadcastable to ``x`` (column norms); so is
+    ``lam`` (one lambda per frame: shape (n, 1, 1)).
     """
-    if not lam > 0:
-        raise ValueError(f"lambda must be positive, got {lam}")
     a = torch.as_tensor(a, dtype=x.dtype, device=x.device)
-    root = math.sqrt(2.0 * lam)
+    if isinstance(lam, torch.Tensor):
+        if not bool((lam > 0).all()):
+            raise ValueError(f"lambda must be positive, got {lam.min().item()}")
+        root = torch.sqrt(2.0 * lam)
+        beyond = lam.to(x.dtype).expand_as(x)
+    else:
+        if not lam > 0:
+            raise ValueError(f"lambda must be positive, got {lam}")
+        root = math.sqrt(2.0 * lam)
+        beyond = torch.full_like(x, lam)
     ax = x.abs()
     # lam - (a^2/2)(|x| - root/a)^2 expanded: exactly 0 at x = 0, no cancellation
     inside = a * ax * (root - 0.5 * a * ax)
-    return torch.where(ax * a < root, inside, torch.full_like(ax, lam))
+    return torch.where(ax * a < root, inside, beyond)
 
 
 def cel0_penalty_grad(x: torch.Tensor, lam: float, a) -> torch.Tensor:

@@ -322,7 +322,8 @@ def warn_if_below_offset(frames: np.ndarray, acquisition: Acquisition) -> None:
 
 #: threads that prepare batches ahead of the model in :func:`prepared_batches` (one fewer
 #: than the CPU's cores, at most 4): the outlier steps spend most of their time outside
-#: Python's lock, so two threads fixed frames 2.1 times as fast as one
+#: Python's lock: two threads fixed frames 1.5 to 2.6 times as fast as one on a 2-core
+#: machine (``python benchmarks/speed.py --outlier-threads``)
 PREFETCH_WORKERS = max(1, min(4, (len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity")
                                    else os.cpu_count() or 2) - 1))
 
@@ -340,6 +341,13 @@ def _prepared(source, idx: np.ndarray, sigma_px: float | None, read_lock=None):
     return (idx, *fix_outliers(block, sigma_px))
 
 
+def _runs_on_gpu(model) -> bool:
+    """Whether ``model`` says it runs on another device than the CPU (a ``device``
+    attribute, as DeepLocalizer and Cel0Localizer have; anything else: no)."""
+    device = getattr(model, "device", None)
+    return isinstance(device, torch.device) and device.type != "cpu"
+
+
 def prepared_batches(source, batches: Iterator[np.ndarray], sigma_px: float | None, prefetch: bool,
                      cancel=None) -> Iterator[tuple]:
     """The batches of :func:`_prepared`, in order; stops when ``cancel()`` becomes true.
@@ -348,10 +356,11 @@ def prepared_batches(source, batches: Iterator[np.ndarray], sigma_px: float | No
     batches (one more than there are threads), so that reading and the outlier steps
     (0.4-0.7 ms a 64 x 64 frame on one CPU core) overlap the model's work on the GPU
     instead of adding to it: on an H200, 10,000 frames ran at 1,376 frames/s without it,
-    3,116 with 4 threads and 3,469 without the outlier steps. ``source`` is read by one
-    thread at a time (a TIFF file handle is not to be shared), and only by them while the
-    batches are iterated; they have stopped when the iteration ends, also when it ends
-    early.
+    3,116 with 4 threads and 3,469 without the outlier steps. These threads read
+    ``source`` one at a time (a TIFF file handle is not to be shared; reads by other code
+    meanwhile are the caller's to keep apart), and they have stopped when the iteration
+    ends, also when it ends early. A batch that was read ahead is dropped, not yielded,
+    when ``cancel()`` became true while it was waited for.
     Errors (a frame that is not finite, a read that fails) come in the batch they belong
     to, after the batches before it."""
     if not prefetch:
@@ -360,6 +369,8 @@ def prepared_batches(source, batches: Iterator[np.ndarray], sigma_px: float | No
                 return
             yield _prepared(source, idx, sigma_px)
         return
+    if is_cancelled(cancel):
+        return
     read_lock = threading.Lock()
     with ThreadPoolExecutor(PREFETCH_WORKERS, thread_name_prefix="deepcel0-prefetch") as pool:
         pending = deque(pool.submit(_prepared, source, idx, sigma_px, read_lock)
@@ -367,6 +378,8 @@ def prepared_batches(source, batches: Iterator[np.ndarray], sigma_px: float | No
         try:
             while pending and not is_cancelled(cancel):
                 batch = pending.popleft().result()
+                if is_cancelled(cancel):  # pressed while this batch was waited for
+                    return
                 idx = next(batches, None)
                 if idx is not None:
                     pending.append(pool.submit(_prepared, source, idx, sigma_px, read_lock))
@@ -436,7 +449,7 @@ def localize_stream(
     if not (is_whole_number(batch_size) and batch_size >= 1):
         raise ValueError(f"batch size must be a whole number >= 1, got {batch_size!r}")
     if prefetch is None:
-        prefetch = torch.device(getattr(model, "device", "cpu")).type != "cpu"
+        prefetch = _runs_on_gpu(model)
     batches = iter_batches(indices, frames_per_batch(batch_size, (rows, cols)))
     sigma_px = model.acquisition.sigma_px if fix_outlier_pixels else None
     t0 = time.perf_counter()
