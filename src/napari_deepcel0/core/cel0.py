@@ -60,10 +60,9 @@ from .devices import resolve_device
 from .frames import (
     FrameSourceError,
     check_finite,
-    fix_outliers,
     frame_count,
     parse_frame_selection,
-    read_frames,
+    read_fixed_frames,
     warn_bright_objects,
 )
 from .io import INTENSITY
@@ -754,12 +753,10 @@ def lambda_sweep(
     gt = ground_truth[ground_truth[FRAME].isin(numbers)]
     if len(gt) == 0:
         raise ValueError(f"the ground truth has no molecules in the sweep frames {numbers.tolist()}")
-    block = read_frames(source, chosen)
-    check_finite(block, numbers)  # named by their stack numbers, before prepare_frames would number them 1..n
-    if fix_outlier_pixels:
-        block, _, changed, ratios = fix_outliers(block, acquisition.sigma_px)
-        if len(changed):
-            warn_bright_objects(numbers[changed], ratios)
+    # checked here, where a bad frame is named by its stack number (prepare_frames would number them 1..n)
+    block, _, changed, ratios = read_fixed_frames(source, chosen, acquisition.sigma_px if fix_outlier_pixels else None)
+    if len(changed):
+        warn_bright_objects(numbers[changed], ratios)
     y, scale = prepare_frames(block, background)
     op = AcquisitionOperator(acquisition, y.shape[-2:], device=resolve_device(device))
     y_t = torch.as_tensor(y, device=op.device)

@@ -9,6 +9,7 @@ a source are 0-based.
 
 from __future__ import annotations
 
+import contextlib
 import re
 import warnings
 from typing import Iterator
@@ -233,6 +234,21 @@ def fill_dark_pixels(frames: np.ndarray, stats=None) -> tuple[np.ndarray, int]:
     dark = fill | (ndimage.binary_dilation(fill, structure=np.ones((1, 3, 3), bool)) & (f < floor[:, None, None]))
     f[dark] = np.broadcast_to(median[:, None, None], f.shape)[dark]
     return f, int(dark.sum())
+
+
+def read_fixed_frames(source, indices: np.ndarray, psf_sigma_px: float | None = None,
+                      read_lock=None) -> tuple[np.ndarray, int, np.ndarray, np.ndarray]:
+    """Frames at 0-based ``indices`` of ``source``, read (holding ``read_lock``, if any),
+    checked to be finite (a bad one named by its 1-based number in ``source``) and, when
+    ``psf_sigma_px`` (the PSF sigma in camera pixels) is given, with their outliers fixed:
+    ``(frames, pixels replaced, frames dimmed, their ratios)`` as :func:`fix_outliers`
+    returns them."""
+    with read_lock or contextlib.nullcontext():
+        block = read_frames(source, indices)
+    check_finite(block, np.asarray(indices) + 1)
+    if psf_sigma_px is None:
+        return block, 0, np.zeros(0, np.int64), np.zeros(0)
+    return fix_outliers(block, psf_sigma_px)
 
 
 def fix_outliers(frames: np.ndarray, psf_sigma_px: float) -> tuple[np.ndarray, int, np.ndarray, np.ndarray]:

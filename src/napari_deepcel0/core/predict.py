@@ -30,13 +30,11 @@ from .devices import autocast, resolve_device, resolve_precision
 from .frames import (
     FrameSourceError,
     _frame_shape,
-    check_finite,
-    fix_outliers,
     frame_count,
     frames_per_batch,
     iter_batches,
     parse_frame_selection,
-    read_frames,
+    read_fixed_frames,
     warn_bright_objects,
 )
 from .io import INTENSITY
@@ -328,19 +326,6 @@ PREFETCH_WORKERS = max(1, min(4, (len(os.sched_getaffinity(0)) if hasattr(os, "s
                                    else os.cpu_count() or 2) - 1))
 
 
-def _prepared(source, idx: np.ndarray, sigma_px: float | None, read_lock=None):
-    """Batch ``idx`` (0-based frame indices) read (holding ``read_lock``, if any) and
-    checked, with its outliers fixed when ``sigma_px`` (the PSF sigma in camera pixels) is
-    given: ``(idx, frames, pixels replaced, frames dimmed, their ratios)``
-    (:func:`~.frames.fix_outliers`)."""
-    with read_lock or contextlib.nullcontext():
-        block = read_frames(source, idx)
-    check_finite(block, idx + 1)
-    if sigma_px is None:
-        return idx, block, 0, np.zeros(0, np.int64), np.zeros(0)
-    return (idx, *fix_outliers(block, sigma_px))
-
-
 def _runs_on_gpu(model) -> bool:
     """Whether ``model`` says it runs on another device than the CPU (a ``device``
     attribute, as DeepLocalizer and Cel0Localizer have; anything else: no)."""
@@ -350,7 +335,9 @@ def _runs_on_gpu(model) -> bool:
 
 def prepared_batches(source, batches: Iterator[np.ndarray], sigma_px: float | None, prefetch: bool,
                      cancel=None) -> Iterator[tuple]:
-    """The batches of :func:`_prepared`, in order; stops when ``cancel()`` becomes true.
+    """``(indices, *read_fixed_frames(...))`` for each batch of 0-based frame ``indices``,
+    in order (:func:`~.frames.read_fixed_frames`: read, checked, outliers fixed when
+    ``sigma_px`` is given); stops when ``cancel()`` becomes true.
 
     With ``prefetch``, :data:`PREFETCH_WORKERS` background threads prepare the next
     batches (one more than there are threads), so that reading and the outlier steps
@@ -367,25 +354,29 @@ def prepared_batches(source, batches: Iterator[np.ndarray], sigma_px: float | No
         for idx in batches:
             if is_cancelled(cancel):
                 return
-            yield _prepared(source, idx, sigma_px)
+            yield (idx, *read_fixed_frames(source, idx, sigma_px))
         return
     if is_cancelled(cancel):
         return
     read_lock = threading.Lock()
     with ThreadPoolExecutor(PREFETCH_WORKERS, thread_name_prefix="deepcel0-prefetch") as pool:
-        pending = deque(pool.submit(_prepared, source, idx, sigma_px, read_lock)
-                        for _, idx in zip(range(PREFETCH_WORKERS + 1), batches))
+
+        def submit(idx):
+            return idx, pool.submit(read_fixed_frames, source, idx, sigma_px, read_lock)
+
+        pending = deque(submit(idx) for _, idx in zip(range(PREFETCH_WORKERS + 1), batches))
         try:
             while pending and not is_cancelled(cancel):
-                batch = pending.popleft().result()
+                idx, future = pending.popleft()
+                batch = future.result()
                 if is_cancelled(cancel):  # pressed while this batch was waited for
                     return
-                idx = next(batches, None)
-                if idx is not None:
-                    pending.append(pool.submit(_prepared, source, idx, sigma_px, read_lock))
-                yield batch
+                following = next(batches, None)
+                if following is not None:
+                    pending.append(submit(following))
+                yield (idx, *batch)
         finally:  # the batches not started are dropped; leaving the pool waits for the one being read
-            for future in pending:
+            for _, future in pending:
                 future.cancel()
 
 
