@@ -640,6 +640,9 @@ def test_a_stack_without_pixel_size_is_rescaled_in_nm(viewer, qtbot, stack_path)
     assert tuple(layer.scale) == (1.0, 100.0, 100.0)
     assert tuple(layer.translate) == (0.0, 50.0, 50.0)  # pixel (r, c) centred at ((r, c) + 0.5) x 100 nm
     assert [str(u) for u in layer.units[1:]] == ["nanometer", "nanometer"]
+    # the view follows: it was left on the first 64 nm of the now 6,400 nm wide stack
+    world = layer.extent.world[:, 1:]
+    np.testing.assert_allclose(viewer.camera.center[-2:], world.mean(axis=0), atol=0.05 * np.ptp(world[:, 1]))
 
 
 def test_a_layer_drawn_at_another_nm_pixel_size_is_rescaled_with_a_warning(viewer, qtbot, stack_path):

@@ -132,6 +132,9 @@ class PluginState:
             for key, value in wanted.items():
                 setattr(layer, key, value[-layer.ndim:])
             layer.metadata[_SHOWN_AT] = pixel
+            viewer = self._viewer()
+            if viewer is not None:  # the camera stays where the old scale put it: on an empty corner
+                viewer.reset_view()
             if declared is not None and abs(declared - pixel) > 1e-6 * pixel:
                 show_warning(f"{layer.name} is drawn with {declared:g} nm pixels (its scale), but the acquisition "
                              f"pixel size is {pixel:g} nm: it is now displayed and analysed at {pixel:g} nm. If "
