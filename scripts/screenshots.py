@@ -116,8 +116,8 @@ def main() -> None:
     wait(app, matching.job)
     viewer.layers[f"{stack.name} render"].visible = False
     viewer.layers[f"{stack.name} localizations"].visible = False
-    shoot("matching.png", matching_dock, viewer.layers["match @ 50 nm"])
-    viewer.layers.remove(viewer.layers["match @ 50 nm"])
+    shoot("matching.png", matching_dock, viewer.layers[f"{stack.name} localizations matched"])
+    viewer.layers.remove(viewer.layers[f"{stack.name} localizations matched"])
     viewer.layers[f"{stack.name} localizations"].visible = True
 
     # 4. A small lambda sweep on two random frames, then CEL0-IRL1 beside DeepCEL0 on

@@ -1262,7 +1262,7 @@ def test_matching_a_copy_of_the_ground_truth_is_perfect(viewer, qtbot, stack_pat
     assert (table["Jaccard [%]"] == 100).all() and (table["sensitivity [%]"] == 100).all()
     assert (table["precision [%]"] == 100).all() and (table["RMSE [nm]"] == 0).all()
     assert (table["TP"] == len(gt)).all()
-    match_layer = viewer.layers["match @ 25 nm"]
+    match_layer = viewer.layers[f"{copy.name} matched"]
     assert set(match_layer.features["match"]) == {"TP"} and len(match_layer.data) == len(gt)
     widget.copy_table()
     assert QApplication.clipboard().text().startswith("tolerance [nm]\tTP")
@@ -1311,7 +1311,7 @@ def test_matching_colours_tp_fp_fn_and_loads_a_csv(viewer, qtbot, stack_path, tm
     widget.tolerances.value = "50"
     widget.run()
     _wait(qtbot, widget.job)
-    match_layer = viewer.layers["match @ 50 nm"]
+    match_layer = viewer.layers["estimate matched"]
     counts = match_layer.features["match"].value_counts().to_dict()
     assert counts == {"TP": len(gt) - 2, "FN": 2, "FP": 1}
     # each point coloured and drawn as its label says (the legend's colours and symbols)
@@ -1329,6 +1329,58 @@ def test_matching_colours_tp_fp_fn_and_loads_a_csv(viewer, qtbot, stack_path, tm
         assert f"</span> {kind}" in widget.legend.value
     assert widget.load_ground_truth(tmp_path / "missing.csv") is None
     assert any("missing.csv" in m for m in _messages(NotificationSeverity.ERROR))
+
+
+def test_matching_a_file_of_some_frames_warns_and_scores_the_chosen_frames(viewer, qtbot, stack_path):
+    """A CSV localized on frames 1-2, scored against the whole ground truth, counted every
+    molecule of the other frames as missed without a word (review); the frames field scores
+    the frames it was localized on, and the match layer is named after what it scored."""
+    from napari_deepcel0._napari.reader import localization_layer_data
+
+    gt_layer, gt = _gt_layer(viewer, stack_path)
+    assert gt["frame"].max() > 3
+    data, kwargs, _ = localization_layer_data(gt[gt["frame"] <= 2], "frames 1-2")
+    widget = _dock(viewer, MatchingWidget)
+    widget.ground_truth.value, widget.estimate.value = gt_layer, viewer.add_points(data, **kwargs)
+    widget.tolerances.value = "50"
+    widget.run()
+    _wait(qtbot, widget.job)
+    missed = int((gt["frame"] > 2).sum())
+    assert widget.scores["FN"].tolist() == [missed]
+    assert f"the {missed} ground-truth molecules outside count as missed" in widget.job.status.value
+    assert "score the localized ones only (frames 1-2 here)" in widget.job.status.value
+    assert widget.job.status.value in _messages(NotificationSeverity.WARNING)
+    widget.frames.value = "1-2"
+    widget.run()
+    _wait(qtbot, widget.job)
+    assert widget.scores["Jaccard [%]"].tolist() == [100.0]
+    assert widget.job.status.value.endswith("0 FN (2 frames chosen)")
+    assert set(viewer.layers["frames 1-2 matched"].features["match"]) == {"TP"}
+    widget.frames.value = "0-2"
+    widget.run()
+    assert widget.job.worker is None and "frames are 1-based" in widget.job.status.value
+
+
+def test_matching_a_run_scores_the_frames_it_localized_among_those_chosen(viewer, qtbot, stack_path):
+    """The ground truth of a run's layer is restricted to the frames the run localized, and
+    to those of them in the frames field."""
+    stack = _open(viewer, stack_path)
+    _localized(viewer, qtbot, layer=stack, frames="2-4")
+    run = viewer.layers[f"{stack.name} localizations"]
+    gt_layer, gt = _gt_layer(viewer, stack_path)
+    widget = _dock(viewer, MatchingWidget)
+    widget.ground_truth.value, widget.estimate.value = gt_layer, run
+    widget.tolerances.value = "50"
+    for frames, note, kept in (("all", "(ground truth restricted to the 3 frames localized)", [2, 3, 4]),
+                               ("3-8", "(ground truth restricted to the 2 frames localized of the 6 frames chosen)",
+                                [3, 4])):
+        widget.frames.value = frames
+        widget.run()
+        _wait(qtbot, widget.job)
+        assert widget.job.status.value.endswith(note)
+        table = widget.scores
+        assert int(table["TP"][0] + table["FN"][0]) == int(gt["frame"].isin(kept).sum())
+        assert int(table["TP"][0] + table["FP"][0]) == int(np.isin(run.data[:, 0] + 1, kept).sum())
 
 
 def test_matching_says_when_there_is_nothing_to_score_or_no_common_frame(viewer, qtbot):

@@ -16,7 +16,8 @@ from qtpy.QtWidgets import QApplication, QFileDialog
 
 from ..core.io import FRAME, X_NM, Y_NM, LocalizationFileError, atomic_write, read_localizations
 from ..core.cancel import is_cancelled
-from ..core.metrics import DEFAULT_TOLERANCES_NM, frame_span, iter_match, score
+from ..core.metrics import (DEFAULT_TOLERANCES_NM, frame_span, iter_match, score, select_frames,
+                            uncovered_frames_message)
 from .controls import counted, layer_combo, select_layer, wrapping_label
 from .jobs import JobControls
 from .layers import (OUTPUT, is_localization_run, is_read_from_file, points_from_table, points_layer_kwargs,
@@ -33,6 +34,11 @@ TABLE_COLUMNS = {
     "sensitivity": "sensitivity [%]", "precision": "precision [%]", "rmse_nm": "RMSE [nm]",
     "efficiency": "efficiency [%]",
 }
+
+
+def match_layer_name(scored: str) -> str:
+    """The name of the TP / FP / FN layer of the localization layer ``scored``."""
+    return f"{scored} matched"
 
 
 def parse_tolerances(text: str) -> list[float]:
@@ -111,6 +117,8 @@ class MatchingWidget(Container):
         self.load_button = PushButton(text="Load ground-truth CSV ...")
         self.estimate = layer_combo(napari_viewer, napari.layers.Points, "localizations", prefer=is_localization_run)
         self.tolerances = LineEdit(label="tolerances (nm)", value=", ".join(f"{t:g}" for t in DEFAULT_TOLERANCES_NM))
+        self.frames = LineEdit(label="frames (1-based)", value="all",
+                               tooltip="score these frames only (e.g. those a saved CSV was localized on)")
         self.job = JobControls("Matching", "Match")
         self.table = Label(value=scores_html(scores_table([])))
         self.legend = wrapping_label(value="")
@@ -119,7 +127,8 @@ class MatchingWidget(Container):
         self.copy_button = PushButton(text="Copy table")
         self.save_button = PushButton(text="Save table ...")
         buttons = Container(widgets=[self.copy_button, self.save_button], layout="horizontal", labels=False)
-        self.extend([self.ground_truth, self.load_button, self.estimate, self.tolerances, self.job, self.table,
+        self.extend([self.ground_truth, self.load_button, self.estimate, self.tolerances, self.frames, self.job,
+                     self.table,
                      self.legend, buttons])
         self.settings = PersistentValues("matching", {"tolerances": self.tolerances})
         self.scores = scores_table([])
@@ -160,15 +169,27 @@ class MatchingWidget(Container):
                                  "choose the localization layer to score")
             tolerances = parse_tolerances(self.tolerances.value)
             gt, est = table_from_layer(gt_layer), table_from_layer(est_layer)
+            chosen = self.frames.value.strip() not in ("", "all")
+            localized = est_layer.metadata.get("frames")  # the frames a run of this session localized
+            run = localized is not None and len(localized) > 0
+            if chosen:
+                gt, est, n_chosen = select_frames(gt, est, self.frames.value)
+                gt, est = gt.reset_index(drop=True), est.reset_index(drop=True)
+                if run:
+                    localized = select_frames(gt, pd.DataFrame({FRAME: localized}), self.frames.value)[1][FRAME]
         except ValueError as exc:
             self.job.refuse(f"Matching: {exc}")
             return
-        frames = est_layer.metadata.get("frames")
-        run = frames is not None and len(frames) > 0
-        note, hint = "", _no_common_frame(gt[FRAME], frames if run else est[FRAME])
+        note, hint = "", _no_common_frame(gt[FRAME], localized if run else est[FRAME])
         if run:
-            gt = gt[gt[FRAME].isin(frames)].reset_index(drop=True)
-            note = f" (ground truth restricted to the {counted(len(frames), 'frame')} localized)"
+            gt = gt[gt[FRAME].isin(localized)].reset_index(drop=True)
+            note = f" (ground truth restricted to the {counted(len(localized), 'frame')} localized"
+            note += f" of the {counted(n_chosen, 'frame')} chosen)" if chosen else ")"
+        elif chosen:
+            note = f" ({counted(n_chosen, 'frame')} chosen)"
+        elif not hint:  # a table that does not say which frames were localized
+            uncovered = uncovered_frames_message(gt, est, restrict="frames {first}-{last} here")
+            hint = f"; {uncovered}" if uncovered else ""
         self.job.start(_match_job, gt, est, tolerances, on_yield=lambda progress: self.job.report(*progress),
                        on_return=lambda value: self._show(value, gt, est, tolerances[0], est_layer.name, note, hint))
 
@@ -190,7 +211,7 @@ class MatchingWidget(Container):
         table = pd.concat(parts, ignore_index=True)[[FRAME, X_NM, Y_NM, "match"]]
         coords, features = points_from_table(table)
         labels = features["match"].to_numpy()
-        layer_name = f"match @ {tol:g} nm"
+        layer_name = match_layer_name(name)  # one per scored layer, whatever the tolerance
         kwargs = points_layer_kwargs(layer_name, features, metadata={OUTPUT: "match"})
         if len(coords):  # arrays indexed by label: lists of 1M colour names took napari seconds to parse
             kinds = list(MATCH_COLORS)
@@ -198,7 +219,7 @@ class MatchingWidget(Container):
             kwargs.update(face_color=np.array([to_rgba(MATCH_COLORS[k]) for k in kinds])[codes],
                           symbol=np.array([MATCH_SYMBOLS[k] for k in kinds])[codes])
         show_layer(self.viewer, "points", coords, kwargs)
-        self.legend.value = f"{layer_name}: " + ", ".join(
+        self.legend.value = f"{layer_name} (at {tol:g} nm): " + ", ".join(
             # only the glyphs in the layer's colours: green words on the light theme's grey were unreadable
             f"<span style='color:{MATCH_COLORS[kind]}'>{glyph}</span> {kind}"
             for kind, glyph in (("TP", "&#9679;"), ("FP", "&#10005;"), ("FN", "&#9675;")))

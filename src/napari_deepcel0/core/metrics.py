@@ -338,6 +338,26 @@ class FrameCoverageWarning(UserWarning):
     """The ground truth holds molecules in frames outside those of the localizations."""
 
 
+def uncovered_frames_message(gt: pd.DataFrame, est: pd.DataFrame,
+                             restrict: str = 'frames="{first}-{last}" in Python, --frames {first}-{last} on '
+                                             'the command line') -> str:
+    """What :func:`warn_if_frames_uncovered` says, or "" when there is nothing to say;
+    ``restrict`` tells how to score frames ``{first}``-``{last}`` only, where the
+    caller is used (a format string)."""
+    if len(gt) == 0 or len(est) == 0:
+        return ""
+    first, last = int(est[FRAME].min()), int(est[FRAME].max())
+    frames = gt[FRAME].to_numpy()
+    outside = (frames < first) | (frames > last)
+    if outside.sum() <= 0.01 * len(gt):
+        return ""
+    return (f"the ground truth runs over frames {int(frames.min())}-{int(frames.max())}, the localizations over "
+            f"{frame_span(first, last)}: the {int(outside.sum())} ground-truth molecules outside count as missed. "
+            f"If those frames were not localized, score the localized ones only "
+            f"({restrict.format(first=first, last=last)}); if they were and nothing was found there, the score "
+            "is right as it is")
+
+
 def warn_if_frames_uncovered(gt: pd.DataFrame, est: pd.DataFrame) -> None:
     """Warn when more than 1 % of the ground-truth molecules lie in frames before the
     first or after the last frame of the localizations: the localizations of part of a
@@ -345,17 +365,9 @@ def warn_if_frames_uncovered(gt: pd.DataFrame, est: pd.DataFrame) -> None:
     Jaccard index without a word. The table cannot tell frames not localized from frames
     localized where nothing was found (the dim first or last frames of a sparse stack),
     so the warning says both."""
-    if len(gt) == 0 or len(est) == 0:
-        return
-    first, last = int(est[FRAME].min()), int(est[FRAME].max())
-    frames = gt[FRAME].to_numpy()
-    outside = (frames < first) | (frames > last)
-    if outside.sum() > 0.01 * len(gt):
-        warnings.warn(f"the ground truth runs over frames {int(frames.min())}-{int(frames.max())}, the "
-                      f"localizations over {frame_span(first, last)}: the {int(outside.sum())} ground-truth "
-                      f"molecules outside count as missed. If those frames were not localized, score the localized ones only "
-                      f"(frames=\"{first}-{last}\" in Python, --frames {first}-{last} on the command line); if they were "
-                      "and nothing was found there, the score is right as it is", FrameCoverageWarning, stacklevel=3)
+    message = uncovered_frames_message(gt, est)
+    if message:
+        warnings.warn(message, FrameCoverageWarning, stacklevel=3)
 
 
 def evaluate(
