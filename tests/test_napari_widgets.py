@@ -885,7 +885,36 @@ def test_closing_the_widgets_panel_cancels_its_run(viewer, qtbot, stack_path, mo
     assert widget.job.cancelled and widget.job.closed
     with qtbot.waitSignal(worker.finished, timeout=RUN_TIMEOUT_MS):
         resume.set()
-    assert widget._run.frames_done == 1 and len(viewer.layers["small localizations"].metadata["frames"]) == 1
+    points = viewer.layers["small localizations"]
+    assert widget._run.frames_done == 1 and len(points.metadata["frames"]) == 1
+    # the layer no longer counts as a running run's (Export said "save again when the run has finished")
+    assert points.metadata["running"] is False and len(points.data) == widget._run.points.count
+    assert any(m.startswith("Localization stopped when its widget was closed: 1/") for m in
+               _messages(NotificationSeverity.INFO))
+
+
+def test_closing_the_cel0_panel_during_a_run_leaves_its_layers_finished(viewer, qtbot, stack_path, monkeypatch):
+    from napari_deepcel0._napari import cel0_widget
+    from napari_deepcel0._napari.cel0_widget import Cel0Widget
+
+    resume = threading.Event()
+    monkeypatch.setattr(cel0_widget, "localize_stream", _pause_after_first(cel0_widget.localize_stream, resume))
+    layer = _open(viewer, stack_path)
+    widget = Cel0Widget(viewer)
+    dock = viewer.window.add_dock_widget(widget, name="CEL0")
+    widget.layer.value, widget.device.value, widget.frames.value = layer, "cpu", "1-3"
+    widget.max_outer.value, widget.max_inner.value, widget.batch_size.value = 2, 10, 1
+    widget.run()
+    qtbot.waitUntil(lambda: widget._done_frames["CEL0"] == 1, timeout=RUN_TIMEOUT_MS)
+    worker = widget.job.worker
+    dock.title.close_button.click()
+    with qtbot.waitSignal(worker.finished, timeout=RUN_TIMEOUT_MS):
+        resume.set()
+    cel0 = viewer.layers[f"{layer.name} CEL0 (lambda {widget.lam.value:g})"]
+    assert cel0.metadata["running"] is False and cel0.metadata["frames"].tolist() == [1]
+    assert len(cel0.data) == widget._outputs["CEL0"].count
+    assert any(m.startswith("CEL0-IRL1 comparison stopped when its widget was closed: CEL0 ") and " in 1 frame" in m
+               for m in _messages(NotificationSeverity.INFO))
 
 
 def test_only_the_jobs_own_warnings_carry_its_title(qtbot):

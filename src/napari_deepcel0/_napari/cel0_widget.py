@@ -159,7 +159,7 @@ class Cel0Widget(Container):
         show_first_frame_unless_shown(self.viewer, layer, frames)
         self.job.start(_compare_job, acq, layer.data, frames, solver, self.device.value,
                        self.state.model_path, self.with_deepcel0.value, self.relay.emit, self.fix_outlier_pixels.value,
-                       on_yield=self._batch, on_finish=self._finished)
+                       on_yield=self._batch, on_finish=self._finished, on_closed=self._closed_while_running)
 
     def _solver_progress(self, p: SolveProgress) -> None:
         done = sum(self._done_frames.values())
@@ -185,10 +185,21 @@ class Cel0Widget(Container):
             for output in self._outputs.values():
                 output.refresh()
 
-    def _finished(self) -> None:
+    def _show_all(self) -> None:
         self._refresh()  # everything done, also after an error or a cancel
         for output in self._outputs.values():
             output.finish()
+
+    def _closed_while_running(self) -> None:
+        """The widget was closed during the comparison, which cancelled it: its layers
+        show what arrived and no longer count as running."""
+        self._show_all()
+        show_info("CEL0-IRL1 comparison stopped when its widget was closed: " + ", ".join(
+            f"{method} {counted(output.count, 'localization')} in {counted(self._done_frames[method], 'frame')}"
+            for method, output in self._outputs.items()))
+
+    def _finished(self) -> None:
+        self._show_all()
         parts = [f"{method}: {counted(output.count, 'localization')} in {counted(self._done_frames[method], 'frame')} "
                  f"({self._seconds[method]:.1f} s)" for method, output in self._outputs.items()]
         if self._pixels_replaced or self._frames_dimmed:

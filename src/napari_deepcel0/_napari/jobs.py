@@ -193,11 +193,14 @@ class JobControls(Container):
         return True
 
     def start(self, func: Callable, *args, on_yield: Callable | None = None, on_return: Callable | None = None,
-              on_finish: Callable | None = None, **kwargs):
+              on_finish: Callable | None = None, on_closed: Callable | None = None, **kwargs):
         """Run ``func(*args, cancel=<Event>, **kwargs)`` in a worker thread.
 
         ``on_yield(value)`` and ``on_return(value)`` receive what the job yields and
         returns; ``on_finish()`` runs last, also after an error (see :attr:`error`).
+        These reach the widget only while it is open; when it was closed during the job
+        (which cancels it), ``on_closed()`` runs instead of ``on_finish``, for what
+        outlives the widget: its output layers, a notification.
         Returns the worker, or None (with a notification) when a job is already running.
         """
         if not self.idle():
@@ -218,6 +221,8 @@ class JobControls(Container):
         if on_finish is not None:  # before _finished: the job counts as running until its results are shown
             worker.finished.connect(self.while_open(on_finish))
         worker.finished.connect(self.while_open(self._finished))
+        if on_closed is not None:
+            worker.finished.connect(lambda: on_closed() if self.closed else None)
         worker.finished.connect(lambda: _job_ended(worker))  # also once the widget is gone
         self.worker = worker
         self.error = None

@@ -186,7 +186,7 @@ class LocalizeWidget(Container):
         self.job.start(_localize_job, self.model.value, acq, layer.data, selection, threshold, self.device.value,
                        self.batch_size.value, self.orientations.value, self.show_maps.value, self.photometry.value,
                        self.fit_positions.value, self.fix_outlier_pixels.value,
-                       on_yield=self._batch, on_finish=self._finished)
+                       on_yield=self._batch, on_finish=self._finished, on_closed=self._closed_while_running)
 
     def _batch(self, result: BatchResult) -> None:
         self._run.add(result)
@@ -201,6 +201,15 @@ class LocalizeWidget(Container):
             text = f"Localization {'cancelled' if self.job.cancelled else 'finished'}: {self._run.describe()}"
             self.job.status.value = text
             show_info(text)
+
+    def _closed_while_running(self) -> None:
+        """The widget was closed during the run, which cancelled it: the layers show what
+        arrived before, and the localizations no longer count as a running run's (Export
+        said "save again when the run has finished" for good)."""
+        self._run.time_left = ""
+        self._run.refresh()
+        self._run.points.finish()
+        show_info(f"Localization stopped when its widget was closed: {self._run.describe()}")
 
 
 class _Run:
