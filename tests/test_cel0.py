@@ -194,8 +194,14 @@ def test_non_finite_frames_are_refused_with_the_frame_named():
         cel0.solve(frames, op, 0.02)
     with pytest.raises(FrameSourceError, match="frame 2"):
         cel0.prepare_frames(frames)
-    with pytest.raises(FrameSourceError, match="frame 2 contains NaN"):
-        localize(cel0.Cel0Localizer(ACQ, device="cpu", **FAST), frames)
+    localizer = cel0.Cel0Localizer(ACQ, device="cpu", **FAST)
+    with pytest.raises(FrameSourceError, match="frame 2 contains 1 NaN or infinite values \\(camera"):
+        localize(localizer, frames, fix_outlier_pixels=False)
+    # with the outlier fix (the default) an isolated one is replaced like a dead pixel, two side by side are not
+    assert len(localize(localizer, frames)) > 0
+    frames[1, 4, 6] = np.inf
+    with pytest.raises(FrameSourceError, match="frame 2 contains 2 NaN or infinite values beside each other"):
+        localize(localizer, frames)
 
 
 def test_converged_frames_leave_the_active_batch(monkeypatch):
@@ -340,7 +346,7 @@ def test_lambda_sweep_names_a_bad_frame_by_its_number_in_the_stack():
     "frame 3" (its place among the drawn frames)."""
     frames, gt = simulated(n_frames=9, size=12, seed=4)
     frames = frames.astype(np.float32)
-    frames[7, 2, 3] = np.nan
+    frames[7, 2, 3:5] = np.nan  # two side by side (an isolated one is replaced)
     with pytest.raises(FrameSourceError, match="frame 8 "):
         cel0.lambda_sweep(frames, gt, ACQ, frames="6-9", n_frames=4, n_lams=1, device="cpu")
 

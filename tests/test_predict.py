@@ -179,8 +179,8 @@ def test_bad_frames_give_clear_errors(model):
     with pytest.raises(FrameSourceError, match="empty"):
         localize(model, np.zeros((0, 8, 8), np.float32))
     bad = np.ones((3, 8, 8), np.float32)
-    bad[1, 2, 2] = np.nan
-    with pytest.raises(FrameSourceError, match="frame 2"):
+    bad[1, 2, 2:4] = np.nan  # two side by side: an isolated one is replaced like a dead pixel
+    with pytest.raises(FrameSourceError, match="frame 2 contains 2 NaN or infinite values beside each other"):
         localize(model, bad)
     with pytest.raises(ValueError, match="threshold"):
         localize(model, np.ones((1, 8, 8), np.float32), threshold=float("nan"))
@@ -320,7 +320,7 @@ def test_prefetch_is_on_where_the_model_runs_on_a_gpu(model):
 
 def test_a_bad_frame_read_ahead_raises_after_the_batches_before_it(model):
     frames = np.random.default_rng(0).poisson(100.0, (6, 16, 16)).astype(np.float32)
-    frames[4, 3, 3] = np.inf
+    frames[4, 3, 3:5] = np.inf
     got = []
     with pytest.raises(FrameSourceError, match="frame 5"):
         for r in localize_stream(model, frames, batch_size=2, prefetch=True):
@@ -531,6 +531,32 @@ def test_one_hot_or_dead_pixel_no_longer_spoils_its_frame():
     flat[0, 0, 0], flat[0, 2, 2] = 0.0, 9000.0
     fixed, count = replace_isolated_outliers(flat, ISBI2013.sigma_px)
     assert count == 2 and np.all(fixed == 100.0)
+
+
+def test_an_isolated_nan_or_infinite_pixel_is_replaced_like_a_dead_one():
+    """One NaN pixel stopped a whole run (and lost the other frames of its batch, review);
+    an isolated one is now replaced by its neighbours' mean and counted, groups of them
+    are still refused with the frame named (a NaN border is no pixel error)."""
+    from napari_deepcel0.core.frames import replace_isolated_nonfinite
+    from napari_deepcel0.core.metrics import score
+
+    frames, gt = simulate_stack(n_frames=2, shape=(48, 48), density_per_um2=2.0, structure="uniform", seed=3)
+    model = DeepLocalizer(device="cpu")
+    clean = score(gt, localize(model, frames), 50.0)
+    for value in (np.nan, np.inf, -np.inf):
+        spoilt = frames.astype(np.float32)
+        spoilt[:, 10, 10] = value
+        with pytest.raises(FrameSourceError, match="frame 1 contains 1 NaN or infinite values"):
+            localize(model, spoilt, fix_outlier_pixels=False)
+        fixed = score(gt, localize(model, spoilt), 50.0)
+        assert list(localize_stream(model, spoilt))[-1].pixels_replaced == 2  # one a frame, counted
+        assert (fixed.tp, fixed.fp) == (clean.tp, clean.fp) and fixed.rmse_nm == pytest.approx(clean.rmse_nm, abs=0.5)
+    flat = np.full((2, 5, 5), 100.0, np.float32)
+    flat[0, 0, 0], flat[0, 2, 2], flat[1, 1:3, 1] = np.nan, np.inf, np.nan  # two apart, two side by side
+    fixed, count = replace_isolated_nonfinite(flat)
+    assert count == 2 and np.all(fixed[0] == 100.0)  # the corner from its 3 neighbours inside the frame
+    assert np.isnan(fixed[1, 1:3, 1]).all() and np.isnan(flat[0, 0, 0])  # the group left; the input untouched
+    assert replace_isolated_nonfinite(np.full((1, 1, 1), np.nan, np.float32))[1] == 0  # no neighbour to take
 
 
 def test_zero_padded_borders_and_dead_columns_no_longer_spoil_their_frames():

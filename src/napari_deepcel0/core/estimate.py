@@ -34,7 +34,8 @@ from scipy import ndimage
 from scipy.optimize import least_squares
 
 from .acquisition import sigma_to_fwhm
-from .frames import frame_count, read_frames, replace_isolated_outliers
+from .frames import (check_finite, frame_count, read_frames, replace_isolated_nonfinite,
+                     replace_isolated_outliers)
 
 #: 1.4826 x MAD is the standard deviation of a normal distribution
 MAD_TO_STD = 1.4826
@@ -70,12 +71,16 @@ class AcquisitionEstimate:
 
 
 def sample_frames(source, max_frames: int = 20) -> np.ndarray:
-    """Up to ``max_frames`` frames spread evenly over a frame source, float32 (n, rows, cols)."""
+    """Up to ``max_frames`` frames spread evenly over a frame source, float32 (n, rows, cols),
+    their isolated NaN or infinite pixels replaced; a frame with more is an error that
+    names it."""
     n = frame_count(source)
     if n < 1:
         raise ValueError("the stack has no frames")
     indices = np.unique(np.linspace(0, n - 1, min(n, max_frames)).round().astype(np.int64))
-    return read_frames(source, indices)
+    frames, _ = replace_isolated_nonfinite(read_frames(source, indices))
+    check_finite(frames, indices + 1, isolated_replaced=True)
+    return frames
 
 
 #: the PSF width (camera pixels) that :func:`estimate_acquisition`'s replacement of hot
@@ -205,16 +210,18 @@ def estimate_acquisition(
         Starting PSF standard deviation in nm; the autocorrelation is fitted over
         lags up to ``max(6, ceil(5 sigma))`` pixels.
 
-    Isolated hot and dead pixels are replaced first, as before localizing (one hot pixel
-    per frame moved the FWHM of sparse simulated frames by 17 %).
+    Isolated hot and dead pixels (and NaN or infinite ones) are replaced first, as before
+    localizing (one hot pixel per frame moved the FWHM of sparse simulated frames by 17 %).
     """
     frames = np.asarray(frames, dtype=np.float64)
     if frames.ndim == 2:
         frames = frames[None]
     if frames.ndim != 3 or frames.shape[0] == 0:
         raise ValueError(f"frames must be (frames, rows, cols), got shape {frames.shape}")
+    frames, _ = replace_isolated_nonfinite(frames)
     if not np.isfinite(frames).all():
-        raise ValueError("the frames contain NaN or infinite values")
+        raise ValueError("the frames contain NaN or infinite values beside each other (isolated ones are replaced "
+                         "like dead pixels)")
     if not (pixel_size_nm > 0 and math.isfinite(pixel_size_nm)):
         raise ValueError(f"pixel size must be a positive number of nm, got {pixel_size_nm}")
     if not (sigma_guess_nm > 0 and math.isfinite(sigma_guess_nm)):

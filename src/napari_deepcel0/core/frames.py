@@ -131,12 +131,40 @@ def _frame_shape(source) -> tuple[int, int]:
     return tuple(shape[-2:]) if shape is not None else np.shape(source[0])[-2:]
 
 
-def check_finite(frames: np.ndarray, frame_numbers: np.ndarray) -> None:
+def check_finite(frames: np.ndarray, frame_numbers: np.ndarray, isolated_replaced: bool = False) -> None:
+    """Raise :class:`FrameSourceError` naming the first of the 1-based ``frame_numbers``
+    whose frame holds NaN or infinite values; ``isolated_replaced``: isolated ones were
+    replaced before (:func:`replace_isolated_nonfinite`), the message says so."""
     bad = ~np.isfinite(frames).all(axis=(-2, -1))
     if bad.any():
-        raise FrameSourceError(f"frame {int(frame_numbers[np.flatnonzero(bad)[0]])} contains NaN or infinite values "
-                               "(camera frames hold finite numbers: replace them, e.g. by the frame's median, or "
-                               "crop them away)")
+        first = int(np.flatnonzero(bad)[0])
+        count = int((~np.isfinite(frames[first])).sum())
+        raise FrameSourceError(
+            f"frame {int(frame_numbers[first])} contains {count} NaN or infinite values"
+            + (" beside each other (isolated ones are replaced like dead pixels)" if isolated_replaced else "")
+            + " (camera frames hold finite numbers: replace them, e.g. by the frame's median, or crop them away)")
+
+
+def replace_isolated_nonfinite(frames: np.ndarray) -> tuple[np.ndarray, int]:
+    """``frames`` (n, rows, cols) with each NaN or infinite pixel whose 8 neighbours are
+    finite replaced by their mean (as a dead pixel is; neighbours inside the frame only),
+    and how many were replaced. Groups of them are left for :func:`check_finite` to
+    report: a NaN border or region is not a camera's pixel error."""
+    bad = ~np.isfinite(frames)
+    if not bad.any() or frames.ndim != 3:
+        return frames, 0
+    isolated = bad & ~ndimage.binary_dilation(bad, structure=_NEIGHBOURS, border_value=0)
+    frame, row, col = np.nonzero(isolated)
+    if not len(frame):
+        return frames, 0
+    f = np.array(frames, dtype=np.float32, copy=True)
+    padded = np.pad(f, ((0, 0), (1, 1), (1, 1)), constant_values=np.nan)
+    around = np.stack([padded[frame, row + 1 + dr, col + 1 + dc] for dr in (-1, 0, 1) for dc in (-1, 0, 1) if dr or dc])
+    with warnings.catch_warnings():  # a 1 x 1 frame has no neighbour: stays NaN, reported by check_finite
+        warnings.simplefilter("ignore", RuntimeWarning)
+        f[frame, row, col] = np.nanmean(around, axis=0)
+    replaced = int(np.isfinite(f[frame, row, col]).sum())
+    return f, replaced
 
 
 #: an isolated pixel is replaced when it stands this many noise standard deviations
@@ -240,15 +268,19 @@ def read_fixed_frames(source, indices: np.ndarray, psf_sigma_px: float | None = 
                       read_lock=None) -> tuple[np.ndarray, int, np.ndarray, np.ndarray]:
     """Frames at 0-based ``indices`` of ``source``, read (holding ``read_lock``, if any),
     checked to be finite (a bad one named by its 1-based number in ``source``) and, when
-    ``psf_sigma_px`` (the PSF sigma in camera pixels) is given, with their outliers fixed:
+    ``psf_sigma_px`` (the PSF sigma in camera pixels) is given, with their outliers fixed,
+    isolated NaN or infinite pixels first (:func:`replace_isolated_nonfinite`):
     ``(frames, pixels replaced, frames dimmed, their ratios)`` as :func:`fix_outliers`
-    returns them."""
+    returns them, the NaN ones among the pixels replaced."""
     with read_lock or contextlib.nullcontext():
         block = read_frames(source, indices)
-    check_finite(block, np.asarray(indices) + 1)
     if psf_sigma_px is None:
+        check_finite(block, np.asarray(indices) + 1)
         return block, 0, np.zeros(0, np.int64), np.zeros(0)
-    return fix_outliers(block, psf_sigma_px)
+    block, nonfinite = replace_isolated_nonfinite(block)
+    check_finite(block, np.asarray(indices) + 1, isolated_replaced=True)
+    block, replaced, dimmed, ratios = fix_outliers(block, psf_sigma_px)
+    return block, replaced + nonfinite, dimmed, ratios
 
 
 def fix_outliers(frames: np.ndarray, psf_sigma_px: float) -> tuple[np.ndarray, int, np.ndarray, np.ndarray]:
