@@ -280,6 +280,7 @@ def test_lambda_sweep_returns_the_curve_and_its_best():
     assert len(curve) == 4 and {"lam", "jaccard", "rmse_nm", "tp", "fp", "fn"} <= set(curve.columns)
     assert result.best_score.jaccard == curve["jaccard"].max()
     assert result.best_lam == curve["lam"][curve["jaccard"].idxmax()]
+    assert bool(result.edge_note) == (result.best_index() in (0, 3))
     # the curve is what one solve per lambda gives on the chosen frames
     lam = result.lams[result.best_index()]
     y, scale = cel0.prepare_frames(frames[result.frames - 1])
@@ -394,7 +395,22 @@ def test_cli_cel0_sweep_json(stack_files, capsys):
     assert d["best_jaccard"] == max(c["jaccard"] for c in d["curve"])
     assert cli.main(["cel0", str(stack_files / "frames.tif"), "--sweep", str(stack_files / "gt.csv"), "--lams", "2",
                      "--sweep-frames", "1", "--max-outer", "5", "--max-inner", "20", "--device", "cpu"]) == 0
-    assert "best lambda:" in capsys.readouterr().out
+    out = capsys.readouterr().out  # of two lambdas the best is one at the edge of the range
+    assert "best lambda:" in out and "lambda tried: the optimum may lie beyond it" in out and "(--lam-range)" in out
+
+
+def test_a_best_lambda_at_the_edge_of_the_range_says_so():
+    from types import SimpleNamespace
+
+    def sweep(jaccards):
+        lams = np.geomspace(1e-3, 1.0, len(jaccards))
+        return cel0.LambdaSweep(lams, {"peaks": [SimpleNamespace(jaccard=j) for j in jaccards]}, "peaks",
+                                np.array([1]), 50.0, 0.0)
+
+    assert sweep([10.0, 30.0, 20.0]).edge_note == ""
+    assert sweep([30.0, 20.0, 10.0]).edge_note.startswith("the best is the smallest lambda tried")
+    assert sweep([10.0, 20.0, 30.0]).edge_note.endswith("sweep a range reaching higher")
+    assert sweep([30.0]).edge_note == ""  # one lambda: no range to speak of
 
 
 @pytest.mark.parametrize("bad", [["--lam", "0"], ["--lam", "nan"], ["--background", "dark"]])

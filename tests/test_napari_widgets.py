@@ -1532,6 +1532,9 @@ def test_cel0_runs_beside_deepcel0_and_sweeps_lambda(viewer, qtbot, stack_path):
     _wait(qtbot, widget.sweep_job)
     assert widget.use_best_button.enabled
     assert widget.best.value.startswith("lambda ")
+    # of two lambdas the best is at an edge of the range: it may lie beyond (it was copied as an optimum)
+    assert "lambda tried: the optimum may lie beyond it" in widget.best.value
+    assert f"Lambda sweep: best {widget.best.value}" in _messages(NotificationSeverity.WARNING)
     assert len(widget.plot.axes.lines) == 2  # the curve and the best point
     widget.use_best()
     assert widget.lam.value == pytest.approx(float(widget.best.value.split()[1].rstrip(":")), rel=1e-3)

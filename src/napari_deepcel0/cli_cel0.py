@@ -168,5 +168,5 @@ def _sweep(args, stack, acq) -> int:
               f"{s.tp:5d} {s.fp:5d} {s.fn:5d}" + "".join(f" {result.scores[m][i].jaccard:11.2f}" for m in others))
     best = result.best_score
     print(f"best lambda: {result.best_lam:.4g} (Jaccard {best.jaccard:.2f} % at {result.tol_nm:g} nm, "
-          f"RMSE {best.rmse_nm:.1f} nm)")
+          f"RMSE {best.rmse_nm:.1f} nm)" + (f"; {result.edge_note} (--lam-range)" if result.edge_note else ""))
     return 0

@@ -6,7 +6,7 @@ import math
 
 import napari
 from magicgui.widgets import CheckBox, ComboBox, Container, FloatSpinBox, LineEdit, PushButton, SpinBox
-from napari.utils.notifications import show_info
+from napari.utils.notifications import show_info, show_warning
 
 from ..core.cel0 import (
     DEFAULT_LAM,
@@ -270,8 +270,10 @@ class Cel0Widget(Container):
                            f"on frame{'s' if len(sweep.frames) != 1 else ''} {', '.join(str(f) for f in sweep.frames)} "
                            f"({sweep.seconds:.0f} s)")
         self.use_best_button.enabled = True
+        if sweep.edge_note:
+            self.best.value += f"; {sweep.edge_note} (sweep: lambda from, to)"
         self.sweep_job.status.value = "Lambda sweep finished"
-        show_info(f"Lambda sweep: best {self.best.value}")
+        (show_warning if sweep.edge_note else show_info)(f"Lambda sweep: best {self.best.value}")
 
     def use_best(self, *_) -> None:
         """Put the best lambda of the last sweep into the lambda field."""

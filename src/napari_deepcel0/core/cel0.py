@@ -631,6 +631,16 @@ class LambdaSweep:
     def best_score(self) -> Score:
         return self.best_score_for(self.method)
 
+    @property
+    def edge_note(self) -> str:
+        """"" when the best lambda lies inside the range tried, else what to do: at the
+        smallest or largest of several lambdas the best may lie beyond the range."""
+        i = self.best_index()
+        if len(self.lams) < 2 or 0 < i < len(self.lams) - 1:
+            return ""
+        side, way = ("smallest", "lower") if i == 0 else ("largest", "higher")
+        return f"the best is the {side} lambda tried: the optimum may lie beyond it; sweep a range reaching {way}"
+
     def best_lam_for(self, method: str) -> float:
         return float(self.lams[self.best_index(method)])
 
