@@ -5,6 +5,7 @@ import argparse
 import json
 import math
 import threading
+import warnings
 
 import numpy as np
 import pandas as pd
@@ -171,6 +172,15 @@ def test_background_setting():
     frames = np.stack([np.full((12, 12), 110.0), np.arange(144.0).reshape(12, 12)])
     assert cel0.background_levels(frames, "auto") == pytest.approx([110.0, np.percentile(np.arange(144.0), 25)])
     assert cel0.background_levels(frames, 100) == pytest.approx([100.0, 100.0])
+    # a level at or above every pixel of a frame with something in it left nothing, without a word (review)
+    with pytest.warns(cel0.BackgroundWarning, match="the background level 1e\\+09 ADU is at or above every pixel"):
+        y, scale = cel0.prepare_frames(frames, 1e9)
+    assert (scale == 0).all() and (y == 0).all()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # the constant frame at 110 has nothing to lose; 'auto' never warns
+        cel0.prepare_frames(frames[:1], 120.0)
+        cel0.prepare_frames(frames, "auto")
+        cel0.prepare_frames(frames, 100.0)
 
 
 def test_all_zero_and_constant_frames_give_empty_results():

@@ -38,6 +38,7 @@ from __future__ import annotations
 
 import math
 import time
+import warnings
 from dataclasses import asdict, dataclass, fields
 from typing import Callable
 
@@ -445,6 +446,10 @@ def background_levels(frames: np.ndarray, background="auto") -> np.ndarray:
     return np.full(len(frames), background)
 
 
+class BackgroundWarning(UserWarning):
+    """A background level at or above every pixel of a frame: nothing left to localize."""
+
+
 def prepare_frames(frames: np.ndarray, background="auto") -> tuple[np.ndarray, np.ndarray]:
     """Subtract each frame's background and divide by its maximum (the reference's
     scaling, which ``lam`` refers to).
@@ -468,6 +473,11 @@ def prepare_frames(frames: np.ndarray, background="auto") -> tuple[np.ndarray, n
     check_finite(frames, np.arange(1, len(frames) + 1))
     y = frames - background_levels(frames, background).astype(np.float32)[:, None, None]
     peak = y.max(axis=(-2, -1)).astype(np.float64)
+    level = parse_background(background)
+    if isinstance(level, float) and ((peak <= 0) & (frames.max(axis=(-2, -1)) > frames.min(axis=(-2, -1)))).any():
+        warnings.warn(f"the background level {level:g} ADU is at or above every pixel of some frames: nothing is "
+                      "left to localize in them; use 'auto', or a level below the frames' pixels (the camera "
+                      "offset)", BackgroundWarning, stacklevel=2)
     scale = np.where(peak > 0, peak, 0.0)
     safe = np.where(peak > 0, peak, 1.0).astype(np.float32)[:, None, None]
     y = np.where(scale[:, None, None] > 0, y / safe, 0.0).astype(np.float32)
