@@ -207,6 +207,31 @@ def test_localize_says_when_pixel_size_overrides_the_files(simulated, tiny_model
     np.testing.assert_allclose(doubled["x [nm]"], plain["x [nm]"] * 2, rtol=1e-5)
 
 
+def test_a_pixel_size_from_the_files_metadata_is_named_when_it_differs_or_fails(simulated, tiny_model_path,
+                                                                                  tmp_path, capsys):
+    """A wrong calibration in the file (ImageJ's 1 um placeholder, 10 nm) showed only as a
+    PSF mismatch with coordinates 10 times too large, or as an error about numbers the
+    user never typed (review): the note and the error now say where the pixel size came from."""
+    from napari_deepcel0.core.io import read_stack, write_tiff
+
+    with read_stack(simulated / "frames.tif") as stack:
+        frames = stack[0:1]
+    for size, ok in ((1000.0, True), (10.0, False)):
+        path = write_tiff(tmp_path / f"cal{size:g}.tif", frames.astype(np.uint16), pixel_size_nm=size)
+        code = main(["localize", str(path), "--out", str(tmp_path / "l.csv"), "--model", str(tiny_model_path),
+                     "--device", "cpu"])
+        err = capsys.readouterr().err
+        assert (code == 0) == ok
+        if ok:
+            assert (f"note: {path} states 1000 nm pixels in its metadata (the model's: 100 nm); using them: if that "
+                    "is wrong, set --pixel-size") in err
+        else:
+            assert "more than 20 camera pixels" in err and (f"(the pixel size, 10 nm, is the one {path} states in its "
+                                                            "metadata: if that is wrong, set --pixel-size)") in err
+    assert main(["localize", str(tmp_path / "cal10.tif"), "--out", str(tmp_path / "l.csv"), "--model",
+                 str(tiny_model_path), "--device", "cpu", "--pixel-size", "100"]) == 0  # the way out works
+
+
 def test_localize_with_photometry_writes_photons(simulated, tiny_model_path, tmp_path, capsys):
     out = tmp_path / "locs.csv"
     assert main(["localize", str(simulated / "frames.tif"), "--out", str(out), "--model", str(tiny_model_path),

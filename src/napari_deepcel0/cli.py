@@ -402,10 +402,22 @@ def _open_stack_and_acq(args, base: Acquisition, default_label: str = "model's")
     elif args.pixel_size is not None and stack.pixel_size_nm is not None and args.pixel_size != stack.pixel_size_nm:
         print(f"note: {args.stack} states {stack.pixel_size_nm:g} nm pixels; using --pixel-size {args.pixel_size:g} nm",
               file=sys.stderr)
+    from_file = args.pixel_size is None and stack.pixel_size_nm is not None
+    if from_file and abs(stack.pixel_size_nm - base.pixel_size_nm) > 0.02 * base.pixel_size_nm:
+        # a wrong calibration (ImageJ's 1 um placeholder) otherwise showed only as a PSF
+        # mismatch or coordinates 10 times too large
+        print(f"note: {args.stack} states {stack.pixel_size_nm:g} nm pixels in its metadata (the {default_label}: "
+              f"{base.pixel_size_nm:g} nm); using them: if that is wrong, set --pixel-size", file=sys.stderr)
     # the library's PixelSizeWarning says the same to Python users, in their terms (main's
     # catch_warnings ends the filter with the command)
     warnings.filterwarnings("ignore", category=PixelSizeWarning)
-    return stack, _acquisition(args, base, stack_pixel_nm=stack.pixel_size_nm)
+    try:
+        return stack, _acquisition(args, base, stack_pixel_nm=stack.pixel_size_nm)
+    except ValueError as exc:
+        if from_file:
+            raise ValueError(f"{exc} (the pixel size, {stack.pixel_size_nm:g} nm, is the one {args.stack} states in "
+                             "its metadata: if that is wrong, set --pixel-size)") from None
+        raise
 
 
 RENDER_SUFFIXES = (".png", ".tif", ".tiff")
