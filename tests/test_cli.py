@@ -232,6 +232,22 @@ def test_a_pixel_size_from_the_files_metadata_is_named_when_it_differs_or_fails(
                  str(tiny_model_path), "--device", "cpu", "--pixel-size", "100"]) == 0  # the way out works
 
 
+def test_localize_warns_of_a_ground_truth_outside_the_field_or_the_frames(simulated, tiny_model_path, tmp_path,
+                                                                          capsys):
+    """Coordinates of another stack (or in other units) scored 0 %, and a ground truth of
+    other frames 'TP 0 FP n FN 0', without a word (review)."""
+    gt = read_localizations(simulated / "ground_truth.csv")
+    shifted = write_thunderstorm_csv(tmp_path / "shifted.csv", gt.assign(**{"x [nm]": gt["x [nm]"] + 5000.0}))
+    later = write_thunderstorm_csv(tmp_path / "later.csv", gt.assign(frame=gt["frame"] + 6))
+    for truth, says in ((shifted, f"warning: {shifted}: {len(gt)} of {len(gt)} ground-truth molecules lie outside "
+                                  "the stack's field of 2400 x 2400 nm"),
+                        (later, "the ground truth holds no molecule in frames 1-2: all")):
+        assert main(["localize", str(simulated / "frames.tif"), "--out", str(tmp_path / "l.csv"), "--model",
+                     str(tiny_model_path), "--frames", "1-2", "--device", "cpu", "--threshold", "0", "--gt",
+                     str(truth)]) == 0
+        assert says in capsys.readouterr().err
+
+
 def test_localize_with_photometry_writes_photons(simulated, tiny_model_path, tmp_path, capsys):
     out = tmp_path / "locs.csv"
     assert main(["localize", str(simulated / "frames.tif"), "--out", str(out), "--model", str(tiny_model_path),

@@ -242,3 +242,31 @@ def test_coverage_warning_spares_localizations_of_every_frame_but_empty_ones():
     two = _table([1] * 50 + [2] * 50, np.arange(100) * 1000.0, [0.0] * 100)
     with pytest.warns(metrics.FrameCoverageWarning, match="the 50 ground-truth molecules outside"):
         metrics.evaluate(two, two[two["frame"] == 1], 50.0)  # one frame of two localized
+
+
+def test_coverage_warning_also_for_localizations_beyond_the_ground_truth_and_empty_selections():
+    """Localizations of frames 1-20 against a ground truth of frames 1-5 scored 19.7 %,
+    a ground truth without a molecule in the localized frames 'TP 0 FP 1042 FN 0', a
+    selection outside both a table of NaN, all without a word (review)."""
+    gt = _table([1, 2], [100.0, 100.0], [100.0, 100.0])
+    est = _table([1, 2, 3, 4], [100.0] * 4, [100.0] * 4)
+    with pytest.warns(metrics.FrameCoverageWarning, match=r"the ground truth runs over frames 1-2, the localizations "
+                                                          r"over frames 1-4: the 2 localizations outside count as "
+                                                          r"false positives\. .* \(frames=\"1-2\""):
+        (whole,) = metrics.evaluate(gt, est, 50.0)
+    assert (whole.tp, whole.fp) == (2, 2)
+    with pytest.warns(metrics.FrameCoverageWarning, match="the ground truth holds no molecule in frames 3-4: all 2 "
+                                                          "localizations count as false positives"):
+        metrics.evaluate(gt, est, 50.0, frames="3-4")
+    with pytest.warns(metrics.FrameCoverageWarning, match="neither the ground truth nor the localizations hold a "
+                                                          "molecule in frames 7-9"):
+        metrics.evaluate(gt, est, 50.0, frames="7-9")
+
+
+def test_a_table_outside_the_stacks_field_is_named():
+    table = _table([1, 1, 1], [50.0, 6300.0, 3200.0], [50.0, 100.0, 6000.0])
+    assert metrics.outside_field_message(table, (6400.0, 6400.0)) == ""
+    in_um = table.assign(**{"x [nm]": table["x [nm]"] / 1000 + 7000.0})  # another stack's, or shifted
+    message = metrics.outside_field_message(in_um, (6400.0, 6400.0))
+    assert message.startswith("3 of 3 ground-truth molecules lie outside the stack's field of 6400 x 6400 nm")
+    assert "x from 7000 to 7006 nm" in message and message.endswith("are the coordinates in nm, and of this stack?")

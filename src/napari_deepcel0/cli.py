@@ -522,14 +522,21 @@ def note_replaced_pixels(n: int, dimmed: int = 0) -> None:
               f"{'' if dimmed == 1 else 's'} (--keep-outlier-pixels keeps the frames as they are)", file=sys.stderr)
 
 
-def _read_ground_truth(args, acq):
-    """The ``--gt`` table (None without one), read before the work so that a wrong file
-    fails at once."""
-    if not getattr(args, "gt", None):
+def _read_ground_truth(args, acq, frame_shape, path=None):
+    """The ground truth ``--gt`` (or ``path``; None without one), read before the work so
+    that a wrong file fails at once, and a warning when it lies outside the stack's field
+    (of ``frame_shape`` camera pixels; coordinates in other units scored 0 % without a word)."""
+    path = path or getattr(args, "gt", None)
+    if not path:
         return None
     from .core.io import read_localizations
+    from .core.metrics import outside_field_message
 
-    return read_localizations(args.gt, pixel_size_nm=acq.pixel_size_nm)
+    gt = read_localizations(path, pixel_size_nm=acq.pixel_size_nm)
+    outside = outside_field_message(gt, acq.field_nm(frame_shape))
+    if outside:
+        print(f"warning: {path}: {outside}", file=sys.stderr)
+    return gt
 
 
 def _maybe_score(args, table, gt, stack) -> None:
@@ -550,7 +557,7 @@ def cmd_localize(args) -> int:
     loaded = load_model(args.model) if args.model else load_bundled_model()
     stack, acq = _open_stack_and_acq(args, loaded.info.acquisition)
     check_outputs(args, stack, acq)
-    gt = _read_ground_truth(args, acq)
+    gt = _read_ground_truth(args, acq, stack.frame_shape)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         model = DeepLocalizer(loaded, acquisition=acq, device=args.device, precision=args.precision,

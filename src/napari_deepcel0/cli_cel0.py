@@ -136,11 +136,10 @@ def _localize(args, stack, acq) -> int:
 
 
 def _sweep(args, stack, acq) -> int:
-    from .cli import ProgressBar
+    from .cli import ProgressBar, _read_ground_truth
     from .core.cel0 import lambda_sweep
-    from .core.io import read_localizations
 
-    gt = read_localizations(args.sweep, pixel_size_nm=acq.pixel_size_nm)
+    gt = _read_ground_truth(args, acq, stack.frame_shape, path=args.sweep)
     bar = ProgressBar(args.lams, "lambda sweep")
 
     def progress(done, total, lam, s):

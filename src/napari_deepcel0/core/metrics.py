@@ -346,16 +346,51 @@ def uncovered_frames_message(gt: pd.DataFrame, est: pd.DataFrame,
     caller is used (a format string)."""
     if len(gt) == 0 or len(est) == 0:
         return ""
-    first, last = int(est[FRAME].min()), int(est[FRAME].max())
-    frames = gt[FRAME].to_numpy()
-    outside = (frames < first) | (frames > last)
-    if outside.sum() <= 0.01 * len(gt):
+    parts = []
+    for table, other, counted_as, restricted, otherwise in (
+            (gt, est, "ground-truth molecules outside count as missed", "If those frames were not localized, "
+             "score the localized ones only", "if they were and nothing was found there"),
+            (est, gt, "localizations outside count as false positives", "If the ground truth is of part of the "
+             "stack only, score its frames only", "if it is of the whole stack")):
+        first, last = int(other[FRAME].min()), int(other[FRAME].max())
+        frames = table[FRAME].to_numpy()
+        outside = int(((frames < first) | (frames > last)).sum())
+        if outside > 0.01 * len(table):
+            parts.append(f"the {outside} {counted_as}. {restricted} ({restrict.format(first=first, last=last)}); "
+                         f"{otherwise}, the score is right as it is")
+    if not parts:
         return ""
-    return (f"the ground truth runs over frames {int(frames.min())}-{int(frames.max())}, the localizations over "
-            f"{frame_span(first, last)}: the {int(outside.sum())} ground-truth molecules outside count as missed. "
-            f"If those frames were not localized, score the localized ones only "
-            f"({restrict.format(first=first, last=last)}); if they were and nothing was found there, the score "
-            "is right as it is")
+    return (f"the ground truth runs over {frame_span(int(gt[FRAME].min()), int(gt[FRAME].max()))}, the "
+            f"localizations over {frame_span(int(est[FRAME].min()), int(est[FRAME].max()))}: " + "; ".join(parts))
+
+
+def empty_selection_message(gt: pd.DataFrame, est: pd.DataFrame, frames) -> str:
+    """What to say when the frames scored hold localizations but no ground-truth
+    molecule (every localization counts as a false positive: the ground truth of
+    another stack?) or neither, else ""."""
+    if len(gt):
+        return ""
+    which = f"frames {frames}" if frames is not None else "the frames scored"
+    if len(est):
+        return (f"the ground truth holds no molecule in {which}: all {len(est)} localizations count as false "
+                "positives; is it the ground truth of this stack?")
+    return f"neither the ground truth nor the localizations hold a molecule in {which}: there is nothing to score"
+
+
+def outside_field_message(table: pd.DataFrame, field_nm: tuple[float, float], what: str = "ground-truth molecules"
+                          ) -> str:
+    """What to say when more than 1 % of ``table``'s positions lie outside a stack's
+    field (``field_nm`` = (height, width) in nm, from 0), else "": coordinates in other
+    units or of another stack score 0 % without a word."""
+    if len(table) == 0:
+        return ""
+    x, y = table[X_NM].to_numpy(), table[Y_NM].to_numpy()
+    outside = ~((x >= 0) & (x <= field_nm[1]) & (y >= 0) & (y <= field_nm[0]))
+    if outside.sum() <= 0.01 * len(table):
+        return ""
+    return (f"{int(outside.sum())} of {len(table)} {what} lie outside the stack's field of {field_nm[1]:g} x "
+            f"{field_nm[0]:g} nm (x over y; x from {np.nanmin(x):.4g} to {np.nanmax(x):.4g} nm, y from "
+            f"{np.nanmin(y):.4g} to {np.nanmax(y):.4g} nm): are the coordinates in nm, and of this stack?")
 
 
 def warn_if_frames_uncovered(gt: pd.DataFrame, est: pd.DataFrame) -> None:
@@ -391,6 +426,9 @@ def evaluate(
         n_frames = n_selected if n_frames is None else n_frames
     else:
         warn_if_frames_uncovered(gt, est)
+    empty = empty_selection_message(gt, est, frames)
+    if empty:
+        warnings.warn(empty, FrameCoverageWarning, stacklevel=2)
     return [score(gt, est, t, grid=grid, n_frames=n_frames, distance=distance) for t in tolerances_nm]
 
 
