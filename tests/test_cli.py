@@ -310,6 +310,15 @@ def test_demo_writes_its_files_and_scores(tmp_path, capsys):
     assert (out / "demo_render.png").stat().st_size > 0 and (out / "demo_frames.tif").stat().st_size > 0
 
 
+def test_demo_refuses_an_output_it_cannot_write_before_the_work(tmp_path, capsys):
+    out = tmp_path / "demo"
+    (out / "demo_render.png").mkdir(parents=True)  # failed only after simulating and localizing (review)
+    assert main(["demo", "--out", str(out), "--frames", "3", "--device", "cpu"]) == 2
+    captured = capsys.readouterr()
+    assert "demo_render.png is a folder; give a file name" in captured.err and "simulating" not in captured.out
+    assert [p.name for p in out.iterdir()] == ["demo_render.png"]
+
+
 def test_train_writes_a_loadable_model(tmp_path):
     from napari_deepcel0.core.model_io import load_model
 
@@ -649,7 +658,7 @@ def test_simulate_writes_its_files_together_or_not_at_all(tmp_path, capsys):
     (out / "ground_truth.csv").unlink()
     (out / "ground_truth.csv").mkdir()  # the second file cannot be written
     assert main(["simulate", "--out", str(out), "--frames", "3", "--size", "16", "--seed", "2"]) == 2
-    assert "ground_truth.csv" in capsys.readouterr().err
+    assert "ground_truth.csv is a folder; give a file name" in capsys.readouterr().err  # before simulating
     assert (out / "frames.tif").read_bytes() == before["frames.tif"]
     assert sorted(p.name for p in out.iterdir()) == sorted(before)  # no temporary files
 
@@ -811,3 +820,13 @@ def test_localize_says_in_how_many_frames_it_dimmed_a_bead(simulated, tmp_path, 
     err = capsys.readouterr().err
     assert "warning: frame 1 (and 2 more in this batch): an object" in err  # once
     assert "dimmed an object far brighter than the molecules (a bead?) in 3 frames" in err
+
+
+def test_localize_runs_without_a_stderr(simulated, tiny_model_path, tmp_path, monkeypatch):
+    """Started with 2>&- (sys.stderr None) localize exited 1 with no message and no CSV:
+    the progress bar's first update raised AttributeError (review)."""
+    monkeypatch.setattr(sys, "stderr", None)
+    out = tmp_path / "l.csv"
+    assert main(["localize", str(simulated / "frames.tif"), "--out", str(out), "--model", str(tiny_model_path),
+                 "--frames", "1-2", "--device", "cpu", "--threshold", "0"]) == 0
+    assert len(read_localizations(out)) > 0

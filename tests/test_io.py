@@ -112,6 +112,11 @@ def test_csv_special_values_and_bad_frames(tmp_path):
     with pytest.raises(ValueError, match="1-based"):
         io.write_thunderstorm_csv(tmp_path / "b.csv", t)
     assert not (tmp_path / "b.csv").exists()
+    t["frame"] = t["frame"].astype(np.float64)
+    t.loc[0, "frame"] = 1e20  # int64 wrapped it to -9223372036854775808, which the reader refused (review)
+    with pytest.raises(ValueError, match="frame numbers must be at most"):
+        io.write_thunderstorm_csv(tmp_path / "b.csv", t)
+    assert not (tmp_path / "b.csv").exists()
 
 
 def test_atomic_write_keeps_old_file_on_failure(tmp_path):
@@ -136,6 +141,9 @@ def test_read_thunderstorm_px_units_and_uncertainty_xy(tmp_path):
         io.read_localizations(p)
     t = io.read_localizations(p, pixel_size_nm=100)
     assert t["x [nm]"].tolist() == [150.0, 50.0] and t["y [nm]"].tolist() == [200.0, 50.0]
+    for bad in (-100.0, 0, True, float("nan"), float("inf"), "100"):  # -100 mirrored, True was 1 nm (review)
+        with pytest.raises(ValueError, match="pixel_size_nm must be a positive number of nm or None"):
+            io.read_localizations(p, pixel_size_nm=bad)
     assert t["sigma [nm]"].tolist() == pytest.approx([110.0, 100.0])
     assert t["uncertainty [nm]"].tolist() == [7.5, 8.0]
     assert "id" not in t.columns

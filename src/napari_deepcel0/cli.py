@@ -77,7 +77,8 @@ class ProgressBar:
 
     def __init__(self, total: int, label: str, stream=None, every_s: float = 0.5):
         self.total, self.label = max(int(total), 1), label
-        self.stream = stream or sys.stderr
+        # no stderr at all (started with 2>&-): a bar to nowhere, not an AttributeError
+        self.stream = stream or sys.stderr or open(os.devnull, "w")
         self.tty = hasattr(self.stream, "isatty") and self.stream.isatty()
         self.every_s = every_s if self.tty else 10.0
         self._last = 0.0
@@ -205,7 +206,8 @@ def cmd_simulate(args) -> int:
     from .core.io import all_or_nothing, atomic_write, make_output_folder, write_thunderstorm_csv, write_tiff
 
     acq = _acquisition(args)
-    out = make_output_folder(args.out)  # before the simulation: a wrong --out fails at once
+    # before the simulation: a wrong --out fails at once
+    out = make_output_folder(args.out, files=("frames.tif", "ground_truth.csv", "acquisition.json"))
     noise = (
         sim.GaussianSNRNoise((args.snr, args.snr)) if args.snr is not None
         else sim.CameraNoise(background_photons=tuple(args.background), quantize=True)
@@ -583,6 +585,10 @@ def cmd_localize(args) -> int:
 
 
 # ================================================================ demo
+#: what ``deepcel0 demo`` writes in its folder: the stack, its ground truth, the localizations, the render
+DEMO_FILES = ("demo_frames.tif", "demo_ground_truth.csv", "demo_localizations.csv", "demo_render.png")
+
+
 def cmd_demo(args) -> int:
     from .core import simulate as sim
     from .core.io import all_or_nothing, make_output_folder, write_thunderstorm_csv, write_tiff
@@ -591,7 +597,7 @@ def cmd_demo(args) -> int:
     from .core.predict import DeepLocalizer, localize
     from .core.render import render_histogram, save_render_png
 
-    out = make_output_folder(args.out)
+    out = make_output_folder(args.out, files=DEMO_FILES)
     loaded = load_bundled_model()
     acq = loaded.info.acquisition
     print(f"simulating {args.frames} high-density frames of microtubule-like filaments "
@@ -605,18 +611,18 @@ def cmd_demo(args) -> int:
     table = localize(model, frames)
     seconds = time.perf_counter() - t0
     field = acq.field_nm((64, 64))
-    png = out / "demo_render.png"
+    png = out / DEMO_FILES[3]
     with all_or_nothing():  # the four files of one run, or none
-        stack_path = write_tiff(out / "demo_frames.tif", _camera_counts(frames), pixel_size_nm=acq.pixel_size_nm)
-        write_thunderstorm_csv(out / "demo_ground_truth.csv", gt)
-        csv = write_thunderstorm_csv(out / "demo_localizations.csv", table)
+        stack_path = write_tiff(out / DEMO_FILES[0], _camera_counts(frames), pixel_size_nm=acq.pixel_size_nm)
+        write_thunderstorm_csv(out / DEMO_FILES[1], gt)
+        csv = write_thunderstorm_csv(out / DEMO_FILES[2], table)
         save_render_png(png, render_image_for_png(render_histogram(table, field, 10.0)))
     scores = evaluate(gt, table, DEFAULT_TOLERANCES_NM)
     print(f"{len(table)} localizations in {seconds:.1f} s ({args.frames / seconds:.1f} frames/s)")
     _print_scores(scores, False)
     s50 = scores[0]
     print(f"Jaccard at 50 nm: {s50.jaccard:.1f} %, RMSE {s50.rmse_nm:.1f} nm")
-    print(f"wrote {stack_path}, {out / 'demo_ground_truth.csv'}, {csv}, {png}")
+    print(f"wrote {stack_path}, {out / DEMO_FILES[1]}, {csv}, {png}")
     return 0
 
 

@@ -550,9 +550,10 @@ def check_writable_folder(folder: Path) -> None:
     os.unlink(probe)
 
 
-def make_output_folder(path) -> Path:
+def make_output_folder(path, files: tuple[str, ...] = ()) -> Path:
     """``path`` as an existing folder that can be written to (made when missing):
-    a clear error when it is a file or cannot be written in, before any work."""
+    a clear error when it is a file or cannot be written in, or when one of the ``files``
+    to be written there is a folder (:func:`check_output_path`), before any work."""
     path = Path(path)
     if path.exists() and not path.is_dir():
         raise NotADirectoryError(f"{path} is a file, not a folder")
@@ -561,6 +562,8 @@ def make_output_folder(path) -> Path:
     except OSError as exc:
         raise OSError(f"cannot make folder {path} ({exc.strerror or exc})") from None
     check_writable_folder(path)
+    for name in files:
+        check_output_path(path / name)
     return path
 
 
@@ -668,6 +671,9 @@ def write_thunderstorm_csv(path: str | os.PathLike, table: pd.DataFrame) -> Path
     frames = table[FRAME].to_numpy()
     if len(frames) and (np.any(frames < 1) or np.any(frames != np.round(frames))):
         raise ValueError(f"cannot write {path}: frames must be 1-based integers (min {frames.min()})")
+    if len(frames) and frames.max() > MAX_FRAME_NUMBER:  # as read_localizations; int64 wrapped them negative
+        raise ValueError(f"cannot write {path}: frame numbers must be at most {MAX_FRAME_NUMBER} (max "
+                         f"{frames.max():g})")
     xy = table[[X_NM, Y_NM]].to_numpy(np.float64)
     if not np.isfinite(xy).all():  # read_localizations refuses them: a file nobody could read back
         raise ValueError(f"cannot write {path}: {int((~np.isfinite(xy).all(axis=1)).sum())} row(s) have an x or y "
@@ -790,6 +796,11 @@ def read_localizations(path: str | os.PathLike, pixel_size_nm: float | None = No
     Rows whose number of fields differs from the header are skipped with a warning
     (as ThunderSTORM does).
     """
+    if pixel_size_nm is not None and (isinstance(pixel_size_nm, (bool, np.bool_)) or not isinstance(
+            pixel_size_nm, (int, float, np.integer, np.floating)) or not (math.isfinite(pixel_size_nm)
+                                                                       and pixel_size_nm > 0)):
+        # -100 mirrored every coordinate in px, True read as 1 nm
+        raise ValueError(f"pixel_size_nm must be a positive number of nm or None, got {pixel_size_nm!r}")
     path = Path(path).expanduser()
     if path.is_dir():
         raise LocalizationFileError(f"{path}: is a folder, not a CSV file")
