@@ -863,6 +863,9 @@ def test_drop_downs_start_on_the_layer_each_field_wants(viewer, stack_path, tmp_
     assert matching.ground_truth.value is gt and cel0.ground_truth.value is gt
     assert matching.estimate.value is run.layer and export.points.value is run.layer
     assert export.image.value is render and layer in export.image.choices
+    colour = viewer.add_image(np.zeros((4, 4, 3), np.uint8), name="photo", rgb=True)  # refused at the run
+    localize = _dock(viewer, LocalizeWidget)
+    assert layer in localize.layer.choices and colour not in localize.layer.choices
 
 
 def test_closing_the_widgets_panel_cancels_its_run(viewer, qtbot, stack_path, monkeypatch):
@@ -1097,7 +1100,8 @@ def test_export_does_not_ask_twice_after_the_file_dialog_asked(viewer, qtbot, st
 
 # ================================================================= training
 def test_training_saves_a_model_that_becomes_current(viewer, qtbot, tmp_path, monkeypatch):
-    """Also: "~/..." typed is the home folder (it was refused: "folder ~ does not exist")."""
+    """Also: "~/..." typed is the home folder (it was refused: "folder ~ does not exist"), and a
+    name without an extension gets ".safetensors" (it was refused, while Export adds its own)."""
     monkeypatch.setenv("HOME", str(tmp_path))
     training = _dock(viewer, TrainingWidget)
     localize_widget = _dock(viewer, LocalizeWidget)
@@ -1110,7 +1114,7 @@ def test_training_saves_a_model_that_becomes_current(viewer, qtbot, tmp_path, mo
     training.batch_size.value = 4
     training.device.value = "cpu"
     path = tmp_path / "tiny.safetensors"
-    training.output.line_edit.value = "~/tiny.safetensors"  # typed (FileEdit.value = would expand it)
+    training.output.line_edit.value = "~/tiny"  # typed (FileEdit.value = would expand it)
     ticker = _start_and_click_again(training.run, training.job)
     _wait(qtbot, training.job)
     _, longest_gap = ticker.stop()
@@ -1125,6 +1129,8 @@ def test_training_saves_a_model_that_becomes_current(viewer, qtbot, tmp_path, mo
     assert f"saved to {path} and is now the current model" in training.job.status.value
     assert training.job.progress.value == training.job.progress.max == 2
     assert "epoch 1" in training.loss.value
+    ticks = training.plot.axes.get_xticks()
+    assert len(ticks) and np.all(ticks == np.round(ticks))  # epochs: no 1.2, 1.4 ...
     assert longest_gap < 1.5
 
 
@@ -1626,6 +1632,9 @@ def test_images_that_are_no_stack_are_refused_by_every_analysis(viewer, widget_n
                                 "estimate": (AcquisitionWidget, "estimate", "job")}[widget_name]
     widget = _dock(viewer, widget_class)
     before = state_for(viewer).acquisition
+    if kind == "rgb":  # not offered any more (it was listed only to be refused)
+        assert layer not in widget.layer.choices
+        return
     widget.layer.value = layer
     getattr(widget, start)()
     controls = getattr(widget, job)

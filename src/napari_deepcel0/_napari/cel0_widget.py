@@ -71,6 +71,8 @@ class Cel0Widget(Container):
         self.state = state_for(napari_viewer)
         self.layer = stack_combo(napari_viewer)
         self.lam = float_box("lambda", DEFAULT_LAM, 1e-6, 100.0, decimals=6, step=0.01)
+        self.lam.tooltip = ("CEL0-IRL1's regularisation weight, on frames scaled to a maximum of 1 (higher: fewer, "
+                            "surer molecules); the sweep below finds one. Not the training loss's lambda")
         self.max_outer = SpinBox(min=1, max=100_000, value=200, tooltip="IRL1 (reweighting) iterations")
         self.max_inner = SpinBox(min=1, max=100_000, value=200, tooltip="FISTA iterations per reweighting")
         self.background = LineEdit(label="background (ADU | auto | none)", value="auto")

@@ -11,6 +11,7 @@ import napari
 from magicgui.widgets import CheckBox, ComboBox, Container, FileEdit, FloatSpinBox, Label
 from matplotlib.backends.backend_qtagg import FigureCanvasQTAgg
 from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
 from napari.utils.theme import get_theme
 from qtpy.QtCore import QEvent, QObject
 from qtpy.QtWidgets import QMessageBox, QSizePolicy
@@ -142,8 +143,9 @@ def layer_combo(viewer, layer_type, label: str, keep=None, prefer=None) -> Layer
 
 def stack_combo(viewer) -> ComboBox:
     """A drop-down of the Image layers that may be stacks to analyse: this plugin's
-    own images (renderings, maps) are left out."""
-    return layer_combo(viewer, napari.layers.Image, "stack", keep=lambda layer: not is_output(layer))
+    own images (renderings, maps) and colour (RGB) images are left out."""
+    # RGB images were listed only to be refused at the run
+    return layer_combo(viewer, napari.layers.Image, "stack", keep=lambda layer: not (is_output(layer) or layer.rgb))
 
 
 def float_box(label: str, value: float, minimum: float, maximum: float, decimals: int, step: float) -> FloatSpinBox:
@@ -218,16 +220,19 @@ class LinePlot(Container):
         Height of the plot in pixels.
     log_x
         Logarithmic x axis.
+    integer_x
+        Ticks on whole numbers of x only (epochs: 1.2, 1.4 ... read as fractions of one).
     """
 
-    def __init__(self, xlabel: str, ylabel: str, height_px: int = 200, log_x: bool = False):
+    def __init__(self, xlabel: str, ylabel: str, height_px: int = 200, log_x: bool = False,
+                 integer_x: bool = False):
         super().__init__(labels=False)
         self.figure = Figure(figsize=(4, 2.2), dpi=90, layout="constrained")
         self.axes = self.figure.add_subplot()
         self.canvas = FigureCanvasQTAgg(self.figure)
         self.canvas.setMinimumHeight(height_px)
         self.native.layout().addWidget(self.canvas)
-        self.xlabel, self.ylabel, self.log_x = xlabel, ylabel, log_x
+        self.xlabel, self.ylabel, self.log_x, self.integer_x = xlabel, ylabel, log_x, integer_x
         self.background, self.text_colour = "white", "black"  # matplotlib's; follow_theme changes them
         self.clear()
 
@@ -269,6 +274,8 @@ class LinePlot(Container):
         self.axes.set_ylabel(self.ylabel)
         if self.log_x:
             self.axes.set_xscale("log")
+        if self.integer_x:
+            self.axes.xaxis.set_major_locator(MaxNLocator(integer=True))
         self.axes.grid(alpha=0.3, color=self.text_colour)
         self._style()
         self.canvas.draw()
@@ -280,6 +287,10 @@ class LinePlot(Container):
             self.axes.plot(x, y, ".-", label=name)
         if marker is not None:
             self.axes.plot([marker[0]], [marker[1]], "o", mfc="none", mec="red", ms=10)
+        if self.integer_x and not self.log_x:  # at least two units wide, or no whole number but one
+            low, high = self.axes.get_xlim()
+            if high - low < 2:
+                self.axes.set_xlim((low + high) / 2 - 1, (low + high) / 2 + 1)
         if len(curves) > 1:
             self.axes.legend(fontsize="small")
             self._style()

@@ -57,8 +57,13 @@ class LocalizeWidget(Container):
         self.model = FileEdit(label="model (empty: bundled)", mode="r", filter="*.safetensors", nullable=True)
         self.bundled_button = PushButton(text="Use the bundled model")
         self.model_info = wrapping_label(label="model")
-        self.auto_threshold = CheckBox(text="automatic threshold (0.1 x spike value)", value=True)
-        self.threshold = FloatSpinBox(label="threshold", min=0.0, max=1e9, step=0.5, value=8.5, enabled=False)
+        self.auto_threshold = CheckBox(
+            text="automatic threshold (a tenth of a molecule's peak)", value=True,
+            tooltip="the model's default: 0.1 x the value its maps give one molecule (8.5 for the bundled model)")
+        self.threshold = FloatSpinBox(
+            label="threshold (map units)", min=0.0, max=1e9, step=0.5, value=8.5, enabled=False,
+            tooltip="in the model's map units, not a fraction: one molecule peaks near the model's spike value "
+                    "(85 for the bundled model); higher finds fewer, surer molecules")
         self.device = ComboBox(label="device", choices=list(DEVICES), value="auto")
         self.batch_size = SpinBox(label="batch size", min=1, max=4096, value=16)
         self.orientations = ComboBox(

@@ -42,8 +42,8 @@ def _train_job(acq, config: TrainingConfig, path: Path, progress, cancel=None):
 #: the recipes the widget offers (label -> TrainingConfig factory); a recipe fills the fields
 #: below it and sets what they do not show (learning-rate schedule, sparse densities)
 RECIPES = {
-    "paper schedule (100 epochs)": TrainingConfig,
-    "bundled model's (about 4 min on an H100)": TrainingConfig.bundled,
+    "the paper's schedule": TrainingConfig,
+    "the bundled model's": TrainingConfig.bundled,
 }
 
 
@@ -57,9 +57,10 @@ class TrainingWidget(Container):
         self.state = state_for(napari_viewer)
         self.recipe = ComboBox(
             label="recipe", choices=list(RECIPES), value=next(iter(RECIPES)),
-            tooltip="paper: the paper's schedule (10,000 patches, 100 epochs, batch 16). bundled model's: "
-                    "200,000 patches with 25 % sparse ones, 8 epochs, batch 64, cosine learning rate; "
-                    "the best model we know how to train, but it needs a GPU (7 hours or more on a CPU)")
+            tooltip="fills the fields below (change them after). The paper's schedule: 10,000 patches, 100 "
+                    "epochs, batch 16. The bundled model's: 200,000 patches with 25 % sparse ones, 8 epochs, "
+                    "batch 64, cosine learning rate; the best model we know how to train, but it needs a GPU "
+                    "(about 4 min on an H100; 7 hours or more on a CPU)")
         # the fields a recipe fills start empty: _apply_recipe below gives them the first recipe's values
         self.patches = SpinBox(label="training patches", min=8, max=1_000_000, step=1000)
         self.sim_frames = SpinBox(label="simulated frames", min=1, max=100_000)
@@ -72,7 +73,10 @@ class TrainingWidget(Container):
                     "as molecules on sparse frames")
         self.epochs = SpinBox(label="epochs", min=1, max=10_000)
         self.max_steps = SpinBox(label="max steps/epoch (0: all)", min=0, max=1_000_000, value=0)
-        self.lam = FloatSpinBox(label="CEL0 lambda", min=1e-3, max=1e6, step=10.0)
+        self.lam = FloatSpinBox(label="CEL0 loss lambda", min=1e-3, max=1e6, step=10.0,
+                                tooltip="weight of the CEL0 penalty in the training loss (the paper: 100), in "
+                                        "units of the target maps; not the CEL0-IRL1 solver's lambda of the "
+                                        "CEL0 widget")
         self.batch_size = SpinBox(label="batch size", min=1, max=4096)
         self.device = ComboBox(label="device", choices=list(DEVICES), value="auto")
         self.output = FileEdit(label="save model to", mode="w", filter="*.safetensors",
@@ -80,7 +84,7 @@ class TrainingWidget(Container):
         self.acquisition = wrapping_label(label="acquisition")
         self.job = JobControls("Training", "Train")
         self.loss = wrapping_label(label="loss")
-        self.plot = LinePlot("epoch", "loss")
+        self.plot = LinePlot("epoch", "loss", integer_x=True)
         self.plot.follow_theme(napari_viewer)
         self.reset_button = PushButton(text="Reset settings")
         self.extend([self.recipe, self.patches, self.sim_frames, self.density, self.sparse_fraction, self.epochs,
@@ -131,6 +135,8 @@ class TrainingWidget(Container):
         try:
             config = self.config()
             resolve_device(config.device)
+            if path is not None and not path.suffix:  # as Export adds the extension of what it writes
+                path = path.with_suffix(".safetensors")
             if path is None or path.suffix != ".safetensors":
                 raise ValueError(f"the model file must end in .safetensors, got {path}")
             # ~ is the home folder; a relative name is in napari's working folder, which the
