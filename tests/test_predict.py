@@ -51,6 +51,9 @@ def test_parse_frame_selection():
         parse_frame_selection("1-100000000000000", 4)
     with pytest.raises(ValueError, match="runs backwards"):
         parse_frame_selection("1,3-2", 4)
+    for bad in (True, 1.5, slice(1, 3)):  # "object is not iterable" (review)
+        with pytest.raises(ValueError, match="cannot read frame selection"):
+            parse_frame_selection(bad, 4)
 
 
 def test_streaming_equals_one_shot_and_any_frame_size(model, stack):
@@ -184,6 +187,15 @@ def test_bad_frames_give_clear_errors(model):
         localize(model, bad)
     with pytest.raises(ValueError, match="threshold"):
         localize(model, np.ones((1, 8, 8), np.float32), threshold=float("nan"))
+    # library sources that gave numpy's or Python's errors, or were read silently (review)
+    with pytest.raises(FrameSourceError, match="frames of different sizes"):
+        localize(model, [np.ones((8, 8), np.float32), np.ones((8, 9), np.float32)])
+    with pytest.raises(FrameSourceError, match=r"frames must be \(rows, cols\) images"):
+        localize(model, [[1.0, 2.0], [3.0, 4.0]])  # one frame as a list of lists: its rows read as frames
+    for dtype in (bool, np.complex64):
+        with pytest.raises(FrameSourceError, match="frames must hold integer or float numbers"):
+            localize(model, np.ones((2, 8, 8), dtype))
+    assert len(localize(model, [np.ones((8, 8)), np.ones((8, 8))], threshold=1e9)) == 0  # a list of frames works
 
 
 def test_mismatch_warning_names_both_values(tiny_model_path):

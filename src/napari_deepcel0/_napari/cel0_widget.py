@@ -79,7 +79,8 @@ class Cel0Widget(Container):
         self.frames = LineEdit(label="frames (1-based)", value="1-2")
         self.device = ComboBox(choices=list(DEVICES), value="auto")
         self.batch_size = SpinBox(min=0, max=4096, value=0, tooltip="frames solved together (0: automatic)")
-        self.with_deepcel0 = CheckBox(text="also run DeepCEL0 (current model) on these frames", value=True)
+        self.with_deepcel0 = CheckBox(text="also run DeepCEL0 (current model, automatic threshold) on these frames",
+                                      value=True)
         self.fix_outlier_pixels = outlier_pixels_checkbox()  # for the comparison and the sweep
         self.job = JobControls("CEL0-IRL1", "Run CEL0-IRL1")
         self.summary = wrapping_label(label="result")

@@ -40,12 +40,21 @@ def read_frames(source, indices: np.ndarray) -> np.ndarray:
     """Frames at 0-based ``indices`` as a float32 (n, rows, cols) array."""
     shape = getattr(source, "shape", None)
     lo, hi = int(indices[0]), int(indices[-1]) + 1
-    if shape is not None and len(shape) == 2:  # one frame
-        block = np.asarray(source)[None].repeat(len(indices), 0)
-    elif hi - lo == len(indices):
-        block = np.asarray(source[lo:hi])
-    else:
-        block = np.stack([np.asarray(source[int(i)]) for i in indices])
+    try:
+        if shape is not None and len(shape) == 2:  # one frame
+            block = np.asarray(source)[None].repeat(len(indices), 0)
+        elif hi - lo == len(indices):
+            block = np.asarray(source[lo:hi])
+        else:
+            block = np.stack([np.asarray(source[int(i)]) for i in indices])
+    except ValueError as exc:  # numpy's "inhomogeneous shape": a list of frames of several sizes
+        raise FrameSourceError(f"frames {lo + 1}-{hi} cannot be read as one array (frames of different sizes?): "
+                               f"{exc}") from None
+    if block.ndim != 3:  # e.g. one frame given as a list of lists: its rows taken for frames
+        raise FrameSourceError(f"frames must be (rows, cols) images: frames {lo + 1}-{hi} read as an array of shape "
+                               f"{block.shape}; give a (frames, rows, cols) or (rows, cols) array")
+    if block.dtype.kind not in "uif":  # bool, complex, text: no camera counts
+        raise FrameSourceError(f"frames must hold integer or float numbers, got {block.dtype}")
     if block.dtype.kind == "f" and block.dtype.itemsize > 4:
         with np.errstate(invalid="ignore"):
             beyond = np.abs(block).max(axis=(-2, -1)) > np.finfo(np.float32).max  # NaN: left to check_finite
@@ -84,7 +93,11 @@ def frame_ranges(spec, n_frames: int) -> list[tuple[int, int]]:
             first = int(m.group(1)) if m.group(1) else 1
             bounds.append((first, (int(m.group(3)) if m.group(3) else n_frames) if m.group(2) else first))
     else:
-        bounds = [(v, v) for v in (_whole_frame_number(spec, v) for v in spec)]
+        try:
+            bounds = [(v, v) for v in (_whole_frame_number(spec, v) for v in spec)]
+        except TypeError:  # True, 1.5, a slice: nothing to iterate
+            raise ValueError(f"cannot read frame selection {spec!r}; use e.g. '1-20', '1,5,10-12', a frame number or "
+                             "a list of them") from None
     for first, last in bounds:
         if last < first:
             raise ValueError(f"frame selection {spec!r}: the range {first}-{last} runs backwards")
@@ -128,7 +141,11 @@ def frames_per_batch(batch_size: int, frame_shape: tuple[int, int]) -> int:
 
 def _frame_shape(source) -> tuple[int, int]:
     shape = getattr(source, "shape", None)
-    return tuple(shape[-2:]) if shape is not None else np.shape(source[0])[-2:]
+    frame = tuple(shape[-2:]) if shape is not None else np.shape(source[0])
+    if len(frame) != 2:  # e.g. one frame given as a list of lists: its rows taken for frames
+        raise FrameSourceError(f"frames must be (rows, cols) images: the first one has shape {frame}; give a "
+                               "(frames, rows, cols) or (rows, cols) array")
+    return frame
 
 
 def check_finite(frames: np.ndarray, frame_numbers: np.ndarray, isolated_replaced: bool = False) -> None:
