@@ -396,7 +396,7 @@ def test_localize_cancel_keeps_what_is_done(viewer, qtbot, stack_path, monkeypat
 
 def test_localize_error_is_a_notification_and_partial_results_stay(viewer, qtbot, tmp_path):
     frames, _ = sim.simulate_stack(n_frames=4, shape=(32, 32), seed=1)
-    frames[2, 5, 5] = np.nan
+    frames[2, 5, 5:7] = np.nan  # two side by side (an isolated one is replaced like a dead pixel)
     layer = _open(viewer, write_tiff(tmp_path / "nan.tif", frames.astype(np.float32), pixel_size_nm=100.0))
     widget = _localized(viewer, qtbot, batch_size=1)
     assert "failed" in widget.job.status.value and "frame 3" in widget.job.status.value

@@ -414,3 +414,14 @@ def test_the_fit_uses_the_psf_the_simulations_render():
         edges = np.append(index[i], index[i, -1] + 1) * p
         np.testing.assert_allclose(fraction[i], integrated_gaussian(np.array([x]), edges, ISBI2013.sigma_nm)[0],
                                    atol=1e-7)
+
+
+def test_molecules_without_an_uncertainty_are_counted_for_the_user():
+    import pandas as pd
+
+    from napari_deepcel0.core.photometry import without_uncertainty_text
+
+    table = pd.DataFrame({"x [nm]": [1.0, 2.0, 3.0], "uncertainty [nm]": [5.0, np.nan, np.nan]})
+    assert without_uncertainty_text(table).startswith("2 of 3 molecules were fitted with under 1 photon")
+    assert without_uncertainty_text(table.iloc[:1]) == ""
+    assert without_uncertainty_text(table.drop(columns="uncertainty [nm]")) == ""  # no fit: nothing to say

@@ -554,6 +554,7 @@ def _maybe_score(args, table, gt, stack) -> None:
 
 def cmd_localize(args) -> int:
     from .core.model_io import load_bundled_model, load_model
+    from .core.photometry import without_uncertainty_text
     from .core.predict import DeepLocalizer
 
     loaded = load_model(args.model) if args.model else load_bundled_model()
@@ -579,6 +580,9 @@ def cmd_localize(args) -> int:
     table = _run_stream(model, stack, args, "localize")
     if len(table) == 0:
         print(f"note: no molecule was found above the threshold of {threshold:.4g} (map units)", file=sys.stderr)
+    unplaced = without_uncertainty_text(table)
+    if unplaced:
+        print(f"note: {unplaced}", file=sys.stderr)
     _write_outputs(args, table, stack, acq)
     _maybe_score(args, table, gt, stack)
     return 0

@@ -12,6 +12,7 @@ from napari.utils.notifications import show_info
 from ..core.devices import DEVICES, resolve_device
 from ..core.model_io import ModelFileError, bundled_model_path, read_model_info
 from ..core.frames import parse_frame_selection
+from ..core.photometry import without_uncertainty_text
 from ..core.predict import BatchResult, DeepLocalizer, acquisition_mismatch, localize_stream
 from ..core.render import Renderer, render_shape
 from .controls import (counted, outlier_pixels_checkbox, replaced_pixels_text, stack_combo, status_style,
@@ -204,6 +205,8 @@ class LocalizeWidget(Container):
         self._run.points.finish()
         if self.job.error is None:
             text = f"Localization {'cancelled' if self.job.cancelled else 'finished'}: {self._run.describe()}"
+            unplaced = without_uncertainty_text(self._run.points.tables[0])
+            text += f"; {unplaced}" if unplaced else ""
             self.job.status.value = text
             show_info(text)
 
