@@ -152,9 +152,9 @@ def without_uncertainty(model, out: Path) -> None:
     none = fitted[UNCERTAINTY].isna().to_numpy()
     _, true_positive = match(gt, fitted, 50.0).labels()
     result = {"localizations": len(fitted), "without_uncertainty": int(none.sum()),
-              "share_pct": round(100.0 * none.mean(), 2),
-              "of_them_within_50_nm_pct": round(100.0 * true_positive[none].mean(), 1),
-              "all_within_50_nm_pct": round(100.0 * true_positive.mean(), 1),
+              "share_pct": round(100.0 * float(none.mean()), 2),
+              "of_them_within_50_nm_pct": round(100.0 * float(true_positive[none].mean()), 1),
+              "all_within_50_nm_pct": round(100.0 * float(true_positive.mean()), 1),
               "with_them": score_row(score(gt, fitted, 50.0)), "without_them": score_row(score(gt, fitted[~none], 50.0))}
     print(result)
     write_json(out, {"machine": machine(), "command": command(), **result})
