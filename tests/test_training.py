@@ -43,6 +43,16 @@ def test_data_ranges_are_checked(kw, message):
         TrainingDataConfig(**kw)
 
 
+def test_patches_too_small_for_the_minimum_of_emitters_say_what_to_set():
+    """At 20 nm pixels a 26 x 26 patch holds 0.27 um^2: the error named min_emitters, which
+    no command-line flag sets (review); it now gives the density that would do."""
+    cfg = TrainingDataConfig(n_frames=2, n_patches=8, density_per_um2=6.0, sparse_fraction=0.0, seed=1)
+    with pytest.raises(ValueError, match=r"no 26x26-pixel training patch \(0.27 um\^2 at 20 nm pixels\) holds 7 "
+                                         r"emitters at 6 emitters/um\^2 \(about 1.6 expected\); raise the density "
+                                         r"\(--density, .*\) to 26/um\^2 or more"):
+        make_training_set(Acquisition(pixel_size_nm=20.0, fwhm_nm=100.0), cfg)
+
+
 def test_target_scale_rule():
     assert default_target_scale(4) == pytest.approx(85.1, abs=0.05)
 

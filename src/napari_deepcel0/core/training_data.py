@@ -303,9 +303,13 @@ def make_training_set(acq: Acquisition, cfg: TrainingDataConfig = TrainingDataCo
     frames, emitters = _simulate_frames(acq, cfg, rng, cancel)
     origins = _patch_origins(acq, cfg, emitters, cfg.n_frames, cfg.min_emitters)
     if len(origins[0]) == 0:
+        area_um2 = (P * acq.pixel_size_nm / 1000.0) ** 2
         raise ValueError(
-            f"no {P}x{P} patch holds {cfg.min_emitters} emitters at density {cfg.density_per_um2}/um^2; "
-            "raise the density or lower min_emitters"
+            f"no {P}x{P}-pixel training patch ({area_um2:.2g} um^2 at {acq.pixel_size_nm:g} nm pixels) holds "
+            f"{cfg.min_emitters} emitters at {cfg.density_per_um2:g} emitters/um^2 (about "
+            f"{cfg.density_per_um2 * area_um2:.1f} expected); raise the density (--density, the widget's emitters "
+            f"per um^2) to {cfg.min_emitters / area_um2:.0f}/um^2 or more, or lower min_emitters (Python: "
+            "TrainingDataConfig)"
         )
     inputs, spikes, source = _cut_patches(acq, cfg, frames, emitters, origins, cfg.n_patches - n_sparse, rng)
     if n_sparse:
