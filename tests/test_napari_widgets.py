@@ -810,6 +810,29 @@ def test_closing_the_widget_during_a_run_is_quiet(viewer, qtbot, stack_path, mon
     assert widget._run.frames_done == 1  # nothing reached the deleted widget
 
 
+def test_closing_napari_during_a_run_touches_no_layer(make_napari_viewer, qtbot, stack_path, monkeypatch):
+    """Closing the panel shows what a run got; closing napari must not: refreshing the
+    layers of a closed viewer put them back into it and napari's slider raised
+    IndexError in the Qt event loop (a review of the first version)."""
+    from napari_deepcel0._napari import localize_widget
+
+    viewer = make_napari_viewer()
+    resume = threading.Event()
+    monkeypatch.setattr(localize_widget, "localize_stream", _pause_after_first(localize_widget.localize_stream, resume))
+    _open(viewer, stack_path)
+    widget = _dock(viewer, LocalizeWidget)
+    widget.device.value, widget.batch_size.value = "cpu", 1
+    widget.run()
+    qtbot.waitUntil(lambda: widget._run.frames_done == 1, timeout=RUN_TIMEOUT_MS)
+    worker = widget.job.worker
+    viewer.close()
+    with qtbot.waitSignal(worker.finished, timeout=RUN_TIMEOUT_MS):
+        resume.set()
+    qtbot.wait(100)
+    assert widget.job.destroyed and len(viewer.layers) == 0
+    assert not [m for m in _messages(NotificationSeverity.INFO) if "stopped when its widget was closed" in m]
+
+
 def test_widgets_from_the_plugins_menu_update_their_layers_in_place(viewer, qtbot, stack_path):
     """Docked from the Plugins menu, a widget gets a proxy of the viewer whose layers are
     proxies: a re-run replaced its output layers (their type's name is the proxy's), so

@@ -148,14 +148,20 @@ class JobControls(Container):
         self.error: Exception | None = None
         #: True once the widget is closed (destroyed, or taken out of its dock)
         self.closed = False
+        #: True once it is destroyed (napari closed): its viewer's layers are gone too
+        self.destroyed = False
         #: the warnings of the running job shown so far (each is shown once per job: CEL0
         #: compare runs two methods on the same frames, which warned twice of the same)
         self._warnings_shown: set[str] = set()
         self._job_warnings = ProgressRelay()
         self._job_warnings.report.connect(self.while_open(self._warned))
         self.cancel_button.changed.connect(self.cancel)
-        self.native.destroyed.connect(self._closed)
+        self.native.destroyed.connect(self._destroyed)
         self._watched_dock = None
+
+    def _destroyed(self, *_) -> None:
+        self.destroyed = True
+        self._closed()
 
     def _closed(self, *_) -> None:
         self.closed = True
@@ -198,9 +204,10 @@ class JobControls(Container):
 
         ``on_yield(value)`` and ``on_return(value)`` receive what the job yields and
         returns; ``on_finish()`` runs last, also after an error (see :attr:`error`).
-        These reach the widget only while it is open; when it was closed during the job
-        (which cancels it), ``on_closed()`` runs instead of ``on_finish``, for what
-        outlives the widget: its output layers, a notification.
+        These reach the widget only while it is open; when it was taken out of its dock
+        during the job (which cancels it), ``on_closed()`` runs instead of ``on_finish``,
+        for what outlives the widget: its output layers, a notification. Nothing runs once
+        the widget is destroyed (napari closed: the layers went with the viewer).
         Returns the worker, or None (with a notification) when a job is already running.
         """
         if not self.idle():
@@ -222,7 +229,7 @@ class JobControls(Container):
             worker.finished.connect(self.while_open(on_finish))
         worker.finished.connect(self.while_open(self._finished))
         if on_closed is not None:
-            worker.finished.connect(lambda: on_closed() if self.closed else None)
+            worker.finished.connect(lambda: on_closed() if self.closed and not self.destroyed else None)
         worker.finished.connect(lambda: _job_ended(worker))  # also once the widget is gone
         self.worker = worker
         self.error = None

@@ -217,7 +217,9 @@ class LocalizeWidget(Container):
         self._run.time_left = ""
         self._run.refresh()
         self._run.points.finish()
-        show_info(f"Localization stopped when its widget was closed: {self._run.describe()}")
+        unplaced = without_uncertainty_text(self._run.points.tables[0])
+        show_info(f"Localization stopped when its widget was closed: {self._run.describe()}"
+                  + (f"; {unplaced}" if unplaced else ""))
 
 
 class _Run:
