@@ -188,7 +188,7 @@ def test_bad_frames_give_clear_errors(model):
     with pytest.raises(ValueError, match="threshold"):
         localize(model, np.ones((1, 8, 8), np.float32), threshold=float("nan"))
     # library sources that gave numpy's or Python's errors, or were read silently (review)
-    with pytest.raises(FrameSourceError, match="frames of different sizes"):
+    with pytest.raises(FrameSourceError, match=r"frames 1-2 have different sizes \(\(8, 8\), \(8, 9\)\)"):
         localize(model, [np.ones((8, 8), np.float32), np.ones((8, 9), np.float32)])
     with pytest.raises(FrameSourceError, match=r"frames must be \(rows, cols\) images"):
         localize(model, [[1.0, 2.0], [3.0, 4.0]])  # one frame as a list of lists: its rows read as frames
@@ -196,6 +196,18 @@ def test_bad_frames_give_clear_errors(model):
         with pytest.raises(FrameSourceError, match="frames must hold integer or float numbers"):
             localize(model, np.ones((2, 8, 8), dtype))
     assert len(localize(model, [np.ones((8, 8)), np.ones((8, 8))], threshold=1e9)) == 0  # a list of frames works
+
+    class Damaged:  # a source's own error passes unchanged (it was relabelled "frames of different sizes?")
+        shape = (3, 8, 8)
+
+        def __len__(self):
+            return 3
+
+        def __getitem__(self, key):
+            raise FrameSourceError("frame 2: damaged page")
+
+    with pytest.raises(FrameSourceError, match="^frame 2: damaged page$"):
+        localize(model, Damaged())
 
 
 def test_mismatch_warning_names_both_values(tiny_model_path):

@@ -40,16 +40,16 @@ def read_frames(source, indices: np.ndarray) -> np.ndarray:
     """Frames at 0-based ``indices`` as a float32 (n, rows, cols) array."""
     shape = getattr(source, "shape", None)
     lo, hi = int(indices[0]), int(indices[-1]) + 1
-    try:
-        if shape is not None and len(shape) == 2:  # one frame
-            block = np.asarray(source)[None].repeat(len(indices), 0)
-        elif hi - lo == len(indices):
-            block = np.asarray(source[lo:hi])
-        else:
-            block = np.stack([np.asarray(source[int(i)]) for i in indices])
-    except ValueError as exc:  # numpy's "inhomogeneous shape": a list of frames of several sizes
-        raise FrameSourceError(f"frames {lo + 1}-{hi} cannot be read as one array (frames of different sizes?): "
-                               f"{exc}") from None
+    if shape is not None and len(shape) == 2:  # one frame
+        block = np.asarray(source)[None].repeat(len(indices), 0)
+    else:  # the source's own errors stay its own (a damaged page, a closed file)
+        read = source[lo:hi] if hi - lo == len(indices) else [np.asarray(source[int(i)]) for i in indices]
+        if isinstance(read, (list, tuple)):  # a list's slice, or frames read one at a time
+            sizes = {np.shape(frame) for frame in read}
+            if len(sizes) > 1:  # numpy's "inhomogeneous shape" error
+                raise FrameSourceError(f"frames {lo + 1}-{hi} have different sizes "
+                                       f"({', '.join(map(str, sorted(sizes)))}); the frames of a stack all have one")
+        block = np.asarray(read)
     if block.ndim != 3:  # e.g. one frame given as a list of lists: its rows taken for frames
         raise FrameSourceError(f"frames must be (rows, cols) images: frames {lo + 1}-{hi} read as an array of shape "
                                f"{block.shape}; give a (frames, rows, cols) or (rows, cols) array")
