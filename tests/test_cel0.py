@@ -290,7 +290,9 @@ def test_lambda_sweep_returns_the_curve_and_its_best():
     assert len(curve) == 4 and {"lam", "jaccard", "rmse_nm", "tp", "fp", "fn"} <= set(curve.columns)
     assert result.best_score.jaccard == curve["jaccard"].max()
     assert result.best_lam == curve["lam"][curve["jaccard"].idxmax()]
-    assert bool(result.edge_note) == (result.best_index() in (0, 3))
+    jaccards = curve["jaccard"].tolist()
+    assert bool(result.edge_note) == ((result.best_index() == 0 and jaccards[0] > jaccards[1])
+                                      or (result.best_index() == 3 and jaccards[3] > jaccards[2]))
     # the curve is what one solve per lambda gives on the chosen frames
     lam = result.lams[result.best_index()]
     y, scale = cel0.prepare_frames(frames[result.frames - 1])
@@ -403,6 +405,7 @@ def test_cli_cel0_sweep_json(stack_files, capsys):
     d = json.loads(capsys.readouterr().out)
     assert len(d["curve"]) == 3 and len(d["frames"]) == 2
     assert d["best_jaccard"] == max(c["jaccard"] for c in d["curve"])
+    assert "edge_note" in d
     assert cli.main(["cel0", str(stack_files / "frames.tif"), "--sweep", str(stack_files / "gt.csv"), "--lams", "2",
                      "--sweep-frames", "1", "--max-outer", "5", "--max-inner", "20", "--device", "cpu"]) == 0
     out = capsys.readouterr().out  # of two lambdas the best is one at the edge of the range
@@ -421,6 +424,8 @@ def test_a_best_lambda_at_the_edge_of_the_range_says_so():
     assert sweep([30.0, 20.0, 10.0]).edge_note.startswith("the best is the smallest lambda tried")
     assert sweep([10.0, 20.0, 30.0]).edge_note.endswith("sweep a range reaching higher")
     assert sweep([30.0]).edge_note == ""  # one lambda: no range to speak of
+    assert sweep([50.0, 50.0, 50.0, 40.0]).edge_note == ""  # a plateau: lambdas inside do as well (review)
+    assert sweep([0.0, 0.0, 0.0]).edge_note == ""  # flat (a ground truth of another stack): no advice
 
 
 @pytest.mark.parametrize("bad", [["--lam", "0"], ["--lam", "nan"], ["--background", "dark"]])

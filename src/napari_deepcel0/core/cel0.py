@@ -644,9 +644,14 @@ class LambdaSweep:
     @property
     def edge_note(self) -> str:
         """"" when the best lambda lies inside the range tried, else what to do: at the
-        smallest or largest of several lambdas the best may lie beyond the range."""
+        smallest or largest of several lambdas, strictly better than its neighbour, the
+        best may lie beyond the range (a plateau or a flat curve, e.g. all 0 for a ground
+        truth of another stack, says nothing of where the optimum is)."""
         i = self.best_index()
         if len(self.lams) < 2 or 0 < i < len(self.lams) - 1:
+            return ""
+        jaccard = [s.jaccard for s in self.scores[self.method]]
+        if not jaccard[i] > jaccard[1 if i == 0 else -2]:
             return ""
         side, way = ("smallest", "lower") if i == 0 else ("largest", "higher")
         return f"the best is the {side} lambda tried: the optimum may lie beyond it; sweep a range reaching {way}"
@@ -678,6 +683,7 @@ class LambdaSweep:
             "best_lam": self.best_lam,
             "best_jaccard": self.best_score.jaccard,
             "best_lam_by_method": {m: self.best_lam_for(m) for m in self.scores},
+            "edge_note": self.edge_note,
             "curve": curve,
         }
 
