@@ -405,7 +405,8 @@ def _open_stack_and_acq(args, base: Acquisition, default_label: str = "model's")
         print(f"note: {args.stack} states {stack.pixel_size_nm:g} nm pixels; using --pixel-size {args.pixel_size:g} nm",
               file=sys.stderr)
     from_file = args.pixel_size is None and stack.pixel_size_nm is not None
-    if from_file and abs(stack.pixel_size_nm - base.pixel_size_nm) > 0.02 * base.pixel_size_nm:
+    if from_file and default_label == "model's" and abs(stack.pixel_size_nm - base.pixel_size_nm) > \
+            0.02 * base.pixel_size_nm:  # (CEL0's default of 100 nm is no model's: any size is as likely)
         # a wrong calibration (ImageJ's 1 um placeholder) otherwise showed only as a PSF
         # mismatch or coordinates 10 times too large
         print(f"note: {args.stack} states {stack.pixel_size_nm:g} nm pixels in its metadata (the {default_label}: "
@@ -416,10 +417,18 @@ def _open_stack_and_acq(args, base: Acquisition, default_label: str = "model's")
     try:
         return stack, _acquisition(args, base, stack_pixel_nm=stack.pixel_size_nm)
     except ValueError as exc:
-        if from_file:
+        if from_file and _valid(lambda: _acquisition(args, base)):  # the file's pixel size is what fails
             raise ValueError(f"{exc} (the pixel size, {stack.pixel_size_nm:g} nm, is the one {args.stack} states in "
                              "its metadata: if that is wrong, set --pixel-size)") from None
         raise
+
+
+def _valid(make) -> bool:
+    try:
+        make()
+    except ValueError:
+        return False
+    return True
 
 
 RENDER_SUFFIXES = (".png", ".tif", ".tiff")
