@@ -1417,6 +1417,17 @@ def test_matching_a_file_of_some_frames_warns_and_scores_the_chosen_frames(viewe
     widget.frames.value = "0-2"
     widget.run()
     assert widget.job.worker is None and "frames are 1-based" in widget.job.status.value
+    # frames chosen where the ground truth has no molecule: every localization a false positive, said
+    widget.ground_truth.value = viewer.add_points(data, **{**kwargs, "name": "truth of frames 1-2"})
+    later, later_kwargs, _ = localization_layer_data(gt[gt["frame"].between(3, 4)], "3-4")
+    widget.estimate.value = viewer.add_points(later, **later_kwargs)
+    widget.frames.value = "3-4"
+    widget.run()
+    _wait(qtbot, widget.job)
+    assert widget.job.status.value.endswith("(2 frames chosen); the ground truth holds no molecule in frames 3-4: all "
+                                            f"{int(gt['frame'].between(3, 4).sum())} localizations count as false "
+                                            "positives; is it the ground truth of this stack?")
+    assert widget.job.status.value in _messages(NotificationSeverity.WARNING)
 
 
 def test_matching_a_run_scores_the_frames_it_localized_among_those_chosen(viewer, qtbot, stack_path):

@@ -16,8 +16,8 @@ from qtpy.QtWidgets import QApplication, QFileDialog
 
 from ..core.io import FRAME, X_NM, Y_NM, LocalizationFileError, atomic_write, read_localizations
 from ..core.cancel import is_cancelled
-from ..core.metrics import (DEFAULT_TOLERANCES_NM, frame_span, iter_match, score, select_frames,
-                            uncovered_frames_message)
+from ..core.metrics import (DEFAULT_TOLERANCES_NM, empty_selection_message, frame_span, iter_match, score,
+                            select_frames, uncovered_frames_message)
 from .controls import counted, layer_combo, select_layer, wrapping_label
 from .jobs import JobControls
 from .layers import (OUTPUT, is_localization_run, is_read_from_file, points_from_table, points_layer_kwargs,
@@ -190,6 +190,9 @@ class MatchingWidget(Container):
         elif not hint:  # a table that does not say which frames were localized
             uncovered = uncovered_frames_message(gt, est, restrict="frames {first}-{last} here")
             hint = f"; {uncovered}" if uncovered else ""
+        if not hint and len(est):  # chosen frames without a ground-truth molecule: all FP (a review)
+            empty = empty_selection_message(gt, est, self.frames.value.strip() if chosen else None)
+            hint = f"; {empty}" if empty else ""
         self.job.start(_match_job, gt, est, tolerances, on_yield=lambda progress: self.job.report(*progress),
                        on_return=lambda value: self._show(value, gt, est, tolerances[0], est_layer.name, note, hint))
 
