@@ -679,8 +679,10 @@ def test_localizations_land_on_the_molecule_whatever_the_stack_translate(viewer,
     frames = sim.render_frames(emitters, acq, (24, 24), 2, seed=1)
     layer = viewer.add_image(frames, name="spot", scale=(1, acq.pixel_size_nm, acq.pixel_size_nm),
                              translate=translate)
+    viewer.camera.zoom, viewer.camera.center = 7.0, (0.0, 900.0, 1200.0)  # the user's view
     _localized(viewer, qtbot, layer=layer)
     assert tuple(layer.translate) == (0.0, 50.0, 50.0)
+    assert viewer.camera.zoom == 7.0  # kept: moved by a translate, not rescaled (it was reset; review)
     points = viewer.layers["spot localizations"].data
     assert len(points) == 2
     brightest = np.unravel_index(np.argmax(frames[0]), frames[0].shape)  # camera pixel (8, 12)

@@ -129,12 +129,13 @@ class PluginState:
         if not (np.allclose(layer.scale, scale, rtol=1e-6, atol=0.0)
                 and np.allclose(layer.translate, translate, rtol=0.0, atol=1e-6 * pixel)):
             declared = _calibration_nm(layer)
+            rescaled = not np.allclose(layer.scale, scale, rtol=1e-6, atol=0.0)
             for key, value in wanted.items():
                 setattr(layer, key, value[-layer.ndim:])
             layer.metadata[_SHOWN_AT] = pixel
             viewer = self._viewer()
-            if viewer is not None:  # the camera stays where the old scale put it: on an empty corner
-                viewer.reset_view()
+            if rescaled and viewer is not None:  # the camera stays where the old scale put it: on an empty
+                viewer.reset_view()  # corner (a translate of half a pixel keeps the user's view)
             if declared is not None and abs(declared - pixel) > 1e-6 * pixel:
                 show_warning(f"{layer.name} is drawn with {declared:g} nm pixels (its scale), but the acquisition "
                              f"pixel size is {pixel:g} nm: it is now displayed and analysed at {pixel:g} nm. If "
