@@ -835,7 +835,7 @@ def test_localize_says_in_how_many_frames_it_dimmed_a_bead(simulated, tmp_path, 
     assert "dimmed an object far brighter than the molecules (a bead?) in 3 frames" in err
 
 
-def test_localize_runs_without_a_stderr(simulated, tiny_model_path, tmp_path, monkeypatch):
+def test_localize_runs_without_a_stderr(simulated, tiny_model_path, tmp_path, monkeypatch, capsys):
     """Started with 2>&- (sys.stderr None) localize exited 1 with no message and no CSV:
     the progress bar's first update raised AttributeError (review)."""
     monkeypatch.setattr(sys, "stderr", None)
@@ -843,3 +843,8 @@ def test_localize_runs_without_a_stderr(simulated, tiny_model_path, tmp_path, mo
     assert main(["localize", str(simulated / "frames.tif"), "--out", str(out), "--model", str(tiny_model_path),
                  "--frames", "1-2", "--device", "cpu", "--threshold", "0"]) == 0
     assert len(read_localizations(out)) > 0
+    monkeypatch.setattr(sys, "stderr", None)
+    capsys.readouterr()
+    assert main(["evaluate", str(out), "--gt", str(simulated / "ground_truth.csv"), "--json"]) == 0
+    lines = capsys.readouterr().out.splitlines()  # only JSON, one line a tolerance: the coverage warning went
+    assert len(lines) == 4 and all(json.loads(line) for line in lines)  # nowhere, not to stdout

@@ -51,7 +51,7 @@ def test_parse_frame_selection():
         parse_frame_selection("1-100000000000000", 4)
     with pytest.raises(ValueError, match="runs backwards"):
         parse_frame_selection("1,3-2", 4)
-    for bad in (True, 1.5, slice(1, 3)):  # "object is not iterable" (review)
+    for bad in (True, 1.5, slice(1, 3), ["1-3"]):  # "object is not iterable", "could not convert" (review)
         with pytest.raises(ValueError, match="cannot read frame selection"):
             parse_frame_selection(bad, 4)
 
@@ -581,6 +581,7 @@ def test_an_isolated_nan_or_infinite_pixel_is_replaced_like_a_dead_one():
     assert count == 2 and np.all(fixed[0] == 100.0)  # the corner from its 3 neighbours inside the frame
     assert np.isnan(fixed[1, 1:3, 1]).all() and np.isnan(flat[0, 0, 0])  # the group left; the input untouched
     assert replace_isolated_nonfinite(np.full((1, 1, 1), np.nan, np.float32))[1] == 0  # no neighbour to take
+    assert replace_isolated_nonfinite(flat.astype(np.float64))[0].dtype == np.float64  # the estimate's precision
 
 
 def test_zero_padded_borders_and_dead_columns_no_longer_spoil_their_frames():

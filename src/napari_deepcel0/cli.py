@@ -77,8 +77,7 @@ class ProgressBar:
 
     def __init__(self, total: int, label: str, stream=None, every_s: float = 0.5):
         self.total, self.label = max(int(total), 1), label
-        # no stderr at all (started with 2>&-): a bar to nowhere, not an AttributeError
-        self.stream = stream or sys.stderr or open(os.devnull, "w")
+        self.stream = stream or sys.stderr
         self.tty = hasattr(self.stream, "isatty") and self.stream.isatty()
         self.every_s = every_s if self.tty else 10.0
         self._last = 0.0
@@ -201,13 +200,17 @@ def _camera_counts(frames: np.ndarray) -> np.ndarray:
     return np.clip(frames, 0, 65535).astype(np.uint16)
 
 
+#: what ``deepcel0 simulate`` writes in its folder: the stack, its ground truth, its acquisition
+SIMULATE_FILES = ("frames.tif", "ground_truth.csv", "acquisition.json")
+
+
 def cmd_simulate(args) -> int:
     from .core import simulate as sim
     from .core.io import all_or_nothing, atomic_write, make_output_folder, write_thunderstorm_csv, write_tiff
 
     acq = _acquisition(args)
     # before the simulation: a wrong --out fails at once
-    out = make_output_folder(args.out, files=("frames.tif", "ground_truth.csv", "acquisition.json"))
+    out = make_output_folder(args.out, files=SIMULATE_FILES)
     noise = (
         sim.GaussianSNRNoise((args.snr, args.snr)) if args.snr is not None
         else sim.CameraNoise(background_photons=tuple(args.background), quantize=True)
@@ -218,13 +221,14 @@ def cmd_simulate(args) -> int:
     )
     data = frames if args.snr is not None else _camera_counts(frames)
     text = json.dumps(acq.to_dict(), indent=2) + "\n"
+    stack_file, truth_file, acquisition_file = (out / name for name in SIMULATE_FILES)
     with all_or_nothing():  # a stack, its ground truth and its acquisition, or none of them
-        write_tiff(out / "frames.tif", data, pixel_size_nm=acq.pixel_size_nm)
-        write_thunderstorm_csv(out / "ground_truth.csv", emitters)
-        atomic_write(out / "acquisition.json", lambda tmp: Path(tmp).write_text(text))
+        write_tiff(stack_file, data, pixel_size_nm=acq.pixel_size_nm)
+        write_thunderstorm_csv(truth_file, emitters)
+        atomic_write(acquisition_file, lambda tmp: Path(tmp).write_text(text))
     dtype = frames.dtype if args.snr is not None else "uint16"
-    print(f"wrote {out / 'frames.tif'} ({args.frames} frames of {args.size}x{args.size}, {dtype})")
-    print(f"wrote {out / 'ground_truth.csv'} ({len(emitters)} emitters, {len(emitters) / args.frames:.1f} per frame)")
+    print(f"wrote {stack_file} ({args.frames} frames of {args.size}x{args.size}, {dtype})")
+    print(f"wrote {truth_file} ({len(emitters)} emitters, {len(emitters) / args.frames:.1f} per frame)")
     return 0
 
 
@@ -804,6 +808,8 @@ def _one_line_warning(command: str):
 
 
 def main(argv=None) -> int:
+    if sys.stderr is None:  # started with 2>&-: the progress bar failed, and notes went to stdout (print's None)
+        sys.stderr = open(os.devnull, "w")
     parser = build_parser()
     args = parser.parse_args(argv)
     try:

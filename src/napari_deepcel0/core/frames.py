@@ -96,8 +96,7 @@ def frame_ranges(spec, n_frames: int) -> list[tuple[int, int]]:
         try:
             bounds = [(v, v) for v in (_whole_frame_number(spec, v) for v in spec)]
         except TypeError:  # True, 1.5, a slice: nothing to iterate
-            raise ValueError(f"cannot read frame selection {spec!r}; use e.g. '1-20', '1,5,10-12', a frame number or "
-                             "a list of them") from None
+            raise ValueError(_unreadable_selection(spec)) from None
     for first, last in bounds:
         if last < first:
             raise ValueError(f"frame selection {spec!r}: the range {first}-{last} runs backwards")
@@ -114,8 +113,16 @@ def frame_ranges(spec, n_frames: int) -> list[tuple[int, int]]:
     return merged
 
 
+def _unreadable_selection(spec) -> str:
+    return f"cannot read frame selection {spec!r}; use e.g. '1-20', '1,5,10-12', a frame number or a list of them"
+
+
 def _whole_frame_number(spec, value) -> int:
-    if isinstance(value, (bool, np.bool_)) or not float(value).is_integer():
+    try:
+        number = float(value)
+    except (TypeError, ValueError):  # ["1-3"]: text in a list
+        raise ValueError(_unreadable_selection(spec)) from None
+    if isinstance(value, (bool, np.bool_)) or not number.is_integer():
         raise ValueError(f"frame selection {spec!r} must hold whole frame numbers, got {value!r}")
     return int(value)
 
@@ -174,7 +181,7 @@ def replace_isolated_nonfinite(frames: np.ndarray) -> tuple[np.ndarray, int]:
     frame, row, col = np.nonzero(isolated)
     if not len(frame):
         return frames, 0
-    f = np.array(frames, dtype=np.float32, copy=True)
+    f = np.array(frames, dtype=np.result_type(frames.dtype, np.float32), copy=True)  # float64 stays float64
     padded = np.pad(f, ((0, 0), (1, 1), (1, 1)), constant_values=np.nan)
     around = np.stack([padded[frame, row + 1 + dr, col + 1 + dc] for dr in (-1, 0, 1) for dc in (-1, 0, 1) if dr or dc])
     with warnings.catch_warnings():  # a 1 x 1 frame has no neighbour: stays NaN, reported by check_finite

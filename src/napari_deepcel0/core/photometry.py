@@ -75,8 +75,8 @@ def without_uncertainty_text(table) -> str:
     if not n:
         return ""
     # (on ISBI 2013, 3.4 % of the localizations, two thirds of them within 50 nm of a molecule)
-    return (f"{n} of {len(table)} molecules were fitted with under {MIN_PHOTONS_FOR_UNCERTAINTY:g} photon (in "
-            "crowds their neighbours took the light): their uncertainty [nm] is NaN")
+    return (f"{n} of {len(table)} molecules were fitted with under {MIN_PHOTONS_FOR_UNCERTAINTY:g} photon (noise "
+            "taken for molecules, or in crowds neighbours that took the light): their uncertainty [nm] is NaN")
 #: frames are fitted in tiles of at most this many camera pixels a side ...
 TILE_PX = 64
 #: ... each with this many camera pixels around it (molecules there are fitted with the
