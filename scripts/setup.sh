@@ -16,6 +16,16 @@ APT_PACKAGES="xvfb libgl1 libgl1-mesa-dri libegl1 libxkbcommon-x11-0 libxcb-iccc
 libxcb-keysyms1 libxcb-randr0 libxcb-render-util0 libxcb-xinerama0 libxcb-xfixes0 libxcb-shape0
 libxcb-cursor0 libdbus-1-3 libfontconfig1"
 
+PYTHON=${PYTHON:-python3}
+# a minimal Debian/Ubuntu image has no python3, and Debian's python3 makes no venv without python3-venv
+if command -v apt-get >/dev/null 2>&1 && [ ! -x .venv/bin/python ]; then
+  if ! command -v "$PYTHON" >/dev/null 2>&1; then
+    APT_PACKAGES="$APT_PACKAGES python3 python3-venv"
+  elif ! "$PYTHON" -c 'import venv, ensurepip' >/dev/null 2>&1; then
+    APT_PACKAGES="$APT_PACKAGES python3-venv"
+  fi
+fi
+
 if command -v apt-get >/dev/null 2>&1; then
   missing=$(for p in $APT_PACKAGES; do dpkg -s "$p" >/dev/null 2>&1 || echo "$p"; done)
   if [ -n "$missing" ]; then
@@ -38,7 +48,6 @@ else
        "(the Debian names are in README.md), a desktop needs none" >&2
 fi
 
-PYTHON=${PYTHON:-python3}
 if [ ! -x .venv/bin/python ]; then
   "$PYTHON" -c 'import sys; sys.exit(sys.version_info < (3, 10))' || {
     echo "setup.sh: napari-deepcel0 needs Python >= 3.10; $PYTHON is $("$PYTHON" -V 2>&1) (set PYTHON=python3.11, say)" >&2

@@ -769,7 +769,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--fit-positions", action="store_true",
                    help="also fit each molecule's position on the camera frame (maximum likelihood, within half a "
                         "fine pixel of the map's): finer positions on sparse and moderately dense frames; on a "
-                        "2-core CPU about 0.01 s more per sparse 64 x 64 frame, 0.1-0.2 s per crowded one (more "
+                        "2-core CPU about 0.015 s more per sparse 64 x 64 frame, 0.15-0.35 s per crowded one (more "
                         "for larger frames, in proportion to their area); adds the "
                         "photometry columns and uncertainty [nm] (set --gain, --offset and --read-noise)")
     p.add_argument("--render", metavar="PNG_OR_TIF", help="also write a super-resolved rendering")
