@@ -901,6 +901,7 @@ def test_closing_the_widgets_panel_cancels_its_run(viewer, qtbot, stack_path, mo
     resume = threading.Event()
     monkeypatch.setattr(localize_widget, "localize_stream",
                         _pause_after_first(localize_widget.localize_stream, resume))
+    monkeypatch.setattr(localize_widget._RenderDisplay, "THREAD_WORK", 0)  # blurred in a thread, as large ones
     _open(viewer, stack_path)
     widget = LocalizeWidget(viewer)
     dock = viewer.window.add_dock_widget(widget, name="Localize")
@@ -919,6 +920,11 @@ def test_closing_the_widgets_panel_cancels_its_run(viewer, qtbot, stack_path, mo
     assert points.metadata["running"] is False and len(points.data) == widget._run.points.count
     assert any(m.startswith("Localization stopped when its widget was closed: 1/") for m in
                _messages(NotificationSeverity.INFO))
+    # and the render shows them too (its threaded blur was dropped once the panel was closed)
+    render, display = viewer.layers["small render"], widget._run.render
+    qtbot.waitUntil(lambda: not display.busy, timeout=RUN_TIMEOUT_MS)
+    assert display.threaded and render.data.max() > 0
+    np.testing.assert_allclose(render.data, display._display_image()[0])
 
 
 def test_closing_the_cel0_panel_during_a_run_leaves_its_layers_finished(viewer, qtbot, stack_path, monkeypatch):

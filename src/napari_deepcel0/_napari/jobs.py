@@ -186,6 +186,16 @@ class JobControls(Container):
 
         return call
 
+    def while_alive(self, slot: Callable) -> Callable:
+        """``slot``, made to do nothing once the widget is destroyed (napari closed, its
+        layers gone): for what updates output layers, also after the panel was closed."""
+
+        def call(*args):
+            if not self.destroyed:
+                slot(*args)
+
+        return call
+
     @property
     def busy(self) -> bool:
         """True while a job runs."""

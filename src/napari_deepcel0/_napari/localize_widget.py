@@ -185,7 +185,7 @@ class LocalizeWidget(Container):
         if self._run is not None:  # its render may still be blurring: it must not show over this run's
             self._run.render.retire()
         self._run = _Run(self.viewer, layer, acq, selection, (rows, cols), fine_nm, self.render_pixel.value,
-                         self.render_blur.value, maps_shape if self.show_maps.value else None, self.job.while_open)
+                         self.render_blur.value, maps_shape if self.show_maps.value else None, self.job.while_alive)
         self.state.outputs_shown.emit(self._run.layers())  # Matching and Export move to them
         threshold = None if self.auto_threshold.value else self.threshold.value
         show_first_frame_unless_shown(self.viewer, layer, selection)
@@ -226,7 +226,7 @@ class _Run:
     """The output layers of one localization run, growing batch by batch."""
 
     def __init__(self, viewer, layer, acq, selection, frame_shape, fine_nm, render_pixel, render_blur, maps_shape,
-                 while_open):
+                 while_alive):
         self.viewer = viewer
         self.pixel_nm = acq.pixel_size_nm
         self.renderer = Renderer(acq.field_nm(frame_shape), render_pixel)
@@ -241,7 +241,7 @@ class _Run:
         render = show_layer(viewer, "image", self.renderer.image(), {
             "name": f"{layer.name} render", "colormap": "hot", "blending": "additive", "metadata": {OUTPUT: "render"},
             **image_transform(render_pixel)})
-        self.render = _RenderDisplay(viewer, self.renderer, render_blur, render, while_open)
+        self.render = _RenderDisplay(viewer, self.renderer, render_blur, render, while_alive)
         self.maps = None
         if maps_shape is not None:
             # contrast limits given: napari scanning the zeros for them took 0.4 s of the GUI thread
@@ -309,14 +309,15 @@ class _RenderDisplay:
         width = 2 * int(4.0 * blur_px + 0.5) + 1 if blur_px > 0 else 1
         return float(pixels) * (16 + width)
 
-    def __init__(self, viewer, renderer: Renderer, blur_nm: float, layer, while_open):
+    def __init__(self, viewer, renderer: Renderer, blur_nm: float, layer, while_alive):
         self.viewer, self.renderer, self.blur_nm, self.layer = viewer, renderer, blur_nm, layer
         self.threaded = self.work(renderer.counts.size, blur_nm / renderer.pixel_nm) > self.THREAD_WORK
         self.busy = False  # a blur is running in its thread
         self._again = False
         self._retired = False
         self._ready = ProgressRelay()  # carries the thread's result to the GUI thread
-        self._ready.report.connect(while_open(self._show))  # nothing once the widget is closed
+        # shown also after the panel was closed (its run's last refresh), not once napari is
+        self._ready.report.connect(while_alive(self._show))
 
     def retire(self) -> None:
         """Show nothing more (a blur still running is dropped when it ends)."""
