@@ -285,7 +285,7 @@ def test_localize_with_fit_positions_moves_positions_and_writes_uncertainty(simu
     assert shift.max() > 0.1 and (shift <= 12.5 * np.sqrt(2) + 1e-6).all()  # within half a fine pixel in x and y
     # NaN uncertainties were written without a word (review); the note counts them
     n_nan = int(b["uncertainty [nm]"].isna().sum())
-    assert (f"note: {n_nan} of {len(b)} molecules were fitted with under 1 photon" in err) == (n_nan > 0)
+    assert (f"note: {n_nan} of {len(b)} molecules have no uncertainty [nm] (NaN)" in err) == (n_nan > 0)
 
 
 def test_localize_with_orientation_averaging(simulated, tiny_model_path, tmp_path, capsys):

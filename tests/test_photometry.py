@@ -422,6 +422,22 @@ def test_molecules_without_an_uncertainty_are_counted_for_the_user():
     from napari_deepcel0.core.photometry import without_uncertainty_text
 
     table = pd.DataFrame({"x [nm]": [1.0, 2.0, 3.0], "uncertainty [nm]": [5.0, np.nan, np.nan]})
-    assert without_uncertainty_text(table).startswith("2 of 3 molecules were fitted with under 1 photon")
+    assert without_uncertainty_text(table).startswith("2 of 3 molecules have no uncertainty [nm] (NaN): fitted "
+                                                      "with under 1 photon")
     assert without_uncertainty_text(table.iloc[:1]) == ""
     assert without_uncertainty_text(table.drop(columns="uncertainty [nm]")) == ""  # no fit: nothing to say
+
+
+def test_a_position_the_frame_does_not_constrain_gets_no_uncertainty():
+    """On frames one pixel high the y position is unconstrained: the inverse of a singular
+    Fisher block gave uncertainties of exactly 0 or 1e13 nm (review); now NaN, while the
+    uncertainties of molecules on ordinary frames stay finite and near the CRB."""
+    from napari_deepcel0.core.predict import DeepLocalizer
+
+    frames, gt = _stack(6.0, n=3)
+    model = DeepLocalizer(acquisition=ACQ, device="cpu")
+    with pytest.warns(UserWarning, match="narrower than a molecule's light"):
+        band = localize(model, frames[:, 24:25, :], fit_positions=True)  # one camera pixel high
+    assert len(band) > 10 and band[UNCERTAINTY].isna().all()
+    normal = add_photometry(frames[:1], gt[gt["frame"] == 1], ACQ, [1], fit_positions=True)[UNCERTAINTY]
+    assert normal.isna().mean() < 0.1 and 1.0 < normal.median() < 20.0  # (NaN: under a photon in the crowd)

@@ -64,6 +64,9 @@ FIT_ITERATIONS = 4
 MIN_VARIANCE = 1e-6
 #: molecules fitted with fewer photons get no uncertainty (NaN): no position to speak of
 MIN_PHOTONS_FOR_UNCERTAINTY = 1.0
+#: nor those whose Fisher block (scaled to a unit diagonal) is worse conditioned than this:
+#: the frame does not constrain their position (well placed molecules: 1 to 100)
+MAX_FISHER_CONDITION = 1e8
 
 
 def without_uncertainty_text(table) -> str:
@@ -75,8 +78,9 @@ def without_uncertainty_text(table) -> str:
     if not n:
         return ""
     # (on ISBI 2013, 3.4 % of the localizations, two thirds of them within 50 nm of a molecule)
-    return (f"{n} of {len(table)} molecules were fitted with under {MIN_PHOTONS_FOR_UNCERTAINTY:g} photon (noise "
-            "taken for molecules, or in crowds neighbours that took the light): their uncertainty [nm] is NaN")
+    return (f"{n} of {len(table)} molecules have no uncertainty [nm] (NaN): fitted with under "
+            f"{MIN_PHOTONS_FOR_UNCERTAINTY:g} photon (noise taken for molecules, or in crowds neighbours that took the "
+            "light), or placed where the frame does not constrain a position")
 #: frames are fitted in tiles of at most this many camera pixels a side ...
 TILE_PX = 64
 #: ... each with this many camera pixels around it (molecules there are fitted with the
@@ -406,10 +410,19 @@ def _position_bounds(fisher: sparse.spmatrix, n: int) -> np.ndarray:
     columns = np.broadcast_to(index[:, None, :], (n, 3, 3))
     blocks = np.asarray(fisher.tocsr()[rows.ravel(), columns.ravel()]).reshape(n, 3, 3)
     out = np.full(n, np.nan)
-    invertible = np.abs(np.linalg.det(blocks)) > 0
-    if invertible.any():
-        variance = np.linalg.inv(blocks[invertible])
-        out[invertible] = np.sqrt(np.maximum(variance[:, 1, 1] + variance[:, 2, 2], 0.0) / 2.0)
+    diagonal = np.diagonal(blocks, axis1=1, axis2=2)
+    informed = np.flatnonzero((diagonal > 0).all(axis=1))
+    if len(informed):
+        # conditioned on the block scaled to a unit diagonal (photons and positions differ by
+        # orders of magnitude): a position the frame does not constrain (a frame one pixel
+        # high) gave 0 or 2^31 nm from an inverse of rounding errors
+        scale = 1.0 / np.sqrt(diagonal[informed])
+        normed = blocks[informed] * scale[:, :, None] * scale[:, None, :]
+        good = np.linalg.cond(normed) < MAX_FISHER_CONDITION
+        variance = np.linalg.inv(normed[good]) * scale[good][:, :, None] * scale[good][:, None, :]
+        vx, vy = variance[:, 1, 1], variance[:, 2, 2]
+        positive = (vx > 0) & (vy > 0)
+        out[informed[good][positive]] = np.sqrt((vx[positive] + vy[positive]) / 2.0)
     return out
 
 
