@@ -182,13 +182,18 @@ def replace_isolated_nonfinite(frames: np.ndarray) -> tuple[np.ndarray, int]:
     if not len(frame):
         return frames, 0
     f = np.array(frames, dtype=np.result_type(frames.dtype, np.float32), copy=True)  # float64 stays float64
+    _set_to_neighbour_mean(f, frame, row, col)  # (a 1 x 1 frame has none: stays NaN, for check_finite)
+    return f, int(np.isfinite(f[frame, row, col]).sum())
+
+
+def _set_to_neighbour_mean(f: np.ndarray, frame: np.ndarray, row: np.ndarray, col: np.ndarray) -> None:
+    """Set the pixels ``f[frame, row, col]`` (in place) to the mean of their 8 neighbours
+    inside the frame; NaN where they have none."""
     padded = np.pad(f, ((0, 0), (1, 1), (1, 1)), constant_values=np.nan)
     around = np.stack([padded[frame, row + 1 + dr, col + 1 + dc] for dr in (-1, 0, 1) for dc in (-1, 0, 1) if dr or dc])
-    with warnings.catch_warnings():  # a 1 x 1 frame has no neighbour: stays NaN, reported by check_finite
+    with warnings.catch_warnings():  # "mean of empty slice" for a pixel without neighbours
         warnings.simplefilter("ignore", RuntimeWarning)
         f[frame, row, col] = np.nanmean(around, axis=0)
-    replaced = int(np.isfinite(f[frame, row, col]).sum())
-    return f, replaced
 
 
 #: an isolated pixel is replaced when it stands this many noise standard deviations
@@ -250,10 +255,7 @@ def replace_isolated_outliers(frames: np.ndarray, psf_sigma_px: float, stats=Non
     # between molecules, or at the edge beside one, can be dimmer than all its neighbours
     frame, row, col = np.nonzero(hot | dead)
     if len(frame):
-        padded = np.pad(f, ((0, 0), (1, 1), (1, 1)), constant_values=np.nan)
-        around = np.stack([padded[frame, row + 1 + dr, col + 1 + dc]
-                           for dr in (-1, 0, 1) for dc in (-1, 0, 1) if dr or dc])
-        f[frame, row, col] = np.nanmean(around, axis=0)
+        _set_to_neighbour_mean(f, frame, row, col)
     return f, len(frame)
 
 
