@@ -377,9 +377,8 @@ def empty_selection_message(gt: pd.DataFrame, est: pd.DataFrame, frames) -> str:
     return f"neither the ground truth nor the localizations hold a molecule in {which}: there is nothing to score"
 
 
-def outside_field_message(table: pd.DataFrame, field_nm: tuple[float, float], what: str = "ground-truth molecules"
-                          ) -> str:
-    """What to say when more than 1 % of ``table``'s positions lie outside a stack's
+def outside_field_message(table: pd.DataFrame, field_nm: tuple[float, float]) -> str:
+    """What to say when more than 1 % of a ground truth's positions lie outside a stack's
     field (``field_nm`` = (height, width) in nm, from 0), else "": coordinates in other
     units or of another stack score 0 % without a word."""
     if len(table) == 0:
@@ -388,7 +387,7 @@ def outside_field_message(table: pd.DataFrame, field_nm: tuple[float, float], wh
     outside = ~((x >= 0) & (x <= field_nm[1]) & (y >= 0) & (y <= field_nm[0]))
     if outside.sum() <= 0.01 * len(table):
         return ""
-    return (f"{int(outside.sum())} of {len(table)} {what} lie outside the stack's field of {field_nm[1]:g} x "
+    return (f"{int(outside.sum())} of {len(table)} ground-truth molecules lie outside the stack's field of {field_nm[1]:g} x "
             f"{field_nm[0]:g} nm (x over y; x from {np.nanmin(x):.4g} to {np.nanmax(x):.4g} nm, y from "
             f"{np.nanmin(y):.4g} to {np.nanmax(y):.4g} nm): are the coordinates in nm, and of this stack?")
 

@@ -65,27 +65,30 @@ MIN_VARIANCE = 1e-6
 #: molecules fitted with fewer photons get no uncertainty (NaN): no position to speak of
 MIN_PHOTONS_FOR_UNCERTAINTY = 1.0
 #: nor those whose Fisher block (scaled to a unit diagonal) is worse conditioned than this:
-#: the frame does not constrain their position (well placed molecules: 1 to 100)
+#: the frame does not constrain their position (no molecule of ISBI 2013 frames 1-40 with
+#: at least a photon is above it)
 MAX_FISHER_CONDITION = 1e8
+#: frames are fitted in tiles of at most this many camera pixels a side ...
+TILE_PX = 64
+#: ... each with this many camera pixels around it (molecules there are fitted with the
+#: tile's but reported by their own tile)
+TILE_MARGIN_PX = 8
 
 
 def without_uncertainty_text(table) -> str:
-    """What to tell of a table's molecules fitted with under
-    :data:`MIN_PHOTONS_FOR_UNCERTAINTY` photon (NaN ``uncertainty [nm]``), or ""."""
-    if "uncertainty [nm]" not in getattr(table, "columns", ()):
+    """What to tell of a table's molecules without an uncertainty (NaN ``uncertainty [nm]``:
+    fitted with under :data:`MIN_PHOTONS_FOR_UNCERTAINTY` photon, or with a Fisher block
+    worse conditioned than :data:`MAX_FISHER_CONDITION`), or "" when there are none or no
+    fit (for the command line's note and the Localize widget's status)."""
+    if UNCERTAINTY not in getattr(table, "columns", ()):
         return ""
-    n = int(table["uncertainty [nm]"].isna().sum())
+    n = int(table[UNCERTAINTY].isna().sum())
     if not n:
         return ""
     # (on ISBI 2013, 3.4 % of the localizations, two thirds of them within 50 nm of a molecule)
     return (f"{n} of {len(table)} molecules have no uncertainty [nm] (NaN): fitted with under "
             f"{MIN_PHOTONS_FOR_UNCERTAINTY:g} photon (noise taken for molecules, or in crowds neighbours that took the "
             "light), or placed where the frame does not constrain a position")
-#: frames are fitted in tiles of at most this many camera pixels a side ...
-TILE_PX = 64
-#: ... each with this many camera pixels around it (molecules there are fitted with the
-#: tile's but reported by their own tile)
-TILE_MARGIN_PX = 8
 
 
 def _window_half_px(acq: Acquisition) -> int:
@@ -415,7 +418,7 @@ def _position_bounds(fisher: sparse.spmatrix, n: int) -> np.ndarray:
     if len(informed):
         # conditioned on the block scaled to a unit diagonal (photons and positions differ by
         # orders of magnitude): a position the frame does not constrain (a frame one pixel
-        # high) gave 0 or 2^31 nm from an inverse of rounding errors
+        # high) gave 0 or 1e13 nm from an inverse of rounding errors
         scale = 1.0 / np.sqrt(diagonal[informed])
         normed = blocks[informed] * scale[:, :, None] * scale[:, None, :]
         good = np.linalg.cond(normed) < MAX_FISHER_CONDITION
