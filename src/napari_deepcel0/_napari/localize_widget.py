@@ -200,13 +200,9 @@ class LocalizeWidget(Container):
 
     def _finished(self) -> None:
         """Show everything done, also after an error or a cancel."""
-        self._run.time_left = ""  # the run is over, whatever the last batch estimated
-        self._run.refresh()
-        self._run.points.finish()
+        summary = self._run.end()
         if self.job.error is None:
-            text = f"Localization {'cancelled' if self.job.cancelled else 'finished'}: {self._run.describe()}"
-            unplaced = without_uncertainty_text(self._run.points.tables[0])
-            text += f"; {unplaced}" if unplaced else ""
+            text = f"Localization {'cancelled' if self.job.cancelled else 'finished'}: {summary}"
             self.job.status.value = text
             show_info(text)
 
@@ -214,12 +210,7 @@ class LocalizeWidget(Container):
         """The widget was closed during the run, which cancelled it: the layers show what
         arrived before, and the localizations no longer count as a running run's (Export
         said "save again when the run has finished" for good)."""
-        self._run.time_left = ""
-        self._run.refresh()
-        self._run.points.finish()
-        unplaced = without_uncertainty_text(self._run.points.tables[0])
-        show_info(f"Localization stopped when its widget was closed: {self._run.describe()}"
-                  + (f"; {unplaced}" if unplaced else ""))
+        show_info(f"Localization stopped when its widget was closed: {self._run.end()}")
 
 
 class _Run:
@@ -255,6 +246,15 @@ class _Run:
     def layers(self) -> list:
         """The output layers, the main one first: the localizations, the render, the maps."""
         return [self.points.layer, self.render.layer] + ([self.maps] if self.maps is not None else [])
+
+    def end(self) -> str:
+        """Show everything the run got, mark it over (finished, cancelled, failed or its
+        widget closed) and say what it got, the fitted molecules without an uncertainty too."""
+        self.time_left = ""  # the run is over, whatever the last batch estimated
+        self.refresh()
+        self.points.finish()
+        unplaced = without_uncertainty_text(self.points.tables[0])
+        return self.describe() + (f"; {unplaced}" if unplaced else "")
 
     def describe(self) -> str:
         replaced = replaced_pixels_text(self.pixels_replaced, self.frames_dimmed)
