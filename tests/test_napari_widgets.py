@@ -954,8 +954,8 @@ def test_closing_the_cel0_panel_during_a_run_leaves_its_layers_finished(viewer, 
     cel0 = viewer.layers[f"{layer.name} CEL0 (lambda {widget.lam.value:g})"]
     assert cel0.metadata["running"] is False and cel0.metadata["frames"].tolist() == [1]
     assert len(cel0.data) == widget._outputs["CEL0"].count
-    assert any(m.startswith("CEL0-IRL1 comparison stopped when its widget was closed: CEL0 ") and " in 1 frame" in m
-               for m in _messages(NotificationSeverity.INFO))
+    assert any(m.startswith("CEL0-IRL1 comparison stopped when its widget was closed: CEL0: ")
+               and " in 1 frame, DeepCEL0: not started" in m for m in _messages(NotificationSeverity.INFO))
 
 
 def test_only_the_jobs_own_warnings_carry_its_title(qtbot):
@@ -1618,7 +1618,9 @@ def test_cel0_cancel_keeps_finished_batches(viewer, qtbot, stack_path, monkeypat
     cel0 = viewer.layers[f"{layer.name} CEL0 (lambda {widget.lam.value:g})"]
     assert cel0.metadata["frames"].tolist() == [1]
     assert "cancelled" in widget.job.status.value
-    assert len(viewer.layers[f"{layer.name} DeepCEL0 (frames all)"].data) == 0
+    # cancelled before DeepCEL0 started: no empty DeepCEL0 layer, and the summary says so
+    assert f"{layer.name} DeepCEL0 (frames all)" not in viewer.layers
+    assert widget.summary.value.endswith("DeepCEL0: not started")
 
     widget.ground_truth.value = _gt_layer(viewer, stack_path)[0]
     widget.n_lams.value = 5

@@ -144,18 +144,18 @@ class Cel0Widget(Container):
         acq = self.state.prepare_stack(layer)
         solver = {"lam": self.lam.value, "max_outer": self.max_outer.value, "max_inner": self.max_inner.value,
                   "background": background, "batch_size": self.batch_size.value or None}
-        lam = f"lambda {self.lam.value:g}"
-        self._outputs = {CEL0: GrowingPoints(self.viewer, f"{layer.name} CEL0 ({lam})", CEL0_COLOR,
+        self._methods = [CEL0, DEEPCEL0] if self.with_deepcel0.value else [CEL0]
+        self._layer_names = {CEL0: f"{layer.name} CEL0 (lambda {self.lam.value:g})",
+                             DEEPCEL0: f"{layer.name} DeepCEL0 (frames {self.frames.value})"}
+        # DeepCEL0's layer comes with its first frames: a run cancelled during CEL0 leaves no empty one
+        self._outputs = {CEL0: GrowingPoints(self.viewer, self._layer_names[CEL0], CEL0_COLOR,
                                              mass_column=MASS_COLUMN)}
-        if self.with_deepcel0.value:
-            self._outputs[DEEPCEL0] = GrowingPoints(self.viewer, f"{layer.name} DeepCEL0 (frames {self.frames.value})",
-                                                    DEEPCEL0_COLOR)
-        self.state.outputs_shown.emit([output.layer for output in self._outputs.values()])
-        self._total = len(frames) * len(self._outputs)
+        self.state.outputs_shown.emit([self._outputs[CEL0].layer])
+        self._total = len(frames) * len(self._methods)
         self._pixel_nm = acq.pixel_size_nm
         self._pacer = RefreshPacer()
-        self._done_frames = {method: 0 for method in self._outputs}
-        self._seconds = {method: 0.0 for method in self._outputs}
+        self._done_frames = {method: 0 for method in self._methods}
+        self._seconds = {method: 0.0 for method in self._methods}
         self._pixels_replaced = 0  # in CEL0's frames (DeepCEL0 localizes the same frames)
         self._frames_dimmed = 0
         self.summary.value = ""
@@ -171,6 +171,8 @@ class Cel0Widget(Container):
 
     def _batch(self, value) -> None:
         method, result = value
+        if method not in self._outputs:
+            self._outputs[method] = GrowingPoints(self.viewer, self._layer_names[method], DEEPCEL0_COLOR)
         output = self._outputs[method]
         output.add(result.table, result.frames)
         if self._pacer.due():
@@ -198,13 +200,18 @@ class Cel0Widget(Container):
         show what arrived and no longer count as running."""
         self._show_all()
         show_info("CEL0-IRL1 comparison stopped when its widget was closed: " + ", ".join(
-            f"{method} {counted(output.count, 'localization')} in {counted(self._done_frames[method], 'frame')}"
-            for method, output in self._outputs.items()))
+            self._method_summary(method, with_time=False) for method in self._methods))
+
+    def _method_summary(self, method: str, with_time: bool = True) -> str:
+        if method not in self._outputs:
+            return f"{method}: not started"
+        seconds = f" ({self._seconds[method]:.1f} s)" if with_time else ""
+        return (f"{method}: {counted(self._outputs[method].count, 'localization')} in "
+                f"{counted(self._done_frames[method], 'frame')}{seconds}")
 
     def _finished(self) -> None:
         self._show_all()
-        parts = [f"{method}: {counted(output.count, 'localization')} in {counted(self._done_frames[method], 'frame')} "
-                 f"({self._seconds[method]:.1f} s)" for method, output in self._outputs.items()]
+        parts = [self._method_summary(method) for method in self._methods]
         if self._pixels_replaced or self._frames_dimmed:
             parts.append(replaced_pixels_text(self._pixels_replaced, self._frames_dimmed))
         self.summary.value = "; ".join(parts)
