@@ -815,10 +815,10 @@ def test_localize_replaces_a_hot_pixel_unless_asked_to_keep_it(simulated, tmp_pa
         assert main(["localize", str(source), "--out", str(out), "--device", "cpu", *flags]) == 0
         tables[name] = read_localizations(out)
     assert len(tables["hot"]) == len(tables["clean"]) > 0
-    assert "replaced 2 hot or dead pixels" in capsys.readouterr().err  # one a frame, said once
+    assert "replaced 2 hot, dead or NaN pixels" in capsys.readouterr().err  # one a frame, said once
     assert main(["cel0", str(tmp_path / "hot.tif"), "--out", str(tmp_path / "cel0.csv"), "--device", "cpu",
                  "--max-outer", "2", "--max-inner", "5"]) == 0
-    assert "replaced 2 hot or dead pixels" in capsys.readouterr().err  # CEL0 says it too
+    assert "replaced 2 hot, dead or NaN pixels" in capsys.readouterr().err  # CEL0 says it too
     assert len(tables["kept"]) != len(tables["clean"])  # the hot pixel spoils the frames' scaling
 
 

@@ -292,7 +292,7 @@ def test_localize_replaces_hot_pixels_unless_told_not_to(viewer, qtbot, tmp_path
     widget.fix_outlier_pixels.value = fix
     widget.run()
     _wait(qtbot, widget.job)
-    assert ("3 hot or dead pixels replaced" in widget.job.status.value) == fix
+    assert ("3 hot, dead or NaN pixels replaced" in widget.job.status.value) == fix
     model = DeepLocalizer(None, acquisition=state_for(viewer).acquisition, device="cpu")
     expected = localize(model, FrameStack(path), fix_outlier_pixels=fix)
     got = table_from_layer(viewer.layers[f"{layer.name} localizations"])
@@ -337,7 +337,7 @@ def test_cel0_replaces_hot_pixels_unless_told_not_to(viewer, qtbot, tmp_path, fi
     widget.fix_outlier_pixels.value = fix
     widget.run()
     _wait(qtbot, widget.job)
-    assert ("2 hot or dead pixels replaced" in widget.summary.value) == fix
+    assert ("2 hot, dead or NaN pixels replaced" in widget.summary.value) == fix
     for name in (f"{layer.name} CEL0 (lambda {widget.lam.value:g})", f"{layer.name} DeepCEL0 (frames 1-2)"):
         got = table_from_layer(viewer.layers[name])
         assert got["frame"].isin([1, 2]).all()

@@ -526,10 +526,10 @@ def _run_stream(model, stack, args, label: str):
 
 
 def note_replaced_pixels(n: int, dimmed: int = 0) -> None:
-    """Say, once a run has ended, how many hot or dead pixels were replaced and in how
+    """Say, once a run has ended, how many hot, dead or NaN pixels were replaced and in how
     many frames bright objects were dimmed (if any)."""
     if n:
-        print(f"note: replaced {n} hot or dead pixel{'' if n == 1 else 's'} (isolated ones by the mean of their "
+        print(f"note: replaced {n} hot, dead or NaN pixel{'' if n == 1 else 's'} (isolated ones by the mean of their "
               "neighbours, darker regions such as zero-padded borders by the frame's median; "
               "--keep-outlier-pixels keeps them)", file=sys.stderr)
     if dimmed:

@@ -184,9 +184,9 @@ def outlier_pixels_checkbox() -> CheckBox:
 
 
 def replaced_pixels_text(n: int, dimmed: int = 0) -> str:
-    """How many hot or dead pixels a run replaced and in how many frames it
+    """How many hot, dead or NaN pixels a run replaced and in how many frames it
     dimmed bright objects, for a status line ("" for none)."""
-    parts = [f"{counted(n, 'hot or dead pixel')} replaced"] if n else []
+    parts = [f"{counted(n, 'hot, dead or NaN pixel')} replaced"] if n else []
     if dimmed:
         parts.append(f"a bright object (bead?) dimmed in {counted(dimmed, 'frame')}")
     return "; ".join(parts)
