@@ -90,6 +90,27 @@ def test_pixel_size_from_imagej_and_ome(tmp_path):
     assert io.read_stack(tmp_path / "plain.tif").pixel_size_nm is None
 
 
+def test_non_square_pixels_warn_that_the_width_is_used(tmp_path):
+    """Pixels of 100 x 120 nm in the metadata were read as 100 nm square without a word
+    (y positions 17 % off)."""
+    data = np.zeros((2, 8, 8), np.uint16)
+    tifffile.imwrite(tmp_path / "ij.tif", data, imagej=True, resolution=(1 / 0.1, 1 / 0.12),
+                     metadata={"unit": "um", "axes": "TYX"})
+    tifffile.imwrite(tmp_path / "ome.ome.tif", data, metadata={
+        "axes": "TYX", "PhysicalSizeX": 0.1, "PhysicalSizeXUnit": "µm", "PhysicalSizeY": 120, "PhysicalSizeYUnit": "nm"})
+    tifffile.imwrite(tmp_path / "tags.tif", data, photometric="minisblack", resolution=(1 / 0.1, 1 / 0.12),
+                     resolutionunit="MICROMETER")
+    for name in ("ij.tif", "ome.ome.tif", "tags.tif"):
+        with pytest.warns(io.PixelShapeWarning, match=r"100 nm wide and 120 nm high; square pixels are assumed, "
+                                                       r"100 nm \(the width\)"):
+            with io.read_stack(tmp_path / name) as stack:
+                assert stack.pixel_size_nm == pytest.approx(100.0)
+    io.write_tiff(tmp_path / "square.tif", data, pixel_size_nm=107.0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        io.read_stack(tmp_path / "square.tif").close()
+
+
 def test_thunderstorm_csv_exact_header_and_round_trip(tmp_path):
     t = _table()
     path = io.write_thunderstorm_csv(tmp_path / "locs.csv", t)

@@ -73,6 +73,10 @@ class ChannelsWarning(UserWarning):
     """A TIFF file calls its few planes channels; they are read as frames."""
 
 
+class PixelShapeWarning(UserWarning):
+    """A TIFF file's metadata gives pixels of different width and height; the width is used."""
+
+
 class StackError(ValueError):
     """A TIFF file that cannot be used as an SMLM stack (the message names it)."""
 
@@ -237,6 +241,12 @@ class FrameStack:
                 raise
             # a damaged first frame: the others may read (the error comes when frame 1 is read)
         self.pixel_size_nm = _pixel_size_nm(self._tif)
+        height_nm = _pixel_size_nm(self._tif, "Y")
+        if self.pixel_size_nm and height_nm and not math.isclose(height_nm, self.pixel_size_nm, rel_tol=1e-3):
+            warnings.warn(f"{self.path}: its metadata gives pixels {self.pixel_size_nm:.4g} nm wide and "
+                          f"{height_nm:.4g} nm high; square pixels are assumed, {self.pixel_size_nm:.4g} nm (the "
+                          "width): y positions are off by the ratio unless the height is a metadata error "
+                          "(resample the stack to square pixels otherwise)", PixelShapeWarning, stacklevel=3)
         info = str((self._tif.imagej_metadata or {}).get("Info", "")) if self._tif.is_imagej else ""
         self.output, self.first_frame = _output_info(info)
 
@@ -369,30 +379,30 @@ def read_stack(path: str | os.PathLike) -> FrameStack:
 _RESOLUTION_UNIT_NM = {3: 1e7, 4: 1e6, 5: 1e3}
 
 
-def _pixel_size_nm(tif: tifffile.TiffFile) -> float | None:
-    """Pixel size from ImageJ or OME metadata, else from the standard resolution tags
-    in cm, mm or um when they give 10-2,000 nm (a camera pixel in the sample, not on the
-    sensor), in nm; or None."""
+def _pixel_size_nm(tif: tifffile.TiffFile, axis: str = "X") -> float | None:
+    """Pixel width (``axis`` "X") or height ("Y") from ImageJ or OME metadata, else from
+    the standard resolution tags in cm, mm or um when they give 10-2,000 nm (a camera
+    pixel in the sample, not on the sensor), in nm; or None."""
     try:
         if tif.is_ome and tif.ome_metadata:
             root = ET.fromstring(tif.ome_metadata)
             for el in root.iter():
                 if el.tag.endswith("}Pixels") or el.tag == "Pixels":
-                    size = el.get("PhysicalSizeX")
+                    size = el.get(f"PhysicalSize{axis}")
                     if size is not None:
-                        unit = el.get("PhysicalSizeXUnit", "µm")
+                        unit = el.get(f"PhysicalSize{axis}Unit", "µm")
                         return _plausible(float(size) * _LENGTH_TO_NM.get(unit, math.nan))
         if tif.is_imagej and tif.imagej_metadata is not None:
             unit = str(tif.imagej_metadata.get("unit", "")).strip()
             unit = unit.encode("latin-1", "backslashreplace").decode("unicode_escape") if "\\u" in unit else unit
-            tag = tif.pages[0].tags.get("XResolution")
+            tag = tif.pages[0].tags.get(f"{axis}Resolution")
             if tag is not None and unit in _LENGTH_TO_NM:
                 num, den = tag.value
                 if num > 0:
                     return _plausible(den / num * _LENGTH_TO_NM[unit])
         if not tif.is_imagej:  # (ImageJ without a length unit: pixels, no size)
             tags = tif.pages[0].tags
-            unit, resolution = tags.get("ResolutionUnit"), tags.get("XResolution")
+            unit, resolution = tags.get("ResolutionUnit"), tags.get(f"{axis}Resolution")
             if unit is not None and resolution is not None and int(unit.value) in _RESOLUTION_UNIT_NM:
                 num, den = resolution.value
                 size = den / num * _RESOLUTION_UNIT_NM[int(unit.value)] if num > 0 else math.nan
