@@ -1546,9 +1546,10 @@ def test_export_writes_csv_and_tiff(viewer, qtbot, stack_path, tmp_path):
     with FrameStack(tmp_path / "render.tif") as saved:
         assert saved.pixel_size_nm == pytest.approx(10.0) and saved.output == "render"  # not camera frames
         np.testing.assert_array_equal(saved[0], render.data)
-    # napari's usual integer type (int32) is written with its values and pixel size
-    labels_like = viewer.add_image(np.arange(12, dtype=np.int32).reshape(3, 4) - 3, scale=(25.0, 25.0), units="nm",
-                                   name="i32")
+    # napari's usual integer type (int32) is written with its values and pixel size, here calibrated in um
+    # (the pixel size was left out for any unit but nm)
+    labels_like = viewer.add_image(np.arange(12, dtype=np.int32).reshape(3, 4) - 3, scale=(0.025, 0.025),
+                                   units="um", name="i32")
     widget.image.value = labels_like
     widget.tiff_path.value = tmp_path / "i32.tif"
     widget.save_tiff()

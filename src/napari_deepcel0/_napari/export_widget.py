@@ -12,7 +12,7 @@ from napari.utils.notifications import show_info, show_warning
 from ..core.io import write_tiff
 from .controls import OverwriteGuard, counted, layer_combo
 from .jobs import JobControls
-from .layers import OUTPUT, is_localization_run, is_output, layer_pixel_size_nm
+from .layers import OUTPUT, is_localization_run, is_output, layer_scale_nm
 from .settings import PersistentValues
 from .writer import write_points
 
@@ -29,12 +29,6 @@ def _write_tiff_job(path: Path, data, pixel_size_nm: float | None, output: str |
                     cancel=None) -> str:
     return str(write_tiff(path, np.asarray(data), pixel_size_nm=pixel_size_nm, output=output,
                           first_frame=first_frame))
-
-
-def _nm_pixel_size(layer) -> float | None:
-    """The layer's pixel size in nm, or None when it is not drawn in nm (an image added
-    without a calibration: napari's default scale of 1 is no pixel size)."""
-    return layer_pixel_size_nm(layer) if str(layer.units[-1]) == "nanometer" else None
 
 
 def _first_frame(layer) -> int | None:
@@ -95,8 +89,8 @@ class ExportWidget(Container):
             return
         # a pyramid: its full-resolution level, the one the layer's scale describes
         data, level = (layer.data[0], ", its full-resolution level") if layer.multiscale else (layer.data, "")
-        pixel = _nm_pixel_size(layer)
-        calibration = f"{pixel:g} nm pixels" if pixel else "no pixel size: the layer is not calibrated in nm"
+        pixel = layer_scale_nm(layer)  # any length unit (an image calibrated in um too)
+        calibration = f"{pixel:g} nm pixels" if pixel else "no pixel size: the layer is not calibrated in a length unit"
         self.tiff_job.start(_write_tiff_job, path, data, pixel,
                             layer.metadata.get(OUTPUT) if is_output(layer) else None, _first_frame(layer),
                             on_return=lambda p: self._saved(self.tiff_job, f"{layer.name}{level} saved to {p} "

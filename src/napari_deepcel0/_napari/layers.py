@@ -63,6 +63,15 @@ def layer_pixel_size_nm(layer) -> float:
     return float(layer.scale[-1])
 
 
+def layer_scale_nm(layer) -> float | None:
+    """The pixel size (nm) that a layer's last-axis scale declares in a length unit
+    (nm, um, ...); None in pixel units (napari's default: a scale of 1 is no pixel size)."""
+    try:
+        return float((layer.scale[-1] * layer.units[-1]).to("nm").magnitude)
+    except Exception:  # pixel units (pint's DimensionalityError), or no units at all
+        return None
+
+
 def stack_frame_count(layer) -> int:
     """Number of frames of an Image layer to analyse: a (frames, rows, cols) stack or one
     (rows, cols) frame of gray values; ValueError naming the layer for anything else

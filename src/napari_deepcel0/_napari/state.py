@@ -20,7 +20,7 @@ from napari.utils.notifications import show_info, show_warning
 from psygnal import Signal
 
 from ..core.acquisition import Acquisition
-from .layers import stack_transform
+from .layers import layer_scale_nm, stack_transform
 from .settings import load_value, save_value
 
 _STATES: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
@@ -158,9 +158,8 @@ def _calibration_nm(layer) -> float | None:
     it; None in pixel units (napari's default)."""
     if "pixel_size_nm" in layer.metadata:  # the reader's (or a calibration taken from the metadata first)
         return None
-    try:
-        declared = float((layer.scale[-1] * layer.units[-1]).to("nm").magnitude)
-    except Exception:  # pixel units (pint's DimensionalityError), or no units at all
+    declared = layer_scale_nm(layer)
+    if declared is None:
         return None
     shown_at = layer.metadata.get(_SHOWN_AT)
     return None if shown_at is not None and abs(declared - shown_at) <= 1e-6 * shown_at else declared
