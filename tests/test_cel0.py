@@ -156,10 +156,29 @@ def test_bad_lambda_is_a_clear_error(lam):
         cel0.Cel0Localizer(ACQ, lam=lam)
 
 
-@pytest.mark.parametrize("setting", [dict(max_outer=0), dict(max_inner=1.5), dict(tol=0.0), dict(tol=math.nan)])
+@pytest.mark.parametrize("setting", [dict(max_outer=0), dict(max_inner=1.5), dict(max_outer=math.nan),
+                                     dict(max_inner=True), dict(tol=0.0), dict(tol=math.nan)])
 def test_bad_iteration_settings(setting):
-    with pytest.raises(ValueError):
+    # NaN gave NumPy's "cannot convert float NaN to integer" (review)
+    with pytest.raises(ValueError, match="must be an integer >= 1|tolerance"):
         cel0.SolverSettings(**setting)
+
+
+@pytest.mark.parametrize("setting", [dict(n_lams=math.nan), dict(n_lams=2.0), dict(n_frames=0), dict(n_frames=math.inf),
+                                     dict(lams_per_solve=1.5)])
+def test_bad_sweep_counts_are_refused_before_any_frame_is_read(setting):
+    class Unreadable:  # a bad count is refused before the frames are read (lams_per_solve was checked after)
+        shape = (3, 16, 16)
+
+        def __len__(self):
+            return 3
+
+        def __getitem__(self, key):
+            raise AssertionError("frames read")
+
+    _, gt = simulated(n_frames=3)
+    with pytest.raises(ValueError, match="must be an integer >= 1"):
+        cel0.lambda_sweep(Unreadable(), gt, ACQ, device="cpu", **setting)
 
 
 def test_background_setting():

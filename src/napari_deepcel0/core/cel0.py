@@ -125,13 +125,18 @@ class SolverSettings:
             raise ValueError(f"lambda must be a finite number > 0, got {lam}")
         object.__setattr__(self, "lam", float(lam))
         for name in ("max_outer", "max_inner"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or int(value) != value or value < 1:
-                raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
-            object.__setattr__(self, name, int(value))
+            object.__setattr__(self, name, _count(getattr(self, name), name))
         if not (math.isfinite(self.tol) and self.tol > 0):
             raise ValueError(f"tolerance must be a finite number > 0, got {self.tol}")
         object.__setattr__(self, "tol", float(self.tol))
+
+
+def _count(value, what: str) -> int:
+    """``value`` as an int after checking that it is a whole number >= 1 (not a bool or
+    a float: :func:`~.acquisition.is_whole_number`), else ValueError naming ``what``."""
+    if not (is_whole_number(value) and value >= 1):
+        raise ValueError(f"{what} must be an integer >= 1, got {value!r}")
+    return int(value)
 
 
 def parse_background(value) -> str | float | None:
@@ -761,9 +766,7 @@ def lambda_sweep(
         lo, hi = lam_range
         if not (0 < lo <= hi and math.isfinite(hi)):
             raise ValueError(f"lambda range must satisfy 0 < low <= high < inf, got {lam_range}")
-        if int(n_lams) != n_lams or n_lams < 1:
-            raise ValueError(f"the number of lambdas must be an integer >= 1, got {n_lams}")
-        lams = np.geomspace(lo, hi, int(n_lams))
+        lams = np.geomspace(lo, hi, _count(n_lams, "the number of lambdas"))
     lams = np.sort(np.asarray(lams, dtype=np.float64).ravel())  # ascending: ties go to the smallest
     if lams.size == 0:
         raise ValueError("the sweep needs at least one lambda")
@@ -771,10 +774,11 @@ def lambda_sweep(
         SolverSettings(lam=float(lam), max_outer=max_outer, max_inner=max_inner, tol=tol)
     if method not in READINGS:
         raise ValueError(f"method must be one of {READINGS}, got {method!r}")
+    if lams_per_solve is not None:
+        lams_per_solve = _count(lams_per_solve, "lams_per_solve")
     pool = parse_frame_selection(frames, frame_count(source))
-    if int(n_frames) != n_frames or n_frames < 1:
-        raise ValueError(f"the number of sweep frames must be an integer >= 1, got {n_frames}")
-    chosen = np.sort(np.random.default_rng(seed).choice(pool, size=min(int(n_frames), len(pool)), replace=False))
+    n_frames = _count(n_frames, "the number of sweep frames")
+    chosen = np.sort(np.random.default_rng(seed).choice(pool, size=min(n_frames, len(pool)), replace=False))
     numbers = chosen + 1
     gt = ground_truth[ground_truth[FRAME].isin(numbers)]
     if len(gt) == 0:
@@ -787,13 +791,10 @@ def lambda_sweep(
     op = AcquisitionOperator(acquisition, y.shape[-2:], device=resolve_device(device))
     y_t = torch.as_tensor(y, device=op.device)
     mass_scale = scale / acquisition.gain_adu_per_photon
-    if lams_per_solve is not None and (isinstance(lams_per_solve, bool) or int(lams_per_solve) != lams_per_solve
-                                       or lams_per_solve < 1):
-        raise ValueError(f"lams_per_solve must be an integer >= 1, got {lams_per_solve!r}")
     fit = max(1, FINE_PIXELS_PER_SOLVE // (len(numbers) * op.fine_shape[0] * op.fine_shape[1]))
     if lams_per_solve is None:
         lams_per_solve = 1 if op.device.type == "cpu" else fit
-    lams_per_solve = min(int(lams_per_solve), fit)
+    lams_per_solve = min(lams_per_solve, fit)
     t0 = time.perf_counter()
     scores: dict[str, list[Score]] = {m: [] for m in READINGS}
     for start in range(0, len(lams), lams_per_solve):
