@@ -3,6 +3,7 @@ import os
 import signal
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -176,6 +177,23 @@ def test_localize_writes_csv_and_render(simulated, tiny_model_path, tmp_path, ca
                  "--frames", "1", "--device", "cpu", "--render", str(tif), "--render-pixel", "20"]) == 0
     with FrameStack(tif) as render:  # marked as a render: napari will not take 20 nm for the camera pixel
         assert render.output == "render" and render.pixel_size_nm == pytest.approx(20.0)
+
+
+def test_the_thresholds_named_for_the_bundled_model_are_its_own():
+    """The help and the widget's tooltips name the bundled model's default threshold and
+    spike value as numbers; retraining it must not leave them stale."""
+    import re
+
+    from napari_deepcel0.core.model_io import bundled_model_path, read_model_info
+
+    info = read_model_info(bundled_model_path())
+    help_text = " ".join(build_parser()._subparsers._group_actions[0].choices["localize"].format_help().split())
+    widget_source = (Path(__file__).parents[1] / "src/napari_deepcel0/_napari/localize_widget.py").read_text()
+    for text in (help_text, widget_source):
+        named = re.findall(r"([\d.]+) for the bundled model", text)  # its threshold, or its spike value
+        assert named
+        for value in named:
+            assert float(value) in (round(info.default_threshold, 1), round(info.spike_value))
 
 
 def test_localize_prints_its_threshold_in_map_units_and_says_when_it_found_nothing(simulated, tmp_path, capsys):

@@ -151,7 +151,7 @@ class LocalizeWidget(Container):
         self.model_info.native.setStyleSheet(status_style(self.viewer, "warning") if mismatch else "")
         if self.auto_threshold.value:
             with self.threshold.changed.blocked():
-                self.threshold.value = round(0.1 * info.spike_value, 3)
+                self.threshold.value = round(info.default_threshold, 3)
 
     # ----------------------------------------------------------------- run
     def run(self, *_) -> None:

@@ -43,6 +43,10 @@ MODEL_ACQUISITION_FIELDS = ("pixel_size_nm", "fwhm_nm", "upsampling")
 MAX_STAGES = 100
 
 
+#: the default detection threshold as a fraction of a model's spike value (the reference's 0.1)
+THRESHOLD_FRACTION = 0.1
+
+
 class ModelFileError(ValueError):
     """A model file that cannot be used (the message names the file and the reason)."""
 
@@ -73,6 +77,13 @@ class ModelInfo:
         d["acquisition"] = self.acquisition.to_dict()
         d["format"] = FORMAT
         return json.dumps(d, allow_nan=False, default=_json_default)
+
+    @property
+    def default_threshold(self) -> float:
+        """The detection threshold in map units when none is given:
+        :data:`THRESHOLD_FRACTION` of the map value of one isolated molecule (the
+        reference's rule)."""
+        return THRESHOLD_FRACTION * self.spike_value
 
     def stages(self) -> list[dict]:
         """The training stages behind this model, oldest first: each a dict with

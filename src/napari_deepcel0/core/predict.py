@@ -183,8 +183,8 @@ class DeepLocalizer:
         self.acquisition = acquisition.replace(upsampling=model_acq.upsampling)
 
     def default_threshold(self) -> float:
-        """0.1 x the map value of one isolated molecule (the reference's rule)."""
-        return 0.1 * self.info.spike_value
+        """The model's default threshold (:attr:`~.model_io.ModelInfo.default_threshold`)."""
+        return self.info.default_threshold
 
     def normalise(self, frames: np.ndarray) -> torch.Tensor:
         """Per-frame min/max to [0, 1] (constant frames -> 0), then the training
