@@ -396,12 +396,12 @@ def _signal_handlers(handler, *signums):
 def _open_stack_and_acq(args, base: Acquisition, default_label: str = "model's"):
     """The stack and its acquisition: ``base`` (the model's, or the defaults) with the
     stack's pixel size and the command-line settings."""
+    from .core.frames import check_camera_frames
     from .core.io import read_stack
     from .core.predict import PixelSizeWarning
 
     stack = read_stack(args.stack)
-    if stack.output:  # its pixel size is no camera's: the PSF check failed with a puzzling message
-        raise ValueError(f"{args.stack} is a {stack.output} image written by napari-deepcel0, not camera frames")
+    check_camera_frames(stack)  # now: its pixel size, no camera's, failed the PSF check with a puzzling message
     if args.pixel_size is None and stack.pixel_size_nm is None:
         print(f"note: {args.stack} carries no pixel size; using the {default_label} {base.pixel_size_nm:g} nm "
               "(set --pixel-size)", file=sys.stderr)

@@ -36,6 +36,15 @@ def frame_count(source) -> int:
     return len(source)
 
 
+def check_camera_frames(source) -> None:
+    """FrameSourceError for an image this package computed (a render or fine-grid maps
+    opened as a :class:`~.io.FrameStack`, whose ``output`` says so): its pixels are no
+    camera's, and its pixel size is no camera pixel."""
+    if getattr(source, "output", None):
+        raise FrameSourceError(f"{getattr(source, 'path', 'the stack')} is a {source.output} image written by "
+                               "napari-deepcel0, not camera frames")
+
+
 def read_frames(source, indices: np.ndarray) -> np.ndarray:
     """Frames at 0-based ``indices`` as a float32 (n, rows, cols) array."""
     shape = getattr(source, "shape", None)

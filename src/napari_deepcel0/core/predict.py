@@ -29,6 +29,7 @@ from .cancel import is_cancelled
 from .devices import autocast, resolve_device, resolve_precision
 from .frames import (
     FrameSourceError,
+    check_camera_frames,
     _frame_shape,
     frame_count,
     frames_per_batch,
@@ -417,9 +418,7 @@ def localize_stream(
     if n == 0:
         raise FrameSourceError("the stack is empty (0 frames)")
     indices = parse_frame_selection(frames, n)
-    if getattr(source, "output", None):  # a FrameStack of a render or maps this package wrote
-        raise FrameSourceError(f"{getattr(source, 'path', 'the stack')} is a {source.output} image written by "
-                               "napari-deepcel0, not camera frames")
+    check_camera_frames(source)
     warn_if_pixel_size_differs(source, model.acquisition)
     rows, cols = _frame_shape(source)
     if min(rows, cols) < MIN_FRAME_SIDE_PX:
