@@ -178,11 +178,8 @@ def _print_scores(scores, as_json: bool) -> None:
     from .core.metrics import format_scores
 
     if as_json:
-        keys = ("tol_nm", "tp", "fp", "fn", "jaccard", "sensitivity", "precision", "rmse_nm", "efficiency",
-                "specificity", "bias_x_nm", "bias_y_nm")
-        for s in scores:
-            d = s.to_dict()
-            print(json.dumps({k: d[k] for k in keys if k in d and (k != "specificity" or d[k] is not None)}))
+        for s in scores:  # every field of the Score, but a specificity that was not computed
+            print(json.dumps({k: v for k, v in s.to_dict().items() if k != "specificity" or v is not None}))
     else:
         print(format_scores(scores))
 
@@ -393,9 +390,10 @@ def _signal_handlers(handler, *signums):
 
 
 # ============================================================ localize
-def _open_stack_and_acq(args, base: Acquisition, default_label: str = "model's"):
-    """The stack and its acquisition: ``base`` (the model's, or the defaults) with the
-    stack's pixel size and the command-line settings."""
+def _open_stack_and_acq(args, base: Acquisition, base_is_models: bool = True):
+    """The stack and its acquisition: ``base`` (the model's, or with ``base_is_models``
+    False CEL0's defaults) with the stack's pixel size and the command-line settings."""
+    default_label = "model's" if base_is_models else "default"
     from .core.frames import check_camera_frames
     from .core.io import read_stack
     from .core.predict import PixelSizeWarning
@@ -409,7 +407,7 @@ def _open_stack_and_acq(args, base: Acquisition, default_label: str = "model's")
         print(f"note: {args.stack} states {stack.pixel_size_nm:g} nm pixels; using --pixel-size {args.pixel_size:g} nm",
               file=sys.stderr)
     from_file = args.pixel_size is None and stack.pixel_size_nm is not None
-    if from_file and default_label == "model's" and abs(stack.pixel_size_nm - base.pixel_size_nm) > \
+    if from_file and base_is_models and abs(stack.pixel_size_nm - base.pixel_size_nm) > \
             0.02 * base.pixel_size_nm:  # (CEL0's default of 100 nm is no model's: any size is as likely)
         # a wrong calibration (ImageJ's 1 um placeholder) otherwise showed only as a PSF
         # mismatch or coordinates 10 times too large

@@ -88,7 +88,7 @@ def run(args) -> int:
 
     if args.sweep and args.render:  # it was ignored: no rendering, no word
         raise ValueError("--render goes with --out; a --sweep writes no localizations to render")
-    stack, acq = _open_stack_and_acq(args, Acquisition(), default_label="default")
+    stack, acq = _open_stack_and_acq(args, Acquisition(), base_is_models=False)
     if args.sweep:
         return _sweep(args, stack, acq)
     check_outputs(args, stack, acq)
