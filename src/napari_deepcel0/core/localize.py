@@ -9,7 +9,8 @@ into molecules:
     values gives one maximum (ties are broken in raster order; a plateau curved like
     a U, which maps hardly hold, gives one per arm). Each maximum is refined to
     sub-pixel precision by the centre of mass of its 3 x 3 neighbourhood; its *mass*
-    is the sum of that neighbourhood. Two molecules one fine pixel apart merge, two
+    is the sum of that neighbourhood (or, with ``mass_radius_px``, of the map values
+    nearest to it within that radius: CEL0's maps spread a molecule wider). Two molecules one fine pixel apart merge, two
     pixels apart stay separate. The centre of mass may be taken on a second map
     (``refine_maps``, e.g. the average over the frame's flips and rotations, see
     :class:`~napari_deepcel0.core.predict.DeepLocalizer`), while detection and mass
@@ -81,7 +82,7 @@ SUBPIXEL = ("com", "parabola")
 
 
 def find_peaks(maps, threshold: float, refine: bool = True, refine_maps=None,
-               subpixel: str = "com") -> dict[str, np.ndarray]:
+               subpixel: str = "com", mass_radius_px: float | None = None) -> dict[str, np.ndarray]:
     """Local maxima of a batch of maps, with 3 x 3 centre-of-mass refinement.
 
     Parameters
@@ -102,12 +103,18 @@ def find_peaks(maps, threshold: float, refine: bool = True, refine_maps=None,
         ``"parabola"``: the vertex of the parabola through the maximum and its two
         neighbours, along the row and along the column, at most half a pixel away
         (none where the three values do not curve down, or at the map's edge).
+    mass_radius_px
+        None: a maximum's mass is its 3 x 3 sum (a map whose molecules are spikes,
+        DeepCEL0's). Else the sum of the positive map values nearer to it than to any
+        other maximum of its frame and at most this many fine pixels away (a map that
+        spreads a molecule over more pixels, CEL0's at L = 4, whose 3 x 3 sums held
+        67-97 % of a molecule's light).
 
     Returns
     -------
     dict with ``index`` (position of the frame in the batch), ``row``, ``col``
     (fractional, fine pixels, 0-based), ``peak`` (map value at the maximum) and
-    ``mass`` (3 x 3 sum).
+    ``mass``.
     """
     if subpixel not in SUBPIXEL:
         raise ValueError(f"subpixel must be one of {SUBPIXEL}, got {subpixel!r}")
@@ -120,7 +127,8 @@ def find_peaks(maps, threshold: float, refine: bool = True, refine_maps=None,
     k[1] *= offs[:, None]  # row offsets
     k[2] *= offs[None, :]  # col offsets
     sums = F.conv2d(pos, k, padding=1)  # (B, 3, H, W): mass, sum dr*w, sum dc*w
-    mass = sums[b, 0, r, c]
+    mass = sums[b, 0, r, c] if mass_radius_px is None else torch.as_tensor(
+        _nearest_peak_masses(pos[:, 0].cpu().numpy(), *(v.cpu().numpy() for v in (b, r, c)), mass_radius_px))
     row = r.to(t.dtype)
     col = c.to(t.dtype)
     other = None
@@ -144,6 +152,21 @@ def find_peaks(maps, threshold: float, refine: bool = True, refine_maps=None,
         "peak": t[b, r, c].cpu().double().numpy(),
         "mass": mass.cpu().double().numpy(),
     }
+
+
+def _nearest_peak_masses(maps: np.ndarray, b: np.ndarray, r: np.ndarray, c: np.ndarray,
+                         radius_px: float) -> np.ndarray:
+    """For the maxima at ``(b, r, c)`` of the non-negative ``maps``: the sum of the map
+    values whose nearest maximum of the same frame each one is, within ``radius_px``."""
+    masses = np.zeros(len(b))
+    for frame in np.unique(b):
+        mine = np.flatnonzero(b == frame)
+        owner = np.zeros(maps.shape[1:], np.int64)
+        owner[r[mine], c[mine]] = np.arange(1, len(mine) + 1)
+        distance, (near_r, near_c) = ndimage.distance_transform_edt(owner == 0, return_indices=True)
+        owner = np.where(distance <= radius_px, owner[near_r, near_c], 0)
+        masses[mine] = ndimage.sum_labels(maps[frame], owner, np.arange(1, len(mine) + 1))
+    return masses
 
 
 def _parabola_vertices(values: torch.Tensor, b, r, c) -> tuple[torch.Tensor, torch.Tensor]:
@@ -201,6 +224,7 @@ def extract_localizations(
     frames=None,
     refine_maps=None,
     subpixel: str = "com",
+    mass_radius_px: float | None = None,
 ) -> pd.DataFrame:
     """Localizations of a batch of fine-grid maps as a ThunderSTORM-style table.
 
@@ -221,9 +245,9 @@ def extract_localizations(
         The table gets a column ``mass_column`` = mass * ``mass_scale`` (a number or
         one value per frame of the batch); e.g. ``confidence`` = 3 x 3 sum / s for
         DeepCEL0, ``intensity [photon]`` for CEL0.
-    refine_maps, subpixel
-        Maps to refine the positions on, and how (``"peaks"`` only; see
-        :func:`find_peaks`).
+    refine_maps, subpixel, mass_radius_px
+        Maps to refine the positions on, how, and the pixels whose map values make a
+        maximum's mass (``"peaks"`` only; see :func:`find_peaks`).
 
     Returns
     -------
@@ -231,10 +255,10 @@ def extract_localizations(
     """
     if method not in METHODS:
         raise ValueError(f"method must be one of {METHODS}, got {method!r}")
-    if (refine_maps is not None or subpixel != "com") and method != "peaks":
-        raise ValueError(f"refine_maps and subpixel only work with method 'peaks', not {method!r}")
+    if (refine_maps is not None or subpixel != "com" or mass_radius_px is not None) and method != "peaks":
+        raise ValueError(f"refine_maps, subpixel and mass_radius_px only work with method 'peaks', not {method!r}")
     if method == "peaks":
-        found = find_peaks(maps, threshold, refine_maps=refine_maps, subpixel=subpixel)
+        found = find_peaks(maps, threshold, refine_maps=refine_maps, subpixel=subpixel, mass_radius_px=mass_radius_px)
     else:
         found = find_components(maps, threshold)
     idx = found["index"].astype(np.int64)

@@ -61,7 +61,9 @@ class MapModel(Protocol):
 
     # Optional: ``read_out(frames) -> (maps, mass scale, refine_maps, subpixel)``: the
     # maps and how to place their maxima within a pixel (see :meth:`DeepLocalizer.read_out`);
-    # without it, the 3 x 3 centre of mass on the maps.
+    # without it, the 3 x 3 centre of mass on the maps. Optional: ``mass_radius_px``, the
+    # fine pixels around a maximum whose map values make its mass (see
+    # :func:`~.localize.find_peaks`); without it, the 3 x 3 sum.
 
 
 #: relative PSF FWHM difference between a model and the data that is not worth a warning:
@@ -442,6 +444,7 @@ def localize_stream(
         prefetch = _runs_on_gpu(model)
     batches = iter_batches(indices, frames_per_batch(batch_size, (rows, cols)))
     sigma_px = model.acquisition.sigma_px if fix_outlier_pixels else None
+    mass_radius_px = getattr(model, "mass_radius_px", None) if method == "peaks" else None
     t0 = time.perf_counter()
     done = replaced = dimmed = 0
     # closed explicitly: a stream left early (closed, or an error below) stops the prefetch
@@ -459,7 +462,7 @@ def localize_stream(
                 (maps, mass_scale), refine_maps, subpixel = model.maps(block), None, "com"
             table = extract_localizations(maps, model.acquisition, threshold, method=method, mass_scale=mass_scale,
                                           mass_column=model.mass_column, frames=numbers, refine_maps=refine_maps,
-                                          subpixel=subpixel)
+                                          subpixel=subpixel, mass_radius_px=mass_radius_px)
             maps_out = maps.cpu().numpy() if keep_maps else None
             if not photometry:
                 done += len(idx)
