@@ -23,6 +23,7 @@ import numpy as np
 
 from .cli_cel0 import add_parser as add_cel0_parser
 from .core.acquisition import Acquisition
+from .core.defaults import READ_METHODS
 from .core.defaults import TOLERANCES_NM as DEFAULT_TOLERANCES_NM
 
 #: the default tolerances as --help writes them
@@ -502,24 +503,43 @@ def render_image_for_png(image):
     return ndimage.gaussian_filter(image, 1.0)
 
 
-def _run_stream(model, stack, args, label: str):
+class StreamProgress:
+    """The progress bar of a localization run over the selected frames of a stack;
+    :meth:`close` notes the pixels it replaced. Its :meth:`batch` is the run's progress
+    callback; :meth:`within_batch` moves it during a slow batch (CEL0's iterations)."""
+
+    def __init__(self, args, stack, label: str):
+        from .core.frames import parse_frame_selection
+
+        self.bar = ProgressBar(len(parse_frame_selection(args.frames, len(stack))), label)
+        self.done = self.replaced = self.dimmed = 0  # frames of the finished batches, and their fixes
+
+    def batch(self, r) -> None:
+        self.done, self.replaced, self.dimmed = r.done, r.pixels_replaced, r.frames_dimmed
+        self.bar.update(r.done, f"{r.frames_per_second:.3g} frames/s{r.time_left()}", force=r.done == r.total)
+
+    def within_batch(self, done: int, info: str) -> None:
+        self.bar.update(done, info)
+
+    def close(self) -> None:
+        self.bar.close()
+        note_replaced_pixels(self.replaced, self.dimmed)
+
+
+def _run_stream(model, stack, args, progress: StreamProgress, on_batch=None, **options):
+    """Localize the selected frames of ``stack`` with ``model`` (the command's settings:
+    frames, threshold, method, outlier pixels; ``options`` for the rest), with the
+    progress bar; ``on_batch(result)`` after each batch."""
     from .core.predict import localize
 
-    bar = {"bar": None, "replaced": 0, "dimmed": 0}
+    def batch_done(result):
+        progress.batch(result)
+        if on_batch is not None:
+            on_batch(result)
 
-    def progress(r):
-        if bar["bar"] is None:
-            bar["bar"] = ProgressBar(r.total, label)
-        bar["bar"].update(r.done, f"{r.frames_per_second:.1f} frames/s{r.time_left()}", force=r.done == r.total)
-        bar["replaced"], bar["dimmed"] = r.pixels_replaced, r.frames_dimmed
-
-    table = localize(model, stack, frames=args.frames, threshold=args.threshold, batch_size=args.batch_size,
-                     method=getattr(args, "method", "peaks"), progress=progress,
-                     photometry=getattr(args, "photometry", False), fit_positions=getattr(args, "fit_positions", False),
-                     fix_outlier_pixels=not args.keep_outlier_pixels)
-    if bar["bar"]:
-        bar["bar"].close()
-    note_replaced_pixels(bar["replaced"], bar["dimmed"])
+    table = localize(model, stack, frames=args.frames, threshold=args.threshold, method=args.method,
+                     progress=batch_done, fix_outlier_pixels=not args.keep_outlier_pixels, **options)
+    progress.close()
     return table
 
 
@@ -588,7 +608,8 @@ def cmd_localize(args) -> int:
         what = "position fit" if args.fit_positions else "photometry"
         print(f"{what}: camera gain {acq.gain_adu_per_photon:g} ADU/photon, offset {acq.offset_adu:g} ADU, "
               f"read noise {acq.read_noise_adu:g} ADU (--gain, --offset, --read-noise)", file=sys.stderr)
-    table = _run_stream(model, stack, args, "localize")
+    table = _run_stream(model, stack, args, StreamProgress(args, stack, "localize"), batch_size=args.batch_size,
+                        photometry=args.photometry, fit_positions=args.fit_positions)
     if len(table) == 0:
         print(f"note: no molecule was found above the threshold of {threshold:.4g} (map units)", file=sys.stderr)
     unplaced = without_uncertainty_text(table)
@@ -759,7 +780,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=int, default=16,
                    help="frames of 64 x 64 pixels per network pass (default 16); larger frames go in proportionally "
                         "fewer, at least 1")
-    p.add_argument("--method", choices=("peaks", "components"), default="peaks", help="map -> molecules")
+    p.add_argument("--method", choices=READ_METHODS, default=READ_METHODS[0], help="map -> molecules")
     _orientations_arg(p)
     p.add_argument("--photometry", action="store_true",
                    help="also fit each molecule's photons on the camera frame (columns intensity [photon] and "

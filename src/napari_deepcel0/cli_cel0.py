@@ -96,17 +96,14 @@ def run(args) -> int:
 
 
 def _localize(args, stack, acq) -> int:
-    from .cli import ProgressBar, _write_outputs, note_replaced_pixels
+    from .cli import StreamProgress, _run_stream, _write_outputs
     from .core.cel0 import Cel0Localizer
-    from .core.frames import parse_frame_selection
-    from .core.predict import localize
 
-    total = len(parse_frame_selection(args.frames, len(stack)))
-    bar = ProgressBar(total, "cel0")
-    finished = [0, 0, 0]  # frames of earlier batches, hot/dead pixels replaced, frames dimmed
+    progress = StreamProgress(args, stack, "cel0")
 
     def solver_progress(p):
-        bar.update(finished[0] + p.total - p.active, f"batch: outer iteration {p.outer}, {p.active} frame(s) iterating")
+        progress.within_batch(progress.done + p.total - p.active,
+                              f"batch: outer iteration {p.outer}, {p.active} frame(s) iterating")
 
     model = Cel0Localizer(acq, lam=args.lam, max_outer=args.max_outer, max_inner=args.max_inner, tol=args.tol,
                           background=args.background, device=args.device, batch_size=args.batch_size,
@@ -115,16 +112,8 @@ def _localize(args, stack, acq) -> int:
           f"tol {args.tol:g}, background {model.background}; {acq.describe()}; {model.device}", file=sys.stderr)
     print(f"data: {stack}", file=sys.stderr)
     records = []
-
-    def batch_done(result):
-        records.extend(model.last_records)
-        finished[:] = result.done, result.pixels_replaced, result.frames_dimmed
-        bar.update(result.done, f"{result.frames_per_second:.2f} frames/s{result.time_left()}", force=True)
-
-    table = localize(model, stack, frames=args.frames, threshold=args.threshold, batch_size=model.batch_size,
-                     method=args.method, progress=batch_done, fix_outlier_pixels=not args.keep_outlier_pixels)
-    bar.close()
-    note_replaced_pixels(finished[1], finished[2])
+    table = _run_stream(model, stack, args, progress, on_batch=lambda _: records.extend(model.last_records),
+                        batch_size=model.batch_size)
     outer = np.array([r.outer_iterations for r in records])
     inner = np.array([r.inner_iterations for r in records])
     n_conv = sum(r.converged for r in records)
