@@ -148,11 +148,11 @@ def test_batch_equals_single_frame(model, stack):
 def test_orientation_averaging_turns_each_map_back(tiny_model_path, stack):
     frames, _ = stack  # 20 x 28: not square, so quarter turns change the shape
     plain = DeepLocalizer(tiny_model_path, device="cpu", precision="fp32")
-    assert plain.refinement_maps(frames, plain.maps(frames)[0]) is None
+    assert plain.read_out(frames)[3] == "parabola"  # one orientation: no mean
     averaged = DeepLocalizer(tiny_model_path, device="cpu", precision="fp32", orientations=8)
-    maps, _ = averaged.maps(frames)
+    maps, _, mean, subpixel = averaged.read_out(frames)
+    assert subpixel == "com"
     assert torch.allclose(maps, plain.maps(frames)[0])  # detection uses the plain map
-    mean = averaged.refinement_maps(frames, maps)
     # the same mean by hand: each orientation of the frames in numpy, its maps turned back
     expected = []
     for transpose, turns in ORIENTATIONS[8]:
@@ -398,8 +398,8 @@ def test_cpu_and_gpu_agree(tiny_model_path, stack):
     # orientation averaging too (turns and flips of CUDA tensors)
     mean_cpu = DeepLocalizer(tiny_model_path, device="cpu", precision="fp32", orientations=8)
     mean_gpu = DeepLocalizer(tiny_model_path, device="cuda", precision="fp32", orientations=8)
-    a = mean_cpu.refinement_maps(frames, mean_cpu.maps(frames)[0])
-    b = mean_gpu.refinement_maps(frames, mean_gpu.maps(frames)[0]).cpu()
+    a = mean_cpu.read_out(frames)[2]
+    b = mean_gpu.read_out(frames)[2].cpu()
     assert torch.allclose(a, b, atol=1e-3 * max(1.0, float(a.max())))
     # one LoadedModel, two localizers on two devices: each keeps its network where it put it
     from napari_deepcel0.core.model_io import load_model

@@ -7,12 +7,14 @@ Modules, one idea each:
 - :mod:`.optics` PSF and the acquisition operator ``A = S_L K``
 - :mod:`.simulate` emitters, filaments, camera frames, noise, paper test scenes
 - :mod:`.training_data`, :mod:`.network`, :mod:`.losses`, :mod:`.training`, :mod:`.model_io`
-- :mod:`.predict` streaming inference; :mod:`.localize` maps -> localizations
+- :mod:`.predict` streaming inference; :mod:`.frames` reading, selecting and fixing
+  frames (hot, dead, NaN pixels, beads); :mod:`.localize` maps -> localizations
 - :mod:`.photometry` photon counts and position fits on the camera frames
 - :mod:`.cel0` the CEL0-IRL1 solver
 - :mod:`.metrics` matching and scores; :mod:`.render` super-resolved images; :mod:`.io` files
 - :mod:`.devices` CPU/CUDA and precision choice; :mod:`.cancel` cancel flags;
-  :mod:`.progress` time-left texts
+  :mod:`.progress` time-left texts; :mod:`.defaults` the defaults and choices the
+  command line names (without importing torch)
 """
 
 from .acquisition import ISBI2013, Acquisition
