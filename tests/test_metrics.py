@@ -160,15 +160,11 @@ def test_rmse_and_bias_use_the_matched_pairs_not_the_row_order():
     assert s.bias_x_nm == pytest.approx(6.5) and s.bias_y_nm == pytest.approx(2.0)
 
 
-def _table(frames, xs, ys):
-    return pd.DataFrame({"frame": frames, "x [nm]": np.asarray(xs, float), "y [nm]": np.asarray(ys, float)})
-
-
 def test_a_cluster_with_fewer_feasible_pairs_than_points_counts_no_pair_beyond_tolerance():
     # gt1 and gt2 can only pair with est0, which gt0 can also take: at most 2 pairs,
     # though the component has 3 points of each kind
-    gt = _table([1, 1, 1], [0.0, 80.0, 40.0], [0.0, 0.0, 40.0])
-    est = _table([1, 1, 1], [40.0, -40.0, 0.0], [0.0, 0.0, -40.0])
+    gt = _t([1, 1, 1], [0.0, 80.0, 40.0], [0.0, 0.0, 40.0])
+    est = _t([1, 1, 1], [40.0, -40.0, 0.0], [0.0, 0.0, -40.0])
     s = metrics.score(gt, est, 50.0)
     assert (s.tp, s.fp, s.fn) == (2, 1, 1)
     m = metrics.match(gt, est, 50.0)
@@ -178,8 +174,8 @@ def test_a_cluster_with_fewer_feasible_pairs_than_points_counts_no_pair_beyond_t
 
 def test_matched_pairs_never_exceed_the_tolerance_on_dense_random_frames():
     rng = np.random.default_rng(7)
-    gt = _table(rng.integers(1, 4, 400), rng.uniform(0, 1500, 400), rng.uniform(0, 1500, 400))
-    est = _table(rng.integers(1, 4, 300), rng.uniform(0, 1500, 300), rng.uniform(0, 1500, 300))
+    gt = _t(rng.integers(1, 4, 400), rng.uniform(0, 1500, 400), rng.uniform(0, 1500, 400))
+    est = _t(rng.integers(1, 4, 300), rng.uniform(0, 1500, 300), rng.uniform(0, 1500, 300))
     for tol in (30.0, 50.0, 100.0):
         m = metrics.match(gt, est, tol)
         g = gt.to_numpy()[m.gt_index]
@@ -190,16 +186,16 @@ def test_matched_pairs_never_exceed_the_tolerance_on_dense_random_frames():
 
 def test_specificity_puts_a_molecule_in_the_fine_pixel_that_holds_it():
     # 5 nm and 20 nm both lie in fine pixel 0 ([0, 25) nm): one ground-truth pixel, not two
-    gt = _table([1, 1], [5.0, 20.0], [5.0, 5.0])
-    est = _table([1], [500.0], [500.0])  # one FP
+    gt = _t([1, 1], [5.0, 20.0], [5.0, 5.0])
+    est = _t([1], [500.0], [500.0])  # one FP
     s = metrics.score(gt, est, 50.0, grid=(25.0, (8, 8)), n_frames=1)
     tn = 64 - 1
     assert s.specificity == pytest.approx(100 * tn / (tn + 1))
 
 
 def test_a_matching_made_for_another_tolerance_is_refused_and_evaluate_takes_one_number():
-    gt = _table([1, 1], [0.0, 500.0], [0.0, 0.0])
-    est = _table([1, 1], [30.0, 700.0], [0.0, 0.0])
+    gt = _t([1, 1], [0.0, 500.0], [0.0, 0.0])
+    est = _t([1, 1], [30.0, 700.0], [0.0, 0.0])
     with pytest.raises(ValueError, match="made at 50 nm"):
         metrics.score(gt, est, 250.0, matching=metrics.match(gt, est, 50.0))
     assert metrics.score(gt, est, 50.0, matching=metrics.match(gt, est, 50.0)) == metrics.score(gt, est, 50.0)
@@ -210,8 +206,8 @@ def test_a_matching_made_for_another_tolerance_is_refused_and_evaluate_takes_one
 def test_evaluate_scores_a_frame_selection_of_both_tables():
     """Localizations of part of a stack scored against the whole ground truth counted
     the other frames' molecules as missed (the CLI had --frames; Python had nothing)."""
-    gt = _table([1, 2, 3, 4], [100.0, 100.0, 100.0, 100.0], [100.0] * 4)
-    est = _table([1, 2], [110.0, 110.0], [100.0, 100.0])
+    gt = _t([1, 2, 3, 4], [100.0, 100.0, 100.0, 100.0], [100.0] * 4)
+    est = _t([1, 2], [110.0, 110.0], [100.0, 100.0])
     with pytest.warns(metrics.FrameCoverageWarning, match=r'frames 1-4, the localizations over frames 1-2: the 2 '
                                                           r'ground-truth molecules outside .*\(frames="1-2"'):
         (whole,) = metrics.evaluate(gt, est, 50.0)
@@ -230,8 +226,8 @@ def test_evaluate_scores_a_frame_selection_of_both_tables():
 def test_coverage_warning_spares_localizations_of_every_frame_but_empty_ones():
     """Localizations of a whole stack with nothing found in its last frame (a dim
     molecule missed) are not a part of the stack: no warning; nor at the start."""
-    gt = _table(list(range(1, 201)), [100.0] * 200, [100.0] * 200)
-    est = _table(list(range(2, 200)), [100.0] * 198, [100.0] * 198)  # frames 1 and 200 empty: 1 % missed
+    gt = _t(list(range(1, 201)), [100.0] * 200, [100.0] * 200)
+    est = _t(list(range(2, 200)), [100.0] * 198, [100.0] * 198)  # frames 1 and 200 empty: 1 % missed
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         metrics.evaluate(gt, est, 50.0)
@@ -239,7 +235,7 @@ def test_coverage_warning_spares_localizations_of_every_frame_but_empty_ones():
     with pytest.warns(metrics.FrameCoverageWarning, match="frames 1-200, the localizations over frames 2-198.* if "
                                                           "they were and nothing was found there, the score is right"):
         metrics.evaluate(gt, est.iloc[:-1], 50.0)  # a third frame left out: 1.5 %, a selection
-    two = _table([1] * 50 + [2] * 50, np.arange(100) * 1000.0, [0.0] * 100)
+    two = _t([1] * 50 + [2] * 50, np.arange(100) * 1000.0, [0.0] * 100)
     with pytest.warns(metrics.FrameCoverageWarning, match="the 50 ground-truth molecules outside"):
         metrics.evaluate(two, two[two["frame"] == 1], 50.0)  # one frame of two localized
 
@@ -248,8 +244,8 @@ def test_coverage_warning_also_for_localizations_beyond_the_ground_truth_and_emp
     """Localizations of frames 1-20 against a ground truth of frames 1-5 scored 19.7 %,
     a ground truth without a molecule in the localized frames 'TP 0 FP 1042 FN 0', a
     selection outside both a table of NaN, all without a word (review)."""
-    gt = _table([1, 2], [100.0, 100.0], [100.0, 100.0])
-    est = _table([1, 2, 3, 4], [100.0] * 4, [100.0] * 4)
+    gt = _t([1, 2], [100.0, 100.0], [100.0, 100.0])
+    est = _t([1, 2, 3, 4], [100.0] * 4, [100.0] * 4)
     with pytest.warns(metrics.FrameCoverageWarning, match=r"the ground truth runs over frames 1-2, the localizations "
                                                           r"over frames 1-4: the 2 localizations outside count as "
                                                           r"false positives\. .* \(frames=\"1-2\""):
@@ -264,7 +260,7 @@ def test_coverage_warning_also_for_localizations_beyond_the_ground_truth_and_emp
 
 
 def test_a_table_outside_the_stacks_field_is_named():
-    table = _table([1, 1, 1], [50.0, 6300.0, 3200.0], [50.0, 100.0, 6000.0])
+    table = _t([1, 1, 1], [50.0, 6300.0, 3200.0], [50.0, 100.0, 6000.0])
     assert metrics.outside_field_message(table, (6400.0, 6400.0)) == ""
     in_um = table.assign(**{"x [nm]": table["x [nm]"] / 1000 + 7000.0})  # another stack's, or shifted
     message = metrics.outside_field_message(in_um, (6400.0, 6400.0))
