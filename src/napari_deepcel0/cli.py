@@ -673,6 +673,16 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"napari-deepcel0 {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
+    _add_simulate_parser(sub)
+    _add_evaluate_parser(sub)
+    _add_train_parser(sub)
+    _add_localize_parser(sub)
+    _add_demo_parser(sub)
+    add_cel0_parser(sub)
+    return parser
+
+
+def _add_simulate_parser(sub) -> None:
     p = sub.add_parser("simulate", help="simulate an SMLM TIFF stack and its ground-truth CSV",
                        description="Simulate a TIFF stack (frames.tif, its pixel size in the ImageJ metadata), "
                                    "a ground-truth ThunderSTORM CSV (ground_truth.csv) and acquisition.json (the "
@@ -696,6 +706,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_acquisition_args(p, with_camera=True)
     p.set_defaults(func=cmd_simulate)
 
+
+def _add_evaluate_parser(sub) -> None:
     p = sub.add_parser("evaluate", help="score localizations against ground truth",
                        description="Match localizations to ground truth frame by frame (optimal one-to-one "
                                    "assignment within each tolerance) and print Jaccard, sensitivity, precision, "
@@ -714,6 +726,8 @@ def build_parser() -> argparse.ArgumentParser:
                                         f"{Acquisition().pixel_size_nm:g})")
     p.set_defaults(func=cmd_evaluate)
 
+
+def _add_train_parser(sub) -> None:
     p = sub.add_parser("train", help="train a DeepCEL0 (or Deep-STORM) model on simulated data",
                        description="Simulate a training set for the acquisition and train a network; writes a "
                                    ".safetensors model file (weights + JSON metadata).")
@@ -766,6 +780,8 @@ def build_parser() -> argparse.ArgumentParser:
     _device_args(p)
     p.set_defaults(func=cmd_train)
 
+
+def _add_localize_parser(sub) -> None:
     p = sub.add_parser("localize", help="localize a TIFF stack with a DeepCEL0 model",
                        description="Localize every frame of a TIFF stack (streamed, any length) and write a "
                                    "ThunderSTORM CSV.")
@@ -777,7 +793,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "spike value, 8.5 for the bundled model; printed at the start of each run): higher finds "
                         "fewer, surer molecules")
     p.add_argument("--frames", metavar="SEL", help="1-based frame selection, e.g. 1-100 or 1,5,10-20")
-    p.add_argument("--batch-size", type=int, default=16,
+    p.add_argument("--batch-size", type=positive_int, default=16,
                    help="frames of 64 x 64 pixels per network pass (default 16); larger frames go in proportionally "
                         "fewer, at least 1")
     p.add_argument("--method", choices=READ_METHODS, default=READ_METHODS[0], help="map -> molecules")
@@ -801,6 +817,8 @@ def build_parser() -> argparse.ArgumentParser:
     _device_args(p)
     p.set_defaults(func=cmd_localize)
 
+
+def _add_demo_parser(sub) -> None:
     p = sub.add_parser("demo", help="simulate a stack, localize it with the bundled model and score it",
                        description="Simulate a high-density tubulin-like stack, localize it with the bundled "
                                    "model, write CSV + PNG and print Jaccard/RMSE against the ground truth.")
@@ -811,9 +829,6 @@ def build_parser() -> argparse.ArgumentParser:
     _orientations_arg(p)
     _device_args(p)
     p.set_defaults(func=cmd_demo)
-
-    add_cel0_parser(sub)
-    return parser
 
 
 def _one_line_warning(command: str):
