@@ -653,6 +653,22 @@ def test_pixel_size_from_the_standard_resolution_tags(tmp_path, resolution, unit
         assert stack.pixel_size_nm == (pytest.approx(expected) if expected else None)
 
 
+def test_text_in_a_column_the_analysis_does_not_use_keeps_the_file(tmp_path):
+    """A note typed into one row of an extra column refused the whole file."""
+    path = tmp_path / "noted.csv"
+    path.write_text('"frame","x [nm]","y [nm]","note"\n1,10,20,3\n2,30,40,re-check\n')
+    with pytest.warns(UserWarning, match=r"text value 're-check' in column 'note' \(data row 2\): the column is "
+                                         r"kept as text"):
+        table = io.read_localizations(path)
+    assert table["x [nm]"].tolist() == [10.0, 30.0] and table["note"].tolist() == ["3", "re-check"]
+    with pytest.warns(UserWarning, match="kept as text"):  # and it is written and read back so
+        back = io.read_localizations(io.write_thunderstorm_csv(tmp_path / "again.csv", table))
+    assert back["note"].tolist() == ["3", "re-check"]
+    path.write_text('"frame","x [nm]","y [nm]"\n1,10,20\n2,30,x\n')  # in a column it uses: refused, as before
+    with pytest.raises(io.LocalizationFileError, match="non-numeric value 'x' in column 'y \\[nm\\]' \\(data row 2\\)"):
+        io.read_localizations(path)
+
+
 def test_coordinates_without_a_unit_are_read_as_nm_with_a_warning(tmp_path):
     path = tmp_path / "plain.csv"
     path.write_text("frame,x,y\n1,1.5,2.5\n")

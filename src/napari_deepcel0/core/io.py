@@ -804,7 +804,8 @@ def read_localizations(path: str | os.PathLike, pixel_size_nm: float | None = No
     - ISBI 2013 ground truth: ``Ground-truth,frame,xnano,ynano,znano,intensity``.
 
     Rows whose number of fields differs from the header are skipped with a warning
-    (as ThunderSTORM does).
+    (as ThunderSTORM does). Other columns are kept: as numbers, or as text when they
+    hold text (with a warning when only some values are text).
     """
     if pixel_size_nm is not None and (isinstance(pixel_size_nm, (bool, np.bool_)) or not isinstance(
             pixel_size_nm, (int, float, np.integer, np.floating)) or not (math.isfinite(pixel_size_nm)
@@ -812,6 +813,22 @@ def read_localizations(path: str | os.PathLike, pixel_size_nm: float | None = No
         # -100 mirrored every coordinate in px, True read as 1 nm
         raise ValueError(f"pixel_size_nm must be a positive number of nm or None, got {pixel_size_nm!r}")
     path = Path(path).expanduser()
+    raw, labels = _read_rows(path)
+    if {"xnano", "ynano"} <= {label.lower() for label in labels}:  # ISBI 2013 ground truth
+        table, in_pixels = _isbi_columns(path, raw, labels), []
+    else:
+        table, in_pixels = _thunderstorm_columns(path, raw, labels, pixel_size_nm)
+    table = _checked_positions(path, table, labels)
+    table.attrs["source"] = str(path)
+    if in_pixels:  # the pixel size used, for a reader that chose it for the user (napari's)
+        table.attrs["converted_from_pixels"] = {"columns": in_pixels, "pixel_size_nm": float(pixel_size_nm)}
+    return table
+
+
+def _read_rows(path: Path) -> tuple[pd.DataFrame, list[str]]:
+    """The rows of a CSV file as text or numbers, and its column labels, after checking
+    the file and its header line; rows of another field count are skipped with a
+    warning."""
     if path.is_dir():
         raise LocalizationFileError(f"{path}: is a folder, not a CSV file")
     if not path.is_file():
@@ -858,51 +875,64 @@ def read_localizations(path: str | os.PathLike, pixel_size_nm: float | None = No
         raw = _read_csv(source, labels, skip)
     except Exception as exc:
         raise LocalizationFileError(f"{path}: cannot parse as CSV ({exc})") from exc
-    del source
+    return raw, labels
 
+
+def _isbi_columns(path: Path, raw: pd.DataFrame, labels: list[str]) -> pd.DataFrame:
+    """The table of an ISBI 2013 ground truth (``frame``, ``xnano``, ``ynano``, ...)."""
     lower = [lab.lower() for lab in labels]
+    rename = {labels[lower.index("xnano")]: X_NM, labels[lower.index("ynano")]: Y_NM}
+    if "znano" in lower:
+        rename[labels[lower.index("znano")]] = "z [nm]"
+    if "intensity" in lower:
+        rename[labels[lower.index("intensity")]] = INTENSITY
+    frame_label = next((lab for lab in labels if lab.lower() == "frame"), None)
+    if frame_label is None:
+        raise LocalizationFileError(f"{path}: ISBI ground truth without a 'frame' column")
+    rename[frame_label] = FRAME
+    return pd.DataFrame({new: _numeric(path, old, raw[old]) for old, new in rename.items()})
+
+
+def _thunderstorm_columns(path: Path, raw: pd.DataFrame, labels: list[str],
+                          pixel_size_nm: float | None) -> tuple[pd.DataFrame, list[str]]:
+    """The table of a ThunderSTORM-style CSV (lengths in nm), and the labels of the
+    columns converted from camera pixels."""
     in_pixels = []  # columns converted from camera pixels with pixel_size_nm
-    if "xnano" in lower and "ynano" in lower:  # ISBI 2013 ground truth
-        rename = {labels[lower.index("xnano")]: X_NM, labels[lower.index("ynano")]: Y_NM}
-        if "znano" in lower:
-            rename[labels[lower.index("znano")]] = "z [nm]"
-        if "intensity" in lower:
-            rename[labels[lower.index("intensity")]] = INTENSITY
-        frame_label = next((lab for lab in labels if lab.lower() == "frame"), None)
-        if frame_label is None:
-            raise LocalizationFileError(f"{path}: ISBI ground truth without a 'frame' column")
-        rename[frame_label] = FRAME
-        table = pd.DataFrame({new: _numeric(path, old, raw[old]) for old, new in rename.items()})
-    else:
-        table = pd.DataFrame(index=raw.index)
-        sources = {}  # column of the table -> label of the file's column it came from
-        unitless = []  # x/y columns read as nm for want of a unit
-        for label in labels:
-            name, unit = _split_label(label)
-            key = name.lower()
-            col = raw[label]
-            if key == "id":
-                continue
-            if key in ("x", "y", "z", "sigma", "sigma1", "sigma2", "uncertainty", "uncertainty_xy", "uncertainty_z"):
-                if key in ("x", "y") and unit is None:
-                    unitless.append(label)
-                factor = _length_factor(path, label, unit, pixel_size_nm)
-                if unit is not None and unit.lower() in _PIXEL_UNITS:
-                    in_pixels.append(label)
-                target = f"{'uncertainty' if key == 'uncertainty_xy' else key} [nm]"
-                values = _numeric(path, label, col) * factor
-            elif key == "frame":
-                target, values = FRAME, _numeric(path, label, col)
-            else:
-                target, values = label, _numeric(path, label, col, strict=False)
-            if target in sources:
-                raise LocalizationFileError(f"{path}: the columns {sources[target]!r} and {label!r} both give "
-                                            f"{target!r}; keep one of them")
-            sources[target] = label
-            table[target] = values
-        if unitless:  # ThunderSTORM always writes a unit; other tools often write pixels
-            warnings.warn(f"{path}: the column(s) {', '.join(map(repr, unitless))} carry no unit; read as nm (name "
-                          "them 'x [px]', 'y [px]' and give the pixel size if they are camera pixels)")
+    table = pd.DataFrame(index=raw.index)
+    sources = {}  # column of the table -> label of the file's column it came from
+    unitless = []  # x/y columns read as nm for want of a unit
+    for label in labels:
+        name, unit = _split_label(label)
+        key = name.lower()
+        col = raw[label]
+        if key == "id":
+            continue
+        if key in ("x", "y", "z", "sigma", "sigma1", "sigma2", "uncertainty", "uncertainty_xy", "uncertainty_z"):
+            if key in ("x", "y") and unit is None:
+                unitless.append(label)
+            factor = _length_factor(path, label, unit, pixel_size_nm)
+            if unit is not None and unit.lower() in _PIXEL_UNITS:
+                in_pixels.append(label)
+            target = f"{'uncertainty' if key == 'uncertainty_xy' else key} [nm]"
+            values = _numeric(path, label, col) * factor
+        elif key == "frame":
+            target, values = FRAME, _numeric(path, label, col)
+        else:
+            target, values = label, _numeric(path, label, col, strict=False)
+        if target in sources:
+            raise LocalizationFileError(f"{path}: the columns {sources[target]!r} and {label!r} both give "
+                                        f"{target!r}; keep one of them")
+        sources[target] = label
+        table[target] = values
+    if unitless:  # ThunderSTORM always writes a unit; other tools often write pixels
+        warnings.warn(f"{path}: the column(s) {', '.join(map(repr, unitless))} carry no unit; read as nm (name "
+                      "them 'x [px]', 'y [px]' and give the pixel size if they are camera pixels)")
+    return table, in_pixels
+
+
+def _checked_positions(path: Path, table: pd.DataFrame, labels: list[str]) -> pd.DataFrame:
+    """``table`` sorted by frame, after checking that it has frames (whole numbers >= 1)
+    and finite x and y."""
     missing = [c for c in (FRAME, X_NM, Y_NM) if c not in table.columns]
     if missing:
         raise LocalizationFileError(
@@ -927,11 +957,7 @@ def read_localizations(path: str | os.PathLike, pixel_size_nm: float | None = No
     if len(frames) and frames.max() > MAX_FRAME_NUMBER:
         raise LocalizationFileError(f"{path}: frame number {frames.max():.6g} is too large")
     table[FRAME] = frames.astype(np.int64)
-    table = table.sort_values(FRAME, kind="stable").reset_index(drop=True)
-    table.attrs["source"] = str(path)
-    if in_pixels:  # the pixel size used, for a reader that chose it for the user (napari's)
-        table.attrs["converted_from_pixels"] = {"columns": in_pixels, "pixel_size_nm": float(pixel_size_nm)}
-    return table
+    return table.sort_values(FRAME, kind="stable").reset_index(drop=True)
 
 
 _NUMBER_WORDS = {"NaN": "nan", "Infinity": "inf", "-Infinity": "-inf", "": "nan"}
@@ -943,7 +969,9 @@ def _numeric(path, label: str, col: pd.Series, strict: bool = True) -> pd.Series
     """Column of strings -> floats (ThunderSTORM's NaN/Infinity words accepted).
 
     A non-numeric value is an error naming the file, column and line; with
-    ``strict=False`` a column that is not numeric at all is kept as text.
+    ``strict=False`` (a column the analysis does not use) a column holding text is
+    kept as text, with a warning naming the first text value when others are numbers
+    (a note typed into one row refused the whole file).
     """
     if pd.api.types.is_numeric_dtype(col) and not pd.api.types.is_bool_dtype(col):  # parsed by read_csv
         return col.astype(np.float64)
@@ -951,11 +979,13 @@ def _numeric(path, label: str, col: pd.Series, strict: bool = True) -> pd.Series
     values = pd.to_numeric(words, errors="coerce")
     bad = values.isna() & (words != "nan")
     if bad.any():
-        if not strict and bad.all():
-            return col
         row = int(np.flatnonzero(bad.to_numpy())[0]) + 1
-        raise LocalizationFileError(f"{path}: non-numeric value '{col[bad].iloc[0]}' in column {label!r} "
-                                    f"(data row {row})")
+        where = f"'{col[bad].iloc[0]}' in column {label!r} (data row {row})"
+        if strict:
+            raise LocalizationFileError(f"{path}: non-numeric value {where}")
+        if not bad.all():
+            warnings.warn(f"{path}: text value {where}: the column is kept as text", UserWarning, stacklevel=4)
+        return col
     return values
 
 
