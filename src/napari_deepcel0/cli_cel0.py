@@ -23,11 +23,12 @@ from .core.defaults import CEL0_METHOD as DEFAULT_METHOD
 from .core.defaults import CEL0_READINGS as READINGS
 from .core.defaults import CEL0_THRESHOLD as DEFAULT_THRESHOLD
 from .core.defaults import READ_METHODS as METHODS
+from .core.defaults import SWEEP_FRAMES, SWEEP_LAM_RANGE, SWEEP_LAMS, SWEEP_TOL_NM
 
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
     """Register ``cel0`` on an ``argparse`` subparsers object; returns its parser."""
-    from .cli import _add_acquisition_args, _outlier_pixels_arg, positive_float, seed
+    from .cli import _add_acquisition_args, _outlier_pixels_arg, positive_float, positive_int, seed
 
     p = subparsers.add_parser(
         "cel0", help="localize a TIFF stack with CEL0-IRL1 sparse deconvolution (or sweep lambda)",
@@ -59,21 +60,22 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--method", choices=METHODS, default=DEFAULT_METHOD,
                    help="map -> molecules: peaks (3x3 maxima + centre of mass, default) or components "
                         "(connected pixels merged)")
-    p.add_argument("--batch-size", type=int, metavar="N", help="frames solved together (default 4 on CPU, 512 on CUDA)")
+    p.add_argument("--batch-size", type=positive_int, metavar="N", help="frames solved together (default 4 on CPU, 512 on CUDA)")
     p.add_argument("--device", default="auto", help="auto (CUDA when present), cpu or cuda (default: auto)")
     p.add_argument("--gain", type=positive_float, metavar="ADU/PHOTON",
                    help="camera gain, to report intensities in photons (default 1)")
     p.add_argument("--render", metavar="PNG_OR_TIF", help="also write a super-resolved rendering (with --out)")
     p.add_argument("--render-pixel", type=positive_float, default=10.0, metavar="NM", help="rendering pixel (default 10 nm)")
     g = p.add_argument_group("lambda sweep (with --sweep)")
-    g.add_argument("--lams", type=int, default=30, metavar="K", help="number of lambdas (default 30)")
-    g.add_argument("--lam-range", type=float, nargs=2, default=(1e-3, 1.0), metavar=("LOW", "HIGH"),
-                   help="lambdas are log-spaced in [LOW, HIGH] (default 1e-3 1)")
-    g.add_argument("--sweep-frames", type=int, default=8, metavar="N",
-                   help="frames drawn at random from --frames (default 8)")
+    g.add_argument("--lams", type=positive_int, default=SWEEP_LAMS, metavar="K",
+                   help=f"number of lambdas (default {SWEEP_LAMS})")
+    g.add_argument("--lam-range", type=positive_float, nargs=2, default=SWEEP_LAM_RANGE, metavar=("LOW", "HIGH"),
+                   help="lambdas are log-spaced in [LOW, HIGH] (default {:g} {:g})".format(*SWEEP_LAM_RANGE))
+    g.add_argument("--sweep-frames", type=positive_int, default=SWEEP_FRAMES, metavar="N",
+                   help=f"frames drawn at random from --frames (default {SWEEP_FRAMES})")
     g.add_argument("--seed", type=seed, default=0, help="random seed for the frame draw (default 0)")
-    g.add_argument("--match-tol", type=float, default=50.0, metavar="NM",
-                   help="matching tolerance for the Jaccard index (default 50 nm)")
+    g.add_argument("--match-tol", type=positive_float, default=SWEEP_TOL_NM, metavar="NM",
+                   help=f"matching tolerance for the Jaccard index (default {SWEEP_TOL_NM:g} nm)")
     g.add_argument("--json", action="store_true", help="print the sweep as one JSON object")
     _outlier_pixels_arg(p)
     _add_acquisition_args(p, stack=True)

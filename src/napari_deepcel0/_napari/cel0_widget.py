@@ -17,6 +17,7 @@ from ..core.cel0 import (
     lambda_sweep,
     parse_background,
 )
+from ..core.defaults import CEL0_MAX_INNER, CEL0_MAX_OUTER, SWEEP_FRAMES, SWEEP_LAM_RANGE, SWEEP_LAMS, SWEEP_TOL_NM
 from ..core.devices import DEVICES, resolve_device
 from ..core.model_io import read_model_info
 from ..core.frames import parse_frame_selection
@@ -73,8 +74,8 @@ class Cel0Widget(Container):
         self.lam = float_box("lambda", DEFAULT_LAM, 1e-6, 100.0, decimals=6, step=0.01)
         self.lam.tooltip = ("CEL0-IRL1's regularisation weight, on frames scaled to a maximum of 1 (higher: fewer, "
                             "surer molecules); the sweep below finds one. Not the training loss's lambda")
-        self.max_outer = SpinBox(min=1, max=100_000, value=200, tooltip="IRL1 (reweighting) iterations")
-        self.max_inner = SpinBox(min=1, max=100_000, value=200, tooltip="FISTA iterations per reweighting")
+        self.max_outer = SpinBox(min=1, max=100_000, value=CEL0_MAX_OUTER, tooltip="IRL1 (reweighting) iterations")
+        self.max_inner = SpinBox(min=1, max=100_000, value=CEL0_MAX_INNER, tooltip="FISTA iterations per reweighting")
         self.background = LineEdit(label="background (ADU | auto | none)", value="auto")
         self.frames = LineEdit(label="frames (1-based)", value="1-2")
         self.device = ComboBox(choices=list(DEVICES), value="auto")
@@ -86,11 +87,13 @@ class Cel0Widget(Container):
         self.summary = wrapping_label(label="result")
         self.ground_truth = layer_combo(napari_viewer, napari.layers.Points, "sweep: ground truth",
                                         prefer=is_read_from_file)
-        self.lam_min = float_box("", 1e-3, 1e-6, 100.0, decimals=6, step=1e-3)
-        self.lam_max = float_box("", 1.0, 1e-6, 100.0, decimals=6, step=0.1)
-        self.n_lams = SpinBox(min=1, max=200, value=12, tooltip="lambda values, log-spaced")
-        self.sweep_frames = SpinBox(min=1, max=10_000, value=8, tooltip="frames drawn at random from the selection")
-        self.tolerance = FloatSpinBox(label="sweep: tolerance (nm)", min=1.0, max=10_000.0, value=50.0)
+        self.lam_min = float_box("", SWEEP_LAM_RANGE[0], 1e-6, 100.0, decimals=6, step=1e-3)
+        self.lam_max = float_box("", SWEEP_LAM_RANGE[1], 1e-6, 100.0, decimals=6, step=0.1)
+        self.n_lams = SpinBox(min=1, max=200, value=12,  # fewer than the paper's 30: a first look in napari
+                              tooltip=f"lambda values, log-spaced (the paper: {SWEEP_LAMS})")
+        self.sweep_frames = SpinBox(min=1, max=10_000, value=SWEEP_FRAMES,
+                                    tooltip="frames drawn at random from the selection")
+        self.tolerance = FloatSpinBox(label="sweep: tolerance (nm)", min=1.0, max=10_000.0, value=SWEEP_TOL_NM)
         self.sweep_job = JobControls("Lambda sweep", "Sweep lambda")
         self.plot = LinePlot("lambda", "Jaccard [%]", log_x=True, height_px=170)
         self.plot.follow_theme(napari_viewer)

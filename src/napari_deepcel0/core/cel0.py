@@ -56,6 +56,10 @@ from .defaults import (
     CEL0_READINGS,
     CEL0_THRESHOLD,
     CEL0_TOL,
+    SWEEP_FRAMES,
+    SWEEP_LAM_RANGE,
+    SWEEP_LAMS,
+    SWEEP_TOL_NM,
 )
 from .devices import resolve_device
 from .frames import (
@@ -716,11 +720,11 @@ def lambda_sweep(
     acquisition: Acquisition,
     frames=None,
     lams=None,
-    n_lams: int = 30,
-    lam_range: tuple[float, float] = (1e-3, 1.0),
-    n_frames: int = 8,
+    n_lams: int = SWEEP_LAMS,
+    lam_range: tuple[float, float] = SWEEP_LAM_RANGE,
+    n_frames: int = SWEEP_FRAMES,
     seed: int = 0,
-    tol_nm: float = 50.0,
+    tol_nm: float = SWEEP_TOL_NM,
     method: str = DEFAULT_METHOD,
     threshold: float = DEFAULT_THRESHOLD,
     max_outer: int = CEL0_MAX_OUTER,

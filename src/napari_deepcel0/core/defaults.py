@@ -27,3 +27,9 @@ CEL0_THRESHOLD = 0.0
 CEL0_MAX_OUTER = 200
 CEL0_MAX_INNER = 200
 CEL0_TOL = 1e-5
+#: the lambda sweep's defaults: the paper's 30 lambdas log-spaced in [1e-3, 1], scored by
+#: the Jaccard index at 50 nm on 8 frames drawn at random
+SWEEP_LAMS = 30
+SWEEP_LAM_RANGE = (1e-3, 1.0)
+SWEEP_FRAMES = 8
+SWEEP_TOL_NM = 50.0
