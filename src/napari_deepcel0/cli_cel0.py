@@ -79,11 +79,11 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     g.add_argument("--json", action="store_true", help="print the sweep as one JSON object")
     _outlier_pixels_arg(p)
     _add_acquisition_args(p, stack=True)
-    p.set_defaults(func=run)
+    p.set_defaults(func=cmd_cel0)
     return p
 
 
-def run(args) -> int:
+def cmd_cel0(args) -> int:
     """Run ``deepcel0 cel0`` with parsed ``args``; returns the exit status."""
     from .cli import _open_stack_and_acq, check_outputs
     from .core.acquisition import Acquisition
