@@ -231,6 +231,44 @@ def _other_acquisition(base: Acquisition, acq: Acquisition, rel_tol: float = 0.0
     return out
 
 
+def _base_model(config: TrainingConfig, acq: Acquisition):
+    """The model to fine-tune (``config.init_from``, loaded) after checking that it has
+    the method's head and was trained for ``acq``; None to start from random weights."""
+    if not config.init_from:
+        return None
+    base = load_model(config.init_from)
+    if base.info.head != config.head:
+        raise ValueError(f"cannot fine-tune {config.init_from}: it is a {base.info.method} model "
+                         f"({base.info.head} head), not {config.method}")
+    mismatch = _other_acquisition(base.info.acquisition, acq)
+    if mismatch:
+        raise ValueError(f"cannot fine-tune {config.init_from} for another acquisition: " + "; ".join(mismatch))
+    return base
+
+
+def _scheduler(opt: torch.optim.Optimizer, config: TrainingConfig):
+    """The learning-rate schedule: ReduceLROnPlateau (the paper's) or cosine annealing,
+    both down to ``min_lr``."""
+    min_lr = min(config.min_lr, config.lr)  # a fine-tune at a low lr does not climb to the default floor
+    if config.lr_schedule == "plateau":
+        return torch.optim.lr_scheduler.ReduceLROnPlateau(
+            opt, mode="min", factor=config.plateau_factor, patience=config.plateau_patience, min_lr=min_lr
+        )
+    return torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=config.epochs, eta_min=min_lr)
+
+
+def _target_scale(config: TrainingConfig, training_set: TrainingSet, base) -> float:
+    """The target scale s: DeepCEL0 takes the reference notebook's automatic s (85.1 at
+    L = 4) from the training set; Deep-STORM its own code's 100, unless a scale was
+    chosen; a fine-tune keeps its base's (its head was trained for it; Deep-STORM models
+    before 2026-11-28: 85.1)."""
+    if config.data.target_scale is not None:
+        return training_set.target_scale
+    if base is not None:
+        return base.info.target_scale
+    return DEEPSTORM_TARGET_SCALE if config.method == "deepstorm" else training_set.target_scale
+
+
 def train(
     acq: Acquisition,
     config: TrainingConfig = TrainingConfig(),
@@ -253,15 +291,7 @@ def train(
     precision = resolve_precision(config.precision, device)
     torch.manual_seed(config.seed)
     rng = np.random.default_rng(config.seed)
-    base = None
-    if config.init_from:  # checked before the (long) simulation of the training set
-        base = load_model(config.init_from)
-        if base.info.head != config.head:
-            raise ValueError(f"cannot fine-tune {config.init_from}: it is a {base.info.method} model "
-                             f"({base.info.head} head), not {config.method}")
-        mismatch = _other_acquisition(base.info.acquisition, acq)
-        if mismatch:
-            raise ValueError(f"cannot fine-tune {config.init_from} for another acquisition: " + "; ".join(mismatch))
+    base = _base_model(config, acq)  # checked before the (long) simulation of the training set
     if training_set is None:
         if progress:
             progress(Progress(0, config.epochs, 0, 0, math.nan, math.nan, math.nan, config.lr, stage="data"))
@@ -278,13 +308,7 @@ def train(
     model = model.to(device).to(memory_format=torch.channels_last)
     criterion = loss_for(config, acq).to(device)
     opt = torch.optim.Adam(model.parameters(), lr=config.lr)
-    min_lr = min(config.min_lr, config.lr)  # a fine-tune at a low lr does not climb to the default floor
-    if config.lr_schedule == "plateau":
-        sched = torch.optim.lr_scheduler.ReduceLROnPlateau(
-            opt, mode="min", factor=config.plateau_factor, patience=config.plateau_patience, min_lr=min_lr
-        )
-    else:
-        sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=config.epochs, eta_min=min_lr)
+    sched = _scheduler(opt, config)
     # the whole training set lives on the device (tens of MB): no copy per step
     inputs = torch.from_numpy(training_set.inputs).to(device)
     norm_mean, norm_std = training_set.mean, training_set.std
@@ -294,15 +318,7 @@ def train(
     spikes = torch.from_numpy(training_set.spikes).to(device)
     # reading a loss waits for the GPU: see steps_between_loss_reads
     sync_every = steps_between_loss_reads(device)
-    # DeepCEL0 takes the reference notebook's automatic s (85.1 at L = 4) from the training
-    # set; Deep-STORM its own code's 100, unless a scale was chosen; a fine-tune keeps its
-    # base's (its head was trained for it; Deep-STORM models before 2026-11-28: 85.1)
-    scale = training_set.target_scale
-    if config.data.target_scale is None:
-        if base is not None:
-            scale = base.info.target_scale
-        elif config.method == "deepstorm":
-            scale = DEEPSTORM_TARGET_SCALE
+    scale = _target_scale(config, training_set, base)
     spike_value = scale / (2.0 if config.loss == "l1" else 1.0)
 
     def batch(idx):
