@@ -376,6 +376,49 @@ def test_localize_with_photon_counts_or_fitted_positions_matches_the_core(viewer
     assert got["offset [photon]"].notna().all()
 
 
+def test_a_running_layer_holds_the_frame_on_screen_and_every_localization_reads_from_it(
+        viewer, qtbot, stack_path, tmp_path, monkeypatch):
+    """napari re-sets a growing Points layer point by point (about 1 s per million points
+    on the GUI thread, review): while a run goes on its layer holds only the frame on
+    screen, follows the slider, and Matching, Export and the table see every localization."""
+    from napari_deepcel0._napari import localize_widget
+
+    monkeypatch.setattr(localize_widget, "localize_stream", _pause_after_first(localize_widget.localize_stream))
+    layer = _open(viewer, stack_path)
+    widget = _dock(viewer, LocalizeWidget)
+    widget.device.value, widget.batch_size.value = "cpu", 2  # frames 1-2, then a pause
+    widget.run()
+    qtbot.waitUntil(lambda: widget._run.frames_done == 2, timeout=RUN_TIMEOUT_MS)
+    run = widget._run.points
+    points = run.layer
+    so_far = run.table()
+    assert set(so_far["frame"]) == {1, 2} and run.count == len(so_far)
+    assert round(viewer.dims.point[0]) == 3 and len(points.data) == 0  # napari opened the stack at frame 4
+    viewer.dims.set_point(0, 0.0)  # the slider to frame 1
+    on_screen = np.round(points.data[:, 0]).astype(int) + 1
+    assert set(on_screen) == {1} and len(points.data) == int((so_far["frame"] == 1).sum())
+    viewer.dims.set_point(0, 1.0)  # the slider to frame 2
+    assert len(points.data) == int((so_far["frame"] == 2).sum()) and set(np.round(points.data[:, 0])) == {1.0}
+    assert list(points.features.columns) == ["confidence"]
+    viewer.dims.set_point(0, 5.0)  # a frame not done yet
+    assert len(points.data) == 0
+    pd.testing.assert_frame_equal(table_from_layer(points).reset_index(drop=True), so_far, check_dtype=False)
+    export = _dock(viewer, ExportWidget)
+    export.points.value = points
+    export.csv_path.value = tmp_path / "midrun.csv"
+    export.save_csv()
+    _wait(qtbot, export.csv_job)
+    assert len(read_localizations(tmp_path / "midrun.csv")) == len(so_far) > len(points.data)
+    viewer.dims.ndisplay = 3  # the frame axis displayed: everything so far
+    assert len(points.data) == len(so_far)
+    viewer.dims.ndisplay = 2
+    widget.job.cancel_button.native.click()
+    _wait(qtbot, widget.job)
+    assert points.metadata["running"] is False and len(points.data) == run.count  # every localization, once over
+    viewer.dims.set_point(0, 0.0)
+    assert len(points.data) == run.count  # the slider no longer changes it
+
+
 def test_localize_cancel_keeps_what_is_done(viewer, qtbot, stack_path, monkeypatch):
     from napari_deepcel0._napari import localize_widget
 

@@ -6,13 +6,14 @@ from pathlib import Path
 
 import napari
 import numpy as np
+import pandas as pd
 from magicgui.widgets import Container, FileEdit
 from napari.utils.notifications import show_info, show_warning
 
-from ..core.io import write_tiff
+from ..core.io import write_thunderstorm_csv, write_tiff
 from .controls import OverwriteGuard, counted, layer_combo
 from .jobs import JobControls
-from .layers import OUTPUT, is_localization_run, is_output, layer_scale_nm
+from .layers import OUTPUT, growing_run, is_localization_run, is_output, layer_scale_nm
 from .settings import PersistentValues
 from .writer import write_points
 
@@ -23,6 +24,11 @@ def _with_suffix(path: Path, suffixes: tuple[str, ...]) -> Path:
 
 def _write_csv_job(path: Path, data, attributes: dict, cancel=None) -> str:
     return write_points(str(path), data, attributes)[0]
+
+
+def _write_run_csv_job(path: Path, tables: list, cancel=None) -> str:
+    """The localizations so far of a run still filling its layer (its batches' tables)."""
+    return str(write_thunderstorm_csv(path, pd.concat(tables, ignore_index=True)))
 
 
 def _write_tiff_job(path: Path, data, pixel_size_nm: float | None, output: str | None, first_frame: int | None,
@@ -68,11 +74,14 @@ class ExportWidget(Container):
         path = self._output_file(self.csv_job, self.csv_guard, (".csv",))
         if path is None:
             return
-        data, attributes, _ = layer.as_layer_data_tuple()
-        running = bool(layer.metadata.get("running"))  # a run still adding to it: the frames done so far
-        self.csv_job.start(_write_csv_job, path, data, attributes,
-                           on_return=lambda p: self._saved(self.csv_job, f"{counted(len(data), 'localization')} of "
-                                                           f"{layer.name} saved to {p}", running))
+        run = growing_run(layer)  # a run still adding to it: the frames done so far, from the run's tables
+        if run is not None:
+            count, args = run.count, (_write_run_csv_job, path, list(run.tables))
+        else:
+            data, attributes, _ = layer.as_layer_data_tuple()
+            count, args = len(data), (_write_csv_job, path, data, attributes)
+        self.csv_job.start(*args, on_return=lambda p: self._saved(
+            self.csv_job, f"{counted(count, 'localization')} of {layer.name} saved to {p}", run is not None))
 
     def save_tiff(self, *_) -> None:
         """Write the chosen image layer to the TIFF file (in a worker thread)."""

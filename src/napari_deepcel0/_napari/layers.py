@@ -17,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import re
 import time
+import uuid
 
 import napari
 import numpy as np
@@ -140,7 +141,11 @@ def table_from_points(data, features=None, scale=None, translate=None) -> pd.Dat
 
 
 def table_from_layer(layer) -> pd.DataFrame:
-    """The localization table of a Points layer (see :func:`table_from_points`)."""
+    """The localization table of a Points layer (see :func:`table_from_points`); of a
+    layer that a run is filling, every localization so far (see :class:`GrowingPoints`)."""
+    run = growing_run(layer)
+    if run is not None:
+        return run.table()
     return table_from_points(layer.data, layer.features, layer.scale, layer.translate)
 
 
@@ -231,10 +236,11 @@ def is_run_output(layer, metadata: dict) -> bool:
 
 class RefreshPacer:
     """When to redraw the layers a run grows: at most every ``min_interval_s``, and
-    rarely enough that redrawing takes at most ``max_share`` of the time. Redrawing
-    costs about 0.25 s per million points already shown (napari's Points data setter),
-    so a long run shown every half second would freeze napari; this way the pause
-    after each redraw grows with the layer.
+    rarely enough that redrawing takes at most ``max_share`` of the time: a large
+    render's blur or a stack of fine-grid maps can take a good part of a second, and
+    shown every half second they would freeze napari; this way the pause after each
+    redraw grows with its cost. (The localizations cost little while a run goes on:
+    :class:`GrowingPoints` shows the frame on screen only.)
     """
 
     def __init__(self, min_interval_s: float = 0.5, max_share: float = 0.1, clock=time.monotonic):
@@ -253,8 +259,30 @@ class RefreshPacer:
         self._next = end + max(self.min_interval_s, (end - start) / self.max_share)
 
 
+#: metadata key of a Points layer that a run is filling: the token under which its
+#: :class:`GrowingPoints` is found (:func:`growing_run`)
+RUN_TOKEN = "napari_deepcel0_run"
+#: the runs filling a Points layer now, by their token
+_GROWING: dict[str, "GrowingPoints"] = {}
+
+
+def growing_run(layer) -> "GrowingPoints | None":
+    """The :class:`GrowingPoints` filling ``layer`` while its run goes on (the layer then
+    shows only the frame on screen; :meth:`GrowingPoints.table` has them all), else None."""
+    return _GROWING.get(layer.metadata.get(RUN_TOKEN)) if layer.metadata.get("running") else None
+
+
 class GrowingPoints:
     """A Points layer of localizations that grows as batches of a run arrive.
+
+    While the run goes on the layer holds only the localizations of the frame on screen
+    (following the frame slider), which is all that napari draws of it: napari re-sets a
+    Points layer point by point when it grows (about 1 s per million points on the GUI
+    thread), so a run of a million localizations froze napari at every refresh. The whole
+    table goes into the layer once, when :meth:`finish` ends the run; until then
+    :meth:`table` (found by :func:`growing_run`, which :func:`table_from_layer` and the
+    Export widget use) holds every localization so far. With the frame axis displayed (a
+    3D view) every localization so far is shown.
 
     ``metadata["frames"]`` lists the 1-based frames processed so far, so that a
     ground-truth comparison can be restricted to them; ``metadata["running"]`` is True
@@ -280,10 +308,17 @@ class GrowingPoints:
         self.viewer = viewer
         self.tables: list[pd.DataFrame] = [empty_table(mass_column)]
         self.frames: list[np.ndarray] = []
+        self._table_of_frame: dict[int, int] = {}  # 1-based frame -> index in tables of the batch holding it
+        self._merged: tuple[int, pd.DataFrame] | None = None  # (tables merged, their table)
         coords, features = points_from_table(self.tables[0])
+        self.token = uuid.uuid4().hex
         self.layer = show_layer(viewer, "points", coords, points_layer_kwargs(
             name, features, face_color=face_color, metadata={"frames": np.zeros(0, np.int64), "running": True}))
-        self.layer.metadata["running"] = True  # also on a layer reused from an earlier run
+        self.layer.metadata.update({"running": True, RUN_TOKEN: self.token})  # also on a layer reused
+        _GROWING[self.token] = self
+        self._shown_frame: int | None = None
+        viewer.dims.events.current_step.connect(self._follow_slider)
+        viewer.dims.events.ndisplay.connect(self._follow_slider)
 
     @property
     def count(self) -> int:
@@ -292,21 +327,54 @@ class GrowingPoints:
 
     def add(self, table: pd.DataFrame, frames: np.ndarray) -> None:
         """Keep a batch's localizations (shown at the next :meth:`refresh`)."""
+        frames = np.asarray(frames, dtype=np.int64)
         self.tables.append(table)
-        self.frames.append(np.asarray(frames, dtype=np.int64))
+        self.frames.append(frames)
+        self._table_of_frame.update(dict.fromkeys(frames.tolist(), len(self.tables) - 1))
 
-    def refresh(self) -> None:
-        """Show every localization received so far."""
-        # merged in place: a run with per-frame results adds thousands of small tables
-        self.tables = [pd.concat(self.tables, ignore_index=True)]
-        self.frames = [np.concatenate(self.frames)] if self.frames else []
-        coords, features = points_from_table(self.tables[0])
+    def table(self) -> pd.DataFrame:
+        """Every localization received so far."""
+        if self._merged is None or self._merged[0] != len(self.tables):
+            self._merged = (len(self.tables), pd.concat(self.tables, ignore_index=True))
+        return self._merged[1]
+
+    def _frame_on_screen(self) -> int | None:
+        """The 1-based frame the viewer shows, or None when it shows the frame axis (3D)."""
+        dims = self.viewer.dims
+        axis = dims.ndim - 3  # the points' frame axis among the viewer's
+        if axis < 0 or axis in dims.displayed:
+            return None
+        return int(round(dims.point[axis])) + 1
+
+    def _show(self, table: pd.DataFrame) -> None:
+        coords, features = points_from_table(table)
         keep_in_viewer(self.viewer, self.layer)
         self.layer.data = coords
         self.layer.features = features
-        self.layer.metadata["frames"] = self.frames[0] if self.frames else np.zeros(0, np.int64)
+
+    def _follow_slider(self, *_) -> None:
+        # not for a layer out of the viewer: napari closing removes every layer, which moves the slider
+        if (self.layer.metadata.get("running") and self.layer in self.viewer.layers
+                and self._frame_on_screen() != self._shown_frame):
+            self.refresh()
+
+    def refresh(self) -> None:
+        """Show the localizations received so far: those of the frame on screen while the
+        run goes on, every one once it has finished."""
+        frame = self._frame_on_screen() if self.layer.metadata.get("running") else None
+        if frame is None:
+            self._show(self.table())
+        else:
+            batch = self.tables[self._table_of_frame.get(frame, 0)]
+            self._show(batch[batch[FRAME].to_numpy() == frame])
+        self._shown_frame = frame
+        self.layer.metadata["frames"] = np.concatenate(self.frames) if self.frames else np.zeros(0, np.int64)
 
     def finish(self) -> None:
-        """Mark the run over (finished, cancelled or failed), after its last
-        :meth:`refresh` (the widgets refresh every output layer as a run ends)."""
+        """Mark the run over (finished, cancelled or failed) and show every localization."""
+        self.viewer.dims.events.current_step.disconnect(self._follow_slider)
+        self.viewer.dims.events.ndisplay.disconnect(self._follow_slider)
+        _GROWING.pop(self.token, None)
         self.layer.metadata["running"] = False
+        self.layer.metadata.pop(RUN_TOKEN, None)
+        self.refresh()

@@ -253,7 +253,7 @@ class _Run:
         self.time_left = ""  # the run is over, whatever the last batch estimated
         self.refresh()
         self.points.finish()
-        unplaced = without_uncertainty_text(self.points.tables[0])
+        unplaced = without_uncertainty_text(self.points.table())
         return self.describe() + (f"; {unplaced}" if unplaced else "")
 
     def describe(self) -> str:
