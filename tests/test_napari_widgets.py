@@ -409,6 +409,10 @@ def test_a_running_layer_holds_the_frame_on_screen_and_every_localization_reads_
     export.save_csv()
     _wait(qtbot, export.csv_job)
     assert len(read_localizations(tmp_path / "midrun.csv")) == len(so_far) > len(points.data)
+    from napari.plugins.io import save_layers
+
+    save_layers(str(tmp_path / "menu.csv"), [points], plugin="napari-deepcel0")  # napari's File > Save Layers
+    assert len(read_localizations(tmp_path / "menu.csv")) == len(so_far)
     viewer.dims.ndisplay = 3  # the frame axis displayed: everything so far
     assert len(points.data) == len(so_far)
     viewer.dims.ndisplay = 2

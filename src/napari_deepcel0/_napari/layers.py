@@ -266,10 +266,12 @@ RUN_TOKEN = "napari_deepcel0_run"
 _GROWING: dict[str, "GrowingPoints"] = {}
 
 
-def growing_run(layer) -> "GrowingPoints | None":
-    """The :class:`GrowingPoints` filling ``layer`` while its run goes on (the layer then
-    shows only the frame on screen; :meth:`GrowingPoints.table` has them all), else None."""
-    return _GROWING.get(layer.metadata.get(RUN_TOKEN)) if layer.metadata.get("running") else None
+def growing_run(layer=None, metadata: dict | None = None) -> "GrowingPoints | None":
+    """The :class:`GrowingPoints` filling ``layer`` (or the layer of this ``metadata``, as
+    napari gives writers) while its run goes on (the layer then shows only the frame on
+    screen; :meth:`GrowingPoints.table` has them all), else None."""
+    metadata = layer.metadata if layer is not None else (metadata or {})
+    return _GROWING.get(metadata.get(RUN_TOKEN)) if metadata.get("running") else None
 
 
 class GrowingPoints:

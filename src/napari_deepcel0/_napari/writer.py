@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from ..core.io import write_thunderstorm_csv
-from .layers import table_from_points
+from .layers import growing_run, table_from_points
 
 
 def write_points(path: str, data, attributes: dict) -> list[str]:
@@ -11,13 +11,17 @@ def write_points(path: str, data, attributes: dict) -> list[str]:
 
     Coordinates are mapped to world coordinates (nm) with the layer's scale and
     translate; 3D points are ``(frame - 1, y, x)``, 2D points go to frame 1; numeric
-    features become extra columns (see :func:`.layers.table_from_points`).
+    features become extra columns (see :func:`.layers.table_from_points`). A layer that
+    a run is filling is written with every localization so far, not only the frame it
+    shows (see :class:`.layers.GrowingPoints`).
 
     Returns
     -------
     list of str
         The path written.
     """
-    table = table_from_points(data, attributes.get("features"), attributes.get("scale"), attributes.get("translate"))
+    run = growing_run(metadata=attributes.get("metadata"))
+    table = run.table() if run is not None else table_from_points(
+        data, attributes.get("features"), attributes.get("scale"), attributes.get("translate"))
     write_thunderstorm_csv(path, table)
     return [str(path)]
