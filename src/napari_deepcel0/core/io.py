@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import codecs
 import contextlib
+import json
 import logging
 import math
 import os
@@ -154,6 +155,10 @@ class FrameStack:
                          "them as blank frames")
 
     def _open_series(self, log: list[str]) -> None:
+        one_by_one = _written_frame_by_frame(self._tif)
+        if one_by_one:  # known from two pages: listing tifffile's series of such a file took minutes
+            self._tif.close()
+            self._tif = tifffile.TiffFile(self.path, is_shaped=False)
         if not self._tif.series:
             raise StackError(f"{self.path}: the TIFF file holds no image data")
         if len(self._tif.series) > 1 and _frame_by_frame(self._tif.series, self._tif.is_shaped):
@@ -163,10 +168,10 @@ class FrameStack:
             self._tif = tifffile.TiffFile(self.path, is_shaped=False)
         if len(self._tif.series) > 1:  # e.g. a preview + the stack, or OME multi-position files
             shapes = ", ".join(f"{tuple(s.shape)} ({s.axes})" for s in self._tif.series[:6])
-            if len({(tuple(s.shape), s.dtype) for s in self._tif.series}) > 1 and all(
-                    len(s.shape) == 2 for s in self._tif.series):
-                raise StackError(f"{self.path}: the TIFF file holds {len(self._tif.series)} images of different sizes "
-                                 f"or types ({shapes}); the frames of an SMLM stack all have one size")
+            if len({(tuple(s.shape[-2:]), s.dtype) for s in self._tif.series}) > 1 and (one_by_one or all(
+                    len(s.shape) == 2 for s in self._tif.series)):
+                raise StackError(f"{self.path}: the TIFF file holds frames of different sizes or types ({shapes}); "
+                                 "the frames of an SMLM stack all have one size")
             raise StackError(f"{self.path}: the TIFF file holds {len(self._tif.series)} image series ({shapes}); "
                              "save the stack to analyse as a file of its own")
         series = self._tif.series[0]
@@ -221,8 +226,7 @@ class FrameStack:
         self._memmap = None
         self._pages = None
         try:
-            mm = tifffile.memmap(self.path, series=0, mode="r")
-            self._memmap = mm.reshape(self.shape)
+            self._memmap = _memmap(self._tif, series).reshape(self.shape)
         except Exception:
             pages = [p for p in series.pages if p is not None]
             if len(pages) == n_frames and all(tuple(p.shape) == (rows, cols) for p in pages[:1]):
@@ -426,6 +430,30 @@ def _spans(numbers: np.ndarray, most: int = 4) -> str:
     breaks = np.flatnonzero(np.diff(numbers) != 1) + 1
     parts = [f"{r[0]}-{r[-1]}" if len(r) > 1 else f"{r[0]}" for r in np.split(numbers, breaks)]
     return ", ".join(parts[:most]) + (", ..." if len(parts) > most else "")
+
+
+def _written_frame_by_frame(tif: tifffile.TiffFile) -> bool:
+    """True for a file tifffile wrote one 2-D frame at a time (``imwrite(append=True)``,
+    a ``TiffWriter.write`` loop), told by its first two pages, each describing a frame of
+    the same shape: listing its series, one a frame, compares each with every other
+    (4,000 frames: 4 s; 8,000: 35 s on the GUI thread), while read without the shaped
+    descriptions its pages are one series at once."""
+    if not tif.is_shaped:
+        return False
+    try:
+        shapes = [json.loads(tif.pages[i].shaped_description or "{}").get("shape") for i in (0, 1)]
+    except (IndexError, ValueError, AttributeError):  # one page, or a description that is no JSON
+        return False
+    return shapes[0] == shapes[1] and isinstance(shapes[0], list) and len(shapes[0]) == 2
+
+
+def _memmap(tif: tifffile.TiffFile, series) -> np.ndarray:
+    """The series' pixels memory-mapped from the open file, when they lie uncompressed in
+    one block (as ``tifffile.memmap``, which opens and parses the file again)."""
+    if series.dataoffset is None:
+        raise ValueError("the frames do not lie in one uncompressed block")
+    dtype = np.dtype(series.dtype).newbyteorder(tif.byteorder)
+    return np.memmap(tif.filehandle.path, dtype=dtype, mode="r", offset=series.dataoffset, shape=tuple(series.shape))
 
 
 def _frame_by_frame(series, shaped: bool) -> bool:
