@@ -344,7 +344,7 @@ def test_a_stack_written_frame_by_frame_is_one_stack(tmp_path):
         assert io.read_stack(p).shape == (5, 8, 10)
 
 
-@pytest.mark.parametrize("kwargs", [dict(byteorder=">"), dict(bigtiff=True), dict(ome=True)])
+@pytest.mark.parametrize("kwargs", [dict(byteorder=">"), dict(bigtiff=True), dict(ome=True, metadata={"axes": "TYX"})])
 def test_uncompressed_stacks_are_memory_mapped_with_their_values(tmp_path, kwargs):
     data = np.arange(3 * 8 * 8, dtype=np.uint16).reshape(3, 8, 8) * 7
     tifffile.imwrite(tmp_path / "s.tif", data, photometric="minisblack", **kwargs)
