@@ -709,3 +709,40 @@ def test_a_frame_stack_pickles_as_its_path(tmp_path):
     with io.read_stack(io.write_tiff(tmp_path / "s.tif", frames, pixel_size_nm=80.0)) as stack:
         with pickle.loads(pickle.dumps(stack)) as again:  # as multiprocessing and dask workers receive it
             assert again.pixel_size_nm == pytest.approx(80.0) and np.array_equal(again[:], frames)
+
+
+def test_threads_reading_a_compressed_stack_at_once_get_their_frames(tmp_path):
+    """The viewer and a run read the same stack at once; a compressed one is read page by
+    page through one file handle (seek, then read)."""
+    import sys
+    import threading
+
+    rng = np.random.default_rng(0)
+    data = rng.integers(0, 60000, (40, 128, 128)).astype(np.uint16)  # noise: pages of some size
+    data[:, 0, 0] = np.arange(40)
+    tifffile.imwrite(tmp_path / "z.tif", data, compression="zlib", photometric="minisblack")
+    wrong = []  # without a lock: dozens of wrong frames and of StackErrors (a page read from another's offset)
+    with io.read_stack(tmp_path / "z.tif") as stack:
+        assert stack._memmap is None
+
+        def read(order):
+            for _ in range(10):
+                for i in order.tolist():
+                    try:
+                        if stack[i][0, 0] != i:
+                            wrong.append(i)
+                    except io.StackError:
+                        wrong.append(i)
+
+        orders = (np.arange(40), np.arange(40)[::-1], rng.permutation(40))
+        threads = [threading.Thread(target=read, args=(order,)) for order in orders]
+        interval = sys.getswitchinterval()
+        sys.setswitchinterval(1e-6)  # threads switch often, between a seek and its read too
+        try:
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join()
+        finally:
+            sys.setswitchinterval(interval)
+    assert wrong == []

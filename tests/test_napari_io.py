@@ -177,7 +177,8 @@ def test_stack_reader_declines_what_it_cannot_read_and_says_why(tmp_path):
     # the first frame's data damaged (overwritten): refused on opening, not with a traceback
     # when the layer is made
     compressed = tmp_path / "z.tif"
-    tifffile.imwrite(compressed, np.ones((2, 32, 32), np.uint16), imagej=True, compression="zlib")
+    tifffile.imwrite(compressed, np.ones((2, 32, 32), np.uint16), imagej=True, compression="zlib",
+                     metadata={"axes": "TYX"})
     with tifffile.TiffFile(compressed) as tif:
         start, size = tif.pages[0].dataoffsets[0], tif.pages[0].databytecounts[0]
     raw = bytearray(compressed.read_bytes())
@@ -380,3 +381,23 @@ def test_export_paths_expand_the_home_folder_and_are_reported_in_full(make_napar
         widget.save_csv()
         qtbot.waitUntil(lambda: not widget.csv_job.busy, timeout=20000)
         assert written.is_file() and f"saved to {written}" in widget.csv_job.status.value
+
+
+def test_runs_read_a_stack_layer_from_its_file_not_through_dask(tmp_path):
+    """Reading 16 frames through the layer's dask array took 12 ms at 3,000 frames and
+    99 ms at 100,000 (its graph grows with the stack; review): runs read the stack's
+    frames directly, the same values, and without the file's pixel size, which the
+    widgets have weighed against the layer's already."""
+    from napari_deepcel0._napari.reader import frame_source
+    from napari_deepcel0.core.frames import frame_count, read_frames
+
+    data = np.arange(5 * 8 * 6, dtype=np.uint16).reshape(5, 8, 6)
+    path = write_tiff(tmp_path / "s.tif", data, pixel_size_nm=160.0)
+    [(layer_data, _, _)] = get_stack_reader(str(path))(str(path))
+    frames = frame_source(layer_data)
+    assert not isinstance(frames, da.Array) and frames.shape == (5, 8, 6) and frame_count(frames) == 5
+    assert not hasattr(frames, "pixel_size_nm")
+    for indices in (np.arange(5), np.array([1, 3])):
+        np.testing.assert_array_equal(read_frames(frames, indices), np.asarray(layer_data[indices]))
+    part = layer_data[1:3]  # any other array (here a slice of it) is read as it is
+    assert frame_source(part) is part

@@ -13,6 +13,7 @@ from ..core.estimate import estimate_acquisition, sample_frames
 from .controls import counted, float_box, stack_combo, status_style, wrapping_label
 from .jobs import JobControls
 from .layers import layer_pixel_size_nm, stack_frame_count
+from .reader import frame_source
 from .state import state_for
 
 #: frames read (spread over the stack) by "Estimate from stack"
@@ -107,7 +108,7 @@ class AcquisitionWidget(Container):
         pixel = self.state.acquisition.pixel_size_nm
         if abs(layer_pixel_size_nm(layer) - pixel) > 1e-6 * pixel:
             show_info(f"Estimate: using the acquisition pixel size {pixel:g} nm for {layer.name}")
-        self.job.start(_estimate_job, layer.data, pixel, self.state.acquisition.sigma_nm,
+        self.job.start(_estimate_job, frame_source(layer.data), pixel, self.state.acquisition.sigma_nm,
                        on_return=lambda est: self._apply_estimate(est, layer.name))
 
     def _apply_estimate(self, est, name: str) -> None:

@@ -27,6 +27,7 @@ from .controls import (LinePlot, counted, float_box, layer_combo, outlier_pixels
 from .jobs import JobControls, ProgressRelay, gpu_memory_hint
 from .layers import (CEL0_COLOR, DEEPCEL0_COLOR, GrowingPoints, RefreshPacer, is_read_from_file,
                      show_first_frame_unless_shown, stack_frame_count, table_from_layer)
+from .reader import frame_source
 from .settings import PersistentValues
 from .state import state_for
 
@@ -163,7 +164,7 @@ class Cel0Widget(Container):
         self._frames_dimmed = 0
         self.summary.value = ""
         show_first_frame_unless_shown(self.viewer, layer, frames)
-        self.job.start(_compare_job, acq, layer.data, frames, solver, self.device.value,
+        self.job.start(_compare_job, acq, frame_source(layer.data), frames, solver, self.device.value,
                        self.state.model_path, self.with_deepcel0.value, self.relay.emit, self.fix_outlier_pixels.value,
                        on_yield=self._batch, on_finish=self._finished, on_closed=self._closed_while_running)
 
@@ -246,7 +247,7 @@ class Cel0Widget(Container):
         self.plot.clear()
         self.best.value = ""
         self.sweep_job.start(
-            _sweep_job, layer.data, ground_truth, acq, self.sweep_relay.emit,
+            _sweep_job, frame_source(layer.data), ground_truth, acq, self.sweep_relay.emit,
             frames=frames, n_lams=self.n_lams.value, lam_range=(self.lam_min.value, self.lam_max.value),
             n_frames=self.sweep_frames.value, tol_nm=self.tolerance.value, max_outer=self.max_outer.value,
             max_inner=self.max_inner.value, background=background, device=self.device.value,

@@ -20,6 +20,7 @@ from .controls import (counted, outlier_pixels_checkbox, replaced_pixels_text, s
 from .jobs import JobControls, ProgressRelay, gpu_memory_hint
 from .layers import (DEEPCEL0_COLOR, OUTPUT, GrowingPoints, RefreshPacer, image_transform, keep_in_viewer,
                      show_first_frame_unless_shown, show_layer, stack_frame_count)
+from .reader import frame_source
 from .settings import PersistentValues
 from .state import state_for
 
@@ -189,9 +190,9 @@ class LocalizeWidget(Container):
         self.state.outputs_shown.emit(self._run.layers())  # Matching and Export move to them
         threshold = None if self.auto_threshold.value else self.threshold.value
         show_first_frame_unless_shown(self.viewer, layer, selection)
-        self.job.start(_localize_job, self.model.value, acq, layer.data, selection, threshold, self.device.value,
-                       self.batch_size.value, self.orientations.value, self.show_maps.value, self.photometry.value,
-                       self.fit_positions.value, self.fix_outlier_pixels.value,
+        self.job.start(_localize_job, self.model.value, acq, frame_source(layer.data), selection, threshold,
+                       self.device.value, self.batch_size.value, self.orientations.value, self.show_maps.value,
+                       self.photometry.value, self.fit_positions.value, self.fix_outlier_pixels.value,
                        on_yield=self._batch, on_finish=self._finished, on_closed=self._closed_while_running)
 
     def _batch(self, result: BatchResult) -> None:

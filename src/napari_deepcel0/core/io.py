@@ -108,11 +108,13 @@ class FrameStack:
 
     A frame that cannot be read (a damaged or truncated file) raises :class:`StackError`
     naming the file and the frame; a file that announces more frames than it holds
-    (ImageJ's frame count) is refused when opened.
+    (ImageJ's frame count) is refused when opened. Threads may read frames at once (the
+    viewer and a run).
     """
 
     def __init__(self, path: str | os.PathLike):
         self.path = Path(path).expanduser()
+        self._lock = threading.Lock()  # page reads seek and read one file handle: one thread at a time
         if not self.path.exists():
             raise StackError(f"{self.path}: no such file")
         if self.path.is_dir():
@@ -275,7 +277,8 @@ class FrameStack:
         try:
             if self._memmap is not None:
                 return np.asarray(self._memmap[index])
-            return self._pages[index].asarray()
+            with self._lock:
+                return self._pages[index].asarray()
         except Exception as exc:  # zlib, tifffile, OSError...: whatever a damaged page raises
             if _missing_codec(exc):  # not the file's fault
                 raise StackError(f"{self.path}: frame {index + 1} cannot be decoded ({exc}): its compression needs "
