@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from napari_deepcel0.core.acquisition import ISBI2013, Acquisition
-from napari_deepcel0.core.progress import format_duration
+from napari_deepcel0.core.progress import format_duration, rate_text
 from napari_deepcel0.core.training import TrainingConfig, TrainingDivergedError, train
 from napari_deepcel0.core.training_data import (
     TrainingDataConfig,
@@ -131,6 +131,13 @@ def test_tiny_training_runs_reports_progress_and_keeps_best():
                                            (89 * 60, "89 min"), (2 * 3600 + 600, "2 h 10 min")])
 def test_format_duration(seconds, text):
     assert format_duration(seconds) == text
+
+
+@pytest.mark.parametrize("rate, text", [(12.34, "12.3 frames/s"), (1376.4, "1,376 frames/s"),
+                                        (0.04, "25 s/frame"), (0.0, "0.0 frames/s")])
+def test_rates_below_a_frame_a_second_read_in_seconds_per_frame(rate, text):
+    # 1024 x 1024 frames on a CPU showed "0.0 frames/s" (review)
+    assert rate_text(rate) == text
 
 
 def test_cancel_returns_the_best_model_so_far():

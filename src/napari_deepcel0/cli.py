@@ -25,6 +25,7 @@ from .cli_cel0 import add_parser as add_cel0_parser
 from .core.acquisition import Acquisition
 from .core.defaults import READ_METHODS
 from .core.defaults import TOLERANCES_NM as DEFAULT_TOLERANCES_NM
+from .core.progress import rate_text
 
 #: the default tolerances as --help writes them
 TOLERANCES_TEXT = " ".join(f"{t:g}" for t in DEFAULT_TOLERANCES_NM)
@@ -516,7 +517,7 @@ class StreamProgress:
 
     def batch(self, r) -> None:
         self.done, self.replaced, self.dimmed = r.done, r.pixels_replaced, r.frames_dimmed
-        self.bar.update(r.done, f"{r.frames_per_second:.3g} frames/s{r.time_left()}", force=r.done == r.total)
+        self.bar.update(r.done, f"{rate_text(r.frames_per_second)}{r.time_left()}", force=r.done == r.total)
 
     def within_batch(self, done: int, info: str) -> None:
         self.bar.update(done, info)

@@ -278,7 +278,7 @@ class LinePlot(Container):
             self.axes.xaxis.set_major_locator(MaxNLocator(integer=True))
         self.axes.grid(alpha=0.3, color=self.text_colour)
         self._style()
-        self.canvas.draw()
+        self.canvas.draw_idle()
 
     def plot(self, curves: dict[str, tuple], marker: tuple[float, float] | None = None) -> None:
         """Draw ``{name: (x, y)}`` curves, and an optional highlighted point."""
@@ -294,7 +294,7 @@ class LinePlot(Container):
         if len(curves) > 1:
             self.axes.legend(fontsize="small")
             self._style()
-        self.canvas.draw()
+        self.canvas.draw_idle()
 
 
 def ask_to_replace(parent, path: Path) -> bool:

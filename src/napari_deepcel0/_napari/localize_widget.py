@@ -14,6 +14,7 @@ from ..core.model_io import ModelFileError, bundled_model_path, read_model_info
 from ..core.frames import parse_frame_selection
 from ..core.photometry import without_uncertainty_text
 from ..core.predict import BatchResult, DeepLocalizer, acquisition_mismatch, localize_stream
+from ..core.progress import rate_text
 from ..core.render import Renderer, render_shape
 from .controls import (counted, outlier_pixels_checkbox, replaced_pixels_text, stack_combo, status_style,
                        wrapping_label)
@@ -260,7 +261,7 @@ class _Run:
     def describe(self) -> str:
         replaced = replaced_pixels_text(self.pixels_replaced, self.frames_dimmed)
         return (f"{self.frames_done}/{self.total} frames at {self.pixel_nm:g} nm/pixel, "
-                f"{counted(self.points.count, 'localization')}, {self.frames_per_second:.1f} frames/s{self.time_left}"
+                f"{counted(self.points.count, 'localization')}, {rate_text(self.frames_per_second)}{self.time_left}"
                 f"{'; ' + replaced if replaced else ''}")
 
     def add(self, result: BatchResult) -> None:

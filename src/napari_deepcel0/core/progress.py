@@ -15,3 +15,11 @@ def time_left_text(remaining_s: float | None) -> str:
     """``", about 12 min left"`` for a progress line; empty when unknown (None) or when less
     than half a second is left (nothing worth saying)."""
     return f", about {format_duration(remaining_s)} left" if remaining_s is not None and remaining_s >= 0.5 else ""
+
+
+def rate_text(frames_per_second: float) -> str:
+    """``"12.3 frames/s"``, ``"1,376 frames/s"``, or below one frame a second
+    ``"25.3 s/frame"`` (large frames on a CPU, CEL0: "0.0 frames/s" said nothing)."""
+    if 0 < frames_per_second < 1:
+        return f"{1 / frames_per_second:.3g} s/frame"
+    return f"{frames_per_second:,.{1 if frames_per_second < 100 else 0}f} frames/s"
