@@ -384,7 +384,7 @@ def test_a_running_layer_holds_the_frame_on_screen_and_every_localization_reads_
     from napari_deepcel0._napari import localize_widget
 
     monkeypatch.setattr(localize_widget, "localize_stream", _pause_after_first(localize_widget.localize_stream))
-    layer = _open(viewer, stack_path)
+    _open(viewer, stack_path)
     widget = _dock(viewer, LocalizeWidget)
     widget.device.value, widget.batch_size.value = "cpu", 2  # frames 1-2, then a pause
     widget.run()
