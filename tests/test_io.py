@@ -108,9 +108,14 @@ def test_non_square_pixels_warn_that_the_width_is_used(tmp_path):
             with io.read_stack(tmp_path / name) as stack:
                 assert stack.pixel_size_nm == pytest.approx(100.0)
     io.write_tiff(tmp_path / "square.tif", data, pixel_size_nm=107.0)
+    # an OME width alone is square pixels, whatever the resolution tags say (diff review)
+    tifffile.imwrite(tmp_path / "width.ome.tif", data, resolution=(1 / 0.1, 1 / 0.12), resolutionunit="MICROMETER",
+                     metadata={"axes": "TYX", "PhysicalSizeX": 0.1, "PhysicalSizeXUnit": "µm"})
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         io.read_stack(tmp_path / "square.tif").close()
+        with io.read_stack(tmp_path / "width.ome.tif") as stack:
+            assert stack.pixel_size_nm == pytest.approx(100.0)
 
 
 def test_thunderstorm_csv_exact_header_and_round_trip(tmp_path):

@@ -423,6 +423,35 @@ def test_a_running_layer_holds_the_frame_on_screen_and_every_localization_reads_
     assert len(points.data) == run.count  # the slider no longer changes it
 
 
+def test_a_running_layer_merges_its_batches_follows_a_rolled_axis_and_is_not_kept_alive(viewer):
+    """Per-frame batches piled up a table each (a count summed them per batch: 9.5 ms at
+    20,000); rolling the dims displayed the frame axis without a redraw; a run whose
+    widget went (napari closed mid-run) stayed registered with all its tables (diff review)."""
+    import gc
+
+    from napari_deepcel0._napari import layers
+
+    viewer.add_image(np.zeros((400, 16, 16), np.float32), scale=(1, 100, 100))
+    viewer.dims.set_point(0, 0.0)
+    run = layers.GrowingPoints(viewer, "run localizations", "yellow")
+    for frame in range(1, 301):
+        run.add(pd.DataFrame({"frame": [frame] * 2, "x [nm]": [100.0, 200.0], "y [nm]": [300.0, 400.0],
+                              "confidence": [1.0, 0.5]}), np.array([frame]))
+    assert len(run.tables) <= run.MAX_PIECES + 1 and run.count == 600
+    viewer.dims.set_point(0, 99.0)  # frame 100, in the merged part
+    assert run.layer.data[:, 0].tolist() == [99.0, 99.0]
+    viewer.dims.set_point(0, 299.0)  # frame 300, in a later piece
+    assert run.layer.data[:, 0].tolist() == [299.0, 299.0]
+    assert len(run.table()) == 600 and run.frames_done().tolist() == list(range(1, 301))
+    viewer.dims.roll()  # the frame axis displayed: every localization so far
+    assert len(run.layer.data) == 600
+    token = run.token
+    assert layers._GROWING[token] is run
+    del run
+    gc.collect()
+    assert token not in layers._GROWING
+
+
 def test_localize_cancel_keeps_what_is_done(viewer, qtbot, stack_path, monkeypatch):
     from napari_deepcel0._napari import localize_widget
 
@@ -1388,6 +1417,30 @@ def test_matching_a_copy_of_the_ground_truth_is_perfect(viewer, qtbot, stack_pat
     assert QApplication.clipboard().text().startswith("tolerance [nm]\tTP")
     widget.save_table(tmp_path / "scores.csv")
     assert pd.read_csv(tmp_path / "scores.csv")["Jaccard [%]"].tolist() == [100.0, 100.0]
+
+
+def test_matching_a_running_layer_scores_the_frames_of_its_table(viewer, qtbot, tmp_path):
+    """Matching read every localization of a running layer but restricted the ground
+    truth to the frames of its last redraw: a batch in between scored 50 % for a perfect
+    estimate (diff review)."""
+    from napari_deepcel0._napari.layers import GrowingPoints
+
+    viewer.add_image(np.zeros((4, 32, 32), np.float32), scale=(1, 100, 100))
+    gt = pd.DataFrame({"frame": [1, 1, 2, 2], "x [nm]": [500.0, 1500, 500, 1500], "y [nm]": [500.0, 1500, 500, 1500]})
+    [gt_layer] = viewer.open(str(write_thunderstorm_csv(tmp_path / "gt.csv", gt)), plugin="napari-deepcel0")
+    run = GrowingPoints(viewer, "run localizations", "yellow")
+    estimate = gt.assign(confidence=1.0)
+    run.add(estimate[estimate["frame"] == 1], np.array([1]))
+    run.refresh()  # a redraw after the first batch
+    run.add(estimate[estimate["frame"] == 2], np.array([2]))  # the next batch, before the next redraw
+    widget = _dock(viewer, MatchingWidget)
+    widget.ground_truth.value, widget.estimate.value = gt_layer, run.layer
+    widget.tolerances.value = "50"
+    widget.run()
+    _wait(qtbot, widget.job)
+    assert widget.job.status.value.startswith("run localizations: Jaccard 100.0 % at 50 nm, 4 TP, 0 FP, 0 FN")
+    assert "restricted to the 2 frames localized" in widget.job.status.value
+    run.finish()
 
 
 def test_matching_shows_progress_and_can_be_cancelled(viewer, qtbot, stack_path, monkeypatch):

@@ -18,6 +18,7 @@ import contextlib
 import re
 import time
 import uuid
+import weakref
 
 import napari
 import numpy as np
@@ -138,6 +139,13 @@ def table_from_points(data, features=None, scale=None, translate=None) -> pd.Dat
             if not is_coordinate_label(column) and pd.api.types.is_numeric_dtype(values):
                 table[str(column)] = values.to_numpy()
     return table
+
+
+def localized_frames(layer) -> np.ndarray | None:
+    """The 1-based frames that the run of a localization layer has processed (those of
+    :func:`table_from_layer`'s table), or None for a layer that no run made."""
+    run = growing_run(layer)
+    return run.frames_done() if run is not None else layer.metadata.get("frames")
 
 
 def table_from_layer(layer) -> pd.DataFrame:
@@ -262,8 +270,9 @@ class RefreshPacer:
 #: metadata key of a Points layer that a run is filling: the token under which its
 #: :class:`GrowingPoints` is found (:func:`growing_run`)
 RUN_TOKEN = "napari_deepcel0_run"
-#: the runs filling a Points layer now, by their token
-_GROWING: dict[str, "GrowingPoints"] = {}
+#: the runs filling a Points layer now, by their token (weakly: a run whose widget is gone,
+#: napari closed during it, is no longer found and takes its tables with it)
+_GROWING: weakref.WeakValueDictionary = weakref.WeakValueDictionary()
 
 
 def growing_run(layer=None, metadata: dict | None = None) -> "GrowingPoints | None":
@@ -306,12 +315,16 @@ class GrowingPoints:
         The localizer's mass column (for the empty table's features).
     """
 
+    #: batches kept apart at most (then merged into one table): a run of per-frame results
+    #: (large frames, photometry) otherwise piles up a table per frame
+    MAX_PIECES = 256
+
     def __init__(self, viewer, name: str, face_color: str, mass_column: str = "confidence"):
         self.viewer = viewer
         self.tables: list[pd.DataFrame] = [empty_table(mass_column)]
         self.frames: list[np.ndarray] = []
-        self._table_of_frame: dict[int, int] = {}  # 1-based frame -> index in tables of the batch holding it
-        self._merged: tuple[int, pd.DataFrame] | None = None  # (tables merged, their table)
+        self._count = 0
+        self._table_of_frame: dict[int, int] = {}  # 1-based frame -> index in tables of the piece holding it
         coords, features = points_from_table(self.tables[0])
         self.token = uuid.uuid4().hex
         self.layer = show_layer(viewer, "points", coords, points_layer_kwargs(
@@ -319,26 +332,41 @@ class GrowingPoints:
         self.layer.metadata.update({"running": True, RUN_TOKEN: self.token})  # also on a layer reused
         _GROWING[self.token] = self
         self._shown_frame: int | None = None
-        viewer.dims.events.current_step.connect(self._follow_slider)
-        viewer.dims.events.ndisplay.connect(self._follow_slider)
+        for event in self._SLIDER_EVENTS:
+            getattr(viewer.dims.events, event).connect(self._follow_slider)
+
+    #: the viewer's dims events that may change the frame on screen or display the frame axis
+    _SLIDER_EVENTS = ("current_step", "ndisplay", "order")
 
     @property
     def count(self) -> int:
         """Localizations received so far."""
-        return sum(len(t) for t in self.tables)
+        return self._count
 
     def add(self, table: pd.DataFrame, frames: np.ndarray) -> None:
         """Keep a batch's localizations (shown at the next :meth:`refresh`)."""
         frames = np.asarray(frames, dtype=np.int64)
         self.tables.append(table)
         self.frames.append(frames)
+        self._count += len(table)
         self._table_of_frame.update(dict.fromkeys(frames.tolist(), len(self.tables) - 1))
+        if len(self.tables) > self.MAX_PIECES:
+            self._merge()
+
+    def _merge(self) -> None:
+        self.tables = [pd.concat(self.tables, ignore_index=True)]
+        self.frames = [np.concatenate(self.frames)] if self.frames else []
+        self._table_of_frame = dict.fromkeys(self._table_of_frame, 0)
 
     def table(self) -> pd.DataFrame:
         """Every localization received so far."""
-        if self._merged is None or self._merged[0] != len(self.tables):
-            self._merged = (len(self.tables), pd.concat(self.tables, ignore_index=True))
-        return self._merged[1]
+        if len(self.tables) > 1:
+            self._merge()
+        return self.tables[0]
+
+    def frames_done(self) -> np.ndarray:
+        """The 1-based frames processed so far (those of :meth:`table`)."""
+        return np.concatenate(self.frames) if self.frames else np.zeros(0, np.int64)
 
     def _frame_on_screen(self) -> int | None:
         """The 1-based frame the viewer shows, or None when it shows the frame axis (3D)."""
@@ -370,12 +398,12 @@ class GrowingPoints:
             batch = self.tables[self._table_of_frame.get(frame, 0)]
             self._show(batch[batch[FRAME].to_numpy() == frame])
         self._shown_frame = frame
-        self.layer.metadata["frames"] = np.concatenate(self.frames) if self.frames else np.zeros(0, np.int64)
+        self.layer.metadata["frames"] = self.frames_done()
 
     def finish(self) -> None:
         """Mark the run over (finished, cancelled or failed) and show every localization."""
-        self.viewer.dims.events.current_step.disconnect(self._follow_slider)
-        self.viewer.dims.events.ndisplay.disconnect(self._follow_slider)
+        for event in self._SLIDER_EVENTS:
+            getattr(self.viewer.dims.events, event).disconnect(self._follow_slider)
         _GROWING.pop(self.token, None)
         self.layer.metadata["running"] = False
         self.layer.metadata.pop(RUN_TOKEN, None)

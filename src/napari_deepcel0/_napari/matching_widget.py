@@ -20,8 +20,8 @@ from ..core.metrics import (DEFAULT_TOLERANCES_NM, empty_selection_message, fram
                             select_frames, uncovered_frames_message)
 from .controls import counted, layer_combo, select_layer, wrapping_label
 from .jobs import JobControls
-from .layers import (OUTPUT, is_localization_run, is_read_from_file, points_from_table, points_layer_kwargs,
-                     show_layer, table_from_layer)
+from .layers import (OUTPUT, is_localization_run, is_read_from_file, localized_frames, points_from_table,
+                     points_layer_kwargs, show_layer, table_from_layer)
 from .reader import localization_layer_data
 from .settings import PersistentValues
 from .state import state_for
@@ -170,7 +170,7 @@ class MatchingWidget(Container):
             tolerances = parse_tolerances(self.tolerances.value)
             gt, est = table_from_layer(gt_layer), table_from_layer(est_layer)
             chosen = self.frames.value.strip() not in ("", "all")
-            localized = est_layer.metadata.get("frames")  # the frames a run of this session localized
+            localized = localized_frames(est_layer)  # the frames a run of this session localized
             run = localized is not None and len(localized) > 0
             if chosen:
                 gt, est, n_chosen = select_frames(gt, est, self.frames.value)

@@ -399,6 +399,8 @@ def _pixel_size_nm(tif: tifffile.TiffFile, axis: str = "X") -> float | None:
                     if size is not None:
                         unit = el.get(f"PhysicalSize{axis}Unit", "µm")
                         return _plausible(float(size) * _LENGTH_TO_NM.get(unit, math.nan))
+                    if axis == "Y" and el.get("PhysicalSizeX") is not None:
+                        return None  # a width alone: square pixels, not the resolution tags' height
         if tif.is_imagej and tif.imagej_metadata is not None:
             unit = str(tif.imagej_metadata.get("unit", "")).strip()
             unit = unit.encode("latin-1", "backslashreplace").decode("unicode_escape") if "\\u" in unit else unit
