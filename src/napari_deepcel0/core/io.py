@@ -157,6 +157,20 @@ class FrameStack:
                          "them as blank frames")
 
     def _open_series(self, log: list[str]) -> None:
+        series = self._the_series()
+        # an OME series lists its planes, in this file and in companion files (None where
+        # one is missing); other kinds may list only their first page: the rest are read
+        # when asked for (listing them all took 4 s for 50,000 frames)
+        ome_pages = list(getattr(series, "_pages", None) or []) if series.kind.lower() == "ome" else []
+        self._check_no_planes_missing(ome_pages, log)
+        self.dtype = np.dtype(series.dtype)
+        self.shape = self._frame_layout(series)
+        self._open_frames(series, ome_pages)
+        self._read_metadata()
+
+    def _the_series(self):
+        """The file's one image series, read as one stack when tifffile wrote it a frame
+        or a batch at a time; StackError for a file without one, or with several."""
         one_by_one = _written_frame_by_frame(self._tif)
         if one_by_one:  # known from two pages: listing tifffile's series of such a file took minutes
             self._tif.close()
@@ -176,14 +190,12 @@ class FrameStack:
                                  "the frames of an SMLM stack all have one size")
             raise StackError(f"{self.path}: the TIFF file holds {len(self._tif.series)} image series ({shapes}); "
                              "save the stack to analyse as a file of its own")
-        series = self._tif.series[0]
-        # an OME series lists its planes, in this file and in companion files (None where
-        # one is missing); other kinds may list only their first page: the rest are read
-        # when asked for (listing them all took 4 s for 50,000 frames)
-        ome_pages = list(getattr(series, "_pages", None) or []) if series.kind.lower() == "ome" else []
-        self._check_no_planes_missing(ome_pages, log)
+        return self._tif.series[0]
+
+    def _frame_layout(self, series) -> tuple[int, int, int]:
+        """(frames, rows, cols) of the series, after checking that it is a stack of gray
+        frames (one frame, or frames along one axis besides rows and columns)."""
         shape, axes = tuple(series.shape), series.axes
-        self.dtype = np.dtype(series.dtype)
         if "S" in axes and shape[axes.index("S")] > 1:
             raise StackError(
                 f"{self.path}: RGB/multi-sample image of shape {shape} (axes {axes}); "
@@ -202,7 +214,7 @@ class FrameStack:
             # stack of frames can be CYX; a few channels are more likely colours
             warnings.warn(f"{self.path} calls its {kept[0][0]} planes channels (axes {axes}); they are read as "
                           "frames: if they are colour channels, split them first (Fiji: Image > Color > Split "
-                          "Channels) and save the one to localize", ChannelsWarning, stacklevel=3)
+                          "Channels) and save the one to localize", ChannelsWarning, stacklevel=4)
         if len(kept) > 3:
             raise StackError(
                 f"{self.path}: {len(kept)}-D image of shape {shape} (axes {axes}); expected a 2D frame "
@@ -215,7 +227,13 @@ class FrameStack:
             raise StackError(f"{self.path}: the file announces {announced} frames but holds {n_frames} readable "
                              "one(s): it is truncated or damaged (an interrupted copy or a full disk?); "
                              "copy or save it again")
-        self.shape = (int(n_frames), int(rows), int(cols))
+        return int(n_frames), int(rows), int(cols)
+
+    def _open_frames(self, series, ome_pages: list) -> None:
+        """Memory-map the frames, or keep their pages to read one at a time (or, for an
+        unusual layout, read them whole); a compression this installation cannot decode
+        is refused now."""
+        n_frames, rows, cols = self.shape
         self._closed = False
         # the other files of a multi-file OME series, kept open while the stack is: tifffile
         # closes them after reading the metadata and warned "reading array from closed file"
@@ -246,13 +264,17 @@ class FrameStack:
             if _missing_codec(exc.__cause__):
                 raise
             # a damaged first frame: the others may read (the error comes when frame 1 is read)
+
+    def _read_metadata(self) -> None:
+        """The pixel size (a warning for non-square pixels) and, for an image this package
+        wrote, its kind and first frame."""
         self.pixel_size_nm = _pixel_size_nm(self._tif)
         height_nm = _pixel_size_nm(self._tif, "Y")
         if self.pixel_size_nm and height_nm and not math.isclose(height_nm, self.pixel_size_nm, rel_tol=1e-3):
             warnings.warn(f"{self.path}: its metadata gives pixels {self.pixel_size_nm:.4g} nm wide and "
                           f"{height_nm:.4g} nm high; square pixels are assumed, {self.pixel_size_nm:.4g} nm (the "
                           "width): y positions are off by the ratio unless the height is a metadata error "
-                          "(resample the stack to square pixels otherwise)", PixelShapeWarning, stacklevel=3)
+                          "(resample the stack to square pixels otherwise)", PixelShapeWarning, stacklevel=4)
         info = str((self._tif.imagej_metadata or {}).get("Info", "")) if self._tif.is_imagej else ""
         self.output, self.first_frame = _output_info(info)
 
