@@ -288,14 +288,16 @@ class GrowingPoints:
 
     While the run goes on the layer holds only the localizations of the frame on screen
     (following the frame slider), which is all that napari draws of it: napari re-sets a
-    Points layer point by point when it grows (about 1 s per million points on the GUI
-    thread), so a run of a million localizations froze napari at every refresh. The whole
+    Points layer point by point when it grows (1.2-1.6 s per million points on the GUI
+    thread, ``benchmarks/points_refresh.py``), so a run of a million localizations froze
+    napari at every refresh. The whole
     table goes into the layer once, when :meth:`finish` ends the run; until then
     :meth:`table` (found by :func:`growing_run`, which :func:`table_from_layer` and the
     Export widget use) holds every localization so far. With the frame axis displayed (a
     3D view) every localization so far is shown.
 
-    ``metadata["frames"]`` lists the 1-based frames processed so far, so that a
+    ``metadata["frames"]`` lists the 1-based frames processed by the last redraw (those of
+    :meth:`table`, while the run goes on: :func:`localized_frames`), so that a
     ground-truth comparison can be restricted to them; ``metadata["running"]`` is True
     until :meth:`finish` (so that an export can say the table is not complete yet).
 
