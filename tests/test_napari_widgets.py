@@ -695,10 +695,21 @@ def test_a_pixel_size_typed_by_hand_corrects_the_file_calibration(viewer, qtbot,
                                      pixel_size_nm=160.0))
     state = state_for(viewer)
     assert state.acquisition.pixel_size_nm == 160.0
-    _dock(viewer, AcquisitionWidget).pixel_size.value = 100.0  # the user's correction
+    other = _open(viewer, write_tiff(tmp_path / "other160.tif", np.clip(frames, 0, 65535).astype(np.uint16),
+                                     pixel_size_nm=160.0))
+    acquisition = _dock(viewer, AcquisitionWidget)
+    acquisition.layer.value = layer
+    acquisition.pixel_size.value = 100.0  # the user's correction, of the chosen stack only
+    assert other.metadata["pixel_size_nm"] == 160.0  # it was rewritten too (review)
     widget = _localized(viewer, qtbot, layer=layer)
     assert state.acquisition.pixel_size_nm == 100.0 and layer.scale[-1] == 100.0
     assert "at 100 nm/pixel" in widget.job.status.value
+    # a reset goes back to the defaults without rewriting any stack's calibration (a 160 nm file became 100 nm)
+    acquisition.pixel_size.value = 120.0
+    acquisition.reset()
+    assert layer.metadata["pixel_size_nm"] == 120.0 and other.metadata["pixel_size_nm"] == 160.0
+    assert state.acquisition.pixel_size_nm == 100.0
+    assert state.prepare_stack(other).pixel_size_nm == 160.0
 
 
 def test_cel0_comparison_checks_the_current_model_before_the_cel0_run(viewer, stack_path, tmp_path):

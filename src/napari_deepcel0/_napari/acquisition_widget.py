@@ -85,12 +85,13 @@ class AcquisitionWidget(Container):
             self.status.value = f"not applied: {exc}"
             self.status.native.setStyleSheet(status_style(self.viewer, "error"))
             return
-        self.state.edit_acquisition(acq)
+        self.state.edit_acquisition(acq, self.layer.value)
         self._describe(acq)
 
     def reset(self, *_) -> None:
-        """Back to the defaults (the ISBI 2013 acquisition)."""
-        self.state.edit_acquisition(Acquisition())
+        """Back to the defaults (the ISBI 2013 acquisition); the stacks keep the pixel
+        sizes of their files (a stack's is taken again when it is analysed)."""
+        self.state.acquisition = Acquisition()
         self._show(self.state.acquisition)
 
     # ------------------------------------------------------------ estimate

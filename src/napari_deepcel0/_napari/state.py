@@ -75,20 +75,19 @@ class PluginState:
         save_value("model", path)
         self.model_changed.emit(path)
 
-    def edit_acquisition(self, acq: Acquisition) -> None:
-        """Settings typed by the user. A new pixel size is a correction of the stacks
-        that carried the old one from their files: their ``metadata["pixel_size_nm"]``
-        takes the new value, so that analysing them (:meth:`prepare_stack`) keeps it."""
-        old = self._acquisition.pixel_size_nm
-        viewer = self._viewer()
-        if acq.pixel_size_nm != old and viewer is not None:
-            for layer in viewer.layers:
-                try:
-                    declared = declared_pixel_size(layer)
-                except TypeError:
-                    continue
-                if declared == old:
-                    layer.metadata["pixel_size_nm"] = acq.pixel_size_nm
+    def edit_acquisition(self, acq: Acquisition, layer=None) -> None:
+        """Settings typed by the user for the stack ``layer`` (the Acquisition widget's).
+        A new pixel size is a correction of that stack when its file carried the old one:
+        its ``metadata["pixel_size_nm"]`` takes the new value, so that analysing it
+        (:meth:`prepare_stack`) keeps it. Other stacks keep their files' sizes (a size
+        typed for one stack rewrote every stack of the old size, a reset too)."""
+        if layer is not None and acq.pixel_size_nm != self._acquisition.pixel_size_nm:
+            try:
+                declared = declared_pixel_size(layer)
+            except TypeError:
+                declared = None
+            if declared == self._acquisition.pixel_size_nm:
+                layer.metadata["pixel_size_nm"] = acq.pixel_size_nm
         self.acquisition = acq
 
     def adopt_pixel_size(self, layer) -> None:
