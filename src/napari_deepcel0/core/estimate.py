@@ -34,8 +34,8 @@ from scipy import ndimage
 from scipy.optimize import least_squares
 
 from .acquisition import sigma_to_fwhm
-from .frames import (check_finite, frame_count, read_frames, replace_isolated_nonfinite,
-                     replace_isolated_outliers)
+from .frames import (check_finite, dim_bright_objects, fill_dark_pixels, frame_count, read_frames,
+                     replace_isolated_nonfinite, replace_isolated_outliers)
 
 #: 1.4826 x MAD is the standard deviation of a normal distribution
 MAD_TO_STD = 1.4826
@@ -88,13 +88,18 @@ def sample_frames(source, max_frames: int = 20) -> np.ndarray:
 SHARP_PSF_SIGMA_PX = 0.5
 
 
-def dark_mask(image: np.ndarray, fraction: float = 0.1, size: int = 5) -> np.ndarray:
-    """Pixels whose ``size`` x ``size`` local mean is among the lowest ``fraction``.
+def dark_mask(image: np.ndarray, fraction: float = 0.1, size: int = 5, exclude: np.ndarray | None = None
+              ) -> np.ndarray:
+    """Pixels whose ``size`` x ``size`` local mean is among the lowest ``fraction``, of
+    those not in ``exclude`` (e.g. a zero-padded border, filled before).
 
     Selecting on the local mean rather than on the pixel itself keeps the selection
     from favouring pixels whose own noise happens to be low.
     """
     local = ndimage.uniform_filter(np.asarray(image, dtype=np.float64), size, mode="reflect")
+    if exclude is not None and exclude.any() and not exclude.all():
+        local[exclude] = np.inf
+        return local <= np.quantile(local[~exclude], fraction)
     return local <= np.quantile(local, fraction)
 
 
@@ -109,32 +114,37 @@ def _robust_std(values: np.ndarray) -> float:
     return float(MAD_TO_STD * np.median(np.abs(values - np.median(values))))
 
 
-def estimate_noise(frames: np.ndarray) -> float:
+def estimate_noise(frames: np.ndarray, exclude: np.ndarray | None = None) -> float:
     """Robust standard deviation of the background noise, in the frames' unit (ADU).
 
     With two or more frames, uses differences between successive frames (each pair's
     median taken out); with one frame, differences between horizontally neighbouring
     pixels. Only the darkest
     regions (see :func:`dark_mask`) are used, so molecules contribute little; the
-    result still contains the shot noise of the background.
+    result still contains the shot noise of the background. ``exclude`` (frames, rows,
+    cols): pixels not to use (filled dark borders).
     """
     frames = np.asarray(frames, dtype=np.float64)
     if frames.ndim == 2:
         frames = frames[None]
+    ex = np.zeros(frames.shape, bool) if exclude is None else np.broadcast_to(exclude, frames.shape)
     if len(frames) > 1:
-        diffs = [_centred((b - a)[dark_mask(a + b)]) for a, b in zip(frames[:-1], frames[1:])]
+        diffs = [_centred((b - a)[dark_mask(a + b, exclude=ea | eb)])
+                 for a, b, ea, eb in zip(frames[:-1], frames[1:], ex[:-1], ex[1:])]
     else:
-        diffs = [np.diff(frames[0], axis=-1)[dark_mask(frames[0])[:, 1:]]]
+        diffs = [np.diff(frames[0], axis=-1)[dark_mask(frames[0], exclude=ex[0])[:, 1:] & ~ex[0][:, :-1]]]
     return _robust_std(np.concatenate(diffs)) / math.sqrt(2.0)
 
 
-def estimate_baseline(frames: np.ndarray) -> float:
+def estimate_baseline(frames: np.ndarray, exclude: np.ndarray | None = None) -> float:
     """The background level of the darkest regions (camera offset + background), in ADU:
-    the median of the pixels selected by :func:`dark_mask` in every frame."""
+    the median of the pixels selected by :func:`dark_mask` in every frame (but those
+    in ``exclude``)."""
     frames = np.asarray(frames, dtype=np.float64)
     if frames.ndim == 2:
         frames = frames[None]
-    return float(np.median(np.concatenate([f[dark_mask(f)] for f in frames])))
+    ex = np.zeros(frames.shape, bool) if exclude is None else np.broadcast_to(exclude, frames.shape)
+    return float(np.median(np.concatenate([f[dark_mask(f, exclude=e)] for f, e in zip(frames, ex)])))
 
 
 def excess_autocorrelation(frames: np.ndarray, half_px: int) -> np.ndarray:
@@ -210,8 +220,11 @@ def estimate_acquisition(
         Starting PSF standard deviation in nm; the autocorrelation is fitted over
         lags up to ``max(6, ceil(5 sigma))`` pixels.
 
-    Isolated hot and dead pixels (and NaN or infinite ones) are replaced first, as before
-    localizing (one hot pixel per frame moved the FWHM of sparse simulated frames by 17 %).
+    Isolated hot and dead pixels (and NaN or infinite ones) are replaced first, darker
+    regions (a zero-padded border) filled and left out of the baseline and noise, and
+    objects far brighter than the molecules (a fiducial bead) dimmed, as before localizing
+    (one hot pixel per frame moved the FWHM of sparse simulated frames by 17 %; a bead,
+    by -40 %; a zero border gave an offset and a noise of 0).
     """
     frames = np.asarray(frames, dtype=np.float64)
     if frames.ndim == 2:
@@ -228,10 +241,15 @@ def estimate_acquisition(
         raise ValueError(f"the starting PSF sigma must be a positive number of nm, got {sigma_guess_nm}")
     if min(frames.shape[1:]) < 1:
         raise ValueError(f"the frames have no pixels (shape {frames.shape})")
-    frames = replace_isolated_outliers(frames, SHARP_PSF_SIGMA_PX)[0].astype(np.float64)
-    noise = estimate_noise(frames)
-    baseline = estimate_baseline(frames)
     sigma_guess_px = sigma_guess_nm / pixel_size_nm
+    frames = replace_isolated_outliers(frames.astype(np.float32), SHARP_PSF_SIGMA_PX)[0]
+    # a zero-padded border or a dead column read as an offset and a noise of 0; a fiducial
+    # bead's light took the autocorrelation (FWHM 40 % low): filled and dimmed, as before localizing
+    filled = fill_dark_pixels(frames)[0]
+    dark = filled != frames
+    frames = dim_bright_objects(filled, sigma_guess_px)[0].astype(np.float64)
+    noise = estimate_noise(frames, exclude=dark)
+    baseline = estimate_baseline(frames, exclude=dark)
     half = min(max(6, int(math.ceil(5.0 * sigma_guess_px))), (min(frames.shape[1:]) - 1) // 2)
     sigma_px = math.nan  # frames under 3 pixels a side have no lag to fit a width to
     if half >= 1:
