@@ -224,24 +224,28 @@ def test_estimate_from_stack(viewer, qtbot, tmp_path):
     assert "autocorrelation of 8 frames" in widget.job.status.value
 
 
-def test_an_estimate_not_applied_says_so_in_the_status_line(viewer, qtbot):
-    """An estimate refused by the acquisition's checks (a negative baseline) left the
-    status line on "Estimate: starting ..." for good; one frame was "1 frames"."""
+def test_an_estimate_applies_what_is_valid_and_says_what_is_not(viewer, qtbot):
+    """A negative baseline (frames with the offset subtracted) threw the whole estimate
+    away, a good FWHM too (review): it is applied with an offset of 0, and the status
+    line and a warning say so; an estimate from few frames warns how far off it can be
+    (one frame was "1 frames")."""
     acq = Acquisition(fwhm_nm=220.0, offset_adu=100.0, read_noise_adu=2.0)
-    frames, _ = sim.simulate_stack(n_frames=2, shape=(64, 64), density_per_um2=0.3, structure="uniform", acq=acq,
+    frames, _ = sim.simulate_stack(n_frames=6, shape=(64, 64), density_per_um2=0.3, structure="uniform", acq=acq,
                                    photons=sim.PhotonModel(1500.0, 2500.0, 0.1),
                                    noise=sim.CameraNoise(background_photons=(10.0, 10.0)), seed=2)
     widget = _dock(viewer, AcquisitionWidget)
-    before = state_for(viewer).acquisition
-    widget.layer.value = viewer.add_image(frames.astype(np.int16) - 3000, name="neg")
+    widget.layer.value = viewer.add_image(frames.astype(np.float32) - 3000, name="neg")
     widget.estimate()
     _wait(qtbot, widget.job)
-    assert widget.job.status.value.startswith("Estimate from neg not applied: ")
-    assert "offset" in widget.job.status.value and state_for(viewer).acquisition == before
+    estimated = state_for(viewer).acquisition
+    assert estimated.offset_adu == 0.0 and estimated.fwhm_nm == pytest.approx(220.0, rel=0.06)
+    assert "is below 0 (the offset already subtracted?): offset 0" in widget.job.status.value
+    assert f"Estimated {widget.job.status.value}" in _messages(NotificationSeverity.WARNING)
     widget.layer.value = viewer.add_image(frames[0].astype(np.float32), name="one")
     widget.estimate()
     _wait(qtbot, widget.job)
     assert "(autocorrelation of 1 frame)" in widget.job.status.value
+    assert "from 1 frame the FWHM can be 15-35 % off" in widget.job.status.value
 
 
 # ================================================================= localize

@@ -34,6 +34,11 @@ def _estimate_job(frames_source, pixel_size_nm: float, sigma_guess_nm: float, ca
     return estimate_acquisition(frames, pixel_size_nm, sigma_guess_nm=sigma_guess_nm)
 
 
+#: an estimate from fewer frames warns: 1-3 frames gave FWHMs 15-35 % off on simulated
+#: stacks, the structure's correlation not averaged out (review)
+FEW_FRAMES = 5
+
+
 class AcquisitionWidget(Container):
     """Pixel size, PSF, upsampling L and camera settings, shared by every widget of
     the viewer and remembered between sessions; estimates from an image layer."""
@@ -113,22 +118,36 @@ class AcquisitionWidget(Container):
                        on_return=lambda est: self._apply_estimate(est, layer.name))
 
     def _apply_estimate(self, est, name: str) -> None:
-        changes = {"offset_adu": round(est.baseline_adu, 1), "read_noise_adu": round(est.noise_adu, 2)}
+        """Apply each estimated value that is valid (one out of range threw all away, a
+        good FWHM too); a baseline below 0 (frames with the offset already subtracted)
+        becomes an offset of 0; every value not applied, or estimated from few frames, is
+        said in a warning."""
+        problems = []
+        baseline = round(est.baseline_adu, 1)
+        if baseline < 0:
+            problems.append(f"the baseline {baseline:g} ADU is below 0 (the offset already subtracted?): offset 0")
+            baseline = 0.0
+        changes = {"offset_adu": baseline, "read_noise_adu": round(est.noise_adu, 2)}
         found = math.isfinite(est.fwhm_nm)
         if found:
             changes["fwhm_nm"] = round(est.fwhm_nm, 1)
-        try:
-            self.state.acquisition = self.state.acquisition.replace(**changes)
-        except ValueError as exc:
-            self.job.status.value = f"Estimate from {name} not applied: {exc}"
-            show_warning(self.job.status.value)
-            return
+        acq = self.state.acquisition
+        for field, value in changes.items():
+            try:
+                acq = acq.replace(**{field: value})
+            except ValueError as exc:
+                problems.append(f"{field} not applied: {exc}")
+        self.state.acquisition = acq
         text = (f"{name}: baseline {est.baseline_adu:.1f} ADU, background noise {est.noise_adu:.2f} ADU "
                 f"(offset and read noise include the background)")
         if found:
             text += f", PSF FWHM {est.fwhm_nm:.1f} nm (autocorrelation of {counted(est.n_frames, 'frame')})"
-            show_info(f"Estimated {text}")
+            if est.n_frames < FEW_FRAMES:
+                problems.append(f"from {counted(est.n_frames, 'frame')} the FWHM can be 15-35 % off (a stack of "
+                                f"{FEW_FRAMES} or more frames gives it within about 6 %)")
         else:
-            text += "; PSF FWHM unchanged: no PSF-shaped signal above the noise"
-            show_warning(f"Estimated {text}")
+            problems.append("PSF FWHM unchanged: no PSF-shaped signal above the noise")
+        if problems:
+            text += "; " + "; ".join(problems)
+        (show_warning if problems else show_info)(f"Estimated {text}")
         self.job.status.value = text
