@@ -47,13 +47,22 @@ class AcquisitionWidget(Container):
         super().__init__(labels=True)
         self.viewer = napari_viewer
         self.state = state_for(napari_viewer)
-        self.pixel_size = FloatSpinBox(label="pixel size (nm)", min=1.0, max=100000.0, step=1.0)
-        self.fwhm = FloatSpinBox(label="PSF FWHM (nm)", min=1.0, max=100000.0, step=1.0)
+        self.pixel_size = FloatSpinBox(label="pixel size (nm)", min=1.0, max=100000.0, step=1.0,
+                                       tooltip="a camera pixel in the sample plane (the sensor's pixel divided by the "
+                                               "magnification), in nm")
+        self.fwhm = FloatSpinBox(label="PSF FWHM (nm)", min=1.0, max=100000.0, step=1.0,
+                                 tooltip="full width at half maximum of a molecule's image, in nm (about 0.51 x "
+                                         "emission wavelength / NA; Estimate from stack measures it)")
         self.sigma = Label(label="PSF sigma")
-        self.upsampling = SpinBox(label="upsampling L", min=1, max=16)
-        self.offset = FloatSpinBox(label="camera offset (ADU)", min=0.0, max=1e6, step=1.0)
-        self.gain = float_box("gain (ADU/photon)", 1.0, 0.001, 1e4, decimals=3, step=0.1)
-        self.read_noise = FloatSpinBox(label="read noise (ADU)", min=0.0, max=1e6, step=0.1)
+        self.upsampling = SpinBox(label="upsampling L", min=1, max=16,
+                                  tooltip="fine-grid pixels per camera pixel along each axis (the model's: 4)")
+        self.offset = FloatSpinBox(label="camera offset (ADU)", min=0.0, max=1e6, step=1.0,
+                                   tooltip="the counts a dark pixel reads, in ADU (for photon counts and the "
+                                           "position fit)")
+        self.gain = float_box("gain (ADU/photon)", 1.0, 0.0001, 1e4, decimals=4, step=0.1)
+        self.gain.tooltip = "counts per detected photon (EMCCD: with the EM gain; sCMOS: often 0.2-2)"
+        self.read_noise = FloatSpinBox(label="read noise (ADU)", min=0.0, max=1e6, step=0.1,
+                                       tooltip="the camera's read noise, in ADU rms")
         self.status = wrapping_label(label="")
         self.layer = stack_combo(napari_viewer)
         self.job = JobControls("Estimate", "Estimate from stack", cancellable=False, show_progress=False)
