@@ -531,6 +531,26 @@ def test_a_killed_training_run_leaves_the_existing_model_alone(tmp_path):
     assert good.read_bytes() == bundled_model_path().read_bytes()
     checkpoint = load_model(tmp_path / "m.partial.safetensors")  # the best model so far, beside it
     assert "had not finished" in checkpoint.info.notes and len(checkpoint.info.history) >= 1
+    # a new run to the same file replaced that checkpoint at its first epoch and deleted it at its end without a
+    # word (review): refused before any work, the checkpoint named
+    kept = (tmp_path / "m.partial.safetensors").read_bytes()
+    assert main(["train", "--out", str(good), "--patches", "16", "--epochs", "1", "--device", "cpu"]) == 2
+    assert (tmp_path / "m.partial.safetensors").read_bytes() == kept
+
+
+@pytest.mark.parametrize("flag, value", [("--lr", "1e39"), ("--lam", "1e39")])
+def test_rates_beyond_float32_are_refused_before_the_simulation(tmp_path, capsys, flag, value):
+    """Accepted, they failed after the whole simulation with a float overflow naming no flag (review)."""
+    assert main(["train", "--out", str(tmp_path / "m.safetensors"), flag, value, "--device", "cpu"]) == 2
+    err = capsys.readouterr().err
+    assert "must be a positive number up to 3.4e+38" in err and "simulating" not in err
+
+
+def test_a_training_config_takes_a_path_to_fine_tune_from(tmp_path):
+    """A Path trained, then failed to go into the model's metadata at the first checkpoint (review)."""
+    from napari_deepcel0.core.training import TrainingConfig
+
+    assert TrainingConfig(init_from=tmp_path / "base.safetensors").init_from == str(tmp_path / "base.safetensors")
 
 
 def test_sigterm_stops_the_training_set_simulation_at_once(tmp_path):

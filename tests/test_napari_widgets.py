@@ -1261,6 +1261,15 @@ def test_training_saves_a_model_that_becomes_current(viewer, qtbot, tmp_path, mo
     ticks = training.plot.axes.get_xticks()
     assert len(ticks) and np.all(ticks == np.round(ticks))  # epochs: no 1.2, 1.4 ...
     assert longest_gap < 1.5
+    # trained again into the same file, the current model's path: Localize showed the old model's details and
+    # threshold, and sized its maps by the old L (review)
+    assert "on 64 patches" in localize_widget.model_info.value
+    monkeypatch.setattr(controls, "ask_to_replace", lambda parent, path: True)
+    training.patches.value = 48
+    training.run()
+    _wait(qtbot, training.job)
+    assert load_model(path).info.training["data"]["n_patches"] == 48
+    assert "on 48 patches" in localize_widget.model_info.value
 
 
 def test_training_keeps_its_checkpoints_beside_an_existing_model_until_it_ends(tmp_path):
@@ -1380,12 +1389,38 @@ def test_warning_and_error_lines_are_readable_in_both_themes(viewer):
         assert STATUS_COLOURS[theme]["error"] in widget.status.native.styleSheet()
 
 
-def test_training_refuses_a_bad_output(viewer, tmp_path):
-    training = _dock(viewer, TrainingWidget)
-    training.output.value = tmp_path / "model.pt"
+def test_closing_the_training_panel_says_where_the_model_goes(viewer, qtbot, tmp_path):
+    """Closing the panel cancelled the run without a word (review)."""
+    training = TrainingWidget(viewer)
+    dock = viewer.window.add_dock_widget(training, name="Training")
+    training.patches.value, training.sim_frames.value, training.epochs.value = 64, 4, 1
+    training.device.value = "cpu"
+    training.output.value = tmp_path / "closed.safetensors"
     training.run()
-    assert training.job.worker is None
-    assert any(".safetensors" in m for m in _messages(NotificationSeverity.ERROR))
+    worker = training.job.worker
+    with qtbot.waitSignal(worker.finished, timeout=RUN_TIMEOUT_MS):
+        dock.title.close_button.click()
+    assert f"Training stopped when its widget was closed: the best model so far, once a step was trained, is saved " \
+           f"to {tmp_path / 'closed.safetensors'}" in _messages(NotificationSeverity.INFO)
+
+
+def test_training_refuses_a_bad_output(viewer, tmp_path):
+    """Also a folder (written as folder.safetensors beside it), an empty name (an error
+    about PosixPath('.')) and the checkpoint of an interrupted run in the way (replaced,
+    then deleted without a word; review)."""
+    training = _dock(viewer, TrainingWidget)
+    (tmp_path / "models").mkdir()
+    (tmp_path / "old.partial.safetensors").write_bytes(b"the best model of an interrupted run")
+    for output, message in ((tmp_path / "model.pt", "must end in .safetensors"),
+                            (tmp_path / "models", "models is a folder: choose a file name in it"),
+                            ("", "choose the model file to write"),
+                            (tmp_path / "old", "old.partial.safetensors exists (the best model of an interrupted "
+                                               "run), where this run would keep its checkpoints")):
+        training.output.line_edit.value = str(output)
+        training.run()
+        assert training.job.worker is None
+        assert message in training.job.status.value, training.job.status.value
+    assert not (tmp_path / "models.safetensors").exists()
 
 
 def test_training_names_a_relative_output_in_full(viewer, tmp_path, monkeypatch):

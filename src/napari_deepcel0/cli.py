@@ -281,7 +281,7 @@ def _training_config(args):
 def cmd_train(args) -> int:
     from .core.cancel import Cancelled
     from .core.io import check_output_path
-    from .core.model_io import checkpoint_path, read_model_info, save_checkpoint, save_final
+    from .core.model_io import check_checkpoint_free, checkpoint_path, read_model_info, save_checkpoint, save_final
     from .core.training import TrainingDivergedError, train
 
     out = Path(args.out)
@@ -293,6 +293,7 @@ def cmd_train(args) -> int:
     check_distinct_files(args, inputs=("init_from",), outputs=("out",))
     if args.init_from and Path(args.init_from).resolve() == checkpoint_path(out).resolve():
         raise ValueError(f"--init-from {args.init_from} is where this run keeps its checkpoints; copy it first")
+    check_checkpoint_free(out)
     # a fine-tune simulates the base model's camera unless told otherwise (the package's
     # defaults would have changed its noise without a word, or refused another pixel size)
     acq = _acquisition(args, defaults=read_model_info(args.init_from).acquisition if args.init_from else None)

@@ -131,6 +131,8 @@ class LocalizeWidget(Container):
     def _state_model_changed(self, path) -> None:
         if self.model.value != path:
             self.model.value = path
+        else:  # the same file, written again (a training into the current model's file)
+            self._describe_model()
 
     def _describe_model(self) -> None:
         path = self.model.value
@@ -161,6 +163,7 @@ class LocalizeWidget(Container):
         if not self.job.idle():
             return
         layer = self.layer.value
+        self._describe_model()  # the file may have been written again since it was chosen (its L too)
         try:
             n_frames = stack_frame_count(layer)
             if self._info is None:

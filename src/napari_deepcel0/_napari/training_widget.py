@@ -14,8 +14,8 @@ from napari.utils.notifications import show_info, show_warning
 from ..core.cancel import Cancelled
 from ..core.devices import DEVICES, resolve_device
 from ..core.io import check_output_path
-from ..core.model_io import save_checkpoint, save_final
-from ..core.training import Progress, TrainingConfig, train
+from ..core.model_io import check_checkpoint_free, checkpoint_path, save_checkpoint, save_final
+from ..core.training import Progress, TrainingConfig, TrainingDivergedError, train
 from .controls import LinePlot, OverwriteGuard, wrapping_label
 from .jobs import JobControls, ProgressRelay, gpu_memory_hint
 from .settings import PersistentValues
@@ -36,6 +36,10 @@ def _train_job(acq, config: TrainingConfig, path: Path, progress, cancel=None):
             result = train(acq, config, progress=progress, cancel=cancel, on_best=checkpoint)
         except Cancelled:  # before the first step (or while simulating the training set)
             return None, None
+        except TrainingDivergedError as exc:  # the checkpoint holds the best epoch before it, if any
+            kept = checkpoint_path(path)
+            raise TrainingDivergedError(str(exc).replace(", or precision='fp32'", "") + (
+                f"; the best model before that is in {kept}" if kept.exists() else "")) from None
     return result, save_final(path, result, notes="trained in napari")
 
 
@@ -135,14 +139,19 @@ class TrainingWidget(Container):
         try:
             config = self.config()
             resolve_device(config.device)
-            if path is not None and not path.suffix:  # as Export adds the extension of what it writes
-                path = path.with_suffix(".safetensors")
-            if path is None or path.suffix != ".safetensors":
-                raise ValueError(f"the model file must end in .safetensors, got {path}")
+            if path is None or not str(path).strip() or path.name in ("", "."):
+                raise ValueError("choose the model file to write (.safetensors)")
             # ~ is the home folder; a relative name is in napari's working folder, which the
             # messages (and the current model, remembered between sessions) name in full
             path = Path(os.path.abspath(path.expanduser()))
+            if path.is_dir():  # "models" became models.safetensors beside the folder
+                raise ValueError(f"{path} is a folder: choose a file name in it")
+            if not path.suffix:  # as Export adds the extension of what it writes
+                path = path.with_suffix(".safetensors")
+            if path.suffix != ".safetensors":
+                raise ValueError(f"the model file must end in .safetensors, got {path}")
             check_output_path(path)
+            check_checkpoint_free(path)
         except (ValueError, RuntimeError, OSError) as exc:
             self.job.refuse(f"Training: {exc}")
             return
@@ -152,7 +161,9 @@ class TrainingWidget(Container):
         self._history = []
         self.plot.clear()
         self.loss.value = ""
-        self.job.start(_train_job, self.state.acquisition, config, path, self.relay.emit, on_return=self._done)
+        self.job.start(_train_job, self.state.acquisition, config, path, self.relay.emit, on_return=self._done,
+                       on_closed=lambda: show_info(f"Training stopped when its widget was closed: the best model so "
+                                                   f"far, once a step was trained, is saved to {path}"))
 
     def _progress(self, p: Progress) -> None:
         if p.stage == "data":
@@ -179,6 +190,7 @@ class TrainingWidget(Container):
             self.job.status.value = "Training cancelled: no model saved"
             return
         self.state.model_path = path
+        self.state.model_changed.emit(path)  # also when the path is the current model's: the file is new
         how = "cancelled; the best model so far" if result.cancelled else "finished; the best model"
         text = (f"Training {how} (epoch {result.best_epoch}, {result.seconds:.0f} s on {result.device}) "
                 f"was saved to {path} and is now the current model")

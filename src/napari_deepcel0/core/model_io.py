@@ -189,6 +189,17 @@ def checkpoint_path(path) -> Path:
     return path.with_name(stem + ".partial.safetensors")
 
 
+def check_checkpoint_free(path) -> None:
+    """ValueError when the checkpoint of a run writing ``path`` (:func:`checkpoint_path`)
+    exists: the best model of an interrupted run, which a new run would replace at its
+    first epoch and delete at its end without a word, or a folder in the way."""
+    checkpoint = checkpoint_path(path)
+    if checkpoint.exists():
+        what = "a folder" if checkpoint.is_dir() else "the best model of an interrupted run"
+        raise ValueError(f"{checkpoint} exists ({what}), where this run would keep its checkpoints: rename it to "
+                         "keep it, or delete it")
+
+
 def save_checkpoint(path, best, notes: str = "") -> Path:
     """Save the best model so far of a run that will write ``path`` to :func:`checkpoint_path`."""
     note = "checkpoint of a training run that had not finished: its best epoch so far"

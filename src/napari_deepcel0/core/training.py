@@ -46,6 +46,10 @@ def steps_between_loss_reads(device: torch.device) -> int:
     return 1 if device.type == "cpu" else 50
 
 
+#: the largest lambda and learning rate taken (the float32 tensors they go into)
+FLOAT32_MAX = float(np.finfo(np.float32).max)
+
+
 class TrainingDivergedError(RuntimeError):
     """The loss became NaN or infinite."""
 
@@ -79,8 +83,10 @@ class TrainingConfig:
             raise ValueError(f"method must be 'deepcel0' or 'deepstorm', got {self.method!r}")
         if self.column_norms not in COLUMN_NORM_MODES:
             raise ValueError(f"column_norms must be one of {COLUMN_NORM_MODES}, got {self.column_norms!r}")
-        if not (self.lam > 0 and math.isfinite(self.lam)):
-            raise ValueError(f"lambda must be a positive finite number, got {self.lam}")
+        if not (0 < self.lam <= FLOAT32_MAX):  # beyond float32 the loss overflowed after the whole simulation
+            raise ValueError(f"lambda must be a positive number up to {FLOAT32_MAX:.3g}, got {self.lam}")
+        if self.init_from is not None:  # a Path was kept and failed to go into the model's metadata
+            object.__setattr__(self, "init_from", str(self.init_from))
         for name in ("epochs", "batch_size", "plateau_patience"):
             if not is_whole_number(getattr(self, name)):
                 raise ValueError(f"{name.replace('_', ' ')} must be a whole number, got {getattr(self, name)!r}")
@@ -98,8 +104,8 @@ class TrainingConfig:
         if self.data.n_patches - n_val < 1:
             raise ValueError(f"{self.data.n_patches} patches are too few for a {self.val_fraction:.0%} "
                              "validation split")
-        if not (self.lr > 0 and math.isfinite(self.lr)):
-            raise ValueError(f"learning rate must be a positive finite number, got {self.lr}")
+        if not (0 < self.lr <= FLOAT32_MAX):
+            raise ValueError(f"learning rate must be a positive number up to {FLOAT32_MAX:.3g}, got {self.lr}")
         if not (self.min_lr >= 0 and math.isfinite(self.min_lr)):  # above lr it is lr (see train)
             raise ValueError(f"the smallest learning rate must be a finite number >= 0, got {self.min_lr}")
         if not (0 < self.plateau_factor < 1):
