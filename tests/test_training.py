@@ -260,6 +260,10 @@ def test_fine_tuning_starts_from_the_given_model(tiny_model_path, tmp_path):
     # a fine-tune of the fine-tune: three stages, oldest first
     again = train(ISBI2013, tiny(init_from=str(tmp_path / "tuned.safetensors"), max_steps_per_epoch=1, epochs=2))
     third = read_model_info(save_training_result(tmp_path / "again.safetensors", again))
+    # a model's recipe reads back as the config it was trained with (device_used etc. refused it; review)
+    from napari_deepcel0.core.training import TrainingConfig
+
+    assert TrainingConfig.from_dict(third.training) == again.config
     assert [s["history"] for s in third.stages()] == [base.info.history, saved.history, again.history]
     n_before = len(base.info.history) + len(saved.history)
     assert f"fine-tuned from a model trained {n_before} epoch(s) in 2 stage(s)" in third.summary()

@@ -46,6 +46,10 @@ def steps_between_loss_reads(device: torch.device) -> int:
     return 1 if device.type == "cpu" else 50
 
 
+#: what a model's ``training`` metadata records of its run besides the config
+#: (:func:`~.model_io.save_training_result`)
+RUN_FACTS = ("device_used", "precision_used", "seconds", "best_epoch", "cancelled", "base_model")
+
 #: the largest lambda and learning rate taken (the float32 tensors they go into)
 FLOAT32_MAX = float(np.finfo(np.float32).max)
 
@@ -136,7 +140,10 @@ class TrainingConfig:
 
     @classmethod
     def from_dict(cls, d: dict) -> "TrainingConfig":
-        d = dict(d)
+        """The config of :meth:`to_dict`, or of a model's ``training`` metadata, whose
+        facts of the run (:data:`RUN_FACTS`) are left out: a model's recipe trains again
+        with ``train(acq, TrainingConfig.from_dict(info.training))``."""
+        d = {key: value for key, value in d.items() if key not in RUN_FACTS}
         d["data"] = TrainingDataConfig.from_dict(d.get("data", {}))
         return cls(**d)
 
