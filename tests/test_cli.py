@@ -393,13 +393,16 @@ def test_a_fine_tune_simulates_the_base_models_camera(tmp_path, capsys):
              "--batch-size", "4", "--device", "cpu", "--precision", "fp32"]
     base, tuned = tmp_path / "base.safetensors", tmp_path / "tuned.safetensors"
     assert main(["train", "--out", str(base), "--pixel-size", "160", "--fwhm", "300", "--gain", "3",
-                 "--offset", "400", "--read-noise", "2.5"] + small) == 0
+                 "--offset", "400", "--read-noise", "2.5", "--lam", "50", "--column-norms", "notebook"] + small) == 0
     # before: the package's 100 nm / 258.21 nm were refused, and gain 1, offset 100, read
-    # noise 1 simulated another camera without a word
+    # noise 1 simulated another camera without a word; the loss went back to lambda 100 (review)
     assert main(["train", "--out", str(tuned), "--init-from", str(base)] + small) == 0
     assert load_model(tuned).info.acquisition == load_model(base).info.acquisition
+    assert load_model(tuned).info.lam == 50.0 and load_model(tuned).info.training["column_norms"] == "notebook"
     assert main(["train", "--out", str(tuned), "--init-from", str(base), "--gain", "2"] + small) == 0
     assert load_model(tuned).info.acquisition.gain_adu_per_photon == 2.0  # a flag still wins
+    assert main(["train", "--out", str(tuned), "--init-from", str(base), "--lam", "80"] + small) == 0
+    assert load_model(tuned).info.lam == 80.0
     assert "(default: the --init-from model's, else 1)" in main_help("train")
 
 

@@ -249,7 +249,10 @@ def cmd_evaluate(args) -> int:
 
 
 # =============================================================== train
-def _training_config(args):
+def _training_config(args, base=None):
+    """The TrainingConfig of the command line; a fine-tune (``base``: the --init-from
+    model's ModelInfo) keeps the base's CEL0 loss lambda and column norms unless the flags
+    say otherwise (a lambda-50 model was fine-tuned at the default 100 without a word)."""
     from .core.training import TrainingConfig
     from .core.training_data import TrainingDataConfig
 
@@ -267,8 +270,12 @@ def _training_config(args):
             data_over[key] = tuple(value)
     presets = {"default": TrainingDataConfig, "paper": TrainingDataConfig.paper, "bundled": TrainingDataConfig.bundled}
     data = presets[args.preset](**data_over)
+    lam, column_norms = args.lam, args.column_norms
+    if base is not None:
+        lam = base.lam if lam is None else lam
+        column_norms = base.training.get("column_norms") if column_norms is None else column_norms
     over = {k: v for k, v in dict(
-        method=args.method, lam=args.lam, column_norms=args.column_norms, epochs=args.epochs,
+        method=args.method, lam=lam, column_norms=column_norms, epochs=args.epochs,
         batch_size=args.batch_size, lr=args.lr, val_fraction=args.val_fraction, lr_schedule=args.lr_schedule,
         seed=args.seed, device=args.device, precision=args.precision, max_steps_per_epoch=args.max_steps_per_epoch,
         min_lr=args.min_lr, init_from=args.init_from,
@@ -296,8 +303,9 @@ def cmd_train(args) -> int:
     check_checkpoint_free(out)
     # a fine-tune simulates the base model's camera unless told otherwise (the package's
     # defaults would have changed its noise without a word, or refused another pixel size)
-    acq = _acquisition(args, defaults=read_model_info(args.init_from).acquisition if args.init_from else None)
-    config = _training_config(args)
+    base = read_model_info(args.init_from) if args.init_from else None
+    acq = _acquisition(args, defaults=base.acquisition if base else None)
+    config = _training_config(args, base)
     print(f"training {config.method} for {acq.describe()}", file=sys.stderr)
     print(f"  {config.data.n_patches} patches of {config.data.patch_size} px from {config.data.n_frames} simulated "
           f"frames; {config.epochs} epochs, batch {config.batch_size}, lr {config.lr:g} ({config.lr_schedule})",
@@ -748,9 +756,10 @@ def _add_train_parser(sub) -> None:
     p.add_argument("--min-lr", type=float, help="lowest learning rate of either schedule (default 5e-5, at most --lr)")
     p.add_argument("--init-from", metavar="MODEL.safetensors",
                    help="fine-tune this model (same method and acquisition) instead of starting from scratch")
-    p.add_argument("--lam", type=float, help="CEL0 lambda (default 100)")
+    p.add_argument("--lam", type=float, help="CEL0 lambda (default 100, or with --init-from the base model's)")
     p.add_argument("--column-norms", choices=("operator", "notebook"),
-                   help="CEL0 a_i from S_L K (operator, default) or the notebook's ||g||")
+                   help="CEL0 a_i from S_L K (operator, default) or the notebook's ||g|| (with --init-from: the "
+                        "base model's)")
     p.add_argument("--val-fraction", type=float, help="validation fraction (default 0.3)")
     p.add_argument("--patches", type=int, help="training patches (default 10000)")
     p.add_argument("--sim-frames", type=int, help="simulated frames the patches are cut from (default 200)")
