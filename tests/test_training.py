@@ -326,3 +326,32 @@ def test_training_on_cuda_in_the_fastest_safe_precision():
     # the trained network runs on the CPU afterwards (it is saved from there)
     out = result.model.cpu()(torch.zeros(1, 1, 32, 32))
     assert out.shape == (1, 1, 32, 32) and bool((out >= 0).all())
+
+
+def test_a_cap_on_the_steps_caps_the_validation_batches(monkeypatch):
+    """A quick run of one step per epoch still validated every validation patch (43 s with
+    the default 3,000 on a 2-core CPU; review): as many batches as steps now."""
+    from napari_deepcel0.core import training as training_module
+
+    seen = []
+    real_loss_for = training_module.loss_for
+
+    def counting_loss_for(config, acq):
+        criterion = real_loss_for(config, acq)
+        forward = criterion.forward
+
+        def counted(pred, target):
+            if not torch.is_grad_enabled():  # the validation pass
+                seen.append(len(pred))
+            return forward(pred, target)
+
+        criterion.forward = counted
+        return criterion
+
+    monkeypatch.setattr(training_module, "loss_for", counting_loss_for)
+    data = TrainingDataConfig(n_frames=4, n_patches=400, sparse_fraction=0.0, seed=3)  # about 110 for validation
+    train(ISBI2013, tiny(data=data, max_steps_per_epoch=1))
+    assert seen == [64]
+    seen.clear()
+    train(ISBI2013, tiny(data=data, max_steps_per_epoch=2))  # a cap of 128: every validation patch
+    assert len(seen) == 2 and seen[0] == 64 and 64 < sum(seen) <= 128

@@ -780,7 +780,9 @@ def _add_train_parser(sub) -> None:
                         "emitters, so that the network learns not to report noise on sparse data (default 0)")
     p.add_argument("--sparse-density", type=float, nargs=2, metavar=("LOW", "HIGH"),
                    help="emitters per um^2 of the sparse frames, drawn log-uniformly per frame (default 0.1 2)")
-    p.add_argument("--max-steps-per-epoch", type=int, help="cap the steps per epoch (quick runs)")
+    p.add_argument("--max-steps-per-epoch", type=positive_int,
+                   help="cap the steps per epoch, and the validation batches (of 64 patches or the batch size) to as "
+                        "many (quick runs)")
     p.add_argument("--time-limit", type=float, metavar="MINUTES",
                    help="stop cleanly after this many minutes (counted from the start, data simulation "
                         "included, checked at each training step: the simulation itself always finishes) and keep "

@@ -76,7 +76,9 @@ class TrainingWidget(Container):
                     "model's recipe) with no minimum number of emitters; 0.2 keeps a model from reporting noise "
                     "as molecules on sparse frames")
         self.epochs = SpinBox(label="epochs", min=1, max=10_000)
-        self.max_steps = SpinBox(label="max steps/epoch (0: all)", min=0, max=1_000_000, value=0)
+        self.max_steps = SpinBox(label="max steps/epoch (0: all)", min=0, max=1_000_000, value=0,
+                                 tooltip="quick trials: at most this many steps per epoch, and as many validation "
+                                         "batches")
         self.lam = FloatSpinBox(label="CEL0 loss lambda", min=1e-3, max=1e6, step=10.0,
                                 tooltip="weight of the CEL0 penalty in the training loss (the paper: 100), in "
                                         "units of the target maps; not the CEL0-IRL1 solver's lambda of the "
