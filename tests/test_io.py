@@ -340,13 +340,14 @@ def test_a_stack_written_frame_by_frame_is_one_stack(tmp_path):
         tifffile.imwrite(p, frame, append=True)
     with tifffile.TiffFile(p) as tif:
         assert len(tif.series) == 5
-    stack = io.read_stack(p)
-    assert stack.shape == (5, 8, 10)
-    assert np.array_equal(np.asarray(stack[0:5]), data)
+    with io.read_stack(p) as stack:
+        assert stack.shape == (5, 8, 10)
+        assert np.array_equal(np.asarray(stack[0:5]), data)
     # without listing tifffile's series of such a file, which compares each with every other (quadratic:
     # 4,000 frames took 4 s, 8,000 frames 35 s to open; review)
     with mock.patch.object(tifffile.TiffFile, "_series_shaped", side_effect=AssertionError("shaped series listed")):
-        assert io.read_stack(p).shape == (5, 8, 10)
+        with io.read_stack(p) as stack:
+            assert stack.shape == (5, 8, 10)
 
 
 @pytest.mark.parametrize("kwargs", [dict(byteorder=">"), dict(bigtiff=True), dict(ome=True, metadata={"axes": "TYX"})])
@@ -492,21 +493,21 @@ def test_a_damaged_frame_names_the_file_and_the_frame(tmp_path):
         end_of_data = last.dataoffsets[0] + last.databytecounts[0] // 2  # cut inside the last frame's data
     cut = tmp_path / "cut.tif"
     cut.write_bytes(p.read_bytes()[:end_of_data])
-    stack = io.read_stack(cut)
-    assert stack.shape == (6, 32, 32) and np.array_equal(stack[0:5], data[:5])  # the good frames read
-    with pytest.raises(io.StackError, match=r"cut\.tif: frame 6 cannot be read .*damaged or truncated"):
-        stack[5]
+    with io.read_stack(cut) as stack:
+        assert stack.shape == (6, 32, 32) and np.array_equal(stack[0:5], data[:5])  # the good frames read
+        with pytest.raises(io.StackError, match=r"cut\.tif: frame 6 cannot be read .*damaged or truncated"):
+            stack[5]
 
 
 def test_the_first_frame_of_written_maps_is_read_back(tmp_path):
     maps = np.zeros((3, 8, 8), np.float32)
     p = io.write_tiff(tmp_path / "maps.tif", maps, pixel_size_nm=25.0, output="maps", first_frame=4)
-    stack = io.read_stack(p)
-    assert (stack.output, stack.first_frame, stack.pixel_size_nm) == ("maps", 4, pytest.approx(25.0))
-    render = io.read_stack(io.write_tiff(tmp_path / "r.tif", maps[0], pixel_size_nm=10.0, output="render"))
-    assert (render.output, render.first_frame) == ("render", 1)
-    frames = io.read_stack(io.write_tiff(tmp_path / "f.tif", maps))
-    assert (frames.output, frames.first_frame) == (None, 1)
+    with io.read_stack(p) as stack:
+        assert (stack.output, stack.first_frame, stack.pixel_size_nm) == ("maps", 4, pytest.approx(25.0))
+    with io.read_stack(io.write_tiff(tmp_path / "r.tif", maps[0], pixel_size_nm=10.0, output="render")) as render:
+        assert (render.output, render.first_frame) == ("render", 1)
+    with io.read_stack(io.write_tiff(tmp_path / "f.tif", maps)) as frames:
+        assert (frames.output, frames.first_frame) == (None, 1)
     for bad in (0, 1.5, True):
         with pytest.raises(ValueError, match="first_frame"):
             io.write_tiff(tmp_path / "bad.tif", maps, output="maps", first_frame=bad)
