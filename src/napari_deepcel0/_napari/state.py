@@ -75,6 +75,14 @@ class PluginState:
         save_value("model", path)
         self.model_changed.emit(path)
 
+    def model_written(self, path: Path) -> None:
+        """A model file was (re)written: it becomes the current model, and the widgets hear
+        of it also when it already was (its contents changed, maybe its L)."""
+        if Path(path) == self._model_path:
+            self.model_changed.emit(self._model_path)
+        else:
+            self.model_path = path
+
     def edit_acquisition(self, acq: Acquisition, layer=None) -> None:
         """Settings typed by the user for the stack ``layer`` (the Acquisition widget's).
         A new pixel size is a correction of that stack when its file carried the old one:

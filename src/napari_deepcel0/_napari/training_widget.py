@@ -191,8 +191,7 @@ class TrainingWidget(Container):
             show_warning("Training cancelled before the first step: no model was saved")
             self.job.status.value = "Training cancelled: no model saved"
             return
-        self.state.model_path = path
-        self.state.model_changed.emit(path)  # also when the path is the current model's: the file is new
+        self.state.model_written(path)
         how = "cancelled; the best model so far" if result.cancelled else "finished; the best model"
         text = (f"Training {how} (epoch {result.best_epoch}, {result.seconds:.0f} s on {result.device}) "
                 f"was saved to {path} and is now the current model")

@@ -114,6 +114,15 @@ def _robust_std(values: np.ndarray) -> float:
     return float(MAD_TO_STD * np.median(np.abs(values - np.median(values))))
 
 
+def _stack_and_exclusion(frames: np.ndarray, exclude: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+    """``frames`` as float64 (frames, rows, cols), and the pixels to leave out, one mask
+    per frame (none when ``exclude`` is None)."""
+    frames = np.asarray(frames, dtype=np.float64)
+    if frames.ndim == 2:
+        frames = frames[None]
+    return frames, np.zeros(frames.shape, bool) if exclude is None else np.broadcast_to(exclude, frames.shape)
+
+
 def estimate_noise(frames: np.ndarray, exclude: np.ndarray | None = None) -> float:
     """Robust standard deviation of the background noise, in the frames' unit (ADU).
 
@@ -124,10 +133,7 @@ def estimate_noise(frames: np.ndarray, exclude: np.ndarray | None = None) -> flo
     result still contains the shot noise of the background. ``exclude`` (frames, rows,
     cols): pixels not to use (filled dark borders).
     """
-    frames = np.asarray(frames, dtype=np.float64)
-    if frames.ndim == 2:
-        frames = frames[None]
-    ex = np.zeros(frames.shape, bool) if exclude is None else np.broadcast_to(exclude, frames.shape)
+    frames, ex = _stack_and_exclusion(frames, exclude)
     if len(frames) > 1:
         diffs = [_centred((b - a)[dark_mask(a + b, exclude=ea | eb)])
                  for a, b, ea, eb in zip(frames[:-1], frames[1:], ex[:-1], ex[1:])]
@@ -140,10 +146,7 @@ def estimate_baseline(frames: np.ndarray, exclude: np.ndarray | None = None) -> 
     """The background level of the darkest regions (camera offset + background), in ADU:
     the median of the pixels selected by :func:`dark_mask` in every frame (but those
     in ``exclude``)."""
-    frames = np.asarray(frames, dtype=np.float64)
-    if frames.ndim == 2:
-        frames = frames[None]
-    ex = np.zeros(frames.shape, bool) if exclude is None else np.broadcast_to(exclude, frames.shape)
+    frames, ex = _stack_and_exclusion(frames, exclude)
     return float(np.median(np.concatenate([f[dark_mask(f, exclude=e)] for f, e in zip(frames, ex)])))
 
 
