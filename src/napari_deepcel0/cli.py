@@ -404,11 +404,11 @@ def _signal_handlers(handler, *signums):
 def _open_stack_and_acq(args, base: Acquisition, base_is_models: bool = True):
     """The stack and its acquisition: ``base`` (the model's, or with ``base_is_models``
     False CEL0's defaults) with the stack's pixel size and the command-line settings."""
-    default_label = "model's" if base_is_models else "default"
     from .core.frames import check_camera_frames
     from .core.io import read_stack
     from .core.predict import PixelSizeWarning
 
+    default_label = "model's" if base_is_models else "default"
     stack = read_stack(args.stack)
     check_camera_frames(stack)  # now: its pixel size, no camera's, failed the PSF check with a puzzling message
     if args.pixel_size is None and stack.pixel_size_nm is None:

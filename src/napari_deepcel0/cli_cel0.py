@@ -60,7 +60,8 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--method", choices=METHODS, default=DEFAULT_METHOD,
                    help="map -> molecules: peaks (3x3 maxima + centre of mass, default) or components "
                         "(connected pixels merged)")
-    p.add_argument("--batch-size", type=positive_int, metavar="N", help="frames solved together (default 4 on CPU, 512 on CUDA)")
+    p.add_argument("--batch-size", type=positive_int, metavar="N",
+                   help="frames solved together (default 4 on CPU, 512 on CUDA)")
     p.add_argument("--device", default="auto", help="auto (CUDA when present), cpu or cuda (default: auto)")
     p.add_argument("--gain", type=positive_float, metavar="ADU/PHOTON",
                    help="camera gain, to report intensities in photons (default 1)")

@@ -290,8 +290,8 @@ class GrowingPoints:
     (following the frame slider), which is all that napari draws of it: napari re-sets a
     Points layer point by point when it grows (1.2-1.6 s per million points on the GUI
     thread, ``benchmarks/points_refresh.py``), so a run of a million localizations froze
-    napari at every refresh. The whole
-    table goes into the layer once, when :meth:`finish` ends the run; until then
+    napari at every refresh. The whole table goes into the layer once, when
+    :meth:`finish` ends the run; until then
     :meth:`table` (found by :func:`growing_run`, which :func:`table_from_layer` and the
     Export widget use) holds every localization so far. With the frame axis displayed (a
     3D view) every localization so far is shown.

@@ -628,8 +628,9 @@ def read_maps(maps, acq: Acquisition, threshold: float, method: str, frames=None
         return pixel_localizations(maps, acq, threshold, frames=frames, mass_scale=mass_scale)
     if method not in READINGS:
         raise ValueError(f"method must be one of {READINGS}, got {method!r}")
+    radius = mass_radius_for(acq) if method == "peaks" and gather_mass else None
     return extract_localizations(maps, acq, threshold, method=method, mass_scale=mass_scale, mass_column=MASS_COLUMN,
-                                 frames=frames, mass_radius_px=mass_radius_for(acq) if method == "peaks" and gather_mass else None)
+                                 frames=frames, mass_radius_px=radius)
 
 
 def mass_radius_for(acq: Acquisition) -> float:

@@ -10,8 +10,8 @@ into molecules:
     a U, which maps hardly hold, gives one per arm). Each maximum is refined to
     sub-pixel precision by the centre of mass of its 3 x 3 neighbourhood; its *mass*
     is the sum of that neighbourhood (or, with ``mass_radius_px``, of the map values
-    nearest to it within that radius: CEL0's maps spread a molecule wider). Two molecules one fine pixel apart merge, two
-    pixels apart stay separate. The centre of mass may be taken on a second map
+    nearest to it within that radius: CEL0's maps spread a molecule wider). Two
+    molecules one fine pixel apart merge, two pixels apart stay separate. The centre of mass may be taken on a second map
     (``refine_maps``, e.g. the average over the frame's flips and rotations, see
     :class:`~napari_deepcel0.core.predict.DeepLocalizer`), while detection and mass
     stay those of ``maps``. ``subpixel="parabola"`` instead places each maximum at

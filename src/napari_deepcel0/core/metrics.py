@@ -387,8 +387,8 @@ def outside_field_message(table: pd.DataFrame, field_nm: tuple[float, float]) ->
     outside = ~((x >= 0) & (x <= field_nm[1]) & (y >= 0) & (y <= field_nm[0]))
     if outside.sum() <= 0.01 * len(table):
         return ""
-    return (f"{int(outside.sum())} of {len(table)} ground-truth molecules lie outside the stack's field of {field_nm[1]:g} x "
-            f"{field_nm[0]:g} nm (x over y; x from {np.nanmin(x):.4g} to {np.nanmax(x):.4g} nm, y from "
+    return (f"{int(outside.sum())} of {len(table)} ground-truth molecules lie outside the stack's field of "
+            f"{field_nm[1]:g} x {field_nm[0]:g} nm (x over y; x from {np.nanmin(x):.4g} to {np.nanmax(x):.4g} nm, y from "
             f"{np.nanmin(y):.4g} to {np.nanmax(y):.4g} nm): are the coordinates in nm, and of this stack?")
 
 
