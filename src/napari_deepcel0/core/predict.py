@@ -408,33 +408,13 @@ def localize_stream(
     the model works on this one (default: when the model runs on a GPU, where the CPU's
     share of the work otherwise bounds the rate; see :func:`prepared_batches`).
     """
-    n = frame_count(source)
-    if n == 0:
-        raise FrameSourceError("the stack is empty (0 frames)")
-    indices = parse_frame_selection(frames, n)
-    check_camera_frames(source)
+    indices, frame_shape, threshold, batch_size = _checked_stream_inputs(
+        model, source, frames, threshold, batch_size, method, photometry or fit_positions)
     warn_if_pixel_size_differs(source, model.acquisition)
-    rows, cols = _frame_shape(source)
-    if min(rows, cols) < MIN_FRAME_SIDE_PX:
-        warnings.warn(f"frames of {rows} x {cols} pixels are narrower than a molecule's light ({MIN_FRAME_SIDE_PX} "
-                      "pixels); if the frames are on the array's last axis (MATLAB, h5py), put them first (in Python: "
-                      "np.moveaxis(frames, -1, 0))", UserWarning, stacklevel=3)
-    threshold = model.default_threshold() if threshold is None else float(threshold)
-    if not math.isfinite(threshold) or threshold < 0:
-        raise ValueError(f"threshold must be a finite number >= 0, got {threshold}")
-    if getattr(model, "orientations", 1) > 1 and method != "peaks":
-        raise ValueError(f"orientation averaging refines peaks; it does not work with method {method!r}")
     photometry = photometry or fit_positions
-    if photometry and model.mass_column == INTENSITY:
-        raise ValueError(f"this localizer already reports {INTENSITY!r}; photometry and the position fit are for "
-                         "map-based localizers")
-    if batch_size is None:
-        batch_size = getattr(model, "batch_size", 16)
-    if not (is_whole_number(batch_size) and batch_size >= 1):
-        raise ValueError(f"batch size must be a whole number >= 1, got {batch_size!r}")
     if prefetch is None:
         prefetch = _runs_on_gpu(model)
-    batches = iter_batches(indices, frames_per_batch(batch_size, (rows, cols)))
+    batches = iter_batches(indices, frames_per_batch(batch_size, frame_shape))
     sigma_px = model.acquisition.sigma_px if fix_outlier_pixels else None
     mass_radius_px = getattr(model, "mass_radius_px", None) if method == "peaks" else None
     t0 = time.perf_counter()
@@ -464,15 +444,56 @@ def localize_stream(
             if done == 0:
                 warn_if_below_offset(block, model.acquisition)
             # the fit on the frames can take seconds a frame: results, progress and Cancel per frame
-            frame_of_row = table[FRAME].to_numpy()
-            for i, number in enumerate(numbers):
-                if is_cancelled(cancel):  # also Cancel pressed during this batch's network pass
-                    return
-                part = add_photometry(block[i : i + 1], table[frame_of_row == number].reset_index(drop=True),
-                                      model.acquisition, [number], fit_positions=fit_positions)
+            for part, i in _fitted_frame_by_frame(block, numbers, table, model.acquisition, fit_positions, cancel):
                 done += 1
                 yield BatchResult(numbers[i : i + 1], part, None if maps_out is None else maps_out[i : i + 1], done,
                                   len(indices), time.perf_counter() - t0, replaced, dimmed)
+            if is_cancelled(cancel):
+                return
+
+
+def _checked_stream_inputs(model: MapModel, source, frames, threshold, batch_size, method: str,
+                           photometry: bool) -> tuple[np.ndarray, tuple[int, int], float, int]:
+    """The checks of :func:`localize_stream` before any frame is read: ``(0-based frame
+    indices, (rows, cols) of a frame, threshold, batch size)``, the defaults filled in;
+    ValueError (FrameSourceError for an empty stack) for what cannot run, a warning for
+    what runs but is likely a mistake."""
+    n = frame_count(source)
+    if n == 0:
+        raise FrameSourceError("the stack is empty (0 frames)")
+    indices = parse_frame_selection(frames, n)
+    check_camera_frames(source)
+    rows, cols = _frame_shape(source)
+    if min(rows, cols) < MIN_FRAME_SIDE_PX:
+        warnings.warn(f"frames of {rows} x {cols} pixels are narrower than a molecule's light ({MIN_FRAME_SIDE_PX} "
+                      "pixels); if the frames are on the array's last axis (MATLAB, h5py), put them first (in Python: "
+                      "np.moveaxis(frames, -1, 0))", UserWarning, stacklevel=4)
+    threshold = model.default_threshold() if threshold is None else float(threshold)
+    if not math.isfinite(threshold) or threshold < 0:
+        raise ValueError(f"threshold must be a finite number >= 0, got {threshold}")
+    if getattr(model, "orientations", 1) > 1 and method != "peaks":
+        raise ValueError(f"orientation averaging refines peaks; it does not work with method {method!r}")
+    if photometry and model.mass_column == INTENSITY:
+        raise ValueError(f"this localizer already reports {INTENSITY!r}; photometry and the position fit are for "
+                         "map-based localizers")
+    if batch_size is None:
+        batch_size = getattr(model, "batch_size", 16)
+    if not (is_whole_number(batch_size) and batch_size >= 1):
+        raise ValueError(f"batch size must be a whole number >= 1, got {batch_size!r}")
+    return indices, (rows, cols), threshold, int(batch_size)
+
+
+def _fitted_frame_by_frame(block: np.ndarray, numbers: np.ndarray, table: pd.DataFrame, acquisition: Acquisition,
+                           fit_positions: bool, cancel) -> Iterator[tuple[pd.DataFrame, int]]:
+    """``(table of frame i with photometry (and fitted positions), i)`` for each frame of
+    a batch, until ``cancel()`` (also pressed during the batch's network pass)."""
+    frame_of_row = table[FRAME].to_numpy()
+    for i, number in enumerate(numbers):
+        if is_cancelled(cancel):
+            return
+        part = add_photometry(block[i : i + 1], table[frame_of_row == number].reset_index(drop=True),
+                              acquisition, [number], fit_positions=fit_positions)
+        yield part, i
 
 
 def localize(model: MapModel, source, frames=None, threshold=None, batch_size=None, method="peaks",
