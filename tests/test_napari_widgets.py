@@ -417,6 +417,15 @@ def test_a_running_layer_holds_the_frame_on_screen_and_every_localization_reads_
 
     save_layers(str(tmp_path / "menu.csv"), [points], plugin="napari-deepcel0")  # napari's File > Save Layers
     assert len(read_localizations(tmp_path / "menu.csv")) == len(so_far)
+    from napari.layers._layer_actions import _duplicate_layer
+
+    viewer.dims.set_point(0, 0.0)
+    viewer.layers.selection = {points}
+    _duplicate_layer(viewer.layers)  # napari's Duplicate Layer: a copy of every localization so far, no run's
+    copy = viewer.layers[f"{points.name} copy"]
+    assert len(copy.data) == len(so_far) > len(points.data) and copy.metadata["running"] is False
+    assert copy.metadata["frames"].tolist() == [1, 2] and points.metadata["running"] is True
+    pd.testing.assert_frame_equal(table_from_layer(copy), so_far, check_dtype=False)
     viewer.dims.ndisplay = 3  # the frame axis displayed: everything so far
     assert len(points.data) == len(so_far)
     viewer.dims.ndisplay = 2
@@ -555,6 +564,28 @@ def test_localize_reports_bad_inputs(viewer, tmp_path, stack_path):
     widget.run()
     assert widget.job.worker is None and "render is too large" in widget.job.status.value
     assert "big localizations" not in viewer.layers
+
+
+def test_a_run_without_memory_for_its_layers_is_refused_and_the_last_runs_points_stay(
+        viewer, qtbot, stack_path, monkeypatch):
+    """A render or maps layer that failed for memory left the run's Points layer emptied
+    and marked running, with no run to end it (review)."""
+    from napari_deepcel0._napari import localize_widget
+
+    _open(viewer, stack_path)
+    widget = _localized(viewer, qtbot, frames="1-2")
+    points = widget._run.points.layer
+    before = points.data.copy()
+    assert len(before) > 0
+
+    def out_of_memory(viewer, kind, data, kwargs):
+        raise MemoryError
+
+    monkeypatch.setattr(localize_widget, "show_layer", out_of_memory)
+    widget.run()
+    assert widget.job.worker is None and widget.job.run_button.enabled
+    assert "not enough memory" in widget.job.status.value
+    assert points.metadata["running"] is False and np.array_equal(points.data, before)
 
 
 def test_rerun_updates_the_output_layers_that_other_widgets_chose(viewer, qtbot, stack_path):

@@ -336,6 +336,7 @@ class GrowingPoints:
         self._shown_frame: int | None = None
         for event in self._SLIDER_EVENTS:
             getattr(viewer.dims.events, event).connect(self._follow_slider)
+        viewer.layers.events.inserted.connect(self._fill_copy)
 
     #: the viewer's dims events that may change the frame on screen or display the frame axis
     _SLIDER_EVENTS = ("current_step", "ndisplay", "order")
@@ -390,6 +391,20 @@ class GrowingPoints:
                 and self._frame_on_screen() != self._shown_frame):
             self.refresh()
 
+    def _fill_copy(self, event) -> None:
+        """A copy of the layer added to the viewer during the run (Duplicate Layer) gets
+        every localization so far, and is no running layer: it held the frame on screen
+        only, with the run's list of frames, so that once the run ended Matching scored
+        the other frames' molecules as missed."""
+        copy = event.value
+        if copy is self.layer or copy.metadata.get(RUN_TOKEN) != self.token:
+            return
+        coords, features = points_from_table(self.table())
+        copy.data = coords
+        copy.features = features
+        metadata = {k: v for k, v in copy.metadata.items() if k != RUN_TOKEN}  # a new dict: never the run's own
+        copy.metadata = {**metadata, "running": False, "frames": self.frames_done()}
+
     def refresh(self) -> None:
         """Show the localizations received so far: those of the frame on screen while the
         run goes on, every one once it has finished."""
@@ -406,6 +421,7 @@ class GrowingPoints:
         """Mark the run over (finished, cancelled or failed) and show every localization."""
         for event in self._SLIDER_EVENTS:
             getattr(self.viewer.dims.events, event).disconnect(self._follow_slider)
+        self.viewer.layers.events.inserted.disconnect(self._fill_copy)
         _GROWING.pop(self.token, None)
         self.layer.metadata["running"] = False
         self.layer.metadata.pop(RUN_TOKEN, None)

@@ -189,8 +189,15 @@ class LocalizeWidget(Container):
             return
         if self._run is not None:  # its render may still be blurring: it must not show over this run's
             self._run.render.retire()
-        self._run = _Run(self.viewer, layer, acq, selection, (rows, cols), fine_nm, self.render_pixel.value,
-                         self.render_blur.value, maps_shape if self.show_maps.value else None, self.job.while_alive)
+        try:
+            self._run = _Run(self.viewer, layer, acq, selection, (rows, cols), fine_nm, self.render_pixel.value,
+                             self.render_blur.value, maps_shape if self.show_maps.value else None,
+                             self.job.while_alive)
+        except MemoryError:
+            self._run = None
+            self.job.refuse("Localize: not enough memory for the render and maps of this run; use a larger render "
+                            "pixel, untick the fine-grid maps or select fewer frames")
+            return
         self.state.outputs_shown.emit(self._run.layers())  # Matching and Export move to them
         threshold = None if self.auto_threshold.value else self.threshold.value
         show_first_frame_unless_shown(self.viewer, layer, selection)
@@ -226,7 +233,6 @@ class _Run:
         self.viewer = viewer
         self.pixel_nm = acq.pixel_size_nm
         self.renderer = Renderer(acq.field_nm(frame_shape), render_pixel)
-        self.points = GrowingPoints(viewer, f"{layer.name} localizations", DEEPCEL0_COLOR)
         self.total = len(selection)
         self.frames_done = 0
         self.frames_per_second = 0.0
@@ -246,6 +252,9 @@ class _Run:
                 "name": f"{layer.name} maps", "colormap": "magma", "blending": "additive",
                 "contrast_limits": (0.0, 1.0), "metadata": {OUTPUT: "maps"},
                 **image_transform(fine_nm, self.first_frame)})
+        # the points last: a layer marked running before a render or maps that failed (out
+        # of memory) stayed "running" for Export and File > Save without a run to end it
+        self.points = GrowingPoints(viewer, f"{layer.name} localizations", DEEPCEL0_COLOR)
         self.pacer = RefreshPacer()
 
     def layers(self) -> list:
