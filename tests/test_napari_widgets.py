@@ -736,6 +736,16 @@ def test_a_pixel_size_typed_by_hand_corrects_the_file_calibration(viewer, qtbot,
     acquisition.layer.value = layer
     acquisition.pixel_size.value = 100.0  # the user's correction, of the chosen stack only
     assert other.metadata["pixel_size_nm"] == 160.0  # it was rewritten too (review)
+    assert layer.scale[-1] == 100.0 and other.scale[-1] == 160.0  # redrawn at once (it waited for the next run)
+    from qtpy.QtCore import Qt
+
+    box = acquisition.pixel_size.native  # typed: applied once typed in full, not at each key (1, 12, 123)
+    box.lineEdit().selectAll()
+    qtbot.keyClicks(box.lineEdit(), "123")
+    assert state.acquisition.pixel_size_nm == 100.0 and layer.scale[-1] == 100.0
+    qtbot.keyClick(box.lineEdit(), Qt.Key.Key_Return)
+    assert state.acquisition.pixel_size_nm == 123.0 and layer.scale[-1] == 123.0
+    acquisition.pixel_size.value = 100.0
     widget = _localized(viewer, qtbot, layer=layer)
     assert state.acquisition.pixel_size_nm == 100.0 and layer.scale[-1] == 100.0
     assert "at 100 nm/pixel" in widget.job.status.value

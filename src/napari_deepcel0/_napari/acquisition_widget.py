@@ -71,6 +71,9 @@ class AcquisitionWidget(Container):
                      self.read_noise, self.status, self.layer, self.job, self.reset_button])
         self._show(self.state.acquisition)
         for name in _FIELDS:
+            # a value applies when typed in full (Enter, or another field or widget clicked), not at
+            # each key: typing 160 set a pixel size of 1 and 16 first, rescaling the stack each time
+            getattr(self, name).native.setKeyboardTracking(False)
             getattr(self, name).changed.connect(self._edited)
         self.state.acquisition_changed.connect(self._show)
         self.job.run_button.changed.connect(self.estimate)

@@ -88,15 +88,21 @@ class PluginState:
         A new pixel size is a correction of that stack when its file carried the old one:
         its ``metadata["pixel_size_nm"]`` takes the new value, so that analysing it
         (:meth:`prepare_stack`) keeps it. Other stacks keep their files' sizes (a size
-        typed for one stack rewrote every stack of the old size, a reset too)."""
-        if layer is not None and acq.pixel_size_nm != self._acquisition.pixel_size_nm:
+        typed for one stack rewrote every stack of the old size, a reset too). That stack,
+        displayed at the old size, is redrawn at the new one at once (it was at its next
+        run: until then the scale bar and a ground truth overlaid were off by the ratio)."""
+        old = self._acquisition.pixel_size_nm
+        if layer is not None and acq.pixel_size_nm != old:
             try:
                 declared = declared_pixel_size(layer)
             except TypeError:
                 declared = None
-            if declared == self._acquisition.pixel_size_nm:
+            if declared == old:
                 layer.metadata["pixel_size_nm"] = acq.pixel_size_nm
         self.acquisition = acq
+        if (layer is not None and acq.pixel_size_nm != old and getattr(layer, "ndim", 0) >= 2
+                and np.allclose(layer.scale[-2:], old, rtol=1e-6, atol=0.0)):
+            self.prepare_stack(layer)
 
     def adopt_pixel_size(self, layer) -> None:
         """Use the pixel size a layer's file declares (no-op when it has none; a
