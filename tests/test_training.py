@@ -150,7 +150,22 @@ def test_cancel_returns_the_best_model_so_far():
     result = train(ISBI2013, tiny(epochs=5, max_steps_per_epoch=None), progress=progress, cancel=stop)
     assert result.cancelled
     assert len(result.history) == 1 and result.history[0]["steps"] == 1
+    assert result.history[0]["val_patches"] == 8  # all 8 (of 24 patches): within CANCELLED_VAL_PATCHES
     assert isinstance(result.model, torch.nn.Module)
+
+
+def test_a_cancel_in_the_first_epoch_validates_a_few_patches_only(monkeypatch):
+    """The whole validation set took 25-43 s on a 2-core CPU after Cancel or SIGTERM,
+    though the weights were the only candidate for the best model (review)."""
+    from napari_deepcel0.core import training
+
+    monkeypatch.setattr(training, "CANCELLED_VAL_PATCHES", 1)
+    stop = threading.Event()
+    result = train(ISBI2013, tiny(epochs=2, max_steps_per_epoch=None),
+                   progress=lambda p: stop.set() if p.stage == "train" else None, cancel=stop)
+    assert result.cancelled and [h["val_patches"] for h in result.history] == [1]
+    whole = train(ISBI2013, tiny(epochs=1, max_steps_per_epoch=None))
+    assert [h["val_patches"] for h in whole.history] == [8] and not whole.cancelled
 
 
 def test_nan_loss_stops_with_a_clear_error():
