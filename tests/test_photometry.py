@@ -1,10 +1,12 @@
+import re
+
 import numpy as np
 import pandas as pd
 import pytest
 from scipy.spatial import cKDTree
 
 from napari_deepcel0.core import simulate as sim
-from napari_deepcel0.core.acquisition import ISBI2013
+from napari_deepcel0.core.acquisition import ISBI2013, Acquisition
 from napari_deepcel0.core.io import INTENSITY
 from napari_deepcel0.core.photometry import (
     BACKGROUND,
@@ -399,6 +401,28 @@ def test_photometry_on_frames_below_the_camera_offset_warns(tiny_model_path):
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         localize(model, frames, threshold=0.0, photometry=True)
+
+
+@pytest.mark.parametrize("n_frames", [1, 4])
+def test_frames_quieter_than_the_camera_settings_allow_warn_with_the_matching_offset(n_frames):
+    """A camera at 400 ADU analysed with the default offset of 100: the background held
+    300 photons more and the uncertainties came out about twice too large, silently."""
+    import warnings
+
+    from napari_deepcel0.core.predict import warn_if_quieter_than_the_camera_allows
+
+    acq = Acquisition(read_noise_adu=2.0)
+    noise = sim.CameraNoise(background_photons=(10.0, 10.0), quantize=True)
+    frames, _ = sim.simulate_stack(n_frames=n_frames, shape=(48, 48), density_per_um2=1.0, acq=acq, noise=noise,
+                                   seed=3)
+    with pytest.warns(UserWarning, match="ADU would match") as caught:
+        warn_if_quieter_than_the_camera_allows(frames + 300.0, acq)
+    [message] = [str(w.message) for w in caught]
+    assert 385 <= float(re.search(r"about (\d+) ADU would match", message).group(1)) <= 415  # the camera's 400
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        warn_if_quieter_than_the_camera_allows(frames + 300.0, acq.replace(offset_adu=400.0))
+        warn_if_quieter_than_the_camera_allows(frames, acq)
 
 
 def test_the_fit_uses_the_psf_the_simulations_render():

@@ -313,6 +313,34 @@ def warn_if_below_offset(frames: np.ndarray, acquisition: Acquisition) -> None:
                       UserWarning, stacklevel=3)
 
 
+def warn_if_quieter_than_the_camera_allows(frames: np.ndarray, acquisition: Acquisition) -> None:
+    """Warn when the frames' background varies far less than the camera settings predict:
+    with the gain and offset set, a background of ``B`` ADU holds ``(B - offset) / gain``
+    photons, whose shot noise and the read noise make a noise of at least
+    ``sqrt(gain * (B - offset) + read_noise^2)`` ADU. Frames at half that or less have an
+    offset set too low (a camera at 400 ADU with the default 100: the position fit's
+    uncertainties came out about twice too large, the background in photons 300 too
+    high, without a word) or a gain set too high, or were smoothed. The message gives
+    the offset that would match. Needs no dark frames: :func:`~.estimate.estimate_noise`
+    (frame-to-frame differences, or neighbouring pixels for one frame) and
+    :func:`~.estimate.estimate_baseline` on the darkest regions."""
+    from .estimate import estimate_baseline, estimate_noise
+
+    noise_adu = estimate_noise(frames)
+    baseline_adu = estimate_baseline(frames)
+    gain, offset, read_noise = acquisition.gain_adu_per_photon, acquisition.offset_adu, acquisition.read_noise_adu
+    expected_adu = math.sqrt(gain * max(baseline_adu - offset, 0.0) + read_noise**2)
+    if not (math.isfinite(noise_adu) and expected_adu > 2.0 * noise_adu):
+        return
+    matching_offset = baseline_adu - max(noise_adu**2 - read_noise**2, 0.0) / gain
+    warnings.warn(f"the frames' background noise, {noise_adu:.3g} ADU, is less than half the {expected_adu:.3g} ADU "
+                  f"that the camera settings predict for their background level of {baseline_adu:.4g} ADU (the shot "
+                  f"noise of {(baseline_adu - offset) / gain:.4g} photons at an offset of {offset:g} ADU and a gain "
+                  f"of {gain:g} ADU/photon, and {read_noise:g} ADU of read noise): is the camera offset higher (about "
+                  f"{matching_offset:.0f} ADU would match) or the gain lower? The photon counts' background and the "
+                  "position fit's uncertainties depend on them", UserWarning, stacklevel=3)
+
+
 #: threads that prepare batches ahead of the model in :func:`prepared_batches` (one fewer
 #: than the CPU's cores, at most 4): the outlier steps spend most of their time outside
 #: Python's lock: two threads fixed frames 1.5 to 2.6 times as fast as one on a 2-core
@@ -443,6 +471,7 @@ def localize_stream(
                 continue
             if done == 0:
                 warn_if_below_offset(block, model.acquisition)
+                warn_if_quieter_than_the_camera_allows(block, model.acquisition)
             # the fit on the frames can take seconds a frame: results, progress and Cancel per frame
             for part, i in _fitted_frame_by_frame(block, numbers, table, model.acquisition, fit_positions, cancel):
                 done += 1
