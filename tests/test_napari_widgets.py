@@ -951,27 +951,36 @@ def test_closing_the_widget_during_a_run_is_quiet(viewer, qtbot, stack_path, mon
     assert widget._run.frames_done == 1  # nothing reached the deleted widget
 
 
-def test_closing_napari_during_a_run_touches_no_layer(make_napari_viewer, qtbot, stack_path, monkeypatch):
+@pytest.mark.parametrize("panel_closed_first", [False, True])
+def test_closing_napari_during_a_run_touches_no_layer(make_napari_viewer, qtbot, stack_path, monkeypatch,
+                                                      panel_closed_first):
     """Closing the panel shows what a run got; closing napari must not: refreshing the
     layers of a closed viewer put them back into it and napari's slider raised
-    IndexError in the Qt event loop (a review of the first version)."""
+    IndexError in the Qt event loop (a review of the first version). A panel closed
+    before napari is not destroyed with it: its run did that again (lifecycle review)."""
     from napari_deepcel0._napari import localize_widget
 
     viewer = make_napari_viewer()
     resume = threading.Event()
     monkeypatch.setattr(localize_widget, "localize_stream", _pause_after_first(localize_widget.localize_stream, resume))
     _open(viewer, stack_path)
-    widget = _dock(viewer, LocalizeWidget)
+    widget = LocalizeWidget(viewer)
+    dock = viewer.window.add_dock_widget(widget, name="Localize")
     widget.device.value, widget.batch_size.value = "cpu", 1
     widget.run()
     qtbot.waitUntil(lambda: widget._run.frames_done == 1, timeout=RUN_TIMEOUT_MS)
     worker = widget.job.worker
+    if panel_closed_first:
+        dock.title.close_button.click()
     viewer.close()
     with qtbot.waitSignal(worker.finished, timeout=RUN_TIMEOUT_MS):
         resume.set()
     qtbot.wait(100)
     assert widget.job.destroyed and len(viewer.layers) == 0
     assert not [m for m in _messages(NotificationSeverity.INFO) if "stopped when its widget was closed" in m]
+    if panel_closed_first:  # the panel outlives napari's window, holding the viewer
+        widget.native.deleteLater()
+        qtbot.wait(10)
 
 
 def test_widgets_from_the_plugins_menu_update_their_layers_in_place(viewer, qtbot, stack_path):
@@ -1064,6 +1073,65 @@ def test_closing_the_widgets_panel_cancels_its_run(viewer, qtbot, stack_path, mo
     qtbot.waitUntil(lambda: not display.busy, timeout=RUN_TIMEOUT_MS)
     assert display.threaded and render.data.max() > 0
     np.testing.assert_allclose(render.data, display._display_image()[0])
+
+
+def test_two_runs_at_once_fill_layers_of_their_own(viewer, qtbot, stack_path, monkeypatch):
+    """Two Localize panels (or one closed mid-run and opened again) ran into one layer:
+    the first run to end showed its table over the other's and marked it finished, and
+    Export then saved the wrong run's localizations (lifecycle review)."""
+    from napari_deepcel0._napari import localize_widget
+
+    original, resume = localize_widget.localize_stream, threading.Event()
+    monkeypatch.setattr(localize_widget, "localize_stream", _pause_after_first(original, resume))
+    _open(viewer, stack_path)
+    first, second = _dock(viewer, LocalizeWidget), _dock(viewer, LocalizeWidget)
+    for widget in (first, second):
+        widget.device.value, widget.batch_size.value = "cpu", 1
+    first.run()
+    qtbot.waitUntil(lambda: first._run.frames_done == 1, timeout=RUN_TIMEOUT_MS)
+    monkeypatch.setattr(localize_widget, "localize_stream", original)  # the second run does not pause
+    second.frames.value = "1-2"
+    second.run()
+    _wait(qtbot, second.job)
+    points, other = first._run.points.layer, second._run.points.layer
+    assert other is not points and other.name == "small localizations [1]"
+    assert second._run.render.layer is not first._run.render.layer
+    assert points.metadata["running"] is True and other.metadata["running"] is False
+    assert set(table_from_layer(other)["frame"]) == {1, 2} and len(other.data) == second._run.points.count
+    resume.set()
+    _wait(qtbot, first.job)
+    assert points.metadata["running"] is False and len(points.data) == first._run.points.count
+    assert len(other.data) == second._run.points.count  # the second run's results stay
+    second.run()  # no run going: the layers are reused
+    _wait(qtbot, second.job)
+    assert second._run.points.layer is points and len(viewer.layers) == 5
+
+
+def test_a_run_failing_after_its_panel_was_closed_says_why(viewer, qtbot, stack_path, monkeypatch):
+    """The error of a run whose panel was closed meanwhile was dropped: the user read
+    only that it stopped (lifecycle review)."""
+    from napari_deepcel0._napari import localize_widget
+
+    original, resume = localize_widget.localize_stream, threading.Event()
+
+    def fails_after_first(*args, cancel=None, **kwargs):
+        yield next(original(*args, cancel=cancel, **kwargs))
+        resume.wait(timeout=60)
+        raise ValueError("the disk went away")
+
+    monkeypatch.setattr(localize_widget, "localize_stream", fails_after_first)
+    _open(viewer, stack_path)
+    widget = LocalizeWidget(viewer)
+    dock = viewer.window.add_dock_widget(widget, name="Localize")
+    widget.device.value, widget.batch_size.value = "cpu", 1
+    widget.run()
+    qtbot.waitUntil(lambda: widget._run.frames_done == 1, timeout=RUN_TIMEOUT_MS)
+    worker = widget.job.worker
+    dock.title.close_button.click()
+    with qtbot.waitSignal(worker.finished, timeout=RUN_TIMEOUT_MS):
+        resume.set()
+    assert "Localization failed: the disk went away" in _messages(NotificationSeverity.ERROR)
+    assert viewer.layers["small localizations"].metadata["running"] is False
 
 
 def test_closing_the_cel0_panel_during_a_run_leaves_its_layers_finished(viewer, qtbot, stack_path, monkeypatch):

@@ -25,6 +25,7 @@ import functools
 import inspect
 import threading
 import warnings
+import weakref
 from collections.abc import Callable
 
 import torch
@@ -158,6 +159,7 @@ class JobControls(Container):
         self.cancel_button.changed.connect(self.cancel)
         self.native.destroyed.connect(self._destroyed)
         self._watched_dock = None
+        self._watched_window = None
 
     def _destroyed(self, *_) -> None:
         self.destroyed = True
@@ -168,13 +170,21 @@ class JobControls(Container):
         self.cancel_event.set()
 
     def _watch_dock(self) -> None:
-        """Close (see :meth:`_closed`) when the widget holding this one leaves its dock."""
+        """Close (see :meth:`_closed`) when the widget holding this one leaves its dock, and
+        count as destroyed when napari's window goes: a widget taken out of its dock before
+        is not destroyed with it, and its run put its layers back into the closed viewer."""
         inner = self.native
         while inner.parentWidget() is not None and not isinstance(inner.parentWidget(), QDockWidget):
             inner = inner.parentWidget()
         if inner.parentWidget() is not None and inner is not self._watched_dock:
             self._watched_dock = inner
             _RemovalWatch(inner, self._closed)
+        window = self.native.window()
+        if window is not self.native and (self._watched_window is None or self._watched_window() is not window):
+            # weak both ways: neither may keep the other (and the viewer) alive
+            self._watched_window = weakref.ref(window)
+            job = weakref.ref(self)
+            window.destroyed.connect(lambda *_: job() is not None and job()._destroyed())
 
     def while_open(self, slot: Callable) -> Callable:
         """``slot``, made to do nothing once the widget is closed: a job's signals
@@ -233,7 +243,7 @@ class JobControls(Container):
             worker.yielded.connect(self.while_open(on_yield))
         if on_return is not None:
             worker.returned.connect(self.while_open(on_return))
-        worker.errored.connect(self.while_open(self._failed))
+        worker.errored.connect(self.while_alive(self._failed))  # also after the panel was closed
         worker.warned.connect(self._sort_warning, Qt.ConnectionType.DirectConnection)
         if on_finish is not None:  # before _finished: the job counts as running until its results are shown
             worker.finished.connect(self.while_open(on_finish))
@@ -274,6 +284,8 @@ class JobControls(Container):
         show_error(text)
 
     def _failed(self, exc: Exception) -> None:
+        """Say why the job failed (also when its panel was closed meanwhile: the
+        notification is then all the user sees of it)."""
         self.error = exc
         self.status.value = f"{self.title} failed: {exc}"
         show_error(self.status.value)

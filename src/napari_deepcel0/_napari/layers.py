@@ -234,8 +234,11 @@ def is_run_output(layer, metadata: dict) -> bool:
     """True when ``layer`` was made by a run of this plugin for the output that a layer
     with ``metadata`` shows, so that a new run may show its result there: the Points of a
     localization run (``"frames"``) or an output of the same kind (``metadata[OUTPUT]``),
-    and not read from a file (a saved result opened again is the user's)."""
-    if is_read_from_file(layer):
+    and not read from a file (a saved result opened again is the user's), nor filled by
+    a run still going (:func:`filled_by_a_run`: two runs at once, from two widgets or
+    one whose panel was closed, shared one layer, and the first to end showed its table
+    over the other's and marked it finished)."""
+    if is_read_from_file(layer) or filled_by_a_run(layer):
         return False
     if metadata.get(OUTPUT):
         return layer.metadata.get(OUTPUT) == metadata[OUTPUT]
@@ -267,12 +270,18 @@ class RefreshPacer:
         self._next = end + max(self.min_interval_s, (end - start) / self.max_share)
 
 
-#: metadata key of a Points layer that a run is filling: the token under which its
-#: :class:`GrowingPoints` is found (:func:`growing_run`)
+#: metadata key of a layer that a run is filling: the token under which its
+#: :class:`GrowingPoints` is found (:func:`growing_run`, :func:`filled_by_a_run`)
 RUN_TOKEN = "napari_deepcel0_run"
 #: the runs filling a Points layer now, by their token (weakly: a run whose widget is gone,
 #: napari closed during it, is no longer found and takes its tables with it)
 _GROWING: weakref.WeakValueDictionary = weakref.WeakValueDictionary()
+
+
+def filled_by_a_run(layer) -> bool:
+    """True while a run fills ``layer`` (its Points, or a render or maps layer that the
+    run tagged with its :data:`RUN_TOKEN`)."""
+    return layer.metadata.get(RUN_TOKEN) in _GROWING
 
 
 def growing_run(layer=None, metadata: dict | None = None) -> "GrowingPoints | None":
@@ -396,8 +405,9 @@ class GrowingPoints:
         every localization so far, and is no running layer: it held the frame on screen
         only, with the run's list of frames, so that once the run ended Matching scored
         the other frames' molecules as missed."""
-        copy = event.value
-        if copy is self.layer or copy.metadata.get(RUN_TOKEN) != self.token:
+        copy = event.value  # (the run's render and maps carry its token too)
+        if (copy is self.layer or not isinstance(copy, LAYER_TYPES["points"])
+                or copy.metadata.get(RUN_TOKEN) != self.token):
             return
         coords, features = points_from_table(self.table())
         copy.data = coords

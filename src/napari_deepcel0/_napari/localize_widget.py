@@ -19,8 +19,8 @@ from ..core.render import Renderer, render_shape
 from .controls import (counted, outlier_pixels_checkbox, replaced_pixels_text, stack_combo, status_style,
                        wrapping_label)
 from .jobs import JobControls, ProgressRelay, gpu_memory_hint
-from .layers import (DEEPCEL0_COLOR, OUTPUT, GrowingPoints, RefreshPacer, image_transform, keep_in_viewer,
-                     show_first_frame_unless_shown, show_layer, stack_frame_count)
+from .layers import (DEEPCEL0_COLOR, OUTPUT, RUN_TOKEN, GrowingPoints, RefreshPacer, image_transform,
+                     keep_in_viewer, show_first_frame_unless_shown, show_layer, stack_frame_count)
 from .reader import frame_source
 from .settings import PersistentValues
 from .state import state_for
@@ -255,6 +255,9 @@ class _Run:
         # the points last: a layer marked running before a render or maps that failed (out
         # of memory) stayed "running" for Export and File > Save without a run to end it
         self.points = GrowingPoints(viewer, f"{layer.name} localizations", DEEPCEL0_COLOR)
+        for output in self.layers()[1:]:  # the render and maps are this run's until it ends
+            output.metadata[RUN_TOKEN] = self.points.token
+        self.render.token = self.points.token
         self.pacer = RefreshPacer()
 
     def layers(self) -> list:
@@ -329,6 +332,7 @@ class _RenderDisplay:
         self.busy = False  # a blur is running in its thread
         self._again = False
         self._retired = False
+        self.token = None  # its run's (RUN_TOKEN): a late blur is not shown in a layer another run took since
         self._ready = ProgressRelay()  # carries the thread's result to the GUI thread
         # shown also after the panel was closed (its run's last refresh), not once napari is
         self._ready.report.connect(while_alive(self._show))
@@ -354,7 +358,7 @@ class _RenderDisplay:
         return image, float(np.percentile(shown, 99.5)) if shown.size else 1.0
 
     def _show(self, result: tuple[np.ndarray, float]) -> None:
-        if self._retired:
+        if self._retired or self.layer.metadata.get(RUN_TOKEN) != self.token:
             self.busy = False
             return
         image, top = result
