@@ -413,6 +413,11 @@ def test_a_running_layer_holds_the_frame_on_screen_and_every_localization_reads_
     export.save_csv()
     _wait(qtbot, export.csv_job)
     assert len(read_localizations(tmp_path / "midrun.csv")) == len(so_far) > len(points.data)
+    export.image.value = viewer.layers["small render"]  # a TIFF of the run's render says so too (review)
+    export.tiff_path.value = tmp_path / "midrun.tif"
+    export.save_tiff()
+    _wait(qtbot, export.tiff_job)
+    assert "its run was still going" in export.tiff_job.status.value
     from napari.plugins.io import save_layers
 
     save_layers(str(tmp_path / "menu.csv"), [points], plugin="napari-deepcel0")  # napari's File > Save Layers

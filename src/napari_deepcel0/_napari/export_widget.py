@@ -13,7 +13,7 @@ from napari.utils.notifications import show_info, show_warning
 from ..core.io import write_thunderstorm_csv, write_tiff
 from .controls import OverwriteGuard, counted, layer_combo
 from .jobs import JobControls
-from .layers import OUTPUT, growing_run, is_localization_run, is_output, layer_scale_nm
+from .layers import OUTPUT, filled_by_a_run, growing_run, is_localization_run, is_output, layer_scale_nm
 from .settings import PersistentValues
 from .writer import write_points
 
@@ -98,12 +98,15 @@ class ExportWidget(Container):
             return
         # a pyramid: its full-resolution level, the one the layer's scale describes
         data, level = (layer.data[0], ", its full-resolution level") if layer.multiscale else (layer.data, "")
+        running = filled_by_a_run(layer)
+        if running:  # a snapshot: the run writes its maps into the layer's array in place
+            data = np.array(data)
         pixel = layer_scale_nm(layer)  # any length unit (an image calibrated in um too)
         calibration = f"{pixel:g} nm pixels" if pixel else "no pixel size: the layer is not calibrated in a length unit"
         self.tiff_job.start(_write_tiff_job, path, data, pixel,
                             layer.metadata.get(OUTPUT) if is_output(layer) else None, _first_frame(layer),
                             on_return=lambda p: self._saved(self.tiff_job, f"{layer.name}{level} saved to {p} "
-                                                            f"({calibration})"))
+                                                            f"({calibration})", running))
 
     @staticmethod
     def _output_file(job: JobControls, guard: OverwriteGuard, suffixes: tuple[str, ...]) -> Path | None:
