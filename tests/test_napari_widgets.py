@@ -1023,6 +1023,14 @@ def test_the_slider_moves_to_the_run_when_it_shows_another_frame(viewer, qtbot, 
     widget.run()  # frame 2 is among these: the slider stays
     _wait(qtbot, widget.job)
     assert viewer.dims.point[0] == 1.0
+    # a single image, drawn on every frame of the stack: its localizations are on frame 1 (review)
+    widget.layer.value = viewer.add_image(np.asarray(layer.data[2]), name="one frame", scale=layer.scale[1:],
+                                          translate=layer.translate[1:])
+    widget.frames.value = "all"
+    widget.run()
+    _wait(qtbot, widget.job)
+    assert viewer.dims.point[0] == 0.0
+    assert len(viewer.layers["one frame localizations"]._view_data) > 0  # drawn
 
 
 def test_drop_downs_start_on_the_layer_each_field_wants(viewer, stack_path, tmp_path):

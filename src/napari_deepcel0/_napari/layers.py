@@ -195,10 +195,11 @@ def _same_or_numbered(name: str, wanted: str) -> bool:
 def show_first_frame_unless_shown(viewer, layer, frames) -> None:
     """Move the frame slider to the first of ``frames`` (1-based) when the frame on
     screen is not among them: otherwise a run of frames 1-40 on a stack opened at frame
-    180 shows no localization (Points are drawn on their own frame only)."""
-    if layer.ndim != 3:
+    180 shows no localization (Points are drawn on their own frame only). A single 2-D
+    image is drawn on every frame of the other stacks, its localizations on frame 1 only."""
+    axis = viewer.dims.ndim - 3  # the frame axis of the run's Points among the viewer's
+    if axis < 0:
         return
-    axis = viewer.dims.ndim - 3  # the stack's frame axis among the viewer's
     on_screen = int(round(viewer.dims.point[axis])) + 1
     if on_screen not in set(np.asarray(frames).tolist()):
         viewer.dims.set_point(axis, float(frames[0] - 1))
