@@ -73,7 +73,7 @@ from .frames import (
 from .io import INTENSITY
 from .localize import FRAME, X_NM, Y_NM, extract_localizations
 from .losses import cel0_penalty
-from .metrics import Score, score
+from .metrics import Score, frame_span, score
 from .optics import AcquisitionOperator
 
 #: The mass column of CEL0 tables: the molecule's photons.
@@ -732,12 +732,26 @@ def _sweep_lambdas(lams, lam_range: tuple[float, float], n_lams: int) -> np.ndar
     return lams
 
 
-def _draw_frames(source, frames, n_frames: int, seed: int) -> np.ndarray:
+def _draw_frames(source, frames, n_frames: int, seed: int, ground_truth_frames: np.ndarray) -> np.ndarray:
     """``n_frames`` 0-based frame indices (all of them when fewer) drawn without
-    replacement from the 1-based selection ``frames`` of ``source``, sorted."""
+    replacement from the 1-based selection ``frames`` of ``source``, sorted, among the
+    frames from the first to the last of ``ground_truth_frames`` (1-based): a ground
+    truth of part of the stack scored every detection of the other frames as false
+    (Jaccard 41 % for 67 %, lifecycle review), with a warning when that leaves frames out."""
     pool = parse_frame_selection(frames, frame_count(source))
     n_frames = _count(n_frames, "the number of sweep frames")
-    return np.sort(np.random.default_rng(seed).choice(pool, size=min(n_frames, len(pool)), replace=False))
+    if len(ground_truth_frames) == 0:
+        raise ValueError("the ground truth has no molecules")
+    first, last = int(np.min(ground_truth_frames)), int(np.max(ground_truth_frames))
+    covered = pool[(pool + 1 >= first) & (pool + 1 <= last)]
+    if len(covered) < len(pool):
+        span = frame_span(first, last)
+        if len(covered) == 0:
+            raise ValueError(f"the ground truth holds {span} only, none of the frames chosen for the sweep")
+        warnings.warn(f"the ground truth holds {span} only: the sweep draws its frames among those ({len(covered)} "
+                      f"of the {len(pool)} chosen), since its detections in other frames would all count as false",
+                      UserWarning, stacklevel=3)
+    return np.sort(np.random.default_rng(seed).choice(covered, size=min(n_frames, len(covered)), replace=False))
 
 
 def lambda_sweep(
@@ -816,7 +830,7 @@ def lambda_sweep(
         raise ValueError(f"method must be one of {READINGS}, got {method!r}")
     if lams_per_solve is not None:
         lams_per_solve = _count(lams_per_solve, "lams_per_solve")
-    chosen = _draw_frames(source, frames, n_frames, seed)
+    chosen = _draw_frames(source, frames, n_frames, seed, ground_truth[FRAME].to_numpy())
     numbers = chosen + 1
     gt = ground_truth[ground_truth[FRAME].isin(numbers)]
     if len(gt) == 0:
