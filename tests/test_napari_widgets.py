@@ -1672,6 +1672,10 @@ def test_matching_colours_tp_fp_fn_and_loads_a_csv(viewer, qtbot, stack_path, tm
         # light theme's grey was unreadable)
         assert f"<span style='color:{MATCH_COLORS[kind]}'>" in widget.legend.value
         assert f"</span> {kind}" in widget.legend.value
+    # the TP/FP/FN layer is no localizations or ground truth to score (its FN counted as found: review)
+    for combo in (widget.estimate, widget.ground_truth):
+        combo.reset_choices()
+        assert match_layer not in combo.choices and viewer.layers["estimate"] in combo.choices
     assert widget.load_ground_truth(tmp_path / "missing.csv") is None
     assert any("missing.csv" in m for m in _messages(NotificationSeverity.ERROR))
 

@@ -22,8 +22,8 @@ from ..core.devices import DEVICES, resolve_device
 from ..core.model_io import read_model_info
 from ..core.frames import parse_frame_selection
 from ..core.predict import DeepLocalizer, localize_stream
-from .controls import (LinePlot, counted, float_box, layer_combo, outlier_pixels_checkbox, replaced_pixels_text, row,
-                       stack_combo, wrapping_label)
+from .controls import (LinePlot, counted, float_box, localizations_combo, outlier_pixels_checkbox,
+                       replaced_pixels_text, row, stack_combo, wrapping_label)
 from .jobs import JobControls, ProgressRelay, gpu_memory_hint
 from .layers import (CEL0_COLOR, DEEPCEL0_COLOR, GrowingPoints, RefreshPacer, is_read_from_file,
                      show_first_frame_unless_shown, stack_frame_count, table_from_layer)
@@ -86,8 +86,7 @@ class Cel0Widget(Container):
         self.fix_outlier_pixels = outlier_pixels_checkbox()  # for the comparison and the sweep
         self.job = JobControls("CEL0-IRL1", "Run CEL0-IRL1")
         self.summary = wrapping_label(label="result")
-        self.ground_truth = layer_combo(napari_viewer, napari.layers.Points, "sweep: ground truth",
-                                        prefer=is_read_from_file)
+        self.ground_truth = localizations_combo(napari_viewer, "sweep: ground truth", prefer=is_read_from_file)
         self.lam_min = float_box("", SWEEP_LAM_RANGE[0], 1e-6, 100.0, decimals=6, step=1e-3)
         self.lam_max = float_box("", SWEEP_LAM_RANGE[1], 1e-6, 100.0, decimals=6, step=0.1)
         self.n_lams = SpinBox(min=1, max=200, value=12,  # fewer than the paper's 30: a first look in napari

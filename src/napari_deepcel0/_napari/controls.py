@@ -148,6 +148,13 @@ def stack_combo(viewer) -> ComboBox:
     return layer_combo(viewer, napari.layers.Image, "stack", keep=lambda layer: not (is_output(layer) or layer.rgb))
 
 
+def localizations_combo(viewer, label: str, prefer=None) -> LayerChooser:
+    """A drop-down of the Points layers that may be localizations or a ground truth to
+    score: the Matching widget's TP/FP/FN layer is left out (scored, its FN markers,
+    which sit on the ground truth, counted as found)."""
+    return layer_combo(viewer, napari.layers.Points, label, keep=lambda layer: not is_output(layer), prefer=prefer)
+
+
 def float_box(label: str, value: float, minimum: float, maximum: float, decimals: int, step: float) -> FloatSpinBox:
     """A FloatSpinBox showing ``decimals`` decimals (for small numbers like lambda)."""
     box = FloatSpinBox(label=label, step=step)

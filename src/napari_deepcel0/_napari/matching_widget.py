@@ -18,7 +18,7 @@ from ..core.io import FRAME, X_NM, Y_NM, LocalizationFileError, atomic_write, re
 from ..core.cancel import is_cancelled
 from ..core.metrics import (DEFAULT_TOLERANCES_NM, empty_selection_message, frame_span, iter_match, score,
                             select_frames, uncovered_frames_message)
-from .controls import counted, layer_combo, select_layer, wrapping_label
+from .controls import counted, localizations_combo, select_layer, wrapping_label
 from .jobs import JobControls
 from .layers import (OUTPUT, is_localization_run, is_read_from_file, localized_frames, points_from_table,
                      points_layer_kwargs, show_layer, table_from_layer)
@@ -113,9 +113,9 @@ class MatchingWidget(Container):
         super().__init__(labels=True)
         self.viewer = napari_viewer
         self.state = state_for(napari_viewer)
-        self.ground_truth = layer_combo(napari_viewer, napari.layers.Points, "ground truth", prefer=is_read_from_file)
+        self.ground_truth = localizations_combo(napari_viewer, "ground truth", prefer=is_read_from_file)
         self.load_button = PushButton(text="Load ground-truth CSV ...")
-        self.estimate = layer_combo(napari_viewer, napari.layers.Points, "localizations", prefer=is_localization_run)
+        self.estimate = localizations_combo(napari_viewer, "localizations", prefer=is_localization_run)
         self.tolerances = LineEdit(label="tolerances (nm)", value=", ".join(f"{t:g}" for t in DEFAULT_TOLERANCES_NM))
         self.frames = LineEdit(label="frames (1-based)", value="all",
                                tooltip="score these frames only (e.g. those a saved CSV was localized on)")
