@@ -494,6 +494,20 @@ def test_localize_cancel_keeps_what_is_done(viewer, qtbot, stack_path, monkeypat
     assert maps.data[: len(done)].max() > 0 and maps.data[len(done):].max() == 0
 
 
+def test_a_cancel_after_the_last_batch_reports_a_finished_run(viewer, qtbot, stack_path, monkeypatch):
+    """Cancel pressed after the last batch said "cancelled: 8/8 frames" (lifecycle review)."""
+    from napari_deepcel0._napari import localize_widget
+
+    monkeypatch.setattr(localize_widget, "localize_stream", _pause_after_first(localize_widget.localize_stream))
+    _open(viewer, stack_path)
+    widget = _dock(viewer, LocalizeWidget)
+    widget.device.value, widget.batch_size.value = "cpu", 16  # all 8 frames in the first batch
+    widget.run()
+    _press_cancel(qtbot, widget.job, lambda: widget._run.frames_done == 8)
+    _wait(qtbot, widget.job)
+    assert widget.job.status.value.startswith("Localization finished: 8/8 frames")
+
+
 def test_localize_error_is_a_notification_and_partial_results_stay(viewer, qtbot, tmp_path):
     frames, _ = sim.simulate_stack(n_frames=4, shape=(32, 32), seed=1)
     frames[2, 5, 5:7] = np.nan  # two side by side (an isolated one is replaced like a dead pixel)

@@ -219,7 +219,8 @@ class Cel0Widget(Container):
             parts.append(replaced_pixels_text(self._pixels_replaced, self._frames_dimmed))
         self.summary.value = "; ".join(parts)
         if self.job.error is None:
-            self.job.status.value = (f"CEL0-IRL1 {'cancelled' if self.job.cancelled else 'finished'} "
+            cut_short = self.job.cancelled and sum(self._done_frames.values()) < self._total
+            self.job.status.value = (f"CEL0-IRL1 {'cancelled' if cut_short else 'finished'} "
                                      f"(at {self._pixel_nm:g} nm/pixel)")
             show_info(f"CEL0-IRL1 comparison: {self.summary.value}")
 

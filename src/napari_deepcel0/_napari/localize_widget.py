@@ -214,7 +214,8 @@ class LocalizeWidget(Container):
         """Show everything done, also after an error or a cancel."""
         summary = self._run.end()
         if self.job.error is None:
-            text = f"Localization {'cancelled' if self.job.cancelled else 'finished'}: {summary}"
+            cut_short = self.job.cancelled and self._run.frames_done < self._run.total  # (Cancel after the last batch)
+            text = f"Localization {'cancelled' if cut_short else 'finished'}: {summary}"
             self.job.status.value = text
             show_info(text)
 
