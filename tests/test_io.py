@@ -287,6 +287,9 @@ def test_the_writer_refuses_positions_the_reader_would_refuse(tmp_path):
     table.loc[2, "x [nm]"] = np.nan
     with pytest.raises(ValueError, match=r"1 row\(s\) have an x or y that is not a finite number"):
         io.write_thunderstorm_csv(tmp_path / "t.csv", table)
+    table.loc[2, "x [nm]"] = -2e9
+    with pytest.raises(ValueError, match=r"1 row\(s\) have an x or y that is not a finite number of nm within"):
+        io.write_thunderstorm_csv(tmp_path / "t.csv", table)
     assert not (tmp_path / "t.csv").exists()
 
 
@@ -310,7 +313,11 @@ def test_shared_ground_truth_loads(isbi_dir):
 def test_infinite_coordinates_are_refused_with_the_row(tmp_path):
     p = tmp_path / "inf.csv"
     p.write_text('"frame","x [nm]","y [nm]"\n1,10,20\n2,-Infinity,30\n')
-    with pytest.raises(io.LocalizationFileError, match="infinite frame/x/y values in 1 row.*data row 2"):
+    with pytest.raises(io.LocalizationFileError, match="infinite or out-of-range frame/x/y values in 1 row.*data row 2"):
+        io.read_localizations(p)
+    # absurd but finite: the matching's distances overflowed with SciPy's message, naming no file (review)
+    p.write_text('"frame","x [nm]","y [nm]"\n1,10,20\n1,1e160,30\n')
+    with pytest.raises(io.LocalizationFileError, match=r"in 1 row\(s\), the first in data row 2 \(frame 1, x 1e\+160"):
         io.read_localizations(p)
 
 

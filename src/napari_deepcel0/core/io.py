@@ -62,6 +62,19 @@ CSV_CHUNK_ROWS = 100_000
 SCAN_CHUNK_BYTES = 1 << 24
 #: frame numbers above this are refused (a float64 CSV value is no exact integer beyond it)
 MAX_FRAME_NUMBER = 2**53
+#: x and y beyond this many nm (a metre) are refused as positions: no field of view is that
+#: large, and beyond 1e154 nm the matching's distances overflowed with SciPy's message
+MAX_COORDINATE_NM = 1e9
+
+
+def unusable_positions(xy: np.ndarray) -> np.ndarray:
+    """The rows of ``xy`` (n, 2; nm) whose x or y is no finite number within
+    +-:data:`MAX_COORDINATE_NM`: refused by the CSV reader and writer and by matching."""
+    xy = np.asarray(xy, dtype=np.float64)
+    return ~(np.isfinite(xy) & (np.abs(xy) <= MAX_COORDINATE_NM)).all(axis=1)
+
+
+POSITION_RULE = f"a finite number of nm within +-{MAX_COORDINATE_NM:.0e}"
 _LENGTH_TO_NM = {"nm": 1.0, "um": 1e3, "µm": 1e3, "\u03bcm": 1e3, "micron": 1e3, "microns": 1e3, "mm": 1e6, "m": 1e9}
 
 
@@ -739,10 +752,9 @@ def write_thunderstorm_csv(path: str | os.PathLike, table: pd.DataFrame) -> Path
     if len(frames) and frames.max() > MAX_FRAME_NUMBER:  # as read_localizations; int64 wrapped them negative
         raise ValueError(f"cannot write {path}: frame numbers must be at most {MAX_FRAME_NUMBER} (max "
                          f"{frames.max():g})")
-    xy = table[[X_NM, Y_NM]].to_numpy(np.float64)
-    if not np.isfinite(xy).all():  # read_localizations refuses them: a file nobody could read back
-        raise ValueError(f"cannot write {path}: {int((~np.isfinite(xy).all(axis=1)).sum())} row(s) have an x or y "
-                         "that is not a finite number")
+    bad = unusable_positions(table[[X_NM, Y_NM]].to_numpy(np.float64))
+    if bad.any():  # read_localizations refuses them: a file nobody could read back
+        raise ValueError(f"cannot write {path}: {int(bad.sum())} row(s) have an x or y that is not {POSITION_RULE}")
     for c in table.columns:
         if any(ch in str(c) for ch in '",\n'):
             raise ValueError(f"cannot write {path}: column name {c!r} contains a quote, comma or newline")
@@ -995,11 +1007,13 @@ def _checked_positions(path: Path, table: pd.DataFrame, labels: list[str]) -> pd
             '(at least "frame","x [nm]","y [nm]") or an ISBI ground-truth file'
         )
     coords = table[[FRAME, X_NM, Y_NM]].to_numpy(dtype=np.float64)
-    bad = ~np.isfinite(coords).all(axis=1)
+    bad = ~np.isfinite(coords[:, 0]) | unusable_positions(coords[:, 1:])
     if bad.any():
+        first = int(np.flatnonzero(bad)[0])
         raise LocalizationFileError(
-            f"{path}: empty, NaN or infinite frame/x/y values in {int(bad.sum())} row(s), the first in data row "
-            f"{int(np.flatnonzero(bad)[0]) + 1}"
+            f"{path}: empty, NaN, infinite or out-of-range frame/x/y values in {int(bad.sum())} row(s), the first "
+            f"in data row {first + 1} (frame {coords[first, 0]:g}, x {coords[first, 1]:g}, y {coords[first, 2]:g}; "
+            f"x and y must each be {POSITION_RULE})"
         )
     frames = table[FRAME].to_numpy()
     if len(frames) and np.any(frames != np.round(frames)):

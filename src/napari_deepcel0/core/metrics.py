@@ -37,7 +37,7 @@ from scipy.sparse.csgraph import connected_components
 from scipy.spatial import cKDTree
 
 from .defaults import TOLERANCES_NM as DEFAULT_TOLERANCES_NM  # noqa: F401 (exported)
-from .io import FRAME, X_NM, Y_NM
+from .io import FRAME, POSITION_RULE, X_NM, Y_NM, unusable_positions
 
 
 def match_points(gt_xy: np.ndarray, est_xy: np.ndarray, tol_nm: float,
@@ -181,9 +181,9 @@ def iter_match(gt: pd.DataFrame, est: pd.DataFrame, tol_nm: float, distance: str
     g_xy = gt[[X_NM, Y_NM]].to_numpy(np.float64)
     e_xy = est[[X_NM, Y_NM]].to_numpy(np.float64)
     for name, xy in (("ground truth", g_xy), ("estimate", e_xy)):
-        bad = ~np.isfinite(xy).all(axis=1)
+        bad = unusable_positions(xy)
         if bad.any():
-            raise ValueError(f"{name} table has {bad.sum()} row(s) whose x or y is not a finite number "
+            raise ValueError(f"{name} table has {bad.sum()} row(s) whose x or y is not {POSITION_RULE} "
                              f"(the first: row {int(np.flatnonzero(bad)[0])})")
     g_order = np.argsort(g_frames, kind="stable")
     e_order = np.argsort(e_frames, kind="stable")
