@@ -84,12 +84,28 @@ def test_rejects_junk_and_missing(tmp_path):
 def test_pixel_size_from_imagej_and_ome(tmp_path):
     data = np.zeros((2, 8, 8), np.uint16)
     io.write_tiff(tmp_path / "ij.tif", data, pixel_size_nm=107.0)
-    assert io.read_stack(tmp_path / "ij.tif").pixel_size_nm == pytest.approx(107.0)
     tifffile.imwrite(tmp_path / "ome.ome.tif", data, metadata={"axes": "TYX", "PhysicalSizeX": 0.16,
                                                                 "PhysicalSizeXUnit": "µm"})
-    assert io.read_stack(tmp_path / "ome.ome.tif").pixel_size_nm == pytest.approx(160.0)
     tifffile.imwrite(tmp_path / "plain.tif", data, photometric="minisblack")
-    assert io.read_stack(tmp_path / "plain.tif").pixel_size_nm is None
+    for name, expected in (("ij.tif", pytest.approx(107.0)), ("ome.ome.tif", pytest.approx(160.0)),
+                           ("plain.tif", None)):
+        with io.read_stack(tmp_path / name) as stack:
+            assert stack.pixel_size_nm == expected
+
+
+def test_a_pixel_size_no_camera_has_is_ignored_with_a_warning_naming_it(tmp_path):
+    """1 mm or 0 nm pixels in the metadata were dropped in silence: "carries no pixel
+    size" hid a unit mistake (bad-input review)."""
+    data = np.zeros((2, 8, 8), np.uint16)
+    tifffile.imwrite(tmp_path / "mm.tif", data, imagej=True, resolution=(1e-3, 1e-3),
+                     metadata={"unit": "um", "axes": "TYX"})
+    tifffile.imwrite(tmp_path / "zero.ome.tif", data, metadata={"axes": "TYX", "PhysicalSizeX": 0, "PhysicalSizeY": 0})
+    for name, stated in (("mm.tif", "1e\\+06"), ("zero.ome.tif", "0")):
+        with pytest.warns(UserWarning, match=f"{name}: its metadata states a pixel size of {stated} nm, which is no "
+                                             "camera pixel") as caught:
+            with io.read_stack(tmp_path / name) as stack:
+                assert stack.pixel_size_nm is None
+        assert len([w for w in caught if "metadata states" in str(w.message)]) == 1
 
 
 def test_non_square_pixels_warn_that_the_width_is_used(tmp_path):
@@ -489,6 +505,16 @@ def test_a_truncated_stack_is_refused_not_opened_with_fewer_frames(tmp_path, com
     cut = _cut(p, 0.6)
     with pytest.raises(io.StackError, match=r"cut_six\.tif: the file announces 6 frames.*truncated or damaged"):
         io.read_stack(cut)
+
+
+def test_an_ome_stack_cut_in_its_page_list_is_a_stack_error_naming_the_file(tmp_path):
+    """tifffile lists an OME file's pages when asked for its series: a cut there raised
+    tifffile's own "corrupted IFD structure", naming no file (bad-input review)."""
+    data = np.random.default_rng(0).poisson(110, (6, 32, 32)).astype(np.uint16)
+    p = tmp_path / "ome.ome.tif"
+    tifffile.imwrite(p, data, ome=True, metadata={"axes": "TYX"})
+    with pytest.raises(io.StackError, match=r"cut_ome\.ome\.tif: not a readable TIFF file \(.*truncated or damaged"):
+        io.read_stack(_cut(p, 0.95))
 
 
 def test_a_damaged_frame_names_the_file_and_the_frame(tmp_path):

@@ -412,7 +412,7 @@ def _open_stack_and_acq(args, base: Acquisition, base_is_models: bool = True):
     stack = read_stack(args.stack)
     check_camera_frames(stack)  # now: its pixel size, no camera's, failed the PSF check with a puzzling message
     if args.pixel_size is None and stack.pixel_size_nm is None:
-        print(f"note: {args.stack} carries no pixel size; using the {default_label} {base.pixel_size_nm:g} nm "
+        print(f"note: {args.stack} carries no usable pixel size; using the {default_label} {base.pixel_size_nm:g} nm "
               "(set --pixel-size)", file=sys.stderr)
     elif args.pixel_size is not None and stack.pixel_size_nm is not None and args.pixel_size != stack.pixel_size_nm:
         print(f"note: {args.stack} states {stack.pixel_size_nm:g} nm pixels; using --pixel-size {args.pixel_size:g} nm",

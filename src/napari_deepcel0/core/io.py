@@ -145,10 +145,13 @@ class FrameStack:
                     raise StackError(f"{self.path}: the file ends inside its list of frames ({broken[0]}; "
                                      f"{len(self)} frame(s) found): it is truncated or damaged (an interrupted "
                                      "copy or a full disk?); copy or save it again")
-            except Exception:
+            except Exception as exc:
                 for companion in getattr(self, "_companions", []):
                     companion.close()
                 self._tif.close()
+                if isinstance(exc, tifffile.TiffFileError):  # its pages listed lazily: a cut found only now
+                    raise StackError(f"{self.path}: not a readable TIFF file ({exc}): it is truncated or damaged "
+                                     "(an interrupted copy or a full disk?); copy or save it again") from exc
                 raise
 
     def _check_no_planes_missing(self, pages: list, log: list[str]) -> None:
@@ -433,7 +436,7 @@ def _pixel_size_nm(tif: tifffile.TiffFile, axis: str = "X") -> float | None:
                     size = el.get(f"PhysicalSize{axis}")
                     if size is not None:
                         unit = el.get(f"PhysicalSize{axis}Unit", "µm")
-                        return _plausible(float(size) * _LENGTH_TO_NM.get(unit, math.nan))
+                        return _plausible(float(size) * _LENGTH_TO_NM.get(unit, math.nan), tif, axis)
                     if axis == "Y" and el.get("PhysicalSizeX") is not None:
                         return None  # a width alone: square pixels, not the resolution tags' height
         if tif.is_imagej and tif.imagej_metadata is not None:
@@ -443,7 +446,7 @@ def _pixel_size_nm(tif: tifffile.TiffFile, axis: str = "X") -> float | None:
             if tag is not None and unit in _LENGTH_TO_NM:
                 num, den = tag.value
                 if num > 0:
-                    return _plausible(den / num * _LENGTH_TO_NM[unit])
+                    return _plausible(den / num * _LENGTH_TO_NM[unit], tif, axis)
         if not tif.is_imagej:  # (ImageJ without a length unit: pixels, no size)
             tags = tif.pages[0].tags
             unit, resolution = tags.get("ResolutionUnit"), tags.get(f"{axis}Resolution")
@@ -456,8 +459,16 @@ def _pixel_size_nm(tif: tifffile.TiffFile, axis: str = "X") -> float | None:
     return None
 
 
-def _plausible(size_nm: float) -> float | None:
-    return float(size_nm) if math.isfinite(size_nm) and 1.0 <= size_nm <= 1e5 else None
+def _plausible(size_nm: float, tif: tifffile.TiffFile, axis: str) -> float | None:
+    """``size_nm`` when it can be a camera pixel in the sample (1-100,000 nm); else None,
+    with a warning (once, for the width) that the metadata's value is ignored: "carries
+    no pixel size" hid a unit mistake (a size in nm written as um) from the user."""
+    if math.isfinite(size_nm) and 1.0 <= size_nm <= 1e5:
+        return float(size_nm)
+    if axis == "X":
+        warnings.warn(f"{tif.filename}: its metadata states a pixel size of {size_nm:g} nm, which is no camera pixel "
+                      "in the sample (1-100,000 nm; a value in the wrong unit?): ignored", UserWarning, stacklevel=2)
+    return None
 
 
 def _missing_codec(exc: BaseException | None) -> bool:
