@@ -619,6 +619,26 @@ def test_bad_input_is_one_clear_line(argv, message, tmp_path, capsys, monkeypatc
     assert not (tmp_path / "x.csv").exists()
 
 
+@pytest.mark.parametrize("extra, message", [
+    (["--photons", "900", "600"], "photon range must satisfy 0 < low <= high"),
+    (["--background", "10", "5"], "background range must satisfy 0 <= low <= high"),
+    (["--snr", "1000"], "SNR range"),
+])
+def test_simulate_checks_its_ranges_before_making_its_folder(extra, message, tmp_path, capsys, monkeypatch):
+    """A bad range failed after --out was made, leaving an empty folder (bad-input review)."""
+    monkeypatch.chdir(tmp_path)
+    assert main(["simulate", "--out", "OUT"] + extra) == 2
+    assert message in capsys.readouterr().err and list(tmp_path.iterdir()) == []
+
+
+def test_a_min_lr_above_the_learning_rate_is_refused(tmp_path, capsys):
+    """It was lowered to the learning rate without a word (bad-input review)."""
+    assert main(["train", "--out", str(tmp_path / "m.safetensors"), "--lr", "1e-4", "--min-lr", "1e-3", "--epochs", "1",
+                 "--patches", "8", "--sim-frames", "1", "--max-steps-per-epoch", "1", "--device", "cpu"]) == 2
+    assert "--min-lr 0.001 is above the learning rate 0.0001 (--lr)" in capsys.readouterr().err
+    assert list(tmp_path.iterdir()) == []
+
+
 @pytest.mark.parametrize(
     "argv, message",
     [
@@ -631,6 +651,8 @@ def test_bad_input_is_one_clear_line(argv, message, tmp_path, capsys, monkeypatc
         (["cel0", "s.tif", "--out", "x.csv", "--render-pixel", "0"], "argument --render-pixel: must be"),
         (["cel0", "s.tif", "--out", "x.csv", "--gain", "nan"], "argument --gain: must be a positive"),
         (["evaluate", "a.csv", "--gt", "b.csv", "--tol", "-5"], "argument --tol: must be a positive number"),
+        (["localize", "s.tif", "--out", "x.csv", "--threshold", "-1"], "argument --threshold: must be a number >= 0"),
+        (["cel0", "s.tif", "--out", "x.csv", "--threshold", "nan"], "argument --threshold: must be a number >= 0"),
     ],
 )
 def test_bad_values_are_refused_before_anything_runs(argv, message, tmp_path, capsys, monkeypatch):

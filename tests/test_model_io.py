@@ -224,3 +224,11 @@ def test_the_checkpoint_stays_when_the_final_save_fails(tmp_path, monkeypatch):
     with pytest.raises(OSError, match="disk full"):
         model_io.save_final(target, None)
     assert checkpoint.read_bytes() == b"best so far"
+
+
+def test_a_folder_is_no_model_file(tmp_path):
+    """A folder was reported as "no such model file" (bad-input review)."""
+    folder = tmp_path / "m.safetensors"
+    folder.mkdir()
+    with pytest.raises(ModelFileError, match="is a folder, not a model file"):
+        read_model_info(folder)

@@ -208,15 +208,16 @@ def cmd_simulate(args) -> int:
     from .core.io import all_or_nothing, atomic_write, make_output_folder, write_thunderstorm_csv, write_tiff
 
     acq = _acquisition(args)
-    # before the simulation: a wrong --out fails at once
-    out = make_output_folder(args.out, files=SIMULATE_FILES)
-    noise = (
+    noise = (  # checked first: a bad range left an empty --out folder behind
         sim.GaussianSNRNoise((args.snr, args.snr)) if args.snr is not None
         else sim.CameraNoise(background_photons=tuple(args.background), quantize=True)
     )
+    photons = sim.PhotonModel(args.photons[0], args.photons[1], 0.15)
+    # before the simulation: a wrong --out fails at once
+    out = make_output_folder(args.out, files=SIMULATE_FILES)
     frames, emitters = sim.simulate_stack(
         n_frames=args.frames, shape=(args.size, args.size), density_per_um2=args.density, structure=args.structure,
-        acq=acq, photons=sim.PhotonModel(args.photons[0], args.photons[1], 0.15), noise=noise, seed=args.seed,
+        acq=acq, photons=photons, noise=noise, seed=args.seed,
     )
     data = frames if args.snr is not None else _camera_counts(frames)
     text = json.dumps(acq.to_dict(), indent=2) + "\n"
@@ -281,8 +282,12 @@ def _training_config(args, base=None):
         min_lr=args.min_lr, init_from=args.init_from,
     ).items() if v is not None}
     if args.preset == "bundled":  # the bundled model's schedule too, unless a flag says otherwise
-        return TrainingConfig.bundled(data=data, **over)
-    return TrainingConfig(data=data, **over)
+        config = TrainingConfig.bundled(data=data, **over)
+    else:
+        config = TrainingConfig(data=data, **over)
+    if args.min_lr is not None and config.min_lr > config.lr:  # it would be lowered to --lr without a word
+        raise ValueError(f"--min-lr {config.min_lr:g} is above the learning rate {config.lr:g} (--lr)")
+    return config
 
 
 def cmd_train(args) -> int:
@@ -801,7 +806,7 @@ def _add_localize_parser(sub) -> None:
     p.add_argument("stack", metavar="STACK.tif")
     p.add_argument("--out", required=True, metavar="LOCS.csv", help="output ThunderSTORM CSV")
     p.add_argument("--model", metavar="MODEL.safetensors", help="model file (default: the bundled model)")
-    p.add_argument("--threshold", type=float, metavar="T",
+    p.add_argument("--threshold", type=non_negative_float, metavar="T",
                    help="detection threshold in the model's map units, not a fraction (default 0.1 x the model's "
                         "spike value, 8.5 for the bundled model; printed at the start of each run): higher finds "
                         "fewer, surer molecules")

@@ -28,7 +28,8 @@ from .core.defaults import SWEEP_FRAMES, SWEEP_LAM_RANGE, SWEEP_LAMS, SWEEP_TOL_
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
     """Register ``cel0`` on an ``argparse`` subparsers object; returns its parser."""
-    from .cli import _add_acquisition_args, _outlier_pixels_arg, positive_float, positive_int, seed
+    from .cli import (_add_acquisition_args, _outlier_pixels_arg, non_negative_float, positive_float, positive_int,
+                      seed)
 
     p = subparsers.add_parser(
         "cel0", help="localize a TIFF stack with CEL0-IRL1 sparse deconvolution (or sweep lambda)",
@@ -54,7 +55,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--background", default="auto", metavar="auto|none|ADU",
                    help="per-frame background to subtract: auto (25th percentile of the frame), none, "
                         "or a level in ADU (default auto)")
-    p.add_argument("--threshold", type=float, metavar="T",
+    p.add_argument("--threshold", type=non_negative_float, metavar="T",
                    help=f"detection threshold on the normalised map (default {DEFAULT_THRESHOLD:g}: every "
                         "positive value)")
     p.add_argument("--method", choices=METHODS, default=DEFAULT_METHOD,

@@ -221,6 +221,8 @@ def _fail(path, why: str):
 def read_model_info(path: str | os.PathLike) -> ModelInfo:
     """Read and validate a model file's metadata without loading the weights."""
     path = Path(path)
+    if path.is_dir():
+        _fail(path, "is a folder, not a model file")
     if not path.is_file():
         _fail(path, "no such model file")
     try:

@@ -278,10 +278,13 @@ class CameraNoise:
     background_photons: tuple[float, float] = (0.0, 0.0)
     quantize: bool = False
 
+    def __post_init__(self):
+        lo, hi = self.background_photons
+        if not (0 <= lo <= hi):  # (NaN fails too)
+            raise ValueError(f"background range must satisfy 0 <= low <= high, got {self.background_photons}")
+
     def apply(self, photons: np.ndarray, acq: Acquisition, rng: np.random.Generator) -> np.ndarray:
         lo, hi = self.background_photons
-        if not (0 <= lo <= hi):
-            raise ValueError(f"background range must satisfy 0 <= low <= high, got {self.background_photons}")
         n_frames = photons.shape[0]
         bg = rng.uniform(lo, hi, size=(n_frames, 1, 1))
         counts = rng.poisson(photons + bg).astype(np.float64)
