@@ -1,4 +1,5 @@
 import codecs
+import errno
 import os
 import re
 import warnings
@@ -177,6 +178,15 @@ def test_atomic_write_keeps_old_file_on_failure(tmp_path):
     assert target.read_text() == "old\n"
     assert [p.name for p in tmp_path.iterdir()] == ["out.csv"]
 
+    def disk_full(tmp):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    # the error names the file asked for ("[Errno 28] No space left on device" named none: review)
+    with pytest.raises(OSError, match=r"cannot write .*out\.csv: No space left on device") as caught:
+        io.atomic_write(target, disk_full)
+    assert caught.value.errno == errno.ENOSPC and target.read_text() == "old\n"
+    assert [p.name for p in tmp_path.iterdir()] == ["out.csv"]
+
 
 def test_read_thunderstorm_px_units_and_uncertainty_xy(tmp_path):
     p = tmp_path / "ts.csv"
@@ -219,6 +229,7 @@ def test_read_isbi_2013_format_and_plain_gt(tmp_path):
         ('frame\tx [nm]\ty [nm]\n1\t1\t2\n', "separated by a tab"),
         ("1,1,100,200\n1,1,150,250\n", "holds numbers, not column names: the file has no header"),
         ("1,2,100,200\n1,1,150,250\n", "holds numbers, not column names"),  # no repeated label either
+        ('# exported by X\n"frame","x [nm]","y [nm]"\n1,1,2\n', "first line, '# exported by X', is a comment"),
         ('"frame","x [nm]","y [nm]","x [um]"\n1,100,200,5\n', "both give 'x [nm]'"),  # x was silently 5000
         ('"frame","x","y [nm]","x [nm]"\n1,1,2,7\n', "both give 'x [nm]'"),
         ('"frame","x [nm]","y [nm]"\n1,100,100\n1e20,200,200\n', "frame number 1e+20 is too large"),

@@ -681,6 +681,11 @@ def atomic_write(path: Path, write) -> Path:
             pending.append((tmp, path))
             return path
         _replace(tmp, path)
+    except OSError as exc:  # a full disk said "[Errno 28] No space left on device", naming no file
+        _remove(tmp)
+        if str(path) in str(exc):
+            raise
+        raise OSError(exc.errno, f"cannot write {path}: {exc.strerror or exc}") from exc
     except BaseException:
         _remove(tmp)
         raise
@@ -922,6 +927,9 @@ def _read_rows(path: Path) -> tuple[pd.DataFrame, list[str]]:
             raise LocalizationFileError(f"{path}: empty file (no header line)")
         raise LocalizationFileError(f"{path}: the first line is blank; it should be the header line")
     labels = [h.strip().strip('"').strip() for h in header.split(",")]
+    if header.lstrip().startswith("#"):  # its rows were then said to end in a comma
+        raise LocalizationFileError(f"{path}: the first line, {header.strip()[:60]!r}, is a comment; a ThunderSTORM "
+                                    "CSV starts with its header line (remove the comment lines)")
     if len(labels) == 1 and (";" in header or "\t" in header):
         separator = "';'" if ";" in header else "a tab"
         raise LocalizationFileError(f"{path}: the columns are separated by {separator}; a ThunderSTORM CSV "
