@@ -112,6 +112,18 @@ def _pause_after_first(generator_function, resume: threading.Event | None = None
     return paused
 
 
+def _running_in_a_dock(viewer, qtbot, stack_path):
+    """A Localize widget docked with its dock kept (its close button), running the stack
+    a frame per batch, after its first frame: ``(widget, dock, worker)``."""
+    _open(viewer, stack_path)
+    widget = LocalizeWidget(viewer)
+    dock = viewer.window.add_dock_widget(widget, name="Localize")
+    widget.device.value, widget.batch_size.value = "cpu", 1
+    widget.run()
+    qtbot.waitUntil(lambda: widget._run.frames_done == 1, timeout=RUN_TIMEOUT_MS)
+    return widget, dock, widget.job.worker
+
+
 def _press_cancel(qtbot, job, ready) -> None:
     """Wait until ``ready()``, then press the job's Cancel button."""
     qtbot.waitUntil(ready, timeout=RUN_TIMEOUT_MS)
@@ -982,13 +994,7 @@ def test_closing_napari_during_a_run_touches_no_layer(make_napari_viewer, qtbot,
     viewer = make_napari_viewer()
     resume = threading.Event()
     monkeypatch.setattr(localize_widget, "localize_stream", _pause_after_first(localize_widget.localize_stream, resume))
-    _open(viewer, stack_path)
-    widget = LocalizeWidget(viewer)
-    dock = viewer.window.add_dock_widget(widget, name="Localize")
-    widget.device.value, widget.batch_size.value = "cpu", 1
-    widget.run()
-    qtbot.waitUntil(lambda: widget._run.frames_done == 1, timeout=RUN_TIMEOUT_MS)
-    worker = widget.job.worker
+    widget, dock, worker = _running_in_a_dock(viewer, qtbot, stack_path)
     if panel_closed_first:
         dock.title.close_button.click()
     viewer.close()
@@ -1077,14 +1083,7 @@ def test_closing_the_widgets_panel_cancels_its_run(viewer, qtbot, stack_path, mo
     monkeypatch.setattr(localize_widget, "localize_stream",
                         _pause_after_first(localize_widget.localize_stream, resume))
     monkeypatch.setattr(localize_widget._RenderDisplay, "THREAD_WORK", 0)  # blurred in a thread, as large ones
-    _open(viewer, stack_path)
-    widget = LocalizeWidget(viewer)
-    dock = viewer.window.add_dock_widget(widget, name="Localize")
-    widget.device.value = "cpu"
-    widget.batch_size.value = 1
-    widget.run()
-    qtbot.waitUntil(lambda: widget._run.frames_done == 1, timeout=RUN_TIMEOUT_MS)
-    worker = widget.job.worker
+    widget, dock, worker = _running_in_a_dock(viewer, qtbot, stack_path)
     dock.title.close_button.click()
     assert widget.job.cancelled and widget.job.closed
     with qtbot.waitSignal(worker.finished, timeout=RUN_TIMEOUT_MS):
@@ -1147,13 +1146,7 @@ def test_a_run_failing_after_its_panel_was_closed_says_why(viewer, qtbot, stack_
         raise ValueError("the disk went away")
 
     monkeypatch.setattr(localize_widget, "localize_stream", fails_after_first)
-    _open(viewer, stack_path)
-    widget = LocalizeWidget(viewer)
-    dock = viewer.window.add_dock_widget(widget, name="Localize")
-    widget.device.value, widget.batch_size.value = "cpu", 1
-    widget.run()
-    qtbot.waitUntil(lambda: widget._run.frames_done == 1, timeout=RUN_TIMEOUT_MS)
-    worker = widget.job.worker
+    widget, dock, worker = _running_in_a_dock(viewer, qtbot, stack_path)
     dock.title.close_button.click()
     with qtbot.waitSignal(worker.finished, timeout=RUN_TIMEOUT_MS):
         resume.set()
