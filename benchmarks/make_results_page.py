@@ -118,9 +118,12 @@ def matching(d: dict) -> str:
 
 def table1_section(d: dict, title: str) -> list[str]:
     distance = d.get("distance", "euclidean")
+    with_cel0 = any(name.startswith("CEL0") for methods in d["tests"].values() for name in methods)
+    cel0 = f", CEL0 frames {d['cel0_frames']}" if with_cel0 else ""  # (the default, for runs without CEL0)
+    # the machine that scored the models (a section's title may name the one that trained them)
     out = section(title, [d["protocol"] + f"; tolerances measured as {distance} distances. " + matching(d),
-                   f"DeepCEL0/Deep-STORM frames {d['deep_frames']}, CEL0 frames {d['cel0_frames']}; "
-                   f"machine: {d['machine']}.", f"Command: `{d['command']}`"],
+                   f"DeepCEL0/Deep-STORM frames {d['deep_frames']}{cel0}; scored on: {d['machine']}.",
+                   f"Command: `{d['command']}`"],
                   ["test", "method", "J50", "J100", "J150", "sens50", "spec50", "RMSE nm", "eff %",
                    "paper J50/J100/J150, sens, spec"])
     for test, methods in d["tests"].items():
