@@ -84,3 +84,9 @@ def test_numpy_numbers_are_accepted_as_plain_numbers():
     assert type(acq.pixel_size_nm) is float and type(acq.upsampling) is int
     with pytest.raises(TypeError, match="must be a number"):
         Acquisition(pixel_size_nm=np.bool_(True))
+
+
+def test_the_bounds_accept_their_edges():
+    Acquisition(pixel_size_nm=160.0, fwhm_nm=150.0)  # a FWHM under a camera pixel, over a fine one
+    Acquisition(pixel_size_nm=50.0, fwhm_nm=900.0)  # 18 camera pixels
+    Acquisition(pixel_size_nm=160.0, fwhm_nm=250.0, upsampling=16)

@@ -508,3 +508,15 @@ def test_cli_cel0_help_documents_every_option(capsys):
     parser = sub.choices["cel0"]
     undocumented = [a.dest for a in parser._actions if not a.help]
     assert undocumented == []
+
+
+def test_pixel_localizations_number_frames_from_one_and_the_objective_halves_the_residual():
+    """Without ``frames`` the pixel reading numbered frames from 0 (which the CSV writer
+    refuses); an objective without its 0.5 went unseen (mutation review)."""
+    maps = np.zeros((2, 8, 8), np.float32)
+    maps[1, 2, 3] = 1.0
+    assert cel0.pixel_localizations(maps, ISBI2013)["frame"].tolist() == [2]
+    op = AcquisitionOperator(ISBI2013, (8, 8))
+    y = np.random.default_rng(0).random((8, 8)).astype(np.float32)
+    f = cel0.objective(np.zeros(op.fine_shape, np.float32), y, op, 0.1, op.column_norms())
+    assert f[0] == pytest.approx(0.5 * float((y.astype(np.float64) ** 2).sum()), rel=1e-5)

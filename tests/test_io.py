@@ -796,3 +796,27 @@ def test_threads_reading_a_compressed_stack_at_once_get_their_frames(tmp_path):
         finally:
             sys.setswitchinterval(interval)
     assert wrong == []
+
+
+def test_fijis_micron_unit_gives_the_pixel_size(tmp_path):
+    """Fiji writes the ImageJ unit as "micron", which no test wrote: a stack of 160 nm
+    pixels read without one is localized at the model's 100 nm (mutation review)."""
+    p = tmp_path / "fiji.tif"
+    tifffile.imwrite(p, np.zeros((3, 8, 8), np.uint16), imagej=True, resolution=(1 / 0.16, 1 / 0.16),
+                     metadata={"axes": "TYX", "unit": "micron"})
+    with io.read_stack(p) as stack:
+        assert stack.pixel_size_nm == pytest.approx(160.0)
+
+
+def test_localizations_read_back_sorted_by_frame(tmp_path):
+    p = tmp_path / "t.csv"
+    p.write_text('"frame","x [nm]","y [nm]"\n3,1,1\n1,2,2\n2,3,3\n')
+    table = io.read_localizations(p)
+    assert table["frame"].tolist() == [1, 2, 3] and table["x [nm]"].tolist() == [2.0, 3.0, 1.0]
+
+
+def test_an_integer_image_reaching_65536_keeps_its_top_value(tmp_path):
+    """Written as uint16 up to 65,535 only: 65,536 would come back as 0 (mutation review)."""
+    io.write_tiff(tmp_path / "a.tif", np.array([[0, 65536]], np.int32))
+    with io.read_stack(tmp_path / "a.tif") as stack:
+        assert stack[0].tolist() == [[0.0, 65536.0]]

@@ -186,6 +186,17 @@ def test_matched_pairs_never_exceed_the_tolerance_on_dense_random_frames():
         assert (np.hypot(g[:, 1] - e[:, 1], g[:, 2] - e[:, 2]) < tol).all()
 
 
+def test_specificity_on_a_wide_grid_counts_x_as_columns_and_every_frame():
+    """A grid 4 fine pixels high and 8 wide: molecules at x = 10 and 150 nm (columns 0
+    and 6) of one row hold two pixels (x and y swapped, one); without n_frames the
+    frames run to the last seen, frame 3 here (mutation review)."""
+    gt = _t([3, 3], [10.0, 150.0], [50.0, 50.0])
+    est = _t([3, 3, 3], [10.0, 150.0, 190.0], [50.0, 50.0, 90.0])  # one FP
+    s = metrics.score(gt, est, 50.0, grid=(25.0, (4, 8)))
+    tn = 3 * 4 * 8 - 2
+    assert s.specificity == pytest.approx(100 * tn / (tn + 1))
+
+
 def test_specificity_puts_a_molecule_in_the_fine_pixel_that_holds_it():
     # 5 nm and 20 nm both lie in fine pixel 0 ([0, 25) nm): one ground-truth pixel, not two
     gt = _t([1, 1], [5.0, 20.0], [5.0, 5.0])
@@ -268,3 +279,18 @@ def test_a_table_outside_the_stacks_field_is_named():
     message = metrics.outside_field_message(in_um, (6400.0, 6400.0))
     assert message.startswith("3 of 3 ground-truth molecules lie outside the stack's field of 6400 x 6400 nm")
     assert "x from 7000 to 7006 nm" in message and message.endswith("are the coordinates in nm, and of this stack?")
+
+
+def test_a_frame_selection_sets_the_frames_of_specificity():
+    gt = _t([1, 5], [10.0, 10.0], [10.0, 10.0])
+    est = _t([5, 5], [10.0, 300.0], [10.0, 10.0])
+    (s,) = metrics.evaluate(gt, est, 50.0, grid=(25.0, (4, 16)), frames="5")
+    tn = 1 * 4 * 16 - 1
+    assert s.specificity == pytest.approx(100 * tn / (tn + 1))
+
+
+def test_the_outside_field_check_reads_x_against_the_width():
+    """(height, width): on a wide field, x up to the width is inside (mutation review)."""
+    table = _t([1, 1], [5000.0, 6000.0], [100.0, 3000.0])
+    assert metrics.outside_field_message(table, (3200.0, 6400.0)) == ""
+    assert metrics.outside_field_message(table, (6400.0, 3200.0)) != ""

@@ -167,3 +167,12 @@ def test_loss_is_zero_for_a_perfect_sparse_prediction():
     _, p1 = l1(spikes / 2, target)
     assert p1["fidelity"] == pytest.approx(0.0, abs=1e-8)
     assert p1["sparsity"] == pytest.approx(42.5 / (32 * 32))
+
+
+def test_the_loss_blur_is_the_papers_g_and_its_norms_tile_any_size():
+    """g: a Gaussian of sigma 1 fine pixel, 7 x 7 (sigma / sqrt 2 stayed consistent with the
+    targets and went unseen); the column norms cover sizes that are no multiple of L."""
+    g = gaussian_kernel_2d()
+    assert g.shape == (7, 7) and g[3, 4] / g[3, 3] == pytest.approx(math.exp(-0.5))
+    loss = LocalizationLoss("cel0", 1.0, np.arange(16, dtype=np.float32).reshape(4, 4) + 1)
+    assert tuple(loss.norms_for((1, 1, 18, 18)).shape) == (18, 18)

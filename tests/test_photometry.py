@@ -465,3 +465,43 @@ def test_a_position_the_frame_does_not_constrain_gets_no_uncertainty():
     assert len(band) > 10 and band[UNCERTAINTY].isna().all()
     normal = add_photometry(frames[:1], gt[gt["frame"] == 1], ACQ, [1], fit_positions=True)[UNCERTAINTY]
     assert normal.isna().mean() < 0.1 and 1.0 < normal.median() < 20.0  # (NaN: under a photon in the crowd)
+
+
+def test_the_read_variance_is_the_read_noise_in_photons_squared():
+    """Left unsquared, the fit's likelihood and uncertainties were wrong for every camera
+    whose read noise is not 1 photon; the tests compared cameras of equal read noise."""
+    from napari_deepcel0.core.photometry import _expected_counts
+
+    acq = Acquisition(read_noise_adu=3.0, gain_adu_per_photon=1.5)
+    assert np.allclose(_expected_counts(np.zeros(0), np.zeros(0), np.zeros(0), 0.0, acq, (4, 4)), 4.0)
+
+
+def _two_molecules(photons=(1500.0, 900.0)):
+    truth = pd.DataFrame({"frame": 1, "x [nm]": [1210.0, 2000.0], "y [nm]": [1330.0, 1500.0],
+                          "intensity [photon]": list(photons)})
+    return truth, sim.expected_photons(truth, ISBI2013, (32, 32), 1)[0] + 3.0 + ISBI2013.offset_adu
+
+
+def test_the_position_fit_moves_molecules_with_an_offset_set_too_high():
+    """Without lifting the negative background, an offset set 25 ADU too high left every
+    molecule where it started (5 nm off) with uncertainties half the right size; the
+    test of that case checked the photons only (mutation review)."""
+    from napari_deepcel0.core.photometry import fit_positions_frame
+
+    truth, frame = _two_molecules()
+    high = ISBI2013.replace(offset_adu=ISBI2013.offset_adu + 25.0)
+    x, y, photons, _, _ = fit_positions_frame(frame, truth["x [nm]"].to_numpy() + 5, truth["y [nm]"].to_numpy() - 5,
+                                              high)
+    np.testing.assert_allclose(x, truth["x [nm]"], atol=0.5)
+    np.testing.assert_allclose(y, truth["y [nm]"], atol=0.5)
+    np.testing.assert_allclose(photons, truth["intensity [photon]"], rtol=0.01)
+
+
+def test_molecules_below_the_photon_floor_get_no_uncertainty(monkeypatch):
+    from napari_deepcel0.core import photometry
+
+    truth, frame = _two_molecules((5000.0, 300.0))
+    monkeypatch.setattr(photometry, "MIN_PHOTONS_FOR_UNCERTAINTY", 1000.0)
+    *_, uncertainty = photometry.fit_positions_frame(frame, truth["x [nm]"].to_numpy(), truth["y [nm]"].to_numpy(),
+                                                     ISBI2013)
+    assert np.isfinite(uncertainty[0]) and np.isnan(uncertainty[1])

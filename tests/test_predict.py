@@ -43,7 +43,7 @@ def test_parse_frame_selection():
     assert parse_frame_selection((2, 4), 4).tolist() == [1, 3]  # numbers, not a range
     assert parse_frame_selection(np.array([3, 1, 3]), 4).tolist() == [0, 2]
     assert parse_frame_selection(3, 4).tolist() == [2] == parse_frame_selection(np.int64(3), 4).tolist()
-    for bad in ("0-2", "3-9", "x", "3-2,1", [1.5], [float("nan")], []):
+    for bad in ("0-2", "3-9", "2-5", "x", "3-2,1", [1.5], [float("nan")], []):  # (5: one past the end)
         with pytest.raises(ValueError):
             parse_frame_selection(bad, 4)
     # a typo'd huge range is refused from its bounds, without building it
@@ -766,3 +766,22 @@ def test_deepcel0_places_its_lone_spikes_off_the_pixel_centres():
     by_com = extract_localizations(maps, ISBI2013, model.default_threshold())
     assert len(by_com) == len(table)  # the same molecules, placed otherwise
     assert score(gt, table, 50.0).rmse_nm < score(gt, by_com, 50.0).rmse_nm - 1.0
+
+
+def test_two_beads_in_one_frame_are_both_dimmed():
+    """The reference was the brightest peak but one: with two fiducial beads (the usual
+    drift-correction set-up) neither was dimmed, and the frame's molecules were lost
+    to its scale (mutation review)."""
+    from napari_deepcel0.core.frames import dim_bright_objects
+    from napari_deepcel0.core.simulate import expected_photons
+
+    molecules = pd.DataFrame({"frame": 1, "x [nm]": [800.0, 1600.0, 2400.0, 4000.0, 4800.0, 5600.0, 1200.0, 5000.0],
+                              "y [nm]": [800.0, 1600.0, 4800.0, 1200.0, 5200.0, 3000.0, 5600.0, 600.0],
+                              "intensity [photon]": 800.0})
+    beads = pd.DataFrame({"frame": 1, "x [nm]": [3200.0, 1000.0], "y [nm]": [3200.0, 3000.0],
+                          "intensity [photon]": 50000.0})
+    frame = expected_photons(pd.concat([molecules, beads]), ISBI2013, (64, 64), 1) + 110.0
+    frame = frame + np.random.default_rng(0).normal(0, 2.0, frame.shape)
+    _, changed, ratios = dim_bright_objects(frame.astype(np.float32), ISBI2013.sigma_px)
+    assert changed.tolist() == [0] and ratios[0] > 20
+

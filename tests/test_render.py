@@ -62,3 +62,16 @@ def test_a_field_that_leaves_localizations_out_says_so():
     for field in ((-1.0, 10.0), (float("nan"), 10.0), (10.0, float("inf"))):
         with pytest.raises(ValueError, match="positive"):
             render_histogram(table, field, 10.0)
+
+
+def test_the_blur_sigma_is_in_nm_and_a_partial_last_pixel_is_kept():
+    """A blur taken in render pixels instead of nm (10 times too wide at 10 nm pixels) and
+    a render that dropped its partial last row and column both went unnoticed: the
+    tests checked the total only and used fields of whole pixels (mutation review)."""
+    renderer = Renderer((410.0, 410.0), 10.0)
+    renderer.add(pd.DataFrame({"frame": [1], "x [nm]": [205.0], "y [nm]": [205.0]}))
+    profile = renderer.image(blur_sigma_nm=30.0).sum(axis=0)
+    cols = np.arange(len(profile))
+    mean = (profile * cols).sum() / profile.sum()
+    assert math.sqrt((profile * (cols - mean) ** 2).sum() / profile.sum()) == pytest.approx(3.0, rel=0.05)
+    assert render_shape((65.0, 95.0), 10.0) == (7, 10)
