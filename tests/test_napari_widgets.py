@@ -112,12 +112,13 @@ def _pause_after_first(generator_function, resume: threading.Event | None = None
     return paused
 
 
-def _running_in_a_dock(viewer, qtbot, stack_path):
-    """A Localize widget docked with its dock kept (its close button), running the stack
-    a frame per batch, after its first frame: ``(widget, dock, worker)``."""
+def _running_in_a_dock(viewer, qtbot, stack_path, floating: bool = False):
+    """A Localize widget docked with its dock kept (its close button), floating or not,
+    running the stack a frame per batch, after its first frame: ``(widget, dock, worker)``."""
     _open(viewer, stack_path)
     widget = LocalizeWidget(viewer)
     dock = viewer.window.add_dock_widget(widget, name="Localize")
+    dock.setFloating(floating)
     widget.device.value, widget.batch_size.value = "cpu", 1
     widget.run()
     qtbot.waitUntil(lambda: widget._run.frames_done == 1, timeout=RUN_TIMEOUT_MS)
@@ -1074,16 +1075,19 @@ def test_drop_downs_start_on_the_layer_each_field_wants(viewer, stack_path, tmp_
     assert layer in localize.layer.choices and colour not in localize.layer.choices
 
 
-def test_closing_the_widgets_panel_cancels_its_run(viewer, qtbot, stack_path, monkeypatch):
+@pytest.mark.parametrize("floating", [False, True])
+def test_closing_the_widgets_panel_cancels_its_run(viewer, qtbot, stack_path, monkeypatch, floating):
     """napari's close button takes the widget out of its dock without destroying it; the
-    run went on unseen and a new Localize widget could run beside it into the same layers."""
+    run went on unseen and a new Localize widget could run beside it into the same layers.
+    A floating panel's dock is its own window: closing it was taken for napari's closing,
+    and the run's layer stayed empty and running (diff review)."""
     from napari_deepcel0._napari import localize_widget
 
     resume = threading.Event()
     monkeypatch.setattr(localize_widget, "localize_stream",
                         _pause_after_first(localize_widget.localize_stream, resume))
     monkeypatch.setattr(localize_widget._RenderDisplay, "THREAD_WORK", 0)  # blurred in a thread, as large ones
-    widget, dock, worker = _running_in_a_dock(viewer, qtbot, stack_path)
+    widget, dock, worker = _running_in_a_dock(viewer, qtbot, stack_path, floating)
     dock.title.close_button.click()
     assert widget.job.cancelled and widget.job.closed
     with qtbot.waitSignal(worker.finished, timeout=RUN_TIMEOUT_MS):

@@ -179,7 +179,9 @@ class JobControls(Container):
         if inner.parentWidget() is not None and inner is not self._watched_dock:
             self._watched_dock = inner
             _RemovalWatch(inner, self._closed)
-        window = self.native.window()
+        window = self.native  # napari's main window: the topmost parent (window() is a floating dock's own)
+        while window.parentWidget() is not None:
+            window = window.parentWidget()
         if window is not self.native and (self._watched_window is None or self._watched_window() is not window):
             # weak both ways: neither may keep the other (and the viewer) alive
             self._watched_window = weakref.ref(window)
@@ -226,8 +228,9 @@ class JobControls(Container):
         returns; ``on_finish()`` runs last, also after an error (see :attr:`error`).
         These reach the widget only while it is open; when it was taken out of its dock
         during the job (which cancels it), ``on_closed()`` runs instead of ``on_finish``,
-        for what outlives the widget: its output layers, a notification. Nothing runs once
-        the widget is destroyed (napari closed: the layers went with the viewer).
+        for what outlives the widget: its output layers, a notification (an error is still
+        shown then). Nothing runs once the widget is destroyed (napari closed: the layers
+        went with the viewer).
         Returns the worker, or None (with a notification) when a job is already running.
         """
         if not self.idle():
