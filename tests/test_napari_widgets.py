@@ -598,26 +598,40 @@ def test_localize_reports_bad_inputs(viewer, tmp_path, stack_path):
     assert "big localizations" not in viewer.layers
 
 
-def test_a_run_without_memory_for_its_layers_is_refused_and_the_last_runs_points_stay(
-        viewer, qtbot, stack_path, monkeypatch):
+@pytest.mark.parametrize("failing", ["a layer", "the maps"])
+def test_a_run_without_memory_for_its_layers_is_refused_and_the_last_runs_results_stay(
+        viewer, qtbot, stack_path, monkeypatch, failing):
     """A render or maps layer that failed for memory left the run's Points layer emptied
-    and marked running, with no run to end it (review)."""
+    and marked running, with no run to end it (review); maps that failed left the last
+    render blank (diff review)."""
     from napari_deepcel0._napari import localize_widget
 
     _open(viewer, stack_path)
     widget = _localized(viewer, qtbot, frames="1-2")
-    points = widget._run.points.layer
-    before = points.data.copy()
-    assert len(before) > 0
+    points, render = widget._run.points.layer, widget._run.render.layer
+    before, render_before = points.data.copy(), render.data.copy()
+    assert len(before) > 0 and render_before.sum() > 0
+    if failing == "a layer":
+        def out_of_memory(viewer, kind, data, kwargs):
+            raise MemoryError
 
-    def out_of_memory(viewer, kind, data, kwargs):
-        raise MemoryError
+        monkeypatch.setattr(localize_widget, "show_layer", out_of_memory)
+    else:
+        zeros = np.zeros
 
-    monkeypatch.setattr(localize_widget, "show_layer", out_of_memory)
+        def no_room_for_3d(shape, *args, **kwargs):
+            if isinstance(shape, tuple) and len(shape) == 3:
+                raise MemoryError
+            return zeros(shape, *args, **kwargs)
+
+        widget.show_maps.value = True
+        monkeypatch.setattr(localize_widget.np, "zeros", no_room_for_3d)
     widget.run()
+    monkeypatch.undo()
     assert widget.job.worker is None and widget.job.run_button.enabled
     assert "not enough memory" in widget.job.status.value
     assert points.metadata["running"] is False and np.array_equal(points.data, before)
+    assert np.array_equal(render.data, render_before)
 
 
 def test_rerun_updates_the_output_layers_that_other_widgets_chose(viewer, qtbot, stack_path):
@@ -1028,6 +1042,37 @@ def test_widgets_from_the_plugins_menu_update_their_layers_in_place(viewer, qtbo
     assert viewer.layers["small localizations"] is points and viewer.layers["small render"] is render
     assert export.points.value is points and [lyr.name for lyr in viewer.layers].count("small render") == 1
     assert layer in viewer.layers
+
+
+def test_a_running_layer_deleted_under_a_plugins_menu_widget_comes_back_running(viewer, qtbot, stack_path,
+                                                                              monkeypatch):
+    """The run of a widget from the Plugins menu holds proxies of its layers: its Points,
+    deleted and put back, were taken for a duplicate and marked finished, so that every
+    redraw drew the whole table and another run could take the layer (diff review). A
+    duplicate of its render is no layer of the run."""
+    from napari.layers._layer_actions import _duplicate_layer
+
+    from napari_deepcel0._napari import localize_widget
+    from napari_deepcel0._napari.layers import filled_by_a_run, growing_run
+
+    resume = threading.Event()
+    monkeypatch.setattr(localize_widget, "localize_stream", _pause_after_first(localize_widget.localize_stream, resume))
+    _open(viewer, stack_path)
+    _, widget = viewer.window.add_plugin_dock_widget("napari-deepcel0", "Localize")
+    widget.layer.value = widget.layer.choices[0]
+    widget.device.value, widget.batch_size.value = "cpu", 1
+    widget.run()
+    qtbot.waitUntil(lambda: widget._run.frames_done == 1, timeout=RUN_TIMEOUT_MS)
+    points, render = viewer.layers["small localizations"], viewer.layers["small render"]
+    viewer.layers.remove(points)
+    widget._run.refresh()  # a redraw puts it back
+    assert points in viewer.layers and points.metadata["running"] is True and growing_run(points) is not None
+    viewer.layers.selection = {render}
+    _duplicate_layer(viewer.layers)
+    assert filled_by_a_run(render) and not filled_by_a_run(viewer.layers["small render copy"])
+    resume.set()
+    _wait(qtbot, widget.job)
+    assert points.metadata["running"] is False and len(points.data) == widget._run.points.count
 
 
 def test_the_slider_moves_to_the_run_when_it_shows_another_frame(viewer, qtbot, stack_path):

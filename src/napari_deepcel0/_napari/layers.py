@@ -342,6 +342,7 @@ class GrowingPoints:
         self.layer = show_layer(viewer, "points", coords, points_layer_kwargs(
             name, features, face_color=face_color, metadata={"frames": np.zeros(0, np.int64), "running": True}))
         self.layer.metadata.update({"running": True, RUN_TOKEN: self.token})  # also on a layer reused
+        self._owned = [self.layer]  # the run's layers (its render and maps too: own())
         _GROWING[self.token] = self
         self._shown_frame: int | None = None
         for event in self._SLIDER_EVENTS:
@@ -401,20 +402,32 @@ class GrowingPoints:
                 and self._frame_on_screen() != self._shown_frame):
             self.refresh()
 
+    def own(self, layer) -> None:
+        """Mark ``layer`` (the run's render or maps) as the run's until it ends
+        (:func:`filled_by_a_run`)."""
+        layer.metadata[RUN_TOKEN] = self.token
+        self._owned.append(layer)
+
     def _fill_copy(self, event) -> None:
-        """A copy of the layer added to the viewer during the run (Duplicate Layer) gets
-        every localization so far, and is no running layer: it held the frame on screen
-        only, with the run's list of frames, so that once the run ended Matching scored
-        the other frames' molecules as missed."""
-        copy = event.value  # (the run's render and maps carry its token too)
-        if (copy is self.layer or not isinstance(copy, LAYER_TYPES["points"])
-                or copy.metadata.get(RUN_TOKEN) != self.token):
+        """A copy of one of the run's layers added to the viewer during the run (Duplicate
+        Layer) is no layer of the run; a copy of its Points gets every localization so
+        far: it held the frame on screen only, with the run's list of frames, so that once
+        the run ended Matching scored the other frames' molecules as missed. (The run's
+        own layers, put back after a deletion, are left alone: napari gives them as the
+        layers, the run may hold proxies of them, from a widget of the Plugins menu.)"""
+        copy = event.value
+        if (copy.metadata.get(RUN_TOKEN) != self.token
+                or any(copy is getattr(layer, "__wrapped__", layer) for layer in self._owned)):
             return
-        coords, features = points_from_table(self.table())
-        copy.data = coords
-        copy.features = features
-        metadata = {k: v for k, v in copy.metadata.items() if k != RUN_TOKEN}  # a new dict: never the run's own
-        copy.metadata = {**metadata, "running": False, "frames": self.frames_done()}
+        if isinstance(copy, LAYER_TYPES["points"]):
+            coords, features = points_from_table(self.table())
+            copy.data = coords
+            copy.features = features
+        # a dict of its own: napari's copy may share the original's metadata dict
+        metadata = {k: v for k, v in copy.metadata.items() if k != RUN_TOKEN}
+        if isinstance(copy, LAYER_TYPES["points"]):
+            metadata.update({"running": False, "frames": self.frames_done()})
+        copy.metadata = metadata
 
     def refresh(self) -> None:
         """Show the localizations received so far: those of the frame on screen while the

@@ -241,15 +241,17 @@ class _Run:
         self.pixels_replaced = 0  # isolated hot/dead pixels replaced before localizing
         self.frames_dimmed = 0  # frames whose bright objects were dimmed before localizing
         self.first_frame = int(selection[0])
+        # every array first: one that fails for memory leaves the last run's layers as they are
+        maps = np.zeros(maps_shape, np.float32) if maps_shape is not None else None
         render = show_layer(viewer, "image", self.renderer.image(), {
             "name": f"{layer.name} render", "colormap": "hot", "blending": "additive", "metadata": {OUTPUT: "render"},
             **image_transform(render_pixel)})
         self.render = _RenderDisplay(viewer, self.renderer, render_blur, render, while_alive)
         self.maps = None
-        if maps_shape is not None:
+        if maps is not None:
             # contrast limits given: napari scanning the zeros for them took 0.4 s of the GUI thread
             # for 20 frames of 256 x 256 pixels (they are set from the maps at each refresh)
-            self.maps = show_layer(viewer, "image", np.zeros(maps_shape, np.float32), {
+            self.maps = show_layer(viewer, "image", maps, {
                 "name": f"{layer.name} maps", "colormap": "magma", "blending": "additive",
                 "contrast_limits": (0.0, 1.0), "metadata": {OUTPUT: "maps"},
                 **image_transform(fine_nm, self.first_frame)})
@@ -257,7 +259,7 @@ class _Run:
         # of memory) stayed "running" for Export and File > Save without a run to end it
         self.points = GrowingPoints(viewer, f"{layer.name} localizations", DEEPCEL0_COLOR)
         for output in self.layers()[1:]:  # the render and maps are this run's until it ends
-            output.metadata[RUN_TOKEN] = self.points.token
+            self.points.own(output)
         self.render.token = self.points.token
         self.pacer = RefreshPacer()
 
