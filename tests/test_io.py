@@ -88,8 +88,10 @@ def test_pixel_size_from_imagej_and_ome(tmp_path):
     tifffile.imwrite(tmp_path / "ome.ome.tif", data, metadata={"axes": "TYX", "PhysicalSizeX": 0.16,
                                                                 "PhysicalSizeXUnit": "µm"})
     tifffile.imwrite(tmp_path / "plain.tif", data, photometric="minisblack")
+    tifffile.imwrite(tmp_path / "a.ome.tif", data, metadata={"axes": "TYX", "PhysicalSizeX": 1300,  # (Å: "nan nm")
+                                                             "PhysicalSizeXUnit": "\u00c5"})
     for name, expected in (("ij.tif", pytest.approx(107.0)), ("ome.ome.tif", pytest.approx(160.0)),
-                           ("plain.tif", None)):
+                           ("plain.tif", None), ("a.ome.tif", pytest.approx(130.0))):
         with io.read_stack(tmp_path / name) as stack:
             assert stack.pixel_size_nm == expected
 
@@ -185,6 +187,13 @@ def test_atomic_write_keeps_old_file_on_failure(tmp_path):
     with pytest.raises(OSError, match=r"cannot write .*out\.csv: No space left on device") as caught:
         io.atomic_write(target, disk_full)
     assert caught.value.errno == errno.ENOSPC and target.read_text() == "old\n"
+
+    def no_errno(tmp):
+        raise OSError("the device went away")
+
+    with pytest.raises(OSError) as caught:
+        io.atomic_write(target, no_errno)
+    assert str(caught.value).startswith("cannot write ") and str(caught.value).endswith("out.csv: the device went away")
     assert [p.name for p in tmp_path.iterdir()] == ["out.csv"]
 
 

@@ -398,6 +398,8 @@ def test_photometry_on_frames_below_the_camera_offset_warns(tiny_model_path):
     model = DeepLocalizer(tiny_model_path, device="cpu", precision="fp32")
     with pytest.warns(UserWarning, match="below the camera offset of 100 ADU"):
         localize(model, frames - 100.0, threshold=0.0, photometry=True)
+    with pytest.warns(UserWarning, match="ADU would match"):  # a camera at 400 ADU, the offset left at 100
+        localize(model, frames + 300.0, threshold=0.0, photometry=True)
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         localize(model, frames, threshold=0.0, photometry=True)
@@ -423,6 +425,8 @@ def test_frames_quieter_than_the_camera_settings_allow_warn_with_the_matching_of
         warnings.simplefilter("error")
         warn_if_quieter_than_the_camera_allows(frames + 300.0, acq.replace(offset_adu=400.0))
         warn_if_quieter_than_the_camera_allows(frames, acq)
+    with pytest.warns(UserWarning, match="less than half the read noise set, 20 ADU: set the camera's read noise"):
+        warn_if_quieter_than_the_camera_allows(frames, acq.replace(read_noise_adu=20.0))  # (no offset advice)
 
 
 def test_the_fit_uses_the_psf_the_simulations_render():

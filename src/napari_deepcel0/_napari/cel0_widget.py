@@ -162,7 +162,7 @@ class Cel0Widget(Container):
         self._pixels_replaced = 0  # in CEL0's frames (DeepCEL0 localizes the same frames)
         self._frames_dimmed = 0
         self.summary.value = ""
-        show_first_frame_unless_shown(self.viewer, layer, frames)
+        show_first_frame_unless_shown(self.viewer, frames)
         self.job.start(_compare_job, acq, frame_source(layer.data), frames, solver, self.device.value,
                        self.state.model_path, self.with_deepcel0.value, self.relay.emit, self.fix_outlier_pixels.value,
                        on_yield=self._batch, on_finish=self._finished, on_closed=self._closed_while_running)

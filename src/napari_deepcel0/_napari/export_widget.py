@@ -100,7 +100,12 @@ class ExportWidget(Container):
         data, level = (layer.data[0], ", its full-resolution level") if layer.multiscale else (layer.data, "")
         running = filled_by_a_run(layer)
         if running:  # a snapshot: the run writes its maps into the layer's array in place
-            data = np.array(data)
+            try:
+                data = np.array(data)
+            except MemoryError:
+                self.tiff_job.refuse(f"Export: not enough memory to copy {layer.name} while its run fills it; save "
+                                     "it when the run has finished")
+                return
         pixel = layer_scale_nm(layer)  # any length unit (an image calibrated in um too)
         calibration = f"{pixel:g} nm pixels" if pixel else "no pixel size: the layer is not calibrated in a length unit"
         self.tiff_job.start(_write_tiff_job, path, data, pixel,

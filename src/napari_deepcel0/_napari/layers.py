@@ -192,7 +192,7 @@ def _same_or_numbered(name: str, wanted: str) -> bool:
     return name == wanted or re.fullmatch(re.escape(wanted) + r" \[\d+\]", name) is not None
 
 
-def show_first_frame_unless_shown(viewer, layer, frames) -> None:
+def show_first_frame_unless_shown(viewer, frames) -> None:
     """Move the frame slider to the first of ``frames`` (1-based) when the frame on
     screen is not among them: otherwise a run of frames 1-40 on a stack opened at frame
     180 shows no localization (Points are drawn on their own frame only). A single 2-D

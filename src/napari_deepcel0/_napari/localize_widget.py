@@ -200,7 +200,7 @@ class LocalizeWidget(Container):
             return
         self.state.outputs_shown.emit(self._run.layers())  # Matching and Export move to them
         threshold = None if self.auto_threshold.value else self.threshold.value
-        show_first_frame_unless_shown(self.viewer, layer, selection)
+        show_first_frame_unless_shown(self.viewer, selection)
         self.job.start(_localize_job, self.model.value, acq, frame_source(layer.data), selection, threshold,
                        self.device.value, self.batch_size.value, self.orientations.value, self.show_maps.value,
                        self.photometry.value, self.fit_positions.value, self.fix_outlier_pixels.value,

@@ -75,7 +75,8 @@ def unusable_positions(xy: np.ndarray) -> np.ndarray:
 
 
 POSITION_RULE = f"a finite number of nm within +-{MAX_COORDINATE_NM:.0e}"
-_LENGTH_TO_NM = {"nm": 1.0, "um": 1e3, "µm": 1e3, "\u03bcm": 1e3, "micron": 1e3, "microns": 1e3, "mm": 1e6, "m": 1e9}
+_LENGTH_TO_NM = {"pm": 1e-3, "\u00c5": 0.1, "nm": 1.0, "um": 1e3, "µm": 1e3, "\u03bcm": 1e3, "micron": 1e3,
+                 "microns": 1e3, "mm": 1e6, "cm": 1e7, "m": 1e9}
 
 
 #: a file whose only axis besides rows and columns is channels (ImageJ/OME "C") with at
@@ -436,7 +437,12 @@ def _pixel_size_nm(tif: tifffile.TiffFile, axis: str = "X") -> float | None:
                     size = el.get(f"PhysicalSize{axis}")
                     if size is not None:
                         unit = el.get(f"PhysicalSize{axis}Unit", "µm")
-                        return _plausible(float(size) * _LENGTH_TO_NM.get(unit, math.nan), tif, axis)
+                        if unit not in _LENGTH_TO_NM:  # "pixel" (no calibration) or a unit not known here
+                            if axis == "X" and unit != "pixel":
+                                warnings.warn(f"{tif.filename}: its metadata states the pixel size in {unit!r}, a "
+                                              "unit this reader does not know: ignored", UserWarning, stacklevel=2)
+                            return None
+                        return _plausible(float(size) * _LENGTH_TO_NM[unit], tif, axis)
                     if axis == "Y" and el.get("PhysicalSizeX") is not None:
                         return None  # a width alone: square pixels, not the resolution tags' height
         if tif.is_imagej and tif.imagej_metadata is not None:
@@ -685,6 +691,8 @@ def atomic_write(path: Path, write) -> Path:
         _remove(tmp)
         if str(path) in str(exc):
             raise
+        if exc.errno is None:  # ("[Errno None]" otherwise)
+            raise OSError(f"cannot write {path}: {exc}") from exc
         raise OSError(exc.errno, f"cannot write {path}: {exc.strerror or exc}") from exc
     except BaseException:
         _remove(tmp)

@@ -332,6 +332,11 @@ def warn_if_quieter_than_the_camera_allows(frames: np.ndarray, acquisition: Acqu
     expected_adu = math.sqrt(gain * max(baseline_adu - offset, 0.0) + read_noise**2)
     if not (math.isfinite(noise_adu) and expected_adu > 2.0 * noise_adu):
         return
+    if read_noise > 2.0 * noise_adu:  # the read noise set alone is more than the frames hold
+        warnings.warn(f"the frames' background noise, {noise_adu:.3g} ADU, is less than half the read noise set, "
+                      f"{read_noise:g} ADU: set the camera's read noise (the position fit's uncertainties depend on "
+                      "it)", UserWarning, stacklevel=3)
+        return
     matching_offset = baseline_adu - max(noise_adu**2 - read_noise**2, 0.0) / gain
     warnings.warn(f"the frames' background noise, {noise_adu:.3g} ADU, is less than half the {expected_adu:.3g} ADU "
                   f"that the camera settings predict for their background level of {baseline_adu:.4g} ADU (the shot "
