@@ -596,6 +596,7 @@ def test_localize_reports_bad_inputs(viewer, tmp_path, stack_path):
     widget.run()
     assert widget.job.worker is None and "render is too large" in widget.job.status.value
     assert "big localizations" not in viewer.layers
+    assert list(big.scale) == [1.0, 1.0, 1.0]  # nor is the stack redrawn in nm (diff review)
 
 
 @pytest.mark.parametrize("failing", ["a layer", "the maps"])

@@ -173,11 +173,9 @@ class LocalizeWidget(Container):
         except (ValueError, RuntimeError) as exc:
             self.job.refuse(f"Localize: {exc}")
             return
-        acq = self.state.prepare_stack(layer)
-        fine_nm = acq.pixel_size_nm / self._info.acquisition.upsampling
         rows, cols = layer.data.shape[-2:]
-        try:  # before any layer changes: the previous run's results stay when this is refused
-            render_shape(acq.field_nm((rows, cols)), self.render_pixel.value)
+        try:  # before any layer changes (the stack's scale too): a refused run leaves every layer as it was
+            render_shape(self.state.acquisition_for(layer).field_nm((rows, cols)), self.render_pixel.value)
         except ValueError as exc:
             self.job.refuse(f"Localize: {exc}")
             return
@@ -187,6 +185,8 @@ class LocalizeWidget(Container):
             self.job.refuse(f"Localize: the fine-grid maps of {counted(maps_shape[0], 'frame')} would need "
                             f"{np.prod(maps_shape) * 4 / 1024**3:.1f} GB; select fewer frames or untick the maps")
             return
+        acq = self.state.prepare_stack(layer)
+        fine_nm = acq.pixel_size_nm / self._info.acquisition.upsampling
         if self._run is not None:  # its render may still be blurring: it must not show over this run's
             self._run.render.retire()
         try:

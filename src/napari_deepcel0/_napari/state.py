@@ -125,6 +125,20 @@ class PluginState:
             return
         show_info(f"Acquisition: pixel size set to {pixel:g} nm from the metadata of {layer.name}")
 
+    def acquisition_for(self, layer) -> Acquisition:
+        """The acquisition :meth:`prepare_stack` would analyse ``layer`` with, changing
+        nothing (the pixel size its file declares when that is valid, else the current)."""
+        try:
+            pixel = declared_pixel_size(layer)
+        except TypeError:
+            pixel = None
+        if pixel is not None:
+            try:
+                return self._acquisition.replace(pixel_size_nm=pixel)
+            except ValueError:
+                pass
+        return self._acquisition
+
     def prepare_stack(self, layer) -> Acquisition:
         """The acquisition to analyse an image layer with.
 
