@@ -179,7 +179,7 @@ class JobControls(Container):
         if inner.parentWidget() is not None and inner is not self._watched_dock:
             self._watched_dock = inner
             _RemovalWatch(inner, self._closed)
-        window = self.native  # napari's main window: the topmost parent (window() is a floating dock's own)
+        window = inner  # napari's main window: the topmost parent (window() is a floating dock's own)
         while window.parentWidget() is not None:
             window = window.parentWidget()
         if window is not self.native and (self._watched_window is None or self._watched_window() is not window):

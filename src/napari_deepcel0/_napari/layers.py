@@ -419,13 +419,12 @@ class GrowingPoints:
         if (copy.metadata.get(RUN_TOKEN) != self.token
                 or any(copy is getattr(layer, "__wrapped__", layer) for layer in self._owned)):
             return
+        # a dict of its own: napari's copy may share the original's metadata dict
+        metadata = {k: v for k, v in copy.metadata.items() if k != RUN_TOKEN}
         if isinstance(copy, LAYER_TYPES["points"]):
             coords, features = points_from_table(self.table())
             copy.data = coords
             copy.features = features
-        # a dict of its own: napari's copy may share the original's metadata dict
-        metadata = {k: v for k, v in copy.metadata.items() if k != RUN_TOKEN}
-        if isinstance(copy, LAYER_TYPES["points"]):
             metadata.update({"running": False, "frames": self.frames_done()})
         copy.metadata = metadata
 

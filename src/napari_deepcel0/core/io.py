@@ -438,9 +438,9 @@ def _pixel_size_nm(tif: tifffile.TiffFile, axis: str = "X") -> float | None:
                     if size is not None:
                         unit = el.get(f"PhysicalSize{axis}Unit", "µm")
                         if unit not in _LENGTH_TO_NM:  # "pixel" (no calibration) or a unit not known here
-                            if axis == "X" and unit != "pixel":
-                                warnings.warn(f"{tif.filename}: its metadata states the pixel size in {unit!r}, a "
-                                              "unit this reader does not know: ignored", UserWarning, stacklevel=2)
+                            if unit != "pixel":
+                                _ignored_size(tif, axis, f"the pixel size in {unit!r}, a unit this reader does not "
+                                                         "know")
                             return None
                         return _plausible(float(size) * _LENGTH_TO_NM[unit], tif, axis)
                     if axis == "Y" and el.get("PhysicalSizeX") is not None:
@@ -471,10 +471,15 @@ def _plausible(size_nm: float, tif: tifffile.TiffFile, axis: str) -> float | Non
     no pixel size" hid a unit mistake (a size in nm written as um) from the user."""
     if math.isfinite(size_nm) and 1.0 <= size_nm <= 1e5:
         return float(size_nm)
-    if axis == "X":
-        warnings.warn(f"{tif.filename}: its metadata states a pixel size of {size_nm:g} nm, which is no camera pixel "
-                      "in the sample (1-100,000 nm; a value in the wrong unit?): ignored", UserWarning, stacklevel=2)
+    _ignored_size(tif, axis, f"a pixel size of {size_nm:g} nm, which is no camera pixel in the sample (1-100,000 "
+                             "nm; a value in the wrong unit?)")
     return None
+
+
+def _ignored_size(tif: tifffile.TiffFile, axis: str, stated: str) -> None:
+    """Warn that the metadata's pixel size (``stated``) is ignored: once, for the width."""
+    if axis == "X":
+        warnings.warn(f"{tif.filename}: its metadata states {stated}: ignored", UserWarning, stacklevel=3)
 
 
 def _missing_codec(exc: BaseException | None) -> bool:

@@ -441,10 +441,10 @@ def localize_stream(
     the model works on this one (default: when the model runs on a GPU, where the CPU's
     share of the work otherwise bounds the rate; see :func:`prepared_batches`).
     """
+    photometry = photometry or fit_positions  # (the position fit fits the photons too)
     indices, frame_shape, threshold, batch_size = _checked_stream_inputs(
-        model, source, frames, threshold, batch_size, method, photometry or fit_positions)
+        model, source, frames, threshold, batch_size, method, photometry)
     warn_if_pixel_size_differs(source, model.acquisition)
-    photometry = photometry or fit_positions
     if prefetch is None:
         prefetch = _runs_on_gpu(model)
     batches = iter_batches(indices, frames_per_batch(batch_size, frame_shape))
