@@ -631,6 +631,33 @@ def test_simulate_checks_its_ranges_before_making_its_folder(extra, message, tmp
     assert message in capsys.readouterr().err and list(tmp_path.iterdir()) == []
 
 
+def test_simulate_refuses_a_stack_beyond_the_machines_memory_before_making_its_folder(tmp_path, capsys,
+                                                                                      monkeypatch):
+    """100 frames of 4096 x 4096 ran for minutes before memory ran out (or the kernel killed
+    it), leaving an empty --out folder: refused at once, with the numbers."""
+    monkeypatch.chdir(tmp_path)
+    assert main(["simulate", "--out", "OUT/sub", "--frames", "100", "--size", "40960"]) == 2
+    err = capsys.readouterr().err
+    assert "100 frame(s) of 40960 x 40960 pixels at 6 emitters/um^2 need about" in err
+    assert "GiB of memory; this machine has" in err and "use fewer or smaller frames" in err
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_failed_simulation_leaves_no_folder_it_made(tmp_path, capsys, monkeypatch):
+    """A run that failed after making --out (out of memory, Ctrl-C) left the empty folder."""
+    from napari_deepcel0.core import simulate as sim
+
+    def no_memory(**kwargs):
+        raise MemoryError
+
+    monkeypatch.setattr(sim, "simulate_stack", no_memory)
+    (tmp_path / "kept").mkdir()
+    assert main(["simulate", "--out", str(tmp_path / "new" / "deeper"), "--frames", "2", "--size", "16"]) == 2
+    assert main(["simulate", "--out", str(tmp_path / "kept"), "--frames", "2", "--size", "16"]) == 2
+    assert "not enough memory" in capsys.readouterr().err
+    assert [p.name for p in tmp_path.iterdir()] == ["kept"]  # the folder that was there stays
+
+
 def test_a_min_lr_above_the_learning_rate_is_refused(tmp_path, capsys):
     """It was lowered to the learning rate without a word (bad-input review)."""
     assert main(["train", "--out", str(tmp_path / "m.safetensors"), "--lr", "1e-4", "--min-lr", "1e-3", "--epochs", "1",

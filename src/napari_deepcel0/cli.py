@@ -205,7 +205,7 @@ SIMULATE_FILES = ("frames.tif", "ground_truth.csv", "acquisition.json")
 
 def cmd_simulate(args) -> int:
     from .core import simulate as sim
-    from .core.io import all_or_nothing, atomic_write, make_output_folder, write_thunderstorm_csv, write_tiff
+    from .core.io import all_or_nothing, atomic_write, output_folder, write_thunderstorm_csv, write_tiff
 
     acq = _acquisition(args)
     noise = (  # checked first: a bad range left an empty --out folder behind
@@ -213,23 +213,43 @@ def cmd_simulate(args) -> int:
         else sim.CameraNoise(background_photons=tuple(args.background), quantize=True)
     )
     photons = sim.PhotonModel(args.photons[0], args.photons[1], 0.15)
+    _check_fits_in_memory(sim.simulation_bytes(args.frames, (args.size, args.size), args.density, acq),
+                          f"{args.frames} frame(s) of {args.size} x {args.size} pixels at "
+                          f"{args.density:g} emitters/um^2", "use fewer or smaller frames (--frames, --size)")
     # before the simulation: a wrong --out fails at once
-    out = make_output_folder(args.out, files=SIMULATE_FILES)
-    frames, emitters = sim.simulate_stack(
-        n_frames=args.frames, shape=(args.size, args.size), density_per_um2=args.density, structure=args.structure,
-        acq=acq, photons=photons, noise=noise, seed=args.seed,
-    )
-    data = frames if args.snr is not None else _camera_counts(frames)
-    text = json.dumps(acq.to_dict(), indent=2) + "\n"
-    stack_file, truth_file, acquisition_file = (out / name for name in SIMULATE_FILES)
-    with all_or_nothing():  # a stack, its ground truth and its acquisition, or none of them
-        write_tiff(stack_file, data, pixel_size_nm=acq.pixel_size_nm)
-        write_thunderstorm_csv(truth_file, emitters)
-        atomic_write(acquisition_file, lambda tmp: Path(tmp).write_text(text))
+    with output_folder(args.out, files=SIMULATE_FILES) as out:
+        frames, emitters = sim.simulate_stack(
+            n_frames=args.frames, shape=(args.size, args.size), density_per_um2=args.density,
+            structure=args.structure, acq=acq, photons=photons, noise=noise, seed=args.seed,
+        )
+        data = frames if args.snr is not None else _camera_counts(frames)
+        text = json.dumps(acq.to_dict(), indent=2) + "\n"
+        stack_file, truth_file, acquisition_file = (out / name for name in SIMULATE_FILES)
+        with all_or_nothing():  # a stack, its ground truth and its acquisition, or none of them
+            write_tiff(stack_file, data, pixel_size_nm=acq.pixel_size_nm)
+            write_thunderstorm_csv(truth_file, emitters)
+            atomic_write(acquisition_file, lambda tmp: Path(tmp).write_text(text))
     dtype = frames.dtype if args.snr is not None else "uint16"
     print(f"wrote {stack_file} ({args.frames} frames of {args.size}x{args.size}, {dtype})")
     print(f"wrote {truth_file} ({len(emitters)} emitters, {len(emitters) / args.frames:.1f} per frame)")
     return 0
+
+
+def physical_memory_bytes() -> int | None:
+    """This machine's memory in bytes (None where the system does not say)."""
+    try:
+        return os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (AttributeError, ValueError, OSError):  # not POSIX, or the names are unknown
+        return None
+
+
+def _check_fits_in_memory(need_bytes: float, what: str, advice: str) -> None:
+    """MemoryError, with the numbers, for a job that needs more memory than the machine
+    has: refused before minutes of work (or the kernel's OOM killer)."""
+    have = physical_memory_bytes()
+    if have and need_bytes > have:
+        raise MemoryError(f"{what} need about {need_bytes / 2**30:,.0f} GiB of memory; this machine has "
+                          f"{have / 2**30:,.0f} GiB: {advice}")
 
 
 # ============================================================ evaluate
@@ -642,7 +662,7 @@ DEMO_FILES = ("demo_frames.tif", "demo_ground_truth.csv", "demo_localizations.cs
 
 def cmd_demo(args) -> int:
     from .core import simulate as sim
-    from .core.io import all_or_nothing, make_output_folder, write_thunderstorm_csv, write_tiff
+    from .core.io import all_or_nothing, output_folder, write_thunderstorm_csv, write_tiff
     from .core.metrics import evaluate
     from .core.model_io import load_bundled_model
     from .core.predict import DeepLocalizer, localize
@@ -868,10 +888,11 @@ def main(argv=None) -> int:
         with _signal_handlers(_raise_terminated, signal.SIGTERM), warnings.catch_warnings():
             warnings.showwarning = _one_line_warning(args.command)
             return int(args.func(args) or 0)
-    except MemoryError:  # a size the user asked for (frames, --size, --density, --batch-size)
+    except MemoryError as exc:  # a size the user asked for (frames, --size, --density, --batch-size)
         batch = " or a smaller --batch-size" if hasattr(args, "batch_size") else ""
-        print(f"deepcel0 {args.command}: error: not enough memory for what was asked; use fewer or smaller frames "
-              f"or a lower density{batch}", file=sys.stderr)
+        message = str(exc) or ("not enough memory for what was asked; use fewer or smaller frames "
+                               f"or a lower density{batch}")  # numpy's own says nothing of our flags
+        print(f"deepcel0 {args.command}: error: {message}", file=sys.stderr)
         return EXIT_ERROR
     except BrokenPipeError:  # stdout closed early (e.g. piped into head): nothing more to say
         with contextlib.suppress(OSError, ValueError):  # so that Python's flush at exit stays quiet

@@ -650,21 +650,33 @@ def check_writable_folder(folder: Path) -> None:
     os.unlink(probe)
 
 
-def make_output_folder(path, files: tuple[str, ...] = ()) -> Path:
-    """``path`` as an existing folder that can be written to (made when missing):
-    a clear error when it is a file or cannot be written in, or when one of the ``files``
-    to be written there is a folder (:func:`check_output_path`), before any work."""
+@contextlib.contextmanager
+def output_folder(path, files: tuple[str, ...] = ()):
+    """``path`` as an existing folder that can be written to, for the block: made when
+    missing, with a clear error when it is a file or cannot be written in, or when one of
+    the ``files`` to be written there is a folder (:func:`check_output_path`), before any
+    work. The folders it made are removed again when the block fails and leaves them
+    empty (a run refused for memory or interrupted left an empty folder behind)."""
     path = Path(path)
     if path.exists() and not path.is_dir():
         raise NotADirectoryError(f"{path} is a file, not a folder")
+    made = [folder for folder in (path, *path.parents) if not folder.exists()]  # deepest first
     try:
         path.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise OSError(f"cannot make folder {path} ({exc.strerror or exc})") from None
-    check_writable_folder(path)
-    for name in files:
-        check_output_path(path / name)
-    return path
+    try:
+        check_writable_folder(path)
+        for name in files:
+            check_output_path(path / name)
+        yield path
+    except BaseException:
+        for folder in made:
+            try:
+                folder.rmdir()
+            except OSError:  # not empty (or gone): it and the folders above it stay
+                break
+        raise
 
 
 def atomic_write(path: Path, write) -> Path:
