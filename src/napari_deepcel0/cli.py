@@ -668,26 +668,26 @@ def cmd_demo(args) -> int:
     from .core.predict import DeepLocalizer, localize
     from .core.render import render_histogram, save_render_png
 
-    out = make_output_folder(args.out, files=DEMO_FILES)
-    loaded = load_bundled_model()
-    acq = loaded.info.acquisition
-    print(f"simulating {args.frames} high-density frames of microtubule-like filaments "
-          f"({args.density:g} emitters/um^2, {acq.describe()}) ...")
-    frames, gt = sim.simulate_stack(n_frames=args.frames, shape=(64, 64), density_per_um2=args.density,
-                                    structure="tubes", acq=acq, seed=args.seed)
-    model = DeepLocalizer(loaded, device=args.device, precision=args.precision, orientations=args.orientations)
-    print(f"localizing with the bundled model ({loaded.info.summary(with_notes=False)}) on {model.device} ({model.precision}"
-          f"{_averaging_text(model.orientations)}) ...")
-    t0 = time.perf_counter()
-    table = localize(model, frames)
-    seconds = time.perf_counter() - t0
-    field = acq.field_nm((64, 64))
-    png = out / DEMO_FILES[3]
-    with all_or_nothing():  # the four files of one run, or none
-        stack_path = write_tiff(out / DEMO_FILES[0], _camera_counts(frames), pixel_size_nm=acq.pixel_size_nm)
-        write_thunderstorm_csv(out / DEMO_FILES[1], gt)
-        csv = write_thunderstorm_csv(out / DEMO_FILES[2], table)
-        save_render_png(png, render_image_for_png(render_histogram(table, field, 10.0)))
+    with output_folder(args.out, files=DEMO_FILES) as out:  # removed again if the run fails
+        loaded = load_bundled_model()
+        acq = loaded.info.acquisition
+        print(f"simulating {args.frames} high-density frames of microtubule-like filaments "
+              f"({args.density:g} emitters/um^2, {acq.describe()}) ...")
+        frames, gt = sim.simulate_stack(n_frames=args.frames, shape=(64, 64), density_per_um2=args.density,
+                                        structure="tubes", acq=acq, seed=args.seed)
+        model = DeepLocalizer(loaded, device=args.device, precision=args.precision, orientations=args.orientations)
+        print(f"localizing with the bundled model ({loaded.info.summary(with_notes=False)}) on {model.device} "
+              f"({model.precision}{_averaging_text(model.orientations)}) ...")
+        t0 = time.perf_counter()
+        table = localize(model, frames)
+        seconds = time.perf_counter() - t0
+        field = acq.field_nm((64, 64))
+        png = out / DEMO_FILES[3]
+        with all_or_nothing():  # the four files of one run, or none
+            stack_path = write_tiff(out / DEMO_FILES[0], _camera_counts(frames), pixel_size_nm=acq.pixel_size_nm)
+            write_thunderstorm_csv(out / DEMO_FILES[1], gt)
+            csv = write_thunderstorm_csv(out / DEMO_FILES[2], table)
+            save_render_png(png, render_image_for_png(render_histogram(table, field, 10.0)))
     scores = evaluate(gt, table, DEFAULT_TOLERANCES_NM)
     print(f"{len(table)} localizations in {seconds:.1f} s ({args.frames / seconds:.1f} frames/s)")
     _print_scores(scores, False)
