@@ -1525,8 +1525,11 @@ def test_training_recipe_fills_the_fields_and_persists(viewer):
     from napari_deepcel0.core.training import TrainingConfig
 
     training = _dock(viewer, TrainingWidget)
-    paper, bundled = list(RECIPES)
-    assert training.config() == TrainingConfig()  # the default recipe, unchanged: the paper's schedule
+    bundled, paper = list(RECIPES)
+    # the default recipe, unchanged: the bundled model's (the paper's schedule made worse models, review)
+    assert training.config() == TrainingConfig.bundled()
+    training.recipe.value = paper
+    assert (training.patches.value, training.epochs.value, training.sparse_fraction.value) == (10000, 100, 0.0)
     training.recipe.value = bundled
     assert (training.patches.value, training.epochs.value, training.batch_size.value) == (200000, 8, 64)
     training.epochs.value = 3  # a field changed after choosing the recipe
@@ -1536,7 +1539,7 @@ def test_training_recipe_fills_the_fields_and_persists(viewer):
     again = TrainingWidget(viewer)  # restored: the recipe and the changed field, in that order
     assert (again.recipe.value, again.epochs.value, again.patches.value) == (bundled, 3, 200000)
     again.settings.reset()
-    assert again.recipe.value == paper and again.config() == TrainingConfig()
+    assert again.recipe.value == bundled and again.config() == TrainingConfig.bundled()
 
 
 def test_plots_follow_the_napari_theme(viewer):
