@@ -1121,6 +1121,48 @@ def test_drop_downs_start_on_the_layer_each_field_wants(viewer, stack_path, tmp_
     assert layer in localize.layer.choices and colour not in localize.layer.choices
 
 
+def test_a_run_is_the_ground_truth_only_when_the_user_chooses_it(viewer, qtbot, stack_path, tmp_path):
+    """With no ground truth open, Matching and the lambda sweep took the first Points
+    layer, a Localize run, for it: the sweep then picked lambda by agreement with
+    DeepCEL0 and called it a Jaccard index (a review)."""
+    layer = _open(viewer, stack_path)
+    _localized(viewer, qtbot, frames="1-2")
+    run_layer = viewer.layers[f"{layer.name} localizations"]
+    matching, cel0 = _dock(viewer, MatchingWidget), _quick_cel0_widget(viewer, layer, "1")
+    assert matching.ground_truth.value is None and cel0.ground_truth.value is None
+    assert run_layer in cel0.ground_truth.choices  # listed, for a user who means it
+    cel0.sweep()
+    assert "choose a ground-truth Points layer (open its CSV" in cel0.sweep_job.status.value
+    cel0.ground_truth.value = matching.ground_truth.value = run_layer  # the user's choice
+    cel0.sweep()
+    assert f"{run_layer.name!r} holds the localizations of a run, not a ground truth" in cel0.sweep_job.status.value
+    assert not cel0.sweep_job.busy
+
+    truth = write_thunderstorm_csv(tmp_path / "truth.csv", pd.DataFrame(
+        {"frame": [1], "x [nm]": [100.0], "y [nm]": [200.0]}))
+    [gt] = viewer.open(str(truth), plugin="napari-deepcel0")
+    assert cel0.ground_truth.value is run_layer and matching.ground_truth.value is run_layer  # the user's choice
+    matching.estimate.value = gt  # two methods compared, say: scored, and said
+    matching.run()
+    _wait(qtbot, matching.job)
+    assert f"the ground truth {run_layer.name!r} is the localizations of a run" in matching.job.status.value
+    viewer.layers.remove(run_layer)
+    assert cel0.ground_truth.value is gt and matching.ground_truth.value is gt  # the choice left: the file
+
+
+def test_a_cel0_run_cancelled_in_its_first_batch_leaves_no_empty_layer(viewer, qtbot, stack_path):
+    """Its empty layer stayed, and was then the lambda sweep's ground truth (a review)."""
+    layer = _open(viewer, stack_path)
+    widget = _quick_cel0_widget(viewer, layer, "all")
+    widget.max_outer.value, widget.max_inner.value = 1000, 1000
+    before = list(viewer.layers)
+    widget.run()
+    _press_cancel(qtbot, widget.job, lambda: "outer iteration" in widget.job.status.value)
+    _wait(qtbot, widget.job)
+    assert list(viewer.layers) == before
+    assert widget.summary.value.startswith("CEL0: no frame finished") and "cancelled" in widget.job.status.value
+
+
 @pytest.mark.parametrize("floating", [False, True])
 def test_closing_the_widgets_panel_cancels_its_run(viewer, qtbot, stack_path, monkeypatch, floating):
     """napari's close button takes the widget out of its dock without destroying it; the
@@ -1225,7 +1267,7 @@ def test_closing_the_cel0_panel_during_a_run_leaves_its_layers_finished(viewer, 
     assert cel0.metadata["running"] is False and cel0.metadata["frames"].tolist() == [1]
     assert len(cel0.data) == widget._outputs["CEL0"].count
     assert any(m.startswith("CEL0-IRL1 comparison stopped when its widget was closed: CEL0: ")
-               and " in 1 frame, DeepCEL0: not started" in m for m in _messages(NotificationSeverity.INFO))
+               and " in 1 frame, DeepCEL0: no frame finished" in m for m in _messages(NotificationSeverity.INFO))
 
 
 def test_only_the_jobs_own_warnings_carry_its_title(qtbot):
@@ -1957,7 +1999,7 @@ def test_cel0_cancel_keeps_finished_batches(viewer, qtbot, stack_path, monkeypat
     assert "cancelled" in widget.job.status.value
     # cancelled before DeepCEL0 started: no empty DeepCEL0 layer, and the summary says so
     assert f"{layer.name} DeepCEL0 (frames all)" not in viewer.layers
-    assert widget.summary.value.endswith("DeepCEL0: not started")
+    assert widget.summary.value.endswith("DeepCEL0: no frame finished")
 
     widget.ground_truth.value = _gt_layer(viewer, stack_path)[0]
     widget.n_lams.value = 5

@@ -22,10 +22,10 @@ from ..core.devices import DEVICES, resolve_device
 from ..core.model_io import read_model_info
 from ..core.frames import parse_frame_selection
 from ..core.predict import DeepLocalizer, localize_stream
-from .controls import (LinePlot, counted, float_box, localizations_combo, outlier_pixels_checkbox,
+from .controls import (LinePlot, counted, float_box, ground_truth_combo, outlier_pixels_checkbox,
                        replaced_pixels_text, row, stack_combo, wrapping_label)
 from .jobs import JobControls, ProgressRelay, gpu_memory_hint
-from .layers import (CEL0_COLOR, DEEPCEL0_COLOR, GrowingPoints, RefreshPacer, is_read_from_file,
+from .layers import (CEL0_COLOR, DEEPCEL0_COLOR, GrowingPoints, RefreshPacer, is_localization_run,
                      show_first_frame_unless_shown, stack_frame_count, table_from_layer)
 from .reader import frame_source
 from .settings import PersistentValues
@@ -86,7 +86,7 @@ class Cel0Widget(Container):
         self.fix_outlier_pixels = outlier_pixels_checkbox()  # for the comparison and the sweep
         self.job = JobControls("CEL0-IRL1", "Run CEL0-IRL1")
         self.summary = wrapping_label(label="result")
-        self.ground_truth = localizations_combo(napari_viewer, "sweep: ground truth", prefer=is_read_from_file)
+        self.ground_truth = ground_truth_combo(napari_viewer, "sweep: ground truth")
         self.lam_min = float_box("", SWEEP_LAM_RANGE[0], 1e-6, 100.0, decimals=6, step=1e-3)
         self.lam_max = float_box("", SWEEP_LAM_RANGE[1], 1e-6, 100.0, decimals=6, step=0.1)
         self.n_lams = SpinBox(min=1, max=200, value=12,  # fewer than the paper's 30: a first look in napari
@@ -150,10 +150,9 @@ class Cel0Widget(Container):
         self._methods = [CEL0, DEEPCEL0] if self.with_deepcel0.value else [CEL0]
         self._layer_names = {CEL0: f"{layer.name} CEL0 (lambda {self.lam.value:g})",
                              DEEPCEL0: f"{layer.name} DeepCEL0 (frames {self.frames.value})"}
-        # DeepCEL0's layer comes with its first frames: a run cancelled during CEL0 leaves no empty one
-        self._outputs = {CEL0: GrowingPoints(self.viewer, self._layer_names[CEL0], CEL0_COLOR,
-                                             mass_column=MASS_COLUMN)}
-        self.state.outputs_shown.emit([self._outputs[CEL0].layer])
+        # each layer comes with its method's first frames: a run cancelled before them leaves no empty one
+        # (an empty CEL0 layer was then the lambda sweep's ground truth: a review)
+        self._outputs = {}
         self._total = len(frames) * len(self._methods)
         self._pixel_nm = acq.pixel_size_nm
         self._pacer = RefreshPacer()
@@ -175,7 +174,11 @@ class Cel0Widget(Container):
     def _batch(self, value) -> None:
         method, result = value
         if method not in self._outputs:
-            self._outputs[method] = GrowingPoints(self.viewer, self._layer_names[method], DEEPCEL0_COLOR)
+            self._outputs[method] = (
+                GrowingPoints(self.viewer, self._layer_names[method], CEL0_COLOR, mass_column=MASS_COLUMN)
+                if method == CEL0 else GrowingPoints(self.viewer, self._layer_names[method], DEEPCEL0_COLOR))
+            if method == CEL0:
+                self.state.outputs_shown.emit([self._outputs[method].layer])
         output = self._outputs[method]
         output.add(result.table, result.frames)
         if self._pacer.due():
@@ -207,7 +210,7 @@ class Cel0Widget(Container):
 
     def _method_summary(self, method: str, with_time: bool = True) -> str:
         if method not in self._outputs:
-            return f"{method}: not started"
+            return f"{method}: no frame finished"
         seconds = f" ({self._seconds[method]:.1f} s)" if with_time else ""
         return (f"{method}: {counted(self._outputs[method].count, 'localization')} in "
                 f"{counted(self._done_frames[method], 'frame')}{seconds}")
@@ -231,11 +234,16 @@ class Cel0Widget(Container):
             return
         try:
             layer, frames, background = self._inputs()
-            if self.ground_truth.value is None:
-                raise ValueError("choose a ground-truth Points layer")
+            truth = self.ground_truth.value
+            if truth is None:
+                raise ValueError("choose a ground-truth Points layer (open its CSV with File > Open, or Load in "
+                                 "the Matching widget)")
+            if is_localization_run(truth):  # lambda would be chosen to agree with another method's answers
+                raise ValueError(f"{truth.name!r} holds the localizations of a run, not a ground truth: open the "
+                                 "ground truth's CSV (File > Open, or Load in the Matching widget)")
             if self.lam_min.value > self.lam_max.value:
                 raise ValueError("the smallest lambda is larger than the largest")
-            ground_truth = table_from_layer(self.ground_truth.value)
+            ground_truth = table_from_layer(truth)
             lams_per_solve = self._lams_per_solve()  # (a GPU asked for and not there: refused here)
         except (ValueError, RuntimeError) as exc:
             self.sweep_job.refuse(f"Lambda sweep: {exc}")

@@ -16,7 +16,7 @@ from napari.utils.theme import get_theme
 from qtpy.QtCore import QEvent, QObject
 from qtpy.QtWidgets import QMessageBox, QSizePolicy
 
-from .layers import is_output
+from .layers import is_localization_run, is_output, is_read_from_file
 from .state import state_for
 
 
@@ -73,11 +73,13 @@ class LayerChooser(ComboBox):
         The layers to follow; None: follow no run.
     """
 
-    def __init__(self, viewer, choices, label: str, prefer=None):
+    def __init__(self, viewer, choices, label: str, prefer=None, only_preferred: bool = False):
         self._prefer = prefer
+        self._only_preferred = only_preferred
         self._picked = None  # the layer the user chose
         self._by_program = False
-        super().__init__(choices=choices, label=label)
+        super().__init__(choices=choices, label=label, nullable=only_preferred)
+        self._fall_back()
         self.changed.connect(self._chosen)  # a choice in the list
         self.native.activated.connect(lambda index: self._chosen(self.native.itemData(index)))  # also the same one
         if prefer is not None:
@@ -103,6 +105,17 @@ class LayerChooser(ComboBox):
     def reset_choices(self, *args) -> None:
         with self._programmatic():  # a choice that left the viewer falls back to the first: not the user's
             super().reset_choices(*args)
+        self._fall_back()
+
+    def _fall_back(self) -> None:
+        """With ``only_preferred``: unless the user chose it, the value is the first layer
+        this drop-down prefers, or none (a ground truth is no layer's stand-in)."""
+        if not self._only_preferred or (self._picked is not None and self.value is self._picked):
+            return
+        if self.value is not None and self._prefer(self.value):
+            return
+        with self._programmatic():
+            self.value = next((layer for layer in self.choices if layer is not None and self._prefer(layer)), None)
 
     def _chosen(self, value) -> None:
         if not self._by_program:
@@ -124,21 +137,26 @@ class LayerChooser(ComboBox):
             pass
 
 
-def layer_combo(viewer, layer_type, label: str, keep=None, prefer=None) -> LayerChooser:
+def layer_combo(viewer, layer_type, label: str, keep=None, prefer=None, only_preferred: bool = False,
+                order=None) -> LayerChooser:
     """A drop-down of the viewer's layers of one type, or of those for which
     ``keep(layer)`` is true (kept up to date by napari when the widget is docked,
     or by ``reset_choices``); the layers for which ``prefer(layer)`` is true come
-    first, so that a new drop-down starts on one of them, and a run that shows such a
-    layer makes the drop-down move to it unless the user chose another layer (see
-    :class:`LayerChooser`)."""
+    first (then by ``order(layer)``, a sort key, if given), so that a new drop-down
+    starts on one of them, and a run that shows such a layer makes the drop-down move
+    to it unless the user chose another layer (see :class:`LayerChooser`). With
+    ``only_preferred`` the other layers are listed for the user to choose but never
+    chosen by the drop-down itself: it is then empty until a preferred layer comes."""
 
     def choices(_widget):
         layers = [layer for layer in viewer.layers if isinstance(layer, layer_type) and (keep is None or keep(layer))]
+        if order is not None:
+            layers.sort(key=order)
         if prefer is not None:
             layers.sort(key=lambda layer: not prefer(layer))  # stable: napari's order otherwise
         return [(layer.name, layer) for layer in layers]
 
-    return LayerChooser(viewer, choices, label, prefer=prefer)
+    return LayerChooser(viewer, choices, label, prefer=prefer, only_preferred=only_preferred)
 
 
 def stack_combo(viewer) -> ComboBox:
@@ -153,6 +171,17 @@ def localizations_combo(viewer, label: str, prefer=None) -> LayerChooser:
     score: the Matching widget's TP/FP/FN layer is left out (scored, its FN markers,
     which sit on the ground truth, counted as found)."""
     return layer_combo(viewer, napari.layers.Points, label, keep=lambda layer: not is_output(layer), prefer=prefer)
+
+
+def ground_truth_combo(viewer, label: str) -> LayerChooser:
+    """A drop-down of the Points layers that may be a ground truth: layers read from a
+    file first, then other Points layers; the localizations of this session's runs are
+    listed last and only ever chosen by the user (the lambda sweep scored CEL0 against
+    DeepCEL0's run, the first Points layer, and called it a Jaccard index: a review).
+    Empty until a layer that is not a run's is in the viewer."""
+    return layer_combo(viewer, napari.layers.Points, label, keep=lambda layer: not is_output(layer),
+                       prefer=lambda layer: not is_localization_run(layer), only_preferred=True,
+                       order=lambda layer: not is_read_from_file(layer))
 
 
 def float_box(label: str, value: float, minimum: float, maximum: float, decimals: int, step: float) -> FloatSpinBox:

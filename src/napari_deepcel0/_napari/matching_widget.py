@@ -18,9 +18,9 @@ from ..core.io import FRAME, X_NM, Y_NM, LocalizationFileError, atomic_write, re
 from ..core.cancel import is_cancelled
 from ..core.metrics import (DEFAULT_TOLERANCES_NM, empty_selection_message, frame_span, iter_match, score,
                             select_frames, uncovered_frames_message)
-from .controls import counted, localizations_combo, select_layer, wrapping_label
+from .controls import counted, ground_truth_combo, localizations_combo, select_layer, wrapping_label
 from .jobs import JobControls
-from .layers import (OUTPUT, is_localization_run, is_read_from_file, localized_frames, points_from_table,
+from .layers import (OUTPUT, is_localization_run, localized_frames, points_from_table,
                      points_layer_kwargs, show_layer, table_from_layer)
 from .reader import localization_layer_data
 from .settings import PersistentValues
@@ -113,7 +113,7 @@ class MatchingWidget(Container):
         super().__init__(labels=True)
         self.viewer = napari_viewer
         self.state = state_for(napari_viewer)
-        self.ground_truth = localizations_combo(napari_viewer, "ground truth", prefer=is_read_from_file)
+        self.ground_truth = ground_truth_combo(napari_viewer, "ground truth")
         self.load_button = PushButton(text="Load ground-truth CSV ...")
         self.estimate = localizations_combo(napari_viewer, "localizations", prefer=is_localization_run)
         self.tolerances = LineEdit(label="tolerances (nm)", value=", ".join(f"{t:g}" for t in DEFAULT_TOLERANCES_NM))
@@ -193,6 +193,8 @@ class MatchingWidget(Container):
         if not hint and len(est):  # chosen frames without a ground-truth molecule: all FP (a review)
             empty = empty_selection_message(gt, est, self.frames.value.strip() if chosen else None)
             hint = f"; {empty}" if empty else ""
+        if is_localization_run(gt_layer):  # chosen by the user (two methods compared): said, not refused
+            hint += f"; the ground truth {gt_layer.name!r} is the localizations of a run, not a ground truth"
         self.job.start(_match_job, gt, est, tolerances, on_yield=lambda progress: self.job.report(*progress),
                        on_return=lambda value: self._show(value, gt, est, tolerances[0], est_layer.name, note, hint))
 
