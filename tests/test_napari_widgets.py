@@ -854,6 +854,25 @@ def test_a_layer_drawn_at_another_nm_pixel_size_is_rescaled_with_a_warning(viewe
                for m in _messages(NotificationSeverity.INFO))
 
 
+def test_a_layer_in_pixel_units_is_analysed_at_the_acquisitions_size_with_a_warning(viewer, qtbot, stack_path):
+    """A stack opened with napari's own reader (or added from a script) has no pixel size:
+    it was analysed at the Acquisition's with an info toast only (a 160 nm stack then
+    scored 0.6 % Jaccard: a review). The first time, a warning; redrawn after a size is
+    typed, the info."""
+    with FrameStack(stack_path) as stack:
+        frames = np.stack([stack[i] for i in range(2)])
+    layer = viewer.add_image(frames, name="builtin")
+    state = state_for(viewer)
+    state.prepare_stack(layer)
+    assert "builtin carries no pixel size: it is now displayed and analysed at the Acquisition widget's 100 nm" in \
+        " ".join(_messages(NotificationSeverity.WARNING))
+    state.edit_acquisition(state.acquisition.replace(pixel_size_nm=160.0), layer)
+    assert layer.scale[-1] == 160.0
+    assert sum(m.startswith("builtin carries no pixel size") for m in _messages(NotificationSeverity.WARNING)) == 1
+    assert any(m.startswith("builtin is now displayed in nm at the acquisition pixel size 160 nm")
+               for m in _messages(NotificationSeverity.INFO))
+
+
 @pytest.mark.parametrize("translate", [(0.0, 0.0, 0.0), (0.0, 3200.0, 1600.0)])
 def test_localizations_land_on_the_molecule_whatever_the_stack_translate(viewer, qtbot, translate):
     """A stack at the right pixel size but another translate (napari's default 0, a

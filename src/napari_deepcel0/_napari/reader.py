@@ -80,6 +80,9 @@ def stack_layer_data(stack: FrameStack, name: str | None = None) -> tuple:
     offered as a stack and its pixel size is not taken for the camera's.
     """
     pixel = stack.pixel_size_nm or saved_acquisition().pixel_size_nm
+    if not stack.pixel_size_nm and not stack.output:  # the command line says so too; here it was silent (review)
+        show_warning(f"{stack.path.name} carries no pixel size: it is shown and analysed at the Acquisition "
+                     f"widget's {pixel:g} nm (the last one set); if the camera's pixel differs, set it there")
     first = stack[0]
     lo, hi = float(first.min()), float(first.max())
     kwargs = {
