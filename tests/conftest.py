@@ -6,6 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 
@@ -16,6 +17,12 @@ SHARED_DATA = REPO.parent / "shared" / "data" / "isbi2013-bundled-tubes-hd"
 checkout_only = pytest.mark.skipif(not (REPO / ".ci" / "run").exists(), reason="needs the git checkout")
 
 torch.set_num_threads(min(2, torch.get_num_threads()))
+
+
+def loc_table(frames, xs, ys) -> pd.DataFrame:
+    """A localization table (frame, x [nm], y [nm]) from lists; a plain function, to import
+    (``from conftest import loc_table``), as the matching and CSV tests build many."""
+    return pd.DataFrame({"frame": frames, "x [nm]": np.asarray(xs, float), "y [nm]": np.asarray(ys, float)})
 
 
 @pytest.fixture(scope="session")

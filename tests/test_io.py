@@ -11,6 +11,7 @@ import pandas as pd
 import pytest
 import tifffile
 
+from conftest import loc_table
 from napari_deepcel0.core import io
 
 
@@ -658,14 +659,10 @@ def test_nan_spelled_as_numpy_writes_it_is_a_number_without_warnings(tmp_path):
     assert table["sigma [nm]"].dtype == np.float64 and table["sigma [nm]"].isna().sum() == 1
 
 
-def _points(frames, xs, ys):
-    return pd.DataFrame({"frame": frames, "x [nm]": np.asarray(xs, float), "y [nm]": np.asarray(ys, float)})
-
-
 def test_csv_writer_keeps_every_row_across_chunks(tmp_path, monkeypatch):
     monkeypatch.setattr(io, "CSV_CHUNK_ROWS", 3)  # 10 rows: chunks of 3, 3, 3, 1
     n = 10
-    t = _points(np.arange(1, n + 1), np.arange(n) * 10.0 + 0.25, np.arange(n) * 7.0 + 0.5)
+    t = loc_table(np.arange(1, n + 1), np.arange(n) * 10.0 + 0.25, np.arange(n) * 7.0 + 0.5)
     path = io.write_thunderstorm_csv(tmp_path / "a.csv", t)
     lines = path.read_text().splitlines()
     assert len(lines) == n + 1
@@ -679,7 +676,7 @@ def test_fractional_frame_numbers_are_refused_by_reader_and_writer(tmp_path):
     p.write_text('"frame","x [nm]","y [nm]"\n1,10,20\n1.5,30,40\n')
     with pytest.raises(io.LocalizationFileError, match="frame numbers must be integers"):
         io.read_localizations(p)
-    t = _points(np.array([1.0, 2.5]), [10.0, 20.0], [30.0, 40.0])
+    t = loc_table(np.array([1.0, 2.5]), [10.0, 20.0], [30.0, 40.0])
     with pytest.raises(ValueError, match="1-based integers"):
         io.write_thunderstorm_csv(tmp_path / "w.csv", t)
     assert not (tmp_path / "w.csv").exists()
@@ -715,7 +712,6 @@ def test_paths_with_a_tilde_are_the_home_folders(tmp_path, monkeypatch):
     (1 / 0.16, "MICROMETER", 160.0),  # tifffile's micrometre unit
     (1e4 / 0.1075, "CENTIMETER", 107.5),  # the TIFF standard's unit
     (300, "INCH", None),  # an image editor's 300 dpi is no camera pixel (84.7 um)
-    (1, "CENTIMETER", None),  # 1 cm: not a pixel in the sample
 ])
 def test_pixel_size_from_the_standard_resolution_tags(tmp_path, resolution, unit, expected):
     """Without ImageJ/OME metadata the resolution tags were ignored, and a 160 nm stack
@@ -724,6 +720,49 @@ def test_pixel_size_from_the_standard_resolution_tags(tmp_path, resolution, unit
     tifffile.imwrite(path, np.zeros((2, 8, 8), np.uint16), resolution=(resolution, resolution), resolutionunit=unit)
     with io.read_stack(path) as stack:
         assert stack.pixel_size_nm == (pytest.approx(expected) if expected else None)
+
+
+def test_resolution_tags_stating_no_camera_pixel_warn_as_imagej_and_ome_do(tmp_path):
+    """1 cm pixels in the resolution tags were dropped in silence, while ImageJ and OME
+    warned (code-health review); an editor's dpi is no statement about the sample."""
+    data = np.zeros((2, 8, 8), np.uint16)
+    tifffile.imwrite(tmp_path / "cm.tif", data, resolution=(1, 1), resolutionunit="CENTIMETER")
+    with pytest.warns(UserWarning, match=r"cm.tif: its metadata states a pixel size of 1e\+07 nm, which is no camera "
+                                         r"pixel in the sample \(10-2,000 nm; a value in the wrong unit\?\)") as caught:
+        with io.read_stack(tmp_path / "cm.tif") as stack:
+            assert stack.pixel_size_nm is None
+    assert len([w for w in caught if "metadata states" in str(w.message)]) == 1
+    tifffile.imwrite(tmp_path / "dpi.tif", data, resolution=(300, 300), resolutionunit="INCH")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        with io.read_stack(tmp_path / "dpi.tif") as stack:
+            assert stack.pixel_size_nm is None
+
+
+@pytest.mark.parametrize("name, kwargs", [
+    ("m.tif", dict(imagej=True, resolution=(1, 1), metadata={"unit": "m", "axes": "TYX"})),
+    ("m.ome.tif", dict(metadata={"axes": "TYX", "PhysicalSizeX": 1, "PhysicalSizeXUnit": "m"})),
+    ("cm.tif", dict(resolution=(1, 1), resolutionunit="CENTIMETER")),
+])
+def test_a_pixel_size_warning_made_an_error_is_raised_not_read_as_no_pixel_size(tmp_path, name, kwargs):
+    """With warnings as errors, 1 m pixels read as "no pixel size" and raised nothing: the
+    reader's broad except swallowed the warning it had just raised (code-health review)."""
+    tifffile.imwrite(tmp_path / name, np.zeros((2, 8, 8), np.uint16), **kwargs)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        with pytest.raises(UserWarning, match=f"{name}: its metadata states a pixel size of 1e\\+0[79] nm"):
+            io.read_stack(tmp_path / name)
+
+
+def test_ome_xml_that_cannot_be_parsed_leaves_the_resolution_tags_to_give_the_pixel_size(tmp_path):
+    """A broken OME-XML description gave "no pixel size" (the broad except around every
+    source) although the resolution tags stated 160 nm."""
+    path = tmp_path / "broken.ome.tif"
+    tifffile.imwrite(path, np.zeros((2, 8, 8), np.uint16), description='<OME><Pixels PhysicalSizeX="1"></OME>',
+                     metadata=None, resolution=(1 / 0.16, 1 / 0.16), resolutionunit="MICROMETER",
+                     photometric="minisblack")
+    with io.read_stack(path) as stack:
+        assert stack.pixel_size_nm == pytest.approx(160.0)
 
 
 def test_text_in_a_column_the_analysis_does_not_use_keeps_the_file(tmp_path):

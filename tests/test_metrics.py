@@ -5,19 +5,16 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from conftest import loc_table
 from napari_deepcel0.core import metrics
-
-
-def _t(frames, xs, ys):
-    return pd.DataFrame({"frame": frames, "x [nm]": np.asarray(xs, float), "y [nm]": np.asarray(ys, float)})
 
 
 def test_optimal_matching_beats_greedy():
     # Greedy nearest-pair matching takes est@45 for gt@60 (15 nm) and then cannot
     # match gt@0 (est@100 is 100 nm away): 1 pair. The optimal assignment pairs
     # gt@0-est@45 and gt@60-est@100: 2 pairs.
-    gt = _t([1, 1], [0, 60], [0, 0])
-    est = _t([1, 1], [45, 100], [0, 0])
+    gt = loc_table([1, 1], [0, 60], [0, 0])
+    est = loc_table([1, 1], [45, 100], [0, 0])
     s = metrics.score(gt, est, 50)
     assert (s.tp, s.fp, s.fn) == (2, 0, 0)
     assert s.jaccard == 100.0
@@ -26,24 +23,24 @@ def test_optimal_matching_beats_greedy():
 
 
 def test_pairs_beyond_tolerance_are_never_matched():
-    gt = _t([1], [0], [0])
-    est = _t([1], [50.5], [0])
+    gt = loc_table([1], [0], [0])
+    est = loc_table([1], [50.5], [0])
     s = metrics.score(gt, est, 50)
     assert (s.tp, s.fp, s.fn) == (0, 1, 1) and s.jaccard == 0.0 and math.isnan(s.rmse_nm)
     assert metrics.score(gt, est, 51).tp == 1
 
 
 def test_matching_is_per_frame():
-    gt = _t([1, 2], [0, 0], [0, 0])
-    est = _t([2, 3], [10, 0], [0, 0])
+    gt = loc_table([1, 2], [0, 0], [0, 0])
+    est = loc_table([2, 3], [10, 0], [0, 0])
     s = metrics.score(gt, est, 50)
     assert (s.tp, s.fp, s.fn) == (1, 1, 1)
     assert s.jaccard == pytest.approx(100 / 3)
 
 
 def test_known_counts_and_definitions():
-    gt = _t([1] * 4, [0, 200, 400, 600], [0] * 4)
-    est = _t([1] * 5, [3, 204, 800, 1000, 1200], [4, 0, 0, 0, 0])
+    gt = loc_table([1] * 4, [0, 200, 400, 600], [0] * 4)
+    est = loc_table([1] * 5, [3, 204, 800, 1000, 1200], [4, 0, 0, 0, 0])
     s = metrics.score(gt, est, 50)
     assert (s.tp, s.fp, s.fn) == (2, 3, 2)
     assert s.jaccard == pytest.approx(100 * 2 / 7)
@@ -55,7 +52,7 @@ def test_known_counts_and_definitions():
 
 def test_coincident_points_and_self_match():
     rng = np.random.default_rng(0)
-    gt = _t(rng.integers(1, 5, 300), rng.uniform(0, 3000, 300), rng.uniform(0, 3000, 300))
+    gt = loc_table(rng.integers(1, 5, 300), rng.uniform(0, 3000, 300), rng.uniform(0, 3000, 300))
     for s in metrics.evaluate(gt, gt):
         assert s.jaccard == 100.0 and s.rmse_nm == 0.0 and s.efficiency == 100.0
 
@@ -63,8 +60,8 @@ def test_coincident_points_and_self_match():
 def test_maximum_cardinality_in_a_dense_cluster():
     # a chain gt0 - est0 - gt1 - est1 - gt2 with 40 nm spacing at tol 50:
     # the best assignment matches 2 pairs, whatever the order of the points
-    gt = _t([1, 1, 1], [0, 80, 160], [0, 0, 0])
-    est = _t([1, 1], [40, 120], [0, 0])
+    gt = loc_table([1, 1, 1], [0, 80, 160], [0, 0, 0])
+    est = loc_table([1, 1], [40, 120], [0, 0])
     m = metrics.match(gt, est, 50)
     assert len(m.gt_index) == 2 and len(set(m.est_index)) == 2
     found, true = m.labels()
@@ -72,15 +69,15 @@ def test_maximum_cardinality_in_a_dense_cluster():
 
 
 def test_specificity_counts_fine_pixels_without_gt():
-    gt = _t([1, 1], [10, 60], [10, 10])  # two GT molecules in fine pixels (0,0) and (0,2)
-    est = _t([1, 1, 1], [10, 60, 500], [10, 10, 500])  # one FP
+    gt = loc_table([1, 1], [10, 60], [10, 10])  # two GT molecules in fine pixels (0,0) and (0,2)
+    est = loc_table([1, 1, 1], [10, 60, 500], [10, 10, 500])  # one FP
     s = metrics.score(gt, est, 50, grid=(25.0, (32, 32)), n_frames=1)
     tn = 32 * 32 - 2
     assert s.specificity == pytest.approx(100 * tn / (tn + 1))
 
 
 def test_json_dict_has_no_nan():
-    s = metrics.score(_t([1], [0], [0]), _t([1], [500], [0]), 50)
+    s = metrics.score(loc_table([1], [0], [0]), loc_table([1], [500], [0]), 50)
     d = s.to_dict()
     assert d["rmse_nm"] is None and d["jaccard"] == 0.0
 
@@ -96,18 +93,18 @@ def test_tolerance_must_be_positive():
 
 
 def test_positions_that_are_not_numbers_are_named_not_passed_to_the_tree():
-    good = _t([1, 1], [10.0, 200.0], [10.0, 10.0])
+    good = loc_table([1, 1], [10.0, 200.0], [10.0, 10.0])
     with pytest.raises(ValueError, match=r"estimate table has 1 row\(s\) whose x or y is not a finite number .*\(the first: row 1\)"):
-        metrics.score(good, _t([1, 1], [10.0, math.nan], [10.0, 10.0]), 50.0)
+        metrics.score(good, loc_table([1, 1], [10.0, math.nan], [10.0, 10.0]), 50.0)
     with pytest.raises(ValueError, match="ground truth table has 2 row"):
-        metrics.match(_t([1, 2], [math.inf, 0.0], [10.0, -math.inf]), good, 50.0)
+        metrics.match(loc_table([1, 2], [math.inf, 0.0], [10.0, -math.inf]), good, 50.0)
     with pytest.raises(ValueError, match="ground truth table has 1 row"):  # SciPy: "p too large", no table named
-        metrics.match(_t([1], [1e160], [10.0]), good, 50.0)
+        metrics.match(loc_table([1], [1e160], [10.0]), good, 50.0)
 
 
 def test_a_matching_given_to_score_is_used_as_computed():
-    gt = _t([1, 1, 2], [0.0, 100.0, 50.0], [0.0, 0.0, 50.0])
-    est = _t([1, 2, 2], [10.0, 55.0, 900.0], [0.0, 50.0, 0.0])
+    gt = loc_table([1, 1, 2], [0.0, 100.0, 50.0], [0.0, 0.0, 50.0])
+    est = loc_table([1, 2, 2], [10.0, 55.0, 900.0], [0.0, 50.0, 0.0])
     m = metrics.match(gt, est, 50.0)
     assert metrics.score(gt, est, 50.0, matching=m) == metrics.score(gt, est, 50.0)
 
@@ -115,8 +112,8 @@ def test_a_matching_given_to_score_is_used_as_computed():
 def test_matching_in_pieces_reports_progress_and_gives_the_same_pairs(monkeypatch):
     monkeypatch.setattr(metrics, "MATCH_CHUNK_FRAMES", 2)
     rng = np.random.default_rng(3)
-    gt = _t(np.repeat(np.arange(1, 6), 4), rng.uniform(0, 500, 20), rng.uniform(0, 500, 20))
-    est = _t(np.repeat(np.arange(1, 8), 3), rng.uniform(0, 500, 21), rng.uniform(0, 500, 21))
+    gt = loc_table(np.repeat(np.arange(1, 6), 4), rng.uniform(0, 500, 20), rng.uniform(0, 500, 20))
+    est = loc_table(np.repeat(np.arange(1, 8), 3), rng.uniform(0, 500, 21), rng.uniform(0, 500, 21))
     steps = list(metrics.iter_match(gt, est, 80.0))
     assert [(done, total) for done, total, _ in steps] == [(2, 5), (4, 5), (5, 5)]  # frames 6-7: no ground truth
     assert all(m is None for *_, m in steps[:-1])
@@ -127,12 +124,12 @@ def test_matching_in_pieces_reports_progress_and_gives_the_same_pairs(monkeypatc
 
 
 def test_chebyshev_distance_is_a_square_window():
-    gt = _t([1, 1], [0.0, 1000.0], [0.0, 0.0])
-    est = _t([1, 1], [40.0, 1045.0], [40.0, 0.0])  # 56.6 nm (40, 40) and 45 nm (45, 0) away
+    gt = loc_table([1, 1], [0.0, 1000.0], [0.0, 0.0])
+    est = loc_table([1, 1], [40.0, 1045.0], [40.0, 0.0])  # 56.6 nm (40, 40) and 45 nm (45, 0) away
     assert metrics.score(gt, est, 50.0).tp == 1
     box = metrics.score(gt, est, 50.0, distance="chebyshev")
     assert box.tp == 2 and box.rmse_nm == pytest.approx(np.sqrt((40**2 * 2 + 45**2) / 2))  # RMSE stays Euclidean
-    assert metrics.score(gt, _t([1], [51.0], [0.0]), 50.0, distance="chebyshev").tp == 0
+    assert metrics.score(gt, loc_table([1], [51.0], [0.0]), 50.0, distance="chebyshev").tp == 0
     with pytest.raises(ValueError, match="distance must be one of"):
         metrics.score(gt, est, 50.0, distance="manhattan")
 
@@ -141,21 +138,21 @@ def test_a_pair_exactly_at_the_tolerance_is_not_matched():
     """The paper matches molecules "lower than" the tolerance apart. On its Table 1
     protocol both tables sit on the 25 nm grid, and counting pairs exactly 2 fine pixels
     apart added 4-5 points to the Jaccard index at 50 nm."""
-    gt = _t([1, 1, 1], [0, 1000, 2000], [0, 0, 0])
-    est = _t([1, 1, 1], [30, 1050, 2049.999], [40, 0, 0])  # 50 nm (3-4-5), 50 nm, just under
+    gt = loc_table([1, 1, 1], [0, 1000, 2000], [0, 0, 0])
+    est = loc_table([1, 1, 1], [30, 1050, 2049.999], [40, 0, 0])  # 50 nm (3-4-5), 50 nm, just under
     s = metrics.score(gt, est, 50)
     assert (s.tp, s.fp, s.fn) == (1, 2, 2)
     assert s.rmse_nm == pytest.approx(49.999)
     grid = (np.arange(4) + 0.5) * 25.0  # fine-pixel centres, 2 pixels apart: exactly 50 nm in floating point
-    assert metrics.score(_t([1], [grid[0]], [0.0]), _t([1], [grid[2]], [0.0]), 50).tp == 0
-    assert metrics.score(_t([1], [grid[0]], [0.0]), _t([1], [grid[2]], [0.0]), 50.001).tp == 1
-    assert metrics.score(_t([1], [0.0], [0.0]), _t([1], [50.0], [0.0]), 50, distance="chebyshev").tp == 0
+    assert metrics.score(loc_table([1], [grid[0]], [0.0]), loc_table([1], [grid[2]], [0.0]), 50).tp == 0
+    assert metrics.score(loc_table([1], [grid[0]], [0.0]), loc_table([1], [grid[2]], [0.0]), 50.001).tp == 1
+    assert metrics.score(loc_table([1], [0.0], [0.0]), loc_table([1], [50.0], [0.0]), 50, distance="chebyshev").tp == 0
 
 
 def test_rmse_and_bias_use_the_matched_pairs_not_the_row_order():
     # est rows come in another order than gt rows, with an unmatched one first
-    gt = _t([1, 1], [0, 500], [0, 0])
-    est = _t([1, 1, 1], [2000, 510, 3], [0, 0, 4])
+    gt = loc_table([1, 1], [0, 500], [0, 0])
+    est = loc_table([1, 1, 1], [2000, 510, 3], [0, 0, 4])
     s = metrics.score(gt, est, 50)
     assert (s.tp, s.fp, s.fn) == (2, 1, 0)
     assert s.rmse_nm == pytest.approx(math.sqrt((100 + 25) / 2))
@@ -165,8 +162,8 @@ def test_rmse_and_bias_use_the_matched_pairs_not_the_row_order():
 def test_a_cluster_with_fewer_feasible_pairs_than_points_counts_no_pair_beyond_tolerance():
     # gt1 and gt2 can only pair with est0, which gt0 can also take: at most 2 pairs,
     # though the component has 3 points of each kind
-    gt = _t([1, 1, 1], [0.0, 80.0, 40.0], [0.0, 0.0, 40.0])
-    est = _t([1, 1, 1], [40.0, -40.0, 0.0], [0.0, 0.0, -40.0])
+    gt = loc_table([1, 1, 1], [0.0, 80.0, 40.0], [0.0, 0.0, 40.0])
+    est = loc_table([1, 1, 1], [40.0, -40.0, 0.0], [0.0, 0.0, -40.0])
     s = metrics.score(gt, est, 50.0)
     assert (s.tp, s.fp, s.fn) == (2, 1, 1)
     m = metrics.match(gt, est, 50.0)
@@ -176,8 +173,8 @@ def test_a_cluster_with_fewer_feasible_pairs_than_points_counts_no_pair_beyond_t
 
 def test_matched_pairs_never_exceed_the_tolerance_on_dense_random_frames():
     rng = np.random.default_rng(7)
-    gt = _t(rng.integers(1, 4, 400), rng.uniform(0, 1500, 400), rng.uniform(0, 1500, 400))
-    est = _t(rng.integers(1, 4, 300), rng.uniform(0, 1500, 300), rng.uniform(0, 1500, 300))
+    gt = loc_table(rng.integers(1, 4, 400), rng.uniform(0, 1500, 400), rng.uniform(0, 1500, 400))
+    est = loc_table(rng.integers(1, 4, 300), rng.uniform(0, 1500, 300), rng.uniform(0, 1500, 300))
     for tol in (30.0, 50.0, 100.0):
         m = metrics.match(gt, est, tol)
         g = gt.to_numpy()[m.gt_index]
@@ -190,8 +187,8 @@ def test_specificity_on_a_wide_grid_counts_x_as_columns_and_every_frame():
     """A grid 4 fine pixels high and 8 wide: molecules at x = 10 and 150 nm (columns 0
     and 6) of one row hold two pixels (x and y swapped, one); without n_frames the
     frames run to the last seen, frame 3 here (mutation review)."""
-    gt = _t([3, 3], [10.0, 150.0], [50.0, 50.0])
-    est = _t([3, 3, 3], [10.0, 150.0, 190.0], [50.0, 50.0, 90.0])  # one FP
+    gt = loc_table([3, 3], [10.0, 150.0], [50.0, 50.0])
+    est = loc_table([3, 3, 3], [10.0, 150.0, 190.0], [50.0, 50.0, 90.0])  # one FP
     s = metrics.score(gt, est, 50.0, grid=(25.0, (4, 8)))
     tn = 3 * 4 * 8 - 2
     assert s.specificity == pytest.approx(100 * tn / (tn + 1))
@@ -199,16 +196,16 @@ def test_specificity_on_a_wide_grid_counts_x_as_columns_and_every_frame():
 
 def test_specificity_puts_a_molecule_in_the_fine_pixel_that_holds_it():
     # 5 nm and 20 nm both lie in fine pixel 0 ([0, 25) nm): one ground-truth pixel, not two
-    gt = _t([1, 1], [5.0, 20.0], [5.0, 5.0])
-    est = _t([1], [500.0], [500.0])  # one FP
+    gt = loc_table([1, 1], [5.0, 20.0], [5.0, 5.0])
+    est = loc_table([1], [500.0], [500.0])  # one FP
     s = metrics.score(gt, est, 50.0, grid=(25.0, (8, 8)), n_frames=1)
     tn = 64 - 1
     assert s.specificity == pytest.approx(100 * tn / (tn + 1))
 
 
 def test_a_matching_made_for_another_tolerance_is_refused_and_evaluate_takes_one_number():
-    gt = _t([1, 1], [0.0, 500.0], [0.0, 0.0])
-    est = _t([1, 1], [30.0, 700.0], [0.0, 0.0])
+    gt = loc_table([1, 1], [0.0, 500.0], [0.0, 0.0])
+    est = loc_table([1, 1], [30.0, 700.0], [0.0, 0.0])
     with pytest.raises(ValueError, match="made at 50 nm"):
         metrics.score(gt, est, 250.0, matching=metrics.match(gt, est, 50.0))
     assert metrics.score(gt, est, 50.0, matching=metrics.match(gt, est, 50.0)) == metrics.score(gt, est, 50.0)
@@ -219,8 +216,8 @@ def test_a_matching_made_for_another_tolerance_is_refused_and_evaluate_takes_one
 def test_evaluate_scores_a_frame_selection_of_both_tables():
     """Localizations of part of a stack scored against the whole ground truth counted
     the other frames' molecules as missed (the CLI had --frames; Python had nothing)."""
-    gt = _t([1, 2, 3, 4], [100.0, 100.0, 100.0, 100.0], [100.0] * 4)
-    est = _t([1, 2], [110.0, 110.0], [100.0, 100.0])
+    gt = loc_table([1, 2, 3, 4], [100.0, 100.0, 100.0, 100.0], [100.0] * 4)
+    est = loc_table([1, 2], [110.0, 110.0], [100.0, 100.0])
     with pytest.warns(metrics.FrameCoverageWarning, match=r'frames 1-4, the localizations over frames 1-2: the 2 '
                                                           r'ground-truth molecules outside .*\(frames="1-2"'):
         (whole,) = metrics.evaluate(gt, est, 50.0)
@@ -239,8 +236,8 @@ def test_evaluate_scores_a_frame_selection_of_both_tables():
 def test_coverage_warning_spares_localizations_of_every_frame_but_empty_ones():
     """Localizations of a whole stack with nothing found in its last frame (a dim
     molecule missed) are not a part of the stack: no warning; nor at the start."""
-    gt = _t(list(range(1, 201)), [100.0] * 200, [100.0] * 200)
-    est = _t(list(range(2, 200)), [100.0] * 198, [100.0] * 198)  # frames 1 and 200 empty: 1 % missed
+    gt = loc_table(list(range(1, 201)), [100.0] * 200, [100.0] * 200)
+    est = loc_table(list(range(2, 200)), [100.0] * 198, [100.0] * 198)  # frames 1 and 200 empty: 1 % missed
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         metrics.evaluate(gt, est, 50.0)
@@ -248,7 +245,7 @@ def test_coverage_warning_spares_localizations_of_every_frame_but_empty_ones():
     with pytest.warns(metrics.FrameCoverageWarning, match="frames 1-200, the localizations over frames 2-198.* if "
                                                           "they were and nothing was found there, the score is right"):
         metrics.evaluate(gt, est.iloc[:-1], 50.0)  # a third frame left out: 1.5 %, a selection
-    two = _t([1] * 50 + [2] * 50, np.arange(100) * 1000.0, [0.0] * 100)
+    two = loc_table([1] * 50 + [2] * 50, np.arange(100) * 1000.0, [0.0] * 100)
     with pytest.warns(metrics.FrameCoverageWarning, match="the 50 ground-truth molecules outside"):
         metrics.evaluate(two, two[two["frame"] == 1], 50.0)  # one frame of two localized
 
@@ -257,8 +254,8 @@ def test_coverage_warning_also_for_localizations_beyond_the_ground_truth_and_emp
     """Localizations of frames 1-20 against a ground truth of frames 1-5 scored 19.7 %,
     a ground truth without a molecule in the localized frames 'TP 0 FP 1042 FN 0', a
     selection outside both a table of NaN, all without a word (review)."""
-    gt = _t([1, 2], [100.0, 100.0], [100.0, 100.0])
-    est = _t([1, 2, 3, 4], [100.0] * 4, [100.0] * 4)
+    gt = loc_table([1, 2], [100.0, 100.0], [100.0, 100.0])
+    est = loc_table([1, 2, 3, 4], [100.0] * 4, [100.0] * 4)
     with pytest.warns(metrics.FrameCoverageWarning, match=r"the ground truth runs over frames 1-2, the localizations "
                                                           r"over frames 1-4: the 2 localizations outside count as "
                                                           r"false positives\. .* \(frames=\"1-2\""):
@@ -273,7 +270,7 @@ def test_coverage_warning_also_for_localizations_beyond_the_ground_truth_and_emp
 
 
 def test_a_table_outside_the_stacks_field_is_named():
-    table = _t([1, 1, 1], [50.0, 6300.0, 3200.0], [50.0, 100.0, 6000.0])
+    table = loc_table([1, 1, 1], [50.0, 6300.0, 3200.0], [50.0, 100.0, 6000.0])
     assert metrics.outside_field_message(table, (6400.0, 6400.0)) == ""
     in_um = table.assign(**{"x [nm]": table["x [nm]"] / 1000 + 7000.0})  # another stack's, or shifted
     message = metrics.outside_field_message(in_um, (6400.0, 6400.0))
@@ -282,8 +279,8 @@ def test_a_table_outside_the_stacks_field_is_named():
 
 
 def test_a_frame_selection_sets_the_frames_of_specificity():
-    gt = _t([1, 5], [10.0, 10.0], [10.0, 10.0])
-    est = _t([5, 5], [10.0, 300.0], [10.0, 10.0])
+    gt = loc_table([1, 5], [10.0, 10.0], [10.0, 10.0])
+    est = loc_table([5, 5], [10.0, 300.0], [10.0, 10.0])
     (s,) = metrics.evaluate(gt, est, 50.0, grid=(25.0, (4, 16)), frames="5")
     tn = 1 * 4 * 16 - 1
     assert s.specificity == pytest.approx(100 * tn / (tn + 1))
@@ -291,6 +288,6 @@ def test_a_frame_selection_sets_the_frames_of_specificity():
 
 def test_the_outside_field_check_reads_x_against_the_width():
     """(height, width): on a wide field, x up to the width is inside (mutation review)."""
-    table = _t([1, 1], [5000.0, 6000.0], [100.0, 3000.0])
+    table = loc_table([1, 1], [5000.0, 6000.0], [100.0, 3000.0])
     assert metrics.outside_field_message(table, (3200.0, 6400.0)) == ""
     assert metrics.outside_field_message(table, (6400.0, 3200.0)) != ""

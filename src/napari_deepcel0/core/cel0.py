@@ -72,7 +72,7 @@ from .frames import (
 )
 from .io import INTENSITY
 from .localize import FRAME, X_NM, Y_NM, extract_localizations
-from .losses import cel0_penalty
+from .losses import cel0_penalty, cel0_threshold
 from .metrics import Score, frame_span, score
 from .optics import AcquisitionOperator
 
@@ -377,7 +377,7 @@ def solve(
     if per_frame:
         roots = torch.as_tensor(np.sqrt(2.0 * lams), device=op.device, dtype=op.dtype)[:, None, None]
     else:
-        threshold, w_zero = math.sqrt(2.0 * lams) / norms, math.sqrt(2.0 * lams) * norms
+        threshold, w_zero = cel0_threshold(lams, norms), math.sqrt(2.0 * lams) * norms
     gamma = 1.0 / op.lipschitz()
     step = _prox_grad_step(op, gamma)
     aty = op.adjoint(y)
@@ -404,6 +404,9 @@ def solve(
 
     for k in range(1, settings.max_outer + 1):
         below, at_zero = reweighting(active)
+        # the penalty's slope in |x| (x >= 0 here), not losses.cel0_penalty_grad, its derivative in x:
+        # the same for x > 0, but at 0 that one's sign(x) gives 0, while the l1 majoriser needs the slope
+        # at 0+, sqrt(2 lam) a: a zero weight would leave the zero pixels unpenalised
         weights = torch.where(x < below, at_zero - norms.square() * x, torch.zeros_like(x))
         x_new, used, cancelled = _fista(x, gamma * (aty[active] - weights), step, settings, cancel)
         cpu_active = active.cpu().numpy()

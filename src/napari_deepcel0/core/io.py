@@ -426,53 +426,99 @@ _RESOLUTION_UNIT_NM = {3: 1e7, 4: 1e6, 5: 1e3}
 
 
 def _pixel_size_nm(tif: tifffile.TiffFile, axis: str = "X") -> float | None:
-    """Pixel width (``axis`` "X") or height ("Y") from ImageJ or OME metadata, else from
-    the standard resolution tags in cm, mm or um when they give 10-2,000 nm (a camera
-    pixel in the sample, not on the sensor), in nm; or None."""
-    try:
-        if tif.is_ome and tif.ome_metadata:
-            root = ET.fromstring(tif.ome_metadata)
-            for el in root.iter():
-                if el.tag.endswith("}Pixels") or el.tag == "Pixels":
-                    size = el.get(f"PhysicalSize{axis}")
-                    if size is not None:
-                        unit = el.get(f"PhysicalSize{axis}Unit", "µm")
-                        if unit not in _LENGTH_TO_NM:  # "pixel" (no calibration) or a unit not known here
-                            if unit != "pixel":
-                                _ignored_size(tif, axis, f"the pixel size in {unit!r}, a unit this reader does not "
-                                                         "know")
-                            return None
-                        return _plausible(float(size) * _LENGTH_TO_NM[unit], tif, axis)
-                    if axis == "Y" and el.get("PhysicalSizeX") is not None:
-                        return None  # a width alone: square pixels, not the resolution tags' height
-        if tif.is_imagej and tif.imagej_metadata is not None:
-            unit = str(tif.imagej_metadata.get("unit", "")).strip()
-            unit = unit.encode("latin-1", "backslashreplace").decode("unicode_escape") if "\\u" in unit else unit
-            tag = tif.pages[0].tags.get(f"{axis}Resolution")
-            if tag is not None and unit in _LENGTH_TO_NM:
-                num, den = tag.value
-                if num > 0:
-                    return _plausible(den / num * _LENGTH_TO_NM[unit], tif, axis)
-        if not tif.is_imagej:  # (ImageJ without a length unit: pixels, no size)
-            tags = tif.pages[0].tags
-            unit, resolution = tags.get("ResolutionUnit"), tags.get(f"{axis}Resolution")
-            if unit is not None and resolution is not None and int(unit.value) in _RESOLUTION_UNIT_NM:
-                num, den = resolution.value
-                size = den / num * _RESOLUTION_UNIT_NM[int(unit.value)] if num > 0 else math.nan
-                return float(size) if math.isfinite(size) and 10.0 <= size <= 2000.0 else None
-    except Exception:  # metadata is a hint; never fail reading frames because of it
+    """Pixel width (``axis`` "X") or height ("Y") from OME or ImageJ metadata, else from
+    the standard resolution tags, in nm; or None. Each source catches only its own
+    format's errors (the size is a hint: reading the frames never fails because of it),
+    and the warnings for an implausible size are raised outside them: an ``except
+    Exception`` around it all turned them, under warnings-as-errors, into "no pixel size"."""
+    pixels = _ome_pixels(tif, axis)
+    if pixels is not None:
+        return _ome_pixel_size(pixels, tif, axis)
+    if tif.is_imagej:  # its resolution tags hold pixels per ImageJ unit, or per pixel without one
+        return _imagej_pixel_size(tif, axis)
+    return _resolution_tag_pixel_size(tif, axis)
+
+
+def _ome_pixels(tif: tifffile.TiffFile, axis: str) -> dict[str, str] | None:
+    """The attributes of the OME ``Pixels`` element stating the pixel size along ``axis``
+    (the height's too when it states the width alone: square pixels, not the resolution
+    tags' height); None without one, or when the OME-XML cannot be parsed."""
+    if not (tif.is_ome and tif.ome_metadata):
         return None
+    try:
+        root = ET.fromstring(tif.ome_metadata)
+    except ET.ParseError:
+        return None
+    for el in root.iter():
+        if el.tag.endswith("}Pixels") or el.tag == "Pixels":
+            if el.get(f"PhysicalSize{axis}") is not None or el.get("PhysicalSizeX") is not None:
+                return el.attrib
     return None
 
 
-def _plausible(size_nm: float, tif: tifffile.TiffFile, axis: str) -> float | None:
-    """``size_nm`` when it can be a camera pixel in the sample (1-100,000 nm); else None,
-    with a warning (once, for the width) that the metadata's value is ignored: "carries
-    no pixel size" hid a unit mistake (a size in nm written as um) from the user."""
-    if math.isfinite(size_nm) and 1.0 <= size_nm <= 1e5:
+def _ome_pixel_size(pixels: dict[str, str], tif: tifffile.TiffFile, axis: str) -> float | None:
+    """The pixel size the OME ``Pixels`` attributes state along ``axis``, in nm (micrometres
+    when no unit is given); None for a width alone (the height asked), "pixel" units (no
+    calibration) or a number that is none; a unit not known here warns."""
+    size = pixels.get(f"PhysicalSize{axis}")
+    if size is None:
+        return None
+    unit = pixels.get(f"PhysicalSize{axis}Unit", "µm")
+    if unit not in _LENGTH_TO_NM:
+        if unit != "pixel":
+            _ignored_size(tif, axis, f"the pixel size in {unit!r}, a unit this reader does not know")
+        return None
+    try:
+        size_nm = float(size) * _LENGTH_TO_NM[unit]
+    except ValueError:
+        return None
+    return _plausible(size_nm, tif, axis)
+
+
+def _imagej_pixel_size(tif: tifffile.TiffFile, axis: str) -> float | None:
+    """ImageJ's pixel size: the resolution tag (pixels per unit) in the metadata's length
+    unit (Fiji's "micron", or "\\u00B5m" as ImageJ escapes it), in nm; None without one."""
+    tag = tif.pages[0].tags.get(f"{axis}Resolution")
+    if tif.imagej_metadata is None or tag is None:
+        return None
+    try:
+        unit = str(tif.imagej_metadata.get("unit", "")).strip()
+        unit = unit.encode("latin-1", "backslashreplace").decode("unicode_escape") if "\\u" in unit else unit
+        num, den = tag.value
+    except (ValueError, TypeError):  # (a bad escape is a UnicodeDecodeError)
+        return None
+    if unit not in _LENGTH_TO_NM or not num > 0:
+        return None
+    return _plausible(den / num * _LENGTH_TO_NM[unit], tif, axis)
+
+
+def _resolution_tag_pixel_size(tif: tifffile.TiffFile, axis: str) -> float | None:
+    """The standard resolution tags' pixel size in nm, when in cm, mm or um and 10-2,000 nm
+    (a camera pixel in the sample): any program writes these tags, a camera's maybe with
+    the sensor's pixel (6.5 um), which the microscopy formats' 1-100,000 nm would take."""
+    tags = tif.pages[0].tags
+    unit, resolution = tags.get("ResolutionUnit"), tags.get(f"{axis}Resolution")
+    if unit is None or resolution is None:
+        return None
+    try:
+        nm_per_unit = _RESOLUTION_UNIT_NM.get(int(unit.value))
+        num, den = resolution.value
+    except (ValueError, TypeError):
+        return None
+    if nm_per_unit is None or not num > 0:
+        return None
+    return _plausible(den / num * nm_per_unit, tif, axis, lowest=10.0, highest=2000.0)
+
+
+def _plausible(size_nm: float, tif: tifffile.TiffFile, axis: str, lowest: float = 1.0,
+               highest: float = 1e5) -> float | None:
+    """``size_nm`` when it can be a camera pixel in the sample (``lowest``-``highest`` nm);
+    else None, with a warning (once, for the width) that the metadata's value is ignored:
+    "carries no pixel size" hid a unit mistake (a size in nm written as um) from the user."""
+    if math.isfinite(size_nm) and lowest <= size_nm <= highest:
         return float(size_nm)
-    _ignored_size(tif, axis, f"a pixel size of {size_nm:g} nm, which is no camera pixel in the sample (1-100,000 "
-                             "nm; a value in the wrong unit?)")
+    _ignored_size(tif, axis, f"a pixel size of {size_nm:g} nm, which is no camera pixel in the sample "
+                             f"({lowest:,g}-{highest:,g} nm; a value in the wrong unit?)")
     return None
 
 

@@ -69,7 +69,7 @@ def cel0_penalty_grad(x: torch.Tensor, lam: float, a) -> torch.Tensor:
     """Analytic derivative of :func:`cel0_penalty` (sign(x)*(sqrt(2 lam) a - a^2 |x|)
     inside the threshold, 0 outside); used to check autograd."""
     a = torch.as_tensor(a, dtype=x.dtype, device=x.device)
-    thr = math.sqrt(2.0 * lam) / a
+    thr = cel0_threshold(lam, a)
     inner = math.sqrt(2.0 * lam) * a - a**2 * x.abs()
     return torch.where(x.abs() < thr, torch.sign(x) * inner, torch.zeros_like(x))
 
