@@ -291,3 +291,28 @@ def test_the_outside_field_check_reads_x_against_the_width():
     table = loc_table([1, 1], [5000.0, 6000.0], [100.0, 3000.0])
     assert metrics.outside_field_message(table, (3200.0, 6400.0)) == ""
     assert metrics.outside_field_message(table, (6400.0, 3200.0)) != ""
+
+
+def _scattered(n: int, seed: int, field_nm: float = 6400.0) -> pd.DataFrame:
+    rng = np.random.default_rng(seed)
+    return loc_table(rng.integers(1, 11, n), rng.uniform(0, field_nm, n), rng.uniform(0, field_nm, n))
+
+
+def test_a_poor_score_of_tables_covering_different_areas_says_so():
+    """Localizations made at 160 nm for a 100 nm stack, or a ground truth of another stack,
+    scored about 1 % without a word (a review)."""
+    gt = _scattered(400, 0)
+    at_160 = gt.assign(**{"x [nm]": gt["x [nm]"] * 1.6, "y [nm]": gt["y [nm]"] * 1.6})
+    message = metrics.extent_mismatch_message(gt, at_160)
+    assert message.startswith("the ground truth covers x ") and "at the same pixel size?" in message
+    with pytest.warns(UserWarning, match=r"Jaccard \d+\.\d % at 50 nm: the ground truth covers"):
+        metrics.evaluate(gt, at_160, [50.0])
+    shifted = gt.assign(**{"x [nm]": gt["x [nm]"] + 3000.0})  # another stack's field, the same size
+    assert metrics.extent_mismatch_message(gt, shifted)
+    # the same area: nothing, whatever the score; too few points to tell: nothing
+    assert metrics.extent_mismatch_message(gt, _scattered(400, 1)) == ""
+    assert metrics.extent_mismatch_message(gt.head(49), at_160.head(49)) == ""
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        metrics.evaluate(gt, _scattered(400, 1), [50.0])  # a poor score (random), the same area: no warning
+        metrics.evaluate(gt, gt.assign(**{"x [nm]": gt["x [nm]"] * 1.01}), [50.0])  # a good one: not checked

@@ -1690,6 +1690,26 @@ def _gt_layer(viewer, stack_path):
     return viewer.add_points(data, **kwargs), gt
 
 
+def test_matching_says_when_the_tables_cover_different_areas(viewer, qtbot, stack_path):
+    """Localizations made at 160 nm for a 100 nm stack (or a ground truth of another
+    stack) scored about 1 % with only the usual status line (a review)."""
+    from napari_deepcel0._napari.reader import localization_layer_data
+
+    truth, gt = _gt_layer(viewer, stack_path)
+    scaled = gt.assign(**{"x [nm]": gt["x [nm]"] * 1.6, "y [nm]": gt["y [nm]"] * 1.6})
+    data, kwargs, _ = localization_layer_data(scaled, "at 160 nm")
+    widget = _dock(viewer, MatchingWidget)
+    widget.ground_truth.value, widget.estimate.value = truth, viewer.add_points(data, **kwargs)
+    widget.run()
+    _wait(qtbot, widget.job)
+    assert "are both of the same stack, in nm, at the same pixel size?" in widget.job.status.value
+    assert any("at the same pixel size?" in m for m in _messages(NotificationSeverity.WARNING))
+    widget.estimate.value = _gt_layer(viewer, stack_path)[0]  # the same area: nothing said
+    widget.run()
+    _wait(qtbot, widget.job)
+    assert "Jaccard 100.0 %" in widget.job.status.value and "pixel size" not in widget.job.status.value
+
+
 def test_matching_a_copy_of_the_ground_truth_is_perfect(viewer, qtbot, stack_path, tmp_path):
     layer, gt = _gt_layer(viewer, stack_path)
     copy, _ = _gt_layer(viewer, stack_path)

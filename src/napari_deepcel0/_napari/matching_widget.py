@@ -16,8 +16,9 @@ from qtpy.QtWidgets import QApplication, QFileDialog
 
 from ..core.io import FRAME, X_NM, Y_NM, LocalizationFileError, atomic_write, read_localizations
 from ..core.cancel import is_cancelled
-from ..core.metrics import (DEFAULT_TOLERANCES_NM, empty_selection_message, frame_span, iter_match, score,
-                            select_frames, uncovered_frames_message)
+from ..core.metrics import (DEFAULT_TOLERANCES_NM, EXTENT_CHECK_BELOW_JACCARD, empty_selection_message,
+                            extent_mismatch_message, frame_span, iter_match, score, select_frames,
+                            uncovered_frames_message)
 from .controls import counted, ground_truth_combo, localizations_combo, select_layer, wrapping_label
 from .jobs import JobControls
 from .layers import (OUTPUT, is_localization_run, localized_frames, points_from_table,
@@ -54,8 +55,9 @@ def parse_tolerances(text: str) -> list[float]:
 
 def _match_job(gt: pd.DataFrame, est: pd.DataFrame, tolerances: list[float], cancel=None):
     """Yield ``(done, total, text)`` while matching at each tolerance (a 1M-point table
-    takes about half a minute a tolerance); return ``(scores, gt_found, est_true)`` (the
-    labels at the first tolerance), or None when cancelled."""
+    takes about half a minute a tolerance); return ``(scores, gt_found, est_true,
+    mismatch)`` (the labels at the first tolerance; what to say of a poor score of tables
+    covering different areas, or ""), or None when cancelled."""
     matchings = []
     for i, tol in enumerate(tolerances):
         for done, total, matching in iter_match(gt, est, tol):
@@ -66,7 +68,8 @@ def _match_job(gt: pd.DataFrame, est: pd.DataFrame, tolerances: list[float], can
         matchings.append(matching)
     scores = [score(gt, est, tol, matching=m) for tol, m in zip(tolerances, matchings)]
     gt_found, est_true = matchings[0].labels()
-    return scores, gt_found, est_true
+    mismatch = extent_mismatch_message(gt, est) if scores[0].jaccard < EXTENT_CHECK_BELOW_JACCARD else ""
+    return scores, gt_found, est_true, mismatch
 
 
 def _no_common_frame(gt_frames, est_frames) -> str:
@@ -203,7 +206,8 @@ class MatchingWidget(Container):
             self.job.status.value = "Matching cancelled"
             show_info(self.job.status.value)
             return
-        scores, gt_found, est_true = value
+        scores, gt_found, est_true, mismatch = value
+        hint += f"; {mismatch}" if mismatch else ""
         self.scores = scores_table(scores)
         self.table.value = scores_html(self.scores)
         first = scores[0]
