@@ -263,6 +263,19 @@ def test_features_named_like_coordinates_are_not_written(tmp_path):
     assert back[["frame", "x [nm]", "y [nm]", "photons"]].values.tolist() == [[1, 100.0, 200.0, 50.0]]
 
 
+def test_the_matching_layer_is_not_written_as_localizations(tmp_path):
+    """Its TP, FP and FN (ground-truth positions) were saved together as 'localizations',
+    without their labels (a review)."""
+    from napari_deepcel0._napari.layers import OUTPUT
+
+    out = tmp_path / "matched.csv"
+    with pytest.raises(ValueError, match="'run matched' holds the Matching widget's labels"):
+        write_points(str(out), np.array([[0.0, 200.0, 100.0]]), {
+            "name": "'run matched'", "metadata": {OUTPUT: "match"}, "features": pd.DataFrame({"match": ["FN"]}),
+            "scale": (1, 1, 1), "translate": (0, 0, 0)})
+    assert not out.exists()
+
+
 def test_writer_maps_layer_coordinates_to_nm(make_napari_viewer, tmp_path):
     viewer = make_napari_viewer()
     layer = viewer.add_points(np.array([[0.0, 2.0, 3.0], [1.0, 5.0, 1.0]]), scale=(1, 100, 100),

@@ -1948,7 +1948,9 @@ def test_export_writes_csv_and_tiff(viewer, qtbot, stack_path, tmp_path):
     layer, gt = _gt_layer(viewer, stack_path)
     render = viewer.add_image(np.arange(12, dtype=np.float32).reshape(3, 4), scale=(10.0, 10.0), units="nm",
                               name="render", metadata={OUTPUT: "render"})  # as Localize makes it
+    matched = viewer.add_points(layer.data[:3], name="matched", metadata={OUTPUT: "match"})  # as Matching makes it
     widget = _dock(viewer, ExportWidget)
+    assert matched not in widget.points.choices  # its FN are ground-truth positions (it was offered: a review)
     widget.points.value = layer
     widget.csv_path.value = tmp_path / "exported"  # the .csv suffix is added
     widget.save_csv()

@@ -11,7 +11,7 @@ from magicgui.widgets import Container, FileEdit
 from napari.utils.notifications import show_info, show_warning
 
 from ..core.io import write_thunderstorm_csv, write_tiff
-from .controls import OverwriteGuard, counted, layer_combo
+from .controls import OverwriteGuard, counted, layer_combo, localizations_combo
 from .jobs import JobControls
 from .layers import OUTPUT, filled_by_a_run, growing_run, is_localization_run, is_output, layer_scale_nm
 from .settings import PersistentValues
@@ -52,7 +52,8 @@ class ExportWidget(Container):
     def __init__(self, napari_viewer: napari.viewer.Viewer):
         super().__init__(labels=True)
         self.viewer = napari_viewer
-        self.points = layer_combo(napari_viewer, napari.layers.Points, "localizations", prefer=is_localization_run)
+        # not the Matching widget's TP/FP/FN layer: its FN are ground-truth positions (it was offered: a review)
+        self.points = localizations_combo(napari_viewer, "localizations", prefer=is_localization_run)
         self.csv_path = FileEdit(label="CSV file", mode="w", filter="*.csv", value=Path.home() / "localizations.csv")
         self.csv_job = JobControls("CSV export", "Save localizations (CSV)", cancellable=False, show_progress=False)
         self.image = layer_combo(napari_viewer, napari.layers.Image, "image", prefer=is_output)  # renders first

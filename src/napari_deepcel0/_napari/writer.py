@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from ..core.io import write_thunderstorm_csv
-from .layers import growing_run, table_from_points
+from .layers import OUTPUT, growing_run, table_from_points
 
 
 def write_points(path: str, data, attributes: dict) -> list[str]:
@@ -20,6 +20,10 @@ def write_points(path: str, data, attributes: dict) -> list[str]:
     list of str
         The path written.
     """
+    if (attributes.get("metadata") or {}).get(OUTPUT) == "match":  # written, it read back as localizations
+        raise ValueError(f"{attributes.get('name', 'this layer')} holds the Matching widget's labels (TP and FP "
+                         "localizations, FN ground-truth positions), not localizations: save the localization "
+                         "layer, or the Matching table (Save table ...)")
     run = growing_run(metadata=attributes.get("metadata"))
     table = run.table() if run is not None else table_from_points(
         data, attributes.get("features"), attributes.get("scale"), attributes.get("translate"))
