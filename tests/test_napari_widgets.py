@@ -1365,6 +1365,21 @@ def test_overlapping_jobs_leave_the_warning_handler_as_it_was(qtbot):
     qtbot.waitUntil(lambda: warnings.showwarning is original, timeout=5_000)
 
 
+def test_the_greyed_threshold_box_shows_the_automatic_value(viewer, qtbot, stack_path):
+    """Ticked again after a manual value was typed, the greyed box kept showing it while
+    runs used the automatic one (a review)."""
+    from napari_deepcel0.core.model_io import bundled_model_path, read_model_info
+
+    automatic = round(read_model_info(bundled_model_path()).default_threshold, 3)
+    widget = _dock(viewer, LocalizeWidget)
+    assert widget.auto_threshold.value and widget.threshold.value == pytest.approx(automatic)
+    widget.auto_threshold.value = False
+    widget.threshold.value = 0.5
+    assert widget.threshold.enabled
+    widget.auto_threshold.value = True
+    assert not widget.threshold.enabled and widget.threshold.value == pytest.approx(automatic)
+
+
 def test_the_current_model_persists_for_every_widget(viewer, make_napari_viewer, tmp_path):
     """The model chosen in Localize is the current model of the next session too (CEL0
     runs DeepCEL0 with it), not only the text of the Localize field."""

@@ -115,7 +115,7 @@ class LocalizeWidget(Container):
         self._run = None
         self._describe_model()
         self.threshold.enabled = not self.auto_threshold.value
-        self.auto_threshold.changed.connect(lambda auto: setattr(self.threshold, "enabled", not auto))
+        self.auto_threshold.changed.connect(self._auto_threshold_chosen)
         self.model.changed.connect(self._model_chosen)
         self.bundled_button.changed.connect(lambda *_: setattr(self.model, "value", None))
         self.state.model_changed.connect(self._state_model_changed)
@@ -139,6 +139,18 @@ class LocalizeWidget(Container):
         else:  # the same file, written again (a training into the current model's file)
             self._describe_model()
 
+    def _auto_threshold_chosen(self, auto: bool) -> None:
+        """The threshold box, greyed, shows the automatic value runs use (it kept a value
+        typed before, until the next run: a review)."""
+        self.threshold.enabled = not auto
+        if auto:
+            self._show_automatic_threshold()
+
+    def _show_automatic_threshold(self) -> None:
+        if self._info is not None:
+            with self.threshold.changed.blocked():
+                self.threshold.value = round(self._info.default_threshold, 3)
+
     def _describe_model(self) -> None:
         path = self.model.value
         try:
@@ -159,8 +171,7 @@ class LocalizeWidget(Container):
         self.model_info.value = text
         self.model_info.native.setStyleSheet(status_style(self.viewer, "warning") if mismatch else "")
         if self.auto_threshold.value:
-            with self.threshold.changed.blocked():
-                self.threshold.value = round(info.default_threshold, 3)
+            self._show_automatic_threshold()
 
     # ----------------------------------------------------------------- run
     def run(self, *_) -> None:
