@@ -2017,11 +2017,13 @@ def test_cel0_runs_beside_deepcel0_and_sweeps_lambda(viewer, qtbot, stack_path):
 
     widget.ground_truth.value = gt_layer
     widget.n_lams.value = 2
-    widget.sweep_frames.value = 2
+    widget.sweep_frames.value = 3
     widget.sweep()
     _wait(qtbot, widget.sweep_job)
     assert widget.use_best_button.enabled
     assert widget.best.value.startswith("lambda ")
+    # the frames field (2-3) holds fewer than asked: said (it was silent)
+    assert "; 2 frames of the 3 asked: all the selection of 'frames (1-based)' holds" in widget.best.value
     # of two lambdas the best is at an edge of the range: it may lie beyond (it was copied as an optimum)
     assert "lambda tried: the optimum may lie beyond it" in widget.best.value
     assert f"Lambda sweep: best {widget.best.value}" in _messages(NotificationSeverity.WARNING)

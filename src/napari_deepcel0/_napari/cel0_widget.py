@@ -92,7 +92,8 @@ class Cel0Widget(Container):
         self.n_lams = SpinBox(min=1, max=200, value=12,  # fewer than the paper's 30: a first look in napari
                               tooltip=f"lambda values, log-spaced (the paper: {SWEEP_LAMS})")
         self.sweep_frames = SpinBox(min=1, max=10_000, value=SWEEP_FRAMES,
-                                    tooltip="frames drawn at random from the selection")
+                                    tooltip="frames drawn at random from the selection of 'frames (1-based)' "
+                                            "above (all of them when it holds fewer)")
         self.tolerance = FloatSpinBox(label="sweep: tolerance (nm)", min=1.0, max=10_000.0, value=SWEEP_TOL_NM)
         self.sweep_job = JobControls("Lambda sweep", "Sweep lambda")
         self.plot = LinePlot("lambda", "Jaccard [%]", log_x=True, height_px=170)
@@ -251,6 +252,7 @@ class Cel0Widget(Container):
         acq = self.state.prepare_stack(layer)
         self._curve = []
         self._best_lam = None
+        self._sweep_frames_asked = self.sweep_frames.value
         self.use_best_button.enabled = False
         self.plot.clear()
         self.best.value = ""
@@ -292,6 +294,9 @@ class Cel0Widget(Container):
                            f"on frame{'s' if len(sweep.frames) != 1 else ''} {', '.join(str(f) for f in sweep.frames)} "
                            f"({sweep.seconds:.0f} s)")
         self.use_best_button.enabled = True
+        if len(sweep.frames) < self._sweep_frames_asked:  # the frames field caps it (it was silent: a review)
+            self.best.value += (f"; {counted(len(sweep.frames), 'frame')} of the {self._sweep_frames_asked} asked: "
+                                "all the selection of 'frames (1-based)' holds")
         if sweep.edge_note:
             self.best.value += f"; {sweep.edge_note} (sweep: lambda from, to)"
         self.sweep_job.status.value = "Lambda sweep finished"
