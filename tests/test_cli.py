@@ -56,6 +56,15 @@ def test_train_help_states_the_training_defaults():
     assert f"CEL0 a_i from S_L K ({config.column_norms}, default)" in helps["column_norms"]
 
 
+def test_the_help_names_debug_and_the_read_outs_and_evaluate_no_unused_fwhm():
+    parser = build_parser()
+    assert "--debug" in parser.format_help()
+    localize = {a.dest: a.help for a in parser._subparsers._group_actions[0].choices["localize"]._actions}
+    assert "peaks (local maxima" in localize["method"] and "components (connected" in localize["method"]
+    assert "; default)" in localize["method"]  # it said only "map -> molecules"
+    assert "--fwhm" not in main_help("evaluate") and "--fwhm" in main_help("localize")  # it changed no score
+
+
 def test_a_bad_seed_names_its_flag(tmp_path, capsys):
     with pytest.raises(SystemExit):
         main(["simulate", "--out", str(tmp_path / "s"), "--seed", "-1"])
@@ -186,6 +195,25 @@ def test_gpu_out_of_memory_says_what_to_do(monkeypatch, capsys):
     assert "out of GPU memory; lower --batch-size or use --device cpu" in capsys.readouterr().err
 
 
+def test_debug_prints_the_traceback_of_an_error(simulated, capsys, monkeypatch):
+    """Every ValueError was one line with no traceback, so that a bug (here numpy's
+    broadcast error) looked like an input error and said nowhere where it arose (review)."""
+    from napari_deepcel0.core import metrics
+
+    def buggy_evaluate(*args, **kwargs):
+        return np.ones(3) + np.ones(4)
+
+    monkeypatch.setattr(metrics, "evaluate", buggy_evaluate)
+    gt = str(simulated / "ground_truth.csv")
+    assert main(["evaluate", gt, "--gt", gt]) == 2
+    err = capsys.readouterr().err
+    assert err == "deepcel0 evaluate: error: operands could not be broadcast together with shapes (3,) (4,) \n"
+    assert main(["--debug", "evaluate", gt, "--gt", gt]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("Traceback (most recent call last):") and "in buggy_evaluate" in err
+    assert err.endswith("deepcel0 evaluate: error: operands could not be broadcast together with shapes (3,) (4,) \n")
+
+
 def test_localize_writes_csv_and_render(simulated, tiny_model_path, tmp_path, capsys):
     out = tmp_path / "locs.csv"
     png = tmp_path / "render.png"
@@ -202,6 +230,38 @@ def test_localize_writes_csv_and_render(simulated, tiny_model_path, tmp_path, ca
                  "--frames", "1", "--device", "cpu", "--render", str(tif), "--render-pixel", "20"]) == 0
     with FrameStack(tif) as render:  # marked as a render: napari will not take 20 nm for the camera pixel
         assert render.output == "render" and render.pixel_size_nm == pytest.approx(20.0)
+
+
+def test_a_png_render_is_blurred_by_20_nm_and_a_tiff_holds_counts_unless_asked(simulated, tiny_model_path, tmp_path,
+                                                                              capsys, monkeypatch):
+    """The PNG blurred by one 10 nm render pixel showed the 25 nm fine grid, which the
+    positions favour, as beads along the filaments (review): 20 nm hides it. A TIFF
+    holds counts of localizations unless --render-blur says otherwise."""
+    from napari_deepcel0.core import render
+    from napari_deepcel0.core.render import render_histogram
+
+    saved = {}
+    monkeypatch.setattr(render, "save_render_png", lambda path, image: saved.update({path.name: image}))
+    base = ["localize", str(simulated / "frames.tif"), "--out", str(tmp_path / "l.csv"), "--model",
+            str(tiny_model_path), "--frames", "1", "--device", "cpu", "--threshold", "0"]
+    images = {}
+    for name, extra in (("default.png", []), ("sharp.png", ["--render-blur", "0"]), ("counts.tif", []),
+                        ("blurred.tif", ["--render-blur", "15"])):
+        assert main(base + ["--render", str(tmp_path / name), *extra]) == 0
+        if name.endswith(".png"):
+            images[name] = saved[name]
+        else:
+            with FrameStack(tmp_path / name) as tif:
+                images[name] = tif[0]
+    out = capsys.readouterr().out
+    assert "px of 10 nm, Gaussian blur of sigma 20 nm)" in out and "sigma 15 nm" in out
+    table = read_localizations(tmp_path / "l.csv")
+    assert len(table) > 10
+    field = (24 * 100.0, 24 * 100.0)
+    for name, blur in (("default.png", 20.0), ("sharp.png", None), ("counts.tif", None), ("blurred.tif", 15.0)):
+        np.testing.assert_allclose(images[name], render_histogram(table, field, 10.0, blur_sigma_nm=blur),
+                                   rtol=1e-5, atol=1e-7, err_msg=name)
+    assert images["counts.tif"].sum() == len(table)
 
 
 def test_the_thresholds_named_for_the_bundled_model_are_its_own():
@@ -244,8 +304,18 @@ def test_localize_says_when_pixel_size_overrides_the_files(simulated, tiny_model
                      str(tiny_model_path), "--frames", "1", "--device", "cpu", "--threshold", "0", *flag]) == 0
     err = capsys.readouterr().err
     assert "states 100 nm pixels; using --pixel-size 200 nm" in err and "camera pixels, but" not in err
+    # the data line named the file's pixel size, not the one used (review)
+    assert "frames.tif, 6 frames of 24x24 uint16, pixel 100 nm; cpu" in err
+    assert "frames.tif, 6 frames of 24x24 uint16, pixel 200 nm (file: 100 nm); cpu" in err
     plain, doubled = (read_localizations(outs[k]) for k in (False, True))
     np.testing.assert_allclose(doubled["x [nm]"], plain["x [nm]"] * 2, rtol=1e-5)
+
+
+def test_cel0s_data_line_names_the_pixel_size_used_too(simulated, tmp_path, capsys):
+    assert main(["cel0", str(simulated / "frames.tif"), "--out", str(tmp_path / "c.csv"), "--frames", "1",
+                 "--max-outer", "1", "--max-inner", "2", "--device", "cpu", "--pixel-size", "200"]) == 0
+    assert "data: " + str(simulated / "frames.tif") + ", 6 frames of 24x24 uint16, pixel 200 nm (file: 100 nm)\n" in \
+        capsys.readouterr().err
 
 
 def test_a_pixel_size_from_the_files_metadata_is_named_when_it_differs_or_fails(simulated, tiny_model_path,
@@ -350,8 +420,12 @@ def test_localize_with_orientation_averaging(simulated, tiny_model_path, tmp_pat
     assert not (tmp_path / "c.csv").exists()
 
 
-def test_demo_writes_its_files_and_scores(tmp_path, capsys):
+def test_demo_writes_its_files_and_scores(tmp_path, capsys, monkeypatch):
     """The README's main command, small: simulate, localize with the bundled model, score."""
+    from napari_deepcel0.core import render
+
+    saved, save = [], render.save_render_png
+    monkeypatch.setattr(render, "save_render_png", lambda path, image: (saved.append(image), save(path, image)))
     out = tmp_path / "demo"
     assert main(["demo", "--out", str(out), "--frames", "3", "--device", "cpu", "--orientations", "4"]) == 0
     text = capsys.readouterr().out
@@ -362,6 +436,9 @@ def test_demo_writes_its_files_and_scores(tmp_path, capsys):
     assert t["frame"].between(1, 3).all() and len(t) > 100
     assert len(read_localizations(out / "demo_ground_truth.csv")) > len(t) / 2
     assert (out / "demo_render.png").stat().st_size > 0 and (out / "demo_frames.tif").stat().st_size > 0
+    # blurred by 20 nm: at 10 nm the 25 nm fine grid showed as beads along the filaments (review)
+    field = (64 * 100.0, 64 * 100.0)
+    np.testing.assert_allclose(saved[0], render.render_histogram(t, field, 10.0, blur_sigma_nm=20.0), atol=1e-6)
 
 
 def test_demo_refuses_an_output_it_cannot_write_before_the_work(tmp_path, capsys):
@@ -413,14 +490,17 @@ def test_a_diverged_training_names_the_checkpoint_it_leaves(tmp_path, capsys, mo
 
     def diverges_in_epoch_2(acq, config, progress=None, cancel=None, on_best=None):
         on_best(real_train(acq, config))  # epoch 1 improved and was checkpointed
-        raise training.TrainingDivergedError("the training loss became nan at epoch 2; training stopped")
+        raise training.TrainingDivergedError("the training loss became nan at epoch 2; training stopped. Try a "
+                                             "lower learning rate or lambda", api_hint=", or precision='fp32'")
 
     monkeypatch.setattr(training, "train", diverges_in_epoch_2)
     out = tmp_path / "m.safetensors"
     assert main(["train", "--out", str(out), "--epochs", "1", "--patches", "16", "--sim-frames", "2",
                  "--max-steps-per-epoch", "1", "--batch-size", "4", "--device", "cpu", "--precision", "fp32"]) == 2
     err = capsys.readouterr().err
-    assert f"the best model before that is in {tmp_path / 'm.partial.safetensors'}" in err
+    # the command line has --precision: it keeps the core's advice (the widget leaves it out)
+    assert (f"training stopped. Try a lower learning rate or lambda, or precision='fp32'; the best model before "
+            f"that is in {tmp_path / 'm.partial.safetensors'}") in err
     assert not out.exists() and (tmp_path / "m.partial.safetensors").is_file()
 
     def diverges_in_epoch_1(acq, config, progress=None, cancel=None, on_best=None):
@@ -445,6 +525,47 @@ def test_train_says_how_long_is_left(tmp_path, capsys):
     epoch_lines = [line for line in err if line.startswith("epoch ") and ": loss" in line]
     assert code == 0 and len(epoch_lines) == 2
     assert "left" in epoch_lines[0] and "left" not in epoch_lines[1]  # nothing is left after the last epoch
+
+
+def test_a_stopped_train_says_at_which_step_and_no_time_left(tmp_path, capsys, monkeypatch):
+    """After Ctrl-C it printed "epoch 1/30: loss ..., 91 s, about 39 min left", the partial
+    epoch as a whole one and the time of a run that was stopping (review)."""
+    import contextlib
+    import threading
+
+    from napari_deepcel0 import cli
+    from napari_deepcel0.core import training
+
+    stop = threading.Event()
+    stop.signum = None
+
+    @contextlib.contextmanager
+    def interruptible():
+        yield stop
+
+    real_loss_for = training.loss_for
+
+    def loss_for(config, acq):  # Ctrl-C during the third step
+        criterion = real_loss_for(config, acq)
+        forward, calls = criterion.forward, []
+
+        def interrupted(pred, target):
+            calls.append(1)
+            if len(calls) == 3:
+                stop.signum = signal.SIGINT
+                stop.set()
+            return forward(pred, target)
+
+        criterion.forward = interrupted
+        return criterion
+
+    monkeypatch.setattr(cli, "stop_on_first_interrupt", interruptible)
+    monkeypatch.setattr(training, "loss_for", loss_for)
+    code = main(["train", "--out", str(tmp_path / "m.safetensors"), "--epochs", "30", "--patches", "48",
+                 "--sim-frames", "4", "--batch-size", "4", "--device", "cpu", "--precision", "fp32"])
+    err = capsys.readouterr().err
+    (line,) = [line for line in err.splitlines() if line.startswith("epoch ") and ": loss" in line]
+    assert code == 130 and re.match(r"epoch 1/30 \(stopped at step 3/\d+\): loss", line) and "left" not in line
 
 
 def test_train_stopped_before_the_first_step_saves_nothing(tmp_path, capsys, monkeypatch):
@@ -808,7 +929,25 @@ def test_a_size_beyond_memory_is_one_line(tmp_path, capsys):
     # a MemoryError traceback (894 GiB for the frames)
     assert main(["simulate", "--out", str(tmp_path / "s"), "--frames", "1", "--size", "1000000"]) == 2
     err = capsys.readouterr().err
-    assert "deepcel0 simulate: error: not enough memory" in err and "Traceback" not in err
+    # refused before numpy tries (the check of the memory needed, with the numbers)
+    assert err.startswith("deepcel0 simulate: error: 1 frame(s) of 1000000 x 1000000 pixels") and "GiB of memory" in err
+    assert "Traceback" not in err and len(err.splitlines()) == 1
+
+
+def test_evaluate_warns_of_frames_selected_past_both_files(simulated, tmp_path, capsys):
+    """--frames 1-50 on files of 20 frames went without a word (localize refuses frames
+    past its stack); they stay valid, scored as frames where nothing was found."""
+    gt = read_localizations(simulated / "ground_truth.csv")
+    write_thunderstorm_csv(tmp_path / "first2.csv", gt[gt["frame"] <= 2])
+    first2 = str(tmp_path / "first2.csv")
+    for selection in ("1-2", "2-", "1,2"):
+        assert main(["evaluate", first2, "--gt", first2, "--tol", "50", "--frames", selection]) == 0
+        assert capsys.readouterr().err == ""
+    assert main(["evaluate", first2, "--gt", first2, "--tol", "50", "--frames", "1,4,6-50"]) == 0
+    assert capsys.readouterr().err == (
+        "deepcel0 evaluate: warning: --frames 1,4,6-50 goes past the last frame of either file (2): the frames "
+        "selected after it (4, 6-50) are scored as frames where nothing was found (only spec% counts them); if "
+        "they were not localized, select the frames that were\n")
 
 
 def test_evaluate_does_not_expand_a_huge_frame_range(simulated, capsys):

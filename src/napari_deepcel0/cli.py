@@ -12,10 +12,12 @@ import contextlib
 import json
 import math
 import os
+import re
 import signal
 import sys
 import threading
 import time
+import traceback
 import warnings
 from pathlib import Path
 
@@ -31,8 +33,9 @@ from .core.progress import rate_text
 TOLERANCES_TEXT = " ".join(f"{t:g}" for t in DEFAULT_TOLERANCES_NM)
 
 EXIT_ERROR = 2
-#: errors that are the user's input, reported as one line (every input error of the
-#: package is a ValueError subclass; OSError for files; RuntimeError for devices)
+#: errors reported as one line, without Python's traceback unless ``--debug`` is given
+#: (every input error of the package is a ValueError subclass; OSError for files;
+#: RuntimeError for devices); numpy, pandas and torch raise these types for bugs too
 USER_ERRORS = (ValueError, OSError, RuntimeError)
 
 
@@ -132,11 +135,12 @@ def _averaging_text(orientations: int) -> str:
 
 
 def _add_acquisition_args(p, with_camera: bool = False, model: bool = False, stack: bool = False,
-                          pixel_help: str | None = None, fine_tune: bool = False) -> None:
+                          pixel_help: str | None = None, fine_tune: bool = False, with_fwhm: bool = True) -> None:
     """The acquisition flags; their help names the defaults: the model's settings when
     ``model`` (localize), else :class:`Acquisition`'s (after the ``--init-from`` model's
     when ``fine_tune``), and for the pixel size the stack's metadata first when the
-    command reads a stack."""
+    command reads a stack. ``with_fwhm`` False leaves out --fwhm, for a command that does
+    not use the PSF (evaluate listed it, and it changed no score)."""
     d = Acquisition()
 
     def default(value: float, unit: str) -> str:
@@ -149,9 +153,11 @@ def _add_acquisition_args(p, with_camera: bool = False, model: bool = False, sta
     pixel = ("(default: the stack's ImageJ/OME metadata, else " + ("the model's)" if model else f"{d.pixel_size_nm:g})")
              if stack else default(d.pixel_size_nm, ""))
     g = p.add_argument_group("acquisition")
-    g.add_argument("--pixel-size", type=positive_float, metavar="NM", help=pixel_help or f"camera pixel size in nm {pixel}")
-    g.add_argument("--fwhm", type=positive_float, metavar="NM",
-                   help=f"PSF FWHM in nm (sigma = FWHM / 2.3548) {default(d.fwhm_nm, '')}")
+    g.add_argument("--pixel-size", type=positive_float, metavar="NM",
+                   help=pixel_help or f"camera pixel size in nm {pixel}")
+    if with_fwhm:
+        g.add_argument("--fwhm", type=positive_float, metavar="NM",
+                       help=f"PSF FWHM in nm (sigma = FWHM / 2.3548) {default(d.fwhm_nm, '')}")
     g.add_argument("--upsampling", type=positive_int, metavar="L",
                    help=f"fine-grid upsampling factor L {default(d.upsampling, '')}")
     if with_camera:
@@ -263,10 +269,35 @@ def cmd_evaluate(args) -> int:
     if args.frame_shape:
         acq = _acquisition(args)
         grid = (acq.fine_pixel_nm, acq.fine_shape(tuple(args.frame_shape)))
+    if args.frames:
+        _warn_of_frames_past_the_files(gt, est, args.frames)
     # without --frames, evaluate() warns when the localizations cover fewer frames than the ground truth
     scores = evaluate(gt, est, args.tol, grid=grid, frames=args.frames or None)
     _print_scores(scores, args.json)
     return 0
+
+
+def _warn_of_frames_past_the_files(gt, est, selection: str) -> None:
+    """Warn when ``--frames`` selects frames past the last one of both tables: evaluate
+    scores them as frames where nothing was found (only spec% counts them), so --frames
+    1-50 on files of 20 frames went without a word, where localize refuses frames past
+    its stack. A warning, not an error: a table cannot tell the frames that were never
+    localized from those localized where nothing was found."""
+    from .core.frames import frame_ranges
+    from .core.io import FRAME
+
+    frames = np.concatenate([gt[FRAME].to_numpy(), est[FRAME].to_numpy()])
+    if len(frames) == 0:  # evaluate says there is nothing to score
+        return
+    last = int(frames.max())
+    # the selection's last frame as metrics.select_frames reads it ("15-" ends at the tables' last)
+    named = max([last, *(int(v) for v in re.findall(r"\d+", selection))])
+    past = [(max(lo, last + 1), hi) for lo, hi in frame_ranges(selection, named) if hi > last]
+    if past:
+        listed = ", ".join(f"{lo}" if lo == hi else f"{lo}-{hi}" for lo, hi in past)
+        warnings.warn(f"--frames {selection} goes past the last frame of either file ({last}): the frames selected "
+                      f"after it ({listed}) are scored as frames where nothing was found (only spec% counts them); "
+                      "if they were not localized, select the frames that were")
 
 
 # =============================================================== train
@@ -350,9 +381,11 @@ def cmd_train(args) -> int:
                 if bar["bar"]:
                     bar["bar"].close()
                     bar["bar"] = None
-                print(f"epoch {p.epoch}/{p.epochs}: loss {p.loss:.4f} (fidelity {p.fidelity:.4f}, sparsity "
-                      f"{p.sparsity:.4f}), val {p.val_loss:.4f}, best {p.best_val_loss:.4f}, lr {p.lr:.2g}, "
-                      f"{p.elapsed_s:.0f} s{p.time_left()}", file=sys.stderr, flush=True)
+                # a stopped epoch's losses are of its first steps only (it read as a whole epoch)
+                stopped = f" (stopped at step {p.step}/{p.steps})" if p.stopped else ""
+                print(f"epoch {p.epoch}/{p.epochs}{stopped}: loss {p.loss:.4f} (fidelity {p.fidelity:.4f}, "
+                      f"sparsity {p.sparsity:.4f}), val {p.val_loss:.4f}, best {p.best_val_loss:.4f}, "
+                      f"lr {p.lr:.2g}, {p.elapsed_s:.0f} s{p.time_left()}", file=sys.stderr, flush=True)
                 return
             bar["bar"] = ProgressBar(p.steps, f"epoch {p.epoch}/{p.epochs}")
         bar["bar"].update(p.step, f"loss {p.loss:.4f}{p.time_left()}")
@@ -461,6 +494,17 @@ def _open_stack_and_acq(args, base: Acquisition, base_is_models: bool = True):
         raise
 
 
+def data_text(stack, acq: Acquisition) -> str:
+    """The stack for the log's ``data:`` line, with the pixel size used and, when it
+    differs, the file's (the stack's repr gave the file's, also when --pixel-size or the
+    model's replaced it)."""
+    pixel = f"pixel {acq.pixel_size_nm:g} nm"
+    if stack.pixel_size_nm != acq.pixel_size_nm:
+        pixel += f" (file: {'none' if stack.pixel_size_nm is None else f'{stack.pixel_size_nm:g} nm'})"
+    n, rows, cols = stack.shape
+    return f"{stack.path}, {n} frames of {rows}x{cols} {stack.dtype}, {pixel}"
+
+
 def _valid(make) -> bool:
     try:
         make()
@@ -470,6 +514,22 @@ def _valid(make) -> bool:
 
 
 RENDER_SUFFIXES = (".png", ".tif", ".tiff")
+#: the Gaussian blur (sigma in nm) of a PNG rendering by default: the positions favour the
+#: centres of the fine pixels (25 nm at 100 nm camera pixels and L = 4), and a blur of one
+#: 10 nm render pixel drew filaments as rows of beads 25 nm apart; 20 nm hides that grid
+PNG_RENDER_BLUR_NM = 20.0
+
+
+def add_render_args(p, what: str = "") -> None:
+    """--render, --render-pixel and --render-blur (localize and cel0); ``what`` ends the
+    help of --render."""
+    p.add_argument("--render", metavar="PNG_OR_TIF", help=f"also write a super-resolved rendering{what}")
+    p.add_argument("--render-pixel", type=positive_float, default=10.0, metavar="NM",
+                   help="rendering pixel (default 10 nm)")
+    p.add_argument("--render-blur", type=non_negative_float, metavar="NM",
+                   help=f"sigma of the rendering's Gaussian blur in nm (default: {PNG_RENDER_BLUR_NM:g} for a PNG, "
+                        "which hides the fine grid the positions favour (25 nm at 100 nm camera pixels); none for "
+                        "a TIFF, whose pixels then count localizations; 0: none)")
 
 
 def check_outputs(args, stack, acq) -> None:
@@ -523,19 +583,16 @@ def _write_outputs(args, table, stack, acq) -> None:
     write_thunderstorm_csv(args.out, table)
     print(f"wrote {args.out} ({len(table)} localizations)")
     if args.render:
-        image = render_histogram(table, acq.field_nm(stack.frame_shape), args.render_pixel)
         render = Path(args.render)
-        if render.suffix.lower() == ".png":
-            save_render_png(render, render_image_for_png(image))
+        png = render.suffix.lower() == ".png"
+        blur = PNG_RENDER_BLUR_NM if args.render_blur is None and png else args.render_blur
+        image = render_histogram(table, acq.field_nm(stack.frame_shape), args.render_pixel, blur_sigma_nm=blur)
+        if png:
+            save_render_png(render, image)
         else:
             write_tiff(render, image, pixel_size_nm=args.render_pixel, output="render")
-        print(f"wrote {render} ({image.shape[1]}x{image.shape[0]} px of {args.render_pixel:g} nm)")
-
-
-def render_image_for_png(image):
-    from scipy import ndimage
-
-    return ndimage.gaussian_filter(image, 1.0)
+        blurred = f", Gaussian blur of sigma {blur:g} nm" if blur else ""
+        print(f"wrote {render} ({image.shape[1]}x{image.shape[0]} px of {args.render_pixel:g} nm{blurred})")
 
 
 class StreamProgress:
@@ -634,7 +691,8 @@ def cmd_localize(args) -> int:
     for w in caught:
         print(f"warning: {w.message}", file=sys.stderr)
     print(f"model: {loaded.path.name}: {loaded.info.summary(with_notes=False)}", file=sys.stderr)
-    print(f"data: {stack}; {model.device}, {model.precision}{_averaging_text(model.orientations)}", file=sys.stderr)
+    print(f"data: {data_text(stack, acq)}; {model.device}, {model.precision}{_averaging_text(model.orientations)}",
+          file=sys.stderr)
     spike = loaded.info.spike_value
     threshold = model.default_threshold() if args.threshold is None else args.threshold
     print(f"threshold: {threshold:.4g} in map units ({threshold / spike:.3g} x the model's spike value {spike:.4g}"
@@ -687,7 +745,7 @@ def cmd_demo(args) -> int:
             stack_path = write_tiff(out / DEMO_FILES[0], _camera_counts(frames), pixel_size_nm=acq.pixel_size_nm)
             write_thunderstorm_csv(out / DEMO_FILES[1], gt)
             csv = write_thunderstorm_csv(out / DEMO_FILES[2], table)
-            save_render_png(png, render_image_for_png(render_histogram(table, field, 10.0)))
+            save_render_png(png, render_histogram(table, field, 10.0, blur_sigma_nm=PNG_RENDER_BLUR_NM))
     scores = evaluate(gt, table, DEFAULT_TOLERANCES_NM)
     print(f"{len(table)} localizations in {seconds:.1f} s ({args.frames / seconds:.1f} frames/s)")
     _print_scores(scores, False)
@@ -706,6 +764,10 @@ def build_parser() -> argparse.ArgumentParser:
     from . import __version__
 
     parser.add_argument("--version", action="version", version=f"napari-deepcel0 {__version__}")
+    parser.add_argument("--debug", action="store_true",
+                        help="on an error, print Python's traceback before the one-line message (before the "
+                             "command: deepcel0 --debug localize ...); for a bug report, or a message that makes "
+                             "no sense for the input")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     _add_simulate_parser(sub)
@@ -758,7 +820,7 @@ def _add_evaluate_parser(sub) -> None:
                    help="camera frame shape, to report specificity on the fine grid (column spec%%)")
     _add_acquisition_args(p, pixel_help=f"camera pixel size in nm: required for columns in camera pixels (x [px]); "
                                         f"with --frame-shape, sets the fine grid (there default "
-                                        f"{Acquisition().pixel_size_nm:g})")
+                                        f"{Acquisition().pixel_size_nm:g})", with_fwhm=False)
     p.set_defaults(func=cmd_evaluate)
 
 
@@ -834,7 +896,11 @@ def _add_localize_parser(sub) -> None:
     p.add_argument("--batch-size", type=positive_int, default=16,
                    help="frames of 64 x 64 pixels per network pass (default 16); larger frames go in proportionally "
                         "fewer, at least 1")
-    p.add_argument("--method", choices=READ_METHODS, default=READ_METHODS[0], help="map -> molecules")
+    p.add_argument("--method", choices=READ_METHODS, default=READ_METHODS[0],
+                   help="how molecules are read off the network's fine-grid map: peaks (local maxima over 3 x 3 "
+                        "fine pixels, placed to sub-pixel precision; default) or components (connected pixels "
+                        "above the threshold, each one molecule at their weighted centroid: merges touching "
+                        "molecules)")
     _orientations_arg(p)
     p.add_argument("--photometry", action="store_true",
                    help="also fit each molecule's photons on the camera frame (columns intensity [photon] and "
@@ -845,8 +911,7 @@ def _add_localize_parser(sub) -> None:
                         "2-core CPU about 0.015 s more per sparse 64 x 64 frame, 0.15-0.35 s per crowded one (more "
                         "for larger frames, in proportion to their area); adds the "
                         "photometry columns and uncertainty [nm] (set --gain, --offset and --read-noise)")
-    p.add_argument("--render", metavar="PNG_OR_TIF", help="also write a super-resolved rendering")
-    p.add_argument("--render-pixel", type=positive_float, default=10.0, metavar="NM", help="rendering pixel (default 10 nm)")
+    add_render_args(p)
     p.add_argument("--gt", metavar="GT.csv", help="ground truth: print scores after localizing")
     p.add_argument("--tol", type=positive_float, nargs="+", default=list(DEFAULT_TOLERANCES_NM), metavar="NM",
                    help=f"with --gt: matching tolerances (default {TOLERANCES_TEXT})")
@@ -890,10 +955,8 @@ def main(argv=None) -> int:
             return int(args.func(args) or 0)
     except MemoryError as exc:  # a size the user asked for (frames, --size, --density, --batch-size)
         batch = " or a smaller --batch-size" if hasattr(args, "batch_size") else ""
-        message = str(exc) or ("not enough memory for what was asked; use fewer or smaller frames "
-                               f"or a lower density{batch}")  # numpy's own says nothing of our flags
-        print(f"deepcel0 {args.command}: error: {message}", file=sys.stderr)
-        return EXIT_ERROR
+        return _error(args, exc, str(exc) or ("not enough memory for what was asked; use fewer or smaller frames "
+                                              f"or a lower density{batch}"))  # numpy's says nothing of our flags
     except BrokenPipeError:  # stdout closed early (e.g. piped into head): nothing more to say
         with contextlib.suppress(OSError, ValueError):  # so that Python's flush at exit stays quiet
             os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
@@ -902,12 +965,21 @@ def main(argv=None) -> int:
         message = str(exc)
         if type(exc).__name__ == "OutOfMemoryError":  # torch.cuda.OutOfMemoryError, without importing torch here
             message = f"out of GPU memory; lower --batch-size or use --device cpu ({message})"
-        print(f"deepcel0 {args.command}: error: {message}", file=sys.stderr)
-        return EXIT_ERROR
+        return _error(args, exc, message)
     except KeyboardInterrupt as exc:
         what = "terminated" if isinstance(exc, Terminated) else "interrupted"
         print(f"deepcel0 {args.command}: {what}; no output was written for the unfinished step", file=sys.stderr)
         return 143 if isinstance(exc, Terminated) else 130
+
+
+def _error(args, exc: BaseException, message: str) -> int:
+    """Report an error as one line; with ``--debug``, Python's traceback first (the line
+    alone showed a bug, e.g. numpy's broadcast error, as if it were the input's, with no
+    trace of where it arose)."""
+    if args.debug:
+        traceback.print_exception(exc, file=sys.stderr)
+    print(f"deepcel0 {args.command}: error: {message}", file=sys.stderr)
+    return EXIT_ERROR
 
 
 def run() -> None:

@@ -1,7 +1,7 @@
 """The ``deepcel0 cel0`` subcommand: CEL0-IRL1 localization of a stack, or the
 paper's lambda sweep against ground truth.
 
-``add_parser(subparsers)`` registers the subcommand (``func=run``); ``run(args)``
+``add_parser(subparsers)`` registers the subcommand (``func=cmd_cel0``); ``cmd_cel0(args)``
 returns the exit status and raises ValueError/OSError/RuntimeError for input errors,
 which :func:`napari_deepcel0.cli.main` reports as one line with exit status 2. The
 shared helpers (progress bar, acquisition options, outputs) are imported from
@@ -28,8 +28,8 @@ from .core.defaults import SWEEP_FRAMES, SWEEP_LAM_RANGE, SWEEP_LAMS, SWEEP_TOL_
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
     """Register ``cel0`` on an ``argparse`` subparsers object; returns its parser."""
-    from .cli import (_add_acquisition_args, _outlier_pixels_arg, non_negative_float, positive_float, positive_int,
-                      seed)
+    from .cli import (_add_acquisition_args, _outlier_pixels_arg, add_render_args, non_negative_float, positive_float,
+                      positive_int, seed)
 
     p = subparsers.add_parser(
         "cel0", help="localize a TIFF stack with CEL0-IRL1 sparse deconvolution (or sweep lambda)",
@@ -66,8 +66,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--device", default="auto", help="auto (CUDA when present), cpu or cuda (default: auto)")
     p.add_argument("--gain", type=positive_float, metavar="ADU/PHOTON",
                    help="camera gain, to report intensities in photons (default 1)")
-    p.add_argument("--render", metavar="PNG_OR_TIF", help="also write a super-resolved rendering (with --out)")
-    p.add_argument("--render-pixel", type=positive_float, default=10.0, metavar="NM", help="rendering pixel (default 10 nm)")
+    add_render_args(p, " (with --out)")
     g = p.add_argument_group("lambda sweep (with --sweep)")
     g.add_argument("--lams", type=positive_int, default=SWEEP_LAMS, metavar="K",
                    help=f"number of lambdas (default {SWEEP_LAMS})")
@@ -100,7 +99,7 @@ def cmd_cel0(args) -> int:
 
 
 def _localize(args, stack, acq) -> int:
-    from .cli import StreamProgress, _run_stream, _write_outputs
+    from .cli import StreamProgress, _run_stream, _write_outputs, data_text
     from .core.cel0 import Cel0Localizer
 
     progress = StreamProgress(args, stack, "cel0")
@@ -114,7 +113,7 @@ def _localize(args, stack, acq) -> int:
                           progress=solver_progress)
     print(f"CEL0-IRL1: lambda {model.settings.lam:g}, up to {args.max_outer} x {args.max_inner} iterations, "
           f"tol {args.tol:g}, background {model.background}; {acq.describe()}; {model.device}", file=sys.stderr)
-    print(f"data: {stack}", file=sys.stderr)
+    print(f"data: {data_text(stack, acq)}", file=sys.stderr)
     records = []
     table = _run_stream(model, stack, args, progress, on_batch=lambda _: records.extend(model.last_records),
                         batch_size=model.batch_size)

@@ -38,7 +38,8 @@ def _train_job(acq, config: TrainingConfig, path: Path, progress, cancel=None):
             return None, None
         except TrainingDivergedError as exc:  # the checkpoint holds the best epoch before it, if any
             kept = checkpoint_path(path)
-            raise TrainingDivergedError(str(exc).replace(", or precision='fp32'", "") + (
+            # the message without its precision='fp32' advice: the widget has no precision setting
+            raise TrainingDivergedError(exc.message + (
                 f"; the best model before that is in {kept}" if kept.exists() else "")) from None
     return result, save_final(path, result, notes="trained in napari")
 

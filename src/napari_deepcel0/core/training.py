@@ -60,7 +60,14 @@ FLOAT32_MAX = float(np.finfo(np.float32).max)
 
 
 class TrainingDivergedError(RuntimeError):
-    """The loss became NaN or infinite."""
+    """The loss became NaN or infinite. ``str(exc)`` is ``exc.message`` followed by
+    ``exc.api_hint``, advice in the Python API's terms (``precision='fp32'``) that a
+    front end without such a setting leaves out by using ``exc.message`` (the napari
+    widget edited the text instead, which a rewording would have broken silently)."""
+
+    def __init__(self, message: str, api_hint: str = ""):
+        super().__init__(message + api_hint)
+        self.message, self.api_hint = message, api_hint
 
 
 @dataclass(frozen=True)
@@ -169,10 +176,15 @@ class Progress:
     best_val_loss: float | None = None
     elapsed_s: float = 0.0
     stage: str = "train"  # "data", "train" or "epoch"
-    remaining_s: float | None = None  # linear estimate from the steps so far (None before the first)
+    # linear estimate from the steps so far (None before the first, and once stopping)
+    remaining_s: float | None = None
+    # an "epoch" cut short by a cancel: only ``step`` of its ``steps`` were trained (its
+    # losses are of those steps; it was reported as a whole epoch)
+    stopped: bool = False
 
     def time_left(self) -> str:
-        """``", about 12 min left"`` for a progress line; empty when unknown or nothing is left."""
+        """``", about 12 min left"`` for a progress line; empty when unknown, when nothing
+        is left, or once training is stopping."""
         return time_left_text(self.remaining_s)
 
 
@@ -350,7 +362,7 @@ def train(
         if not math.isfinite(value):
             raise TrainingDivergedError(
                 f"the {where} loss became {value} at epoch {epoch}; training stopped and this epoch was not saved. "
-                "Try a lower learning rate or lambda, or precision='fp32'"
+                "Try a lower learning rate or lambda", api_hint=", or precision='fp32'"
             )
 
     val_batch = max(config.batch_size, 64)
@@ -411,7 +423,11 @@ def train(
     model.train()
     t_train = time.perf_counter()
 
-    def remaining(epoch: int, step: int) -> float:  # seconds, from the mean time of a step so far
+    def remaining(epoch: int, step: int) -> float | None:
+        """Seconds left, from the mean time of a step so far; None once stopping: the run
+        ends after this step (after Ctrl-C, the time of all the epochs was shown)."""
+        if cancelled or is_cancelled(cancel):
+            return None
         so_far = (epoch - 1) * steps + step
         return (time.perf_counter() - t_train) / so_far * (config.epochs * steps - so_far)
 
@@ -469,7 +485,8 @@ def train(
         if progress:
             progress(
                 Progress(epoch, config.epochs, done, steps, mean[0], mean[1], mean[2], lr, val, best_val,
-                         time.perf_counter() - t0, stage="epoch", remaining_s=remaining(epoch, steps))
+                         time.perf_counter() - t0, stage="epoch", remaining_s=remaining(epoch, steps),
+                         stopped=cancelled)
             )
         if cancelled:
             break
