@@ -253,7 +253,8 @@ def test_an_estimate_applies_what_is_valid_and_says_what_is_not(viewer, qtbot):
     estimated = state_for(viewer).acquisition
     assert estimated.offset_adu == 0.0 and estimated.fwhm_nm == pytest.approx(220.0, rel=0.06)
     assert "is below 0 (the offset already subtracted?): offset 0" in widget.job.status.value
-    assert f"Estimated {widget.job.status.value}" in _messages(NotificationSeverity.WARNING)
+    assert widget.job.status.value.startswith("Estimated from 'neg': baseline")  # the layer's name quoted
+    assert widget.job.status.value in _messages(NotificationSeverity.WARNING)
     widget.layer.value = viewer.add_image(frames[0].astype(np.float32), name="one")
     widget.estimate()
     _wait(qtbot, widget.job)
@@ -546,8 +547,9 @@ def test_out_of_gpu_memory_is_explained(viewer, qtbot, stack_path, monkeypatch):
     assert any("out of GPU memory" in m for m in _messages(NotificationSeverity.ERROR))
 
 
-def test_a_runtime_error_in_a_generator_job_is_reported(qtbot):
-    """superqt's generator worker would swallow it and never finish."""
+def test_a_runtime_error_in_a_generator_job_is_reported(qtbot, caplog):
+    """superqt's generator worker would swallow it and never finish. Its traceback goes
+    to the log: a bug showed as one line, like a user's mistake (a review)."""
     from napari_deepcel0._napari.jobs import JobControls
 
     def job(cancel=None):
@@ -562,6 +564,23 @@ def test_a_runtime_error_in_a_generator_job_is_reported(qtbot):
     assert yielded == [1]
     assert controls.status.value == "Test job failed: boom"
     assert controls.run_button.enabled
+    [record] = [r for r in caplog.records if r.getMessage() == "Test job failed"]
+    assert record.exc_info[1] is controls.error and record.exc_info[2] is not None  # with its traceback
+
+
+def test_a_refusal_is_cleared_when_an_input_changes(viewer, stack_path):
+    """"open a stack first" stayed on the CEL0 widget after a stack was opened (a review)."""
+    from napari_deepcel0._napari.cel0_widget import Cel0Widget
+
+    widget = _dock(viewer, Cel0Widget)
+    widget.run()
+    assert "open a stack" in widget.job.status.value
+    widget.frames.value = "1-3"  # an input typed: the refusal may no longer hold
+    assert widget.job.status.value == ""
+    widget.run()
+    assert "open a stack" in widget.job.status.value
+    _open(viewer, stack_path)  # the stack list takes it: cleared
+    assert widget.job.status.value == "" and widget.layer.value is not None
 
 
 def test_localize_reports_bad_inputs(viewer, tmp_path, stack_path):
@@ -1548,6 +1567,17 @@ def test_training_keeps_its_checkpoints_beside_an_existing_model_until_it_ends(t
     result, written = _train_job(Acquisition(), config, path, progress)
     assert seen == [(True, True)]  # the earlier model untouched, the checkpoint beside it
     assert written == path and load_model(path).info.training["epochs"] == 2 and not partial.exists()
+
+
+def test_a_stopped_training_epoch_says_where_it_stopped(viewer):
+    """Cancelled mid-epoch, its losses (of its first steps) read as a whole epoch's, and
+    the status line gave the time of all the epochs still to go (a review)."""
+    from napari_deepcel0.core.training import Progress
+
+    training = _dock(viewer, TrainingWidget)
+    training._progress(Progress(1, 30, 3, 9, 6.7, 6.0, 0.7, 1e-3, 5.0, 5.0, 91.0, stage="epoch", stopped=True))
+    assert training.loss.value.startswith("epoch 1 (stopped at step 3/9): train 6.7")
+    assert "left" not in training.job.status.value
 
 
 def test_training_cancelled_before_a_step_saves_nothing(viewer, qtbot, tmp_path):

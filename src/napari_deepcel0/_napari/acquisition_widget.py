@@ -77,6 +77,7 @@ class AcquisitionWidget(Container):
             getattr(self, name).changed.connect(self._edited)
         self.state.acquisition_changed.connect(self._show)
         self.job.run_button.changed.connect(self.estimate)
+        self.job.clear_refusal_on_change(self)
         self.reset_button.changed.connect(self.reset)
 
     # ------------------------------------------------------------ settings
@@ -150,8 +151,8 @@ class AcquisitionWidget(Container):
             except ValueError as exc:
                 problems.append(f"{field} not applied: {exc}")
         self.state.acquisition = acq
-        text = (f"{name}: baseline {est.baseline_adu:.1f} ADU, background noise {est.noise_adu:.2f} ADU "
-                f"(offset and read noise include the background)")
+        text = (f"Estimated from {name!r}: baseline {est.baseline_adu:.1f} ADU, background noise "
+                f"{est.noise_adu:.2f} ADU (offset and read noise include the background)")
         if found:
             text += f", PSF FWHM {est.fwhm_nm:.1f} nm (autocorrelation of {counted(est.n_frames, 'frame')})"
             if est.n_frames < FEW_FRAMES:
@@ -161,5 +162,5 @@ class AcquisitionWidget(Container):
             problems.append("PSF FWHM unchanged: no PSF-shaped signal above the noise")
         if problems:
             text += "; " + "; ".join(problems)
-        (show_warning if problems else show_info)(f"Estimated {text}")
+        (show_warning if problems else show_info)(text)
         self.job.status.value = text

@@ -122,6 +122,8 @@ class Cel0Widget(Container):
         self._curve: list[tuple[float, float]] = []
         self._best_lam: float | None = None
         self.job.run_button.changed.connect(self.run)
+        self.job.clear_refusal_on_change(self)
+        self.sweep_job.clear_refusal_on_change(self)
         self.sweep_job.run_button.changed.connect(self.sweep)
         self.use_best_button.changed.connect(self.use_best)
         self.reset_button.changed.connect(self.settings.reset)

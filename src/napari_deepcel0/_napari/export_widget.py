@@ -63,6 +63,8 @@ class ExportWidget(Container):
         # the output files of the last session are offered again (users export to one folder)
         self.settings = PersistentValues("export", {"csv_path": self.csv_path, "tiff_path": self.tiff_path})
         self.csv_job.run_button.changed.connect(self.save_csv)
+        self.csv_job.clear_refusal_on_change(self)
+        self.tiff_job.clear_refusal_on_change(self)
         self.tiff_job.run_button.changed.connect(self.save_tiff)
         self.csv_guard, self.tiff_guard = OverwriteGuard(self.csv_path), OverwriteGuard(self.tiff_path)
 

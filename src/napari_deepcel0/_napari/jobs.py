@@ -23,13 +23,15 @@ from __future__ import annotations
 import contextlib
 import functools
 import inspect
+import logging
 import threading
 import warnings
 import weakref
 from collections.abc import Callable
 
 import torch
-from magicgui.widgets import Container, ProgressBar, PushButton
+from magicgui.widgets import Container, Label, ProgressBar, PushButton
+from magicgui.widgets.bases import ValueWidget
 from napari.qt.threading import create_worker
 from napari.utils.notifications import show_error, show_info, show_warning
 from qtpy.QtCore import QEvent, QObject, Qt, Signal
@@ -37,6 +39,7 @@ from qtpy.QtWidgets import QDockWidget
 
 from .controls import wrapping_label
 
+_LOG = logging.getLogger(__name__)
 
 # superqt's workers catch warnings with warnings.catch_warnings(), which saves and
 # restores process-wide state: when jobs overlap (A starts, B starts, A ends, B ends)
@@ -160,6 +163,24 @@ class JobControls(Container):
         self.native.destroyed.connect(self._destroyed)
         self._watched_dock = None
         self._watched_window = None
+        self._refused = False  # the status line shows why the inputs could not be run
+
+    def clear_refusal_on_change(self, container: Container) -> None:
+        """Clear the status line of a refusal when an input of ``container`` (the widget's
+        fields, not a job's own controls or a label) changes: "open a stack first" stayed
+        on the CEL0 widget after a stack was open (a review)."""
+        for widget in container:
+            if isinstance(widget, JobControls) or isinstance(widget, Label):
+                continue
+            if isinstance(widget, Container):
+                self.clear_refusal_on_change(widget)
+            elif isinstance(widget, ValueWidget):
+                widget.changed.connect(self._input_changed)
+
+    def _input_changed(self, *_) -> None:
+        if self._refused and not self.busy:
+            self._refused = False
+            self.status.value = ""
 
     def _destroyed(self, *_) -> None:
         self.destroyed = True
@@ -256,6 +277,7 @@ class JobControls(Container):
         worker.finished.connect(lambda: _job_ended(worker))  # also once the widget is gone
         self.worker = worker
         self.error = None
+        self._refused = False
         self.run_button.enabled = False
         self.cancel_button.enabled = True
         self.progress.value = 0
@@ -284,13 +306,17 @@ class JobControls(Container):
     def refuse(self, text: str) -> None:
         """Report inputs that cannot be run: in the status line and as an error notification."""
         self.status.value = text
+        self._refused = True
         show_error(text)
 
     def _failed(self, exc: Exception) -> None:
         """Say why the job failed (also when its panel was closed meanwhile: the
-        notification is then all the user sees of it)."""
+        notification is then all the user sees of it); the traceback goes to the log
+        (napari's console, or the terminal napari was started from): a bug showed as one
+        line, like a user's mistake, with nothing to report."""
         self.error = exc
         self.status.value = f"{self.title} failed: {exc}"
+        _LOG.error("%s failed", self.title, exc_info=exc)
         show_error(self.status.value)
 
     def _sort_warning(self, args: tuple) -> None:

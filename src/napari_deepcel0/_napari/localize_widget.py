@@ -121,6 +121,7 @@ class LocalizeWidget(Container):
         self.state.model_changed.connect(self._state_model_changed)
         self.state.acquisition_changed.connect(self._describe_model)
         self.job.run_button.changed.connect(self.run)
+        self.job.clear_refusal_on_change(self)
         self.reset_button.changed.connect(self.reset)
 
     def reset(self, *_) -> None:

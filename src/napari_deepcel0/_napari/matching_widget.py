@@ -124,6 +124,8 @@ class MatchingWidget(Container):
                                tooltip="score these frames only (e.g. those a saved CSV was localized on)")
         self.job = JobControls("Matching", "Match")
         self.table = Label(value=scores_html(scores_table([])))
+        self.table.tooltip = ("efficiency: the SMLM challenge's 100 - sqrt((100 - Jaccard)^2 + (RMSE / 1 nm)^2), "
+                              "below 0 for poor scores (not clipped, so that they still rank)")
         self.legend = wrapping_label(value="")
         for label in (self.table, self.legend):
             label.native.setTextFormat(Qt.TextFormat.RichText)
@@ -137,6 +139,7 @@ class MatchingWidget(Container):
         self.scores = scores_table([])
         self.load_button.changed.connect(self._ask_ground_truth)
         self.job.run_button.changed.connect(self.run)
+        self.job.clear_refusal_on_change(self)
         self.copy_button.changed.connect(self.copy_table)
         self.save_button.changed.connect(self._ask_save_table)
 

@@ -115,6 +115,7 @@ class TrainingWidget(Container):
         self._describe_acquisition(self.state.acquisition)
         self.state.acquisition_changed.connect(self._describe_acquisition)
         self.job.run_button.changed.connect(self.run)
+        self.job.clear_refusal_on_change(self)
         self.reset_button.changed.connect(self.settings.reset)
         self.recipe.changed.connect(self._apply_recipe)  # after the restore: keep the stored field values
 
@@ -182,7 +183,8 @@ class TrainingWidget(Container):
                                      f"{p.elapsed_s:.0f} s{p.time_left()}")
         if p.stage == "epoch":
             self._history.append(p)
-            self.loss.value = (f"epoch {p.epoch}: train {p.loss:.4g}, validation {p.val_loss:.4g} "
+            stopped = f" (stopped at step {p.step}/{p.steps})" if p.stopped else ""  # its losses: of those steps
+            self.loss.value = (f"epoch {p.epoch}{stopped}: train {p.loss:.4g}, validation {p.val_loss:.4g} "
                                f"(best {p.best_val_loss:.4g})")
             epochs = [h.epoch for h in self._history]
             self.plot.plot({"train": (epochs, [h.loss for h in self._history]),
