@@ -67,6 +67,7 @@ $PY benchmarks/readout.py --fit-positions
 $PY benchmarks/isbi_bound.py
 $PY benchmarks/photometry.py
 $PY benchmarks/outliers.py
+$PY benchmarks/pixel_locking.py
 $PY benchmarks/fit_positions.py
 $PY benchmarks/fit_positions.py --iterations 10 --shifts 0.5 --out benchmarks/results/fit_positions_10_iterations.json
 $PY benchmarks/fit_positions.py --orientations 8 --shifts 0.5 --out benchmarks/results/fit_positions_8_orientations.json
