@@ -7,7 +7,7 @@ import threading
 import napari
 import numpy as np
 from magicgui.widgets import CheckBox, ComboBox, Container, FileEdit, FloatSpinBox, LineEdit, PushButton, SpinBox
-from napari.utils.notifications import show_info
+from napari.utils.notifications import show_error, show_info
 
 from ..core.devices import DEVICES, resolve_device
 from ..core.model_io import ModelFileError, bundled_model_path, read_model_info
@@ -15,7 +15,7 @@ from ..core.frames import parse_frame_selection
 from ..core.photometry import without_uncertainty_text
 from ..core.predict import BatchResult, DeepLocalizer, acquisition_mismatch, localize_stream
 from ..core.progress import rate_text
-from ..core.render import Renderer, render_shape
+from ..core.render import Renderer, display_max, render_shape
 from .controls import (counted, outlier_pixels_checkbox, replaced_pixels_text, stack_combo, status_style,
                        wrapping_label)
 from .jobs import JobControls, ProgressRelay, gpu_memory_hint
@@ -371,14 +371,26 @@ class _RenderDisplay:
             self._again = True
         else:
             self.busy = True
-            threading.Thread(target=lambda: self._ready.emit(self._display_image()), daemon=True).start()
+            threading.Thread(target=self._blur_in_thread, daemon=True).start()
+
+    def _blur_in_thread(self) -> None:
+        try:
+            result = self._display_image()
+        except Exception as exc:  # out of memory, say: said on the GUI thread (busy stayed True, and the
+            result = exc  # render stopped updating for the rest of the run without a word: a review)
+        self._ready.emit(result)
 
     def _display_image(self) -> tuple[np.ndarray, float]:
         image = self.renderer.image(self.blur_nm or None)
-        shown = image[image > 0]
-        return image, float(np.percentile(shown, 99.5)) if shown.size else 1.0
+        return image, display_max(image)
 
-    def _show(self, result: tuple[np.ndarray, float]) -> None:
+    def _show(self, result: "tuple[np.ndarray, float] | Exception") -> None:
+        if isinstance(result, Exception):
+            self.busy = False
+            self.retire()  # the next blur would fail alike: the render stays as it was, the run goes on
+            show_error(f"{self.layer.name} is no longer updated: blurring it failed ({result!r}); the "
+                       "localizations go on. Use a larger render pixel or a smaller blur")
+            return
         if self._retired or self.layer.metadata.get(RUN_TOKEN) != self.token:
             self.busy = False
             return

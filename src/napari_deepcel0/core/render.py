@@ -89,12 +89,23 @@ def render_histogram(
     return r.image(blur_sigma_nm)
 
 
-def save_render_png(path, image: np.ndarray, percentile: float = 99.5) -> None:
+#: renders saturate at this percentile of their non-empty pixels (a few dense spots would
+#: otherwise leave the rest of the structure dark)
+DISPLAY_PERCENTILE = 99.5
+
+
+def display_max(image: np.ndarray, percentile: float = DISPLAY_PERCENTILE) -> float:
+    """The value a render is shown saturated at: ``percentile`` of its pixels above 0
+    (1.0 for an empty render)."""
+    shown = np.asarray(image)[np.asarray(image) > 0]
+    return float(np.percentile(shown, percentile)) if shown.size else 1.0
+
+
+def save_render_png(path, image: np.ndarray, percentile: float = DISPLAY_PERCENTILE) -> None:
     """Save a rendering as an 8-bit PNG (hot colour map, saturating at a percentile).
     Uses matplotlib without pyplot, so the caller's plotting backend is left alone."""
     from matplotlib.image import imsave
 
     img = np.asarray(image, dtype=np.float32)
-    top = np.percentile(img[img > 0], percentile) if np.any(img > 0) else 1.0
-    scaled = np.clip(img / max(top, 1e-12), 0, 1)
+    scaled = np.clip(img / max(display_max(img, percentile), 1e-12), 0, 1)
     atomic_write(path, lambda tmp: imsave(tmp, scaled, cmap="hot", vmin=0, vmax=1, format="png"))
