@@ -235,6 +235,16 @@ def test_estimate_from_stack(viewer, qtbot, tmp_path):
     assert 100.0 <= estimated.offset_adu <= 115.0
     assert widget.fwhm.value == pytest.approx(estimated.fwhm_nm)
     assert "autocorrelation of 8 frames" in widget.job.status.value
+    # a layer drawn in um at the acquisition's size is at that size (its scale of 0.1 was taken for 0.1 nm)
+    widget.layer.value = viewer.add_image(frames[:2], name="in um", scale=(1, 0.1, 0.1), units=("", "um", "um"))
+    widget.estimate()
+    _wait(qtbot, widget.job)
+    assert not any("using the acquisition pixel size" in m and "in um" in m
+                   for m in _messages(NotificationSeverity.INFO))
+    widget.layer.value = viewer.add_image(frames[:2], name="in pixels")  # napari's default scale of 1: said
+    widget.estimate()
+    _wait(qtbot, widget.job)
+    assert "Estimate: using the acquisition pixel size 100 nm for in pixels" in _messages(NotificationSeverity.INFO)
 
 
 def test_an_estimate_applies_what_is_valid_and_says_what_is_not(viewer, qtbot):

@@ -12,7 +12,7 @@ from ..core.acquisition import Acquisition
 from ..core.estimate import estimate_acquisition, sample_frames
 from .controls import counted, float_box, stack_combo, status_style, wrapping_label
 from .jobs import JobControls
-from .layers import layer_pixel_size_nm, stack_frame_count
+from .layers import layer_scale_nm, stack_frame_count
 from .reader import frame_source
 from .state import state_for
 
@@ -125,7 +125,8 @@ class AcquisitionWidget(Container):
             return
         self.state.adopt_pixel_size(layer)
         pixel = self.state.acquisition.pixel_size_nm
-        if abs(layer_pixel_size_nm(layer) - pixel) > 1e-6 * pixel:
+        shown_nm = layer_scale_nm(layer)  # None in pixel units: a scale of 1 is no 1 nm pixel
+        if shown_nm is None or abs(shown_nm - pixel) > 1e-6 * pixel:
             show_info(f"Estimate: using the acquisition pixel size {pixel:g} nm for {layer.name}")
         self.job.start(_estimate_job, frame_source(layer.data), pixel, self.state.acquisition.sigma_nm,
                        on_return=lambda est: self._apply_estimate(est, layer.name))

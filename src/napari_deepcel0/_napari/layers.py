@@ -59,18 +59,12 @@ def image_transform(pixel_nm: float, first_frame: int | None = None) -> dict:
             "axis_labels": STACK_AXES}
 
 
-def layer_pixel_size_nm(layer) -> float:
-    """Pixel size (nm) at which an image layer is displayed (its last-axis scale): the
-    camera pixel of a stack, the rendering pixel of a render, the fine pixel of maps."""
-    return float(layer.scale[-1])
-
-
 def layer_scale_nm(layer) -> float | None:
     """The pixel size (nm) that a layer's last-axis scale declares in a length unit
     (nm, um, ...); None in pixel units (napari's default: a scale of 1 is no pixel size)."""
     try:
         return float((layer.scale[-1] * layer.units[-1]).to("nm").magnitude)
-    except Exception:  # pixel units (pint's DimensionalityError), or no units at all
+    except (TypeError, AttributeError, IndexError):  # pixel units (pint's DimensionalityError); no units
         return None
 
 
