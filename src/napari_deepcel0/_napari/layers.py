@@ -186,17 +186,25 @@ def _same_or_numbered(name: str, wanted: str) -> bool:
     return name == wanted or re.fullmatch(re.escape(wanted) + r" \[\d+\]", name) is not None
 
 
+def frame_on_screen(viewer) -> int | None:
+    """The 1-based frame the viewer shows on the frame axis of this plugin's Points
+    (frame, y, x), or None when there is none or it is displayed (a 3-D view)."""
+    dims = viewer.dims
+    axis = dims.ndim - 3  # the points' frame axis among the viewer's
+    if axis < 0 or axis in dims.displayed:
+        return None
+    return int(round(dims.point[axis])) + 1
+
+
 def show_first_frame_unless_shown(viewer, frames) -> None:
     """Move the frame slider to the first of ``frames`` (1-based) when the frame on
     screen is not among them: otherwise a run of frames 1-40 on a stack opened at frame
     180 shows no localization (Points are drawn on their own frame only). A single 2-D
-    image is drawn on every frame of the other stacks, its localizations on frame 1 only."""
-    axis = viewer.dims.ndim - 3  # the frame axis of the run's Points among the viewer's
-    if axis < 0:
-        return
-    on_screen = int(round(viewer.dims.point[axis])) + 1
-    if on_screen not in set(np.asarray(frames).tolist()):
-        viewer.dims.set_point(axis, float(frames[0] - 1))
+    image is drawn on every frame of the other stacks, its localizations on frame 1 only.
+    A 3-D view, which shows every frame, is left alone."""
+    on_screen = frame_on_screen(viewer)
+    if on_screen is not None and on_screen not in set(np.asarray(frames).tolist()):
+        viewer.dims.set_point(viewer.dims.ndim - 3, float(frames[0] - 1))
 
 
 def keep_in_viewer(viewer, layer) -> None:
@@ -376,14 +384,6 @@ class GrowingPoints:
         """The 1-based frames processed so far (those of :meth:`table`)."""
         return np.concatenate(self.frames) if self.frames else np.zeros(0, np.int64)
 
-    def _frame_on_screen(self) -> int | None:
-        """The 1-based frame the viewer shows, or None when it shows the frame axis (3D)."""
-        dims = self.viewer.dims
-        axis = dims.ndim - 3  # the points' frame axis among the viewer's
-        if axis < 0 or axis in dims.displayed:
-            return None
-        return int(round(dims.point[axis])) + 1
-
     def _show(self, table: pd.DataFrame) -> None:
         coords, features = points_from_table(table)
         keep_in_viewer(self.viewer, self.layer)
@@ -393,7 +393,7 @@ class GrowingPoints:
     def _follow_slider(self, *_) -> None:
         # not for a layer out of the viewer: napari closing removes every layer, which moves the slider
         if (self.layer.metadata.get("running") and self.layer in self.viewer.layers
-                and self._frame_on_screen() != self._shown_frame):
+                and frame_on_screen(self.viewer) != self._shown_frame):
             self.refresh()
 
     def own(self, layer) -> None:
@@ -425,7 +425,7 @@ class GrowingPoints:
     def refresh(self) -> None:
         """Show the localizations received so far: those of the frame on screen while the
         run goes on, every one once it has finished."""
-        frame = self._frame_on_screen() if self.layer.metadata.get("running") else None
+        frame = frame_on_screen(self.viewer) if self.layer.metadata.get("running") else None
         if frame is None:
             self._show(self.table())
         else:
