@@ -126,15 +126,15 @@ class LayerChooser(ComboBox):
         unless the user's own choice is the value."""
         try:
             self.reset_choices()  # the new layers are choices even before napari says so
-            choices = self.choices
-            target = next((layer for layer in layers if layer in choices and self._prefer(layer)), None)
-            user_choice = self._picked is not None and self.value == self._picked
-            if target is None or self.value == target or user_choice:
-                return
-            with self._programmatic():
-                self.value = target
-        except RuntimeError:  # its Qt widget is gone (the viewer was closed)
-            pass
+        except RuntimeError:  # its Qt widget is gone (the viewer was closed); nothing else is caught
+            return
+        choices = self.choices
+        target = next((layer for layer in layers if layer in choices and self._prefer(layer)), None)
+        user_choice = self._picked is not None and self.value == self._picked
+        if target is None or self.value == target or user_choice:
+            return
+        with self._programmatic():
+            self.value = target
 
 
 def layer_combo(viewer, layer_type, label: str, keep=None, prefer=None, only_preferred: bool = False,
