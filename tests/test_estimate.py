@@ -150,3 +150,21 @@ def test_the_baseline_of_dense_frames_and_the_width_of_dim_molecules():
     frames, acq = _uniform(1.0, photons=400.0, background=60.0)
     assert estimate_acquisition(frames, 100.0).fwhm_nm == pytest.approx(acq.fwhm_nm, rel=0.06)
 
+
+
+def test_an_estimate_applies_each_valid_value_and_says_what_it_did_not():
+    """The rules lived in the Acquisition widget, out of reach of scripts and tests of the
+    core (a review): a value out of range is left out alone, a negative baseline is an
+    offset of 0, a FWHM from few frames or none found is said."""
+    from napari_deepcel0.core.estimate import FEW_FRAMES, AcquisitionEstimate
+
+    acq = Acquisition()
+    applied, problems = AcquisitionEstimate(240.04, 104.37, 3.456, 20).applied_to(acq)
+    assert (applied.fwhm_nm, applied.offset_adu, applied.read_noise_adu) == (240.0, 104.4, 3.46) and problems == []
+    applied, problems = AcquisitionEstimate(240.0, -12.0, math.nan, FEW_FRAMES - 1).applied_to(acq)
+    assert applied.offset_adu == 0.0 and applied.fwhm_nm == 240.0 and applied.read_noise_adu == acq.read_noise_adu
+    assert problems[0] == "the baseline -12 ADU is below 0 (the offset already subtracted?): offset 0"
+    assert problems[1].startswith("read_noise_adu not applied: ")
+    assert problems[2].startswith(f"from {FEW_FRAMES - 1} frames the FWHM can be 15-35 % off")
+    applied, problems = AcquisitionEstimate(math.nan, 100.0, 2.0, 1).applied_to(acq)
+    assert applied.fwhm_nm == acq.fwhm_nm and problems == ["PSF FWHM unchanged: no PSF-shaped signal above the noise"]

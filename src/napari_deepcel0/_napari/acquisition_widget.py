@@ -34,11 +34,6 @@ def _estimate_job(frames_source, pixel_size_nm: float, sigma_guess_nm: float, ca
     return estimate_acquisition(frames, pixel_size_nm, sigma_guess_nm=sigma_guess_nm)
 
 
-#: an estimate from fewer frames warns: 1-3 frames gave FWHMs 15-35 % off on simulated
-#: stacks, the structure's correlation not averaged out (review)
-FEW_FRAMES = 5
-
-
 class AcquisitionWidget(Container):
     """Pixel size, PSF, upsampling L and camera settings, shared by every widget of
     the viewer and remembered between sessions; estimates from an image layer."""
@@ -132,35 +127,13 @@ class AcquisitionWidget(Container):
                        on_return=lambda est: self._apply_estimate(est, layer.name))
 
     def _apply_estimate(self, est, name: str) -> None:
-        """Apply each estimated value that is valid (one out of range threw all away, a
-        good FWHM too); a baseline below 0 (frames with the offset already subtracted)
-        becomes an offset of 0; every value not applied, or estimated from few frames, is
-        said in a warning."""
-        problems = []
-        baseline = round(est.baseline_adu, 1)
-        if baseline < 0:
-            problems.append(f"the baseline {baseline:g} ADU is below 0 (the offset already subtracted?): offset 0")
-            baseline = 0.0
-        changes = {"offset_adu": baseline, "read_noise_adu": round(est.noise_adu, 2)}
-        found = math.isfinite(est.fwhm_nm)
-        if found:
-            changes["fwhm_nm"] = round(est.fwhm_nm, 1)
-        acq = self.state.acquisition
-        for field, value in changes.items():
-            try:
-                acq = acq.replace(**{field: value})
-            except ValueError as exc:
-                problems.append(f"{field} not applied: {exc}")
-        self.state.acquisition = acq
+        """Apply the estimate (each valid value: :meth:`AcquisitionEstimate.applied_to`)
+        and say what was estimated and, in a warning, what was not applied or is rough."""
+        self.state.acquisition, problems = est.applied_to(self.state.acquisition)
         text = (f"Estimated from {name!r}: baseline {est.baseline_adu:.1f} ADU, background noise "
                 f"{est.noise_adu:.2f} ADU (offset and read noise include the background)")
-        if found:
+        if math.isfinite(est.fwhm_nm):
             text += f", PSF FWHM {est.fwhm_nm:.1f} nm (autocorrelation of {counted(est.n_frames, 'frame')})"
-            if est.n_frames < FEW_FRAMES:
-                problems.append(f"from {counted(est.n_frames, 'frame')} the FWHM can be 15-35 % off (a stack of "
-                                f"{FEW_FRAMES} or more frames gives it within about 6 %)")
-        else:
-            problems.append("PSF FWHM unchanged: no PSF-shaped signal above the noise")
         if problems:
             text += "; " + "; ".join(problems)
         (show_warning if problems else show_info)(text)
