@@ -93,11 +93,12 @@ def test_an_offset_set_too_high_leaves_the_photons_right(fit, monkeypatch):
 
     frames, gt = _stack(0.3)  # 10 photons of background per pixel, gain 2.5 ADU/photon
     too_high = ACQ.replace(offset_adu=ACQ.offset_adu + 75.0)  # 30 photons: 20 above the background
-    fitted = add_photometry(frames, gt, too_high, np.arange(1, 5), fit_positions=fit)
+    with pytest.warns(UserWarning, match="lies below the camera offset of 175 ADU"):  # and it is said
+        fitted = add_photometry(frames, gt, too_high, np.arange(1, 5), fit_positions=fit)
     assert (fitted["intensity [photon]"] / gt["intensity [photon]"]).median() == pytest.approx(1.0, abs=0.03)
     assert fitted[BACKGROUND].to_numpy() == pytest.approx(-20.0, abs=1.5)  # says the offset is 20 photons high
     monkeypatch.setattr(photometry, "EXACT_LIMIT", 1)  # the iterative solver too
-    iterative = add_photometry(frames, gt, too_high, np.arange(1, 5))
+    iterative = add_photometry(frames, gt, too_high, np.arange(1, 5), check_camera=False)
     assert (iterative["intensity [photon]"] / gt["intensity [photon]"]).median() == pytest.approx(1.0, abs=0.03)
 
 
@@ -385,7 +386,7 @@ def test_frame_numbers_must_be_one_based_and_one_per_frame():
     for numbers in ([0, 1], [1], [1, 2, 3]):
         with pytest.raises(ValueError, match="1-based number of each"):
             add_photometry(frames, table, ISBI2013, numbers)
-    assert len(add_photometry(frames, table, ISBI2013, [1, 2])) == 1
+    assert len(add_photometry(frames, table, ISBI2013, [1, 2], check_camera=False)) == 1  # (blank frames)
 
 
 def test_photometry_on_frames_below_the_camera_offset_warns(tiny_model_path):
@@ -403,6 +404,13 @@ def test_photometry_on_frames_below_the_camera_offset_warns(tiny_model_path):
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         localize(model, frames, threshold=0.0, photometry=True)
+    # add_photometry called directly checks too (the checks were the stream's only: a review)
+    table = localize(model, frames, threshold=0.0)
+    with pytest.warns(UserWarning, match="below the camera offset of 100 ADU"):
+        add_photometry(frames - 100.0, table, Acquisition(), [1])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        add_photometry(frames - 100.0, table, Acquisition(), [1], check_camera=False)
 
 
 @pytest.mark.parametrize("n_frames", [1, 4])
@@ -411,7 +419,7 @@ def test_frames_quieter_than_the_camera_settings_allow_warn_with_the_matching_of
     300 photons more and the uncertainties came out about twice too large, silently."""
     import warnings
 
-    from napari_deepcel0.core.predict import warn_if_quieter_than_the_camera_allows
+    from napari_deepcel0.core.photometry import warn_if_quieter_than_the_camera_allows
 
     acq = Acquisition(read_noise_adu=2.0)
     noise = sim.CameraNoise(background_photons=(10.0, 10.0), quantize=True)

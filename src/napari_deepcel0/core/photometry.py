@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import functools
 import math
+import warnings
 
 import numpy as np
 import pandas as pd
@@ -436,8 +437,63 @@ def _threadpools() -> ThreadpoolController:
     return ThreadpoolController()
 
 
+def warn_if_below_offset(frames: np.ndarray, acquisition: Acquisition) -> None:
+    """Warn when the frames' median lies clearly below the camera offset the photon counts
+    assume: frames with the offset already subtracted, or normalised ones, gave plausible
+    but wrong photons and uncertainties without a word."""
+    median = float(np.median(frames))
+    margin = 3.0 * max(acquisition.read_noise_adu, 1.0)
+    if median < acquisition.offset_adu - margin:
+        warnings.warn(f"the frames' median, {median:.4g} ADU, lies below the camera offset of "
+                      f"{acquisition.offset_adu:g} ADU that the photon counts assume (the offset subtracted "
+                      "already, or frames rescaled?); set the acquisition's offset and gain to those of the data",
+                      UserWarning, stacklevel=4)
+
+
+def warn_if_quieter_than_the_camera_allows(frames: np.ndarray, acquisition: Acquisition) -> None:
+    """Warn when the frames' background varies far less than the camera settings predict:
+    with the gain and offset set, a background of ``B`` ADU holds ``(B - offset) / gain``
+    photons, whose shot noise and the read noise make a noise of at least
+    ``sqrt(gain * (B - offset) + read_noise^2)`` ADU. Frames at half that or less have an
+    offset set too low (a camera at 400 ADU with the default 100: the position fit's
+    uncertainties came out about twice too large, the background in photons 300 too
+    high, without a word) or a gain set too high, or were smoothed. The message gives
+    the offset that would match. Needs no dark frames: :func:`~.estimate.estimate_noise`
+    (frame-to-frame differences, or neighbouring pixels for one frame) and
+    :func:`~.estimate.estimate_baseline` on the darkest regions."""
+    from .estimate import estimate_baseline, estimate_noise
+
+    noise_adu = estimate_noise(frames)
+    baseline_adu = estimate_baseline(frames)
+    gain, offset, read_noise = acquisition.gain_adu_per_photon, acquisition.offset_adu, acquisition.read_noise_adu
+    expected_adu = math.sqrt(gain * max(baseline_adu - offset, 0.0) + read_noise**2)
+    if not (math.isfinite(noise_adu) and expected_adu > 2.0 * noise_adu):
+        return
+    if read_noise > 2.0 * noise_adu:  # the read noise set alone is more than the frames hold
+        warnings.warn(f"the frames' background noise, {noise_adu:.3g} ADU, is less than half the read noise set, "
+                      f"{read_noise:g} ADU: set the camera's read noise (the position fit's uncertainties depend on "
+                      "it)", UserWarning, stacklevel=4)
+        return
+    matching_offset = baseline_adu - max(noise_adu**2 - read_noise**2, 0.0) / gain
+    warnings.warn(f"the frames' background noise, {noise_adu:.3g} ADU, is less than half the {expected_adu:.3g} ADU "
+                  f"that the camera settings predict for their background level of {baseline_adu:.4g} ADU (the shot "
+                  f"noise of {(baseline_adu - offset) / gain:.4g} photons at an offset of {offset:g} ADU and a gain "
+                  f"of {gain:g} ADU/photon, and {read_noise:g} ADU of read noise): is the camera offset higher (about "
+                  f"{matching_offset:.0f} ADU would match) or the gain lower? The photon counts' background and the "
+                  "position fit's uncertainties depend on them", UserWarning, stacklevel=4)
+
+
+def check_camera_settings(frames_adu: np.ndarray, acquisition: Acquisition) -> None:
+    """Warn of camera settings that cannot be those of these frames (the photon counts and
+    the position fit depend on them): :func:`warn_if_below_offset` and
+    :func:`warn_if_quieter_than_the_camera_allows`."""
+    warn_if_below_offset(frames_adu, acquisition)
+    warn_if_quieter_than_the_camera_allows(frames_adu, acquisition)
+
+
 def add_photometry(frames_adu: np.ndarray, table: pd.DataFrame, acq: Acquisition, frame_numbers,
-                   fit_positions: bool = False, max_shift_nm: float | None = None) -> pd.DataFrame:
+                   fit_positions: bool = False, max_shift_nm: float | None = None,
+                   check_camera: bool = True) -> pd.DataFrame:
     """``table`` with ``intensity [photon]`` and ``offset [photon]`` fitted on the
     frames (see the module notes); with ``fit_positions`` also ``x [nm]`` and ``y [nm]``
     fitted (:func:`fit_positions_frame`) and ``uncertainty [nm]``.
@@ -455,6 +511,9 @@ def add_photometry(frames_adu: np.ndarray, table: pd.DataFrame, acq: Acquisition
     fit_positions, max_shift_nm
         Fit the positions too, each within ``max_shift_nm`` (default half a fine
         pixel) of its place in ``table``.
+    check_camera
+        Warn of camera settings that cannot be the frames' (:func:`check_camera_settings`;
+        :func:`~.predict.localize_stream` checks its first batch and not each frame).
     """
     frames_adu = np.asarray(frames_adu)
     numbers = np.asarray(frame_numbers)
@@ -464,6 +523,8 @@ def add_photometry(frames_adu: np.ndarray, table: pd.DataFrame, acq: Acquisition
         # 0-based numbers fitted each frame's molecules on the next frame, silently
         raise ValueError(f"frame_numbers must give the 1-based number of each of the {len(frames_adu)} frame(s), "
                          f"got {numbers.tolist()[:10]}")
+    if check_camera and frames_adu.size:
+        check_camera_settings(frames_adu, acq)
     out = table.copy()
     for column in [INTENSITY, BACKGROUND] + ([UNCERTAINTY] if fit_positions else []):
         out[column] = np.nan

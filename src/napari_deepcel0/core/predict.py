@@ -42,7 +42,7 @@ from .io import INTENSITY
 from .localize import FRAME, empty_table, extract_localizations
 from .model_io import LoadedModel, load_bundled_model, load_model
 from .network import upsample_nearest
-from .photometry import add_photometry
+from .photometry import add_photometry, check_camera_settings
 from .progress import time_left_text
 
 
@@ -300,52 +300,6 @@ def warn_if_pixel_size_differs(source, acquisition: Acquisition, rel_tol: float 
                   PixelSizeWarning, stacklevel=3)
 
 
-def warn_if_below_offset(frames: np.ndarray, acquisition: Acquisition) -> None:
-    """Warn when the frames' median lies clearly below the camera offset the photon counts
-    assume: frames with the offset already subtracted, or normalised ones, gave plausible
-    but wrong photons and uncertainties without a word."""
-    median = float(np.median(frames))
-    margin = 3.0 * max(acquisition.read_noise_adu, 1.0)
-    if median < acquisition.offset_adu - margin:
-        warnings.warn(f"the frames' median, {median:.4g} ADU, lies below the camera offset of "
-                      f"{acquisition.offset_adu:g} ADU that the photon counts assume (the offset subtracted "
-                      "already, or frames rescaled?); set the acquisition's offset and gain to those of the data",
-                      UserWarning, stacklevel=3)
-
-
-def warn_if_quieter_than_the_camera_allows(frames: np.ndarray, acquisition: Acquisition) -> None:
-    """Warn when the frames' background varies far less than the camera settings predict:
-    with the gain and offset set, a background of ``B`` ADU holds ``(B - offset) / gain``
-    photons, whose shot noise and the read noise make a noise of at least
-    ``sqrt(gain * (B - offset) + read_noise^2)`` ADU. Frames at half that or less have an
-    offset set too low (a camera at 400 ADU with the default 100: the position fit's
-    uncertainties came out about twice too large, the background in photons 300 too
-    high, without a word) or a gain set too high, or were smoothed. The message gives
-    the offset that would match. Needs no dark frames: :func:`~.estimate.estimate_noise`
-    (frame-to-frame differences, or neighbouring pixels for one frame) and
-    :func:`~.estimate.estimate_baseline` on the darkest regions."""
-    from .estimate import estimate_baseline, estimate_noise
-
-    noise_adu = estimate_noise(frames)
-    baseline_adu = estimate_baseline(frames)
-    gain, offset, read_noise = acquisition.gain_adu_per_photon, acquisition.offset_adu, acquisition.read_noise_adu
-    expected_adu = math.sqrt(gain * max(baseline_adu - offset, 0.0) + read_noise**2)
-    if not (math.isfinite(noise_adu) and expected_adu > 2.0 * noise_adu):
-        return
-    if read_noise > 2.0 * noise_adu:  # the read noise set alone is more than the frames hold
-        warnings.warn(f"the frames' background noise, {noise_adu:.3g} ADU, is less than half the read noise set, "
-                      f"{read_noise:g} ADU: set the camera's read noise (the position fit's uncertainties depend on "
-                      "it)", UserWarning, stacklevel=3)
-        return
-    matching_offset = baseline_adu - max(noise_adu**2 - read_noise**2, 0.0) / gain
-    warnings.warn(f"the frames' background noise, {noise_adu:.3g} ADU, is less than half the {expected_adu:.3g} ADU "
-                  f"that the camera settings predict for their background level of {baseline_adu:.4g} ADU (the shot "
-                  f"noise of {(baseline_adu - offset) / gain:.4g} photons at an offset of {offset:g} ADU and a gain "
-                  f"of {gain:g} ADU/photon, and {read_noise:g} ADU of read noise): is the camera offset higher (about "
-                  f"{matching_offset:.0f} ADU would match) or the gain lower? The photon counts' background and the "
-                  "position fit's uncertainties depend on them", UserWarning, stacklevel=3)
-
-
 #: threads that prepare batches ahead of the model in :func:`prepared_batches` (one fewer
 #: than the CPU's cores, at most 4): the outlier steps spend most of their time outside
 #: Python's lock: two threads fixed frames 1.5 to 2.6 times as fast as one on a 2-core
@@ -474,9 +428,8 @@ def localize_stream(
                 yield BatchResult(numbers, table, maps_out, done, len(indices), time.perf_counter() - t0, replaced,
                                   dimmed)
                 continue
-            if done == 0:
-                warn_if_below_offset(block, model.acquisition)
-                warn_if_quieter_than_the_camera_allows(block, model.acquisition)
+            if done == 0:  # on the first batch (several frames: a better noise estimate than one frame's)
+                check_camera_settings(block, model.acquisition)
             # the fit on the frames can take seconds a frame: results, progress and Cancel per frame
             for part, i in _fitted_frame_by_frame(block, numbers, table, model.acquisition, fit_positions, cancel):
                 done += 1
@@ -526,7 +479,7 @@ def _fitted_frame_by_frame(block: np.ndarray, numbers: np.ndarray, table: pd.Dat
         if is_cancelled(cancel):
             return
         part = add_photometry(block[i : i + 1], table[frame_of_row == number].reset_index(drop=True),
-                              acquisition, [number], fit_positions=fit_positions)
+                              acquisition, [number], fit_positions=fit_positions, check_camera=False)
         yield part, i
 
 
@@ -545,7 +498,8 @@ def localize(model: MapModel, source, frames=None, threshold=None, batch_size=No
     if not tables:  # cancelled before the first batch
         empty = empty_table(model.mass_column)
         if photometry or fit_positions:
-            return add_photometry(np.zeros((0, 1, 1)), empty, model.acquisition, [], fit_positions=fit_positions)
+            return add_photometry(np.zeros((0, 1, 1)), empty, model.acquisition, [], fit_positions=fit_positions,
+                                  check_camera=False)
         return empty
     out = pd.concat(tables, ignore_index=True)
     return out.sort_values(FRAME, kind="stable").reset_index(drop=True)
