@@ -323,6 +323,62 @@ def _fista(x0, b, step, settings, cancel):
     return out, iters.cpu(), False
 
 
+def _solver_settings(lam, n: int, max_outer, max_inner, tol) -> tuple[SolverSettings, float | np.ndarray]:
+    """The validated settings of a solve of ``n`` frames (the iteration caps and tolerance,
+    the same for all frames) and its lambda: a float, or an (n,) array of one per frame,
+    each checked as :class:`SolverSettings` checks one."""
+    per_frame = np.ndim(lam) > 0
+    if per_frame and np.shape(lam) != (n,):
+        raise ValueError(f"one lambda per frame: {n} frames, got {np.shape(lam)} lambdas")
+    frame_settings = [SolverSettings(lam=value, max_outer=max_outer, max_inner=max_inner, tol=tol)
+                      for value in (lam if per_frame else [lam])]
+    return frame_settings[0], (np.array([s.lam for s in frame_settings]) if per_frame else frame_settings[0].lam)
+
+
+class _Problem:
+    """The CEL0 problem of one batch: its frames ``y``, lambda and column norms ``a``; the
+    IRL1 weights and the objective of any of its frames (``rows``, indices into the batch).
+
+    ``lam`` is a float, or an (n,) float64 array of one lambda per frame. They take two paths:
+    one lambda's threshold map ``sqrt(2 lam) / a`` is computed once, by
+    :func:`~.losses.cel0_threshold` (torch computes a float over a tensor as the float times
+    the reciprocal), one per frame's at every outer iteration from (n, 1, 1) roots (a
+    division). The two maps differ in the last bit: one path for both could change
+    results."""
+
+    def __init__(self, y: torch.Tensor, lam: float | np.ndarray, op: AcquisitionOperator):
+        self.y, self.lam, self.op = y, lam, op
+        self.norms = torch.as_tensor(op.column_norms(), device=op.device, dtype=op.dtype)
+        self.per_frame = np.ndim(lam) > 0
+        if self.per_frame:
+            self._roots = torch.as_tensor(np.sqrt(2.0 * lam), device=op.device, dtype=op.dtype)[:, None, None]
+        else:
+            self._below, self._at_zero = cel0_threshold(lam, self.norms), math.sqrt(2.0 * lam) * self.norms
+
+    def weights(self, rows: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        """The IRL1 weights ``w_i`` at the iterates ``x`` of ``rows``: the slope of the penalty
+        in ``|x_i|`` below the threshold ``sqrt(2 lam) / a_i``, 0 beyond it."""
+        if self.per_frame:
+            root = self._roots[rows]
+            below, at_zero = root / self.norms, root * self.norms
+        else:
+            below, at_zero = self._below, self._at_zero
+        # the penalty's slope in |x| (x >= 0 here), not losses.cel0_penalty_grad, its derivative in x:
+        # the same for x > 0, but at 0 that one's sign(x) gives 0, while the l1 majoriser needs the slope
+        # at 0+, sqrt(2 lam) a: a zero weight would leave the zero pixels unpenalised
+        return torch.where(x < below, at_zero - self.norms.square() * x, torch.zeros_like(x))
+
+    def objective(self, rows: torch.Tensor, x: torch.Tensor) -> np.ndarray:
+        """:func:`objective` of the maps ``x`` of ``rows``."""
+        lam = self.lam[rows.cpu().numpy()] if self.per_frame else self.lam
+        return objective(x, self.y[rows], self.op, lam, self.norms)
+
+
+def _records(outer: np.ndarray, inner: np.ndarray, converged: np.ndarray, final: np.ndarray) -> list[FrameRecord]:
+    """One :class:`FrameRecord` per frame from the solve's per-frame tallies."""
+    return [FrameRecord(int(o), int(i), bool(c), float(f)) for o, i, c, f in zip(outer, inner, converged, final)]
+
+
 def solve(
     y,
     op: AcquisitionOperator,
@@ -364,20 +420,8 @@ def solve(
     n = len(y)
     if n == 0:
         raise ValueError("no frames to solve")
-    per_frame = np.ndim(lam) > 0
-    if per_frame and np.shape(lam) != (n,):
-        raise ValueError(f"one lambda per frame: {n} frames, got {np.shape(lam)} lambdas")
-    frame_settings = [SolverSettings(lam=value, max_outer=max_outer, max_inner=max_inner, tol=tol)
-                      for value in (lam if per_frame else [lam])]
-    settings = frame_settings[0]  # the iteration caps and tolerance, the same for all
-    lams = np.array([s.lam for s in frame_settings]) if per_frame else settings.lam
-    norms = torch.as_tensor(op.column_norms(), device=op.device, dtype=op.dtype)
-    # the reweighting's threshold sqrt(2 lam) / a_i and weight at zero sqrt(2 lam) a_i: fixed
-    # maps for one lambda; from (n, 1, 1) roots at each outer iteration for one per frame
-    if per_frame:
-        roots = torch.as_tensor(np.sqrt(2.0 * lams), device=op.device, dtype=op.dtype)[:, None, None]
-    else:
-        threshold, w_zero = cel0_threshold(lams, norms), math.sqrt(2.0 * lams) * norms
+    settings, lam = _solver_settings(lam, n, max_outer, max_inner, tol)
+    problem = _Problem(y, lam, op)
     gamma = 1.0 / op.lipschitz()
     step = _prox_grad_step(op, gamma)
     aty = op.adjoint(y)
@@ -389,51 +433,34 @@ def solve(
     final = np.zeros(n)  # objective of the frames that have stopped
     active = torch.arange(n, device=op.device)
     x = result.clone()
-
-    def value(frames: torch.Tensor, maps: torch.Tensor) -> np.ndarray:
-        return objective(maps, y[frames], op, lams[frames.cpu().numpy()] if per_frame else lams, norms)
-
-    def reweighting(frames: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        if not per_frame:
-            return threshold, w_zero
-        root = roots[frames]
-        return root / norms, root * norms
-
-    def records() -> list[FrameRecord]:
-        return [FrameRecord(int(outer[i]), int(inner[i]), bool(converged[i]), float(final[i])) for i in range(n)]
-
     for k in range(1, settings.max_outer + 1):
-        below, at_zero = reweighting(active)
-        # the penalty's slope in |x| (x >= 0 here), not losses.cel0_penalty_grad, its derivative in x:
-        # the same for x > 0, but at 0 that one's sign(x) gives 0, while the l1 majoriser needs the slope
-        # at 0+, sqrt(2 lam) a: a zero weight would leave the zero pixels unpenalised
-        weights = torch.where(x < below, at_zero - norms.square() * x, torch.zeros_like(x))
+        weights = problem.weights(active, x)
         x_new, used, cancelled = _fista(x, gamma * (aty[active] - weights), step, settings, cancel)
         cpu_active = active.cpu().numpy()
         inner[cpu_active] += used.numpy()
         if cancelled:
             result[active] = x_new
-            final[cpu_active] = value(active, x_new)
-            raise Cel0Cancelled(result, records())
+            final[cpu_active] = problem.objective(active, x_new)
+            raise Cel0Cancelled(result, _records(outer, inner, converged, final))
         outer[cpu_active] = k
         done = _converged(x_new - x, x, settings.tol)
         if bool(done.any()):
             result[active[done]] = x_new[done]
             stopped = cpu_active[done.cpu().numpy()]
             converged[stopped] = True
-            final[stopped] = value(active[done], x_new[done])
+            final[stopped] = problem.objective(active[done], x_new[done])
             active, x = active[~done], x_new[~done]
         else:
             x = x_new
         if progress:
             current = final.copy()
-            current[active.cpu().numpy()] = value(active, x)
+            current[active.cpu().numpy()] = problem.objective(active, x)
             progress(SolveProgress(k, len(active), n, current))
         if len(active) == 0:
             break
     result[active] = x
-    final[active.cpu().numpy()] = value(active, x)
-    return result, records()
+    final[active.cpu().numpy()] = problem.objective(active, x)
+    return result, _records(outer, inner, converged, final)
 
 
 # ===================================================== frames -> normalised y
