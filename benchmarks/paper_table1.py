@@ -41,7 +41,7 @@ from napari_deepcel0.core.metrics import MATCHING_RULE, NETWORK_READ_OUT, evalua
 from napari_deepcel0.core.model_io import bundled_model_path
 from napari_deepcel0.core.frames import parse_frame_selection
 from napari_deepcel0.core.predict import DeepLocalizer, localize
-from napari_deepcel0.core.simulate import fine_grid_maps, forward_model_frames
+from napari_deepcel0.core.simulate import fine_grid_maps, forward_model_frames, gaussian_noise_std_for_snr
 
 PAPER_ACQ = Acquisition(pixel_size_nm=100.0, fwhm_nm=sigma_to_fwhm(110.0), upsampling=4)
 TESTS = {"1b": (10.0, 15.0), "2b": (10.0, 10.0), "3b": (12.0, 12.0), "4b": (15.0, 15.0)}
@@ -75,6 +75,21 @@ def render_test(gt: pd.DataFrame, n_frames: int, snr_range, seed: int) -> np.nda
     return forward_model_frames(maps, PAPER_ACQ, snrs, seed=seed + 1)
 
 
+#: photons per molecule when the frames are scaled for the position fit (the fine-tune's)
+FIT_PHOTONS = 2250.0
+
+
+def fit_acquisition(gt: pd.DataFrame, n_frames: int, snr_range) -> Acquisition:
+    """The acquisition the position fit needs on frames scaled by :data:`FIT_PHOTONS`: gain
+    1, offset 0 and the test's noise (its middle SNR) as the read noise; Eq. (2) has no
+    photon noise, which the fit's likelihood adds on top (small beside this noise)."""
+    maps = fine_grid_maps(gt, PAPER_ACQ, PAPER_ACQ.fine_shape(FRAME_SHAPE), n_frames)
+    clean = forward_model_frames(maps, PAPER_ACQ, np.inf)
+    snr = float(np.mean(snr_range))
+    std = float(np.median([gaussian_noise_std_for_snr(frame, snr) for frame in clean])) * FIT_PHOTONS
+    return PAPER_ACQ.replace(offset_adu=0.0, gain_adu_per_photon=1.0, read_noise_adu=std)
+
+
 def row(gt, table, numbers, lam=None, distance="euclidean") -> dict:
     grid = (PAPER_ACQ.fine_pixel_nm, PAPER_ACQ.fine_shape(FRAME_SHAPE))
     gt = gt[gt["frame"].isin(numbers)]
@@ -101,6 +116,9 @@ def main() -> None:
     p.add_argument("--sweep-frames", type=int, default=8, help="random frames the sweep scores (paper: 8)")
     p.add_argument("--orientations", type=int, choices=(4, 8),
                    help="also score DeepCEL0 with orientation averaging (4 or 8 orientations)")
+    p.add_argument("--fit-positions", action="store_true",
+                   help="also a DeepCEL0 row with the positions fitted on the frames (fit_positions=True): the "
+                        "frames scaled to 2,250 photons a molecule, gain 1, offset 0, the test's noise as read noise")
     p.add_argument("--threshold", type=float,
                    help="detection threshold of the networks, in their map units (default: the model's, 0.1 x s)")
     p.add_argument("--tests", nargs="+", default=list(TESTS))
@@ -134,6 +152,12 @@ def main() -> None:
         for name, model in models.items():
             table = localize(model, frames, frames=deep_numbers.tolist(), threshold=args.threshold)
             res[name] = row(gt, table, deep_numbers, distance=args.distance)
+        if args.fit_positions:  # DeepLocalizer normalises each frame by its min and max: the scale changes no map
+            fitted = DeepLocalizer(args.deepcel0, acquisition=fit_acquisition(gt_raw, n_total, TESTS[test]),
+                                   device=args.device)
+            table = localize(fitted, frames * FIT_PHOTONS, frames=deep_numbers.tolist(), threshold=args.threshold,
+                             fit_positions=True)
+            res["DeepCEL0 (fit positions)"] = row(gt, table, deep_numbers, distance=args.distance)
         if not args.no_cel0:
             from napari_deepcel0.core.cel0 import Cel0Localizer, lambda_sweep
 
@@ -174,6 +198,8 @@ def main() -> None:
         "cel0_sweep": None if args.no_cel0 else {"lams": args.cel0_lams, "range": [1e-3, 1.0],
                                                  "frames": args.sweep_frames},
         "network_threshold": args.threshold if args.threshold is not None else "model default (0.1 s)",
+        "fit_positions": ({"photons_per_molecule": FIT_PHOTONS, "gain": 1.0, "offset": 0.0,
+                           "read_noise": "the test's noise std at its middle SNR"} if args.fit_positions else None),
         "deep_frames": args.frames or f"1-{n_total}", "cel0_frames": args.cel0_frames or args.frames or f"1-{n_total}",
         "tests": results,
         "paper": {t: {m: dict(zip(("jaccard_50", "jaccard_100", "jaccard_150", "sensitivity_50", "specificity_50"), v))
