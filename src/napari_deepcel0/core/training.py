@@ -299,6 +299,210 @@ def _target_scale(config: TrainingConfig, training_set: TrainingSet, base) -> fl
     return DEEPSTORM_TARGET_SCALE if config.method == "deepstorm" else training_set.target_scale
 
 
+class _TrainingRun:
+    """One run of :func:`train`: its set-up, and its steps as methods over the state they
+    share (they were closures over some twenty names of ``train``, one of which read the
+    epoch of its loop). The order of the set-up is the order of the seeded draws."""
+
+    def __init__(self, acq: Acquisition, config: TrainingConfig, progress: Callable[[Progress], None] | None,
+                 cancel, training_set: TrainingSet | None, on_best: Callable[[TrainingResult], None] | None):
+        self.t0_s = time.perf_counter()
+        self.acq, self.config, self.progress, self.cancel, self.on_best = acq, config, progress, cancel, on_best
+        self.device = resolve_device(config.device)
+        self.precision = resolve_precision(config.precision, self.device)
+        torch.manual_seed(config.seed)
+        self.rng = np.random.default_rng(config.seed)
+        base = _base_model(config, acq)  # checked before the (long) simulation of the training set
+        if training_set is None:
+            if progress:
+                progress(Progress(0, config.epochs, 0, 0, math.nan, math.nan, math.nan, config.lr, stage="data"))
+            training_set = make_training_set(acq, config.data, cancel=cancel)
+        self.val_idx, self.train_idx = validation_split(training_set, config.val_fraction, self.rng)
+
+        self.model = LocalizationNet(config.head)
+        self.base_info = None
+        if base is not None:
+            self.model.load_state_dict(base.network.state_dict())
+            self.base_info = base.info
+        self.model = self.model.to(self.device).to(memory_format=torch.channels_last)
+        self.criterion = loss_for(config, acq).to(self.device)
+        self.opt = torch.optim.Adam(self.model.parameters(), lr=config.lr)
+        self.sched = _scheduler(self.opt, config)
+        # the whole training set lives on the device (tens of MB): no copy per step
+        self.inputs = torch.from_numpy(training_set.inputs).to(self.device)
+        self.norm_mean, self.norm_std = training_set.mean, training_set.std
+        if base is not None:  # the base's weights expect its standardisation, not the fine-tune set's
+            self.norm_mean, self.norm_std = base.info.norm_mean, base.info.norm_std
+            self.inputs = restandardise(self.inputs, (training_set.mean, training_set.std),
+                                        (self.norm_mean, self.norm_std))
+        self.spikes = torch.from_numpy(training_set.spikes).to(self.device)
+        # reading a loss waits for the GPU: see steps_between_loss_reads
+        self.sync_every = steps_between_loss_reads(self.device)
+        self.scale = _target_scale(config, training_set, base)
+        self.spike_value = self.scale / (2.0 if config.loss == "l1" else 1.0)
+
+        self.val_batch = max(config.batch_size, 64)
+        # a quick run's cap on the steps caps the validation batches too: one step took 43 s
+        # with the whole validation set (3,000 patches) on a 2-core CPU
+        n_val = len(self.val_idx)
+        self.n_val_used = n_val if not config.max_steps_per_epoch else min(
+            n_val, config.max_steps_per_epoch * self.val_batch)
+        self.steps = math.ceil(len(self.train_idx) / config.batch_size)
+        if config.max_steps_per_epoch:
+            self.steps = min(self.steps, config.max_steps_per_epoch)
+        self.history: list[dict] = []
+        self.best_state, self.best_val, self.best_epoch = None, math.inf, 0
+        self.cancelled = False
+        self.model.train()
+        self.t_train_s = time.perf_counter()
+
+    def batch(self, idx):
+        """The upsampled inputs and the blurred, scaled targets of some patches."""
+        idx = torch.as_tensor(idx, device=self.device)
+        x = upsample_nearest(self.inputs[idx], self.acq.upsampling).contiguous(memory_format=torch.channels_last)
+        t = self.spikes[idx].to(dtype=torch.float32)[:, None] * self.scale
+        blur = self.criterion.blur
+        t = torch.nn.functional.conv2d(t, blur / blur.sum(), padding=blur.shape[-1] // 2)
+        return x, t
+
+    def validate(self, n_patches: int) -> float:
+        """The mean loss of the first ``n_patches`` validation patches."""
+        self.model.eval()
+        total, count = 0.0, 0
+        with torch.no_grad():
+            for s in range(0, n_patches, self.val_batch):
+                idx = self.val_idx[s : min(s + self.val_batch, n_patches)]
+                x, t = self.batch(idx)
+                with autocast(self.device, self.precision):
+                    pred = self.model(x)
+                loss, _ = self.criterion(pred, t)
+                total += float(loss) * len(idx)
+                count += len(idx)
+        self.model.train()
+        return total / count
+
+    def snapshot(self, net: LocalizationNet) -> TrainingResult:
+        """``net`` (put in evaluation mode) with the run so far."""
+        net.eval()
+        return TrainingResult(
+            model=net.to(memory_format=torch.contiguous_format),
+            acquisition=self.acq,
+            config=self.config,
+            norm_mean=self.norm_mean,
+            norm_std=self.norm_std,
+            target_scale=self.scale,
+            spike_value=self.spike_value,
+            history=list(self.history),
+            best_epoch=self.best_epoch,
+            cancelled=self.cancelled,
+            device=str(self.device),
+            precision=self.precision,
+            seconds=time.perf_counter() - self.t0_s,
+            base_info=self.base_info,
+        )
+
+    def read_losses(self, pending: list, sums: np.ndarray, epoch: int) -> np.ndarray:
+        """Read the pending (loss, fidelity, sparsity) of some steps, stop on NaN/inf,
+        add them to ``sums``; returns the last step's."""
+        values = torch.stack(pending).double().cpu().numpy()
+        pending.clear()
+        _check(float(values[:, 0].sum()), "training", epoch)
+        sums += values.sum(axis=0)
+        return values[-1]
+
+    def remaining_s(self, epoch: int, step: int) -> float | None:
+        """Seconds left, from the mean time of a step so far; None once stopping: the run
+        ends after this step (after Ctrl-C, the time of all the epochs was shown)."""
+        if self.cancelled or is_cancelled(self.cancel):
+            return None
+        so_far = (epoch - 1) * self.steps + step
+        return (time.perf_counter() - self.t_train_s) / so_far * (self.config.epochs * self.steps - so_far)
+
+    def run_epoch(self, epoch: int) -> tuple[np.ndarray, int]:
+        """Train the steps of an epoch until done or cancelled (``self.cancelled``); returns
+        the summed (loss, fidelity, sparsity) of the steps taken and their number."""
+        config, steps = self.config, self.steps
+        perm = torch.as_tensor(self.train_idx[self.rng.permutation(len(self.train_idx))], device=self.device)
+        sums = np.zeros(3)  # loss, fidelity, sparsity of the steps read so far
+        pending = []  # losses of the steps not yet read back from the device
+        done = 0
+        for step in range(1, steps + 1):
+            if is_cancelled(self.cancel):
+                self.cancelled = True
+                break
+            idx = perm[(step - 1) * config.batch_size : step * config.batch_size]
+            x, t = self.batch(idx)
+            with autocast(self.device, self.precision):
+                pred = self.model(x)
+            loss, parts = self.criterion(pred, t)
+            self.opt.zero_grad(set_to_none=True)
+            loss.backward()
+            # the step is taken before its loss is checked; a NaN/inf still stops training
+            # before anything is saved (the best state is from an earlier validation)
+            self.opt.step()
+            pending.append(torch.stack((loss.detach(), parts["fidelity"], parts["sparsity"])))
+            done += 1
+            if len(pending) == self.sync_every or step == steps:
+                last = self.read_losses(pending, sums, epoch)
+                if self.progress:
+                    self.progress(
+                        Progress(epoch, config.epochs, step, steps, *last.tolist(),
+                                 self.opt.param_groups[0]["lr"], elapsed_s=time.perf_counter() - self.t0_s,
+                                 remaining_s=self.remaining_s(epoch, step))
+                    )
+        if pending:  # cancelled between two reads
+            self.read_losses(pending, sums, epoch)
+        return sums, done
+
+    def end_epoch(self, epoch: int, sums: np.ndarray, done: int):
+        """Validate, record the epoch, keep (and offer ``on_best``) an improvement, report
+        the epoch, and step the learning-rate schedule unless the run was cancelled."""
+        config = self.config
+        # a cancelled run gets here in its first epoch only (no best yet): see CANCELLED_VAL_PATCHES
+        n_validated = min(self.n_val_used, CANCELLED_VAL_PATCHES) if self.cancelled else self.n_val_used
+        val = self.validate(n_validated)
+        _check(val, "validation", epoch)
+        lr = self.opt.param_groups[0]["lr"]
+        mean = (sums / max(done, 1)).tolist()
+        self.history.append(
+            {"epoch": epoch, "loss": mean[0], "fidelity": mean[1], "sparsity": mean[2], "val_loss": val, "lr": lr,
+             "steps": done, "seconds": time.perf_counter() - self.t0_s, "val_patches": n_validated}
+        )
+        if val < self.best_val:
+            self.best_val, self.best_epoch = val, epoch
+            self.best_state = copy.deepcopy(self.model.state_dict())
+            if self.on_best is not None and done > 0:  # nothing trained yet: nothing worth saving
+                checkpoint = LocalizationNet(config.head)
+                checkpoint.load_state_dict(self.best_state)
+                self.on_best(self.snapshot(checkpoint.cpu()))
+        if self.progress:
+            self.progress(
+                Progress(epoch, config.epochs, done, self.steps, mean[0], mean[1], mean[2], lr, val, self.best_val,
+                         time.perf_counter() - self.t0_s, stage="epoch",
+                         remaining_s=self.remaining_s(epoch, self.steps), stopped=self.cancelled)
+            )
+        if self.cancelled:
+            return
+        if config.lr_schedule == "plateau":
+            self.sched.step(val)
+        else:
+            self.sched.step()
+
+    def best_model(self) -> TrainingResult:
+        """The result: the network with the best validation loss."""
+        self.model.load_state_dict(self.best_state)
+        return self.snapshot(self.model)
+
+
+def _check(value: float, where: str, epoch: int):
+    """Stop training on a NaN/inf ``where`` ("training" or "validation") loss."""
+    if not math.isfinite(value):
+        raise TrainingDivergedError(
+            f"the {where} loss became {value} at epoch {epoch}; training stopped and this epoch was not saved. "
+            "Try a lower learning rate or lambda", api_hint=", or precision='fp32'"
+        )
+
+
 def train(
     acq: Acquisition,
     config: TrainingConfig = TrainingConfig(),
@@ -316,183 +520,14 @@ def train(
     every epoch that improves the validation loss, so that a caller can save a
     checkpoint that survives the process being killed.
     """
-    t0 = time.perf_counter()
-    device = resolve_device(config.device)
-    precision = resolve_precision(config.precision, device)
-    torch.manual_seed(config.seed)
-    rng = np.random.default_rng(config.seed)
-    base = _base_model(config, acq)  # checked before the (long) simulation of the training set
-    if training_set is None:
-        if progress:
-            progress(Progress(0, config.epochs, 0, 0, math.nan, math.nan, math.nan, config.lr, stage="data"))
-        training_set = make_training_set(acq, config.data, cancel=cancel)
-    val_idx, train_idx = validation_split(training_set, config.val_fraction, rng)
-    n_val = len(val_idx)
-
-    L = acq.upsampling
-    model = LocalizationNet(config.head)
-    base_info = None
-    if base is not None:
-        model.load_state_dict(base.network.state_dict())
-        base_info = base.info
-    model = model.to(device).to(memory_format=torch.channels_last)
-    criterion = loss_for(config, acq).to(device)
-    opt = torch.optim.Adam(model.parameters(), lr=config.lr)
-    sched = _scheduler(opt, config)
-    # the whole training set lives on the device (tens of MB): no copy per step
-    inputs = torch.from_numpy(training_set.inputs).to(device)
-    norm_mean, norm_std = training_set.mean, training_set.std
-    if base is not None:  # the base's weights expect its standardisation, not the fine-tune set's
-        norm_mean, norm_std = base.info.norm_mean, base.info.norm_std
-        inputs = restandardise(inputs, (training_set.mean, training_set.std), (norm_mean, norm_std))
-    spikes = torch.from_numpy(training_set.spikes).to(device)
-    # reading a loss waits for the GPU: see steps_between_loss_reads
-    sync_every = steps_between_loss_reads(device)
-    scale = _target_scale(config, training_set, base)
-    spike_value = scale / (2.0 if config.loss == "l1" else 1.0)
-
-    def batch(idx):
-        idx = torch.as_tensor(idx, device=device)
-        x = upsample_nearest(inputs[idx], L).contiguous(memory_format=torch.channels_last)
-        t = spikes[idx].to(dtype=torch.float32)[:, None] * scale
-        t = torch.nn.functional.conv2d(t, criterion.blur / criterion.blur.sum(), padding=criterion.blur.shape[-1] // 2)
-        return x, t
-
-    def check(value: float, where: str):
-        if not math.isfinite(value):
-            raise TrainingDivergedError(
-                f"the {where} loss became {value} at epoch {epoch}; training stopped and this epoch was not saved. "
-                "Try a lower learning rate or lambda", api_hint=", or precision='fp32'"
-            )
-
-    val_batch = max(config.batch_size, 64)
-    # a quick run's cap on the steps caps the validation batches too: one step took 43 s
-    # with the whole validation set (3,000 patches) on a 2-core CPU
-    n_val_used = n_val if not config.max_steps_per_epoch else min(n_val, config.max_steps_per_epoch * val_batch)
-
-    def validate(n_patches: int) -> float:
-        model.eval()
-        total, count = 0.0, 0
-        with torch.no_grad():
-            for s in range(0, n_patches, val_batch):
-                idx = val_idx[s : min(s + val_batch, n_patches)]
-                x, t = batch(idx)
-                with autocast(device, precision):
-                    pred = model(x)
-                loss, _ = criterion(pred, t)
-                total += float(loss) * len(idx)
-                count += len(idx)
-        model.train()
-        return total / count
-
-    def snapshot(net: LocalizationNet, was_cancelled: bool) -> TrainingResult:
-        net.eval()
-        return TrainingResult(
-            model=net.to(memory_format=torch.contiguous_format),
-            acquisition=acq,
-            config=config,
-            norm_mean=norm_mean,
-            norm_std=norm_std,
-            target_scale=scale,
-            spike_value=spike_value,
-            history=list(history),
-            best_epoch=best_epoch,
-            cancelled=was_cancelled,
-            device=str(device),
-            precision=precision,
-            seconds=time.perf_counter() - t0,
-            base_info=base_info,
-        )
-
-    def read_losses(pending: list, sums: np.ndarray) -> np.ndarray:
-        """Read the pending (loss, fidelity, sparsity) of some steps, stop on NaN/inf,
-        add them to ``sums``; returns the last step's."""
-        values = torch.stack(pending).double().cpu().numpy()
-        pending.clear()
-        check(float(values[:, 0].sum()), "training")
-        sums += values.sum(axis=0)
-        return values[-1]
-
-    steps = math.ceil(len(train_idx) / config.batch_size)
-    if config.max_steps_per_epoch:
-        steps = min(steps, config.max_steps_per_epoch)
-    history: list[dict] = []
-    best_state, best_val, best_epoch = None, math.inf, 0
-    cancelled = False
-    epoch = 0
-    model.train()
-    t_train = time.perf_counter()
-
-    def remaining(epoch: int, step: int) -> float | None:
-        """Seconds left, from the mean time of a step so far; None once stopping: the run
-        ends after this step (after Ctrl-C, the time of all the epochs was shown)."""
-        if cancelled or is_cancelled(cancel):
-            return None
-        so_far = (epoch - 1) * steps + step
-        return (time.perf_counter() - t_train) / so_far * (config.epochs * steps - so_far)
-
+    run = _TrainingRun(acq, config, progress, cancel, training_set, on_best)
     for epoch in range(1, config.epochs + 1):
-        perm = torch.as_tensor(train_idx[rng.permutation(len(train_idx))], device=device)
-        sums = np.zeros(3)  # loss, fidelity, sparsity of the steps read so far
-        pending = []  # losses of the steps not yet read back from the device
-        done = 0
-        for step in range(1, steps + 1):
-            if is_cancelled(cancel):
-                cancelled = True
-                break
-            idx = perm[(step - 1) * config.batch_size : step * config.batch_size]
-            x, t = batch(idx)
-            with autocast(device, precision):
-                pred = model(x)
-            loss, parts = criterion(pred, t)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            # the step is taken before its loss is checked; a NaN/inf still stops training
-            # before anything is saved (the best state is from an earlier validation)
-            opt.step()
-            pending.append(torch.stack((loss.detach(), parts["fidelity"], parts["sparsity"])))
-            done += 1
-            if len(pending) == sync_every or step == steps:
-                last = read_losses(pending, sums)
-                if progress:
-                    progress(
-                        Progress(epoch, config.epochs, step, steps, *last.tolist(),
-                                 opt.param_groups[0]["lr"], elapsed_s=time.perf_counter() - t0,
-                                 remaining_s=remaining(epoch, step))
-                    )
-        if pending:  # cancelled between two reads
-            read_losses(pending, sums)
-        if cancelled and best_state is not None:
+        sums, done = run.run_epoch(epoch)
+        if run.cancelled and run.best_state is not None:  # the partial epoch is neither validated nor kept
             break
-        if cancelled and done == 0:  # before the first step: the weights are the starting ones
+        if run.cancelled and done == 0:  # before the first step: the weights are the starting ones
             raise Cancelled("training was cancelled before its first step; nothing was trained")
-        n_validated = min(n_val_used, CANCELLED_VAL_PATCHES) if cancelled else n_val_used  # (no best yet)
-        val = validate(n_validated)
-        check(val, "validation")
-        lr = opt.param_groups[0]["lr"]
-        mean = (sums / max(done, 1)).tolist()
-        history.append(
-            {"epoch": epoch, "loss": mean[0], "fidelity": mean[1], "sparsity": mean[2], "val_loss": val, "lr": lr,
-             "steps": done, "seconds": time.perf_counter() - t0, "val_patches": n_validated}
-        )
-        if val < best_val:
-            best_val, best_epoch = val, epoch
-            best_state = copy.deepcopy(model.state_dict())
-            if on_best is not None and done > 0:  # nothing trained yet: nothing worth saving
-                checkpoint = LocalizationNet(config.head)
-                checkpoint.load_state_dict(best_state)
-                on_best(snapshot(checkpoint.cpu(), cancelled))
-        if progress:
-            progress(
-                Progress(epoch, config.epochs, done, steps, mean[0], mean[1], mean[2], lr, val, best_val,
-                         time.perf_counter() - t0, stage="epoch", remaining_s=remaining(epoch, steps),
-                         stopped=cancelled)
-            )
-        if cancelled:
+        run.end_epoch(epoch, sums, done)
+        if run.cancelled:
             break
-        if config.lr_schedule == "plateau":
-            sched.step(val)
-        else:
-            sched.step()
-    model.load_state_dict(best_state)
-    return snapshot(model, cancelled)
+    return run.best_model()
