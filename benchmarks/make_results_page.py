@@ -35,6 +35,8 @@ TABLE1_RESULTS = {
                                         "Gaussian noise on the CPU (for this test, not bundled; docs/benchmarks.md)",
     "paper_table1_protocol_gpu.json": "Paper Table 1 protocol: that model fine-tuned further on an H200 on 150,000 "
                                       "fresh patches (for this test, not bundled; benchmarks/gpu_speed_table1.sh)",
+    "paper_table1_protocol_fit.json": "Paper Table 1 protocol: that H200 model, plain and with the positions "
+                                      "fitted on the frames (CPU; paper_table1.py --fit-positions)",
     "paper_table1_cel0_full_gpu.json": "Paper Table 1 protocol on an H200: CEL0 on all 361 frames, lambda from the "
                                        "paper's 30-value sweep on 8 frames (benchmarks/gpu_speed_table1.sh)",
     "paper_table1_chebyshev.json": "Paper Table 1 protocol, tolerance as a square window (Chebyshev distance; "
