@@ -303,16 +303,39 @@ def test_a_poor_score_of_tables_covering_different_areas_says_so():
     scored about 1 % without a word (a review)."""
     gt = _scattered(400, 0)
     at_160 = gt.assign(**{"x [nm]": gt["x [nm]"] * 1.6, "y [nm]": gt["y [nm]"] * 1.6})
-    message = metrics.extent_mismatch_message(gt, at_160)
-    assert message.startswith("the ground truth covers x ") and "at the same pixel size?" in message
+    first = metrics.score(gt, at_160, 50.0)
+    message = metrics.extent_mismatch_message(gt, at_160, first)
+    assert message.startswith("the ground truth covers x ") and "scaled by 1/1.6" in message
+    assert "would score Jaccard 100.0 %" in message and "another pixel size" in message
     with pytest.warns(UserWarning, match=r"Jaccard \d+\.\d % at 50 nm: the ground truth covers"):
         metrics.evaluate(gt, at_160, [50.0])
-    shifted = gt.assign(**{"x [nm]": gt["x [nm]"] + 3000.0})  # another stack's field, the same size
-    assert metrics.extent_mismatch_message(gt, shifted)
-    # the same area: nothing, whatever the score; too few points to tell: nothing
-    assert metrics.extent_mismatch_message(gt, _scattered(400, 1)) == ""
-    assert metrics.extent_mismatch_message(gt.head(49), at_160.head(49)) == ""
+    other_stack = _scattered(400, 1, field_nm=4800.0)  # a 48 x 48 stack's ground truth for a 64 x 64 one
+    message = metrics.extent_mismatch_message(other_stack, gt, metrics.score(other_stack, gt, 50.0))
+    assert message.endswith("are both of the same stack, in nm, at the same pixel size?")
+    shifted = _scattered(400, 2).assign(**{"x [nm]": lambda t: t["x [nm]"] + 3000.0})
+    assert metrics.extent_mismatch_message(gt, shifted, metrics.score(gt, shifted, 50.0))
+    assert metrics.extent_mismatch_message(gt.head(49), at_160.head(49), first) == ""  # too few to tell
+
+
+def _filament(n: int, rng) -> pd.DataFrame:
+    return loc_table(np.repeat(np.arange(1, n // 3 + 1), 3), rng.uniform(400, 6000, n), 3200 + rng.normal(0, 10, n))
+
+
+def test_legitimate_poor_scores_are_not_taken_for_other_areas():
+    """The first version compared x and y alone: a thin filament, or false positives all
+    over the field, read as 'same stack, same pixel size?' (a review)."""
+    rng = np.random.default_rng(1)
+    gt = _filament(120, rng)
+    good = gt.assign(**{"x [nm]": gt["x [nm]"] + rng.normal(0, 20, 120), "y [nm]": gt["y [nm]"] + rng.normal(0, 20, 120)})
+    false_positives = _scattered(40, 3)
+    poor = pd.concat([good.sample(84, random_state=0), false_positives], ignore_index=True)
+    centre = _scattered(2000, 4, field_nm=3000.0).assign(**{"x [nm]": lambda t: t["x [nm]"] + 1700.0,
+                                                            "y [nm]": lambda t: t["y [nm]"] + 1700.0})
+    noisy = pd.concat([centre.head(600), _scattered(3000, 5)], ignore_index=True)  # a low threshold's answers
+    for truth, est, tol in ((gt, good, 10.0), (gt, poor, 10.0), (centre, noisy, 50.0)):
+        first = metrics.score(truth, est, tol)
+        assert first.jaccard < metrics.EXTENT_CHECK_BELOW_JACCARD  # poor, for reasons of their own
+        assert metrics.extent_mismatch_message(truth, est, first) == ""
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        metrics.evaluate(gt, _scattered(400, 1), [50.0])  # a poor score (random), the same area: no warning
-        metrics.evaluate(gt, gt.assign(**{"x [nm]": gt["x [nm]"] * 1.01}), [50.0])  # a good one: not checked
+        metrics.evaluate(centre, noisy, [50.0])

@@ -1781,12 +1781,12 @@ def test_matching_says_when_the_tables_cover_different_areas(viewer, qtbot, stac
     widget.ground_truth.value, widget.estimate.value = truth, viewer.add_points(data, **kwargs)
     widget.run()
     _wait(qtbot, widget.job)
-    assert "are both of the same stack, in nm, at the same pixel size?" in widget.job.status.value
-    assert any("at the same pixel size?" in m for m in _messages(NotificationSeverity.WARNING))
+    assert "scaled by 1/1.6, the localizations would score Jaccard 100.0 %" in widget.job.status.value
+    assert any("another pixel size than the ground truth's" in m for m in _messages(NotificationSeverity.WARNING))
     widget.estimate.value = _gt_layer(viewer, stack_path)[0]  # the same area: nothing said
     widget.run()
     _wait(qtbot, widget.job)
-    assert "Jaccard 100.0 %" in widget.job.status.value and "pixel size" not in widget.job.status.value
+    assert "Jaccard 100.0 %" in widget.job.status.value and "scaled by" not in widget.job.status.value
 
 
 def test_matching_a_copy_of_the_ground_truth_is_perfect(viewer, qtbot, stack_path, tmp_path):

@@ -16,9 +16,8 @@ from qtpy.QtWidgets import QApplication, QFileDialog
 
 from ..core.io import FRAME, X_NM, Y_NM, LocalizationFileError, atomic_write, read_localizations
 from ..core.cancel import is_cancelled
-from ..core.metrics import (DEFAULT_TOLERANCES_NM, EXTENT_CHECK_BELOW_JACCARD, empty_selection_message,
-                            extent_mismatch_message, frame_span, iter_match, score, select_frames,
-                            uncovered_frames_message)
+from ..core.metrics import (DEFAULT_TOLERANCES_NM, empty_selection_message, extent_mismatch_message, frame_span,
+                            iter_match, score, select_frames, uncovered_frames_message)
 from .controls import counted, ground_truth_combo, localizations_combo, select_layer, wrapping_label
 from .jobs import JobControls
 from .layers import (OUTPUT, is_localization_run, localized_frames, points_from_table,
@@ -68,7 +67,7 @@ def _match_job(gt: pd.DataFrame, est: pd.DataFrame, tolerances: list[float], can
         matchings.append(matching)
     scores = [score(gt, est, tol, matching=m) for tol, m in zip(tolerances, matchings)]
     gt_found, est_true = matchings[0].labels()
-    mismatch = extent_mismatch_message(gt, est) if scores[0].jaccard < EXTENT_CHECK_BELOW_JACCARD else ""
+    mismatch = extent_mismatch_message(gt, est, scores[0])
     return scores, gt_found, est_true, mismatch
 
 
