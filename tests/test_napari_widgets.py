@@ -593,6 +593,27 @@ def test_a_refusal_is_cleared_when_an_input_changes(viewer, stack_path):
     assert widget.job.status.value == "" and widget.layer.value is not None
 
 
+def test_a_file_field_clears_a_refusal_and_a_button_does_not(viewer, tmp_path, monkeypatch):
+    """A file field (a name and a Browse button) was not watched, so 'is a folder' stayed
+    after a file was chosen; the Load button was, and cleared the refusal it had just
+    shown (a review)."""
+    from napari_deepcel0._napari import matching_widget
+
+    export = _dock(viewer, ExportWidget)
+    export.points.value = viewer.add_points(np.array([[0, 1.0, 1.0]]), name="pts")
+    export.csv_path.value = tmp_path  # a folder
+    export.save_csv()
+    assert "is a folder" in export.csv_job.status.value
+    export.csv_path.value = tmp_path / "out.csv"
+    assert export.csv_job.status.value == ""
+    bad = tmp_path / "bad.csv"
+    bad.write_text("not,a,localization,table\n1,2,3,4\n")
+    monkeypatch.setattr(matching_widget.QFileDialog, "getOpenFileName", staticmethod(lambda *a, **k: (str(bad), "")))
+    matching = _dock(viewer, MatchingWidget)
+    matching.load_button.changed.emit(True)  # what a click does
+    assert matching.job.status.value.startswith("Ground truth:")
+
+
 def test_localize_reports_bad_inputs(viewer, tmp_path, stack_path):
     _open(viewer, stack_path)
     widget = _dock(viewer, LocalizeWidget)
@@ -1220,6 +1241,12 @@ def test_a_run_is_the_ground_truth_only_when_the_user_chooses_it(viewer, qtbot, 
     assert f"the ground truth {run_layer.name!r} is the localizations of a run" in matching.job.status.value
     viewer.layers.remove(run_layer)
     assert cel0.ground_truth.value is gt and matching.ground_truth.value is gt  # the choice left: the file
+    matching.ground_truth.value = None  # the empty entry, chosen: it stays through layer events (a review)
+    drawn = viewer.add_points(np.zeros((0, 3)), name="drawn")
+    assert matching.ground_truth.value is None and cel0.ground_truth.value is gt
+    cel0.ground_truth.value = drawn  # no molecules: refused at once (it failed in the worker)
+    cel0.sweep()
+    assert "the ground truth 'drawn' has no molecules" in cel0.sweep_job.status.value and not cel0.sweep_job.busy
 
 
 def test_a_cel0_run_cancelled_in_its_first_batch_leaves_no_empty_layer(viewer, qtbot, stack_path):
@@ -2087,7 +2114,8 @@ def test_cel0_runs_beside_deepcel0_and_sweeps_lambda(viewer, qtbot, stack_path):
     assert widget.use_best_button.enabled
     assert widget.best.value.startswith("lambda ")
     # the frames field (2-3) holds fewer than asked: said (it was silent)
-    assert "; 2 frames of the 3 asked: all the selection of 'frames (1-based)' holds" in widget.best.value
+    assert ("; 2 frames of the 3 asked: all those of the selection 'frames (1-based)' within the ground truth's "
+            "frames") in widget.best.value
     # of two lambdas the best is at an edge of the range: it may lie beyond (it was copied as an optimum)
     assert "lambda tried: the optimum may lie beyond it" in widget.best.value
     assert f"Lambda sweep: best {widget.best.value}" in _messages(NotificationSeverity.WARNING)

@@ -247,6 +247,8 @@ class Cel0Widget(Container):
             if self.lam_min.value > self.lam_max.value:
                 raise ValueError("the smallest lambda is larger than the largest")
             ground_truth = table_from_layer(truth)
+            if len(ground_truth) == 0:  # (it failed in the worker, after the frames were read)
+                raise ValueError(f"the ground truth {truth.name!r} has no molecules")
             lams_per_solve = self._lams_per_solve()  # (a GPU asked for and not there: refused here)
         except (ValueError, RuntimeError) as exc:
             self.sweep_job.refuse(f"Lambda sweep: {exc}")
@@ -298,7 +300,7 @@ class Cel0Widget(Container):
         self.use_best_button.enabled = True
         if len(sweep.frames) < self._sweep_frames_asked:  # the frames field caps it (it was silent: a review)
             self.best.value += (f"; {counted(len(sweep.frames), 'frame')} of the {self._sweep_frames_asked} asked: "
-                                "all the selection of 'frames (1-based)' holds")
+                                "all those of the selection 'frames (1-based)' within the ground truth's frames")
         if sweep.edge_note:
             self.best.value += f"; {sweep.edge_note} (sweep: lambda from, to)"
         self.sweep_job.status.value = "Lambda sweep finished"

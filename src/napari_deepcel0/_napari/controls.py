@@ -54,6 +54,10 @@ def wrapping_label(**kwargs) -> Label:
     return label
 
 
+#: :attr:`LayerChooser._picked` before the user chose anything
+_NOT_CHOSEN = object()
+
+
 class LayerChooser(ComboBox):
     """A drop-down of layers that follows the runs: when a run shows its output layers
     (:attr:`~.state.PluginState.outputs_shown`), it moves to the first of them that it
@@ -76,7 +80,7 @@ class LayerChooser(ComboBox):
     def __init__(self, viewer, choices, label: str, prefer=None, only_preferred: bool = False):
         self._prefer = prefer
         self._only_preferred = only_preferred
-        self._picked = None  # the layer the user chose
+        self._picked = _NOT_CHOSEN  # the layer the user chose (None: the empty entry of an only_preferred list)
         self._by_program = False
         super().__init__(choices=choices, label=label, nullable=only_preferred)
         self._fall_back()
@@ -110,12 +114,17 @@ class LayerChooser(ComboBox):
     def _fall_back(self) -> None:
         """With ``only_preferred``: unless the user chose it, the value is the first layer
         this drop-down prefers, or none (a ground truth is no layer's stand-in)."""
-        if not self._only_preferred or (self._picked is not None and self.value is self._picked):
+        if not self._only_preferred or self._user_choice():
             return
         if self.value is not None and self._prefer(self.value):
             return
         with self._programmatic():
             self.value = next((layer for layer in self.choices if layer is not None and self._prefer(layer)), None)
+
+    def _user_choice(self) -> bool:
+        """True when the value is the user's choice (also the empty entry, which a layer
+        event then filled again: a review)."""
+        return self._picked is not _NOT_CHOSEN and self.value == self._picked
 
     def _chosen(self, value) -> None:
         if not self._by_program:
@@ -130,8 +139,7 @@ class LayerChooser(ComboBox):
             return
         choices = self.choices
         target = next((layer for layer in layers if layer in choices and self._prefer(layer)), None)
-        user_choice = self._picked is not None and self.value == self._picked
-        if target is None or self.value == target or user_choice:
+        if target is None or self.value == target or self._user_choice():
             return
         with self._programmatic():
             self.value = target

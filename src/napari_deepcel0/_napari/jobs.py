@@ -31,7 +31,7 @@ from collections.abc import Callable
 
 import torch
 from magicgui.widgets import Container, Label, ProgressBar, PushButton
-from magicgui.widgets.bases import ValueWidget
+from magicgui.widgets.bases import BaseValueWidget
 from napari.qt.threading import create_worker
 from napari.utils.notifications import show_error, show_info, show_warning
 from qtpy.QtCore import QEvent, QObject, Qt, Signal
@@ -170,12 +170,12 @@ class JobControls(Container):
         fields, not a job's own controls or a label) changes: "open a stack first" stayed
         on the CEL0 widget after a stack was open (a review)."""
         for widget in container:
-            if isinstance(widget, JobControls) or isinstance(widget, Label):
-                continue
-            if isinstance(widget, Container):
-                self.clear_refusal_on_change(widget)
-            elif isinstance(widget, ValueWidget):
+            if isinstance(widget, (JobControls, Label, PushButton)):  # a button's click is no input (Load
+                continue  # ground truth ... cleared the refusal it had just shown: a review)
+            if isinstance(widget, BaseValueWidget):  # fields, also those made of several (a file name and Browse)
                 widget.changed.connect(self._input_changed)
+            elif isinstance(widget, Container):
+                self.clear_refusal_on_change(widget)
 
     def _input_changed(self, *_) -> None:
         if self._refused and not self.busy:

@@ -385,14 +385,14 @@ class _RenderDisplay:
         return image, display_max(image)
 
     def _show(self, result: "tuple[np.ndarray, float] | Exception") -> None:
+        if self._retired or self.layer.metadata.get(RUN_TOKEN) != self.token:  # (a failure too: another run's
+            self.busy = False  # layer now, which its failure would have named: a review)
+            return
         if isinstance(result, Exception):
             self.busy = False
             self.retire()  # the next blur would fail alike: the render stays as it was, the run goes on
             show_error(f"{self.layer.name} is no longer updated: blurring it failed ({result!r}); the "
                        "localizations go on. Use a larger render pixel or a smaller blur")
-            return
-        if self._retired or self.layer.metadata.get(RUN_TOKEN) != self.token:
-            self.busy = False
             return
         image, top = result
         keep_in_viewer(self.viewer, self.layer)
