@@ -868,3 +868,29 @@ def test_an_integer_image_reaching_65536_keeps_its_top_value(tmp_path):
     io.write_tiff(tmp_path / "a.tif", np.array([[0, 65536]], np.int32))
     with io.read_stack(tmp_path / "a.tif") as stack:
         assert stack[0].tolist() == [[0.0, 65536.0]]
+
+
+def test_an_output_folder_that_cannot_be_made_leaves_no_parent_it_made(tmp_path, monkeypatch):
+    """The parents made before mkdir failed stayed behind (a review); a folder that was
+    there stays, and a run that fails in the block removes the empty folders it made."""
+    from pathlib import Path
+
+    real_mkdir = Path.mkdir
+
+    def failing_at_the_leaf(self, *args, **kwargs):
+        if self.name == "leaf":
+            real_mkdir(self.parent, parents=True, exist_ok=True)  # its parents first, as mkdir -p does
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real_mkdir(self, *args, **kwargs)
+
+    monkeypatch.setattr(Path, "mkdir", failing_at_the_leaf)
+    with pytest.raises(OSError, match="cannot make folder .*leaf \\(No space left on device\\)"):
+        with io.output_folder(tmp_path / "new" / "sub" / "leaf"):
+            pass
+    assert list(tmp_path.iterdir()) == []
+    monkeypatch.setattr(Path, "mkdir", real_mkdir)
+    (tmp_path / "kept").mkdir()
+    with pytest.raises(KeyboardInterrupt):
+        with io.output_folder(tmp_path / "kept" / "a" / "b"):
+            raise KeyboardInterrupt
+    assert [p.name for p in tmp_path.iterdir()] == ["kept"] and list((tmp_path / "kept").iterdir()) == []

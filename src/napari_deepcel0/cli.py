@@ -221,7 +221,8 @@ def cmd_simulate(args) -> int:
     photons = sim.PhotonModel(args.photons[0], args.photons[1], 0.15)
     _check_fits_in_memory(sim.simulation_bytes(args.frames, (args.size, args.size), args.density, acq),
                           f"{args.frames} frame(s) of {args.size} x {args.size} pixels at "
-                          f"{args.density:g} emitters/um^2", "use fewer or smaller frames (--frames, --size)")
+                          f"{args.density:g} emitters/um^2",
+                          "use fewer or smaller frames (--frames, --size) or a lower --density")
     # before the simulation: a wrong --out fails at once
     with output_folder(args.out, files=SIMULATE_FILES) as out:
         frames, emitters = sim.simulate_stack(
@@ -241,21 +242,39 @@ def cmd_simulate(args) -> int:
     return 0
 
 
-def physical_memory_bytes() -> int | None:
-    """This machine's memory in bytes (None where the system does not say)."""
+def available_memory_bytes() -> int | None:
+    """The memory this process may use, in bytes: the machine's, or a container's limit
+    (cgroup v2 ``memory.max`` or v1 ``memory.limit_in_bytes``) when lower; None where
+    neither the system nor psutil says (psutil comes with napari; Windows has no
+    ``os.sysconf``)."""
+    machine = None
     try:
-        return os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+        machine = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
     except (AttributeError, ValueError, OSError):  # not POSIX, or the names are unknown
-        return None
+        with contextlib.suppress(ImportError, OSError, AttributeError):
+            import psutil
+
+            machine = int(psutil.virtual_memory().total)
+    for limit_file in ("/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory/memory.limit_in_bytes"):
+        with contextlib.suppress(OSError, ValueError):
+            limit = int(Path(limit_file).read_text().strip())  # "max" (no limit) is no number
+            if limit > 0 and (machine is None or limit < machine):
+                machine = limit
+            break
+    return machine
+
+
+class NotEnoughMemory(MemoryError):
+    """A job refused before it starts, its message saying why and what to change."""
 
 
 def _check_fits_in_memory(need_bytes: float, what: str, advice: str) -> None:
-    """MemoryError, with the numbers, for a job that needs more memory than the machine
-    has: refused before minutes of work (or the kernel's OOM killer)."""
-    have = physical_memory_bytes()
+    """:class:`NotEnoughMemory`, with the numbers, for a job that needs more memory than
+    this process may use: refused before minutes of work (or the kernel's OOM killer)."""
+    have = available_memory_bytes()
     if have and need_bytes > have:
-        raise MemoryError(f"{what} need about {need_bytes / 2**30:,.0f} GiB of memory; this machine has "
-                          f"{have / 2**30:,.0f} GiB: {advice}")
+        raise NotEnoughMemory(f"{what} need about {need_bytes / 2**30:,.0f} GiB of memory; this machine (or "
+                              f"container) has {have / 2**30:,.0f} GiB: {advice}")
 
 
 # ============================================================ evaluate
@@ -776,6 +795,9 @@ def build_parser() -> argparse.ArgumentParser:
     _add_localize_parser(sub)
     _add_demo_parser(sub)
     add_cel0_parser(sub)
+    for command in sub.choices.values():  # also after the command (deepcel0 localize ... --debug): it was refused
+        command.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
+                             help="on an error, print Python's traceback before the one-line message")
     return parser
 
 
@@ -953,10 +975,13 @@ def main(argv=None) -> int:
         with _signal_handlers(_raise_terminated, signal.SIGTERM), warnings.catch_warnings():
             warnings.showwarning = _one_line_warning(args.command)
             return int(args.func(args) or 0)
+    except NotEnoughMemory as exc:  # refused before the work, with its advice
+        return _error(args, exc, str(exc))
     except MemoryError as exc:  # a size the user asked for (frames, --size, --density, --batch-size)
         batch = " or a smaller --batch-size" if hasattr(args, "batch_size") else ""
-        return _error(args, exc, str(exc) or ("not enough memory for what was asked; use fewer or smaller frames "
-                                              f"or a lower density{batch}"))  # numpy's says nothing of our flags
+        said = f" ({exc})" if str(exc) else ""  # numpy's "Unable to allocate ..." says nothing of our flags
+        return _error(args, exc, f"not enough memory for what was asked{said}; use fewer or smaller frames or a "
+                                 f"lower density{batch}")
     except BrokenPipeError:  # stdout closed early (e.g. piped into head): nothing more to say
         with contextlib.suppress(OSError, ValueError):  # so that Python's flush at exit stays quiet
             os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())

@@ -707,9 +707,20 @@ def output_folder(path, files: tuple[str, ...] = ()):
     if path.exists() and not path.is_dir():
         raise NotADirectoryError(f"{path} is a file, not a folder")
     made = [folder for folder in (path, *path.parents) if not folder.exists()]  # deepest first
+
+    def remove_made() -> None:
+        for folder in made:
+            if not folder.exists():  # (mkdir stopped before it)
+                continue
+            try:
+                folder.rmdir()
+            except OSError:  # not empty: it and the folders above it stay
+                break
+
     try:
         path.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
+    except OSError as exc:  # the parents made before the failure went too (they stayed: a review)
+        remove_made()
         raise OSError(f"cannot make folder {path} ({exc.strerror or exc})") from None
     try:
         check_writable_folder(path)
@@ -717,11 +728,7 @@ def output_folder(path, files: tuple[str, ...] = ()):
             check_output_path(path / name)
         yield path
     except BaseException:
-        for folder in made:
-            try:
-                folder.rmdir()
-            except OSError:  # not empty (or gone): it and the folders above it stay
-                break
+        remove_made()
         raise
 
 
