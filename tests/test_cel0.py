@@ -508,6 +508,10 @@ def test_cli_cel0_help_documents_every_option(capsys):
     parser = sub.choices["cel0"]
     undocumented = [a.dest for a in parser._actions if not a.help]
     assert undocumented == []
+    # the solver's relative tolerance is --rel-tol (--tol, its older name, still works): --tol is nm elsewhere
+    for flag in ("--rel-tol", "--tol"):
+        assert parser.parse_args(["s.tif", "--out", "o.csv", flag, "3e-4"]).tol == 3e-4
+    assert "--rel-tol T, --tol T" in parser.format_help() and "relative" in parser.format_help()
 
 
 def test_pixel_localizations_number_frames_from_one_and_the_objective_halves_the_residual():

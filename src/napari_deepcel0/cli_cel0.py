@@ -50,8 +50,12 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                    help=f"IRL1 (outer) iteration cap (default {CEL0_MAX_OUTER})")
     p.add_argument("--max-inner", type=int, default=CEL0_MAX_INNER, metavar="N",
                    help=f"FISTA (inner) iteration cap per outer iteration (default {CEL0_MAX_INNER})")
-    p.add_argument("--tol", type=float, default=CEL0_TOL, metavar="T",
-                   help=f"stop a loop when ||x_k - x_k-1|| / ||x_k-1|| < T (default {CEL0_TOL:g})")
+    # --rel-tol: a relative tolerance, not the matching tolerance in nm that --tol is for evaluate and localize
+    # (--tol still works; a review found the two easy to mix up)
+    p.add_argument("--rel-tol", "--tol", dest="tol", type=float, default=CEL0_TOL, metavar="T",
+                   help=f"solver tolerance, relative: stop a loop when ||x_k - x_k-1|| / ||x_k-1|| < T (default "
+                        f"{CEL0_TOL:g}; also --tol, its older name); the matching tolerance of --sweep is --match-tol "
+                        "(nm)")
     p.add_argument("--background", default="auto", metavar="auto|none|ADU",
                    help="per-frame background to subtract: auto (25th percentile of the frame), none, "
                         "or a level in ADU (default auto)")
