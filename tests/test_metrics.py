@@ -339,3 +339,24 @@ def test_legitimate_poor_scores_are_not_taken_for_other_areas():
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         metrics.evaluate(centre, noisy, [50.0])
+
+
+def test_scoring_inputs_restrict_the_ground_truth_to_a_runs_frames_and_say_so():
+    """The Matching widget's rules, now in the core (a review: out of reach of scripts
+    and of tests without Qt)."""
+    gt = loc_table([1, 2, 3, 4], [100.0] * 4, [100.0] * 4)
+    est = loc_table([1, 2], [100.0] * 2, [100.0] * 2)
+    everything = metrics.scoring_inputs(gt, est)
+    assert len(everything.gt) == 4 and everything.note == ""
+    assert everything.hint.startswith("; ") and "frames 1-2 here" in everything.hint  # the rest count as missed
+    run = metrics.scoring_inputs(gt, est, "all", localized=np.array([1, 2]))  # a run says what it localized
+    assert run.gt["frame"].tolist() == [1, 2] and run.note == " (ground truth restricted to the 2 frames localized)"
+    chosen = metrics.scoring_inputs(gt, est, "2-3", localized=np.array([1, 2]))
+    assert chosen.gt["frame"].tolist() == [2] and chosen.est["frame"].tolist() == [2]
+    assert chosen.note == " (ground truth restricted to the 1 frame localized of the 2 frames chosen)"
+    assert metrics.scoring_inputs(gt, est, "3-4").note == " (2 frames chosen)"
+    apart = metrics.scoring_inputs(loc_table([5], [1.0], [1.0]), est)
+    assert apart.hint == ("; the ground truth (frame 5) and the localizations (frames 1-2) share no frame: choose "
+                          "layers of the same stack")
+    with pytest.raises(ValueError):
+        metrics.scoring_inputs(gt, est, "3-1")

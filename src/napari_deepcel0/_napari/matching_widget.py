@@ -16,8 +16,7 @@ from qtpy.QtWidgets import QApplication, QFileDialog
 
 from ..core.io import FRAME, X_NM, Y_NM, LocalizationFileError, atomic_write, read_localizations
 from ..core.cancel import is_cancelled
-from ..core.metrics import (DEFAULT_TOLERANCES_NM, empty_selection_message, extent_mismatch_message, frame_span,
-                            iter_match, score, select_frames, uncovered_frames_message)
+from ..core.metrics import DEFAULT_TOLERANCES_NM, extent_mismatch_message, iter_match, score, scoring_inputs
 from .controls import counted, ground_truth_combo, localizations_combo, select_layer, wrapping_label
 from .jobs import JobControls
 from .layers import (OUTPUT, is_localization_run, localized_frames, points_from_table,
@@ -69,21 +68,6 @@ def _match_job(gt: pd.DataFrame, est: pd.DataFrame, tolerances: list[float], can
     gt_found, est_true = matchings[0].labels()
     mismatch = extent_mismatch_message(gt, est, scores[0])
     return scores, gt_found, est_true, mismatch
-
-
-def _no_common_frame(gt_frames, est_frames) -> str:
-    """A hint for the status line when the frames of the ground truth and those of the
-    localizations (or of their run) are not empty and none is common (matching is frame
-    by frame: everything is then FP or FN), else ""."""
-    gt_frames, est_frames = np.asarray(gt_frames), np.asarray(est_frames)
-    if len(gt_frames) == 0 or len(est_frames) == 0 or np.isin(gt_frames, est_frames).any():
-        return ""
-
-    def span(frames):
-        return frame_span(int(frames.min()), int(frames.max()))
-
-    return (f"; the ground truth ({span(gt_frames)}) and the localizations ({span(est_frames)}) share no frame: "
-            "choose layers of the same stack")
 
 
 def scores_table(scores) -> pd.DataFrame:
@@ -173,31 +157,13 @@ class MatchingWidget(Container):
                 raise ValueError(f"{gt_layer.name} is chosen as both the ground truth and the localizations; "
                                  "choose the localization layer to score")
             tolerances = parse_tolerances(self.tolerances.value)
-            gt, est = table_from_layer(gt_layer), table_from_layer(est_layer)
-            chosen = self.frames.value.strip() not in ("", "all")
-            localized = localized_frames(est_layer)  # the frames a run of this session localized
-            run = localized is not None and len(localized) > 0
-            if chosen:
-                gt, est, n_chosen = select_frames(gt, est, self.frames.value)
-                gt, est = gt.reset_index(drop=True), est.reset_index(drop=True)
-                if run:
-                    localized = select_frames(gt, pd.DataFrame({FRAME: localized}), self.frames.value)[1][FRAME]
+            # the frames a run of this session localized restrict the ground truth (metrics.scoring_inputs)
+            inputs = scoring_inputs(table_from_layer(gt_layer), table_from_layer(est_layer), self.frames.value,
+                                    localized_frames(est_layer))
         except ValueError as exc:
             self.job.refuse(f"Matching: {exc}")
             return
-        note, hint = "", _no_common_frame(gt[FRAME], localized if run else est[FRAME])
-        if run:
-            gt = gt[gt[FRAME].isin(localized)].reset_index(drop=True)
-            note = f" (ground truth restricted to the {counted(len(localized), 'frame')} localized"
-            note += f" of the {counted(n_chosen, 'frame')} chosen)" if chosen else ")"
-        elif chosen:
-            note = f" ({counted(n_chosen, 'frame')} chosen)"
-        elif not hint:  # a table that does not say which frames were localized
-            uncovered = uncovered_frames_message(gt, est, restrict="frames {first}-{last} here")
-            hint = f"; {uncovered}" if uncovered else ""
-        if not hint and len(est):  # chosen frames without a ground-truth molecule: all FP (a review)
-            empty = empty_selection_message(gt, est, self.frames.value.strip() if chosen else None)
-            hint = f"; {empty}" if empty else ""
+        gt, est, note, hint = inputs.gt, inputs.est, inputs.note, inputs.hint
         if is_localization_run(gt_layer):  # chosen by the user (two methods compared): said, not refused
             hint += f"; the ground truth {gt_layer.name!r} is the localizations of a run, not a ground truth"
         self.job.start(_match_job, gt, est, tolerances, on_yield=lambda progress: self.job.report(*progress),

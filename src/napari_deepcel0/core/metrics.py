@@ -392,6 +392,73 @@ def outside_field_message(table: pd.DataFrame, field_nm: tuple[float, float]) ->
             f"{np.nanmin(y):.4g} to {np.nanmax(y):.4g} nm): are the coordinates in nm, and of this stack?")
 
 
+def _counted(n: int, noun: str) -> str:
+    return f"{n} {noun}{'' if n == 1 else 's'}"
+
+
+def no_common_frame_message(gt_frames, est_frames) -> str:
+    """What to say when the frames of the ground truth and those of the localizations (or
+    of their run) are not empty and none is common (matching is frame by frame:
+    everything is then FP or FN), else ""."""
+    gt_frames, est_frames = np.asarray(gt_frames), np.asarray(est_frames)
+    if len(gt_frames) == 0 or len(est_frames) == 0 or np.isin(gt_frames, est_frames).any():
+        return ""
+
+    def span(frames):
+        return frame_span(int(frames.min()), int(frames.max()))
+
+    return (f"the ground truth ({span(gt_frames)}) and the localizations ({span(est_frames)}) share no frame: "
+            "choose layers of the same stack")
+
+
+@dataclass
+class ScoringInputs:
+    """The tables to score and what to say of them (:func:`scoring_inputs`): ``note``
+    says how the frames were restricted (" (12 frames chosen)"), ``hint`` what may make
+    the score misleading ("; ..."); both empty or ready to append to a status line."""
+
+    gt: pd.DataFrame
+    est: pd.DataFrame
+    note: str = ""
+    hint: str = ""
+
+
+def scoring_inputs(gt: pd.DataFrame, est: pd.DataFrame, frames: str | None = None,
+                   localized=None) -> ScoringInputs:
+    """The ground truth and localizations to score, frame by frame: the 1-based frame
+    selection ``frames`` of both ("all", "" or None: every frame), and, when the
+    localizations come from a run that says which frames it ``localized`` (1-based), the
+    ground truth of those frames only (a run over part of a stack scored the rest as
+    missed). ValueError for a selection that cannot be read. The hint names what makes a
+    score misleading: no frame in common, ground truth beyond the localizations' frames
+    (for a table that does not say which were localized), chosen frames without a
+    ground-truth molecule. (The Matching widget's rules; here, where scripts and tests
+    reach them.)"""
+    chosen = frames is not None and str(frames).strip() not in ("", "all")
+    run = localized is not None and len(localized) > 0
+    n_chosen = 0
+    if chosen:
+        gt, est, n_chosen = select_frames(gt, est, frames)
+        gt, est = gt.reset_index(drop=True), est.reset_index(drop=True)
+        if run:
+            localized = select_frames(gt, pd.DataFrame({FRAME: localized}), frames)[1][FRAME]
+    note, hint = "", no_common_frame_message(gt[FRAME], localized if run else est[FRAME])
+    hint = f"; {hint}" if hint else ""
+    if run:
+        gt = gt[gt[FRAME].isin(localized)].reset_index(drop=True)
+        note = f" (ground truth restricted to the {_counted(len(localized), 'frame')} localized"
+        note += f" of the {_counted(n_chosen, 'frame')} chosen)" if chosen else ")"
+    elif chosen:
+        note = f" ({_counted(n_chosen, 'frame')} chosen)"
+    elif not hint:  # a table that does not say which frames were localized
+        uncovered = uncovered_frames_message(gt, est, restrict="frames {first}-{last} here")
+        hint = f"; {uncovered}" if uncovered else ""
+    if not hint and len(est):  # chosen frames without a ground-truth molecule: all FP (a review)
+        empty = empty_selection_message(gt, est, str(frames).strip() if chosen else None)
+        hint = f"; {empty}" if empty else ""
+    return ScoringInputs(gt, est, note, hint)
+
+
 #: the share of positions left out at each end when extents are compared (stray points)
 _EXTENT_QUANTILE = 0.02
 #: extents wider (or narrower) by more than this factor along both x and y, or whose
