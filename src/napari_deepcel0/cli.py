@@ -12,7 +12,6 @@ import contextlib
 import json
 import math
 import os
-import re
 import signal
 import sys
 import threading
@@ -302,16 +301,11 @@ def _warn_of_frames_past_the_files(gt, est, selection: str) -> None:
     1-50 on files of 20 frames went without a word, where localize refuses frames past
     its stack. A warning, not an error: a table cannot tell the frames that were never
     localized from those localized where nothing was found."""
-    from .core.frames import frame_ranges
-    from .core.io import FRAME
+    from .core.metrics import frames_past_the_tables
 
-    frames = np.concatenate([gt[FRAME].to_numpy(), est[FRAME].to_numpy()])
-    if len(frames) == 0:  # evaluate says there is nothing to score
+    if len(gt) + len(est) == 0:  # evaluate says there is nothing to score
         return
-    last = int(frames.max())
-    # the selection's last frame as metrics.select_frames reads it ("15-" ends at the tables' last)
-    named = max([last, *(int(v) for v in re.findall(r"\d+", selection))])
-    past = [(max(lo, last + 1), hi) for lo, hi in frame_ranges(selection, named) if hi > last]
+    last, past = frames_past_the_tables(gt, est, selection)
     if past:
         listed = ", ".join(f"{lo}" if lo == hi else f"{lo}-{hi}" for lo, hi in past)
         warnings.warn(f"--frames {selection} goes past the last frame of either file ({last}): the frames selected "

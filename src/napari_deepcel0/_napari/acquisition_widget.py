@@ -10,7 +10,8 @@ from napari.utils.notifications import show_info, show_warning
 
 from ..core.acquisition import Acquisition
 from ..core.estimate import estimate_acquisition, sample_frames
-from .controls import counted, float_box, stack_combo, status_style, wrapping_label
+from ..core.progress import counted
+from .controls import float_box, stack_combo, status_style, wrapping_label
 from .jobs import JobControls
 from .layers import layer_scale_nm, stack_frame_count
 from .reader import frame_source

@@ -22,7 +22,8 @@ from ..core.devices import DEVICES, resolve_device
 from ..core.model_io import read_model_info
 from ..core.frames import parse_frame_selection
 from ..core.predict import DeepLocalizer, localize_stream
-from .controls import (LinePlot, counted, float_box, ground_truth_combo, outlier_pixels_checkbox,
+from ..core.progress import counted
+from .controls import (LinePlot, float_box, ground_truth_combo, outlier_pixels_checkbox,
                        replaced_pixels_text, row, stack_combo, wrapping_label)
 from .jobs import JobControls, ProgressRelay, gpu_memory_hint
 from .layers import (CEL0_COLOR, DEEPCEL0_COLOR, GrowingPoints, RefreshPacer, is_localization_run,

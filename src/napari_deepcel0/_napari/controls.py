@@ -16,6 +16,7 @@ from napari.utils.theme import get_theme
 from qtpy.QtCore import QEvent, QObject
 from qtpy.QtWidgets import QMessageBox, QSizePolicy
 
+from ..core.progress import counted
 from .layers import is_localization_run, is_output, is_read_from_file
 from .state import state_for
 
@@ -28,11 +29,6 @@ class _FitHeight(QObject):
         if event.type() == QEvent.Type.Resize:
             fit_height(label)
         return False
-
-
-def counted(n: int, noun: str) -> str:
-    """``n`` and a noun, plural unless ``n`` is 1: "1 frame", "3 frames"."""
-    return f"{n} {noun}{'' if n == 1 else 's'}"
 
 
 def fit_height(qlabel) -> None:
@@ -174,11 +170,17 @@ def stack_combo(viewer) -> ComboBox:
     return layer_combo(viewer, napari.layers.Image, "stack", keep=lambda layer: not (is_output(layer) or layer.rgb))
 
 
+def _scorable(layer) -> bool:
+    """A Points layer that may be localizations or a ground truth to score: not the
+    Matching widget's TP/FP/FN layer (scored, its FN markers, which sit on the ground
+    truth, counted as found)."""
+    return not is_output(layer)
+
+
 def localizations_combo(viewer, label: str, prefer=None) -> LayerChooser:
     """A drop-down of the Points layers that may be localizations or a ground truth to
-    score: the Matching widget's TP/FP/FN layer is left out (scored, its FN markers,
-    which sit on the ground truth, counted as found)."""
-    return layer_combo(viewer, napari.layers.Points, label, keep=lambda layer: not is_output(layer), prefer=prefer)
+    score (:func:`_scorable`)."""
+    return layer_combo(viewer, napari.layers.Points, label, keep=_scorable, prefer=prefer)
 
 
 def ground_truth_combo(viewer, label: str) -> LayerChooser:
@@ -187,7 +189,7 @@ def ground_truth_combo(viewer, label: str) -> LayerChooser:
     listed last and only ever chosen by the user (the lambda sweep scored CEL0 against
     DeepCEL0's run, the first Points layer, and called it a Jaccard index: a review).
     Empty until a layer that is not a run's is in the viewer."""
-    return layer_combo(viewer, napari.layers.Points, label, keep=lambda layer: not is_output(layer),
+    return layer_combo(viewer, napari.layers.Points, label, keep=_scorable,
                        prefer=lambda layer: not is_localization_run(layer), only_preferred=True,
                        order=lambda layer: not is_read_from_file(layer))
 

@@ -11,7 +11,8 @@ from magicgui.widgets import Container, FileEdit
 from napari.utils.notifications import show_info, show_warning
 
 from ..core.io import write_thunderstorm_csv, write_tiff
-from .controls import OverwriteGuard, counted, layer_combo, localizations_combo
+from ..core.progress import counted
+from .controls import OverwriteGuard, layer_combo, localizations_combo
 from .jobs import JobControls
 from .layers import OUTPUT, filled_by_a_run, growing_run, is_localization_run, is_output, layer_scale_nm
 from .settings import PersistentValues

@@ -14,9 +14,9 @@ from ..core.model_io import ModelFileError, bundled_model_path, read_model_info
 from ..core.frames import parse_frame_selection
 from ..core.photometry import without_uncertainty_text
 from ..core.predict import BatchResult, DeepLocalizer, acquisition_mismatch, localize_stream
-from ..core.progress import rate_text
+from ..core.progress import counted, rate_text
 from ..core.render import Renderer, display_max, render_shape
-from .controls import (counted, outlier_pixels_checkbox, replaced_pixels_text, stack_combo, status_style,
+from .controls import (outlier_pixels_checkbox, replaced_pixels_text, stack_combo, status_style,
                        wrapping_label)
 from .jobs import JobControls, ProgressRelay, gpu_memory_hint
 from .layers import (DEEPCEL0_COLOR, OUTPUT, RUN_TOKEN, GrowingPoints, RefreshPacer, image_transform,

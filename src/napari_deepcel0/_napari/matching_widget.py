@@ -17,7 +17,8 @@ from qtpy.QtWidgets import QApplication, QFileDialog
 from ..core.io import FRAME, X_NM, Y_NM, LocalizationFileError, atomic_write, read_localizations
 from ..core.cancel import is_cancelled
 from ..core.metrics import DEFAULT_TOLERANCES_NM, extent_mismatch_message, iter_match, score, scoring_inputs
-from .controls import counted, ground_truth_combo, localizations_combo, select_layer, wrapping_label
+from ..core.progress import counted
+from .controls import ground_truth_combo, localizations_combo, select_layer, wrapping_label
 from .jobs import JobControls
 from .layers import (OUTPUT, is_localization_run, localized_frames, points_from_table,
                      points_layer_kwargs, show_layer, table_from_layer)

@@ -36,6 +36,7 @@ from scipy.optimize import least_squares
 from .acquisition import Acquisition, sigma_to_fwhm
 from .frames import (check_finite, dim_bright_objects, fill_dark_pixels, frame_count, read_frames,
                      replace_isolated_nonfinite, replace_isolated_outliers)
+from .progress import counted
 
 #: 1.4826 x MAD is the standard deviation of a normal distribution
 MAD_TO_STD = 1.4826
@@ -92,8 +93,8 @@ class AcquisitionEstimate:
         if not found:
             problems.append("PSF FWHM unchanged: no PSF-shaped signal above the noise")
         elif self.n_frames < FEW_FRAMES:
-            problems.append(f"from {self.n_frames} frame{'s' if self.n_frames != 1 else ''} the FWHM can be 15-35 % "
-                            f"off (a stack of {FEW_FRAMES} or more frames gives it within about 6 %)")
+            problems.append(f"from {counted(self.n_frames, 'frame')} the FWHM can be 15-35 % off (a stack of "
+                            f"{FEW_FRAMES} or more frames gives it within about 6 %)")
         return acq, problems
 
 

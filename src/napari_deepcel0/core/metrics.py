@@ -38,6 +38,7 @@ from scipy.spatial import cKDTree
 
 from .defaults import TOLERANCES_NM as DEFAULT_TOLERANCES_NM  # noqa: F401 (exported)
 from .io import FRAME, POSITION_RULE, X_NM, Y_NM, unusable_positions
+from .progress import counted
 
 
 def match_points(gt_xy: np.ndarray, est_xy: np.ndarray, tol_nm: float,
@@ -314,19 +315,32 @@ def select_frames(gt: pd.DataFrame, est: pd.DataFrame, frames) -> tuple[pd.DataF
     how many frames it selects. Frames past the last one in either table are valid,
     empty frames of the selection (they count for specificity); ranges are not
     expanded."""
-    from .frames import frame_ranges
-
-    # the last frame: the tables', or a higher one the selection names (frame_ranges checks them)
-    named = re.findall(r"\d+", frames) if isinstance(frames, str) else np.ravel(frames).tolist()
-    last = int(max([est[FRAME].max() if len(est) else 0, gt[FRAME].max() if len(gt) else 0, 1]
-                   + [int(v) for v in named]))
-    ranges = frame_ranges(frames, last)
+    ranges, _ = _selection_ranges(gt, est, frames)
 
     def selected(table: pd.DataFrame) -> pd.DataFrame:
         frame = table[FRAME].to_numpy()
         return table[np.logical_or.reduce([(frame >= lo) & (frame <= hi) for lo, hi in ranges])]
 
     return selected(gt), selected(est), sum(hi - lo + 1 for lo, hi in ranges)
+
+
+def _selection_ranges(gt: pd.DataFrame, est: pd.DataFrame, frames) -> tuple[list[tuple[int, int]], int]:
+    """The (first, last) ranges of the 1-based selection ``frames`` (as
+    :func:`select_frames` reads it: open ranges end at the tables' last frame, or at a
+    higher one the selection names), and the tables' last frame (0 for empty tables)."""
+    from .frames import frame_ranges
+
+    named = re.findall(r"\d+", frames) if isinstance(frames, str) else np.ravel(frames).tolist()
+    tables_last = int(max(est[FRAME].max() if len(est) else 0, gt[FRAME].max() if len(gt) else 0))
+    return frame_ranges(frames, int(max([tables_last, 1] + [int(v) for v in named]))), tables_last
+
+
+def frames_past_the_tables(gt: pd.DataFrame, est: pd.DataFrame, frames) -> tuple[int, list[tuple[int, int]]]:
+    """The tables' last frame and the ranges of the selection ``frames`` after it:
+    :func:`select_frames` scores them as frames where nothing was found (valid, empty
+    frames of the selection), which a caller may want to say."""
+    ranges, last = _selection_ranges(gt, est, frames)
+    return last, [(max(lo, last + 1), hi) for lo, hi in ranges if hi > last]
 
 
 def frame_span(first: int, last: int) -> str:
@@ -392,10 +406,6 @@ def outside_field_message(table: pd.DataFrame, field_nm: tuple[float, float]) ->
             f"{np.nanmin(y):.4g} to {np.nanmax(y):.4g} nm): are the coordinates in nm, and of this stack?")
 
 
-def _counted(n: int, noun: str) -> str:
-    return f"{n} {noun}{'' if n == 1 else 's'}"
-
-
 def no_common_frame_message(gt_frames, est_frames) -> str:
     """What to say when the frames of the ground truth and those of the localizations (or
     of their run) are not empty and none is common (matching is frame by frame:
@@ -446,10 +456,10 @@ def scoring_inputs(gt: pd.DataFrame, est: pd.DataFrame, frames: str | None = Non
     hint = f"; {hint}" if hint else ""
     if run:
         gt = gt[gt[FRAME].isin(localized)].reset_index(drop=True)
-        note = f" (ground truth restricted to the {_counted(len(localized), 'frame')} localized"
-        note += f" of the {_counted(n_chosen, 'frame')} chosen)" if chosen else ")"
+        note = f" (ground truth restricted to the {counted(len(localized), 'frame')} localized"
+        note += f" of the {counted(n_chosen, 'frame')} chosen)" if chosen else ")"
     elif chosen:
-        note = f" ({_counted(n_chosen, 'frame')} chosen)"
+        note = f" ({counted(n_chosen, 'frame')} chosen)"
     elif not hint:  # a table that does not say which frames were localized
         uncovered = uncovered_frames_message(gt, est, restrict="frames {first}-{last} here")
         hint = f"; {uncovered}" if uncovered else ""

@@ -498,8 +498,7 @@ def localize(model: MapModel, source, frames=None, threshold=None, batch_size=No
     if not tables:  # cancelled before the first batch
         empty = empty_table(model.mass_column)
         if photometry or fit_positions:
-            return add_photometry(np.zeros((0, 1, 1)), empty, model.acquisition, [], fit_positions=fit_positions,
-                                  check_camera=False)
+            return add_photometry(np.zeros((0, 1, 1)), empty, model.acquisition, [], fit_positions=fit_positions)
         return empty
     out = pd.concat(tables, ignore_index=True)
     return out.sort_values(FRAME, kind="stable").reset_index(drop=True)

@@ -3,6 +3,11 @@
 from __future__ import annotations
 
 
+def counted(n: int, noun: str) -> str:
+    """``n`` and a noun, plural unless ``n`` is 1: "1 frame", "3 frames"."""
+    return f"{n} {noun}{'' if n == 1 else 's'}"
+
+
 def format_duration(seconds: float) -> str:
     """``45 s``, ``12 min``, ``2 h 10 min``: a duration for people."""
     if seconds < 90:
