@@ -12,7 +12,7 @@ import pytest
 import tifffile
 
 from conftest import loc_table
-from napari_deepcel0.core import io
+from napari_deepcel0.core import io, outputs
 
 
 def _table(n=5):
@@ -278,7 +278,7 @@ def test_a_file_whose_every_row_has_the_wrong_field_count_is_refused(tmp_path):
 def test_line_ends_bom_and_scan_pieces(tmp_path, monkeypatch, newline, bom, chunk):
     # the lines are counted on the bytes, a piece at a time: every line end, a BOM and lines
     # cut by the pieces give the rows that str.splitlines gave before
-    monkeypatch.setattr(io, "SCAN_CHUNK_BYTES", chunk)
+    monkeypatch.setattr("napari_deepcel0.core.localization_csv.SCAN_CHUNK_BYTES", chunk)
     rows = ['"frame","x [nm]","y [nm]"', "1,1.5,2", "", "2,3", "3,4,5", "4,6,7,8", "5,9,10"]
     p = tmp_path / "lines.csv"
     p.write_bytes(bom + newline.join(rows).encode())
@@ -291,7 +291,7 @@ def test_line_ends_bom_and_scan_pieces(tmp_path, monkeypatch, newline, bom, chun
 
 
 def test_text_that_is_not_utf8_is_refused(tmp_path, monkeypatch):
-    monkeypatch.setattr(io, "SCAN_CHUNK_BYTES", 8)  # "é" cut in two by the pieces stays one character
+    monkeypatch.setattr("napari_deepcel0.core.localization_csv.SCAN_CHUNK_BYTES", 8)  # "é" cut in two by the pieces stays one character
     p = tmp_path / "latin.csv"
     p.write_bytes('"frame","x [nm]","y [nm]","note é"\n1,1,2,é\n'.encode())
     assert io.read_localizations(p)["note é"].tolist() == ["é"]
@@ -633,7 +633,7 @@ def test_any_numeric_image_is_written_with_its_values_and_pixel_size(tmp_path, d
 
 
 def test_written_files_get_the_usual_permissions_whatever_the_writer(tmp_path):
-    expected = 0o666 & ~io._UMASK
+    expected = 0o666 & ~outputs._UMASK
 
     def recreate(tmp):  # as safetensors' save_file does: the mkstemp file is replaced
         os.unlink(tmp)
@@ -660,7 +660,7 @@ def test_nan_spelled_as_numpy_writes_it_is_a_number_without_warnings(tmp_path):
 
 
 def test_csv_writer_keeps_every_row_across_chunks(tmp_path, monkeypatch):
-    monkeypatch.setattr(io, "CSV_CHUNK_ROWS", 3)  # 10 rows: chunks of 3, 3, 3, 1
+    monkeypatch.setattr(outputs, "CSV_CHUNK_ROWS", 3)  # 10 rows: chunks of 3, 3, 3, 1
     n = 10
     t = loc_table(np.arange(1, n + 1), np.arange(n) * 10.0 + 0.25, np.arange(n) * 7.0 + 0.5)
     path = io.write_thunderstorm_csv(tmp_path / "a.csv", t)

@@ -210,7 +210,7 @@ SIMULATE_FILES = ("frames.tif", "ground_truth.csv", "acquisition.json")
 
 def cmd_simulate(args) -> int:
     from .core import simulate as sim
-    from .core.io import all_or_nothing, atomic_write, output_folder, write_thunderstorm_csv, write_tiff
+    from .core.outputs import all_or_nothing, atomic_write, output_folder, write_thunderstorm_csv, write_tiff
 
     acq = _acquisition(args)
     noise = (  # checked first: a bad range left an empty --out folder behind
@@ -278,7 +278,7 @@ def _check_fits_in_memory(need_bytes: float, what: str, advice: str) -> None:
 
 # ============================================================ evaluate
 def cmd_evaluate(args) -> int:
-    from .core.io import read_localizations
+    from .core.localization_csv import read_localizations
     from .core.metrics import evaluate
 
     est = read_localizations(args.locs, pixel_size_nm=args.pixel_size)
@@ -356,7 +356,7 @@ def _training_config(args, base=None):
 
 def cmd_train(args) -> int:
     from .core.cancel import Cancelled
-    from .core.io import check_output_path
+    from .core.outputs import check_output_path
     from .core.model_io import check_checkpoint_free, checkpoint_path, read_model_info, save_checkpoint, save_final
     from .core.training import TrainingDivergedError, train
 
@@ -476,7 +476,7 @@ def _open_stack_and_acq(args, base: Acquisition, base_is_models: bool = True):
     """The stack and its acquisition: ``base`` (the model's, or with ``base_is_models``
     False CEL0's defaults) with the stack's pixel size and the command-line settings."""
     from .core.frames import check_camera_frames
-    from .core.io import read_stack
+    from .core.tiff_stack import read_stack
     from .core.predict import PixelSizeWarning
 
     default_label = "model's" if base_is_models else "default"
@@ -551,7 +551,7 @@ def check_outputs(args, stack, acq) -> None:
     ``.csv`` file, a render that is neither PNG nor TIFF, or one too large for the
     stack's field at ``--render-pixel``, and an output that is the stack, the ground
     truth, the model or the other output."""
-    from .core.io import check_output_path
+    from .core.outputs import check_output_path
     from .core.render import render_shape
 
     check_output_path(args.out)
@@ -590,7 +590,7 @@ def _same_file(a: Path, b: Path) -> bool:
 
 
 def _write_outputs(args, table, stack, acq) -> None:
-    from .core.io import write_thunderstorm_csv, write_tiff
+    from .core.outputs import write_thunderstorm_csv, write_tiff
     from .core.render import render_histogram, save_render_png
 
     write_thunderstorm_csv(args.out, table)
@@ -667,7 +667,7 @@ def _read_ground_truth(args, acq, frame_shape, path=None):
     path = path or getattr(args, "gt", None)
     if not path:
         return None
-    from .core.io import read_localizations
+    from .core.localization_csv import read_localizations
     from .core.metrics import outside_field_message
 
     gt = read_localizations(path, pixel_size_nm=acq.pixel_size_nm)
@@ -733,7 +733,7 @@ DEMO_FILES = ("demo_frames.tif", "demo_ground_truth.csv", "demo_localizations.cs
 
 def cmd_demo(args) -> int:
     from .core import simulate as sim
-    from .core.io import all_or_nothing, output_folder, write_thunderstorm_csv, write_tiff
+    from .core.outputs import all_or_nothing, output_folder, write_thunderstorm_csv, write_tiff
     from .core.metrics import evaluate
     from .core.model_io import load_bundled_model
     from .core.predict import DeepLocalizer, localize

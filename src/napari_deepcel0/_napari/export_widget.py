@@ -10,7 +10,7 @@ import pandas as pd
 from magicgui.widgets import Container, FileEdit
 from napari.utils.notifications import show_info, show_warning
 
-from ..core.io import write_thunderstorm_csv, write_tiff
+from ..core.outputs import write_thunderstorm_csv, write_tiff
 from ..core.progress import counted
 from .controls import OverwriteGuard, layer_combo, localizations_combo
 from .jobs import JobControls

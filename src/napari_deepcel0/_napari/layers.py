@@ -25,7 +25,8 @@ import numpy as np
 import pandas as pd
 from napari.utils.notifications import show_info
 
-from ..core.io import FRAME, X_NM, Y_NM, is_coordinate_label
+from ..core.columns import FRAME, X_NM, Y_NM
+from ..core.localization_csv import is_coordinate_label
 from ..core.localize import empty_table
 
 #: diameter of a localization marker, in nm

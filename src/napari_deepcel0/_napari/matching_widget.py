@@ -14,7 +14,9 @@ from napari.utils.notifications import show_error, show_info, show_warning
 from qtpy.QtCore import Qt
 from qtpy.QtWidgets import QApplication, QFileDialog
 
-from ..core.io import FRAME, X_NM, Y_NM, LocalizationFileError, atomic_write, read_localizations
+from ..core.columns import FRAME, X_NM, Y_NM
+from ..core.localization_csv import LocalizationFileError, read_localizations
+from ..core.outputs import atomic_write
 from ..core.cancel import is_cancelled
 from ..core.metrics import DEFAULT_TOLERANCES_NM, extent_mismatch_message, iter_match, score, scoring_inputs
 from ..core.progress import counted

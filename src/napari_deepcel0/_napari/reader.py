@@ -19,7 +19,8 @@ import dask.array as da
 import numpy as np
 from napari.utils.notifications import show_info, show_warning
 
-from ..core.io import FrameStack, LocalizationFileError, StackError, column_key, read_localizations
+from ..core.localization_csv import LocalizationFileError, column_key, read_localizations
+from ..core.tiff_stack import FrameStack, StackError
 from .layers import FILE_COLOR, OUTPUT, image_transform, points_from_table, points_layer_kwargs, stack_transform
 from .state import saved_acquisition
 

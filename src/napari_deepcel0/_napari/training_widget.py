@@ -13,7 +13,7 @@ from napari.utils.notifications import show_info, show_warning
 
 from ..core.cancel import Cancelled
 from ..core.devices import DEVICES, resolve_device
-from ..core.io import check_output_path
+from ..core.outputs import check_output_path
 from ..core.model_io import check_checkpoint_free, checkpoint_path, save_checkpoint, save_final
 from ..core.training import Progress, TrainingConfig, TrainingDivergedError, train
 from .controls import LinePlot, OverwriteGuard, wrapping_label

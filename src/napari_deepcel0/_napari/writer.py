@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ..core.io import write_thunderstorm_csv
+from ..core.outputs import write_thunderstorm_csv
 from .layers import OUTPUT, growing_run, table_from_points
 
 

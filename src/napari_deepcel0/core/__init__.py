@@ -11,7 +11,11 @@ Modules, one idea each:
   frames (hot, dead, NaN pixels, beads); :mod:`.localize` maps -> localizations
 - :mod:`.photometry` photon counts and position fits on the camera frames
 - :mod:`.cel0` the CEL0-IRL1 solver
-- :mod:`.metrics` matching and scores; :mod:`.render` super-resolved images; :mod:`.io` files
+- :mod:`.metrics` matching and scores; :mod:`.render` super-resolved images
+- files: :mod:`.columns` the localization tables' column names and limits; :mod:`.tiff_stack`
+  TIFF stacks read lazily; :mod:`.localization_csv` localization CSVs read;
+  :mod:`.outputs` files written all or nothing (CSV, TIFF); :mod:`.io` gathers their
+  public names for scripts
 - :mod:`.devices` CPU/CUDA and precision choice; :mod:`.cancel` cancel flags;
   :mod:`.progress` time-left texts; :mod:`.defaults` the defaults and choices the
   command line names (without importing torch)

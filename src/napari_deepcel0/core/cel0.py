@@ -70,7 +70,7 @@ from .frames import (
     read_fixed_frames,
     warn_bright_objects,
 )
-from .io import INTENSITY
+from .columns import INTENSITY
 from .localize import FRAME, X_NM, Y_NM, extract_localizations
 from .losses import cel0_penalty, cel0_threshold
 from .metrics import Score, frame_span, score

@@ -19,7 +19,7 @@ Three numbers can be read off the data, without a calibration:
   molecules/um^2, uniform or along filaments, FWHM 200 to 350 nm) the error is within
   +6 %; on the ISBI 2013 high-density stack it gives 273 nm for the true 258 nm.
 
-Frames come from any frame source (a :class:`~napari_deepcel0.core.io.FrameStack`, a
+Frames come from any frame source (a :class:`~napari_deepcel0.core.tiff_stack.FrameStack`, a
 NumPy or dask array of shape (frames, rows, cols)); a few frames spread evenly over the
 stack are enough.
 """

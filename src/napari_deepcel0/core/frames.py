@@ -1,7 +1,7 @@
 """Frame sources: counting, reading and selecting frames of a stack, for every method
 (DeepCEL0, CEL0, the PSF estimate) and the command line; free of torch.
 
-A *frame source* is a :class:`~napari_deepcel0.core.io.FrameStack` (lazy TIFF), a
+A *frame source* is a :class:`~napari_deepcel0.core.tiff_stack.FrameStack` (lazy TIFF), a
 NumPy or dask array of shape (frames, rows, cols) or (rows, cols), or anything with
 ``len`` and slicing. Selections are 1-based (``"1-20"``, ``"1,5,10-"``); indices into
 a source are 0-based.

@@ -41,7 +41,7 @@ from scipy import ndimage
 
 from .acquisition import Acquisition
 from .defaults import READ_METHODS
-from .io import FRAME, X_NM, Y_NM
+from .columns import FRAME, X_NM, Y_NM
 
 METHODS = READ_METHODS
 

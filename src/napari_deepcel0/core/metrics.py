@@ -37,7 +37,7 @@ from scipy.sparse.csgraph import connected_components
 from scipy.spatial import cKDTree
 
 from .defaults import TOLERANCES_NM as DEFAULT_TOLERANCES_NM  # noqa: F401 (exported)
-from .io import FRAME, POSITION_RULE, X_NM, Y_NM, unusable_positions
+from .columns import FRAME, POSITION_RULE, X_NM, Y_NM, unusable_positions
 from .progress import counted
 
 

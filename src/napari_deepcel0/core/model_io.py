@@ -27,7 +27,7 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 
 from .acquisition import Acquisition
-from .io import atomic_write
+from .outputs import atomic_write
 from .network import ARCHITECTURE, HEADS, LocalizationNet
 
 FORMAT = "napari-deepcel0-model"

@@ -45,7 +45,7 @@ from scipy.special import erf
 from threadpoolctl import ThreadpoolController
 
 from .acquisition import Acquisition
-from .io import FRAME, INTENSITY, X_NM, Y_NM
+from .columns import FRAME, INTENSITY, X_NM, Y_NM
 
 BACKGROUND = "offset [photon]"
 UNCERTAINTY = "uncertainty [nm]"

@@ -38,7 +38,7 @@ from .frames import (
     read_fixed_frames,
     warn_bright_objects,
 )
-from .io import INTENSITY
+from .columns import INTENSITY
 from .localize import FRAME, empty_table, extract_localizations
 from .model_io import LoadedModel, load_bundled_model, load_model
 from .network import upsample_nearest

@@ -9,7 +9,8 @@ import numpy as np
 import pandas as pd
 from scipy import ndimage
 
-from .io import X_NM, Y_NM, atomic_write
+from .columns import X_NM, Y_NM
+from .outputs import atomic_write
 
 MAX_RENDER_PIXELS = 20000 * 20000
 

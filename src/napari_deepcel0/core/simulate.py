@@ -19,8 +19,8 @@ import pandas as pd
 import torch
 
 from .acquisition import Acquisition
-from .io import FRAME, X_NM, Y_NM
-from .io import INTENSITY as PHOTONS
+from .columns import FRAME, X_NM, Y_NM
+from .columns import INTENSITY as PHOTONS
 from .optics import AcquisitionOperator, integrated_gaussian
 
 

@@ -1,0 +1,55 @@
+"""Names, units and rules that the localization tables and files of this package share.
+
+Localization tables are pandas DataFrames with ThunderSTORM column names:
+``frame`` (1-based), ``x [nm]``, ``y [nm]`` and optional further columns
+(``intensity [photon]``, ``sigma [nm]``, ``uncertainty [nm]``, ``confidence``, ...).
+
+Also here: the limits on frame numbers and positions that the CSV reader
+(:mod:`.localization_csv`), the writers (:mod:`.outputs`) and matching apply, the
+length units both readers convert, and the ImageJ *Info* that marks the TIFFs this
+package computes (written by :mod:`.outputs`, read back by :mod:`.tiff_stack`).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+FRAME, X_NM, Y_NM = "frame", "x [nm]", "y [nm]"
+INTENSITY = "intensity [photon]"
+
+#: ThunderSTORM's column order; columns a table has are written in this order,
+#: followed by any other columns.
+THUNDERSTORM_COLUMNS = (
+    "id",
+    "frame",
+    "x [nm]",
+    "y [nm]",
+    "sigma [nm]",
+    INTENSITY,
+    "offset [photon]",
+    "bkgstd [photon]",
+    "uncertainty [nm]",
+)
+
+#: ImageJ *Info* of the TIFFs of computed images (renders, maps), followed by their kind
+OUTPUT_INFO_PREFIX = "napari-deepcel0 output: "
+#: ... and, on a line of its own, the 1-based camera frame of the first plane (maps)
+FIRST_FRAME_INFO = "first frame"
+#: frame numbers above this are refused (a float64 CSV value is no exact integer beyond it)
+MAX_FRAME_NUMBER = 2**53
+#: x and y beyond this many nm (a metre) are refused as positions: no field of view is that
+#: large, and beyond 1e154 nm the matching's distances overflowed with SciPy's message
+MAX_COORDINATE_NM = 1e9
+
+
+def unusable_positions(xy: np.ndarray) -> np.ndarray:
+    """The rows of ``xy`` (n, 2; nm) whose x or y is no finite number within
+    +-:data:`MAX_COORDINATE_NM`: refused by the CSV reader and writer and by matching."""
+    xy = np.asarray(xy, dtype=np.float64)
+    return ~(np.isfinite(xy) & (np.abs(xy) <= MAX_COORDINATE_NM)).all(axis=1)
+
+
+POSITION_RULE = f"a finite number of nm within +-{MAX_COORDINATE_NM:.0e}"
+#: length units of pixel sizes and CSV column labels, in nm (both readers convert with it)
+LENGTH_TO_NM = {"pm": 1e-3, "\u00c5": 0.1, "nm": 1.0, "um": 1e3, "µm": 1e3, "\u03bcm": 1e3, "micron": 1e3,
+                "microns": 1e3, "mm": 1e6, "cm": 1e7, "m": 1e9}

@@ -1,0 +1,340 @@
+"""Reading localization and ground-truth CSV files (ThunderSTORM, ISBI 2013) into
+tables in nm: :func:`read_localizations`, and the column-label helpers
+:func:`column_key` and :func:`is_coordinate_label`."""
+
+from __future__ import annotations
+
+import codecs
+import math
+import os
+import re
+import warnings
+from io import BytesIO
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+import pandas as pd
+
+from .columns import (
+    FRAME,
+    INTENSITY,
+    LENGTH_TO_NM,
+    MAX_FRAME_NUMBER,
+    POSITION_RULE,
+    X_NM,
+    Y_NM,
+    unusable_positions,
+)
+
+#: bytes of a localization CSV scanned at a time when its lines are counted (:func:`_scan_lines`)
+SCAN_CHUNK_BYTES = 1 << 24
+
+
+class LocalizationFileError(ValueError):
+    """A localization/ground-truth CSV that cannot be read (the message names it)."""
+
+
+_UNIT_RE = re.compile(r"^(?P<name>.*?)\s*(?:\[(?P<unit>[^\[\]]*)\])?\s*$")
+
+
+def _read_csv(source, labels: list[str], skip: int) -> pd.DataFrame:
+    """The rows of a localization CSV (a path or a binary file object, UTF-8): numbers
+    parsed (fast), other columns text. NaN's spellings (ThunderSTORM's ``NaN``, NumPy's
+    ``nan``) are numbers: a word pandas read as text far down a numeric column made it warn
+    of "mixed types"."""
+    return pd.read_csv(source, header=None, names=labels, skiprows=skip, keep_default_na=False,
+                       na_values=NAN_WORDS, skip_blank_lines=True, encoding="utf-8-sig")
+
+
+def _chunks(data: np.ndarray) -> Iterator[tuple[int, np.ndarray]]:
+    """(offset, view) of ``data`` in pieces of :data:`SCAN_CHUNK_BYTES`: the scans below
+    make arrays of a piece's size, not of the file's."""
+    for start in range(0, len(data), SCAN_CHUNK_BYTES):
+        yield start, data[start : start + SCAN_CHUNK_BYTES]
+
+
+def _scan_lines(data: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    r"""The lines of a CSV file's bytes (``uint8``), as ``str.splitlines`` gives them for
+    ``\n``, ``\r\n`` or ``\r`` line ends: each line's start and end offsets (the end
+    without the line break) and its number of commas. Counted on the bytes, a piece at a
+    time: a Python string per line took about 7 times the file's size for 10 million rows."""
+    newline = 13 if not any(np.any(piece == 10) for _, piece in _chunks(data)) else 10  # "\r" alone: old Macs
+    breaks = np.concatenate([np.zeros(0, np.int64)] + [np.flatnonzero(piece == newline) + start
+                                                       for start, piece in _chunks(data)])
+    starts = np.r_[0, breaks + 1]
+    ends = np.r_[breaks, len(data)]
+    if len(data) and starts[-1] == len(data):  # a final line break ends the last line, it starts none
+        starts, ends = starts[:-1], ends[:-1]
+    if newline == 10:  # "\r\n": the "\r" is part of the line break
+        ends = ends - ((ends > starts) & (data[np.maximum(ends - 1, 0)] == 13))
+    commas = np.zeros(len(starts), np.int64)
+    for start, piece in _chunks(data):
+        line = np.searchsorted(starts, np.flatnonzero(piece == 44) + start, side="right") - 1
+        if len(line):
+            commas[line[0] : line[-1] + 1] += np.bincount(line - line[0])
+    return starts, ends, commas
+
+
+def _check_utf8(path, data: np.ndarray) -> None:
+    """A clear error for a file that is not UTF-8 text, decoded a piece at a time."""
+    decoder = codecs.getincrementaldecoder("utf-8")()
+    try:
+        for _, piece in _chunks(data):
+            decoder.decode(piece.tobytes())
+        decoder.decode(b"", final=True)
+    except UnicodeDecodeError as exc:
+        start = data[:2].tobytes()
+        if start in (codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE):
+            what = "UTF-16 text"
+        elif data[:4096].tobytes().count(b"\0"):
+            what = "binary data, not text"
+        else:
+            what = "text in another encoding (Latin-1 or a Windows code page?)"
+        raise LocalizationFileError(f"{path}: not UTF-8 ({what}: {exc}); save the CSV as UTF-8") from exc
+
+
+def _split_label(label: str) -> tuple[str, str | None]:
+    m = _UNIT_RE.match(label.strip().strip('"').strip())
+    return m.group("name").strip(), (m.group("unit").strip() if m.group("unit") else None)
+
+
+def column_key(label: str) -> str:
+    """A column label's name without its unit and quotes, in lower case
+    (``'"X [px]"'`` -> ``"x"``)."""
+    return _split_label(str(label))[0].lower()
+
+
+def is_coordinate_label(label: str) -> bool:
+    """True for a column label that names an id, frame, x or y column in any unit
+    (``"x"``, ``"X [px]"``, ...): a localization file holds one of each."""
+    return column_key(label) in ("id", "frame", "x", "y")
+
+
+def read_localizations(path: str | os.PathLike, pixel_size_nm: float | None = None) -> pd.DataFrame:
+    """Read a localization or ground-truth CSV into a table in nm, frames 1-based.
+
+    Accepted formats:
+
+    - ThunderSTORM CSV: quoted or unquoted ``name [unit]`` labels; ``x``/``y`` in
+      ``nm``, ``um`` or ``px`` (``px`` needs ``pixel_size_nm``); ``uncertainty_xy``
+      is read as ``uncertainty [nm]``; ``id`` is dropped. This includes the plain
+      ``"frame","x [nm]","y [nm]"`` ground-truth files.
+    - ISBI 2013 ground truth: ``Ground-truth,frame,xnano,ynano,znano,intensity``.
+
+    Rows whose number of fields differs from the header are skipped with a warning
+    (as ThunderSTORM does). Other columns are kept: as numbers, or as text when they
+    hold text (with a warning when only some values are text).
+    """
+    if pixel_size_nm is not None and (isinstance(pixel_size_nm, (bool, np.bool_)) or not isinstance(
+            pixel_size_nm, (int, float, np.integer, np.floating)) or not (math.isfinite(pixel_size_nm)
+                                                                       and pixel_size_nm > 0)):
+        # -100 mirrored every coordinate in px, True read as 1 nm
+        raise ValueError(f"pixel_size_nm must be a positive number of nm or None, got {pixel_size_nm!r}")
+    path = Path(path).expanduser()
+    raw, labels = _read_rows(path)
+    if {"xnano", "ynano"} <= {label.lower() for label in labels}:  # ISBI 2013 ground truth
+        table, in_pixels = _isbi_columns(path, raw, labels), []
+    else:
+        table, in_pixels = _thunderstorm_columns(path, raw, labels, pixel_size_nm)
+    table = _checked_positions(path, table, labels)
+    table.attrs["source"] = str(path)
+    if in_pixels:  # the pixel size used, for a reader that chose it for the user (napari's)
+        table.attrs["converted_from_pixels"] = {"columns": in_pixels, "pixel_size_nm": float(pixel_size_nm)}
+    return table
+
+
+def _read_rows(path: Path) -> tuple[pd.DataFrame, list[str]]:
+    """The rows of a CSV file as text or numbers, and its column labels, after checking
+    the file and its header line; rows of another field count are skipped with a
+    warning."""
+    if path.is_dir():
+        raise LocalizationFileError(f"{path}: is a folder, not a CSV file")
+    if not path.is_file():
+        raise LocalizationFileError(f"{path}: no such file")
+    data = np.fromfile(path, np.uint8)
+    if data[:3].tobytes() == codecs.BOM_UTF8:
+        data = data[3:]
+    _check_utf8(path, data)
+    starts, ends, commas = _scan_lines(data)
+    header = data[starts[0] : ends[0]].tobytes().decode("utf-8")
+    if not header.strip():  # only then can the whole file be blank
+        if all(not bytes(piece).strip() for _, piece in _chunks(data)):
+            raise LocalizationFileError(f"{path}: empty file (no header line)")
+        raise LocalizationFileError(f"{path}: the first line is blank; it should be the header line")
+    labels = [h.strip().strip('"').strip() for h in header.split(",")]
+    if header.lstrip().startswith("#"):  # its rows were then said to end in a comma
+        raise LocalizationFileError(f"{path}: the first line, {header.strip()[:60]!r}, is a comment; a ThunderSTORM "
+                                    "CSV starts with its header line (remove the comment lines)")
+    if len(labels) == 1 and (";" in header or "\t" in header):
+        separator = "';'" if ";" in header else "a tab"
+        raise LocalizationFileError(f"{path}: the columns are separated by {separator}; a ThunderSTORM CSV "
+                                    "separates them by commas (save it as comma-separated CSV)")
+    if all(_is_number(label) for label in labels if label):
+        raise LocalizationFileError(f"{path}: the first line holds numbers, not column names: the file has no header "
+                                    "line (add one, e.g. \"frame\",\"x [nm]\",\"y [nm]\")")
+    repeated = sorted({label for label in labels if labels.count(label) > 1})
+    if repeated:
+        raise LocalizationFileError(f"{path}: the first line names the column(s) {repeated} more than once; it "
+                                    "should be the header line (e.g. \"frame\",\"x [nm]\",\"y [nm]\")")
+    # a row whose field count differs from the header's is dropped (blank lines pandas skips);
+    # when every row is right pandas reads the file itself, which keeps the memory near its size
+    keep = (commas + 1 == len(labels)) | (ends == starts)
+    keep[0] = False  # the header: pandas is given the labels
+    source, skip = path, 1
+    if not keep[1:].all():
+        dropped = ~keep[1:]
+        if dropped.sum() == (ends > starts)[1:].sum():  # no data row left: no table to speak of
+            first = int(np.flatnonzero(dropped)[0]) + 1
+            raise LocalizationFileError(
+                f"{path}: none of its {int(dropped.sum())} row(s) has the header's {len(labels)} fields (the first has "
+                f"{int(commas[first]) + 1}; a comma at the end of every row, as some spreadsheets write?)")
+        warnings.warn(f"{path}: skipped {int(dropped.sum())} row(s) whose field count differs from the header")
+        line_bytes = np.diff(np.r_[starts, len(data)])  # each line with its line break
+        source, skip = BytesIO(data[np.repeat(keep, line_bytes)].tobytes()), 0
+    del data, starts, ends, commas, keep
+    try:
+        raw = _read_csv(source, labels, skip)
+    except Exception as exc:
+        raise LocalizationFileError(f"{path}: cannot parse as CSV ({exc})") from exc
+    return raw, labels
+
+
+def _isbi_columns(path: Path, raw: pd.DataFrame, labels: list[str]) -> pd.DataFrame:
+    """The table of an ISBI 2013 ground truth (``frame``, ``xnano``, ``ynano``, ...)."""
+    lower = [lab.lower() for lab in labels]
+    rename = {labels[lower.index("xnano")]: X_NM, labels[lower.index("ynano")]: Y_NM}
+    if "znano" in lower:
+        rename[labels[lower.index("znano")]] = "z [nm]"
+    if "intensity" in lower:
+        rename[labels[lower.index("intensity")]] = INTENSITY
+    frame_label = next((lab for lab in labels if lab.lower() == "frame"), None)
+    if frame_label is None:
+        raise LocalizationFileError(f"{path}: ISBI ground truth without a 'frame' column")
+    rename[frame_label] = FRAME
+    return pd.DataFrame({new: _numeric(path, old, raw[old]) for old, new in rename.items()})
+
+
+def _thunderstorm_columns(path: Path, raw: pd.DataFrame, labels: list[str],
+                          pixel_size_nm: float | None) -> tuple[pd.DataFrame, list[str]]:
+    """The table of a ThunderSTORM-style CSV (lengths in nm), and the labels of the
+    columns converted from camera pixels."""
+    in_pixels = []  # columns converted from camera pixels with pixel_size_nm
+    table = pd.DataFrame(index=raw.index)
+    sources = {}  # column of the table -> label of the file's column it came from
+    unitless = []  # x/y columns read as nm for want of a unit
+    for label in labels:
+        name, unit = _split_label(label)
+        key = name.lower()
+        col = raw[label]
+        if key == "id":
+            continue
+        if key in ("x", "y", "z", "sigma", "sigma1", "sigma2", "uncertainty", "uncertainty_xy", "uncertainty_z"):
+            if key in ("x", "y") and unit is None:
+                unitless.append(label)
+            factor = _length_factor(path, label, unit, pixel_size_nm)
+            if unit is not None and unit.lower() in _PIXEL_UNITS:
+                in_pixels.append(label)
+            target = f"{'uncertainty' if key == 'uncertainty_xy' else key} [nm]"
+            values = _numeric(path, label, col) * factor
+        elif key == "frame":
+            target, values = FRAME, _numeric(path, label, col)
+        else:
+            target, values = label, _numeric(path, label, col, strict=False)
+        if target in sources:
+            raise LocalizationFileError(f"{path}: the columns {sources[target]!r} and {label!r} both give "
+                                        f"{target!r}; keep one of them")
+        sources[target] = label
+        table[target] = values
+    if unitless:  # ThunderSTORM always writes a unit; other tools often write pixels
+        warnings.warn(f"{path}: the column(s) {', '.join(map(repr, unitless))} carry no unit; read as nm (name "
+                      "them 'x [px]', 'y [px]' and give the pixel size if they are camera pixels)")
+    return table, in_pixels
+
+
+def _checked_positions(path: Path, table: pd.DataFrame, labels: list[str]) -> pd.DataFrame:
+    """``table`` sorted by frame, after checking that it has frames (whole numbers >= 1)
+    and finite x and y."""
+    missing = [c for c in (FRAME, X_NM, Y_NM) if c not in table.columns]
+    if missing:
+        raise LocalizationFileError(
+            f"{path}: missing column(s) {missing}; found {labels}. Expected a ThunderSTORM CSV "
+            '(at least "frame","x [nm]","y [nm]") or an ISBI ground-truth file'
+        )
+    coords = table[[FRAME, X_NM, Y_NM]].to_numpy(dtype=np.float64)
+    bad = ~np.isfinite(coords[:, 0]) | unusable_positions(coords[:, 1:])
+    if bad.any():
+        first = int(np.flatnonzero(bad)[0])
+        raise LocalizationFileError(
+            f"{path}: empty, NaN, infinite or out-of-range frame/x/y values in {int(bad.sum())} row(s), the first "
+            f"in data row {first + 1} (frame {coords[first, 0]:g}, x {coords[first, 1]:g}, y {coords[first, 2]:g}; "
+            f"x and y must each be {POSITION_RULE})"
+        )
+    frames = table[FRAME].to_numpy()
+    if len(frames) and np.any(frames != np.round(frames)):
+        raise LocalizationFileError(f"{path}: frame numbers must be integers")
+    if len(frames) and frames.min() < 1:
+        raise LocalizationFileError(
+            f"{path}: frame numbers must be 1-based (found {int(frames.min())}); "
+            "ThunderSTORM and ISBI files count frames from 1"
+        )
+    if len(frames) and frames.max() > MAX_FRAME_NUMBER:
+        raise LocalizationFileError(f"{path}: frame number {frames.max():.6g} is too large")
+    table[FRAME] = frames.astype(np.int64)
+    return table.sort_values(FRAME, kind="stable").reset_index(drop=True)
+
+
+_NUMBER_WORDS = {"NaN": "nan", "Infinity": "inf", "-Infinity": "-inf", "": "nan"}
+#: the values read as NaN in localization files
+NAN_WORDS = ["", "NaN", "nan", "NAN", "-nan", "-NaN"]
+
+
+def _numeric(path, label: str, col: pd.Series, strict: bool = True) -> pd.Series:
+    """Column of strings -> floats (ThunderSTORM's NaN/Infinity words accepted).
+
+    A non-numeric value is an error naming the file, column and line; with
+    ``strict=False`` (a column the analysis does not use) a column holding text is
+    kept as text, with a warning naming the first text value when others are numbers
+    (a note typed into one row refused the whole file).
+    """
+    if pd.api.types.is_numeric_dtype(col) and not pd.api.types.is_bool_dtype(col):  # parsed by read_csv
+        return col.astype(np.float64)
+    words = col.fillna("nan").astype(str).str.strip().replace(_NUMBER_WORDS)
+    values = pd.to_numeric(words, errors="coerce")
+    bad = values.isna() & (words != "nan")
+    if bad.any():
+        row = int(np.flatnonzero(bad.to_numpy())[0]) + 1
+        where = f"'{col[bad].iloc[0]}' in column {label!r} (data row {row})"
+        if strict:
+            raise LocalizationFileError(f"{path}: non-numeric value {where}")
+        if not bad.all():
+            warnings.warn(f"{path}: text value {where}: the column is kept as text", UserWarning, stacklevel=4)
+        return col
+    return values
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
+
+
+_PIXEL_UNITS = ("px", "pixel", "pixels")
+
+
+def _length_factor(path, label, unit, pixel_size_nm) -> float:
+    if unit is None or unit.lower() in ("nm",):
+        return 1.0
+    u = unit.lower()
+    if u in _PIXEL_UNITS:
+        if not pixel_size_nm:
+            raise LocalizationFileError(
+                f"{path}: column {label!r} is in camera pixels; give the pixel size in nm (--pixel-size on "
+                "the command line) to convert it"
+            )
+        return float(pixel_size_nm)
+    if unit in LENGTH_TO_NM or u in LENGTH_TO_NM:
+        return LENGTH_TO_NM.get(unit, LENGTH_TO_NM.get(u))
+    raise LocalizationFileError(f"{path}: unknown unit [{unit}] in column {label!r}")
