@@ -25,9 +25,8 @@ import numpy as np
 import pandas as pd
 from napari.utils.notifications import show_info
 
-from ..core.columns import FRAME, X_NM, Y_NM
+from ..core.columns import FRAME, X_NM, Y_NM, empty_table
 from ..core.localization_csv import is_coordinate_label
-from ..core.localize import empty_table
 
 #: diameter of a localization marker, in nm
 POINT_SIZE_NM = 60.0

@@ -13,6 +13,7 @@ package computes (written by :mod:`.outputs`, read back by :mod:`.tiff_stack`).
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 
 FRAME, X_NM, Y_NM = "frame", "x [nm]", "y [nm]"
 INTENSITY = "intensity [photon]"
@@ -53,3 +54,10 @@ POSITION_RULE = f"a finite number of nm within +-{MAX_COORDINATE_NM:.0e}"
 #: length units of pixel sizes and CSV column labels, in nm (both readers convert with it)
 LENGTH_TO_NM = {"pm": 1e-3, "\u00c5": 0.1, "nm": 1.0, "um": 1e3, "µm": 1e3, "\u03bcm": 1e3, "micron": 1e3,
                 "microns": 1e3, "mm": 1e6, "cm": 1e7, "m": 1e9}
+
+
+def empty_table(mass_column: str = "confidence") -> pd.DataFrame:
+    """An empty localization table with the standard columns."""
+    return pd.DataFrame(
+        {FRAME: np.zeros(0, np.int64), X_NM: np.zeros(0), Y_NM: np.zeros(0), mass_column: np.zeros(0)}
+    )

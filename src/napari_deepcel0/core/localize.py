@@ -278,10 +278,3 @@ def extract_localizations(
 
 def _n_frames(maps) -> int:
     return 1 if len(maps.shape) == 2 else int(maps.shape[0])
-
-
-def empty_table(mass_column: str = "confidence") -> pd.DataFrame:
-    """An empty localization table with the standard columns."""
-    return pd.DataFrame(
-        {FRAME: np.zeros(0, np.int64), X_NM: np.zeros(0), Y_NM: np.zeros(0), mass_column: np.zeros(0)}
-    )

@@ -38,8 +38,8 @@ from .frames import (
     read_fixed_frames,
     warn_bright_objects,
 )
-from .columns import INTENSITY
-from .localize import FRAME, empty_table, extract_localizations
+from .columns import FRAME, INTENSITY, empty_table
+from .localize import extract_localizations
 from .model_io import LoadedModel, load_bundled_model, load_model
 from .network import upsample_nearest
 from .photometry import add_photometry, check_camera_settings
