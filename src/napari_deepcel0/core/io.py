@@ -4,26 +4,23 @@ Localization tables are pandas DataFrames with ThunderSTORM column names:
 ``frame`` (1-based), ``x [nm]``, ``y [nm]`` and optional further columns
 (``intensity [photon]``, ``sigma [nm]``, ``uncertainty [nm]``, ``confidence``, ...).
 
-This module gathers the names of the modules that hold the code, for the imports
-``from napari_deepcel0.core.io import ...``:
+This module gathers the public names of the modules that hold the code, for scripts
+(``from napari_deepcel0.core.io import read_stack, write_thunderstorm_csv``); the package
+itself imports from those modules:
 
 - :mod:`.columns` column names (``FRAME``, ``X_NM``, ``Y_NM``, ``INTENSITY``,
-  ``THUNDERSTORM_COLUMNS``), the limits on frames and positions (``MAX_FRAME_NUMBER``,
-  ``MAX_COORDINATE_NM``, :func:`unusable_positions`, ``POSITION_RULE``), length units,
-  and the ImageJ *Info* marking computed TIFFs (``OUTPUT_INFO_PREFIX``, ``FIRST_FRAME_INFO``)
-- :mod:`.tiff_stack` reading TIFF stacks: :class:`FrameStack`, :func:`read_stack`, the
-  pixel size from the metadata, :class:`StackError`, :class:`ChannelsWarning`,
+  ``THUNDERSTORM_COLUMNS``) and the limits on positions (``MAX_COORDINATE_NM``,
+  :func:`unusable_positions`, ``POSITION_RULE``)
+- :mod:`.tiff_stack` reading TIFF stacks: :class:`FrameStack`, :func:`read_stack` (the
+  pixel size from the metadata), :class:`StackError`, :class:`ChannelsWarning`,
   :class:`PixelShapeWarning`
-- :mod:`.outputs` writing files: :func:`check_output_path`, :func:`check_writable_folder`,
-  :func:`output_folder`, :func:`atomic_write`, :func:`all_or_nothing` (and the umask,
-  ``_UMASK``), :func:`imagej_pixels`, :func:`write_tiff`, :func:`write_thunderstorm_csv`
-  (``CSV_CHUNK_ROWS``)
+- :mod:`.outputs` writing files all or nothing: :func:`check_output_path`,
+  :func:`output_folder`, :func:`atomic_write`, :func:`all_or_nothing`, :func:`write_tiff`,
+  :func:`write_thunderstorm_csv`
 - :mod:`.localization_csv` reading localization CSVs: :func:`read_localizations`,
   :class:`LocalizationFileError`, :func:`column_key`, :func:`is_coordinate_label`
-  (``SCAN_CHUNK_BYTES``, ``NAN_WORDS``)
 
-The names here are the same objects; a setting such as ``SCAN_CHUNK_BYTES`` changes (or
-is monkeypatched) in the module that holds it, not here.
+Settings such as ``outputs.CSV_CHUNK_ROWS`` live (and are monkeypatched) in their modules.
 """
 
 from .columns import (
