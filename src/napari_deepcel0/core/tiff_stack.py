@@ -58,8 +58,10 @@ class FrameStack:
 
     A frame that cannot be read (a damaged or truncated file) raises :class:`StackError`
     naming the file and the frame; a file that announces more frames than it holds
-    (ImageJ's frame count) is refused when opened. Threads may read frames at once (the
-    viewer and a run).
+    (ImageJ's frame count) is refused when opened, and a memory-mapped file cut short
+    while open (saved over, rewritten in place by a copy or sync) when frames are next
+    read (see :meth:`_check_on_disk`). Threads may read frames at once (the viewer and
+    a run).
     """
 
     def __init__(self, path: str | os.PathLike):
@@ -198,8 +200,10 @@ class FrameStack:
                 companion.filehandle.open()
         self._memmap = None
         self._pages = None
+        self._mapped_end = None  # the end of the memory-mapped frames in the file, in bytes
         try:
             self._memmap = _memmap(self._tif, series).reshape(self.shape)
+            self._mapped_end = int(series.dataoffset) + self._memmap.nbytes
         except Exception:
             pages = [p for p in series.pages if p is not None]
             if len(pages) == n_frames and all(tuple(p.shape) == (rows, cols) for p in pages[:1]):
@@ -247,6 +251,32 @@ class FrameStack:
         if self._closed:  # not "damaged": the memory map and pages are gone after close()
             raise ValueError(f"{self.path}: the stack was closed; open it again with read_stack")
 
+    def _check_on_disk(self, first: int) -> None:
+        """Before frames are read (``first``: the first asked, 0-based, for the message):
+        the stack is open and, when memory-mapped, its file still holds every frame.
+
+        A memory-mapped file cut short while open (Fiji saving over it, ``rsync
+        --inplace``, a sync client) is refused here: touching a mapped page past the
+        file's end kills the process with SIGBUS (napari and all its layers with it). A
+        file shorter than the frames mapped is no longer the stack opened (a rewrite
+        starts from the beginning), so every read is refused, not only those past the
+        end. One ``fstat`` of the open (mapped) file per read call, about 1 us; a file
+        replaced by a new one (a rename, ``os.replace``) leaves the old one mapped and
+        read, and a file that grew reads as before. Pages read without a map raise
+        their own error when cut short (:meth:`_read`)."""
+        self._check_open()
+        if self._mapped_end is None:
+            return
+        try:
+            size = os.fstat(self._tif.filehandle.fileno()).st_size
+        except (OSError, AssertionError) as exc:  # closed by another thread meanwhile (its file handle gone)
+            raise StackError(f"{self.path}: frame {first + 1} cannot be read ({exc})") from exc
+        if size < self._mapped_end:
+            raise StackError(f"{self.path}: frame {first + 1} cannot be read: the file changed on disk while it "
+                             f"was open and is now {size:,} bytes, shorter than the stack of {len(self)} frames "
+                             f"it held ({self._mapped_end:,} bytes): it was saved over or is being rewritten (a "
+                             "copy or a sync?); open it again once it is written")
+
     def _read(self, index: int) -> np.ndarray:
         self._check_open()
         try:
@@ -267,11 +297,15 @@ class FrameStack:
         if isinstance(key, np.ndarray) and key.ndim == 0 and key.dtype.kind in "iu":
             key = int(key)
         if isinstance(key, (int, np.integer)) and not isinstance(key, (bool, np.bool_)):
-            return self._float32(self._frame_index(int(key)))
+            index = self._frame_index(int(key))
+            self._check_on_disk(index)
+            return self._float32(index)
         if isinstance(key, slice):
             idx = range(*key.indices(n))
         else:
             idx = self._frame_indices(key)
+        if len(idx):  # every read of frames comes here (iteration, read_frames, napari's chunks): checked once
+            self._check_on_disk(idx[0])
         out = np.empty((len(idx),) + self.frame_shape, dtype=np.float32)
         for j, i in enumerate(idx):
             out[j] = self._float32(i)
@@ -306,14 +340,17 @@ class FrameStack:
 
     def _float32(self, index: int) -> np.ndarray:
         """Frame ``index`` as float32; a float64 value beyond float32's range is an error
-        that says so (the cast made it infinite, then reported as an infinite pixel)."""
+        that says so (the cast made it infinite, then reported as an infinite pixel). A
+        memory-mapped frame is copied now, just after :meth:`_check_on_disk`: a float32
+        frame returned as a view of the map would be read from the file whenever used,
+        after the file might have been cut short (SIGBUS)."""
         frame = self._read(index)
         if frame.dtype.kind == "f" and frame.dtype.itemsize > 4:
             biggest = float(np.max(np.abs(frame), initial=0.0, where=np.isfinite(frame)))
             if biggest > float(np.finfo(np.float32).max):  # a float32 scalar would cast biggest (numpy 2)
                 raise StackError(f"{self.path}: frame {index + 1} holds values beyond the float32 range (up to "
                                  f"{biggest:.3g}); rescale the stack")
-        return frame.astype(np.float32, copy=False)
+        return frame.astype(np.float32, copy=self._mapped_end is not None)
 
     def __iter__(self) -> Iterator[np.ndarray]:
         for i in range(len(self)):
@@ -493,11 +530,13 @@ def _written_frame_by_frame(tif: tifffile.TiffFile) -> bool:
 
 def _memmap(tif: tifffile.TiffFile, series) -> np.ndarray:
     """The series' pixels memory-mapped from the open file, when they lie uncompressed in
-    one block (as ``tifffile.memmap``, which opens and parses the file again)."""
+    one block (as ``tifffile.memmap``, which opens and parses the file again). The file
+    handle's own file is mapped, not the one its path names now: the one whose size
+    :meth:`FrameStack._check_on_disk` checks (a file replaced since has another)."""
     if series.dataoffset is None:
         raise ValueError("the frames do not lie in one uncompressed block")
     dtype = np.dtype(series.dtype).newbyteorder(tif.byteorder)
-    return np.memmap(tif.filehandle.path, dtype=dtype, mode="r", offset=series.dataoffset, shape=tuple(series.shape))
+    return tif.filehandle.memmap_array(dtype, tuple(series.shape), series.dataoffset, mode="r")
 
 
 def _frame_by_frame(series, shaped: bool) -> bool:

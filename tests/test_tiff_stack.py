@@ -1,0 +1,225 @@
+"""A memory-mapped stack whose file changes on disk while it is open (core/tiff_stack.py).
+
+Touching a mapped page past the end of a file cut short kills the process with SIGBUS,
+so the reads of a truncated file run in a child process: without the check a test
+sees the child die (exit -7 / 135), not the test process."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+import tifffile
+
+from napari_deepcel0.core import tiff_stack
+from napari_deepcel0.core.frames import read_frames
+from napari_deepcel0.core.io import StackError, read_stack, write_tiff
+
+#: Windows refuses to truncate or replace a file that is memory-mapped: nothing to guard there
+unix_only = pytest.mark.skipif(sys.platform == "win32", reason="Windows cannot cut short a mapped file")
+
+CHANGED = "the file changed on disk while it was open"
+
+
+def frames(dtype=np.uint16, n: int = 50, offset: int = 0) -> np.ndarray:
+    return (np.arange(n * 32 * 32).reshape(n, 32, 32) % 1000 + offset).astype(dtype)
+
+
+def run_child(code: str, *args) -> subprocess.CompletedProcess:
+    """``code`` run by this Python in a child process (``sys.argv[1:]`` = ``args``)."""
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    return subprocess.run([sys.executable, "-c", textwrap.dedent(code), *map(str, args)], capture_output=True,
+                          text=True, timeout=120, env=env)
+
+
+def assert_child_ok(result: subprocess.CompletedProcess) -> str:
+    assert result.returncode == 0, (f"child exited {result.returncode} (-7 or 135: SIGBUS)\n"
+                                    f"stdout:\n{result.stdout}\nstderr:\n{result.stderr}")
+    return result.stdout
+
+
+#: in the child: open the stack, read a frame, cut the file short, then read in every way
+#: a caller does, printing each error (a SIGBUS ends the child instead)
+TRUNCATED_READS = """
+    import os, sys
+    import numpy as np
+    from napari_deepcel0.core.frames import read_frames
+    from napari_deepcel0.core.io import StackError, read_stack
+
+    path, keep = sys.argv[1], int(sys.argv[2])
+    stack = read_stack(path)
+    assert stack._memmap is not None
+    first = stack[0]
+    os.truncate(path, keep)
+    reads = {
+        "frame past the end": lambda: stack[40],
+        "frame before the cut": lambda: stack[0],
+        "negative index": lambda: stack[-1],
+        "slice": lambda: stack[30:35],
+        "list": lambda: stack[[45, 2]],
+        "mask": lambda: stack[np.arange(50) > 47],
+        "iteration": lambda: list(stack),
+        "np.asarray": lambda: np.asarray(stack),
+        "read_frames, a run of frames": lambda: read_frames(stack, np.arange(40, 48)),
+        "read_frames, scattered frames": lambda: read_frames(stack, np.array([1, 44, 48])),
+        "a dask chunk's key": lambda: stack[(slice(40, 41),)[0]],
+    }
+    for name, read in reads.items():
+        try:
+            read()
+        except StackError as exc:
+            print(f"{name}: StackError: {exc}")
+        else:
+            print(f"{name}: read without error")
+    print("empty list:", stack[[]].shape)  # no frame asked: nothing read, nothing refused
+    print("first frame read before:", float(first[0, 1]))
+    stack.close()
+    try:
+        stack[0]
+    except ValueError as exc:
+        print("closed:", exc)
+    print("child done")
+"""
+
+
+@unix_only
+@pytest.mark.parametrize("dtype", [np.uint16, np.float32])
+def test_a_memory_mapped_stack_cut_short_while_open_is_refused_not_a_crash(tmp_path, dtype):
+    path = write_tiff(tmp_path / "frames.tif", frames(dtype))
+    out = assert_child_ok(run_child(TRUNCATED_READS, path, 20_000))
+    lines = out.splitlines()
+    for name in ("frame past the end", "frame before the cut", "negative index", "slice", "list", "mask",
+                 "iteration", "np.asarray", "read_frames, a run of frames", "read_frames, scattered frames",
+                 "a dask chunk's key"):
+        line = next(line for line in lines if line.startswith(name + ":"))
+        # every read refused: a file shorter than the stack it held is no longer that stack
+        assert "StackError" in line and CHANGED in line, line
+        assert str(path) in line and "20,000 bytes" in line and "50 frames" in line and "open it again" in line
+    assert f"frame past the end: StackError: {path}: frame 41 cannot be read" in out
+    assert f"slice: StackError: {path}: frame 31 cannot be read" in out
+    assert "empty list: (0, 32, 32)" in out and "first frame read before: 1.0" in out
+    assert "closed:" in out and "the stack was closed" in out  # a closed stack says so, as before
+    assert lines[-1] == "child done"
+
+
+@unix_only
+def test_the_review_repro_a_stack_cut_to_100000_bytes_raises_a_stack_error(tmp_path):
+    """Review 7, finding 1: ``s[0]; os.truncate(path, 100000); s[200]`` died of SIGBUS."""
+    path = write_tiff(tmp_path / "x.tif", (np.arange(300 * 64 * 64) % 4000).reshape(300, 64, 64).astype(np.uint16))
+    result = run_child("""
+        import os, sys
+        from napari_deepcel0.core.io import read_stack
+        s = read_stack(sys.argv[1]); s[0]; os.truncate(sys.argv[1], 100000); s[200]
+    """, path)
+    assert result.returncode == 1, f"exit {result.returncode} (-7 or 135: SIGBUS)\n{result.stderr}"
+    assert "StackError" in result.stderr and "frame 201 cannot be read" in result.stderr
+    assert "now 100,000 bytes, shorter than the stack of 300 frames" in result.stderr
+
+
+@unix_only
+def test_a_frame_read_before_the_file_was_cut_short_is_a_copy_not_the_map(tmp_path):
+    """A float32 frame was returned as a view of the map: using it after the cut read the
+    file then (SIGBUS)."""
+    path = write_tiff(tmp_path / "frames.tif", frames(np.float32))
+    out = assert_child_ok(run_child("""
+        import os, sys
+        import numpy as np
+        from napari_deepcel0.core.frames import read_frames
+        from napari_deepcel0.core.io import read_stack
+
+        stack = read_stack(sys.argv[1])
+        one, some, scattered = stack[45], stack[40:44], read_frames(stack, np.array([1, 46]))
+        os.truncate(sys.argv[1], 2000)
+        print("sums", float(one.sum()), float(some.sum()), float(scattered.sum()))
+    """, path))
+    data = frames(np.float32)
+    assert out.split() == ["sums", str(float(data[45].sum())), str(float(data[40:44].sum())),
+                           str(float(data[[1, 46]].sum()))]
+
+
+@unix_only
+def test_the_napari_layer_of_a_stack_cut_short_raises_a_stack_error(tmp_path):
+    pytest.importorskip("napari")
+    path = write_tiff(tmp_path / "frames.tif", frames())
+    out = assert_child_ok(run_child("""
+        import os, sys
+        from napari_deepcel0._napari.reader import frame_source, lazy_frames
+        from napari_deepcel0.core.io import StackError, read_stack
+
+        stack = read_stack(sys.argv[1])
+        layer = lazy_frames(stack)
+        layer[3].compute()
+        os.truncate(sys.argv[1], 20000)
+        for name, read in (("dask chunk", lambda: layer[44].compute()),
+                           ("dask chunks", lambda: layer[10:14].compute()),
+                           ("frame source", lambda: frame_source(layer)[44])):
+            try:
+                read()
+            except StackError as exc:
+                print(name, "StackError:", exc)
+    """, path))
+    for name in ("dask chunk", "dask chunks", "frame source"):
+        assert f"{name} StackError: {path}: frame" in out and CHANGED in out, out
+
+
+@unix_only
+def test_a_stack_replaced_by_a_new_file_while_open_reads_its_old_frames(tmp_path):
+    path = write_tiff(tmp_path / "frames.tif", frames())
+    with read_stack(path) as stack:
+        assert stack._memmap is not None and np.array_equal(stack[7], frames()[7])
+        # a save to a temporary file renamed over it (write_tiff, most editors): the open one stays
+        write_tiff(tmp_path / "new.tif", frames(n=3, offset=5000))
+        os.replace(tmp_path / "new.tif", path)
+        assert np.array_equal(stack[:], frames()) and np.array_equal(stack[49], frames()[49])
+        assert np.array_equal(read_frames(stack, np.array([0, 48])), frames()[[0, 48]])
+    with read_stack(path) as reopened:
+        assert np.array_equal(reopened[:], frames(n=3, offset=5000))
+
+
+def test_a_stack_whose_file_grew_while_open_reads_as_before(tmp_path):
+    path = write_tiff(tmp_path / "frames.tif", frames())
+    with read_stack(path) as stack:
+        with open(path, "ab") as f:
+            f.write(b"\0" * 100_000)
+        assert np.array_equal(stack[:], frames()) and np.array_equal(stack[49], frames()[49])
+
+
+def test_reads_of_an_unchanged_stack_are_unchanged_and_check_the_file_once_a_call(tmp_path, monkeypatch):
+    data = frames(np.float32)
+    path = write_tiff(tmp_path / "frames.tif", data)
+    calls = []
+    fstat = os.fstat
+    monkeypatch.setattr(tiff_stack.os, "fstat", lambda fd: calls.append(fd) or fstat(fd))
+    with read_stack(path) as stack:
+        calls.clear()
+        assert np.array_equal(stack[3], data[3]) and stack[3].dtype == np.float32
+        assert np.array_equal(stack[-1], data[-1]) and np.array_equal(stack[10:26], data[10:26])
+        assert np.array_equal(stack[[5, 1]], data[[5, 1]]) and np.array_equal(np.asarray(stack), data)
+        assert np.array_equal(np.stack(list(stack)), data)
+        assert np.array_equal(read_frames(stack, np.arange(16)), data[:16])
+        n_calls = len(calls)
+        one = stack[3]
+        assert one.flags.writeable and not np.shares_memory(one, stack._memmap)  # a frame of its own
+        assert len(calls) == n_calls + 1  # one fstat a read call (a batch of 16 frames: one)
+        assert stack[[]].shape == (0, 32, 32) and len(calls) == n_calls + 1
+        with pytest.raises(IndexError, match="out of range"):
+            stack[50]
+    with pytest.raises(ValueError, match="the stack was closed"):
+        stack[0]
+
+
+def test_stacks_read_without_a_map_are_not_checked_and_a_cut_one_is_damaged_as_before(tmp_path):
+    data = frames()
+    tifffile.imwrite(tmp_path / "z.tif", data, compression="zlib", photometric="minisblack")
+    with read_stack(tmp_path / "z.tif") as stack:
+        assert stack._memmap is None and stack._mapped_end is None
+        assert np.array_equal(stack[:], data)
+        size = os.path.getsize(tmp_path / "z.tif")
+        if sys.platform != "win32":
+            os.truncate(tmp_path / "z.tif", size // 3)
+            with pytest.raises(StackError, match="frame 50 cannot be read .*the file is damaged or truncated"):
+                stack[49]
