@@ -2,6 +2,7 @@ import codecs
 import errno
 import os
 import re
+import shutil
 import warnings
 
 from unittest import mock
@@ -894,3 +895,150 @@ def test_an_output_folder_that_cannot_be_made_leaves_no_parent_it_made(tmp_path,
         with io.output_folder(tmp_path / "kept" / "a" / "b"):
             raise KeyboardInterrupt
     assert [p.name for p in tmp_path.iterdir()] == ["kept"] and list((tmp_path / "kept").iterdir()) == []
+
+
+@pytest.mark.parametrize("chunk", [7, 1 << 24])  # scan pieces shorter than a line, or the whole file
+def test_quoted_values_may_hold_commas_as_pandas_excel_and_r_write_them(tmp_path, monkeypatch, chunk):
+    """A text value with a comma, quoted as pandas, Excel and R write it, lost its row with
+    the warning "field count differs from the header" (the commas were counted on the
+    bytes); a quoted label "a,b" was refused as "a comma at the end of every row?"."""
+    monkeypatch.setattr("napari_deepcel0.core.localization_csv.SCAN_CHUNK_BYTES", chunk)
+    p = tmp_path / "pandas.csv"
+    pd.DataFrame({"frame": [1, 1, 2], "x [nm]": [10.0, 20, 30], "y [nm]": [1.0, 2, 3],
+                  "note": ["ok", "bead, maybe", "ok"]}).to_csv(p, index=False)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        table = io.read_localizations(p)
+    assert table["x [nm]"].tolist() == [10.0, 20.0, 30.0] and table["note"].tolist() == ["ok", "bead, maybe", "ok"]
+    # R quotes every text value and label; a quote in a value is written twice; a value may span lines
+    p.write_bytes(b'"frame","x [nm]","y [nm]","a,b","note"\r\n1,10,1,5,"say ""hi"", then"\r\n2,20,2,6,"two\r\nlines"\r\n')
+    table = io.read_localizations(p)
+    assert list(table.columns) == ["frame", "x [nm]", "y [nm]", "a,b", "note"]
+    assert table["note"].tolist() == ['say "hi", then', "two\r\nlines"] and table["a,b"].tolist() == [5.0, 6.0]
+    # a row of another field count in such a file is still skipped with a warning naming its line, and a
+    # quoted comma at the end of every row is still refused
+    p.write_text('frame,x [nm],y [nm],note\n1,10,1,"a, b"\n2,20\n3,30,3,c\n')
+    with pytest.warns(UserWarning, match=r"skipped 1 row\(s\) whose field count differs from the header's 4 \(the "
+                                         r"first, on line 3, has 2\)"):
+        table = io.read_localizations(p)
+    assert table["frame"].tolist() == [1, 3] and table["note"].tolist() == ["a, b", "c"]
+    p.write_text('frame,x [nm],y [nm]\n1,10,"1",\n2,20,"2",\n')
+    with pytest.raises(io.LocalizationFileError, match=r"none of its 2 row\(s\) has the header's 3 fields"):
+        io.read_localizations(p)
+
+
+@pytest.mark.parametrize("text, message", [
+    ('frame,x [nm],y [nm],note\n1,10,1,"oops\n2,20,2,ok\n3,30,3,ok\n', r"line 2: cannot split the row into fields "
+                                                                       r"\(unexpected end of data\)"),
+    ('frame,x [nm],y [nm],note\n1,10,1,ok\n2,20,2,"a"b\n', r"line 3: cannot split the row into fields \(',' expected"),
+    ('"frame,x [nm],y [nm]\n1,10,1\n', "the header line has a double quote that opens a column name and none that "
+                                       "closes it"),
+    ('frame,x [nm]\r,y [nm]\n1,10,1\n', "cannot split the header line into column names"),  # line breaks of 2 kinds
+])
+def test_a_quote_that_is_not_closed_is_refused_not_read_as_one_long_value(tmp_path, text, message):
+    """An unclosed quote would take every row after it into one value (a row or the whole
+    file lost): where the rows end would be a guess."""
+    p = tmp_path / "unclosed.csv"
+    p.write_text(text)
+    with pytest.raises(io.LocalizationFileError, match=message):
+        io.read_localizations(p)
+
+
+@pytest.mark.parametrize("labels", ["frame,x [nm],y [nm],xnano,ynano", "frame,xnano,ynano,x [nm]",
+                                    "frame,x [nm],y [nm],xnano"])
+def test_x_in_nm_beside_isbi_columns_is_refused(tmp_path, labels):
+    """x [nm] beside xnano/ynano read the file as ISBI ground truth: x came from xnano, and
+    x [nm] and every other column were dropped without a word."""
+    p = tmp_path / "both.csv"
+    p.write_text(labels + "\n" + "\n".join(",".join([str(k + 1)] + [str(10 * (k + 1) + j) for j in range(
+        labels.count(","))]) for k in range(3)) + "\n")
+    with pytest.raises(io.LocalizationFileError, match=r"the columns '(x \[nm\]|xnano)' and '(xnano|x \[nm\])' both "
+                                                       r"give 'x \[nm\]'; keep one of them"):
+        io.read_localizations(p)
+
+
+@pytest.mark.parametrize("extra, message", [
+    ({"x [um]": [0.01, 0.02, 0.03]}, r"'x \[nm\]' and 'x \[um\]' both give 'x \[nm\]'"),
+    ({"x": [1.0, 2, 3]}, r"'x \[nm\]' and 'x' both give 'x \[nm\]'"),
+    ({"Frame": [1, 1, 1]}, r"'frame' and 'Frame' both give 'frame'"),
+    ({"sigma [px]": [1.0, 1, 1]}, r"'sigma \[px\]' is in camera pixels, which the reader converts to 'sigma \[nm\]' "
+                                  r"only when given the pixel size"),
+    ({"xnano": [1.0, 2, 3], "ynano": [1.0, 2, 3]}, r"'x \[nm\]' and 'xnano' both give 'x \[nm\]'; 'y \[nm\]' and "
+                                                   r"'ynano' both give 'y \[nm\]'"),
+    ({"ID": [7, 8, 9]}, r"'ID' is read as an id column, which is dropped"),
+    ({"sigma [um]": [0.1, 0.1, 0.1]}, r"'sigma \[um\]' is read back as 'sigma \[nm\]' \(converted from um\)"),
+    ({"sigma": [1.0, 1, 1]}, r"'sigma' is read back as 'sigma \[nm\]' \(a length without a unit is read as nm\)"),
+    ({"z [furlong]": [1.0, 1, 1]}, r"'z \[furlong\]' has a unit the reader does not know"),
+    ({" note": [1.0, 1, 1]}, r"' note' is read back as 'note'"),
+])
+def test_the_writer_refuses_columns_the_reader_would_refuse_or_read_otherwise(tmp_path, extra, message):
+    """The writer wrote files that read_localizations then refused (two columns giving x
+    or frame, sigma in pixels) or read otherwise (xnano beside x [nm]: an ISBI file)."""
+    table = _table(3).assign(**extra)
+    with pytest.raises(ValueError, match=f"cannot write .*t.csv: read_localizations would not read the file back as "
+                                         f"this table: {message}"):
+        io.write_thunderstorm_csv(tmp_path / "t.csv", table)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_the_columns_this_package_writes_read_back_as_written(tmp_path):
+    table = _table(3).assign(**{"offset [photon]": 1.0, "uncertainty [nm]": 5.0, "sigma [nm]": 120.0,
+                                "bkgstd [photon]": 2.0, "z [nm]": 0.0, "id": [9, 8, 7], "": 3.0})
+    back = io.read_localizations(io.write_thunderstorm_csv(tmp_path / "t.csv", table))
+    assert sorted(back.columns) == sorted(c for c in table.columns if c != "id")
+    twice = pd.concat([_table(3), _table(3)[["frame"]]], axis=1)  # numpy's "operands could not be broadcast" before
+    with pytest.raises(ValueError, match="'frame' names more than one column"):
+        io.write_thunderstorm_csv(tmp_path / "twice.csv", twice)
+    with pytest.raises(ValueError, match="contains a quote, comma or line break"):  # read back as two lines elsewhere
+        io.write_thunderstorm_csv(tmp_path / "cr.csv", _table(3).assign(**{"a\rb": 1.0}))
+
+
+def test_an_output_behind_a_symbolic_link_is_checked_where_the_link_points(tmp_path, monkeypatch):
+    """The link's own folder was checked while atomic_write writes the file it points to:
+    a link into a missing folder failed only after the whole run."""
+    missing = tmp_path / "latest.csv"
+    missing.symlink_to(tmp_path / "nowhere" / "x.csv")
+    with pytest.raises(FileNotFoundError, match=r"latest\.csv \(a link to .*nowhere/x\.csv\): folder .*nowhere does "
+                                                r"not exist"):
+        outputs.check_output_path(missing)
+    (tmp_path / "results").mkdir()
+    dangling = tmp_path / "next.csv"  # a link to a file to be made, in a folder that is there: fine
+    dangling.symlink_to(tmp_path / "results" / "x.csv")
+    checked = []
+    real = outputs.check_writable_folder
+    monkeypatch.setattr(outputs, "check_writable_folder", lambda folder: checked.append(folder) or real(folder))
+    assert outputs.check_output_path(dangling) == dangling and checked == [tmp_path / "results"]
+    io.write_thunderstorm_csv(dangling, _table(2))
+    assert dangling.is_symlink() and len(io.read_localizations(tmp_path / "results" / "x.csv")) == 2
+    folder = tmp_path / "folder.csv"
+    folder.symlink_to(tmp_path / "results")
+    with pytest.raises(IsADirectoryError, match=r"folder\.csv \(a link to .*results\) is a folder"):
+        outputs.check_output_path(folder)
+    (tmp_path / "a.csv").symlink_to(tmp_path / "b.csv")
+    (tmp_path / "b.csv").symlink_to(tmp_path / "a.csv")
+    with pytest.raises(OSError, match=r"a\.csv: cannot follow the symbolic link"):
+        outputs.check_output_path(tmp_path / "a.csv")
+
+
+def test_a_tiff_cut_short_by_a_full_disk_says_no_space_is_left(tmp_path, monkeypatch):
+    """NumPy's short write, which tifffile passes on, read "cannot write frames.tif: 655360
+    requested and 22352 written" on a full disk (the CSV said "No space left on device")."""
+    target = tmp_path / "frames.tif"
+    target.write_bytes(b"old")
+
+    def short_write(self, data, *args):  # as numpy's tofile on a full disk
+        self._fh.write(b"\0" * 100)
+        raise OSError(f"{data.nbytes} requested and 100 written")
+
+    monkeypatch.setattr(tifffile.FileHandle, "write_array", short_write)
+    monkeypatch.setattr(shutil, "disk_usage", lambda folder: mock.Mock(free=0))
+    with pytest.raises(OSError, match=r"cannot write .*frames\.tif: No space left on device \(only 100 of 8,192 bytes "
+                                      r"could be written\)") as caught:
+        io.write_tiff(target, np.zeros((2, 32, 64), np.uint16))
+    assert caught.value.errno == errno.ENOSPC
+    assert target.read_bytes() == b"old" and [p.name for p in tmp_path.iterdir()] == ["frames.tif"]
+    monkeypatch.setattr(shutil, "disk_usage", lambda folder: mock.Mock(free=10**12))  # room left: no guess
+    with pytest.raises(OSError, match=r"could not be written whole \(only 100 of 8,192 bytes could be written; a "
+                                      r"full quota or a file-size limit\?\)"):
+        io.write_tiff(target, np.zeros((2, 32, 64), np.uint16))
+    assert target.read_bytes() == b"old"

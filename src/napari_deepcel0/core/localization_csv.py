@@ -5,11 +5,12 @@ tables in nm: :func:`read_localizations`, and the column-label helpers
 from __future__ import annotations
 
 import codecs
+import csv
 import math
 import os
 import re
 import warnings
-from io import BytesIO
+from io import BytesIO, StringIO
 from pathlib import Path
 from typing import Iterator
 
@@ -94,6 +95,35 @@ def _check_utf8(path, data: np.ndarray) -> None:
         raise LocalizationFileError(f"{path}: not UTF-8 ({what}: {exc}); save the CSV as UTF-8") from exc
 
 
+def _header_labels(header: str) -> list[str]:
+    """The column labels of a header line, split as pandas splits rows: at commas outside
+    double quotes (``"a,b"`` is one label), each stripped of spaces and quotes."""
+    fields = next(csv.reader([header]), [])
+    return [field.strip().strip('"').strip() for field in fields]
+
+
+def _ends_inside_quotes(line: str) -> bool:
+    """True when a quote opens a field of ``line`` (a quote at the start of a field, as
+    pandas reads them) and nothing closes it."""
+    inside, field_start, i = False, True, 0
+    while i < len(line):
+        char = line[i]
+        if inside:
+            if char == '"' and line[i + 1 : i + 2] == '"':  # "" in a quoted field: a quote
+                i += 1
+            elif char == '"':
+                inside = False
+        elif char == '"' and field_start:
+            inside = True
+        field_start = not inside and char == ","
+        i += 1
+    return inside
+
+
+def _has_quotes(data: np.ndarray) -> bool:
+    return any(np.any(piece == 34) for _, piece in _chunks(data))
+
+
 def _split_label(label: str) -> tuple[str, str | None]:
     m = _UNIT_RE.match(label.strip().strip('"').strip())
     return m.group("name").strip(), (m.group("unit").strip() if m.group("unit") else None)
@@ -111,6 +141,102 @@ def is_coordinate_label(label: str) -> bool:
     return column_key(label) in ("id", "frame", "x", "y")
 
 
+#: the columns of lengths: read in nm, as ``<name> [nm]`` (``uncertainty_xy`` as ``uncertainty [nm]``)
+_LENGTH_KEYS = ("x", "y", "z", "sigma", "sigma1", "sigma2", "uncertainty", "uncertainty_xy", "uncertainty_z")
+#: the columns of an ISBI 2013 ground truth (labels in any case), and the table's columns they give
+_ISBI_COLUMNS = {"xnano": X_NM, "ynano": Y_NM, "znano": "z [nm]", "intensity": INTENSITY, "frame": FRAME}
+
+
+def _is_isbi(labels: list[str]) -> bool:
+    """True for the labels of an ISBI 2013 ground truth (``xnano`` and ``ynano``)."""
+    return {"xnano", "ynano"} <= {label.lower() for label in labels}
+
+
+def _target(label: str) -> str | None:
+    """The column of :func:`read_localizations`'s table that a ThunderSTORM file's column
+    gives: ``<name> [nm]`` for a length in any unit, ``frame`` for a frame column in any
+    case, the label itself for any other column; None for the id, which is dropped."""
+    key = column_key(label)
+    if key == "id":
+        return None
+    if key in _LENGTH_KEYS:
+        return f"{'uncertainty' if key == 'uncertainty_xy' else key} [nm]"
+    if key == "frame":
+        return FRAME
+    return label
+
+
+def _conflicts(labels: list[str]) -> list[tuple[str, str, str]]:
+    """The pairs of columns that give the same column of the table (first label, second
+    label, that column): ``x [nm]`` and ``x [um]``, ``frame`` and ``Frame``, ``x [nm]``
+    and ``xnano`` (an ISBI column, which would make the file an ISBI file read without
+    ``x [nm]``)."""
+    isbi = _is_isbi(labels)
+    sources: dict[str, str] = {}
+    found = []
+    for label in labels:
+        lower = label.lower()
+        isbi_label = lower in ("xnano", "ynano", "znano") or (isbi and lower in _ISBI_COLUMNS)
+        target = _ISBI_COLUMNS[lower] if isbi_label else _target(label)
+        if target is None:
+            continue
+        if target in sources:
+            found.append((sources[target], label, target))
+        else:
+            sources[target] = label
+    return found
+
+
+def read_back_problems(labels) -> list[str]:
+    """Why :func:`read_localizations` would not give back a column of each of these
+    labels, under the same label, from a ThunderSTORM CSV whose header names them in
+    double quotes (after the ``id`` that the writer adds): one line per column that it
+    would refuse (two columns giving x, a length in camera pixels or in an unknown unit),
+    drop (another id column, or all but the ISBI columns), rename (``sigma [um]`` ->
+    ``sigma [nm]``, spaces around a label) or read otherwise. Empty when the file reads
+    back as written. The reader's own rules, applied to the header: for writers, so that
+    nobody gets a file they cannot read back."""
+    labels = [str(label) for label in labels]
+    try:
+        read = _header_labels(",".join(f'"{label}"' for label in labels))
+    except csv.Error as exc:
+        return [f"the header line of the labels {labels} cannot be split into column names ({exc})"]
+    if len(read) != len(labels):
+        return [f"the header line of the labels {labels} is read back as {len(read)} labels, not {len(labels)}"]
+    problems = [f"{label!r} is read back as {back!r} (no spaces or quotes around a label)"
+                for label, back in zip(labels, read) if back != label]
+    problems += [f"{label!r} names more than one column" for label in sorted({x for x in read if read.count(x) > 1})]
+    conflicts = _conflicts(list(dict.fromkeys(read)))  # (a label named twice is said above)
+    problems += [f"{a!r} and {b!r} both give {target!r}" for a, b, target in conflicts]
+    in_conflict = {label for a, b, _ in conflicts for label in (a, b)}
+    if _is_isbi(read) and not in_conflict:
+        problems.append("'xnano' and 'ynano' make it an ISBI 2013 file, of which only frame, xnano, ynano, znano "
+                        "and intensity are read")
+    for label in read:
+        target = _target(label)
+        if label in in_conflict or target == label:
+            continue
+        if target is None:
+            problems.append(f"{label!r} is read as an id column, which is dropped")
+            continue
+        name, unit = _split_label(label)
+        why = ""
+        if name.lower() in _LENGTH_KEYS:  # (a frame column's unit the reader ignores)
+            if unit is not None and unit.lower() in _PIXEL_UNITS:
+                problems.append(f"{label!r} is in camera pixels, which the reader converts to {target!r} only when "
+                                "given the pixel size")
+                continue
+            if unit is not None and _unit_to_nm(unit) is None:
+                problems.append(f"{label!r} has a unit the reader does not know")
+                continue
+            if unit is None:
+                why = " (a length without a unit is read as nm)"
+            elif unit.lower() != "nm":
+                why = f" (converted from {unit})"
+        problems.append(f"{label!r} is read back as {target!r}{why}")
+    return problems
+
+
 def read_localizations(path: str | os.PathLike, pixel_size_nm: float | None = None) -> pd.DataFrame:
     """Read a localization or ground-truth CSV into a table in nm, frames 1-based.
 
@@ -122,9 +248,11 @@ def read_localizations(path: str | os.PathLike, pixel_size_nm: float | None = No
       ``"frame","x [nm]","y [nm]"`` ground-truth files.
     - ISBI 2013 ground truth: ``Ground-truth,frame,xnano,ynano,znano,intensity``.
 
-    Rows whose number of fields differs from the header are skipped with a warning
-    (as ThunderSTORM does). Other columns are kept: as numbers, or as text when they
-    hold text (with a warning when only some values are text).
+    Values in double quotes may hold commas (text as pandas, Excel or R write it). Rows
+    whose number of fields differs from the header are skipped with a warning (as
+    ThunderSTORM does). Two columns that give the same column (``x [nm]`` and ``x [um]``,
+    ``x [nm]`` and ``xnano``) are refused. Other columns are kept: as numbers, or as text
+    when they hold text (with a warning when only some values are text).
     """
     if pixel_size_nm is not None and (isinstance(pixel_size_nm, (bool, np.bool_)) or not isinstance(
             pixel_size_nm, (int, float, np.integer, np.floating)) or not (math.isfinite(pixel_size_nm)
@@ -133,7 +261,10 @@ def read_localizations(path: str | os.PathLike, pixel_size_nm: float | None = No
         raise ValueError(f"pixel_size_nm must be a positive number of nm or None, got {pixel_size_nm!r}")
     path = Path(path).expanduser()
     raw, labels = _read_rows(path)
-    if {"xnano", "ynano"} <= {label.lower() for label in labels}:  # ISBI 2013 ground truth
+    for first, second, target in _conflicts(labels)[:1]:  # e.g. x [nm] and x [um], or x [nm] and xnano
+        raise LocalizationFileError(f"{path}: the columns {first!r} and {second!r} both give {target!r}; keep one "
+                                    "of them")
+    if _is_isbi(labels):  # ISBI 2013 ground truth
         table, in_pixels = _isbi_columns(path, raw, labels), []
     else:
         table, in_pixels = _thunderstorm_columns(path, raw, labels, pixel_size_nm)
@@ -147,7 +278,8 @@ def read_localizations(path: str | os.PathLike, pixel_size_nm: float | None = No
 def _read_rows(path: Path) -> tuple[pd.DataFrame, list[str]]:
     """The rows of a CSV file as text or numbers, and its column labels, after checking
     the file and its header line; rows of another field count are skipped with a
-    warning."""
+    warning. Fields in double quotes may hold commas (and line breaks), as pandas, Excel
+    and R write text that holds one."""
     if path.is_dir():
         raise LocalizationFileError(f"{path}: is a folder, not a CSV file")
     if not path.is_file():
@@ -162,7 +294,11 @@ def _read_rows(path: Path) -> tuple[pd.DataFrame, list[str]]:
         if all(not bytes(piece).strip() for _, piece in _chunks(data)):
             raise LocalizationFileError(f"{path}: empty file (no header line)")
         raise LocalizationFileError(f"{path}: the first line is blank; it should be the header line")
-    labels = [h.strip().strip('"').strip() for h in header.split(",")]
+    try:
+        labels = _header_labels(header)
+    except csv.Error as exc:  # a carriage return inside the line (line breaks of two kinds)
+        raise LocalizationFileError(f"{path}: cannot split the header line into column names ({exc}): "
+                                    f"{header.strip()[:80]!r}") from None
     if header.lstrip().startswith("#"):  # its rows were then said to end in a comma
         raise LocalizationFileError(f"{path}: the first line, {header.strip()[:60]!r}, is a comment; a ThunderSTORM "
                                     "CSV starts with its header line (remove the comment lines)")
@@ -170,6 +306,9 @@ def _read_rows(path: Path) -> tuple[pd.DataFrame, list[str]]:
         separator = "';'" if ";" in header else "a tab"
         raise LocalizationFileError(f"{path}: the columns are separated by {separator}; a ThunderSTORM CSV "
                                     "separates them by commas (save it as comma-separated CSV)")
+    if _ends_inside_quotes(header):
+        raise LocalizationFileError(f"{path}: the header line has a double quote that opens a column name and none "
+                                    f"that closes it: {header.strip()[:80]!r}")
     if all(_is_number(label) for label in labels if label):
         raise LocalizationFileError(f"{path}: the first line holds numbers, not column names: the file has no header "
                                     "line (add one, e.g. \"frame\",\"x [nm]\",\"y [nm]\")")
@@ -177,27 +316,84 @@ def _read_rows(path: Path) -> tuple[pd.DataFrame, list[str]]:
     if repeated:
         raise LocalizationFileError(f"{path}: the first line names the column(s) {repeated} more than once; it "
                                     "should be the header line (e.g. \"frame\",\"x [nm]\",\"y [nm]\")")
-    # a row whose field count differs from the header's is dropped (blank lines pandas skips);
-    # when every row is right pandas reads the file itself, which keeps the memory near its size
-    keep = (commas + 1 == len(labels)) | (ends == starts)
-    keep[0] = False  # the header: pandas is given the labels
-    source, skip = path, 1
-    if not keep[1:].all():
-        dropped = ~keep[1:]
-        if dropped.sum() == (ends > starts)[1:].sum():  # no data row left: no table to speak of
-            first = int(np.flatnonzero(dropped)[0]) + 1
+    if len(starts) > 1 and _has_quotes(data[starts[1] :]):  # quoted values: the csv module splits the rows
+        source, skip, dropped, rows, first_bad = _quoted_rows(path, data[starts[1] :], len(labels))
+    else:  # no quote in a row (ThunderSTORM's files): the commas on the bytes give the fields
+        source, skip, dropped, rows, first_bad = _unquoted_rows(path, data, starts, ends, commas, len(labels))
+    del data, starts, ends, commas  # (pandas's table needs the memory)
+    if dropped:
+        fields, line = first_bad
+        if dropped == rows:  # no data row left: no table to speak of
             raise LocalizationFileError(
-                f"{path}: none of its {int(dropped.sum())} row(s) has the header's {len(labels)} fields (the first has "
-                f"{int(commas[first]) + 1}; a comma at the end of every row, as some spreadsheets write?)")
-        warnings.warn(f"{path}: skipped {int(dropped.sum())} row(s) whose field count differs from the header")
-        line_bytes = np.diff(np.r_[starts, len(data)])  # each line with its line break
-        source, skip = BytesIO(data[np.repeat(keep, line_bytes)].tobytes()), 0
-    del data, starts, ends, commas, keep
+                f"{path}: none of its {dropped} row(s) has the header's {len(labels)} fields (the first has "
+                f"{fields}; a comma at the end of every row, as some spreadsheets write?)")
+        warnings.warn(f"{path}: skipped {dropped} row(s) whose field count differs from the header's {len(labels)} "
+                      f"(the first, on line {line}, has {fields})")
     try:
         raw = _read_csv(source, labels, skip)
     except Exception as exc:
         raise LocalizationFileError(f"{path}: cannot parse as CSV ({exc})") from exc
     return raw, labels
+
+
+def _unquoted_rows(path: Path, data: np.ndarray, starts, ends, commas, n_labels: int):
+    """What pandas is to read of a file without quotes in its rows: the file itself
+    (``path``, skipping the header) when every row has the header's field count, which
+    keeps the memory near its size, else the bytes of the rows that have it (blank lines
+    pandas skips); and the number of rows dropped, of non-blank rows, and (field count,
+    line number) of the first dropped row."""
+    keep = (commas + 1 == n_labels) | (ends == starts)
+    keep[0] = False  # the header: pandas is given the labels
+    if keep[1:].all():
+        return path, 1, 0, 0, None
+    dropped = ~keep[1:]
+    first = int(np.flatnonzero(dropped)[0]) + 1
+    line_bytes = np.diff(np.r_[starts, len(data)])  # each line with its line break
+    source = BytesIO(data[np.repeat(keep, line_bytes)].tobytes())
+    return source, 0, int(dropped.sum()), int((ends > starts)[1:].sum()), (int(commas[first]) + 1, first + 1)
+
+
+def _quoted_rows(path: Path, rows_data: np.ndarray, n_labels: int):
+    """As :func:`_unquoted_rows`, for a file whose rows (``rows_data``: its bytes after
+    the header line) hold double quotes: the rows are split by the csv module (commas and
+    line breaks inside quotes are part of a value, as pandas reads them), and when some
+    have another field count, those of the header's are written again as CSV for pandas.
+    A quote that is not closed, or text after a closing quote, is refused: where the rows
+    end would be a guess (an unclosed quote took every row after it into one value)."""
+    text = rows_data.tobytes().decode("utf-8")
+
+    def records():
+        return csv.reader(StringIO(text, newline=""), strict=True)
+
+    fields: list[int] = []  # each row's field count (0: a blank line)
+    count = fields.append
+    try:
+        for record in records():
+            count(len(record))
+    except csv.Error as exc:
+        reader = records()  # the line the row starts on, for the message
+        for _ in range(len(fields)):
+            next(reader)
+        raise LocalizationFileError(
+            f"{path}: line {reader.line_num + 2}: cannot split the row into fields ({exc}): a value in double quotes "
+            "must end with a quote followed by a comma or the end of the line (a quote inside it is written twice)"
+        ) from None
+    counts = np.asarray(fields, np.int64)
+    dropped = (counts != n_labels) & (counts > 0)
+    if not dropped.any():  # pandas reads the file itself, as it splits rows so too
+        return path, 1, 0, 0, None
+    first = int(np.flatnonzero(dropped)[0])
+    out = StringIO()
+    write = csv.writer(out, lineterminator="\n").writerow
+    reader = records()
+    previous = 0  # the lines read before the row (the header is line 1)
+    for i, record in enumerate(reader):
+        if i == first:
+            first_bad = (len(record), previous + 2)
+        if counts[i] == n_labels:
+            write(record)
+        previous = reader.line_num
+    return BytesIO(out.getvalue().encode("utf-8")), 0, int(dropped.sum()), int((counts > 0).sum()), first_bad
 
 
 def _isbi_columns(path: Path, raw: pd.DataFrame, labels: list[str]) -> pd.DataFrame:
@@ -221,30 +417,25 @@ def _thunderstorm_columns(path: Path, raw: pd.DataFrame, labels: list[str],
     columns converted from camera pixels."""
     in_pixels = []  # columns converted from camera pixels with pixel_size_nm
     table = pd.DataFrame(index=raw.index)
-    sources = {}  # column of the table -> label of the file's column it came from
     unitless = []  # x/y columns read as nm for want of a unit
-    for label in labels:
+    for label in labels:  # (no two give the same column: read_localizations checked)
+        target = _target(label)
+        if target is None:  # the id
+            continue
         name, unit = _split_label(label)
         key = name.lower()
         col = raw[label]
-        if key == "id":
-            continue
-        if key in ("x", "y", "z", "sigma", "sigma1", "sigma2", "uncertainty", "uncertainty_xy", "uncertainty_z"):
+        if key in _LENGTH_KEYS:
             if key in ("x", "y") and unit is None:
                 unitless.append(label)
             factor = _length_factor(path, label, unit, pixel_size_nm)
             if unit is not None and unit.lower() in _PIXEL_UNITS:
                 in_pixels.append(label)
-            target = f"{'uncertainty' if key == 'uncertainty_xy' else key} [nm]"
             values = _numeric(path, label, col) * factor
-        elif key == "frame":
-            target, values = FRAME, _numeric(path, label, col)
+        elif target == FRAME:
+            values = _numeric(path, label, col)
         else:
-            target, values = label, _numeric(path, label, col, strict=False)
-        if target in sources:
-            raise LocalizationFileError(f"{path}: the columns {sources[target]!r} and {label!r} both give "
-                                        f"{target!r}; keep one of them")
-        sources[target] = label
+            values = _numeric(path, label, col, strict=False)
         table[target] = values
     if unitless:  # ThunderSTORM always writes a unit; other tools often write pixels
         warnings.warn(f"{path}: the column(s) {', '.join(map(repr, unitless))} carry no unit; read as nm (name "
@@ -324,6 +515,12 @@ def _is_number(text: str) -> bool:
 _PIXEL_UNITS = ("px", "pixel", "pixels")
 
 
+def _unit_to_nm(unit: str) -> float | None:
+    """nm per ``unit`` of length (``nm``, ``um``, ``µm``, ...; any case), None for a unit
+    this reader does not know (camera pixels included: they need a pixel size)."""
+    return LENGTH_TO_NM.get(unit, LENGTH_TO_NM.get(unit.lower()))
+
+
 def _length_factor(path, label, unit, pixel_size_nm) -> float:
     if unit is None or unit.lower() in ("nm",):
         return 1.0
@@ -335,6 +532,7 @@ def _length_factor(path, label, unit, pixel_size_nm) -> float:
                 "the command line) to convert it"
             )
         return float(pixel_size_nm)
-    if unit in LENGTH_TO_NM or u in LENGTH_TO_NM:
-        return LENGTH_TO_NM.get(unit, LENGTH_TO_NM.get(u))
-    raise LocalizationFileError(f"{path}: unknown unit [{unit}] in column {label!r}")
+    factor = _unit_to_nm(unit)
+    if factor is None:
+        raise LocalizationFileError(f"{path}: unknown unit [{unit}] in column {label!r}")
+    return factor

@@ -5,7 +5,10 @@ checking where they go (:func:`check_output_path`, :func:`output_folder`); Image
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
+import re
+import shutil
 import tempfile
 import threading
 from pathlib import Path
@@ -26,6 +29,7 @@ from .columns import (
     Y_NM,
     unusable_positions,
 )
+from .localization_csv import read_back_problems
 
 # The process's umask, read once at import (reading it means setting it, which would
 # briefly affect files that other threads create): atomic_write gives its files the
@@ -86,9 +90,36 @@ def write_tiff(path: str | os.PathLike, data: np.ndarray, pixel_size_nm: float |
         metadata["unit"] = "um"
 
     def write(tmp):
-        tifffile.imwrite(tmp, data, imagej=True, metadata=metadata, **kwargs)
+        try:
+            tifffile.imwrite(tmp, data, imagej=True, metadata=metadata, **kwargs)
+        except OSError as exc:
+            raise _short_write_error(exc, tmp) from exc
 
     return atomic_write(path, write)
+
+
+#: NumPy's error for a write that stopped short (``tofile``, which tifffile writes
+#: with), without an errno: "655360 requested and 22352 written"
+_SHORT_WRITE = re.compile(r"(\d+) requested and (\d+) written")
+
+
+def _short_write_error(exc: OSError, tmp) -> OSError:
+    """``exc`` as the error it stands for when it is NumPy's short write: no space left on
+    the device when its free space is less than what was left to write (a full disk
+    said only "10240 requested and 3912 written"), else a file written in part (a
+    quota or a file-size limit); any other error as it is."""
+    match = _SHORT_WRITE.fullmatch(str(exc)) if exc.errno is None else None
+    if match is None:
+        return exc
+    requested, written = (int(n) for n in match.groups())
+    detail = f"only {written:,} of {requested:,} bytes could be written"
+    try:
+        free = shutil.disk_usage(os.path.dirname(os.path.abspath(tmp))).free
+    except OSError:
+        free = None
+    if free is not None and free < requested - written:
+        return OSError(errno.ENOSPC, f"{os.strerror(errno.ENOSPC)} ({detail})")
+    return OSError(f"the file could not be written whole ({detail}; a full quota or a file-size limit?)")
 
 
 # ================================================================ output files
@@ -96,14 +127,29 @@ def check_output_path(path) -> Path:
     """``path`` as a Path, after checking that it can be written: FileNotFoundError
     when its folder does not exist, IsADirectoryError when it is a folder,
     PermissionError when the folder cannot be written in (:func:`check_writable_folder`).
+    A symbolic link is checked as the file it points to, which :func:`atomic_write`
+    writes (the link may dangle, into a folder that can be written in).
     Call it before a long job so that a typo fails at once, not after the work."""
     path = Path(path)
-    if path.is_dir():
-        raise IsADirectoryError(f"{path} is a folder; give a file name")
-    if not path.parent.is_dir():
-        raise FileNotFoundError(f"{path}: folder {path.parent} does not exist")
-    check_writable_folder(path.parent)
+    target = _link_target(path)
+    shown = str(path) if target == path else f"{path} (a link to {target})"
+    if target.is_dir():
+        raise IsADirectoryError(f"{shown} is a folder; give a file name")
+    if not target.parent.is_dir():
+        raise FileNotFoundError(f"{shown}: folder {target.parent} does not exist")
+    check_writable_folder(target.parent)
     return path
+
+
+def _link_target(path: Path) -> Path:
+    """The file that writing ``path`` writes: ``path`` itself, or the file a symbolic
+    link points to (through any chain of links), which need not exist."""
+    if not path.is_symlink():
+        return path
+    try:
+        return path.resolve()
+    except (OSError, RuntimeError) as exc:  # a loop of links (RuntimeError before Python 3.13)
+        raise OSError(f"{path}: cannot follow the symbolic link ({exc})") from None
 
 
 def check_writable_folder(folder: Path) -> None:
@@ -159,9 +205,7 @@ def atomic_write(path: Path, write) -> Path:
     the temp file is removed and an existing ``path`` is left untouched. Inside
     :func:`all_or_nothing` the move waits for the end of the block. A ``path`` that is a
     symbolic link writes the file it points to (the link stays a link)."""
-    if Path(path).is_symlink():
-        path = Path(path).resolve()
-    path = check_output_path(path)
+    path = check_output_path(_link_target(Path(path)))
     try:
         fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     except OSError as exc:  # name the file the user asked for, not the temporary one
@@ -258,10 +302,22 @@ def write_thunderstorm_csv(path: str | os.PathLike, table: pd.DataFrame) -> Path
     The header has every label in double quotes (``"id","frame","x [nm]",...``);
     values are unquoted with a ``.`` decimal point; NaN and infinities are written as
     ``NaN``/``Infinity``. ``id`` is regenerated (1..n). Frames must be 1-based integers.
+    A table that :func:`.read_localizations` would not read back as it is (two columns
+    giving x or frame, ``xnano`` beside ``x [nm]``, a length in camera pixels, ...; see
+    :func:`.localization_csv.read_back_problems`) is refused, naming the columns, before
+    anything is written.
     """
     missing = [c for c in (FRAME, X_NM, Y_NM) if c not in table.columns]
     if missing:
         raise ValueError(f"cannot write {path}: the table lacks column(s) {missing} (has {list(table.columns)})")
+    for c in table.columns:
+        if any(ch in str(c) for ch in '",\n\r'):
+            raise ValueError(f"cannot write {path}: column name {c!r} contains a quote, comma or line break")
+    # the reader's own rules on the header: a file it would refuse, or read with other columns, is not written
+    problems = read_back_problems([c for c in table.columns if c != "id"])
+    if problems:
+        raise ValueError(f"cannot write {path}: read_localizations would not read the file back as this table: "
+                         f"{'; '.join(problems)} (rename or drop these columns)")
     frames = table[FRAME].to_numpy()
     if len(frames) and (np.any(frames < 1) or np.any(frames != np.round(frames))):
         raise ValueError(f"cannot write {path}: frames must be 1-based integers (min {frames.min()})")
@@ -271,9 +327,6 @@ def write_thunderstorm_csv(path: str | os.PathLike, table: pd.DataFrame) -> Path
     bad = unusable_positions(table[[X_NM, Y_NM]].to_numpy(np.float64))
     if bad.any():  # read_localizations refuses them: a file nobody could read back
         raise ValueError(f"cannot write {path}: {int(bad.sum())} row(s) have an x or y that is not {POSITION_RULE}")
-    for c in table.columns:
-        if any(ch in str(c) for ch in '",\n'):
-            raise ValueError(f"cannot write {path}: column name {c!r} contains a quote, comma or newline")
     out = table.drop(columns=["id"], errors="ignore").copy()
     out[FRAME] = out[FRAME].astype(np.int64)
     out.insert(0, "id", np.arange(1, len(out) + 1, dtype=np.int64))
