@@ -10,6 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from conftest import loc_table
 from napari_deepcel0.cli import build_parser, main
 from napari_deepcel0.core.io import FrameStack, read_localizations, read_stack, write_thunderstorm_csv
 from napari_deepcel0.core.predict import DeepLocalizer, localize
@@ -266,6 +267,19 @@ def test_a_png_render_is_blurred_by_20_nm_and_a_tiff_holds_counts_unless_asked(s
     assert images["counts.tif"].sum() == len(table)
 
 
+def test_a_render_blur_wider_than_the_field_is_refused_before_any_work(simulated, tiny_model_path, tmp_path,
+                                                                        capsys):
+    """--render-blur 1e9 localized every frame, wrote the CSV, then blurred for minutes
+    until memory ran out, deaf to Ctrl-C (review)."""
+    out = tmp_path / "out"
+    out.mkdir()
+    code = main(["localize", str(simulated / "frames.tif"), "--out", str(out / "l.csv"), "--model",
+                 str(tiny_model_path), "--device", "cpu", "--render", str(out / "r.png"), "--render-blur", "1e9"])
+    captured = capsys.readouterr()
+    assert code == 2 and "wider than the rendered field (2400 x 2400 nm)" in captured.err
+    assert "frames/s" not in captured.err + captured.out and list(out.iterdir()) == []
+
+
 def test_the_thresholds_named_for_the_bundled_model_are_its_own():
     """The help and the widget's tooltips name the bundled model's default threshold and
     spike value as numbers; retraining it must not leave them stale."""
@@ -452,6 +466,47 @@ def test_demo_refuses_an_output_it_cannot_write_before_the_work(tmp_path, capsys
     assert [p.name for p in out.iterdir()] == ["demo_render.png"]
 
 
+def test_demo_and_simulate_refuse_what_cannot_fit_before_any_work(tmp_path, capsys):
+    """demo --density 1e5 aborted the process in the scoring (std::bad_alloc, exit 134; here
+    the OOM killer) and 1e300 gave numpy's "lam value too large"; simulate checked its
+    memory, demo did not (review)."""
+    for command in ("demo", "simulate"):
+        for density in ("1e5", "1e300", "100.5"):
+            with pytest.raises(SystemExit) as exit_:
+                main([command, "--out", str(tmp_path / "out"), "--frames", "2", "--density", density])
+            assert exit_.value.code == 2
+            assert f"must be at most 100 emitters per um^2 (one per 100 x 100 nm), got {density}" in capsys.readouterr().err
+    assert main(["demo", "--out", str(tmp_path / "out"), "--frames", "100000000", "--device", "cpu"]) == 2
+    captured = capsys.readouterr()
+    assert "100000000 frame(s) of 64 x 64 pixels at 5.5 emitters/um^2 need about" in captured.err
+    assert "use fewer frames (--frames) or a lower --density" in captured.err and "simulating" not in captured.out
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_evaluate_warns_of_a_frame_shape_smaller_than_the_data_and_advises_on_memory(tmp_path, capsys, monkeypatch):
+    """--frame-shape 2 2 on 32 x 32 frames gave spec% 83 without a word, and evaluate's
+    out-of-memory advice named frames and a density it has no flags for (review)."""
+    gt = loc_table([1, 1, 2], [150.0, 2500.0, 3000.0], [150.0, 900.0, 3100.0])
+    write_thunderstorm_csv(tmp_path / "gt.csv", gt)
+    base = ["evaluate", str(tmp_path / "gt.csv"), "--gt", str(tmp_path / "gt.csv"), "--tol", "12.5", "50"]
+    assert main(base + ["--frame-shape", "2", "2"]) == 0
+    captured = capsys.readouterr()
+    assert "warning: --frame-shape 2 2 (rows, columns) at 100 nm: 2 of 3 ground-truth molecules lie outside" in captured.err
+    assert "    12.5 " in captured.out  # the tolerance as given, not rounded to "12"
+    assert main(base + ["--frame-shape", "32", "32"]) == 0
+    assert "outside" not in capsys.readouterr().err
+
+    from napari_deepcel0.core import metrics
+
+    def no_memory(*args, **kwargs):
+        raise MemoryError("Unable to allocate 3.0 GiB")
+
+    monkeypatch.setattr(metrics, "match_points", no_memory)
+    assert main(base) == 2
+    err = capsys.readouterr().err
+    assert "too many molecules within the tolerance of each other in one frame" in err and "density" not in err
+
+
 def test_train_writes_a_loadable_model(tmp_path):
     from napari_deepcel0.core.model_io import load_model
 
@@ -592,9 +647,10 @@ def test_train_stopped_before_the_first_step_saves_nothing(tmp_path, capsys, mon
 
 def _run_until(argv, marker: str, send: int, cwd) -> tuple[int, str]:
     """Start ``deepcel0 argv``, send signal ``send`` once its stderr shows ``marker``;
-    (exit code, stderr)."""
+    (exit code, stderr). The child takes Ctrl-C as a terminal's program does even when
+    the tests run in the background of a shell, which starts them with SIGINT ignored."""
     proc = subprocess.Popen([sys.executable, "-m", "napari_deepcel0", *argv], stderr=subprocess.PIPE, text=True,
-                            cwd=cwd)
+                            cwd=cwd, preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     seen = []
     for line in proc.stderr:
         seen.append(line)
@@ -1026,12 +1082,13 @@ def test_first_ctrl_c_stops_cleanly_second_aborts():
 
     from napari_deepcel0.cli import stop_on_first_interrupt
 
+    before = signal.getsignal(signal.SIGINT)  # SIG_IGN where the tests run in a shell's background
     with stop_on_first_interrupt() as stop:
         os.kill(os.getpid(), signal.SIGINT)
         assert stop.is_set()
         with pytest.raises(KeyboardInterrupt):
             os.kill(os.getpid(), signal.SIGINT)
-    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    assert signal.getsignal(signal.SIGINT) is before
 
 
 def test_the_same_new_file_named_relative_and_absolute_is_caught(tmp_path, monkeypatch):

@@ -360,3 +360,28 @@ def test_scoring_inputs_restrict_the_ground_truth_to_a_runs_frames_and_say_so():
                           "layers of the same stack")
     with pytest.raises(ValueError):
         metrics.scoring_inputs(gt, est, "3-1")
+
+
+def test_bad_tables_and_arguments_get_clear_errors_not_wrong_numbers():
+    """A table without ``frame`` raised KeyError, text frame numbers TypeError, a text
+    tolerance TypeError; (n, 3) arrays of x, y, z were read as pairs (6 "matches" of 4
+    points); a grid of 0 nm pixels or a negative frame count gave numpy warnings and a
+    spec% of 100 or NaN (review)."""
+    gt = loc_table([1, 2], [10.0, 20.0], [10.0, 20.0])
+    for bad, match in ((gt.drop(columns="frame"), r"lacks column\(s\) \['frame'\]"),
+                       (gt.assign(frame=["1", "2"]), r"\['frame'\] must hold numbers"),
+                       (gt.assign(**{"x [nm]": [True, False]}), "must hold numbers")):
+        with pytest.raises(ValueError, match=match):
+            metrics.evaluate(gt, bad, 50.0)
+        with pytest.raises(ValueError, match=match):
+            metrics.match(bad, gt, 50.0)
+    with pytest.raises(ValueError, match="tolerance"):
+        metrics.evaluate(gt, gt, "50")
+    with pytest.raises(ValueError, match=r"shape \(4, 3\)"):
+        metrics.match_points(np.zeros((4, 3)), np.zeros((4, 3)), 50.0)
+    assert [len(i) for i in metrics.match_points([5.0, 5.0], np.zeros((1, 2)), 50.0)] == [1, 1]  # one point
+    assert [len(i) for i in metrics.match_points(np.zeros(0), np.zeros((3, 2)), 50.0)] == [0, 0]
+    for grid, n_frames in (((0.0, (8, 8)), None), ((25.0, (0, 8)), None), ((25.0, (8, 8)), -5)):
+        with pytest.raises(ValueError, match="grid|n_frames"):
+            metrics.score(gt, gt, 50.0, grid=grid, n_frames=n_frames)
+    assert metrics.score(gt, gt, 50.0, grid=(25.0, (8, 8)), n_frames=2).specificity == 100.0

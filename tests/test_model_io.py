@@ -146,6 +146,10 @@ def test_bundled_model_loads():
     (lambda d: d.update(history=[{"epoch": 1, "val_loss": 10**400}]), "one record of numbers per epoch"),
     (lambda d: d.update(history=[{"epoch": True}]), "one record of numbers per epoch"),
     (lambda d: d.update(format_version=True), "invalid format version True"),  # read as version 1
+    # these loaded, and every map was NaN: no localization, no word (bad-input review)
+    (lambda d: d.update(norm_std=1e-300), r"invalid normalisation in metadata \(mean [0-9.]+, std 1e-300\)"),
+    (lambda d: d.update(norm_mean=1e300), r"invalid normalisation in metadata \(mean 1e\+300"),
+    (lambda d: d.update(norm_std=0.7), "a std of at most 0.5"),
 ])
 def test_hand_edited_metadata_is_checked(mutate, message, tiny_model_path, tmp_path):
     # before: a NaN mean loaded and silently found nothing; a bad history crashed summary()

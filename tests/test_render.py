@@ -6,7 +6,7 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from napari_deepcel0.core.render import Renderer, render_histogram, render_shape, save_render_png
+from napari_deepcel0.core.render import Renderer, check_render_blur, render_histogram, render_shape, save_render_png
 
 
 def _table(xs, ys):
@@ -75,3 +75,23 @@ def test_the_blur_sigma_is_in_nm_and_a_partial_last_pixel_is_kept():
     mean = (profile * cols).sum() / profile.sum()
     assert math.sqrt((profile * (cols - mean) ** 2).sum() / profile.sum()) == pytest.approx(3.0, rel=0.05)
     assert render_shape((65.0, 95.0), 10.0) == (7, 10)
+
+
+def test_a_blur_wider_than_the_field_is_refused_and_a_wide_one_stays_quick():
+    """A 1e9 nm blur of one frame's render ran out of memory (1e5 nm: 43 s) and Ctrl-C
+    could not stop it (review): a blur wider than the field, which leaves a flat image,
+    is refused before any work; one as wide as the field blurs with a kernel cut at the
+    image's size, which keeps the total."""
+    table = pd.DataFrame({"frame": [1, 1], "x [nm]": [50.0, 300.0], "y [nm]": [50.0, 200.0]})
+    for blur in (320.0001, 1e9, float("inf"), float("nan"), -1.0):
+        with pytest.raises(ValueError, match="render blur"):
+            render_histogram(table, (320.0, 320.0), 10.0, blur_sigma_nm=blur)
+        with pytest.raises(ValueError, match="render blur"):
+            check_render_blur(blur, (320.0, 160.0))
+    check_render_blur(None, (1.0, 1.0))
+    check_render_blur(0.0, (1.0, 1.0))
+    image = render_histogram(table, (320.0, 320.0), 10.0, blur_sigma_nm=320.0)
+    assert image.sum() == pytest.approx(2.0, rel=1e-4) and image.max() < 0.01  # flat, nothing lost
+    renderer = Renderer((320.0, 160.0), 10.0)
+    with pytest.raises(ValueError, match="wider than the rendered field"):
+        renderer.image(blur_sigma_nm=321.0)

@@ -54,6 +54,21 @@ def non_negative_float(text: str) -> float:
     return value
 
 
+#: the highest emitter density simulate and demo take (per um^2 and frame): one emitter per
+#: 100 x 100 nm, ten times ISBI 2013's high density and beyond what any method resolves;
+#: 1e5 ran the demo out of memory in the scoring (millions of molecules within 50 nm)
+MAX_DENSITY_PER_UM2 = 100.0
+
+
+def emitter_density(text: str) -> float:
+    """argparse type: emitters per um^2, a number from 0 to :data:`MAX_DENSITY_PER_UM2`."""
+    value = non_negative_float(text)
+    if value > MAX_DENSITY_PER_UM2:
+        raise argparse.ArgumentTypeError(f"must be at most {MAX_DENSITY_PER_UM2:g} emitters per um^2 (one per 100 x "
+                                         f"100 nm), got {text}")
+    return value
+
+
 def finite_float(text: str) -> float:
     value = float(text)
     if not math.isfinite(value):
@@ -285,8 +300,14 @@ def cmd_evaluate(args) -> int:
     gt = read_localizations(args.gt, pixel_size_nm=args.pixel_size)
     grid = None
     if args.frame_shape:
+        from .core.metrics import outside_field_message
+
         acq = _acquisition(args)
         grid = (acq.fine_pixel_nm, acq.fine_shape(tuple(args.frame_shape)))
+        outside = outside_field_message(gt, acq.field_nm(tuple(args.frame_shape)))
+        if outside:  # spec% counts only the fine pixels of --frame-shape (83 % for 2 x 2 on 32 x 32 frames)
+            warnings.warn(f"--frame-shape {args.frame_shape[0]} {args.frame_shape[1]} (rows, columns) at "
+                          f"{acq.pixel_size_nm:g} nm: {outside}")
     if args.frames:
         _warn_of_frames_past_the_files(gt, est, args.frames)
     # without --frames, evaluate() warns when the localizations cover fewer frames than the ground truth
@@ -548,11 +569,11 @@ def add_render_args(p, what: str = "") -> None:
 def check_outputs(args, stack, acq) -> None:
     """Refuse, before any work, the outputs that could only fail at the end: ``--out``
     or ``--render`` in a missing folder or naming a folder, an ``--out`` that is no
-    ``.csv`` file, a render that is neither PNG nor TIFF, or one too large for the
-    stack's field at ``--render-pixel``, and an output that is the stack, the ground
-    truth, the model or the other output."""
+    ``.csv`` file, a render that is neither PNG nor TIFF, too large for the stack's
+    field at ``--render-pixel`` or blurred wider than that field, and an output that is
+    the stack, the ground truth, the model or the other output."""
     from .core.outputs import check_output_path
-    from .core.render import render_shape
+    from .core.render import check_render_blur, render_shape
 
     check_output_path(args.out)
     if Path(args.out).suffix.lower() != ".csv":  # a slip (--out other.tif, --out locs.png) replaced that file
@@ -562,6 +583,7 @@ def check_outputs(args, stack, acq) -> None:
             raise ValueError(f"--render must end in .png or .tif, got {Path(args.render).name}")
         check_output_path(args.render)
         render_shape(acq.field_nm(stack.frame_shape), args.render_pixel)
+        check_render_blur(args.render_blur, acq.field_nm(stack.frame_shape))
     check_distinct_files(args, inputs=("stack", "gt", "model"), outputs=("out", "render"))
 
 
@@ -729,6 +751,8 @@ def cmd_localize(args) -> int:
 # ================================================================ demo
 #: what ``deepcel0 demo`` writes in its folder: the stack, its ground truth, the localizations, the render
 DEMO_FILES = ("demo_frames.tif", "demo_ground_truth.csv", "demo_localizations.csv", "demo_render.png")
+#: the demo's frames, (rows, columns) in camera pixels
+DEMO_FRAME_SHAPE = (64, 64)
 
 
 def cmd_demo(args) -> int:
@@ -739,12 +763,15 @@ def cmd_demo(args) -> int:
     from .core.predict import DeepLocalizer, localize
     from .core.render import render_histogram, save_render_png
 
+    loaded = load_bundled_model()
+    acq = loaded.info.acquisition
+    _check_fits_in_memory(sim.simulation_bytes(args.frames, DEMO_FRAME_SHAPE, args.density, acq),
+                          f"{args.frames} frame(s) of {DEMO_FRAME_SHAPE[0]} x {DEMO_FRAME_SHAPE[1]} pixels at "
+                          f"{args.density:g} emitters/um^2", "use fewer frames (--frames) or a lower --density")
     with output_folder(args.out, files=DEMO_FILES) as out:  # removed again if the run fails
-        loaded = load_bundled_model()
-        acq = loaded.info.acquisition
         print(f"simulating {args.frames} high-density frames of microtubule-like filaments "
               f"({args.density:g} emitters/um^2, {acq.describe()}) ...")
-        frames, gt = sim.simulate_stack(n_frames=args.frames, shape=(64, 64), density_per_um2=args.density,
+        frames, gt = sim.simulate_stack(n_frames=args.frames, shape=DEMO_FRAME_SHAPE, density_per_um2=args.density,
                                         structure="tubes", acq=acq, seed=args.seed)
         model = DeepLocalizer(loaded, device=args.device, precision=args.precision, orientations=args.orientations)
         print(f"localizing with the bundled model ({loaded.info.summary(with_notes=False)}) on {model.device} "
@@ -752,7 +779,7 @@ def cmd_demo(args) -> int:
         t0 = time.perf_counter()
         table = localize(model, frames)
         seconds = time.perf_counter() - t0
-        field = acq.field_nm((64, 64))
+        field = acq.field_nm(DEMO_FRAME_SHAPE)
         png = out / DEMO_FILES[3]
         with all_or_nothing():  # the four files of one run, or none
             stack_path = write_tiff(out / DEMO_FILES[0], _camera_counts(frames), pixel_size_nm=acq.pixel_size_nm)
@@ -805,8 +832,8 @@ def _add_simulate_parser(sub) -> None:
     p.add_argument("--frames", type=positive_int, default=100, metavar="N", help="number of frames (default 100)")
     p.add_argument("--size", type=positive_int, default=64, metavar="PX",
                    help="frame size in camera pixels (default 64)")
-    p.add_argument("--density", type=non_negative_float, default=6.0, metavar="D",
-                   help="emitters per um^2 per frame (default 6; 0: background only)")
+    p.add_argument("--density", type=emitter_density, default=6.0, metavar="D",
+                   help="emitters per um^2 per frame (default 6; 0: background only; at most 100)")
     p.add_argument("--structure", choices=("tubes", "uniform"), default="tubes",
                    help="emitters along filaments (tubes, default) or uniform")
     p.add_argument("--photons", type=positive_float, nargs=2, default=(600.0, 900.0), metavar=("LOW", "HIGH"),
@@ -908,7 +935,8 @@ def _add_localize_parser(sub) -> None:
                    help="detection threshold in the model's map units, not a fraction (default 0.1 x the model's "
                         "spike value, 8.5 for the bundled model; printed at the start of each run): higher finds "
                         "fewer, surer molecules")
-    p.add_argument("--frames", metavar="SEL", help="1-based frame selection, e.g. 1-100 or 1,5,10-20")
+    p.add_argument("--frames", metavar="SEL", help="1-based frame selection, e.g. 1-100 or 1,5,10-20; open ranges: "
+                   "-20 (frames 1-20), 100- (from frame 100 on)")
     p.add_argument("--batch-size", type=positive_int, default=16,
                    help="frames of 64 x 64 pixels per network pass (default 16); larger frames go in proportionally "
                         "fewer, at least 1")
@@ -943,7 +971,8 @@ def _add_demo_parser(sub) -> None:
                                    "model, write CSV + PNG and print Jaccard/RMSE against the ground truth.")
     p.add_argument("--out", default="deepcel0-demo", metavar="DIR", help="output folder (default ./deepcel0-demo)")
     p.add_argument("--frames", type=positive_int, default=50, help="frames to simulate (default 50)")
-    p.add_argument("--density", type=positive_float, default=5.5, help="emitters per um^2 (default 5.5, as ISBI 2013)")
+    p.add_argument("--density", type=emitter_density, default=5.5,
+                   help="emitters per um^2 (default 5.5, as ISBI 2013; at most 100)")
     p.add_argument("--seed", type=seed, default=1, help="random seed of the simulation (default 1)")
     _orientations_arg(p)
     _device_args(p)
@@ -972,10 +1001,14 @@ def main(argv=None) -> int:
     except NotEnoughMemory as exc:  # refused before the work, with its advice
         return _error(args, exc, str(exc))
     except MemoryError as exc:  # a size the user asked for (frames, --size, --density, --batch-size)
-        batch = " or a smaller --batch-size" if hasattr(args, "batch_size") else ""
         said = f" ({exc})" if str(exc) else ""  # numpy's "Unable to allocate ..." says nothing of our flags
-        return _error(args, exc, f"not enough memory for what was asked{said}; use fewer or smaller frames or a "
-                                 f"lower density{batch}")
+        if args.command == "evaluate":  # it has no frames or density to lower
+            advice = ("the tables hold too many molecules within the tolerance of each other in one frame to match; "
+                      "use a smaller --tol, or check that both files are localizations in nm")
+        else:
+            batch = " or a smaller --batch-size" if hasattr(args, "batch_size") else ""
+            advice = f"use fewer or smaller frames or a lower density{batch}"
+        return _error(args, exc, f"not enough memory for what was asked{said}; {advice}")
     except BrokenPipeError:  # stdout closed early (e.g. piped into head): nothing more to say
         with contextlib.suppress(OSError, ValueError):  # so that Python's flush at exit stays quiet
             os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())

@@ -15,7 +15,7 @@ from ..core.frames import parse_frame_selection
 from ..core.photometry import without_uncertainty_text
 from ..core.predict import BatchResult, DeepLocalizer, acquisition_mismatch, localize_stream
 from ..core.progress import counted, rate_text
-from ..core.render import Renderer, display_max, render_shape
+from ..core.render import Renderer, check_render_blur, display_max, render_shape
 from .controls import (outlier_pixels_checkbox, replaced_pixels_text, stack_combo, status_style,
                        wrapping_label)
 from .jobs import JobControls, ProgressRelay, gpu_memory_hint
@@ -192,7 +192,9 @@ class LocalizeWidget(Container):
             return
         rows, cols = layer.data.shape[-2:]
         try:  # before any layer changes (the stack's scale too): a refused run leaves every layer as it was
-            render_shape(self.state.acquisition_for(layer).field_nm((rows, cols)), self.render_pixel.value)
+            field_nm = self.state.acquisition_for(layer).field_nm((rows, cols))
+            render_shape(field_nm, self.render_pixel.value)
+            check_render_blur(self.render_blur.value, field_nm)
         except ValueError as exc:
             self.job.refuse(f"Localize: {exc}")
             return

@@ -77,7 +77,8 @@ def parse_frame_selection(spec, n_frames: int) -> np.ndarray:
     """0-based frame indices from a 1-based selection.
 
     ``spec`` is None, ``""`` or ``"all"`` (all frames), a string like ``"1-20"``,
-    ``"5"`` or ``"1-10,15,30-"`` (ranges inclusive), one 1-based number, or an iterable
+    ``"5"`` or ``"1-10,15,30-"`` (ranges inclusive; ``"-20"`` is 1-20 and ``"30-"`` from
+    30 to the last frame), one 1-based number, or an iterable
     of them. Each range is checked before it is expanded (:func:`frame_ranges`).
     """
     return np.concatenate([np.arange(first - 1, last) for first, last in frame_ranges(spec, n_frames)])

@@ -24,6 +24,7 @@ Definitions (paper Eqs. 11-13, Sage et al. 2019), percentages in %:
 from __future__ import annotations
 
 import math
+import numbers
 import re
 import warnings
 from collections.abc import Iterator
@@ -61,8 +62,7 @@ def match_points(gt_xy: np.ndarray, est_xy: np.ndarray, tol_nm: float,
     -------
     gt_index, est_index : int arrays of equal length, the matched pairs.
     """
-    gt_xy = np.asarray(gt_xy, dtype=np.float64).reshape(-1, 2)
-    est_xy = np.asarray(est_xy, dtype=np.float64).reshape(-1, 2)
+    gt_xy, est_xy = _points(gt_xy, "gt_xy"), _points(est_xy, "est_xy")
     check_tolerance(tol_nm)
     p = minkowski_p(distance)
     empty = (np.zeros(0, np.int64), np.zeros(0, np.int64))
@@ -105,6 +105,19 @@ def match_points(gt_xy: np.ndarray, est_xy: np.ndarray, tol_nm: float,
         out_g.append(g_nodes[r[ok]])
         out_e.append(e_nodes[c[ok]])
     return np.concatenate(out_g).astype(np.int64), np.concatenate(out_e).astype(np.int64)
+
+
+def _points(xy, name: str) -> np.ndarray:
+    """``xy`` as an (n, 2) float array; ValueError for other shapes (an (n, 3) array of
+    x, y, z was read as pairs of numbers: 6 "matches" of 4 points)."""
+    xy = np.asarray(xy, dtype=np.float64)
+    if xy.size == 0:
+        return xy.reshape(0, 2)
+    if xy.shape == (2,):  # one point
+        return xy.reshape(1, 2)
+    if xy.ndim != 2 or xy.shape[1] != 2:
+        raise ValueError(f"{name} must be an (n, 2) array of x, y positions in nm, got shape {xy.shape}")
+    return xy
 
 
 def _coincident(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -150,7 +163,7 @@ def minkowski_p(distance: str) -> float:
 
 
 def check_tolerance(tol_nm: float) -> None:
-    if not (math.isfinite(tol_nm) and tol_nm > 0):
+    if not isinstance(tol_nm, numbers.Real) or isinstance(tol_nm, bool) or not (math.isfinite(tol_nm) and tol_nm > 0):
         raise ValueError(f"tolerance must be a positive number of nm, got {tol_nm}")
 
 
@@ -159,6 +172,20 @@ def match(gt: pd.DataFrame, est: pd.DataFrame, tol_nm: float, distance: str = "e
     for *_, matching in iter_match(gt, est, tol_nm, distance):
         pass
     return matching
+
+
+def check_tables(gt: pd.DataFrame, est: pd.DataFrame) -> None:
+    """ValueError unless both tables have numeric ``frame``, ``x [nm]`` and ``y [nm]``
+    columns (a table without ``frame`` raised KeyError, frame numbers as text TypeError,
+    from deep inside the scoring)."""
+    for name, t in (("ground truth", gt), ("estimate", est)):
+        missing = [c for c in (FRAME, X_NM, Y_NM) if c not in t.columns]
+        if missing:
+            raise ValueError(f"{name} table lacks column(s) {missing}")
+        text = [c for c in (FRAME, X_NM, Y_NM) if not pd.api.types.is_numeric_dtype(t[c].dtype)
+                or pd.api.types.is_bool_dtype(t[c].dtype)]
+        if text:
+            raise ValueError(f"{name} table: column(s) {text} must hold numbers, not {t[text[0]].dtype}")
 
 
 #: :func:`iter_match` reports progress after this many frames
@@ -173,10 +200,7 @@ def iter_match(gt: pd.DataFrame, est: pd.DataFrame, tol_nm: float, distance: str
     table need no matching and are not counted."""
     check_tolerance(tol_nm)
     minkowski_p(distance)
-    for name, t in (("ground truth", gt), ("estimate", est)):
-        missing = [c for c in (FRAME, X_NM, Y_NM) if c not in t.columns]
-        if missing:
-            raise ValueError(f"{name} table lacks column(s) {missing}")
+    check_tables(gt, est)
     g_frames = gt[FRAME].to_numpy()
     e_frames = est[FRAME].to_numpy()
     g_xy = gt[[X_NM, Y_NM]].to_numpy(np.float64)
@@ -286,6 +310,10 @@ def score(
     spec = None
     if grid is not None:
         fine_pixel_nm, (rows, cols) = grid
+        if not (math.isfinite(fine_pixel_nm) and fine_pixel_nm > 0 and int(rows) == rows >= 1 and int(cols) == cols >= 1):
+            raise ValueError(f"grid must be (fine pixel in nm > 0, (rows, cols) >= 1), got {grid}")
+        if n_frames is not None and not n_frames >= 0:
+            raise ValueError(f"n_frames must be a number of frames >= 0, got {n_frames}")
         frames = n_frames or int(max(gt[FRAME].max() if len(gt) else 0, est[FRAME].max() if len(est) else 0))
         col = np.floor(gt[X_NM].to_numpy() / fine_pixel_nm).astype(np.int64)
         row = np.floor(gt[Y_NM].to_numpy() / fine_pixel_nm).astype(np.int64)
@@ -560,8 +588,11 @@ def evaluate(
     of part of a stack score as if the rest had been missed (a
     :class:`FrameCoverageWarning` says so, :func:`warn_if_frames_uncovered`). A poor
     score of tables covering different areas warns too (:func:`extent_mismatch_message`)."""
+    check_tables(gt, est)
     if np.ndim(tolerances_nm) == 0:  # one tolerance given as a number
         tolerances_nm = [tolerances_nm]
+    for tol in tolerances_nm:
+        check_tolerance(tol)
     if frames is not None:
         gt, est, n_selected = select_frames(gt, est, frames)
         n_frames = n_selected if n_frames is None else n_frames
@@ -584,7 +615,7 @@ def format_scores(scores: list[Score]) -> str:
     head = f"{'tol [nm]':>8} {'TP':>7} {'FP':>7} {'FN':>7} {'Jaccard%':>8} {'sens%':>6} {'prec%':>6} {'RMSE nm':>7} {'eff%':>6}"
     lines = [head + (f" {'spec%':>7}" if with_spec else "")]
     for s in scores:
-        line = (f"{s.tol_nm:8.0f} {s.tp:7d} {s.fp:7d} {s.fn:7d} {s.jaccard:8.2f} {s.sensitivity:6.2f} "
+        line = (f"{s.tol_nm:8.4g} {s.tp:7d} {s.fp:7d} {s.fn:7d} {s.jaccard:8.2f} {s.sensitivity:6.2f} "
                 f"{s.precision:6.2f} {s.rmse_nm:7.2f} {s.efficiency:6.2f}")
         if with_spec:
             line += f" {s.specificity:7.3f}" if s.specificity is not None else f" {'n/a':>7}"

@@ -276,6 +276,10 @@ def _info_from_dict(path, d: dict) -> ModelInfo:
                     + ", ".join(k for k, v in numbers.items() if not math.isfinite(v)) + ")")
     if not numbers["norm_std"] > 0 or not numbers["target_scale"] > 0 or not numbers["spike_value"] > 0:
         _fail(path, "invalid normalisation or target scale in metadata")
+    if not (0.0 <= numbers["norm_mean"] <= 1.0 and NORM_STD_RANGE[0] <= numbers["norm_std"] <= NORM_STD_RANGE[1]):
+        # a std of 1e-300 loaded and made every map NaN: 0 localizations without a word (review)
+        _fail(path, f"invalid normalisation in metadata (mean {numbers['norm_mean']:g}, std {numbers['norm_std']:g}): "
+                    "frames scaled to [0, 1] have a mean in [0, 1] and a std of at most 0.5")
     if not numbers["lam"] > 0:
         _fail(path, f"invalid lambda {numbers['lam']:g} in metadata")
     if "notes" in d and not isinstance(d["notes"], str):
@@ -286,6 +290,11 @@ def _info_from_dict(path, d: dict) -> ModelInfo:
     kwargs.update(numbers)
     kwargs["acquisition"] = acq
     return ModelInfo(**kwargs)
+
+
+#: the standard deviations a model's input standardisation may hold: frames are scaled to
+#: [0, 1] before it (whose values have a std of at most 0.5); trained models hold about 0.18
+NORM_STD_RANGE = (1e-4, 0.5)
 
 
 def _is_float(value) -> bool:

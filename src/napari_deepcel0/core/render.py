@@ -34,6 +34,22 @@ def render_shape(field_nm: tuple[float, float], pixel_nm: float) -> tuple[int, i
     return shape
 
 
+def check_render_blur(blur_sigma_nm: float | None, field_nm: tuple[float, float]) -> None:
+    """ValueError for a render blur (Gaussian sigma, nm) that is not a finite number
+    >= 0, or wider than the rendered field (height, width in nm): such a blur smears the
+    whole field into a flat image, and took minutes (a 1e9 nm blur of one frame's render
+    ran out of memory) while Ctrl-C could not stop it. None or 0: no blur."""
+    if blur_sigma_nm is None:
+        return
+    if not (math.isfinite(blur_sigma_nm) and blur_sigma_nm >= 0):
+        raise ValueError(f"render blur must be a number of nm >= 0, got {blur_sigma_nm}")
+    widest = max(field_nm)
+    if blur_sigma_nm > widest:
+        raise ValueError(f"a render blur of sigma {blur_sigma_nm:g} nm is wider than the rendered field "
+                         f"({field_nm[0]:g} x {field_nm[1]:g} nm) and would leave a flat image; use at most "
+                         f"{widest:g} nm (10-30 nm shows the structure)")
+
+
 class Renderer:
     """Accumulates localizations into a histogram image, batch by batch.
 
@@ -68,9 +84,14 @@ class Renderer:
         np.add.at(self.counts, (row[ok], col[ok]), wts)
 
     def image(self, blur_sigma_nm: float | None = None) -> np.ndarray:
-        """The accumulated histogram, optionally blurred by a Gaussian (sigma in nm)."""
+        """The accumulated histogram, optionally blurred by a Gaussian (sigma in nm, at
+        most the field's width: :func:`check_render_blur`)."""
+        check_render_blur(blur_sigma_nm, self.field_nm)
         if blur_sigma_nm:
-            return ndimage.gaussian_filter(self.counts, blur_sigma_nm / self.pixel_nm).astype(np.float32)
+            sigma_px = blur_sigma_nm / self.pixel_nm
+            # SciPy's kernel reaches 4 sigma; wider than the image it adds time, not detail
+            radius = int(min(4.0 * sigma_px + 0.5, max(self.counts.shape)))
+            return ndimage.gaussian_filter(self.counts, sigma_px, radius=radius).astype(np.float32)
         return self.counts.copy()
 
 
@@ -81,6 +102,7 @@ def render_histogram(
     blur_sigma_nm: float | None = None,
 ) -> np.ndarray:
     """Histogram image of all localizations (counts per pixel), see :class:`Renderer`."""
+    check_render_blur(blur_sigma_nm, field_nm)
     r = Renderer(field_nm, pixel_nm)
     r.add(table)
     if r.outside > OUTSIDE_WARN_FRACTION * r.added:  # a few just past the edge are normal
