@@ -24,6 +24,47 @@ class FrameSourceError(ValueError):
     """Frames that cannot be processed (empty, wrong shape, NaN, ...)."""
 
 
+class PrecisionWarning(UserWarning):
+    """Frames whose values float32, the type frames are analysed in, cannot hold in the
+    detail they vary by (a large offset): see :func:`float32_precision_loss`."""
+
+
+#: a frame whose range of values spans fewer float32 steps than this warns (PrecisionWarning)
+FLOAT32_MIN_STEPS = 1000
+
+
+def float32_precision_loss(frames: np.ndarray) -> str:
+    """What to say when ``frames`` ((rows, cols) or (n, rows, cols), any numeric type),
+    cast to float32, keep fewer than :data:`FLOAT32_MIN_STEPS` steps across the range of
+    values of one of them: int64 frames minus 2**40 lost every molecule (0 localizations,
+    only "no molecule was found"), float64 frames plus 1e9 half of them (review). "" when
+    they keep enough, and at once for the types float32 holds exactly (8- and 16-bit
+    integers, float32, which are almost all camera files)."""
+    frames = np.asarray(frames)
+    if frames.dtype.itemsize <= 2 or frames.dtype == np.float32 or frames.size == 0 or frames.ndim < 2:
+        return ""
+    block = frames.reshape((-1,) + frames.shape[-2:])
+    if block.dtype.kind == "f":
+        finite = np.isfinite(block)
+        lo = np.min(block, axis=(1, 2), initial=np.inf, where=finite)
+        hi = np.max(block, axis=(1, 2), initial=-np.inf, where=finite)
+        spread = hi - lo
+    else:  # in Python integers: exact, whatever the offset
+        lo, hi = block.min(axis=(1, 2)), block.max(axis=(1, 2))
+        spread = np.array([float(int(b) - int(a)) for a, b in zip(lo, hi)])
+    biggest = np.maximum(np.abs(lo.astype(np.float64)), np.abs(hi.astype(np.float64)))
+    with np.errstate(invalid="ignore", over="ignore"):
+        step = np.spacing(biggest.astype(np.float32)).astype(np.float64)
+        steps = spread / step
+    worst = np.flatnonzero(np.isfinite(steps) & (spread > 0) & (steps < FLOAT32_MIN_STEPS))
+    if len(worst) == 0:
+        return ""
+    k = int(worst[np.argmin(steps[worst])])
+    return (f"values of about {biggest[k]:.2g} vary by only {spread[k]:.3g} within a frame: as float32, the type of "
+            f"the analysis, they keep steps of {step[k]:.2g} ({steps[k]:.0f} across the frame), too coarse for the "
+            f"molecules; subtract the camera's offset (or the stack's minimum) from the {frames.dtype} frames first")
+
+
 # ------------------------------------------------------------------ frames
 def frame_count(source) -> int:
     shape = getattr(source, "shape", None)
@@ -64,6 +105,9 @@ def read_frames(source, indices: np.ndarray) -> np.ndarray:
                                f"{block.shape}; give a (frames, rows, cols) or (rows, cols) array")
     if block.dtype.kind not in "uif":  # bool, complex, text: no camera counts
         raise FrameSourceError(f"frames must hold integer or float numbers, got {block.dtype}")
+    coarse = float32_precision_loss(block)
+    if coarse:
+        warnings.warn(f"frames {lo + 1}-{hi}: {coarse}", PrecisionWarning, stacklevel=2)
     if block.dtype.kind == "f" and block.dtype.itemsize > 4:
         with np.errstate(invalid="ignore"):
             beyond = np.abs(block).max(axis=(-2, -1)) > np.finfo(np.float32).max  # NaN: left to check_finite

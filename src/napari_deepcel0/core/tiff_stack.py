@@ -19,6 +19,7 @@ import numpy as np
 import tifffile
 
 from .columns import FIRST_FRAME_INFO, LENGTH_TO_NM, OUTPUT_INFO_PREFIX
+from .frames import PrecisionWarning, float32_precision_loss
 
 #: a file whose only axis besides rows and columns is channels (ImageJ/OME "C") with at
 #: most this many planes warns that they are read as frames (:class:`ChannelsWarning`)
@@ -190,6 +191,7 @@ class FrameStack:
         is refused now."""
         n_frames, rows, cols = self.shape
         self._closed = False
+        self._precision_said = False  # float32_precision_loss warned of this stack
         # the other files of a multi-file OME series, kept open while the stack is: tifffile
         # closes them after reading the metadata and warned "reading array from closed file"
         # for every frame read from them (tens of thousands of lines for a long acquisition)
@@ -345,6 +347,11 @@ class FrameStack:
         frame returned as a view of the map would be read from the file whenever used,
         after the file might have been cut short (SIGBUS)."""
         frame = self._read(index)
+        if not self._precision_said:
+            coarse = float32_precision_loss(frame)
+            if coarse:  # once per stack: its frames share the offset
+                self._precision_said = True
+                warnings.warn(f"{self.path.name}, frame {index + 1}: {coarse}", PrecisionWarning, stacklevel=3)
         if frame.dtype.kind == "f" and frame.dtype.itemsize > 4:
             biggest = float(np.max(np.abs(frame), initial=0.0, where=np.isfinite(frame)))
             if biggest > float(np.finfo(np.float32).max):  # a float32 scalar would cast biggest (numpy 2)

@@ -1,0 +1,48 @@
+"""Frames cast to float32 for the analysis (core/frames.py, core/tiff_stack.py)."""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import pytest
+import tifffile
+
+from napari_deepcel0.core.frames import PrecisionWarning, float32_precision_loss, read_frames
+from napari_deepcel0.core.io import read_stack
+
+
+def _camera_like(n: int = 4) -> np.ndarray:
+    """Frames of a 16-bit camera: offset 100 plus a few hundred counts of signal."""
+    return 100 + np.random.default_rng(0).poisson(20.0, (n, 16, 16)) * np.arange(1, 17)
+
+
+@pytest.mark.parametrize("dtype, offset", [(np.int64, -(2**40)), (np.uint64, 2**62), (np.float64, 1e9),
+                                           (np.uint32, 2**28)])
+def test_a_large_offset_that_float32_rounds_away_warns(tmp_path, dtype, offset):
+    """int64 frames minus 2**40 gave 0 localizations and float64 ones plus 1e9 half of
+    them, saying only "no molecule was found" (bad-input review)."""
+    frames = _camera_like().astype(dtype) + np.asarray(offset).astype(dtype)  # exact: no float on the way
+    assert "too coarse for the molecules" in float32_precision_loss(frames)
+    with pytest.warns(PrecisionWarning, match=r"frames 1-2: values of about .* subtract the camera's offset"):
+        read_frames(frames, np.arange(2))
+    path = tmp_path / "offset.tif"
+    tifffile.imwrite(path, frames, photometric="minisblack")  # an ImageJ TIFF holds no 64-bit values
+    with read_stack(path) as stack, warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        stack[0], stack[1:3]
+    said = [w for w in caught if issubclass(w.category, PrecisionWarning)]
+    assert len(said) == 1 and "offset.tif, frame 1: values of about" in str(said[0].message)  # once per stack
+
+
+@pytest.mark.parametrize("dtype", [np.uint16, np.int16, np.uint8, np.float32, np.int32, np.uint32, np.int64,
+                                   np.float64])
+def test_ordinary_frames_do_not_warn(dtype):
+    frames = _camera_like().astype(dtype) if dtype != np.uint8 else (_camera_like() % 256).astype(dtype)
+    assert float32_precision_loss(frames) == ""
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", PrecisionWarning)
+        read_frames(frames, np.arange(4))
+    flat = np.full((2, 8, 8), 2**40, np.int64)  # constant frames: nothing to lose
+    nan = np.full((1, 8, 8), np.nan)  # NaN frames: check_finite's to say
+    assert float32_precision_loss(flat) == float32_precision_loss(nan) == ""
