@@ -975,8 +975,8 @@ def test_the_writer_refuses_columns_the_reader_would_refuse_or_read_otherwise(tm
     """The writer wrote files that read_localizations then refused (two columns giving x
     or frame, sigma in pixels) or read otherwise (xnano beside x [nm]: an ISBI file)."""
     table = _table(3).assign(**extra)
-    with pytest.raises(ValueError, match=f"cannot write .*t.csv: read_localizations would not read the file back as "
-                                         f"this table: {message}"):
+    with pytest.raises(ValueError, match=f"cannot write .*t.csv: read back, the file would not give this table: "
+                                         f"{message}"):
         io.write_thunderstorm_csv(tmp_path / "t.csv", table)
     assert list(tmp_path.iterdir()) == []
 

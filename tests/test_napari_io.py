@@ -273,6 +273,23 @@ def test_features_named_like_coordinates_are_not_written(tmp_path):
     assert back[["frame", "x [nm]", "y [nm]", "photons"]].values.tolist() == [[1, 100.0, 200.0, 50.0]]
 
 
+def test_features_the_csv_would_not_give_back_are_left_out_with_a_warning(tmp_path):
+    """A layer with a feature 'sigma' (another plugin's, in pixels) was refused whole once
+    the CSV writer refused tables it would not read back as written (diff review): the
+    localizations are written, such features left out and named."""
+    coords = np.array([[0.0, 200.0, 100.0], [1.0, 300.0, 400.0]])
+    features = pd.DataFrame({"sigma": [1.5, 2.0], "sigma [px]": [1.0, 1.0], "xnano": [3.0, 4.0],
+                             "track_id": [1, 2]})
+    out = tmp_path / "f.csv"
+    with pytest.warns(UserWarning, match=r"blobs: the feature\(s\) 'sigma', 'sigma \[px\]', 'xnano' were left out "
+                                         r"of f.csv.*'sigma' is read back as 'sigma \[nm\]'"):
+        write_points(str(out), coords, {"name": "blobs", "features": features, "scale": (1, 1, 1),
+                                        "translate": (0, 0, 0)})
+    back = read_localizations(out)
+    assert back.columns.tolist() == ["frame", "x [nm]", "y [nm]", "track_id"]
+    assert back[["x [nm]", "track_id"]].values.tolist() == [[100.0, 1], [400.0, 2]]
+
+
 def test_the_matching_layer_is_not_written_as_localizations(tmp_path):
     """Its TP, FP and FN (ground-truth positions) were saved together as 'localizations',
     without their labels (a review)."""

@@ -26,7 +26,7 @@ import pandas as pd
 from napari.utils.notifications import show_info
 
 from ..core.columns import FRAME, X_NM, Y_NM, empty_table
-from ..core.localization_csv import is_coordinate_label
+from ..core.localization_csv import is_coordinate_label, read_back_problems
 
 #: diameter of a localization marker, in nm
 POINT_SIZE_NM = 60.0
@@ -115,7 +115,9 @@ def table_from_points(data, features=None, scale=None, translate=None) -> pd.Dat
     world coordinates (nm) first. 3D points are ``(frame - 1, y, x)``; 2D points
     ``(y, x)`` are put in frame 1. Numeric feature columns become extra columns, but for
     those named like a coordinate (``"x"``, ``"frame"``), which would read back as a
-    second one.
+    second one, and those a ThunderSTORM CSV would not give back as they are (``sigma``
+    read as ``sigma [nm]``, ``sigma [px]``, ``xnano``: the CSV writer refuses such
+    tables), which are named with the reason in ``table.attrs["left_out"]``.
     """
     data = np.asarray(data, dtype=np.float64)
     if data.ndim != 2 or data.shape[1] not in (2, 3):
@@ -126,12 +128,19 @@ def table_from_points(data, features=None, scale=None, translate=None) -> pd.Dat
     world = data * scale + translate
     frames = np.round(world[:, 0]).astype(np.int64) + 1 if ndim == 3 else np.ones(len(world), np.int64)
     table = pd.DataFrame({FRAME: frames, X_NM: world[:, -1], Y_NM: world[:, -2]})
+    left_out = {}
     if features is not None and len(features) == len(table):
         for column in features.columns:
             values = features[column]
             # a feature named like a coordinate ("x", "Y [px]") would read back as a second x column
-            if not is_coordinate_label(column) and pd.api.types.is_numeric_dtype(values):
+            if is_coordinate_label(column) or not pd.api.types.is_numeric_dtype(values):
+                continue
+            problems = read_back_problems([FRAME, X_NM, Y_NM, str(column)])
+            if problems:  # e.g. a feature "sigma" of another plugin, in pixels: read back as "sigma [nm]"
+                left_out[str(column)] = problems[0]
+            else:
                 table[str(column)] = values.to_numpy()
+    table.attrs["left_out"] = left_out
     return table
 
 

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import warnings
+from pathlib import Path
+
 from ..core.outputs import write_thunderstorm_csv
 from .layers import OUTPUT, growing_run, table_from_points
 
@@ -11,9 +14,10 @@ def write_points(path: str, data, attributes: dict) -> list[str]:
 
     Coordinates are mapped to world coordinates (nm) with the layer's scale and
     translate; 3D points are ``(frame - 1, y, x)``, 2D points go to frame 1; numeric
-    features become extra columns (see :func:`.layers.table_from_points`). A layer that
-    a run is filling is written with every localization so far, not only the frame it
-    shows (see :class:`.layers.GrowingPoints`).
+    features become extra columns, but for those a ThunderSTORM CSV would not give back as
+    they are, which are left out with a warning (see :func:`.layers.table_from_points`).
+    A layer that a run is filling is written with every localization so far, not only the
+    frame it shows (see :class:`.layers.GrowingPoints`).
 
     Returns
     -------
@@ -28,4 +32,9 @@ def write_points(path: str, data, attributes: dict) -> list[str]:
     table = run.table() if run is not None else table_from_points(
         data, attributes.get("features"), attributes.get("scale"), attributes.get("translate"))
     write_thunderstorm_csv(path, table)
+    left_out = table.attrs.get("left_out")
+    if left_out:  # the file is written: a feature of another plugin must not stop the localizations' export
+        warnings.warn(f"{attributes.get('name', 'the layer')}: the feature(s) {', '.join(map(repr, left_out))} were "
+                      f"left out of {Path(path).name}, since a ThunderSTORM CSV would not give them back as they are ("
+                      + "; ".join(left_out.values()) + ")")
     return [str(path)]

@@ -316,8 +316,8 @@ def write_thunderstorm_csv(path: str | os.PathLike, table: pd.DataFrame) -> Path
     # the reader's own rules on the header: a file it would refuse, or read with other columns, is not written
     problems = read_back_problems([c for c in table.columns if c != "id"])
     if problems:
-        raise ValueError(f"cannot write {path}: read_localizations would not read the file back as this table: "
-                         f"{'; '.join(problems)} (rename or drop these columns)")
+        raise ValueError(f"cannot write {path}: read back, the file would not give this table: "
+                         f"{'; '.join(problems)} (rename or drop these columns of the table)")
     frames = table[FRAME].to_numpy()
     if len(frames) and (np.any(frames < 1) or np.any(frames != np.round(frames))):
         raise ValueError(f"cannot write {path}: frames must be 1-based integers (min {frames.min()})")
