@@ -121,6 +121,32 @@ def test_the_review_repro_a_stack_cut_to_100000_bytes_raises_a_stack_error(tmp_p
 
 
 @unix_only
+@unix_only
+def test_a_stack_cut_short_in_the_middle_of_a_batch_read_is_refused_not_a_crash(tmp_path):
+    """The size was checked once per read call: a file cut short while a batch was copied
+    from the map (after that check; Fiji truncates, then writes for seconds) still died of
+    SIGBUS (diff review). Mapped frames are now read with os.pread: a short read."""
+    path = write_tiff(tmp_path / "sb.tif", frames(n=20))
+    result = run_child("""
+        import os, sys
+        from napari_deepcel0.core.tiff_stack import FrameStack
+        path = sys.argv[1]
+        stack = FrameStack(path)
+        read = FrameStack._read
+        def cut_at_frame_5(self, i):
+            if i == 5:
+                os.truncate(path, 4096)
+            return read(self, i)
+        FrameStack._read = cut_at_frame_5
+        try:
+            stack[0:20]
+        except Exception as exc:
+            print(type(exc).__name__, exc)
+    """, path)
+    out = assert_child_ok(result)
+    assert out.startswith("StackError") and "frame 6 cannot be read: the file changed on disk" in out
+
+
 def test_a_frame_read_before_the_file_was_cut_short_is_a_copy_not_the_map(tmp_path):
     """A float32 frame was returned as a view of the map: using it after the cut read the
     file then (SIGBUS)."""

@@ -21,6 +21,10 @@ import tifffile
 from .columns import FIRST_FRAME_INFO, LENGTH_TO_NM, OUTPUT_INFO_PREFIX
 from .frames import PrecisionWarning, float32_precision_loss
 
+#: mapped frames are read with os.pread where there is one (not Windows, which refuses to
+#: cut short a mapped file): see FrameStack._pread
+_HAS_PREAD = hasattr(os, "pread")
+
 #: a file whose only axis besides rows and columns is channels (ImageJ/OME "C") with at
 #: most this many planes warns that they are read as frames (:class:`ChannelsWarning`)
 MOST_CHANNELS = 4
@@ -206,6 +210,9 @@ class FrameStack:
         try:
             self._memmap = _memmap(self._tif, series).reshape(self.shape)
             self._mapped_end = int(series.dataoffset) + self._memmap.nbytes
+            # for _pread: where frame 0 starts, and each frame's bytes and type in the file
+            self._data_offset, self._frame_dtype = int(series.dataoffset), self._memmap.dtype
+            self._frame_nbytes = rows * cols * self._frame_dtype.itemsize
         except Exception:
             pages = [p for p in series.pages if p is not None]
             if len(pages) == n_frames and all(tuple(p.shape) == (rows, cols) for p in pages[:1]):
@@ -258,29 +265,52 @@ class FrameStack:
         the stack is open and, when memory-mapped, its file still holds every frame.
 
         A memory-mapped file cut short while open (Fiji saving over it, ``rsync
-        --inplace``, a sync client) is refused here: touching a mapped page past the
-        file's end kills the process with SIGBUS (napari and all its layers with it). A
-        file shorter than the frames mapped is no longer the stack opened (a rewrite
-        starts from the beginning), so every read is refused, not only those past the
-        end. One ``fstat`` of the open (mapped) file per read call, about 1 us; a file
-        replaced by a new one (a rename, ``os.replace``) leaves the old one mapped and
-        read, and a file that grew reads as before. Pages read without a map raise
-        their own error when cut short (:meth:`_read`)."""
+        --inplace``, a sync client) is refused here: a file shorter than the frames
+        mapped is no longer the stack opened (a rewrite starts from the beginning), so
+        every read is refused, not only those past the end. One ``fstat`` of the open
+        (mapped) file per read call, about 1 us. A file cut short during a read gives
+        :meth:`_pread` a short read (touching a mapped page past the file's end killed
+        the process with SIGBUS, napari and all its layers with it; Windows refuses to
+        cut short a mapped file). A file replaced by a new one (a rename,
+        ``os.replace``) leaves the old one open and read, and a file that grew reads as
+        before; one rewritten in place to its old size or more is not noticed. Pages
+        read without a map raise their own error when cut short (:meth:`_read`)."""
         self._check_open()
         if self._mapped_end is None:
             return
         try:
             size = os.fstat(self._tif.filehandle.fileno()).st_size
         except (OSError, AssertionError) as exc:  # closed by another thread meanwhile (its file handle gone)
-            raise StackError(f"{self.path}: frame {first + 1} cannot be read ({exc})") from exc
+            self._check_open()
+            raise StackError(f"{self.path}: frame {first + 1} cannot be read ({exc or 'its file was closed'})") from exc
         if size < self._mapped_end:
             raise StackError(f"{self.path}: frame {first + 1} cannot be read: the file changed on disk while it "
                              f"was open and is now {size:,} bytes, shorter than the stack of {len(self)} frames "
                              f"it held ({self._mapped_end:,} bytes): it was saved over or is being rewritten (a "
                              "copy or a sync?); open it again once it is written")
 
+    def _pread(self, index: int) -> np.ndarray:
+        """Frame ``index`` of a mapped stack read with ``os.pread`` from the open file, not
+        through the map: a file cut short while it is read then gives a short read, which
+        is refused, where a mapped page past its end killed the process with SIGBUS (a
+        batch read after :meth:`_check_on_disk`, while Fiji rewrote the file)."""
+        nbytes = self._frame_nbytes
+        offset = self._data_offset + index * nbytes
+        try:
+            data = os.pread(self._tif.filehandle.fileno(), nbytes, offset)
+        except AssertionError as exc:  # tifffile's closed file handle: closed by another thread meanwhile
+            self._check_open()
+            raise StackError(f"{self.path}: frame {index + 1} cannot be read (its file was closed)") from exc
+        if len(data) < nbytes:
+            raise StackError(f"{self.path}: frame {index + 1} cannot be read: the file changed on disk while it was "
+                             f"open and now ends before it: it was saved over or is being rewritten (a copy or a "
+                             "sync?); open it again once it is written")
+        return np.frombuffer(data, self._frame_dtype).reshape(self.frame_shape)
+
     def _read(self, index: int) -> np.ndarray:
         self._check_open()
+        if self._mapped_end is not None and _HAS_PREAD:
+            return self._pread(index)  # (its errors are its own: said, not "damaged")
         try:
             if self._memmap is not None:
                 return np.asarray(self._memmap[index])
