@@ -279,14 +279,14 @@ def test_features_the_csv_would_not_give_back_are_left_out_with_a_warning(tmp_pa
     localizations are written, such features left out and named."""
     coords = np.array([[0.0, 200.0, 100.0], [1.0, 300.0, 400.0]])
     features = pd.DataFrame({"sigma": [1.5, 2.0], "sigma [px]": [1.0, 1.0], "xnano": [3.0, 4.0],
-                             "track_id": [1, 2]})
+                             "ynano": [5.0, 6.0], "track_id": [1, 2]})
     out = tmp_path / "f.csv"
-    with pytest.warns(UserWarning, match=r"blobs: the feature\(s\) 'sigma', 'sigma \[px\]', 'xnano' were left out "
+    with pytest.warns(UserWarning, match=r"blobs: the feature\(s\) 'sigma', 'sigma \[px\]', 'ynano' were left out "
                                          r"of f.csv.*'sigma' is read back as 'sigma \[nm\]'"):
         write_points(str(out), coords, {"name": "blobs", "features": features, "scale": (1, 1, 1),
                                         "translate": (0, 0, 0)})
-    back = read_localizations(out)
-    assert back.columns.tolist() == ["frame", "x [nm]", "y [nm]", "track_id"]
+    back = read_localizations(out)  # xnano alone is an extra column; with ynano it made an ISBI file
+    assert back.columns.tolist() == ["frame", "x [nm]", "y [nm]", "xnano", "track_id"]
     assert back[["x [nm]", "track_id"]].values.tolist() == [[100.0, 1], [400.0, 2]]
 
 

@@ -135,7 +135,7 @@ def table_from_points(data, features=None, scale=None, translate=None) -> pd.Dat
             # a feature named like a coordinate ("x", "Y [px]") would read back as a second x column
             if is_coordinate_label(column) or not pd.api.types.is_numeric_dtype(values):
                 continue
-            problems = read_back_problems([FRAME, X_NM, Y_NM, str(column)])
+            problems = read_back_problems([*table.columns, str(column)])  # (xnano with ynano: an ISBI file)
             if problems:  # e.g. a feature "sigma" of another plugin, in pixels: read back as "sigma [nm]"
                 left_out[str(column)] = problems[0]
             else:

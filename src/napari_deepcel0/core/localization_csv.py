@@ -171,13 +171,12 @@ def _conflicts(labels: list[str]) -> list[tuple[str, str, str]]:
     label, that column): ``x [nm]`` and ``x [um]``, ``frame`` and ``Frame``, ``x [nm]``
     and ``xnano`` (an ISBI column, which would make the file an ISBI file read without
     ``x [nm]``)."""
-    isbi = _is_isbi(labels)
+    isbi = _is_isbi(labels)  # (xnano without ynano is no ISBI file: an extra column)
     sources: dict[str, str] = {}
     found = []
     for label in labels:
         lower = label.lower()
-        isbi_label = lower in ("xnano", "ynano", "znano") or (isbi and lower in _ISBI_COLUMNS)
-        target = _ISBI_COLUMNS[lower] if isbi_label else _target(label)
+        target = _ISBI_COLUMNS[lower] if isbi and lower in _ISBI_COLUMNS else _target(label)
         if target is None:
             continue
         if target in sources:
