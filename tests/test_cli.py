@@ -278,6 +278,12 @@ def test_a_render_blur_wider_than_the_field_is_refused_before_any_work(simulated
     captured = capsys.readouterr()
     assert code == 2 and "wider than the rendered field (2400 x 2400 nm)" in captured.err
     assert "frames/s" not in captured.err + captured.out and list(out.iterdir()) == []
+    # a PNG's default 20 nm blur at 0.25 nm render pixels: 80 pixels wide, refused before the work too
+    code = main(["localize", str(simulated / "frames.tif"), "--out", str(out / "l.csv"), "--model",
+                 str(tiny_model_path), "--device", "cpu", "--render", str(out / "r.png"), "--render-pixel", "0.25"])
+    captured = capsys.readouterr()
+    assert code == 2 and "a render blur of sigma 20 nm spans 80 render pixels of 0.25 nm" in captured.err
+    assert "frames/s" not in captured.err + captured.out and list(out.iterdir()) == []
 
 
 def test_the_thresholds_named_for_the_bundled_model_are_its_own():
@@ -476,6 +482,9 @@ def test_demo_and_simulate_refuse_what_cannot_fit_before_any_work(tmp_path, caps
                 main([command, "--out", str(tmp_path / "out"), "--frames", "2", "--density", density])
             assert exit_.value.code == 2
             assert f"must be at most 100 emitters per um^2 (one per 100 x 100 nm), got {density}" in capsys.readouterr().err
+    with pytest.raises(SystemExit):  # a demo scores its localizations: 0 emitters gave NaN scores (diff review)
+        main(["demo", "--out", str(tmp_path / "out"), "--density", "0"])
+    assert "argument --density: must be a positive number, got 0" in capsys.readouterr().err
     assert main(["demo", "--out", str(tmp_path / "out"), "--frames", "100000000", "--device", "cpu"]) == 2
     captured = capsys.readouterr()
     assert "100000000 frame(s) of 64 x 64 pixels at 5.5 emitters/um^2 need about" in captured.err

@@ -375,8 +375,9 @@ def test_bad_tables_and_arguments_get_clear_errors_not_wrong_numbers():
             metrics.evaluate(gt, bad, 50.0)
         with pytest.raises(ValueError, match=match):
             metrics.match(bad, gt, 50.0)
-    with pytest.raises(ValueError, match="tolerance"):
+    with pytest.raises(ValueError, match="tolerance must be a positive number of nm, got '50'"):
         metrics.evaluate(gt, gt, "50")
+    assert metrics.evaluate(gt, gt, np.array(50.0))[0].jaccard == 100.0  # a 0-d array is a number
     with pytest.raises(ValueError, match=r"shape \(4, 3\)"):
         metrics.match_points(np.zeros((4, 3)), np.zeros((4, 3)), 50.0)
     assert [len(i) for i in metrics.match_points([5.0, 5.0], np.zeros((1, 2)), 50.0)] == [1, 1]  # one point

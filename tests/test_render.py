@@ -95,3 +95,14 @@ def test_a_blur_wider_than_the_field_is_refused_and_a_wide_one_stays_quick():
     renderer = Renderer((320.0, 160.0), 10.0)
     with pytest.raises(ValueError, match="wider than the rendered field"):
         renderer.image(blur_sigma_nm=321.0)
+
+
+def test_a_blur_of_more_than_64_render_pixels_is_refused_with_the_pixel_it_needs(tmp_path):
+    """Within the field, a blur still took 15.7 s on a 2,048^2 render (its time grows with
+    its width, and Ctrl-C waits for it; diff review)."""
+    table = pd.DataFrame({"frame": [1], "x [nm]": [50.0], "y [nm]": [50.0]})
+    render_histogram(table, (6400.0, 6400.0), 10.0, blur_sigma_nm=640.0)  # 64 render pixels: allowed
+    with pytest.raises(ValueError, match=r"spans 65 render pixels of 10 nm, more than the 64 .* a larger render "
+                                         r"pixel \(at least 10.2 nm\)"):
+        render_histogram(table, (6400.0, 6400.0), 10.0, blur_sigma_nm=650.0)
+    check_render_blur(650.0, (6400.0, 6400.0))  # without a render pixel: the field's bound only

@@ -69,6 +69,14 @@ def emitter_density(text: str) -> float:
     return value
 
 
+def positive_emitter_density(text: str) -> float:
+    """argparse type: :func:`emitter_density` above 0 (the demo scores its localizations)."""
+    value = emitter_density(text)
+    if value == 0:
+        raise argparse.ArgumentTypeError(f"must be a positive number, got {text}")
+    return value
+
+
 def finite_float(text: str) -> float:
     value = float(text)
     if not math.isfinite(value):
@@ -566,6 +574,13 @@ def add_render_args(p, what: str = "") -> None:
                         "a TIFF, whose pixels then count localizations; 0: none)")
 
 
+def render_blur_nm(args) -> float | None:
+    """The blur (sigma, nm) of ``--render``: ``--render-blur``, by default
+    :data:`PNG_RENDER_BLUR_NM` for a PNG and none for a TIFF."""
+    png = Path(args.render).suffix.lower() == ".png"
+    return PNG_RENDER_BLUR_NM if args.render_blur is None and png else args.render_blur
+
+
 def check_outputs(args, stack, acq) -> None:
     """Refuse, before any work, the outputs that could only fail at the end: ``--out``
     or ``--render`` in a missing folder or naming a folder, an ``--out`` that is no
@@ -583,7 +598,7 @@ def check_outputs(args, stack, acq) -> None:
             raise ValueError(f"--render must end in .png or .tif, got {Path(args.render).name}")
         check_output_path(args.render)
         render_shape(acq.field_nm(stack.frame_shape), args.render_pixel)
-        check_render_blur(args.render_blur, acq.field_nm(stack.frame_shape))
+        check_render_blur(render_blur_nm(args), acq.field_nm(stack.frame_shape), args.render_pixel)
     check_distinct_files(args, inputs=("stack", "gt", "model"), outputs=("out", "render"))
 
 
@@ -620,7 +635,7 @@ def _write_outputs(args, table, stack, acq) -> None:
     if args.render:
         render = Path(args.render)
         png = render.suffix.lower() == ".png"
-        blur = PNG_RENDER_BLUR_NM if args.render_blur is None and png else args.render_blur
+        blur = render_blur_nm(args)
         image = render_histogram(table, acq.field_nm(stack.frame_shape), args.render_pixel, blur_sigma_nm=blur)
         if png:
             save_render_png(render, image)
@@ -833,7 +848,7 @@ def _add_simulate_parser(sub) -> None:
     p.add_argument("--size", type=positive_int, default=64, metavar="PX",
                    help="frame size in camera pixels (default 64)")
     p.add_argument("--density", type=emitter_density, default=6.0, metavar="D",
-                   help="emitters per um^2 per frame (default 6; 0: background only; at most 100)")
+                   help=f"emitters per um^2 per frame (default 6; 0: background only; at most {MAX_DENSITY_PER_UM2:g})")
     p.add_argument("--structure", choices=("tubes", "uniform"), default="tubes",
                    help="emitters along filaments (tubes, default) or uniform")
     p.add_argument("--photons", type=positive_float, nargs=2, default=(600.0, 900.0), metavar=("LOW", "HIGH"),
@@ -971,8 +986,8 @@ def _add_demo_parser(sub) -> None:
                                    "model, write CSV + PNG and print Jaccard/RMSE against the ground truth.")
     p.add_argument("--out", default="deepcel0-demo", metavar="DIR", help="output folder (default ./deepcel0-demo)")
     p.add_argument("--frames", type=positive_int, default=50, help="frames to simulate (default 50)")
-    p.add_argument("--density", type=emitter_density, default=5.5,
-                   help="emitters per um^2 (default 5.5, as ISBI 2013; at most 100)")
+    p.add_argument("--density", type=positive_emitter_density, default=5.5,
+                   help=f"emitters per um^2 (default 5.5, as ISBI 2013; at most {MAX_DENSITY_PER_UM2:g})")
     p.add_argument("--seed", type=seed, default=1, help="random seed of the simulation (default 1)")
     _orientations_arg(p)
     _device_args(p)

@@ -194,7 +194,7 @@ class LocalizeWidget(Container):
         try:  # before any layer changes (the stack's scale too): a refused run leaves every layer as it was
             field_nm = self.state.acquisition_for(layer).field_nm((rows, cols))
             render_shape(field_nm, self.render_pixel.value)
-            check_render_blur(self.render_blur.value, field_nm)
+            check_render_blur(self.render_blur.value, field_nm, self.render_pixel.value)
         except ValueError as exc:
             self.job.refuse(f"Localize: {exc}")
             return

@@ -163,8 +163,10 @@ def minkowski_p(distance: str) -> float:
 
 
 def check_tolerance(tol_nm: float) -> None:
-    if not isinstance(tol_nm, numbers.Real) or isinstance(tol_nm, bool) or not (math.isfinite(tol_nm) and tol_nm > 0):
-        raise ValueError(f"tolerance must be a positive number of nm, got {tol_nm}")
+    number = isinstance(tol_nm, numbers.Real) or (isinstance(tol_nm, np.ndarray) and tol_nm.ndim == 0)
+    if (not number or isinstance(tol_nm, bool) or np.asarray(tol_nm).dtype.kind not in "iuf"
+            or not (math.isfinite(tol_nm) and tol_nm > 0)):
+        raise ValueError(f"tolerance must be a positive number of nm, got {tol_nm!r}")
 
 
 def match(gt: pd.DataFrame, est: pd.DataFrame, tol_nm: float, distance: str = "euclidean") -> Matching:
@@ -615,7 +617,7 @@ def format_scores(scores: list[Score]) -> str:
     head = f"{'tol [nm]':>8} {'TP':>7} {'FP':>7} {'FN':>7} {'Jaccard%':>8} {'sens%':>6} {'prec%':>6} {'RMSE nm':>7} {'eff%':>6}"
     lines = [head + (f" {'spec%':>7}" if with_spec else "")]
     for s in scores:
-        line = (f"{s.tol_nm:8.4g} {s.tp:7d} {s.fp:7d} {s.fn:7d} {s.jaccard:8.2f} {s.sensitivity:6.2f} "
+        line = (f"{s.tol_nm:8g} {s.tp:7d} {s.fp:7d} {s.fn:7d} {s.jaccard:8.2f} {s.sensitivity:6.2f} "
                 f"{s.precision:6.2f} {s.rmse_nm:7.2f} {s.efficiency:6.2f}")
         if with_spec:
             line += f" {s.specificity:7.3f}" if s.specificity is not None else f" {'n/a':>7}"

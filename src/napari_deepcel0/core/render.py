@@ -34,11 +34,20 @@ def render_shape(field_nm: tuple[float, float], pixel_nm: float) -> tuple[int, i
     return shape
 
 
-def check_render_blur(blur_sigma_nm: float | None, field_nm: tuple[float, float]) -> None:
+#: the widest render blur, in render pixels: the blur's time grows with its width (SciPy
+#: cannot be interrupted meanwhile: Ctrl-C waits), 15.7 s for a 2,048^2 render blurred by
+#: its whole width; 64 pixels is 640 nm at the default 10 nm render pixel
+MAX_BLUR_PX = 64.0
+
+
+def check_render_blur(blur_sigma_nm: float | None, field_nm: tuple[float, float],
+                      pixel_nm: float | None = None) -> None:
     """ValueError for a render blur (Gaussian sigma, nm) that is not a finite number
-    >= 0, or wider than the rendered field (height, width in nm): such a blur smears the
-    whole field into a flat image, and took minutes (a 1e9 nm blur of one frame's render
-    ran out of memory) while Ctrl-C could not stop it. None or 0: no blur."""
+    >= 0, wider than the rendered field (height, width in nm), which smears the whole
+    field into a flat image, or (given the render pixel ``pixel_nm``) wider than
+    :data:`MAX_BLUR_PX` render pixels: such blurs took minutes (a 1e9 nm blur of one
+    frame's render ran out of memory) while Ctrl-C could not stop them. None or 0: no
+    blur."""
     if blur_sigma_nm is None:
         return
     if not (math.isfinite(blur_sigma_nm) and blur_sigma_nm >= 0):
@@ -48,6 +57,11 @@ def check_render_blur(blur_sigma_nm: float | None, field_nm: tuple[float, float]
         raise ValueError(f"a render blur of sigma {blur_sigma_nm:g} nm is wider than the rendered field "
                          f"({field_nm[0]:g} x {field_nm[1]:g} nm) and would leave a flat image; use at most "
                          f"{widest:g} nm (10-30 nm shows the structure)")
+    if pixel_nm is not None and blur_sigma_nm > MAX_BLUR_PX * pixel_nm:
+        raise ValueError(f"a render blur of sigma {blur_sigma_nm:g} nm spans {blur_sigma_nm / pixel_nm:.0f} render "
+                         f"pixels of {pixel_nm:g} nm, more than the {MAX_BLUR_PX:g} a blur may (its time grows with "
+                         f"its width); use a larger render pixel (at least {blur_sigma_nm / MAX_BLUR_PX:.3g} nm) or "
+                         "a smaller blur")
 
 
 class Renderer:
@@ -86,7 +100,7 @@ class Renderer:
     def image(self, blur_sigma_nm: float | None = None) -> np.ndarray:
         """The accumulated histogram, optionally blurred by a Gaussian (sigma in nm, at
         most the field's width: :func:`check_render_blur`)."""
-        check_render_blur(blur_sigma_nm, self.field_nm)
+        check_render_blur(blur_sigma_nm, self.field_nm, self.pixel_nm)
         if blur_sigma_nm:
             sigma_px = blur_sigma_nm / self.pixel_nm
             # SciPy's kernel reaches 4 sigma; wider than the image it adds time, not detail
@@ -102,7 +116,7 @@ def render_histogram(
     blur_sigma_nm: float | None = None,
 ) -> np.ndarray:
     """Histogram image of all localizations (counts per pixel), see :class:`Renderer`."""
-    check_render_blur(blur_sigma_nm, field_nm)
+    check_render_blur(blur_sigma_nm, field_nm, pixel_nm)
     r = Renderer(field_nm, pixel_nm)
     r.add(table)
     if r.outside > OUTSIDE_WARN_FRACTION * r.added:  # a few just past the edge are normal
