@@ -647,6 +647,11 @@ def test_localize_reports_bad_inputs(viewer, tmp_path, stack_path):
     assert widget.job.worker is None and "render is too large" in widget.job.status.value
     assert "big localizations" not in viewer.layers
     assert list(big.scale) == [1.0, 1.0, 1.0]  # nor is the stack redrawn in nm (diff review)
+    # a blur of more than 64 render pixels: its time grows with its width (and it ran on, after the run)
+    widget.render_pixel.value, widget.render_blur.value = 15.0, 1000.0
+    widget.run()
+    assert widget.job.worker is None and "spans 67 render pixels of 15 nm" in widget.job.status.value
+    assert "big localizations" not in viewer.layers
 
 
 @pytest.mark.parametrize("failing", ["a layer", "the maps"])
@@ -1022,7 +1027,8 @@ def test_a_blur_failing_in_its_thread_is_said_and_the_run_goes_on(viewer, qtbot,
 def test_a_wide_blur_of_a_small_render_runs_off_the_gui_thread(viewer, qtbot, stack_path, monkeypatch):
     """Only renders of more than 4 million pixels were blurred in a thread, whatever the
     blur: 2,000 x 2,000 pixels with a 1,000 nm blur froze napari for 3-6 s. The kernel's
-    width now counts: here 640 x 640 pixels with a 500 nm blur (a kernel of 801 pixels)."""
+    width now counts: here 640 x 640 pixels with a 320 nm blur (64 render pixels, the most
+    a blur may span: a kernel of 513 pixels)."""
     from napari_deepcel0.core.render import Renderer
 
     blurred_on = []
@@ -1030,11 +1036,11 @@ def test_a_wide_blur_of_a_small_render_runs_off_the_gui_thread(viewer, qtbot, st
     monkeypatch.setattr(Renderer, "image", lambda self, blur=None: (blur and blurred_on.append(
         threading.current_thread())) or image(self, blur))
     _open(viewer, stack_path)
-    widget = _localized(viewer, qtbot, frames="1", render_pixel=5.0, render_blur=500.0)
+    widget = _localized(viewer, qtbot, frames="1", render_pixel=5.0, render_blur=320.0)
     display = widget._run.render
     qtbot.waitUntil(lambda: not display.busy, timeout=RUN_TIMEOUT_MS)
     assert display.threaded and blurred_on and threading.main_thread() not in blurred_on
-    np.testing.assert_allclose(viewer.layers["small render"].data, image(widget._run.renderer, 500.0))
+    np.testing.assert_allclose(viewer.layers["small render"].data, image(widget._run.renderer, 320.0))
     # the default blur (20 nm) of a render that size, or of 4 million pixels, is quick: on the GUI thread, as before
     assert type(display).work(640 * 640, 20.0 / 5.0) < type(display).work(2000 * 2000, 1.0) <= display.THREAD_WORK
 
