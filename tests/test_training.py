@@ -53,6 +53,16 @@ def test_patches_too_small_for_the_minimum_of_emitters_say_what_to_set():
         make_training_set(Acquisition(pixel_size_nm=20.0, fwhm_nm=100.0), cfg)
 
 
+def test_a_training_set_of_constant_patches_is_refused(monkeypatch):
+    """Constant patches (their std 0) took a fallback std of 1 into the model file, which
+    loading then refused (a std is at most 0.5 on frames scaled to [0, 1]; diff review)."""
+    from napari_deepcel0.core import training_data
+
+    monkeypatch.setattr(training_data, "minmax_scale", lambda frames: np.zeros_like(frames))  # every patch flat
+    with pytest.raises(ValueError, match="every training patch is the same constant image"):
+        make_training_set(ISBI2013, TrainingDataConfig(n_patches=16, n_frames=2))
+
+
 def test_target_scale_rule():
     assert default_target_scale(4) == pytest.approx(85.1, abs=0.05)
 

@@ -322,7 +322,9 @@ def make_training_set(acq: Acquisition, cfg: TrainingDataConfig = TrainingDataCo
         source = np.concatenate([source, cfg.n_frames + sparse_source])  # frames of their own
     L = acq.upsampling
     mean, std = float(inputs.mean()), float(inputs.std())
-    std = std if std > 0 else 1.0
+    if not std > 0:  # (its fallback std of 1 made a model that loading refuses: a std is at most 0.5 on [0, 1])
+        raise ValueError("every training patch is the same constant image (no emitters and no noise?): there is "
+                         "nothing to train on")
     scale = default_target_scale(L, cfg.min_emitters) if cfg.target_scale is None else cfg.target_scale
     return TrainingSet(((inputs - mean) / std).astype(np.float32), spikes, mean, std, float(scale), cfg,
                        source.astype(np.int64))
