@@ -397,16 +397,12 @@ def _quoted_rows(path: Path, rows_data: np.ndarray, n_labels: int):
 
 def _isbi_columns(path: Path, raw: pd.DataFrame, labels: list[str]) -> pd.DataFrame:
     """The table of an ISBI 2013 ground truth (``frame``, ``xnano``, ``ynano``, ...)."""
-    lower = [lab.lower() for lab in labels]
-    rename = {labels[lower.index("xnano")]: X_NM, labels[lower.index("ynano")]: Y_NM}
-    if "znano" in lower:
-        rename[labels[lower.index("znano")]] = "z [nm]"
-    if "intensity" in lower:
-        rename[labels[lower.index("intensity")]] = INTENSITY
-    frame_label = next((lab for lab in labels if lab.lower() == "frame"), None)
-    if frame_label is None:
+    by_key = {}
+    for label in labels:  # the first of each (two labels that differ in case only: refused as conflicts)
+        by_key.setdefault(label.lower(), label)
+    if "frame" not in by_key:
         raise LocalizationFileError(f"{path}: ISBI ground truth without a 'frame' column")
-    rename[frame_label] = FRAME
+    rename = {by_key[key]: column for key, column in _ISBI_COLUMNS.items() if key in by_key}
     return pd.DataFrame({new: _numeric(path, old, raw[old]) for old, new in rename.items()})
 
 

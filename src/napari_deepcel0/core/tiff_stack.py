@@ -373,9 +373,9 @@ class FrameStack:
     def _float32(self, index: int) -> np.ndarray:
         """Frame ``index`` as float32; a float64 value beyond float32's range is an error
         that says so (the cast made it infinite, then reported as an infinite pixel). A
-        memory-mapped frame is copied now, just after :meth:`_check_on_disk`: a float32
-        frame returned as a view of the map would be read from the file whenever used,
-        after the file might have been cut short (SIGBUS)."""
+        memory-mapped frame is returned as a writable array of its own: :meth:`_pread`'s
+        bytes are read-only, and without ``os.pread`` (Windows) the frame is a view of
+        the map, which would read the file whenever used."""
         frame = self._read(index)
         if not self._precision_said:
             coarse = float32_precision_loss(frame)
