@@ -190,6 +190,34 @@ def test_acquisition_is_shared_validated_persistent_and_resettable(viewer):
     assert widget.fwhm.value == pytest.approx(258.21)
 
 
+def test_all_panels_stacked_fit_the_window_and_scroll(make_napari_viewer, qtbot):
+    """Stacked in one column the six panels need about 2,400 px; napari grew its window
+    past a 1080 px screen to fit them (napari#4579). Each panel now scrolls in its dock,
+    keeps a few lines and its whole width, and keeps its fields at the top of a tall dock."""
+    from qtpy.QtWidgets import QScrollArea
+
+    viewer = make_napari_viewer(show=True)
+    window = viewer.window._qt_window
+    window.resize(1600, 1000)
+    names = ["Acquisition", "Train DeepCEL0", "Localize", "CEL0-IRL1 compare", "Ground-truth matching", "Export"]
+    docks = [viewer.window.add_plugin_dock_widget("napari-deepcel0", name)[0] for name in names]
+    qtbot.wait(50)
+    assert window.height() <= 1000
+    line = window.fontMetrics().height()
+    for dock in docks:
+        scroll = dock.widget()
+        assert isinstance(scroll, QScrollArea), dock.name
+        panel = scroll.widget()
+        assert scroll.height() >= min(5 * line, panel.sizeHint().height()), dock.name  # not squeezed to a line
+        assert panel.width() >= panel.minimumSizeHint().width(), dock.name  # nothing cut under the scroll bar
+    assert any(dock.widget().verticalScrollBar().maximum() > 0 for dock in docks)  # some scroll: they do not fit
+    viewer.window.remove_dock_widget("all")
+    dock, panel = viewer.window.add_plugin_dock_widget("napari-deepcel0", "Export")
+    qtbot.wait(50)
+    assert dock.widget().verticalScrollBar().maximum() == 0  # alone, it fits
+    assert panel.points.native.mapTo(dock, panel.points.native.rect().topLeft()).y() < 6 * line  # at the top
+
+
 def test_pixel_size_comes_from_the_file(viewer, tmp_path):
     state = state_for(viewer)
     _open(viewer, write_tiff(tmp_path / "p160.tif", np.zeros((2, 8, 8), np.uint16), pixel_size_nm=160.0))

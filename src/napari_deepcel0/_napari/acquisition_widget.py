@@ -5,13 +5,13 @@ from __future__ import annotations
 import math
 
 import napari
-from magicgui.widgets import Container, FloatSpinBox, Label, PushButton, SpinBox
+from magicgui.widgets import FloatSpinBox, Label, PushButton, SpinBox
 from napari.utils.notifications import show_info, show_warning
 
 from ..core.acquisition import Acquisition
 from ..core.estimate import estimate_acquisition, sample_frames
 from ..core.progress import counted
-from .controls import float_box, stack_combo, status_style, wrapping_label
+from .controls import DockPanel, float_box, stack_combo, status_style, wrapping_label
 from .jobs import JobControls
 from .layers import layer_scale_nm, stack_frame_count
 from .reader import frame_source
@@ -35,7 +35,7 @@ def _estimate_job(frames_source, pixel_size_nm: float, sigma_guess_nm: float, ca
     return estimate_acquisition(frames, pixel_size_nm, sigma_guess_nm=sigma_guess_nm)
 
 
-class AcquisitionWidget(Container):
+class AcquisitionWidget(DockPanel):
     """Pixel size, PSF, upsampling L and camera settings, shared by every widget of
     the viewer and remembered between sessions; estimates from an image layer."""
 

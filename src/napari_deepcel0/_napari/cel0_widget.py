@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 
 import napari
-from magicgui.widgets import CheckBox, ComboBox, Container, FloatSpinBox, LineEdit, PushButton, SpinBox
+from magicgui.widgets import CheckBox, ComboBox, FloatSpinBox, LineEdit, PushButton, SpinBox
 from napari.utils.notifications import show_info, show_warning
 
 from ..core.cel0 import (
@@ -23,7 +23,7 @@ from ..core.model_io import read_model_info
 from ..core.frames import parse_frame_selection
 from ..core.predict import DeepLocalizer, localize_stream
 from ..core.progress import counted
-from .controls import (LinePlot, float_box, ground_truth_combo, outlier_pixels_checkbox,
+from .controls import (DockPanel, LinePlot, float_box, ground_truth_combo, outlier_pixels_checkbox,
                        replaced_pixels_text, row, stack_combo, wrapping_label)
 from .jobs import JobControls, ProgressRelay, gpu_memory_hint
 from .layers import (CEL0_COLOR, DEEPCEL0_COLOR, GrowingPoints, RefreshPacer, is_localization_run,
@@ -64,7 +64,7 @@ def _sweep_job(source, ground_truth, acq, progress, cancel=None, **settings):
             return None
 
 
-class Cel0Widget(Container):
+class Cel0Widget(DockPanel):
     """Run CEL0-IRL1 on chosen frames and show its localizations beside DeepCEL0's;
     sweep lambda against a ground-truth layer (Jaccard vs lambda)."""
 

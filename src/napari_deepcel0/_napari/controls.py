@@ -13,8 +13,8 @@ from matplotlib.backends.backend_qtagg import FigureCanvasQTAgg
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 from napari.utils.theme import get_theme
-from qtpy.QtCore import QEvent, QObject
-from qtpy.QtWidgets import QMessageBox, QSizePolicy
+from qtpy.QtCore import QEvent, QObject, QSize, Qt
+from qtpy.QtWidgets import QMessageBox, QScrollArea, QSizePolicy
 
 from ..core.progress import counted
 from .layers import is_localization_run, is_output, is_read_from_file
@@ -48,6 +48,47 @@ def wrapping_label(**kwargs) -> Label:
     qlabel.installEventFilter(qlabel._fit_height)
     label.changed.connect(lambda _value: fit_height(qlabel))
     return label
+
+
+class _PanelScroll(QScrollArea):
+    """A vertical scroll area that asks for its panel's whole height (QScrollArea asks
+    for at most 24 text lines) and shrinks to no less than :attr:`MIN_LINES` lines of text
+    (napari squeezes the docks above a new one to their minimum), and never to less than
+    the panel's width beside the scroll bar (the bar covered the fields' right edge)."""
+
+    MIN_LINES = 8
+
+    def sizeHint(self):
+        return self.widget().sizeHint().grownBy(self.contentsMargins()).expandedTo(super().sizeHint())
+
+    def minimumSizeHint(self):
+        width = self.widget().minimumSizeHint().width() + self.verticalScrollBar().sizeHint().width()
+        return QSize(width, min(self.sizeHint().height(), self.MIN_LINES * self.fontMetrics().height()))
+
+
+class DockPanel(Container):
+    """The top container of a dock widget, inside a vertical scroll area: stacked, the
+    panels need about 2,400 px of height and napari grew its window past the screen to
+    fit them (napari#4579); now each dock can be shorter than its panel and scrolls.
+
+    napari docks a magicgui widget's ``.native``, so ``.native`` here is the scroll area
+    that holds the panel's own widget. A trailing stretch keeps the fields at the top of
+    a dock taller than the panel (napari adds one only to widgets it lays out itself)."""
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        inner = super().native
+        inner.layout().addStretch()
+        self._scroll = _PanelScroll()
+        self._scroll.setWidgetResizable(True)
+        self._scroll.setFrameShape(QScrollArea.Shape.NoFrame)
+        self._scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        self._scroll.setWidget(inner)
+
+    @property
+    def native(self):
+        scroll = self.__dict__.get("_scroll")  # magicgui's __init__ asks before there is one
+        return super().native if scroll is None else scroll
 
 
 #: :attr:`LayerChooser._picked` before the user chose anything

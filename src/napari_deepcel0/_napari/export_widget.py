@@ -7,12 +7,12 @@ from pathlib import Path
 import napari
 import numpy as np
 import pandas as pd
-from magicgui.widgets import Container, FileEdit
+from magicgui.widgets import FileEdit
 from napari.utils.notifications import show_info, show_warning
 
 from ..core.outputs import write_thunderstorm_csv, write_tiff
 from ..core.progress import counted
-from .controls import OverwriteGuard, layer_combo, localizations_combo
+from .controls import DockPanel, OverwriteGuard, layer_combo, localizations_combo
 from .jobs import JobControls
 from .layers import OUTPUT, filled_by_a_run, growing_run, is_localization_run, is_output, layer_scale_nm
 from .settings import PersistentValues
@@ -46,7 +46,7 @@ def _first_frame(layer) -> int | None:
     return int(round(float(layer.translate[0]))) + 1
 
 
-class ExportWidget(Container):
+class ExportWidget(DockPanel):
     """Save a Points layer as a ThunderSTORM CSV (through the plugin's writer) and an
     image layer (e.g. the rendering) as a TIFF with its pixel size in nm."""
 

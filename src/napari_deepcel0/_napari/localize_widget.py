@@ -6,7 +6,7 @@ import threading
 
 import napari
 import numpy as np
-from magicgui.widgets import CheckBox, ComboBox, Container, FileEdit, FloatSpinBox, LineEdit, PushButton, SpinBox
+from magicgui.widgets import CheckBox, ComboBox, FileEdit, FloatSpinBox, LineEdit, PushButton, SpinBox
 from napari.utils.notifications import show_error, show_info
 
 from ..core.devices import DEVICES, resolve_device
@@ -16,7 +16,7 @@ from ..core.photometry import without_uncertainty_text
 from ..core.predict import BatchResult, DeepLocalizer, acquisition_mismatch, localize_stream
 from ..core.progress import counted, rate_text
 from ..core.render import Renderer, check_render_blur, display_max, render_shape
-from .controls import (outlier_pixels_checkbox, replaced_pixels_text, stack_combo, status_style,
+from .controls import (DockPanel, outlier_pixels_checkbox, replaced_pixels_text, stack_combo, status_style,
                        wrapping_label)
 from .jobs import JobControls, ProgressRelay, gpu_memory_hint
 from .layers import (DEEPCEL0_COLOR, OUTPUT, RUN_TOKEN, GrowingPoints, RefreshPacer, image_transform,
@@ -44,7 +44,7 @@ def _localize_job(model_path, acquisition, source, frames, threshold, device, ba
                                    fit_positions=fit_positions, fix_outlier_pixels=fix_outlier_pixels)
 
 
-class LocalizeWidget(Container):
+class LocalizeWidget(DockPanel):
     """Localize the frames of an image layer with DeepCEL0 (bundled or chosen model).
 
     Localizations stream into a Points layer and a super-resolved rendering (and

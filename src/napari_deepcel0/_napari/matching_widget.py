@@ -20,7 +20,7 @@ from ..core.outputs import atomic_write
 from ..core.cancel import is_cancelled
 from ..core.metrics import DEFAULT_TOLERANCES_NM, extent_mismatch_message, iter_match, score, scoring_inputs
 from ..core.progress import counted
-from .controls import ground_truth_combo, localizations_combo, select_layer, wrapping_label
+from .controls import DockPanel, ground_truth_combo, localizations_combo, select_layer, wrapping_label
 from .jobs import JobControls
 from .layers import (OUTPUT, is_localization_run, localized_frames, points_from_table,
                      points_layer_kwargs, show_layer, table_from_layer)
@@ -94,7 +94,7 @@ def scores_html(table: pd.DataFrame) -> str:
     return f"<table cellspacing='0' cellpadding='2'><tr><th></th>{head}</tr>{''.join(rows)}</table>"
 
 
-class MatchingWidget(Container):
+class MatchingWidget(DockPanel):
     """Match an estimate layer to a ground-truth layer frame by frame and report
     Jaccard, sensitivity, precision, RMSE and efficiency per tolerance."""
 

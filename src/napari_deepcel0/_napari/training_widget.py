@@ -8,7 +8,7 @@ import os
 from pathlib import Path
 
 import napari
-from magicgui.widgets import ComboBox, Container, FileEdit, FloatSpinBox, PushButton, SpinBox
+from magicgui.widgets import ComboBox, FileEdit, FloatSpinBox, PushButton, SpinBox
 from napari.utils.notifications import show_info, show_warning
 
 from ..core.cancel import Cancelled
@@ -16,7 +16,7 @@ from ..core.devices import DEVICES, resolve_device
 from ..core.outputs import check_output_path
 from ..core.model_io import check_checkpoint_free, checkpoint_path, save_checkpoint, save_final
 from ..core.training import Progress, TrainingConfig, TrainingDivergedError, train
-from .controls import LinePlot, OverwriteGuard, wrapping_label
+from .controls import DockPanel, LinePlot, OverwriteGuard, wrapping_label
 from .jobs import JobControls, ProgressRelay, gpu_memory_hint
 from .settings import PersistentValues
 from .state import state_for
@@ -55,7 +55,7 @@ RECIPES = {
 }
 
 
-class TrainingWidget(Container):
+class TrainingWidget(DockPanel):
     """Simulate a training set for the current acquisition and train DeepCEL0 on it,
     with live progress; the trained model becomes the current model."""
 
