@@ -249,6 +249,23 @@ def test_a_pixel_size_metadata_that_is_no_number_is_ignored_with_one_warning(vie
                       "pixel size of the Acquisition widget is used)"]
 
 
+def test_a_file_pixel_size_that_is_no_camera_pixel_is_refused_once_and_not_analysed_with(viewer, stack_path):
+    """A file declaring 10 nm pixels (a super-resolved image, with a PSF of 26 pixels) is
+    not adopted: one warning however often the layer is prepared, and the checks before a
+    run (``acquisition_for``) use the acquisition in use, as the run does."""
+    state = state_for(viewer)
+    with FrameStack(stack_path) as stack:
+        frames = np.stack([stack[i] for i in range(2)])
+    layer = viewer.add_image(frames, name="render", metadata={"pixel_size_nm": 10.0})
+    state.prepare_stack(layer)
+    assert state.acquisition.pixel_size_nm == 100.0 and state.acquisition_for(layer) == state.acquisition
+    assert layer.scale[-1] == 100.0
+    warned = [m for m in _messages(NotificationSeverity.WARNING) if "was not applied" in m]
+    assert len(warned) == 1 and warned[0].startswith("render: pixel size 10 nm from the file was not applied")
+    other = viewer.add_image(frames, name="p160", metadata={"pixel_size_nm": 160.0})
+    assert state.acquisition_for(other).pixel_size_nm == 160.0 and state.acquisition.pixel_size_nm == 160.0
+
+
 def test_estimate_from_stack(viewer, qtbot, tmp_path):
     acq = Acquisition(fwhm_nm=220.0, offset_adu=100.0, read_noise_adu=2.0)
     frames, _ = sim.simulate_stack(n_frames=8, shape=(64, 64), density_per_um2=0.3, structure="uniform", acq=acq,

@@ -104,40 +104,39 @@ class PluginState:
                 and np.allclose(layer.scale[-2:], old, rtol=1e-6, atol=0.0)):
             self.prepare_stack(layer)
 
-    def adopt_pixel_size(self, layer) -> None:
-        """Use the pixel size a layer's file declares (no-op when it has none; a
-        warning, once per layer and value, when it is not a number)."""
+    def _declared_acquisition(self, layer) -> tuple[Acquisition | None, str]:
+        """The current acquisition at the pixel size ``layer``'s file declares, and what
+        is wrong with that size: ``(None, "")`` when the file declares none or the same
+        size, ``(None, why)`` when its size is no number or no camera pixel size."""
         try:
             pixel = declared_pixel_size(layer)
         except TypeError as exc:
+            return None, str(exc)
+        if pixel is None or pixel == self._acquisition.pixel_size_nm:
+            return None, ""
+        try:
+            return self._acquisition.replace(pixel_size_nm=pixel), ""
+        except ValueError as exc:
+            return None, (f"{layer.name}: pixel size {pixel:g} nm from the file was not applied (is it a "
+                          f"super-resolved image rather than camera frames?): {exc}")
+
+    def adopt_pixel_size(self, layer) -> None:
+        """Use the pixel size a layer's file declares (no-op when it has none; a warning,
+        once per layer and value, when it is not a number or not a camera pixel size)."""
+        acq, problem = self._declared_acquisition(layer)
+        if problem:
             key = (layer.name, repr(layer.metadata.get("pixel_size_nm")))
             if key not in self._ignored_pixel_sizes:
                 self._ignored_pixel_sizes.add(key)
-                show_warning(str(exc))
-            return
-        if pixel is None or pixel == self._acquisition.pixel_size_nm:
-            return
-        try:
-            self.acquisition = self._acquisition.replace(pixel_size_nm=pixel)
-        except ValueError as exc:
-            show_warning(f"{layer.name}: pixel size {pixel:g} nm from the file was not applied (is it a "
-                         f"super-resolved image rather than camera frames?): {exc}")
-            return
-        show_info(f"Acquisition: pixel size set to {pixel:g} nm from the metadata of {layer.name}")
+                show_warning(problem)
+        elif acq is not None:
+            self.acquisition = acq
+            show_info(f"Acquisition: pixel size set to {acq.pixel_size_nm:g} nm from the metadata of {layer.name}")
 
     def acquisition_for(self, layer) -> Acquisition:
         """The acquisition :meth:`prepare_stack` would analyse ``layer`` with, changing
         nothing (the pixel size its file declares when that is valid, else the current)."""
-        try:
-            pixel = declared_pixel_size(layer)
-        except TypeError:
-            pixel = None
-        if pixel is not None:
-            try:
-                return self._acquisition.replace(pixel_size_nm=pixel)
-            except ValueError:
-                pass
-        return self._acquisition
+        return self._declared_acquisition(layer)[0] or self._acquisition
 
     def prepare_stack(self, layer) -> Acquisition:
         """The acquisition to analyse an image layer with.
