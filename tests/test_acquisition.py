@@ -90,3 +90,24 @@ def test_the_bounds_accept_their_edges():
     Acquisition(pixel_size_nm=160.0, fwhm_nm=150.0)  # a FWHM under a camera pixel, over a fine one
     Acquisition(pixel_size_nm=50.0, fwhm_nm=900.0)  # 18 camera pixels
     Acquisition(pixel_size_nm=160.0, fwhm_nm=250.0, upsampling=16)
+
+
+@pytest.mark.parametrize(
+    "kwargs, fields",
+    [
+        (dict(offset_adu=-5), ("offset_adu",)),
+        (dict(read_noise_adu=-1), ("read_noise_adu",)),
+        (dict(upsampling=17), ("upsampling",)),
+        (dict(fwhm_nm=20, upsampling=4), ("fwhm_nm", "pixel_size_nm", "upsampling")),
+        (dict(fwhm_nm=5000), ("fwhm_nm", "pixel_size_nm")),
+    ],
+)
+def test_a_setting_out_of_range_names_the_settings_it_involves(kwargs, fields):
+    """The command line names its flags from these (``--offset -5`` named none)."""
+    from napari_deepcel0.core.acquisition import AcquisitionError
+
+    with pytest.raises(AcquisitionError) as error:
+        Acquisition(**kwargs)
+    assert error.value.fields == fields and isinstance(error.value, ValueError)
+    if "offset_adu" in kwargs:
+        assert str(error.value) == "camera offset must be >= 0 ADU, got -5"

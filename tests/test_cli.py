@@ -1,9 +1,11 @@
+import gc
 import json
 import os
 import re
 import signal
 import subprocess
 import sys
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -899,6 +901,37 @@ def test_bad_values_are_refused_before_anything_runs(argv, message, tmp_path, ca
         main(argv)
     assert exit_.value.code == 2 and message in capsys.readouterr().err
     assert list(tmp_path.iterdir()) == []  # nothing written, not even a folder
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["localize", "{stack}", "--out", "x.csv", "--offset", "-5"],
+         "--offset: camera offset must be >= 0 ADU, got -5"),
+        (["localize", "{stack}", "--out", "x.csv", "--fwhm", "10"], "--fwhm: PSF FWHM (10 nm) is smaller than a fine"),
+        (["localize", "{stack}", "--out", "x.csv", "--fwhm", "20", "--upsampling", "2"],
+         "--fwhm, --upsampling: PSF FWHM (20 nm) is smaller than a fine-grid pixel (50 nm"),
+        (["localize", "{stack}", "--out", "x.csv", "--pixel-size", "1e6"], "--pixel-size: PSF FWHM (258.21 nm)"),
+        (["cel0", "{stack}", "--out", "x.csv", "--upsampling", "40"], "--upsampling: upsampling factor L = 40 is"),
+        (["simulate", "--out", "OUT", "--offset", "-5"], "--offset: camera offset must be >= 0 ADU, got -5"),
+        (["train", "--out", "m.safetensors", "--offset", "-1"], "--offset: camera offset must be >= 0 ADU, got -1"),
+    ],
+)
+def test_an_acquisition_setting_out_of_range_names_its_flag(argv, message, simulated, tmp_path, capsys, monkeypatch):
+    """``localize STACK --offset -5`` said "camera offset must be >= 0, got -5.0 ADU", naming
+    no flag (bad-input review): the Acquisition's check now names the flags that set it."""
+    monkeypatch.chdir(tmp_path)
+    gc.collect()  # (the files other tests left open are not this one's)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        assert main([a.format(stack=simulated / "frames.tif") for a in argv]) == 2
+        gc.collect()
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1].startswith(f"deepcel0 {argv[0]}: error: {message}")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["sim"]  # nothing written
+    # and the stack the refused setting was checked against is closed (it was left open)
+    assert not [w for w in caught if issubclass(w.category, ResourceWarning) and str(simulated) in str(w.message)]
+    assert "unclosed" not in " ".join(err)
 
 
 @pytest.mark.parametrize(

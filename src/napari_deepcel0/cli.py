@@ -129,19 +129,33 @@ class ProgressBar:
             self.stream.flush()
 
 
+#: the acquisition flags and the :class:`Acquisition` setting each one sets
+ACQUISITION_FLAGS = (("pixel_size", "pixel_size_nm"), ("fwhm", "fwhm_nm"), ("upsampling", "upsampling"),
+                     ("offset", "offset_adu"), ("gain", "gain_adu_per_photon"), ("read_noise", "read_noise_adu"))
+
+
 def _acquisition(args, defaults: Acquisition | None = None, stack_pixel_nm: float | None = None) -> Acquisition:
+    """``defaults`` (else :class:`Acquisition`'s) with the stack's pixel size and the flags
+    given. A setting out of range is refused naming the flags that set it (``--offset:
+    camera offset must be >= 0 ADU, got -5``); the message named none, so a user of
+    ``--offset -5`` read of a camera offset among six flags and a model's or file's settings."""
+    from .core.acquisition import AcquisitionError
+
     base = defaults or Acquisition()
-    changes = {}
-    pixel = getattr(args, "pixel_size", None)
-    pixel = stack_pixel_nm if pixel is None else pixel
-    if pixel is not None:
-        changes["pixel_size_nm"] = pixel
-    for arg, key in (("fwhm", "fwhm_nm"), ("upsampling", "upsampling"), ("offset", "offset_adu"),
-                     ("gain", "gain_adu_per_photon"), ("read_noise", "read_noise_adu")):
+    changes, flags = {}, {}
+    if stack_pixel_nm is not None:
+        changes["pixel_size_nm"] = stack_pixel_nm
+    for arg, key in ACQUISITION_FLAGS:
         value = getattr(args, arg, None)
         if value is not None:
-            changes[key] = value
-    return base.replace(**changes)
+            changes[key], flags[key] = value, "--" + arg.replace("_", "-")
+    try:
+        return base.replace(**changes)
+    except AcquisitionError as exc:
+        named = [flag for key, flag in flags.items() if key in exc.fields]
+        if not named:  # from the model's, the file's or the defaults alone
+            raise
+        raise AcquisitionError(f"{', '.join(named)}: {exc}", *exc.fields) from None
 
 
 def _orientations_arg(p) -> None:
@@ -504,12 +518,22 @@ def _signal_handlers(handler, *signums):
 def _open_stack_and_acq(args, base: Acquisition, base_is_models: bool = True):
     """The stack and its acquisition: ``base`` (the model's, or with ``base_is_models``
     False CEL0's defaults) with the stack's pixel size and the command-line settings."""
-    from .core.frames import check_camera_frames
     from .core.tiff_stack import read_stack
+
+    stack = read_stack(args.stack)
+    try:
+        return stack, _stack_acquisition(args, stack, base, base_is_models)
+    except BaseException:  # a refused setting left the file open (a ResourceWarning, a handle held till exit)
+        stack.close()
+        raise
+
+
+def _stack_acquisition(args, stack, base: Acquisition, base_is_models: bool) -> Acquisition:
+    """:func:`_open_stack_and_acq`'s acquisition for the open ``stack``, with its notes."""
+    from .core.frames import check_camera_frames
     from .core.predict import PixelSizeWarning
 
     default_label = "model's" if base_is_models else "default"
-    stack = read_stack(args.stack)
     check_camera_frames(stack)  # now: its pixel size, no camera's, failed the PSF check with a puzzling message
     if args.pixel_size is None and stack.pixel_size_nm is None:
         print(f"note: {args.stack} carries no usable pixel size; using the {default_label} {base.pixel_size_nm:g} nm "
@@ -528,7 +552,7 @@ def _open_stack_and_acq(args, base: Acquisition, base_is_models: bool = True):
     # catch_warnings ends the filter with the command)
     warnings.filterwarnings("ignore", category=PixelSizeWarning)
     try:
-        return stack, _acquisition(args, base, stack_pixel_nm=stack.pixel_size_nm)
+        return _acquisition(args, base, stack_pixel_nm=stack.pixel_size_nm)
     except ValueError as exc:
         if from_file and _valid(lambda: _acquisition(args, base)):  # the file's pixel size is what fails
             raise ValueError(f"{exc} (the pixel size, {stack.pixel_size_nm:g} nm, is the one {args.stack} states in "

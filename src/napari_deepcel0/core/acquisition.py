@@ -49,6 +49,17 @@ def fwhm_from_optics(wavelength_nm: float, numerical_aperture: float) -> float:
     return 0.51 * wavelength_nm / numerical_aperture
 
 
+class AcquisitionError(ValueError):
+    """An :class:`Acquisition` setting out of range; ``fields`` names the settings the
+    check involves (one, or several for a check of one against another, e.g. the PSF
+    FWHM against the fine-grid pixel), so that a front end can name its own flags or
+    boxes for them (``deepcel0 localize --offset -5`` said nothing of ``--offset``)."""
+
+    def __init__(self, message: str, *fields: str):
+        super().__init__(message)
+        self.fields = tuple(fields)
+
+
 @dataclass(frozen=True)
 class Acquisition:
     """Validated description of how the frames were acquired.
@@ -84,33 +95,39 @@ class Acquisition:
             value = float(value)  # NumPy numbers too (e.g. np.float32 read from an array)
             object.__setattr__(self, f.name, value)
             if not math.isfinite(value):
-                raise ValueError(f"Acquisition.{f.name} must be finite, got {value!r}")
+                raise AcquisitionError(f"Acquisition.{f.name} must be finite, got {value!r}", f.name)
         if self.pixel_size_nm <= 0:
-            raise ValueError(f"camera pixel size must be positive, got {self.pixel_size_nm} nm")
+            raise AcquisitionError(f"camera pixel size must be positive, got {self.pixel_size_nm:g} nm",
+                                   "pixel_size_nm")
         if self.fwhm_nm <= 0:
-            raise ValueError(f"PSF FWHM must be positive, got {self.fwhm_nm} nm")
+            raise AcquisitionError(f"PSF FWHM must be positive, got {self.fwhm_nm:g} nm", "fwhm_nm")
         if int(self.upsampling) != self.upsampling or self.upsampling < 1:
-            raise ValueError(f"upsampling factor L must be an integer >= 1, got {self.upsampling}")
+            raise AcquisitionError(f"upsampling factor L must be an integer >= 1, got {self.upsampling:g}",
+                                   "upsampling")
         object.__setattr__(self, "upsampling", int(self.upsampling))
         if self.upsampling > 16:
-            raise ValueError(f"upsampling factor L = {self.upsampling} is unreasonably large (max 16)")
+            raise AcquisitionError(f"upsampling factor L = {self.upsampling} is unreasonably large (max 16)",
+                                   "upsampling")
         if self.fwhm_nm < self.fine_pixel_nm:
-            raise ValueError(
+            raise AcquisitionError(
                 f"PSF FWHM ({self.fwhm_nm:g} nm) is smaller than a fine-grid pixel "
                 f"({self.fine_pixel_nm:g} nm = {self.pixel_size_nm:g} nm / L={self.upsampling}): "
-                "the PSF would be undersampled; check the units (nm) or lower L"
+                "the PSF would be undersampled; check the units (nm) or lower L",
+                "fwhm_nm", "pixel_size_nm", "upsampling",
             )
         if self.fwhm_nm > 20 * self.pixel_size_nm:
-            raise ValueError(
+            raise AcquisitionError(
                 f"PSF FWHM ({self.fwhm_nm:g} nm) is more than 20 camera pixels "
-                f"({self.pixel_size_nm:g} nm each): check the units (nm, not um or px)"
+                f"({self.pixel_size_nm:g} nm each): check the units (nm, not um or px)",
+                "fwhm_nm", "pixel_size_nm",
             )
         if self.gain_adu_per_photon <= 0:
-            raise ValueError(f"camera gain must be positive, got {self.gain_adu_per_photon} ADU/photon")
+            raise AcquisitionError(f"camera gain must be positive, got {self.gain_adu_per_photon:g} ADU/photon",
+                                   "gain_adu_per_photon")
         if self.read_noise_adu < 0:
-            raise ValueError(f"read noise must be >= 0, got {self.read_noise_adu} ADU")
+            raise AcquisitionError(f"read noise must be >= 0 ADU, got {self.read_noise_adu:g}", "read_noise_adu")
         if self.offset_adu < 0:
-            raise ValueError(f"camera offset must be >= 0, got {self.offset_adu} ADU")
+            raise AcquisitionError(f"camera offset must be >= 0 ADU, got {self.offset_adu:g}", "offset_adu")
 
     # ----------------------------------------------------------------- derived
     @property
