@@ -98,6 +98,30 @@ def test_pixel_size_from_imagej_and_ome(tmp_path):
             assert stack.pixel_size_nm == expected
 
 
+@pytest.mark.parametrize("unit, size, expected_nm", [
+    ("km", 1e-10, 100.0), ("Mm", 1.6e-13, 160.0), ("dm", 1.07e-6, 107.0), ("\u212b", 1000, 100.0),
+    ("thou", 0.004, 101.6), ("mm", 1e-4, 100.0),
+    ("km", 1e-6, None), ("in", 1 / 72, None), ("ym", 1e12, None),  # 1 mm, 1/72 inch, 1e-3 nm: no camera pixels
+])
+def test_every_ome_length_unit_is_read(tmp_path, unit, size, expected_nm):
+    """OME's UnitsLength allows any SI-prefixed metre and a few inch-based units; a size in
+    km was ignored as "a unit this reader does not know" (bad-input review): it is read,
+    or refused as no camera pixel with the size in nm."""
+    path = tmp_path / "units.ome.tif"
+    tifffile.imwrite(path, np.zeros((2, 8, 8), np.uint16), metadata={
+        "axes": "TYX", "PhysicalSizeX": size, "PhysicalSizeXUnit": unit, "PhysicalSizeY": size,
+        "PhysicalSizeYUnit": unit})
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        with io.read_stack(path) as stack:
+            assert stack.pixel_size_nm == (None if expected_nm is None else pytest.approx(expected_nm))
+    said = [str(w.message) for w in caught if not issubclass(w.category, ResourceWarning)]  # (other tests')
+    assert not any("does not know" in m for m in said)
+    assert len(said) == (expected_nm is None)
+    if expected_nm is None:
+        assert "which is no camera pixel in the sample (1-100,000 nm" in said[0]
+
+
 def test_a_pixel_size_no_camera_has_is_ignored_with_a_warning_naming_it(tmp_path):
     """1 mm or 0 nm pixels in the metadata were dropped in silence: "carries no pixel
     size" hid a unit mistake (bad-input review)."""

@@ -51,9 +51,24 @@ def unusable_positions(xy: np.ndarray) -> np.ndarray:
 
 
 POSITION_RULE = f"a finite number of nm within +-{MAX_COORDINATE_NM:.0e}"
-#: length units of pixel sizes and CSV column labels, in nm (both readers convert with it)
-LENGTH_TO_NM = {"pm": 1e-3, "\u00c5": 0.1, "nm": 1.0, "um": 1e3, "µm": 1e3, "\u03bcm": 1e3, "micron": 1e3,
-                "microns": 1e3, "mm": 1e6, "cm": 1e7, "m": 1e9}
+#: the SI prefixes and their powers of ten (OME's UnitsLength has metres with each: Ym ... ym)
+_SI_PREFIXES = {"Y": 24, "Z": 21, "E": 18, "P": 15, "T": 12, "G": 9, "M": 6, "k": 3, "h": 2, "da": 1, "": 0,
+                "d": -1, "c": -2, "m": -3, "\u00b5": -6, "n": -9, "p": -12, "f": -15, "a": -18, "z": -21, "y": -24}
+#: nm per inch; OME's other non-metric lengths are whole fractions or multiples of it
+_INCH_NM = 25.4e6
+#: length units of pixel sizes and CSV column labels, in nm (both readers convert with it): the
+#: metre with every SI prefix, the other names of the micrometre and the angstrom, and the rest
+#: of OME's UnitsLength (thou, line, point, inch, foot, yard, mile; astronomical unit, light
+#: year, parsec), so that a size in km reads as one, or is refused as implausible, rather than
+#: warned of as a unit not known here
+LENGTH_TO_NM = {
+    **{prefix + "m": float(f"1e{power + 9}") for prefix, power in _SI_PREFIXES.items()},
+    "um": 1e3, "\u03bcm": 1e3, "micron": 1e3, "microns": 1e3,  # micrometres (Greek mu; Fiji's words)
+    "\u00c5": 0.1, "\u212b": 0.1,  # angstrom: the letter (OME's) and the angstrom sign
+    "thou": _INCH_NM / 1000, "li": _INCH_NM / 12, "pt": _INCH_NM / 72, "in": _INCH_NM, "ft": 12 * _INCH_NM,
+    "yd": 36 * _INCH_NM, "mi": 63360 * _INCH_NM,
+    "ua": 1.495978707e20, "ly": 9.4607304725808e24, "pc": 3.0856775814913673e25,
+}
 
 
 def empty_table(mass_column: str = "confidence") -> pd.DataFrame:
