@@ -249,3 +249,45 @@ def test_stacks_read_without_a_map_are_not_checked_and_a_cut_one_is_damaged_as_b
             os.truncate(tmp_path / "z.tif", size // 3)
             with pytest.raises(StackError, match="frame 50 cannot be read .*the file is damaged or truncated"):
                 stack[49]
+
+
+@pytest.mark.parametrize("shape", [(8, 1, 1), (8, 16, 1), (8, 1, 1, 1), (3, 1, 1)])
+@pytest.mark.parametrize("compression", [None, "zlib"])
+def test_frames_one_column_wide_are_read_as_frames_not_as_one_frame(tmp_path, shape, compression):
+    """``tifffile.imwrite(path, np.zeros((8, 1, 1)))`` was read as one frame of 8 x 1
+    (bad-input review): tifffile stores the array squeezed in one page (8 x 1) and names
+    its axes YQX; the description keeps the shape, and its last two axes are rows, columns."""
+    data = np.arange(int(np.prod(shape)), dtype=np.uint16).reshape(shape)
+    path = tmp_path / "narrow.tif"
+    tifffile.imwrite(path, data, photometric="minisblack", compression=compression)
+    expected = data.reshape((-1,) + shape[-2:])
+    with read_stack(path) as stack:
+        assert stack.shape == expected.shape and stack.frame_shape == shape[-2:]
+        np.testing.assert_array_equal(stack[:], expected)
+        np.testing.assert_array_equal(stack[2], expected[2])
+
+
+def test_a_single_frame_and_stacks_of_wide_frames_read_as_before(tmp_path):
+    """The fix for frames one column wide leaves the other layouts alone."""
+    cases = {"frame.tif": np.arange(16 * 12).reshape(16, 12), "pixel.tif": np.array([[7]]),
+             "row.tif": np.arange(16).reshape(1, 16), "rows.tif": np.arange(8 * 16).reshape(8, 1, 16),
+             "stack.tif": np.arange(5 * 16 * 12).reshape(5, 16, 12), "one.tif": np.arange(16 * 12).reshape(1, 16, 12)}
+    for name, data in cases.items():
+        tifffile.imwrite(tmp_path / name, data.astype(np.uint16), photometric="minisblack")
+        with read_stack(tmp_path / name) as stack:
+            assert stack.shape == (1,) * (3 - data.ndim) + data.shape, name
+            np.testing.assert_array_equal(stack[:], data.reshape(stack.shape))
+
+
+def test_batches_of_frames_one_column_wide_appended_are_refused_not_misread(tmp_path):
+    """Appended batches of 4 frames of 1 x 1 read as 3 frames of 4 x 1: each batch is one
+    page. Frames of 1 x 1 appended one at a time are read."""
+    for i in range(3):
+        tifffile.imwrite(tmp_path / "batches.tif", np.full((4, 1, 1), i, np.uint16), append=True,
+                         photometric="minisblack")
+        tifffile.imwrite(tmp_path / "frames.tif", np.full((1, 1), i, np.uint16), append=True,
+                         photometric="minisblack")
+    with pytest.raises(StackError, match=r"batches.tif: the file was written in batches of frames of 1 x 1 pixels"):
+        read_stack(tmp_path / "batches.tif")
+    with read_stack(tmp_path / "frames.tif") as stack:
+        assert stack.shape == (3, 1, 1) and stack[:].ravel().tolist() == [0, 1, 2]

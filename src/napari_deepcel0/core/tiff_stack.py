@@ -140,6 +140,12 @@ class FrameStack:
         if len(self._tif.series) > 1 and _frame_by_frame(self._tif.series, self._tif.is_shaped):
             # written one frame or batch at a time (tifffile's imwrite(append=True), TiffWriter
             # loops): one "shaped" series per write; read the pages as one stack, as Fiji does
+            squeezed = [s for s in self._tif.series if _series_axes(s) != s.axes]
+            if squeezed:  # its pages hold batches of frames, not frames: read as frames of n x 1
+                raise StackError(f"{self.path}: the file was written in batches of frames of "
+                                 f"{squeezed[0].shape[-2]} x {squeezed[0].shape[-1]} pixels, which tifffile stores "
+                                 "as one page a batch; write the frames at once (tifffile.imwrite(path, frames)) "
+                                 "or one at a time")
             self._tif.close()
             self._tif = tifffile.TiffFile(self.path, is_shaped=False)
         if len(self._tif.series) > 1:  # e.g. a preview + the stack, or OME multi-position files
@@ -155,7 +161,7 @@ class FrameStack:
     def _frame_layout(self, series) -> tuple[int, int, int]:
         """(frames, rows, cols) of the series, after checking that it is a stack of gray
         frames (one frame, or frames along one axis besides rows and columns)."""
-        shape, axes = tuple(series.shape), series.axes
+        shape, axes = tuple(series.shape), _series_axes(series)
         if "S" in axes and shape[axes.index("S")] > 1:
             raise StackError(
                 f"{self.path}: RGB/multi-sample image of shape {shape} (axes {axes}); "
@@ -565,6 +571,21 @@ def _written_frame_by_frame(tif: tifffile.TiffFile) -> bool:
     return shapes[0] == shapes[1] and isinstance(shapes[0], list) and len(shapes[0]) == 2
 
 
+def _series_axes(series) -> str:
+    """The series' axes, ending in rows and columns (``YX``) for a series tifffile wrote
+    from an array whose last axes are 1 long (frames of one column:
+    ``imwrite(np.zeros((8, 1, 1)))``): its writer squeezes them out of the pages (one page
+    of 8 x 1) and its reader names the array's axes from the pages (``YQX``), so 8 frames
+    of 1 x 1 read as one frame of 8 x 1. The file's description keeps the array's shape
+    (no axes given) and its pixels in the array's order: rows and columns are its last two
+    axes, as ``imwrite`` takes them."""
+    axes = series.axes
+    if (series.kind.lower() == "shaped" and len(axes) > 2 and axes[-2:] != "YX"
+            and sorted(axes) == sorted("Q" * (len(axes) - 2) + "YX")):
+        return "Q" * (len(axes) - 2) + "YX"
+    return axes
+
+
 def _memmap(tif: tifffile.TiffFile, series) -> np.ndarray:
     """The series' pixels memory-mapped from the open file, when they lie uncompressed in
     one block (as ``tifffile.memmap``, which opens and parses the file again). The file
@@ -585,7 +606,8 @@ def _frame_by_frame(series, shaped: bool) -> bool:
     dims = {len(s.shape) for s in series}
     if dims != {2} and not (shaped and dims == {3}):
         return False
-    return all(s.axes[-2:] == "YX" and s.shape[-2:] == first.shape[-2:] and s.dtype == first.dtype for s in series)
+    return all(_series_axes(s)[-2:] == "YX" and s.shape[-2:] == first.shape[-2:] and s.dtype == first.dtype
+               for s in series)
 
 
 @contextlib.contextmanager
