@@ -524,3 +524,72 @@ def test_pixel_localizations_number_frames_from_one_and_the_objective_halves_the
     y = np.random.default_rng(0).random((8, 8)).astype(np.float32)
     f = cel0.objective(np.zeros(op.fine_shape, np.float32), y, op, 0.1, op.column_norms())
     assert f[0] == pytest.approx(0.5 * float((y.astype(np.float64) ** 2).sum()), rel=1e-5)
+
+
+# ------------------------------------------------------ background-only frames
+def background_only(n_frames=24, size=32, seed=0):
+    """Frames of background and noise alone: camera frames (2, 10 and 100 photons a pixel)
+    and the paper's white Gaussian noise on an offset."""
+    rng = np.random.default_rng(seed)
+    parts = [sim.CameraNoise(background_photons=(b, b), quantize=True).apply(np.zeros((n_frames, size, size)), ACQ, rng)
+             for b in (2.0, 10.0, 100.0)]
+    return np.concatenate(parts + [100.0 + rng.normal(0.0, 3.0, (n_frames, size, size))]).astype(np.float32)
+
+
+def at_10_db(n_frames=20, size=32, seed=0):
+    """Frames with molecules at the paper's lowest SNR, 10 dB (its Eq. 14), sparse to
+    dense, on an offset; only frames that hold a molecule."""
+    rng = np.random.default_rng(seed)
+    kept = []
+    for density in (0.2, 1.0, 6.0, 10.0):
+        frames, truth = sim.simulate_stack(n_frames=n_frames, shape=(size, size), density_per_um2=density,
+                                           structure="uniform", acq=ACQ, noise=sim.GaussianSNRNoise((10.0, 10.0)),
+                                           seed=int(rng.integers(2**31)))
+        has = np.isin(np.arange(1, n_frames + 1), truth["frame"].to_numpy())
+        kept.append(frames[has] + 100.0)
+    return np.concatenate(kept).astype(np.float32)
+
+
+@pytest.mark.parametrize("size", [16, 32, 64])
+def test_frames_of_background_and_noise_alone_are_told_from_frames_with_molecules_at_10_db(size):
+    """CEL0 divides each frame by its maximum, so it localized the noise of a frame with no
+    molecule (about 400 localizations a 64 x 64 frame) without a word (bad-input review)."""
+    quiet = cel0.background_only_frames(background_only(size=size), ACQ.sigma_px)
+    assert quiet.mean() >= 0.9  # (measured: 96-99 %; the rest are few-photon frames' outliers)
+    molecules = at_10_db(size=size)
+    assert len(molecules) > 40 and not cel0.background_only_frames(molecules, ACQ.sigma_px).any()
+    # a frame whose noise reads as zero (constant, or noise-free) is not judged
+    flat = np.full((2, size, size), 100.0, np.float32)
+    assert not cel0.background_only_frames(flat, ACQ.sigma_px).any()
+
+
+def test_cel0_warns_once_a_run_of_frames_that_show_only_noise():
+    frames = background_only(n_frames=2, size=16)  # 8 frames
+    model = cel0.Cel0Localizer(ACQ, device="cpu", batch_size=3, max_outer=2, max_inner=5)
+    with pytest.warns(cel0.BackgroundOnlyWarning, match=r"frames show nothing brighter than their noise \(3 of the 3 "
+                                                         "of this batch.*CEL0 divides each frame by its maximum and "
+                                                         "so localizes the noise") as caught:
+        localize(model, frames)
+    assert len([w for w in caught if w.category is cel0.BackgroundOnlyWarning]) == 1  # 3 batches, one warning
+    assert model.background_only_count == 8 and model.last_background_only.tolist() == [True, True]
+    model = cel0.Cel0Localizer(ACQ, device="cpu", max_outer=2, max_inner=5)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", cel0.BackgroundOnlyWarning)
+        localize(model, at_10_db(n_frames=2, size=16))
+    assert model.background_only_count == 0
+
+
+def test_the_cel0_command_names_the_frames_that_show_only_noise(tmp_path, capsys):
+    molecules = at_10_db(n_frames=4, size=16)[:2]
+    noise = background_only(n_frames=1, size=16)[:2]
+    stack = write_tiff(tmp_path / "mixed.tif", np.round(np.concatenate([molecules[:1], noise, molecules[1:]])).astype(
+        np.uint16), pixel_size_nm=100.0)
+    out = tmp_path / "locs.csv"
+    assert cli.main(["cel0", str(stack), "--out", str(out), "--max-outer", "2", "--max-inner", "5",
+                     "--device", "cpu"]) == 0
+    err = capsys.readouterr().err
+    assert err.count("frames show nothing brighter than their noise (2 of the 4 of this batch") == 1
+    table = read_localizations(out)
+    noise_rows = int(table["frame"].isin([2, 3]).sum())
+    assert noise_rows > 0 and (f"note: 2 of 4 frames (frames 2-3) showed only background and noise; their {noise_rows} "
+                               "localizations fit the noise") in err

@@ -118,17 +118,47 @@ def _localize(args, stack, acq) -> int:
     print(f"CEL0-IRL1: lambda {model.settings.lam:g}, up to {args.max_outer} x {args.max_inner} iterations, "
           f"tol {args.tol:g}, background {model.background}; {acq.describe()}; {model.device}", file=sys.stderr)
     print(f"data: {data_text(stack, acq)}", file=sys.stderr)
-    records = []
-    table = _run_stream(model, stack, args, progress, on_batch=lambda _: records.extend(model.last_records),
-                        batch_size=model.batch_size)
+    records, quiet = [], []
+
+    def on_batch(result):
+        records.extend(model.last_records)
+        quiet.extend(np.asarray(result.frames)[model.last_background_only].tolist())
+
+    table = _run_stream(model, stack, args, progress, on_batch=on_batch, batch_size=model.batch_size)
     outer = np.array([r.outer_iterations for r in records])
     inner = np.array([r.inner_iterations for r in records])
     n_conv = sum(r.converged for r in records)
     print(f"converged: {n_conv}/{len(records)} frames; outer iterations median {np.median(outer):.0f} "
           f"(max {outer.max()}), inner iterations per frame median {np.median(inner):.0f} (max {inner.max()})",
           file=sys.stderr)
+    note_background_only(quiet, len(records), table)
     _write_outputs(args, table, stack, acq)
     return 0
+
+
+def note_background_only(numbers: list[int], total: int, table) -> None:
+    """Say, once the run has ended, which of the ``total`` frames showed nothing brighter
+    than their noise (1-based ``numbers``; core.cel0's BackgroundOnlyWarning said so at the
+    first) and how many of the table's localizations are theirs: noise, not molecules."""
+    if not numbers:
+        return
+    from .core.columns import FRAME
+
+    noise = int(table[FRAME].isin(numbers).sum())
+    print(f"note: {len(numbers)} of {total} frame{'' if total == 1 else 's'} ({_ranges(numbers)}) showed only "
+          f"background and noise; their {noise} localization{'' if noise == 1 else 's'} fit the noise (CEL0 scales "
+          "each frame to its maximum): leave those frames out (--frames) or drop their rows", file=sys.stderr)
+
+
+def _ranges(numbers: list[int], most: int = 4) -> str:
+    """Sorted frame numbers as ``"frames 3-5, 9"`` (the first ``most`` ranges, then "...")."""
+    spans, start = [], numbers[0]
+    for previous, number in zip(numbers, numbers[1:] + [None]):
+        if number != previous + 1:
+            spans.append(f"{start}-{previous}" if previous > start else f"{start}")
+            start = number
+    more = ", ..." if len(spans) > most else ""
+    return ("frame " if len(numbers) == 1 else "frames ") + ", ".join(spans[:most]) + more
 
 
 def _sweep(args, stack, acq) -> int:
