@@ -237,6 +237,53 @@ def test_localize_writes_csv_and_render(simulated, tiny_model_path, tmp_path, ca
         assert render.output == "render" and render.pixel_size_nm == pytest.approx(20.0)
 
 
+def test_localize_and_cel0_write_the_protocol_of_their_run_beside_the_csv(simulated, tiny_model_path, tmp_path,
+                                                                        capsys):
+    """A CSV says nothing of the model, acquisition or threshold that made it: each run
+    writes ``<name>-protocol.json`` (ThunderSTORM writes a protocol beside its results too)."""
+    import hashlib
+    import json
+
+    out = tmp_path / "locs.csv"
+    assert main(["localize", str(simulated / "frames.tif"), "--out", str(out), "--model", str(tiny_model_path),
+                 "--frames", "1-2,4", "--device", "cpu", "--threshold", "0", "--fwhm", "250"]) == 0
+    protocol = json.loads((tmp_path / "locs-protocol.json").read_text())
+    assert protocol["protocol_version"] == 1 and protocol["method"] == "DeepCEL0"
+    assert protocol["command"].startswith("deepcel0 localize ") and "--frames 1-2,4" in protocol["command"]
+    assert protocol["input"] == {"stack": str((simulated / "frames.tif").resolve()), "frames": "1-2,4",
+                                 "n_frames": 3, "frame_shape": [24, 24]}
+    assert protocol["acquisition"]["fwhm_nm"] == 250.0 and protocol["acquisition"]["pixel_size_nm"] == 100.0
+    assert protocol["model"]["sha256"] == hashlib.sha256(tiny_model_path.read_bytes()).hexdigest()
+    assert protocol["model"]["bundled"] is False and protocol["model"]["file"] == str(tiny_model_path.resolve())
+    assert protocol["settings"]["threshold"] == 0 and protocol["settings"]["threshold_is_default"] is False
+    assert protocol["results"]["localizations"] == len(read_localizations(out)) > 0
+    assert "its protocol locs-protocol.json" in capsys.readouterr().out
+
+    assert main(["cel0", str(simulated / "frames.tif"), "--out", str(tmp_path / "c.csv"), "--frames", "2",
+                 "--lam", "0.01", "--max-outer", "5", "--max-inner", "20"]) == 0
+    protocol = json.loads((tmp_path / "c-protocol.json").read_text())
+    assert protocol["method"] == "CEL0-IRL1" and "model" not in protocol
+    assert protocol["input"]["frames"] == "2" and protocol["settings"]["lambda"] == 0.01
+    assert protocol["settings"]["max_outer"] == 5 and protocol["settings"]["background"] == "auto"
+    assert protocol["results"]["localizations"] == len(read_localizations(tmp_path / "c.csv"))
+
+
+def test_a_protocol_that_cannot_be_written_is_refused_before_the_run_and_no_csv_is_left(simulated, tmp_path, capsys):
+    """The protocol's place is checked with the CSV's before any work, and the two are
+    written together: a folder where the protocol goes, or the protocol's name being the
+    ground truth's, leaves no CSV without its protocol and no input replaced."""
+    (tmp_path / "locs-protocol.json").mkdir()
+    base = ["localize", str(simulated / "frames.tif"), "--frames", "1", "--device", "cpu"]
+    assert main([*base, "--out", str(tmp_path / "locs.csv")]) == 2
+    assert "locs-protocol.json" in capsys.readouterr().err and not (tmp_path / "locs.csv").exists()
+    gt = tmp_path / "gt-protocol.json"
+    gt.write_bytes((simulated / "ground_truth.csv").read_bytes())
+    before = gt.read_bytes()
+    assert main([*base, "--out", str(tmp_path / "gt.csv"), "--gt", str(gt)]) == 2
+    assert "where the protocol of --out goes" in capsys.readouterr().err
+    assert gt.read_bytes() == before and not (tmp_path / "gt.csv").exists()
+
+
 def test_a_png_render_is_blurred_by_20_nm_and_a_tiff_holds_counts_unless_asked(simulated, tiny_model_path, tmp_path,
                                                                               capsys, monkeypatch):
     """The PNG blurred by one 10 nm render pixel showed the 25 nm fine grid, which the

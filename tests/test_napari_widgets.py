@@ -2101,6 +2101,50 @@ def test_export_says_when_the_run_of_its_layer_is_still_going(viewer, qtbot, sta
     assert viewer.layers["small localizations"].metadata["running"] is False
 
 
+def test_a_runs_protocol_goes_beside_its_csv_with_the_count_saved(viewer, qtbot, stack_path, tmp_path):
+    """A Localize or CEL0 run leaves its protocol (stack, frames, acquisition, method, model,
+    settings, count) on its layer; Export and File > Save write it beside the CSV, with the
+    count saved (the user may have deleted points since)."""
+    import json
+
+    from napari_deepcel0._napari.layers import PROTOCOL
+    from napari_deepcel0._napari.writer import write_points
+
+    layer = _open(viewer, stack_path)
+    widget = _localized(viewer, qtbot, frames="2-3", auto_threshold=False, threshold=5.0)
+    points = viewer.layers[f"{layer.name} localizations"]
+    protocol = points.metadata[PROTOCOL]
+    assert protocol["method"] == "DeepCEL0" and protocol["model"]["bundled"] is True
+    assert protocol["input"] == {"stack": str(Path(stack_path).resolve()), "frames": "2-3", "n_frames": 2,
+                                 "frame_shape": list(layer.data.shape[-2:])}
+    assert protocol["settings"]["threshold"] == 5.0 and protocol["settings"]["threshold_is_default"] is False
+    assert protocol["results"]["localizations"] == len(points.data) > 1
+    assert protocol["acquisition"] == widget.state.acquisition.to_dict()
+    points.selected_data = {0}
+    points.remove_selected()
+    export = _dock(viewer, ExportWidget)
+    export.points.value = points
+    export.csv_path.value = tmp_path / "run.csv"
+    export.save_csv()
+    _wait(qtbot, export.csv_job)
+    saved = json.loads((tmp_path / "run-protocol.json").read_text())
+    assert saved["results"]["localizations_saved"] == len(read_localizations(tmp_path / "run.csv")) == len(points.data)
+    assert saved["results"]["localizations"] == len(points.data) + 1
+    assert "run-protocol.json" in export.csv_job.status.value
+    other = viewer.add_points(points.data, name="typed in")  # no run: no protocol
+    assert write_points(str(tmp_path / "typed.csv"), *other.as_layer_data_tuple()[:2]) == [str(tmp_path / "typed.csv")]
+
+    cel0 = _quick_cel0_widget(viewer, layer, "1")
+    cel0.with_deepcel0.value = True
+    cel0.run()
+    _wait(qtbot, cel0.job)
+    made = {p.metadata[PROTOCOL]["method"]: p.metadata[PROTOCOL] for p in viewer.layers if PROTOCOL in p.metadata
+            and p is not points}
+    assert set(made) == {"CEL0-IRL1", "DeepCEL0"}
+    assert made["CEL0-IRL1"]["settings"]["max_outer"] == 2 and made["CEL0-IRL1"]["input"]["frames"] == "1"
+    assert made["DeepCEL0"]["model"]["bundled"] is True and made["DeepCEL0"]["input"]["frames"] == "1"
+
+
 def test_export_writes_csv_and_tiff(viewer, qtbot, stack_path, tmp_path):
     layer, gt = _gt_layer(viewer, stack_path)
     render = viewer.add_image(np.arange(12, dtype=np.float32).reshape(3, 4), scale=(10.0, 10.0), units="nm",

@@ -12,6 +12,7 @@ import contextlib
 import json
 import math
 import os
+import shlex
 import signal
 import sys
 import threading
@@ -607,16 +608,18 @@ def render_blur_nm(args) -> float | None:
 
 def check_outputs(args, stack, acq) -> None:
     """Refuse, before any work, the outputs that could only fail at the end: ``--out``
-    or ``--render`` in a missing folder or naming a folder, an ``--out`` that is no
+    (or its protocol beside it) or ``--render`` in a missing folder or naming a folder, an ``--out`` that is no
     ``.csv`` file, a render that is neither PNG nor TIFF, too large for the stack's
     field at ``--render-pixel`` or blurred wider than that field, and an output that is
     the stack, the ground truth, the model or the other output."""
     from .core.outputs import check_output_path
+    from .core.protocol import protocol_path
     from .core.render import check_render_blur, render_shape
 
     check_output_path(args.out)
     if Path(args.out).suffix.lower() != ".csv":  # a slip (--out other.tif, --out locs.png) replaced that file
         raise ValueError(f"--out must end in .csv (a ThunderSTORM CSV is written), got {Path(args.out).name}")
+    check_output_path(protocol_path(args.out))
     if args.render:
         if Path(args.render).suffix.lower() not in RENDER_SUFFIXES:
             raise ValueError(f"--render must end in .png or .tif, got {Path(args.render).name}")
@@ -624,6 +627,10 @@ def check_outputs(args, stack, acq) -> None:
         render_shape(acq.field_nm(stack.frame_shape), args.render_pixel)
         check_render_blur(render_blur_nm(args), acq.field_nm(stack.frame_shape), args.render_pixel)
     check_distinct_files(args, inputs=("stack", "gt", "model"), outputs=("out", "render"))
+    for name in ("stack", "gt", "model"):
+        if getattr(args, name, None) and _same_file(protocol_path(args.out), Path(getattr(args, name))):
+            raise ValueError(f"{_option(name)} is {protocol_path(args.out).name}, where the protocol of --out goes; "
+                             "writing it would replace that file")
 
 
 def check_distinct_files(args, inputs, outputs) -> None:
@@ -650,12 +657,16 @@ def _same_file(a: Path, b: Path) -> bool:
         return False
 
 
-def _write_outputs(args, table, stack, acq) -> None:
-    from .core.outputs import write_thunderstorm_csv, write_tiff
+def _write_outputs(args, table, stack, acq, protocol: dict) -> None:
+    """Write the CSV and its protocol (both or neither), then the render, if asked for."""
+    from .core.outputs import all_or_nothing, write_thunderstorm_csv, write_tiff
+    from .core.protocol import protocol_path, write_protocol
     from .core.render import render_histogram, save_render_png
 
-    write_thunderstorm_csv(args.out, table)
-    print(f"wrote {args.out} ({len(table)} localizations)")
+    with all_or_nothing():
+        write_thunderstorm_csv(args.out, table)
+        write_protocol(protocol_path(args.out), protocol)
+    print(f"wrote {args.out} ({len(table)} localizations) and its protocol {protocol_path(args.out).name}")
     if args.render:
         render = Path(args.render)
         png = render.suffix.lower() == ".png"
@@ -738,6 +749,17 @@ def _read_ground_truth(args, acq, frame_shape, path=None):
     return gt
 
 
+def run_protocol(args, stack, acq, table, method: str, settings: dict, seconds: float, model=None) -> dict:
+    """The protocol (:mod:`.core.protocol`) of a ``localize`` or ``cel0`` run on ``stack``."""
+    from .core.frames import parse_frame_selection
+    from .core.protocol import localization_protocol
+
+    settings = {**settings, "fix_outlier_pixels": not args.keep_outlier_pixels}
+    return localization_protocol(method, acq, settings, parse_frame_selection(args.frames, len(stack)) + 1,
+                                 stack.frame_shape, len(table), stack=getattr(stack, "path", None), model=model,
+                                 seconds=seconds, command=getattr(args, "command_line", None))
+
+
 def _maybe_score(args, table, gt, stack) -> None:
     if gt is None:
         return
@@ -753,6 +775,7 @@ def cmd_localize(args) -> int:
     from .core.model_io import load_bundled_model, load_model
     from .core.photometry import without_uncertainty_text
     from .core.predict import DeepLocalizer
+    from .core.protocol import method_name, model_record
 
     loaded = load_model(args.model) if args.model else load_bundled_model()
     stack, acq = _open_stack_and_acq(args, loaded.info.acquisition)
@@ -775,14 +798,22 @@ def cmd_localize(args) -> int:
         what = "position fit" if args.fit_positions else "photometry"
         print(f"{what}: camera gain {acq.gain_adu_per_photon:g} ADU/photon, offset {acq.offset_adu:g} ADU, "
               f"read noise {acq.read_noise_adu:g} ADU (--gain, --offset, --read-noise)", file=sys.stderr)
+    t0 = time.perf_counter()
     table = _run_stream(model, stack, args, StreamProgress(args, stack, "localize"), batch_size=args.batch_size,
                         photometry=args.photometry, fit_positions=args.fit_positions)
+    seconds = time.perf_counter() - t0
     if len(table) == 0:
         print(f"note: no molecule was found above the threshold of {threshold:.4g} (map units)", file=sys.stderr)
     unplaced = without_uncertainty_text(table)
     if unplaced:
         print(f"note: {unplaced}", file=sys.stderr)
-    _write_outputs(args, table, stack, acq)
+    settings = {"threshold": threshold, "threshold_is_default": args.threshold is None,
+                "read_out": args.method, "orientations": model.orientations, "photometry": bool(args.photometry),
+                "fit_positions": bool(args.fit_positions), "device": str(model.device), "precision": model.precision,
+                "batch_size": model.batch_size}
+    protocol = run_protocol(args, stack, acq, table, method_name(loaded.info), settings, seconds,
+                            model=model_record(loaded.path, loaded.info))
+    _write_outputs(args, table, stack, acq, protocol)
     _maybe_score(args, table, gt, stack)
     return 0
 
@@ -1033,6 +1064,7 @@ def main(argv=None) -> int:
         sys.stderr = open(os.devnull, "w")
     parser = build_parser()
     args = parser.parse_args(argv)
+    args.command_line = shlex.join(["deepcel0", *(sys.argv[1:] if argv is None else [str(a) for a in argv])])
     try:
         with _signal_handlers(_raise_terminated, signal.SIGTERM), warnings.catch_warnings():
             warnings.showwarning = _one_line_warning(args.command)

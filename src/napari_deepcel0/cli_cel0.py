@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import time
 
 import numpy as np
 
@@ -103,8 +104,9 @@ def cmd_cel0(args) -> int:
 
 
 def _localize(args, stack, acq) -> int:
-    from .cli import StreamProgress, _run_stream, _write_outputs, data_text
+    from .cli import StreamProgress, _run_stream, _write_outputs, data_text, run_protocol
     from .core.cel0 import Cel0Localizer
+    from .core.protocol import frame_ranges_text
 
     progress = StreamProgress(args, stack, "cel0")
 
@@ -124,7 +126,9 @@ def _localize(args, stack, acq) -> int:
         records.extend(model.last_records)
         quiet.extend(np.asarray(result.frames)[model.last_background_only].tolist())
 
+    t0 = time.perf_counter()
     table = _run_stream(model, stack, args, progress, on_batch=on_batch, batch_size=model.batch_size)
+    seconds = time.perf_counter() - t0
     outer = np.array([r.outer_iterations for r in records])
     inner = np.array([r.inner_iterations for r in records])
     n_conv = sum(r.converged for r in records)
@@ -132,7 +136,13 @@ def _localize(args, stack, acq) -> int:
           f"(max {outer.max()}), inner iterations per frame median {np.median(inner):.0f} (max {inner.max()})",
           file=sys.stderr)
     note_background_only(quiet, len(records), table)
-    _write_outputs(args, table, stack, acq)
+    s = model.settings
+    threshold = DEFAULT_THRESHOLD if args.threshold is None else args.threshold
+    settings = {"lambda": s.lam, "max_outer": s.max_outer, "max_inner": s.max_inner, "tol": s.tol,
+                "background": model.background, "threshold": threshold, "read_out": args.method,
+                "device": str(model.device), "batch_size": model.batch_size, "frames_converged": int(n_conv),
+                "frames_background_only": frame_ranges_text(quiet)}
+    _write_outputs(args, table, stack, acq, run_protocol(args, stack, acq, table, "CEL0-IRL1", settings, seconds))
     return 0
 
 

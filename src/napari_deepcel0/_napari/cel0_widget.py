@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import math
 
 import napari
@@ -17,16 +18,18 @@ from ..core.cel0 import (
     lambda_sweep,
     parse_background,
 )
-from ..core.defaults import CEL0_MAX_INNER, CEL0_MAX_OUTER, SWEEP_FRAMES, SWEEP_LAM_RANGE, SWEEP_LAMS, SWEEP_TOL_NM
+from ..core.defaults import (CEL0_MAX_INNER, CEL0_MAX_OUTER, CEL0_THRESHOLD, CEL0_TOL, SWEEP_FRAMES, SWEEP_LAM_RANGE,
+                             SWEEP_LAMS, SWEEP_TOL_NM)
 from ..core.devices import DEVICES, resolve_device
-from ..core.model_io import read_model_info
+from ..core.model_io import bundled_model_path, read_model_info
 from ..core.frames import parse_frame_selection
 from ..core.predict import DeepLocalizer, localize_stream
 from ..core.progress import counted
+from ..core.protocol import localization_protocol, method_name, model_record
 from .controls import (DockPanel, LinePlot, float_box, ground_truth_combo, outlier_pixels_checkbox,
                        replaced_pixels_text, row, stack_combo, wrapping_label)
 from .jobs import JobControls, ProgressRelay, gpu_memory_hint
-from .layers import (CEL0_COLOR, DEEPCEL0_COLOR, GrowingPoints, RefreshPacer, is_localization_run,
+from .layers import (CEL0_COLOR, DEEPCEL0_COLOR, PROTOCOL, GrowingPoints, RefreshPacer, is_localization_run,
                      show_first_frame_unless_shown, stack_frame_count, table_from_layer)
 from .reader import frame_source
 from .settings import PersistentValues
@@ -165,10 +168,28 @@ class Cel0Widget(DockPanel):
         self._pixels_replaced = 0  # in CEL0's frames (DeepCEL0 localizes the same frames)
         self._frames_dimmed = 0
         self.summary.value = ""
+        self._protocols = self._protocol_makers(layer, acq, solver)
+        self._frame_shape = tuple(layer.data.shape[-2:])
         show_first_frame_unless_shown(self.viewer, frames)
         self.job.start(_compare_job, acq, frame_source(layer.data), frames, solver, self.device.value,
                        self.state.model_path, self.with_deepcel0.value, self.relay.emit, self.fix_outlier_pixels.value,
                        on_yield=self._batch, on_finish=self._finished, on_closed=self._closed_while_running)
+
+    def _protocol_makers(self, layer, acq, solver: dict) -> dict:
+        """Per method, ``localization_protocol`` with the run's settings, waiting for what
+        the run did (see :meth:`_show_all`)."""
+        common = {"fix_outlier_pixels": self.fix_outlier_pixels.value,
+                  "device": str(resolve_device(self.device.value))}
+        stack = layer.metadata.get("path")
+        cel0 = {"lambda": solver["lam"], "max_outer": solver["max_outer"], "max_inner": solver["max_inner"],
+                "tol": CEL0_TOL, "background": solver["background"], "threshold": CEL0_THRESHOLD, **common}
+        makers = {CEL0: functools.partial(localization_protocol, "CEL0-IRL1", acq, cel0, stack=stack)}
+        if DEEPCEL0 in self._methods:
+            info = read_model_info(self.state.model_path or bundled_model_path())
+            deep = {"threshold": info.default_threshold, "threshold_is_default": True, "orientations": 1, **common}
+            makers[DEEPCEL0] = functools.partial(localization_protocol, method_name(info), acq, deep, stack=stack,
+                                                 model=model_record(self.state.model_path, info))
+        return makers
 
     def _solver_progress(self, p: SolveProgress) -> None:
         done = sum(self._done_frames.values())
@@ -202,8 +223,10 @@ class Cel0Widget(DockPanel):
 
     def _show_all(self) -> None:
         self._refresh()  # everything done, also after an error or a cancel
-        for output in self._outputs.values():
+        for method, output in self._outputs.items():
             output.finish()
+            output.layer.metadata[PROTOCOL] = self._protocols[method](
+                output.frames_done(), self._frame_shape, output.count, seconds=self._seconds[method])
 
     def _closed_while_running(self) -> None:
         """The widget was closed during the comparison, which cancelled it: its layers

@@ -24,7 +24,8 @@ def _with_suffix(path: Path, suffixes: tuple[str, ...]) -> Path:
 
 
 def _write_csv_job(path: Path, data, attributes: dict, cancel=None) -> str:
-    return write_points(str(path), data, attributes)[0]
+    """The CSV, and the protocol of the layer's run beside it when it has one."""
+    return " and its protocol ".join(write_points(str(path), data, attributes))
 
 
 def _write_run_csv_job(path: Path, tables: list, cancel=None) -> str:

@@ -40,6 +40,9 @@ LAYER_TYPES = {"image": napari.layers.Image, "points": napari.layers.Points}
 #: metadata key that marks the layers this plugin computes, with their kind ("render",
 #: "maps", "match"; see :func:`is_output`)
 OUTPUT = "napari_deepcel0_output"
+#: metadata key of a localization layer's protocol (:mod:`napari_deepcel0.core.protocol`): set
+#: when its run ends, written beside its CSV by :func:`.writer.write_points`
+PROTOCOL = "napari_deepcel0_protocol"
 
 
 def stack_transform(pixel_size_nm: float) -> dict:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import functools
 import threading
+import time
 
 import napari
 import numpy as np
@@ -15,11 +17,12 @@ from ..core.frames import parse_frame_selection
 from ..core.photometry import without_uncertainty_text
 from ..core.predict import BatchResult, DeepLocalizer, acquisition_mismatch, localize_stream
 from ..core.progress import counted, rate_text
+from ..core.protocol import localization_protocol, method_name, model_record
 from ..core.render import Renderer, check_render_blur, display_max, render_shape
 from .controls import (DockPanel, outlier_pixels_checkbox, replaced_pixels_text, stack_combo, status_style,
                        wrapping_label)
 from .jobs import JobControls, ProgressRelay, gpu_memory_hint
-from .layers import (DEEPCEL0_COLOR, OUTPUT, RUN_TOKEN, GrowingPoints, RefreshPacer, image_transform,
+from .layers import (DEEPCEL0_COLOR, OUTPUT, PROTOCOL, RUN_TOKEN, GrowingPoints, RefreshPacer, image_transform,
                      keep_in_viewer, show_first_frame_unless_shown, show_layer, stack_frame_count)
 from .reader import frame_source
 from .settings import PersistentValues
@@ -219,6 +222,14 @@ class LocalizeWidget(DockPanel):
             return
         self.state.outputs_shown.emit(self._run.layers())  # Matching and Export move to them
         threshold = None if self.auto_threshold.value else self.threshold.value
+        settings = {"threshold": self._info.default_threshold if threshold is None else threshold,
+                    "threshold_is_default": threshold is None, "orientations": self.orientations.value,
+                    "photometry": self.photometry.value, "fit_positions": self.fit_positions.value,
+                    "fix_outlier_pixels": self.fix_outlier_pixels.value,
+                    "device": str(resolve_device(self.device.value)), "batch_size": self.batch_size.value}
+        self._run.protocol = functools.partial(
+            localization_protocol, method_name(self._info), acq, settings, stack=layer.metadata.get("path"),
+            model=model_record(self.model.value, self._info))
         show_first_frame_unless_shown(self.viewer, selection)
         self.job.start(_localize_job, self.model.value, acq, frame_source(layer.data), selection, threshold,
                        self.device.value, self.batch_size.value, self.orientations.value, self.show_maps.value,
@@ -252,6 +263,10 @@ class _Run:
                  while_alive):
         self.viewer = viewer
         self.pixel_nm = acq.pixel_size_nm
+        self.frame_shape = frame_shape
+        self.started = time.perf_counter()
+        #: ``localization_protocol`` with the run's settings, waiting for what the run did
+        self.protocol = None
         self.renderer = Renderer(acq.field_nm(frame_shape), render_pixel)
         self.total = len(selection)
         self.frames_done = 0
@@ -292,6 +307,10 @@ class _Run:
         self.time_left = ""  # the run is over, whatever the last batch estimated
         self.refresh()
         self.points.finish()
+        if self.protocol is not None:  # the frames done: all of them, or those before a cancel or an error
+            self.points.layer.metadata[PROTOCOL] = self.protocol(
+                self.points.frames_done(), self.frame_shape, self.points.count,
+                seconds=time.perf_counter() - self.started)
         unplaced = without_uncertainty_text(self.points.table())
         return self.describe() + (f"; {unplaced}" if unplaced else "")
 

@@ -5,8 +5,9 @@ from __future__ import annotations
 import warnings
 from pathlib import Path
 
-from ..core.outputs import write_thunderstorm_csv
-from .layers import OUTPUT, growing_run, table_from_points
+from ..core.outputs import all_or_nothing, write_thunderstorm_csv
+from ..core.protocol import protocol_path, write_protocol
+from .layers import OUTPUT, PROTOCOL, growing_run, table_from_points
 
 
 def write_points(path: str, data, attributes: dict) -> list[str]:
@@ -17,12 +18,14 @@ def write_points(path: str, data, attributes: dict) -> list[str]:
     features become extra columns, but for those a ThunderSTORM CSV would not give back as
     they are, which are left out with a warning (see :func:`.layers.table_from_points`).
     A layer that a run is filling is written with every localization so far, not only the
-    frame it shows (see :class:`.layers.GrowingPoints`).
+    frame it shows (see :class:`.layers.GrowingPoints`). The layer of a run that has ended
+    carries its protocol (``metadata[PROTOCOL]``), which goes beside the CSV
+    (``locs.csv`` -> ``locs-protocol.json``; both or neither), with the count written.
 
     Returns
     -------
     list of str
-        The path written.
+        The paths written: the CSV, and its protocol when the layer has one.
     """
     if (attributes.get("metadata") or {}).get(OUTPUT) == "match":  # written, it read back as localizations
         raise ValueError(f"{attributes.get('name', 'this layer')} holds the Matching widget's labels (TP and FP "
@@ -31,10 +34,16 @@ def write_points(path: str, data, attributes: dict) -> list[str]:
     run = growing_run(metadata=attributes.get("metadata"))
     table = run.table() if run is not None else table_from_points(
         data, attributes.get("features"), attributes.get("scale"), attributes.get("translate"))
-    write_thunderstorm_csv(path, table)
+    protocol = (attributes.get("metadata") or {}).get(PROTOCOL) if run is None else None
+    written = [str(path)]
+    with all_or_nothing():
+        write_thunderstorm_csv(path, table)
+        if protocol:
+            results = {**protocol.get("results", {}), "localizations_saved": len(table)}
+            written.append(str(write_protocol(protocol_path(path), {**protocol, "results": results})))
     left_out = table.attrs.get("left_out")
     if left_out:  # the file is written: a feature of another plugin must not stop the localizations' export
         warnings.warn(f"{attributes.get('name', 'the layer')}: the feature(s) {', '.join(map(repr, left_out))} were "
                       f"left out of {Path(path).name}, since a ThunderSTORM CSV would not give them back as they are ("
                       + "; ".join(left_out.values()) + ")")
-    return [str(path)]
+    return written

@@ -1,0 +1,142 @@
+"""The protocol of a localization run: what made a localization table, written beside its
+CSV as ``<name>-protocol.json`` (ThunderSTORM writes ``<name>-protocol.txt`` beside its
+results for the same reason: a CSV says nothing of the settings that made it).
+
+A protocol is plain JSON (``json.load`` reads it)::
+
+    {"protocol": "napari-deepcel0 localization protocol", "protocol_version": 1,
+     "software": "napari-deepcel0 0.1.0", "finished": "2026-11-28T19:20:00+00:00",
+     "command": "deepcel0 localize stack.tif --out locs.csv",        # or null (napari)
+     "method": "DeepCEL0",                                            # or "CEL0-IRL1"
+     "input": {"stack": "/data/stack.tif", "frames": "1-361", "n_frames": 361,
+               "frame_shape": [64, 64]},
+     "acquisition": {"pixel_size_nm": 100.0, "fwhm_nm": 258.21, ...},
+     "model": {"file": "...", "bundled": true, "sha256": "...", "summary": "..."},  # DeepCEL0 only
+     "settings": {"threshold": 8.51, "orientations": 1, ...},
+     "results": {"localizations": 66000, "seconds": 20.1}}
+
+Units are those of the names (nm, ADU, photons); frames are 1-based, as in the CSV.
+``finished`` is when the run ended (UTC). A table saved from napari after its points were
+edited has ``results.localizations_saved`` too, which then differs from ``localizations``.
+"""
+
+from __future__ import annotations
+
+import datetime
+import hashlib
+import json
+import math
+import os
+from pathlib import Path
+
+import numpy as np
+
+from .acquisition import Acquisition
+from .outputs import atomic_write
+
+PROTOCOL_NAME = "napari-deepcel0 localization protocol"
+#: bumped when a field changes meaning or is removed (new fields keep it)
+PROTOCOL_VERSION = 1
+#: what :func:`protocol_path` puts after the CSV's name, in place of ``.csv``
+PROTOCOL_SUFFIX = "-protocol.json"
+
+
+def protocol_path(csv_path: str | os.PathLike) -> Path:
+    """Where the protocol of the CSV ``csv_path`` goes: ``locs.csv`` -> ``locs-protocol.json``."""
+    path = Path(csv_path)
+    return path.with_name(path.stem + PROTOCOL_SUFFIX)
+
+
+def frame_ranges_text(numbers) -> str:
+    """1-based frame numbers as the selection text that reads them back
+    (:func:`~.frames.parse_frame_selection`): ``[1, 2, 3, 7]`` -> ``"1-3,7"``; "" for none."""
+    spans: list[str] = []
+    values = np.unique(np.asarray(numbers, dtype=np.int64))
+    if values.size == 0:
+        return ""
+    breaks = np.flatnonzero(np.diff(values) != 1)
+    for first, last in zip(values[np.r_[0, breaks + 1]], values[np.r_[breaks, values.size - 1]]):
+        spans.append(f"{first}-{last}" if last > first else f"{first}")
+    return ",".join(spans)
+
+
+def file_sha256(path: str | os.PathLike) -> str:
+    """The SHA-256 of a file's bytes (a model file: which weights made the table)."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def model_record(path: str | os.PathLike | None, info) -> dict:
+    """What the protocol says of the model file ``path`` (None: the bundled model) whose
+    :class:`~.model_io.ModelInfo` is ``info``: the file, whether it is the bundled model,
+    the file's SHA-256, and the model's one-line summary (method, head, loss, acquisition,
+    training)."""
+    from .model_io import bundled_model_path
+
+    path = Path(path if path is not None else bundled_model_path()).resolve()
+    return {
+        "file": str(path),
+        "bundled": path == bundled_model_path().resolve(),
+        "sha256": file_sha256(path) if path.is_file() else None,
+        "summary": info.summary(with_notes=False),
+    }
+
+
+def method_name(info) -> str:
+    """The method of a model (its :class:`~.model_io.ModelInfo`), as a protocol names it."""
+    return {"deepcel0": "DeepCEL0", "deepstorm": "Deep-STORM"}.get(info.method, info.method)
+
+
+def localization_protocol(method: str, acquisition: Acquisition, settings: dict, frame_numbers,
+                          frame_shape: tuple[int, int], n_localizations: int, stack: str | os.PathLike | None = None,
+                          model: dict | None = None, seconds: float | None = None,
+                          command: str | None = None) -> dict:
+    """The protocol (see the module's docstring) of a run of ``method`` over the 1-based
+    ``frame_numbers`` of ``stack`` (a file, or None for data that came from no file)."""
+    from .. import __version__
+
+    numbers = np.asarray(frame_numbers, dtype=np.int64)
+    protocol = {
+        "protocol": PROTOCOL_NAME,
+        "protocol_version": PROTOCOL_VERSION,
+        "software": f"napari-deepcel0 {__version__}",
+        "finished": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "command": command,
+        "method": method,
+        "input": {"stack": str(Path(stack).resolve()) if stack is not None else None,
+                  "frames": frame_ranges_text(numbers), "n_frames": int(numbers.size),
+                  "frame_shape": [int(frame_shape[0]), int(frame_shape[1])]},
+        "acquisition": acquisition.to_dict(),
+    }
+    if model is not None:
+        protocol["model"] = model
+    protocol["settings"] = settings
+    protocol["results"] = {"localizations": int(n_localizations),
+                           "seconds": None if seconds is None else round(float(seconds), 3)}
+    return protocol
+
+
+def _plain(value):
+    """``value`` with NumPy numbers, paths and tuples made JSON's, and NaN/inf as None
+    (JSON has no NaN; Python's ``json`` would write a token other readers refuse)."""
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, os.PathLike):
+        return str(value)
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
+def write_protocol(path: str | os.PathLike, protocol: dict) -> Path:
+    """Write ``protocol`` as indented JSON to ``path``, atomically (inside
+    :func:`~.outputs.all_or_nothing`, with the CSV it describes)."""
+    text = json.dumps(_plain(protocol), indent=2, allow_nan=False) + "\n"
+    return atomic_write(Path(path), lambda tmp: Path(tmp).write_text(text, encoding="utf-8", newline="\n"))

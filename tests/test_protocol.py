@@ -1,0 +1,38 @@
+"""The protocol written beside a localization CSV (core/protocol.py)."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pytest
+
+from napari_deepcel0.core.acquisition import Acquisition
+from napari_deepcel0.core.frames import parse_frame_selection
+from napari_deepcel0.core.protocol import (frame_ranges_text, localization_protocol, protocol_path,
+                                           write_protocol)
+
+
+@pytest.mark.parametrize("numbers, text", [([1, 2, 3, 7], "1-3,7"), ([5], "5"), ([9, 2, 3, 2], "2-3,9"), ([], "")])
+def test_frame_ranges_read_back_as_the_same_frames(numbers, text):
+    assert frame_ranges_text(numbers) == text
+    if numbers:
+        assert (parse_frame_selection(text, 10) + 1).tolist() == sorted(set(numbers))
+
+
+def test_the_protocol_goes_beside_the_csv_and_is_plain_json(tmp_path):
+    assert protocol_path(tmp_path / "run.1.csv") == tmp_path / "run.1-protocol.json"
+    acq = Acquisition(pixel_size_nm=160.0)
+    protocol = localization_protocol("CEL0-IRL1", acq, {"lambda": np.float32(0.5), "bad": math.nan},
+                                     np.array([3, 4, 5]), (32, 48), np.int64(12), stack=tmp_path / "s.tif",
+                                     seconds=1.23456)
+    path = write_protocol(protocol_path(tmp_path / "run.csv"), protocol)
+    text = path.read_text()
+    assert "NaN" not in text  # json.dumps would write a token other JSON readers refuse
+    back = json.loads(text)
+    assert back["settings"] == {"lambda": 0.5, "bad": None}
+    assert back["input"] == {"stack": str((tmp_path / "s.tif").resolve()), "frames": "3-5", "n_frames": 3,
+                             "frame_shape": [32, 48]}
+    assert Acquisition(**back["acquisition"]) == acq
+    assert back["results"] == {"localizations": 12, "seconds": 1.235}
