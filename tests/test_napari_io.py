@@ -263,6 +263,36 @@ def test_writer_round_trips_through_the_reader(tmp_path):
                                   check_dtype=False)
 
 
+def test_a_csv_opened_with_its_protocol_keeps_it_when_saved_again(tmp_path):
+    """Opening locs.csv takes locs-protocol.json along, so that a copy saved elsewhere
+    (after deleting points, say) still says what made it; a file there that is no protocol
+    is named in a warning and the localizations open without it."""
+    import json
+
+    from napari_deepcel0._napari.layers import PROTOCOL
+    from napari_deepcel0.core.acquisition import Acquisition
+    from napari_deepcel0.core.protocol import localization_protocol, protocol_path, write_protocol
+
+    csv = write_thunderstorm_csv(tmp_path / "locs.csv", _table())
+    protocol = localization_protocol("DeepCEL0", Acquisition(), {"threshold": 8.5}, [1, 2, 3], (8, 8), len(_table()))
+    write_protocol(protocol_path(csv), protocol)
+    [(coords, kwargs, _)] = get_localization_reader(str(csv))(None)
+    assert kwargs["metadata"][PROTOCOL] == json.loads(json.dumps(protocol))
+    out = tmp_path / "fewer.csv"
+    written = write_points(str(out), coords[1:], {"features": kwargs["features"].iloc[1:], "scale": (1, 1, 1),
+                                                  "translate": (0, 0, 0), "metadata": kwargs["metadata"]})
+    assert written == [str(out), str(tmp_path / "fewer-protocol.json")]
+    again = json.loads((tmp_path / "fewer-protocol.json").read_text())
+    assert again["results"] == {**protocol["results"], "localizations_saved": len(_table()) - 1}
+    assert again["settings"] == {"threshold": 8.5} and again["input"]["frames"] == "1-3"
+    protocol_path(csv).write_text("{broken")
+    notification_manager.records.clear()
+    [(_, kwargs, _)] = get_localization_reader(str(csv))(None)
+    assert PROTOCOL not in kwargs["metadata"]
+    assert any("locs-protocol.json: not JSON" in str(n.message) for n in notification_manager.records
+               if n.severity == NotificationSeverity.WARNING)
+
+
 def test_features_named_like_coordinates_are_not_written(tmp_path):
     # a feature "x" was written beside "x [nm]"; the file then read back with the feature as x
     coords = np.array([[0.0, 200.0, 100.0]])

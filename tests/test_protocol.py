@@ -36,3 +36,19 @@ def test_the_protocol_goes_beside_the_csv_and_is_plain_json(tmp_path):
                              "frame_shape": [32, 48]}
     assert Acquisition(**back["acquisition"]) == acq
     assert back["results"] == {"localizations": 12, "seconds": 1.235}
+
+
+def test_a_protocol_reads_back_and_what_is_not_one_is_refused_by_name(tmp_path):
+    from napari_deepcel0.core.protocol import PROTOCOL_VERSION, read_protocol
+
+    csv = tmp_path / "locs.csv"
+    assert read_protocol(csv) is None  # none beside it
+    written = localization_protocol("DeepCEL0", Acquisition(), {"threshold": 8.5}, [1, 2], (8, 8), 3)
+    write_protocol(protocol_path(csv), written)
+    assert read_protocol(csv) == json.loads(json.dumps(written))
+    for text, said in [("{not json", "not JSON"), ('{"protocol": "ThunderSTORM"}', "not a napari-deepcel0"),
+                       (json.dumps({**written, "protocol_version": PROTOCOL_VERSION + 1}), "protocol version")]:
+        protocol_path(csv).write_text(text)
+        with pytest.raises(ValueError, match=said) as info:
+            read_protocol(csv)
+        assert "locs-protocol.json" in str(info.value)

@@ -20,8 +20,10 @@ import numpy as np
 from napari.utils.notifications import show_info, show_warning
 
 from ..core.localization_csv import LocalizationFileError, column_key, read_localizations
+from ..core.protocol import read_protocol
 from ..core.tiff_stack import FrameStack, StackError
-from .layers import FILE_COLOR, OUTPUT, image_transform, points_from_table, points_layer_kwargs, stack_transform
+from .layers import (FILE_COLOR, OUTPUT, PROTOCOL, image_transform, points_from_table, points_layer_kwargs,
+                     stack_transform)
 from .state import saved_acquisition
 
 
@@ -135,12 +137,25 @@ def get_stack_reader(path):
     return lambda _path: [stack_layer_data(s) for s in stacks]
 
 
-def localization_layer_data(table, name: str) -> tuple:
-    """A Points layer-data tuple of a localization table (see :mod:`.layers`)."""
+def localization_layer_data(table, name: str, protocol: dict | None = None) -> tuple:
+    """A Points layer-data tuple of a localization table (see :mod:`.layers`), carrying
+    the ``protocol`` of the run that made it, if any (saved again, it goes along)."""
     coords, features = points_from_table(table)
-    kwargs = points_layer_kwargs(name, features, face_color=FILE_COLOR, symbol="ring",
-                                 metadata={"source": table.attrs.get("source")})
+    metadata = {"source": table.attrs.get("source")}
+    if protocol is not None:
+        metadata[PROTOCOL] = protocol
+    kwargs = points_layer_kwargs(name, features, face_color=FILE_COLOR, symbol="ring", metadata=metadata)
     return (coords, kwargs, "points")
+
+
+def _protocol_beside(path: str) -> dict | None:
+    """The protocol beside the CSV ``path`` (see :func:`~..core.protocol.read_protocol`),
+    or None, with a warning when a file there is not one."""
+    try:
+        return read_protocol(path)
+    except ValueError as exc:
+        show_warning(f"{exc}; the localizations are opened without it")
+        return None
 
 
 def get_localization_reader(path):
@@ -152,20 +167,20 @@ def get_localization_reader(path):
     pixel = saved_acquisition().pixel_size_nm  # for columns in camera pixels, as the Matching widget does
     for p in paths:
         try:
-            tables.append((read_localizations(p, pixel_size_nm=pixel), Path(p).stem))
+            tables.append((read_localizations(p, pixel_size_nm=pixel), Path(p).stem, p))
         except Exception as exc:  # LocalizationFileError, OSError, or a CSV pandas cannot parse
             if isinstance(exc, LocalizationFileError) and _looks_like_localizations(p):
                 show_warning(f"DeepCEL0 cannot open this file as localizations: {exc}")
             return None
 
     def layers(_path):
-        for table, name in tables:
+        for table, name, _ in tables:
             converted = table.attrs.get("converted_from_pixels")
             if converted:  # the pixel size was the Acquisition's, not the user's choice: say which
                 show_info(f"{name}: {', '.join(converted['columns'])} converted from camera pixels with "
                           f"{converted['pixel_size_nm']:g} nm per pixel (the Acquisition settings); if the "
                           "camera's differ, set them in the Acquisition widget and open the file again")
-        return [localization_layer_data(table, name) for table, name in tables]
+        return [localization_layer_data(table, name, _protocol_beside(p)) for table, name, p in tables]
 
     return layers
 

@@ -140,3 +140,26 @@ def write_protocol(path: str | os.PathLike, protocol: dict) -> Path:
     :func:`~.outputs.all_or_nothing`, with the CSV it describes)."""
     text = json.dumps(_plain(protocol), indent=2, allow_nan=False) + "\n"
     return atomic_write(Path(path), lambda tmp: Path(tmp).write_text(text, encoding="utf-8", newline="\n"))
+
+
+def read_protocol(csv_path: str | os.PathLike) -> dict | None:
+    """The protocol beside the CSV ``csv_path`` (:func:`protocol_path`), None when there is
+    none; ValueError naming the file when it is there but not such a protocol (not JSON,
+    another tool's, or of a later protocol version)."""
+    path = protocol_path(csv_path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ValueError(f"{path}: cannot be read ({exc})") from None
+    try:
+        protocol = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"{path}: not JSON ({exc})") from None
+    if not isinstance(protocol, dict) or protocol.get("protocol") != PROTOCOL_NAME:
+        raise ValueError(f"{path}: not a {PROTOCOL_NAME}")
+    version = protocol.get("protocol_version")
+    if not isinstance(version, int) or isinstance(version, bool) or not 1 <= version <= PROTOCOL_VERSION:
+        raise ValueError(f"{path}: protocol version {version!r}, this napari-deepcel0 reads 1 to {PROTOCOL_VERSION}")
+    return protocol
