@@ -507,6 +507,11 @@ def test_demo_writes_its_files_and_scores(tmp_path, capsys, monkeypatch):
     assert t["frame"].between(1, 3).all() and len(t) > 100
     assert len(read_localizations(out / "demo_ground_truth.csv")) > len(t) / 2
     assert (out / "demo_render.png").stat().st_size > 0 and (out / "demo_frames.tif").stat().st_size > 0
+    protocol = json.loads((out / "demo_localizations-protocol.json").read_text())
+    assert protocol["input"]["stack"] == str((out / "demo_frames.tif").resolve())
+    assert protocol["input"]["frames"] == "1-3"
+    assert protocol["model"]["bundled"] and protocol["settings"]["orientations"] == 4
+    assert protocol["results"]["localizations"] == len(t)
     # blurred by 20 nm: at 10 nm the 25 nm fine grid showed as beads along the filaments (review)
     field = (64 * 100.0, 64 * 100.0)
     np.testing.assert_allclose(saved[0], render.render_histogram(t, field, 10.0, blur_sigma_nm=20.0), atol=1e-6)

@@ -820,7 +820,8 @@ def cmd_localize(args) -> int:
 
 # ================================================================ demo
 #: what ``deepcel0 demo`` writes in its folder: the stack, its ground truth, the localizations, the render
-DEMO_FILES = ("demo_frames.tif", "demo_ground_truth.csv", "demo_localizations.csv", "demo_render.png")
+DEMO_FILES = ("demo_frames.tif", "demo_ground_truth.csv", "demo_localizations.csv", "demo_render.png",
+              "demo_localizations-protocol.json")
 #: the demo's frames, (rows, columns) in camera pixels
 DEMO_FRAME_SHAPE = (64, 64)
 
@@ -831,6 +832,7 @@ def cmd_demo(args) -> int:
     from .core.metrics import evaluate
     from .core.model_io import load_bundled_model
     from .core.predict import DeepLocalizer, localize
+    from .core.protocol import localization_protocol, method_name, model_record, write_protocol
     from .core.render import render_histogram, save_render_png
 
     loaded = load_bundled_model()
@@ -851,17 +853,24 @@ def cmd_demo(args) -> int:
         seconds = time.perf_counter() - t0
         field = acq.field_nm(DEMO_FRAME_SHAPE)
         png = out / DEMO_FILES[3]
-        with all_or_nothing():  # the four files of one run, or none
+        settings = {"threshold": model.default_threshold(), "threshold_is_default": True,
+                    "orientations": model.orientations, "device": str(model.device), "precision": model.precision}
+        protocol = localization_protocol(method_name(loaded.info), acq, settings, np.arange(1, args.frames + 1),
+                                         DEMO_FRAME_SHAPE, len(table), stack=out / DEMO_FILES[0],
+                                         model=model_record(loaded.path, loaded.info), seconds=seconds,
+                                         command=args.command_line)
+        with all_or_nothing():  # the files of one run, or none
             stack_path = write_tiff(out / DEMO_FILES[0], _camera_counts(frames), pixel_size_nm=acq.pixel_size_nm)
             write_thunderstorm_csv(out / DEMO_FILES[1], gt)
             csv = write_thunderstorm_csv(out / DEMO_FILES[2], table)
             save_render_png(png, render_histogram(table, field, 10.0, blur_sigma_nm=PNG_RENDER_BLUR_NM))
+            write_protocol(out / DEMO_FILES[4], protocol)
     scores = evaluate(gt, table, DEFAULT_TOLERANCES_NM)
     print(f"{len(table)} localizations in {seconds:.1f} s ({args.frames / seconds:.1f} frames/s)")
     _print_scores(scores, False)
     s50 = scores[0]
     print(f"Jaccard at 50 nm: {s50.jaccard:.1f} %, RMSE {s50.rmse_nm:.1f} nm")
-    print(f"wrote {stack_path}, {out / DEMO_FILES[1]}, {csv}, {png}")
+    print(f"wrote {stack_path}, {out / DEMO_FILES[1]}, {csv} (and its protocol), {png}")
     return 0
 
 
