@@ -38,7 +38,7 @@ def write_points(path: str, data, attributes: dict) -> list[str]:
     written = [str(path)]
     with all_or_nothing():
         write_thunderstorm_csv(path, table)
-        if protocol:
+        if isinstance(protocol, dict):
             results = {**protocol.get("results", {}), "localizations_saved": len(table)}
             written.append(str(write_protocol(protocol_path(path), {**protocol, "results": results})))
     left_out = table.attrs.get("left_out")
