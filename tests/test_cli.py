@@ -246,8 +246,13 @@ def test_localize_and_cel0_write_the_protocol_of_their_run_beside_the_csv(simula
 
     out = tmp_path / "locs.csv"
     assert main(["localize", str(simulated / "frames.tif"), "--out", str(out), "--model", str(tiny_model_path),
-                 "--frames", "1-2,4", "--device", "cpu", "--threshold", "0", "--fwhm", "250"]) == 0
+                 "--frames", "1-2,4", "--device", "cpu", "--threshold", "0", "--fwhm", "250",
+                 "--gt", str(simulated / "ground_truth.csv"), "--tol", "50", "100"]) == 0
     protocol = json.loads((tmp_path / "locs-protocol.json").read_text())
+    printed = capsys.readouterr().out
+    assert protocol["results"]["ground_truth"] == str((simulated / "ground_truth.csv").resolve())
+    assert [s["tol_nm"] for s in protocol["results"]["scores"]] == [50.0, 100.0]
+    assert f"{protocol['results']['scores'][0]['jaccard']:.2f}" in printed  # the scores printed
     assert protocol["protocol_version"] == 1 and protocol["method"] == "DeepCEL0"
     assert protocol["command"].startswith("deepcel0 localize ") and "--frames 1-2,4" in protocol["command"]
     assert protocol["input"] == {"stack": str((simulated / "frames.tif").resolve()), "frames": "1-2,4",
@@ -257,7 +262,7 @@ def test_localize_and_cel0_write_the_protocol_of_their_run_beside_the_csv(simula
     assert protocol["model"]["bundled"] is False and protocol["model"]["file"] == str(tiny_model_path.resolve())
     assert protocol["settings"]["threshold"] == 0 and protocol["settings"]["threshold_is_default"] is False
     assert protocol["results"]["localizations"] == len(read_localizations(out)) > 0
-    assert "its protocol locs-protocol.json" in capsys.readouterr().out
+    assert "its protocol locs-protocol.json" in printed
 
     assert main(["cel0", str(simulated / "frames.tif"), "--out", str(tmp_path / "c.csv"), "--frames", "2",
                  "--lam", "0.01", "--max-outer", "5", "--max-inner", "20"]) == 0

@@ -760,15 +760,17 @@ def run_protocol(args, stack, acq, table, method: str, settings: dict, seconds: 
                                  seconds=seconds, command=getattr(args, "command_line", None))
 
 
-def _maybe_score(args, table, gt, stack) -> None:
+def _scores(args, table, gt, stack) -> list | None:
+    """The scores of ``table`` against the ground truth ``gt`` (None without one) at
+    ``--tol``, on the localized frames."""
     if gt is None:
-        return
+        return None
     from .core.frames import frame_ranges
     from .core.metrics import evaluate
 
     # the localized frames of both tables, as ranges of the stack's frames ("all" and "3-" end at its last)
     selection = ",".join(f"{lo}-{hi}" for lo, hi in frame_ranges(args.frames, len(stack)))
-    _print_scores(evaluate(gt, table, args.tol, frames=selection), False)
+    return evaluate(gt, table, args.tol, frames=selection)
 
 
 def cmd_localize(args) -> int:
@@ -813,8 +815,15 @@ def cmd_localize(args) -> int:
                 "batch_size": model.batch_size}
     protocol = run_protocol(args, stack, acq, table, method_name(loaded.info), settings, seconds,
                             model=model_record(loaded.path, loaded.info))
-    _write_outputs(args, table, stack, acq, protocol)
-    _maybe_score(args, table, gt, stack)
+    _write_outputs(args, table, stack, acq, protocol)  # first: a scoring that fails loses no localization
+    scores = _scores(args, table, gt, stack)
+    if scores is not None:  # the protocol then says how the table scored against its ground truth
+        from .core.protocol import protocol_path, write_protocol
+
+        protocol["results"]["ground_truth"] = str(Path(args.gt).resolve())
+        protocol["results"]["scores"] = [s.to_dict() for s in scores]
+        write_protocol(protocol_path(args.out), protocol)
+        _print_scores(scores, False)
     return 0
 
 
