@@ -194,6 +194,7 @@ def test_all_panels_stacked_fit_the_window_and_scroll(make_napari_viewer, qtbot)
     """Stacked in one column the six panels need about 2,400 px; napari grew its window
     past a 1080 px screen to fit them (napari#4579). Each panel now scrolls in its dock,
     keeps a few lines and its whole width, and keeps its fields at the top of a tall dock."""
+    from qtpy.QtCore import Qt
     from qtpy.QtWidgets import QScrollArea
 
     viewer = make_napari_viewer(show=True)
@@ -216,6 +217,10 @@ def test_all_panels_stacked_fit_the_window_and_scroll(make_napari_viewer, qtbot)
     qtbot.wait(50)
     assert dock.widget().verticalScrollBar().maximum() == 0  # alone, it fits
     assert panel.points.native.mapTo(dock, panel.points.native.rect().topLeft()).y() < 6 * line  # at the top
+    # napari finds the panel behind its scroll area (scripts got the scroll area), and a second click in the
+    # Plugins menu gives the open panel; the scroll area takes no keyboard focus (napari's arrow keys step frames)
+    assert dock.inner_widget() is panel and viewer.window.add_plugin_dock_widget("napari-deepcel0", "Export")[1] is panel
+    assert panel.points.parent is panel and dock.widget().focusPolicy() == Qt.FocusPolicy.NoFocus
 
 
 def test_pixel_size_comes_from_the_file(viewer, tmp_path):

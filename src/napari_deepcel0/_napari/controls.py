@@ -72,23 +72,30 @@ class DockPanel(Container):
     fit them (napari#4579); now each dock can be shorter than its panel and scrolls.
 
     napari docks a magicgui widget's ``.native``, so ``.native`` here is the scroll area
-    that holds the panel's own widget. A trailing stretch keeps the fields at the top of
-    a dock taller than the panel (napari adds one only to widgets it lays out itself)."""
+    that holds the panel's own widget (magicgui's own ``scrollable=True`` docks the inner
+    widget in napari, and its scroll area asks for at most 24 lines). The scroll area
+    becomes the root of magicgui's backend, as in magicgui's scrollable mode: ``show``,
+    ``parent`` and napari's ``dock.inner_widget()`` / ``viewer.window.dock_widgets`` find
+    the panel through it. It takes no keyboard focus (napari's arrow keys stopped stepping
+    frames after a click on a panel). A trailing stretch keeps the fields at the top of a
+    dock taller than the panel (napari adds one only to widgets it lays out itself)."""
 
     def __init__(self, **kwargs):
         super().__init__(**kwargs)
         inner = super().native
         inner.layout().addStretch()
-        self._scroll = _PanelScroll()
-        self._scroll.setWidgetResizable(True)
-        self._scroll.setFrameShape(QScrollArea.Shape.NoFrame)
-        self._scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
-        self._scroll.setWidget(inner)
+        scroll = _PanelScroll()
+        scroll.setWidgetResizable(True)
+        scroll.setFrameShape(QScrollArea.Shape.NoFrame)
+        scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        scroll.setFocusPolicy(Qt.FocusPolicy.NoFocus)
+        scroll.setWidget(inner)
+        scroll._magic_widget = self
+        self._widget._qwidget = self._widget._scroll = scroll  # what magicgui's scrollable=True sets
 
     @property
     def native(self):
-        scroll = self.__dict__.get("_scroll")  # magicgui's __init__ asks before there is one
-        return super().native if scroll is None else scroll
+        return self.root_native_widget
 
 
 #: :attr:`LayerChooser._picked` before the user chose anything
