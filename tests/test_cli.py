@@ -258,6 +258,7 @@ def test_localize_and_cel0_write_the_protocol_of_their_run_beside_the_csv(simula
     assert protocol["input"] == {"stack": str((simulated / "frames.tif").resolve()), "frames": "1-2,4",
                                  "n_frames": 3, "frame_shape": [24, 24]}
     assert protocol["acquisition"]["fwhm_nm"] == 250.0 and protocol["acquisition"]["pixel_size_nm"] == 100.0
+    assert protocol["status"] == "finished" and protocol["settings"]["acquisition_differs_from_model"] == []
     assert protocol["model"]["sha256"] == hashlib.sha256(tiny_model_path.read_bytes()).hexdigest()
     assert protocol["model"]["bundled"] is False and protocol["model"]["file"] == str(tiny_model_path.resolve())
     assert protocol["settings"]["threshold"] == 0 and protocol["settings"]["threshold_is_default"] is False
@@ -271,6 +272,12 @@ def test_localize_and_cel0_write_the_protocol_of_their_run_beside_the_csv(simula
     assert protocol["input"]["frames"] == "2" and protocol["settings"]["lambda"] == 0.01
     assert protocol["settings"]["max_outer"] == 5 and protocol["settings"]["background"] == "auto"
     assert protocol["results"]["localizations"] == len(read_localizations(tmp_path / "c.csv"))
+    assert protocol["settings"]["threshold_is_default"] is True
+    # DeepCEL0 works at its model's L, whatever --upsampling asks: the protocol gives the L used
+    assert main(["localize", str(simulated / "frames.tif"), "--out", str(tmp_path / "l8.csv"), "--model",
+                 str(tiny_model_path), "--frames", "1", "--device", "cpu", "--upsampling", "8"]) == 0
+    protocol = json.loads((tmp_path / "l8-protocol.json").read_text())
+    assert protocol["acquisition"]["upsampling"] == 4 and protocol["settings"]["acquisition_differs_from_model"]
 
 
 def test_a_protocol_that_cannot_be_written_is_refused_before_the_run_and_no_csv_is_left(simulated, tmp_path, capsys):

@@ -285,6 +285,21 @@ def test_a_csv_opened_with_its_protocol_keeps_it_when_saved_again(tmp_path):
     again = json.loads((tmp_path / "fewer-protocol.json").read_text())
     assert again["results"] == {**protocol["results"], "localizations_saved": len(_table()) - 1}
     assert again["settings"] == {"threshold": 8.5} and again["input"]["frames"] == "1-3"
+    # saved again without a protocol (a layer typed in), the old one beside it goes: it described another table
+    assert write_points(str(out), coords[:1], {"features": kwargs["features"].iloc[:1], "scale": (1, 1, 1),
+                                               "translate": (0, 0, 0)}) == [str(out)]
+    assert not (tmp_path / "fewer-protocol.json").exists()
+    # a protocol counting other than the CSV (written by hand, or by another program beside it) is not taken
+    write_protocol(protocol_path(out), protocol)
+    notification_manager.records.clear()
+    [(_, kwargs_out, _)] = get_localization_reader(str(out))(None)
+    assert PROTOCOL not in kwargs_out["metadata"]
+    assert any("describes another table" in str(n.message) for n in notification_manager.records)
+    # a protocol whose results are not a dict does not stop the localizations being saved
+    broken = {**protocol, "results": None}
+    assert write_points(str(out), coords, {"features": kwargs["features"], "scale": (1, 1, 1),
+                                           "translate": (0, 0, 0), "metadata": {PROTOCOL: broken}})[0] == str(out)
+    assert json.loads(protocol_path(out).read_text())["results"] == {"localizations_saved": len(coords)}
     protocol_path(csv).write_text("{broken")
     notification_manager.records.clear()
     [(_, kwargs, _)] = get_localization_reader(str(csv))(None)

@@ -561,6 +561,11 @@ def test_localize_cancel_keeps_what_is_done(viewer, qtbot, stack_path, monkeypat
     assert done.tolist() == [1]
     assert "cancelled: 1/8 frames" in widget.job.status.value
     assert "left" not in widget.job.status.value  # no time-left estimate once the run is over
+    from napari_deepcel0._napari.layers import PROTOCOL
+
+    protocol = points.metadata[PROTOCOL]  # says what the run did and that it stopped early
+    assert protocol["status"] == "cancelled" and protocol["input"]["frames"] == "1"
+    assert protocol["input"]["frames_asked"] == "1-8" and protocol["results"]["localizations"] == len(points.data)
     got = table_from_layer(points)
     assert set(got["frame"]) <= set(done.tolist())
     maps = viewer.layers[f"{layer.name} maps"]
@@ -2124,7 +2129,8 @@ def test_a_runs_protocol_goes_beside_its_csv_with_the_count_saved(viewer, qtbot,
                                  "frame_shape": list(layer.data.shape[-2:])}
     assert protocol["settings"]["threshold"] == 5.0 and protocol["settings"]["threshold_is_default"] is False
     assert protocol["results"]["localizations"] == len(points.data) > 1
-    assert protocol["acquisition"] == widget.state.acquisition.to_dict()
+    assert protocol["acquisition"] == widget.state.acquisition.to_dict() and protocol["status"] == "finished"
+    assert protocol["settings"]["precision"] in ("bf16", "fp32") and protocol["settings"]["read_out"] == "peaks"
     points.selected_data = {0}
     points.remove_selected()
     export = _dock(viewer, ExportWidget)

@@ -52,3 +52,14 @@ def test_a_protocol_reads_back_and_what_is_not_one_is_refused_by_name(tmp_path):
         with pytest.raises(ValueError, match=said) as info:
             read_protocol(csv)
         assert "locs-protocol.json" in str(info.value)
+
+
+def test_a_stale_protocol_of_ours_is_removed_and_another_programs_file_stays(tmp_path):
+    from napari_deepcel0.core.protocol import remove_stale_protocol
+
+    csv = tmp_path / "locs.csv"
+    assert remove_stale_protocol(csv) is False  # none there
+    write_protocol(protocol_path(csv), localization_protocol("DeepCEL0", Acquisition(), {}, [1], (8, 8), 0))
+    assert remove_stale_protocol(csv) is True and not protocol_path(csv).exists()
+    protocol_path(csv).write_text('{"protocol": "someone else\'s"}')
+    assert remove_stale_protocol(csv) is False and protocol_path(csv).exists()

@@ -812,8 +812,9 @@ def cmd_localize(args) -> int:
     settings = {"threshold": threshold, "threshold_is_default": args.threshold is None,
                 "read_out": args.method, "orientations": model.orientations, "photometry": bool(args.photometry),
                 "fit_positions": bool(args.fit_positions), "device": str(model.device), "precision": model.precision,
-                "batch_size": model.batch_size}
-    protocol = run_protocol(args, stack, acq, table, method_name(loaded.info), settings, seconds,
+                "batch_size": model.batch_size, "acquisition_differs_from_model": model.mismatch}
+    # the acquisition the frames were analysed with: the model's L, whatever --upsampling asked for
+    protocol = run_protocol(args, stack, model.acquisition, table, method_name(loaded.info), settings, seconds,
                             model=model_record(loaded.path, loaded.info))
     _write_outputs(args, table, stack, acq, protocol)  # first: a scoring that fails loses no localization
     scores = _scores(args, table, gt, stack)

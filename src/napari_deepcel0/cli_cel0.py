@@ -139,7 +139,8 @@ def _localize(args, stack, acq) -> int:
     s = model.settings
     threshold = DEFAULT_THRESHOLD if args.threshold is None else args.threshold
     settings = {"lambda": s.lam, "max_outer": s.max_outer, "max_inner": s.max_inner, "tol": s.tol,
-                "background": model.background, "threshold": threshold, "read_out": args.method,
+                "background": model.background, "threshold": threshold, "threshold_is_default": args.threshold is None,
+                "read_out": args.method,
                 "device": str(model.device), "batch_size": model.batch_size, "frames_converged": int(n_conv),
                 "frames_background_only": frame_ranges_text(quiet)}
     _write_outputs(args, table, stack, acq, run_protocol(args, stack, acq, table, "CEL0-IRL1", settings, seconds))

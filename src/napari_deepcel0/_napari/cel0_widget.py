@@ -20,10 +20,10 @@ from ..core.cel0 import (
 )
 from ..core.defaults import (CEL0_MAX_INNER, CEL0_MAX_OUTER, CEL0_THRESHOLD, CEL0_TOL, SWEEP_FRAMES, SWEEP_LAM_RANGE,
                              SWEEP_LAMS, SWEEP_TOL_NM)
-from ..core.devices import DEVICES, resolve_device
+from ..core.devices import DEVICES, resolve_device, resolve_precision
 from ..core.model_io import bundled_model_path, read_model_info
 from ..core.frames import parse_frame_selection
-from ..core.predict import DeepLocalizer, localize_stream
+from ..core.predict import DeepLocalizer, acquisition_mismatch, localize_stream
 from ..core.progress import counted
 from ..core.protocol import localization_protocol, method_name, model_record
 from .controls import (DockPanel, LinePlot, float_box, ground_truth_combo, outlier_pixels_checkbox,
@@ -169,6 +169,7 @@ class Cel0Widget(DockPanel):
         self._frames_dimmed = 0
         self.summary.value = ""
         self._protocols = self._protocol_makers(layer, acq, solver)
+        self._frames = frames
         self._frame_shape = tuple(layer.data.shape[-2:])
         show_first_frame_unless_shown(self.viewer, frames)
         self.job.start(_compare_job, acq, frame_source(layer.data), frames, solver, self.device.value,
@@ -182,13 +183,18 @@ class Cel0Widget(DockPanel):
                   "device": str(resolve_device(self.device.value))}
         stack = layer.metadata.get("path")
         cel0 = {"lambda": solver["lam"], "max_outer": solver["max_outer"], "max_inner": solver["max_inner"],
-                "tol": CEL0_TOL, "background": solver["background"], "threshold": CEL0_THRESHOLD, **common}
+                "tol": CEL0_TOL, "background": solver["background"], "threshold": CEL0_THRESHOLD,
+                "threshold_is_default": True, "read_out": "peaks", **common}
         makers = {CEL0: functools.partial(localization_protocol, "CEL0-IRL1", acq, cel0, stack=stack)}
         if DEEPCEL0 in self._methods:
             info = read_model_info(self.state.model_path or bundled_model_path())
-            deep = {"threshold": info.default_threshold, "threshold_is_default": True, "orientations": 1, **common}
-            makers[DEEPCEL0] = functools.partial(localization_protocol, method_name(info), acq, deep, stack=stack,
-                                                 model=model_record(self.state.model_path, info))
+            device = resolve_device(self.device.value)
+            deep = {"threshold": info.default_threshold, "threshold_is_default": True, "read_out": "peaks",
+                    "orientations": 1, "precision": resolve_precision("auto", device),
+                    "acquisition_differs_from_model": acquisition_mismatch(info.acquisition, acq), **common}
+            makers[DEEPCEL0] = functools.partial(  # the model's L, as DeepLocalizer analyses the frames with it
+                localization_protocol, method_name(info), acq.replace(upsampling=info.acquisition.upsampling), deep,
+                stack=stack, model=model_record(self.state.model_path, info))
         return makers
 
     def _solver_progress(self, p: SolveProgress) -> None:
@@ -221,17 +227,21 @@ class Cel0Widget(DockPanel):
             for output in self._outputs.values():
                 output.refresh()
 
-    def _show_all(self) -> None:
-        self._refresh()  # everything done, also after an error or a cancel
+    def _show_all(self, status: str) -> None:
+        """Show everything done, also after an error or a cancel, and put each method's
+        protocol on its layer (``status``: finished, cancelled, failed or widget closed)."""
+        self._refresh()
         for method, output in self._outputs.items():
             output.finish()
             output.layer.metadata[PROTOCOL] = self._protocols[method](
-                output.frames_done(), self._frame_shape, output.count, seconds=self._seconds[method])
+                output.frames_done(), self._frame_shape, output.count, seconds=self._seconds[method],
+                frames_asked=self._frames, status=status if self._done_frames[method] < len(self._frames)
+                or status == "failed" else "finished")
 
     def _closed_while_running(self) -> None:
         """The widget was closed during the comparison, which cancelled it: its layers
         show what arrived and no longer count as running."""
-        self._show_all()
+        self._show_all("stopped: widget closed")
         show_info("CEL0-IRL1 comparison stopped when its widget was closed: " + ", ".join(
             self._method_summary(method, with_time=False) for method in self._methods))
 
@@ -243,7 +253,7 @@ class Cel0Widget(DockPanel):
                 f"{counted(self._done_frames[method], 'frame')}{seconds}")
 
     def _finished(self) -> None:
-        self._show_all()
+        self._show_all("failed" if self.job.error is not None else "cancelled" if self.job.cancelled else "finished")
         parts = [self._method_summary(method) for method in self._methods]
         if self._pixels_replaced or self._frames_dimmed:
             parts.append(replaced_pixels_text(self._pixels_replaced, self._frames_dimmed))

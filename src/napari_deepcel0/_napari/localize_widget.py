@@ -11,7 +11,7 @@ import numpy as np
 from magicgui.widgets import CheckBox, ComboBox, FileEdit, FloatSpinBox, LineEdit, PushButton, SpinBox
 from napari.utils.notifications import show_error, show_info
 
-from ..core.devices import DEVICES, resolve_device
+from ..core.devices import DEVICES, resolve_device, resolve_precision
 from ..core.model_io import ModelFileError, bundled_model_path, read_model_info
 from ..core.frames import parse_frame_selection
 from ..core.photometry import without_uncertainty_text
@@ -222,14 +222,17 @@ class LocalizeWidget(DockPanel):
             return
         self.state.outputs_shown.emit(self._run.layers())  # Matching and Export move to them
         threshold = None if self.auto_threshold.value else self.threshold.value
+        device = resolve_device(self.device.value)
         settings = {"threshold": self._info.default_threshold if threshold is None else threshold,
-                    "threshold_is_default": threshold is None, "orientations": self.orientations.value,
-                    "photometry": self.photometry.value, "fit_positions": self.fit_positions.value,
-                    "fix_outlier_pixels": self.fix_outlier_pixels.value,
-                    "device": str(resolve_device(self.device.value)), "batch_size": self.batch_size.value}
-        self._run.protocol = functools.partial(
-            localization_protocol, method_name(self._info), acq, settings, stack=layer.metadata.get("path"),
-            model=model_record(self.model.value, self._info))
+                    "threshold_is_default": threshold is None, "read_out": "peaks",
+                    "orientations": self.orientations.value, "photometry": self.photometry.value,
+                    "fit_positions": self.fit_positions.value, "fix_outlier_pixels": self.fix_outlier_pixels.value,
+                    "device": str(device), "precision": resolve_precision("auto", device),
+                    "batch_size": self.batch_size.value,
+                    "acquisition_differs_from_model": acquisition_mismatch(self._info.acquisition, acq)}
+        self._run.protocol = functools.partial(  # the model's L, as DeepLocalizer analyses the frames with it
+            localization_protocol, method_name(self._info), acq.replace(upsampling=self._info.acquisition.upsampling),
+            settings, stack=layer.metadata.get("path"), model=model_record(self.model.value, self._info))
         show_first_frame_unless_shown(self.viewer, selection)
         self.job.start(_localize_job, self.model.value, acq, frame_source(layer.data), selection, threshold,
                        self.device.value, self.batch_size.value, self.orientations.value, self.show_maps.value,
@@ -242,9 +245,9 @@ class LocalizeWidget(DockPanel):
 
     def _finished(self) -> None:
         """Show everything done, also after an error or a cancel."""
-        summary = self._run.end()
+        cut_short = self.job.cancelled and self._run.frames_done < self._run.total  # (Cancel after the last batch)
+        summary = self._run.end("failed" if self.job.error is not None else "cancelled" if cut_short else "finished")
         if self.job.error is None:
-            cut_short = self.job.cancelled and self._run.frames_done < self._run.total  # (Cancel after the last batch)
             text = f"Localization {'cancelled' if cut_short else 'finished'}: {summary}"
             self.job.status.value = text
             show_info(text)
@@ -253,7 +256,7 @@ class LocalizeWidget(DockPanel):
         """The widget was closed during the run, which cancelled it: the layers show what
         arrived before, and the localizations no longer count as a running run's (Export
         said "save again when the run has finished" for good)."""
-        show_info(f"Localization stopped when its widget was closed: {self._run.end()}")
+        show_info(f"Localization stopped when its widget was closed: {self._run.end('stopped: widget closed')}")
 
 
 class _Run:
@@ -264,6 +267,7 @@ class _Run:
         self.viewer = viewer
         self.pixel_nm = acq.pixel_size_nm
         self.frame_shape = frame_shape
+        self.selection = selection
         self.started = time.perf_counter()
         #: ``localization_protocol`` with the run's settings, waiting for what the run did
         self.protocol = None
@@ -301,16 +305,17 @@ class _Run:
         """The output layers, the main one first: the localizations, the render, the maps."""
         return [self.points.layer, self.render.layer] + ([self.maps] if self.maps is not None else [])
 
-    def end(self) -> str:
-        """Show everything the run got, mark it over (finished, cancelled, failed or its
-        widget closed) and say what it got, the fitted molecules without an uncertainty too."""
+    def end(self, status: str) -> str:
+        """Show everything the run got, mark it over (``status``: finished, cancelled, failed
+        or its widget closed; its protocol says so) and say what it got, the fitted molecules
+        without an uncertainty too."""
         self.time_left = ""  # the run is over, whatever the last batch estimated
         self.refresh()
         self.points.finish()
         if self.protocol is not None:  # the frames done: all of them, or those before a cancel or an error
             self.points.layer.metadata[PROTOCOL] = self.protocol(
                 self.points.frames_done(), self.frame_shape, self.points.count,
-                seconds=time.perf_counter() - self.started)
+                seconds=time.perf_counter() - self.started, frames_asked=self.selection, status=status)
         unplaced = without_uncertainty_text(self.points.table())
         return self.describe() + (f"; {unplaced}" if unplaced else "")
 

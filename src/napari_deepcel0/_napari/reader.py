@@ -20,7 +20,7 @@ import numpy as np
 from napari.utils.notifications import show_info, show_warning
 
 from ..core.localization_csv import LocalizationFileError, column_key, read_localizations
-from ..core.protocol import read_protocol
+from ..core.protocol import protocol_path, read_protocol
 from ..core.tiff_stack import FrameStack, StackError
 from .layers import (FILE_COLOR, OUTPUT, PROTOCOL, image_transform, points_from_table, points_layer_kwargs,
                      stack_transform)
@@ -148,14 +148,23 @@ def localization_layer_data(table, name: str, protocol: dict | None = None) -> t
     return (coords, kwargs, "points")
 
 
-def _protocol_beside(path: str) -> dict | None:
+def _protocol_beside(path: str, n_rows: int) -> dict | None:
     """The protocol beside the CSV ``path`` (see :func:`~..core.protocol.read_protocol`),
-    or None, with a warning when a file there is not one."""
+    or None, with a warning when a file there is not one, or counts other than the CSV's
+    ``n_rows`` localizations (the protocol of another table)."""
     try:
-        return read_protocol(path)
+        protocol = read_protocol(path)
     except ValueError as exc:
         show_warning(f"{exc}; the localizations are opened without it")
         return None
+    results = protocol.get("results") if protocol is not None else None
+    if isinstance(results, dict):
+        count = results.get("localizations_saved", results.get("localizations"))
+        if count != n_rows:
+            show_warning(f"{protocol_path(path)} counts {count} localizations, {Path(path).name} holds {n_rows}: "
+                         "it describes another table; the localizations are opened without it")
+            return None
+    return protocol
 
 
 def get_localization_reader(path):
@@ -180,7 +189,7 @@ def get_localization_reader(path):
                 show_info(f"{name}: {', '.join(converted['columns'])} converted from camera pixels with "
                           f"{converted['pixel_size_nm']:g} nm per pixel (the Acquisition settings); if the "
                           "camera's differ, set them in the Acquisition widget and open the file again")
-        return [localization_layer_data(table, name, _protocol_beside(p)) for table, name, p in tables]
+        return [localization_layer_data(table, name, _protocol_beside(p, len(table))) for table, name, p in tables]
 
     return layers
 

@@ -6,7 +6,7 @@ import warnings
 from pathlib import Path
 
 from ..core.outputs import all_or_nothing, write_thunderstorm_csv
-from ..core.protocol import protocol_path, write_protocol
+from ..core.protocol import protocol_path, remove_stale_protocol, write_protocol
 from .layers import OUTPUT, PROTOCOL, growing_run, table_from_points
 
 
@@ -20,7 +20,8 @@ def write_points(path: str, data, attributes: dict) -> list[str]:
     A layer that a run is filling is written with every localization so far, not only the
     frame it shows (see :class:`.layers.GrowingPoints`). The layer of a run that has ended
     carries its protocol (``metadata[PROTOCOL]``), which goes beside the CSV
-    (``locs.csv`` -> ``locs-protocol.json``; both or neither), with the count written.
+    (``locs.csv`` -> ``locs-protocol.json``; both or neither), with the count written;
+    without one, a protocol of ours left there by an earlier save is removed.
 
     Returns
     -------
@@ -39,8 +40,11 @@ def write_points(path: str, data, attributes: dict) -> list[str]:
     with all_or_nothing():
         write_thunderstorm_csv(path, table)
         if isinstance(protocol, dict):
-            results = {**protocol.get("results", {}), "localizations_saved": len(table)}
+            results = protocol.get("results") if isinstance(protocol.get("results"), dict) else {}
+            results = {**results, "localizations_saved": len(table)}
             written.append(str(write_protocol(protocol_path(path), {**protocol, "results": results})))
+    if len(written) == 1:  # the protocol of the CSV it replaced would describe it
+        remove_stale_protocol(path)
     left_out = table.attrs.get("left_out")
     if left_out:  # the file is written: a feature of another plugin must not stop the localizations' export
         warnings.warn(f"{attributes.get('name', 'the layer')}: the feature(s) {', '.join(map(repr, left_out))} were "

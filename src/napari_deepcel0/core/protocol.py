@@ -9,7 +9,8 @@ A protocol is plain JSON (``json.load`` reads it)::
      "command": "deepcel0 localize stack.tif --out locs.csv",        # or null (napari)
      "method": "DeepCEL0",                                            # or "CEL0-IRL1"
      "input": {"stack": "/data/stack.tif", "frames": "1-361", "n_frames": 361,
-               "frame_shape": [64, 64]},
+               "frame_shape": [64, 64]},                    # + "frames_asked" when a run stopped early
+     "status": "finished",                                  # or "cancelled", "failed", "stopped: widget closed"
      "acquisition": {"pixel_size_nm": 100.0, "fwhm_nm": 258.21, ...},
      "model": {"file": "...", "bundled": true, "sha256": "...", "summary": "..."},  # DeepCEL0 only
      "settings": {"threshold": 8.51, "orientations": 1, ...},
@@ -93,9 +94,12 @@ def method_name(info) -> str:
 def localization_protocol(method: str, acquisition: Acquisition, settings: dict, frame_numbers,
                           frame_shape: tuple[int, int], n_localizations: int, stack: str | os.PathLike | None = None,
                           model: dict | None = None, seconds: float | None = None,
-                          command: str | None = None) -> dict:
+                          command: str | None = None, frames_asked=None, status: str = "finished") -> dict:
     """The protocol (see the module's docstring) of a run of ``method`` over the 1-based
-    ``frame_numbers`` of ``stack`` (a file, or None for data that came from no file)."""
+    ``frame_numbers`` of ``stack`` (a file, or None for data that came from no file).
+    ``acquisition`` is the one the frames were analysed with (a model's L, not the one
+    asked for). A run that stopped early (``status`` "cancelled", "failed", ...) names the
+    frames it was asked for (``frames_asked``) beside those it did, when they differ."""
     from .. import __version__
 
     numbers = np.asarray(frame_numbers, dtype=np.int64)
@@ -109,10 +113,13 @@ def localization_protocol(method: str, acquisition: Acquisition, settings: dict,
         "input": {"stack": str(Path(stack).resolve()) if stack is not None else None,
                   "frames": frame_ranges_text(numbers), "n_frames": int(numbers.size),
                   "frame_shape": [int(frame_shape[0]), int(frame_shape[1])]},
+        "status": status,
         "acquisition": acquisition.to_dict(),
     }
     if model is not None:
         protocol["model"] = model
+    if frames_asked is not None and frame_ranges_text(frames_asked) != protocol["input"]["frames"]:
+        protocol["input"]["frames_asked"] = frame_ranges_text(frames_asked)
     protocol["settings"] = settings
     protocol["results"] = {"localizations": int(n_localizations),
                            "seconds": None if seconds is None else round(float(seconds), 3)}
@@ -140,6 +147,20 @@ def write_protocol(path: str | os.PathLike, protocol: dict) -> Path:
     :func:`~.outputs.all_or_nothing`, with the CSV it describes)."""
     text = json.dumps(_plain(protocol), indent=2, allow_nan=False) + "\n"
     return atomic_write(Path(path), lambda tmp: Path(tmp).write_text(text, encoding="utf-8", newline="\n"))
+
+
+def remove_stale_protocol(csv_path: str | os.PathLike) -> bool:
+    """Remove a protocol of ours beside the CSV ``csv_path`` (True when one went): called
+    after the CSV was written by a run without a protocol, so that the protocol of the
+    table it replaced does not describe it (and travel on with it when opened). A file
+    there that is no protocol of ours stays."""
+    try:
+        if read_protocol(csv_path) is None:
+            return False
+    except ValueError:
+        return False
+    protocol_path(csv_path).unlink(missing_ok=True)
+    return True
 
 
 def read_protocol(csv_path: str | os.PathLike) -> dict | None:
