@@ -287,7 +287,8 @@ def test_batches_of_frames_one_column_wide_appended_are_refused_not_misread(tmp_
                          photometric="minisblack")
         tifffile.imwrite(tmp_path / "frames.tif", np.full((1, 1), i, np.uint16), append=True,
                          photometric="minisblack")
-    with pytest.raises(StackError, match=r"batches.tif: the file was written in batches of frames of 1 x 1 pixels"):
+    with pytest.raises(StackError, match=r"batches.tif: the file was written a piece at a time .* frames of "
+                                         r"1 x 1 pixels, one column wide"):
         read_stack(tmp_path / "batches.tif")
     with read_stack(tmp_path / "frames.tif") as stack:
         assert stack.shape == (3, 1, 1) and stack[:].ravel().tolist() == [0, 1, 2]

@@ -141,11 +141,11 @@ class FrameStack:
             # written one frame or batch at a time (tifffile's imwrite(append=True), TiffWriter
             # loops): one "shaped" series per write; read the pages as one stack, as Fiji does
             squeezed = [s for s in self._tif.series if _series_axes(s) != s.axes]
-            if squeezed:  # its pages hold batches of frames, not frames: read as frames of n x 1
-                raise StackError(f"{self.path}: the file was written in batches of frames of "
-                                 f"{squeezed[0].shape[-2]} x {squeezed[0].shape[-1]} pixels, which tifffile stores "
-                                 "as one page a batch; write the frames at once (tifffile.imwrite(path, frames)) "
-                                 "or one at a time")
+            if squeezed:  # pages of frames one column wide, whose axes tifffile squeezed: not read as frames
+                raise StackError(f"{self.path}: the file was written a piece at a time (tifffile's append) with "
+                                 f"frames of {squeezed[0].shape[-2]} x {squeezed[0].shape[-1]} pixels, one column "
+                                 "wide, whose pages tifffile stores without their frame axes; write all the "
+                                 "frames at once (tifffile.imwrite(path, frames))")
             self._tif.close()
             self._tif = tifffile.TiffFile(self.path, is_shaped=False)
         if len(self._tif.series) > 1:  # e.g. a preview + the stack, or OME multi-position files
