@@ -14,6 +14,7 @@ import pytest
 
 from conftest import loc_table
 from napari_deepcel0.cli import build_parser, main
+from napari_deepcel0.core.acquisition import Acquisition
 from napari_deepcel0.core.io import FrameStack, read_localizations, read_stack, write_thunderstorm_csv
 from napari_deepcel0.core.predict import DeepLocalizer, localize
 
@@ -1283,3 +1284,84 @@ def test_localize_runs_without_a_stderr(simulated, tiny_model_path, tmp_path, mo
     assert main(["evaluate", str(out), "--gt", str(simulated / "ground_truth.csv"), "--json"]) == 0
     lines = capsys.readouterr().out.splitlines()  # only JSON, one line a tolerance: the coverage warning went
     assert len(lines) == 4 and all(json.loads(line) for line in lines)  # nowhere, not to stdout
+
+
+# ---- found missing by mutation testing (a second round, 2026-11-28): each fails on the bug it names
+def test_simulated_counts_are_clipped_to_the_16_bit_range_not_wrapped():
+    """C19 (cli.py, ``np.clip(frames, 0, 65535).astype(np.uint16)`` -> ``astype`` alone):
+    a saturated pixel of 70,000 ADU was written as 4,464 (wrapped), a dark one of -5 as
+    65,531; the warning said "clipped". The test only read the warning."""
+    import warnings
+
+    from napari_deepcel0.cli import _camera_counts
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        out = _camera_counts(np.array([[-5.0, 100.0, 70000.0]]))
+    assert out.dtype == np.uint16 and out.tolist() == [[0, 100, 65535]]
+
+
+def test_evaluate_frame_shape_is_rows_then_columns(tmp_path, capsys):
+    """C26 (cli.py, the fine grid of --frame-shape built as (cols, rows)): on frames of
+    2 x 8 camera pixels (8 x 32 fine pixels at 100 nm, L 4) a molecule at x 600 nm lies
+    inside; with the sides swapped it fell outside and spec% counted one pixel too many.
+    Every test used square frames."""
+    from conftest import loc_table
+    from napari_deepcel0.cli import main
+    from napari_deepcel0.core.outputs import write_thunderstorm_csv
+
+    gt = write_thunderstorm_csv(tmp_path / "gt.csv", loc_table([1], [600.0], [100.0]))
+    est = write_thunderstorm_csv(tmp_path / "est.csv", loc_table([1, 1], [600.0, 50.0], [100.0, 150.0]))
+    assert main(["evaluate", str(est), "--gt", str(gt), "--tol", "50", "--frame-shape", "2", "8", "--json"]) == 0
+    score = json.loads(capsys.readouterr().out.splitlines()[0])
+    assert score["specificity"] == pytest.approx(100 * 255 / 256, abs=1e-9)
+
+
+def test_a_ground_truth_in_camera_pixels_is_read_with_the_stacks_pixel_size(tmp_path):
+    """C27 (cli.py, ``read_localizations(path, pixel_size_nm=acq.pixel_size_nm)`` ->
+    ``read_localizations(path)``): localize/cel0 --gt with x [px] columns then failed
+    ("give the pixel size"), though the stack's pixel size is known."""
+    import argparse
+
+    from napari_deepcel0.cli import _read_ground_truth
+
+    path = tmp_path / "gt.csv"
+    path.write_text('"frame","x [px]","y [px]"\n1,2.5,4\n')
+    gt = _read_ground_truth(argparse.Namespace(gt=str(path)), Acquisition(pixel_size_nm=160.0), (8, 8))
+    assert gt["x [nm]"].tolist() == [400.0] and gt["y [nm]"].tolist() == [640.0]
+
+
+def test_the_cel0_sweep_takes_the_threshold_and_frames_given(simulated, capsys):
+    """CC2 (cli_cel0.py, the sweep always at the default threshold) and CC7 (the sweep
+    drawing from every frame, not --frames): real sweeps of 2 lambdas on tiny frames."""
+    base = ["cel0", str(simulated / "frames.tif"), "--sweep", str(simulated / "ground_truth.csv"), "--lams", "2",
+            "--max-outer", "3", "--max-inner", "20", "--json"]
+    assert main([*base, "--frames", "4-5", "--sweep-frames", "2"]) == 0
+    sweep = json.loads(capsys.readouterr().out)
+    assert sorted(sweep["frames"]) == [4, 5] and max(p["tp"] for p in sweep["curve"]) > 0
+    assert main([*base, "--frames", "4-5", "--sweep-frames", "2", "--threshold", "1e9"]) == 0
+    assert all(p["tp"] == p["fp"] == 0 for p in json.loads(capsys.readouterr().out)["curve"])  # nothing above 1e9
+
+
+def test_the_cel0_solver_settings_reach_the_solver(simulated, tmp_path, capsys):
+    """CC4 (cli_cel0.py, --max-outer and --max-inner swapped), CC5 (--lam dropped) and
+    CC6 (--background dropped): the protocol gives the real solver's settings, and the
+    run's outer iterations stay within --max-outer."""
+    assert main(["cel0", str(simulated / "frames.tif"), "--out", str(tmp_path / "l.csv"), "--frames", "1",
+                 "--lam", "0.05", "--max-outer", "3", "--max-inner", "40", "--background", "none"]) == 0
+    settings = json.loads((tmp_path / "l-protocol.json").read_text())["settings"]
+    assert (settings["lambda"], settings["max_outer"], settings["max_inner"], settings["background"]) == (
+        0.05, 3, 40, None)
+    assert "outer iterations median" in capsys.readouterr().err
+
+
+def test_simulate_snr_frames_are_written_as_floats_with_their_negative_noise(tmp_path):
+    """C20 (cli.py:268, the --snr frames also clipped to 0..65535 and made uint16): the
+    white Gaussian noise of the paper's model (around a background of 0) lost its
+    negative half and its fraction, and the log still said float32."""
+    from napari_deepcel0.cli import main
+    from napari_deepcel0.core.tiff_stack import read_stack
+
+    assert main(["simulate", "--out", str(tmp_path / "sim"), "--frames", "2", "--size", "16", "--snr", "10"]) == 0
+    with read_stack(tmp_path / "sim" / "frames.tif") as stack:
+        assert stack.dtype == np.float32 and stack[:].min() < 0

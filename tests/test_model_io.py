@@ -7,6 +7,7 @@ import torch
 from safetensors.torch import save_file
 
 from napari_deepcel0.core import model_io
+from napari_deepcel0.core.acquisition import ISBI2013
 from napari_deepcel0.core.model_io import ModelFileError, load_model, read_model_info, save_model
 
 
@@ -236,3 +237,65 @@ def test_a_folder_is_no_model_file(tmp_path):
     folder.mkdir()
     with pytest.raises(ModelFileError, match="is a folder, not a model file"):
         read_model_info(folder)
+
+
+# ---- found missing by mutation testing (a second round, 2026-11-28): each fails on the bug it names
+@pytest.fixture(scope="module")
+def tiny_result():
+    from napari_deepcel0.core.training import TrainingConfig, train
+    from napari_deepcel0.core.training_data import TrainingDataConfig
+
+    config = TrainingConfig(epochs=1, max_steps_per_epoch=1, batch_size=4, device="cpu", precision="fp32",
+                            data=TrainingDataConfig(n_patches=24, n_frames=3, frame_size=32, patch_size=16))
+    return train(ISBI2013, config)
+
+
+def test_the_final_save_removes_the_runs_checkpoint(tiny_result, tmp_path):
+    """M11 (model_io.py:213, the unlink in save_final dropped): a finished run left its
+    name.partial.safetensors beside the model, and the next run to the same file was
+    refused ("exists ... where this run would keep its checkpoints"). Only the Qt widget
+    test noticed."""
+    from napari_deepcel0.core.model_io import check_checkpoint_free, checkpoint_path, save_checkpoint, save_final
+
+    out = tmp_path / "m.safetensors"
+    save_checkpoint(out, tiny_result)
+    assert checkpoint_path(out).is_file()
+    save_final(out, tiny_result)
+    assert out.is_file() and not checkpoint_path(out).exists()
+    check_checkpoint_free(out)  # a second run to the same file may start
+
+
+def test_a_loaded_model_is_in_evaluation_mode(tiny_model_path):
+    """M16 (model_io.py:368, ``net.eval()`` dropped): load_model promises a network in
+    eval mode; in train mode its BatchNorm uses each batch's statistics (a Python user
+    calling loaded.network(x) gets maps that depend on the batch)."""
+    from napari_deepcel0.core.model_io import load_model
+
+    net = load_model(tiny_model_path).network
+    assert not net.training and not any(m.training for m in net.modules())
+
+
+def test_a_saved_training_result_keeps_its_numbers(tiny_result, tmp_path):
+    """M13 (model_io.py:169, norm_mean/norm_std swapped in save_training_result): every
+    model trained and saved got the other's standardisation (both stay within the
+    loader's ranges), so it saw shifted, rescaled frames at inference. No test compared a
+    saved model's metadata with the TrainingResult it came from."""
+    from napari_deepcel0.core.model_io import load_model, save_training_result
+
+    info = load_model(save_training_result(tmp_path / "m.safetensors", tiny_result)).info
+    assert (info.norm_mean, info.norm_std) == (tiny_result.norm_mean, tiny_result.norm_std)
+    assert (info.target_scale, info.spike_value) == (tiny_result.target_scale, tiny_result.spike_value)
+    assert info.acquisition == tiny_result.acquisition and info.lam == tiny_result.config.lam
+    assert info.history == tiny_result.history and info.training["best_epoch"] == tiny_result.best_epoch
+
+
+def test_a_folder_where_the_checkpoint_goes_is_refused_before_the_run(tmp_path):
+    """M18 (model_io.py:197, ``exists()`` -> ``is_file()``): a folder named
+    m.partial.safetensors let the run start, simulate its training set and fail at its
+    first checkpoint."""
+    from napari_deepcel0.core.model_io import check_checkpoint_free, checkpoint_path
+
+    out = tmp_path / "m.safetensors"
+    checkpoint_path(out).mkdir()
+    with pytest.raises(ValueError, match=r"exists \(a folder\)"):
+        check_checkpoint_free(out)

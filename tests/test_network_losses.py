@@ -176,3 +176,20 @@ def test_the_loss_blur_is_the_papers_g_and_its_norms_tile_any_size():
     assert g.shape == (7, 7) and g[3, 4] / g[3, 3] == pytest.approx(math.exp(-0.5))
     loss = LocalizationLoss("cel0", 1.0, np.arange(16, dtype=np.float32).reshape(4, 4) + 1)
     assert tuple(loss.norms_for((1, 1, 18, 18)).shape) == (18, 18)
+
+
+# ---- found missing by mutation testing (a second round, 2026-11-28): each fails on the bug it names
+def test_the_linear_head_of_deep_storm_gives_negative_values_too():
+    """N1 (network.py:492, the ReLU applied to every head): Deep-STORM's linear head
+    must keep negative outputs (its L1 loss and the paper's model); only the ReLU head
+    of DeepCEL0 clips them."""
+    from napari_deepcel0.core.network import LocalizationNet
+
+    torch.manual_seed(0)
+    x = torch.randn(2, 1, 32, 32)
+    linear, relu = LocalizationNet("linear").eval(), LocalizationNet("relu").eval()
+    relu.load_state_dict(linear.state_dict())
+    with torch.no_grad():
+        out, clipped = linear(x), relu(x)
+    assert out.min() < 0
+    assert torch.equal(clipped, out.clamp_min(0))

@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from napari_deepcel0.core.acquisition import ISBI2013, Acquisition
+from napari_deepcel0.core.columns import INTENSITY
 from napari_deepcel0.core.localize import find_peaks
 from napari_deepcel0.core.frames import FrameSourceError, frame_ranges, parse_frame_selection
 from napari_deepcel0.core import predict
@@ -785,3 +786,103 @@ def test_two_beads_in_one_frame_are_both_dimmed():
     _, changed, ratios = dim_bright_objects(frame.astype(np.float32), ISBI2013.sigma_px)
     assert changed.tolist() == [0] and ratios[0] > 20
 
+
+# ---- found missing by mutation testing (a second round, 2026-11-28): each fails on the bug it names
+@pytest.fixture(scope="module")
+def bundled():
+    from napari_deepcel0.core.predict import DeepLocalizer
+
+    return DeepLocalizer(None, acquisition=Acquisition(), device="cpu", precision="fp32", batch_size=2)
+
+
+@pytest.fixture(scope="module")
+def six_frames():
+    frames, _ = simulate_stack(n_frames=6, shape=(64, 64), density_per_um2=1.5, seed=7)
+    return frames
+
+
+def test_photometry_keeps_the_localizations_of_every_batch(bundled, six_frames):
+    """P21 (predict.py:481, rows picked by ``frame == i + 1`` instead of the frame
+    number): with photometry, frames after the first batch (and any --frames not
+    starting at 1) lost all their localizations."""
+    from napari_deepcel0.core.predict import localize
+
+    plain = localize(bundled, six_frames, frames="2-6")
+    with_photons = localize(bundled, six_frames, frames="2-6", photometry=True)
+    assert len(plain) > 10 and plain["frame"].nunique() == 5
+    assert len(with_photons) == len(plain)
+    np.testing.assert_array_equal(with_photons["frame"], plain["frame"])
+    np.testing.assert_allclose(with_photons["x [nm]"], plain["x [nm]"])
+    assert with_photons[INTENSITY].notna().all()
+
+
+def test_a_photometry_run_cancelled_before_its_first_batch_has_the_photometry_columns(bundled, six_frames):
+    """P22 (predict.py:500, ``if photometry or fit_positions`` -> ``if fit_positions``)."""
+    from napari_deepcel0.core.photometry import BACKGROUND
+    from napari_deepcel0.core.predict import localize
+
+    out = localize(bundled, six_frames, cancel=lambda: True, photometry=True)
+    assert len(out) == 0 and {INTENSITY, BACKGROUND} <= set(out.columns)
+
+
+def test_a_negative_threshold_is_refused(bundled, six_frames):
+    """P14 (predict.py:459, ``threshold < 0`` accepted): a negative threshold counted
+    every fine pixel's local maximum, noise included, as a molecule."""
+    from napari_deepcel0.core.predict import localize
+
+    with pytest.raises(ValueError, match="threshold must be a finite number >= 0"):
+        localize(bundled, six_frames[:1], threshold=-1.0)
+
+
+def test_photometry_warns_of_an_offset_above_the_frames(six_frames):
+    """P18 (predict.py:431, the camera check of the first batch dropped): photometry with
+    a camera offset above the frames' median (photon counts then meaningless) said
+    nothing in a stream; add_photometry alone warns."""
+    from napari_deepcel0.core.predict import DeepLocalizer, localize
+
+    model = DeepLocalizer(None, acquisition=Acquisition(offset_adu=5000.0), device="cpu", precision="fp32")
+    with pytest.warns(UserWarning, match="lies below the camera offset"):
+        localize(model, six_frames[:2], photometry=True)
+
+
+def test_the_confidence_of_a_deep_storm_model_is_over_its_own_spike_value(tmp_path):
+    """P7 (predict.py:222, mass scale 1 / target_scale instead of 1 / spike_value): the
+    same for DeepCEL0 (spike = s), but a Deep-STORM model's spike is s / 2, so its
+    confidences came out halved; the test of the confidence used a DeepCEL0 model."""
+    from napari_deepcel0.core.localize import find_peaks
+    from napari_deepcel0.core.model_io import save_training_result
+    from napari_deepcel0.core.predict import DeepLocalizer, localize_stream
+    from napari_deepcel0.core.training import TrainingConfig, train
+    from napari_deepcel0.core.training_data import TrainingDataConfig
+
+    data = TrainingDataConfig(n_patches=24, n_frames=3, frame_size=32, patch_size=16)
+    result = train(ISBI2013, TrainingConfig(method="deepstorm", epochs=1, max_steps_per_epoch=1, batch_size=4,
+                                            device="cpu", precision="fp32", data=data))
+    model = DeepLocalizer(save_training_result(tmp_path / "ds.safetensors", result), device="cpu", precision="fp32")
+    assert model.info.spike_value == model.info.target_scale / 2
+    frames, _ = simulate_stack(n_frames=2, shape=(16, 16), density_per_um2=2.0, seed=1)
+    (out,) = list(localize_stream(model, frames, threshold=0.0, keep_maps=True))
+    peaks = find_peaks(out.maps, 0.0)
+    assert len(out.table) == len(peaks["mass"]) > 0
+    np.testing.assert_allclose(out.table["confidence"].to_numpy(), peaks["mass"] / model.info.spike_value, rtol=1e-6)
+
+
+@pytest.mark.parametrize("name", ["gpu", "mps", "cuda0x", ""])
+def test_an_unknown_device_is_refused_not_run_on_the_cpu(name):
+    """D1 (devices.py:572, any unknown name taken as the CPU): ``--device gpu`` ran on
+    the CPU without a word (hours instead of minutes for training)."""
+    from napari_deepcel0.core.devices import resolve_device
+
+    with pytest.raises((ValueError, RuntimeError)):
+        resolve_device(name)
+
+
+def test_auto_precision_is_fp32_on_a_cpu_without_native_bf16(monkeypatch):
+    """D3 (devices.py:596, bf16 chosen on any CPU): emulated bf16 is several times slower
+    than fp32 and less exact; only CPUs that compute it natively take it."""
+    from napari_deepcel0.core import devices
+
+    monkeypatch.setattr(devices, "cpu_has_native_bf16", lambda: False)
+    assert devices.resolve_precision("auto", torch.device("cpu")) == "fp32"
+    monkeypatch.setattr(devices, "cpu_has_native_bf16", lambda: True)
+    assert devices.resolve_precision("auto", torch.device("cpu")) == "bf16"

@@ -6,6 +6,7 @@ import pytest
 
 from napari_deepcel0.core import simulate as sim
 from napari_deepcel0.core.acquisition import ISBI2013, Acquisition
+from napari_deepcel0.core.columns import INTENSITY
 from napari_deepcel0.core.optics import AcquisitionOperator
 
 
@@ -134,3 +135,50 @@ def test_simulate_stack_is_seeded():
 def test_simulate_stack_refuses_impossible_settings(kw):
     with pytest.raises(ValueError):
         sim.simulate_stack(**{"n_frames": 2, "shape": (8, 8), **kw})
+
+
+# ---- found missing by mutation testing (a second round, 2026-11-28): each fails on the bug it names
+def test_uniform_emitters_fill_a_field_that_is_not_square():
+    """S2 (simulate.py:103, x drawn over the height and y over the width): on a field of
+    1000 (rows) x 5000 (columns) nm, x must reach past 1000 and y stay below it."""
+    from napari_deepcel0.core.simulate import uniform_emitters
+
+    em = uniform_emitters(5, (1000.0, 5000.0), 10.0, seed=0)
+    assert em["x [nm]"].max() > 2500 and em["y [nm]"].max() < 1000
+
+
+def test_the_tube_width_spreads_emitters_across_the_filament():
+    """S13 (simulate.py:189, the tube offset along the filament instead of across it): on
+    a straight horizontal filament, a 60 nm tube spreads y by 60 / sqrt(12) = 17 nm."""
+    from napari_deepcel0.core.simulate import emitters_on_filaments
+
+    line = np.column_stack([np.linspace(0, 3200, 321), np.full(321, 1600.0)])
+    em = emitters_on_filaments([line], 20, (3200.0, 3200.0), 20.0, tube_width_nm=60.0, seed=1)
+    assert len(em) > 1000
+    assert em["y [nm]"].std() == pytest.approx(60 / math.sqrt(12), rel=0.1)
+
+
+_ONE = pd.DataFrame({"frame": [1], "x [nm]": [850.0], "y [nm]": [750.0], INTENSITY: [1000.0]})
+
+
+def test_rendered_frames_are_in_adu_with_and_without_noise():
+    """S9 (simulate.py:341, noise-free frames without the gain) and S16 (simulate.py:343,
+    Gaussian-SNR frames without the gain): render_frames promises ADU (gain x photons)
+    whatever the noise; every test used a gain of 1."""
+    from napari_deepcel0.core.simulate import GaussianSNRNoise, render_frames
+
+    acq = Acquisition(gain_adu_per_photon=2.5)
+    clean = render_frames(_ONE, acq, (16, 16), 1, noise=None)
+    assert clean.sum() == pytest.approx(2500.0, rel=1e-3)
+    noisy = render_frames(_ONE, acq, (16, 16), 1, noise=GaussianSNRNoise((100.0, 100.0)), seed=0)
+    np.testing.assert_allclose(noisy, clean, rtol=0, atol=0.05 * clean.std())
+    assert noisy.sum() == pytest.approx(2500.0, rel=1e-3)
+
+
+def test_fine_grid_maps_of_frames_that_are_not_square():
+    """S11 (simulate.py:370, rows checked against the columns' bound and back): on an
+    8 x 32 fine grid an emitter in column 24 was dropped as outside."""
+    from napari_deepcel0.core.simulate import fine_grid_maps
+
+    maps = fine_grid_maps(_ONE.assign(**{"x [nm]": 612.5, "y [nm]": 62.5}), ISBI2013, (8, 32), 1)
+    assert maps[0, 2, 24] == 1 and maps.sum() == 1

@@ -430,3 +430,118 @@ def test_a_cap_on_the_steps_caps_the_validation_batches(monkeypatch):
     seen.clear()
     train(ISBI2013, tiny(data=data, max_steps_per_epoch=2))  # a cap of 128: every validation patch
     assert len(seen) == 2 and seen[0] == 64 and 64 < sum(seen) <= 128
+
+
+# ---- found missing by mutation testing (a second round, 2026-11-28): each fails on the bug it names
+def test_the_plateau_schedule_steps_on_the_validation_loss(monkeypatch):
+    """T6 (training.py:487, ``sched.step(val)`` -> the epoch's training loss): the
+    paper's ReduceLROnPlateau watches the validation loss."""
+    from napari_deepcel0.core.training import train
+
+    seen = []
+    original = torch.optim.lr_scheduler.ReduceLROnPlateau.step
+
+    def step(self, metrics, *args, **kwargs):
+        seen.append(float(metrics))
+        return original(self, metrics, *args, **kwargs)
+
+    monkeypatch.setattr(torch.optim.lr_scheduler.ReduceLROnPlateau, "step", step)
+    result = train(ISBI2013, tiny(epochs=2))
+    assert seen == [h["val_loss"] for h in result.history]
+
+
+def test_every_training_patch_is_used_each_epoch():
+    """T14 (training.py:350, ``ceil`` -> ``//``): the last, partial batch of every epoch
+    was dropped (with a fixed seed, the same patches each epoch)."""
+    from napari_deepcel0.core.training import train, validation_split
+    from napari_deepcel0.core.training_data import make_training_set
+
+    ts = make_training_set(ISBI2013, TINY_DATA)
+    _, train_idx = validation_split(ts, 0.3, np.random.default_rng(0))  # the run's first draw (seed 0)
+    batch = next(b for b in (3, 5, 7, 4, 6) if len(train_idx) % b)
+    result = train(ISBI2013, tiny(max_steps_per_epoch=None, batch_size=batch), training_set=ts)
+    assert result.history[0]["steps"] == math.ceil(len(train_idx) / batch)
+
+
+def test_each_simulated_training_frame_draws_its_own_psf_width(monkeypatch):
+    """TD8 (training_data.py:253, the FWHM jitter not applied): the training frames are
+    meant to vary the PSF by +-fwhm_jitter (robustness; predict.FWHM_REL_TOL relies on
+    it); no test looked at the widths drawn."""
+    from napari_deepcel0.core import training_data
+    from napari_deepcel0.core.training_data import TrainingDataConfig, make_training_set
+
+    widths = []
+    real = training_data.render_frames
+
+    def spy(em, acq, *args, **kwargs):
+        widths.append(acq.fwhm_nm)
+        return real(em, acq, *args, **kwargs)
+
+    monkeypatch.setattr(training_data, "render_frames", spy)
+    make_training_set(ISBI2013, TrainingDataConfig(n_patches=16, n_frames=8, frame_size=32, patch_size=16,
+                                                   fwhm_jitter=0.1, min_emitters=0))
+    ratios = np.asarray(widths) / ISBI2013.fwhm_nm
+    assert len(ratios) == 8 and ratios.min() >= 0.9 and ratios.max() <= 1.1 and ratios.std() > 0.02
+
+
+def test_the_result_is_the_best_epoch_not_the_last(monkeypatch):
+    """T1 (training.py:471, every epoch taken as an improvement) and T2 (training.py:473,
+    the best state kept as ``model.state_dict()``, whose tensors are the live weights):
+    with validation losses 1.0, 0.5, 0.9 the result must be epoch 2's network, the one
+    offered as the last checkpoint, not epoch 3's."""
+    from napari_deepcel0.core import training
+
+    losses = iter([1.0, 0.5, 0.9])
+    monkeypatch.setattr(training._TrainingRun, "validate", lambda self, n: next(losses))
+    checkpoints = []
+    result = training.train(ISBI2013, tiny(epochs=3), on_best=checkpoints.append)
+    assert result.best_epoch == 2 and [c.best_epoch for c in checkpoints] == [1, 2]
+    for a, b in zip(checkpoints[-1].model.state_dict().values(), result.model.state_dict().values()):
+        assert torch.equal(a, b)
+
+
+def test_a_nan_training_loss_stops_at_its_step_not_at_the_end_of_the_epoch(monkeypatch):
+    """T4 (training.py:409, the check of the training losses dropped): the NaN was then
+    noticed only by the validation after the whole epoch (on a CPU, up to an hour of
+    steps on NaN weights), and reported as a validation loss."""
+    from napari_deepcel0.core import training
+    from napari_deepcel0.core.losses import LocalizationLoss
+
+    real = LocalizationLoss.forward
+
+    def nan_in_training(self, pred, target):
+        loss, parts = real(self, pred, target)
+        return (loss * math.nan, parts) if torch.is_grad_enabled() else (loss, parts)
+
+    monkeypatch.setattr(LocalizationLoss, "forward", nan_in_training)
+    steps = []
+    with pytest.raises(training.TrainingDivergedError, match="the training loss became nan at epoch 1"):
+        training.train(ISBI2013, tiny(max_steps_per_epoch=4), progress=lambda p: steps.append(p.step))
+    assert max(steps) <= 1
+
+
+def test_deep_storm_targets_are_blurred_by_a_kernel_of_sum_one():
+    """T13 (training.py:365, ``blur / blur.sum()`` -> ``blur``): Deep-STORM's loss kernel
+    sums to 2 (fidelity_gain), so its targets came out twice the spikes' mass: the network
+    learnt spikes of s, not the s / 2 that its spike_value (confidence, default
+    threshold) assumes. DeepCEL0's kernel sums to 1, which hid it."""
+    from napari_deepcel0.core import training
+    from napari_deepcel0.core.training_data import make_training_set
+
+    ts = make_training_set(ISBI2013, TINY_DATA)
+    targets = {}
+    for method in ("deepcel0", "deepstorm"):
+        run = training._TrainingRun(ISBI2013, tiny(method=method), None, None, ts, None)
+        _, t = run.batch([0, 1])
+        targets[method] = t / run.scale
+    assert torch.allclose(targets["deepstorm"], targets["deepcel0"], atol=1e-6)
+
+
+def test_a_learning_rate_below_the_floor_never_climbs(tmp_path):
+    """T7 (training.py:282, ``min(config.min_lr, config.lr)`` -> ``config.min_lr``): a
+    fine-tune at lr 1e-5 with the default floor of 5e-5 had its cosine schedule anneal
+    *up* to 5e-5 (3e-5 at the second of two epochs)."""
+    from napari_deepcel0.core.training import train
+
+    result = train(ISBI2013, tiny(epochs=2, lr=1e-5, lr_schedule="cosine", max_steps_per_epoch=1))
+    assert max(h["lr"] for h in result.history) <= 1e-5
