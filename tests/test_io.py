@@ -176,6 +176,14 @@ def test_thunderstorm_csv_exact_header_and_round_trip(tmp_path):
     assert oct(os.stat(path).st_mode & 0o777) != oct(0o600)
 
 
+def test_csv_positions_keep_ten_significant_digits(tmp_path):
+    """Positions far from the origin keep sub-nm digits: written to 6 significant digits,
+    123456.789 nm came back as 123457 nm (mutation testing: only the demo's test saw it)."""
+    t = pd.DataFrame({"frame": [1, 2], "x [nm]": [123456.789, 0.000123456789], "y [nm]": [98765.4321, 5.0]})
+    back = io.read_localizations(io.write_thunderstorm_csv(tmp_path / "p.csv", t))
+    np.testing.assert_allclose(back[["x [nm]", "y [nm]"]].to_numpy(), t[["x [nm]", "y [nm]"]].to_numpy(), rtol=1e-9)
+
+
 def test_csv_special_values_and_bad_frames(tmp_path):
     t = _table(3)
     t["uncertainty [nm]"] = [np.nan, np.inf, 1.0]
