@@ -854,6 +854,25 @@ def test_train_time_limit_stops_cleanly_and_keeps_the_model(tmp_path, capsys):
     assert "time limit of 1e-06 min is reached" in capsys.readouterr().err
 
 
+def test_train_time_limit_is_in_minutes(tmp_path, capsys):
+    """A limit of 1 minute on a run of a few seconds lets it finish: a limit read as
+    seconds stopped it after the first (``--time-limit 60``, an hour, stopped after a
+    minute; mutation testing). The run is made to last over a second."""
+    import time
+
+    out = tmp_path / "m.safetensors"
+    t0 = time.perf_counter()
+    code = main(["train", "--out", str(out), "--epochs", "2", "--patches", "48", "--sim-frames", "2",
+                 "--batch-size", "4", "--device", "cpu", "--precision", "fp32", "--time-limit", "1"])
+    seconds = time.perf_counter() - t0
+    err = capsys.readouterr().err
+    from napari_deepcel0.core.model_io import load_model
+
+    assert code == 0 and len(load_model(out).info.history) == 2
+    if seconds < 55:  # (a machine so slow that 2 tiny epochs took a minute tells nothing)
+        assert "time limit" not in err and not load_model(out).info.training["cancelled"]
+
+
 @pytest.mark.parametrize(
     "argv, message",
     [
