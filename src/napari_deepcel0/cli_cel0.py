@@ -163,11 +163,9 @@ def note_background_only(numbers: list[int], total: int, table) -> None:
 
 def _ranges(numbers: list[int], most: int = 4) -> str:
     """Sorted frame numbers as ``"frames 3-5, 9"`` (the first ``most`` ranges, then "...")."""
-    spans, start = [], numbers[0]
-    for previous, number in zip(numbers, numbers[1:] + [None]):
-        if number != previous + 1:
-            spans.append(f"{start}-{previous}" if previous > start else f"{start}")
-            start = number
+    from .core.protocol import frame_ranges_text
+
+    spans = frame_ranges_text(numbers).split(",")
     more = ", ..." if len(spans) > most else ""
     return ("frame " if len(numbers) == 1 else "frames ") + ", ".join(spans[:most]) + more
 
