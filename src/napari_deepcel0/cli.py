@@ -659,13 +659,11 @@ def _same_file(a: Path, b: Path) -> bool:
 
 def _write_outputs(args, table, stack, acq, protocol: dict) -> None:
     """Write the CSV and its protocol (both or neither), then the render, if asked for."""
-    from .core.outputs import all_or_nothing, write_thunderstorm_csv, write_tiff
-    from .core.protocol import protocol_path, write_protocol
+    from .core.outputs import write_tiff
+    from .core.protocol import protocol_path, write_localizations
     from .core.render import render_histogram, save_render_png
 
-    with all_or_nothing():
-        write_thunderstorm_csv(args.out, table)
-        write_protocol(protocol_path(args.out), protocol)
+    write_localizations(args.out, table, protocol)
     print(f"wrote {args.out} ({len(table)} localizations) and its protocol {protocol_path(args.out).name}")
     if args.render:
         render = Path(args.render)

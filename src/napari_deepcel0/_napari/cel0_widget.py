@@ -23,9 +23,9 @@ from ..core.defaults import (CEL0_MAX_INNER, CEL0_MAX_OUTER, CEL0_THRESHOLD, CEL
 from ..core.devices import DEVICES, resolve_device, resolve_precision
 from ..core.model_io import bundled_model_path, read_model_info
 from ..core.frames import parse_frame_selection
-from ..core.predict import DeepLocalizer, acquisition_mismatch, localize_stream
+from ..core.predict import DeepLocalizer, localize_stream
 from ..core.progress import counted
-from ..core.protocol import localization_protocol, method_name, model_record
+from ..core.protocol import localization_protocol, network_protocol
 from .controls import (DockPanel, LinePlot, float_box, ground_truth_combo, outlier_pixels_checkbox,
                        replaced_pixels_text, row, stack_combo, wrapping_label)
 from .jobs import JobControls, ProgressRelay, gpu_memory_hint
@@ -190,11 +190,8 @@ class Cel0Widget(DockPanel):
             info = read_model_info(self.state.model_path or bundled_model_path())
             device = resolve_device(self.device.value)
             deep = {"threshold": info.default_threshold, "threshold_is_default": True, "read_out": "peaks",
-                    "orientations": 1, "precision": resolve_precision("auto", device),
-                    "acquisition_differs_from_model": acquisition_mismatch(info.acquisition, acq), **common}
-            makers[DEEPCEL0] = functools.partial(  # the model's L, as DeepLocalizer analyses the frames with it
-                localization_protocol, method_name(info), acq.replace(upsampling=info.acquisition.upsampling), deep,
-                stack=stack, model=model_record(self.state.model_path, info))
+                    "orientations": 1, "precision": resolve_precision("auto", device), **common}
+            makers[DEEPCEL0] = network_protocol(info, self.state.model_path, acq, deep, stack=stack)
         return makers
 
     def _solver_progress(self, p: SolveProgress) -> None:

@@ -10,9 +10,9 @@ import pandas as pd
 from magicgui.widgets import FileEdit
 from napari.utils.notifications import show_info, show_warning
 
-from ..core.outputs import write_thunderstorm_csv, write_tiff
+from ..core.outputs import write_tiff
 from ..core.progress import counted
-from ..core.protocol import remove_stale_protocol
+from ..core.protocol import write_localizations
 from .controls import DockPanel, OverwriteGuard, layer_combo, localizations_combo
 from .jobs import JobControls
 from .layers import OUTPUT, filled_by_a_run, growing_run, is_localization_run, is_output, layer_scale_nm
@@ -32,9 +32,7 @@ def _write_csv_job(path: Path, data, attributes: dict, cancel=None) -> str:
 def _write_run_csv_job(path: Path, tables: list, cancel=None) -> str:
     """The localizations so far of a run still filling its layer (its batches' tables);
     the run has no protocol yet, and one left there by an earlier save would describe it."""
-    written = write_thunderstorm_csv(path, pd.concat(tables, ignore_index=True))
-    remove_stale_protocol(written)
-    return str(written)
+    return str(write_localizations(path, pd.concat(tables, ignore_index=True), None)[0])
 
 
 def _write_tiff_job(path: Path, data, pixel_size_nm: float | None, output: str | None, first_frame: int | None,

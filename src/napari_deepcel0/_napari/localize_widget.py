@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import functools
 import threading
 import time
 
@@ -17,7 +16,7 @@ from ..core.frames import parse_frame_selection
 from ..core.photometry import without_uncertainty_text
 from ..core.predict import BatchResult, DeepLocalizer, acquisition_mismatch, localize_stream
 from ..core.progress import counted, rate_text
-from ..core.protocol import localization_protocol, method_name, model_record
+from ..core.protocol import network_protocol
 from ..core.render import Renderer, check_render_blur, display_max, render_shape
 from .controls import (DockPanel, outlier_pixels_checkbox, replaced_pixels_text, stack_combo, status_style,
                        wrapping_label)
@@ -228,11 +227,9 @@ class LocalizeWidget(DockPanel):
                     "orientations": self.orientations.value, "photometry": self.photometry.value,
                     "fit_positions": self.fit_positions.value, "fix_outlier_pixels": self.fix_outlier_pixels.value,
                     "device": str(device), "precision": resolve_precision("auto", device),
-                    "batch_size": self.batch_size.value,
-                    "acquisition_differs_from_model": acquisition_mismatch(self._info.acquisition, acq)}
-        self._run.protocol = functools.partial(  # the model's L, as DeepLocalizer analyses the frames with it
-            localization_protocol, method_name(self._info), acq.replace(upsampling=self._info.acquisition.upsampling),
-            settings, stack=layer.metadata.get("path"), model=model_record(self.model.value, self._info))
+                    "batch_size": self.batch_size.value}
+        self._run.protocol = network_protocol(self._info, self.model.value, acq, settings,
+                                              stack=layer.metadata.get("path"))
         show_first_frame_unless_shown(self.viewer, selection)
         self.job.start(_localize_job, self.model.value, acq, frame_source(layer.data), selection, threshold,
                        self.device.value, self.batch_size.value, self.orientations.value, self.show_maps.value,
@@ -269,7 +266,7 @@ class _Run:
         self.frame_shape = frame_shape
         self.selection = selection
         self.started = time.perf_counter()
-        #: ``localization_protocol`` with the run's settings, waiting for what the run did
+        #: ``localization_protocol`` with the run's settings, waiting for what the run did (network_protocol)
         self.protocol = None
         self.renderer = Renderer(acq.field_nm(frame_shape), render_pixel)
         self.total = len(selection)

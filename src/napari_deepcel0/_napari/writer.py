@@ -5,8 +5,7 @@ from __future__ import annotations
 import warnings
 from pathlib import Path
 
-from ..core.outputs import all_or_nothing, write_thunderstorm_csv
-from ..core.protocol import protocol_path, remove_stale_protocol, write_protocol
+from ..core.protocol import write_localizations
 from .layers import OUTPUT, PROTOCOL, growing_run, table_from_points
 
 
@@ -36,15 +35,12 @@ def write_points(path: str, data, attributes: dict) -> list[str]:
     table = run.table() if run is not None else table_from_points(
         data, attributes.get("features"), attributes.get("scale"), attributes.get("translate"))
     protocol = (attributes.get("metadata") or {}).get(PROTOCOL) if run is None else None
-    written = [str(path)]
-    with all_or_nothing():
-        write_thunderstorm_csv(path, table)
-        if isinstance(protocol, dict):
-            results = protocol.get("results") if isinstance(protocol.get("results"), dict) else {}
-            results = {**results, "localizations_saved": len(table)}
-            written.append(str(write_protocol(protocol_path(path), {**protocol, "results": results})))
-    if len(written) == 1:  # the protocol of the CSV it replaced would describe it
-        remove_stale_protocol(path)
+    if isinstance(protocol, dict):
+        results = protocol.get("results") if isinstance(protocol.get("results"), dict) else {}
+        protocol = {**protocol, "results": {**results, "localizations_saved": len(table)}}
+    else:
+        protocol = None
+    written = [str(p) for p in write_localizations(path, table, protocol)]
     left_out = table.attrs.get("left_out")
     if left_out:  # the file is written: a feature of another plugin must not stop the localizations' export
         warnings.warn(f"{attributes.get('name', 'the layer')}: the feature(s) {', '.join(map(repr, left_out))} were "

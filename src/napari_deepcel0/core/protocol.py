@@ -24,6 +24,7 @@ edited has ``results.localizations_saved`` too, which then differs from ``locali
 from __future__ import annotations
 
 import datetime
+import functools
 import hashlib
 import json
 import math
@@ -33,7 +34,7 @@ from pathlib import Path
 import numpy as np
 
 from .acquisition import Acquisition
-from .outputs import atomic_write
+from .outputs import all_or_nothing, atomic_write, write_thunderstorm_csv
 
 PROTOCOL_NAME = "napari-deepcel0 localization protocol"
 #: bumped when a field changes meaning or is removed (new fields keep it)
@@ -89,6 +90,21 @@ def model_record(path: str | os.PathLike | None, info) -> dict:
 def method_name(info) -> str:
     """The method of a model (its :class:`~.model_io.ModelInfo`), as a protocol names it."""
     return {"deepcel0": "DeepCEL0", "deepstorm": "Deep-STORM"}.get(info.method, info.method)
+
+
+def network_protocol(info, model_path: str | os.PathLike | None, acquisition: Acquisition, settings: dict,
+                     stack: str | os.PathLike | None = None) -> functools.partial:
+    """:func:`localization_protocol` for a run of the network ``info`` (a
+    :class:`~.model_io.ModelInfo`, from ``model_path``; None: the bundled model) on frames
+    of ``acquisition``, waiting for what the run did (frames, frame shape, count, ...): at
+    the model's L, as :class:`~.predict.DeepLocalizer` analyses the frames, and with what
+    differs from the model's acquisition among the settings."""
+    from .predict import acquisition_mismatch
+
+    settings = {**settings, "acquisition_differs_from_model": acquisition_mismatch(info.acquisition, acquisition)}
+    return functools.partial(localization_protocol, method_name(info),
+                             acquisition.replace(upsampling=info.acquisition.upsampling), settings, stack=stack,
+                             model=model_record(model_path, info))
 
 
 def localization_protocol(method: str, acquisition: Acquisition, settings: dict, frame_numbers,
@@ -147,6 +163,19 @@ def write_protocol(path: str | os.PathLike, protocol: dict) -> Path:
     :func:`~.outputs.all_or_nothing`, with the CSV it describes)."""
     text = json.dumps(_plain(protocol), indent=2, allow_nan=False) + "\n"
     return atomic_write(Path(path), lambda tmp: Path(tmp).write_text(text, encoding="utf-8", newline="\n"))
+
+
+def write_localizations(path: str | os.PathLike, table, protocol: dict | None) -> list[Path]:
+    """Write ``table`` as a ThunderSTORM CSV at ``path`` and ``protocol`` beside it, both or
+    neither (:func:`~.outputs.all_or_nothing`); without a protocol, ours left there by an
+    earlier write is removed (:func:`remove_stale_protocol`). The paths written."""
+    with all_or_nothing():
+        written = [write_thunderstorm_csv(path, table)]
+        if protocol is not None:
+            written.append(write_protocol(protocol_path(path), protocol))
+    if protocol is None:
+        remove_stale_protocol(path)
+    return written
 
 
 def remove_stale_protocol(csv_path: str | os.PathLike) -> bool:
