@@ -1,10 +1,13 @@
 # Sourced by the benchmarks/gpu_*.sh scripts: the settings and the training and scoring helpers they share.
 # Expects OUT (output folder), TRAIN_MIN (minutes per training) and FRAMES (ISBI frames scored) to be set;
-# ISBI_TIMEOUT (seconds per scoring, default 150) may be. Sets PY, DEVICE,
+# ISBI_TIMEOUT (seconds per scoring, default 150) and SCALE (multiplies the patch and frame counts given
+# to n; a dry run uses a small one; default 1) may be. Sets PY, DEVICE, SCALE, n,
 # the environment, and sends everything the script prints to "$OUT/session.log" as well.
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 PY=${PY:-python3}
 DEVICE=${DEVICE:-cuda}
+SCALE=${SCALE:-1}
+n() { awk "BEGIN {print int($1 * $SCALE + 0.5)}"; }  # N: N patches or frames, times SCALE
 mkdir -p "$OUT"
 export PYTHONPATH=$PWD/src${PYTHONPATH:+:$PYTHONPATH} PYTHONUNBUFFERED=1 OMP_NUM_THREADS=${OMP_NUM_THREADS:-4}
 exec > >(tee -a "$OUT/session.log") 2>&1

@@ -23,10 +23,8 @@
 set -u
 OUT=${OUT:-runs/gpu4}
 TRAIN_MIN=${TRAIN_MIN:-6.5}
-SCALE=${SCALE:-1}        # multiplies the patch and frame counts (a dry run uses a small one)
 FRAMES=${FRAMES:-1-361}  # ISBI frames scored
 source "$(dirname "$0")/gpu_common.sh"
-n() { awk "BEGIN {print int($1 * $SCALE + 0.5)}"; }
 echo "== $(date -u +%FT%TZ) $(nvidia-smi --query-gpu=name,memory.total --format=csv,noheader 2>&1)"
 BUNDLED=src/napari_deepcel0/models/deepcel0_isbi2013.safetensors
 RECIPE=(--preset bundled "${ISBI[@]}" --device "$DEVICE" --patches "$(n 200000)" --sim-frames "$(n 4000)")

@@ -25,12 +25,10 @@ set -u
 OUT=${OUT:-runs/gpu6}
 TRAIN_MIN=${TRAIN_MIN:-4}
 MODELS=${MODELS:-.gpu}
-SCALE=${SCALE:-1}                        # multiplies the patch and frame counts (a dry run uses a small one)
 FRAMES=${FRAMES:-1-361}                  # Table 1 frames scored
 SWEEP_LAMS=${SWEEP_LAMS:-30}             # the paper's sweep: 30 values on 8 frames
 SCALING=${SCALING:-100 1000 10000}
 source "$(dirname "$0")/gpu_common.sh"
-n() { awk "BEGIN {print int($1 * $SCALE + 0.5)}"; }
 echo "== $(date -u +%FT%TZ) $(nvidia-smi --query-gpu=name,memory.total --format=csv,noheader 2>&1)"
 $PY -c "import torch, sys; print('python', sys.version.split()[0], 'torch', torch.__version__, torch.cuda.is_available() and torch.cuda.get_device_name(0))"
 BUNDLED=src/napari_deepcel0/models/deepcel0_isbi2013.safetensors

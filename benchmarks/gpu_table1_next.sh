@@ -28,10 +28,8 @@ set -u
 OUT=${OUT:-runs/gpu7}
 TRAIN_MIN=${TRAIN_MIN:-5}
 MODELS=${MODELS:-.gpu}
-SCALE=${SCALE:-1}        # multiplies the patch and frame counts (a dry run uses a small one)
 FRAMES=${FRAMES:-1-361}  # Table 1 frames scored
 source "$(dirname "$0")/gpu_common.sh"
-n() { awk "BEGIN {print int($1 * $SCALE + 0.5)}"; }
 echo "== $(date -u +%FT%TZ) $(nvidia-smi --query-gpu=name,memory.total --format=csv,noheader 2>&1)"
 START=$MODELS/deepcel0_protocol_gpu.safetensors
 PROTOCOL_DATA=(--structure-fraction 0.5 --density 11 --snr-fraction 1.0 --snr 10 20 --photons 2250 2250
