@@ -267,6 +267,19 @@ def test_frames_one_column_wide_are_read_as_frames_not_as_one_frame(tmp_path, sh
         np.testing.assert_array_equal(stack[2], expected[2])
 
 
+@pytest.mark.parametrize("shape", [(5, 1, 1), (5, 8, 1), (5, 1, 8), (1, 1, 1), (3, 4, 5)])
+def test_our_tiffs_of_any_frame_shape_read_back(tmp_path, shape):
+    """``write_tiff`` of frames one column wide wrote one ImageJ page (tifffile took the
+    last axis of size 1 for samples), which the reader refused as truncated."""
+    data = np.arange(1, int(np.prod(shape)) + 1, dtype=np.float32).reshape(shape)
+    path = write_tiff(tmp_path / "ours.tif", data, pixel_size_nm=100.0)
+    with tifffile.TiffFile(path) as tif:
+        assert len(tif.pages) == shape[0]
+    with read_stack(path) as stack:
+        assert stack.shape == shape and stack.pixel_size_nm == pytest.approx(100.0)
+        np.testing.assert_array_equal(stack[:], data)
+
+
 def test_a_single_frame_and_stacks_of_wide_frames_read_as_before(tmp_path):
     """The fix for frames one column wide leaves the other layouts alone."""
     cases = {"frame.tif": np.arange(16 * 12).reshape(16, 12), "pixel.tif": np.array([[7]]),

@@ -79,7 +79,13 @@ def write_tiff(path: str | os.PathLike, data: np.ndarray, pixel_size_nm: float |
         raise ValueError(f"cannot write {path}: expected an image or a stack of frames, got shape {data.shape}")
     if first_frame is not None and not (output and is_whole_number(first_frame) and first_frame >= 1):
         raise ValueError(f"first_frame must be a whole number >= 1 and needs output, got {first_frame!r}")
-    metadata = {"axes": "TYX" if data.ndim == 3 else "YX"}
+    metadata = {"axes": "YX"}
+    if data.ndim == 3:
+        # ImageJ's full TZCYXS order: given "TYX", tifffile takes a last axis of size 1
+        # (one-column frames) for samples and writes one page, which no reader takes for
+        # frames (the file announces n frames and holds one); the same bytes otherwise
+        data = data.reshape(data.shape[0], 1, 1, *data.shape[1:], 1)
+        metadata["axes"] = "TZCYXS"
     if output:
         metadata["Info"] = OUTPUT_INFO_PREFIX + output
         if first_frame is not None:
