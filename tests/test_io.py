@@ -122,6 +122,19 @@ def test_every_ome_length_unit_is_read(tmp_path, unit, size, expected_nm):
         assert "which is no camera pixel in the sample (1-100,000 nm" in said[0]
 
 
+@pytest.mark.parametrize("unit", ["pixel", "reference frame"])
+def test_ome_uncalibrated_units_give_no_pixel_size_and_no_warning(tmp_path, unit):
+    """OME's UnitsLength has two units that are no length: "pixel" and "reference frame"
+    (the latter was warned as a unit this reader does not know)."""
+    path = tmp_path / "uncalibrated.ome.tif"
+    tifffile.imwrite(path, np.zeros((2, 8, 8), np.uint16), metadata={
+        "axes": "TYX", "PhysicalSizeX": 1, "PhysicalSizeXUnit": unit, "PhysicalSizeY": 1, "PhysicalSizeYUnit": unit})
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UserWarning)
+        with io.read_stack(path) as stack:
+            assert stack.pixel_size_nm is None and stack.shape == (2, 8, 8)
+
+
 def test_a_pixel_size_no_camera_has_is_ignored_with_a_warning_naming_it(tmp_path):
     """1 mm or 0 nm pixels in the metadata were dropped in silence: "carries no pixel
     size" hid a unit mistake (bad-input review)."""

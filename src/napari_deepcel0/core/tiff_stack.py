@@ -474,14 +474,15 @@ def _ome_pixels(tif: tifffile.TiffFile, axis: str) -> dict[str, str] | None:
 
 def _ome_pixel_size(pixels: dict[str, str], tif: tifffile.TiffFile, axis: str) -> float | None:
     """The pixel size the OME ``Pixels`` attributes state along ``axis``, in nm (micrometres
-    when no unit is given); None for a width alone (the height asked), "pixel" units (no
-    calibration) or a number that is none; a unit not known here warns."""
+    when no unit is given); None for a width alone (the height asked), the uncalibrated
+    units of OME's UnitsLength ("pixel", "reference frame") or a number that is none; a
+    unit not known here warns."""
     size = pixels.get(f"PhysicalSize{axis}")
     if size is None:
         return None
     unit = pixels.get(f"PhysicalSize{axis}Unit", "µm")
     if unit not in LENGTH_TO_NM:
-        if unit != "pixel":
+        if unit not in ("pixel", "reference frame"):
             _ignored_size(tif, axis, f"the pixel size in {unit!r}, a unit this reader does not know")
         return None
     try:
