@@ -224,7 +224,7 @@ def test_non_finite_frames_are_refused_with_the_frame_named():
     with pytest.raises(FrameSourceError, match="frame 2"):
         cel0.prepare_frames(frames)
     localizer = cel0.Cel0Localizer(ACQ, device="cpu", **FAST)
-    with pytest.raises(FrameSourceError, match="frame 2 contains 1 NaN or infinite values \\(camera"):
+    with pytest.raises(FrameSourceError, match="frame 2 contains 1 NaN or infinite value \\(camera"):
         localize(localizer, frames, fix_outlier_pixels=False)
     # with the outlier fix (the default) an isolated one is replaced like a dead pixel, two side by side are not
     assert len(localize(localizer, frames)) > 0

@@ -708,7 +708,7 @@ def test_train_stopped_before_the_first_step_saves_nothing(tmp_path, capsys, mon
     from napari_deepcel0 import cli
 
     @contextlib.contextmanager
-    def stopped_at_once():  # Ctrl-C during the simulation of the training set
+    def stopped_at_once(stopping):  # Ctrl-C during the simulation of the training set
         stop = threading.Event()
         stop.signum = signal.SIGINT
         stop.set()
@@ -718,7 +718,9 @@ def test_train_stopped_before_the_first_step_saves_nothing(tmp_path, capsys, mon
     out = tmp_path / "m.safetensors"
     assert main(["train", "--out", str(out), "--patches", "16", "--sim-frames", "2", "--epochs", "1",
                  "--device", "cpu"]) == 130
-    assert "no model was saved" in capsys.readouterr().err and not out.exists()
+    err = capsys.readouterr().err
+    assert "no model was saved" in err and not out.exists()
+    assert "; 1 epoch, batch" in err  # (was "1 epochs")
 
 
 def _run_until(argv, marker: str, send: int, cwd) -> tuple[int, str]:
@@ -818,6 +820,8 @@ def test_sigterm_stops_the_training_set_simulation_at_once(tmp_path):
                            tmp_path)
     assert code == 143 and "stopped before the first training step: no model was saved" in err
     assert list(tmp_path.iterdir()) == []
+    # its first line promised "keeping the best model so far" (docs review)
+    assert "stopping before the first training step: no model will be saved" in err and "keeping" not in err
 
 
 def test_bundled_preset_is_the_bundled_models_recipe():
@@ -851,7 +855,9 @@ def test_train_time_limit_stops_cleanly_and_keeps_the_model(tmp_path, capsys):
     info = load_model(out).info
     assert code == 0 and info.training["cancelled"] and len(info.history) == 1
     assert info.history[0]["steps"] < 64 // 4
-    assert "time limit of 1e-06 min is reached" in capsys.readouterr().err
+    captured = capsys.readouterr()
+    assert "time limit of 1e-06 min is reached" in captured.err
+    assert ", stopped at the time limit)" in captured.out and "cancelled" not in captured.out
 
 
 def test_train_time_limit_is_in_minutes(tmp_path, capsys):

@@ -571,7 +571,7 @@ def test_an_isolated_nan_or_infinite_pixel_is_replaced_like_a_dead_one():
     for value in (np.nan, np.inf, -np.inf):
         spoilt = frames.astype(np.float32)
         spoilt[:, 10, 10] = value
-        with pytest.raises(FrameSourceError, match="frame 1 contains 1 NaN or infinite values"):
+        with pytest.raises(FrameSourceError, match="frame 1 contains 1 NaN or infinite value "):
             localize(model, spoilt, fix_outlier_pixels=False)
         fixed = score(gt, localize(model, spoilt), 50.0)
         assert list(localize_stream(model, spoilt))[-1].pixels_replaced == 2  # one a frame, counted

@@ -19,6 +19,7 @@ import threading
 import time
 import traceback
 import warnings
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -27,7 +28,7 @@ from .cli_cel0 import add_parser as add_cel0_parser
 from .core.acquisition import Acquisition
 from .core.defaults import READ_METHODS
 from .core.defaults import TOLERANCES_NM as DEFAULT_TOLERANCES_NM
-from .core.progress import rate_text
+from .core.progress import counted, rate_text
 
 #: the default tolerances as --help writes them
 TOLERANCES_TEXT = " ".join(f"{t:g}" for t in DEFAULT_TOLERANCES_NM)
@@ -421,15 +422,18 @@ def cmd_train(args) -> int:
     config = _training_config(args, base)
     print(f"training {config.method} for {acq.describe()}", file=sys.stderr)
     print(f"  {config.data.n_patches} patches of {config.data.patch_size} px from {config.data.n_frames} simulated "
-          f"frames; {config.epochs} epochs, batch {config.batch_size}, lr {config.lr:g} ({config.lr_schedule})",
+          f"frames; {counted(config.epochs, 'epoch')}, batch {config.batch_size}, lr {config.lr:g} ({config.lr_schedule})",
           file=sys.stderr)
     bar = {"bar": None}
+    run = {"trained": False, "time_limit": False}  # a step done (a stop then keeps a model); stopped by --time-limit
 
     def progress(p):
         if args.time_limit and p.elapsed_s > 60.0 * args.time_limit and not stop.is_set():
             print(f"\nthe time limit of {args.time_limit:g} min is reached: stopping and keeping the best "
                   "model so far", file=sys.stderr, flush=True)
+            run["time_limit"] = True
             stop.set()
+        run["trained"] |= p.stage != "data"
         if p.stage == "data":
             print("  simulating the training set ...", file=sys.stderr)
             return
@@ -455,7 +459,11 @@ def cmd_train(args) -> int:
         # may hold a good model of an earlier run until this one ends
         saved.append(save_checkpoint(out, best, notes=args.notes or ""))
 
-    with stop_on_first_interrupt() as stop:
+    def stopping() -> str:  # what a first Ctrl-C does now
+        return ("stopping after the current step and keeping the best model so far" if run["trained"] else
+                "stopping before the first training step: no model will be saved")
+
+    with stop_on_first_interrupt(stopping) as stop:
         try:
             result = train(acq, config, progress=progress, cancel=stop, on_best=checkpoint)
         except Cancelled:  # stopped while simulating the training set or before the first step
@@ -466,16 +474,18 @@ def cmd_train(args) -> int:
                 raise TrainingDivergedError(f"{exc}; the best model before that is in {checkpoint_path(out)}") from None
             raise
     path = save_final(out, result, notes=args.notes or "")
+    stopped = ", stopped at the time limit" if run["time_limit"] else ", stopped early" if result.cancelled else ""
     print(f"wrote {path} (best epoch {result.best_epoch}, {result.seconds:.0f} s on {result.device}, "
-          f"{result.precision}{', cancelled' if result.cancelled else ''})")
+          f"{result.precision}{stopped})")
     # stopped by a signal: saved, but not the run asked for (a scheduler's time limit is no success)
     return 128 + int(stop.signum) if stop.signum else 0
 
 
 @contextlib.contextmanager
-def stop_on_first_interrupt():
+def stop_on_first_interrupt(stopping: Callable[[], str]):
     """A ``threading.Event`` set by the first Ctrl-C or SIGTERM (the job then stops
-    cleanly and keeps what it has); a second one interrupts at once."""
+    cleanly and keeps what it has; ``stopping()`` says what happens now); a second one
+    interrupts at once."""
     stop = threading.Event()
     stop.signum = None  # the signal that set it
 
@@ -484,8 +494,8 @@ def stop_on_first_interrupt():
             raise Terminated if signum == signal.SIGTERM else KeyboardInterrupt
         stop.signum = signum
         stop.set()
-        print("\nstopping after the current step and keeping the best model so far; a second Ctrl-C (or "
-              "SIGTERM) stops at once (a checkpoint already written stays)", file=sys.stderr, flush=True)
+        print(f"\n{stopping()}; a second Ctrl-C (or SIGTERM) stops at once (a checkpoint already written stays)",
+              file=sys.stderr, flush=True)
 
     with _signal_handlers(handler, signal.SIGINT, signal.SIGTERM):
         yield stop

@@ -218,7 +218,8 @@ def check_finite(frames: np.ndarray, frame_numbers: np.ndarray, isolated_replace
         first = int(np.flatnonzero(bad)[0])
         count = int((~np.isfinite(frames[first])).sum())
         raise FrameSourceError(
-            f"frame {int(frame_numbers[first])} contains {count} NaN or infinite values"
+            f"frame {int(frame_numbers[first])} contains {count} NaN or infinite "
+            + ("value" if count == 1 else "values")
             + (" beside each other (isolated ones are replaced like dead pixels)" if isolated_replaced else "")
             + " (camera frames hold finite numbers: replace them, e.g. by the frame's median, or crop them away)")
 
