@@ -888,6 +888,10 @@ def test_train_time_limit_is_in_minutes(tmp_path, capsys):
         (["train", "--out", "model.safetensors", "--time-limit", "0"], "--time-limit must be a positive"),
         (["train", "--out", "model.safetensors", "--time-limit", "nan"], "--time-limit must be a positive"),
         (["cel0", "missing.tif", "--sweep", "gt.csv", "--render", "r.png"], "--render goes with --out"),
+        # the sweep's options were ignored by --out without a word (--json printed no JSON; docs review)
+        (["cel0", "missing.tif", "--out", "c.csv", "--json"], "--json goes with --sweep; --out localizes with one"),
+        (["cel0", "missing.tif", "--out", "c.csv", "--lams", "5", "--lam-range", "1", "2"],
+         "--lams, --lam-range go with --sweep"),
         (["train", "--out", "model.safetensors", "--sparse-fraction", "1"], "sparse_fraction must be in"),
     ],
 )

@@ -89,6 +89,20 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     return p
 
 
+#: the options of --sweep alone and their defaults (``dest``: flag, default): given with
+#: --out they were ignored without a word (``--json`` printed no JSON)
+_SWEEP_OPTIONS = {"lams": ("--lams", SWEEP_LAMS), "lam_range": ("--lam-range", SWEEP_LAM_RANGE),
+                  "sweep_frames": ("--sweep-frames", SWEEP_FRAMES), "seed": ("--seed", 0),
+                  "match_tol": ("--match-tol", SWEEP_TOL_NM), "json": ("--json", False)}
+
+
+def _sweep_options_given(args) -> list[str]:
+    """The flags of :data:`_SWEEP_OPTIONS` set to other than their defaults."""
+    def value(v):
+        return tuple(v) if isinstance(v, list) else v
+    return [flag for dest, (flag, default) in _SWEEP_OPTIONS.items() if value(getattr(args, dest)) != value(default)]
+
+
 def cmd_cel0(args) -> int:
     """Run ``deepcel0 cel0`` with parsed ``args``; returns the exit status."""
     from .cli import _open_stack_and_acq, check_outputs
@@ -96,6 +110,9 @@ def cmd_cel0(args) -> int:
 
     if args.sweep and args.render:  # it was ignored: no rendering, no word
         raise ValueError("--render goes with --out; a --sweep writes no localizations to render")
+    if args.out and (given := _sweep_options_given(args)):
+        raise ValueError(f"{', '.join(given)} go{'es' if len(given) == 1 else ''} with --sweep; --out localizes "
+                         f"with one lambda (--lam)")
     stack, acq = _open_stack_and_acq(args, Acquisition(), base_is_models=False)
     if args.sweep:
         return _sweep(args, stack, acq)
