@@ -149,6 +149,17 @@ def test_evaluate_self_and_jittered(simulated, tmp_path, capsys):
     assert "Jaccard%" in capsys.readouterr().out
 
 
+@pytest.mark.parametrize("command", [["evaluate", "gt.csv", "--gt", "gt.csv", "--tol"],
+                                     ["localize", "s.tif", "--out", "l.csv", "--gt", "gt.csv", "--tol"],
+                                     ["cel0", "s.tif", "--sweep", "gt.csv", "--match-tol"]])
+def test_a_tolerance_under_one_nm_is_refused_as_a_unit_mistake(command, capsys):
+    """``--tol 0.05`` (50 nm typed in um) scored 0 % without a word (docs review)."""
+    with pytest.raises(SystemExit):
+        main(command + ["0.05"])
+    assert "must be a distance in nm of at least 1, got 0.05 (in um? 0.05 um is 50 nm)" in capsys.readouterr().err
+    assert build_parser().parse_args(command + ["1"]) is not None  # 1 nm is a distance
+
+
 def test_evaluate_scores_a_frame_selection_and_says_when_frames_differ(simulated, tmp_path, capsys):
     gt_path = simulated / "ground_truth.csv"
     gt = read_localizations(gt_path)

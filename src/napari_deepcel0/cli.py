@@ -49,6 +49,16 @@ def positive_float(text: str) -> float:
     return value
 
 
+def tolerance_nm(text: str) -> float:
+    """argparse type: a matching tolerance in nm, at least 1 (``0.05``, 50 nm typed in um,
+    scored 0 % without a word)."""
+    value = positive_float(text)
+    if value < 1.0:
+        raise argparse.ArgumentTypeError(f"must be a distance in nm of at least 1, got {text} (in um? "
+                                         f"{text} um is {value * 1e3:g} nm)")
+    return value
+
+
 def non_negative_float(text: str) -> float:
     value = float(text)
     if not (math.isfinite(value) and value >= 0):
@@ -422,7 +432,8 @@ def cmd_train(args) -> int:
     config = _training_config(args, base)
     print(f"training {config.method} for {acq.describe()}", file=sys.stderr)
     print(f"  {config.data.n_patches} patches of {config.data.patch_size} px from {config.data.n_frames} simulated "
-          f"frames; {counted(config.epochs, 'epoch')}, batch {config.batch_size}, lr {config.lr:g} ({config.lr_schedule})",
+          f"frames; {counted(config.epochs, 'epoch')}, batch {config.batch_size}, lr {config.lr:g} "
+          f"({config.lr_schedule})",
           file=sys.stderr)
     bar = {"bar": None}
     run = {"trained": False, "time_limit": False}  # a step done (a stop then keeps a model); stopped by --time-limit
@@ -951,7 +962,7 @@ def _add_evaluate_parser(sub) -> None:
                                    "RMSE and efficiency.")
     p.add_argument("locs", metavar="LOCS.csv", help="localizations (ThunderSTORM CSV)")
     p.add_argument("--gt", required=True, metavar="GT.csv", help="ground truth (ThunderSTORM or ISBI CSV)")
-    p.add_argument("--tol", type=positive_float, nargs="+", default=list(DEFAULT_TOLERANCES_NM), metavar="NM",
+    p.add_argument("--tol", type=tolerance_nm, nargs="+", default=list(DEFAULT_TOLERANCES_NM), metavar="NM",
                    help=f"tolerances in nm (default {TOLERANCES_TEXT})")
     p.add_argument("--frames", metavar="SEL",
                    help="score only these frames of both files (1-based, e.g. 1-100), e.g. after localize --frames")
@@ -1054,7 +1065,7 @@ def _add_localize_parser(sub) -> None:
                         "photometry columns and uncertainty [nm] (set --gain, --offset and --read-noise)")
     add_render_args(p)
     p.add_argument("--gt", metavar="GT.csv", help="ground truth: print scores after localizing")
-    p.add_argument("--tol", type=positive_float, nargs="+", default=list(DEFAULT_TOLERANCES_NM), metavar="NM",
+    p.add_argument("--tol", type=tolerance_nm, nargs="+", default=list(DEFAULT_TOLERANCES_NM), metavar="NM",
                    help=f"with --gt: matching tolerances (default {TOLERANCES_TEXT})")
     _outlier_pixels_arg(p)
     _add_acquisition_args(p, with_camera=True, model=True, stack=True)

@@ -30,7 +30,7 @@ from .core.defaults import SWEEP_FRAMES, SWEEP_LAM_RANGE, SWEEP_LAMS, SWEEP_TOL_
 def add_parser(subparsers) -> argparse.ArgumentParser:
     """Register ``cel0`` on an ``argparse`` subparsers object; returns its parser."""
     from .cli import (_add_acquisition_args, _outlier_pixels_arg, add_render_args, non_negative_float, positive_float,
-                      positive_int, seed)
+                      positive_int, seed, tolerance_nm)
 
     p = subparsers.add_parser(
         "cel0", help="localize a TIFF stack with CEL0-IRL1 sparse deconvolution (or sweep lambda)",
@@ -80,7 +80,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     g.add_argument("--sweep-frames", type=positive_int, default=SWEEP_FRAMES, metavar="N",
                    help=f"frames drawn at random from --frames (default {SWEEP_FRAMES})")
     g.add_argument("--seed", type=seed, default=0, help="random seed for the frame draw (default 0)")
-    g.add_argument("--match-tol", type=positive_float, default=SWEEP_TOL_NM, metavar="NM",
+    g.add_argument("--match-tol", type=tolerance_nm, default=SWEEP_TOL_NM, metavar="NM",
                    help=f"matching tolerance for the Jaccard index (default {SWEEP_TOL_NM:g} nm)")
     g.add_argument("--json", action="store_true", help="print the sweep as one JSON object")
     _outlier_pixels_arg(p)
