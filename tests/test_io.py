@@ -352,6 +352,21 @@ def test_text_that_is_not_utf8_is_refused(tmp_path, monkeypatch):
         io.read_localizations(tmp_path)
 
 
+def test_a_tiff_or_a_workbook_given_for_a_csv_is_named(tmp_path):
+    """A stack given to ``evaluate`` for its CSV was "not UTF-8 ...; save the CSV as UTF-8"
+    (docs review)."""
+    import zipfile
+
+    stack = io.write_tiff(tmp_path / "frames.tif", np.arange(2 * 8 * 8, dtype=np.uint16).reshape(2, 8, 8))
+    with pytest.raises(io.LocalizationFileError, match=r"frames.tif: this is a TIFF image \(a stack of frames\?\), "
+                                                       "not a localization CSV"):
+        io.read_localizations(stack)
+    with zipfile.ZipFile(tmp_path / "locs.xlsx", "w") as book:
+        book.writestr("xl/worksheets/sheet1.xml", bytes(range(256)) * 8)
+    with pytest.raises(io.LocalizationFileError, match=r"a ZIP archive \(an Excel workbook\? save the sheet as CSV"):
+        io.read_localizations(tmp_path / "locs.xlsx")
+
+
 def test_an_empty_stack_and_float64_values_beyond_float32_say_what_they_are(tmp_path):
     tifffile.imwrite(tmp_path / "none.tif", np.zeros((0, 32, 32), np.uint16), photometric="minisblack")
     with pytest.raises(io.StackError, match="empty image"):  # "cannot find the image rows and columns" before

@@ -77,6 +77,12 @@ def _scan_lines(data: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return starts, ends, commas
 
 
+#: the starts of files users give for a localization CSV by mistake, and what they are
+_NOT_CSV = {b"II*\0": "a TIFF image (a stack of frames?)", b"MM\0*": "a TIFF image (a stack of frames?)",
+            b"II+\0": "a BigTIFF image (a stack of frames?)", b"MM\0+": "a BigTIFF image (a stack of frames?)",
+            b"\x89PNG": "a PNG image", b"PK\x03\x04": "a ZIP archive (an Excel workbook? save the sheet as CSV)"}
+
+
 def _check_utf8(path, data: np.ndarray) -> None:
     """A clear error for a file that is not UTF-8 text, decoded a piece at a time."""
     decoder = codecs.getincrementaldecoder("utf-8")()
@@ -85,6 +91,10 @@ def _check_utf8(path, data: np.ndarray) -> None:
             decoder.decode(piece.tobytes())
         decoder.decode(b"", final=True)
     except UnicodeDecodeError as exc:
+        kind = _NOT_CSV.get(data[:4].tobytes())
+        if kind:  # "save the CSV as UTF-8" does not help a user who gave the stack for the CSV
+            raise LocalizationFileError(f"{path}: this is {kind}, not a localization CSV (ThunderSTORM or ISBI "
+                                        "columns)") from None
         start = data[:2].tobytes()
         if start in (codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE):
             what = "UTF-16 text"
