@@ -149,6 +149,20 @@ def test_evaluate_self_and_jittered(simulated, tmp_path, capsys):
     assert "Jaccard%" in capsys.readouterr().out
 
 
+@pytest.mark.parametrize("command", [["localize"], ["cel0", "--lam", "0.01"]])
+def test_a_frame_selection_typo_is_said_first(command, tmp_path, capsys):
+    """``--frames 1:10`` was refused after the model's and the data's lines (docs review)."""
+    from napari_deepcel0.core.io import write_tiff
+
+    write_tiff(tmp_path / "s.tif", np.full((3, 16, 16), 100, np.uint16), pixel_size_nm=100.0)
+    assert main([command[0], str(tmp_path / "s.tif"), "--out", str(tmp_path / "l.csv"), "--frames", "1:10",
+                 *command[1:]]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [f"deepcel0 {command[0]}: error: cannot read frame selection '1:10'; use e.g. '1-20' or "
+                   "'1,5,10-12'"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["s.tif"]
+
+
 @pytest.mark.parametrize("command", [["evaluate", "gt.csv", "--gt", "gt.csv", "--tol"],
                                      ["localize", "s.tif", "--out", "l.csv", "--gt", "gt.csv", "--tol"],
                                      ["cel0", "s.tif", "--sweep", "gt.csv", "--match-tol"]])
@@ -431,6 +445,9 @@ def test_a_pixel_size_from_the_files_metadata_is_named_when_it_differs_or_fails(
         if ok:
             assert (f"note: {path} states 1000 nm pixels in its metadata (the model's: 100 nm); using them: if that "
                     "is wrong, set --pixel-size") in err
+            # what to do about the PSF mismatch that follows (docs review)
+            assert ("note: if these settings are right, a model trained for them localizes better: deepcel0 train "
+                    "--out MODEL.safetensors --pixel-size 1000 --fwhm 258.21 (docs/training.md)") in err
         else:
             assert "more than 20 camera pixels" in err and (f"(the pixel size, 10 nm, is the one {path} states in its "
                                                             "metadata: if that is wrong, set --pixel-size)") in err

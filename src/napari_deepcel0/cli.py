@@ -542,8 +542,11 @@ def _open_stack_and_acq(args, base: Acquisition, base_is_models: bool = True):
     False CEL0's defaults) with the stack's pixel size and the command-line settings."""
     from .core.tiff_stack import read_stack
 
+    from .core.frames import frame_ranges
+
     stack = read_stack(args.stack)
     try:
+        frame_ranges(args.frames, len(stack))  # a typo in --frames, said before the model's and the data's lines
         return stack, _stack_acquisition(args, stack, base, base_is_models)
     except BaseException:  # a refused setting left the file open (a ResourceWarning, a handle held till exit)
         stack.close()
@@ -808,6 +811,10 @@ def cmd_localize(args) -> int:
                               batch_size=args.batch_size, orientations=args.orientations)
     for w in caught:
         print(f"warning: {w.message}", file=sys.stderr)
+    if any(m.startswith("PSF FWHM") for m in model.mismatch):  # the warning said what, not what to do
+        print(f"note: if these settings are right, a model trained for them localizes better: deepcel0 train --out "
+              f"MODEL.safetensors --pixel-size {acq.pixel_size_nm:g} --fwhm {acq.fwhm_nm:g} (docs/training.md)",
+              file=sys.stderr)
     print(f"model: {loaded.path.name}: {loaded.info.summary(with_notes=False)}", file=sys.stderr)
     print(f"data: {data_text(stack, acq)}; {model.device}, {model.precision}{_averaging_text(model.orientations)}",
           file=sys.stderr)
