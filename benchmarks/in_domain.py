@@ -36,7 +36,7 @@ SCENES = {
     "uniform 6/um2, 2000 ph, background 10 ph": uniform_camera_scene(6.0, 2000, 10),
     "uniform 6/um2, 700 ph, background 9 ph": uniform_camera_scene(6.0, 700, 9),
     "uniform 6/um2, SNR 15 dB": dict(structure="uniform", density_per_um2=6.0, noise=sim.GaussianSNRNoise((15, 15))),
-    "tubes 5.5/um2 (simulate defaults)": dict(structure="tubes", density_per_um2=5.5),
+    "tubes 5.5/um2 (simulate's other defaults)": dict(structure="tubes", density_per_um2=5.5),
 }
 N_FRAMES = 30
 
