@@ -172,6 +172,10 @@ def test_a_tolerance_under_one_nm_is_refused_as_a_unit_mistake(command, capsys):
         main(command + ["0.05"])
     assert "must be a distance in nm of at least 1, got 0.05 (in um? 0.05 um is 50 nm)" in capsys.readouterr().err
     assert build_parser().parse_args(command + ["1"]) is not None  # 1 nm is a distance
+    if command[-1] == "--tol":  # (several numbers: the argparse trap of a file after them)
+        with pytest.raises(SystemExit):
+            main(command + ["50", "locs.csv"])
+        assert "got 'locs.csv' (a file? name it before the tolerances" in capsys.readouterr().err
 
 
 def test_evaluate_scores_a_frame_selection_and_says_when_frames_differ(simulated, tmp_path, capsys):

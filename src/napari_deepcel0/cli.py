@@ -52,7 +52,11 @@ def positive_float(text: str) -> float:
 def tolerance_nm(text: str) -> float:
     """argparse type: a matching tolerance in nm, at least 1 (``0.05``, 50 nm typed in um,
     scored 0 % without a word)."""
-    value = positive_float(text)
+    try:
+        value = positive_float(text)
+    except ValueError:  # (argparse's "invalid tolerance_nm value: 'locs.csv'" for a file after the numbers)
+        raise argparse.ArgumentTypeError(f"must be distances in nm, got {text!r} (a file? name it before the "
+                                         "tolerances: they take every word after them)") from None
     if value < 1.0:
         raise argparse.ArgumentTypeError(f"must be a distance in nm of at least 1, got {text} (in um? "
                                          f"{text} um is {value * 1e3:g} nm)")
