@@ -705,7 +705,7 @@ def test_a_stopped_train_says_at_which_step_and_no_time_left(tmp_path, capsys, m
     stop.signum = None
 
     @contextlib.contextmanager
-    def interruptible():
+    def interruptible(stopping):
         yield stop
 
     real_loss_for = training.loss_for
@@ -1251,7 +1251,7 @@ def test_first_ctrl_c_stops_cleanly_second_aborts():
     from napari_deepcel0.cli import stop_on_first_interrupt
 
     before = signal.getsignal(signal.SIGINT)  # SIG_IGN where the tests run in a shell's background
-    with stop_on_first_interrupt() as stop:
+    with stop_on_first_interrupt(lambda: "stopping for the test") as stop:
         os.kill(os.getpid(), signal.SIGINT)
         assert stop.is_set()
         with pytest.raises(KeyboardInterrupt):

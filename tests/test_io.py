@@ -336,6 +336,36 @@ def test_line_ends_bom_and_scan_pieces(tmp_path, monkeypatch, newline, bom, chun
     assert t["frame"].tolist() == [1, 3, 5] and t["y [nm]"].tolist() == [2.0, 5.0, 10.0]
 
 
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="no named pipes here")
+def test_pipes_are_read_as_csvs_and_refused_as_stacks_models_and_outputs(tmp_path):
+    """The shell's ``<(...)`` or a FIFO was "no such file", and an --out that was a FIFO
+    (or a link to /dev/null, or to /dev/full as root) was replaced by a file (bad-input review)."""
+    import threading
+
+    from napari_deepcel0.core.model_io import ModelFileError, read_model_info
+
+    table = loc_table([1, 2], [10.0, 20.0], [30.0, 40.0])
+    text = (io.write_thunderstorm_csv(tmp_path / "l.csv", table)).read_bytes()
+    fifo = tmp_path / "pipe"
+    os.mkfifo(fifo)
+    writer = threading.Thread(target=lambda: fifo.write_bytes(text))
+    writer.start()
+    read = io.read_localizations(fifo)
+    writer.join()
+    assert read[["frame", "x [nm]", "y [nm]"]].values.tolist() == table[["frame", "x [nm]", "y [nm]"]].values.tolist()
+    with pytest.raises(io.StackError, match="pipe: is a pipe or a device, not a file: save the stack to a file"):
+        io.read_stack(fifo)
+    with pytest.raises(ModelFileError, match="is a pipe or a device, not a file: save the model to a file first"):
+        read_model_info(fifo)
+    (tmp_path / "link.csv").symlink_to(fifo)
+    for out, shown in ((fifo, str(fifo)), (tmp_path / "link.csv", f"{tmp_path / 'link.csv'} (a link to {fifo})")):
+        with pytest.raises(OSError, match=re.escape(f"{shown} is a pipe, a device or a socket, not a file")):
+            outputs.check_output_path(out)  # (as the CLI checks --out before the work)
+        with pytest.raises(OSError, match=re.escape(f"{fifo} is a pipe, a device or a socket, not a file")):
+            io.write_thunderstorm_csv(out, table)
+    assert fifo.is_fifo() and (tmp_path / "link.csv").is_symlink()
+
+
 def test_text_that_is_not_utf8_is_refused(tmp_path, monkeypatch):
     monkeypatch.setattr("napari_deepcel0.core.localization_csv.SCAN_CHUNK_BYTES", 8)  # "é" cut in two by the pieces stays one character
     p = tmp_path / "latin.csv"

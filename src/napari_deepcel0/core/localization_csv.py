@@ -291,9 +291,10 @@ def _read_rows(path: Path) -> tuple[pd.DataFrame, list[str]]:
     and R write text that holds one."""
     if path.is_dir():
         raise LocalizationFileError(f"{path}: is a folder, not a CSV file")
-    if not path.is_file():
+    if not path.exists():
         raise LocalizationFileError(f"{path}: no such file")
-    data = np.fromfile(path, np.uint8)
+    # a pipe (the shell's <(...), a FIFO) is read whole, as a file is: np.fromfile needs a file
+    data = np.fromfile(path, np.uint8) if path.is_file() else np.frombuffer(path.read_bytes(), np.uint8)
     if data[:3].tobytes() == codecs.BOM_UTF8:
         data = data[3:]
     _check_utf8(path, data)
@@ -353,8 +354,8 @@ def _unquoted_rows(path: Path, data: np.ndarray, starts, ends, commas, n_labels:
     line number) of the first dropped row."""
     keep = (commas + 1 == n_labels) | (ends == starts)
     keep[0] = False  # the header: pandas is given the labels
-    if keep[1:].all():
-        return path, 1, 0, 0, None
+    if keep[1:].all():  # (a pipe cannot be read twice: its bytes)
+        return (path if path.is_file() else BytesIO(data.tobytes())), 1, 0, 0, None
     dropped = ~keep[1:]
     first = int(np.flatnonzero(dropped)[0]) + 1
     line_bytes = np.diff(np.r_[starts, len(data)])  # each line with its line break

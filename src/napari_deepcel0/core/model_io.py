@@ -223,8 +223,10 @@ def read_model_info(path: str | os.PathLike) -> ModelInfo:
     path = Path(path)
     if path.is_dir():
         _fail(path, "is a folder, not a model file")
-    if not path.is_file():
+    if not path.exists():
         _fail(path, "no such model file")
+    if not path.is_file():  # (a pipe was "no such model file")
+        _fail(path, "is a pipe or a device, not a file: save the model to a file first (it is read in pieces)")
     try:
         with safe_open(str(path), framework="pt") as f:
             meta = f.metadata() or {}

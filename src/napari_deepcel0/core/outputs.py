@@ -132,7 +132,8 @@ def _short_write_error(exc: OSError, tmp) -> OSError:
 def check_output_path(path) -> Path:
     """``path`` as a Path, after checking that it can be written: FileNotFoundError
     when its folder does not exist, IsADirectoryError when it is a folder,
-    PermissionError when the folder cannot be written in (:func:`check_writable_folder`).
+    PermissionError when the folder cannot be written in (:func:`check_writable_folder`),
+    OSError when it is a pipe, a device or a socket (an atomic write would replace it).
     A symbolic link is checked as the file it points to, which :func:`atomic_write`
     writes (the link may dangle, into a folder that can be written in).
     Call it before a long job so that a typo fails at once, not after the work."""
@@ -141,6 +142,8 @@ def check_output_path(path) -> Path:
     shown = str(path) if target == path else f"{path} (a link to {target})"
     if target.is_dir():
         raise IsADirectoryError(f"{shown} is a folder; give a file name")
+    if target.exists() and not target.is_file():  # replaced by a file: a FIFO, /dev/null, even /dev/full as root
+        raise OSError(f"{shown} is a pipe, a device or a socket, not a file; give a file name")
     if not target.parent.is_dir():
         raise FileNotFoundError(f"{shown}: folder {target.parent} does not exist")
     check_writable_folder(target.parent)

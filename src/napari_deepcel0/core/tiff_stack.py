@@ -77,6 +77,9 @@ class FrameStack:
         if self.path.is_dir():
             raise StackError(f"{self.path}: is a folder, not a TIFF file (for a folder of one-frame TIFFs, make "
                              "them one stack first, e.g. Fiji's File > Import > Image Sequence, then save as TIFF)")
+        if not self.path.is_file():  # (tifffile's error named a /proc path "No such file or directory")
+            raise StackError(f"{self.path}: is a pipe or a device, not a file: save the stack to a file first (its "
+                             "frames are read in any order)")
         with _tifffile_log() as log:  # tifffile logs what it finds broken (to stderr unless caught)
             try:
                 self._tif = tifffile.TiffFile(self.path)
