@@ -1,3 +1,4 @@
+import contextlib
 import gc
 import json
 import os
@@ -838,6 +839,30 @@ def test_rates_beyond_float32_are_refused_before_the_simulation(tmp_path, capsys
     assert "must be a positive number up to 3.4e+38" in err and "simulating" not in err
 
 
+@pytest.mark.parametrize("flags, message", [
+    (["--density", "1e6"], "--density: must be at most 100 emitters per um^2"),
+    (["--sparse-fraction", "0.5", "--sparse-density", "1", "1e5"], "--sparse-density: must be at most 100 emitters"),
+    (["--photons", "1e30", "1e30"], "photon range must satisfy 0 < low <= high <= 1e+12 photons per molecule"),
+    (["--background", "1e19", "1e19"], "background range must satisfy 0 <= low <= high <= 1e+12 photons per pixel"),
+])
+def test_train_refuses_simulations_out_of_reach_before_simulating(tmp_path, capsys, flags, message):
+    """``--density 1e6`` trained for minutes on data of no use and saved it with rc 0;
+    ``--photons 1e30`` failed after the simulation began with NumPy's "lam value too
+    large" (bad-input review)."""
+    with contextlib.suppress(SystemExit):  # (argparse's refusals exit)
+        assert main(["train", "--out", str(tmp_path / "m.safetensors"), *flags, "--device", "cpu"]) == 2
+    err = capsys.readouterr().err
+    assert message in err and "simulating" not in err and list(tmp_path.iterdir()) == []
+
+
+def test_a_training_data_config_refuses_densities_beyond_simulations():
+    from napari_deepcel0.core.training_data import TrainingDataConfig
+
+    with pytest.raises(ValueError, match=r"structure density must be at most 100 emitters per um\^2"):
+        TrainingDataConfig(structure_density=(2.0, 1000.0))
+    assert TrainingDataConfig(density_per_um2=100.0, sparse_density=(0.1, 100.0)).density_per_um2 == 100.0
+
+
 def test_a_training_config_takes_a_path_to_fine_tune_from(tmp_path):
     """A Path trained, then failed to go into the model's metadata at the first checkpoint (review)."""
     from napari_deepcel0.core.training import TrainingConfig
@@ -938,6 +963,9 @@ def test_bad_input_is_one_clear_line(argv, message, tmp_path, capsys, monkeypatc
 @pytest.mark.parametrize("extra, message", [
     (["--photons", "900", "600"], "photon range must satisfy 0 < low <= high"),
     (["--background", "10", "5"], "background range must satisfy 0 <= low <= high"),
+    # NumPy's "lam value too large", naming no setting (bad-input review)
+    (["--photons", "1e30", "1e30"], "photon range must satisfy 0 < low <= high <= 1e+12 photons per molecule"),
+    (["--background", "1e19", "1e19"], "background range must satisfy 0 <= low <= high <= 1e+12 photons per pixel"),
     (["--snr", "1000"], "SNR range"),
 ])
 def test_simulate_checks_its_ranges_before_making_its_folder(extra, message, tmp_path, capsys, monkeypatch):

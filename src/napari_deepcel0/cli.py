@@ -26,7 +26,7 @@ import numpy as np
 
 from .cli_cel0 import add_parser as add_cel0_parser
 from .core.acquisition import Acquisition
-from .core.defaults import READ_METHODS
+from .core.defaults import MAX_DENSITY_PER_UM2, READ_METHODS
 from .core.defaults import TOLERANCES_NM as DEFAULT_TOLERANCES_NM
 from .core.progress import counted, rate_text
 
@@ -68,12 +68,6 @@ def non_negative_float(text: str) -> float:
     if not (math.isfinite(value) and value >= 0):
         raise argparse.ArgumentTypeError(f"must be a number >= 0, got {text}")
     return value
-
-
-#: the highest emitter density simulate and demo take (per um^2 and frame): one emitter per
-#: 100 x 100 nm, ten times ISBI 2013's high density and beyond what any method resolves;
-#: 1e5 ran the demo out of memory in the scoring (millions of molecules within 50 nm)
-MAX_DENSITY_PER_UM2 = 100.0
 
 
 def emitter_density(text: str) -> float:
@@ -1012,7 +1006,7 @@ def _add_train_parser(sub) -> None:
     p.add_argument("--val-fraction", type=float, help="validation fraction (default 0.3)")
     p.add_argument("--patches", type=int, help="training patches (default 10000)")
     p.add_argument("--sim-frames", type=int, help="simulated frames the patches are cut from (default 200)")
-    p.add_argument("--density", type=float, help="emitters per um^2 (default 6)")
+    p.add_argument("--density", type=positive_emitter_density, help="emitters per um^2 (default 6)")
     p.add_argument("--photons", type=float, nargs=2, metavar=("LOW", "HIGH"),
                    help="photons per emitter and frame, drawn log-uniformly per frame (default 400 5000)")
     p.add_argument("--background", type=float, nargs=2, metavar=("LOW", "HIGH"),
@@ -1027,7 +1021,7 @@ def _add_train_parser(sub) -> None:
     p.add_argument("--sparse-fraction", type=float,
                    help="fraction of the patches cut from extra sparse frames, with no minimum number of "
                         "emitters, so that the network learns not to report noise on sparse data (default 0)")
-    p.add_argument("--sparse-density", type=float, nargs=2, metavar=("LOW", "HIGH"),
+    p.add_argument("--sparse-density", type=positive_emitter_density, nargs=2, metavar=("LOW", "HIGH"),
                    help="emitters per um^2 of the sparse frames, drawn log-uniformly per frame (default 0.1 2)")
     p.add_argument("--max-steps-per-epoch", type=positive_int,
                    help="cap the steps per epoch, and the validation batches (of 64 patches or the batch size) to as "

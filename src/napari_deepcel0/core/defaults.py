@@ -33,3 +33,8 @@ SWEEP_LAMS = 30
 SWEEP_LAM_RANGE = (1e-3, 1.0)
 SWEEP_FRAMES = 8
 SWEEP_TOL_NM = 50.0
+#: the highest emitter density simulations take (per um^2 and frame): one emitter per
+#: 100 x 100 nm, ten times ISBI 2013's high density and beyond what any method resolves;
+#: 1e5 ran the demo out of memory in the scoring (millions of molecules within 50 nm),
+#: and trained for minutes on data of no use (a loss of 1e7)
+MAX_DENSITY_PER_UM2 = 100.0

@@ -44,6 +44,12 @@ def _emitter_table(frames, x_nm, y_nm, photons) -> pd.DataFrame:
 
 
 # --------------------------------------------------------------------- photons
+#: the most photons a molecule, or the background of a pixel, may give in a simulation:
+#: a million times a bright dye, far below NumPy's largest Poisson mean (about 9e18),
+#: which failed with "lam value too large", naming no setting
+MAX_PHOTONS = 1e12
+
+
 @dataclass(frozen=True)
 class PhotonModel:
     """Per-emitter photon counts: a per-frame level, log-uniform in ``[low, high]``,
@@ -57,8 +63,9 @@ class PhotonModel:
     spread: float = 0.1
 
     def __post_init__(self):
-        if not (0 < self.low <= self.high):
-            raise ValueError(f"photon range must satisfy 0 < low <= high, got [{self.low}, {self.high}]")
+        if not (0 < self.low <= self.high <= MAX_PHOTONS):
+            raise ValueError(f"photon range must satisfy 0 < low <= high <= {MAX_PHOTONS:g} photons per molecule, "
+                             f"got [{self.low:g}, {self.high:g}]")
         if not (0 <= self.spread < 1):
             raise ValueError(f"photon spread must be in [0, 1), got {self.spread}")
 
@@ -287,8 +294,9 @@ class CameraNoise:
 
     def __post_init__(self):
         lo, hi = self.background_photons
-        if not (0 <= lo <= hi):  # (NaN fails too)
-            raise ValueError(f"background range must satisfy 0 <= low <= high, got {self.background_photons}")
+        if not (0 <= lo <= hi <= MAX_PHOTONS):  # (NaN fails too)
+            raise ValueError(f"background range must satisfy 0 <= low <= high <= {MAX_PHOTONS:g} photons per pixel, "
+                             f"got {self.background_photons}")
 
     def apply(self, photons: np.ndarray, acq: Acquisition, rng: np.random.Generator) -> np.ndarray:
         lo, hi = self.background_photons

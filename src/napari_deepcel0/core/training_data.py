@@ -32,6 +32,7 @@ import pandas as pd
 
 from .acquisition import Acquisition, is_whole_number
 from .cancel import Cancelled, is_cancelled
+from .defaults import MAX_DENSITY_PER_UM2
 from .simulate import (
     FRAME,
     X_NM,
@@ -107,6 +108,13 @@ class TrainingDataConfig:
                 raise ValueError(f"{name.replace('_', ' ')} range must satisfy {bound}low <= high (finite), "
                                  f"got {tuple(getattr(self, name))}")
         check_snr_range(self.snr_db)  # the noise model's limits, checked before any simulation
+        PhotonModel(*self.photons, self.photon_spread)  # (their highest photon counts too)
+        CameraNoise(tuple(self.background_photons))
+        for name in ("density_per_um2", "structure_density", "sparse_density"):
+            if np.max(getattr(self, name)) > MAX_DENSITY_PER_UM2:
+                raise ValueError(f"{name.replace('_', ' ').replace(' per um2', '')} must be at most "
+                                 f"{MAX_DENSITY_PER_UM2:g} emitters per um^2 (one per 100 x 100 nm), got "
+                                 f"{getattr(self, name)}")
         if not (0 <= self.fwhm_jitter < 0.5):
             raise ValueError(f"fwhm_jitter must be in [0, 0.5), got {self.fwhm_jitter}")
         if not (self.density_per_um2 > 0 and math.isfinite(self.density_per_um2)):
