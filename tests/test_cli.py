@@ -1444,6 +1444,22 @@ def test_the_cel0_solver_settings_reach_the_solver(simulated, tmp_path, capsys):
     assert "outer iterations median" in capsys.readouterr().err
 
 
+def test_cel0_names_its_flags_says_when_nothing_is_found_and_sweeps_distinct_lambdas(simulated, tmp_path, capsys):
+    """Bad-input review: ``--max-outer 0`` named the Python parameter ``max_outer``; a
+    threshold above every value wrote an empty CSV without localize's note; ``--lam-range
+    1 1 --lams 2`` swept the same lambda twice."""
+    stack = str(simulated / "frames.tif")
+    with pytest.raises(SystemExit):
+        main(["cel0", stack, "--out", str(tmp_path / "l.csv"), "--max-outer", "0"])
+    assert "argument --max-outer: must be a whole number >= 1, got 0" in capsys.readouterr().err
+    assert main(["cel0", stack, "--out", str(tmp_path / "l.csv"), "--frames", "1", "--max-outer", "2",
+                 "--threshold", "2"]) == 0
+    assert "note: no molecule was found above the threshold of 2 (the normalised map)" in capsys.readouterr().err
+    assert main(["cel0", stack, "--sweep", str(simulated / "ground_truth.csv"), "--lam-range", "1", "1", "--lams",
+                 "2"]) == 2
+    assert "a lambda range of one value (1 to 1) holds one lambda, not 2" in capsys.readouterr().err
+
+
 def test_simulate_snr_frames_are_written_as_floats_with_their_negative_noise(tmp_path):
     """C20 (cli.py:268, the --snr frames also clipped to 0..65535 and made uint16): the
     white Gaussian noise of the paper's model (around a background of 0) lost its

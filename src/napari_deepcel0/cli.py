@@ -793,6 +793,12 @@ def _scores(args, table, gt, stack) -> list | None:
     return evaluate(gt, table, args.tol, frames=selection)
 
 
+def note_if_nothing_found(table, threshold: float, units: str) -> None:
+    """Say so when a run found no molecule (an empty CSV is written all the same)."""
+    if len(table) == 0:
+        print(f"note: no molecule was found above the threshold of {threshold:.4g} ({units})", file=sys.stderr)
+
+
 def cmd_localize(args) -> int:
     from .core.model_io import load_bundled_model, load_model
     from .core.photometry import without_uncertainty_text
@@ -828,8 +834,7 @@ def cmd_localize(args) -> int:
     table = _run_stream(model, stack, args, StreamProgress(args, stack, "localize"), batch_size=args.batch_size,
                         photometry=args.photometry, fit_positions=args.fit_positions)
     seconds = time.perf_counter() - t0
-    if len(table) == 0:
-        print(f"note: no molecule was found above the threshold of {threshold:.4g} (map units)", file=sys.stderr)
+    note_if_nothing_found(table, threshold, "map units")
     unplaced = without_uncertainty_text(table)
     if unplaced:
         print(f"note: {unplaced}", file=sys.stderr)

@@ -47,9 +47,9 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                    help=f"CEL0 lambda on max-normalised frames, > 0 (default {DEFAULT_LAM:g}; ignored by --sweep)")
     p.add_argument("--frames", metavar="SEL",
                    help="1-based frame selection, e.g. 1-20 or 1,5,10-20 (default all; --sweep draws from it)")
-    p.add_argument("--max-outer", type=int, default=CEL0_MAX_OUTER, metavar="N",
+    p.add_argument("--max-outer", type=positive_int, default=CEL0_MAX_OUTER, metavar="N",
                    help=f"IRL1 (outer) iteration cap (default {CEL0_MAX_OUTER})")
-    p.add_argument("--max-inner", type=int, default=CEL0_MAX_INNER, metavar="N",
+    p.add_argument("--max-inner", type=positive_int, default=CEL0_MAX_INNER, metavar="N",
                    help=f"FISTA (inner) iteration cap per outer iteration (default {CEL0_MAX_INNER})")
     # --rel-tol: a relative tolerance, not the matching tolerance in nm that --tol is for evaluate and localize
     # (--tol still works; a review found the two easy to mix up)
@@ -121,7 +121,7 @@ def cmd_cel0(args) -> int:
 
 
 def _localize(args, stack, acq) -> int:
-    from .cli import StreamProgress, _run_stream, _write_outputs, data_text, run_protocol
+    from .cli import StreamProgress, _run_stream, _write_outputs, data_text, note_if_nothing_found, run_protocol
     from .core.cel0 import Cel0Localizer
     from .core.protocol import frame_ranges_text
 
@@ -155,6 +155,7 @@ def _localize(args, stack, acq) -> int:
     note_background_only(quiet, len(records), table)
     s = model.settings
     threshold = DEFAULT_THRESHOLD if args.threshold is None else args.threshold
+    note_if_nothing_found(table, threshold, "the normalised map")
     settings = {"lambda": s.lam, "max_outer": s.max_outer, "max_inner": s.max_inner, "tol": s.tol,
                 "background": model.background, "threshold": threshold, "threshold_is_default": args.threshold is None,
                 "read_out": args.method,

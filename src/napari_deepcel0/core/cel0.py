@@ -830,14 +830,17 @@ class LambdaSweep:
 
 
 def _sweep_lambdas(lams, lam_range: tuple[float, float], n_lams: int) -> np.ndarray:
-    """The sweep's lambdas, ascending (ties go to the smallest): ``lams``, or ``n_lams``
-    values log-spaced in ``lam_range``."""
+    """The sweep's lambdas, ascending and distinct (ties go to the smallest): ``lams``, or
+    ``n_lams`` values log-spaced in ``lam_range``."""
     if lams is None:
         lo, hi = lam_range
         if not (0 < lo <= hi and math.isfinite(hi)):
             raise ValueError(f"lambda range must satisfy 0 < low <= high < inf, got {lam_range}")
-        lams = np.geomspace(lo, hi, _count(n_lams, "the number of lambdas"))
-    lams = np.sort(np.asarray(lams, dtype=np.float64).ravel())
+        n_lams = _count(n_lams, "the number of lambdas")
+        if lo == hi and n_lams > 1:  # (its rows came n_lams times)
+            raise ValueError(f"a lambda range of one value ({lo:g} to {hi:g}) holds one lambda, not {n_lams}")
+        lams = np.geomspace(lo, hi, n_lams)
+    lams = np.unique(np.asarray(lams, dtype=np.float64).ravel())
     if lams.size == 0:
         raise ValueError("the sweep needs at least one lambda")
     return lams
