@@ -345,14 +345,19 @@ def test_pipes_are_read_as_csvs_and_refused_as_stacks_models_and_outputs(tmp_pat
     from napari_deepcel0.core.model_io import ModelFileError, read_model_info
 
     table = loc_table([1, 2], [10.0, 20.0], [30.0, 40.0])
-    text = (io.write_thunderstorm_csv(tmp_path / "l.csv", table)).read_bytes()
+    ours = (io.write_thunderstorm_csv(tmp_path / "l.csv", table)).read_bytes()
+    quoted = b'"frame","x [nm]","y [nm]"\n"1","10.0","30.0"\n"2","20.0","40.0"\n'  # (as pandas writes text)
     fifo = tmp_path / "pipe"
     os.mkfifo(fifo)
-    writer = threading.Thread(target=lambda: fifo.write_bytes(text))
-    writer.start()
-    read = io.read_localizations(fifo)
-    writer.join()
-    assert read[["frame", "x [nm]", "y [nm]"]].values.tolist() == table[["frame", "x [nm]", "y [nm]"]].values.tolist()
+    for text in (ours, quoted):  # (the quoted rows were read from a second opening of the pipe: none, or a hang)
+        writer = threading.Thread(target=lambda: fifo.write_bytes(text))
+        writer.start()
+        read = io.read_localizations(fifo)
+        writer.join()
+        assert read[["frame", "x [nm]", "y [nm]"]].values.tolist() == [[1, 10.0, 30.0], [2, 20.0, 40.0]]
+    if os.path.exists("/dev/zero"):  # read for ever, once pipes were read
+        with pytest.raises(io.LocalizationFileError, match="/dev/zero: is a device or a socket, not a CSV file"):
+            io.read_localizations("/dev/zero")
     with pytest.raises(io.StackError, match="pipe: is a pipe or a device, not a file: save the stack to a file"):
         io.read_stack(fifo)
     with pytest.raises(ModelFileError, match="is a pipe or a device, not a file: save the model to a file first"):
@@ -395,6 +400,11 @@ def test_a_tiff_or_a_workbook_given_for_a_csv_is_named(tmp_path):
         book.writestr("xl/worksheets/sheet1.xml", bytes(range(256)) * 8)
     with pytest.raises(io.LocalizationFileError, match=r"a ZIP archive \(an Excel workbook\? save the sheet as CSV"):
         io.read_localizations(tmp_path / "locs.xlsx")
+    import gzip
+
+    (tmp_path / "locs.csv.gz").write_bytes(gzip.compress(bytes(range(256)) * 64))
+    with pytest.raises(io.LocalizationFileError, match=r"this is a gzip-compressed file \(decompress it first"):
+        io.read_localizations(tmp_path / "locs.csv.gz")
 
 
 def test_an_empty_stack_and_float64_values_beyond_float32_say_what_they_are(tmp_path):

@@ -9,6 +9,7 @@ import csv
 import math
 import os
 import re
+import stat
 import warnings
 from io import BytesIO, StringIO
 from pathlib import Path
@@ -78,7 +79,8 @@ def _scan_lines(data: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 
 
 #: the starts of files users give for a localization CSV by mistake, and what they are
-_NOT_CSV = {b"II*\0": "a TIFF image (a stack of frames?)", b"MM\0*": "a TIFF image (a stack of frames?)",
+_NOT_CSV = {b"\x1f\x8b": "a gzip-compressed file (decompress it first, e.g. with <(zcat FILE) in the shell)",
+            b"II*\0": "a TIFF image (a stack of frames?)", b"MM\0*": "a TIFF image (a stack of frames?)",
             b"II+\0": "a BigTIFF image (a stack of frames?)", b"MM\0+": "a BigTIFF image (a stack of frames?)",
             b"\x89PNG": "a PNG image", b"PK\x03\x04": "a ZIP archive (an Excel workbook? save the sheet as CSV)"}
 
@@ -91,7 +93,7 @@ def _check_utf8(path, data: np.ndarray) -> None:
             decoder.decode(piece.tobytes())
         decoder.decode(b"", final=True)
     except UnicodeDecodeError as exc:
-        kind = _NOT_CSV.get(data[:4].tobytes())
+        kind = _NOT_CSV.get(data[:4].tobytes()) or _NOT_CSV.get(data[:2].tobytes())
         if kind:  # "save the CSV as UTF-8" does not help a user who gave the stack for the CSV
             raise LocalizationFileError(f"{path}: this is {kind}, not a localization CSV (ThunderSTORM or ISBI "
                                         "columns)") from None
@@ -293,8 +295,12 @@ def _read_rows(path: Path) -> tuple[pd.DataFrame, list[str]]:
         raise LocalizationFileError(f"{path}: is a folder, not a CSV file")
     if not path.exists():
         raise LocalizationFileError(f"{path}: no such file")
-    # a pipe (the shell's <(...), a FIFO) is read whole, as a file is: np.fromfile needs a file
-    data = np.fromfile(path, np.uint8) if path.is_file() else np.frombuffer(path.read_bytes(), np.uint8)
+    # a pipe (the shell's <(...), a FIFO) is read whole, as a file is (np.fromfile needs a
+    # file); a device (/dev/zero) would be read for ever
+    piped = stat.S_ISFIFO(path.stat().st_mode)
+    if not (path.is_file() or piped):
+        raise LocalizationFileError(f"{path}: is a device or a socket, not a CSV file")
+    data = np.frombuffer(path.read_bytes(), np.uint8) if piped else np.fromfile(path, np.uint8)
     if data[:3].tobytes() == codecs.BOM_UTF8:
         data = data[3:]
     _check_utf8(path, data)
@@ -330,6 +336,8 @@ def _read_rows(path: Path) -> tuple[pd.DataFrame, list[str]]:
         source, skip, dropped, rows, first_bad = _quoted_rows(path, data[starts[1] :], len(labels))
     else:  # no quote in a row (ThunderSTORM's files): the commas on the bytes give the fields
         source, skip, dropped, rows, first_bad = _unquoted_rows(path, data, starts, ends, commas, len(labels))
+    if source is path and piped:  # pandas to read the file itself: a pipe cannot be read twice, its bytes then
+        source = BytesIO(data.tobytes())
     del data, starts, ends, commas  # (pandas's table needs the memory)
     if dropped:
         fields, line = first_bad
@@ -354,8 +362,8 @@ def _unquoted_rows(path: Path, data: np.ndarray, starts, ends, commas, n_labels:
     line number) of the first dropped row."""
     keep = (commas + 1 == n_labels) | (ends == starts)
     keep[0] = False  # the header: pandas is given the labels
-    if keep[1:].all():  # (a pipe cannot be read twice: its bytes)
-        return (path if path.is_file() else BytesIO(data.tobytes())), 1, 0, 0, None
+    if keep[1:].all():
+        return path, 1, 0, 0, None
     dropped = ~keep[1:]
     first = int(np.flatnonzero(dropped)[0]) + 1
     line_bytes = np.diff(np.r_[starts, len(data)])  # each line with its line break
