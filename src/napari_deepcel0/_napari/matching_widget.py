@@ -69,6 +69,8 @@ def _match_job(gt: pd.DataFrame, est: pd.DataFrame, tolerances: list[float], can
         matchings.append(matching)
     scores = [score(gt, est, tol, matching=m) for tol, m in zip(tolerances, matchings)]
     gt_found, est_true = matchings[0].labels()
+    if is_cancelled(cancel):  # (the check of a poor score matches again: a second on a million molecules)
+        return None
     mismatch = extent_mismatch_message(gt, est, scores[0])
     return scores, gt_found, est_true, mismatch
 

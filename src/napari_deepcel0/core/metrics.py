@@ -511,8 +511,10 @@ EXTENT_SHIFT = 0.2
 #: 3 % at 50 nm on a 64-pixel field without a word, and 1.5 % already lose most pairs
 #: there (the extents of 1,000 molecules differ by about 1 % between x and y by chance)
 SCALE_RATIO = 1.005
-#: the scale factor is refined on the pairs matched within this many tolerances
-SCALE_PAIRING_TOLERANCES = 3.0
+#: the scale is fitted (with a shift) on the pairs closer than this, on the frames of at
+#: most :data:`SCALE_FIT_ROWS` ground-truth molecules (a fit on all of a million took 30 s)
+SCALE_PAIRING_NM = 150.0
+SCALE_FIT_ROWS = 20_000
 #: fewer positions than this in either table: no extent is compared
 EXTENT_MIN_POINTS = 50
 #: below this Jaccard index (%) at the first tolerance, a poor score is checked for
@@ -529,23 +531,59 @@ def _extent(table: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
     return lo, hi
 
 
-def _scale_back(gt: pd.DataFrame, est: pd.DataFrame, factor: float, tol_nm: float) -> tuple[float, Score]:
-    """The estimate's scale factor against the ground truth (about the origin), from the
-    extents' ``factor`` refined by the pairs it matches within
-    :data:`SCALE_PAIRING_TOLERANCES` tolerances (least squares, twice: the extents alone
-    are off by about 1 %, 64 nm at the far side of a 64-pixel field), and the score of
-    the estimate scaled back by it."""
-    def scaled_back(f):
-        return est.assign(**{X_NM: est[X_NM] / f, Y_NM: est[Y_NM] / f})
+def _scaled_back(est: pd.DataFrame, factor: float, shift_nm=(0.0, 0.0)) -> pd.DataFrame:
+    return est.assign(**{X_NM: (est[X_NM] - shift_nm[0]) / factor, Y_NM: (est[Y_NM] - shift_nm[1]) / factor})
 
+
+def _fit_scale(gt: pd.DataFrame, est: pd.DataFrame, factor: float) -> tuple[float, np.ndarray]:
+    """The estimate's scale factor and shift (nm, x and y) against the ground truth,
+    ``est = factor * gt + shift``: from the extents' ``factor``, fitted (least squares,
+    three times) on the pairs closer than :data:`SCALE_PAIRING_NM` once scaled back (the
+    extents alone are off by about 1 %, 64 nm at the far side of a 64-pixel field). The
+    shift tells a scale from a shifted table, which a scale about the origin partly
+    absorbs (a one-pixel shift was taken for a factor of 1.02)."""
+    shift = np.zeros(2)
     gt_xy, est_xy = gt[[X_NM, Y_NM]].to_numpy(np.float64), est[[X_NM, Y_NM]].to_numpy(np.float64)
-    for _ in range(2):
-        pairs = match(gt, scaled_back(factor), SCALE_PAIRING_TOLERANCES * tol_nm)
+    for _ in range(3):
+        pairs = match(gt, _scaled_back(est, factor, shift), SCALE_PAIRING_NM)
         if len(pairs.gt_index) < EXTENT_MIN_POINTS:
             break
-        g, e = gt_xy[pairs.gt_index].ravel(), est_xy[pairs.est_index].ravel()
-        factor = float(np.dot(g, e) / np.dot(g, g))
-    return factor, score(gt, scaled_back(factor), tol_nm)
+        g, e = gt_xy[pairs.gt_index], est_xy[pairs.est_index]
+        g_c, e_c = g - g.mean(axis=0), e - e.mean(axis=0)
+        factor = float(np.sum(g_c * e_c) / np.sum(g_c * g_c))
+        shift = e.mean(axis=0) - factor * g.mean(axis=0)
+    return factor, shift
+
+
+def _some_frames(gt: pd.DataFrame, est: pd.DataFrame, rows: int) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Both tables on evenly spaced frames of at most about ``rows`` ground-truth rows."""
+    if len(gt) <= rows:
+        return gt, est
+    frames = np.unique(gt[FRAME].to_numpy())
+    chosen = frames[:: int(np.ceil(len(gt) / rows))]
+    return gt[gt[FRAME].isin(chosen)], est[est[FRAME].isin(chosen)]
+
+
+def _pixel_size_factor(gt: pd.DataFrame, est: pd.DataFrame, factor: float, first: Score
+                       ) -> tuple[float, Score] | None:
+    """``(factor, score)`` when the estimate is the ground truth scaled by ``factor`` about
+    the origin (as another pixel size makes it), with no shift of its own, and scores far
+    better scaled back (``score``, at the first tolerance); else None. ``factor``: the
+    extents' ratio, refined on some frames (:func:`_fit_scale`), which also judge the
+    better score before all frames are scored again."""
+    def far_better(rescaled: Score, before: Score) -> bool:
+        return rescaled.jaccard >= 2.0 * before.jaccard + 10.0
+
+    some_gt, some_est = _some_frames(gt, est, SCALE_FIT_ROWS)
+    factor, shift_nm = _fit_scale(some_gt, some_est, factor)
+    if abs(math.log(factor)) <= math.log(SCALE_RATIO) or np.hypot(*shift_nm) >= first.tol_nm / 2:
+        return None
+    sampled = len(some_gt) < len(gt)
+    rescaled = score(some_gt, _scaled_back(some_est, factor), first.tol_nm)
+    if not far_better(rescaled, score(some_gt, some_est, first.tol_nm) if sampled else first):
+        return None
+    rescaled = score(gt, _scaled_back(est, factor), first.tol_nm) if sampled else rescaled
+    return (factor, rescaled) if far_better(rescaled, first) else None
 
 
 def extent_mismatch_message(gt: pd.DataFrame, est: pd.DataFrame, first: Score) -> str:
@@ -573,12 +611,12 @@ def extent_mismatch_message(gt: pd.DataFrame, est: pd.DataFrame, first: Score) -
     factor = float(np.sqrt(ratio.prod()))
     scaled = abs(math.log(factor)) > math.log(SCALE_RATIO) and (
         max(ratio) / min(ratio) < EXTENT_RATIO)  # one factor for x and y, as a pixel size gives
-    if scaled:
-        factor, rescaled = _scale_back(gt, est, factor, first.tol_nm)
-        if rescaled.jaccard >= 2.0 * first.jaccard + 10.0:
-            return (f"{covers}: scaled by 1/{factor:.4g}, the localizations would score Jaccard "
-                    f"{rescaled.jaccard:.1f} %: were they made at another pixel size than the ground truth's "
-                    f"coordinates (by a factor of {factor:.4g})?")
+    rescaled = _pixel_size_factor(gt, est, factor, first) if scaled else None
+    if rescaled:
+        factor, better = rescaled
+        return (f"{covers}: scaled by 1/{factor:.4g}, the localizations would score Jaccard {better.jaccard:.1f} %: "
+                f"were they made at another pixel size than the ground truth's coordinates (by a factor of "
+                f"{factor:.4g})?")
     if first.jaccard >= EXTENT_AREA_BELOW_JACCARD:
         return ""
     differs = (ratio > EXTENT_RATIO).all() or (ratio < 1.0 / EXTENT_RATIO).all()
