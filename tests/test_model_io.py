@@ -74,7 +74,8 @@ def _rewrite(path, tmp_path, mutate_meta=None, mutate_tensors=None):
     if mutate_tensors:
         mutate_tensors(tensors)
     out = tmp_path / "mutated.safetensors"
-    save_file(tensors, str(out), metadata={model_io.METADATA_KEY: json.dumps(d)})
+    text = json.dumps(d).replace('"OVERFLOW"', "1e999")  # (a number JSON holds and floats do not)
+    save_file(tensors, str(out), metadata={model_io.METADATA_KEY: text})
     return out
 
 
@@ -128,6 +129,8 @@ def test_bundled_model_loads():
     # loaded, then failed a fine-tune at its first checkpoint: "Out of range float values are not JSON compliant"
     (lambda d: d.update(history=[{"epoch": 1, "loss": float("nan"), "val_loss": float("nan")}]),
      "metadata holds NaN, which is no JSON number"),
+    (lambda d: d.update(history=[{"epoch": 1, "loss": "OVERFLOW", "val_loss": 1.0}]),
+     "metadata holds 1e999, a number beyond the range of floats"),  # (json.loads made it inf)
     (lambda d: d.update(training=[1, 2]), "'training' should be a dict, not list"),
     (lambda d: d.update(history={"epoch": 1}), "'history' should be a list"),
     (lambda d: d.update(history=[1, 2]), "one record of numbers per epoch"),

@@ -47,7 +47,11 @@ def test_a_protocol_reads_back_and_what_is_not_one_is_refused_by_name(tmp_path):
     write_protocol(protocol_path(csv), written)
     assert read_protocol(csv) == json.loads(json.dumps(written))
     for text, said in [("{not json", "not JSON"), ('{"protocol": "ThunderSTORM"}', "not a napari-deepcel0"),
-                       (json.dumps({**written, "protocol_version": PROTOCOL_VERSION + 1}), "protocol version")]:
+                       (json.dumps({**written, "protocol_version": PROTOCOL_VERSION + 1}), "protocol version"),
+                       # a NaN read, then failed the next save of the table (our writer refuses it)
+                       (json.dumps({**written, "seconds": float("nan")}), r"not JSON \(NaN, which is no JSON number"),
+                       (json.dumps(written).replace('"pixel_size_nm": 100.0', '"pixel_size_nm": 1e999'),
+                        "1e999, a number beyond")]:
         protocol_path(csv).write_text(text)
         with pytest.raises(ValueError, match=said) as info:
             read_protocol(csv)

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import json
-import math
 from pathlib import Path
 
 from magicgui.widgets.bases import ValueWidget
 from qtpy.QtCore import QSettings
+
+from ..core.json_text import loads_finite
 
 ORGANIZATION = APPLICATION = "napari-deepcel0"
 
@@ -23,20 +24,9 @@ def load_value(key: str):
     if raw is None:
         return None
     try:  # NaN and infinities (a hand-edited file) count as unreadable: Qt would clamp them
-        return json.loads(str(raw), parse_constant=_no_constant, parse_float=_finite_float)
-    except (json.JSONDecodeError, ValueError):
+        return loads_finite(str(raw))
+    except ValueError:  # (json.JSONDecodeError and NotFiniteError are ValueErrors)
         return None
-
-
-def _no_constant(name: str):
-    raise ValueError(f"{name} is not a stored setting")
-
-
-def _finite_float(text: str) -> float:
-    value = float(text)
-    if not math.isfinite(value):  # 1e999
-        raise ValueError(f"{text} is not a stored setting")
-    return value
 
 
 def save_value(key: str, value) -> None:

@@ -27,6 +27,7 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 
 from .acquisition import Acquisition
+from .json_text import NotFiniteError, loads_finite
 from .outputs import atomic_write
 from .network import ARCHITECTURE, HEADS, LocalizationNet
 
@@ -236,23 +237,13 @@ def read_model_info(path: str | os.PathLike) -> ModelInfo:
     if METADATA_KEY not in meta:
         _fail(path, "a safetensors file without napari-deepcel0 metadata (made by another tool?)")
     try:
-        d = json.loads(meta[METADATA_KEY], parse_constant=_no_constant)
-    except _NotJson as exc:
-        _fail(path, f"metadata holds {exc}, which is no JSON number (models are written without it)")
+        d = loads_finite(meta[METADATA_KEY])
+    except NotFiniteError as exc:  # (a NaN in the history loaded, then failed a fine-tune at its first checkpoint)
+        _fail(path, f"metadata holds {exc} (models are written without NaN or infinite numbers)")
     except (ValueError, RecursionError) as exc:  # JSONDecodeError, a 5000-digit integer; absurdly nested JSON
         _fail(path, f"corrupt metadata ({type(exc).__name__}: {exc})")
     return _info_from_dict(path, d)
 
-
-class _NotJson(ValueError):
-    """NaN, Infinity or -Infinity in the metadata (Python's json reads them)."""
-
-
-def _no_constant(name: str):
-    """``json.loads``'s ``parse_constant``: NaN and Infinity are no JSON, and models are
-    written without them; one in the training history loaded, then failed a fine-tune at
-    its first checkpoint with "Out of range float values are not JSON compliant"."""
-    raise _NotJson(name)
 
 
 def _info_from_dict(path, d: dict) -> ModelInfo:

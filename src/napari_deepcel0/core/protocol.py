@@ -34,6 +34,7 @@ from pathlib import Path
 import numpy as np
 
 from .acquisition import Acquisition
+from .json_text import loads_finite
 from .outputs import all_or_nothing, atomic_write, write_thunderstorm_csv
 
 PROTOCOL_NAME = "napari-deepcel0 localization protocol"
@@ -204,8 +205,8 @@ def read_protocol(csv_path: str | os.PathLike) -> dict | None:
     except (OSError, UnicodeDecodeError) as exc:
         raise ValueError(f"{path}: cannot be read ({exc})") from None
     try:
-        protocol = json.loads(text)
-    except json.JSONDecodeError as exc:
+        protocol = loads_finite(text)
+    except ValueError as exc:  # (not JSON, or a NaN our writer would refuse when the table is saved again)
         raise ValueError(f"{path}: not JSON ({exc})") from None
     if not isinstance(protocol, dict) or protocol.get("protocol") != PROTOCOL_NAME:
         raise ValueError(f"{path}: not a {PROTOCOL_NAME}")
