@@ -378,6 +378,21 @@ def test_every_improvement_is_offered_as_a_checkpoint():
         assert torch.equal(a, b)
 
 
+def test_a_stop_once_the_first_step_has_begun_keeps_a_model(monkeypatch):
+    """The first report after a step came ``steps_between_loss_reads`` steps on (50 on a
+    GPU): a Ctrl-C before it was told "no model will be saved", and a model was saved
+    (review). The "start" report comes as the first step begins: a stop from then on keeps
+    a model, one before it none."""
+    import threading
+
+    import napari_deepcel0.core.training as training
+
+    monkeypatch.setattr(training, "steps_between_loss_reads", lambda device: 50)
+    stop = threading.Event()
+    result = train(ISBI2013, tiny(), progress=lambda p: stop.set() if p.stage == "start" else None, cancel=stop)
+    assert result.cancelled and result.history[0]["steps"] == 1
+
+
 def test_losses_read_in_blocks_still_report_and_stop_on_nan(monkeypatch):
     # on a GPU the loss is read every few steps; the same code path, forced on the CPU
     import napari_deepcel0.core.training as training
@@ -388,6 +403,7 @@ def test_losses_read_in_blocks_still_report_and_stop_on_nan(monkeypatch):
     steps = result.history[0]["steps"]
     assert steps % 3 != 0  # the last, partial block is read too
     assert [s for stage, s in seen if stage == "train"] == [*range(3, steps, 3), steps]
+    assert seen[:2] == [("data", 0), ("start", 0)]  # (the first step's report came 3 steps on: see below)
     assert math.isfinite(result.history[0]["loss"])
     with pytest.raises(TrainingDivergedError, match="this epoch was not saved"):
         train(ISBI2013, tiny(lr=1e30, max_steps_per_epoch=None))

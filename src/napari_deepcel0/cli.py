@@ -446,6 +446,8 @@ def cmd_train(args) -> int:
         if p.stage == "data":
             print("  simulating the training set ...", file=sys.stderr)
             return
+        if p.stage == "start":
+            return
         if bar["bar"] is None or p.stage == "epoch":
             if p.stage == "epoch":
                 if bar["bar"]:
@@ -483,7 +485,7 @@ def cmd_train(args) -> int:
                 raise TrainingDivergedError(f"{exc}; the best model before that is in {checkpoint_path(out)}") from None
             raise
     path = save_final(out, result, notes=args.notes or "")
-    stopped = ", stopped at the time limit" if run["time_limit"] else ", stopped early" if result.cancelled else ""
+    stopped = "" if not result.cancelled else ", stopped at the time limit" if run["time_limit"] else ", stopped early"
     print(f"wrote {path} (best epoch {result.best_epoch}, {result.seconds:.0f} s on {result.device}, "
           f"{result.precision}{stopped})")
     # stopped by a signal: saved, but not the run asked for (a scheduler's time limit is no success)

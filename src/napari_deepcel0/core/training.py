@@ -175,7 +175,9 @@ class Progress:
     val_loss: float | None = None  # set at the end of an epoch
     best_val_loss: float | None = None
     elapsed_s: float = 0.0
-    stage: str = "train"  # "data", "train" or "epoch"
+    # "data" (simulating the training set), "start" (the first step begins: a stop from
+    # now on keeps a model), "train" (after steps) or "epoch"
+    stage: str = "train"
     # linear estimate from the steps so far (None before the first, and once stopping)
     remaining_s: float | None = None
     # an "epoch" cut short by a cancel: only ``step`` of its ``steps`` were trained (its
@@ -430,6 +432,10 @@ class _TrainingRun:
             if is_cancelled(self.cancel):
                 self.cancelled = True
                 break
+            if epoch == 1 and step == 1 and self.progress:  # (the next report may be 50 steps on, on a GPU)
+                self.progress(Progress(epoch, config.epochs, 0, steps, math.nan, math.nan, math.nan,
+                                       self.opt.param_groups[0]["lr"], elapsed_s=time.perf_counter() - self.t0_s,
+                                       stage="start"))
             idx = perm[(step - 1) * config.batch_size : step * config.batch_size]
             x, t = self.batch(idx)
             with autocast(self.device, self.precision):
