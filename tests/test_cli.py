@@ -171,12 +171,17 @@ def test_a_tolerance_under_one_nm_is_refused_as_a_unit_mistake(command, capsys):
     """``--tol 0.05`` (50 nm typed in um) scored 0 % without a word (docs review)."""
     with pytest.raises(SystemExit):
         main(command + ["0.05"])
-    assert "must be a distance in nm of at least 1, got 0.05 (in um? 0.05 um is 50 nm)" in capsys.readouterr().err
+    assert "tolerances are distances in nm, at least 1, got 0.05 (in um? 0.05 um is 50 nm)" in capsys.readouterr().err
     assert build_parser().parse_args(command + ["1"]) is not None  # 1 nm is a distance
     if command[-1] == "--tol":  # (several numbers: the argparse trap of a file after them)
         with pytest.raises(SystemExit):
             main(command + ["50", "locs.csv"])
-        assert "got 'locs.csv' (a file? name it before the tolerances" in capsys.readouterr().err
+        assert "must be a distance in nm, got 'locs.csv' (a file? name it before the tolerances" in \
+            capsys.readouterr().err
+    with pytest.raises(SystemExit):  # a word that is no file is not called one, nor after an option of one value
+        main(command[:-1] + [command[-1], "50nm"])
+    err = capsys.readouterr().err
+    assert "must be a distance in nm, got '50nm'" in err and "a file?" not in err
 
 
 def test_evaluate_scores_a_frame_selection_and_says_when_frames_differ(simulated, tmp_path, capsys):
@@ -468,6 +473,22 @@ def test_a_pixel_size_from_the_files_metadata_is_named_when_it_differs_or_fails(
     assert main(["cel0", str(path), "--out", str(tmp_path / "c.csv"), "--max-outer", "1", "--max-inner", "2",
                  "--device", "cpu"]) == 0
     assert "in its metadata" not in capsys.readouterr().err
+
+
+def test_the_advice_on_a_psf_mismatch_trains_the_models_kind(tmp_path, capsys):
+    """The suggested train command trained a DeepCEL0 model at L = 4 for a Deep-STORM
+    model at L = 2 (review)."""
+    from napari_deepcel0.core.io import write_tiff
+
+    model = tmp_path / "ds.safetensors"
+    assert main(["train", "--out", str(model), "--method", "deepstorm", "--upsampling", "2", "--patches", "32",
+                 "--sim-frames", "4", "--epochs", "1", "--max-steps-per-epoch", "2", "--batch-size", "4",
+                 "--device", "cpu"]) == 0
+    stack = write_tiff(tmp_path / "s.tif", np.full((1, 16, 16), 100, np.uint16), pixel_size_nm=160.0)
+    assert main(["localize", str(stack), "--out", str(tmp_path / "l.csv"), "--model", str(model),
+                 "--device", "cpu"]) == 0
+    assert ("deepcel0 train --out MODEL.safetensors --pixel-size 160 --fwhm 258.21 --upsampling 2 --method "
+            "deepstorm (docs/training.md)") in capsys.readouterr().err
 
 
 def test_localize_warns_of_a_ground_truth_outside_the_field_or_the_frames(simulated, tiny_model_path, tmp_path,

@@ -2080,6 +2080,11 @@ def test_matching_says_when_there_is_nothing_to_score_or_no_common_frame(viewer,
         assert widget.job.worker is None
         assert widget.job.status.value == (f"Matching: tolerances must be positive, finite numbers in nm, got "
                                            f"{tolerances!r}")
+    widget.tolerances.value = "50, 0.05"  # (50 nm typed in um scored 0 % without a word)
+    widget.run()
+    assert widget.job.worker is None
+    assert widget.job.status.value == ("Matching: tolerances are distances in nm, at least 1, got 0.05 (in um? "
+                                       "0.05 um is 50 nm)")
 
 
 # =================================================================== export

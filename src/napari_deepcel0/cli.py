@@ -12,6 +12,7 @@ import contextlib
 import json
 import math
 import os
+import re
 import shlex
 import signal
 import sys
@@ -52,15 +53,27 @@ def positive_float(text: str) -> float:
 def tolerance_nm(text: str) -> float:
     """argparse type: a matching tolerance in nm, at least 1 (``0.05``, 50 nm typed in um,
     scored 0 % without a word)."""
+    from .core.metrics import small_tolerance_message
+
     try:
         value = positive_float(text)
-    except ValueError:  # (argparse's "invalid tolerance_nm value: 'locs.csv'" for a file after the numbers)
-        raise argparse.ArgumentTypeError(f"must be distances in nm, got {text!r} (a file? name it before the "
-                                         "tolerances: they take every word after them)") from None
-    if value < 1.0:
-        raise argparse.ArgumentTypeError(f"must be a distance in nm of at least 1, got {text} (in um? "
-                                         f"{text} um is {value * 1e3:g} nm)")
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a distance in nm, got {text!r}") from None
+    if small_tolerance_message(value):
+        raise argparse.ArgumentTypeError(small_tolerance_message(value))
     return value
+
+
+def tolerances_nm(text: str) -> float:
+    """argparse type of an option of several tolerances: :func:`tolerance_nm`, which names
+    a file given after them (argparse's trap: they take every word that follows)."""
+    try:
+        return tolerance_nm(text)
+    except argparse.ArgumentTypeError as exc:
+        if re.search(r"[/\\]|\.[A-Za-z]\w*$", text):
+            raise argparse.ArgumentTypeError(f"{exc} (a file? name it before the tolerances: they take every word "
+                                             "after them)") from None
+        raise
 
 
 def non_negative_float(text: str) -> float:
@@ -540,9 +553,8 @@ def _signal_handlers(handler, *signums):
 def _open_stack_and_acq(args, base: Acquisition, base_is_models: bool = True):
     """The stack and its acquisition: ``base`` (the model's, or with ``base_is_models``
     False CEL0's defaults) with the stack's pixel size and the command-line settings."""
-    from .core.tiff_stack import read_stack
-
     from .core.frames import frame_ranges
+    from .core.tiff_stack import read_stack
 
     stack = read_stack(args.stack)
     try:
@@ -818,9 +830,13 @@ def cmd_localize(args) -> int:
     for w in caught:
         print(f"warning: {w.message}", file=sys.stderr)
     if any(m.startswith("PSF FWHM") for m in model.mismatch):  # the warning said what, not what to do
+        info = loaded.info  # (its method and L, where train's defaults differ)
+        method = "" if info.method == "deepcel0" else f" --method {info.method}"
+        upsampling = "" if info.acquisition.upsampling == Acquisition().upsampling else \
+            f" --upsampling {info.acquisition.upsampling}"
         print(f"note: if these settings are right, a model trained for them localizes better: deepcel0 train --out "
-              f"MODEL.safetensors --pixel-size {acq.pixel_size_nm:g} --fwhm {acq.fwhm_nm:g} (docs/training.md)",
-              file=sys.stderr)
+              f"MODEL.safetensors --pixel-size {acq.pixel_size_nm:g} --fwhm {acq.fwhm_nm:g}{upsampling}{method} "
+              "(docs/training.md)", file=sys.stderr)
     print(f"model: {loaded.path.name}: {loaded.info.summary(with_notes=False)}", file=sys.stderr)
     print(f"data: {data_text(stack, acq)}; {model.device}, {model.precision}{_averaging_text(model.orientations)}",
           file=sys.stderr)
@@ -974,7 +990,7 @@ def _add_evaluate_parser(sub) -> None:
                                    "RMSE and efficiency.")
     p.add_argument("locs", metavar="LOCS.csv", help="localizations (ThunderSTORM CSV)")
     p.add_argument("--gt", required=True, metavar="GT.csv", help="ground truth (ThunderSTORM or ISBI CSV)")
-    p.add_argument("--tol", type=tolerance_nm, nargs="+", default=list(DEFAULT_TOLERANCES_NM), metavar="NM",
+    p.add_argument("--tol", type=tolerances_nm, nargs="+", default=list(DEFAULT_TOLERANCES_NM), metavar="NM",
                    help=f"tolerances in nm (default {TOLERANCES_TEXT})")
     p.add_argument("--frames", metavar="SEL",
                    help="score only these frames of both files (1-based, e.g. 1-100), e.g. after localize --frames")
@@ -1077,7 +1093,7 @@ def _add_localize_parser(sub) -> None:
                         "photometry columns and uncertainty [nm] (set --gain, --offset and --read-noise)")
     add_render_args(p)
     p.add_argument("--gt", metavar="GT.csv", help="ground truth: print scores after localizing")
-    p.add_argument("--tol", type=tolerance_nm, nargs="+", default=list(DEFAULT_TOLERANCES_NM), metavar="NM",
+    p.add_argument("--tol", type=tolerances_nm, nargs="+", default=list(DEFAULT_TOLERANCES_NM), metavar="NM",
                    help=f"with --gt: matching tolerances (default {TOLERANCES_TEXT})")
     _outlier_pixels_arg(p)
     _add_acquisition_args(p, with_camera=True, model=True, stack=True)

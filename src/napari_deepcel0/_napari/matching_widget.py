@@ -18,7 +18,8 @@ from ..core.columns import FRAME, X_NM, Y_NM
 from ..core.localization_csv import LocalizationFileError, read_localizations
 from ..core.outputs import atomic_write
 from ..core.cancel import is_cancelled
-from ..core.metrics import DEFAULT_TOLERANCES_NM, extent_mismatch_message, iter_match, score, scoring_inputs
+from ..core.metrics import (DEFAULT_TOLERANCES_NM, extent_mismatch_message, iter_match, score, scoring_inputs,
+                            small_tolerance_message)
 from ..core.progress import counted
 from .controls import DockPanel, ground_truth_combo, localizations_combo, select_layer, wrapping_label
 from .jobs import JobControls
@@ -51,6 +52,9 @@ def parse_tolerances(text: str) -> list[float]:
         raise ValueError(f"cannot read tolerances {text!r}; write numbers in nm, e.g. '50, 100, 150'") from None
     if not values or any(not (v > 0 and math.isfinite(v)) for v in values):
         raise ValueError(f"tolerances must be positive, finite numbers in nm, got {text!r}")
+    small = [small_tolerance_message(v) for v in values if small_tolerance_message(v)]
+    if small:  # (0.05, 50 nm typed in um, scored 0 % without a word)
+        raise ValueError(small[0])
     return values
 
 

@@ -169,6 +169,19 @@ def check_tolerance(tol_nm: float) -> None:
         raise ValueError(f"tolerance must be a positive number of nm, got {tol_nm!r}")
 
 
+#: the smallest tolerance the command line and the Matching widget take (nm): 0.05, 50 nm
+#: typed in um, scored 0 % without a word (the library takes any positive tolerance)
+MIN_USER_TOLERANCE_NM = 1.0
+
+
+def small_tolerance_message(tol_nm: float) -> str:
+    """What to say of a tolerance a user gave under :data:`MIN_USER_TOLERANCE_NM`, else ""."""
+    if tol_nm >= MIN_USER_TOLERANCE_NM:
+        return ""
+    return f"tolerances are distances in nm, at least {MIN_USER_TOLERANCE_NM:g}, got {tol_nm:g} (in um? " + (
+        f"{tol_nm:g} um is {tol_nm * 1e3:g} nm)" if tol_nm * 1e3 >= MIN_USER_TOLERANCE_NM else "in nm?)")
+
+
 def match(gt: pd.DataFrame, est: pd.DataFrame, tol_nm: float, distance: str = "euclidean") -> Matching:
     """Match two localization tables frame by frame (see :func:`match_points`)."""
     for *_, matching in iter_match(gt, est, tol_nm, distance):
