@@ -132,9 +132,10 @@ def test_tiny_training_runs_reports_progress_and_keeps_best():
     assert all(math.isfinite(h["val_loss"]) for h in result.history)
     assert result.target_scale == pytest.approx(85.1, abs=0.05) and result.spike_value == result.target_scale
     assert not result.model.training
-    # the time left: unknown while simulating, positive while training, 0 after the last step
-    assert seen[0].remaining_s is None
-    assert seen[1].remaining_s > 0 and all(p.remaining_s >= 0 for p in seen[1:]) and seen[-1].remaining_s == 0
+    # the time left: unknown while simulating and as the first step begins, positive while training, 0 after the
+    # last step
+    assert seen[0].remaining_s is None and seen[1].stage == "start" and seen[1].remaining_s is None
+    assert seen[2].remaining_s > 0 and all(p.remaining_s >= 0 for p in seen[2:]) and seen[-1].remaining_s == 0
     assert not any(p.stopped for p in seen)
 
 
