@@ -154,6 +154,28 @@ def test_a_written_render_opens_as_a_render_and_leaves_the_acquisition_alone(mak
     assert layer not in stack_combo(viewer).choices
 
 
+@pytest.mark.parametrize("first", ["one nan", "inf and -inf", "all inf", "constant 3e38"])
+def test_a_stack_whose_first_frame_holds_nan_or_inf_opens(make_napari_viewer, tmp_path, first):
+    """One NaN pixel in frame 1 (a registered stack's padding) gave contrast limits of
+    (nan, nan): napari's layer controls raised and left a layer that could not be removed
+    (review)."""
+    frames = np.random.default_rng(0).uniform(100, 200, (3, 8, 8)).astype(np.float32)
+    if first == "one nan":
+        frames[0, 0, 0] = np.nan
+    elif first == "inf and -inf":
+        frames[0, 0, :2] = (np.inf, -np.inf)
+    else:
+        frames[0] = np.inf if first == "all inf" else 3e38
+    viewer = make_napari_viewer()
+    [layer] = viewer.open(str(write_tiff(tmp_path / "s.tif", frames, pixel_size_nm=100.0)), plugin="napari-deepcel0")
+    lo, hi = layer.contrast_limits
+    assert np.isfinite([lo, hi]).all() and lo < hi
+    if first == "one nan":
+        assert (lo, hi) == (pytest.approx(np.nanmin(frames[0])), pytest.approx(np.nanmax(frames[0])))
+    viewer.layers.remove(layer)
+    assert len(viewer.layers) == 0
+
+
 def test_csv_reader_converts_pixels_and_says_why_it_declines_a_localization_file(tmp_path):
     px = tmp_path / "px.csv"
     px.write_text('"frame","x [px]","y [px]"\n1,2.5,3.5\n')

@@ -73,6 +73,18 @@ def frame_source(data):
     return data if frames is None or tuple(data.shape) != frames.shape else frames
 
 
+def contrast_limits(frame: np.ndarray) -> tuple[float, float]:
+    """The finite range of ``frame``, widened where it is one value: one NaN or infinite
+    pixel (a registered stack's padding) gave limits of (nan, nan) and napari's layer
+    controls raised, leaving a layer that could not be removed (review); a constant
+    3e38 gave (3e38, 3e38 + 1), which is no range in floats."""
+    finite = frame[np.isfinite(frame)].astype(np.float64)
+    if finite.size == 0:
+        return 0.0, 1.0
+    lo, hi = float(finite.min()), float(finite.max())
+    return (lo, hi) if hi > lo else (lo, lo + max(abs(lo) * 1e-6, 1.0))
+
+
 def stack_layer_data(stack: FrameStack, name: str | None = None) -> tuple:
     """A lazy Image layer-data tuple of a stack, scaled in nm (see :mod:`.layers`).
 
@@ -86,11 +98,9 @@ def stack_layer_data(stack: FrameStack, name: str | None = None) -> tuple:
     if not stack.pixel_size_nm and not stack.output:  # the command line says so too; here it was silent (review)
         show_warning(f"{stack.path.name} carries no pixel size: it is shown and analysed at the Acquisition "
                      f"widget's {pixel:g} nm (the last one set); if the camera's pixel differs, set it there")
-    first = stack[0]
-    lo, hi = float(first.min()), float(first.max())
     kwargs = {
         "name": name or stack.path.stem,
-        "contrast_limits": (lo, hi if hi > lo else lo + 1.0),
+        "contrast_limits": contrast_limits(stack[0]),
         "colormap": "gray",
         "metadata": {"pixel_size_nm": stack.pixel_size_nm, "path": str(stack.path)},
         **stack_transform(pixel),
