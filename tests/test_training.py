@@ -287,6 +287,29 @@ def test_cancel_before_the_first_step_trains_nothing_and_says_so():
         train(ISBI2013, tiny(), cancel=stop, training_set=training_set)
 
 
+def test_a_cancel_is_heard_while_the_filaments_are_drawn(monkeypatch):
+    """The filaments of each frame (8 s a thousand frames) were drawn without a look at the
+    cancel flag: a Cancel waited 50 s for the bundled recipe's (widget review). The flag
+    is read once a frame; set at the fifth look, four frames' filaments were drawn."""
+    import dataclasses
+
+    import napari_deepcel0.core.training_data as training_data
+    from napari_deepcel0.core.cancel import Cancelled
+
+    drawn, looks = [], []
+    real = training_data.make_filaments
+    monkeypatch.setattr(training_data, "make_filaments", lambda *a, **k: drawn.append(1) or real(*a, **k))
+
+    def cancel():
+        looks.append(1)
+        return len(looks) >= 5
+
+    cfg = dataclasses.replace(TINY_DATA, n_frames=40, structure_fraction=1.0)
+    with pytest.raises(Cancelled, match="simulating the training set"):
+        training_data.make_training_set(ISBI2013, cfg, cancel=cancel)
+    assert len(drawn) == 4
+
+
 def _mean_nearest_neighbour_px(spikes: np.ndarray) -> float:
     from scipy.spatial import cKDTree
 
