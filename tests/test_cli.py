@@ -17,6 +17,7 @@ from conftest import loc_table
 from napari_deepcel0.cli import build_parser, main
 from napari_deepcel0.core.acquisition import Acquisition
 from napari_deepcel0.core.io import FrameStack, read_localizations, read_stack, write_thunderstorm_csv
+from napari_deepcel0.core.model_io import bundled_model_path
 from napari_deepcel0.core.predict import DeepLocalizer, localize
 
 SUBCOMMANDS = ["simulate", "evaluate", "train", "localize", "demo", "cel0"]
@@ -965,6 +966,7 @@ def test_train_time_limit_is_in_minutes(tmp_path, capsys):
         (["train", "--out", "model.pt"], "must end in .safetensors"),
         (["train", "--out", "model.safetensors", "--time-limit", "0"], "--time-limit must be a positive"),
         (["train", "--out", "model.safetensors", "--time-limit", "nan"], "--time-limit must be a positive"),
+        (["train", "--out", str(bundled_model_path()), "--device", "cpu"], "is the model bundled with"),
         (["cel0", "missing.tif", "--sweep", "gt.csv", "--render", "r.png"], "--render goes with --out"),
         # the sweep's options were ignored by --out without a word (--json printed no JSON; docs review)
         (["cel0", "missing.tif", "--out", "c.csv", "--json"], "--json goes with --sweep; --out localizes with one"),

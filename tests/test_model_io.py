@@ -261,14 +261,14 @@ def test_the_final_save_removes_the_runs_checkpoint(tiny_result, tmp_path):
     name.partial.safetensors beside the model, and the next run to the same file was
     refused ("exists ... where this run would keep its checkpoints"). Only the Qt widget
     test noticed."""
-    from napari_deepcel0.core.model_io import check_checkpoint_free, checkpoint_path, save_checkpoint, save_final
+    from napari_deepcel0.core.model_io import check_training_output, checkpoint_path, save_checkpoint, save_final
 
     out = tmp_path / "m.safetensors"
     save_checkpoint(out, tiny_result)
     assert checkpoint_path(out).is_file()
     save_final(out, tiny_result)
     assert out.is_file() and not checkpoint_path(out).exists()
-    check_checkpoint_free(out)  # a second run to the same file may start
+    check_training_output(out)  # a second run to the same file may start
 
 
 def test_a_loaded_model_is_in_evaluation_mode(tiny_model_path):
@@ -299,9 +299,9 @@ def test_a_folder_where_the_checkpoint_goes_is_refused_before_the_run(tmp_path):
     """M18 (model_io.py:197, ``exists()`` -> ``is_file()``): a folder named
     m.partial.safetensors let the run start, simulate its training set and fail at its
     first checkpoint."""
-    from napari_deepcel0.core.model_io import check_checkpoint_free, checkpoint_path
+    from napari_deepcel0.core.model_io import check_training_output, checkpoint_path
 
     out = tmp_path / "m.safetensors"
     checkpoint_path(out).mkdir()
     with pytest.raises(ValueError, match=r"exists \(a folder\)"):
-        check_checkpoint_free(out)
+        check_training_output(out)

@@ -1583,6 +1583,9 @@ def test_export_asks_before_overwriting_and_refuses_a_folder(viewer, qtbot, stac
         path_box.value = folder
         save()
         assert job.worker is None and "is a folder" in job.status.value
+        path_box.value = tmp_path / ("\u5206" * 90)  # 270 bytes: pathlib raised "File name too long" from the button
+        save()
+        assert job.worker is None and job.status.value.endswith("...: File name too long")
     assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith("exports")) == ["exports"]
     assert len(asked) == 2
 
@@ -1768,6 +1771,23 @@ def test_training_recipe_fills_the_fields_and_persists(viewer):
     assert (again.recipe.value, again.epochs.value, again.patches.value) == (bundled, 3, 200000)
     again.settings.reset()
     assert again.recipe.value == bundled and again.config() == TrainingConfig.bundled()
+
+
+def test_training_keeps_small_lambdas_and_refuses_to_write_the_bundled_model(viewer):
+    """The loss lambda field showed 2 decimals: its own minimum, 0.001, became 0.0 and
+    Train refused it; a training to the bundled model's file replaced every session's
+    default model after "Replace?" (widget review)."""
+    from napari_deepcel0.core.model_io import bundled_model_path
+
+    training = _dock(viewer, TrainingWidget)
+    for lam in (0.001, 0.004):
+        training.lam.value = lam
+        assert training.lam.value == pytest.approx(lam) and training.config().lam == pytest.approx(lam)
+    before = bundled_model_path().read_bytes()
+    training.output.value = bundled_model_path()
+    training.run()
+    assert training.job.worker is None and "is the model bundled with napari-deepcel0" in training.job.status.value
+    assert bundled_model_path().read_bytes() == before
 
 
 def test_plots_follow_the_napari_theme(viewer):

@@ -51,7 +51,8 @@ def test_a_protocol_reads_back_and_what_is_not_one_is_refused_by_name(tmp_path):
                        # a NaN read, then failed the next save of the table (our writer refuses it)
                        (json.dumps({**written, "seconds": float("nan")}), r"not JSON \(NaN, which is no JSON number"),
                        (json.dumps(written).replace('"pixel_size_nm": 100.0', '"pixel_size_nm": 1e999'),
-                        "1e999, a number beyond")]:
+                        "1e999, a number beyond"),
+                       ("[" * 100_000 + "]" * 100_000, "not JSON")]:  # (RecursionError: the CSV did not open)
         protocol_path(csv).write_text(text)
         with pytest.raises(ValueError, match=said) as info:
             read_protocol(csv)

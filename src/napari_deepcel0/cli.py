@@ -423,7 +423,7 @@ def _training_config(args, base=None):
 def cmd_train(args) -> int:
     from .core.cancel import Cancelled
     from .core.outputs import check_output_path
-    from .core.model_io import check_checkpoint_free, checkpoint_path, read_model_info, save_checkpoint, save_final
+    from .core.model_io import check_training_output, checkpoint_path, read_model_info, save_checkpoint, save_final
     from .core.training import TrainingDivergedError, train
 
     out = Path(args.out)
@@ -435,7 +435,7 @@ def cmd_train(args) -> int:
     check_distinct_files(args, inputs=("init_from",), outputs=("out",))
     if args.init_from and Path(args.init_from).resolve() == checkpoint_path(out).resolve():
         raise ValueError(f"--init-from {args.init_from} is where this run keeps its checkpoints; copy it first")
-    check_checkpoint_free(out)
+    check_training_output(out)
     # a fine-tune simulates the base model's camera unless told otherwise (the package's
     # defaults would have changed its noise without a word, or refused another pixel size)
     base = read_model_info(args.init_from) if args.init_from else None

@@ -128,12 +128,17 @@ class ExportWidget(DockPanel):
         :class:`~.controls.OverwriteGuard`). ``~`` is the home folder; a relative name is
         taken from the current folder and reported in full."""
         chosen = Path(guard.edit.value).expanduser().absolute()  # the message says where it went
-        if chosen.is_dir():
-            job.refuse(f"Export: {chosen} is a folder: choose a file name")
-            return None
-        path = _with_suffix(chosen, suffixes)
-        if not guard.allows(path):
-            job.status.value = f"Not saved: {path} exists and was kept"
+        try:
+            if chosen.is_dir():
+                job.refuse(f"Export: {chosen} is a folder: choose a file name")
+                return None
+            path = _with_suffix(chosen, suffixes)
+            if not guard.allows(path):
+                job.status.value = f"Not saved: {path} exists and was kept"
+                return None
+        except OSError as exc:  # a name too long (Errno 36) raised from the button, a traceback in napari
+            shown = chosen.name if len(chosen.name) <= 60 else chosen.name[:57] + "..."
+            job.refuse(f"Export: {shown}: {exc.strerror or exc}")
             return None
         return path
 

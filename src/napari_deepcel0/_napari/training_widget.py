@@ -14,9 +14,9 @@ from napari.utils.notifications import show_info, show_warning
 from ..core.cancel import Cancelled
 from ..core.devices import DEVICES, resolve_device
 from ..core.outputs import check_output_path
-from ..core.model_io import check_checkpoint_free, checkpoint_path, save_checkpoint, save_final
+from ..core.model_io import check_training_output, checkpoint_path, save_checkpoint, save_final
 from ..core.training import Progress, TrainingConfig, TrainingDivergedError, train
-from .controls import DockPanel, LinePlot, OverwriteGuard, wrapping_label
+from .controls import DockPanel, LinePlot, OverwriteGuard, float_box, wrapping_label
 from .jobs import JobControls, ProgressRelay, gpu_memory_hint
 from .settings import PersistentValues
 from .state import state_for
@@ -84,10 +84,9 @@ class TrainingWidget(DockPanel):
         self.max_steps = SpinBox(label="max steps/epoch (0: all)", min=0, max=1_000_000, value=0,
                                  tooltip="quick trials: at most this many steps per epoch, and as many validation "
                                          "batches")
-        self.lam = FloatSpinBox(label="CEL0 loss lambda", min=1e-3, max=1e6, step=10.0,
-                                tooltip="weight of the CEL0 penalty in the training loss (the paper: 100), in "
-                                        "units of the target maps; not the CEL0-IRL1 solver's lambda of the "
-                                        "CEL0 widget")
+        self.lam = float_box("CEL0 loss lambda", TrainingConfig().lam, 1e-3, 1e6, decimals=3, step=10.0)
+        self.lam.tooltip = ("weight of the CEL0 penalty in the training loss (the paper: 100), in units of the "
+                            "target maps; not the CEL0-IRL1 solver's lambda of the CEL0 widget")
         self.batch_size = SpinBox(label="batch size", min=1, max=4096)
         self.device = ComboBox(label="device", choices=list(DEVICES), value="auto")
         self.output = FileEdit(label="save model to", mode="w", filter="*.safetensors",
@@ -159,7 +158,7 @@ class TrainingWidget(DockPanel):
             if path.suffix != ".safetensors":
                 raise ValueError(f"the model file must end in .safetensors, got {path}")
             check_output_path(path)
-            check_checkpoint_free(path)
+            check_training_output(path)
         except (ValueError, RuntimeError, OSError) as exc:
             self.job.refuse(f"Training: {exc}")
             return

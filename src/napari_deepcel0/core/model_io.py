@@ -190,10 +190,15 @@ def checkpoint_path(path) -> Path:
     return path.with_name(stem + ".partial.safetensors")
 
 
-def check_checkpoint_free(path) -> None:
-    """ValueError when the checkpoint of a run writing ``path`` (:func:`checkpoint_path`)
-    exists: the best model of an interrupted run, which a new run would replace at its
-    first epoch and delete at its end without a word, or a folder in the way."""
+def check_training_output(path) -> None:
+    """ValueError when a training run may not write ``path``: it is the bundled model
+    (replaced after "Replace?", it was every later session's default model), or its
+    checkpoint (:func:`checkpoint_path`) exists: the best model of an interrupted run,
+    which a new run would replace at its first epoch and delete at its end without a
+    word, or a folder in the way."""
+    if Path(path).resolve() == bundled_model_path().resolve():
+        raise ValueError(f"{path} is the model bundled with napari-deepcel0 (every session's default): write the "
+                         "new model elsewhere")
     checkpoint = checkpoint_path(path)
     if checkpoint.exists():
         what = "a folder" if checkpoint.is_dir() else "the best model of an interrupted run"

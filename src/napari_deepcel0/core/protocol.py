@@ -206,7 +206,7 @@ def read_protocol(csv_path: str | os.PathLike) -> dict | None:
         raise ValueError(f"{path}: cannot be read ({exc})") from None
     try:
         protocol = loads_finite(text)
-    except ValueError as exc:  # (not JSON, or a NaN our writer would refuse when the table is saved again)
+    except (ValueError, RecursionError) as exc:  # not JSON, a NaN our writer refuses, absurdly nested JSON
         raise ValueError(f"{path}: not JSON ({exc})") from None
     if not isinstance(protocol, dict) or protocol.get("protocol") != PROTOCOL_NAME:
         raise ValueError(f"{path}: not a {PROTOCOL_NAME}")
