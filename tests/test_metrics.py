@@ -400,6 +400,12 @@ def test_scoring_inputs_restrict_the_ground_truth_to_a_runs_frames_and_say_so():
                           "layers of the same stack")
     with pytest.raises(ValueError):
         metrics.scoring_inputs(gt, est, "3-1")
+    # a run over frames 1-4 against a ground truth of frames 1-2: the localizations of frames 3-4 count as false
+    # positives, which a table from a file was told and a run's layer was not (widget review)
+    partial = metrics.scoring_inputs(est, gt, "all", localized=np.array([1, 2, 3, 4]))
+    assert partial.hint.startswith("; the ground truth runs over frames 1-2, the localizations over frames 1-4: the "
+                                   "2 localizations outside count as false positives")
+    assert "frames 1-2 here" in partial.hint and "count as missed" not in partial.hint
 
 
 def test_bad_tables_and_arguments_get_clear_errors_not_wrong_numbers():

@@ -397,18 +397,20 @@ class FrameCoverageWarning(UserWarning):
 
 def uncovered_frames_message(gt: pd.DataFrame, est: pd.DataFrame,
                              restrict: str = 'frames="{first}-{last}" in Python, --frames {first}-{last} on '
-                                             'the command line') -> str:
+                                             'the command line', localized_known: bool = False) -> str:
     """What :func:`warn_if_frames_uncovered` says, or "" when there is nothing to say;
     ``restrict`` tells how to score frames ``{first}``-``{last}`` only, where the
-    caller is used (a format string)."""
+    caller is used (a format string). ``localized_known``: the ground truth is of the
+    frames a run localized already, so only localizations beyond its frames are named."""
     if len(gt) == 0 or len(est) == 0:
         return ""
     parts = []
-    for table, other, counted_as, restricted, otherwise in (
-            (gt, est, "ground-truth molecules outside count as missed", "If those frames were not localized, "
-             "score the localized ones only", "if they were and nothing was found there"),
-            (est, gt, "localizations outside count as false positives", "If the ground truth is of part of the "
-             "stack only, score its frames only", "if it is of the whole stack")):
+    sides = (
+        (gt, est, "ground-truth molecules outside count as missed", "If those frames were not localized, "
+         "score the localized ones only", "if they were and nothing was found there"),
+        (est, gt, "localizations outside count as false positives", "If the ground truth is of part of the "
+         "stack only, score its frames only", "if it is of the whole stack"))
+    for table, other, counted_as, restricted, otherwise in sides[1:] if localized_known else sides:
         first, last = int(other[FRAME].min()), int(other[FRAME].max())
         frames = table[FRAME].to_numpy()
         outside = int(((frames < first) | (frames > last)).sum())
@@ -501,6 +503,9 @@ def scoring_inputs(gt: pd.DataFrame, est: pd.DataFrame, frames: str | None = Non
         gt = gt[gt[FRAME].isin(localized)].reset_index(drop=True)
         note = f" (ground truth restricted to the {counted(len(localized), 'frame')} localized"
         note += f" of the {counted(n_chosen, 'frame')} chosen)" if chosen else ")"
+        if not hint:  # a ground truth of part of the run's frames: the others' localizations all FP (a review)
+            uncovered = uncovered_frames_message(gt, est, restrict="frames {first}-{last} here", localized_known=True)
+            hint = f"; {uncovered}" if uncovered else ""
     elif chosen:
         note = f" ({counted(n_chosen, 'frame')} chosen)"
     elif not hint:  # a table that does not say which frames were localized
