@@ -2255,6 +2255,27 @@ def test_cel0_runs_beside_deepcel0_and_sweeps_lambda(viewer, qtbot, stack_path):
     assert widget.lam.value == pytest.approx(float(widget.best.value.split()[1].rstrip(":")), rel=1e-3)
 
 
+def test_a_sweep_against_a_ground_truth_in_other_units_says_so_and_offers_no_best(viewer, qtbot, stack_path):
+    """A ground truth outside the stack's field gave "best: lambda 0.001: Jaccard 0.0 %,
+    RMSE nan nm" and enabled "Use the best lambda" without the warning deepcel0 cel0
+    --sweep gives (widget review)."""
+    from napari_deepcel0._napari.reader import localization_layer_data
+
+    layer = _open(viewer, stack_path)
+    gt = pd.read_pickle(stack_path.parent / "gt.pkl")
+    data, kwargs, _ = localization_layer_data(gt.assign(**{"x [nm]": gt["x [nm]"] * 100, "y [nm]": gt["y [nm]"] * 100}),
+                                              "ground truth in 1/100 nm")
+    widget = _quick_cel0_widget(viewer, layer, "2-3")
+    widget.ground_truth.value = viewer.add_points(data, **kwargs)
+    widget.n_lams.value, widget.sweep_frames.value = 2, 1
+    widget.sweep()
+    _wait(qtbot, widget.sweep_job)
+    warnings_said = _messages(NotificationSeverity.WARNING)
+    assert any("ground-truth molecules lie outside the stack's field" in m for m in warnings_said)
+    assert widget.best.value.startswith("no lambda found a molecule of the ground truth (Jaccard 0 % at every")
+    assert not widget.use_best_button.enabled and widget.sweep_job.status.value.endswith("no best lambda")
+
+
 def test_cel0_cancel_keeps_finished_batches(viewer, qtbot, stack_path, monkeypatch):
     from napari_deepcel0._napari import cel0_widget
 

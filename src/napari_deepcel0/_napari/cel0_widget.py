@@ -23,6 +23,7 @@ from ..core.defaults import (CEL0_MAX_INNER, CEL0_MAX_OUTER, CEL0_THRESHOLD, CEL
 from ..core.devices import DEVICES, resolve_device, resolve_precision
 from ..core.model_io import bundled_model_path, read_model_info
 from ..core.frames import parse_frame_selection
+from ..core.metrics import outside_field_message
 from ..core.predict import DeepLocalizer, localize_stream
 from ..core.progress import counted
 from ..core.protocol import localization_protocol, network_protocol
@@ -285,6 +286,9 @@ class Cel0Widget(DockPanel):
             self.sweep_job.refuse(f"Lambda sweep: {exc}")
             return
         acq = self.state.prepare_stack(layer)
+        outside = outside_field_message(ground_truth, acq.field_nm(tuple(layer.data.shape[-2:])))
+        if outside:  # (deepcel0 cel0 --sweep warned; here the sweep scored 0 % and offered a "best" lambda)
+            show_warning(f"Lambda sweep: the ground truth {truth.name!r}: {outside}")
         self._curve = []
         self._best_lam = None
         self._sweep_frames_asked = self.sweep_frames.value
@@ -320,9 +324,16 @@ class Cel0Widget(DockPanel):
             self.sweep_job.status.value = f"Lambda sweep cancelled after {counted(len(self._curve), 'lambda')}"
             show_info(self.sweep_job.status.value)
             return
-        self._best_lam = sweep.best_lam
         best = sweep.best_score
         curve = sweep.curve()
+        if best.tp == 0:  # a "best" lambda of a curve at 0 % everywhere was offered to Use
+            self.plot.plot({f"Jaccard at {sweep.tol_nm:g} nm": (curve["lam"], curve["jaccard"])})
+            self.best.value = ("no lambda found a molecule of the ground truth (Jaccard 0 % at every lambda): is "
+                               "the ground truth of this stack, in nm?")
+            self.sweep_job.status.value = "Lambda sweep finished: no best lambda"
+            show_warning(f"Lambda sweep: {self.best.value}")
+            return
+        self._best_lam = sweep.best_lam
         self.plot.plot({f"Jaccard at {sweep.tol_nm:g} nm": (curve["lam"], curve["jaccard"])},
                        marker=(self._best_lam, best.jaccard))
         self.best.value = (f"lambda {self._best_lam:.4g}: Jaccard {best.jaccard:.1f} %, RMSE {best.rmse_nm:.1f} nm "
