@@ -1032,6 +1032,30 @@ def test_deleting_an_output_layer_during_a_run_loses_nothing(viewer, qtbot, stac
     assert any("deleted during the run" in m for m in _messages(NotificationSeverity.INFO))
 
 
+def test_settings_changed_during_a_run_are_said_to_wait_for_the_next(viewer, qtbot, stack_path, monkeypatch):
+    """A pixel size typed during a run redrew the stack at once, "so that it lines up with
+    the localizations", while the run went on at the old size (widget review)."""
+    from napari_deepcel0._napari import localize_widget
+    from napari_deepcel0._napari.state import state_for
+
+    resume = threading.Event()
+    monkeypatch.setattr(localize_widget, "localize_stream",
+                        _pause_after_first(localize_widget.localize_stream, resume))
+    layer = _open(viewer, stack_path)
+    widget = _dock(viewer, LocalizeWidget)
+    widget.device.value, widget.batch_size.value, widget.frames.value = "cpu", 1, "1-2"
+    widget.run()
+    qtbot.waitUntil(lambda: widget._run.frames_done == 1, timeout=RUN_TIMEOUT_MS)
+    state = state_for(viewer)
+    state.edit_acquisition(state.acquisition.replace(pixel_size_nm=160.0), layer)
+    resume.set()
+    _wait(qtbot, widget.job)
+    assert ("Acquisition: the run(s) going on (small localizations) keep the settings they started with: run again "
+            "to use the new ones") in _messages(NotificationSeverity.WARNING)
+    state.edit_acquisition(state.acquisition.replace(pixel_size_nm=100.0), layer)  # no run going: nothing said
+    assert sum("keep the settings they started with" in m for m in _messages(NotificationSeverity.WARNING)) == 1
+
+
 def test_a_large_render_is_blurred_off_the_gui_thread_and_the_last_one_shows(viewer, qtbot, stack_path,
                                                                                monkeypatch):
     """Before: each redraw blurred the whole render on the GUI thread (a 9,600 x 9,600

@@ -20,7 +20,7 @@ from napari.utils.notifications import show_info, show_warning
 from psygnal import Signal
 
 from ..core.acquisition import Acquisition
-from .layers import layer_scale_nm, stack_transform
+from .layers import growing_run, layer_scale_nm, stack_transform
 from .settings import load_value, save_value
 
 _STATES: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
@@ -99,10 +99,16 @@ class PluginState:
                 declared = None
             if declared == old:
                 layer.metadata["pixel_size_nm"] = acq.pixel_size_nm
+        changed = acq != self._acquisition
         self.acquisition = acq
         if (layer is not None and acq.pixel_size_nm != old and getattr(layer, "ndim", 0) >= 2
                 and np.allclose(layer.scale[-2:], old, rtol=1e-6, atol=0.0)):
             self.prepare_stack(layer)
+        viewer = self._viewer()
+        running = [p.name for p in (viewer.layers if viewer is not None else []) if growing_run(p)]
+        if changed and running:  # the stack was redrawn at once, "lined up", while the run went on as it began
+            show_warning(f"Acquisition: the run(s) going on ({', '.join(running)}) keep the settings they started "
+                         "with: run again to use the new ones")
 
     def _declared_acquisition(self, layer) -> tuple[Acquisition | None, str]:
         """The current acquisition at the pixel size ``layer``'s file declares, and what
