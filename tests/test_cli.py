@@ -1030,7 +1030,7 @@ def test_a_failed_simulation_leaves_no_folder_it_made(tmp_path, capsys, monkeypa
 def test_the_memory_check_reads_a_containers_limit_and_works_without_sysconf(monkeypatch):
     """It compared with the host's memory in a container, and did nothing on Windows,
     which has no os.sysconf (a review)."""
-    from napari_deepcel0 import cli
+    from napari_deepcel0.core import memory
 
     real_read_text = Path.read_text
 
@@ -1040,12 +1040,12 @@ def test_the_memory_check_reads_a_containers_limit_and_works_without_sysconf(mon
         return real_read_text(path, *args, **kwargs)
 
     monkeypatch.setattr(Path, "read_text", limited)
-    assert cli.available_memory_bytes() == 2**30
+    assert memory.available_memory_bytes() == 2**30
     monkeypatch.delattr(os, "sysconf")
     monkeypatch.setattr(Path, "read_text", real_read_text)
     import psutil
 
-    assert cli.available_memory_bytes() <= psutil.virtual_memory().total
+    assert memory.available_memory_bytes() <= psutil.virtual_memory().total
 
 
 def test_a_min_lr_above_the_learning_rate_is_refused(tmp_path, capsys):

@@ -1814,6 +1814,20 @@ def test_training_keeps_small_lambdas_and_refuses_to_write_the_bundled_model(vie
     assert bundled_model_path().read_bytes() == before
 
 
+def test_training_that_cannot_fit_in_memory_is_refused_with_the_numbers(viewer, qtbot, tmp_path, monkeypatch):
+    """A million patches (about 22 GB) were taken without a word (widget review)."""
+    from napari_deepcel0.core import memory
+
+    monkeypatch.setattr(memory, "available_memory_bytes", lambda: 2**30)
+    training = _dock(viewer, TrainingWidget)
+    training.output.value = tmp_path / "m.safetensors"
+    training.run()
+    _wait(qtbot, training.job)
+    assert "need about 5 GiB of memory; this machine (or container) has 1 GiB: use fewer patches or frames" in \
+        training.job.status.value
+    assert not list(tmp_path.glob("m*.safetensors"))
+
+
 def test_plots_follow_the_napari_theme(viewer):
     from matplotlib.colors import to_hex
     from napari.utils.theme import get_theme

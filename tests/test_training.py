@@ -287,6 +287,25 @@ def test_cancel_before_the_first_step_trains_nothing_and_says_so():
         train(ISBI2013, tiny(), cancel=stop, training_set=training_set)
 
 
+def test_a_training_set_that_cannot_fit_is_refused_before_it_is_simulated(monkeypatch):
+    """The Training widget took a million patches (about 22 GB) without a word: napari
+    would be ended by the kernel's OOM killer (widget review)."""
+    import dataclasses
+
+    from napari_deepcel0.core import memory
+    from napari_deepcel0.core.training_data import training_set_bytes
+
+    big = dataclasses.replace(TrainingConfig.bundled().data, n_patches=1_000_000, n_frames=4000)
+    assert 15 * 2**30 < training_set_bytes(ISBI2013, big) < 30 * 2**30  # (23 KB a patch, 80 KB a frame measured)
+    monkeypatch.setattr(memory, "available_memory_bytes", lambda: 8 * 2**30)
+    seen = []
+    with pytest.raises(memory.NotEnoughMemory, match=r"1,000,000 training patches from 4,000 simulated frames need "
+                                                     r"about 2\d GiB of memory; this machine \(or container\) has 8 "
+                                                     "GiB: use fewer patches or frames"):
+        train(ISBI2013, tiny(data=big), progress=seen.append)
+    assert seen == []  # refused before the simulation began
+
+
 def test_a_cancel_is_heard_while_the_filaments_are_drawn(monkeypatch):
     """The filaments of each frame (8 s a thousand frames) were drawn without a look at the
     cancel flag: a Cancel waited 50 s for the bundled recipe's (widget review). The flag

@@ -28,6 +28,7 @@ import numpy as np
 from .cli_cel0 import add_parser as add_cel0_parser
 from .core.acquisition import Acquisition
 from .core.defaults import MAX_DENSITY_PER_UM2, READ_METHODS
+from .core.memory import NotEnoughMemory, check_fits_in_memory
 from .core.defaults import TOLERANCES_NM as DEFAULT_TOLERANCES_NM
 from .core.progress import counted, rate_text
 
@@ -278,7 +279,7 @@ def cmd_simulate(args) -> int:
         else sim.CameraNoise(background_photons=tuple(args.background), quantize=True)
     )
     photons = sim.PhotonModel(args.photons[0], args.photons[1], 0.15)
-    _check_fits_in_memory(sim.simulation_bytes(args.frames, (args.size, args.size), args.density, acq),
+    check_fits_in_memory(sim.simulation_bytes(args.frames, (args.size, args.size), args.density, acq),
                           f"{args.frames} frame(s) of {args.size} x {args.size} pixels at "
                           f"{args.density:g} emitters/um^2",
                           "use fewer or smaller frames (--frames, --size) or a lower --density")
@@ -299,41 +300,6 @@ def cmd_simulate(args) -> int:
     print(f"wrote {stack_file} ({args.frames} frames of {args.size}x{args.size}, {dtype})")
     print(f"wrote {truth_file} ({len(emitters)} emitters, {len(emitters) / args.frames:.1f} per frame)")
     return 0
-
-
-def available_memory_bytes() -> int | None:
-    """The memory this process may use, in bytes: the machine's, or a container's limit
-    (cgroup v2 ``memory.max`` or v1 ``memory.limit_in_bytes``) when lower; None where
-    neither the system nor psutil says (psutil comes with napari; Windows has no
-    ``os.sysconf``)."""
-    machine = None
-    try:
-        machine = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
-    except (AttributeError, ValueError, OSError):  # not POSIX, or the names are unknown
-        with contextlib.suppress(ImportError, OSError, AttributeError):
-            import psutil
-
-            machine = int(psutil.virtual_memory().total)
-    for limit_file in ("/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory/memory.limit_in_bytes"):
-        with contextlib.suppress(OSError, ValueError):
-            limit = int(Path(limit_file).read_text().strip())  # "max" (no limit) is no number
-            if limit > 0 and (machine is None or limit < machine):
-                machine = limit
-            break
-    return machine
-
-
-class NotEnoughMemory(MemoryError):
-    """A job refused before it starts, its message saying why and what to change."""
-
-
-def _check_fits_in_memory(need_bytes: float, what: str, advice: str) -> None:
-    """:class:`NotEnoughMemory`, with the numbers, for a job that needs more memory than
-    this process may use: refused before minutes of work (or the kernel's OOM killer)."""
-    have = available_memory_bytes()
-    if have and need_bytes > have:
-        raise NotEnoughMemory(f"{what} need about {need_bytes / 2**30:,.0f} GiB of memory; this machine (or "
-                              f"container) has {have / 2**30:,.0f} GiB: {advice}")
 
 
 # ============================================================ evaluate
@@ -894,7 +860,7 @@ def cmd_demo(args) -> int:
 
     loaded = load_bundled_model()
     acq = loaded.info.acquisition
-    _check_fits_in_memory(sim.simulation_bytes(args.frames, DEMO_FRAME_SHAPE, args.density, acq),
+    check_fits_in_memory(sim.simulation_bytes(args.frames, DEMO_FRAME_SHAPE, args.density, acq),
                           f"{args.frames} frame(s) of {DEMO_FRAME_SHAPE[0]} x {DEMO_FRAME_SHAPE[1]} pixels at "
                           f"{args.density:g} emitters/um^2", "use fewer frames (--frames) or a lower --density")
     with output_folder(args.out, files=DEMO_FILES) as out:  # removed again if the run fails

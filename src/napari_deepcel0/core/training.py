@@ -26,11 +26,13 @@ from .acquisition import Acquisition, is_whole_number
 from .cancel import Cancelled, is_cancelled
 from .devices import autocast, resolve_device, resolve_precision
 from .losses import LocalizationLoss
+from .memory import check_fits_in_memory
 from .model_io import load_model
 from .network import LocalizationNet, upsample_nearest
 from .optics import phase_column_norms
 from .progress import time_left_text
-from .training_data import DEEPSTORM_TARGET_SCALE, TrainingDataConfig, TrainingSet, make_training_set
+from .training_data import (DEEPSTORM_TARGET_SCALE, TrainingDataConfig, TrainingSet, make_training_set,
+                            training_set_bytes)
 
 #: the CEL0 column norms: from the acquisition operator S_L K (paper) or the
 #: reference notebook's constant ||g||_2 (0.2823)
@@ -316,6 +318,9 @@ class _TrainingRun:
         self.rng = np.random.default_rng(config.seed)
         base = _base_model(config, acq)  # checked before the (long) simulation of the training set
         if training_set is None:
+            data = config.data
+            check_fits_in_memory(training_set_bytes(acq, data), f"{data.n_patches:,} training patches from "
+                                 f"{data.n_frames:,} simulated frames", "use fewer patches or frames")
             if progress:
                 progress(Progress(0, config.epochs, 0, 0, math.nan, math.nan, math.nan, config.lr, stage="data"))
             training_set = make_training_set(acq, config.data, cancel=cancel)
