@@ -308,14 +308,16 @@ def _cut_patches(acq: Acquisition, cfg: TrainingDataConfig, frames: np.ndarray, 
 
 
 def training_set_bytes(acq: Acquisition, cfg: TrainingDataConfig) -> float:
-    """About how many bytes :func:`make_training_set` holds at its peak: per patch its
-    float32 input and uint8 fine-grid spikes, 1.75 times (the copies made on the way),
-    and per simulated frame its float32 pixels and a byte per fine pixel (measured: 23 KB
-    a patch and 80 KB a frame for the bundled recipe's 26-pixel patches, 64-pixel frames,
-    L = 4; the widget took a million patches, 22 GB, without a word)."""
+    """About how many bytes :func:`make_training_set` holds at its peak: 40 MB, and per
+    patch its float32 input and uint8 fine-grid spikes, 1.9 times (the copies made on the
+    way), and per simulated frame its float32 pixels and a byte per fine pixel (within 7 %
+    of the peaks measured by ``benchmarks/training_memory.py`` for the bundled recipe's
+    26-pixel patches, 64-pixel frames, L = 4; the widget took a million patches, 24 GB,
+    without a word)."""
     P, F, L = cfg.patch_size, cfg.frame_size, acq.upsampling
     n_frames = cfg.n_frames + (max(1, round(cfg.n_frames * cfg.sparse_fraction)) if cfg.sparse_fraction else 0)
-    return float(cfg.n_patches) * 1.75 * (P * P * 4 + (P * L) ** 2) + float(n_frames) * (F * F * 4 + (F * L) ** 2)
+    return (40e6 + float(cfg.n_patches) * 1.9 * (P * P * 4 + (P * L) ** 2)
+            + float(n_frames) * (F * F * 4 + (F * L) ** 2))
 
 
 def make_training_set(acq: Acquisition, cfg: TrainingDataConfig = TrainingDataConfig(), cancel=None) -> TrainingSet:
