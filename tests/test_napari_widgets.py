@@ -2252,6 +2252,12 @@ def test_export_writes_csv_and_tiff(viewer, qtbot, stack_path, tmp_path):
     with FrameStack(tmp_path / "i32.tif") as saved:
         assert saved.pixel_size_nm == pytest.approx(25.0) and saved.output is None
         np.testing.assert_array_equal(saved[0], labels_like.data)
+    # integers float32 cannot hold are rounded: said (it was silent; widget review)
+    widget.image.value = viewer.add_image(np.array([[0, 2**25 + 1]], np.int64), name="i64")
+    widget.tiff_path.value = tmp_path / "i64.tif"
+    widget.save_tiff()
+    _wait(qtbot, widget.tiff_job)
+    assert any("written as float32" in m for m in _messages(NotificationSeverity.WARNING))
     # an RGB image is refused (it was written as frames of 3-pixel-wide images)
     widget.image.value = viewer.add_image(np.zeros((5, 6, 3), np.uint8), rgb=True, name="photo")
     widget.tiff_path.value = tmp_path / "photo.tif"

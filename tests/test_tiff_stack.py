@@ -280,6 +280,20 @@ def test_our_tiffs_of_any_frame_shape_read_back(tmp_path, shape):
         np.testing.assert_array_equal(stack[:], data)
 
 
+def test_integers_float32_cannot_hold_are_written_with_a_warning(tmp_path):
+    """An int64 image with values above 2^24 was exported as float32, rounded, without a
+    word (widget review); up to 2^24 float32 holds them exactly and nothing is said."""
+    import warnings
+
+    exact = np.array([[0, 2**24]], np.int64)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        write_tiff(tmp_path / "exact.tif", exact)
+    with pytest.warns(UserWarning, match=r"integer values up to 16,777,217 are written as float32, which holds "
+                                         r"integers exactly up to 2\^24 = 16,777,216 only"):
+        write_tiff(tmp_path / "rounded.tif", exact + 1)
+
+
 def test_a_single_frame_and_stacks_of_wide_frames_read_as_before(tmp_path):
     """The fix for frames one column wide leaves the other layouts alone."""
     cases = {"frame.tif": np.arange(16 * 12).reshape(16, 12), "pixel.tif": np.array([[7]]),

@@ -11,6 +11,7 @@ import re
 import shutil
 import tempfile
 import threading
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -46,7 +47,8 @@ CSV_CHUNK_ROWS = 100_000
 def imagej_pixels(data: np.ndarray) -> np.ndarray:
     """``data`` in a pixel type ImageJ TIFFs hold (uint8, uint16, int16, float32), with
     the same values: booleans as uint8; other integers as uint16 when their range fits
-    it, else int16 when that fits, else float32 (exact up to 2^24); floats as float32."""
+    it, else int16 when that fits, else float32 (exact up to 2^24: beyond, a warning says
+    that values are rounded; ImageJ TIFFs hold no 32-bit integers); floats as float32."""
     kind = data.dtype.kind
     if kind == "b":
         return data.astype(np.uint8)
@@ -58,6 +60,10 @@ def imagej_pixels(data: np.ndarray) -> np.ndarray:
             return data.astype(np.uint16)
         if -32768 <= lo and hi <= 32767:
             return data.astype(np.int16)
+        if max(-lo, hi) > 2**24:  # (rounded without a word: an int64 image exported, review)
+            warnings.warn(f"integer values up to {max(-lo, hi):,} are written as float32, which holds integers exactly "
+                          f"up to 2^24 = {2**24:,} only: larger ones are rounded (ImageJ TIFFs hold no 32-bit "
+                          "integers)", UserWarning, stacklevel=3)
         return data.astype(np.float32)
     if kind == "f":
         return data.astype(np.float32, copy=False)
