@@ -28,8 +28,8 @@ import numpy as np
 from .cli_cel0 import add_parser as add_cel0_parser
 from .core.acquisition import Acquisition
 from .core.defaults import MAX_DENSITY_PER_UM2, READ_METHODS
-from .core.memory import NotEnoughMemory, check_fits_in_memory
 from .core.defaults import TOLERANCES_NM as DEFAULT_TOLERANCES_NM
+from .core.memory import NotEnoughMemory, check_fits_in_memory
 from .core.progress import counted, rate_text
 
 #: the default tolerances as --help writes them
@@ -60,8 +60,9 @@ def tolerance_nm(text: str) -> float:
         value = positive_float(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"must be a distance in nm, got {text!r}") from None
-    if small_tolerance_message(value):
-        raise argparse.ArgumentTypeError(small_tolerance_message(value))
+    small = small_tolerance_message(value)
+    if small:
+        raise argparse.ArgumentTypeError(small)
     return value
 
 
@@ -280,9 +281,9 @@ def cmd_simulate(args) -> int:
     )
     photons = sim.PhotonModel(args.photons[0], args.photons[1], 0.15)
     check_fits_in_memory(sim.simulation_bytes(args.frames, (args.size, args.size), args.density, acq),
-                          f"{args.frames} frame(s) of {args.size} x {args.size} pixels at "
-                          f"{args.density:g} emitters/um^2",
-                          "use fewer or smaller frames (--frames, --size) or a lower --density")
+                         f"{args.frames} frame(s) of {args.size} x {args.size} pixels at "
+                         f"{args.density:g} emitters/um^2",
+                         "use fewer or smaller frames (--frames, --size) or a lower --density")
     # before the simulation: a wrong --out fails at once
     with output_folder(args.out, files=SIMULATE_FILES) as out:
         frames, emitters = sim.simulate_stack(
@@ -861,8 +862,8 @@ def cmd_demo(args) -> int:
     loaded = load_bundled_model()
     acq = loaded.info.acquisition
     check_fits_in_memory(sim.simulation_bytes(args.frames, DEMO_FRAME_SHAPE, args.density, acq),
-                          f"{args.frames} frame(s) of {DEMO_FRAME_SHAPE[0]} x {DEMO_FRAME_SHAPE[1]} pixels at "
-                          f"{args.density:g} emitters/um^2", "use fewer frames (--frames) or a lower --density")
+                         f"{args.frames} frame(s) of {DEMO_FRAME_SHAPE[0]} x {DEMO_FRAME_SHAPE[1]} pixels at "
+                         f"{args.density:g} emitters/um^2", "use fewer frames (--frames) or a lower --density")
     with output_folder(args.out, files=DEMO_FILES) as out:  # removed again if the run fails
         print(f"simulating {args.frames} high-density frames of microtubule-like filaments "
               f"({args.density:g} emitters/um^2, {acq.describe()}) ...")

@@ -326,16 +326,16 @@ class Cel0Widget(DockPanel):
             return
         best = sweep.best_score
         curve = sweep.curve()
-        if best.tp == 0:  # a "best" lambda of a curve at 0 % everywhere was offered to Use
-            self.plot.plot({f"Jaccard at {sweep.tol_nm:g} nm": (curve["lam"], curve["jaccard"])})
+        found = best.tp > 0  # a "best" lambda of a curve at 0 % everywhere was offered to Use
+        self.plot.plot({f"Jaccard at {sweep.tol_nm:g} nm": (curve["lam"], curve["jaccard"])},
+                       marker=(sweep.best_lam, best.jaccard) if found else None)
+        if not found:
             self.best.value = ("no lambda found a molecule of the ground truth (Jaccard 0 % at every lambda): is "
                                "the ground truth of this stack, in nm?")
             self.sweep_job.status.value = "Lambda sweep finished: no best lambda"
             show_warning(f"Lambda sweep: {self.best.value}")
             return
         self._best_lam = sweep.best_lam
-        self.plot.plot({f"Jaccard at {sweep.tol_nm:g} nm": (curve["lam"], curve["jaccard"])},
-                       marker=(self._best_lam, best.jaccard))
         self.best.value = (f"lambda {self._best_lam:.4g}: Jaccard {best.jaccard:.1f} %, RMSE {best.rmse_nm:.1f} nm "
                            f"on frame{'s' if len(sweep.frames) != 1 else ''} {', '.join(str(f) for f in sweep.frames)} "
                            f"({sweep.seconds:.0f} s)")

@@ -52,9 +52,9 @@ def parse_tolerances(text: str) -> list[float]:
         raise ValueError(f"cannot read tolerances {text!r}; write numbers in nm, e.g. '50, 100, 150'") from None
     if not values or any(not (v > 0 and math.isfinite(v)) for v in values):
         raise ValueError(f"tolerances must be positive, finite numbers in nm, got {text!r}")
-    small = [small_tolerance_message(v) for v in values if small_tolerance_message(v)]
+    small = next(filter(None, map(small_tolerance_message, values)), "")
     if small:  # (0.05, 50 nm typed in um, scored 0 % without a word)
-        raise ValueError(small[0])
+        raise ValueError(small)
     return values
 
 

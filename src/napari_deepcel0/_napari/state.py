@@ -105,8 +105,8 @@ class PluginState:
                 and np.allclose(layer.scale[-2:], old, rtol=1e-6, atol=0.0)):
             self.prepare_stack(layer)
         viewer = self._viewer()
-        running = [p.name for p in (viewer.layers if viewer is not None else []) if growing_run(p)]
-        if changed and running:  # the stack was redrawn at once, "lined up", while the run went on as it began
+        running = [p.name for p in viewer.layers if growing_run(p)] if changed and viewer is not None else []
+        if running:  # the stack was redrawn at once, "lined up", while the run went on as it began
             show_warning(f"Acquisition: the run(s) going on ({', '.join(running)}) keep the settings they started "
                          "with: run again to use the new ones")
 

@@ -250,7 +250,6 @@ def read_model_info(path: str | os.PathLike) -> ModelInfo:
     return _info_from_dict(path, d)
 
 
-
 def _info_from_dict(path, d: dict) -> ModelInfo:
     if not isinstance(d, dict) or d.get("format") != FORMAT:
         _fail(path, "metadata is not a napari-deepcel0 model description")

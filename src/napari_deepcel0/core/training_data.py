@@ -315,9 +315,19 @@ def training_set_bytes(acq: Acquisition, cfg: TrainingDataConfig) -> float:
     26-pixel patches, 64-pixel frames, L = 4; the widget took a million patches, 24 GB,
     without a word)."""
     P, F, L = cfg.patch_size, cfg.frame_size, acq.upsampling
-    n_frames = cfg.n_frames + (max(1, round(cfg.n_frames * cfg.sparse_fraction)) if cfg.sparse_fraction else 0)
+    n_frames = cfg.n_frames + (_sparse_frame_count(cfg) if _sparse_patch_count(cfg) else 0)
     return (40e6 + float(cfg.n_patches) * 1.9 * (P * P * 4 + (P * L) ** 2)
             + float(n_frames) * (F * F * 4 + (F * L) ** 2))
+
+
+def _sparse_patch_count(cfg: TrainingDataConfig) -> int:
+    """The patches cut from extra sparse frames (``sparse_fraction`` of them)."""
+    return int(round(cfg.n_patches * cfg.sparse_fraction))
+
+
+def _sparse_frame_count(cfg: TrainingDataConfig) -> int:
+    """The extra sparse frames simulated for :func:`_sparse_patch_count` patches."""
+    return max(1, int(round(cfg.n_frames * cfg.sparse_fraction)))
 
 
 def make_training_set(acq: Acquisition, cfg: TrainingDataConfig = TrainingDataConfig(), cancel=None) -> TrainingSet:
@@ -325,7 +335,7 @@ def make_training_set(acq: Acquisition, cfg: TrainingDataConfig = TrainingDataCo
     :class:`~.cancel.Cancelled` when ``cancel`` is set during the simulation."""
     rng = as_rng(cfg.seed)
     P = cfg.patch_size
-    n_sparse = int(round(cfg.n_patches * cfg.sparse_fraction))
+    n_sparse = _sparse_patch_count(cfg)
     frames, emitters = _simulate_frames(acq, cfg, rng, cancel)
     origins = _patch_origins(acq, cfg, emitters, cfg.n_frames, cfg.min_emitters)
     if len(origins[0]) == 0:
@@ -339,7 +349,7 @@ def make_training_set(acq: Acquisition, cfg: TrainingDataConfig = TrainingDataCo
         )
     inputs, spikes, source = _cut_patches(acq, cfg, frames, emitters, origins, cfg.n_patches - n_sparse, rng)
     if n_sparse:
-        n_frames = max(1, int(round(cfg.n_frames * cfg.sparse_fraction)))
+        n_frames = _sparse_frame_count(cfg)
         frames, emitters = _simulate_sparse_frames(acq, cfg, n_frames, rng, cancel)
         origins = _patch_origins(acq, cfg, emitters, n_frames, 0)
         sparse_inputs, sparse_spikes, sparse_source = _cut_patches(acq, cfg, frames, emitters, origins, n_sparse, rng)
