@@ -322,6 +322,13 @@ def test_a_csv_opened_with_its_protocol_keeps_it_when_saved_again(tmp_path):
     assert write_points(str(out), coords, {"features": kwargs["features"], "scale": (1, 1, 1),
                                            "translate": (0, 0, 0), "metadata": {PROTOCOL: broken}})[0] == str(out)
     assert json.loads(protocol_path(out).read_text())["results"] == {"localizations_saved": len(coords)}
+    # a count typed as text ("2" for 2 rows) was told to count "2" localizations where the file holds 2
+    write_protocol(protocol_path(out), {**protocol, "results": {"localizations": str(len(coords))}})
+    notification_manager.records.clear()
+    [(_, kwargs_out, _)] = get_localization_reader(str(out))(None)
+    assert PROTOCOL not in kwargs_out["metadata"]
+    assert any(f"gives no number of localizations (its count is '{len(coords)}')" in str(n.message)
+               for n in notification_manager.records)
     protocol_path(csv).write_text("{broken")
     notification_manager.records.clear()
     [(_, kwargs, _)] = get_localization_reader(str(csv))(None)

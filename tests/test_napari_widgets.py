@@ -2219,6 +2219,69 @@ def test_a_runs_protocol_goes_beside_its_csv_with_the_count_saved(viewer, qtbot,
     assert made["DeepCEL0"]["model"]["bundled"] is True and made["DeepCEL0"]["input"]["frames"] == "1"
 
 
+def test_hand_edits_of_localizations_are_marked_and_go_in_the_protocol(viewer, qtbot, stack_path, tmp_path):
+    """A point added by hand to localizations got the intensity of the point selected (or
+    added) last, and the protocol saved beside the edited table said only what the run
+    found: a point added by hand now has NaN features, and the protocol counts the points
+    added, removed and moved (again after the file is opened, edited and saved again). A
+    run's layer edited while the run fills it is undone at its next frame: a warning."""
+    import json
+
+    from napari_deepcel0._napari.layers import HAND_EDITS, PROTOCOL, GrowingPoints
+    from napari_deepcel0._napari.writer import write_points
+    from napari_deepcel0.core.protocol import localization_protocol, protocol_path, write_protocol
+
+    gt = pd.read_pickle(stack_path.parent / "gt.pkl")
+    gt = gt.assign(**{"intensity [photon]": np.arange(1.0, len(gt) + 1)})[["frame", "x [nm]", "y [nm]",
+                                                                         "intensity [photon]"]]
+    csv = write_thunderstorm_csv(tmp_path / "locs.csv", gt)
+    write_protocol(protocol_path(csv), localization_protocol("DeepCEL0", Acquisition(), {"threshold": 8.5},
+                                                             [1, 2], (32, 32), len(gt)))
+    points = _open(viewer, str(csv))  # no widget open: the reader watches the layer
+    points.selected_data = {3}
+    points.add([[0.0, 500.0, 700.0]])
+    points.add([[1.0, 900.0, 300.0]])
+    assert np.isnan(points.features["intensity [photon]"].to_numpy()[-2:]).all()  # not point 3's, nor the last's
+    points.selected_data = {0}
+    points.remove_selected()
+    points._move({1}, points.data[1] + [0, 50.0, 0])  # what a drag does when the mouse is released
+    assert points.metadata[HAND_EDITS] == {"added": 2, "removed": 1, "moved": 1}
+    written = write_points(str(tmp_path / "edited.csv"), *points.as_layer_data_tuple()[:2])
+    saved = json.loads(protocol_path(written[0]).read_text())
+    assert saved["results"]["hand_edits"] == {"added": 2, "removed": 1, "moved": 1}
+    assert saved["results"]["localizations_saved"] == len(gt) + 1 == saved["results"]["localizations"] + 1
+    back = read_localizations(written[0])
+    assert back["intensity [photon]"].isna().sum() == 2 and back["intensity [photon]"].notna().sum() == len(gt) - 1
+    again = _open(viewer, written[0])  # opened again and edited: the counts add up
+    again.add([[0.0, 100.0, 100.0]])
+    write_points(str(tmp_path / "twice.csv"), *again.as_layer_data_tuple()[:2])
+    assert json.loads((tmp_path / "twice-protocol.json").read_text())["results"]["hand_edits"] == {
+        "added": 3, "removed": 1, "moved": 1}
+
+    run = GrowingPoints(viewer, "stk localizations", "yellow")  # what Localize and CEL0 fill
+    run.add(gt[gt["frame"] == 1], np.array([1]))
+    viewer.dims.set_point(0, 0.0)  # frame 1 on screen: the run shows its points
+    run.refresh()
+    notification_manager.records.clear()
+    run.layer.selected_data = {0}
+    run.layer.remove_selected()  # during the run: undone at the next frame, and said so
+    assert any("a run is filling this layer" in m for m in _messages(NotificationSeverity.WARNING))
+    run.add(gt[gt["frame"] == 2], np.array([2]))
+    run.finish()
+    assert len(run.layer.data) == (gt["frame"] <= 2).sum() and HAND_EDITS not in run.layer.metadata  # the run's
+    run.layer.selected_data = {0}
+    run.layer.remove_selected()  # after the run: counted
+    assert run.layer.metadata[HAND_EDITS] == {"removed": 1}
+    rerun = GrowingPoints(viewer, "stk localizations", "yellow")  # a new run in the same layer starts afresh
+    assert rerun.layer is run.layer and HAND_EDITS not in rerun.layer.metadata
+    rerun.finish()
+    copy = viewer.layers[-1].__class__(run.layer.data, features=run.layer.features, metadata=dict(
+        run.layer.metadata, **{PROTOCOL: {"results": {}}}))
+    viewer.add_layer(copy)  # as Duplicate Layer adds a copy of the run's: watched too
+    copy.add([[0.0, 10.0, 10.0]])
+    assert copy.metadata[HAND_EDITS] == {"added": 1}
+
+
 def test_export_writes_csv_and_tiff(viewer, qtbot, stack_path, tmp_path):
     layer, gt = _gt_layer(viewer, stack_path)
     render = viewer.add_image(np.arange(12, dtype=np.float32).reshape(3, 4), scale=(10.0, 10.0), units="nm",

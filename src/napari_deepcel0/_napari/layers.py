@@ -23,7 +23,7 @@ import weakref
 import napari
 import numpy as np
 import pandas as pd
-from napari.utils.notifications import show_info
+from napari.utils.notifications import show_info, show_warning
 
 from ..core.columns import FRAME, X_NM, Y_NM, empty_table
 from ..core.localization_csv import is_coordinate_label, read_back_problems
@@ -186,7 +186,8 @@ def show_layer(viewer, kind: str, data, kwargs: dict):
         if layer is not None:
             viewer.layers.remove(layer)
         return getattr(viewer, f"add_{kind}")(data, **kwargs)  # napari numbers a name in use
-    layer.data = data
+    with setting_data(layer):
+        layer.data = data
     for key, value in kwargs.items():
         if key != "name":  # "name" when a user's layer holds it: napari would number it again
             setattr(layer, key, value)
@@ -258,6 +259,99 @@ def is_run_output(layer, metadata: dict) -> bool:
     if metadata.get(OUTPUT):
         return layer.metadata.get(OUTPUT) == metadata[OUTPUT]
     return "frames" in metadata and is_localization_run(layer)
+
+
+#: metadata key of a localization layer's edits by hand since it was made or opened:
+#: ``{"added": n, "removed": n, "moved": n}`` (see :func:`track_hand_edits`), which the
+#: writer puts in the protocol beside the CSV
+HAND_EDITS = "napari_deepcel0_hand_edits"
+#: the layers whose hand edits are counted (weakly: a deleted layer goes)
+_TRACKED: "weakref.WeakSet" = weakref.WeakSet()
+#: ids of the layers whose data this plugin is setting now (no hand edit; :func:`setting_data`)
+_SETTING: set[int] = set()
+
+
+@contextlib.contextmanager
+def setting_data(layer):
+    """Wrap this plugin's own changes of a tracked layer's data (a run showing its table),
+    which :func:`track_hand_edits` must not count as edits by hand."""
+    key = id(getattr(layer, "__wrapped__", layer))
+    _SETTING.add(key)
+    try:
+        yield
+    finally:
+        _SETTING.discard(key)
+
+
+def track_hand_edits(layer) -> None:
+    """Watch the Points ``layer`` of localizations for points added, removed and moved by
+    hand (napari's Points tools, or a script), once per layer.
+
+    A point added by hand gets NaN for its numeric features: napari copies them from the
+    point selected or added last, so that the CSV gave it another molecule's intensity and
+    uncertainty. The edits are counted in ``metadata[HAND_EDITS]`` (a point moved twice
+    counts twice; napari's copy and paste of points emits no event and goes uncounted),
+    and the writer puts them in the protocol: the table is then no longer only what the
+    run found. Edits of a layer that a run is filling are undone when it shows the next
+    frame (the run keeps its own table): a warning says so, once per run.
+    """
+    layer = getattr(layer, "__wrapped__", layer)  # a proxy's layer (a widget of the Plugins menu): counted once
+    if layer in _TRACKED or not isinstance(layer, LAYER_TYPES["points"]):
+        return
+    _TRACKED.add(layer)
+    layer_ref = weakref.ref(layer)  # the layer's own event must not keep it alive
+    layer.events.data.connect(lambda event: _count_hand_edit(layer_ref(), event))
+
+
+#: the viewers whose localization layers :func:`track_localization_layers` watches
+_WATCHED_VIEWERS: "weakref.WeakSet" = weakref.WeakSet()
+
+
+def track_localization_layers(viewer) -> None:
+    """Count the hand edits (:func:`track_hand_edits`) of the localizations in ``viewer``
+    and of those added to it from now on: read from a file, a run's, or a copy of a run's
+    (Duplicate Layer). Called by the reader and by the widgets' shared state, once per
+    viewer."""
+    viewer = getattr(viewer, "__wrapped__", viewer)
+    if viewer in _WATCHED_VIEWERS:
+        return
+    _WATCHED_VIEWERS.add(viewer)
+
+    def track(layer):
+        if (is_read_from_file(layer) or is_localization_run(layer)) and not is_output(layer):
+            track_hand_edits(layer)
+
+    for layer in viewer.layers:
+        track(layer)
+    viewer.layers.events.inserted.connect(lambda event: track(event.value))
+
+
+def _count_hand_edit(layer, event) -> None:
+    if layer is None or id(layer) in _SETTING:
+        return
+    action, rows = str(getattr(event, "action", "")), len(getattr(event, "data_indices", ()) or ())
+    kind = {"added": "added", "removed": "removed", "changed": "moved"}.get(action)
+    if kind is None or rows == 0:
+        return
+    run = growing_run(layer)
+    if run is not None:
+        if not run.hand_edit_warned:
+            run.hand_edit_warned = True
+            show_warning(f"{layer.name}: a run is filling this layer; points added, removed or moved by hand are "
+                         "undone when it shows the next frame (the run keeps its own table): edit them once the "
+                         "run has ended")
+        return
+    if kind == "added":
+        features = layer.features  # napari's own table: changed in place
+        new = features.index[-rows:]
+        for column in features.columns:
+            if pd.api.types.is_numeric_dtype(features[column]) and not pd.api.types.is_bool_dtype(features[column]):
+                if not pd.api.types.is_float_dtype(features[column]):
+                    features[column] = features[column].astype(np.float64)
+                features.loc[new, column] = np.nan
+    counts = dict(layer.metadata.get(HAND_EDITS) or {})
+    counts[kind] = counts.get(kind, 0) + rows
+    layer.metadata[HAND_EDITS] = counts
 
 
 class RefreshPacer:
@@ -356,6 +450,9 @@ class GrowingPoints:
         self.layer = show_layer(viewer, "points", coords, points_layer_kwargs(
             name, features, face_color=face_color, metadata={"frames": np.zeros(0, np.int64), "running": True}))
         self.layer.metadata.update({"running": True, RUN_TOKEN: self.token})  # also on a layer reused
+        self.layer.metadata.pop(HAND_EDITS, None)  # of the table an earlier run showed in it
+        self.hand_edit_warned = False
+        track_hand_edits(self.layer)
         self._owned = [self.layer]  # the run's layers (its render and maps too: own())
         _GROWING[self.token] = self
         self._shown_frame: int | None = None
@@ -399,7 +496,8 @@ class GrowingPoints:
     def _show(self, table: pd.DataFrame) -> None:
         coords, features = points_from_table(table)
         keep_in_viewer(self.viewer, self.layer)
-        self.layer.data = coords
+        with setting_data(self.layer):
+            self.layer.data = coords
         self.layer.features = features
 
     def _follow_slider(self, *_) -> None:
@@ -429,7 +527,8 @@ class GrowingPoints:
         metadata = {k: v for k, v in copy.metadata.items() if k != RUN_TOKEN}
         if isinstance(copy, LAYER_TYPES["points"]):
             coords, features = points_from_table(self.table())
-            copy.data = coords
+            with setting_data(copy):
+                copy.data = coords
             copy.features = features
             metadata.update({"running": False, "frames": self.frames_done()})
         copy.metadata = metadata

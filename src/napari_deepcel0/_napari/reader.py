@@ -16,6 +16,7 @@ import weakref
 from pathlib import Path
 
 import dask.array as da
+import napari
 import numpy as np
 from napari.utils.notifications import show_info, show_warning
 
@@ -23,7 +24,7 @@ from ..core.localization_csv import LocalizationFileError, column_key, read_loca
 from ..core.protocol import protocol_path, read_protocol
 from ..core.tiff_stack import FrameStack, StackError
 from .layers import (FILE_COLOR, OUTPUT, PROTOCOL, image_transform, points_from_table, points_layer_kwargs,
-                     stack_transform)
+                     stack_transform, track_localization_layers)
 from .state import saved_acquisition
 
 
@@ -170,6 +171,10 @@ def _protocol_beside(path: str, n_rows: int) -> dict | None:
     results = protocol.get("results") if protocol is not None else None
     if isinstance(results, dict):
         count = results.get("localizations_saved", results.get("localizations"))
+        if not isinstance(count, int) or isinstance(count, bool):  # "2" (edited by hand) is no count
+            show_warning(f"{protocol_path(path)} gives no number of localizations (its count is {count!r}), so it "
+                         f"cannot be told to describe {Path(path).name}; the localizations are opened without it")
+            return None
         if count != n_rows:
             show_warning(f"{protocol_path(path)} counts {count} localizations, {Path(path).name} holds {n_rows}: "
                          "it describes another table; the localizations are opened without it")
@@ -193,6 +198,9 @@ def get_localization_reader(path):
             return None
 
     def layers(_path):
+        viewer = napari.current_viewer()  # the one napari adds the layers to
+        if viewer is not None:  # their hand edits go in the protocol when they are saved again
+            track_localization_layers(viewer)
         for table, name, _ in tables:
             converted = table.attrs.get("converted_from_pixels")
             if converted:  # the pixel size was the Acquisition's, not the user's choice: say which

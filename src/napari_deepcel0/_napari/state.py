@@ -20,7 +20,7 @@ from napari.utils.notifications import show_info, show_warning
 from psygnal import Signal
 
 from ..core.acquisition import Acquisition
-from .layers import growing_run, layer_scale_nm, stack_transform
+from .layers import growing_run, layer_scale_nm, stack_transform, track_localization_layers
 from .settings import load_value, save_value
 
 _STATES: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
@@ -237,4 +237,5 @@ def state_for(viewer) -> PluginState:
         for layer in viewer.layers:
             state.adopt_pixel_size(layer)
         viewer.layers.events.inserted.connect(lambda event: state.adopt_pixel_size(event.value))
+        track_localization_layers(viewer)
     return state

@@ -6,7 +6,20 @@ import warnings
 from pathlib import Path
 
 from ..core.protocol import write_localizations
-from .layers import OUTPUT, PROTOCOL, growing_run, table_from_points
+from .layers import HAND_EDITS, OUTPUT, PROTOCOL, growing_run, table_from_points
+
+
+def hand_edits_so_far(saved, since_opened) -> dict:
+    """The hand edits of a table: those its protocol counted when it was saved (a file
+    edited, saved and opened again) plus those since (``metadata[HAND_EDITS]``); {} for none."""
+    total = {}
+    for counts in (saved, since_opened):
+        if isinstance(counts, dict):
+            for kind in ("added", "removed", "moved"):
+                value = counts.get(kind)
+                if isinstance(value, int) and not isinstance(value, bool) and value > 0:
+                    total[kind] = total.get(kind, 0) + value
+    return total
 
 
 def write_points(path: str, data, attributes: dict) -> list[str]:
@@ -19,8 +32,10 @@ def write_points(path: str, data, attributes: dict) -> list[str]:
     A layer that a run is filling is written with every localization so far, not only the
     frame it shows (see :class:`.layers.GrowingPoints`). The layer of a run that has ended
     carries its protocol (``metadata[PROTOCOL]``), which goes beside the CSV
-    (``locs.csv`` -> ``locs-protocol.json``; both or neither), with the count written;
-    without one, a protocol of ours left there by an earlier save is removed.
+    (``locs.csv`` -> ``locs-protocol.json``; both or neither), with the count written
+    and the points added, removed and moved by hand (``results.hand_edits``, see
+    :func:`.layers.track_hand_edits`); without one, a protocol of ours left there by an
+    earlier save is removed.
 
     Returns
     -------
@@ -34,10 +49,15 @@ def write_points(path: str, data, attributes: dict) -> list[str]:
     run = growing_run(metadata=attributes.get("metadata"))
     table = run.table() if run is not None else table_from_points(
         data, attributes.get("features"), attributes.get("scale"), attributes.get("translate"))
-    protocol = (attributes.get("metadata") or {}).get(PROTOCOL) if run is None else None
+    metadata = attributes.get("metadata") or {}
+    protocol = metadata.get(PROTOCOL) if run is None else None
     if isinstance(protocol, dict):
-        results = protocol.get("results") if isinstance(protocol.get("results"), dict) else {}
-        protocol = {**protocol, "results": {**results, "localizations_saved": len(table)}}
+        results = dict(protocol["results"]) if isinstance(protocol.get("results"), dict) else {}
+        results["localizations_saved"] = len(table)
+        edits = hand_edits_so_far(results.get("hand_edits"), metadata.get(HAND_EDITS))
+        if edits:
+            results["hand_edits"] = edits
+        protocol = {**protocol, "results": results}
     else:
         protocol = None
     written = [str(p) for p in write_localizations(path, table, protocol)]

@@ -17,8 +17,11 @@ A protocol is plain JSON (``json.load`` reads it)::
      "results": {"localizations": 66000, "seconds": 20.1}}
 
 Units are those of the names (nm, ADU, photons); frames are 1-based, as in the CSV.
-``finished`` is when the run ended (UTC). A table saved from napari after its points were
-edited has ``results.localizations_saved`` too, which then differs from ``localizations``.
+``finished`` is when the run ended (UTC). A table saved from napari has
+``results.localizations_saved`` too, which differs from ``localizations`` when points were
+added or removed by hand; those edits are counted in ``results.hand_edits``
+(``{"added": 2, "removed": 5, "moved": 1}``, only the kinds that happened; the features
+of a point added by hand, such as its intensity, are NaN).
 """
 
 from __future__ import annotations
