@@ -74,7 +74,7 @@ from .frames import (
 from .columns import INTENSITY
 from .localize import FRAME, X_NM, Y_NM, extract_localizations
 from .losses import cel0_penalty, cel0_threshold
-from .metrics import Score, frame_span, score
+from .metrics import Score, check_table, check_tolerance, frame_span, score, warn_if_small_tolerance
 from .optics import AcquisitionOperator
 
 #: The mass column of CEL0 tables: the molecule's photons.
@@ -937,6 +937,9 @@ def lambda_sweep(
     -------
     :class:`LambdaSweep`
     """
+    check_table(ground_truth, "ground truth")
+    check_tolerance(tol_nm)
+    warn_if_small_tolerance(tol_nm)
     lams = _sweep_lambdas(lams, lam_range, n_lams)
     for lam in lams:
         SolverSettings(lam=float(lam), max_outer=max_outer, max_inner=max_inner, tol=tol)
@@ -970,7 +973,7 @@ def lambda_sweep(
             maps = x[i * len(numbers) : (i + 1) * len(numbers)]
             for m in READINGS:
                 table = read_maps(maps, acquisition, threshold, m, frames=numbers, gather_mass=False)
-                scores[m].append(score(gt, table, tol_nm, distance=distance))
+                scores[m].append(score(gt, table, tol_nm, distance=distance, warn_small=False))
             if progress:
                 progress(start + i + 1, len(lams), float(lam), scores[method][-1])
     return LambdaSweep(lams, scores, method, numbers, float(tol_nm), time.perf_counter() - t0)

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import math
 import numbers
+import os
 import re
 import warnings
 from collections.abc import Iterator
@@ -170,8 +171,25 @@ def check_tolerance(tol_nm: float) -> None:
 
 
 #: the smallest tolerance the command line and the Matching widget take (nm): 0.05, 50 nm
-#: typed in um, scored 0 % without a word (the library takes any positive tolerance)
+#: typed in um, scored 0 % without a word (the library takes any positive tolerance, with a
+#: :class:`SmallToleranceWarning` under it)
 MIN_USER_TOLERANCE_NM = 1.0
+
+
+class SmallToleranceWarning(UserWarning):
+    """A tolerance under :data:`MIN_USER_TOLERANCE_NM`: a distance in um given as nm?"""
+
+
+def warn_if_small_tolerance(tol_nm: float, stacklevel: int = 2) -> None:
+    """Warn (:class:`SmallToleranceWarning`) of a tolerance under
+    :data:`MIN_USER_TOLERANCE_NM` nm, which matches next to nothing: 50 nm given in um
+    (0.05) scored 0 % without a word. ``stacklevel`` as :func:`warnings.warn`'s, counted
+    from the caller of this function."""
+    if tol_nm < MIN_USER_TOLERANCE_NM:
+        hint = (f"in um? {tol_nm:g} um is {tol_nm * 1e3:g} nm" if tol_nm * 1e3 >= MIN_USER_TOLERANCE_NM
+                else "in nm?")
+        warnings.warn(f"a tolerance of {tol_nm:g} nm matches next to nothing: tolerances are distances in nm "
+                      f"({hint})", SmallToleranceWarning, stacklevel=stacklevel + 1)
 
 
 def small_tolerance_message(tol_nm: float) -> str:
@@ -190,17 +208,28 @@ def match(gt: pd.DataFrame, est: pd.DataFrame, tol_nm: float, distance: str = "e
 
 
 def check_tables(gt: pd.DataFrame, est: pd.DataFrame) -> None:
-    """ValueError unless both tables have numeric ``frame``, ``x [nm]`` and ``y [nm]``
-    columns (a table without ``frame`` raised KeyError, frame numbers as text TypeError,
-    from deep inside the scoring)."""
-    for name, t in (("ground truth", gt), ("estimate", est)):
-        missing = [c for c in (FRAME, X_NM, Y_NM) if c not in t.columns]
-        if missing:
-            raise ValueError(f"{name} table lacks column(s) {missing}")
-        text = [c for c in (FRAME, X_NM, Y_NM) if not pd.api.types.is_numeric_dtype(t[c].dtype)
-                or pd.api.types.is_bool_dtype(t[c].dtype)]
-        if text:
-            raise ValueError(f"{name} table: column(s) {text} must hold numbers, not {t[text[0]].dtype}")
+    """:func:`check_table` of the ground truth and of the estimate."""
+    check_table(gt, "ground truth")
+    check_table(est, "estimate")
+
+
+def check_table(table: pd.DataFrame, name: str) -> None:
+    """ValueError unless ``table`` has numeric ``frame``, ``x [nm]`` and ``y [nm]`` columns
+    (a table without ``frame`` raised KeyError, frame numbers as text TypeError, from deep
+    inside the scoring); TypeError for what is no DataFrame (a CSV's path, an array).
+    ``name`` says which table it is ("ground truth")."""
+    if not isinstance(table, pd.DataFrame):
+        hint = (f": read the file with read_localizations({str(table)!r})" if isinstance(table, (str, os.PathLike))
+                else "")
+        raise TypeError(f"the {name} must be a table (a pandas DataFrame with frame, x [nm] and y [nm] columns), "
+                        f"got {type(table).__name__}{hint}")
+    missing = [c for c in (FRAME, X_NM, Y_NM) if c not in table.columns]
+    if missing:
+        raise ValueError(f"{name} table lacks column(s) {missing}")
+    text = [c for c in (FRAME, X_NM, Y_NM) if not pd.api.types.is_numeric_dtype(table[c].dtype)
+            or pd.api.types.is_bool_dtype(table[c].dtype)]
+    if text:
+        raise ValueError(f"{name} table: column(s) {text} must hold numbers, not {table[text[0]].dtype}")
 
 
 #: :func:`iter_match` reports progress after this many frames
@@ -283,10 +312,12 @@ def score(
     gt: pd.DataFrame,
     est: pd.DataFrame,
     tol_nm: float,
+    *,
     grid: tuple[float, tuple[int, int]] | None = None,
     n_frames: int | None = None,
     distance: str = "euclidean",
     matching: Matching | None = None,
+    warn_small: bool = True,
 ) -> Score:
     """Score an estimate against ground truth at one tolerance.
 
@@ -306,7 +337,14 @@ def score(
     matching
         ``match(gt, est, tol_nm, distance)`` when the caller has it already (it is the
         costly part), else it is computed.
+    warn_small
+        Warn of a tolerance under 1 nm (:func:`warn_if_small_tolerance`); False where
+        the caller has warned already.
     """
+    check_tables(gt, est)
+    check_tolerance(tol_nm)
+    if warn_small:
+        warn_if_small_tolerance(tol_nm)
     if matching is not None and (matching.tol_nm != tol_nm or (matching.n_gt, matching.n_est) != (len(gt), len(est))):
         raise ValueError(f"the matching given was made at {matching.tol_nm:g} nm for {matching.n_gt} ground-truth and "
                          f"{matching.n_est} estimated rows; scoring at {tol_nm:g} nm for {len(gt)} and {len(est)} "
@@ -324,7 +362,11 @@ def score(
     jac = _pct(tp, tp + fp + fn)
     spec = None
     if grid is not None:
-        fine_pixel_nm, (rows, cols) = grid
+        try:
+            fine_pixel_nm, (rows, cols) = grid
+        except (TypeError, ValueError):
+            raise ValueError(f"grid must be (fine pixel in nm, (rows, cols)) of the fine grid, e.g. (25.0, (256, 256)), "
+                             f"got {grid!r}") from None
         if not (math.isfinite(fine_pixel_nm) and fine_pixel_nm > 0 and int(rows) == rows >= 1 and int(cols) == cols >= 1):
             raise ValueError(f"grid must be (fine pixel in nm > 0, (rows, cols) >= 1), got {grid}")
         if n_frames is not None and not n_frames >= 0:
@@ -434,6 +476,20 @@ def empty_selection_message(gt: pd.DataFrame, est: pd.DataFrame, frames) -> str:
         return (f"the ground truth holds no molecule in {which}: all {len(est)} localizations count as false "
                 "positives; is it the ground truth of this stack?")
     return f"neither the ground truth nor the localizations hold a molecule in {which}: there is nothing to score"
+
+
+def unlocalized_selection_message(gt: pd.DataFrame, est: pd.DataFrame, all_est: pd.DataFrame, frames) -> str:
+    """What to say when the frames scored (``frames``) hold ground-truth molecules (``gt``)
+    but not one of the localizations (``all_est``, of which ``est`` is the selection),
+    which lie in other frames, else "": the localizations of a slice of a stack
+    (``localize(model, stack[100:110])``) are numbered from 1, and scored over frames
+    101-110 they counted as nothing found."""
+    if len(gt) == 0 or len(est) or len(all_est) == 0:
+        return ""
+    first, last = int(all_est[FRAME].min()), int(all_est[FRAME].max())
+    return (f"frames {frames} hold {len(gt)} ground-truth molecules but no localization; the localizations lie in "
+            f"{frame_span(first, last)}: of a slice of the stack, numbered from 1? Localize the whole stack with "
+            f"a frame selection (localize(model, stack, frames=...)) to keep the stack's frame numbers")
 
 
 def outside_field_message(table: pd.DataFrame, field_nm: tuple[float, float]) -> str:
@@ -597,10 +653,10 @@ def _pixel_size_factor(gt: pd.DataFrame, est: pd.DataFrame, factor: float, first
     if abs(math.log(factor)) <= math.log(SCALE_RATIO) or np.hypot(*shift_nm) >= first.tol_nm / 2:
         return None
     sampled = len(some_gt) < len(gt)
-    rescaled = score(some_gt, _scaled_back(some_est, factor), first.tol_nm)
-    if not far_better(rescaled, score(some_gt, some_est, first.tol_nm) if sampled else first):
+    rescaled = score(some_gt, _scaled_back(some_est, factor), first.tol_nm, warn_small=False)
+    if not far_better(rescaled, score(some_gt, some_est, first.tol_nm, warn_small=False) if sampled else first):
         return None
-    rescaled = score(gt, _scaled_back(est, factor), first.tol_nm) if sampled else rescaled
+    rescaled = score(gt, _scaled_back(est, factor), first.tol_nm, warn_small=False) if sampled else rescaled
     return (factor, rescaled) if far_better(rescaled, first) else None
 
 
@@ -660,6 +716,7 @@ def evaluate(
     gt: pd.DataFrame,
     est: pd.DataFrame,
     tolerances_nm=DEFAULT_TOLERANCES_NM,
+    *,
     grid: tuple[float, tuple[int, int]] | None = None,
     n_frames: int | None = None,
     distance: str = "euclidean",
@@ -676,15 +733,21 @@ def evaluate(
         tolerances_nm = [tolerances_nm]
     for tol in tolerances_nm:
         check_tolerance(tol)
+        warn_if_small_tolerance(tol)
     if frames is not None:
+        all_est = est
         gt, est, n_selected = select_frames(gt, est, frames)
         n_frames = n_selected if n_frames is None else n_frames
+        unlocalized = unlocalized_selection_message(gt, est, all_est, frames)
+        if unlocalized:
+            warnings.warn(unlocalized, FrameCoverageWarning, stacklevel=2)
     else:
         warn_if_frames_uncovered(gt, est)
     empty = empty_selection_message(gt, est, frames)
     if empty:
         warnings.warn(empty, FrameCoverageWarning, stacklevel=2)
-    scores = [score(gt, est, t, grid=grid, n_frames=n_frames, distance=distance) for t in tolerances_nm]
+    scores = [score(gt, est, t, grid=grid, n_frames=n_frames, distance=distance, warn_small=False)
+              for t in tolerances_nm]
     mismatch = extent_mismatch_message(gt, est, scores[0]) if scores else ""
     if mismatch:
         warnings.warn(f"Jaccard {scores[0].jaccard:.1f} % at {scores[0].tol_nm:g} nm: {mismatch}", stacklevel=2)

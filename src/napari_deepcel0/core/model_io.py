@@ -159,12 +159,18 @@ def _weights_sha256(tensors: dict) -> str:
 
 def save_training_result(path, result, notes: str = "") -> Path:
     """Save a :class:`~napari_deepcel0.core.training.TrainingResult`."""
+    return save_model(path, result.model, training_result_info(result, notes))
+
+
+def training_result_info(result, notes: str = "") -> ModelInfo:
+    """The :class:`ModelInfo` of a :class:`~napari_deepcel0.core.training.TrainingResult`:
+    what its model file's metadata says (:func:`save_training_result`)."""
     training = {**result.config.to_dict(), "device_used": result.device, "precision_used": result.precision,
                 "seconds": result.seconds, "best_epoch": result.best_epoch, "cancelled": result.cancelled}
     if result.base_info is not None:
         base = result.base_info
         training["base_model"] = {"training": base.training, "history": base.history, "created": base.created}
-    info = ModelInfo(
+    return ModelInfo(
         head=result.config.head,
         acquisition=result.acquisition,
         norm_mean=result.norm_mean,
@@ -178,7 +184,6 @@ def save_training_result(path, result, notes: str = "") -> Path:
         history=result.history,
         notes=notes,
     )
-    return save_model(path, result.model, info)
 
 
 def checkpoint_path(path) -> Path:
@@ -342,9 +347,21 @@ def _check_stage(path, stage: dict, where: str) -> None:
 
 @dataclass
 class LoadedModel:
+    """A network with its metadata: from a model file (:func:`load_model`; ``path``), or a
+    training result not saved (:meth:`from_training_result`; ``path`` None)."""
+
     network: LocalizationNet
     info: ModelInfo
     path: Path | None = None
+
+    @classmethod
+    def from_training_result(cls, result, notes: str = "") -> "LoadedModel":
+        """The model of a :class:`~napari_deepcel0.core.training.TrainingResult`, as if it had
+        been saved and loaded (its network is the result's own, not a copy; ``info.created``
+        stays empty: it is when a file was written)."""
+        info = training_result_info(result, notes)
+        info.package_version = _package_version()
+        return cls(result.model, info, None)
 
 
 def load_model(path: str | os.PathLike) -> LoadedModel:

@@ -315,13 +315,19 @@ def write_thunderstorm_csv(path: str | os.PathLike, table: pd.DataFrame) -> Path
     """Write localizations as a ThunderSTORM CSV, atomically.
 
     The header has every label in double quotes (``"id","frame","x [nm]",...``);
-    values are unquoted with a ``.`` decimal point; NaN and infinities are written as
-    ``NaN``/``Infinity``. ``id`` is regenerated (1..n). Frames must be 1-based integers.
+    values are unquoted with a ``.`` decimal point, with 10 significant digits (``%.10g``:
+    positions to better than 1e-5 nm, but a table read back is not bit-identical:
+    compare with a tolerance); NaN and infinities are written as ``NaN``/``Infinity``.
+    ``id`` is regenerated (1..n). Frames must be 1-based integers (written exactly).
     A table that :func:`.read_localizations` would not read back as it is (two columns
     giving x or frame, ``xnano`` beside ``x [nm]``, a length in camera pixels, ...; see
     :func:`.localization_csv.read_back_problems`) is refused, naming the columns, before
     anything is written.
     """
+    if not isinstance(table, pd.DataFrame) or not isinstance(path, (str, os.PathLike)):
+        raise TypeError("write_thunderstorm_csv takes the path, then the table (a DataFrame): "
+                        f"write_thunderstorm_csv('locs.csv', table); got {type(path).__name__} and "
+                        f"{type(table).__name__}")
     missing = [c for c in (FRAME, X_NM, Y_NM) if c not in table.columns]
     if missing:
         raise ValueError(f"cannot write {path}: the table lacks column(s) {missing} (has {list(table.columns)})")

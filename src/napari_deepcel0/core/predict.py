@@ -17,7 +17,6 @@ import warnings
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Callable, Iterator, Protocol
 
 import numpy as np
@@ -43,7 +42,7 @@ from .localize import extract_localizations
 from .model_io import LoadedModel, load_bundled_model, load_model
 from .network import upsample_nearest
 from .photometry import add_photometry, check_camera_settings
-from .progress import time_left_text
+from .progress import counted, time_left_text
 
 
 # ------------------------------------------------------------------ models
@@ -110,18 +109,34 @@ def unorient(x: torch.Tensor, transpose: bool, turns: int) -> torch.Tensor:
     return x.transpose(-1, -2) if transpose else x
 
 
+class AcquisitionMismatchWarning(UserWarning):
+    """The data's acquisition (PSF width in camera pixels, upsampling) is not the one the
+    model was trained for (:func:`acquisition_mismatch`)."""
+
+
+#: what :class:`AcquisitionMismatchWarning` adds to the differences it names
+MISMATCH_CONSEQUENCE = (" (the network sees molecules of another width than it was trained on: it finds fewer and "
+                        "places them worse; a model trained for these settings localizes better)")
+
+
 class DeepLocalizer:
     """A trained DeepCEL0 / Deep-STORM network, ready to map frames.
 
     Parameters
     ----------
     model
-        A model file path, a :class:`LoadedModel`, or None for the bundled model.
+        A model file path, a :class:`LoadedModel`, a
+        :class:`~napari_deepcel0.core.training.TrainingResult` (a model just trained,
+        not saved), or None for the bundled model.
     acquisition
         The data's acquisition (pixel size used for coordinates; camera gain, offset and
-        read noise for ``photometry``/``fit_positions``). Defaults to the model's. A
-        PSF FWHM in camera pixels more than :data:`FWHM_REL_TOL` from the model's
-        raises a ``UserWarning`` naming both values (:func:`acquisition_mismatch`).
+        read noise for ``photometry``/``fit_positions``). Defaults to the model's: frames
+        given as an array carry no pixel size, so their coordinates are computed with
+        it (a :class:`~.tiff_stack.FrameStack` whose file states another one warns,
+        :class:`PixelSizeWarning`). A PSF FWHM in camera pixels more than
+        :data:`FWHM_REL_TOL` from the model's warns, naming both values
+        (:class:`AcquisitionMismatchWarning`, :func:`acquisition_mismatch`; make it an
+        error with ``warnings.simplefilter("error", AcquisitionMismatchWarning)``).
     pixel_size_nm
         The data's camera pixel size in nm, replacing the acquisition's (e.g. a
         stack's ``pixel_size_nm``, read from its metadata); None keeps it.
@@ -147,14 +162,19 @@ class DeepLocalizer:
 
     def __init__(self, model=None, acquisition: Acquisition | None = None, device="auto", precision="auto",
                  batch_size: int = 16, orientations: int = 1, pixel_size_nm: float | None = None):
+        from .training import TrainingResult  # (training imports this module's neighbours: here, not at the top)
+
         if model is None:
             model = load_bundled_model()
-        elif isinstance(model, (str, Path)):
+        elif isinstance(model, (str, os.PathLike)):
             model = load_model(model)
+        elif isinstance(model, TrainingResult):  # a model just trained, not saved
+            model = LoadedModel.from_training_result(model)
         elif not isinstance(model, LoadedModel):
-            raise TypeError(f"DeepLocalizer takes a model file path, a LoadedModel (load_model) or None (the bundled "
-                            f"model), got {type(model).__name__}; save a training result with save_training_result "
-                            "and load that file")
+            bare = ("; a network alone lacks the normalisation and acquisition it was trained with: give the "
+                    "TrainingResult that train returned") if isinstance(model, torch.nn.Module) else ""
+            raise TypeError(f"DeepLocalizer takes a model file path, a LoadedModel (load_model), a TrainingResult "
+                            f"(train) or None (the bundled model), got {type(model).__name__}{bare}")
         self.loaded: LoadedModel = model
         self.info = model.info
         self.device = resolve_device(device)
@@ -181,7 +201,8 @@ class DeepLocalizer:
             acquisition = acquisition.replace(pixel_size_nm=float(pixel_size_nm))
         self.mismatch = acquisition_mismatch(model_acq, acquisition)
         if self.mismatch:
-            warnings.warn("model and data acquisition differ: " + "; ".join(self.mismatch), UserWarning, stacklevel=2)
+            warnings.warn("model and data acquisition differ: " + "; ".join(self.mismatch) + MISMATCH_CONSEQUENCE,
+                          AcquisitionMismatchWarning, stacklevel=2)
         # coordinates use the data's pixel size on the model's fine grid
         self.acquisition = acquisition.replace(upsampling=model_acq.upsampling)
 
@@ -273,6 +294,10 @@ class BatchResult:
     def time_left(self) -> str:
         """``", about 12 min left"`` for a progress line; empty when unknown or finished."""
         return time_left_text(self.remaining_s)
+
+
+class NothingFoundWarning(UserWarning):
+    """A localization run found no molecule in any frame (:func:`localize`)."""
 
 
 class PixelSizeWarning(UserWarning):
@@ -445,6 +470,12 @@ def _checked_stream_inputs(model: MapModel, source, frames, threshold, batch_siz
     indices, (rows, cols) of a frame, threshold, batch size)``, the defaults filled in;
     ValueError (FrameSourceError for an empty stack) for what cannot run, a warning for
     what runs but is likely a mistake."""
+    if not (hasattr(model, "maps") and hasattr(model, "acquisition")):
+        raise TypeError(f"the localizer comes first, then the frames: localize(DeepLocalizer(...), frames); got "
+                        f"{type(model).__name__} as the localizer")
+    if isinstance(source, (str, bytes, os.PathLike)):
+        raise TypeError(f"the frames must be an array or a stack read from a file, got the path {str(source)!r}: "
+                        f"open it with read_stack({str(source)!r})")
     n = frame_count(source)
     if n == 0:
         raise FrameSourceError("the stack is empty (0 frames)")
@@ -487,7 +518,9 @@ def localize(model: MapModel, source, frames=None, threshold=None, batch_size=No
              progress: Callable[[BatchResult], None] | None = None, cancel=None, photometry: bool = False,
              fit_positions: bool = False, fix_outlier_pixels: bool = True,
              prefetch: bool | None = None) -> pd.DataFrame:
-    """Localize a whole selection and return one table (see :func:`localize_stream`)."""
+    """Localize a whole selection and return one table (see :func:`localize_stream`),
+    sorted by frame; a :class:`NothingFoundWarning` when a run that was not cancelled
+    found no molecule at all."""
     tables = []
     for result in localize_stream(model, source, frames, threshold, batch_size, method, cancel=cancel,
                                   photometry=photometry, fit_positions=fit_positions,
@@ -495,6 +528,13 @@ def localize(model: MapModel, source, frames=None, threshold=None, batch_size=No
         tables.append(result.table)
         if progress:
             progress(result)
+    if tables and not is_cancelled(cancel) and sum(len(t) for t in tables) == 0:
+        used = model.default_threshold() if threshold is None else float(threshold)
+        warnings.warn(f"no molecule was found in {counted(result.done, 'frame')} above the threshold of {used:.4g} "
+                      f"(in the maps' units; the localizer's default is {model.default_threshold():.4g}): frames "
+                      "without molecules, a threshold too high, or a localizer not made for frames like these (a model "
+                      "trained for other data, a CEL0 lambda too large)?",
+                      NothingFoundWarning, stacklevel=2)
     if not tables:  # cancelled before the first batch
         empty = empty_table(model.mass_column)
         if photometry or fit_positions:

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import math
+import numbers
+import os
 import warnings
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -23,9 +26,14 @@ def render_shape(field_nm: tuple[float, float], pixel_nm: float) -> tuple[int, i
     """(rows, cols) of a rendering of ``field_nm`` (height, width) at ``pixel_nm``;
     ValueError for a pixel size that is not a positive number or an image too large
     to hold (more than 20,000 x 20,000 pixels)."""
-    if not (math.isfinite(pixel_nm) and pixel_nm > 0):
-        raise ValueError(f"render pixel size must be a positive number of nm, got {pixel_nm}")
-    height, width = field_nm
+    if isinstance(pixel_nm, bool) or not isinstance(pixel_nm, numbers.Real) or not (
+            math.isfinite(pixel_nm) and pixel_nm > 0):
+        raise ValueError(f"render pixel size must be a positive number of nm, got {pixel_nm!r}")
+    try:
+        height, width = (float(v) for v in field_nm)
+    except (TypeError, ValueError):
+        raise ValueError(f"the rendered field must be (height, width) in nm, e.g. acquisition.field_nm(frame_shape) "
+                         f"for frames of frame_shape camera pixels, got {field_nm!r}") from None
     if not all(math.isfinite(v) and v > 0 for v in (height, width)):
         raise ValueError(f"the rendered field must be a positive (height, width) in nm, got {tuple(field_nm)}")
     shape = (int(math.ceil(height / pixel_nm)), int(math.ceil(width / pixel_nm)))
@@ -64,6 +72,15 @@ def check_render_blur(blur_sigma_nm: float | None, field_nm: tuple[float, float]
                          "a smaller blur")
 
 
+def check_positions_table(table) -> None:
+    """TypeError for what is no localization table (a DataFrame with ``x [nm]`` and
+    ``y [nm]``): frames or an array given where the localizations go."""
+    if not isinstance(table, pd.DataFrame) or not {X_NM, Y_NM} <= set(table.columns):
+        what = type(table).__name__ if not isinstance(table, pd.DataFrame) else f"a table of {list(table.columns)}"
+        raise TypeError(f"a rendering takes a localization table (a DataFrame with {X_NM!r} and {Y_NM!r} columns, "
+                        f"as localize() returns), got {what}")
+
+
 class Renderer:
     """Accumulates localizations into a histogram image, batch by batch.
 
@@ -86,6 +103,10 @@ class Renderer:
         self.added = self.outside = 0  # localizations given / left out, beyond the field
 
     def add(self, table: pd.DataFrame, weights: np.ndarray | None = None) -> None:
+        """Add the localizations of ``table`` (its ``x [nm]`` and ``y [nm]``), each counting
+        1, or its value in ``weights`` (one per row, e.g. the photons), to the image;
+        those outside the field are counted in :attr:`outside` and left out."""
+        check_positions_table(table)
         if len(table) == 0:
             return
         col = np.floor(table[X_NM].to_numpy() / self.pixel_nm).astype(np.int64)
@@ -116,13 +137,14 @@ def render_histogram(
     blur_sigma_nm: float | None = None,
 ) -> np.ndarray:
     """Histogram image of all localizations (counts per pixel), see :class:`Renderer`."""
-    check_render_blur(blur_sigma_nm, field_nm, pixel_nm)
+    check_positions_table(table)
     r = Renderer(field_nm, pixel_nm)
+    check_render_blur(blur_sigma_nm, r.field_nm, pixel_nm)
     r.add(table)
     if r.outside > OUTSIDE_WARN_FRACTION * r.added:  # a few just past the edge are normal
         warnings.warn(f"{r.outside} of {r.added} localizations lie outside the rendered field of "
                       f"{r.field_nm[0]:g} x {r.field_nm[1]:g} nm (height x width) and are left out; is the field "
-                      "in nm, rows first?")
+                      "in nm, rows first?", stacklevel=2)
     return r.image(blur_sigma_nm)
 
 
@@ -139,10 +161,20 @@ def display_max(image: np.ndarray, percentile: float = DISPLAY_PERCENTILE) -> fl
 
 
 def save_render_png(path, image: np.ndarray, percentile: float = DISPLAY_PERCENTILE) -> None:
-    """Save a rendering as an 8-bit PNG (hot colour map, saturating at a percentile).
+    """Save a rendering (a 2-D image) as an 8-bit PNG (hot colour map, saturating at a
+    percentile) at ``path``, whose name must end in ``.png`` (a TIFF that keeps the
+    counts and the pixel size: :func:`~.outputs.write_tiff` with ``output="render"``).
     Uses matplotlib without pyplot, so the caller's plotting backend is left alone."""
     from matplotlib.image import imsave
 
+    if not isinstance(path, (str, os.PathLike)):
+        raise TypeError(f"save_render_png takes the path first, then the image: save_render_png('render.png', "
+                        f"image); got {type(path).__name__} as the path")
+    if Path(path).suffix.lower() != ".png":
+        raise ValueError(f"{path}: save_render_png writes a PNG, so the name must end in .png; for a TIFF with the "
+                         "counts and the pixel size use write_tiff(path, image, pixel_size_nm=..., output='render')")
     img = np.asarray(image, dtype=np.float32)
+    if img.ndim != 2:
+        raise ValueError(f"a rendering is a 2-D image (rows, cols), got an array of shape {img.shape}")
     scaled = np.clip(img / max(display_max(img, percentile), 1e-12), 0, 1)
     atomic_write(path, lambda tmp: imsave(tmp, scaled, cmap="hot", vmin=0, vmax=1, format="png"))

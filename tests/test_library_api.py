@@ -1,0 +1,155 @@
+"""The library as a script uses it: mistakes a script makes (a tolerance in um, a slice of
+a stack, arguments swapped, a path where a table or frames go, a model for other data)
+get a warning or an error that names the fix, instead of a silent wrong answer or a
+traceback from deep inside numpy (a review of the Python API, /tmp/review17)."""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from napari_deepcel0.core import simulate as sim
+from napari_deepcel0.core.acquisition import Acquisition
+from napari_deepcel0.core.cel0 import lambda_sweep
+from napari_deepcel0.core.io import write_thunderstorm_csv
+from napari_deepcel0.core.metrics import FrameCoverageWarning, SmallToleranceWarning, evaluate, score
+from napari_deepcel0.core.model_io import load_model, save_training_result
+from napari_deepcel0.core.predict import (AcquisitionMismatchWarning, DeepLocalizer, NothingFoundWarning, localize)
+from napari_deepcel0.core.render import render_histogram, save_render_png
+
+
+@pytest.fixture(scope="module")
+def scene():
+    frames, gt = sim.simulate_stack(n_frames=6, shape=(32, 32), density_per_um2=2.0, seed=4)
+    return frames.astype(np.float32), gt
+
+
+@pytest.fixture(scope="module")
+def table(scene):
+    frames, _ = scene
+    return localize(DeepLocalizer(device="cpu"), frames)
+
+
+def test_a_tolerance_in_um_warns_instead_of_scoring_zero_silently(scene, table):
+    _, gt = scene
+    with pytest.warns(SmallToleranceWarning, match=r"a tolerance of 0.05 nm .* \(in um\? 0.05 um is 50 nm\)"):
+        scores = evaluate(gt, table, 0.05)
+    assert scores[0].tp == 0  # scored as given: a warning, not a refusal
+    with pytest.warns(SmallToleranceWarning) as caught:
+        score(gt, table, 0.0001)
+    assert "(in nm?)" in str(caught[0].message) and caught[0].filename == __file__  # the caller's line
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        evaluate(gt, table, [1.0, 50.0])  # 1 nm and more: no warning
+    with pytest.warns(SmallToleranceWarning), pytest.raises(ValueError):  # warned before any solve
+        lambda_sweep(scene[0], gt, Acquisition(), tol_nm=0.05, lams=[1e-3], max_outer=0)
+
+
+def test_scoring_the_frames_of_a_slice_of_the_stack_names_the_renumbering(scene):
+    frames, gt = scene
+    part = localize(DeepLocalizer(device="cpu"), frames[3:6])  # numbered 1-3, not 4-6
+    assert part["frame"].max() <= 3
+    with pytest.warns(FrameCoverageWarning, match=r"frames 4-6 hold \d+ ground-truth molecules but no "
+                                                  r"localization; .* of a slice of the stack, numbered from 1\?"):
+        scores = evaluate(gt, part, 50.0, frames="4-6")
+    assert scores[0].tp == 0
+    right = localize(DeepLocalizer(device="cpu"), frames, frames="4-6")  # the stack's numbers kept
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", FrameCoverageWarning)
+        assert evaluate(gt, right, 50.0, frames="4-6")[0].jaccard > 30
+
+
+def test_a_path_or_an_array_where_a_table_goes_is_named(scene, table, tmp_path):
+    _, gt = scene
+    csv = write_thunderstorm_csv(tmp_path / "gt.csv", gt)
+    with pytest.raises(TypeError, match=r"the ground truth must be a table .* got PosixPath: read the file with "
+                                        r"read_localizations\("):
+        evaluate(csv, table, 50.0)
+    with pytest.raises(TypeError, match="the estimate must be a table .* got ndarray$"):
+        score(gt, table.to_numpy(), 50.0)
+    with pytest.raises(TypeError, match="positional argument"):  # tolerances go in one list, grid is keyword-only
+        evaluate(gt, table, 50.0, 100.0)
+    with pytest.raises(ValueError, match=r"grid must be \(fine pixel in nm, \(rows, cols\)\)"):
+        evaluate(gt, table, 50.0, grid=25.0)
+    with pytest.raises(TypeError, match=r"the ground truth must be a table"):  # frames and ground truth swapped
+        lambda_sweep(gt, scene[0], Acquisition())
+    with pytest.raises(TypeError, match=r"write_thunderstorm_csv takes the path, then the table"):
+        write_thunderstorm_csv(table, tmp_path / "swapped.csv")
+    assert not (tmp_path / "swapped.csv").exists()
+
+
+def test_localize_names_swapped_arguments_and_paths(scene, tmp_path):
+    frames, _ = scene
+    model = DeepLocalizer(device="cpu")
+    with pytest.raises(TypeError, match=r"the localizer comes first, then the frames: .* got ndarray"):
+        localize(frames, model)
+    with pytest.raises(TypeError, match=r"got the path '.*frames.tif': open it with read_stack\("):
+        localize(model, str(tmp_path / "frames.tif"))
+    with pytest.raises(TypeError, match="open it with read_stack"):
+        localize(model, tmp_path / "frames.tif")
+
+
+def test_a_run_that_finds_nothing_warns_with_its_threshold(scene):
+    frames, _ = scene
+    model = DeepLocalizer(device="cpu")
+    with pytest.warns(NothingFoundWarning, match=r"no molecule was found in 2 frames above the threshold of 1e\+06 "
+                                                 r"\(in the maps' units; the localizer's default is 8\.\d+\)"):
+        empty = localize(model, frames, frames="1-2", threshold=1e6)
+    assert len(empty) == 0
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", NothingFoundWarning)
+        localize(model, np.zeros((2, 32, 32), np.float32) + 100.0, threshold=1e6, cancel=lambda: True)  # cancelled
+
+
+def test_a_model_for_other_data_warns_with_its_own_class_and_can_be_made_an_error(tiny_model_path):
+    other = Acquisition(pixel_size_nm=160, fwhm_nm=300)
+    with pytest.warns(AcquisitionMismatchWarning, match=r"PSF FWHM: model 2.58 camera pixels .* finds fewer and "
+                                                        r"places them worse"):
+        DeepLocalizer(tiny_model_path, acquisition=other, device="cpu")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", AcquisitionMismatchWarning)
+        with pytest.raises(AcquisitionMismatchWarning):
+            DeepLocalizer(tiny_model_path, acquisition=other, device="cpu")
+
+
+def test_a_model_just_trained_localizes_without_a_file(tmp_path, scene):
+    """DeepLocalizer(train(...)) was a TypeError: the model had to be saved and loaded."""
+    from napari_deepcel0.core.training import TrainingConfig, train
+    from napari_deepcel0.core.training_data import TrainingDataConfig
+
+    result = train(Acquisition(), TrainingConfig(
+        epochs=1, max_steps_per_epoch=2, batch_size=4, device="cpu", precision="fp32",
+        data=TrainingDataConfig(n_patches=16, n_frames=2, frame_size=32, patch_size=16)))
+    in_memory = DeepLocalizer(result, device="cpu", precision="fp32")
+    saved = DeepLocalizer(load_model(save_training_result(tmp_path / "m.safetensors", result)), device="cpu",
+                          precision="fp32")
+    assert in_memory.info.created == "" and saved.info.created  # (the time its file was written)
+    in_memory.info.created = saved.info.created
+    assert in_memory.info.to_json() == saved.info.to_json()
+    frames = scene[0][:2]
+    np.testing.assert_array_equal(in_memory.maps(frames)[0].numpy(), saved.maps(frames)[0].numpy())
+
+
+def test_render_and_png_refuse_what_they_cannot_write(table, tmp_path, scene):
+    field = Acquisition().field_nm((32, 32))
+    with pytest.raises(ValueError, match=r"\.png; for a TIFF .* write_tiff\(path, image, pixel_size_nm=..., "
+                                         r"output='render'\)"):
+        save_render_png(tmp_path / "render.tif", render_histogram(table, field))
+    assert not (tmp_path / "render.tif").exists()
+    with pytest.raises(TypeError, match="takes the path first, then the image"):
+        save_render_png(np.zeros((4, 4)), tmp_path / "r.png")
+    with pytest.raises(ValueError, match=r"a rendering is a 2-D image \(rows, cols\), got .* \(2, 4, 4\)"):
+        save_render_png(tmp_path / "r.png", np.zeros((2, 4, 4)))
+    with pytest.raises(TypeError, match="a rendering takes a localization table .* got ndarray"):
+        render_histogram(scene[0], field)  # the frames given for the localizations
+    with pytest.raises(ValueError, match=r"the rendered field must be \(height, width\) in nm, e.g. "
+                                         r"acquisition.field_nm\(frame_shape\)"):
+        render_histogram(table, (6, 32, 32))  # frames.shape given for the field
+    with pytest.warns(UserWarning, match="lie outside the rendered field") as caught:
+        render_histogram(table, (100.0, 100.0))
+    assert caught[0].filename == __file__
+    wide = pd.DataFrame({"x [nm]": [10.0], "y [nm]": [10.0]})
+    assert render_histogram(wide, field, 10.0).sum() == 1
