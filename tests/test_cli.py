@@ -97,17 +97,18 @@ def test_help_and_evaluate_start_without_torch():
 
 def test_the_core_and_the_command_line_import_no_napari_or_qt():
     """The core runs in scripts and on clusters without a display: no module of it, nor
-    the command line, may import napari, Qt or magicgui."""
+    the command line, nor the scripts' api module, may import napari, Qt or magicgui."""
     import pkgutil
 
     import napari_deepcel0.core
 
     modules = [f"napari_deepcel0.core.{m.name}" for m in pkgutil.iter_modules(napari_deepcel0.core.__path__)]
-    code = (f"import sys, importlib; [importlib.import_module(m) for m in {modules + ['napari_deepcel0.cli']!r}]; "
+    modules += ["napari_deepcel0.cli", "napari_deepcel0.api"]
+    code = (f"import sys, importlib; [importlib.import_module(m) for m in {modules!r}]; "
             "print(sorted({m.split('.')[0] for m in sys.modules} & {'napari', 'qtpy', 'PyQt5', 'PyQt6', 'PySide2', "
             "'PySide6', 'magicgui', 'superqt', 'vispy'}))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
-    assert len(modules) > 15 and out.strip() == "[]"
+    assert len(modules) > 17 and out.strip() == "[]"
 
 
 def test_console_script_entry_point():
