@@ -126,7 +126,7 @@ def table1_section(d: dict, title: str) -> list[str]:
     out = section(title, [d["protocol"] + f"; tolerances measured as {distance} distances. " + matching(d),
                    f"DeepCEL0/Deep-STORM frames {d['deep_frames']}{cel0}; scored on: {d['machine']}.",
                    f"Command: `{d['command']}`"],
-                  ["test", "method", "J50", "J100", "J150", "sens50", "spec50", "RMSE nm", "eff %",
+                  ["test", "method", "J50", "J100", "J150", "sens50", "spec50", "RMSE50 nm", "eff50 %",
                    "paper J50/J100/J150, sens, spec"])
     for test, methods in d["tests"].items():
         for name, r in methods.items():
