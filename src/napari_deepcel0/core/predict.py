@@ -405,8 +405,15 @@ def localize_stream(
 
     Stops early (after the current batch; with ``photometry`` or ``fit_positions``, which
     yield one result per frame, after the current frame) when ``cancel()`` becomes true;
-    what was yielded stays valid. ``frames`` is a 1-based selection (see
-    :func:`parse_frame_selection`). ``photometry`` adds ``intensity [photon]`` and
+    what was yielded stays valid. ``source`` is an array ((frames, rows, cols) or one
+    (rows, cols) frame, in ADU) or a stack read from a file (:func:`~.tiff_stack.read_stack`);
+    an array carries no pixel size: the coordinates use the localizer's. ``frames`` is a
+    1-based selection of ``source``'s frames (``"1-20,30"``, a number, or a list of
+    numbers: ``(1, 3)`` is frames 1 and 3; see :func:`parse_frame_selection`); the
+    tables keep those numbers, so select frames here rather than slicing an array
+    (``stack[100:110]`` is numbered from 1). ``threshold`` is in the maps' units, not a
+    fraction (None: ``model.default_threshold()``, 8.5 for the bundled model; see
+    docs/user-guide.md). ``photometry`` adds ``intensity [photon]`` and
     ``offset [photon]`` fitted on the camera frames at the found positions
     (:mod:`~napari_deepcel0.core.photometry`; it needs the acquisition's gain and offset).
     ``fit_positions`` fits the positions too, each within half a fine pixel of the
