@@ -178,10 +178,12 @@ class Acquisition:
 
     # ----------------------------------------------------------- persistence
     def to_dict(self) -> dict:
+        """The settings as a plain dict (JSON-ready; :meth:`from_dict` reads it back)."""
         return asdict(self)
 
     @classmethod
     def from_dict(cls, data: dict) -> "Acquisition":
+        """The settings of a :meth:`to_dict` dict (validated); ValueError for keys it does not know."""
         known = {f.name for f in fields(cls)}
         unknown = set(data) - known
         if unknown:
@@ -189,9 +191,11 @@ class Acquisition:
         return cls(**data)
 
     def replace(self, **changes) -> "Acquisition":
+        """A copy with ``changes`` (``acq.replace(pixel_size_nm=160)``), validated again."""
         return Acquisition(**{**self.to_dict(), **changes})
 
     def describe(self) -> str:
+        """One line for people: pixel size, PSF FWHM and sigma, L and the fine pixel."""
         return (
             f"pixel {self.pixel_size_nm:g} nm, PSF FWHM {self.fwhm_nm:g} nm "
             f"(sigma {self.sigma_nm:.1f} nm), L = {self.upsampling} "

@@ -179,6 +179,7 @@ class FrameRecord:
     objective: float
 
     def to_dict(self) -> dict:
+        """The record as a plain dict."""
         return asdict(self)
 
 
@@ -780,6 +781,7 @@ class LambdaSweep:
 
     @property
     def best_score(self) -> Score:
+        """The score of :attr:`best_lam` (read with :attr:`method`)."""
         return self.best_score_for(self.method)
 
     @property
@@ -798,9 +800,11 @@ class LambdaSweep:
         return f"the best is the {side} lambda tried: the optimum may lie beyond it; sweep a range reaching {way}"
 
     def best_lam_for(self, method: str) -> float:
+        """The lambda of the highest Jaccard index when the maps are read with ``method``."""
         return float(self.lams[self.best_index(method)])
 
     def best_score_for(self, method: str) -> Score:
+        """The score of :meth:`best_lam_for` ``method``."""
         return self.scores[method][self.best_index(method)]
 
     def curve(self, method: str | None = None) -> pd.DataFrame:

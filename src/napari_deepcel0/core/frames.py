@@ -67,6 +67,8 @@ def float32_precision_loss(frames: np.ndarray) -> str:
 
 # ------------------------------------------------------------------ frames
 def frame_count(source) -> int:
+    """How many frames ``source`` holds: 1 for a single (rows, cols) frame, the first axis
+    of a (frames, rows, cols) array or stack."""
     shape = getattr(source, "shape", None)
     if shape is not None and len(shape) == 2:
         return 1
@@ -182,6 +184,7 @@ def _whole_frame_number(spec, value) -> int:
 
 
 def iter_batches(indices: np.ndarray, batch_size: int) -> Iterator[np.ndarray]:
+    """``indices`` in consecutive pieces of at most ``batch_size``."""
     for s in range(0, len(indices), batch_size):
         yield indices[s : s + batch_size]
 

@@ -158,12 +158,14 @@ NETWORK_READ_OUT = "parabola through the output before the ReLU (orientation ave
 
 
 def minkowski_p(distance: str) -> float:
+    """The Minkowski p of a distance name (:data:`DISTANCES`); ValueError for another name."""
     if distance not in DISTANCES:
         raise ValueError(f"distance must be one of {sorted(DISTANCES)}, got {distance!r}")
     return DISTANCES[distance]
 
 
 def check_tolerance(tol_nm: float) -> None:
+    """ValueError unless ``tol_nm`` is a positive, finite number (of nm)."""
     number = isinstance(tol_nm, numbers.Real) or (isinstance(tol_nm, np.ndarray) and tol_nm.ndim == 0)
     if (not number or isinstance(tol_nm, bool) or np.asarray(tol_nm).dtype.kind not in "iuf"
             or not (math.isfinite(tol_nm) and tol_nm > 0)):

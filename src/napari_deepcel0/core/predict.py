@@ -52,7 +52,9 @@ class MapModel(Protocol):
     acquisition: Acquisition
     mass_column: str
 
-    def default_threshold(self) -> float: ...
+    def default_threshold(self) -> float:
+        """The threshold, in the maps' units, that the read-out uses when none is given."""
+        ...
 
     def maps(self, frames: np.ndarray) -> tuple[torch.Tensor, np.ndarray]:
         """(maps (n, N_r, N_c) tensor, per-frame mass scale)."""
@@ -282,6 +284,7 @@ class BatchResult:
 
     @property
     def frames_per_second(self) -> float:
+        """Frames done per second of the run so far."""
         return self.done / self.elapsed_s if self.elapsed_s > 0 else math.inf
 
     @property

@@ -259,10 +259,12 @@ class FrameStack:
 
     @property
     def frame_shape(self) -> tuple[int, int]:
+        """(rows, cols) of a frame, in camera pixels."""
         return self.shape[1:]
 
     @property
     def ndim(self) -> int:
+        """3: (frames, rows, cols), as an array of the stack would have."""
         return 3
 
     def _check_open(self) -> None:
@@ -407,6 +409,8 @@ class FrameStack:
         return arr if dtype is None else arr.astype(dtype)
 
     def close(self) -> None:
+        """Release the file (and its companions); reading a frame after it is an error.
+        ``with read_stack(path) as stack:`` closes it at the end of the block."""
         self._closed = True
         self._memmap = None
         self._pages = None
