@@ -15,7 +15,7 @@ from napari_deepcel0.core import simulate as sim
 from napari_deepcel0.core.acquisition import Acquisition
 from napari_deepcel0.core.cel0 import lambda_sweep
 from napari_deepcel0.core.io import write_thunderstorm_csv
-from napari_deepcel0.core.metrics import FrameCoverageWarning, SmallToleranceWarning, evaluate, score
+from napari_deepcel0.core.metrics import FrameCoverageWarning, SmallToleranceWarning, evaluate, score, scores_table
 from napari_deepcel0.core.model_io import load_model, save_training_result
 from napari_deepcel0.core.predict import (AcquisitionMismatchWarning, DeepLocalizer, NothingFoundWarning, localize)
 from napari_deepcel0.core.render import render_histogram, save_render_png
@@ -38,6 +38,9 @@ def test_a_tolerance_in_um_warns_instead_of_scoring_zero_silently(scene, table):
     with pytest.warns(SmallToleranceWarning, match=r"a tolerance of 0.05 nm .* \(in um\? 0.05 um is 50 nm\)"):
         scores = evaluate(gt, table, 0.05)
     assert scores[0].tp == 0  # scored as given: a warning, not a refusal
+    frame = scores_table(evaluate(gt, table, [50.0, 100.0]))
+    assert frame["tol_nm"].tolist() == [50.0, 100.0] and frame["jaccard"].is_monotonic_increasing
+    assert frame.loc[0, "tp"] == score(gt, table, 50.0).tp and scores_table([]).columns.tolist()[0] == "tol_nm"
     with pytest.warns(SmallToleranceWarning) as caught:
         score(gt, table, 0.0001)
     assert "(in nm?)" in str(caught[0].message) and caught[0].filename == __file__  # the caller's line

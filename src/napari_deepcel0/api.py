@@ -21,7 +21,8 @@ from .core.localization_csv import read_localizations
 from .core.outputs import write_thunderstorm_csv, write_tiff
 from .core.tiff_stack import FrameStack, read_stack
 # scoring
-from .core.metrics import FrameCoverageWarning, Score, SmallToleranceWarning, evaluate, format_scores, match, score
+from .core.metrics import (FrameCoverageWarning, Score, SmallToleranceWarning, evaluate, format_scores, match, score,
+                           scores_table)
 # models
 from .core.model_io import LoadedModel, ModelFileError, bundled_model_path, load_model, save_training_result
 # localizing
@@ -40,6 +41,7 @@ __all__ = [
     "estimate_acquisition", "sample_frames",
     "FrameStack", "read_stack", "read_localizations", "write_thunderstorm_csv", "write_tiff",
     "FrameCoverageWarning", "Score", "SmallToleranceWarning", "evaluate", "format_scores", "match", "score",
+    "scores_table",
     "LoadedModel", "ModelFileError", "bundled_model_path", "load_model", "save_training_result",
     "AcquisitionMismatchWarning", "BatchResult", "DeepLocalizer", "NothingFoundWarning", "PixelSizeWarning",
     "localize", "localize_stream",

@@ -29,7 +29,7 @@ import os
 import re
 import warnings
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 
 import numpy as np
 import pandas as pd
@@ -754,6 +754,12 @@ def evaluate(
     if mismatch:
         warnings.warn(f"Jaccard {scores[0].jaccard:.1f} % at {scores[0].tol_nm:g} nm: {mismatch}", stacklevel=2)
     return scores
+
+
+def scores_table(scores: list[Score]) -> pd.DataFrame:
+    """The scores (of :func:`evaluate`) as a table, one row per tolerance, a column per
+    field of :class:`Score` (``tol_nm``, ``jaccard``, ``rmse_nm``, ...; percentages in %)."""
+    return pd.DataFrame([s.to_dict() for s in scores], columns=[f.name for f in fields(Score)])
 
 
 def format_scores(scores: list[Score]) -> str:
