@@ -414,14 +414,17 @@ def cmd_train(args) -> int:
           f"({config.lr_schedule})",
           file=sys.stderr)
     bar = {"bar": None}
-    run = {"trained": False, "time_limit": False}  # a step done (a stop then keeps a model); stopped by --time-limit
+    run = {"trained": False}  # a step done (a stop then keeps a model)
+    # train() stops at the limit; minutes beyond float range in seconds (inf) are no limit. The
+    # keyword goes only with a limit (tests stand in for train with a function without it)
+    seconds = math.inf if args.time_limit is None else 60.0 * args.time_limit
+    limit = {"time_limit_s": seconds} if math.isfinite(seconds) else {}
 
     def progress(p):
-        if args.time_limit and p.elapsed_s > 60.0 * args.time_limit and not stop.is_set():
+        if p.stage == "time_limit":  # reported once, as train() stops
             print(f"\nthe time limit of {args.time_limit:g} min is reached: stopping and keeping the best "
                   "model so far", file=sys.stderr, flush=True)
-            run["time_limit"] = True
-            stop.set()
+            return
         run["trained"] |= p.stage != "data"
         if p.stage == "data":
             print("  simulating the training set ...", file=sys.stderr)
@@ -456,7 +459,7 @@ def cmd_train(args) -> int:
 
     with stop_on_first_interrupt(stopping) as stop:
         try:
-            result = train(acq, config, progress=progress, cancel=stop, on_best=checkpoint)
+            result = train(acq, config, progress=progress, cancel=stop, on_best=checkpoint, **limit)
         except Cancelled:  # stopped while simulating the training set or before the first step
             print("stopped before the first training step: no model was saved", file=sys.stderr)
             return 128 + int(stop.signum or signal.SIGINT)
@@ -465,7 +468,8 @@ def cmd_train(args) -> int:
                 raise TrainingDivergedError(f"{exc}; the best model before that is in {checkpoint_path(out)}") from None
             raise
     path = save_final(out, result, notes=args.notes or "")
-    stopped = "" if not result.cancelled else ", stopped at the time limit" if run["time_limit"] else ", stopped early"
+    stopped = ("" if not result.cancelled else ", stopped at the time limit" if result.stopped_at_time_limit
+               else ", stopped early")
     print(f"wrote {path} (best epoch {result.best_epoch}, {result.seconds:.0f} s on {result.device}, "
           f"{result.precision}{stopped})")
     # stopped by a signal: saved, but not the run asked for (a scheduler's time limit is no success)
@@ -708,7 +712,10 @@ def _run_stream(model, stack, args, progress: StreamProgress, on_batch=None, **o
     """Localize the selected frames of ``stack`` with ``model`` (the command's settings:
     frames, threshold, method, outlier pixels; ``options`` for the rest), with the
     progress bar; ``on_batch(result)`` after each batch."""
-    from .core.predict import localize
+    from .core.predict import NothingFoundWarning, localize
+
+    # note_if_nothing_found says it in the command's terms (main's catch_warnings ends the filter)
+    warnings.filterwarnings("ignore", category=NothingFoundWarning)
 
     def batch_done(result):
         progress.batch(result)

@@ -6,7 +6,8 @@ are read (every step on the CPU, every 50 on a GPU: :func:`steps_between_loss_re
 and after every epoch; a ``cancel`` callable (or ``threading.Event``) stops training cleanly after
 the current step and the best model so far is returned (cancelled before the first step,
 or while the training set is simulated, :func:`train` raises
-:class:`~.cancel.Cancelled`: nothing was trained). A NaN/inf loss stops training with
+:class:`~.cancel.Cancelled`: nothing was trained); ``time_limit_s`` stops it the same way
+once so many seconds have passed. A NaN/inf loss stops training with
 :class:`TrainingDivergedError` and nothing is returned (checkpoints already handed to
 ``on_best`` stay where the caller saved them).
 """
@@ -15,6 +16,7 @@ from __future__ import annotations
 
 import copy
 import math
+import numbers
 import time
 from dataclasses import asdict, dataclass, field
 from typing import Callable
@@ -32,7 +34,7 @@ from .network import LocalizationNet, upsample_nearest
 from .optics import phase_column_norms
 from .progress import time_left_text
 from .training_data import (DEEPSTORM_TARGET_SCALE, TrainingDataConfig, TrainingSet, make_training_set,
-                            training_set_bytes)
+                            training_set_bytes, type_phrase)
 
 #: the CEL0 column norms: from the acquisition operator S_L K (paper) or the
 #: reference notebook's constant ||g||_2 (0.2823)
@@ -55,7 +57,8 @@ CANCELLED_VAL_PATCHES = 256
 
 #: what a model's ``training`` metadata records of its run besides the config
 #: (:func:`~.model_io.save_training_result`)
-RUN_FACTS = ("device_used", "precision_used", "seconds", "best_epoch", "cancelled", "base_model")
+RUN_FACTS = ("device_used", "precision_used", "seconds", "best_epoch", "cancelled", "stopped_at_time_limit",
+             "base_model")
 
 #: the largest lambda and learning rate taken (the float32 tensors they go into)
 FLOAT32_MAX = float(np.finfo(np.float32).max)
@@ -76,7 +79,70 @@ class TrainingDivergedError(RuntimeError):
 class TrainingConfig:
     """Hyper-parameters of one training run (the schedule's defaults are the paper's; the
     data's, :class:`TrainingDataConfig`, are broader: ``TrainingDataConfig.paper()`` is the
-    paper's)."""
+    paper's). :meth:`bundled` is the bundled model's recipe.
+
+    The defaults (the paper's 100 epochs over 7,000 training patches) take hours on a CPU:
+    see :func:`train` for the times and a smoke-test config.
+
+    Attributes
+    ----------
+    method : str
+        ``"deepcel0"`` (ReLU head, blurred-L2 + CEL0 loss) or ``"deepstorm"`` (linear
+        head, blurred-L2 + L1 loss).
+    lam : float
+        The CEL0 loss weight lambda of the training loss (DeepCEL0 only; the paper: 100):
+        ``mean((g * f - t)^2) + mean(phi_CEL0(f; lam, a))`` over the fine pixels of the
+        network's output ``f``, whose spikes are ``data.target_scale`` high (85.1). It is
+        on another scale than :class:`~.cel0.Cel0Localizer`'s ``lam`` (default 1e-3),
+        which weighs the CEL0 penalty of an optimisation on max-normalised camera frames:
+        the two are not interchangeable.
+    column_norms : str
+        The CEL0 penalty's column norms ``a_i`` (DeepCEL0 only): ``"operator"`` (the
+        paper's: those of the acquisition operator ``S_L K``, one per fine-pixel phase)
+        or ``"notebook"`` (the reference notebook's constant ``||g||_2`` = 0.2823).
+    epochs : int
+        Passes over the training patches (the paper: 100).
+    batch_size : int
+        Patches per training step (the paper: 16).
+    lr : float
+        Adam's initial learning rate (1e-3).
+    val_fraction : float
+        Fraction of ``data.n_patches`` held out for validation, in (0, 1), cut from
+        simulated frames of their own (so, with few frames, only about this fraction).
+        The best validation epoch is the model returned.
+    plateau_factor : float
+        The ``"plateau"`` schedule multiplies the learning rate by this, in (0, 1), when
+        the validation loss has not improved for ``plateau_patience`` epochs.
+    plateau_patience : int
+        Epochs without improvement before the ``"plateau"`` schedule lowers the rate.
+    min_lr : float
+        The lowest learning rate of either schedule (5e-5); a ``lr`` below it is its own
+        floor.
+    lr_schedule : str
+        ``"plateau"`` (the paper's ReduceLROnPlateau on the validation loss) or
+        ``"cosine"`` (cosine annealing from ``lr`` to ``min_lr`` over the epochs; short
+        budgets).
+    seed : int
+        Seeds the initial weights, the validation split and the order of the batches
+        (the simulation's seed is ``data.seed``).
+    device : str
+        ``"auto"`` (CUDA when available, else the CPU), ``"cpu"``, ``"cuda"`` or
+        ``"cuda:N"``.
+    precision : str
+        ``"auto"`` (bf16 autocast on GPUs with bf16 and CPUs that compute it natively,
+        else fp32), ``"fp32"`` or ``"bf16"``.
+    max_steps_per_epoch : int or None
+        Quick runs: at most this many training steps per epoch, and as many validation
+        batches (of ``max(batch_size, 64)`` patches); None trains on every patch.
+    init_from : str or None
+        A model file to fine-tune instead of starting from random weights: of the same
+        method, trained for this acquisition (pixel size and FWHM within 2 %, the same
+        L). The fine-tune keeps the base model's input standardisation and target
+        scale.
+    data : TrainingDataConfig
+        How the training set is simulated; when :func:`train` is given a
+        ``training_set``, that set is used instead.
+    """
 
     method: str = "deepcel0"  # or "deepstorm"
     lam: float = 100.0
@@ -97,6 +163,9 @@ class TrainingConfig:
     data: TrainingDataConfig = field(default_factory=TrainingDataConfig)
 
     def __post_init__(self):
+        if not isinstance(self.data, TrainingDataConfig):  # (a dict failed later: no attribute 'n_patches')
+            raise TypeError(f"data must be a TrainingDataConfig: TrainingConfig(data=TrainingDataConfig(...)), "
+                            f"got {type_phrase(self.data)}")
         if self.method not in ("deepcel0", "deepstorm"):
             raise ValueError(f"method must be 'deepcel0' or 'deepstorm', got {self.method!r}")
         if self.column_norms not in COLUMN_NORM_MODES:
@@ -178,7 +247,10 @@ class Progress:
     best_val_loss: float | None = None
     elapsed_s: float = 0.0
     # "data" (simulating the training set), "start" (the first step begins: a stop from
-    # now on keeps a model), "train" (after steps) or "epoch"
+    # now on keeps a model), "train" (after steps), "epoch", or "time_limit" (once, when
+    # train's time_limit_s stops the run, before its next step: losses NaN, ``step`` the
+    # steps trained in this epoch; an epoch 1 cut short is then reported as a stopped
+    # "epoch", a later one is not, as after a cancel)
     stage: str = "train"
     # linear estimate from the steps so far (None before the first, and once stopping)
     remaining_s: float | None = None
@@ -194,6 +266,20 @@ class Progress:
 
 @dataclass
 class TrainingResult:
+    """What :func:`train` returns (and ``on_best`` receives); save it with
+    :func:`~.model_io.save_training_result` and localize with the file.
+
+    ``model`` is the network with the best validation loss (``best_epoch``, 1-based) in
+    evaluation mode; ``norm_mean``/``norm_std`` standardise its inputs, ``target_scale``
+    is ``s`` and ``spike_value`` a molecule's expected output; ``history`` has one dict
+    per validated epoch (``loss``, ``fidelity``, ``sparsity``, ``val_loss``, ``lr``,
+    ``steps``, ``seconds``, ``val_patches``); ``device``/``precision`` are those used;
+    ``seconds`` counts from the call of :func:`train`, simulation included.
+    ``cancelled``: the run stopped before its epochs were done (a cancel, or the time
+    limit); ``stopped_at_time_limit``: it was ``train``'s ``time_limit_s`` that stopped it
+    (a model file records ``cancelled`` only).
+    """
+
     model: LocalizationNet
     acquisition: Acquisition
     config: TrainingConfig
@@ -208,6 +294,7 @@ class TrainingResult:
     precision: str
     seconds: float
     base_info: object = None  # ModelInfo of the model fine-tuned from, if any
+    stopped_at_time_limit: bool = False
 
 
 def loss_for(config: TrainingConfig, acq: Acquisition) -> LocalizationLoss:
@@ -309,9 +396,12 @@ class _TrainingRun:
     epoch of its loop). The order of the set-up is the order of the seeded draws."""
 
     def __init__(self, acq: Acquisition, config: TrainingConfig, progress: Callable[[Progress], None] | None,
-                 cancel, training_set: TrainingSet | None, on_best: Callable[[TrainingResult], None] | None):
+                 cancel, training_set: TrainingSet | None, on_best: Callable[[TrainingResult], None] | None,
+                 time_limit_s: float | None = None):
         self.t0_s = time.perf_counter()
         self.acq, self.config, self.progress, self.cancel, self.on_best = acq, config, progress, cancel, on_best
+        self.time_limit_s = time_limit_s
+        self.stopped_at_time_limit = False
         self.device = resolve_device(config.device)
         self.precision = resolve_precision(config.precision, self.device)
         torch.manual_seed(config.seed)
@@ -406,6 +496,7 @@ class _TrainingRun:
             precision=self.precision,
             seconds=time.perf_counter() - self.t0_s,
             base_info=self.base_info,
+            stopped_at_time_limit=self.stopped_at_time_limit,
         )
 
     def read_losses(self, pending: list, sums: np.ndarray, epoch: int) -> np.ndarray:
@@ -425,9 +516,26 @@ class _TrainingRun:
         so_far = (epoch - 1) * self.steps + step
         return (time.perf_counter() - self.t_train_s) / so_far * (self.config.epochs * self.steps - so_far)
 
+    def past_time_limit(self, epoch: int, step: int) -> bool:
+        """Whether the time limit has passed, checked before every step but the run's
+        first: a run whose simulation outlasted the limit still trains one step and keeps
+        a model (as the ``--time-limit`` of ``deepcel0 train`` did), rather than raising
+        :class:`~.cancel.Cancelled`."""
+        return (self.time_limit_s is not None and (epoch, step) != (1, 1)
+                and time.perf_counter() - self.t0_s > self.time_limit_s)
+
+    def stop_at_time_limit(self, epoch: int, done: int):
+        """Stop as a cancel does (``cancelled``), recording why, and report it."""
+        self.cancelled = self.stopped_at_time_limit = True
+        if self.progress:
+            self.progress(Progress(epoch, self.config.epochs, done, self.steps, math.nan, math.nan, math.nan,
+                                   self.opt.param_groups[0]["lr"], elapsed_s=time.perf_counter() - self.t0_s,
+                                   stage="time_limit"))
+
     def run_epoch(self, epoch: int) -> tuple[np.ndarray, int]:
-        """Train the steps of an epoch until done or cancelled (``self.cancelled``); returns
-        the summed (loss, fidelity, sparsity) of the steps taken and their number."""
+        """Train the steps of an epoch until done, cancelled or past the time limit
+        (``self.cancelled``); returns the summed (loss, fidelity, sparsity) of the steps
+        taken and their number."""
         config, steps = self.config, self.steps
         perm = torch.as_tensor(self.train_idx[self.rng.permutation(len(self.train_idx))], device=self.device)
         sums = np.zeros(3)  # loss, fidelity, sparsity of the steps read so far
@@ -436,6 +544,9 @@ class _TrainingRun:
         for step in range(1, steps + 1):
             if is_cancelled(self.cancel):
                 self.cancelled = True
+                break
+            if self.past_time_limit(epoch, step):
+                self.stop_at_time_limit(epoch, done)
                 break
             if epoch == 1 and step == 1 and self.progress:  # (the next report may be 50 steps on, on a GPU)
                 self.progress(Progress(epoch, config.epochs, 0, steps, math.nan, math.nan, math.nan,
@@ -521,17 +632,96 @@ def train(
     cancel=None,
     training_set: TrainingSet | None = None,
     on_best: Callable[[TrainingResult], None] | None = None,
+    *,
+    time_limit_s: float | None = None,
 ) -> TrainingResult:
     """Simulate a training set (unless given) and train a network.
 
-    Returns the network with the best validation loss so far (also when cancelled);
-    raises :class:`~.cancel.Cancelled` when cancelled before the first training step
-    (while the training set is simulated, too): there is nothing trained to return.
-    ``on_best`` receives a :class:`TrainingResult` (with a copy of the network) after
-    every epoch that improves the validation loss, so that a caller can save a
-    checkpoint that survives the process being killed.
+    Parameters
+    ----------
+    acq
+        The :class:`~.acquisition.Acquisition` to train for (pixel size, PSF FWHM, L and
+        the camera of the simulation); first: ``train(Acquisition(...), TrainingConfig(...))``.
+    config
+        The :class:`TrainingConfig` (its ``data``: the :class:`TrainingDataConfig`).
+    progress
+        Called with a :class:`Progress` as the training set is simulated (``stage``
+        ``"data"``), as the first step begins (``"start"``), when the losses are read
+        (``"train"``: every step on the CPU, every 50 on a GPU), after every epoch
+        (``"epoch"``) and when the time limit stops the run (``"time_limit"``). None (the
+        default) prints nothing: a long run is silent until it returns.
+    cancel
+        A callable or ``threading.Event``; once set, training stops after the current
+        step and returns the best model so far (the partial epoch is neither validated
+        nor kept, unless it is the first).
+    training_set
+        A :class:`~.training_data.TrainingSet` to train on instead of simulating
+        ``config.data``.
+    on_best
+        Receives a :class:`TrainingResult` (with a copy of the network) after every epoch
+        that improves the validation loss, so that a caller can save a checkpoint that
+        survives the process being killed.
+    time_limit_s
+        Seconds, counted from this call (the simulation of the training set included),
+        after which training stops as after a cancel: the best model so far is returned,
+        with ``cancelled`` and ``stopped_at_time_limit`` set. It is checked before every
+        training step but the first (the simulation always finishes and one step is
+        always trained, so a limit never leaves nothing to return); a step, and the
+        validation of a first epoch cut short, may end past it. None (default): no limit.
+
+    Returns
+    -------
+    TrainingResult
+        The network with the best validation loss so far (also when cancelled or
+        stopped at the time limit); save it with :func:`~.model_io.save_training_result`.
+
+    Raises
+    ------
+    TypeError
+        ``acq`` is not an Acquisition or ``config`` not a TrainingConfig.
+    ValueError
+        ``time_limit_s`` is not a positive finite number or None; the training set
+        cannot be simulated as configured.
+    ~.cancel.Cancelled
+        Cancelled before the first training step (while the training set is simulated,
+        too): there is nothing trained to return.
+    TrainingDivergedError
+        The loss became NaN or infinite (nothing is returned; checkpoints already handed
+        to ``on_best`` stay where the caller saved them).
+
+    Notes
+    -----
+    **How long it takes.** The defaults are the paper's schedule, 100 epochs over the
+    7,000 training patches of 10,000: 700,000 patch steps. docs/benchmarks.md ("Speed",
+    ``benchmarks/speed.py``) measured 46 patches/s on a 2-core CPU in bf16 (24 in fp32)
+    and 2,661 on one H200 in bf16, so the defaults take about 4 hours on such a CPU (8 in
+    fp32; the validation of each epoch comes on top) and a few minutes on a GPU
+    (docs/training.md: the paper's schedule ran 91 of its 100 epochs in 5 minutes on an
+    H100 it shared with a second run). :meth:`TrainingConfig.bundled` takes about 4
+    minutes on an H100 and 7 hours or more on a 2-core CPU (docs/training.md). Give a long
+    run a ``time_limit_s`` and a ``progress`` callback.
+
+    Examples
+    --------
+    A smoke test of the API: about 20 s on one core of a 2-core AMD EPYC (measured with
+    ``OMP_NUM_THREADS=1``, bf16, 2 s of it the simulation); the model runs but is not
+    trained enough to localize well::
+
+        from napari_deepcel0.core.acquisition import Acquisition
+        from napari_deepcel0.core.training import TrainingConfig, train
+        from napari_deepcel0.core.training_data import TrainingDataConfig
+
+        config = TrainingConfig(epochs=2, device="cpu",
+                                data=TrainingDataConfig(n_frames=10, n_patches=200))
+        result = train(Acquisition(pixel_size_nm=100, fwhm_nm=258.21), config,
+                       progress=lambda p: print(p.stage, p.epoch, p.step, p.loss),
+                       time_limit_s=60)
+
+    Save it with :func:`~.model_io.save_training_result` and localize with the file
+    (docs/training.md, "From Python").
     """
-    run = _TrainingRun(acq, config, progress, cancel, training_set, on_best)
+    _check_train_arguments(acq, config, training_set, time_limit_s)
+    run = _TrainingRun(acq, config, progress, cancel, training_set, on_best, time_limit_s)
     for epoch in range(1, config.epochs + 1):
         sums, done = run.run_epoch(epoch)
         if run.cancelled and run.best_state is not None:  # the partial epoch is neither validated nor kept
@@ -542,3 +732,24 @@ def train(
         if run.cancelled:
             break
     return run.best_model()
+
+
+def _check_train_arguments(acq, config, training_set, time_limit_s) -> None:
+    """TypeError for arguments of the wrong kind (``train(TrainingConfig())`` failed deep
+    inside with "'TrainingConfig' object has no attribute 'upsampling'"), ValueError for a
+    time limit that is not a positive finite number of seconds."""
+    if not isinstance(acq, Acquisition):
+        raise TypeError("train takes the acquisition first: train(Acquisition(...), TrainingConfig(...)), "
+                        f"got {type_phrase(acq)}")
+    if not isinstance(config, TrainingConfig):
+        hint = " (data settings go in TrainingConfig(data=TrainingDataConfig(...)))" if isinstance(
+            config, TrainingDataConfig) else ""
+        raise TypeError(f"train takes a TrainingConfig second: train(Acquisition(...), TrainingConfig(...)){hint}, "
+                        f"got {type_phrase(config)}")
+    if training_set is not None and not isinstance(training_set, TrainingSet):
+        raise TypeError(f"training_set must be a TrainingSet (make_training_set) or None, got "
+                        f"{type_phrase(training_set)}")
+    if time_limit_s is not None and not (isinstance(time_limit_s, numbers.Real) and not isinstance(time_limit_s, bool)
+                                         and math.isfinite(time_limit_s) and time_limit_s > 0):
+        raise ValueError(f"time_limit_s must be a positive finite number of seconds or None (no limit), "
+                         f"got {time_limit_s!r}")

@@ -25,6 +25,7 @@ molecules on sparse frames. ``TrainingDataConfig.paper()`` gives the paper's set
 from __future__ import annotations
 
 import math
+import numbers
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
@@ -63,9 +64,141 @@ def default_target_scale(upsampling: int, max_emitters: int = 7) -> float:
     return 100.0 / math.sqrt(min(max(max_emitters, 1), 7) * 64.0 / (upsampling**2 * 20.28))
 
 
+#: the fields of :class:`TrainingDataConfig` that take a (low, high) range, one value drawn per frame
+RANGE_FIELDS = ("photons", "background_photons", "snr_db", "structure_density", "tube_width_nm", "sparse_density")
+#: its fields that take one number (the whole numbers are checked on their own)
+_NUMBER_FIELDS = ("n_frames", "frame_size", "density_per_um2", "n_patches", "patch_size", "min_emitters",
+                  "photon_spread", "fwhm_jitter", "snr_fraction", "structure_fraction", "sparse_fraction")
+
+
+def type_phrase(obj) -> str:
+    """``"a TrainingConfig"``, ``"an int"`` or ``"None"``: what a TypeError says it got."""
+    if obj is None:
+        return "None"
+    name = type(obj).__name__
+    return f"{'an' if name[:1].lower() in 'aeiou' else 'a'} {name}"
+
+
+def _is_number(value) -> bool:
+    return isinstance(value, numbers.Real) and not isinstance(value, bool)
+
+
+def _check_number(name: str, value) -> None:
+    """ValueError unless ``value`` is one number (a range given to a one-number field failed
+    with a TypeError from a comparison)."""
+    if not _is_number(value):
+        raise ValueError(f"{name} takes one number, got {value!r}")
+
+
+def _range_pair(name: str, value) -> tuple[float, float]:
+    """``value`` as a (low, high) pair of floats, or a ValueError naming the field and the
+    form it takes; the limits of each range are checked by the caller."""
+    if _is_number(value):
+        text = repr(value.item() if hasattr(value, "item") else value)  # 3.0, not np.float64(3.0)
+        raise ValueError(f"{name} takes a (low, high) range, got the single number {text}: "
+                         f"{name}=({text}, {text}) for a fixed value")
+    try:
+        pair = tuple(value)
+    except TypeError:
+        pair = ()
+    if len(pair) != 2 or not all(_is_number(v) for v in pair):
+        raise ValueError(f"{name} takes a (low, high) range of two numbers (low == high for a fixed value), "
+                         f"got {value!r}")
+    return float(pair[0]), float(pair[1])
+
+
 @dataclass(frozen=True)
 class TrainingDataConfig:
-    """How to simulate a training set. Camera settings come from the Acquisition."""
+    """How to simulate a training set. Camera settings come from the Acquisition.
+
+    The camera (pixel size, PSF FWHM, L, gain, offset, read noise) is the
+    :class:`~.acquisition.Acquisition` given to :func:`make_training_set` (or
+    :func:`~.training.train`); this config says what the simulated frames hold. Each
+    range is a ``(low, high)`` pair, one value drawn per frame; a fixed value is
+    ``(v, v)``, e.g. ``photons=(2000, 2000)``. :meth:`paper` is the paper's setting,
+    :meth:`bundled` the bundled model's.
+
+    Attributes
+    ----------
+    n_frames : int
+        Simulated frames the patches are cut from (the sparse patches come from frames
+        of their own, see ``sparse_fraction``). More frames make the patches overlap
+        less: 200 frames for 10,000 patches (the paper: 20).
+    frame_size : int
+        Side of each simulated square frame, in camera pixels (64: 6.4 um at 100 nm
+        pixels).
+    density_per_um2 : float
+        Emitters per um^2 of the uniform frames (mean of a Poisson count per frame,
+        positions uniform); the filament frames use ``structure_density`` and the sparse
+        frames ``sparse_density``. At most 100.
+    n_patches : int
+        Patches in the training set, validation included (``TrainingConfig.val_fraction``
+        of them are held out), sparse patches included.
+    patch_size : int
+        Side of each square patch, in camera pixels, 4 to ``frame_size`` (the network
+        sees ``patch_size * L`` fine pixels).
+    min_emitters : int
+        Every patch cut from the ``n_frames`` frames holds at least this many emitters
+        (those whose position lies in the patch; the sparse patches have no minimum).
+        It also sets the automatic target scale: :func:`default_target_scale` of
+        ``min(min_emitters, 7)`` (the paper: 7).
+    photons : (float, float)
+        Photons per molecule per frame: the photo-electrons each emitter gives in a
+        frame, over its whole PSF. Each frame draws a level log-uniformly in
+        ``[low, high]``; each emitter gets that level times a factor of ``photon_spread``.
+        In the Gaussian-noise frames (``snr_fraction``) only the emitters' relative
+        brightness matters. ``0 < low <= high``.
+    photon_spread : float
+        Spread of the per-emitter factor, a fraction: uniform in
+        ``[1 - photon_spread, 1 + photon_spread]`` (0.2: +-20 %), in [0, 1).
+    background_photons : (float, float)
+        Background photons per camera pixel per frame of the camera-noise frames: each
+        frame draws one level uniformly in ``[low, high]``, added to every pixel before
+        the Poisson noise; then the Acquisition's gain, offset and read noise make ADU.
+        ``0 <= low <= high``.
+    fwhm_jitter : float
+        Relative jitter of the PSF width, a fraction (not nm): each frame is rendered
+        with a FWHM of ``acq.fwhm_nm`` times a factor uniform in
+        ``[1 - fwhm_jitter, 1 + fwhm_jitter]`` (0.05: +-5 %), in [0, 0.5).
+    snr_fraction : float
+        Fraction of the frames (each frame independently, the sparse ones too) rendered
+        with white Gaussian noise at an SNR (``snr_db``; no background, offset or
+        Poisson noise: the paper's model) instead of the camera model; in [0, 1].
+    snr_db : (float, float)
+        SNR of those frames in dB, the paper's Eq. 14 ``10 log10(||clean||^2 /
+        ||noise||^2)`` over the frame; each frame draws its SNR uniformly; within
+        -50 to 100 dB.
+    structure_fraction : float
+        Fraction of the ``n_frames`` frames (each independently) whose emitters lie along
+        random filaments (3-12 worm-like chains per frame, persistence length 1-6 um)
+        instead of uniformly; in [0, 1].
+    structure_density : (float, float)
+        Emitters per um^2 of the whole frame in the filament frames (a Poisson count of
+        mean density times the frame's area, so that along a filament the local density
+        is many times higher); each frame draws its density uniformly. ``0 < low``, at
+        most 100.
+    tube_width_nm : (float, float)
+        Full width in nm of the tube around each filament within which its emitters are
+        spread uniformly across it; each filament frame draws one width uniformly
+        (0: on the line). ``0 <= low <= high``.
+    sparse_fraction : float
+        Fraction of the ``n_patches`` cut from extra sparse frames
+        (``max(1, round(n_frames * sparse_fraction))`` of them, uniform emitters) with no
+        minimum of emitters, empty patches included; in [0, 1); 0 (the default)
+        simulates none.
+    sparse_density : (float, float)
+        Emitters per um^2 of the sparse frames; each draws its density log-uniformly.
+        ``0 < low``, at most 100.
+    target_scale : float or None
+        ``s``, the value of each emitter's spike in the training target before the blur:
+        what the network learns to output per molecule (no unit). None (default):
+        automatic, :func:`default_target_scale` for DeepCEL0 (85.1 at L = 4 with
+        ``min_emitters >= 7``), 100 for Deep-STORM, the base model's for a fine-tune.
+    seed : int
+        Seed of the simulation: emitters, noise and which patches are cut
+        (``TrainingConfig.seed`` seeds the weights, the validation split and the batch
+        order; ``deepcel0 train --seed`` sets both).
+    """
 
     n_frames: int = 200
     frame_size: int = 64
@@ -88,6 +221,10 @@ class TrainingDataConfig:
     seed: int = 0
 
     def __post_init__(self):
+        for name in _NUMBER_FIELDS:  # before any comparison, which failed with a TypeError
+            _check_number(name, getattr(self, name))
+        for name in RANGE_FIELDS:  # photons=2000 failed with "cannot unpack non-iterable int object"
+            object.__setattr__(self, name, _range_pair(name, getattr(self, name)))
         if self.n_frames < 1 or self.n_patches < 2:
             raise ValueError("need at least 1 frame and 2 patches")
         if self.patch_size < 4 or self.patch_size > self.frame_size:
@@ -124,13 +261,10 @@ class TrainingDataConfig:
                 raise ValueError(f"{name.replace('_', ' ')} must be a whole number, got {getattr(self, name)!r}")
         if self.min_emitters < 0:
             raise ValueError(f"min_emitters must be >= 0, got {self.min_emitters}")
-        if self.target_scale is not None and not (self.target_scale > 0 and math.isfinite(self.target_scale)):
+        if self.target_scale is not None and not (_is_number(self.target_scale) and self.target_scale > 0
+                                                  and math.isfinite(self.target_scale)):
             raise ValueError(f"target_scale must be a positive finite number or None (automatic), "
-                             f"got {self.target_scale}")
-        object.__setattr__(self, "photons", tuple(self.photons))
-        object.__setattr__(self, "background_photons", tuple(self.background_photons))
-        for name in ("snr_db", "structure_density", "tube_width_nm", "sparse_density"):
-            object.__setattr__(self, name, tuple(getattr(self, name)))
+                             f"got {self.target_scale!r}")
 
     @classmethod
     def paper(cls, **overrides) -> "TrainingDataConfig":
@@ -218,7 +352,8 @@ def _structured_emitters(cfg: TrainingDataConfig, field_nm, frame_numbers, photo
         filaments = make_filaments(field_nm, n_filaments=int(rng.integers(3, 13)),
                                    persistence_nm=float(rng.uniform(1000.0, 6000.0)), seed=rng)
         em = emitters_on_filaments(filaments, 1, field_nm, rng.uniform(*cfg.structure_density),
-                                   tube_width_nm=rng.uniform(*cfg.tube_width_nm), photons=photons, seed=rng)
+                                   tube_width_nm=rng.uniform(*cfg.tube_width_nm), photons=photons, seed=rng,
+                                   warn_if_none=False)  # (one frame, a small field: an empty one may be chance)
         tables.append(em.assign(**{FRAME: frame}))
     return pd.concat(tables, ignore_index=True)
 
@@ -245,8 +380,9 @@ def _simulate_sparse_frames(acq: Acquisition, cfg: TrainingDataConfig, n_frames:
     """Uniform emitters, each frame at its own density drawn log-uniformly in ``sparse_density``."""
     photons = PhotonModel(cfg.photons[0], cfg.photons[1], cfg.photon_spread)
     densities = np.exp(rng.uniform(*np.log(cfg.sparse_density), size=n_frames))
-    emitters = pd.concat([uniform_emitters(1, _field_nm(acq, cfg), d, photons, rng).assign(**{FRAME: f + 1})
-                          for f, d in enumerate(densities)], ignore_index=True)
+    # (one frame at a time, at densities where an empty frame is no mistake: no warning)
+    emitters = pd.concat([uniform_emitters(1, _field_nm(acq, cfg), d, photons, rng, warn_if_none=False)
+                          .assign(**{FRAME: f + 1}) for f, d in enumerate(densities)], ignore_index=True)
     return _render(acq, cfg, emitters, n_frames, rng, cancel), emitters
 
 
@@ -332,7 +468,15 @@ def _sparse_frame_count(cfg: TrainingDataConfig) -> int:
 
 def make_training_set(acq: Acquisition, cfg: TrainingDataConfig = TrainingDataConfig(), cancel=None) -> TrainingSet:
     """Simulate frames and cut the training patches (seeded, reproducible); raises
-    :class:`~.cancel.Cancelled` when ``cancel`` is set during the simulation."""
+    :class:`~.cancel.Cancelled` when ``cancel`` is set during the simulation, and a
+    TypeError when called with anything but an Acquisition and a TrainingDataConfig."""
+    if not isinstance(acq, Acquisition):
+        raise TypeError("make_training_set takes the acquisition first: make_training_set(Acquisition(...), "
+                        f"TrainingDataConfig(...)), got {type_phrase(acq)}")
+    if not isinstance(cfg, TrainingDataConfig):
+        hint = " (a TrainingConfig's: make_training_set(acq, config.data))" if isinstance(
+            getattr(cfg, "data", None), TrainingDataConfig) else ""
+        raise TypeError(f"make_training_set takes a TrainingDataConfig second{hint}, got {type_phrase(cfg)}")
     rng = as_rng(cfg.seed)
     P = cfg.patch_size
     n_sparse = _sparse_patch_count(cfg)
