@@ -245,3 +245,15 @@ def test_the_sample_data_and_the_clis_settings_still_simulate_without_a_warning(
     _no_warnings(sim.simulate_stack, n_frames=2, shape=(24, 24), density_per_um2=6.0, structure="uniform",
                  acq=Acquisition(pixel_size_nm=160.0, fwhm_nm=300.0), photons=sim.PhotonModel(600.0, 900.0, 0.15),
                  noise=sim.CameraNoise(background_photons=(8.0, 12.0), quantize=True), seed=0)
+
+
+def test_a_training_set_with_frames_expected_empty_does_not_warn_frame_by_frame():
+    """Sparse frames at 0.01-0.05 per um^2 on 16 x 16 pixels expect 0.03-0.13 molecules
+    each: empty frames are the point there, not a unit mistake (one warning per frame)."""
+    from napari_deepcel0.core.training_data import TrainingDataConfig, make_training_set
+
+    cfg = TrainingDataConfig(n_frames=4, frame_size=16, patch_size=8, n_patches=8, min_emitters=0,
+                             sparse_fraction=0.5, sparse_density=(0.01, 0.05), density_per_um2=6.0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", sim.NoEmittersWarning)
+        make_training_set(Acquisition(), cfg)

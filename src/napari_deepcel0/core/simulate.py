@@ -288,6 +288,8 @@ def uniform_emitters(
     density_per_um2: float,
     photons: PhotonModel = PhotonModel(),
     seed=None,
+    *,
+    warn_if_none: bool = True,
 ) -> pd.DataFrame:
     """Emitters uniformly distributed over the field, drawn independently in each frame.
 
@@ -316,7 +318,9 @@ def uniform_emitters(
     Warns
     -----
     NoEmittersWarning
-        When ``density_per_um2 > 0`` placed none and fewer than one was expected.
+        When ``density_per_um2 > 0`` placed none and fewer than one was expected
+        (``warn_if_none=False``: not, for callers drawing frame by frame at densities
+        where an empty frame is expected, such as a training set's sparse frames).
     """
     n_frames = _check_count(n_frames, "n_frames", "frames")
     _check_field(field_nm)
@@ -324,7 +328,8 @@ def uniform_emitters(
     _check_photons(photons)
     rng = as_rng(seed)
     emitters = _uniform_emitters(n_frames, field_nm, density_per_um2, photons, rng)
-    _warn_if_none_placed(emitters, density_per_um2, field_nm, n_frames, "uniform_emitters", stacklevel=3)
+    if warn_if_none:
+        _warn_if_none_placed(emitters, density_per_um2, field_nm, n_frames, "uniform_emitters", stacklevel=3)
     return emitters
 
 
@@ -439,6 +444,8 @@ def emitters_on_filaments(
     tube_width_nm: float = 30.0,
     photons: PhotonModel = PhotonModel(),
     seed=None,
+    *,
+    warn_if_none: bool = True,
 ) -> pd.DataFrame:
     """Emitters on the filaments, drawn independently in each frame.
 
@@ -476,7 +483,9 @@ def emitters_on_filaments(
     Warns
     -----
     NoEmittersWarning
-        When ``density_per_um2 > 0`` placed none and fewer than one was expected.
+        When ``density_per_um2 > 0`` placed none and fewer than one was expected
+        (``warn_if_none=False``: not, for callers drawing frame by frame at densities
+        where an empty frame is expected, such as a training set's sparse frames).
     """
     filaments = _check_filaments(filaments)
     n_frames = _check_count(n_frames, "n_frames", "frames")
@@ -486,7 +495,8 @@ def emitters_on_filaments(
     _check_photons(photons)
     rng = as_rng(seed)
     emitters = _emitters_on_filaments(filaments, n_frames, field_nm, density_per_um2, tube_width_nm, photons, rng)
-    _warn_if_none_placed(emitters, density_per_um2, field_nm, n_frames, "emitters_on_filaments", stacklevel=3)
+    if warn_if_none:
+        _warn_if_none_placed(emitters, density_per_um2, field_nm, n_frames, "emitters_on_filaments", stacklevel=3)
     return emitters
 
 
