@@ -143,6 +143,8 @@ def test_a_time_limit_stops_a_later_epoch_and_keeps_the_best_model_so_far():
     stop = [p for p in seen if p.stage == "time_limit"]
     assert [(p.epoch, p.step) for p in stop] == [(3, 0)]
     assert [p.epoch for p in seen if p.stage == "epoch"] == [1, 2]  # no report of the stopped epoch 3
+    # the time left shown is at most what the limit leaves (it showed the 20 epochs' time)
+    assert all(p.remaining_s <= limit_s for p in seen if p.remaining_s is not None)
 
 
 def test_a_run_within_its_time_limit_is_not_marked_stopped():

@@ -509,12 +509,17 @@ class _TrainingRun:
         return values[-1]
 
     def remaining_s(self, epoch: int, step: int) -> float | None:
-        """Seconds left, from the mean time of a step so far; None once stopping: the run
-        ends after this step (after Ctrl-C, the time of all the epochs was shown)."""
+        """Seconds left, from the mean time of a step so far, and at most what the time
+        limit leaves; None once stopping: the run ends after this step (after Ctrl-C, the
+        time of all the epochs was shown)."""
         if self.cancelled or is_cancelled(self.cancel):
             return None
         so_far = (epoch - 1) * self.steps + step
-        return (time.perf_counter() - self.t_train_s) / so_far * (self.config.epochs * self.steps - so_far)
+        now = time.perf_counter()
+        left = (now - self.t_train_s) / so_far * (self.config.epochs * self.steps - so_far)
+        if self.time_limit_s is not None:
+            left = min(left, max(0.0, self.time_limit_s - (now - self.t0_s)))
+        return left
 
     def past_time_limit(self, epoch: int, step: int) -> bool:
         """Whether the time limit has passed, checked before every step but the run's
