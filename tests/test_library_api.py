@@ -156,3 +156,34 @@ def test_render_and_png_refuse_what_they_cannot_write(table, tmp_path, scene):
     assert caught[0].filename == __file__
     wide = pd.DataFrame({"x [nm]": [10.0], "y [nm]": [10.0]})
     assert render_histogram(wide, field, 10.0).sum() == 1
+
+
+def test_a_script_run_gets_its_protocol_and_a_model_not_saved_is_not_the_bundled_one(scene, tmp_path):
+    """A script had to assemble a protocol from localization_protocol and model_record,
+    and the record of a model trained in the script (no file) named the bundled model's
+    file and SHA-256 with bundled: true (Python guide review)."""
+    from napari_deepcel0.core.cel0 import Cel0Localizer
+    from napari_deepcel0.core.io import read_localizations, read_stack, write_tiff
+    from napari_deepcel0.core.model_io import bundled_model_path
+    from napari_deepcel0.core.protocol import protocol_of_run, read_protocol, write_localizations
+
+    frames, _ = scene
+    path = write_tiff(tmp_path / "s.tif", frames.astype(np.uint16), pixel_size_nm=100.0)
+    with read_stack(path) as stack:
+        model = DeepLocalizer(device="cpu")
+        table = localize(model, stack, frames="2-4")
+        protocol = protocol_of_run(model, stack, table, frames="2-4", seconds=1.5)
+    write_localizations(tmp_path / "locs.csv", table, protocol)
+    back = read_protocol(tmp_path / "locs.csv")
+    assert back["method"] == "DeepCEL0" and back["model"]["bundled"] is True and len(back["model"]["sha256"]) == 64
+    assert back["input"] == {"stack": str(path.resolve()), "frames": "2-4", "n_frames": 3, "frame_shape": [32, 32]}
+    assert back["settings"]["threshold"] == model.default_threshold() and back["settings"]["threshold_is_default"]
+    assert back["results"] == {"localizations": len(read_localizations(tmp_path / "locs.csv")), "seconds": 1.5}
+    unsaved = DeepLocalizer(load_model(bundled_model_path()), device="cpu")
+    unsaved.loaded.path = None  # as LoadedModel.from_training_result leaves it
+    record = protocol_of_run(unsaved, frames, table)["model"]
+    assert record["file"] is None and record["bundled"] is False and record["sha256"] is None
+    cel0 = Cel0Localizer(Acquisition(), lam=2e-3)
+    p = protocol_of_run(cel0, frames, localize(cel0, frames, frames="1"), frames="1", threshold=0.1)
+    assert p["method"] == "CEL0-IRL1" and p["settings"]["lambda"] == 2e-3 and p["input"]["stack"] is None
+    assert p["settings"]["threshold"] == 0.1 and not p["settings"]["threshold_is_default"] and "model" not in p

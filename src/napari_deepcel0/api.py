@@ -28,7 +28,7 @@ from .core.model_io import LoadedModel, ModelFileError, bundled_model_path, load
 # localizing
 from .core.predict import (AcquisitionMismatchWarning, BatchResult, DeepLocalizer, NothingFoundWarning,
                            PixelSizeWarning, localize, localize_stream)
-from .core.protocol import read_protocol, write_localizations
+from .core.protocol import protocol_of_run, read_protocol, write_localizations
 from .core.render import Renderer, render_histogram, save_render_png
 # simulation and training
 from .core.simulate import CameraNoise, GaussianSNRNoise, PhotonModel, simulate_stack
@@ -45,7 +45,7 @@ __all__ = [
     "LoadedModel", "ModelFileError", "bundled_model_path", "load_model", "save_training_result",
     "AcquisitionMismatchWarning", "BatchResult", "DeepLocalizer", "NothingFoundWarning", "PixelSizeWarning",
     "localize", "localize_stream",
-    "read_protocol", "write_localizations",
+    "protocol_of_run", "read_protocol", "write_localizations",
     "Renderer", "render_histogram", "save_render_png",
     "CameraNoise", "GaussianSNRNoise", "PhotonModel", "simulate_stack",
     "TrainingConfig", "TrainingDataConfig", "TrainingResult", "train",

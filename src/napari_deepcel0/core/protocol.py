@@ -75,13 +75,16 @@ def file_sha256(path: str | os.PathLike) -> str:
     return digest.hexdigest()
 
 
-def model_record(path: str | os.PathLike | None, info) -> dict:
+def model_record(path: str | os.PathLike | None, info, saved: bool = True) -> dict:
     """What the protocol says of the model file ``path`` (None: the bundled model) whose
     :class:`~.model_io.ModelInfo` is ``info``: the file, whether it is the bundled model,
     the file's SHA-256, and the model's one-line summary (method, head, loss, acquisition,
-    training)."""
+    training). ``saved=False``: a model in memory that no file holds (trained in the
+    script, :meth:`~.model_io.LoadedModel.from_training_result`): no file, no SHA-256."""
     from .model_io import bundled_model_path
 
+    if not saved:
+        return {"file": None, "bundled": False, "sha256": None, "summary": info.summary(with_notes=False)}
     path = Path(path if path is not None else bundled_model_path()).resolve()
     return {
         "file": str(path),
@@ -109,6 +112,35 @@ def network_protocol(info, model_path: str | os.PathLike | None, acquisition: Ac
     return functools.partial(localization_protocol, method_name(info),
                              acquisition.replace(upsampling=info.acquisition.upsampling), settings, stack=stack,
                              model=model_record(model_path, info))
+
+
+def protocol_of_run(localizer, source, table, frames=None, threshold=None, seconds: float | None = None,
+                    command: str | None = None) -> dict:
+    """The protocol of ``table = localize(localizer, source, frames=frames,
+    threshold=threshold)`` in a script, for :func:`write_localizations` (the command line
+    and napari make their own): the method, the model (file and SHA-256, or "not saved"
+    for a model trained in the script), the acquisition the frames were analysed with,
+    the frames selected, the threshold and the localizer's settings. ``source`` is what
+    was localized: a stack read from a file (its path goes in) or an array."""
+    from .frames import _frame_shape, frame_count, parse_frame_selection
+
+    numbers = parse_frame_selection(frames, frame_count(source)) + 1
+    used = localizer.default_threshold() if threshold is None else float(threshold)
+    settings = {"threshold": used, "threshold_is_default": threshold is None}
+    loaded = getattr(localizer, "loaded", None)
+    if loaded is not None:  # a DeepLocalizer
+        method, model = method_name(loaded.info), model_record(loaded.path, loaded.info, saved=loaded.path is not None)
+        settings.update(orientations=localizer.orientations, device=str(localizer.device),
+                        precision=localizer.precision, batch_size=localizer.batch_size,
+                        acquisition_differs_from_model=localizer.mismatch)
+    else:  # a Cel0Localizer
+        s = localizer.settings
+        method, model = "CEL0-IRL1", None
+        settings.update({"lambda": s.lam, "max_outer": s.max_outer, "max_inner": s.max_inner, "tol": s.tol,
+                         "background": localizer.background, "device": str(localizer.device),
+                         "batch_size": localizer.batch_size})
+    return localization_protocol(method, localizer.acquisition, settings, numbers, _frame_shape(source), len(table),
+                                 stack=getattr(source, "path", None), model=model, seconds=seconds, command=command)
 
 
 def localization_protocol(method: str, acquisition: Acquisition, settings: dict, frame_numbers,
