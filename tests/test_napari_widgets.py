@@ -1695,6 +1695,21 @@ def test_training_saves_a_model_that_becomes_current(viewer, qtbot, tmp_path, mo
     assert "on 48 patches" in localize_widget.model_info.value
 
 
+def test_training_stops_at_its_time_limit_and_keeps_the_best_model(viewer, qtbot, tmp_path):
+    """A time limit (minutes; the command line's --time-limit) for a workstation's
+    training: it stops there and saves the best model so far."""
+    training = _dock(viewer, TrainingWidget)
+    training.patches.value, training.sim_frames.value, training.epochs.value = 64, 4, 500
+    training.max_steps.value, training.batch_size.value, training.device.value = 2, 4, "cpu"
+    training.time_limit.value = 0.01  # 0.6 s: past once the training set is simulated
+    training.output.value = path = tmp_path / "limited.safetensors"
+    training.run()
+    _wait(qtbot, training.job)
+    assert "Training stopped at the time limit; the best model so far (epoch 1, " in training.job.status.value
+    assert load_model(path).info.training["cancelled"] is True and state_for(viewer).model_path == path
+    assert TrainingWidget(viewer).time_limit.value == 0.01  # remembered, as the other fields
+
+
 def test_training_keeps_its_checkpoints_beside_an_existing_model_until_it_ends(tmp_path):
     """The best model so far was written over the output file after every improving
     epoch: napari closed or killed mid-run left a good earlier model replaced."""

@@ -22,18 +22,19 @@ from .settings import PersistentValues
 from .state import state_for
 
 
-def _train_job(acq, config: TrainingConfig, path: Path, progress, cancel=None):
+def _train_job(acq, config: TrainingConfig, path: Path, progress, time_limit_s: float | None = None, cancel=None):
     """Train, then save the best model (also when cancelled after at least one step).
     The best model so far is also saved after every improving epoch, beside ``path``
     (:func:`~napari_deepcel0.core.model_io.save_checkpoint`), so that it survives napari
-    being closed or killed mid-run while an existing model at ``path`` stays as it was."""
+    being closed or killed mid-run while an existing model at ``path`` stays as it was.
+    ``time_limit_s``: stop then, keeping the best model so far (:func:`train`)."""
 
     def checkpoint(best):
         save_checkpoint(path, best, notes="trained in napari")
 
     with gpu_memory_hint():
         try:
-            result = train(acq, config, progress=progress, cancel=cancel, on_best=checkpoint)
+            result = train(acq, config, progress=progress, cancel=cancel, on_best=checkpoint, time_limit_s=time_limit_s)
         except Cancelled:  # before the first step (or while simulating the training set)
             return None, None
         except TrainingDivergedError as exc:  # the checkpoint holds the best epoch before it, if any
@@ -88,6 +89,9 @@ class TrainingWidget(DockPanel):
         self.lam.tooltip = ("weight of the CEL0 penalty in the training loss (the paper: 100), in units of the "
                             "target maps; not the CEL0-IRL1 solver's lambda of the CEL0 widget")
         self.batch_size = SpinBox(label="batch size", min=1, max=4096)
+        self.time_limit = float_box("time limit (min, 0: none)", 0.0, 0.0, 1e5, decimals=2, step=10.0)
+        self.time_limit.tooltip = ("stop after so many minutes (the simulation of the training set included) and "
+                                   "keep the best model so far; 0: train every epoch")
         self.device = ComboBox(label="device", choices=list(DEVICES), value="auto")
         self.output = FileEdit(label="save model to", mode="w", filter="*.safetensors",
                                value=Path.home() / "deepcel0-model.safetensors")
@@ -98,7 +102,7 @@ class TrainingWidget(DockPanel):
         self.plot.follow_theme(napari_viewer)
         self.reset_button = PushButton(text="Reset settings")
         self.extend([self.recipe, self.patches, self.sim_frames, self.density, self.sparse_fraction, self.epochs,
-                     self.max_steps, self.lam, self.batch_size,
+                     self.max_steps, self.lam, self.batch_size, self.time_limit,
                      self.device, self.output, self.acquisition, self.job, self.loss, self.plot,
                      self.reset_button])
         self._apply_recipe(self.recipe.value)  # before the settings take these values as their defaults
@@ -106,7 +110,7 @@ class TrainingWidget(DockPanel):
             "recipe": self.recipe, "patches": self.patches, "sim_frames": self.sim_frames, "density": self.density,
             "sparse_fraction": self.sparse_fraction, "epochs": self.epochs,
             "max_steps": self.max_steps, "lam": self.lam, "batch_size": self.batch_size,
-            "device": self.device, "output": self.output})
+            "time_limit": self.time_limit, "device": self.device, "output": self.output})
         self.output_guard = OverwriteGuard(self.output)
         self.relay = ProgressRelay()
         self.relay.report.connect(self.job.while_open(self._progress))
@@ -168,13 +172,18 @@ class TrainingWidget(DockPanel):
         self._history = []
         self.plot.clear()
         self.loss.value = ""
-        self.job.start(_train_job, self.state.acquisition, config, path, self.relay.emit, on_return=self._done,
+        self.job.start(_train_job, self.state.acquisition, config, path, self.relay.emit,
+                       60.0 * self.time_limit.value or None, on_return=self._done,
                        on_closed=lambda: show_info(f"Training stopped when its widget was closed: the best model so "
                                                    f"far, once a step was trained, is saved to {path}"))
 
     def _progress(self, p: Progress) -> None:
         if p.stage == "data":
             self.job.report(0, 1, "Training: simulating the training set ...")
+            return
+        if p.stage == "time_limit":
+            self.job.status.value = (f"Training: the time limit of {self.time_limit.value:g} min is reached: "
+                                     "stopping and keeping the best model so far")
             return
         total = p.epochs * max(p.steps, 1)
         done = (p.epoch - 1) * p.steps + p.step
@@ -198,7 +207,8 @@ class TrainingWidget(DockPanel):
             self.job.status.value = "Training cancelled: no model saved"
             return
         self.state.model_written(path)
-        how = "cancelled; the best model so far" if result.cancelled else "finished; the best model"
+        how = ("stopped at the time limit; the best model so far" if result.stopped_at_time_limit
+               else "cancelled; the best model so far" if result.cancelled else "finished; the best model")
         text = (f"Training {how} (epoch {result.best_epoch}, {result.seconds:.0f} s on {result.device}) "
                 f"was saved to {path} and is now the current model")
         self.job.status.value = text
