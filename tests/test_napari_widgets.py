@@ -2242,7 +2242,7 @@ def test_hand_edits_of_localizations_are_marked_and_go_in_the_protocol(viewer, q
     run's layer edited while the run fills it is undone at its next frame: a warning."""
     import json
 
-    from napari_deepcel0._napari.layers import HAND_EDITS, PROTOCOL, GrowingPoints
+    from napari_deepcel0._napari.layers import HAND_EDITS, GrowingPoints
     from napari_deepcel0._napari.writer import write_points
     from napari_deepcel0.core.protocol import localization_protocol, protocol_path, write_protocol
 
@@ -2284,17 +2284,50 @@ def test_hand_edits_of_localizations_are_marked_and_go_in_the_protocol(viewer, q
     run.add(gt[gt["frame"] == 2], np.array([2]))
     run.finish()
     assert len(run.layer.data) == (gt["frame"] <= 2).sum() and HAND_EDITS not in run.layer.metadata  # the run's
+    untouched = GrowingPoints(viewer, "stk localizations", "yellow")  # a run not edited: the next run reuses it
+    assert untouched.layer is run.layer
+    untouched.add(gt[gt["frame"] <= 2], np.array([1, 2]))
+    untouched.finish()
     run.layer.selected_data = {0}
     run.layer.remove_selected()  # after the run: counted
     assert run.layer.metadata[HAND_EDITS] == {"removed": 1}
-    rerun = GrowingPoints(viewer, "stk localizations", "yellow")  # a new run in the same layer starts afresh
-    assert rerun.layer is run.layer and HAND_EDITS not in rerun.layer.metadata
+    rerun = GrowingPoints(viewer, "stk localizations", "yellow")  # curated: a new run leaves it alone (it emptied it)
+    assert rerun.layer is not run.layer and rerun.layer.name == "stk localizations [1]"
+    assert len(run.layer.data) == (gt["frame"] <= 2).sum() - 1 and HAND_EDITS not in rerun.layer.metadata
     rerun.finish()
-    copy = viewer.layers[-1].__class__(run.layer.data, features=run.layer.features, metadata=dict(
-        run.layer.metadata, **{PROTOCOL: {"results": {}}}))
-    viewer.add_layer(copy)  # as Duplicate Layer adds a copy of the run's: watched too
+    from napari.layers._layer_actions import _duplicate_layer
+
+    viewer.layers.selection = {run.layer}
+    _duplicate_layer(viewer.layers)  # napari's Duplicate Layer: the copy is watched, with its own counts
+    copy = viewer.layers[f"{run.layer.name} copy"]
     copy.add([[0.0, 10.0, 10.0]])
-    assert copy.metadata[HAND_EDITS] == {"added": 1}
+    assert copy.metadata[HAND_EDITS] == {"removed": 1, "added": 1} and run.layer.metadata[HAND_EDITS] == {"removed": 1}
+    # a script's setter is counted by what it did (it announces every point as changed)
+    copy.data = copy.data.copy()
+    copy.data = copy.data[1:]
+    moved = copy.data.copy()
+    moved[:2, 2] += 30.0
+    copy.data = moved
+    assert copy.metadata[HAND_EDITS] == {"removed": 2, "added": 1, "moved": 2}
+    # another plugin's Points, with the same generic metadata keys: not touched
+    other = viewer.add_points([[0, 1, 1]], features={"class": [1]}, metadata={"source": "x", "frames": [1]})
+    other.feature_defaults = {"class": 2}
+    other.add([[0, 5, 5]])
+    assert other.features["class"].tolist() == [1, 2] and HAND_EDITS not in other.metadata
+
+
+def test_localizations_opened_in_a_viewer_other_than_the_current_one_are_watched(make_napari_viewer, stack_path,
+                                                                                tmp_path):
+    """The reader watched napari's current viewer only: a CSV opened into another window
+    had its points added by hand copy a molecule's intensity again (a review)."""
+    from napari_deepcel0._napari.layers import HAND_EDITS
+
+    first, _ = make_napari_viewer(), make_napari_viewer()  # the second is the current one
+    gt = pd.read_pickle(stack_path.parent / "gt.pkl")[["frame", "x [nm]", "y [nm]", "intensity [photon]"]]
+    [points] = first.open(str(write_thunderstorm_csv(tmp_path / "gt.csv", gt)), plugin="napari-deepcel0")
+    points.selected_data = {0}
+    points.add([[0.0, 100.0, 100.0]])
+    assert np.isnan(points.features["intensity [photon]"].iloc[-1]) and points.metadata[HAND_EDITS] == {"added": 1}
 
 
 def test_export_writes_csv_and_tiff(viewer, qtbot, stack_path, tmp_path):

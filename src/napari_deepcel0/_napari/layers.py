@@ -40,6 +40,9 @@ LAYER_TYPES = {"image": napari.layers.Image, "points": napari.layers.Points}
 #: metadata key that marks the layers this plugin computes, with their kind ("render",
 #: "maps", "match"; see :func:`is_output`)
 OUTPUT = "napari_deepcel0_output"
+#: metadata key that marks the Points of localizations this plugin makes and reads (their
+#: hand edits are counted: :func:`track_hand_edits`)
+LOCALIZATIONS = "napari_deepcel0_localizations"
 #: metadata key of a localization layer's protocol (:mod:`napari_deepcel0.core.protocol`): set
 #: when its run ends, written beside its CSV by :func:`.writer.write_points`
 PROTOCOL = "napari_deepcel0_protocol"
@@ -107,7 +110,8 @@ def points_layer_kwargs(name: str, features: pd.DataFrame, face_color=DEEPCEL0_C
         "out_of_slice_display": False,
         "units": STACK_UNITS,
         "axis_labels": STACK_AXES,
-        "metadata": metadata or {},
+        # (the Matching widget's TP/FP/FN labels are no localizations)
+        "metadata": {**({} if (metadata or {}).get(OUTPUT) else {LOCALIZATIONS: True}), **(metadata or {})},
     }
 
 
@@ -250,12 +254,13 @@ def is_run_output(layer, metadata: dict) -> bool:
     """True when ``layer`` was made by a run of this plugin for the output that a layer
     with ``metadata`` shows, so that a new run may show its result there: the Points of a
     localization run (``"frames"``) or an output of the same kind (``metadata[OUTPUT]``),
-    and not read from a file (a saved result opened again is the user's), nor filled by
-    a run still going (:func:`filled_by_a_run`: two runs at once, from two widgets or
-    one whose panel was closed, shared one layer, and the first to end showed its table
-    over the other's and marked it finished)."""
-    if is_read_from_file(layer) or filled_by_a_run(layer):
-        return False
+    and not read from a file (a saved result opened again is the user's), nor edited by
+    hand (:data:`HAND_EDITS`: curated, it is the user's too), nor filled by a run still
+    going (:func:`filled_by_a_run`: two runs at once, from two widgets or one whose panel
+    was closed, shared one layer, and the first to end showed its table over the other's
+    and marked it finished)."""
+    if is_read_from_file(layer) or filled_by_a_run(layer) or layer.metadata.get(HAND_EDITS):
+        return False  # (a layer curated by hand is the user's: a new run emptied it without a word)
     if metadata.get(OUTPUT):
         return layer.metadata.get(OUTPUT) == metadata[OUTPUT]
     return "frames" in metadata and is_localization_run(layer)
@@ -269,6 +274,10 @@ HAND_EDITS = "napari_deepcel0_hand_edits"
 _TRACKED: "weakref.WeakSet" = weakref.WeakSet()
 #: ids of the layers whose data this plugin is setting now (no hand edit; :func:`setting_data`)
 _SETTING: set[int] = set()
+#: per layer id, what it held when napari announced a change (``adding``, ``removing``,
+#: ``changing``): its number of points, and for a change its coordinates, so that the
+#: change is counted by what it did (a script's ``layer.data = ...`` announces every point)
+_BEFORE: dict[int, tuple[int, np.ndarray | None]] = {}
 
 
 @contextlib.contextmanager
@@ -285,15 +294,16 @@ def setting_data(layer):
 
 def track_hand_edits(layer) -> None:
     """Watch the Points ``layer`` of localizations for points added, removed and moved by
-    hand (napari's Points tools, or a script), once per layer.
+    hand (napari's Points tools, or a script setting ``layer.data``), once per layer.
 
     A point added by hand gets NaN for its numeric features: napari copies them from the
     point selected or added last, so that the CSV gave it another molecule's intensity and
-    uncertainty. The edits are counted in ``metadata[HAND_EDITS]`` (a point moved twice
-    counts twice; napari's copy and paste of points emits no event and goes uncounted),
-    and the writer puts them in the protocol: the table is then no longer only what the
-    run found. Edits of a layer that a run is filling are undone when it shows the next
-    frame (the run keeps its own table): a warning says so, once per run.
+    uncertainty. The edits are counted in ``metadata[HAND_EDITS]`` by what they did (the
+    points added, removed, and moved, a point moved twice counting twice; napari's copy
+    and paste of points emits no event and goes uncounted), and the writer puts them in
+    the protocol: the table is then no longer only what the run found. Edits of a layer
+    that a run is filling are undone when it shows the next frame (the run keeps its own
+    table): a warning says so, once per run.
     """
     layer = getattr(layer, "__wrapped__", layer)  # a proxy's layer (a widget of the Plugins menu): counted once
     if layer in _TRACKED or not isinstance(layer, LAYER_TYPES["points"]):
@@ -303,35 +313,53 @@ def track_hand_edits(layer) -> None:
     layer.events.data.connect(lambda event: _count_hand_edit(layer_ref(), event))
 
 
+def is_localization_layer(layer) -> bool:
+    """True for the Points of localizations this plugin made or read (a run's, a CSV's, or a
+    copy of one: ``metadata[LOCALIZATIONS]``), not another plugin's layer, nor the
+    Matching widget's."""
+    return bool(layer.metadata.get(LOCALIZATIONS)) and not is_output(layer)
+
+
+def _viewers_of(viewer) -> list:
+    """``viewer`` and every other napari viewer open (napari keeps them in
+    ``Viewer._instances``): a file may be opened into a viewer other than the current one."""
+    others = list(getattr(napari.Viewer, "_instances", ()))
+    return [viewer, *others] if viewer is not None else others
+
+
 #: the viewers whose localization layers :func:`track_localization_layers` watches
 _WATCHED_VIEWERS: "weakref.WeakSet" = weakref.WeakSet()
 
 
-def track_localization_layers(viewer) -> None:
+def track_localization_layers(viewer=None) -> None:
     """Count the hand edits (:func:`track_hand_edits`) of the localizations in ``viewer``
-    and of those added to it from now on: read from a file, a run's, or a copy of a run's
-    (Duplicate Layer). Called by the reader and by the widgets' shared state, once per
-    viewer."""
-    viewer = getattr(viewer, "__wrapped__", viewer)
-    if viewer in _WATCHED_VIEWERS:
-        return
-    _WATCHED_VIEWERS.add(viewer)
-
-    def track(layer):
-        if (is_read_from_file(layer) or is_localization_run(layer)) and not is_output(layer):
-            track_hand_edits(layer)
-
-    for layer in viewer.layers:
-        track(layer)
-    viewer.layers.events.inserted.connect(lambda event: track(event.value))
+    and in every other viewer open, and of those added to them from now on (read from a
+    file, a run's, or a copy of a run's: Duplicate Layer). Called by the reader and by the
+    widgets' shared state; each viewer is watched once."""
+    for one in _viewers_of(viewer):
+        one = getattr(one, "__wrapped__", one)
+        if one in _WATCHED_VIEWERS:
+            continue
+        _WATCHED_VIEWERS.add(one)
+        for layer in one.layers:
+            if is_localization_layer(layer):
+                track_hand_edits(layer)
+        one.layers.events.inserted.connect(
+            lambda event: track_hand_edits(event.value) if is_localization_layer(event.value) else None)
 
 
 def _count_hand_edit(layer, event) -> None:
     if layer is None or id(layer) in _SETTING:
         return
-    action, rows = str(getattr(event, "action", "")), len(getattr(event, "data_indices", ()) or ())
-    kind = {"added": "added", "removed": "removed", "changed": "moved"}.get(action)
-    if kind is None or rows == 0:
+    action = str(getattr(event, "action", ""))
+    if action in ("adding", "removing", "changing"):  # what the layer holds before the change
+        _BEFORE[id(layer)] = (len(layer.data), np.array(layer.data) if action == "changing" else None)
+        return
+    before_count, before_data = _BEFORE.pop(id(layer), (None, None))
+    if action not in ("added", "removed", "changed"):
+        return
+    counts = _edit_counts(layer, action, len(getattr(event, "data_indices", ()) or ()), before_count, before_data)
+    if not any(counts.values()):
         return
     run = growing_run(layer)
     if run is not None:
@@ -341,17 +369,40 @@ def _count_hand_edit(layer, event) -> None:
                          "undone when it shows the next frame (the run keeps its own table): edit them once the "
                          "run has ended")
         return
-    if kind == "added":
-        features = layer.features  # napari's own table: changed in place
-        new = features.index[-rows:]
-        for column in features.columns:
-            if pd.api.types.is_numeric_dtype(features[column]) and not pd.api.types.is_bool_dtype(features[column]):
-                if not pd.api.types.is_float_dtype(features[column]):
-                    features[column] = features[column].astype(np.float64)
-                features.loc[new, column] = np.nan
-    counts = dict(layer.metadata.get(HAND_EDITS) or {})
-    counts[kind] = counts.get(kind, 0) + rows
-    layer.metadata[HAND_EDITS] = counts
+    if counts.get("added"):
+        _clear_features_of_last(layer, counts["added"])
+    total = dict(layer.metadata.get(HAND_EDITS) or {})
+    for kind, n in counts.items():
+        if n:
+            total[kind] = total.get(kind, 0) + n
+    layer.metadata[HAND_EDITS] = total
+
+
+def _edit_counts(layer, action: str, indices: int, before_count: int | None,
+                 before_data: np.ndarray | None) -> dict[str, int]:
+    """The points an edit added, removed or moved: from the number of points before and
+    after it, and for a change the coordinates that differ (napari's ``data`` setter
+    announces every point as changed, and a filter ``layer.data = layer.data[keep]`` as a
+    change); from the event's indices when napari announced nothing before (a drag)."""
+    now = len(layer.data)
+    if before_count is None:
+        return {{"added": "added", "removed": "removed", "changed": "moved"}[action]: indices}
+    if now != before_count:
+        return {"added": max(0, now - before_count), "removed": max(0, before_count - now)}
+    if action == "changed" and before_data is not None and before_data.shape == np.shape(layer.data):
+        return {"moved": int(np.any(before_data != np.asarray(layer.data), axis=1).sum())}
+    return {"moved": indices} if action == "changed" else {}
+
+
+def _clear_features_of_last(layer, rows: int) -> None:
+    """NaN for the numeric features of the last ``rows`` points (added by hand)."""
+    features = layer.features  # napari's own table: changed in place
+    new = features.index[-rows:]
+    for column in features.columns:
+        if pd.api.types.is_numeric_dtype(features[column]) and not pd.api.types.is_bool_dtype(features[column]):
+            if not pd.api.types.is_float_dtype(features[column]):
+                features[column] = features[column].astype(np.float64)
+            features.loc[new, column] = np.nan
 
 
 class RefreshPacer:

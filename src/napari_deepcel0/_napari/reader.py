@@ -198,9 +198,9 @@ def get_localization_reader(path):
             return None
 
     def layers(_path):
-        viewer = napari.current_viewer()  # the one napari adds the layers to
-        if viewer is not None:  # their hand edits go in the protocol when they are saved again
-            track_localization_layers(viewer)
+        # their hand edits go in the protocol when they are saved again (every viewer open is
+        # watched: napari may add the layers to another than the current one)
+        track_localization_layers(napari.current_viewer())
         for table, name, _ in tables:
             converted = table.attrs.get("converted_from_pixels")
             if converted:  # the pixel size was the Acquisition's, not the user's choice: say which
