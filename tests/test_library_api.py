@@ -53,16 +53,22 @@ def test_a_tolerance_in_um_warns_instead_of_scoring_zero_silently(scene, table):
 
 def test_scoring_the_frames_of_a_slice_of_the_stack_names_the_renumbering(scene):
     frames, gt = scene
-    part = localize(DeepLocalizer(device="cpu"), frames[3:6])  # numbered 1-3, not 4-6
+    model = DeepLocalizer(device="cpu")
+    part = localize(model, frames[3:6])  # numbered 1-3, not 4-6
     assert part["frame"].max() <= 3
-    with pytest.warns(FrameCoverageWarning, match=r"frames 4-6 hold \d+ ground-truth molecules but no "
-                                                  r"localization; .* of a slice of the stack, numbered from 1\?"):
-        scores = evaluate(gt, part, 50.0, frames="4-6")
-    assert scores[0].tp == 0
-    right = localize(DeepLocalizer(device="cpu"), frames, frames="4-6")  # the stack's numbers kept
+    message = r"the localizations lie in frames 1-3, within the first 3 .* those of a slice of the stack"
+    with pytest.warns(FrameCoverageWarning, match=message):
+        assert evaluate(gt, part, 50.0, frames="4-6")[0].tp == 0
+    overlap = localize(model, frames[2:6])  # frames 3-6 numbered 1-4, scored over 3-6: 0.8 % for 77 % (a review)
+    with pytest.warns(FrameCoverageWarning, match=r"lie in frames 1-4, within the first 4"):
+        evaluate(gt, overlap, 50.0, frames="3-6")
+    right = localize(model, frames, frames="4-6")  # the stack's numbers kept
+    legit = localize(model, frames, frames="1-2")  # localizations of other frames than those scored
     with warnings.catch_warnings():
         warnings.simplefilter("error", FrameCoverageWarning)
         assert evaluate(gt, right, 50.0, frames="4-6")[0].jaccard > 30
+        assert evaluate(gt, pd.concat([legit, right]), 50.0, frames="5")[0].jaccard > 30
+        evaluate(gt, localize(model, frames), 50.0, frames="2-3")
 
 
 def test_a_path_or_an_array_where_a_table_goes_is_named(scene, table, tmp_path):

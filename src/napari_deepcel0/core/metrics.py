@@ -480,18 +480,28 @@ def empty_selection_message(gt: pd.DataFrame, est: pd.DataFrame, frames) -> str:
     return f"neither the ground truth nor the localizations hold a molecule in {which}: there is nothing to score"
 
 
-def unlocalized_selection_message(gt: pd.DataFrame, est: pd.DataFrame, all_est: pd.DataFrame, frames) -> str:
-    """What to say when the frames scored (``frames``) hold ground-truth molecules (``gt``)
-    but not one of the localizations (``all_est``, of which ``est`` is the selection),
-    which lie in other frames, else "": the localizations of a slice of a stack
-    (``localize(model, stack[100:110])``) are numbered from 1, and scored over frames
-    101-110 they counted as nothing found."""
-    if len(gt) == 0 or len(est) or len(all_est) == 0:
+def renumbered_slice_message(gt: pd.DataFrame, est: pd.DataFrame, frames) -> str:
+    """What to say when the localizations look like those of a slice of the stack, numbered
+    from 1, scored over the stack's frame numbers (``localize(model, stack[100:110])``
+    scored with ``frames="101-110"`` counted everything as missed, and ``frames="3-6"``
+    for ``stack[2:6]`` 0.8 % for 77 %), else "": the selection ``frames`` does not start
+    at frame 1, every localization lies in frames 1 to the number of frames selected, in
+    at least half of them as a slice's would, and some lie before the selection. (Localizations of frames before the selection that the
+    run was asked for, ``frames="1-4"`` scored over ``"3-6"``, look the same: the message
+    asks.)"""
+    if len(est) == 0:
         return ""
-    first, last = int(all_est[FRAME].min()), int(all_est[FRAME].max())
-    return (f"frames {frames} hold {len(gt)} ground-truth molecules but no localization; the localizations lie in "
-            f"{frame_span(first, last)}: of a slice of the stack, numbered from 1? Localize the whole stack with "
-            f"a frame selection (localize(model, stack, frames=...)) to keep the stack's frame numbers")
+    ranges, _ = _selection_ranges(gt, est, frames)
+    first = min(lo for lo, _ in ranges)
+    n_selected = sum(hi - lo + 1 for lo, hi in ranges)
+    est_frames = est[FRAME].to_numpy()
+    lowest, highest = int(est_frames.min()), int(est_frames.max())
+    if first <= 1 or highest > n_selected or lowest >= first or len(np.unique(est_frames)) < 0.5 * n_selected:
+        return ""
+    return (f"the localizations lie in {frame_span(lowest, highest)}, within the first {n_selected} (as many as the "
+            f"frames scored, {frames}) and before them: those of a slice of the stack, whose frames restart at 1? "
+            "Localize the whole stack with a frame selection (frames= in Python, --frames on the command line) to "
+            "keep the stack's frame numbers")
 
 
 def outside_field_message(table: pd.DataFrame, field_nm: tuple[float, float]) -> str:
@@ -737,12 +747,11 @@ def evaluate(
         check_tolerance(tol)
         warn_if_small_tolerance(tol)
     if frames is not None:
-        all_est = est
+        renumbered = renumbered_slice_message(gt, est, frames)
+        if renumbered:
+            warnings.warn(renumbered, FrameCoverageWarning, stacklevel=2)
         gt, est, n_selected = select_frames(gt, est, frames)
         n_frames = n_selected if n_frames is None else n_frames
-        unlocalized = unlocalized_selection_message(gt, est, all_est, frames)
-        if unlocalized:
-            warnings.warn(unlocalized, FrameCoverageWarning, stacklevel=2)
     else:
         warn_if_frames_uncovered(gt, est)
     empty = empty_selection_message(gt, est, frames)
