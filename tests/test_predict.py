@@ -480,7 +480,8 @@ def test_the_models_upsampling_sets_the_coordinates_whatever_the_data_settings(t
 
     frames, _ = simulate_stack(n_frames=2, shape=(16, 16), density_per_um2=2.0, seed=1)
     same = DeepLocalizer(tiny_model_path, device="cpu", precision="fp32")
-    with pytest.warns(UserWarning, match="upsampling L: model 4, data settings 2"):
+    with pytest.warns(UserWarning, match=r"upsampling L: model 4, data settings 2 \(the model's L is used: its fine "
+                                         r"grid, nothing else changes\)$"):  # (not "finds fewer": a review)
         other = DeepLocalizer(tiny_model_path, acquisition=Acquisition(upsampling=2), device="cpu", precision="fp32")
     assert other.acquisition.upsampling == 4 and other.acquisition.fine_pixel_nm == 25.0
     a, b = localize(same, frames, threshold=0.0), localize(other, frames, threshold=0.0)

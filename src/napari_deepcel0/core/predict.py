@@ -85,7 +85,8 @@ def acquisition_mismatch(model_acq: Acquisition, acq: Acquisition, fwhm_rel_tol:
                    f"{model_acq.pixel_size_nm:g} nm), data {data_px:.2f} ({acq.fwhm_nm:g} nm at "
                    f"{acq.pixel_size_nm:g} nm)")
     if model_acq.upsampling != acq.upsampling:
-        out.append(f"upsampling L: model {model_acq.upsampling}, data settings {acq.upsampling} (the model's L is used)")
+        out.append(f"upsampling L: model {model_acq.upsampling}, data settings {acq.upsampling} (the model's L is "
+                   "used: its fine grid, nothing else changes)")
     return out
 
 
@@ -203,8 +204,9 @@ class DeepLocalizer:
             acquisition = acquisition.replace(pixel_size_nm=float(pixel_size_nm))
         self.mismatch = acquisition_mismatch(model_acq, acquisition)
         if self.mismatch:
-            warnings.warn("model and data acquisition differ: " + "; ".join(self.mismatch) + MISMATCH_CONSEQUENCE,
-                          AcquisitionMismatchWarning, stacklevel=2)
+            psf = any(m.startswith("PSF FWHM") for m in self.mismatch)  # (another L alone changes nothing)
+            warnings.warn("model and data acquisition differ: " + "; ".join(self.mismatch)
+                          + (MISMATCH_CONSEQUENCE if psf else ""), AcquisitionMismatchWarning, stacklevel=2)
         # coordinates use the data's pixel size on the model's fine grid
         self.acquisition = acquisition.replace(upsampling=model_acq.upsampling)
 
