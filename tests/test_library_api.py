@@ -15,7 +15,8 @@ from napari_deepcel0.core import simulate as sim
 from napari_deepcel0.core.acquisition import Acquisition
 from napari_deepcel0.core.cel0 import lambda_sweep
 from napari_deepcel0.core.io import write_thunderstorm_csv
-from napari_deepcel0.core.metrics import FrameCoverageWarning, SmallToleranceWarning, evaluate, score, scores_table
+from napari_deepcel0.core.metrics import (FrameCoverageWarning, SmallToleranceWarning, evaluate, match, score,
+                                          scores_table)
 from napari_deepcel0.core.model_io import load_model, save_training_result
 from napari_deepcel0.core.predict import (AcquisitionMismatchWarning, DeepLocalizer, NothingFoundWarning, localize)
 from napari_deepcel0.core.render import render_histogram, save_render_png
@@ -41,6 +42,8 @@ def test_a_tolerance_in_um_warns_instead_of_scoring_zero_silently(scene, table):
     frame = scores_table(evaluate(gt, table, [50.0, 100.0]))
     assert frame["tol_nm"].tolist() == [50.0, 100.0] and frame["jaccard"].is_monotonic_increasing
     assert frame.loc[0, "tp"] == score(gt, table, 50.0).tp and scores_table([]).columns.tolist()[0] == "tol_nm"
+    with pytest.warns(SmallToleranceWarning):
+        match(gt, table, 0.05)  # the guide's match() next to evaluate (it said nothing: a review)
     with pytest.warns(SmallToleranceWarning) as caught:
         score(gt, table, 0.0001)
     assert "(in nm?)" in str(caught[0].message) and caught[0].filename == __file__  # the caller's line
@@ -110,7 +113,10 @@ def test_a_run_that_finds_nothing_warns_with_its_threshold(scene):
     assert len(empty) == 0
     with warnings.catch_warnings():
         warnings.simplefilter("error", NothingFoundWarning)
-        localize(model, np.zeros((2, 32, 32), np.float32) + 100.0, threshold=1e6, cancel=lambda: True)  # cancelled
+        batches = []  # cancelled after its first batch, before the second (a cancel before any batch
+        localize(model, frames, threshold=1e6, batch_size=2,  # returns before the check: a review)
+                 progress=batches.append, cancel=lambda: len(batches) > 0)
+        assert len(batches) == 1
 
 
 def test_a_model_for_other_data_warns_with_its_own_class_and_can_be_made_an_error(tiny_model_path):
@@ -162,6 +168,7 @@ def test_render_and_png_refuse_what_they_cannot_write(table, tmp_path, scene):
     assert caught[0].filename == __file__
     wide = pd.DataFrame({"x [nm]": [10.0], "y [nm]": [10.0]})
     assert render_histogram(wide, field, 10.0).sum() == 1
+    assert render_histogram(wide, field, np.array(10.0)).sum() == 1  # a 0-d array is a number (refused: a review)
 
 
 def test_a_script_run_gets_its_protocol_and_a_model_not_saved_is_not_the_bundled_one(scene, tmp_path):
@@ -193,3 +200,9 @@ def test_a_script_run_gets_its_protocol_and_a_model_not_saved_is_not_the_bundled
     p = protocol_of_run(cel0, frames, localize(cel0, frames, frames="1"), frames="1", threshold=0.1)
     assert p["method"] == "CEL0-IRL1" and p["settings"]["lambda"] == 2e-3 and p["input"]["stack"] is None
     assert p["settings"]["threshold"] == 0.1 and not p["settings"]["threshold_is_default"] and "model" not in p
+    fitted = protocol_of_run(model, frames, table, frames="2-4", fit_positions=True, fix_outlier_pixels=False)
+    assert {k: fitted["settings"][k] for k in ("read_out", "photometry", "fit_positions", "fix_outlier_pixels")} == {
+        "read_out": "peaks", "photometry": True, "fit_positions": True, "fix_outlier_pixels": False}
+    with pytest.raises(ValueError, match=r"frames the selection '3' does not \(2,4\): give protocol_of_run the "
+                                         r"frames= of the localize call"):
+        protocol_of_run(model, frames, table, frames="3")

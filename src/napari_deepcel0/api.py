@@ -17,9 +17,9 @@ from .core.acquisition import ISBI2013, Acquisition
 from .core.cel0 import Cel0Localizer, lambda_sweep
 from .core.estimate import estimate_acquisition, sample_frames
 # files: stacks, localization tables, images
-from .core.localization_csv import read_localizations
+from .core.localization_csv import LocalizationFileError, read_localizations
 from .core.outputs import write_thunderstorm_csv, write_tiff
-from .core.tiff_stack import FrameStack, read_stack
+from .core.tiff_stack import FrameStack, StackError, read_stack
 # scoring
 from .core.metrics import (FrameCoverageWarning, Score, SmallToleranceWarning, evaluate, format_scores, match, score,
                            scores_table)
@@ -39,7 +39,8 @@ __all__ = [
     "Acquisition", "ISBI2013",
     "Cel0Localizer", "lambda_sweep",
     "estimate_acquisition", "sample_frames",
-    "FrameStack", "read_stack", "read_localizations", "write_thunderstorm_csv", "write_tiff",
+    "FrameStack", "LocalizationFileError", "StackError", "read_stack", "read_localizations",
+    "write_thunderstorm_csv", "write_tiff",
     "FrameCoverageWarning", "Score", "SmallToleranceWarning", "evaluate", "format_scores", "match", "score",
     "scores_table",
     "LoadedModel", "ModelFileError", "bundled_model_path", "load_model", "save_training_result",

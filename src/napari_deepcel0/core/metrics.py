@@ -202,8 +202,13 @@ def small_tolerance_message(tol_nm: float) -> str:
         f"{tol_nm:g} um is {tol_nm * 1e3:g} nm)" if tol_nm * 1e3 >= MIN_USER_TOLERANCE_NM else "in nm?)")
 
 
-def match(gt: pd.DataFrame, est: pd.DataFrame, tol_nm: float, distance: str = "euclidean") -> Matching:
-    """Match two localization tables frame by frame (see :func:`match_points`)."""
+def match(gt: pd.DataFrame, est: pd.DataFrame, tol_nm: float, distance: str = "euclidean", *,
+          warn_small: bool = True) -> Matching:
+    """Match two localization tables frame by frame (see :func:`match_points`); a
+    tolerance under 1 nm warns (``warn_small``: :func:`warn_if_small_tolerance`)."""
+    check_tolerance(tol_nm)
+    if warn_small:
+        warn_if_small_tolerance(tol_nm)
     for *_, matching in iter_match(gt, est, tol_nm, distance):
         pass
     return matching
@@ -351,7 +356,7 @@ def score(
         raise ValueError(f"the matching given was made at {matching.tol_nm:g} nm for {matching.n_gt} ground-truth and "
                          f"{matching.n_est} estimated rows; scoring at {tol_nm:g} nm for {len(gt)} and {len(est)} "
                          "needs its own match()")
-    m = match(gt, est, tol_nm, distance) if matching is None else matching
+    m = match(gt, est, tol_nm, distance, warn_small=False) if matching is None else matching
     tp = len(m.gt_index)
     fp = len(est) - tp
     fn = len(gt) - tp

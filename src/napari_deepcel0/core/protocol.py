@@ -114,19 +114,29 @@ def network_protocol(info, model_path: str | os.PathLike | None, acquisition: Ac
                              model=model_record(model_path, info))
 
 
-def protocol_of_run(localizer, source, table, frames=None, threshold=None, seconds: float | None = None,
-                    command: str | None = None) -> dict:
-    """The protocol of ``table = localize(localizer, source, frames=frames,
-    threshold=threshold)`` in a script, for :func:`write_localizations` (the command line
-    and napari make their own): the method, the model (file and SHA-256, or "not saved"
-    for a model trained in the script), the acquisition the frames were analysed with,
-    the frames selected, the threshold and the localizer's settings. ``source`` is what
-    was localized: a stack read from a file (its path goes in) or an array."""
+def protocol_of_run(localizer, source, table, frames=None, threshold=None, method: str = "peaks",
+                    photometry: bool = False, fit_positions: bool = False, fix_outlier_pixels: bool = True,
+                    seconds: float | None = None, command: str | None = None) -> dict:
+    """The protocol of ``table = localize(localizer, source, frames=..., threshold=...,
+    method=..., photometry=..., fit_positions=..., fix_outlier_pixels=...)`` in a script,
+    given the same arguments, for :func:`write_localizations` (the command line and napari
+    make their own): the method, the model (file and SHA-256, or "not saved" for a model
+    trained in the script), the acquisition the frames were analysed with, the frames
+    selected, and the settings. ``source`` is what was localized: a stack read from a
+    file (its path goes in) or an array. ValueError when ``table`` holds frames outside
+    the selection (the protocol of another call)."""
+    from .columns import FRAME
     from .frames import _frame_shape, frame_count, parse_frame_selection
 
     numbers = parse_frame_selection(frames, frame_count(source)) + 1
+    outside = np.setdiff1d(np.asarray(table[FRAME]), numbers)
+    if outside.size:
+        raise ValueError(f"the table holds localizations in frames the selection {frames!r} does not "
+                         f"({frame_ranges_text(outside)}): give protocol_of_run the frames= of the localize call")
     used = localizer.default_threshold() if threshold is None else float(threshold)
-    settings = {"threshold": used, "threshold_is_default": threshold is None}
+    settings = {"threshold": used, "threshold_is_default": threshold is None, "read_out": method,
+                "photometry": bool(photometry or fit_positions), "fit_positions": bool(fit_positions),
+                "fix_outlier_pixels": bool(fix_outlier_pixels)}
     loaded = getattr(localizer, "loaded", None)
     if loaded is not None:  # a DeepLocalizer
         method, model = method_name(loaded.info), model_record(loaded.path, loaded.info, saved=loaded.path is not None)

@@ -26,6 +26,8 @@ def render_shape(field_nm: tuple[float, float], pixel_nm: float) -> tuple[int, i
     """(rows, cols) of a rendering of ``field_nm`` (height, width) at ``pixel_nm``;
     ValueError for a pixel size that is not a positive number or an image too large
     to hold (more than 20,000 x 20,000 pixels)."""
+    if isinstance(pixel_nm, np.ndarray) and pixel_nm.ndim == 0:  # a 0-d array is a number (as before)
+        pixel_nm = pixel_nm.item()
     if isinstance(pixel_nm, bool) or not isinstance(pixel_nm, numbers.Real) or not (
             math.isfinite(pixel_nm) and pixel_nm > 0):
         raise ValueError(f"render pixel size must be a positive number of nm, got {pixel_nm!r}")

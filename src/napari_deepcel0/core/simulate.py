@@ -11,9 +11,11 @@ camera pixels, densities in emitters per um^2 (square micrometre) per frame, pho
 per molecule per frame, and frames come out in ADU (camera counts).
 
 Everything takes a :class:`numpy.random.Generator` (or a seed) and is reproducible.
-The public functions check their inputs first and raise a one-line ``ValueError``
-(a value out of range) or ``TypeError`` (an object of the wrong kind) that names the
-argument, its unit and the expected form. A simulation asked for molecules that
+The public functions check their inputs first and raise a one-line ``ValueError`` (a
+number, shape, field or seed out of range or of the wrong form: ``shape=64``,
+``n_frames="3"``) or ``TypeError`` (an object of the wrong class where a
+:class:`PhotonModel`, a noise model, an :class:`~.acquisition.Acquisition` or a table is
+expected) that names the argument, its unit and the expected form. A simulation asked for molecules that
 places none because fewer than one was expected (a density per nm^2, or a field in
 pixels, by mistake) warns with :class:`NoEmittersWarning`.
 
@@ -176,8 +178,9 @@ def as_rng(seed_or_rng) -> np.random.Generator:
     ----------
     seed_or_rng
         None (fresh entropy from the OS: not reproducible), a whole number >= 0 (NumPy's
-        integers too), a :class:`numpy.random.Generator` (returned as it is, so that
-        several calls share one stream), or a :class:`numpy.random.SeedSequence` or
+        integers too), a sequence of such numbers (``[run, trial]``, as NumPy takes), a
+        :class:`numpy.random.Generator` (returned as it is, so that several calls share
+        one stream), or a :class:`numpy.random.SeedSequence` or
         :class:`numpy.random.BitGenerator`.
 
     Raises
@@ -187,9 +190,15 @@ def as_rng(seed_or_rng) -> np.random.Generator:
     """
     if isinstance(seed_or_rng, np.random.Generator):
         return seed_or_rng
+    def whole(v) -> bool:
+        return is_whole_number(v) and v >= 0
+
+    sequence = (isinstance(seed_or_rng, (list, tuple)) or (isinstance(seed_or_rng, np.ndarray) and seed_or_rng.ndim == 1)
+                ) and len(seed_or_rng) > 0 and all(whole(v) for v in seed_or_rng)
     if not (seed_or_rng is None or isinstance(seed_or_rng, (np.random.SeedSequence, np.random.BitGenerator))
-            or (is_whole_number(seed_or_rng) and seed_or_rng >= 0)):
-        raise ValueError(f"seed must be None, a whole number >= 0 or a numpy.random.Generator, got {seed_or_rng!r}")
+            or whole(seed_or_rng) or sequence):
+        raise ValueError(f"seed must be None, a whole number >= 0 (or a sequence of them) or a numpy.random.Generator, "
+                         f"got {seed_or_rng!r}")
     return np.random.default_rng(seed_or_rng)
 
 
