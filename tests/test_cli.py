@@ -130,6 +130,14 @@ def test_simulate_writes_stack_and_ground_truth(simulated):
     assert gt["x [nm]"].between(0, 2400).all()
 
 
+def test_simulate_says_in_its_own_terms_when_its_density_places_nothing(tmp_path, capsys):
+    """The library's NoEmittersWarning named Python's density_per_um2 on the command line."""
+    assert main(["simulate", "--out", str(tmp_path / "s"), "--frames", "2", "--size", "16", "--density", "0.01"]) == 0
+    err = capsys.readouterr().err
+    assert "note: --density 0.01 per um^2 expects 0.051 molecules in all on 2 frame(s) of 16 x 16 pixels" in err
+    assert "density_per_um2" not in err and "warning" not in err
+
+
 def test_evaluate_self_and_jittered(simulated, tmp_path, capsys):
     gt_path = simulated / "ground_truth.csv"
     capsys.readouterr()

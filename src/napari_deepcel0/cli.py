@@ -284,6 +284,9 @@ def cmd_simulate(args) -> int:
                          f"{args.frames} frame(s) of {args.size} x {args.size} pixels at "
                          f"{args.density:g} emitters/um^2",
                          "use fewer or smaller frames (--frames, --size) or a lower --density")
+    # the library's NoEmittersWarning names Python's arguments: said below in the command's terms
+    # (main's catch_warnings ends the filter with the command)
+    warnings.filterwarnings("ignore", category=sim.NoEmittersWarning)
     # before the simulation: a wrong --out fails at once
     with output_folder(args.out, files=SIMULATE_FILES) as out:
         frames, emitters = sim.simulate_stack(
@@ -300,6 +303,11 @@ def cmd_simulate(args) -> int:
     dtype = frames.dtype if args.snr is not None else "uint16"
     print(f"wrote {stack_file} ({args.frames} frames of {args.size}x{args.size}, {dtype})")
     print(f"wrote {truth_file} ({len(emitters)} emitters, {len(emitters) / args.frames:.1f} per frame)")
+    expected = args.density * (args.size * acq.pixel_size_nm / 1000.0) ** 2 * args.frames
+    if len(emitters) == 0 and 0 < expected < 1:  # (the library warns of the same: NoEmittersWarning)
+        print(f"note: --density {args.density:g} per um^2 expects {expected:.2g} molecules in all on {args.frames} "
+              f"frame(s) of {args.size} x {args.size} pixels of {acq.pixel_size_nm:g} nm: none was placed; --density "
+              "is per square micrometre (raise it, or --size or --frames)", file=sys.stderr)
     return 0
 
 
