@@ -103,6 +103,37 @@ def test_training_does_not_tile():  # BatchNorm uses each batch's statistics in 
     assert torch.allclose(net(x), out, atol=1e-6)
 
 
+def test_the_fused_network_gives_the_same_maps_without_batchnorm():
+    """BatchNorm folded into the convolutions for inference (13 % more frames/s in fp32 on
+    a CPU): the same maps to float rounding, with trained statistics, the original kept."""
+    from napari_deepcel0.core.model_io import load_bundled_model
+
+    net = load_bundled_model().network.eval()
+    before = {k: v.clone() for k, v in net.state_dict().items()}
+    fused = net.fused()
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in fused.modules()) and not fused.training
+    x = torch.randn(2, 1, 64, 72)  # (a side that is no multiple of 8: the windows too)
+    with torch.no_grad():
+        plain, folded = net(x, linear=True), fused(x, linear=True)
+    assert float((plain - folded).abs().max()) < 1e-5 * float(plain.abs().max())
+    assert all(torch.equal(before[k], v) for k, v in net.state_dict().items())  # the original is untouched
+    assert fused.fused() is not fused and count_parameters(fused) < count_parameters(net)
+
+
+def test_the_localizer_folds_batchnorm_in_fp32_only(tiny_model_path):
+    """In bf16 the folded weights round otherwise (ISBI 2013: 63.56 % for 63.60 %): the
+    measured numbers stay those of the network as trained."""
+    from napari_deepcel0.core.predict import DeepLocalizer
+
+    def has_batchnorm(localizer):
+        return any(isinstance(m, torch.nn.BatchNorm2d) for m in localizer.network.modules())
+
+    fp32 = DeepLocalizer(tiny_model_path, device="cpu", precision="fp32")
+    bf16 = DeepLocalizer(tiny_model_path, device="cpu", precision="bf16")
+    assert not has_batchnorm(fp32) and has_batchnorm(bf16)
+    assert fp32.network is not fp32.loaded.network and bf16.network is not bf16.loaded.network
+
+
 def test_unknown_head():
     with pytest.raises(ValueError, match="head"):
         LocalizationNet("sigmoid")
