@@ -20,7 +20,7 @@ from napari_deepcel0.core.io import read_localizations, write_thunderstorm_csv, 
 from napari_deepcel0.core.metrics import match, score
 from napari_deepcel0.core.optics import AcquisitionOperator
 from napari_deepcel0.core.frames import FrameSourceError
-from napari_deepcel0.core.predict import localize
+from napari_deepcel0.core.predict import NothingFoundWarning, localize
 
 ACQ = Acquisition(offset_adu=100.0, read_noise_adu=2.0)
 FAST = dict(max_outer=30, max_inner=100)
@@ -211,7 +211,8 @@ def test_all_zero_and_constant_frames_give_empty_results():
     assert float(maps[:2].abs().max()) == 0.0 and float(maps[2].max()) > 0
     assert [r.converged for r in model.last_records[:2]] == [True, True]
     assert all(math.isfinite(r.objective) for r in model.last_records)
-    table = localize(model, batch[:2])
+    with pytest.warns(NothingFoundWarning, match="no molecule was found in 2 frames"):
+        table = localize(model, batch[:2])
     assert len(table) == 0 and list(table.columns) == ["frame", "x [nm]", "y [nm]", "intensity [photon]"]
 
 

@@ -176,7 +176,8 @@ def test_constant_and_one_frame_stacks(model):
     const = np.full((2, 16, 16), 100.0, np.float32)
     maps, _ = model.maps(const)
     assert torch.isfinite(maps).all()
-    out = localize(model, np.ones((16, 16), np.float32) * 3)  # a single 2D frame
+    with pytest.warns(NothingFoundWarning, match="no molecule was found in 1 frame "):  # (a constant frame)
+        out = localize(model, np.ones((16, 16), np.float32) * 3)  # a single 2D frame
     assert set(out["frame"]) <= {1}
 
 
@@ -197,7 +198,8 @@ def test_bad_frames_give_clear_errors(model):
     for dtype in (bool, np.complex64):
         with pytest.raises(FrameSourceError, match="frames must hold integer or float numbers"):
             localize(model, np.ones((2, 8, 8), dtype))
-    assert len(localize(model, [np.ones((8, 8)), np.ones((8, 8))], threshold=1e9)) == 0  # a list of frames works
+    with pytest.warns(NothingFoundWarning, match="above the threshold of 1e"):
+        assert len(localize(model, [np.ones((8, 8)), np.ones((8, 8))], threshold=1e9)) == 0  # a list of frames works
 
     class Damaged:  # a source's own error passes unchanged (it was relabelled "frames of different sizes?")
         shape = (3, 8, 8)
@@ -297,6 +299,7 @@ class OneReaderAtATime:
             self.reading.release()
 
 
+@pytest.mark.filterwarnings("ignore::napari_deepcel0.core.predict.NothingFoundWarning")  # the tiny model's empty maps
 def test_prefetch_threads_read_the_source_one_at_a_time(model, monkeypatch):
     monkeypatch.setattr(predict, "PREFETCH_WORKERS", 4)
     frames = np.random.default_rng(2).poisson(100.0, (16, 16, 16)).astype(np.float32)
@@ -438,6 +441,7 @@ def test_unusual_frames_and_settings_get_clear_errors():
         localize(model, np.zeros((3, 0, 5), np.float32))
 
 
+@pytest.mark.filterwarnings("ignore::napari_deepcel0.core.predict.NothingFoundWarning")  # the tiny model's empty maps
 def test_default_threshold_is_a_tenth_of_one_molecule(model, stack):
     """The reference's rule: without a threshold, keep maxima above 0.1 x the map
     value of one isolated molecule."""
@@ -524,6 +528,7 @@ def test_the_localizers_refuse_what_they_cannot_use(tiny_model_path, tmp_path):
         localize(DeepLocalizer(tiny_model_path, device="cpu"), render)
 
 
+@pytest.mark.filterwarnings("ignore::napari_deepcel0.core.predict.NothingFoundWarning")  # a spoilt frame finds nothing: the point
 def test_one_hot_or_dead_pixel_no_longer_spoils_its_frame():
     """Each frame is scaled by its minimum and maximum, so one pixel at 65,535 ADU left no
     localization in its frame and one at 0 gave five times too many; isolated outliers are
@@ -734,6 +739,7 @@ def test_real_bright_molecules_and_photon_counting_frames_are_left_alone():
         assert len(dim_bright_objects(scene, ISBI2013.sigma_px)[1]) == 0
 
 
+@pytest.mark.filterwarnings("ignore::napari_deepcel0.core.predict.NothingFoundWarning")  # the tiny model's empty maps
 def test_frames_on_the_last_axis_are_suspected(tiny_model_path):
     """A (rows, cols, frames) array from MATLAB was localized as 32 frames of 32 x 4
     pixels without a word."""
