@@ -540,11 +540,11 @@ def localize(model: MapModel, source, frames=None, threshold=None, batch_size=No
             progress(result)
     if tables and not is_cancelled(cancel) and sum(len(t) for t in tables) == 0:
         used = model.default_threshold() if threshold is None else float(threshold)
+        high = ", a threshold too high" if used > 0 else ""  # (CEL0's default is 0: every maximum)
         warnings.warn(f"no molecule was found in {counted(result.done, 'frame')} above the threshold of {used:.4g} "
                       f"(in the maps' units; the localizer's default is {model.default_threshold():.4g}): frames "
-                      "without molecules, a threshold too high, or a localizer not made for frames like these (a model "
-                      "trained for other data, a CEL0 lambda too large)?",
-                      NothingFoundWarning, stacklevel=2)
+                      f"without molecules{high}, or a localizer not made for frames like these (a model trained for "
+                      "other data, a CEL0 lambda too large)?", NothingFoundWarning, stacklevel=2)
     if not tables:  # cancelled before the first batch
         empty = empty_table(model.mass_column)
         if photometry or fit_positions:
