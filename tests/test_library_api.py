@@ -59,19 +59,25 @@ def test_scoring_the_frames_of_a_slice_of_the_stack_names_the_renumbering(scene)
     model = DeepLocalizer(device="cpu")
     part = localize(model, frames[3:6])  # numbered 1-3, not 4-6
     assert part["frame"].max() <= 3
-    message = r"the localizations lie in frames 1-3, within the first 3 .* those of a slice of the stack"
+    message = r"numbered from frame 4, not 1, the localizations score \d+\.\d % at 50 nm instead of 0\.0 %: .* a slice"
     with pytest.warns(FrameCoverageWarning, match=message):
         assert evaluate(gt, part, 50.0, frames="4-6")[0].tp == 0
     overlap = localize(model, frames[2:6])  # frames 3-6 numbered 1-4, scored over 3-6: 0.8 % for 77 % (a review)
-    with pytest.warns(FrameCoverageWarning, match=r"lie in frames 1-4, within the first 4"):
+    with pytest.warns(FrameCoverageWarning, match=r"numbered from frame 3, not 1"):
         evaluate(gt, overlap, 50.0, frames="3-6")
+    sparse = part[part["frame"] == 2]  # a slice of sparse frames: localizations in one of its 3 frames (a review)
+    with pytest.warns(FrameCoverageWarning, match=r"numbered from frame 4, not 1"):
+        evaluate(gt, sparse, 50.0, frames="4-6")
     right = localize(model, frames, frames="4-6")  # the stack's numbers kept
     legit = localize(model, frames, frames="1-2")  # localizations of other frames than those scored
+    whole = localize(model, frames)
+    dark_end = whole[whole["frame"] <= 3]  # a whole stack whose last frames found nothing (a review)
     with warnings.catch_warnings():
         warnings.simplefilter("error", FrameCoverageWarning)
         assert evaluate(gt, right, 50.0, frames="4-6")[0].jaccard > 30
         assert evaluate(gt, pd.concat([legit, right]), 50.0, frames="5")[0].jaccard > 30
-        evaluate(gt, localize(model, frames), 50.0, frames="2-3")
+        evaluate(gt, whole, 50.0, frames="2-3")
+        evaluate(gt[gt["frame"] <= 3], dark_end, 50.0, frames="2-4")
 
 
 def test_a_path_or_an_array_where_a_table_goes_is_named(scene, table, tmp_path):
@@ -202,7 +208,9 @@ def test_a_script_run_gets_its_protocol_and_a_model_not_saved_is_not_the_bundled
     assert p["settings"]["threshold"] == 0.1 and not p["settings"]["threshold_is_default"] and "model" not in p
     fitted = protocol_of_run(model, frames, table, frames="2-4", fit_positions=True, fix_outlier_pixels=False)
     assert {k: fitted["settings"][k] for k in ("read_out", "photometry", "fit_positions", "fix_outlier_pixels")} == {
-        "read_out": "peaks", "photometry": True, "fit_positions": True, "fix_outlier_pixels": False}
+        "read_out": "peaks", "photometry": False, "fit_positions": True, "fix_outlier_pixels": False}
+    with pytest.raises(TypeError):  # keyword-only: an old positional seconds= went to another setting (a review)
+        protocol_of_run(model, frames, table, "2-4", None, 12.5)
     with pytest.raises(ValueError, match=r"frames the selection '3' does not \(2,4\): give protocol_of_run the "
                                          r"frames= of the localize call"):
         protocol_of_run(model, frames, table, frames="3")

@@ -677,8 +677,12 @@ def test_localize_reports_bad_inputs(viewer, tmp_path, stack_path):
     # one line for the model; its (long) training notes go to the tooltip
     assert widget.model_info.value.startswith("bundled: deepcel0") and "\n" not in widget.model_info.value
     assert "200,000 patches" in widget.model_info.tooltip and "200,000" not in widget.model_info.value
+    state_for(viewer).acquisition = Acquisition(upsampling=8)  # another L alone: a note, not a warning (a review)
+    assert "\nnote: upsampling L: model 4, data settings 8" in widget.model_info.value
+    assert "WARNING" not in widget.model_info.value and not widget.model_info.native.styleSheet()
     state_for(viewer).acquisition = Acquisition(fwhm_nm=200.0)
     assert "WARNING" in widget.model_info.value and "PSF FWHM" in widget.model_info.value
+    assert widget.model_info.native.styleSheet()
     widget.frames.value = "5-20"
     widget.run()
     assert widget.job.worker is None
@@ -2304,13 +2308,21 @@ def test_hand_edits_of_localizations_are_marked_and_go_in_the_protocol(viewer, q
     copy = viewer.layers[f"{run.layer.name} copy"]
     copy.add([[0.0, 10.0, 10.0]])
     assert copy.metadata[HAND_EDITS] == {"removed": 1, "added": 1} and run.layer.metadata[HAND_EDITS] == {"removed": 1}
-    # a script's setter is counted by what it did (it announces every point as changed)
+    # a script's setter is counted by what it did (it announces every point as changed), and
+    # after a filter the features follow their points (napari kept the first rows': a review)
     copy.data = copy.data.copy()
-    copy.data = copy.data[1:]
+    keep = np.r_[True, False, np.ones(len(copy.data) - 2, bool)]
+    expected = copy.features[keep].reset_index(drop=True)
+    copy.data = copy.data[keep]
+    pd.testing.assert_frame_equal(copy.features, expected)
     moved = copy.data.copy()
     moved[:2, 2] += 30.0
     copy.data = moved
-    assert copy.metadata[HAND_EDITS] == {"removed": 2, "added": 1, "moved": 2}
+    before = copy.features.copy()
+    copy.data = np.vstack([copy.data, [[1.0, 50.0, 50.0]]])  # a point added by a script: NaN features
+    assert copy.features.iloc[-1].isna().all()
+    pd.testing.assert_frame_equal(copy.features.iloc[:-1], before)
+    assert copy.metadata[HAND_EDITS] == {"removed": 2, "added": 2, "moved": 2}
     # another plugin's Points, with the same generic metadata keys: not touched
     other = viewer.add_points([[0, 1, 1]], features={"class": [1]}, metadata={"source": "x", "frames": [1]})
     other.feature_defaults = {"class": 2}
@@ -2330,6 +2342,12 @@ def test_localizations_opened_in_a_viewer_other_than_the_current_one_are_watched
     points.selected_data = {0}
     points.add([[0.0, 100.0, 100.0]])
     assert np.isnan(points.features["intensity [photon]"].iloc[-1]) and points.metadata[HAND_EDITS] == {"added": 1}
+    fresh = make_napari_viewer()  # not watched yet: nothing was read into it
+    layers = fresh.open_sample("napari-deepcel0", "paper_scenes")  # a sample's ground truth, no widget open
+    truth = [layer for layer in layers if layer.name.endswith("ground truth")][0]
+    truth.selected_data = {0}
+    truth.add([[0.0, 100.0, 100.0]])  # (it copied the selected molecule's photons: a review)
+    assert np.isnan(truth.features["intensity [photon]"].iloc[-1]) and truth.metadata[HAND_EDITS] == {"added": 1}
 
 
 def test_export_writes_csv_and_tiff(viewer, qtbot, stack_path, tmp_path):

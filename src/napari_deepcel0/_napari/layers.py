@@ -274,10 +274,11 @@ HAND_EDITS = "napari_deepcel0_hand_edits"
 _TRACKED: "weakref.WeakSet" = weakref.WeakSet()
 #: ids of the layers whose data this plugin is setting now (no hand edit; :func:`setting_data`)
 _SETTING: set[int] = set()
-#: per layer id, what it held when napari announced a change (``adding``, ``removing``,
-#: ``changing``): its number of points, and for a change its coordinates, so that the
-#: change is counted by what it did (a script's ``layer.data = ...`` announces every point)
-_BEFORE: dict[int, tuple[int, np.ndarray | None]] = {}
+#: per layer (weakly), what it held when napari announced a change (``adding``,
+#: ``removing``, ``changing``): its number of points, and for a change its coordinates and
+#: features, so that the change is counted by what it did (a script's ``layer.data = ...``
+#: announces every point) and the features follow their points
+_BEFORE: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
 
 
 @contextlib.contextmanager
@@ -353,12 +354,19 @@ def _count_hand_edit(layer, event) -> None:
         return
     action = str(getattr(event, "action", ""))
     if action in ("adding", "removing", "changing"):  # what the layer holds before the change
-        _BEFORE[id(layer)] = (len(layer.data), np.array(layer.data) if action == "changing" else None)
+        changing = action == "changing"
+        _BEFORE[layer] = (len(layer.data), np.array(layer.data) if changing else None,
+                          layer.features.copy() if changing else None)
         return
-    before_count, before_data = _BEFORE.pop(id(layer), (None, None))
+    before_count, before_data, before_features = _BEFORE.pop(layer, (None, None, None))
     if action not in ("added", "removed", "changed"):
         return
-    counts = _edit_counts(layer, action, len(getattr(event, "data_indices", ()) or ()), before_count, before_data)
+    if (action == "changed" and before_data is not None and len(layer.data) != before_count
+            and growing_run(layer) is None):
+        counts = _features_follow_points(layer, before_data, before_features)
+    else:
+        counts = _edit_counts(layer, action, len(getattr(event, "data_indices", ()) or ()), before_count,
+                              before_data)
     if not any(counts.values()):
         return
     run = growing_run(layer)
@@ -392,6 +400,38 @@ def _edit_counts(layer, action: str, indices: int, before_count: int | None,
     if action == "changed" and before_data is not None and before_data.shape == np.shape(layer.data):
         return {"moved": int(np.any(before_data != np.asarray(layer.data), axis=1).sum())}
     return {"moved": indices} if action == "changed" else {}
+
+
+def _features_follow_points(layer, before_data: np.ndarray, before_features: pd.DataFrame) -> dict[str, int]:
+    """After a script set ``layer.data`` to another number of points (a filter,
+    ``layer.data = layer.data[keep]``), give each point the features of the point it was
+    (the one at the same coordinates; napari keeps the first rows' features, so a filter
+    gave the points kept other molecules' intensities), NaN to new points, and count the
+    points added and removed."""
+    now = np.asarray(layer.data)
+    matched = _same_rows(before_data, now)
+    features = before_features.reset_index(drop=True).reindex(matched)  # -1: a row of NaN
+    layer.features = features.reset_index(drop=True)
+    kept = int((matched >= 0).sum())
+    return {"added": len(now) - kept, "removed": len(before_data) - kept}
+
+
+def _same_rows(before: np.ndarray, now: np.ndarray) -> np.ndarray:
+    """For each row of ``now``, the index of a row of ``before`` with the same values (each
+    used once, in order), or -1."""
+    if before.ndim != 2 or now.ndim != 2 or before.shape[1] != now.shape[1]:
+        return np.full(len(now), -1)
+    columns = list(range(now.shape[1]))
+
+    def keyed(rows):  # the values and which of their repeats a row is
+        table = pd.DataFrame(rows, columns=columns)
+        table["repeat"] = table.groupby(columns).cumcount()
+        return table
+
+    old = keyed(before)
+    old["row"] = np.arange(len(before))
+    merged = keyed(now).merge(old, on=[*columns, "repeat"], how="left")
+    return merged["row"].fillna(-1).astype(np.int64).to_numpy()
 
 
 def _clear_features_of_last(layer, rows: int) -> None:

@@ -169,10 +169,12 @@ class LocalizeWidget(DockPanel):
         text = ("bundled: " if path is None else "") + info.summary(with_notes=False)
         self.model_info.tooltip = info.notes or None
         mismatch = acquisition_mismatch(info.acquisition, self.state.acquisition)
+        psf = any(m.startswith("PSF FWHM") for m in mismatch)  # (another L alone changes nothing: a note)
         if mismatch:
-            text += "\nWARNING, the model does not match the Acquisition settings: " + "; ".join(mismatch)
+            text += ("\nWARNING, the model does not match the Acquisition settings: " if psf else "\nnote: ") + \
+                "; ".join(mismatch)
         self.model_info.value = text
-        self.model_info.native.setStyleSheet(status_style(self.viewer, "warning") if mismatch else "")
+        self.model_info.native.setStyleSheet(status_style(self.viewer, "warning") if psf else "")
         if self.auto_threshold.value:
             self._show_automatic_threshold()
 

@@ -150,7 +150,11 @@ def get_stack_reader(path):
 
 def localization_layer_data(table, name: str, protocol: dict | None = None) -> tuple:
     """A Points layer-data tuple of a localization table (see :mod:`.layers`), carrying
-    the ``protocol`` of the run that made it, if any (saved again, it goes along)."""
+    the ``protocol`` of the run that made it, if any (saved again, it goes along). The
+    viewers are watched for it (:func:`.layers.track_localization_layers`: its hand edits
+    go in the protocol when it is saved; every viewer open, since napari may add it to
+    another than the current one); the reader and the samples make their layers here."""
+    track_localization_layers(napari.current_viewer())
     coords, features = points_from_table(table)
     metadata = {"source": table.attrs.get("source")}
     if protocol is not None:
@@ -198,9 +202,6 @@ def get_localization_reader(path):
             return None
 
     def layers(_path):
-        # their hand edits go in the protocol when they are saved again (every viewer open is
-        # watched: napari may add the layers to another than the current one)
-        track_localization_layers(napari.current_viewer())
         for table, name, _ in tables:
             converted = table.attrs.get("converted_from_pixels")
             if converted:  # the pixel size was the Acquisition's, not the user's choice: say which

@@ -115,6 +115,7 @@ class TrainingWidget(DockPanel):
         self.relay = ProgressRelay()
         self.relay.report.connect(self.job.while_open(self._progress))
         self._history: list[Progress] = []
+        self._run_limit_min = 0.0  # the time limit of the run going on (minutes)
         self._describe_acquisition(self.state.acquisition)
         self.state.acquisition_changed.connect(self._describe_acquisition)
         self.job.run_button.changed.connect(self.run)
@@ -172,8 +173,9 @@ class TrainingWidget(DockPanel):
         self._history = []
         self.plot.clear()
         self.loss.value = ""
+        self._run_limit_min = self.time_limit.value
         self.job.start(_train_job, self.state.acquisition, config, path, self.relay.emit,
-                       60.0 * self.time_limit.value or None, on_return=self._done,
+                       60.0 * self._run_limit_min or None, on_return=self._done,
                        on_closed=lambda: show_info(f"Training stopped when its widget was closed: the best model so "
                                                    f"far, once a step was trained, is saved to {path}"))
 
@@ -181,8 +183,8 @@ class TrainingWidget(DockPanel):
         if p.stage == "data":
             self.job.report(0, 1, "Training: simulating the training set ...")
             return
-        if p.stage == "time_limit":
-            self.job.status.value = (f"Training: the time limit of {self.time_limit.value:g} min is reached: "
+        if p.stage == "time_limit":  # (the limit the run started with: the box may have changed since)
+            self.job.status.value = (f"Training: the time limit of {self._run_limit_min:g} min is reached: "
                                      "stopping and keeping the best model so far")
             return
         total = p.epochs * max(p.steps, 1)

@@ -485,28 +485,35 @@ def empty_selection_message(gt: pd.DataFrame, est: pd.DataFrame, frames) -> str:
     return f"neither the ground truth nor the localizations hold a molecule in {which}: there is nothing to score"
 
 
-def renumbered_slice_message(gt: pd.DataFrame, est: pd.DataFrame, frames) -> str:
-    """What to say when the localizations look like those of a slice of the stack, numbered
-    from 1, scored over the stack's frame numbers (``localize(model, stack[100:110])``
-    scored with ``frames="101-110"`` counted everything as missed, and ``frames="3-6"``
-    for ``stack[2:6]`` 0.8 % for 77 %), else "": the selection ``frames`` does not start
-    at frame 1, every localization lies in frames 1 to the number of frames selected, in
-    at least half of them as a slice's would, and some lie before the selection. (Localizations of frames before the selection that the
-    run was asked for, ``frames="1-4"`` scored over ``"3-6"``, look the same: the message
-    asks.)"""
+def renumbered_slice_message(gt: pd.DataFrame, est: pd.DataFrame, frames, first: Score,
+                             distance: str = "euclidean") -> str:
+    """What to say when the localizations ``est`` are those of a slice of the stack,
+    numbered from 1, scored over the stack's frame numbers ``frames`` (``localize(model,
+    stack[100:110])`` scored with ``frames="101-110"`` counted everything as missed, and
+    ``frames="3-6"`` for ``stack[2:6]`` 0.8 % for 77 %), else "". ``first`` is the score of
+    the selection at its first tolerance. Decided by the score: numbered as the slice's
+    frames would be (shifted to start at the selection's first frame), do the
+    localizations match far better? Only tried where every localization lies within the
+    first as many frames as the selection holds (cheap to check; a table of the whole
+    stack does not)."""
     if len(est) == 0:
         return ""
     ranges, _ = _selection_ranges(gt, est, frames)
-    first = min(lo for lo, _ in ranges)
+    start = min(lo for lo, _ in ranges)
     n_selected = sum(hi - lo + 1 for lo, hi in ranges)
-    est_frames = est[FRAME].to_numpy()
-    lowest, highest = int(est_frames.min()), int(est_frames.max())
-    if first <= 1 or highest > n_selected or lowest >= first or len(np.unique(est_frames)) < 0.5 * n_selected:
+    if start <= 1 or int(est[FRAME].max()) > n_selected:
         return ""
-    return (f"the localizations lie in {frame_span(lowest, highest)}, within the first {n_selected} (as many as the "
-            f"frames scored, {frames}) and before them: those of a slice of the stack, whose frames restart at 1? "
-            "Localize the whole stack with a frame selection (frames= in Python, --frames on the command line) to "
-            "keep the stack's frame numbers")
+    shifted = est.assign(**{FRAME: est[FRAME].to_numpy() + (start - 1)})
+    some_gt, some_est, _ = select_frames(gt, shifted, frames)
+    if len(some_est) == 0:
+        return ""
+    renumbered = score(some_gt, some_est, first.tol_nm, distance=distance, warn_small=False)
+    if not renumbered.jaccard >= 2.0 * first.jaccard + 10.0:
+        return ""
+    return (f"numbered from frame {start}, not 1, the localizations score {renumbered.jaccard:.1f} % at "
+            f"{first.tol_nm:g} nm instead of {first.jaccard:.1f} %: are they those of a slice of the stack, whose "
+            "frames restart at 1? Localize the whole stack with a frame selection (frames= in Python, --frames on "
+            "the command line) to keep the stack's frame numbers")
 
 
 def outside_field_message(table: pd.DataFrame, field_nm: tuple[float, float]) -> str:
@@ -751,10 +758,8 @@ def evaluate(
     for tol in tolerances_nm:
         check_tolerance(tol)
         warn_if_small_tolerance(tol)
+    all_gt, all_est = gt, est
     if frames is not None:
-        renumbered = renumbered_slice_message(gt, est, frames)
-        if renumbered:
-            warnings.warn(renumbered, FrameCoverageWarning, stacklevel=2)
         gt, est, n_selected = select_frames(gt, est, frames)
         n_frames = n_selected if n_frames is None else n_frames
     else:
@@ -764,6 +769,10 @@ def evaluate(
         warnings.warn(empty, FrameCoverageWarning, stacklevel=2)
     scores = [score(gt, est, t, grid=grid, n_frames=n_frames, distance=distance, warn_small=False)
               for t in tolerances_nm]
+    renumbered = renumbered_slice_message(all_gt, all_est, frames, scores[0], distance) if (
+        frames is not None and scores) else ""
+    if renumbered:
+        warnings.warn(renumbered, FrameCoverageWarning, stacklevel=2)
     mismatch = extent_mismatch_message(gt, est, scores[0]) if scores else ""
     if mismatch:
         warnings.warn(f"Jaccard {scores[0].jaccard:.1f} % at {scores[0].tol_nm:g} nm: {mismatch}", stacklevel=2)

@@ -114,7 +114,7 @@ def network_protocol(info, model_path: str | os.PathLike | None, acquisition: Ac
                              model=model_record(model_path, info))
 
 
-def protocol_of_run(localizer, source, table, frames=None, threshold=None, method: str = "peaks",
+def protocol_of_run(localizer, source, table, *, frames=None, threshold=None, method: str = "peaks",
                     photometry: bool = False, fit_positions: bool = False, fix_outlier_pixels: bool = True,
                     seconds: float | None = None, command: str | None = None) -> dict:
     """The protocol of ``table = localize(localizer, source, frames=..., threshold=...,
@@ -135,7 +135,7 @@ def protocol_of_run(localizer, source, table, frames=None, threshold=None, metho
                          f"({frame_ranges_text(outside)}): give protocol_of_run the frames= of the localize call")
     used = localizer.default_threshold() if threshold is None else float(threshold)
     settings = {"threshold": used, "threshold_is_default": threshold is None, "read_out": method,
-                "photometry": bool(photometry or fit_positions), "fit_positions": bool(fit_positions),
+                "photometry": bool(photometry), "fit_positions": bool(fit_positions),  # (the CLI's keys)
                 "fix_outlier_pixels": bool(fix_outlier_pixels)}
     loaded = getattr(localizer, "loaded", None)
     if loaded is not None:  # a DeepLocalizer
