@@ -120,7 +120,7 @@ def test_the_fused_network_gives_the_same_maps_without_batchnorm():
     assert fused.fused() is not fused and count_parameters(fused) < count_parameters(net)
 
 
-def test_the_localizer_folds_batchnorm_in_fp32_only(tiny_model_path):
+def test_the_localizer_folds_batchnorm_in_fp32_on_the_cpu_only(tiny_model_path):
     """In bf16 the folded weights round otherwise (ISBI 2013: 63.56 % for 63.60 %): the
     measured numbers stay those of the network as trained."""
     from napari_deepcel0.core.predict import DeepLocalizer

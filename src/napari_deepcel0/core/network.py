@@ -75,8 +75,8 @@ class LocalizationNet(nn.Module):
         convolution before it (``w * g / sqrt(var + eps)``, bias ``b - mean * g / sqrt(var
         + eps)``): the same maps to float rounding (within 3e-6 of the largest value in
         fp32) from one layer fewer per block, 13 % more frames per second in fp32 on a
-        2-core CPU (:class:`~.predict.DeepLocalizer` uses it in fp32). Not for training:
-        its BatchNorms are gone."""
+        2-core CPU (:class:`~.predict.DeepLocalizer` uses it in fp32 on a CPU). Not for
+        training: its BatchNorms are gone."""
         net = copy.deepcopy(self).eval()
         for block in (net.enc1, net.enc2, net.enc3, net.bottleneck, net.dec3, net.dec2, net.dec1):
             conv, norm = block[0], block[1]

@@ -189,11 +189,13 @@ class DeepLocalizer:
             raise ValueError(f"orientations must be one of {sorted(ORIENTATIONS)}, got {orientations!r}")
         self.orientations = int(orientations)
         # a copy: Module.to moves in place, and a second localizer of the same LoadedModel on
-        # another device would have moved the first one's network under it. In fp32 its
-        # BatchNorms are folded into the convolutions: the same maps to float rounding, 13 %
-        # more frames/s on a CPU. Not in bf16, where the folded weights round otherwise (ISBI
-        # 2013: 63.56 % for 63.60 %, 22 fewer pairs of 59,000): the numbers measured stay.
-        network = model.network.fused() if self.precision == "fp32" else copy.deepcopy(model.network)
+        # another device would have moved the first one's network under it. In fp32 on a CPU
+        # its BatchNorms are folded into the convolutions: the same maps to float rounding,
+        # 10-14 % more frames/s. Not in bf16, where the folded weights round otherwise (ISBI
+        # 2013: 63.56 % for 63.60 %, 22 fewer pairs of 59,000): the numbers measured stay; nor
+        # on a GPU, whose fp32 convolutions round to TF32 and where it was not measured.
+        fold = self.precision == "fp32" and self.device.type == "cpu"
+        network = model.network.fused() if fold else copy.deepcopy(model.network)
         self.network = network.to(self.device).to(memory_format=torch.channels_last).eval()
         model_acq = self.info.acquisition
         if acquisition is None:
