@@ -15,10 +15,14 @@
 # plain and with 8 orientations. TRAIN_MIN is a safety stop only (a run it cuts never reaches the end
 # of its cosine schedule; the log then says "cancelled").
 #
+#   prepare here: mkdir -p .gpu && cp -r ../shared/data/isbi2013-bundled-tubes-hd .gpu/ (the device
+#   machine has no ../shared; .gpu is git-ignored and travels with carry; 3 MB)
 #   device tool: carry [".gpu"], command
 #   DEEPCEL0_ISBI_DIR=$PWD/.gpu/isbi2013-bundled-tubes-hd OUT=$OUT bash benchmarks/gpu_table1_next.sh
 #
-# MODELS (default .gpu) holds deepcel0_protocol_gpu.safetensors (a copy of runs/). Writes to OUT:
+# MODELS (default .gpu) holds deepcel0_protocol_gpu.safetensors (a copy of runs/; without it, as on a
+# new checkout, where runs/ is empty, only A runs, to be compared with the protocol model's record,
+# benchmarks/results/paper_table1_protocol_gpu.json). Writes to OUT:
 # scratch.safetensors, longer.safetensors, paper_table1_{scratch,longer,start}.json, session.log.
 # A model is kept (docs/benchmarks.md, "A model trained for this test") when it beats
 # paper_table1_start.json at 50 nm on 1b-3b without losing 4b.
@@ -45,12 +49,17 @@ table1() {  # MODEL LABEL: Table 1 on MODEL, plain and with 8 orientations, into
     --notes "Table 1 protocol model from scratch, benchmarks/gpu_table1_next.sh"
   table1 "$OUT/scratch.safetensors" scratch ) &
 jobs=($!)
-( train longer "${ISBI[@]}" --device "$DEVICE" "${PROTOCOL_DATA[@]}" --init-from "$START" \
-    --patches "$(n 160000)" --sim-frames "$(n 3200)" --epochs 3 --lr 5e-5 --min-lr 5e-6 --seed 72 \
-    --notes "Table 1 protocol model, a second GPU fine-tune on fresh patches, benchmarks/gpu_table1_next.sh"
-  table1 "$OUT/longer.safetensors" longer ) &
-jobs+=($!)
-( table1 "$START" start ) &
-jobs+=($!)
+if [ -f "$START" ]; then
+  ( train longer "${ISBI[@]}" --device "$DEVICE" "${PROTOCOL_DATA[@]}" --init-from "$START" \
+      --patches "$(n 160000)" --sim-frames "$(n 3200)" --epochs 3 --lr 5e-5 --min-lr 5e-6 --seed 72 \
+      --notes "Table 1 protocol model, a second GPU fine-tune on fresh patches, benchmarks/gpu_table1_next.sh"
+    table1 "$OUT/longer.safetensors" longer ) &
+  jobs+=($!)
+  ( table1 "$START" start ) &
+  jobs+=($!)
+else  # runs/ is git-ignored: a new checkout has no protocol model to start B from
+  echo "note: $START is missing: B and the start's Table 1 are skipped; compare scratch with the protocol" \
+       "model's record, benchmarks/results/paper_table1_protocol_gpu.json"
+fi
 wait "${jobs[@]}"  # (a bare wait would also wait for the tee of gpu_common.sh, forever)
 echo "== done $(date -u +%FT%TZ)"
