@@ -2330,6 +2330,21 @@ def test_hand_edits_of_localizations_are_marked_and_go_in_the_protocol(viewer, q
     assert other.features["class"].tolist() == [1, 2] and HAND_EDITS not in other.metadata
 
 
+def test_a_localize_run_that_finds_nothing_says_what_to_try(viewer, qtbot, stack_path):
+    """0 localizations was all the status said (the command line and the library name the
+    threshold)."""
+    _open(viewer, stack_path)
+    notification_manager.records.clear()
+    widget = _localized(viewer, qtbot, frames="1-2", auto_threshold=False, threshold=1e5)
+    status = widget.job.status.value
+    assert status.startswith("Localization finished: 2/2 frames") and " 0 localizations, " in status
+    assert status.endswith("; no molecule was found above the threshold of 1e+05 (map units): lower it (untick "
+                           "automatic), or check that the model suits these frames and the Acquisition settings")
+    assert status in _messages(NotificationSeverity.WARNING)
+    found = _localized(viewer, qtbot, frames="1-2", auto_threshold=True)
+    assert "no molecule" not in found.job.status.value
+
+
 def test_localizations_opened_in_a_viewer_other_than_the_current_one_are_watched(make_napari_viewer, stack_path,
                                                                                 tmp_path):
     """The reader watched napari's current viewer only: a CSV opened into another window

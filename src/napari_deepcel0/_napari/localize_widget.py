@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import math
 import threading
 import time
 
 import napari
 import numpy as np
 from magicgui.widgets import CheckBox, ComboBox, FileEdit, FloatSpinBox, LineEdit, PushButton, SpinBox
-from napari.utils.notifications import show_error, show_info
+from napari.utils.notifications import show_error, show_info, show_warning
 
 from ..core.devices import DEVICES, resolve_device, resolve_precision
 from ..core.model_io import ModelFileError, bundled_model_path, read_model_info
@@ -232,6 +233,7 @@ class LocalizeWidget(DockPanel):
                     "batch_size": self.batch_size.value}
         self._run.protocol = network_protocol(self._info, self.model.value, acq, settings,
                                               stack=layer.metadata.get("path"))
+        self._run.threshold = settings["threshold"]
         show_first_frame_unless_shown(self.viewer, selection)
         self.job.start(_localize_job, self.model.value, acq, frame_source(layer.data), selection, threshold,
                        self.device.value, self.batch_size.value, self.orientations.value, self.show_maps.value,
@@ -248,8 +250,14 @@ class LocalizeWidget(DockPanel):
         summary = self._run.end("failed" if self.job.error is not None else "cancelled" if cut_short else "finished")
         if self.job.error is None:
             text = f"Localization {'cancelled' if cut_short else 'finished'}: {summary}"
+            if self._run.points.count == 0 and self._run.frames_done > 0:  # (the CLI and the library say so too)
+                text += (f"; no molecule was found above the threshold of {self._run.threshold:.4g} (map units): "
+                         "lower it (untick automatic), or check that the model suits these frames and the "
+                         "Acquisition settings")
+                show_warning(text)
+            else:
+                show_info(text)
             self.job.status.value = text
-            show_info(text)
 
     def _closed_while_running(self) -> None:
         """The widget was closed during the run, which cancelled it: the layers show what
@@ -268,6 +276,7 @@ class _Run:
         self.frame_shape = frame_shape
         self.selection = selection
         self.started = time.perf_counter()
+        self.threshold = math.nan  # the run's threshold in map units (set as it starts)
         #: ``localization_protocol`` with the run's settings, waiting for what the run did (network_protocol)
         self.protocol = None
         self.renderer = Renderer(acq.field_nm(frame_shape), render_pixel)
