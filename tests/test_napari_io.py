@@ -48,6 +48,33 @@ def _table(n_frames: int = 3) -> pd.DataFrame:
 
 
 # ------------------------------------------------------------------ manifest
+@checkout_only
+def test_the_wheel_holds_the_model_the_manifest_and_the_entry_points(tmp_path):
+    """What an installation from a wheel needs and the editable checkout hides: the
+    bundled model and napari.yaml as package data, napari's manifest entry point and the
+    deepcel0 command (a package-data rule lost would leave a plugin without its model)."""
+    import shutil
+    import zipfile
+
+    source = tmp_path / "source"  # a copy: the build's build/ folder must not stay in the checkout
+    shutil.copytree(REPO / "src", source / "src", ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
+    for name in ("pyproject.toml", "README.md", "LICENSE", "MANIFEST.in"):
+        shutil.copy(REPO / name, source / name)
+    out = subprocess.run([sys.executable, "-m", "pip", "wheel", str(source), "--no-deps", "--no-build-isolation",
+                          "-q", "-w", str(tmp_path)], capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr[-2000:]
+    [wheel] = tmp_path.glob("napari_deepcel0-*.whl")
+    with zipfile.ZipFile(wheel) as archive:
+        names = set(archive.namelist())
+        entry_points = next(archive.read(n).decode() for n in names if n.endswith("entry_points.txt"))
+        model = archive.read("napari_deepcel0/models/deepcel0_isbi2013.safetensors")
+    assert {"napari_deepcel0/napari.yaml", "napari_deepcel0/api.py", "napari_deepcel0/core/network.py"} <= names
+    assert model == (REPO / "src/napari_deepcel0/models/deepcel0_isbi2013.safetensors").read_bytes()
+    assert "napari-deepcel0 = napari_deepcel0:napari.yaml" in entry_points
+    assert "deepcel0 = napari_deepcel0.cli:run" in entry_points
+    assert not any(n.startswith(("tests/", "docs/", "benchmarks/")) for n in names)
+
+
 def test_manifest_is_valid_and_every_command_imports():
     from npe2 import PluginManifest
 
