@@ -15,13 +15,15 @@ Three numbers can be read off the data, without a calibration:
   (blinking makes them independent draws of the same structure) contribute equally,
   so it is removed by subtracting the cross-correlation of frames ``t`` and ``t + 1``.
   White noise only adds a spike at zero lag, which the fit skips. Unlike fits of
-  isolated spots, this does not depend on the density. From the 20 frames
-  :func:`sample_frames` takes it scatters: in simulations (42 seeds of 64 x 64 frames at
-  6 molecules/um^2) from -5 to +7 %, mostly +1 to +3 %; on the ISBI 2013 high-density
-  stack it gives 273 nm from those 20 frames and 262 nm from all 361, for the true 258 nm
-  (a review's measurements, 2026-11-29). Frames of very different brightness read it wide
-  (+15 % for molecules of 300-3,000 photons per frame). A FWHM off by x % moves the
-  photon counts of :mod:`.photometry` by about x %.
+  isolated spots, this does not depend on the density. Each frame is divided by its mean
+  signal first (:func:`excess_autocorrelation`): frames of very different brightness read
+  it wide otherwise (270.9 nm for 258.21 on 100 frames of molecules of 300-3,000 photons;
+  258.1 now). From the 20 frames :func:`sample_frames` takes it scatters: on 12 simulated
+  stacks of 64 x 64 frames at 6 molecules/um^2 along filaments from -3.6 to +6.9 %,
+  median +1.4 %; on the ISBI 2013 high-density stack it gives 272 nm from those 20 frames
+  and 262 nm from all 361, for the true 258 nm (2026-11-29, with a review's
+  measurements). A FWHM off by x % moves the photon counts of :mod:`.photometry` by about
+  x %.
 
 Frames come from any frame source (a :class:`~napari_deepcel0.core.tiff_stack.FrameStack`, a
 NumPy or dask array of shape (frames, rows, cols)); a few frames spread evenly over the
@@ -187,16 +189,24 @@ def estimate_baseline(frames: np.ndarray, exclude: np.ndarray | None = None) -> 
     return float(np.median(np.concatenate([f[dark_mask(f, exclude=e)] for f, e in zip(frames, ex)])))
 
 
-def excess_autocorrelation(frames: np.ndarray, half_px: int) -> np.ndarray:
+def excess_autocorrelation(frames: np.ndarray, half_px: int, baseline: float | None = None) -> np.ndarray:
     """Mean autocorrelation of the frames minus the mean cross-correlation of
     successive frames, per pixel pair, for lags ``-half_px..half_px`` (rows, cols).
 
-    With one frame, the plain autocorrelation. Each frame's mean is removed first;
-    the correlations are computed with zero padding (no wrap-around) and divided by
-    the number of pixel pairs at each lag.
+    With one frame, the plain autocorrelation. With the frames' ``baseline`` (ADU), each
+    frame less it is first divided by its mean signal: the structure's correlation weighs
+    with the square of a frame's brightness in the autocorrelation and with the product
+    of two frames' in the cross-correlation, so that frames of different brightness left
+    part of it in and read the PSF wide (+15 % for molecules of 300-3,000 photons per
+    frame; 258.7 nm with the division, a review). Each frame's mean is removed; the
+    correlations are computed with zero padding (no wrap-around) and divided by the
+    number of pixel pairs at each lag.
     """
     frames = np.asarray(frames, dtype=np.float64)
     _, h, w = frames.shape
+    if baseline is not None:
+        signal = (frames - baseline).mean(axis=(-2, -1), keepdims=True)
+        frames = (frames - baseline) / np.where(signal > 0, signal, 1.0)
     shape = (2 * h, 2 * w)
     spectra = np.fft.rfft2(frames - frames.mean(axis=(-2, -1), keepdims=True), s=shape)
     power = (np.abs(spectra) ** 2).mean(axis=0)
@@ -293,5 +303,5 @@ def estimate_acquisition(
     half = min(max(6, int(math.ceil(5.0 * sigma_guess_px))), (min(frames.shape[1:]) - 1) // 2)
     sigma_px = math.nan  # frames under 3 pixels a side have no lag to fit a width to
     if half >= 1:
-        sigma_px = fit_autocorrelation_sigma(excess_autocorrelation(frames, half), sigma_guess_px)
+        sigma_px = fit_autocorrelation_sigma(excess_autocorrelation(frames, half, baseline), sigma_guess_px)
     return AcquisitionEstimate(sigma_to_fwhm(sigma_px) * pixel_size_nm, baseline, noise, len(frames))
