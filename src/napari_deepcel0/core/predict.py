@@ -41,7 +41,7 @@ from .columns import FRAME, INTENSITY, empty_table
 from .localize import extract_localizations
 from .model_io import LoadedModel, load_bundled_model, load_model
 from .network import upsample_nearest
-from .photometry import add_photometry, check_camera_settings
+from .photometry import add_photometry, check_camera_settings, warn_if_noisier_than_the_camera_allows
 from .progress import counted, time_left_text
 
 
@@ -467,6 +467,7 @@ def localize_stream(
                 continue
             if done == 0:  # on the first batch (several frames: a better noise estimate than one frame's)
                 check_camera_settings(block, model.acquisition)
+                warn_if_noisier_than_the_camera_allows(block, table, model.acquisition, numbers)
             # the fit on the frames can take seconds a frame: results, progress and Cancel per frame
             for part, i in _fitted_frame_by_frame(block, numbers, table, model.acquisition, fit_positions, cancel):
                 done += 1
