@@ -2319,10 +2319,15 @@ def test_hand_edits_of_localizations_are_marked_and_go_in_the_protocol(viewer, q
     moved[:2, 2] += 30.0
     copy.data = moved
     before = copy.features.copy()
+    assert copy.features.iloc[-2].notna().any()  # (the last: the point added by hand above)
+    copy.data = np.vstack([[[1.0, 60.0, 60.0], [1.0, 70.0, 70.0]], copy.data])  # added first: the last keep theirs
+    assert copy.features.iloc[:2].isna().all().all()
+    pd.testing.assert_frame_equal(copy.features.iloc[2:].reset_index(drop=True), before)
+    before = copy.features.copy()
     copy.data = np.vstack([copy.data, [[1.0, 50.0, 50.0]]])  # a point added by a script: NaN features
     assert copy.features.iloc[-1].isna().all()
     pd.testing.assert_frame_equal(copy.features.iloc[:-1], before)
-    assert copy.metadata[HAND_EDITS] == {"removed": 2, "added": 2, "moved": 2}
+    assert copy.metadata[HAND_EDITS] == {"removed": 2, "added": 4, "moved": 2}
     # another plugin's Points, with the same generic metadata keys: not touched
     other = viewer.add_points([[0, 1, 1]], features={"class": [1]}, metadata={"source": "x", "frames": [1]})
     other.feature_defaults = {"class": 2}

@@ -361,8 +361,9 @@ def _count_hand_edit(layer, event) -> None:
     before_count, before_data, before_features = _BEFORE.pop(layer, (None, None, None))
     if action not in ("added", "removed", "changed"):
         return
-    if (action == "changed" and before_data is not None and len(layer.data) != before_count
-            and growing_run(layer) is None):
+    followed = (action == "changed" and before_data is not None and len(layer.data) != before_count
+                and growing_run(layer) is None)
+    if followed:  # (its new points got NaN features there)
         counts = _features_follow_points(layer, before_data, before_features)
     else:
         counts = _edit_counts(layer, action, len(getattr(event, "data_indices", ()) or ()), before_count,
@@ -377,7 +378,7 @@ def _count_hand_edit(layer, event) -> None:
                          "undone when it shows the next frame (the run keeps its own table): edit them once the "
                          "run has ended")
         return
-    if counts.get("added"):
+    if counts.get("added") and not followed:  # napari's add: the new points are the last
         _clear_features_of_last(layer, counts["added"])
     total = dict(layer.metadata.get(HAND_EDITS) or {})
     for kind, n in counts.items():
