@@ -10,7 +10,6 @@ and listen to its signals.
 
 from __future__ import annotations
 
-import numbers
 import weakref
 from pathlib import Path
 
@@ -19,7 +18,7 @@ import numpy as np
 from napari.utils.notifications import show_info, show_warning
 from psygnal import Signal
 
-from ..core.acquisition import Acquisition
+from ..core.acquisition import Acquisition, is_real_number
 from .layers import growing_run, layer_scale_nm, stack_transform, track_localization_layers
 from .settings import load_value, save_value
 
@@ -213,7 +212,7 @@ def declared_pixel_size(layer) -> float | None:
     pixel = layer.metadata.get("pixel_size_nm") if hasattr(layer, "metadata") else None
     if pixel is None:
         return None
-    if isinstance(pixel, bool) or not isinstance(pixel, numbers.Real):
+    if not is_real_number(pixel):
         raise TypeError(f"{layer.name}: pixel size metadata {pixel!r} is not a number; ignored (the pixel size of "
                         "the Acquisition widget is used)")
     return float(pixel) or None

@@ -38,6 +38,13 @@ def is_whole_number(value) -> bool:
     return isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_))
 
 
+def is_real_number(value) -> bool:
+    """A real number (an int or a float, NumPy's too), not a bool: the check for the
+    numbers given to the core, before their range is (a string or a tuple failed with a
+    TypeError from inside a comparison)."""
+    return isinstance(value, numbers.Real) and not isinstance(value, (bool, np.bool_))
+
+
 def fwhm_from_optics(wavelength_nm: float, numerical_aperture: float) -> float:
     """Approximate lateral PSF FWHM (nm) of a widefield microscope.
 
@@ -90,7 +97,7 @@ class Acquisition:
     def __post_init__(self) -> None:
         for f in fields(self):
             value = getattr(self, f.name)
-            if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
+            if not is_real_number(value):
                 raise TypeError(f"Acquisition.{f.name} must be a number, got {value!r}")
             value = float(value)  # NumPy numbers too (e.g. np.float32 read from an array)
             object.__setattr__(self, f.name, value)

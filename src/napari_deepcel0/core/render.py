@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-import numbers
 import os
 import warnings
 from pathlib import Path
@@ -12,6 +11,7 @@ import numpy as np
 import pandas as pd
 from scipy import ndimage
 
+from .acquisition import is_real_number
 from .columns import X_NM, Y_NM
 from .outputs import atomic_write
 
@@ -28,8 +28,7 @@ def render_shape(field_nm: tuple[float, float], pixel_nm: float) -> tuple[int, i
     to hold (more than 20,000 x 20,000 pixels)."""
     if isinstance(pixel_nm, np.ndarray) and pixel_nm.ndim == 0:  # a 0-d array is a number (as before)
         pixel_nm = pixel_nm.item()
-    if isinstance(pixel_nm, bool) or not isinstance(pixel_nm, numbers.Real) or not (
-            math.isfinite(pixel_nm) and pixel_nm > 0):
+    if not (is_real_number(pixel_nm) and math.isfinite(pixel_nm) and pixel_nm > 0):
         raise ValueError(f"render pixel size must be a positive number of nm, got {pixel_nm!r}")
     try:
         height, width = (float(v) for v in field_nm)

@@ -31,7 +31,6 @@ Example::
 from __future__ import annotations
 
 import math
-import numbers
 import warnings
 from dataclasses import dataclass
 
@@ -39,7 +38,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from .acquisition import Acquisition, is_whole_number
+from .acquisition import Acquisition, is_real_number, is_whole_number
 from .columns import FRAME, X_NM, Y_NM
 from .columns import INTENSITY as PHOTONS
 from .defaults import MAX_DENSITY_PER_UM2
@@ -52,16 +51,11 @@ class NoEmittersWarning(UserWarning):
 
 
 # ------------------------------------------------------------------ checks
-def _is_number(value) -> bool:
-    """A real number (NumPy's too), not a bool."""
-    return isinstance(value, numbers.Real) and not isinstance(value, (bool, np.bool_))
-
-
 def _check_count(value, name: str, unit: str, lowest: int = 1) -> int:
     """``value`` as an int; ValueError unless it is a whole number >= ``lowest``."""
     if not is_whole_number(value) or value < lowest:
         hint = ""
-        if _is_number(value) and math.isfinite(value) and float(value).is_integer() and value >= lowest:
+        if is_real_number(value) and math.isfinite(value) and float(value).is_integer() and value >= lowest:
             hint = f" (a {type(value).__name__}; pass {int(value)})"
         raise ValueError(f"{name} must be a whole number of {unit} >= {lowest}, got {value!r}{hint}")
     return int(value)
@@ -86,7 +80,7 @@ def _check_field(field_nm, name: str = "field_nm") -> None:
         height, width = field_nm
     except (TypeError, ValueError):
         height = width = None
-    if isinstance(field_nm, str) or not all(_is_number(v) and math.isfinite(v) and v > 0 for v in (height, width)):
+    if isinstance(field_nm, str) or not all(is_real_number(v) and math.isfinite(v) and v > 0 for v in (height, width)):
         raise ValueError(f"{name} must be a (height, width) pair of positive numbers of nm, got {field_nm!r}")
 
 
@@ -95,7 +89,7 @@ def _check_density(density, name: str = "density_per_um2"):
     to :data:`~.defaults.MAX_DENSITY_PER_UM2` emitters per um^2."""
     if isinstance(density, np.ndarray) and density.ndim == 0:
         density = density.item()
-    if not (_is_number(density) and math.isfinite(density) and density >= 0):
+    if not (is_real_number(density) and math.isfinite(density) and density >= 0):
         raise ValueError(f"{name} must be a number of emitters per um^2 per frame, from 0 to "
                          f"{MAX_DENSITY_PER_UM2:g}, got {density!r}")
     if density > MAX_DENSITY_PER_UM2:
@@ -106,7 +100,7 @@ def _check_density(density, name: str = "density_per_um2"):
 
 def _check_length(value, name: str, positive: bool) -> None:
     """ValueError unless ``value`` is a finite number of nm, > 0 (``positive``) or >= 0."""
-    if not (_is_number(value) and math.isfinite(value) and (value > 0 if positive else value >= 0)):
+    if not (is_real_number(value) and math.isfinite(value) and (value > 0 if positive else value >= 0)):
         raise ValueError(f"{name} must be a finite number of nm {'> 0' if positive else '>= 0'}, got {value!r}")
 
 
@@ -244,7 +238,7 @@ class PhotonModel:
 
     def __post_init__(self):
         for name in ("low", "high", "spread"):
-            if not _is_number(getattr(self, name)):
+            if not is_real_number(getattr(self, name)):
                 raise TypeError(f"PhotonModel.{name} must be a number, got {getattr(self, name)!r}")
         if not (0 < self.low <= self.high <= MAX_PHOTONS):
             raise ValueError(f"photon range must satisfy 0 < low <= high <= {MAX_PHOTONS:g} photons per molecule, "
@@ -671,7 +665,7 @@ class CameraNoise:
         except (TypeError, ValueError):
             raise ValueError(f"background_photons must be a (low, high) pair of photons per pixel, "
                              f"got {self.background_photons!r}") from None
-        if not (_is_number(lo) and _is_number(hi) and 0 <= lo <= hi <= MAX_PHOTONS):  # (NaN fails too)
+        if not (is_real_number(lo) and is_real_number(hi) and 0 <= lo <= hi <= MAX_PHOTONS):  # (NaN fails too)
             raise ValueError(f"background range must satisfy 0 <= low <= high <= {MAX_PHOTONS:g} photons per pixel, "
                              f"got {self.background_photons}")
 

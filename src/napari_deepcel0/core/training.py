@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import copy
 import math
-import numbers
 import time
 from dataclasses import asdict, dataclass, field
 from typing import Callable
@@ -24,7 +23,7 @@ from typing import Callable
 import numpy as np
 import torch
 
-from .acquisition import Acquisition, is_whole_number
+from .acquisition import Acquisition, is_real_number, is_whole_number
 from .cancel import Cancelled, is_cancelled
 from .devices import autocast, resolve_device, resolve_precision
 from .losses import LocalizationLoss
@@ -754,7 +753,7 @@ def _check_train_arguments(acq, config, training_set, time_limit_s) -> None:
     if training_set is not None and not isinstance(training_set, TrainingSet):
         raise TypeError(f"training_set must be a TrainingSet (make_training_set) or None, got "
                         f"{type_phrase(training_set)}")
-    if time_limit_s is not None and not (isinstance(time_limit_s, numbers.Real) and not isinstance(time_limit_s, bool)
-                                         and math.isfinite(time_limit_s) and time_limit_s > 0):
+    if time_limit_s is not None and not (is_real_number(time_limit_s) and math.isfinite(time_limit_s)
+                                         and time_limit_s > 0):
         raise ValueError(f"time_limit_s must be a positive finite number of seconds or None (no limit), "
                          f"got {time_limit_s!r}")

@@ -25,13 +25,12 @@ molecules on sparse frames. ``TrainingDataConfig.paper()`` gives the paper's set
 from __future__ import annotations
 
 import math
-import numbers
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
 import pandas as pd
 
-from .acquisition import Acquisition, is_whole_number
+from .acquisition import Acquisition, is_real_number, is_whole_number
 from .cancel import Cancelled, is_cancelled
 from .defaults import MAX_DENSITY_PER_UM2
 from .simulate import (
@@ -79,21 +78,17 @@ def type_phrase(obj) -> str:
     return f"{'an' if name[:1].lower() in 'aeiou' else 'a'} {name}"
 
 
-def _is_number(value) -> bool:
-    return isinstance(value, numbers.Real) and not isinstance(value, bool)
-
-
 def _check_number(name: str, value) -> None:
     """ValueError unless ``value`` is one number (a range given to a one-number field failed
     with a TypeError from a comparison)."""
-    if not _is_number(value):
+    if not is_real_number(value):
         raise ValueError(f"{name} takes one number, got {value!r}")
 
 
 def _range_pair(name: str, value) -> tuple[float, float]:
     """``value`` as a (low, high) pair of floats, or a ValueError naming the field and the
     form it takes; the limits of each range are checked by the caller."""
-    if _is_number(value):
+    if is_real_number(value):
         text = repr(value.item() if hasattr(value, "item") else value)  # 3.0, not np.float64(3.0)
         raise ValueError(f"{name} takes a (low, high) range, got the single number {text}: "
                          f"{name}=({text}, {text}) for a fixed value")
@@ -101,7 +96,7 @@ def _range_pair(name: str, value) -> tuple[float, float]:
         pair = tuple(value)
     except TypeError:
         pair = ()
-    if len(pair) != 2 or not all(_is_number(v) for v in pair):
+    if len(pair) != 2 or not all(is_real_number(v) for v in pair):
         raise ValueError(f"{name} takes a (low, high) range of two numbers (low == high for a fixed value), "
                          f"got {value!r}")
     return float(pair[0]), float(pair[1])
@@ -261,7 +256,7 @@ class TrainingDataConfig:
                 raise ValueError(f"{name.replace('_', ' ')} must be a whole number, got {getattr(self, name)!r}")
         if self.min_emitters < 0:
             raise ValueError(f"min_emitters must be >= 0, got {self.min_emitters}")
-        if self.target_scale is not None and not (_is_number(self.target_scale) and self.target_scale > 0
+        if self.target_scale is not None and not (is_real_number(self.target_scale) and self.target_scale > 0
                                                   and math.isfinite(self.target_scale)):
             raise ValueError(f"target_scale must be a positive finite number or None (automatic), "
                              f"got {self.target_scale!r}")
