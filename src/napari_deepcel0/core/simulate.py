@@ -19,9 +19,7 @@ expected) that names the argument, its unit and the expected form. A simulation 
 places none because fewer than one was expected (a density per nm^2, or a field in
 pixels, by mistake) warns with :class:`NoEmittersWarning`.
 
-Example::
-
-    from napari_deepcel0.core.simulate import simulate_stack, PhotonModel, CameraNoise
+Example (the names are in this module and in ``napari_deepcel0.api``)::
 
     frames, truth = simulate_stack(n_frames=50, shape=(64, 64), density_per_um2=5.5,
                                    photons=PhotonModel(600, 900, 0.15),

@@ -709,11 +709,7 @@ def train(
     --------
     A smoke test of the API: about 20 s on one core of a 2-core AMD EPYC (measured with
     ``OMP_NUM_THREADS=1``, bf16, 2 s of it the simulation); the model runs but is not
-    trained enough to localize well::
-
-        from napari_deepcel0.core.acquisition import Acquisition
-        from napari_deepcel0.core.training import TrainingConfig, train
-        from napari_deepcel0.core.training_data import TrainingDataConfig
+    trained enough to localize well (the names from ``napari_deepcel0.api``)::
 
         config = TrainingConfig(epochs=2, device="cpu",
                                 data=TrainingDataConfig(n_frames=10, n_patches=200))
