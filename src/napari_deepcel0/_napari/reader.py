@@ -20,6 +20,7 @@ import napari
 import numpy as np
 from napari.utils.notifications import show_info, show_warning
 
+from ..core.acquisition import is_whole_number
 from ..core.localization_csv import LocalizationFileError, column_key, read_localizations
 from ..core.protocol import protocol_path, read_protocol
 from ..core.tiff_stack import FrameStack, StackError
@@ -175,7 +176,7 @@ def _protocol_beside(path: str, n_rows: int) -> dict | None:
     results = protocol.get("results") if protocol is not None else None
     if isinstance(results, dict):
         count = results.get("localizations_saved", results.get("localizations"))
-        if not isinstance(count, int) or isinstance(count, bool):  # "2" (edited by hand) is no count
+        if not is_whole_number(count):  # "2" (edited by hand) is no count
             show_warning(f"{protocol_path(path)} gives no number of localizations (its count is {count!r}), so it "
                          f"cannot be told to describe {Path(path).name}; the localizations are opened without it")
             return None

@@ -5,6 +5,7 @@ from __future__ import annotations
 import warnings
 from pathlib import Path
 
+from ..core.acquisition import is_whole_number
 from ..core.protocol import write_localizations
 from .layers import HAND_EDITS, OUTPUT, PROTOCOL, growing_run, table_from_points
 
@@ -17,7 +18,7 @@ def hand_edits_so_far(saved, since_opened) -> dict:
         if isinstance(counts, dict):
             for kind in ("added", "removed", "moved"):
                 value = counts.get(kind)
-                if isinstance(value, int) and not isinstance(value, bool) and value > 0:
+                if is_whole_number(value) and value > 0:
                     total[kind] = total.get(kind, 0) + value
     return total
 

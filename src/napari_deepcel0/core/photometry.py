@@ -23,7 +23,8 @@ molecules of a frame, their photons and the background by maximum likelihood und
 Poisson model of the photons (the read noise added as a shifted Poisson), each molecule
 kept within half a fine pixel of where the map put it. The map chooses the fine pixel,
 the fit the place inside it: on sparse frames that takes 25-30 % off the RMSE of the
-map's 25 nm grid (8.5 -> 6.4 nm at 0.5 molecules/um^2); with more room, fits in crowds become unstable and lose molecules
+map's 25 nm grid (8.5 -> 6.4 nm at 0.5 molecules/um^2); with more room, fits in crowds
+become unstable and lose molecules
 (docs/benchmarks.md, "Position fit"). The fit also gives each molecule's
 ``uncertainty [nm]``: the Cramer-Rao bound on its position per axis, as single-molecule
 fitters report it.
@@ -444,13 +445,18 @@ def _threadpools() -> ThreadpoolController:
     return ThreadpoolController()
 
 
+def _below_offset(median_adu: float, acquisition: Acquisition) -> bool:
+    """Whether frames of this median lie clearly (3 read-noise sigmas, at least 3 ADU) below
+    the camera offset the photon counts assume."""
+    return median_adu < acquisition.offset_adu - 3.0 * max(acquisition.read_noise_adu, 1.0)
+
+
 def warn_if_below_offset(frames: np.ndarray, acquisition: Acquisition) -> None:
     """Warn when the frames' median lies clearly below the camera offset the photon counts
     assume: frames with the offset already subtracted, or normalised ones, gave plausible
     but wrong photons and uncertainties without a word."""
     median = float(np.median(frames))
-    margin = 3.0 * max(acquisition.read_noise_adu, 1.0)
-    if median < acquisition.offset_adu - margin:
+    if _below_offset(median, acquisition):
         warnings.warn(f"the frames' median, {median:.4g} ADU, lies below the camera offset of "
                       f"{acquisition.offset_adu:g} ADU that the photon counts assume (the offset subtracted "
                       "already, or frames rescaled?); set the acquisition's offset and gain to those of the data",
@@ -503,8 +509,9 @@ def fit_chi2(frame_adu: np.ndarray, x_nm, y_nm, acq: Acquisition) -> float:
     ``(x_nm, y_nm)``, robustly: the median over the pixels of ``(observed - expected)^2 /
     expected`` in the shifted-Poisson model, over its value for unit-variance residuals;
     about 1 when the camera settings (gain, read noise) describe the frames' noise, more
-    when the frames are noisier, as with a gain set too low; NaN without a molecule. A frame larger than :data:`TILE_PX` pixels: its first
-    tile, with the molecules whose light reaches it."""
+    when the frames are noisier, as with a gain set too low; NaN without a molecule. A
+    frame larger than :data:`TILE_PX` pixels: its first tile, with the molecules whose
+    light reaches it."""
     frame = np.asarray(frame_adu)[:TILE_PX, :TILE_PX]
     x, y = np.asarray(x_nm, np.float64), np.asarray(y_nm, np.float64)
     reach_nm = (TILE_PX + _window_half_px(acq)) * acq.pixel_size_nm
@@ -522,7 +529,7 @@ def warn_if_noisier_than_the_camera_allows(frames_adu: np.ndarray, table: pd.Dat
     the uncertainties assume those settings, and on the ISBI 2013 frames at the default
     gain of 1 the uncertainties came out 2.2 times too small without a word (a review;
     :func:`warn_if_quieter_than_the_camera_allows` warns of the other side)."""
-    if float(np.median(frames_adu)) < acquisition.offset_adu - 3.0 * max(acquisition.read_noise_adu, 1.0):
+    if _below_offset(float(np.median(frames_adu)), acquisition):
         return  # below the offset: warn_if_below_offset says what is wrong, and the residuals mean nothing
     frame_of_row = table[FRAME].to_numpy()
     for frame, number in zip(np.asarray(frames_adu), np.asarray(frame_numbers)):
