@@ -685,7 +685,7 @@ def test_a_diverged_training_names_the_checkpoint_it_leaves(tmp_path, capsys, mo
 
     real_train = training.train
 
-    def diverges_in_epoch_2(acq, config, progress=None, cancel=None, on_best=None):
+    def diverges_in_epoch_2(acq, config, progress=None, cancel=None, on_best=None, time_limit_s=None):
         on_best(real_train(acq, config))  # epoch 1 improved and was checkpointed
         raise training.TrainingDivergedError("the training loss became nan at epoch 2; training stopped. Try a "
                                              "lower learning rate or lambda", api_hint=", or precision='fp32'")
@@ -700,7 +700,7 @@ def test_a_diverged_training_names_the_checkpoint_it_leaves(tmp_path, capsys, mo
             f"that is in {tmp_path / 'm.partial.safetensors'}") in err
     assert not out.exists() and (tmp_path / "m.partial.safetensors").is_file()
 
-    def diverges_in_epoch_1(acq, config, progress=None, cancel=None, on_best=None):
+    def diverges_in_epoch_1(acq, config, progress=None, cancel=None, on_best=None, time_limit_s=None):
         raise training.TrainingDivergedError("the training loss became nan at epoch 1; training stopped")
 
     monkeypatch.setattr(training, "train", diverges_in_epoch_1)  # the checkpoint on disk is the last run's

@@ -423,10 +423,9 @@ def cmd_train(args) -> int:
           file=sys.stderr)
     bar = {"bar": None}
     run = {"trained": False}  # a step done (a stop then keeps a model)
-    # train() stops at the limit; minutes beyond float range in seconds (inf) are no limit. The
-    # keyword goes only with a limit (tests stand in for train with a function without it)
-    seconds = math.inf if args.time_limit is None else 60.0 * args.time_limit
-    limit = {"time_limit_s": seconds} if math.isfinite(seconds) else {}
+    # train() stops at the limit; minutes beyond float range in seconds (inf) are no limit
+    seconds = None if args.time_limit is None else 60.0 * args.time_limit
+    time_limit_s = seconds if seconds is not None and math.isfinite(seconds) else None
 
     def progress(p):
         if p.stage == "time_limit":  # reported once, as train() stops
@@ -467,7 +466,7 @@ def cmd_train(args) -> int:
 
     with stop_on_first_interrupt(stopping) as stop:
         try:
-            result = train(acq, config, progress=progress, cancel=stop, on_best=checkpoint, **limit)
+            result = train(acq, config, progress=progress, cancel=stop, on_best=checkpoint, time_limit_s=time_limit_s)
         except Cancelled:  # stopped while simulating the training set or before the first step
             print("stopped before the first training step: no model was saved", file=sys.stderr)
             return 128 + int(stop.signum or signal.SIGINT)
