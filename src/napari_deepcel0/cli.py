@@ -303,8 +303,8 @@ def cmd_simulate(args) -> int:
     dtype = frames.dtype if args.snr is not None else "uint16"
     print(f"wrote {stack_file} ({args.frames} frames of {args.size}x{args.size}, {dtype})")
     print(f"wrote {truth_file} ({len(emitters)} emitters, {len(emitters) / args.frames:.1f} per frame)")
-    expected = args.density * (args.size * acq.pixel_size_nm / 1000.0) ** 2 * args.frames
-    if len(emitters) == 0 and 0 < expected < 1:  # (the library warns of the same: NoEmittersWarning)
+    expected = sim.expected_emitters(args.density, acq.field_nm((args.size, args.size)), args.frames)
+    if len(emitters) == 0 and 0 < expected < 1:  # (the library's NoEmittersWarning's rule)
         print(f"note: --density {args.density:g} per um^2 expects {expected:.2g} molecules in all on {args.frames} "
               f"frame(s) of {args.size} x {args.size} pixels of {acq.pixel_size_nm:g} nm: none was placed; --density "
               "is per square micrometre (raise it, or --size or --frames)", file=sys.stderr)

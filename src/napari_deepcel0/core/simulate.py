@@ -141,6 +141,14 @@ def _check_emitters(emitters) -> None:
                          f"(1-based), {X_NM!r} and {Y_NM!r} (nm), got {list(emitters.columns)}")
 
 
+def expected_emitters(density_per_um2: float, field_nm, n_frames: int) -> float:
+    """The mean number of emitters of ``n_frames`` frames of a field of ``field_nm``
+    (height, width in nm) at ``density_per_um2``: what a simulation that placed none was
+    asked for (:class:`NoEmittersWarning` below one)."""
+    height, width = field_nm
+    return density_per_um2 * height * width / 1e6 * n_frames
+
+
 def _warn_if_none_placed(emitters: pd.DataFrame, density_per_um2: float, field_nm, n_frames: int, caller: str,
                          stacklevel: int) -> None:
     """A :class:`NoEmittersWarning` when molecules were asked for, none was placed and
@@ -152,7 +160,7 @@ def _warn_if_none_placed(emitters: pd.DataFrame, density_per_um2: float, field_n
         return
     height, width = field_nm
     area_um2 = height * width / 1e6
-    expected = density_per_um2 * area_um2 * n_frames
+    expected = expected_emitters(density_per_um2, field_nm, n_frames)
     if expected >= 1:
         return
     warnings.warn(
