@@ -797,7 +797,7 @@ def note_if_nothing_found(table, threshold: float, units: str) -> None:
 def cmd_localize(args) -> int:
     from .core.model_io import load_bundled_model, load_model
     from .core.photometry import without_uncertainty_text
-    from .core.predict import DeepLocalizer
+    from .core.predict import DeepLocalizer, psf_differs
     from .core.protocol import method_name, model_record
 
     loaded = load_model(args.model) if args.model else load_bundled_model()
@@ -810,7 +810,7 @@ def cmd_localize(args) -> int:
                               batch_size=args.batch_size, orientations=args.orientations)
     for w in caught:
         print(f"warning: {w.message}", file=sys.stderr)
-    if any(m.startswith("PSF FWHM") for m in model.mismatch):  # the warning said what, not what to do
+    if psf_differs(model.mismatch):  # the warning said what, not what to do
         info = loaded.info  # (its method and L, where train's defaults differ)
         method = "" if info.method == "deepcel0" else f" --method {info.method}"
         upsampling = "" if info.acquisition.upsampling == Acquisition().upsampling else \

@@ -15,7 +15,7 @@ from ..core.devices import DEVICES, resolve_device, resolve_precision
 from ..core.model_io import ModelFileError, bundled_model_path, read_model_info
 from ..core.frames import parse_frame_selection
 from ..core.photometry import without_uncertainty_text
-from ..core.predict import BatchResult, DeepLocalizer, acquisition_mismatch, localize_stream
+from ..core.predict import BatchResult, DeepLocalizer, acquisition_mismatch, localize_stream, psf_differs
 from ..core.progress import counted, rate_text
 from ..core.protocol import network_protocol
 from ..core.render import Renderer, check_render_blur, display_max, render_shape
@@ -170,7 +170,7 @@ class LocalizeWidget(DockPanel):
         text = ("bundled: " if path is None else "") + info.summary(with_notes=False)
         self.model_info.tooltip = info.notes or None
         mismatch = acquisition_mismatch(info.acquisition, self.state.acquisition)
-        psf = any(m.startswith("PSF FWHM") for m in mismatch)  # (another L alone changes nothing: a note)
+        psf = psf_differs(mismatch)  # (another L alone changes nothing: a note)
         if mismatch:
             text += ("\nWARNING, the model does not match the Acquisition settings: " if psf else "\nnote: ") + \
                 "; ".join(mismatch)

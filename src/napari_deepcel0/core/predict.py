@@ -73,6 +73,10 @@ class MapModel(Protocol):
 FWHM_REL_TOL = 0.10
 
 
+#: how :func:`acquisition_mismatch` names a PSF width that differs (:func:`psf_differs`)
+PSF_MISMATCH = "PSF FWHM"
+
+
 def acquisition_mismatch(model_acq: Acquisition, acq: Acquisition, fwhm_rel_tol: float = FWHM_REL_TOL) -> list[str]:
     """Human-readable differences between a model's acquisition and the data's that
     change what the network sees: the PSF's FWHM in camera pixels more than
@@ -81,7 +85,7 @@ def acquisition_mismatch(model_acq: Acquisition, acq: Acquisition, fwhm_rel_tol:
     out = []
     model_px, data_px = model_acq.fwhm_nm / model_acq.pixel_size_nm, acq.fwhm_nm / acq.pixel_size_nm
     if abs(model_px - data_px) > fwhm_rel_tol * model_px:
-        out.append(f"PSF FWHM: model {model_px:.2f} camera pixels ({model_acq.fwhm_nm:g} nm at "
+        out.append(f"{PSF_MISMATCH}: model {model_px:.2f} camera pixels ({model_acq.fwhm_nm:g} nm at "
                    f"{model_acq.pixel_size_nm:g} nm), data {data_px:.2f} ({acq.fwhm_nm:g} nm at "
                    f"{acq.pixel_size_nm:g} nm)")
     if model_acq.upsampling != acq.upsampling:
@@ -97,6 +101,12 @@ ORIENTATIONS = {
     4: ((False, 0), (False, 2), (True, 1), (True, 3)),
     8: tuple((t, k) for t in (False, True) for k in range(4)),
 }
+
+
+def psf_differs(mismatch: list[str]) -> bool:
+    """Whether the differences of :func:`acquisition_mismatch` include the PSF's width,
+    which costs detections and precision (another L alone changes nothing but the grid)."""
+    return any(m.startswith(PSF_MISMATCH) for m in mismatch)
 
 
 def orient(x: torch.Tensor, transpose: bool, turns: int) -> torch.Tensor:
@@ -204,9 +214,9 @@ class DeepLocalizer:
             acquisition = acquisition.replace(pixel_size_nm=float(pixel_size_nm))
         self.mismatch = acquisition_mismatch(model_acq, acquisition)
         if self.mismatch:
-            psf = any(m.startswith("PSF FWHM") for m in self.mismatch)  # (another L alone changes nothing)
             warnings.warn("model and data acquisition differ: " + "; ".join(self.mismatch)
-                          + (MISMATCH_CONSEQUENCE if psf else ""), AcquisitionMismatchWarning, stacklevel=2)
+                          + (MISMATCH_CONSEQUENCE if psf_differs(self.mismatch) else ""), AcquisitionMismatchWarning,
+                          stacklevel=2)
         # coordinates use the data's pixel size on the model's fine grid
         self.acquisition = acquisition.replace(upsampling=model_acq.upsampling)
 
