@@ -67,6 +67,9 @@ $PY benchmarks/readout.py --fit-positions
 $PY benchmarks/isbi_bound.py
 $PY benchmarks/photometry.py
 $PY benchmarks/outliers.py
+$PY benchmarks/frame_scaling.py --side 128 --frames 12 --out benchmarks/results/frame_scaling_128.json
+$PY benchmarks/frame_scaling.py
+$PY benchmarks/frame_scaling.py --side 512 --frames 3 --out benchmarks/results/frame_scaling_512.json
 $PY benchmarks/pixel_locking.py
 $PY benchmarks/fit_positions.py
 $PY benchmarks/fit_positions.py --iterations 10 --shifts 0.5 --out benchmarks/results/fit_positions_10_iterations.json

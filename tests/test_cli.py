@@ -283,6 +283,30 @@ def test_localize_writes_csv_and_render(simulated, tiny_model_path, tmp_path, ca
         assert render.output == "render" and render.pixel_size_nm == pytest.approx(20.0)
 
 
+def test_whole_frame_scaling_is_the_old_scaling_of_large_frames(tmp_path):
+    """By default a large frame is scaled region by region, so that one bright molecule does
+    not hide faint ones far from it; --whole-frame-scaling keeps the old scaling; the
+    protocol says which."""
+    from napari_deepcel0.core.acquisition import ISBI2013
+    from napari_deepcel0.core.simulate import CameraNoise, render_frames
+    from napari_deepcel0.core.outputs import write_tiff
+
+    rng = np.random.default_rng(6)
+    faint = pd.DataFrame({"frame": np.repeat([1, 2], 10), "x [nm]": rng.uniform(8000, 15000, 20),
+                          "y [nm]": rng.uniform(8000, 15000, 20), "intensity [photon]": 400.0})
+    bright = pd.DataFrame({"frame": [1, 2], "x [nm]": 1500.0, "y [nm]": 1500.0, "intensity [photon]": 15000.0})
+    frames = render_frames(pd.concat([faint, bright]), ISBI2013, (160, 160), 2, CameraNoise((10.0, 10.0)), rng)
+    stack = write_tiff(tmp_path / "large.tif", (frames + 100).astype(np.uint16), pixel_size_nm=100.0)
+    found = {}
+    for flags in ([], ["--whole-frame-scaling"]):
+        out = tmp_path / f"locs{len(flags)}.csv"
+        assert main(["localize", str(stack), "--out", str(out), "--device", "cpu", "--keep-outlier-pixels",
+                     *flags]) == 0
+        protocol = json.loads(out.with_name(out.stem + "-protocol.json").read_text())
+        found[protocol["settings"]["scaling_tile_px"]] = len(read_localizations(out))
+    assert set(found) == {64, None} and found[64] >= 18 and found[64] > found[None] + 10
+
+
 def test_localize_and_cel0_write_the_protocol_of_their_run_beside_the_csv(simulated, tiny_model_path, tmp_path,
                                                                         capsys):
     """A CSV says nothing of the model, acquisition or threshold that made it: each run
@@ -308,6 +332,7 @@ def test_localize_and_cel0_write_the_protocol_of_their_run_beside_the_csv(simula
     assert protocol["model"]["sha256"] == hashlib.sha256(tiny_model_path.read_bytes()).hexdigest()
     assert protocol["model"]["bundled"] is False and protocol["model"]["file"] == str(tiny_model_path.resolve())
     assert protocol["settings"]["threshold"] == 0 and protocol["settings"]["threshold_is_default"] is False
+    assert protocol["settings"]["scaling_tile_px"] == 64
     assert protocol["results"]["localizations"] == len(read_localizations(out)) > 0
     assert "its protocol locs-protocol.json" in printed
 

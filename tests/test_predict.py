@@ -18,7 +18,8 @@ from napari_deepcel0.core.predict import (
     localize,
     localize_stream,
 )
-from napari_deepcel0.core.simulate import simulate_stack
+from napari_deepcel0.core.metrics import score
+from napari_deepcel0.core.simulate import CameraNoise, render_frames, simulate_stack
 
 
 @pytest.fixture(scope="module")
@@ -425,6 +426,57 @@ def test_inference_normalises_frames_exactly_as_training_did(model):
     frames = np.concatenate([rng.gamma(2.0, 50.0, (3, 12, 10)), np.full((1, 12, 10), 7.0)]).astype(np.float32)
     expected = (minmax_scale(frames) - model.info.norm_mean) / model.info.norm_std
     np.testing.assert_allclose(model.normalise(frames).cpu().numpy(), expected, rtol=1e-5, atol=1e-5)
+
+
+def test_frames_up_to_the_scaling_region_are_scaled_as_a_whole():
+    """ISBI 2013, the paper's tests and the training frames are 64 x 64: their scaling must not change."""
+    from napari_deepcel0.core.training_data import minmax_scale
+
+    frames = np.random.default_rng(4).gamma(2.0, 50.0, (3, 95, 70)).astype(np.float32)  # round(95 / 64) = 1
+    for tile in (predict.SCALING_TILE_PX, None):
+        np.testing.assert_allclose(predict.scale_to_unit_range(torch.from_numpy(frames), tile).numpy(),
+                                   minmax_scale(frames), rtol=1e-6, atol=1e-6)
+
+
+def test_large_frames_are_scaled_region_by_region_without_seams_or_stretched_noise():
+    rng = np.random.default_rng(5)
+    frames = (100.0 + rng.normal(0.0, 3.0, (1, 256, 256))).astype(np.float32)
+    frames[0, 30, 30] += 1000.0  # a bright molecule in one corner
+    frames[0, 220, 220] += 400.0  # a fainter one in the opposite corner
+    frames[0, 128:, :96] = 100.0  # a region with nothing but a constant camera
+    scaled = predict.scale_to_unit_range(torch.from_numpy(frames)).numpy()[0]
+    whole = predict.scale_to_unit_range(torch.from_numpy(frames), None).numpy()[0]
+    assert scaled.shape == frames.shape[1:]
+    assert scaled[30, 30] == pytest.approx(1.0, abs=0.02) and whole[30, 30] == pytest.approx(1.0, abs=1e-6)
+    # far from the bright one, the fainter molecule is scaled by its own region: about 1 instead of 0.4
+    assert scaled[220, 220] > 0.8 > 0.5 > whole[220, 220]
+    # a region's range is at least a third of its frame's: noise (sd 3) is not stretched to [0, 1]
+    assert scaled[:100, 150:].max() < 0.15
+    assert np.all(scaled[140:, :80] == pytest.approx(scaled[140, 0], abs=0.05))  # the constant camera stays flat
+    # no seams: neighbouring pixels of a smooth frame differ as little as the frame does
+    ramp = np.add.outer(np.linspace(0, 50, 256), np.linspace(0, 80, 256))[None].astype(np.float32)
+    steps = predict.scale_to_unit_range(torch.from_numpy(ramp)).numpy()[0]
+    assert np.abs(np.diff(steps, axis=0)).max() < 0.05 and np.abs(np.diff(steps, axis=1)).max() < 0.05
+
+
+def test_a_bright_molecule_no_longer_hides_faint_ones_across_a_large_frame():
+    """The whole-frame scaling let one bright molecule push faint molecules 150 camera pixels
+    away under the threshold (review finding, ``benchmarks/frame_scaling.py``)."""
+    rng = np.random.default_rng(6)
+    faint = pd.DataFrame({"frame": np.repeat(np.arange(1, 4), 12), "x [nm]": rng.uniform(9000, 18000, 36),
+                          "y [nm]": rng.uniform(9000, 18000, 36), "intensity [photon]": 400.0})
+    bright = pd.DataFrame({"frame": np.arange(1, 4), "x [nm]": 1500.0, "y [nm]": 1500.0,
+                           "intensity [photon]": 15000.0})
+    frames = render_frames(pd.concat([faint, bright]), ISBI2013, (192, 192), 3, CameraNoise((10.0, 10.0)), rng)
+    found = {}
+    for tile in (predict.SCALING_TILE_PX, None):
+        localizer = DeepLocalizer(device="cpu", scaling_tile_px=tile)
+        assert localizer.scaling_tile_px == tile
+        found[tile] = score(faint, localize(localizer, frames, fix_outlier_pixels=False), 50.0).sensitivity
+    assert found[predict.SCALING_TILE_PX] > 90.0 and found[predict.SCALING_TILE_PX] > found[None] + 20.0
+    for bad in (0, 4, 2.5, "64"):
+        with pytest.raises(ValueError, match="scaling_tile_px must be None"):
+            DeepLocalizer(device="cpu", scaling_tile_px=bad)
 
 
 def test_unusual_frames_and_settings_get_clear_errors():

@@ -797,7 +797,7 @@ def note_if_nothing_found(table, threshold: float, units: str) -> None:
 def cmd_localize(args) -> int:
     from .core.model_io import load_bundled_model, load_model
     from .core.photometry import without_uncertainty_text
-    from .core.predict import DeepLocalizer, psf_differs
+    from .core.predict import SCALING_TILE_PX, DeepLocalizer, psf_differs
     from .core.protocol import method_name, model_record
 
     loaded = load_model(args.model) if args.model else load_bundled_model()
@@ -807,7 +807,8 @@ def cmd_localize(args) -> int:
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         model = DeepLocalizer(loaded, acquisition=acq, device=args.device, precision=args.precision,
-                              batch_size=args.batch_size, orientations=args.orientations)
+                              batch_size=args.batch_size, orientations=args.orientations,
+                              scaling_tile_px=None if args.whole_frame_scaling else SCALING_TILE_PX)
     for w in caught:
         print(f"warning: {w.message}", file=sys.stderr)
     if psf_differs(model.mismatch):  # the warning said what, not what to do
@@ -838,7 +839,8 @@ def cmd_localize(args) -> int:
     if unplaced:
         print(f"note: {unplaced}", file=sys.stderr)
     settings = {"threshold": threshold, "threshold_is_default": args.threshold is None,
-                "read_out": args.method, "orientations": model.orientations, "photometry": bool(args.photometry),
+                "read_out": args.method, "orientations": model.orientations,
+                "scaling_tile_px": model.scaling_tile_px, "photometry": bool(args.photometry),
                 "fit_positions": bool(args.fit_positions), "device": str(model.device), "precision": model.precision,
                 "batch_size": model.batch_size, "acquisition_differs_from_model": model.mismatch}
     # the acquisition the frames were analysed with: the model's L, whatever --upsampling asked for
@@ -892,7 +894,8 @@ def cmd_demo(args) -> int:
         field = acq.field_nm(DEMO_FRAME_SHAPE)
         png = out / DEMO_FILES[3]
         settings = {"threshold": model.default_threshold(), "threshold_is_default": True,
-                    "orientations": model.orientations, "device": str(model.device), "precision": model.precision}
+                    "orientations": model.orientations, "scaling_tile_px": model.scaling_tile_px,
+                    "device": str(model.device), "precision": model.precision}
         protocol = localization_protocol(method_name(loaded.info), acq, settings, np.arange(1, args.frames + 1),
                                          DEMO_FRAME_SHAPE, len(table), stack=out / DEMO_FILES[0],
                                          model=model_record(loaded.path, loaded.info), seconds=seconds,
@@ -1063,6 +1066,10 @@ def _add_localize_parser(sub) -> None:
                         "above the threshold, each one molecule at their weighted centroid: merges touching "
                         "molecules)")
     _orientations_arg(p)
+    p.add_argument("--whole-frame-scaling", action="store_true",
+                   help="scale each frame to [0, 1] by its own minimum and maximum whatever its size (by default "
+                        "frames larger than about 96 x 96 pixels are scaled region by region, about 64 x 64 pixels "
+                        "each, so that one bright molecule does not make faint ones far from it look fainter)")
     p.add_argument("--photometry", action="store_true",
                    help="also fit each molecule's photons on the camera frame (columns intensity [photon] and "
                         "offset [photon]; needs the camera's --gain and --offset, ADU)")

@@ -15,7 +15,8 @@ from ..core.devices import DEVICES, resolve_device, resolve_precision
 from ..core.model_io import ModelFileError, bundled_model_path, read_model_info
 from ..core.frames import parse_frame_selection
 from ..core.photometry import without_uncertainty_text
-from ..core.predict import BatchResult, DeepLocalizer, acquisition_mismatch, localize_stream, psf_differs
+from ..core.predict import (SCALING_TILE_PX, BatchResult, DeepLocalizer, acquisition_mismatch, localize_stream,
+                            psf_differs)
 from ..core.progress import counted, rate_text
 from ..core.protocol import network_protocol
 from ..core.render import Renderer, check_render_blur, display_max, render_shape
@@ -227,7 +228,8 @@ class LocalizeWidget(DockPanel):
         device = resolve_device(self.device.value)
         settings = {"threshold": self._info.default_threshold if threshold is None else threshold,
                     "threshold_is_default": threshold is None, "read_out": "peaks",
-                    "orientations": self.orientations.value, "photometry": self.photometry.value,
+                    "orientations": self.orientations.value, "scaling_tile_px": SCALING_TILE_PX,
+                    "photometry": self.photometry.value,
                     "fit_positions": self.fit_positions.value, "fix_outlier_pixels": self.fix_outlier_pixels.value,
                     "device": str(device), "precision": resolve_precision("auto", device),
                     "batch_size": self.batch_size.value}

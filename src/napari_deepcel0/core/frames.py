@@ -285,7 +285,8 @@ def replace_isolated_outliers(frames: np.ndarray, psf_sigma_px: float, stats=Non
     """``frames`` (n, rows, cols) float32 with isolated hot and dead pixels replaced by the
     mean of their 8 neighbours, and how many were replaced.
 
-    The networks and CEL0 scale each frame by its minimum and maximum, so one hot pixel
+    The networks and CEL0 scale each frame (the networks: each region of about 64 x 64
+    pixels of a larger frame) by its minimum and maximum, so one hot pixel
     (a saturated or cosmic-ray pixel) or dead one (0 ADU) spoilt its whole frame: on
     simulated 48 x 48 frames one pixel at 65,535 ADU left no localization and one at 0 gave
     5 times too many. A pixel is replaced when it stands out from all 8 neighbours by
@@ -428,7 +429,8 @@ def dim_bright_objects(frames: np.ndarray, psf_sigma_px: float,
     molecules dimmed, the 0-based indices of the frames changed, and for each of them how
     many times its brightest object outshone the molecules.
 
-    The networks and CEL0 scale each frame by its minimum and maximum, as in training, where
+    The networks and CEL0 scale each frame (the networks: each region of about 64 x 64
+    pixels of a larger frame) by its minimum and maximum, as in training, where
     the brightest thing in a patch is a molecule. One fiducial bead 20,000 photons bright
     among molecules of 600-900 photons left 36 % Jaccard away from it instead of 87 %, at
     100,000 photons none. Peaks are the maxima of the frame smoothed over 3 x 3 pixels
