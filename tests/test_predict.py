@@ -757,20 +757,26 @@ def test_bright_objects_are_dimmed_to_the_brightest_molecule_keeping_their_shape
 
 
 def test_real_bright_molecules_and_photon_counting_frames_are_left_alone():
-    """A molecule over 5 times as bright as the others is no bead: dimmed, it keeps its
-    shape and gives one localization (clipped flat, it gave three); frames of photon
-    counts without read noise, whose noise reads as zero, are not touched."""
+    """A molecule over 5 times as bright as the others is no bead: it blinks, so in a batch
+    of frames it is left alone; in batches too short to tell, it is dimmed, keeps its shape
+    and gives one localization (clipped flat, it gave three); frames of photon counts
+    without read noise, whose noise reads as zero, are not touched."""
     import warnings
 
-    from napari_deepcel0.core.frames import BrightObjectWarning, dim_bright_objects
+    from napari_deepcel0.core.frames import PERSISTENCE_MIN_FRAMES, BrightObjectWarning, dim_bright_objects
     from napari_deepcel0.core.metrics import score
 
     rng = np.random.default_rng(1)
     model = DeepLocalizer(device="cpu")
     frames, gt = _scene(rng, 8, lambda r: np.r_[5000.0, np.full(5, 700.0)])
-    plain = score(gt, localize(model, frames, fix_outlier_pixels=False), 50.0)
+    plain = localize(model, frames, fix_outlier_pixels=False)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", BrightObjectWarning)
+        results = list(localize_stream(model, frames))
+    assert results[-1].frames_dimmed == 0 and pd.concat([r.table for r in results]).equals(plain)
     with pytest.warns(BrightObjectWarning):
-        fixed = score(gt, localize(model, frames), 50.0)
+        fixed = score(gt, localize(model, frames, batch_size=PERSISTENCE_MIN_FRAMES - 1), 50.0)
+    plain = score(gt, plain, 50.0)
     assert fixed.jaccard > plain.jaccard - 8 and fixed.fp <= plain.fp + 3
     frames, gt = _scene(rng, 60, lambda r: r.exponential(1500.0, r.integers(3, 16)))  # heavy-tailed brightness
     with warnings.catch_warnings():
@@ -828,6 +834,29 @@ def test_deepcel0_places_its_lone_spikes_off_the_pixel_centres():
     by_com = extract_localizations(maps, ISBI2013, model.default_threshold())
     assert len(by_com) == len(table)  # the same molecules, placed otherwise
     assert score(gt, table, 50.0).rmse_nm < score(gt, by_com, 50.0).rmse_nm - 1.0
+
+
+def test_a_bead_stays_put_and_a_bright_molecule_blinks():
+    """Only an object bright at the same place in half the batch's frames is dimmed: a
+    bead in every frame is, a molecule as bright in one frame is not, nor its neighbour."""
+    from napari_deepcel0.core.frames import dim_bright_objects
+    from napari_deepcel0.core.simulate import expected_photons
+
+    rng = np.random.default_rng(2)
+    n = 8
+    molecules = pd.DataFrame({"frame": np.repeat(np.arange(1, n + 1), 8), "x [nm]": rng.uniform(600, 5800, 8 * n),
+                              "y [nm]": rng.uniform(600, 2800, 8 * n), "intensity [photon]": 800.0})
+    bead = pd.DataFrame({"frame": np.arange(1, n + 1), "x [nm]": 5000.0, "y [nm]": 5000.0, "intensity [photon]": 3e4})
+    bright = pd.DataFrame({"frame": [4, 4], "x [nm]": [1500.0, 1900.0], "y [nm]": [5000.0, 5000.0],
+                           "intensity [photon]": [3e4, 800.0]})  # a bright molecule and its neighbour
+    frames = expected_photons(pd.concat([molecules, bead, bright]), ISBI2013, (64, 64), n) + 110.0
+    frames = (frames + rng.normal(0, 2.0, frames.shape)).astype(np.float32)
+    dimmed, which, _ = dim_bright_objects(frames, ISBI2013.sigma_px)
+    assert which.tolist() == list(range(n))
+    assert np.all(dimmed[:, 50, 50] < 0.3 * frames[:, 50, 50])  # the bead, in every frame
+    np.testing.assert_array_equal(dimmed[3, 40:60, 5:30], frames[3, 40:60, 5:30])  # the molecule and its neighbour
+    dimmed, which, _ = dim_bright_objects(frames[3:5], ISBI2013.sigma_px)  # two frames cannot tell: both dimmed
+    assert which.tolist() == [0, 1] and dimmed[0, 50, 15] < 0.3 * frames[3, 50, 15]
 
 
 def test_two_beads_in_one_frame_are_both_dimmed():

@@ -393,10 +393,10 @@ def fix_outliers(frames: np.ndarray, psf_sigma_px: float) -> tuple[np.ndarray, i
 #: median) as the frame's bright molecules (the 75th percentile of its other peaks): beads
 #: that hid the molecules around them reached 6.6 to 1,000 (a bead of 100,000 photons on the
 #: ISBI 2013 frames reads 6.6: at 10 it was left, and that frame's Jaccard fell from 63.2 to
-#: 45.4 %). The price: real molecules 5-10 times as bright as the rest (multi-labelled,
-#: aggregates, a cluster) are dimmed too, with their neighbours: 5 % of the molecules at
-#: 6,000 photons among 600-900 cost 4-6 points of Jaccard (a review); for such data,
-#: localize with the outlier fix off (docs/method.md)
+#: 45.4 %). Real molecules 5-10 times as bright as the rest (multi-labelled, aggregates,
+#: a cluster) pass it too, and dimmed with their neighbours, 5 % of the molecules at 6,000
+#: photons among 600-900 cost 2-6 points of Jaccard: they are told from beads by blinking
+#: (:data:`PERSISTENCE_SHARE`)
 BRIGHT_OBJECT_RATIO = 5.0
 #: peaks a frame needs (above :data:`OUTLIER_NOISE_SIGMAS` noise) before its brightest
 #: can be judged against the others
@@ -405,6 +405,13 @@ BRIGHT_OBJECT_MIN_PEAKS = 3
 #: many PSF sigmas and one pixel more (13 x 13 pixels for the ISBI PSF: its corners 7.7
 #: sigmas away), the molecules in it with it
 BRIGHT_OBJECT_RADIUS_SIGMAS = 4.0
+#: frames a batch needs before an object must stay put to be taken for a bead
+#: (:func:`dim_bright_objects`); fewer, and every object above the bound is dimmed
+PERSISTENCE_MIN_FRAMES = 4
+#: share of a batch's frames in which an object above the bound must be bright (at least
+#: half the bound) within a pixel of the same place to be taken for a bead: a fiducial
+#: bead stays put in every frame, a molecule blinks
+PERSISTENCE_SHARE = 0.5
 
 
 class BrightObjectWarning(UserWarning):
@@ -443,7 +450,13 @@ def dim_bright_objects(frames: np.ndarray, psf_sigma_px: float,
     :data:`BRIGHT_OBJECT_RADIUS_SIGMAS` PSF sigmas (``psf_sigma_px`` camera pixels) and a
     pixel from it, to the brightest peak under the bound: it keeps a molecule's shape (a clipped, flat top
     gave a very bright real molecule three localizations), and the brightest molecule
-    sets the frame's scale again. Clean frames are left as they are. ``stats``: the
+    sets the frame's scale again. In a batch of at least :data:`PERSISTENCE_MIN_FRAMES`
+    frames, only an object that stays put is dimmed: bright (half the bound) within a
+    pixel of the same place in at least :data:`PERSISTENCE_SHARE` of the frames, as a
+    fiducial bead is; a molecule 5-10 times as bright as the rest (multi-labelled, an
+    aggregate) blinks and is left alone, with its neighbours (dimmed, they cost 2-6 points
+    of Jaccard, ``benchmarks/outliers.py``). Fewer frames cannot tell them apart: there
+    every object above the bound is dimmed. Clean frames are left as they are. ``stats``: the
     frames' :func:`_frame_statistics`, when the caller has them."""
     f = np.array(frames, dtype=np.float32, copy=True)
     changed, ratios = [], []
@@ -458,6 +471,9 @@ def dim_bright_objects(frames: np.ndarray, psf_sigma_px: float,
     heights = above[frame, row, col]
     starts = np.searchsorted(frame, np.arange(len(f) + 1))
     w = int(np.ceil(BRIGHT_OBJECT_RADIUS_SIGMAS * psf_sigma_px)) + 1
+    # the brightest smoothed value within a pixel, above each frame's median: where an object stays put
+    near = ndimage.maximum_filter(smooth, size=(1, 3, 3), mode="nearest") - median[:, None, None]
+    judge_persistence = len(f) >= PERSISTENCE_MIN_FRAMES
     for i in np.flatnonzero((np.diff(starts) >= BRIGHT_OBJECT_MIN_PEAKS) & (noise > 0)):
         peaks = slice(starts[i], starts[i + 1])
         h = np.unique(heights[peaks])[::-1]  # descending; a plateau once
@@ -469,14 +485,18 @@ def dim_bright_objects(frames: np.ndarray, psf_sigma_px: float,
             continue
         level = h[h <= bound][0]  # the brightest molecule
         brightest_first = np.argsort(-heights[peaks], kind="stable")
+        ratio = None
         for r, c in zip(row[peaks][brightest_first], col[peaks][brightest_first]):
             peak = f[i, r, c] - median[i]  # as dimmed so far (a molecule on the object's flank, a plateau)
-            if peak > bound:
-                window = f[i, max(r - w, 0):r + w + 1, max(c - w, 0):c + w + 1]
-                lit = window > median[i]
-                window[lit] = median[i] + (window[lit] - median[i]) * (level / peak)
-        changed.append(i)
-        ratios.append(h[0] / reference)
+            if peak <= bound or (judge_persistence and np.mean(near[:, r, c] > 0.5 * bound) < PERSISTENCE_SHARE):
+                continue  # a molecule, however bright: it blinks, a bead stays put
+            window = f[i, max(r - w, 0):r + w + 1, max(c - w, 0):c + w + 1]
+            lit = window > median[i]
+            window[lit] = median[i] + (window[lit] - median[i]) * (level / peak)
+            ratio = ratio or peak / reference
+        if ratio:
+            changed.append(i)
+            ratios.append(ratio)
     return f, np.asarray(changed, np.int64), np.asarray(ratios)
 
 
