@@ -17,9 +17,6 @@ from .layers import layer_scale_nm, stack_frame_count
 from .reader import frame_source
 from .state import state_for
 
-#: frames read (spread over the stack) by "Estimate from stack"
-ESTIMATE_FRAMES = 20
-
 _FIELDS = {  # widget name -> Acquisition field
     "pixel_size": "pixel_size_nm",
     "fwhm": "fwhm_nm",
@@ -31,7 +28,7 @@ _FIELDS = {  # widget name -> Acquisition field
 
 
 def _estimate_job(frames_source, pixel_size_nm: float, sigma_guess_nm: float, cancel=None):
-    frames = sample_frames(frames_source, ESTIMATE_FRAMES)
+    frames = sample_frames(frames_source)  # a pixel budget: 100 frames of 64 x 64, fewer of larger ones
     return estimate_acquisition(frames, pixel_size_nm, sigma_guess_nm=sigma_guess_nm)
 
 
