@@ -9,6 +9,7 @@ from napari_deepcel0.core import simulate as sim
 from napari_deepcel0.core.acquisition import ISBI2013, Acquisition
 from napari_deepcel0.core.io import INTENSITY
 from napari_deepcel0.core.photometry import (
+    AT_BOX_EDGE,
     BACKGROUND,
     UNCERTAINTY,
     add_photometry,
@@ -38,14 +39,17 @@ def test_psf_columns_hold_one_photon_each_and_follow_the_pixel_convention():
     assert corner.sum() == pytest.approx(0.25, abs=0.01)
 
 
-@pytest.mark.parametrize("density, background_tol", [(0.3, 0.3), (5.5, 1.0)])  # isolated; ISBI 2013-like crowds
-def test_photons_and_background_are_recovered_at_the_true_positions(density, background_tol):
+# isolated molecules; ISBI 2013-like crowds
+@pytest.mark.parametrize("density, median_tol, background_tol", [(0.3, 0.2, 0.4), (5.5, 0.5, 2.5)])
+def test_photons_and_background_are_recovered_at_the_true_positions(density, median_tol, background_tol):
     frames, gt = _stack(density)
     fitted = add_photometry(frames, gt, ACQ, np.arange(1, 5))
     ratio = fitted["intensity [photon]"] / gt["intensity [photon]"]
     assert abs(ratio.median() - 1.0) < 0.02 and ratio.quantile(0.9) < 1.15
-    # 10 photons per pixel; in crowds the background shares the light with 140 molecules a frame
-    assert fitted[BACKGROUND].to_numpy() == pytest.approx(10.0, abs=background_tol)
+    # 10 photons per pixel under each molecule (a plane per frame); in crowds the background shares
+    # the light with 140 molecules a frame, and the plane's slopes are least sure at the frame's edges
+    error = np.abs(fitted[BACKGROUND].to_numpy() - 10.0)
+    assert np.median(error) < median_tol and error.max() < background_tol
     assert fitted[["frame", "x [nm]", "y [nm]"]].equals(gt[["frame", "x [nm]", "y [nm]"]])  # positions kept
 
 
@@ -139,12 +143,12 @@ def test_the_position_fit_finds_exact_positions_on_a_noise_free_frame():
     truth = _emitters([[1210.0, 1330.0], [1350.0, 1385.0], [60.0, 2000.0]], [2000.0, 1500.0, 2500.0])
     frame = _noise_free_frame(truth)
     start = truth.assign(**{"x [nm]": truth["x [nm]"] + [8.0, -6.0, 5.0], "y [nm]": truth["y [nm]"] + [-7.0, 9.0, 4.0]})
-    x, y, photons, background, uncertainty = fit_positions_frame(frame, start["x [nm]"], start["y [nm]"], ACQ,
-                                                                 iterations=30)
+    x, y, photons, background, uncertainty, at_edge = fit_positions_frame(frame, start["x [nm]"], start["y [nm]"],
+                                                                          ACQ, iterations=30)
     np.testing.assert_allclose(x, truth["x [nm]"], atol=0.05)
     np.testing.assert_allclose(y, truth["y [nm]"], atol=0.05)
     np.testing.assert_allclose(photons, truth["intensity [photon]"], rtol=1e-3)
-    assert background == pytest.approx(10.0, abs=0.01)
+    assert background == pytest.approx(10.0, abs=0.01) and not at_edge.any()
     # the closer pair and the molecule cut by the edge are less certain than in isolation
     alone = fit_positions_frame(_noise_free_frame(truth.iloc[:1]), truth["x [nm]"][:1], truth["y [nm]"][:1], ACQ)[4]
     assert np.all(uncertainty > 0) and uncertainty[0] > alone[0] and uncertainty[2] > alone[0]
@@ -164,7 +168,7 @@ def test_the_position_fit_stays_within_half_a_fine_pixel_of_its_start():
 
 def test_a_molecule_without_light_keeps_its_place_and_gets_no_uncertainty():
     truth = _emitters([[1000.0, 1000.0]], [2000.0])
-    x, y, photons, _, uncertainty = fit_positions_frame(_noise_free_frame(truth), np.array([1000.0, 2500.0]),
+    x, y, photons, _, uncertainty, _ = fit_positions_frame(_noise_free_frame(truth), np.array([1000.0, 2500.0]),
                                                         np.array([1000.0, 2500.0]), ACQ)
     assert photons[1] == pytest.approx(0.0, abs=1.0) and (x[1], y[1]) == (2500.0, 2500.0)
     assert np.isfinite(uncertainty[0]) and np.isnan(uncertainty[1])
@@ -192,7 +196,7 @@ def test_the_joint_bound_of_an_isolated_molecule_is_the_single_molecule_bound():
     assert sd_x[0] == pytest.approx(mortensen, rel=0.03) and sd_y[0] == pytest.approx(sd_x[0], rel=1e-3)
     # the fit's uncertainty (the background taken as known) at the same point: the same bound
     frame = _noise_free_frame(_emitters([[2430.0, 2270.0]], [photons]), background=background)
-    *_, uncertainty = fit_positions_frame(frame, np.array([2430.0]), np.array([2270.0]), ACQ)
+    uncertainty = fit_positions_frame(frame, np.array([2430.0]), np.array([2270.0]), ACQ)[4]
     assert uncertainty[0] == pytest.approx(sd_x[0], rel=0.02)
 
 
@@ -227,7 +231,8 @@ def test_fitted_positions_beat_the_map_on_sparse_frames_with_the_bundled_model()
     fitted = score(gt, fitted_table, 50.0)
     assert fitted.rmse_nm < plain.rmse_nm - 2.0  # the map's 25 nm grid shows
     assert fitted.jaccard >= plain.jaccard - 1.0 and len(fitted_table) == plain.tp + plain.fp
-    assert {INTENSITY, BACKGROUND, UNCERTAINTY} <= set(fitted_table.columns)
+    assert {INTENSITY, BACKGROUND, UNCERTAINTY, AT_BOX_EDGE} <= set(fitted_table.columns)
+    assert set(fitted_table[AT_BOX_EDGE]) <= {0.0, 1.0} and fitted_table[AT_BOX_EDGE].mean() < 0.2
 
 
 def test_the_sparse_solver_for_large_frames_agrees_with_the_dense_one(monkeypatch):
@@ -252,7 +257,7 @@ def test_fit_positions_on_frames_without_localizations_and_when_cancelled(tiny_m
     assert len(fitted) == len(some) and fitted[UNCERTAINTY].notna().all()
     model = DeepLocalizer(tiny_model_path, acquisition=ACQ, device="cpu", precision="fp32")
     table = localize(model, frames, fit_positions=True, cancel=lambda: True)
-    assert len(table) == 0 and {INTENSITY, BACKGROUND, UNCERTAINTY, "confidence"} <= set(table.columns)
+    assert len(table) == 0 and {INTENSITY, BACKGROUND, UNCERTAINTY, AT_BOX_EDGE, "confidence"} <= set(table.columns)
 
 
 def test_large_frames_are_fitted_in_tiles_with_the_same_result(monkeypatch):
@@ -295,7 +300,7 @@ def test_photometry_of_large_frames_in_tiles_agrees_with_one_problem(monkeypatch
     difference = np.abs(tiled[INTENSITY] - whole[INTENSITY]).to_numpy() / np.maximum(whole[INTENSITY], 100.0)
     assert len(gt) > 400 and np.median(difference) < 0.005
     assert (tiled[INTENSITY] / gt[INTENSITY]).median() == pytest.approx(1.0, abs=0.02)
-    assert tiled[BACKGROUND].to_numpy() == pytest.approx(10.0, abs=1.0) and tiled[BACKGROUND].nunique() == 4
+    assert tiled[BACKGROUND].to_numpy() == pytest.approx(10.0, abs=1.0)  # each tile's plane under its molecules
 
 
 def test_the_position_fit_keeps_a_low_background_right():
@@ -307,8 +312,82 @@ def test_the_position_fit_keeps_a_low_background_right():
                                     noise=sim.CameraNoise(background_photons=(0.3, 0.3)), seed=3)
     fitted = add_photometry(frames, gt[["frame", "x [nm]", "y [nm]"]], acq, np.arange(1, 5), fit_positions=True)
     plain = add_photometry(frames, gt[["frame", "x [nm]", "y [nm]"]], acq, np.arange(1, 5))
-    assert fitted[BACKGROUND].to_numpy() == pytest.approx(0.3, abs=0.05)
+    background = fitted[BACKGROUND].to_numpy()  # under each molecule: the plane's slopes add a little noise
+    assert np.median(background) == pytest.approx(0.3, abs=0.02) and background == pytest.approx(0.3, abs=0.1)
     assert fitted[INTENSITY].median() == pytest.approx(plain[INTENSITY].median(), rel=0.005)
+
+
+def _ramp_stack(n_frames=8, photons=600.0, seed=1):
+    """Isolated molecules on a 5 x 5 grid of 64 x 64-pixel frames, under a background that
+    rises from 5 to 15 photons per pixel along x (uneven illumination), and the background
+    under each molecule."""
+    rng = np.random.default_rng(seed)
+    grid = [4, 16, 28, 40, 52]
+    truth = pd.DataFrame([(f, (x + rng.uniform()) * 100.0, (y + rng.uniform()) * 100.0, photons)
+                          for f in range(1, n_frames + 1) for y in grid for x in grid],
+                         columns=["frame", "x [nm]", "y [nm]", INTENSITY])
+    ramp = np.broadcast_to(np.linspace(5.0, 15.0, 64), (n_frames, 64, 64))
+    light = rng.poisson(sim.expected_photons(truth, ACQ, (64, 64), n_frames) + ramp)
+    frames = np.round(light * ACQ.gain_adu_per_photon + ACQ.offset_adu + rng.normal(0, ACQ.read_noise_adu, light.shape))
+    under = 5.0 + 10.0 * (truth["x [nm]"].to_numpy() / 100.0 - 0.5) / 63.0
+    return frames, truth, under
+
+
+@pytest.mark.parametrize("fit", [False, True])
+def test_a_background_ramp_leaves_the_photon_counts_unbiased(fit):
+    """One constant background per frame under uneven illumination (5 -> 15 photons per
+    pixel across the frame) took 12 % of the light of 600-photon molecules on the dim side
+    and gave 9 % on the bright side (17 % and 13 % with the position fit; a review): the
+    background is now a plane, and ``offset [photon]`` its value under each molecule."""
+    frames, truth, under = _ramp_stack()
+    fitted = add_photometry(frames, truth[["frame", "x [nm]", "y [nm]"]], ACQ, np.arange(1, 9), fit_positions=fit)
+    ratio = (fitted[INTENSITY] / truth[INTENSITY]).to_numpy()
+    x = truth["x [nm]"].to_numpy()
+    dim, bright = x < 1500.0, x > 5000.0
+    assert ratio[dim].mean() == pytest.approx(1.0, abs=0.03) and ratio[bright].mean() == pytest.approx(1.0, abs=0.03)
+    assert np.abs(fitted[BACKGROUND].to_numpy() - under).max() < 1.0  # was 4.4 photons off on the dim side
+
+
+@pytest.mark.parametrize("fit", [False, True])
+def test_the_background_plane_changes_little_on_a_flat_background(fit, monkeypatch):
+    """On a flat background the plane's slopes come out near 0: photons and positions as
+    with one constant per frame (the model before, which ``PLANE_MIN_PX`` above the frame's
+    size restores)."""
+    from napari_deepcel0.core import photometry
+
+    frames, gt = _stack(2.0, seed=5, n=3)
+    rng = np.random.default_rng(0)
+    start = gt.assign(**{"x [nm]": gt["x [nm]"] + rng.uniform(-8, 8, len(gt)),
+                         "y [nm]": gt["y [nm]"] + rng.uniform(-8, 8, len(gt))})
+    plane = add_photometry(frames, start, ACQ, np.arange(1, 4), fit_positions=fit)
+    monkeypatch.setattr(photometry, "PLANE_MIN_PX", 10**6)  # no slope along either axis
+    constant = add_photometry(frames, start, ACQ, np.arange(1, 4), fit_positions=fit)
+    ratio = (plane[INTENSITY] / constant[INTENSITY]).to_numpy()
+    assert len(gt) > 100 and np.median(np.abs(ratio - 1.0)) < 0.005
+    assert (plane[INTENSITY] / gt[INTENSITY]).median() == pytest.approx(1.0, abs=0.02)
+    shift = np.hypot(plane["x [nm]"] - constant["x [nm]"], plane["y [nm]"] - constant["y [nm]"]).to_numpy()
+    assert np.median(shift) < 0.2
+    difference = (plane[BACKGROUND] - constant[BACKGROUND]).to_numpy()  # the plane under each molecule
+    assert abs(difference.mean()) < 0.1 and np.abs(difference).max() < 1.0
+
+
+def test_a_fit_that_stops_at_the_edge_of_its_box_is_marked():
+    """Fits held by their box (the map chose the neighbouring fine pixel) were not told
+    apart: RMS 6.0 against 3.3 nm at 2,000 photons, with the same uncertainty (a review)."""
+    truth = _emitters([[1210.0, 1330.0], [2000.0, 2100.0]], [2000.0, 2000.0])
+    frame = _noise_free_frame(truth)
+    fine = ACQ.fine_pixel_nm
+    start_x = truth["x [nm]"].to_numpy() + [fine, 0.0]  # the first a whole fine pixel off, the second at the truth
+    start_y = truth["y [nm]"].to_numpy()
+    x, y, photons, _, uncertainty, at_edge = fit_positions_frame(frame, start_x, start_y, ACQ)
+    assert at_edge.tolist() == [1.0, 0.0]
+    assert x[0] == pytest.approx(start_x[0] - fine / 2) and x[1] == pytest.approx(truth["x [nm]"][1], abs=0.1)
+    assert np.isfinite(uncertainty).all()  # the bound is kept: the flag says it is too small there
+    fitted = add_photometry(frame[None], truth.assign(**{"x [nm]": start_x})[["frame", "x [nm]", "y [nm]"]], ACQ,
+                            [1], fit_positions=True, check_camera=False)
+    assert fitted[AT_BOX_EDGE].tolist() == [1.0, 0.0]  # a 0/1 column, as ThunderSTORM's are numbers
+    assert fit_positions_frame(frame, start_x, start_y, ACQ, max_shift_nm=0.0)[5].tolist() == [0.0, 0.0]
+    assert add_photometry(frame[None], truth, ACQ, [1], check_camera=False).columns.isin([AT_BOX_EDGE]).sum() == 0
 
 
 def test_the_fit_streams_and_cancels_frame_by_frame(monkeypatch):
@@ -505,7 +584,7 @@ def test_the_position_fit_moves_molecules_with_an_offset_set_too_high():
 
     truth, frame = _two_molecules()
     high = ISBI2013.replace(offset_adu=ISBI2013.offset_adu + 25.0)
-    x, y, photons, _, _ = fit_positions_frame(frame, truth["x [nm]"].to_numpy() + 5, truth["y [nm]"].to_numpy() - 5,
+    x, y, photons, *_ = fit_positions_frame(frame, truth["x [nm]"].to_numpy() + 5, truth["y [nm]"].to_numpy() - 5,
                                               high)
     np.testing.assert_allclose(x, truth["x [nm]"], atol=0.5)
     np.testing.assert_allclose(y, truth["y [nm]"], atol=0.5)
@@ -517,8 +596,8 @@ def test_molecules_below_the_photon_floor_get_no_uncertainty(monkeypatch):
 
     truth, frame = _two_molecules((5000.0, 300.0))
     monkeypatch.setattr(photometry, "MIN_PHOTONS_FOR_UNCERTAINTY", 1000.0)
-    *_, uncertainty = photometry.fit_positions_frame(frame, truth["x [nm]"].to_numpy(), truth["y [nm]"].to_numpy(),
-                                                     ISBI2013)
+    uncertainty = photometry.fit_positions_frame(frame, truth["x [nm]"].to_numpy(), truth["y [nm]"].to_numpy(),
+                                                 ISBI2013)[4]
     assert np.isfinite(uncertainty[0]) and np.isnan(uncertainty[1])
 
 

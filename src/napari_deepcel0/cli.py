@@ -1078,7 +1078,8 @@ def _add_localize_parser(sub) -> None:
                         "fine pixel of the map's): finer positions on sparse and moderately dense frames; on a "
                         "2-core CPU about 0.015 s more per sparse 64 x 64 frame, 0.15-0.35 s per crowded one (more "
                         "for larger frames, in proportion to their area); adds the "
-                        "photometry columns and uncertainty [nm] (set --gain, --offset and --read-noise)")
+                        "photometry columns, uncertainty [nm] and at_box_edge (1 where the fit stopped at the edge of its box: "
+                        "worse than its uncertainty says; set --gain, --offset and --read-noise)")
     add_render_args(p)
     p.add_argument("--gt", metavar="GT.csv", help="ground truth: print scores after localizing")
     p.add_argument("--tol", type=tolerances_nm, nargs="+", default=list(DEFAULT_TOLERANCES_NM), metavar="NM",
