@@ -613,6 +613,7 @@ def test_demo_writes_its_files_and_scores(tmp_path, capsys, monkeypatch):
     assert protocol["input"]["stack"] == str((out / "demo_frames.tif").resolve())
     assert protocol["input"]["frames"] == "1-3"
     assert protocol["model"]["bundled"] and protocol["settings"]["orientations"] == 4
+    assert protocol["settings"]["scaling_tile_px"] == 64
     assert protocol["results"]["localizations"] == len(t)
     # blurred by 20 nm: at 10 nm the 25 nm fine grid showed as beads along the filaments (review)
     field = (64 * 100.0, 64 * 100.0)

@@ -2215,6 +2215,7 @@ def test_a_runs_protocol_goes_beside_its_csv_with_the_count_saved(viewer, qtbot,
     assert protocol["results"]["localizations"] == len(points.data) > 1
     assert protocol["acquisition"] == widget.state.acquisition.to_dict() and protocol["status"] == "finished"
     assert protocol["settings"]["precision"] in ("bf16", "fp32") and protocol["settings"]["read_out"] == "peaks"
+    assert protocol["settings"]["scaling_tile_px"] == 64
     points.selected_data = {0}
     points.remove_selected()
     export = _dock(viewer, ExportWidget)
@@ -2238,6 +2239,7 @@ def test_a_runs_protocol_goes_beside_its_csv_with_the_count_saved(viewer, qtbot,
     assert set(made) == {"CEL0-IRL1", "DeepCEL0"}
     assert made["CEL0-IRL1"]["settings"]["max_outer"] == 2 and made["CEL0-IRL1"]["input"]["frames"] == "1"
     assert made["DeepCEL0"]["model"]["bundled"] is True and made["DeepCEL0"]["input"]["frames"] == "1"
+    assert made["DeepCEL0"]["settings"]["scaling_tile_px"] == 64
 
 
 def test_hand_edits_of_localizations_are_marked_and_go_in_the_protocol(viewer, qtbot, stack_path, tmp_path):

@@ -450,9 +450,17 @@ def test_large_frames_are_scaled_region_by_region_without_seams_or_stretched_noi
     assert scaled[30, 30] == pytest.approx(1.0, abs=0.02) and whole[30, 30] == pytest.approx(1.0, abs=1e-6)
     # far from the bright one, the fainter molecule is scaled by its own region: about 1 instead of 0.4
     assert scaled[220, 220] > 0.8 > 0.5 > whole[220, 220]
-    # a region's range is at least a third of its frame's: noise (sd 3) is not stretched to [0, 1]
+    # a region's range is at least 70 noise standard deviations: noise (sd 3) is not stretched to [0, 1]
     assert scaled[:100, 150:].max() < 0.15
-    assert np.all(scaled[140:, :80] == pytest.approx(scaled[140, 0], abs=0.05))  # the constant camera stays flat
+    assert np.all(scaled[140:, :80] == pytest.approx(scaled[140, 0], abs=0.1))  # the constant camera stays flat
+    sparse = (100.0 + rng.normal(0.0, 3.0, (1, 256, 256))).astype(np.float32)
+    sparse[0, 30, 30] += 100.0  # one faint molecule in a frame of noise
+    assert predict.frame_noise_sd(torch.from_numpy(sparse)).item() == pytest.approx(3.0, rel=0.05)
+    sparse_scaled = predict.scale_to_unit_range(torch.from_numpy(sparse)).numpy()[0]
+    sparse_whole = predict.scale_to_unit_range(torch.from_numpy(sparse), None).numpy()[0]
+    # 70 noise sd is more than this frame's range: its empty regions are scaled as by the whole frame (their own: 1)
+    assert sparse_scaled[30, 30] > 0.9
+    assert sparse_scaled[:, 128:].max() < min(0.3, sparse_whole[:, 128:].max() + 0.02)
     # no seams: neighbouring pixels of a smooth frame differ as little as the frame does
     ramp = np.add.outer(np.linspace(0, 50, 256), np.linspace(0, 80, 256))[None].astype(np.float32)
     steps = predict.scale_to_unit_range(torch.from_numpy(ramp)).numpy()[0]

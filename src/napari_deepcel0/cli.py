@@ -1068,8 +1068,8 @@ def _add_localize_parser(sub) -> None:
     _orientations_arg(p)
     p.add_argument("--whole-frame-scaling", action="store_true",
                    help="scale each frame to [0, 1] by its own minimum and maximum whatever its size (by default "
-                        "frames larger than about 96 x 96 pixels are scaled region by region, about 64 x 64 pixels "
-                        "each, so that one bright molecule does not make faint ones far from it look fainter)")
+                        "a frame side of 96 pixels or more is cut into regions of about 64 pixels, each scaled by "
+                        "its own, so that one bright molecule does not make faint ones far from it look fainter)")
     p.add_argument("--photometry", action="store_true",
                    help="also fit each molecule's photons on the camera frame (columns intensity [photon] and "
                         "offset [photon]; needs the camera's --gain and --offset, ADU)")

@@ -128,26 +128,44 @@ def unorient(x: torch.Tensor, transpose: bool, turns: int) -> torch.Tensor:
 #: paper's tests, the training frames) are 64 x 64
 SCALING_TILE_PX = 64
 
-#: a region's range is at least this fraction of its frame's (:func:`scale_to_unit_range`)
-SCALING_FLOOR = 1 / 3
+#: a region's range is at least this many of its frame's noise standard deviations (and at
+#: most the frame's range; :func:`scale_to_unit_range`): about twice the peak of a molecule
+#: of 800 photons over 10 background photons, so a region without one is not stretched
+#: until its noise looks like molecules. Chosen on 256 x 256 frames between 50 and 100
+#: (``benchmarks/frame_scaling.py --noise-floor K``): at 50 log-normal sparse frames lost
+#: points to noise peaks, at 100 crowded frames of even brightness lost 6
+SCALING_NOISE_FLOOR = 70.0
+
+
+def frame_noise_sd(x: torch.Tensor) -> torch.Tensor:
+    """Each frame's noise standard deviation (n,), from the median absolute difference of
+    horizontally neighbouring pixels (molecules, a minority of the pixels, hardly count);
+    where that is 0 (quantised frames of little noise), from the mean absolute difference."""
+    d = (x[..., :, 1:] - x[..., :, :-1]).abs().flatten(-2)
+    if d.shape[-1] == 0:
+        return torch.zeros(x.shape[:-2], dtype=x.dtype, device=x.device)
+    median = d.median(dim=-1).values * (1.4826 / math.sqrt(2.0))
+    mean = d.mean(dim=-1) * (math.sqrt(math.pi) / 2.0)  # E|d| = 2 sigma / sqrt(pi) for d ~ N(0, 2 sigma^2)
+    return torch.where(median > 0, median, mean)
 
 
 def scale_to_unit_range(x: torch.Tensor, tile_px: int | None = SCALING_TILE_PX) -> torch.Tensor:
-    """Camera frames (n, rows, cols) scaled to about [0, 1] by their minimum and maximum;
-    a constant frame or region becomes 0.
+    """Camera frames (n, rows, cols) scaled by their minimum and maximum, to [0, 1] (a
+    region's scale, below, may lift a bright pixel between regions a little above 1); a
+    constant frame or region becomes 0.
 
-    A frame of up to about 1.5 ``tile_px`` a side (and any frame with ``tile_px`` None) is
-    scaled by its own minimum and maximum, as the models were trained and checked. A
-    larger one is cut into ``round(side / tile_px)`` regions a side, and each pixel is
-    scaled by its region's minimum and maximum, interpolated bilinearly between the
-    regions' centres (no seams); a region's range is at least :data:`SCALING_FLOOR` of its
-    frame's, so that a region with no molecule (the camera around a cell) is not stretched
-    until its noise looks like them. Scaled by its own maximum, a large frame's
-    brightest molecule made the rest look faint: on 256 x 256 frames with log-normal
-    molecule brightness (sigma 0.8) Jaccard at 50 nm went 75.7 -> 83.5 % (62.4 -> 81.8 % on
-    512 x 512 frames), 76.6 -> 81.5 % under a Gaussian illumination with log-normal
-    brightness, -1.0 to 0.0 points on scenes of even brightness
-    (``python benchmarks/frame_scaling.py``, docs/benchmarks.md)."""
+    A frame of under 96 pixels a side (and any frame with ``tile_px`` None) is scaled by
+    its own minimum and maximum, as the models were trained and checked. A side of 96
+    pixels or more is cut into ``side / tile_px`` regions, rounded half up (2 for 96-159
+    pixels, 3 for 160-223, 4 for 224-287, ...), and each pixel is scaled by its region's
+    minimum and range, interpolated bilinearly between the regions' centres (no steps); a
+    region's range is at least :data:`SCALING_NOISE_FLOOR` noise standard deviations of
+    its frame (:func:`frame_noise_sd`) and at most its frame's range, so that a region
+    without a molecule (the camera around a cell, sparse frames) is not stretched until
+    its noise looks like molecules, and noisy frames fall back to whole-frame scaling.
+    Scaled by its own maximum, a large frame's brightest molecule made the rest look
+    faint: on 256 x 256 frames with log-normal molecule brightness (sigma 0.8) Jaccard at
+    50 nm went 75.7 -> 83.6 % (``python benchmarks/frame_scaling.py``, docs/benchmarks.md)."""
     rows, cols = x.shape[-2:]
     n_r, n_c = ((1, 1) if tile_px is None else
                 (max(1, int(rows / tile_px + 0.5)), max(1, int(cols / tile_px + 0.5))))
@@ -157,7 +175,8 @@ def scale_to_unit_range(x: torch.Tensor, tile_px: int | None = SCALING_TILE_PX) 
         grid = x[:, None]
         tile_hi = torch.nn.functional.adaptive_max_pool2d(grid, (n_r, n_c))
         tile_lo = -torch.nn.functional.adaptive_max_pool2d(-grid, (n_r, n_c))
-        tile_span = torch.maximum(tile_hi - tile_lo, span[:, None] * SCALING_FLOOR)
+        floor = torch.minimum(SCALING_NOISE_FLOOR * frame_noise_sd(x)[:, None, None, None], span[:, None])
+        tile_span = torch.maximum(tile_hi - tile_lo, floor)
 
         def spread(t):
             return torch.nn.functional.interpolate(t, size=(rows, cols), mode="bilinear", align_corners=False)[:, 0]
@@ -214,9 +233,10 @@ class DeepLocalizer:
         maximum is placed by a parabola through the network's output before its ReLU
         (:meth:`read_out`).
     scaling_tile_px
-        Frames larger than about 1.5 times this many camera pixels a side are scaled to
-        [0, 1] region by region (:func:`scale_to_unit_range`); None scales each frame by
-        its own minimum and maximum whatever its size (before 2026-11-29, the only way).
+        A frame side of 1.5 times this many camera pixels or more is cut into regions
+        about this long, each scaled to [0, 1] by its own minimum and maximum
+        (:func:`scale_to_unit_range`); None scales each frame by its own minimum and
+        maximum whatever its size (before 2026-11-29, the only way).
     """
 
     mass_column = "confidence"
