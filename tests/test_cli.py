@@ -570,6 +570,8 @@ def test_localize_with_fit_positions_moves_positions_and_writes_uncertainty(simu
     # NaN uncertainties were written without a word (review); the note counts them
     n_nan = int(b["uncertainty [nm]"].isna().sum())
     assert (f"note: {n_nan} of {len(b)} molecules have no uncertainty [nm] (NaN)" in err) == (n_nan > 0)
+    n_edge = int((b["at_box_edge"] == 1).sum())  # (a threshold of 0 on a tiny model: many)
+    assert (f"note: {n_edge} of {len(b)} position fits" in err) == (n_edge > 0)
 
 
 def test_localize_with_orientation_averaging(simulated, tiny_model_path, tmp_path, capsys):

@@ -546,6 +546,16 @@ def test_molecules_without_an_uncertainty_are_counted_for_the_user():
     assert without_uncertainty_text(table.drop(columns="uncertainty [nm]")) == ""  # no fit: nothing to say
 
 
+def test_fits_at_the_edge_of_their_box_are_counted_for_the_user():
+    import pandas as pd
+
+    from napari_deepcel0.core.photometry import AT_BOX_EDGE, at_box_edge_text
+
+    table = pd.DataFrame({"x [nm]": [1.0, 2.0, 3.0, 4.0], AT_BOX_EDGE: [1.0, 0.0, np.nan, 1.0]})
+    assert at_box_edge_text(table).startswith("2 of 4 position fits (50 %) stopped at the edge of their box")
+    assert at_box_edge_text(table.iloc[1:3]) == "" and at_box_edge_text(table.drop(columns=AT_BOX_EDGE)) == ""
+
+
 def test_a_position_the_frame_does_not_constrain_gets_no_uncertainty():
     """On frames one pixel high the y position is unconstrained: the inverse of a singular
     Fisher block gave uncertainties of exactly 0 or 1e13 nm (review); now NaN, while the

@@ -796,7 +796,7 @@ def note_if_nothing_found(table, threshold: float, units: str) -> None:
 
 def cmd_localize(args) -> int:
     from .core.model_io import load_bundled_model, load_model
-    from .core.photometry import without_uncertainty_text
+    from .core.photometry import at_box_edge_text, without_uncertainty_text
     from .core.predict import SCALING_TILE_PX, DeepLocalizer, psf_differs
     from .core.protocol import method_name, model_record
 
@@ -835,9 +835,9 @@ def cmd_localize(args) -> int:
                         photometry=args.photometry, fit_positions=args.fit_positions)
     seconds = time.perf_counter() - t0
     note_if_nothing_found(table, threshold, "map units")
-    unplaced = without_uncertainty_text(table)
-    if unplaced:
-        print(f"note: {unplaced}", file=sys.stderr)
+    for note in (without_uncertainty_text(table), at_box_edge_text(table)):
+        if note:
+            print(f"note: {note}", file=sys.stderr)
     settings = {"threshold": threshold, "threshold_is_default": args.threshold is None,
                 "read_out": args.method, "orientations": model.orientations,
                 "scaling_tile_px": model.scaling_tile_px, "photometry": bool(args.photometry),

@@ -117,6 +117,21 @@ def without_uncertainty_text(table) -> str:
             "light), or placed where the frame does not constrain a position")
 
 
+def at_box_edge_text(table) -> str:
+    """What to tell of a table's fits that stopped at the edge of their box
+    (:data:`AT_BOX_EDGE` 1), or "" when there are none or no fit (for the command line's
+    note)."""
+    if AT_BOX_EDGE not in getattr(table, "columns", ()):
+        return ""
+    n = int((table[AT_BOX_EDGE] == 1).sum())
+    if not n:
+        return ""
+    return (f"{n} of {len(table)} position fits ({100 * n / len(table):.0f} %) stopped at the edge of their box "
+            f"({AT_BOX_EDGE} 1): their positions are worse than their uncertainty [nm] says (isolated molecules: "
+            "about 1-6 % of fits; in crowds about half, where the column describes rather than filters; "
+            "docs/benchmarks.md, Position fit)")
+
+
 def _window_half_px(acq: Acquisition) -> int:
     """Camera pixels from a molecule's pixel to the edge of its PSF window."""
     return int(math.ceil(WINDOW_SIGMAS * acq.sigma_nm / acq.pixel_size_nm)) + 1
