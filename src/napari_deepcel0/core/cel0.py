@@ -64,6 +64,7 @@ from .defaults import (
 )
 from .devices import resolve_device
 from .frames import (
+    MAD_TO_STD,
     FrameSourceError,
     check_finite,
     frame_count,
@@ -518,7 +519,7 @@ def background_only_scores(frames: np.ndarray, psf_sigma_px: float) -> np.ndarra
     The frames (n, rows, cols) or (rows, cols), in ADU, are smoothed with the PSF (a
     Gaussian of ``psf_sigma_px`` camera pixels: the matched filter of a molecule); the
     score is (maximum - 25th percentile) of the smoothed frame over the smoothed noise's
-    standard deviation, the frame's noise standard deviation (1.4826 / sqrt(2) times the
+    standard deviation, the frame's noise standard deviation (``MAD_TO_STD / sqrt(2)`` times the
     median absolute difference of neighbouring pixels: robust to molecules, as
     :mod:`.frames` estimates it) times the filter's norm. The 25th percentile is CEL0's
     own background (:data:`AUTO_BACKGROUND_PERCENTILE`): the median of dense frames lies
@@ -529,7 +530,7 @@ def background_only_scores(frames: np.ndarray, psf_sigma_px: float) -> np.ndarra
     if f.shape[-1] < 2:
         return np.full(n, np.inf)
     diffs = np.abs(np.diff(f, axis=-1)).reshape(n, -1)
-    noise = 1.4826 / math.sqrt(2.0) * np.median(diffs, axis=1).astype(np.float64)
+    noise = MAD_TO_STD / math.sqrt(2.0) * np.median(diffs, axis=1).astype(np.float64)
     smooth = ndimage.gaussian_filter(f, (0.0, psf_sigma_px, psf_sigma_px), mode="nearest").reshape(n, -1)
     half = int(4.0 * psf_sigma_px + 0.5) + 1
     impulse = np.zeros((2 * half + 1, 2 * half + 1))

@@ -44,12 +44,10 @@ from scipy import ndimage
 from scipy.optimize import least_squares
 
 from .acquisition import Acquisition, sigma_to_fwhm
-from .frames import (check_finite, dim_bright_objects, fill_dark_pixels, frame_count, read_frames,
+from .frames import (MAD_TO_STD, check_finite, dim_bright_objects, fill_dark_pixels, frame_count, read_frames,
                      replace_isolated_nonfinite, replace_isolated_outliers)
 from .progress import counted
 
-#: 1.4826 x MAD is the standard deviation of a normal distribution
-MAD_TO_STD = 1.4826
 #: variance (px^2, per axis) that pixel integration adds to an autocorrelation:
 #: that of the triangle function, the autocorrelation of a 1-pixel box
 PIXEL_VARIANCE = 1.0 / 6.0
@@ -204,7 +202,12 @@ def dark_mask(image: np.ndarray, fraction: float = 0.1, size: int = 5, exclude: 
     whose background pixels (no molecule within 5 pixels) have a median of 139, and 197
     on sparse simulated frames of 200.
     """
-    local = _neighbourhood_mean(image, size)
+    return _lowest(_neighbourhood_mean(image, size), fraction, exclude)
+
+
+def _lowest(local: np.ndarray, fraction: float, exclude: np.ndarray | None = None) -> np.ndarray:
+    """Where ``local`` is among its lowest ``fraction``, of the values not in ``exclude``
+    (all of them when it excludes none or all); ``local`` is set to inf where excluded."""
     if exclude is not None and exclude.any() and not exclude.all():
         local[exclude] = np.inf
         return local <= np.quantile(local[~exclude], fraction)
@@ -226,7 +229,7 @@ def _is_whole(values: np.ndarray) -> bool:
 
 
 def _robust_std(values: np.ndarray) -> float:
-    """1.4826 x the median absolute deviation from the median.
+    """:data:`~.frames.MAD_TO_STD` x the median absolute deviation from the median.
 
     Differences of whole-number ADU (a camera's) are whole numbers, whose MAD moves in
     steps of 1 ADU: a noise of 3.33 ADU read 3.15 or 3.67. For them each value is taken
@@ -273,11 +276,10 @@ def _dark_differences(frames: np.ndarray, ex: np.ndarray, fraction: float, noise
     last = np.full(frames.shape[1:], np.nan)
     differences = []
     for frame, excluded in zip(frames, ex):
-        local = _neighbourhood_mean(frame)
         if excluded.all():
             continue
-        local[excluded] = np.inf
-        darkest = local <= np.quantile(local[~excluded], fraction)
+        local = _neighbourhood_mean(frame)
+        darkest = _lowest(local, fraction, excluded)  # (local inf where excluded)
         values = frame[darkest]
         level = float(np.median(values))
         level = round(level) if _is_whole(values) else level

@@ -264,6 +264,10 @@ OUTLIER_RANGE_FRACTION = 0.05
 OUTLIER_PSF_FRACTION = 0.25
 #: the frame statistics (median, 99th percentile, noise) come from about this many pixels
 STATISTICS_PIXELS = 1024
+#: 1.4826 x MAD is the standard deviation of a normal distribution (the noise of a frame
+#: from the median absolute difference of neighbouring pixels: ``MAD_TO_STD / sqrt(2)``,
+#: here, in :mod:`.cel0`'s and :mod:`.predict`'s noise and in :mod:`.estimate`)
+MAD_TO_STD = 1.4826
 #: the 8 neighbours of a pixel, in a frame of a stack
 _NEIGHBOURS = np.ones((1, 3, 3), bool)
 _NEIGHBOURS[0, 1, 1] = False
@@ -513,4 +517,4 @@ def _frame_statistics(f: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray
     diffs = np.abs(np.diff(f[:, ::2], axis=-1)).reshape(n, -1)
     diffs = diffs[:, :: max(1, diffs.shape[1] // STATISTICS_PIXELS)]
     k = diffs.shape[1] // 2
-    return ordered[:, k50], ordered[:, k99], 1.4826 / np.sqrt(2.0) * np.partition(diffs, k, axis=1)[:, k]
+    return ordered[:, k50], ordered[:, k99], MAD_TO_STD / np.sqrt(2.0) * np.partition(diffs, k, axis=1)[:, k]

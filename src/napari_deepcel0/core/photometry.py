@@ -196,14 +196,20 @@ def _plane_basis(frame_shape: tuple[int, int]) -> np.ndarray:
     return _cached_plane_basis(int(frame_shape[0]), int(frame_shape[1]), PLANE_MIN_PX)
 
 
+def _plane_coordinate(index_px, n_px: int):
+    """The plane's ``u`` (or ``v``) of a pixel column (row) index, fractional between
+    pixel centres: -1 at the first of ``n_px``, 1 at the last."""
+    return index_px / ((n_px - 1) / 2.0) - 1.0
+
+
 @functools.lru_cache(maxsize=16)
 def _cached_plane_basis(rows: int, cols: int, min_px: int) -> np.ndarray:
     r, c = np.divmod(np.arange(rows * cols), cols)
     columns = [np.ones(rows * cols)]
     if cols >= min_px:
-        columns.append(c / ((cols - 1) / 2.0) - 1.0)
+        columns.append(_plane_coordinate(c, cols))
     if rows >= min_px:
-        columns.append(r / ((rows - 1) / 2.0) - 1.0)
+        columns.append(_plane_coordinate(r, rows))
     basis = np.stack(columns, axis=1)
     basis.flags.writeable = False  # (cached: one per frame shape)
     return basis
@@ -220,10 +226,10 @@ def _plane_at(coefficients: np.ndarray, x_nm, y_nm, acq: Acquisition, frame_shap
     out = np.full(np.broadcast(x, y).shape, coefficients[0])
     k = 1
     if cols >= PLANE_MIN_PX:
-        out += coefficients[k] * ((x / p - 0.5) / ((cols - 1) / 2.0) - 1.0)
+        out += coefficients[k] * _plane_coordinate(x / p - 0.5, cols)
         k += 1
     if rows >= PLANE_MIN_PX:
-        out += coefficients[k] * ((y / p - 0.5) / ((rows - 1) / 2.0) - 1.0)
+        out += coefficients[k] * _plane_coordinate(y / p - 0.5, rows)
     return out
 
 

@@ -27,6 +27,7 @@ from .acquisition import Acquisition, is_whole_number
 from .cancel import is_cancelled
 from .devices import autocast, resolve_device, resolve_precision
 from .frames import (
+    MAD_TO_STD,
     FrameSourceError,
     check_camera_frames,
     _frame_shape,
@@ -144,7 +145,7 @@ def frame_noise_sd(x: torch.Tensor) -> torch.Tensor:
     d = (x[..., :, 1:] - x[..., :, :-1]).abs().flatten(-2)
     if d.shape[-1] == 0:
         return torch.zeros(x.shape[:-2], dtype=x.dtype, device=x.device)
-    median = d.median(dim=-1).values * (1.4826 / math.sqrt(2.0))
+    median = d.median(dim=-1).values * (MAD_TO_STD / math.sqrt(2.0))
     mean = d.mean(dim=-1) * (math.sqrt(math.pi) / 2.0)  # E|d| = 2 sigma / sqrt(pi) for d ~ N(0, 2 sigma^2)
     return torch.where(median > 0, median, mean)
 
