@@ -3,7 +3,7 @@
 pixels, darker regions such as zero-padded borders, objects far brighter than the
 molecules such as fiducial beads).
 
-    python benchmarks/outliers.py [--out benchmarks/results/outliers.json]
+    python benchmarks/outliers.py [--batch-size 16] [--out benchmarks/results/outliers.json]
 
 Scenes (64 x 64 camera pixels, the ISBI 2013 acquisition, camera noise, 10 background
 photons per pixel): a static bead of 20,000 or 100,000 photons near the corner among 3 or
@@ -14,8 +14,10 @@ on two sides or a dead column, scored 500 nm inside the edges; and scenes withou
 that must not lose: one molecule of 5,000
 photons among five of 700, and 3-15 molecules per frame of exponentially distributed
 brightness (mean 1,500 photons), and 5 % of the molecules at 6,000 photons among 600-900
-(2 per um^2). Jaccard at 50 nm, and how many frames were changed (in the run's batches of
-16 frames: an object must stay put in them to be dimmed).
+(2 per um^2). Jaccard at 50 nm, and how many frames were changed (an object must stay put
+in the frames read together to be dimmed: the run's batches of ``--batch-size`` frames,
+at least 4 since 2026-11-29; ``--batch-size 1`` is how frames of 128 x 128 pixels and
+more go to the network).
 """
 
 from __future__ import annotations
@@ -96,6 +98,7 @@ def scenes(rng):
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--batch-size", type=int, default=16, help="frames per network pass (large frames: 1)")
     p.add_argument("--out", default=str(RESULTS / "outliers.json"))
     args = p.parse_args()
     model = DeepLocalizer(device="cpu")
@@ -107,14 +110,15 @@ def main() -> None:
         pick = picks[which]
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            batches = list(localize_stream(model, frames))  # in the run's batches of 16 frames
+            batches = list(localize_stream(model, frames, batch_size=args.batch_size))
             on = score(pick(gt), pick(pd.concat([b.table for b in batches])), 50.0).jaccard
             off = score(pick(gt), pick(localize(model, frames, fix_outlier_pixels=False)), 50.0).jaccard
         dimmed, replaced = batches[-1].frames_dimmed, batches[-1].pixels_replaced
         print(f"{name:52s} {on:7.1f} {off:7.1f}  {dimmed}/{len(frames)}, {replaced}", flush=True)
         rows.append({"scene": name, "jaccard_50_fix": round(on, 2), "jaccard_50_off": round(off, 2),
                      "frames_dimmed": dimmed, "pixels_replaced": replaced, "frames": len(frames)})
-    write_json(Path(args.out), {"machine": machine(), "command": command(), "scenes": rows})
+    write_json(Path(args.out), {"machine": machine(), "command": command(), "batch_size": args.batch_size,
+                                "scenes": rows})
 
 
 if __name__ == "__main__":

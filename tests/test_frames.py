@@ -46,3 +46,19 @@ def test_ordinary_frames_do_not_warn(dtype):
     flat = np.full((2, 8, 8), 2**40, np.int64)  # constant frames: nothing to lose
     nan = np.full((1, 8, 8), np.nan)  # NaN frames: check_finite's to say
     assert float32_precision_loss(flat) == float32_precision_loss(nan) == ""
+
+
+@pytest.mark.parametrize("batch_size", [1, 2, 3, 4, 5, 16])
+@pytest.mark.parametrize("n", [1, 3, 4, 5, 7, 17, 18, 33])
+def test_frames_are_read_in_pieces_long_enough_to_tell_a_bead_and_cut_into_the_same_network_batches(n, batch_size):
+    from napari_deepcel0.core.frames import PERSISTENCE_MIN_FRAMES, iter_read_batches
+
+    indices = np.arange(100, 100 + n)
+    pieces = list(iter_read_batches(indices, batch_size))
+    np.testing.assert_array_equal(np.concatenate(pieces), indices)  # each frame once, in order
+    assert all(len(p) >= min(n, PERSISTENCE_MIN_FRAMES) for p in pieces)
+    assert all(len(p) % batch_size == 0 for p in pieces[:-1])
+    assert all(len(p) < 2 * max(batch_size, PERSISTENCE_MIN_FRAMES) + PERSISTENCE_MIN_FRAMES for p in pieces)
+    network = [p[s : s + batch_size] for p in pieces for s in range(0, len(p), batch_size)]
+    plain = [indices[s : s + batch_size] for s in range(0, n, batch_size)]
+    assert [b.tolist() for b in network] == [b.tolist() for b in plain]

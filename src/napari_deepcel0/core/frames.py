@@ -183,10 +183,22 @@ def _whole_frame_number(spec, value) -> int:
     return int(value)
 
 
-def iter_batches(indices: np.ndarray, batch_size: int) -> Iterator[np.ndarray]:
-    """``indices`` in consecutive pieces of at most ``batch_size``."""
-    for s in range(0, len(indices), batch_size):
-        yield indices[s : s + batch_size]
+def iter_read_batches(indices: np.ndarray, batch_size: int) -> Iterator[np.ndarray]:
+    """``indices`` in consecutive pieces read and fixed together (:func:`read_fixed_frames`)
+    before they go to the network in batches of ``batch_size``: pieces of as many whole
+    batches as make at least :data:`PERSISTENCE_MIN_FRAMES` frames, and a last piece
+    shorter than that joins the one before, so that :func:`dim_bright_objects` can tell a
+    bead, which stays put, from a bright molecule, which blinks, also for large frames
+    (which go to the network one or two at a time) and at the end of a selection. Cut
+    into batches of ``batch_size``, the pieces give the network the batches that cutting
+    the whole selection would. Each frame is read once."""
+    batch_size = int(batch_size)
+    size = batch_size * -(-PERSISTENCE_MIN_FRAMES // batch_size)
+    starts = list(range(0, len(indices), size))
+    if len(starts) > 1 and len(indices) - starts[-1] < PERSISTENCE_MIN_FRAMES:
+        starts.pop()
+    for a, b in zip(starts, starts[1:] + [len(indices)]):
+        yield indices[a:b]
 
 
 #: a batch size counts frames of this many camera pixels (ISBI 2013's 64 x 64): larger
@@ -410,7 +422,8 @@ BRIGHT_OBJECT_MIN_PEAKS = 3
 #: sigmas away), the molecules in it with it
 BRIGHT_OBJECT_RADIUS_SIGMAS = 4.0
 #: frames a batch needs before an object must stay put to be taken for a bead
-#: (:func:`dim_bright_objects`); fewer, and every object above the bound is dimmed
+#: (:func:`dim_bright_objects`); fewer, and every object above the bound is dimmed. Frames
+#: are read and fixed in pieces of at least this many (:func:`iter_read_batches`)
 PERSISTENCE_MIN_FRAMES = 4
 #: share of a batch's frames in which an object above the bound must be bright (at least
 #: half the bound) within a pixel of the same place to be taken for a bead: a fiducial
@@ -460,7 +473,8 @@ def dim_bright_objects(frames: np.ndarray, psf_sigma_px: float,
     fiducial bead is; a molecule 5-10 times as bright as the rest (multi-labelled, an
     aggregate) blinks and is left alone, with its neighbours (dimmed, they cost 2-6 points
     of Jaccard, ``benchmarks/outliers.py``). Fewer frames cannot tell them apart: there
-    every object above the bound is dimmed. Clean frames are left as they are. ``stats``: the
+    every object above the bound is dimmed (localizing reads frames in pieces of at least
+    4, :func:`iter_read_batches`, so only selections of 1-3 frames do). Clean frames are left as they are. ``stats``: the
     frames' :func:`_frame_statistics`, when the caller has them."""
     f = np.array(frames, dtype=np.float32, copy=True)
     changed, ratios = [], []

@@ -33,7 +33,7 @@ from .frames import (
     _frame_shape,
     frame_count,
     frames_per_batch,
-    iter_batches,
+    iter_read_batches,
     parse_frame_selection,
     read_fixed_frames,
     warn_bright_objects,
@@ -520,43 +520,52 @@ def localize_stream(
     warn_if_pixel_size_differs(source, model.acquisition)
     if prefetch is None:
         prefetch = _runs_on_gpu(model)
-    batches = iter_batches(indices, frames_per_batch(batch_size, frame_shape))
+    per_pass = frames_per_batch(batch_size, frame_shape)
+    # read and fixed in pieces of at least 4 frames (a bead is told from a bright molecule by
+    # staying put), to the network in batches of per_pass
+    pieces = iter_read_batches(indices, per_pass)
     sigma_px = model.acquisition.sigma_px if fix_outlier_pixels else None
     mass_radius_px = getattr(model, "mass_radius_px", None) if method == "peaks" else None
     t0 = time.perf_counter()
     done = replaced = dimmed = 0
     # closed explicitly: a stream left early (closed, or an error below) stops the prefetch
     # thread then, not whenever the garbage collector gets to the generator
-    with contextlib.closing(prepared_batches(source, batches, sigma_px, prefetch, cancel)) as prepared:
-        for idx, block, count, changed, ratios in prepared:
-            numbers = idx + 1
+    with contextlib.closing(prepared_batches(source, pieces, sigma_px, prefetch, cancel)) as prepared:
+        for piece, frames_read, count, changed, ratios in prepared:
             replaced += count
             if len(changed) and not dimmed:
-                warn_bright_objects(numbers[changed], ratios)
+                warn_bright_objects(piece[changed] + 1, ratios)
             dimmed += len(changed)
-            if hasattr(model, "read_out") and method == "peaks":
-                maps, mass_scale, refine_maps, subpixel = model.read_out(block)
-            else:
-                (maps, mass_scale), refine_maps, subpixel = model.maps(block), None, "com"
-            table = extract_localizations(maps, model.acquisition, threshold, method=method, mass_scale=mass_scale,
-                                          mass_column=model.mass_column, frames=numbers, refine_maps=refine_maps,
-                                          subpixel=subpixel, mass_radius_px=mass_radius_px)
-            maps_out = maps.cpu().numpy() if keep_maps else None
-            if not photometry:
-                done += len(idx)
-                yield BatchResult(numbers, table, maps_out, done, len(indices), time.perf_counter() - t0, replaced,
-                                  dimmed)
-                continue
-            if done == 0:  # on the first batch (several frames: a better noise estimate than one frame's)
-                check_camera_settings(block, model.acquisition)
-                warn_if_noisier_than_the_camera_allows(block, table, model.acquisition, numbers)
-            # the fit on the frames can take seconds a frame: results, progress and Cancel per frame
-            for part, i in _fitted_frame_by_frame(block, numbers, table, model.acquisition, fit_positions, cancel):
-                done += 1
-                yield BatchResult(numbers[i : i + 1], part, None if maps_out is None else maps_out[i : i + 1], done,
-                                  len(indices), time.perf_counter() - t0, replaced, dimmed)
-            if is_cancelled(cancel):
-                return
+            for start in range(0, len(piece), per_pass):
+                if start and is_cancelled(cancel):
+                    return
+                idx, block = piece[start : start + per_pass], frames_read[start : start + per_pass]
+                numbers = idx + 1
+                if hasattr(model, "read_out") and method == "peaks":
+                    maps, mass_scale, refine_maps, subpixel = model.read_out(block)
+                else:
+                    (maps, mass_scale), refine_maps, subpixel = model.maps(block), None, "com"
+                table = extract_localizations(maps, model.acquisition, threshold, method=method,
+                                              mass_scale=mass_scale, mass_column=model.mass_column, frames=numbers,
+                                              refine_maps=refine_maps, subpixel=subpixel,
+                                              mass_radius_px=mass_radius_px)
+                maps_out = maps.cpu().numpy() if keep_maps else None
+                if not photometry:
+                    done += len(idx)
+                    yield BatchResult(numbers, table, maps_out, done, len(indices), time.perf_counter() - t0,
+                                      replaced, dimmed)
+                    continue
+                if done == 0:  # on the first batch (several frames: a better noise estimate than one frame's)
+                    check_camera_settings(block, model.acquisition)
+                    warn_if_noisier_than_the_camera_allows(block, table, model.acquisition, numbers)
+                # the fit on the frames can take seconds a frame: results, progress and Cancel per frame
+                for part, i in _fitted_frame_by_frame(block, numbers, table, model.acquisition, fit_positions,
+                                                      cancel):
+                    done += 1
+                    yield BatchResult(numbers[i : i + 1], part, None if maps_out is None else maps_out[i : i + 1],
+                                      done, len(indices), time.perf_counter() - t0, replaced, dimmed)
+                if is_cancelled(cancel):
+                    return
 
 
 def _checked_stream_inputs(model: MapModel, source, frames, threshold, batch_size, method: str,
