@@ -109,6 +109,7 @@ def main() -> None:
         rows.append(row)
     write_json(Path(args.out), {"machine": machine(), "command": command(), "side_px": args.side,
                                 "frames": args.frames, "noise_floor": predict.SCALING_NOISE_FLOOR,
+                                "range_floor": predict.FRAME_RANGE_FLOOR,
                                 "scenes": rows})
 
 

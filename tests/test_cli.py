@@ -307,6 +307,28 @@ def test_whole_frame_scaling_is_the_old_scaling_of_large_frames(tmp_path):
     assert set(found) == {64, None} and found[64] >= 18 and found[64] > found[None] + 10
 
 
+def test_range_floor_keeps_frames_of_noise_alone_from_false_molecules(tmp_path):
+    """Frames without molecules (the end of a stack, dark frames) gave ~1.5 false molecules
+    each; --range-floor 0 scales each frame by its own range however faint, as before."""
+    from napari_deepcel0.core.acquisition import ISBI2013
+    from napari_deepcel0.core.simulate import CameraNoise, render_frames
+    from napari_deepcel0.core.outputs import write_tiff
+
+    nothing = pd.DataFrame({"frame": [], "x [nm]": [], "y [nm]": [], "intensity [photon]": []})
+    frames = render_frames(nothing, ISBI2013, (64, 64), 16, CameraNoise((10.0, 10.0)), np.random.default_rng(9))
+    stack = write_tiff(tmp_path / "dark.tif", (frames + 100).astype(np.uint16), pixel_size_nm=100.0)
+    found = {}
+    for flags in ([], ["--range-floor", "0"]):
+        out = tmp_path / f"locs{len(flags)}.csv"
+        assert main(["localize", str(stack), "--out", str(out), "--device", "cpu", *flags]) == 0
+        protocol = json.loads(out.with_name(out.stem + "-protocol.json").read_text())
+        found[protocol["settings"]["range_floor_sd"]] = len(read_localizations(out))
+    assert set(found) == {20.0, None} and found[20.0] <= 8 < 16 <= found[None]  # measured: 4 and 27
+    with pytest.raises(SystemExit):
+        main(["localize", str(stack), "--out", str(tmp_path / "x.csv"), "--range-floor", "-1"])
+    assert not (tmp_path / "x.csv").exists()
+
+
 def test_localize_and_cel0_write_the_protocol_of_their_run_beside_the_csv(simulated, tiny_model_path, tmp_path,
                                                                         capsys):
     """A CSV says nothing of the model, acquisition or threshold that made it: each run
@@ -332,7 +354,7 @@ def test_localize_and_cel0_write_the_protocol_of_their_run_beside_the_csv(simula
     assert protocol["model"]["sha256"] == hashlib.sha256(tiny_model_path.read_bytes()).hexdigest()
     assert protocol["model"]["bundled"] is False and protocol["model"]["file"] == str(tiny_model_path.resolve())
     assert protocol["settings"]["threshold"] == 0 and protocol["settings"]["threshold_is_default"] is False
-    assert protocol["settings"]["scaling_tile_px"] == 64
+    assert protocol["settings"]["scaling_tile_px"] == 64 and protocol["settings"]["range_floor_sd"] == 20.0
     assert protocol["results"]["localizations"] == len(read_localizations(out)) > 0
     assert "its protocol locs-protocol.json" in printed
 

@@ -443,7 +443,7 @@ def test_localize_with_orientation_averaging_matches_the_core(viewer, qtbot, sta
 def test_localize_with_photon_counts_or_fitted_positions_matches_the_core(viewer, qtbot, stack_path, option,
                                                                          columns):
     layer = _open(viewer, stack_path)
-    _localized(viewer, qtbot, frames="1-2", **{option: True})
+    widget = _localized(viewer, qtbot, frames="1-2", **{option: True})
     acq = state_for(viewer).acquisition
     expected = localize(DeepLocalizer(None, acquisition=acq, device="cpu"), FrameStack(stack_path), frames="1-2",
                         **{option: True})
@@ -454,6 +454,10 @@ def test_localize_with_photon_counts_or_fitted_positions_matches_the_core(viewer
         np.testing.assert_allclose(got.sort_values(key)[column].to_numpy(),
                                    expected.sort_values(key)[column].to_numpy(), rtol=1e-6, atol=1e-6)
     assert got["offset [photon]"].notna().all()
+    # the status tells of fits that stopped at their box's edge, as the command line does
+    edge = int((expected.get("at_box_edge", pd.Series(dtype=float)) == 1).sum())
+    assert (f"{edge} of {len(expected)} position fits" in widget.job.status.value) == (edge > 0)
+    assert (edge > 0) == (option == "fit_positions")
 
 
 def test_a_running_layer_holds_the_frame_on_screen_and_every_localization_reads_from_it(
@@ -2215,7 +2219,7 @@ def test_a_runs_protocol_goes_beside_its_csv_with_the_count_saved(viewer, qtbot,
     assert protocol["results"]["localizations"] == len(points.data) > 1
     assert protocol["acquisition"] == widget.state.acquisition.to_dict() and protocol["status"] == "finished"
     assert protocol["settings"]["precision"] in ("bf16", "fp32") and protocol["settings"]["read_out"] == "peaks"
-    assert protocol["settings"]["scaling_tile_px"] == 64
+    assert protocol["settings"]["scaling_tile_px"] == 64 and protocol["settings"]["range_floor_sd"] == 20.0
     points.selected_data = {0}
     points.remove_selected()
     export = _dock(viewer, ExportWidget)
@@ -2240,6 +2244,7 @@ def test_a_runs_protocol_goes_beside_its_csv_with_the_count_saved(viewer, qtbot,
     assert made["CEL0-IRL1"]["settings"]["max_outer"] == 2 and made["CEL0-IRL1"]["input"]["frames"] == "1"
     assert made["DeepCEL0"]["model"]["bundled"] is True and made["DeepCEL0"]["input"]["frames"] == "1"
     assert made["DeepCEL0"]["settings"]["scaling_tile_px"] == 64
+    assert made["DeepCEL0"]["settings"]["range_floor_sd"] == 20.0
 
 
 def test_hand_edits_of_localizations_are_marked_and_go_in_the_protocol(viewer, qtbot, stack_path, tmp_path):

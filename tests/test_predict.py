@@ -424,8 +424,36 @@ def test_inference_normalises_frames_exactly_as_training_did(model):
 
     rng = np.random.default_rng(3)
     frames = np.concatenate([rng.gamma(2.0, 50.0, (3, 12, 10)), np.full((1, 12, 10), 7.0)]).astype(np.float32)
+    frames[:3, 4, 5] += 5000.0  # a molecule each: ranges above the floor of FRAME_RANGE_FLOOR noise sd
     expected = (minmax_scale(frames) - model.info.norm_mean) / model.info.norm_std
     np.testing.assert_allclose(model.normalise(frames).cpu().numpy(), expected, rtol=1e-5, atol=1e-5)
+
+
+def test_frames_of_noise_alone_are_not_stretched_into_molecules():
+    """Scaled by its own range, a frame without a molecule had its noise fill [0, 1], and the
+    bundled model reported 1.55 false molecules a 64 x 64 frame; its range is now taken as at
+    least FRAME_RANGE_FLOOR noise standard deviations (range_floor=None: as before)."""
+    rng = np.random.default_rng(8)
+    empty = render_frames(pd.DataFrame({"frame": [], "x [nm]": [], "y [nm]": [], "intensity [photon]": []}),
+                          ISBI2013, (64, 64), 24, CameraNoise((10.0, 10.0), quantize=True), rng)
+    x = torch.from_numpy(empty.astype(np.float32))
+    noise = predict.frame_noise_sd(x).numpy()
+    span = (x.amax((-2, -1)) - x.amin((-2, -1))).numpy()
+    assert np.all(span < 10 * noise)  # noise alone spans well under the floor
+    scaled = predict.scale_to_unit_range(x).numpy()
+    assert np.allclose(scaled.max((-2, -1)), span / (predict.FRAME_RANGE_FLOOR * noise), rtol=1e-4)
+    assert np.allclose(predict.scale_to_unit_range(x, range_floor=None).numpy().max((-2, -1)), 1.0)
+    found = {floor: len(localize(DeepLocalizer(device="cpu", range_floor=floor), empty))
+             for floor in (predict.FRAME_RANGE_FLOOR, None)}
+    assert found[predict.FRAME_RANGE_FLOOR] <= 6 < 20 <= found[None]  # measured: 4 and 46 in these 24 frames
+    # a molecule of 600 photons spans more than the floor: found as before
+    one = pd.DataFrame({"frame": np.arange(1, 25), "x [nm]": rng.uniform(1500, 5000, 24),
+                        "y [nm]": rng.uniform(1500, 5000, 24), "intensity [photon]": 600.0})
+    frames = render_frames(one, ISBI2013, (64, 64), 24, CameraNoise((10.0, 10.0), quantize=True), rng)
+    assert score(one, localize(DeepLocalizer(device="cpu"), frames), 50.0).sensitivity > 90.0
+    for bad in (-1.0, float("inf"), float("nan"), "20", True):
+        with pytest.raises(ValueError, match="range_floor must be None"):
+            DeepLocalizer(device="cpu", range_floor=bad)
 
 
 def test_frames_up_to_the_scaling_region_are_scaled_as_a_whole():
@@ -433,6 +461,7 @@ def test_frames_up_to_the_scaling_region_are_scaled_as_a_whole():
     from napari_deepcel0.core.training_data import minmax_scale
 
     frames = np.random.default_rng(4).gamma(2.0, 50.0, (3, 95, 70)).astype(np.float32)  # round(95 / 64) = 1
+    frames[:, 40, 30] += 5000.0  # a molecule each: ranges above the floor of FRAME_RANGE_FLOOR noise sd
     for tile in (predict.SCALING_TILE_PX, None):
         np.testing.assert_allclose(predict.scale_to_unit_range(torch.from_numpy(frames), tile).numpy(),
                                    minmax_scale(frames), rtol=1e-6, atol=1e-6)

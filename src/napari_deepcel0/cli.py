@@ -27,7 +27,7 @@ import numpy as np
 
 from .cli_cel0 import add_parser as add_cel0_parser
 from .core.acquisition import Acquisition
-from .core.defaults import MAX_DENSITY_PER_UM2, READ_METHODS
+from .core.defaults import FRAME_RANGE_FLOOR, MAX_DENSITY_PER_UM2, READ_METHODS
 from .core.defaults import TOLERANCES_NM as DEFAULT_TOLERANCES_NM
 from .core.memory import NotEnoughMemory, check_fits_in_memory
 from .core.progress import counted, rate_text
@@ -796,7 +796,7 @@ def note_if_nothing_found(table, threshold: float, units: str) -> None:
 
 def cmd_localize(args) -> int:
     from .core.model_io import load_bundled_model, load_model
-    from .core.photometry import at_box_edge_text, without_uncertainty_text
+    from .core.photometry import fit_notes
     from .core.predict import SCALING_TILE_PX, DeepLocalizer, psf_differs
     from .core.protocol import method_name, model_record
 
@@ -808,7 +808,8 @@ def cmd_localize(args) -> int:
         warnings.simplefilter("always")
         model = DeepLocalizer(loaded, acquisition=acq, device=args.device, precision=args.precision,
                               batch_size=args.batch_size, orientations=args.orientations,
-                              scaling_tile_px=None if args.whole_frame_scaling else SCALING_TILE_PX)
+                              scaling_tile_px=None if args.whole_frame_scaling else SCALING_TILE_PX,
+                              range_floor=args.range_floor)
     for w in caught:
         print(f"warning: {w.message}", file=sys.stderr)
     if psf_differs(model.mismatch):  # the warning said what, not what to do
@@ -835,12 +836,11 @@ def cmd_localize(args) -> int:
                         photometry=args.photometry, fit_positions=args.fit_positions)
     seconds = time.perf_counter() - t0
     note_if_nothing_found(table, threshold, "map units")
-    for note in (without_uncertainty_text(table), at_box_edge_text(table)):
-        if note:
-            print(f"note: {note}", file=sys.stderr)
+    for note in fit_notes(table):
+        print(f"note: {note}", file=sys.stderr)
     settings = {"threshold": threshold, "threshold_is_default": args.threshold is None,
                 "read_out": args.method, "orientations": model.orientations,
-                "scaling_tile_px": model.scaling_tile_px, "photometry": bool(args.photometry),
+                **model.scaling, "photometry": bool(args.photometry),
                 "fit_positions": bool(args.fit_positions), "device": str(model.device), "precision": model.precision,
                 "batch_size": model.batch_size, "acquisition_differs_from_model": model.mismatch}
     # the acquisition the frames were analysed with: the model's L, whatever --upsampling asked for
@@ -894,7 +894,7 @@ def cmd_demo(args) -> int:
         field = acq.field_nm(DEMO_FRAME_SHAPE)
         png = out / DEMO_FILES[3]
         settings = {"threshold": model.default_threshold(), "threshold_is_default": True,
-                    "orientations": model.orientations, "scaling_tile_px": model.scaling_tile_px,
+                    "orientations": model.orientations, **model.scaling,
                     "device": str(model.device), "precision": model.precision}
         protocol = localization_protocol(method_name(loaded.info), acq, settings, np.arange(1, args.frames + 1),
                                          DEMO_FRAME_SHAPE, len(table), stack=out / DEMO_FILES[0],
@@ -1070,6 +1070,10 @@ def _add_localize_parser(sub) -> None:
                    help="scale each frame to [0, 1] by its own minimum and maximum whatever its size (by default "
                         "a frame side of 96 pixels or more is cut into regions of about 64 pixels, each scaled by "
                         "its own, so that one bright molecule does not make faint ones far from it look fainter)")
+    p.add_argument("--range-floor", type=non_negative_float, default=FRAME_RANGE_FLOOR, metavar="K",
+                   help=f"scale a frame as if its range were at least K of its noise standard deviations (default "
+                        f"{FRAME_RANGE_FLOOR:g}), so that the noise of frames without molecules is not stretched "
+                        f"into false molecules; 0: each frame by its own range however faint (before 2026-11-29)")
     p.add_argument("--photometry", action="store_true",
                    help="also fit each molecule's photons on the camera frame (columns intensity [photon] and "
                         "offset [photon]; needs the camera's --gain and --offset, ADU)")

@@ -24,7 +24,7 @@ from ..core.devices import DEVICES, resolve_device, resolve_precision
 from ..core.model_io import bundled_model_path, read_model_info
 from ..core.frames import parse_frame_selection
 from ..core.metrics import outside_field_message
-from ..core.predict import SCALING_TILE_PX, DeepLocalizer, localize_stream
+from ..core.predict import DeepLocalizer, localize_stream, scaling_settings
 from ..core.progress import counted
 from ..core.protocol import localization_protocol, network_protocol
 from .controls import (DockPanel, LinePlot, float_box, ground_truth_combo, outlier_pixels_checkbox,
@@ -191,7 +191,7 @@ class Cel0Widget(DockPanel):
             info = read_model_info(self.state.model_path or bundled_model_path())
             device = resolve_device(self.device.value)
             deep = {"threshold": info.default_threshold, "threshold_is_default": True, "read_out": "peaks",
-                    "orientations": 1, "scaling_tile_px": SCALING_TILE_PX,
+                    "orientations": 1, **scaling_settings(),
                     "precision": resolve_precision("auto", device), **common}
             makers[DEEPCEL0] = network_protocol(info, self.state.model_path, acq, deep, stack=stack)
         return makers

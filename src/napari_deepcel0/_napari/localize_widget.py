@@ -14,9 +14,9 @@ from napari.utils.notifications import show_error, show_info, show_warning
 from ..core.devices import DEVICES, resolve_device, resolve_precision
 from ..core.model_io import ModelFileError, bundled_model_path, read_model_info
 from ..core.frames import parse_frame_selection
-from ..core.photometry import without_uncertainty_text
-from ..core.predict import (SCALING_TILE_PX, BatchResult, DeepLocalizer, acquisition_mismatch, localize_stream,
-                            psf_differs)
+from ..core.photometry import fit_notes
+from ..core.predict import (BatchResult, DeepLocalizer, acquisition_mismatch, localize_stream, psf_differs,
+                            scaling_settings)
 from ..core.progress import counted, rate_text
 from ..core.protocol import network_protocol
 from ..core.render import Renderer, check_render_blur, display_max, render_shape
@@ -228,7 +228,7 @@ class LocalizeWidget(DockPanel):
         device = resolve_device(self.device.value)
         settings = {"threshold": self._info.default_threshold if threshold is None else threshold,
                     "threshold_is_default": threshold is None, "read_out": "peaks",
-                    "orientations": self.orientations.value, "scaling_tile_px": SCALING_TILE_PX,
+                    "orientations": self.orientations.value, **scaling_settings(),
                     "photometry": self.photometry.value,
                     "fit_positions": self.fit_positions.value, "fix_outlier_pixels": self.fix_outlier_pixels.value,
                     "device": str(device), "precision": resolve_precision("auto", device),
@@ -317,8 +317,8 @@ class _Run:
 
     def end(self, status: str) -> str:
         """Show everything the run got, mark it over (``status``: finished, cancelled, failed
-        or its widget closed; its protocol says so) and say what it got, the fitted molecules
-        without an uncertainty too."""
+        or its widget closed; its protocol says so) and say what it got, with the notes on
+        its fits (molecules without an uncertainty, fits stopped at their box's edge)."""
         self.time_left = ""  # the run is over, whatever the last batch estimated
         self.refresh()
         self.points.finish()
@@ -326,8 +326,7 @@ class _Run:
             self.points.layer.metadata[PROTOCOL] = self.protocol(
                 self.points.frames_done(), self.frame_shape, self.points.count,
                 seconds=time.perf_counter() - self.started, frames_asked=self.selection, status=status)
-        unplaced = without_uncertainty_text(self.points.table())
-        return self.describe() + (f"; {unplaced}" if unplaced else "")
+        return "; ".join([self.describe(), *fit_notes(self.points.table())])
 
     def describe(self) -> str:
         replaced = replaced_pixels_text(self.pixels_replaced, self.frames_dimmed)

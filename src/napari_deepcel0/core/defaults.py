@@ -1,6 +1,6 @@
 """Defaults and choices that the command line names in its ``--help``, in a module
 that does not import torch, so that ``deepcel0 --help`` and ``deepcel0 evaluate``
-start without loading it. :mod:`.localize` and :mod:`.cel0`, which use them, export
+start without loading it. :mod:`.localize`, :mod:`.cel0` and :mod:`.predict`, which use them, export
 them under their own names (``localize.METHODS``, ``cel0.DEFAULT_LAM``, ...)."""
 
 #: matching tolerances reported by default (nm): the paper's 50/100/150 and the SMLM
@@ -33,6 +33,16 @@ SWEEP_LAMS = 30
 SWEEP_LAM_RANGE = (1e-3, 1.0)
 SWEEP_FRAMES = 8
 SWEEP_TOL_NM = 50.0
+#: a frame's range is at least this many of its noise standard deviations
+#: (:func:`.predict.frame_noise_sd`; :func:`.predict.scale_to_unit_range`): a frame without a molecule, or
+#: with only molecules this faint, is not stretched until its noise fills [0, 1] and looks
+#: like molecules. The range of pure noise is about 7.6 standard deviations on 64 x 64
+#: frames; the least frame of ISBI 2013 spans 52, those of the paper's Table 1 at 10 dB
+#: 15-22 (median 18). ``python benchmarks/frame_range_floor.py`` (docs/benchmarks.md):
+#: empty 64 x 64 frames 1.55 -> 0.10 false molecules a frame; one molecule of 150-300
+#: photons a frame, Jaccard at 50 nm 21 -> 70 %. At 25 the 10 dB frames of Table 1 lost
+#: 2 points
+FRAME_RANGE_FLOOR = 20.0
 #: the highest emitter density simulations take (per um^2 and frame): one emitter per
 #: 100 x 100 nm, ten times ISBI 2013's high density and beyond what any method resolves;
 #: 1e5 ran the demo out of memory in the scoring (millions of molecules within 50 nm),

@@ -120,7 +120,7 @@ def without_uncertainty_text(table) -> str:
 def at_box_edge_text(table) -> str:
     """What to tell of a table's fits that stopped at the edge of their box
     (:data:`AT_BOX_EDGE` 1), or "" when there are none or no fit (for the command line's
-    note)."""
+    note and the Localize widget's status)."""
     if AT_BOX_EDGE not in getattr(table, "columns", ()):
         return ""
     n = int((table[AT_BOX_EDGE] == 1).sum())
@@ -130,6 +130,13 @@ def at_box_edge_text(table) -> str:
             f"({AT_BOX_EDGE} 1): their positions are worse than their uncertainty [nm] says (isolated molecules: "
             "about 1-6 % of fits; in crowds about half, where the column describes rather than filters; "
             "docs/benchmarks.md, Position fit)")
+
+
+def fit_notes(table) -> list[str]:
+    """What to tell the user of a table's fitted molecules (:func:`without_uncertainty_text`,
+    :func:`at_box_edge_text`; none without a fit): the command line's notes, the Localize
+    widget's status."""
+    return [note for note in (without_uncertainty_text(table), at_box_edge_text(table)) if note]
 
 
 def _window_half_px(acq: Acquisition) -> int:

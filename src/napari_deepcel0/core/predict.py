@@ -23,8 +23,9 @@ import numpy as np
 import pandas as pd
 import torch
 
-from .acquisition import Acquisition, is_whole_number
+from .acquisition import Acquisition, is_real_number, is_whole_number
 from .cancel import is_cancelled
+from .defaults import FRAME_RANGE_FLOOR
 from .devices import autocast, resolve_device, resolve_precision
 from .frames import (
     MAD_TO_STD,
@@ -150,33 +151,43 @@ def frame_noise_sd(x: torch.Tensor) -> torch.Tensor:
     return torch.where(median > 0, median, mean)
 
 
-def scale_to_unit_range(x: torch.Tensor, tile_px: int | None = SCALING_TILE_PX) -> torch.Tensor:
+def scale_to_unit_range(x: torch.Tensor, tile_px: int | None = SCALING_TILE_PX,
+                        range_floor: float | None = FRAME_RANGE_FLOOR) -> torch.Tensor:
     """Camera frames (n, rows, cols) scaled by their minimum and maximum, to [0, 1] (a
     region's scale, below, may lift a bright pixel between regions a little above 1); a
     constant frame or region becomes 0.
 
+    A frame's range is taken as at least ``range_floor`` of its noise standard deviations
+    (:func:`frame_noise_sd`; :data:`FRAME_RANGE_FLOOR`; None or 0: its own range however
+    faint, as before 2026-11-29), so a frame holding no molecule keeps its noise faint
+    instead of stretching it until it looks like molecules.
+
     A frame of under 96 pixels a side (and any frame with ``tile_px`` None) is scaled by
-    its own minimum and maximum, as the models were trained and checked. A side of 96
+    its own minimum and range, as the models were trained and checked. A side of 96
     pixels or more is cut into ``side / tile_px`` regions, rounded half up (2 for 96-159
     pixels, 3 for 160-223, 4 for 224-287, ...), and each pixel is scaled by its region's
     minimum and range, interpolated bilinearly between the regions' centres (no steps); a
     region's range is at least :data:`SCALING_NOISE_FLOOR` noise standard deviations of
-    its frame (:func:`frame_noise_sd`) and at most its frame's range, so that a region
-    without a molecule (the camera around a cell, sparse frames) is not stretched until
-    its noise looks like molecules, and noisy frames fall back to whole-frame scaling.
-    Scaled by its own maximum, a large frame's brightest molecule made the rest look
-    faint: on 256 x 256 frames with log-normal molecule brightness (sigma 0.8) Jaccard at
-    50 nm went 75.7 -> 83.6 % (``python benchmarks/frame_scaling.py``, docs/benchmarks.md)."""
+    its frame and at most its frame's range, so that a region without a molecule (the
+    camera around a cell, sparse frames) is not stretched until its noise looks like
+    molecules, and noisy frames fall back to whole-frame scaling. Scaled by its own
+    maximum, a large frame's brightest molecule made the rest look faint: on 256 x 256
+    frames with log-normal molecule brightness (sigma 0.8) Jaccard at 50 nm went 75.7 ->
+    83.6 % (``python benchmarks/frame_scaling.py``, docs/benchmarks.md)."""
     rows, cols = x.shape[-2:]
     n_r, n_c = ((1, 1) if tile_px is None else
                 (max(1, int(rows / tile_px + 0.5)), max(1, int(cols / tile_px + 0.5))))
     lo = x.amin(dim=(-2, -1), keepdim=True)
     span = x.amax(dim=(-2, -1), keepdim=True) - lo
-    if (n_r, n_c) != (1, 1):
+    regions = (n_r, n_c) != (1, 1)
+    noise_sd = frame_noise_sd(x)[:, None, None] if regions or range_floor else None
+    if range_floor:
+        span = torch.maximum(span, range_floor * noise_sd)
+    if regions:
         grid = x[:, None]
         tile_hi = torch.nn.functional.adaptive_max_pool2d(grid, (n_r, n_c))
         tile_lo = -torch.nn.functional.adaptive_max_pool2d(-grid, (n_r, n_c))
-        floor = torch.minimum(SCALING_NOISE_FLOOR * frame_noise_sd(x)[:, None, None, None], span[:, None])
+        floor = torch.minimum(SCALING_NOISE_FLOOR * noise_sd[:, None], span[:, None])
         tile_span = torch.maximum(tile_hi - tile_lo, floor)
 
         def spread(t):
@@ -184,6 +195,13 @@ def scale_to_unit_range(x: torch.Tensor, tile_px: int | None = SCALING_TILE_PX) 
 
         lo, span = spread(tile_lo), spread(tile_span)
     return torch.where(span > 0, (x - lo) / torch.where(span > 0, span, torch.ones_like(span)), torch.zeros_like(x))
+
+
+def scaling_settings(tile_px: int | None = SCALING_TILE_PX, range_floor: float | None = FRAME_RANGE_FLOOR) -> dict:
+    """How frames are scaled for the network (:func:`scale_to_unit_range`), as a run's
+    protocol records it: ``scaling_tile_px`` and ``range_floor_sd`` (None: off)."""
+    return {"scaling_tile_px": None if tile_px is None else int(tile_px),
+            "range_floor_sd": float(range_floor) if range_floor else None}
 
 
 class AcquisitionMismatchWarning(UserWarning):
@@ -238,13 +256,18 @@ class DeepLocalizer:
         about this long, each scaled to [0, 1] by its own minimum and maximum
         (:func:`scale_to_unit_range`); None scales each frame by its own minimum and
         maximum whatever its size (before 2026-11-29, the only way).
+    range_floor
+        A frame's range is taken as at least this many of its noise standard deviations
+        (:data:`FRAME_RANGE_FLOOR`, :func:`scale_to_unit_range`), so that empty and
+        near-empty frames do not have their noise stretched into molecules; None or 0
+        scales each frame by its own range however faint (before 2026-11-29).
     """
 
     mass_column = "confidence"
 
     def __init__(self, model=None, acquisition: Acquisition | None = None, device="auto", precision="auto",
                  batch_size: int = 16, orientations: int = 1, pixel_size_nm: float | None = None,
-                 scaling_tile_px: int | None = SCALING_TILE_PX):
+                 scaling_tile_px: int | None = SCALING_TILE_PX, range_floor: float | None = FRAME_RANGE_FLOOR):
         from .training import TrainingResult  # (training imports this module's neighbours: here, not at the top)
 
         if model is None:
@@ -272,6 +295,10 @@ class DeepLocalizer:
             raise ValueError(f"scaling_tile_px must be None (scale each frame as a whole) or a whole number of camera "
                              f"pixels >= {MIN_FRAME_SIDE_PX}, got {scaling_tile_px!r}")
         self.scaling_tile_px = None if scaling_tile_px is None else int(scaling_tile_px)
+        if range_floor is not None and not (is_real_number(range_floor) and 0 <= range_floor < math.inf):
+            raise ValueError(f"range_floor must be None (off) or a number of noise standard deviations >= 0, "
+                             f"got {range_floor!r}")
+        self.range_floor = float(range_floor) if range_floor else None
         # a copy: Module.to moves in place, and a second localizer of the same LoadedModel on
         # another device would have moved the first one's network under it. In fp32 on a CPU
         # its BatchNorms are folded into the convolutions: the same maps to float rounding,
@@ -298,12 +325,18 @@ class DeepLocalizer:
         """The model's default threshold (:attr:`~.model_io.ModelInfo.default_threshold`)."""
         return self.info.default_threshold
 
+    @property
+    def scaling(self) -> dict:
+        """How this localizer scales frames, as protocols record it (:func:`scaling_settings`)."""
+        return scaling_settings(self.scaling_tile_px, self.range_floor)
+
     def normalise(self, frames: np.ndarray) -> torch.Tensor:
         """Min/max to [0, 1] per frame, or per region of a large frame
-        (:func:`scale_to_unit_range` with :attr:`scaling_tile_px`), then the training
-        standardisation; returns (n, rows, cols) float32 on the device."""
+        (:func:`scale_to_unit_range` with :attr:`scaling_tile_px` and :attr:`range_floor`),
+        then the training standardisation; returns (n, rows, cols) float32 on the device."""
         x = torch.as_tensor(np.ascontiguousarray(frames, dtype=np.float32), device=self.device)
-        return (scale_to_unit_range(x, self.scaling_tile_px) - self.info.norm_mean) / self.info.norm_std
+        return ((scale_to_unit_range(x, self.scaling_tile_px, self.range_floor) - self.info.norm_mean)
+                / self.info.norm_std)
 
     @torch.no_grad()
     def network_outputs(self, x: torch.Tensor) -> torch.Tensor:

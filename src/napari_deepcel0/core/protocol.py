@@ -140,8 +140,7 @@ def protocol_of_run(localizer, source, table, *, frames=None, threshold=None, me
     loaded = getattr(localizer, "loaded", None)
     if loaded is not None:  # a DeepLocalizer
         method, model = method_name(loaded.info), model_record(loaded.path, loaded.info, saved=loaded.path is not None)
-        settings.update(orientations=localizer.orientations, scaling_tile_px=localizer.scaling_tile_px,
-                        device=str(localizer.device),
+        settings.update(orientations=localizer.orientations, **localizer.scaling, device=str(localizer.device),
                         precision=localizer.precision, batch_size=localizer.batch_size,
                         acquisition_differs_from_model=localizer.mismatch)
     else:  # a Cel0Localizer
