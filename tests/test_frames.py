@@ -48,17 +48,24 @@ def test_ordinary_frames_do_not_warn(dtype):
     assert float32_precision_loss(flat) == float32_precision_loss(nan) == ""
 
 
+@pytest.mark.parametrize("shape", [(64, 64), (256, 256), (1024, 1024)])
 @pytest.mark.parametrize("batch_size", [1, 2, 3, 4, 5, 16])
-@pytest.mark.parametrize("n", [1, 3, 4, 5, 7, 17, 18, 33])
-def test_frames_are_read_in_pieces_long_enough_to_tell_a_bead_and_cut_into_the_same_network_batches(n, batch_size):
-    from napari_deepcel0.core.frames import PERSISTENCE_MIN_FRAMES, iter_read_batches
+@pytest.mark.parametrize("n", [1, 3, 4, 5, 7, 17, 18, 33, 70])
+def test_frames_are_read_in_pieces_long_enough_to_tell_a_bead_and_cut_into_the_same_network_batches(n, batch_size,
+                                                                                                    shape):
+    from napari_deepcel0.core.frames import (PERSISTENCE_MIN_FRAMES, PIECE_FRAMES, PIECE_PIXELS, iter_read_batches,
+                                             piece_frames)
 
     indices = np.arange(100, 100 + n)
-    pieces = list(iter_read_batches(indices, batch_size))
+    pieces = list(iter_read_batches(indices, batch_size, shape))
     np.testing.assert_array_equal(np.concatenate(pieces), indices)  # each frame once, in order
-    assert all(len(p) >= min(n, PERSISTENCE_MIN_FRAMES) for p in pieces)
-    assert all(len(p) % batch_size == 0 for p in pieces[:-1])
-    assert all(len(p) < 2 * max(batch_size, PERSISTENCE_MIN_FRAMES) + PERSISTENCE_MIN_FRAMES for p in pieces)
+    size = piece_frames(batch_size, shape)
+    assert size % batch_size == 0 and size >= PERSISTENCE_MIN_FRAMES
+    # 16 frames (the bead judgement's window) while they fit in PIECE_PIXELS, else fewer, at least 4
+    assert size >= min(PIECE_FRAMES, max(PERSISTENCE_MIN_FRAMES, PIECE_PIXELS // (shape[0] * shape[1])))
+    assert size < max(PIECE_FRAMES, PERSISTENCE_MIN_FRAMES) + batch_size
+    assert all(len(p) == size for p in pieces[:-1])
+    assert len(pieces[-1]) >= min(n, PERSISTENCE_MIN_FRAMES) and len(pieces[-1]) < size + PERSISTENCE_MIN_FRAMES
     network = [p[s : s + batch_size] for p in pieces for s in range(0, len(p), batch_size)]
     plain = [indices[s : s + batch_size] for s in range(0, n, batch_size)]
     assert [b.tolist() for b in network] == [b.tolist() for b in plain]

@@ -197,7 +197,7 @@ def test_a_script_run_gets_its_protocol_and_a_model_not_saved_is_not_the_bundled
     assert back["method"] == "DeepCEL0" and back["model"]["bundled"] is True and len(back["model"]["sha256"]) == 64
     assert back["input"] == {"stack": str(path.resolve()), "frames": "2-4", "n_frames": 3, "frame_shape": [32, 32]}
     assert back["settings"]["threshold"] == model.default_threshold() and back["settings"]["threshold_is_default"]
-    assert back["settings"]["scaling_tile_px"] == 64 and back["settings"]["range_floor_sd"] == 20.0
+    assert back["settings"]["scaling_tile_px"] == 64 and back["settings"]["range_floor_sd"] == 18.0
     assert back["results"] == {"localizations": len(read_localizations(tmp_path / "locs.csv")), "seconds": 1.5}
     unsaved = DeepLocalizer(load_model(bundled_model_path()), device="cpu")
     unsaved.loaded.path = None  # as LoadedModel.from_training_result leaves it

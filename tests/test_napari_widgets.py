@@ -2219,7 +2219,7 @@ def test_a_runs_protocol_goes_beside_its_csv_with_the_count_saved(viewer, qtbot,
     assert protocol["results"]["localizations"] == len(points.data) > 1
     assert protocol["acquisition"] == widget.state.acquisition.to_dict() and protocol["status"] == "finished"
     assert protocol["settings"]["precision"] in ("bf16", "fp32") and protocol["settings"]["read_out"] == "peaks"
-    assert protocol["settings"]["scaling_tile_px"] == 64 and protocol["settings"]["range_floor_sd"] == 20.0
+    assert protocol["settings"]["scaling_tile_px"] == 64 and protocol["settings"]["range_floor_sd"] == 18.0
     points.selected_data = {0}
     points.remove_selected()
     export = _dock(viewer, ExportWidget)
@@ -2244,7 +2244,37 @@ def test_a_runs_protocol_goes_beside_its_csv_with_the_count_saved(viewer, qtbot,
     assert made["CEL0-IRL1"]["settings"]["max_outer"] == 2 and made["CEL0-IRL1"]["input"]["frames"] == "1"
     assert made["DeepCEL0"]["model"]["bundled"] is True and made["DeepCEL0"]["input"]["frames"] == "1"
     assert made["DeepCEL0"]["settings"]["scaling_tile_px"] == 64
-    assert made["DeepCEL0"]["settings"]["range_floor_sd"] == 20.0
+    assert made["DeepCEL0"]["settings"]["range_floor_sd"] == 18.0
+
+
+def test_the_localizers_of_widget_runs_scale_frames_as_their_protocols_record(viewer, qtbot, stack_path,
+                                                                              monkeypatch):
+    """The Localize and CEL0 widgets build their DeepLocalizer from the scaling settings
+    their protocol records (review: both used defaults that agreed by coincidence)."""
+    from napari_deepcel0._napari import cel0_widget, localize_widget
+    from napari_deepcel0._napari.layers import PROTOCOL
+
+    built = []
+
+    class Recorded(DeepLocalizer):  # the real localizer, its scaling noted
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            built.append((self.scaling_tile_px, self.range_floor))
+
+    other = {"scaling_tile_px": None, "range_floor_sd": None}  # the settings before 2026-11-29
+    for module in (localize_widget, cel0_widget):
+        monkeypatch.setattr(module, "DeepLocalizer", Recorded)
+        monkeypatch.setattr(module, "scaling_settings", lambda: dict(other))
+    layer = _open(viewer, stack_path)
+    _localized(viewer, qtbot, frames="1")
+    cel0 = _quick_cel0_widget(viewer, layer, "1")
+    cel0.with_deepcel0.value = True
+    cel0.run()
+    _wait(qtbot, cel0.job)
+    assert built == [(None, None), (None, None)]
+    recorded = [p.metadata[PROTOCOL]["settings"] for p in viewer.layers
+                if PROTOCOL in p.metadata and p.metadata[PROTOCOL]["method"] == "DeepCEL0"]
+    assert len(recorded) == 2 and all(r["scaling_tile_px"] is None and r["range_floor_sd"] is None for r in recorded)
 
 
 def test_hand_edits_of_localizations_are_marked_and_go_in_the_protocol(viewer, qtbot, stack_path, tmp_path):

@@ -24,7 +24,7 @@ from ..core.devices import DEVICES, resolve_device, resolve_precision
 from ..core.model_io import bundled_model_path, read_model_info
 from ..core.frames import parse_frame_selection
 from ..core.metrics import outside_field_message
-from ..core.predict import DeepLocalizer, localize_stream, scaling_settings
+from ..core.predict import DeepLocalizer, localize_stream, localizer_scaling, scaling_settings
 from ..core.progress import counted
 from ..core.protocol import localization_protocol, network_protocol
 from .controls import (DockPanel, LinePlot, float_box, ground_truth_combo, outlier_pixels_checkbox,
@@ -42,8 +42,9 @@ SWEEP_UPDATES = 5
 
 
 def _compare_job(acq, source, frames, solver: dict, device: str, model_path, with_deepcel0: bool, progress,
-                 fix_outlier_pixels: bool = True, cancel=None):
-    """Yield ``(method, BatchResult)``: CEL0-IRL1 on the frames, then DeepCEL0."""
+                 fix_outlier_pixels: bool = True, scaling: dict | None = None, cancel=None):
+    """Yield ``(method, BatchResult)``: CEL0-IRL1 on the frames, then DeepCEL0, its frames
+    scaled as ``scaling`` says (:func:`scaling_settings`; None: the default)."""
     with gpu_memory_hint():
         cel0 = Cel0Localizer(acq, device=device, progress=progress, cancel=cancel, **solver)
         try:
@@ -53,7 +54,8 @@ def _compare_job(acq, source, frames, solver: dict, device: str, model_path, wit
         except Cel0Cancelled:
             return
         if with_deepcel0 and not cancel.is_set():
-            deep = DeepLocalizer(model_path, acquisition=acq, device=device)  # None: the bundled model
+            deep = DeepLocalizer(model_path, acquisition=acq, device=device,  # None: the bundled model
+                                 **localizer_scaling(scaling or scaling_settings()))
             for result in localize_stream(deep, source, frames=frames, cancel=cancel,
                                           fix_outlier_pixels=fix_outlier_pixels):
                 yield DEEPCEL0, result
@@ -169,17 +171,18 @@ class Cel0Widget(DockPanel):
         self._pixels_replaced = 0  # in CEL0's frames (DeepCEL0 localizes the same frames)
         self._frames_dimmed = 0
         self.summary.value = ""
-        self._protocols = self._protocol_makers(layer, acq, solver)
+        scaling = scaling_settings()
+        self._protocols = self._protocol_makers(layer, acq, solver, scaling)
         self._frames = frames
         self._frame_shape = tuple(layer.data.shape[-2:])
         show_first_frame_unless_shown(self.viewer, frames)
         self.job.start(_compare_job, acq, frame_source(layer.data), frames, solver, self.device.value,
                        self.state.model_path, self.with_deepcel0.value, self.relay.emit, self.fix_outlier_pixels.value,
-                       on_yield=self._batch, on_finish=self._finished, on_closed=self._closed_while_running)
+                       scaling, on_yield=self._batch, on_finish=self._finished, on_closed=self._closed_while_running)
 
-    def _protocol_makers(self, layer, acq, solver: dict) -> dict:
-        """Per method, ``localization_protocol`` with the run's settings, waiting for what
-        the run did (see :meth:`_show_all`)."""
+    def _protocol_makers(self, layer, acq, solver: dict, scaling: dict) -> dict:
+        """Per method, ``localization_protocol`` with the run's settings (DeepCEL0's frames
+        scaled as ``scaling`` says), waiting for what the run did (see :meth:`_show_all`)."""
         common = {"fix_outlier_pixels": self.fix_outlier_pixels.value,
                   "device": str(resolve_device(self.device.value))}
         stack = layer.metadata.get("path")
@@ -191,7 +194,7 @@ class Cel0Widget(DockPanel):
             info = read_model_info(self.state.model_path or bundled_model_path())
             device = resolve_device(self.device.value)
             deep = {"threshold": info.default_threshold, "threshold_is_default": True, "read_out": "peaks",
-                    "orientations": 1, **scaling_settings(),
+                    "orientations": 1, **scaling,
                     "precision": resolve_precision("auto", device), **common}
             makers[DEEPCEL0] = network_protocol(info, self.state.model_path, acq, deep, stack=stack)
         return makers

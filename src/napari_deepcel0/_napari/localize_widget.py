@@ -15,8 +15,8 @@ from ..core.devices import DEVICES, resolve_device, resolve_precision
 from ..core.model_io import ModelFileError, bundled_model_path, read_model_info
 from ..core.frames import parse_frame_selection
 from ..core.photometry import fit_notes
-from ..core.predict import (BatchResult, DeepLocalizer, acquisition_mismatch, localize_stream, psf_differs,
-                            scaling_settings)
+from ..core.predict import (BatchResult, DeepLocalizer, acquisition_mismatch, localize_stream, localizer_scaling,
+                            psf_differs, scaling_settings)
 from ..core.progress import counted, rate_text
 from ..core.protocol import network_protocol
 from ..core.render import Renderer, check_render_blur, display_max, render_shape
@@ -38,11 +38,12 @@ ORIENTATION_CHOICES = [("off", 1), ("4 flips (4x the time)", 4), ("8 flips and t
 
 
 def _localize_job(model_path, acquisition, source, frames, threshold, device, batch_size, orientations, keep_maps,
-                  photometry, fit_positions, fix_outlier_pixels, cancel=None):
-    """Load the model, then yield a :class:`BatchResult` per batch."""
+                  photometry, fit_positions, fix_outlier_pixels, scaling: dict, cancel=None):
+    """Load the model, then yield a :class:`BatchResult` per batch. ``scaling``: how the
+    frames are scaled, as the run's protocol records it (:func:`scaling_settings`)."""
     with gpu_memory_hint():
         model = DeepLocalizer(model_path, acquisition=acquisition, device=device, batch_size=batch_size,
-                              orientations=orientations)  # model_path None: the bundled model
+                              orientations=orientations, **localizer_scaling(scaling))  # model_path None: bundled
         yield from localize_stream(model, source, frames=frames, threshold=threshold, batch_size=batch_size,
                                    keep_maps=keep_maps, cancel=cancel, photometry=photometry,
                                    fit_positions=fit_positions, fix_outlier_pixels=fix_outlier_pixels)
@@ -226,9 +227,10 @@ class LocalizeWidget(DockPanel):
         self.state.outputs_shown.emit(self._run.layers())  # Matching and Export move to them
         threshold = None if self.auto_threshold.value else self.threshold.value
         device = resolve_device(self.device.value)
+        scaling = scaling_settings()
         settings = {"threshold": self._info.default_threshold if threshold is None else threshold,
                     "threshold_is_default": threshold is None, "read_out": "peaks",
-                    "orientations": self.orientations.value, **scaling_settings(),
+                    "orientations": self.orientations.value, **scaling,
                     "photometry": self.photometry.value,
                     "fit_positions": self.fit_positions.value, "fix_outlier_pixels": self.fix_outlier_pixels.value,
                     "device": str(device), "precision": resolve_precision("auto", device),
@@ -239,7 +241,7 @@ class LocalizeWidget(DockPanel):
         show_first_frame_unless_shown(self.viewer, selection)
         self.job.start(_localize_job, self.model.value, acq, frame_source(layer.data), selection, threshold,
                        self.device.value, self.batch_size.value, self.orientations.value, self.show_maps.value,
-                       self.photometry.value, self.fit_positions.value, self.fix_outlier_pixels.value,
+                       self.photometry.value, self.fit_positions.value, self.fix_outlier_pixels.value, scaling,
                        on_yield=self._batch, on_finish=self._finished, on_closed=self._closed_while_running)
 
     def _batch(self, result: BatchResult) -> None:

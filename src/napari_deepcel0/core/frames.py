@@ -183,17 +183,38 @@ def _whole_frame_number(spec, value) -> int:
     return int(value)
 
 
-def iter_read_batches(indices: np.ndarray, batch_size: int) -> Iterator[np.ndarray]:
+#: frames read and fixed together (:func:`iter_read_batches`), the window in which a bead
+#: must stay put (:func:`dim_bright_objects`): as in a batch of 64 x 64 frames, so that
+#: the judgement does not change with the frame size or the batch size, as long as
+#: they fit in :data:`PIECE_PIXELS` (at least :data:`PERSISTENCE_MIN_FRAMES` frames)
+PIECE_FRAMES = 16
+#: camera pixels a piece holds at most while it has more than PERSISTENCE_MIN_FRAMES
+#: frames: 16 frames of 512 x 512 (16 MB in float32; the outlier steps hold about 7
+#: times that meanwhile)
+PIECE_PIXELS = 16 * 512 * 512
+
+
+def piece_frames(batch_size: int, frame_shape: tuple[int, int]) -> int:
+    """Frames in a piece of :func:`iter_read_batches` (the last may hold more): the
+    fewest whole batches of ``batch_size`` that make :data:`PIECE_FRAMES` frames of
+    ``frame_shape``, or as many as fit in :data:`PIECE_PIXELS`, but at least
+    :data:`PERSISTENCE_MIN_FRAMES`."""
+    pixels = max(int(frame_shape[0]) * int(frame_shape[1]), 1)
+    wanted = max(PERSISTENCE_MIN_FRAMES, min(PIECE_FRAMES, PIECE_PIXELS // pixels))
+    return int(batch_size) * -(-wanted // int(batch_size))
+
+
+def iter_read_batches(indices: np.ndarray, batch_size: int, frame_shape: tuple[int, int]) -> Iterator[np.ndarray]:
     """``indices`` in consecutive pieces read and fixed together (:func:`read_fixed_frames`)
-    before they go to the network in batches of ``batch_size``: pieces of as many whole
-    batches as make at least :data:`PERSISTENCE_MIN_FRAMES` frames, and a last piece
-    shorter than that joins the one before, so that :func:`dim_bright_objects` can tell a
-    bead, which stays put, from a bright molecule, which blinks, also for large frames
-    (which go to the network one or two at a time) and at the end of a selection. Cut
-    into batches of ``batch_size``, the pieces give the network the batches that cutting
-    the whole selection would. Each frame is read once."""
-    batch_size = int(batch_size)
-    size = batch_size * -(-PERSISTENCE_MIN_FRAMES // batch_size)
+    before they go to the network in batches of ``batch_size``: pieces of
+    :func:`piece_frames` frames, and a last piece shorter than
+    :data:`PERSISTENCE_MIN_FRAMES` joins the one before, so that
+    :func:`dim_bright_objects` tells a bead, which stays put, from a bright molecule,
+    which blinks, over as many frames whatever the batch size (large frames go to the
+    network one or two at a time) and at the end of a selection. Cut into batches of
+    ``batch_size``, the pieces give the network the batches that cutting the whole
+    selection would. Each frame is read once."""
+    size = piece_frames(batch_size, frame_shape)
     starts = list(range(0, len(indices), size))
     if len(starts) > 1 and len(indices) - starts[-1] < PERSISTENCE_MIN_FRAMES:
         starts.pop()
@@ -366,43 +387,79 @@ def fill_dark_pixels(frames: np.ndarray, stats=None) -> tuple[np.ndarray, int]:
 
 
 def read_fixed_frames(source, indices: np.ndarray, psf_sigma_px: float | None = None,
-                      read_lock=None) -> tuple[np.ndarray, int, np.ndarray, np.ndarray]:
+                      read_lock=None) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Frames at 0-based ``indices`` of ``source``, read (holding ``read_lock``, if any),
     checked to be finite (a bad one named by its 1-based number in ``source``) and, when
     ``psf_sigma_px`` (the PSF sigma in camera pixels) is given, with their outliers fixed,
     isolated NaN or infinite pixels first (:func:`replace_isolated_nonfinite`):
-    ``(frames, pixels replaced, frames dimmed, their ratios)`` as :func:`fix_outliers`
-    returns them, the NaN ones among the pixels replaced."""
+    ``(frames, pixels replaced in each frame, frames dimmed, their ratios)`` as
+    :func:`fix_outliers` returns them, the NaN ones among the pixels replaced."""
     with read_lock or contextlib.nullcontext():
         block = read_frames(source, indices)
     if psf_sigma_px is None:
         check_finite(block, np.asarray(indices) + 1)
-        return block, 0, np.zeros(0, np.int64), np.zeros(0)
-    block, nonfinite = replace_isolated_nonfinite(block)
-    check_finite(block, np.asarray(indices) + 1, isolated_replaced=True)
+        return block, np.zeros(len(block), np.int64), np.zeros(0, np.int64), np.zeros(0)
+    nonfinite = np.count_nonzero(~np.isfinite(block), axis=(-2, -1)) if block.ndim == 3 else np.zeros(0, np.int64)
+    block, _ = replace_isolated_nonfinite(block)
+    check_finite(block, np.asarray(indices) + 1, isolated_replaced=True)  # (so every one counted was replaced)
     block, replaced, dimmed, ratios = fix_outliers(block, psf_sigma_px)
     return block, replaced + nonfinite, dimmed, ratios
 
 
-def fix_outliers(frames: np.ndarray, psf_sigma_px: float) -> tuple[np.ndarray, int, np.ndarray, np.ndarray]:
+def read_fixed_piece(source, indices: np.ndarray, batch_size: int, psf_sigma_px: float | None = None,
+                     read_lock=None) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray,
+                                              Exception | None]:
+    """A piece of :func:`iter_read_batches` read and fixed together
+    (:func:`read_fixed_frames`): ``(indices, *read_fixed_frames(...), None)``. When that
+    raises (a frame that is not finite, a read that fails), the piece's batches of
+    ``batch_size`` frames are read one by one instead, and those before the first that
+    fails come back with its error, for the caller to raise once it has localized them:
+    a bad frame loses none of the frames before it (those batches go without the bead
+    judgement of a piece)."""
+    try:
+        return (indices, *read_fixed_frames(source, indices, psf_sigma_px, read_lock), None)
+    except Exception as piece_error:
+        error: Exception | None = piece_error
+    parts = []
+    for start in range(0, len(indices), batch_size):
+        try:
+            parts.append(read_fixed_frames(source, indices[start : start + batch_size], psf_sigma_px, read_lock))
+        except Exception as batch_error:
+            error = batch_error  # (the failing batch's own error names its frame)
+            break
+    else:
+        error = None  # each batch read: the piece's failure was its size (memory)
+    if not parts:
+        return indices[:0], np.zeros((0, 0, 0), np.float32), np.zeros(0, np.int64), np.zeros(0, np.int64), \
+            np.zeros(0), error
+    offsets = np.cumsum([0] + [len(p[0]) for p in parts[:-1]])
+    return (indices[: sum(len(p[0]) for p in parts)], np.concatenate([p[0] for p in parts]),
+            np.concatenate([p[1] for p in parts]), np.concatenate([p[2] + o for p, o in zip(parts, offsets)]),
+            np.concatenate([p[3] for p in parts]), error)
+
+
+def fix_outliers(frames: np.ndarray, psf_sigma_px: float) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """The outlier steps before localizing, in order: isolated hot and dead pixels
     (:func:`replace_isolated_outliers`), darker regions (:func:`fill_dark_pixels`), bright
-    objects (:func:`dim_bright_objects`). Returns the frames, the pixels replaced, and the
-    0-based indices of the frames whose bright objects were dimmed with their ratios. The
-    frame statistics are computed once, again only after a step changed pixels (computed
-    by each step, they cost a sixth of the time: 0.56 against 0.47 ms a frame)."""
+    objects (:func:`dim_bright_objects`). Returns the frames, the pixels replaced in each
+    frame, and the 0-based indices of the frames whose bright objects were dimmed with
+    their ratios. The frame statistics are computed once, again only after a step changed
+    pixels (computed by each step, they cost a sixth of the time: 0.56 against 0.47 ms a
+    frame)."""
     f = np.array(frames, dtype=np.float32, copy=True)
     if f.ndim != 3 or min(f.shape[-2:]) < 3:  # each step leaves such frames alone
-        return f, 0, np.zeros(0, np.int64), np.zeros(0)
-    stats = _frame_statistics(f)
-    f, isolated = replace_isolated_outliers(f, psf_sigma_px, stats)
+        return f, np.zeros(len(f) if f.ndim == 3 else 0, np.int64), np.zeros(0, np.int64), np.zeros(0)
+    given, stats = f, _frame_statistics(f)
+    f, isolated = replace_isolated_outliers(f, psf_sigma_px, stats)  # (each step returns a new array)
     if isolated:
         stats = _frame_statistics(f)
     f, dark = fill_dark_pixels(f, stats)
     if dark:
         stats = _frame_statistics(f)
+    # (a pixel replaced by its neighbours' mean or the median is far from what it was)
+    replaced = (np.count_nonzero(f != given, axis=(1, 2)) if isolated + dark else np.zeros(len(f), np.int64))
     f, dimmed, ratios = dim_bright_objects(f, psf_sigma_px, stats)
-    return f, isolated + dark, dimmed, ratios
+    return f, replaced, dimmed, ratios
 
 
 #: an object is dimmed when it is more than this many times as bright (above the frame's
@@ -423,7 +480,8 @@ BRIGHT_OBJECT_MIN_PEAKS = 3
 BRIGHT_OBJECT_RADIUS_SIGMAS = 4.0
 #: frames a batch needs before an object must stay put to be taken for a bead
 #: (:func:`dim_bright_objects`); fewer, and every object above the bound is dimmed. Frames
-#: are read and fixed in pieces of at least this many (:func:`iter_read_batches`)
+#: are read and fixed in pieces of at least this many (:data:`PIECE_FRAMES`,
+#: :func:`iter_read_batches`)
 PERSISTENCE_MIN_FRAMES = 4
 #: share of a batch's frames in which an object above the bound must be bright (at least
 #: half the bound) within a pixel of the same place to be taken for a bead: a fiducial
@@ -473,9 +531,10 @@ def dim_bright_objects(frames: np.ndarray, psf_sigma_px: float,
     fiducial bead is; a molecule 5-10 times as bright as the rest (multi-labelled, an
     aggregate) blinks and is left alone, with its neighbours (dimmed, they cost 2-6 points
     of Jaccard, ``benchmarks/outliers.py``). Fewer frames cannot tell them apart: there
-    every object above the bound is dimmed (localizing reads frames in pieces of at least
-    4, :func:`iter_read_batches`, so only selections of 1-3 frames do). Clean frames are left as they are. ``stats``: the
-    frames' :func:`_frame_statistics`, when the caller has them."""
+    every object above the bound is dimmed (localizing reads frames in pieces of 16, 4-15
+    of large frames, :func:`iter_read_batches`: only selections of 1-3 frames are not
+    judged). Clean frames are left as they are. ``stats``: the frames'
+    :func:`_frame_statistics`, when the caller has them."""
     f = np.array(frames, dtype=np.float32, copy=True)
     changed, ratios = [], []
     if f.ndim != 3 or min(f.shape[-2:]) < 3:

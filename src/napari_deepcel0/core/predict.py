@@ -36,7 +36,8 @@ from .frames import (
     frames_per_batch,
     iter_read_batches,
     parse_frame_selection,
-    read_fixed_frames,
+    piece_frames,
+    read_fixed_piece,
     warn_bright_objects,
 )
 from .columns import FRAME, INTENSITY, empty_table
@@ -180,7 +181,7 @@ def scale_to_unit_range(x: torch.Tensor, tile_px: int | None = SCALING_TILE_PX,
     lo = x.amin(dim=(-2, -1), keepdim=True)
     span = x.amax(dim=(-2, -1), keepdim=True) - lo
     regions = (n_r, n_c) != (1, 1)
-    noise_sd = frame_noise_sd(x)[:, None, None] if regions or range_floor else None
+    noise_sd = frame_noise_sd(x)[..., None, None] if regions or range_floor else None
     if range_floor:
         span = torch.maximum(span, range_floor * noise_sd)
     if regions:
@@ -202,6 +203,12 @@ def scaling_settings(tile_px: int | None = SCALING_TILE_PX, range_floor: float |
     protocol records it: ``scaling_tile_px`` and ``range_floor_sd`` (None: off)."""
     return {"scaling_tile_px": None if tile_px is None else int(tile_px),
             "range_floor_sd": float(range_floor) if range_floor else None}
+
+
+def localizer_scaling(settings: dict) -> dict:
+    """The :class:`DeepLocalizer` arguments of :func:`scaling_settings`' ``settings`` (a
+    protocol's), so that a run is built from what its protocol records."""
+    return {"scaling_tile_px": settings["scaling_tile_px"], "range_floor": settings["range_floor_sd"]}
 
 
 class AcquisitionMismatchWarning(UserWarning):
@@ -445,7 +452,7 @@ def warn_if_pixel_size_differs(source, acquisition: Acquisition, rel_tol: float 
                   PixelSizeWarning, stacklevel=3)
 
 
-#: threads that prepare batches ahead of the model in :func:`prepared_batches` (one fewer
+#: threads that prepare frames ahead of the model in :func:`prepared_pieces` (one fewer
 #: than the CPU's cores, at most 4): the outlier steps spend most of their time outside
 #: Python's lock: two threads fixed frames 1.5 to 2.6 times as fast as one on a 2-core
 #: machine (``python benchmarks/speed.py --outlier-threads``)
@@ -460,28 +467,29 @@ def _runs_on_gpu(model) -> bool:
     return isinstance(device, torch.device) and device.type != "cpu"
 
 
-def prepared_batches(source, batches: Iterator[np.ndarray], sigma_px: float | None, prefetch: bool,
-                     cancel=None) -> Iterator[tuple]:
-    """``(indices, *read_fixed_frames(...))`` for each batch of 0-based frame ``indices``,
-    in order (:func:`~.frames.read_fixed_frames`: read, checked, outliers fixed when
-    ``sigma_px`` is given); stops when ``cancel()`` becomes true.
+def prepared_pieces(source, pieces: Iterator[np.ndarray], batch_size: int, sigma_px: float | None, prefetch: bool,
+                    cancel=None, ahead: int | None = None) -> Iterator[tuple]:
+    """``read_fixed_piece(...)`` for each piece of 0-based frame indices
+    (:func:`~.frames.iter_read_batches`), in order: ``(indices, frames, pixels replaced in
+    each frame, frames dimmed, their ratios, error)``, read, checked and with their
+    outliers fixed when ``sigma_px`` is given (:func:`~.frames.read_fixed_piece`: a piece
+    cut short by a bad frame comes with the error to raise once its frames are
+    localized); stops when ``cancel()`` becomes true.
 
     With ``prefetch``, :data:`PREFETCH_WORKERS` background threads prepare the next
-    batches (one more than there are threads), so that reading and the outlier steps
-    (0.4-0.7 ms a 64 x 64 frame on one CPU core) overlap the model's work on the GPU
-    instead of adding to it: on an H200, 10,000 frames ran at 1,376 frames/s without it,
-    3,116 with 4 threads and 3,469 without the outlier steps. These threads read
-    ``source`` one at a time (a TIFF file handle is not to be shared; reads by other code
-    meanwhile are the caller's to keep apart), and they have stopped when the iteration
-    ends, also when it ends early. A batch that was read ahead is dropped, not yielded,
-    when ``cancel()`` became true while it was waited for.
-    Errors (a frame that is not finite, a read that fails) come in the batch they belong
-    to, after the batches before it."""
+    ``ahead`` pieces (default one more than there are threads), so that reading and the
+    outlier steps (0.4-0.7 ms a 64 x 64 frame on one CPU core) overlap the model's work on
+    the GPU instead of adding to it: on an H200, 10,000 frames ran at 1,376 frames/s
+    without it, 3,116 with 4 threads and 3,469 without the outlier steps. These threads
+    read ``source`` one at a time (a TIFF file handle is not to be shared; reads by other
+    code meanwhile are the caller's to keep apart), and they have stopped when the
+    iteration ends, also when it ends early. A piece that was read ahead is dropped, not
+    yielded, when ``cancel()`` became true while it was waited for."""
     if not prefetch:
-        for idx in batches:
+        for idx in pieces:
             if is_cancelled(cancel):
                 return
-            yield (idx, *read_fixed_frames(source, idx, sigma_px))
+            yield read_fixed_piece(source, idx, batch_size, sigma_px)
         return
     if is_cancelled(cancel):
         return
@@ -489,21 +497,20 @@ def prepared_batches(source, batches: Iterator[np.ndarray], sigma_px: float | No
     with ThreadPoolExecutor(PREFETCH_WORKERS, thread_name_prefix="deepcel0-prefetch") as pool:
 
         def submit(idx):
-            return idx, pool.submit(read_fixed_frames, source, idx, sigma_px, read_lock)
+            return pool.submit(read_fixed_piece, source, idx, batch_size, sigma_px, read_lock)
 
-        pending = deque(submit(idx) for _, idx in zip(range(PREFETCH_WORKERS + 1), batches))
+        pending = deque(submit(idx) for _, idx in zip(range(ahead or PREFETCH_WORKERS + 1), pieces))
         try:
             while pending and not is_cancelled(cancel):
-                idx, future = pending.popleft()
-                batch = future.result()
-                if is_cancelled(cancel):  # pressed while this batch was waited for
+                piece = pending.popleft().result()
+                if is_cancelled(cancel):  # pressed while this piece was waited for
                     return
-                following = next(batches, None)
+                following = next(pieces, None)
                 if following is not None:
                     pending.append(submit(following))
-                yield (idx, *batch)
-        finally:  # the batches not started are dropped; leaving the pool waits for the one being read
-            for _, future in pending:
+                yield piece
+        finally:  # the pieces not started are dropped; leaving the pool waits for the one being read
+            for future in pending:
                 future.cancel()
 
 
@@ -545,7 +552,7 @@ def localize_stream(
     :class:`~.frames.BrightObjectWarning` at the first frame dimmed. ``prefetch``: read
     the frames and fix their outliers for the next batches in background threads while
     the model works on this one (default: when the model runs on a GPU, where the CPU's
-    share of the work otherwise bounds the rate; see :func:`prepared_batches`).
+    share of the work otherwise bounds the rate; see :func:`prepared_pieces`).
     """
     photometry = photometry or fit_positions  # (the position fit fits the photons too)
     indices, frame_shape, threshold, batch_size = _checked_stream_inputs(
@@ -554,26 +561,31 @@ def localize_stream(
     if prefetch is None:
         prefetch = _runs_on_gpu(model)
     per_pass = frames_per_batch(batch_size, frame_shape)
-    # read and fixed in pieces of at least 4 frames (a bead is told from a bright molecule by
-    # staying put), to the network in batches of per_pass
-    pieces = iter_read_batches(indices, per_pass)
+    # read and fixed in pieces of 16 frames (4 to 15 of large frames; a bead is told from a
+    # bright molecule by staying put), to the network in batches of per_pass; read ahead (on
+    # a GPU), about as many frames as the batches of PREFETCH_WORKERS + 1 hold, at least two
+    # pieces
+    pieces = iter_read_batches(indices, per_pass, frame_shape)
+    ahead = max(2, (PREFETCH_WORKERS + 1) * per_pass // piece_frames(per_pass, frame_shape))
     sigma_px = model.acquisition.sigma_px if fix_outlier_pixels else None
     mass_radius_px = getattr(model, "mass_radius_px", None) if method == "peaks" else None
     t0 = time.perf_counter()
     done = replaced = dimmed = 0
     # closed explicitly: a stream left early (closed, or an error below) stops the prefetch
     # thread then, not whenever the garbage collector gets to the generator
-    with contextlib.closing(prepared_batches(source, pieces, sigma_px, prefetch, cancel)) as prepared:
-        for piece, frames_read, count, changed, ratios in prepared:
-            replaced += count
-            if len(changed) and not dimmed:
-                warn_bright_objects(piece[changed] + 1, ratios)
-            dimmed += len(changed)
+    with contextlib.closing(prepared_pieces(source, pieces, per_pass, sigma_px, prefetch, cancel, ahead)) as prepared:
+        for piece, frames_read, replaced_in, changed, ratios, error in prepared:
             for start in range(0, len(piece), per_pass):
                 if start and is_cancelled(cancel):
                     return
                 idx, block = piece[start : start + per_pass], frames_read[start : start + per_pass]
                 numbers = idx + 1
+                # the fixes of this batch's frames (the piece's were judged together)
+                replaced += int(replaced_in[start : start + per_pass].sum())
+                here = (changed >= start) & (changed < start + per_pass)
+                if here.any() and not dimmed:
+                    warn_bright_objects(piece[changed[here]] + 1, ratios[here])
+                dimmed += int(here.sum())
                 if hasattr(model, "read_out") and method == "peaks":
                     maps, mass_scale, refine_maps, subpixel = model.read_out(block)
                 else:
@@ -599,6 +611,8 @@ def localize_stream(
                                       done, len(indices), time.perf_counter() - t0, replaced, dimmed)
                 if is_cancelled(cancel):
                     return
+            if error is not None:  # a bad frame: raised after the frames before it were localized
+                raise error
 
 
 def _checked_stream_inputs(model: MapModel, source, frames, threshold, batch_size, method: str,
