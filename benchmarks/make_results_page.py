@@ -28,7 +28,10 @@ ISBI_RESULTS = {
     "isbi_budget_matched.json": "The ISBI 2013 stack: DeepCEL0 and Deep-STORM, 8 epochs each (CPU)",
 }
 TABLE1_RESULTS = {
-    "paper_table1.json": "Paper Table 1 protocol (tests 1b-4b): bundled DeepCEL0",
+    "paper_table1.json": "Paper Table 1 protocol (tests 1b-4b): bundled DeepCEL0 (each frame scaled by its own "
+                         "range, as before 2026-11-29)",
+    "paper_table1_range_floor.json": "Paper Table 1 protocol: bundled DeepCEL0 with each frame's range at least 18 "
+                                     "noise standard deviations (the default since 2026-11-29; DeepCEL0 rows only)",
     "paper_table1_gpu.json": "Paper Table 1 protocol: DeepCEL0 and Deep-STORM trained with the paper's schedule (H100)",
     "paper_table1_budget_matched.json": "Paper Table 1 protocol: DeepCEL0 and Deep-STORM, 8 epochs each (CPU)",
     "paper_table1_paper_protocol.json": "Paper Table 1 protocol: the bundled DeepCEL0 fine-tuned on the paper's "

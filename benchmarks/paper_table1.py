@@ -36,6 +36,7 @@ import pandas as pd
 from common import RESULTS, command, machine, require_isbi, write_json
 
 from napari_deepcel0.core.acquisition import Acquisition, sigma_to_fwhm
+from napari_deepcel0.core.defaults import FRAME_RANGE_FLOOR
 from napari_deepcel0.core.io import read_localizations
 from napari_deepcel0.core.metrics import MATCHING_RULE, NETWORK_READ_OUT, evaluate
 from napari_deepcel0.core.model_io import bundled_model_path
@@ -122,6 +123,9 @@ def main() -> None:
     p.add_argument("--threshold", type=float,
                    help="detection threshold of the networks, in their map units (default: the model's, 0.1 x s)")
     p.add_argument("--tests", nargs="+", default=list(TESTS))
+    p.add_argument("--range-floor", type=float, default=FRAME_RANGE_FLOOR, metavar="K",
+                   help=f"the networks scale a frame as if its range were at least K noise standard deviations "
+                        f"(default {FRAME_RANGE_FLOOR:g}; 0: its own range, as before 2026-11-29)")
     p.add_argument("--device", default="auto")
     p.add_argument("--seed", type=int, default=2021)
     p.add_argument("--distance", choices=("euclidean", "chebyshev"), default="euclidean",
@@ -136,12 +140,13 @@ def main() -> None:
     gt = pixel_centred_truth(gt_raw, PAPER_ACQ)  # what is scored; frames are rendered from gt_raw
     deep_numbers = parse_frame_selection(args.frames, n_total) + 1
     cel0_numbers = parse_frame_selection(args.cel0_frames or args.frames, n_total) + 1
-    models = {"DeepCEL0": DeepLocalizer(args.deepcel0, acquisition=PAPER_ACQ, device=args.device)}
+    scaling = {"range_floor": args.range_floor}
+    models = {"DeepCEL0": DeepLocalizer(args.deepcel0, acquisition=PAPER_ACQ, device=args.device, **scaling)}
     if args.orientations:
         models[f"DeepCEL0 ({args.orientations} orientations)"] = DeepLocalizer(
-            args.deepcel0, acquisition=PAPER_ACQ, device=args.device, orientations=args.orientations)
+            args.deepcel0, acquisition=PAPER_ACQ, device=args.device, orientations=args.orientations, **scaling)
     if args.deepstorm:
-        models["Deep-STORM"] = DeepLocalizer(args.deepstorm, acquisition=PAPER_ACQ, device=args.device)
+        models["Deep-STORM"] = DeepLocalizer(args.deepstorm, acquisition=PAPER_ACQ, device=args.device, **scaling)
 
     results: dict = {}
     lam_4b = None
@@ -154,7 +159,7 @@ def main() -> None:
             res[name] = row(gt, table, deep_numbers, distance=args.distance)
         if args.fit_positions:  # DeepLocalizer normalises each frame by its min and max: the scale changes no map
             fitted = DeepLocalizer(args.deepcel0, acquisition=fit_acquisition(gt_raw, n_total, TESTS[test]),
-                                   device=args.device)
+                                   device=args.device, **scaling)
             table = localize(fitted, frames * FIT_PHOTONS, frames=deep_numbers.tolist(), threshold=args.threshold,
                              fit_positions=True)
             res["DeepCEL0 (fit positions)"] = row(gt, table, deep_numbers, distance=args.distance)
@@ -198,6 +203,7 @@ def main() -> None:
         "cel0_sweep": None if args.no_cel0 else {"lams": args.cel0_lams, "range": [1e-3, 1.0],
                                                  "frames": args.sweep_frames},
         "network_threshold": args.threshold if args.threshold is not None else "model default (0.1 s)",
+        "network_range_floor_sd": args.range_floor or None,
         "fit_positions": ({"photons_per_molecule": FIT_PHOTONS, "gain": 1.0, "offset": 0.0,
                            "read_noise": "the test's noise std at its middle SNR"} if args.fit_positions else None),
         "deep_frames": args.frames or f"1-{n_total}", "cel0_frames": args.cel0_frames or args.frames or f"1-{n_total}",
