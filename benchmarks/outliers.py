@@ -15,9 +15,9 @@ that must not lose: one molecule of 5,000
 photons among five of 700, and 3-15 molecules per frame of exponentially distributed
 brightness (mean 1,500 photons), and 5 % of the molecules at 6,000 photons among 600-900
 (2 per um^2). Jaccard at 50 nm, and how many frames were changed (an object must stay put
-in the frames read together to be dimmed: the run's batches of ``--batch-size`` frames,
-at least 4 since 2026-11-29; ``--batch-size 1`` is how frames of 128 x 128 pixels and
-more go to the network).
+in the frames read together to be dimmed: the run's batches of ``--batch-size`` frames
+until 2026-11-29, since then pieces of whole batches of at least 16 frames;
+``--batch-size 1`` is how frames of 256 x 256 pixels and more go to the network).
 """
 
 from __future__ import annotations

@@ -347,6 +347,16 @@ def test_cancel_pressed_while_a_batch_is_read_ahead_drops_that_batch(model, monk
     assert source.reads == 0
 
 
+def test_read_ahead_is_bounded_in_pixels_not_pieces(monkeypatch):
+    """Pieces of large frames hold 4 frames where batches held 1: reading ahead as many of
+    them as of small ones held 4 times the memory (review); as many as the threads while
+    they fit in PREFETCH_WORKERS + 1 pieces of PIECE_PIXELS, at least two."""
+    monkeypatch.setattr(predict, "PREFETCH_WORKERS", 4)
+    ahead = {side: predict.read_ahead_pieces(predict.frames_per_batch(16, (side, side)), (side, side))
+             for side in (64, 256, 512, 1024, 2048, 4096)}
+    assert ahead == {64: 5, 256: 5, 512: 5, 1024: 5, 2048: 2, 4096: 2}
+
+
 def test_prefetch_is_on_where_the_model_runs_on_a_gpu(model):
     from types import SimpleNamespace
 
@@ -853,6 +863,14 @@ def test_real_bright_molecules_and_photon_counting_frames_are_left_alone():
     for batch_size in (1, PERSISTENCE_MIN_FRAMES - 1):
         assert pd.concat([r.table for r in localize_stream(model, frames, batch_size=batch_size)],
                          ignore_index=True).equals(plain)
+    # and so are the frames before a bad one (read again together when their piece failed)
+    broken = frames.copy()
+    broken[7, 10, 10:12] = np.nan  # frame 8 is not finite
+    got = []
+    with pytest.raises(FrameSourceError, match="frame 8"):
+        for r in localize_stream(model, broken, batch_size=1):
+            got.append(r.table)
+    assert pd.concat(got, ignore_index=True).equals(plain[plain["frame"] < 8].reset_index(drop=True))
     short = f"1-{PERSISTENCE_MIN_FRAMES - 1}"  # a selection too short to tell a bead from a molecule
     gt, plain = gt[gt["frame"] < PERSISTENCE_MIN_FRAMES], plain[plain["frame"] < PERSISTENCE_MIN_FRAMES]
     with pytest.warns(BrightObjectWarning):

@@ -210,8 +210,8 @@ def iter_read_batches(indices: np.ndarray, batch_size: int, frame_shape: tuple[i
     :func:`piece_frames` frames, and a last piece shorter than
     :data:`PERSISTENCE_MIN_FRAMES` joins the one before, so that
     :func:`dim_bright_objects` tells a bead, which stays put, from a bright molecule,
-    which blinks, over as many frames whatever the batch size (large frames go to the
-    network one or two at a time) and at the end of a selection. Cut into batches of
+    which blinks, over as many frames whatever the batch size (frames of 256 x 256 pixels
+    and more go to the network one at a time) and at the end of a selection. Cut into batches of
     ``batch_size``, the pieces give the network the batches that cutting the whole
     selection would. Each frame is read once."""
     size = piece_frames(batch_size, frame_shape)
@@ -412,10 +412,11 @@ def read_fixed_piece(source, indices: np.ndarray, batch_size: int, psf_sigma_px:
     """A piece of :func:`iter_read_batches` read and fixed together
     (:func:`read_fixed_frames`): ``(indices, *read_fixed_frames(...), None)``. When that
     raises (a frame that is not finite, a read that fails), the piece's batches of
-    ``batch_size`` frames are read one by one instead, and those before the first that
-    fails come back with its error, for the caller to raise once it has localized them:
-    a bad frame loses none of the frames before it (those batches go without the bead
-    judgement of a piece)."""
+    ``batch_size`` frames are read one by one to find the first that fails, and the
+    frames before it come back, fixed together again (read twice: only on this path),
+    with its error, for the caller to raise once it has localized them: a bad frame
+    loses none of the frames before it. When every batch reads on its own (the piece
+    was too large for the memory), they come back fixed batch by batch, without error."""
     try:
         return (indices, *read_fixed_frames(source, indices, psf_sigma_px, read_lock), None)
     except Exception as piece_error:
@@ -428,14 +429,18 @@ def read_fixed_piece(source, indices: np.ndarray, batch_size: int, psf_sigma_px:
             error = batch_error  # (the failing batch's own error names its frame)
             break
     else:
-        error = None  # each batch read: the piece's failure was its size (memory)
-    if not parts:
-        return indices[:0], np.zeros((0, 0, 0), np.float32), np.zeros(0, np.int64), np.zeros(0, np.int64), \
-            np.zeros(0), error
+        error = None
+    good = indices[: sum(len(p[0]) for p in parts)]
+    if not len(good):
+        return good, np.zeros((0, 0, 0), np.float32), np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0), error
+    if error is not None:
+        try:  # the frames before the bad one together again, for the bead judgement
+            return (good, *read_fixed_frames(source, good, psf_sigma_px, read_lock), error)
+        except Exception:
+            pass
     offsets = np.cumsum([0] + [len(p[0]) for p in parts[:-1]])
-    return (indices[: sum(len(p[0]) for p in parts)], np.concatenate([p[0] for p in parts]),
-            np.concatenate([p[1] for p in parts]), np.concatenate([p[2] + o for p, o in zip(parts, offsets)]),
-            np.concatenate([p[3] for p in parts]), error)
+    return (good, np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts]),
+            np.concatenate([p[2] + o for p, o in zip(parts, offsets)]), np.concatenate([p[3] for p in parts]), error)
 
 
 def fix_outliers(frames: np.ndarray, psf_sigma_px: float) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
@@ -531,9 +536,9 @@ def dim_bright_objects(frames: np.ndarray, psf_sigma_px: float,
     fiducial bead is; a molecule 5-10 times as bright as the rest (multi-labelled, an
     aggregate) blinks and is left alone, with its neighbours (dimmed, they cost 2-6 points
     of Jaccard, ``benchmarks/outliers.py``). Fewer frames cannot tell them apart: there
-    every object above the bound is dimmed (localizing reads frames in pieces of 16, 4-15
-    of large frames, :func:`iter_read_batches`: only selections of 1-3 frames are not
-    judged). Clean frames are left as they are. ``stats``: the frames'
+    every object above the bound is dimmed (localizing reads frames in pieces of at least
+    16, 4-15 of very large frames, :func:`iter_read_batches`: only selections of 1-3
+    frames are not judged). Clean frames are left as they are. ``stats``: the frames'
     :func:`_frame_statistics`, when the caller has them."""
     f = np.array(frames, dtype=np.float32, copy=True)
     changed, ratios = [], []

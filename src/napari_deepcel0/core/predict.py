@@ -29,6 +29,7 @@ from .defaults import FRAME_RANGE_FLOOR
 from .devices import autocast, resolve_device, resolve_precision
 from .frames import (
     MAD_TO_STD,
+    PIECE_PIXELS,
     FrameSourceError,
     check_camera_frames,
     _frame_shape,
@@ -467,6 +468,15 @@ def _runs_on_gpu(model) -> bool:
     return isinstance(device, torch.device) and device.type != "cpu"
 
 
+def read_ahead_pieces(batch_size: int, frame_shape: tuple[int, int]) -> int:
+    """Pieces (:func:`~.frames.piece_frames`) that :func:`prepared_pieces` reads ahead on a
+    GPU: one for each prefetch thread and one more, while they hold no more pixels than
+    :data:`PREFETCH_WORKERS` + 1 pieces of :data:`~.frames.PIECE_PIXELS`; at least two
+    (frames of 2048 x 2048 pixels: two pieces of 4 frames, 0.9 GB in the outlier steps)."""
+    piece_pixels = piece_frames(batch_size, frame_shape) * int(frame_shape[0]) * int(frame_shape[1])
+    return max(2, min(PREFETCH_WORKERS + 1, (PREFETCH_WORKERS + 1) * PIECE_PIXELS // piece_pixels))
+
+
 def prepared_pieces(source, pieces: Iterator[np.ndarray], batch_size: int, sigma_px: float | None, prefetch: bool,
                     cancel=None, ahead: int | None = None) -> Iterator[tuple]:
     """``read_fixed_piece(...)`` for each piece of 0-based frame indices
@@ -561,12 +571,10 @@ def localize_stream(
     if prefetch is None:
         prefetch = _runs_on_gpu(model)
     per_pass = frames_per_batch(batch_size, frame_shape)
-    # read and fixed in pieces of 16 frames (4 to 15 of large frames; a bead is told from a
-    # bright molecule by staying put), to the network in batches of per_pass; read ahead (on
-    # a GPU), about as many frames as the batches of PREFETCH_WORKERS + 1 hold, at least two
-    # pieces
+    # read and fixed in pieces of at least 16 frames (4 to 15 of frames over 512 x 512; a bead
+    # is told from a bright molecule by staying put), to the network in batches of per_pass
     pieces = iter_read_batches(indices, per_pass, frame_shape)
-    ahead = max(2, (PREFETCH_WORKERS + 1) * per_pass // piece_frames(per_pass, frame_shape))
+    ahead = read_ahead_pieces(per_pass, frame_shape)
     sigma_px = model.acquisition.sigma_px if fix_outlier_pixels else None
     mass_radius_px = getattr(model, "mass_radius_px", None) if method == "peaks" else None
     t0 = time.perf_counter()
