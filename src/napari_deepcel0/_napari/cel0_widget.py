@@ -42,9 +42,9 @@ SWEEP_UPDATES = 5
 
 
 def _compare_job(acq, source, frames, solver: dict, device: str, model_path, with_deepcel0: bool, progress,
-                 fix_outlier_pixels: bool = True, scaling: dict | None = None, cancel=None):
+                 fix_outlier_pixels: bool, scaling: dict, cancel=None):
     """Yield ``(method, BatchResult)``: CEL0-IRL1 on the frames, then DeepCEL0, its frames
-    scaled as ``scaling`` says (:func:`scaling_settings`; None: the default)."""
+    scaled as ``scaling`` says (:func:`scaling_settings`, as the run's protocol records it)."""
     with gpu_memory_hint():
         cel0 = Cel0Localizer(acq, device=device, progress=progress, cancel=cancel, **solver)
         try:
@@ -55,7 +55,7 @@ def _compare_job(acq, source, frames, solver: dict, device: str, model_path, wit
             return
         if with_deepcel0 and not cancel.is_set():
             deep = DeepLocalizer(model_path, acquisition=acq, device=device,  # None: the bundled model
-                                 **localizer_scaling(scaling or scaling_settings()))
+                                 **localizer_scaling(scaling))
             for result in localize_stream(deep, source, frames=frames, cancel=cancel,
                                           fix_outlier_pixels=fix_outlier_pixels):
                 yield DEEPCEL0, result

@@ -478,7 +478,7 @@ def read_ahead_pieces(batch_size: int, frame_shape: tuple[int, int]) -> int:
 
 
 def prepared_pieces(source, pieces: Iterator[np.ndarray], batch_size: int, sigma_px: float | None, prefetch: bool,
-                    cancel=None, ahead: int | None = None) -> Iterator[tuple]:
+                    ahead: int, cancel=None) -> Iterator[tuple]:
     """``read_fixed_piece(...)`` for each piece of 0-based frame indices
     (:func:`~.frames.iter_read_batches`), in order: ``(indices, frames, pixels replaced in
     each frame, frames dimmed, their ratios, error)``, read, checked and with their
@@ -487,7 +487,7 @@ def prepared_pieces(source, pieces: Iterator[np.ndarray], batch_size: int, sigma
     localized); stops when ``cancel()`` becomes true.
 
     With ``prefetch``, :data:`PREFETCH_WORKERS` background threads prepare the next
-    ``ahead`` pieces (default one more than there are threads), so that reading and the
+    ``ahead`` pieces (:func:`read_ahead_pieces`), so that reading and the
     outlier steps (0.4-0.7 ms a 64 x 64 frame on one CPU core) overlap the model's work on
     the GPU instead of adding to it: on an H200, 10,000 frames ran at 1,376 frames/s
     without it, 3,116 with 4 threads and 3,469 without the outlier steps. These threads
@@ -509,7 +509,7 @@ def prepared_pieces(source, pieces: Iterator[np.ndarray], batch_size: int, sigma
         def submit(idx):
             return pool.submit(read_fixed_piece, source, idx, batch_size, sigma_px, read_lock)
 
-        pending = deque(submit(idx) for _, idx in zip(range(ahead or PREFETCH_WORKERS + 1), pieces))
+        pending = deque(submit(idx) for _, idx in zip(range(ahead), pieces))
         try:
             while pending and not is_cancelled(cancel):
                 piece = pending.popleft().result()
@@ -581,7 +581,7 @@ def localize_stream(
     done = replaced = dimmed = 0
     # closed explicitly: a stream left early (closed, or an error below) stops the prefetch
     # thread then, not whenever the garbage collector gets to the generator
-    with contextlib.closing(prepared_pieces(source, pieces, per_pass, sigma_px, prefetch, cancel, ahead)) as prepared:
+    with contextlib.closing(prepared_pieces(source, pieces, per_pass, sigma_px, prefetch, ahead, cancel)) as prepared:
         for piece, frames_read, replaced_in, changed, ratios, error in prepared:
             for start in range(0, len(piece), per_pass):
                 if start and is_cancelled(cancel):
