@@ -37,7 +37,7 @@ def test_a_density_per_nm2_by_mistake_warns_that_no_emitter_was_placed():
 def test_a_field_in_pixels_by_mistake_warns_that_no_emitter_was_placed():
     with pytest.warns(sim.NoEmittersWarning, match=r"uniform_emitters placed no emitters: 0\.0492 expected.*in nm"
                       ) as record:
-        assert len(sim.uniform_emitters(2, (64, 64), 6)) == 0
+        assert len(sim.uniform_emitters(2, (64, 64), 6, seed=1)) == 0  # (unseeded, 1 in 20 runs placed one)
     assert record[0].filename == __file__
     filaments = sim.make_filaments((64, 64), n_filaments=2, seed=1)
     with pytest.warns(sim.NoEmittersWarning, match="emitters_on_filaments placed no emitters") as record:
