@@ -2264,8 +2264,11 @@ def test_the_localizers_of_widget_runs_scale_frames_as_their_protocols_record(vi
     other = {"scaling_tile_px": None, "range_floor_sd": None}  # the settings before 2026-11-29
     for module in (localize_widget, cel0_widget):
         monkeypatch.setattr(module, "DeepLocalizer", Recorded)
-        monkeypatch.setattr(module, "scaling_settings", lambda: dict(other))
+    monkeypatch.setattr(cel0_widget, "scaling_settings", lambda: dict(other))  # (no control: the defaults)
     layer = _open(viewer, stack_path)
+    widget = _dock(viewer, LocalizeWidget)
+    widget.scaling.regions.value = False
+    widget.scaling.range_floor.value = 0.0
     _localized(viewer, qtbot, frames="1")
     cel0 = _quick_cel0_widget(viewer, layer, "1")
     cel0.with_deepcel0.value = True
@@ -2275,6 +2278,57 @@ def test_the_localizers_of_widget_runs_scale_frames_as_their_protocols_record(vi
     recorded = [p.metadata[PROTOCOL]["settings"] for p in viewer.layers
                 if PROTOCOL in p.metadata and p.metadata[PROTOCOL]["method"] == "DeepCEL0"]
     assert len(recorded) == 2 and all(r["scaling_tile_px"] is None and r["range_floor_sd"] is None for r in recorded)
+
+
+def _large_frames_with_empty_ones(tmp_path) -> Path:
+    """4 frames of 96 x 96 px (cut into regions): molecules of log-normal brightness in
+    frames 1-2, camera noise alone in 3-4."""
+    photons = sim.PhotonModel(600.0, 900.0, 0.8)
+    frames, _ = sim.simulate_stack(n_frames=2, shape=(96, 96), density_per_um2=0.5, structure="uniform",
+                                   photons=photons, seed=8)
+    empty, _ = sim.simulate_stack(n_frames=2, shape=(96, 96), density_per_um2=0.0, seed=9)
+    stack = np.clip(np.concatenate([frames, empty]), 0, 65535).astype(np.uint16)
+    return write_tiff(tmp_path / "large.tif", stack, pixel_size_nm=100.0)
+
+
+@pytest.mark.parametrize("regions, floor", [(True, 18.0), (False, 0.0), (True, 0.0), (False, 30.0)])
+def test_the_localize_widgets_frame_scaling_is_the_cores(viewer, qtbot, tmp_path, regions, floor):
+    """The frame scaling row (regions, range floor) localizes as the command line's
+    --whole-frame-scaling and --range-floor K do, restarts with the widget, and goes in the
+    protocol (the GUI had no such control: a run of the command line could not be
+    repeated in it)."""
+    from napari_deepcel0._napari.layers import PROTOCOL
+    from napari_deepcel0.core.predict import SCALING_TILE_PX
+
+    path = _large_frames_with_empty_ones(tmp_path)
+    layer = _open(viewer, path)
+    widget = _dock(viewer, LocalizeWidget)
+    assert widget.scaling.regions.value is True and widget.scaling.range_floor.value == 18.0  # the defaults
+    widget.scaling.regions.value = regions
+    widget.scaling.range_floor.value = floor
+    _localized(viewer, qtbot)
+    tile_px = SCALING_TILE_PX if regions else None
+    acq = state_for(viewer).acquisition
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", NothingFoundWarning)
+        expected = localize(DeepLocalizer(None, acquisition=acq, device="cpu", scaling_tile_px=tile_px,
+                                          range_floor=floor or None), FrameStack(path))
+        default = localize(DeepLocalizer(None, acquisition=acq, device="cpu"), FrameStack(path))
+    points = viewer.layers[f"{layer.name} localizations"]
+    got = table_from_layer(points)
+    key = ["frame", "y [nm]", "x [nm]"]
+    assert len(got) == len(expected) > 0
+    np.testing.assert_allclose(got.sort_values(key)[key].to_numpy(), expected.sort_values(key)[key].to_numpy(),
+                               atol=1e-6)
+    if (regions, floor) != (True, 18.0):  # the control changed what was found, not only what is recorded
+        assert len(expected) != len(default) or not np.allclose(expected.sort_values(key)[key].to_numpy(),
+                                                                default.sort_values(key)[key].to_numpy())
+    settings = points.metadata[PROTOCOL]["settings"]
+    assert settings["scaling_tile_px"] == tile_px and settings["range_floor_sd"] == (floor or None)
+    reopened = _dock(viewer, LocalizeWidget)  # the settings persist, and Reset puts the defaults back
+    assert (reopened.scaling.regions.value, reopened.scaling.range_floor.value) == (regions, floor)
+    reopened.reset()
+    assert (reopened.scaling.regions.value, reopened.scaling.range_floor.value) == (True, 18.0)
 
 
 def test_hand_edits_of_localizations_are_marked_and_go_in_the_protocol(viewer, qtbot, stack_path, tmp_path):

@@ -15,12 +15,13 @@ from ..core.devices import DEVICES, resolve_device, resolve_precision
 from ..core.model_io import ModelFileError, bundled_model_path, read_model_info
 from ..core.frames import parse_frame_selection
 from ..core.photometry import fit_notes
-from ..core.predict import (BatchResult, DeepLocalizer, acquisition_mismatch, localize_stream, localizer_scaling,
-                            psf_differs, scaling_settings)
+from ..core.defaults import FRAME_RANGE_FLOOR
+from ..core.predict import (SCALING_TILE_PX, BatchResult, DeepLocalizer, acquisition_mismatch,
+                            localize_stream, localizer_scaling, psf_differs, scaling_settings)
 from ..core.progress import counted, rate_text
 from ..core.protocol import network_protocol
 from ..core.render import Renderer, check_render_blur, display_max, render_shape
-from .controls import (DockPanel, outlier_pixels_checkbox, replaced_pixels_text, stack_combo, status_style,
+from .controls import (DockPanel, outlier_pixels_checkbox, replaced_pixels_text, row, stack_combo, status_style,
                        wrapping_label)
 from .jobs import JobControls, ProgressRelay, gpu_memory_hint
 from .layers import (DEEPCEL0_COLOR, OUTPUT, PROTOCOL, RUN_TOKEN, GrowingPoints, RefreshPacer, image_transform,
@@ -47,6 +48,36 @@ def _localize_job(model_path, acquisition, source, frames, threshold, device, ba
         yield from localize_stream(model, source, frames=frames, threshold=threshold, batch_size=batch_size,
                                    keep_maps=keep_maps, cancel=cancel, photometry=photometry,
                                    fit_positions=fit_positions, fix_outlier_pixels=fix_outlier_pixels)
+
+
+class FrameScalingControls:
+    """How frames are scaled to [0, 1] for the network, as ``deepcel0 localize``'s
+    ``--whole-frame-scaling`` and ``--range-floor K`` set it
+    (:func:`~napari_deepcel0.core.predict.scale_to_unit_range`): by regions of large
+    frames or whole frames, and the floor under a frame's range, in noise standard
+    deviations (0: off). :meth:`settings` is what a run's protocol records."""
+
+    def __init__(self):
+        self.regions = CheckBox(
+            text=f"by regions of {SCALING_TILE_PX} px", value=True,
+            tooltip=f"cut a frame side of 96 pixels or more into regions of about {SCALING_TILE_PX} pixels, each "
+                    "scaled by its own minimum and maximum, so that one bright molecule does not make faint ones "
+                    "far from it look fainter; untick to scale each frame by its own minimum and maximum whatever "
+                    "its size (smaller frames are scaled whole either way)")
+        self.range_floor = FloatSpinBox(
+            min=0.0, max=1000.0, step=1.0, value=FRAME_RANGE_FLOOR,
+            tooltip=f"range floor: scale a frame as if its range were at least this many of its noise standard "
+                    f"deviations (default {FRAME_RANGE_FLOOR:g}), so that the noise of a frame without molecules "
+                    "is not stretched into false molecules; 0: each frame by its own range however faint")
+        self.range_floor.native.setPrefix("floor ")
+        self.range_floor.native.setSuffix(" sd")
+
+    def widgets(self) -> list:
+        return [self.regions, self.range_floor]
+
+    def settings(self) -> dict:
+        """The run's scaling as its protocol records it (:func:`scaling_settings`)."""
+        return scaling_settings(SCALING_TILE_PX if self.regions.value else None, self.range_floor.value)
 
 
 class LocalizeWidget(DockPanel):
@@ -101,11 +132,13 @@ class LocalizeWidget(DockPanel):
                     "6.4 nm at 0.5 molecules per um^2, none on ISBI 2013), slower; adds the photon "
                     "counts and uncertainty [nm]; uses the Acquisition's camera gain, offset and read noise")
         self.fix_outlier_pixels = outlier_pixels_checkbox()
+        self.scaling = FrameScalingControls()
         self.job = JobControls("Localization", "Localize")
         self.reset_button = PushButton(text="Reset settings")
         self.extend([self.layer, self.model, self.bundled_button, self.model_info, self.auto_threshold,
                      self.threshold, self.device, self.batch_size, self.orientations, self.frames, self.render_pixel,
-                     self.render_blur, self.show_maps, self.photometry, self.fit_positions, self.fix_outlier_pixels, self.job,
+                     self.render_blur, self.show_maps, self.photometry, self.fit_positions, self.fix_outlier_pixels,
+                     row("frame scaling", *self.scaling.widgets()), self.job,
                      self.reset_button])
         # the model is the viewer's current model, which the state keeps between sessions
         self.settings = PersistentValues("localize", {
@@ -114,7 +147,8 @@ class LocalizeWidget(DockPanel):
             "frames": self.frames,
             "render_pixel": self.render_pixel, "render_blur": self.render_blur, "show_maps": self.show_maps,
             "photometry": self.photometry, "fit_positions": self.fit_positions,
-            "fix_outlier_pixels": self.fix_outlier_pixels})
+            "fix_outlier_pixels": self.fix_outlier_pixels, "scale_by_regions": self.scaling.regions,
+            "range_floor": self.scaling.range_floor})
         self.model.value = self.state.model_path
         self._info = None
         self._run = None
@@ -227,7 +261,7 @@ class LocalizeWidget(DockPanel):
         self.state.outputs_shown.emit(self._run.layers())  # Matching and Export move to them
         threshold = None if self.auto_threshold.value else self.threshold.value
         device = resolve_device(self.device.value)
-        scaling = scaling_settings()
+        scaling = self.scaling.settings()
         settings = {"threshold": self._info.default_threshold if threshold is None else threshold,
                     "threshold_is_default": threshold is None, "read_out": "peaks",
                     "orientations": self.orientations.value, **scaling,
