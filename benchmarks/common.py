@@ -10,11 +10,16 @@ from pathlib import Path
 
 import torch
 
+from napari_deepcel0.core.simulate import CameraNoise
+
 REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "benchmarks" / "results"
 IMAGES = REPO / "docs" / "images"
 # the ISBI 2013 high-density stack and its ground truth; DEEPCEL0_ISBI_DIR points elsewhere
 ISBI_DIR = Path(os.environ.get("DEEPCEL0_ISBI_DIR", REPO.parent / "shared" / "data" / "isbi2013-bundled-tubes-hd"))
+#: the camera of the simulated scenes of frame_scaling, frame_range_floor and outliers: 10
+#: background photons a pixel, whole-number ADU
+SCENE_NOISE = CameraNoise(background_photons=(10.0, 10.0), quantize=True)
 
 
 def machine() -> str:

@@ -25,14 +25,13 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import torch
-from common import RESULTS, command, machine, score_row, write_json
+from common import RESULTS, SCENE_NOISE, command, machine, score_row, write_json
 
 from napari_deepcel0.core.acquisition import ISBI2013
 from napari_deepcel0.core.metrics import score
 from napari_deepcel0.core.predict import DeepLocalizer, frame_noise_sd, localize
-from napari_deepcel0.core.simulate import CameraNoise, render_frames
+from napari_deepcel0.core.simulate import render_frames
 
-NOISE = CameraNoise(background_photons=(10.0, 10.0), quantize=True)
 #: name: (molecules a frame, photons range)
 SCENES = {
     "no molecules": (0, (600, 900)),
@@ -49,7 +48,7 @@ def scene(n_molecules: int, photons, n_frames: int, rng):
     gt = pd.DataFrame({"frame": np.repeat(np.arange(1, n_frames + 1), n_molecules),
                        "x [nm]": rng.uniform(500, 5900, n), "y [nm]": rng.uniform(500, 5900, n),
                        "intensity [photon]": rng.uniform(*photons, n)})
-    return gt, render_frames(gt, ISBI2013, (64, 64), n_frames, NOISE, rng)
+    return gt, render_frames(gt, ISBI2013, (64, 64), n_frames, SCENE_NOISE, rng)
 
 
 def table1_scenes(n_frames: int):

@@ -23,15 +23,14 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from common import RESULTS, command, machine, score_row, write_json
+from common import RESULTS, SCENE_NOISE, command, machine, score_row, write_json
 
 from napari_deepcel0.core.acquisition import ISBI2013
 from napari_deepcel0.core.metrics import score
 from napari_deepcel0.core import predict
 from napari_deepcel0.core.predict import DeepLocalizer, localize
-from napari_deepcel0.core.simulate import CameraNoise, render_frames, uniform_emitters
+from napari_deepcel0.core.simulate import render_frames, uniform_emitters
 
-NOISE = CameraNoise(background_photons=(10.0, 10.0), quantize=True)
 #: name: (emitters per um^2, log-normal sigma of the brightness, Gaussian illumination, cell, even photons, bead)
 SCENES = {
     "sparse: 0.01/um^2": (0.01, 0.0, False, False, (600, 900)),
@@ -61,7 +60,7 @@ def scene(spec, side: int, n_frames: int, rng):
     if beam:
         photons = photons * np.exp(-np.asarray(r2) / (2 * (0.43 * field) ** 2))
     em["intensity [photon]"] = photons * np.exp(rng.normal(0.0, sigma, len(em)))
-    frames = render_frames(em, ISBI2013, (side, side), n_frames, NOISE, rng)
+    frames = render_frames(em, ISBI2013, (side, side), n_frames, SCENE_NOISE, rng)
     if bead:  # near a corner, in every frame; scored 5 um away from it
         light = render_frames(pd.DataFrame({"frame": np.arange(1, n_frames + 1), "x [nm]": 3000.0, "y [nm]": 3000.0,
                                             "intensity [photon]": 1e5}), ISBI2013, (side, side), n_frames, None, 0)

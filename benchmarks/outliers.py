@@ -28,14 +28,13 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from common import ISBI_DIR, RESULTS, command, machine, write_json
+from common import ISBI_DIR, RESULTS, SCENE_NOISE, command, machine, write_json
 
 from napari_deepcel0.core.acquisition import ISBI2013
 from napari_deepcel0.core.metrics import score
 from napari_deepcel0.core.predict import DeepLocalizer, localize, localize_stream
-from napari_deepcel0.core.simulate import CameraNoise, render_frames, simulate_stack
+from napari_deepcel0.core.simulate import render_frames, simulate_stack
 
-NOISE = CameraNoise(background_photons=(10.0, 10.0), quantize=True)
 BEAD_NM = 6000.0
 
 
@@ -61,7 +60,7 @@ def scenes(rng):
     for k in (3, 8):
         gt = molecules(rng, 12, lambda r: r.uniform(600, 900, k))
         for photons in (2e4, 1e5):
-            frames = render_frames(pd.concat([gt, bead(12, photons)]), ISBI2013, (64, 64), 12, NOISE, rng)
+            frames = render_frames(pd.concat([gt, bead(12, photons)]), ISBI2013, (64, 64), 12, SCENE_NOISE, rng)
             yield f"bead {photons:g} ph + {k} molecules of 600-900 ph", frames, gt, "away"
     for density, structure in ((2.0, "uniform"), (6.0, "tubes")):
         frames, gt = simulate_stack(n_frames=8, shape=(64, 64), density_per_um2=density, structure=structure,
@@ -86,14 +85,14 @@ def scenes(rng):
     yield "zero-padded border (4 pixels, two sides), 2/um^2", padded, inner, "inner"
     yield "dead column, 2/um^2", dead, inner, "inner"
     gt = molecules(rng, 12, lambda r: np.r_[5000.0, np.full(5, 700.0)])
-    yield "no bead: one molecule of 5,000 ph among five of 700", render_frames(gt, ISBI2013, (64, 64), 12, NOISE,
-                                                                              rng), gt, "all"
+    frames = render_frames(gt, ISBI2013, (64, 64), 12, SCENE_NOISE, rng)
+    yield "no bead: one molecule of 5,000 ph among five of 700", frames, gt, "all"
     gt = molecules(rng, 300, lambda r: r.exponential(1500.0, r.integers(3, 16)))
-    frames = render_frames(gt, ISBI2013, (64, 64), 300, NOISE, rng)
+    frames = render_frames(gt, ISBI2013, (64, 64), 300, SCENE_NOISE, rng)
     yield "no bead: 3-15 molecules, exponential brightness", frames, gt[gt["intensity [photon]"] > 150], "all"
     gt = molecules(rng, 32, lambda r: np.where(r.random(82) < 0.05, 6000.0, r.uniform(600, 900, 82)))
     yield ("no bead: 5 % of the molecules at 6,000 ph among 600-900, 2/um^2",
-           render_frames(gt, ISBI2013, (64, 64), 32, NOISE, rng), gt, "all")
+           render_frames(gt, ISBI2013, (64, 64), 32, SCENE_NOISE, rng), gt, "all")
 
 
 def main() -> None:
