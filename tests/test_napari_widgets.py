@@ -2426,6 +2426,57 @@ def test_hand_edits_of_localizations_are_marked_and_go_in_the_protocol(viewer, q
     assert other.features["class"].tolist() == [1, 2] and HAND_EDITS not in other.metadata
 
 
+def test_points_pasted_into_localizations_count_as_added_by_hand(viewer, qtbot, stack_path, tmp_path):
+    """napari's copy and paste of points (Ctrl+C, Ctrl+V) announces no change of the data:
+    molecules copied to another frame went into the CSV as found there, with their
+    intensities, and the protocol did not count them. They are now points added by hand
+    (NaN features, counted), once, also while a run fills the layer (a warning)."""
+    import json
+
+    from napari_deepcel0._napari.layers import HAND_EDITS, GrowingPoints
+    from napari_deepcel0._napari.writer import write_points
+    from napari_deepcel0.core.protocol import localization_protocol, protocol_path, write_protocol
+
+    gt = pd.read_pickle(stack_path.parent / "gt.pkl")[["frame", "x [nm]", "y [nm]", "intensity [photon]"]]
+    csv = write_thunderstorm_csv(tmp_path / "locs.csv", gt)
+    write_protocol(protocol_path(csv), localization_protocol("DeepCEL0", Acquisition(), {"threshold": 8.5},
+                                                             [1, 2], (32, 32), len(gt)))
+    points = _open(viewer, str(csv))
+    # napari 0.9's paste fails where a dimension is not displayed (its _ThickNDSlice is indexed
+    # by an integer): with the frame axis displayed too, it pastes at the points' own coordinates
+    viewer.dims.ndisplay = 3
+    points.selected_data = {0, 1}
+    points._copy_data()
+    points._paste_data()
+    assert points.metadata[HAND_EDITS] == {"added": 2}
+    assert np.isnan(points.features["intensity [photon]"].to_numpy()[-2:]).all()
+    assert points.features["intensity [photon]"].notna().sum() == len(gt)
+    points.add([[3.0, 500.0, 700.0]])  # counted once, as before
+    viewer.dims.ndisplay = 2
+    viewer.dims.set_point(0, 1.0)  # drawn again: nothing new
+    assert points.metadata[HAND_EDITS] == {"added": 3}
+    written = write_points(str(tmp_path / "pasted.csv"), *points.as_layer_data_tuple()[:2])
+    saved = json.loads(protocol_path(written[0]).read_text())
+    assert saved["results"]["hand_edits"] == {"added": 3}
+    back = read_localizations(written[0])
+    assert len(back) == len(gt) + 3 and back["intensity [photon]"].isna().sum() == 3
+
+    run = GrowingPoints(viewer, "stk localizations", "yellow")  # a run's layer: undone at its next frame
+    run.add(gt[gt["frame"] == 1], np.array([1]))
+    viewer.dims.set_point(0, 0.0)
+    run.refresh()
+    notification_manager.records.clear()
+    viewer.dims.ndisplay = 3
+    run.layer.selected_data = {0}
+    run.layer._copy_data()
+    run.layer._paste_data()
+    viewer.dims.ndisplay = 2
+    assert any("a run is filling this layer" in m for m in _messages(NotificationSeverity.WARNING))
+    run.add(gt[gt["frame"] == 2], np.array([2]))
+    run.finish()
+    assert len(run.layer.data) == (gt["frame"] <= 2).sum() and HAND_EDITS not in run.layer.metadata
+
+
 def test_a_localize_run_that_finds_nothing_says_what_to_try(viewer, qtbot, stack_path):
     """0 localizations was all the status said (the command line and the library name the
     threshold)."""

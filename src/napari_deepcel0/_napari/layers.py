@@ -279,6 +279,9 @@ _SETTING: set[int] = set()
 #: features, so that the change is counted by what it did (a script's ``layer.data = ...``
 #: announces every point) and the features follow their points
 _BEFORE: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
+#: per layer (weakly), its number of points after the last change of its data announced
+#: (:func:`_count_pasted`)
+_COUNT: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
 
 
 @contextlib.contextmanager
@@ -300,8 +303,9 @@ def track_hand_edits(layer) -> None:
     A point added by hand gets NaN for its numeric features: napari copies them from the
     point selected or added last, so that the CSV gave it another molecule's intensity and
     uncertainty. The edits are counted in ``metadata[HAND_EDITS]`` by what they did (the
-    points added, removed, and moved, a point moved twice counting twice; napari's copy
-    and paste of points emits no event and goes uncounted), and the writer puts them in
+    points added, removed, and moved, a point moved twice counting twice; napari's paste of
+    copied points announces no change of the data: it is caught when the layer is next
+    drawn, :func:`_count_pasted`), and the writer puts them in
     the protocol: the table is then no longer only what the run found. Edits of a layer
     that a run is filling are undone when it shows the next frame (the run keeps its own
     table): a warning says so, once per run.
@@ -311,7 +315,9 @@ def track_hand_edits(layer) -> None:
         return
     _TRACKED.add(layer)
     layer_ref = weakref.ref(layer)  # the layer's own event must not keep it alive
-    layer.events.data.connect(lambda event: _count_hand_edit(layer_ref(), event))
+    _COUNT[layer] = len(layer.data)
+    layer.events.data.connect(lambda event: _data_changed(layer_ref(), event))
+    layer.events.set_data.connect(lambda event: _count_pasted(layer_ref()))
 
 
 def is_localization_layer(layer) -> bool:
@@ -349,8 +355,30 @@ def track_localization_layers(viewer=None) -> None:
             lambda event: track_hand_edits(event.value) if is_localization_layer(event.value) else None)
 
 
+def _data_changed(layer, event) -> None:
+    if layer is None:
+        return
+    _count_hand_edit(layer, event)
+    if not str(getattr(event, "action", "")).endswith("ing"):  # (adding, removing, changing: not yet)
+        _COUNT[layer] = len(layer.data)
+
+
+def _count_pasted(layer) -> None:
+    """Count the points that napari appended without announcing a change of the data (its
+    paste of copied points, Ctrl+V), when the layer is drawn next (``set_data``), as points
+    added by hand: NaN features (napari pastes those of the points copied, so that a
+    molecule copied to another frame went into the CSV as found there, with its
+    intensity) and counted in the protocol."""
+    if layer is None or id(layer) in _SETTING or layer in _BEFORE:  # (a change announced is under way)
+        return
+    now, known = len(layer.data), _COUNT.get(layer)
+    _COUNT[layer] = now
+    if known is not None and now > known:
+        _record_hand_edits(layer, {"added": now - known}, clear_added=True)
+
+
 def _count_hand_edit(layer, event) -> None:
-    if layer is None or id(layer) in _SETTING:
+    if id(layer) in _SETTING:
         return
     action = str(getattr(event, "action", ""))
     if action in ("adding", "removing", "changing"):  # what the layer holds before the change
@@ -368,6 +396,13 @@ def _count_hand_edit(layer, event) -> None:
     else:
         counts = _edit_counts(layer, action, len(getattr(event, "data_indices", ()) or ()), before_count,
                               before_data)
+    _record_hand_edits(layer, counts, clear_added=not followed)  # napari's add: the new points are the last
+
+
+def _record_hand_edits(layer, counts: dict[str, int], clear_added: bool) -> None:
+    """Add ``counts`` (points added, removed, moved) to the layer's :data:`HAND_EDITS`,
+    and give the last ``counts["added"]`` points NaN features when ``clear_added``; on a
+    layer a run is filling, a warning instead (once a run)."""
     if not any(counts.values()):
         return
     run = growing_run(layer)
@@ -378,7 +413,7 @@ def _count_hand_edit(layer, event) -> None:
                          "undone when it shows the next frame (the run keeps its own table): edit them once the "
                          "run has ended")
         return
-    if counts.get("added") and not followed:  # napari's add: the new points are the last
+    if counts.get("added") and clear_added:
         _clear_features_of_last(layer, counts["added"])
     total = dict(layer.metadata.get(HAND_EDITS) or {})
     for kind, n in counts.items():
