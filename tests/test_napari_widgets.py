@@ -2426,6 +2426,35 @@ def test_hand_edits_of_localizations_are_marked_and_go_in_the_protocol(viewer, q
     assert other.features["class"].tolist() == [1, 2] and HAND_EDITS not in other.metadata
 
 
+def test_a_cel0_comparison_warns_of_no_hand_edit_nobody_made(viewer, qtbot, stack_path):
+    """Every CEL0 comparison warned that points edited by hand would be undone: its first
+    points widened the view, napari moved the slider while the run set the layer's data,
+    the run showed the frame again from within, and the inner setting_data block ended the
+    outer one's (a review). Blocks now nest, and the run shows a frame once at a time."""
+    from napari_deepcel0._napari.cel0_widget import Cel0Widget
+    from napari_deepcel0._napari.layers import HAND_EDITS, setting_data
+
+    layer = _open(viewer, stack_path)
+    notification_manager.records.clear()
+    widget = _dock(viewer, Cel0Widget)  # its defaults (frames 1-2, automatic batch)
+    widget.layer.value, widget.device.value = layer, "cpu"
+    widget.max_outer.value, widget.max_inner.value = 2, 10
+    widget.run()
+    _wait(qtbot, widget.job)
+    assert not any("by hand" in m for m in _messages(NotificationSeverity.WARNING))
+    runs = [p for p in viewer.layers if p.name.startswith(f"{layer.name} CEL0") or
+            p.name.startswith(f"{layer.name} DeepCEL0")]
+    assert len(runs) == 2 and all(len(p.data) > 0 and HAND_EDITS not in p.metadata for p in runs)
+    points = runs[0]
+    with setting_data(points):
+        with setting_data(points):
+            pass
+        points.add([[0.0, 100.0, 100.0]])  # still the plugin's own change
+    assert HAND_EDITS not in points.metadata
+    points.add([[0.0, 200.0, 200.0]])  # the user's
+    assert points.metadata[HAND_EDITS] == {"added": 1}
+
+
 def test_points_pasted_into_localizations_count_as_added_by_hand(viewer, qtbot, stack_path, tmp_path):
     """napari's copy and paste of points (Ctrl+C, Ctrl+V) announces no change of the data:
     molecules copied to another frame went into the CSV as found there, with their

@@ -14,6 +14,7 @@ One convention for every layer this plugin makes or reads:
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import re
 import time
@@ -272,8 +273,9 @@ def is_run_output(layer, metadata: dict) -> bool:
 HAND_EDITS = "napari_deepcel0_hand_edits"
 #: the layers whose hand edits are counted (weakly: a deleted layer goes)
 _TRACKED: "weakref.WeakSet" = weakref.WeakSet()
-#: ids of the layers whose data this plugin is setting now (no hand edit; :func:`setting_data`)
-_SETTING: set[int] = set()
+#: ids of the layers whose data this plugin is setting now (no hand edit; :func:`setting_data`),
+#: with the number of :func:`setting_data` blocks open for each
+_SETTING: "collections.Counter[int]" = collections.Counter()
 #: per layer (weakly), what it held when napari announced a change (``adding``,
 #: ``removing``, ``changing``): its number of points, and for a change its coordinates and
 #: features, so that the change is counted by what it did (a script's ``layer.data = ...``
@@ -287,13 +289,19 @@ _COUNT: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
 @contextlib.contextmanager
 def setting_data(layer):
     """Wrap this plugin's own changes of a tracked layer's data (a run showing its table),
-    which :func:`track_hand_edits` must not count as edits by hand."""
+    which :func:`track_hand_edits` must not count as edits by hand. Blocks may nest (napari
+    moves the slider while a run's first points widen the view, and the run shows the
+    frame again from within): the layer's id stays until the outermost block ends (the
+    inner one took it out, and the rest of the outer change counted as a hand edit, with a
+    false warning on every CEL0 comparison: a review)."""
     key = id(getattr(layer, "__wrapped__", layer))
-    _SETTING.add(key)
+    _SETTING[key] += 1
     try:
         yield
     finally:
-        _SETTING.discard(key)
+        _SETTING[key] -= 1
+        if not _SETTING[key]:
+            del _SETTING[key]
 
 
 def track_hand_edits(layer) -> None:
@@ -583,6 +591,7 @@ class GrowingPoints:
         self._owned = [self.layer]  # the run's layers (its render and maps too: own())
         _GROWING[self.token] = self
         self._shown_frame: int | None = None
+        self._showing = False  # in refresh, showing a frame (the slider's moves wait)
         for event in self._SLIDER_EVENTS:
             getattr(viewer.dims.events, event).connect(self._follow_slider)
         viewer.layers.events.inserted.connect(self._fill_copy)
@@ -628,8 +637,10 @@ class GrowingPoints:
         self.layer.features = features
 
     def _follow_slider(self, *_) -> None:
-        # not for a layer out of the viewer: napari closing removes every layer, which moves the slider
-        if (self.layer.metadata.get("running") and self.layer in self.viewer.layers
+        # not for a layer out of the viewer: napari closing removes every layer, which moves the slider;
+        # nor while showing a frame (the first points may widen the view, which moves the slider:
+        # refresh looks again once they are shown)
+        if (not self._showing and self.layer.metadata.get("running") and self.layer in self.viewer.layers
                 and frame_on_screen(self.viewer) != self._shown_frame):
             self.refresh()
 
@@ -663,13 +674,20 @@ class GrowingPoints:
     def refresh(self) -> None:
         """Show the localizations received so far: those of the frame on screen while the
         run goes on, every one once it has finished."""
-        frame = frame_on_screen(self.viewer) if self.layer.metadata.get("running") else None
-        if frame is None:
-            self._show(self.table())
-        else:
-            batch = self.tables[self._table_of_frame.get(frame, 0)]
-            self._show(batch[batch[FRAME].to_numpy() == frame])
-        self._shown_frame = frame
+        for _ in range(2):  # again if showing the frame moved the slider to another
+            frame = frame_on_screen(self.viewer) if self.layer.metadata.get("running") else None
+            self._showing = True
+            try:
+                if frame is None:
+                    self._show(self.table())
+                else:
+                    batch = self.tables[self._table_of_frame.get(frame, 0)]
+                    self._show(batch[batch[FRAME].to_numpy() == frame])
+            finally:
+                self._showing = False
+            self._shown_frame = frame
+            if frame is None or frame_on_screen(self.viewer) == frame:
+                break
         self.layer.metadata["frames"] = self.frames_done()
 
     def finish(self) -> None:
