@@ -974,6 +974,43 @@ def test_a_layer_drawn_at_another_nm_pixel_size_is_rescaled_with_a_warning(viewe
                for m in _messages(NotificationSeverity.INFO))
 
 
+def test_a_stack_drawn_rotated_or_with_oblong_pixels_is_redrawn_with_a_warning(viewer, qtbot, stack_path):
+    """A stack the user drew rotated (or sheared, or with an affine transform) kept it, so
+    the localizations were drawn beside the molecules while an info said the two lined up;
+    one drawn with pixels of 120 x 100 nm was redrawn square with an info only (a review).
+    Both are now redrawn on the camera's grid with a warning naming what was dropped, and
+    localize as the stack drawn plainly does."""
+    with FrameStack(stack_path) as stack:
+        frames = np.stack([stack[i] for i in range(2)])
+    plain = viewer.add_image(frames, name="plain", scale=(1, 100, 100), translate=(0, 50, 50),
+                             units=("", "nm", "nm"))
+    turned = viewer.add_image(frames, name="turned", scale=(1, 100, 100), units=("", "nm", "nm"), rotate=30,
+                              affine=np.diag([1.0, 1.0, 2.0, 1.0]))
+    oblong = viewer.add_image(frames, name="oblong", scale=(1, 120, 100), units=("", "nm", "nm"))
+    state = state_for(viewer)
+    for layer in (plain, turned, oblong):
+        _localized(viewer, qtbot, layer=layer)
+    warned = _messages(NotificationSeverity.WARNING)
+    assert ("turned was drawn rotated and with an affine transform, the localizations are not (they lie on the "
+            "camera's pixel grid): it is now drawn without it, so that the two line up") in warned
+    assert any(m.startswith("oblong is drawn with pixels of 120 x 100 nm (rows x columns, its scale), but the "
+                            "analysis takes square camera pixels of the acquisition's 100 nm") for m in warned)
+    assert not any(m.startswith("plain") for m in warned)
+    np.testing.assert_allclose(turned.rotate, np.eye(3))
+    np.testing.assert_allclose(turned.affine.affine_matrix, np.eye(4))
+    for layer in (turned, oblong):
+        assert tuple(layer.scale) == tuple(plain.scale) and tuple(layer.translate) == tuple(plain.translate)
+        np.testing.assert_allclose(layer.data_to_world((0, 7, 9)), plain.data_to_world((0, 7, 9)))
+    key = ["frame", "y [nm]", "x [nm]"]
+    expected = table_from_layer(viewer.layers["plain localizations"]).sort_values(key)[key].to_numpy()
+    for name in ("turned", "oblong"):
+        got = table_from_layer(viewer.layers[f"{name} localizations"]).sort_values(key)[key].to_numpy()
+        np.testing.assert_allclose(got, expected, atol=1e-6)
+    notification_manager.records.clear()
+    state.prepare_stack(turned)  # once redrawn, nothing more to say
+    assert not _messages(NotificationSeverity.WARNING)
+
+
 def test_a_layer_in_pixel_units_is_analysed_at_the_acquisitions_size_with_a_warning(viewer, qtbot, stack_path):
     """A stack opened with napari's own reader (or added from a script) has no pixel size:
     it was analysed at the Acquisition's with an info toast only (a 160 nm stack then
@@ -2585,6 +2622,14 @@ def test_export_writes_csv_and_tiff(viewer, qtbot, stack_path, tmp_path):
     widget.tiff_path.value = tmp_path / "photo.tif"
     widget.save_tiff()
     assert "is an RGB image" in widget.tiff_job.status.value and not (tmp_path / "photo.tif").exists()
+    # pixels that are not square get no pixel size (x's was written for y too: a review)
+    widget.image.value = viewer.add_image(np.ones((4, 4), np.float32), scale=(20.0, 10.0), units="nm", name="oblong")
+    widget.tiff_path.value = tmp_path / "oblong.tif"
+    widget.save_tiff()
+    _wait(qtbot, widget.tiff_job)
+    assert "no pixel size: its pixels are 20 x 10 nm, not square" in widget.tiff_job.status.value
+    with FrameStack(tmp_path / "oblong.tif") as saved:
+        assert saved.pixel_size_nm is None
 
 
 # ===================================================================== CEL0

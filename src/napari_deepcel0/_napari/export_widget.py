@@ -15,7 +15,8 @@ from ..core.progress import counted
 from ..core.protocol import write_localizations
 from .controls import DockPanel, OverwriteGuard, layer_combo, localizations_combo
 from .jobs import JobControls
-from .layers import OUTPUT, filled_by_a_run, growing_run, is_localization_run, is_output, layer_scale_nm
+from .layers import (OUTPUT, filled_by_a_run, growing_run, is_localization_run, is_output, layer_scale_nm,
+                     non_square_pixels)
 from .settings import PersistentValues
 from .writer import write_points
 
@@ -115,6 +116,9 @@ class ExportWidget(DockPanel):
                 return
         pixel = layer_scale_nm(layer)  # any length unit (an image calibrated in um too)
         calibration = f"{pixel:g} nm pixels" if pixel else "no pixel size: the layer is not calibrated in a length unit"
+        oblong = non_square_pixels(layer)
+        if oblong is not None:  # a TIFF's pixel size is one number here: x's was written for y too (a review)
+            pixel, calibration = None, f"no pixel size: its pixels are {oblong[0]:g} x {oblong[1]:g} nm, not square"
         self.tiff_job.start(_write_tiff_job, path, data, pixel,
                             layer.metadata.get(OUTPUT) if is_output(layer) else None, _first_frame(layer),
                             on_return=lambda p: self._saved(self.tiff_job, f"{layer.name}{level} saved to {p} "

@@ -66,13 +66,23 @@ def image_transform(pixel_nm: float, first_frame: int | None = None) -> dict:
             "axis_labels": STACK_AXES}
 
 
-def layer_scale_nm(layer) -> float | None:
-    """The pixel size (nm) that a layer's last-axis scale declares in a length unit
-    (nm, um, ...); None in pixel units (napari's default: a scale of 1 is no pixel size)."""
+def layer_scale_nm(layer, axis: int = -1) -> float | None:
+    """The pixel size (nm) that a layer's scale declares along ``axis`` (the last, x, by
+    default; -2 for y) in a length unit (nm, um, ...); None in pixel units (napari's
+    default: a scale of 1 is no pixel size)."""
     try:
-        return float((layer.scale[-1] * layer.units[-1]).to("nm").magnitude)
+        return float((layer.scale[axis] * layer.units[axis]).to("nm").magnitude)
     except (TypeError, AttributeError, IndexError):  # pixel units (pint's DimensionalityError); no units
         return None
+
+
+def non_square_pixels(layer) -> tuple[float, float] | None:
+    """(y, x) pixel size in nm when a layer's scale declares pixels that are not square
+    (e.g. 120 x 100 nm), else None (square, in pixel units, or one axis only)."""
+    y, x = layer_scale_nm(layer, -2), layer_scale_nm(layer, -1)
+    if y is None or x is None or abs(y - x) <= 1e-6 * max(abs(x), abs(y)):
+        return None
+    return y, x
 
 
 def stack_frame_count(layer) -> int:

@@ -19,7 +19,7 @@ from napari.utils.notifications import show_info, show_warning
 from psygnal import Signal
 
 from ..core.acquisition import Acquisition, is_real_number
-from .layers import growing_run, layer_scale_nm, stack_transform, track_localization_layers
+from .layers import growing_run, layer_scale_nm, non_square_pixels, stack_transform, track_localization_layers
 from .settings import load_value, save_value
 
 _STATES: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
@@ -157,9 +157,14 @@ class PluginState:
         pixel = self._acquisition.pixel_size_nm
         wanted = stack_transform(pixel)
         scale, translate = (np.asarray(wanted[key][-layer.ndim:], np.float64) for key in ("scale", "translate"))
+        dropped = _drop_rotation(layer)
+        if dropped:
+            show_warning(f"{layer.name} was drawn {dropped}, the localizations are not (they lie on the camera's "
+                         f"pixel grid): it is now drawn without it, so that the two line up")
         if not (np.allclose(layer.scale, scale, rtol=1e-6, atol=0.0)
                 and np.allclose(layer.translate, translate, rtol=0.0, atol=1e-6 * pixel)):
             declared = _calibration_nm(layer)
+            oblong = non_square_pixels(layer) if declared is not None else None
             rescaled = not np.allclose(layer.scale, scale, rtol=1e-6, atol=0.0)
             assumed = (declared is None and rescaled and "pixel_size_nm" not in layer.metadata
                        and _SHOWN_AT not in layer.metadata)  # in pixel units, and not drawn by us before
@@ -169,7 +174,12 @@ class PluginState:
             viewer = self._viewer()
             if rescaled and viewer is not None:  # the camera stays where the old scale put it: on an empty
                 viewer.reset_view()  # corner (a translate of half a pixel keeps the user's view)
-            if declared is not None and abs(declared - pixel) > 1e-6 * pixel:
+            if oblong is not None:
+                show_warning(f"{layer.name} is drawn with pixels of {oblong[0]:g} x {oblong[1]:g} nm (rows x columns, "
+                             f"its scale), but the analysis takes square camera pixels of the acquisition's "
+                             f"{pixel:g} nm: it is now displayed and analysed at {pixel:g} x {pixel:g} nm. Localize "
+                             f"frames of square pixels (set their size in the Acquisition widget)")
+            elif declared is not None and abs(declared - pixel) > 1e-6 * pixel:
                 show_warning(f"{layer.name} is drawn with {declared:g} nm pixels (its scale), but the acquisition "
                              f"pixel size is {pixel:g} nm: it is now displayed and analysed at {pixel:g} nm. If "
                              f"{declared:g} nm is right, set the pixel size in the Acquisition widget and run again")
@@ -184,6 +194,24 @@ class PluginState:
                           f"first pixel centred at ({pixel / 2:g}, {pixel / 2:g}) nm, so that it lines up with the "
                           f"localizations")
         return self._acquisition
+
+
+def _drop_rotation(layer) -> str:
+    """Take a layer's rotation, shear and affine transform off (identity), and say which it
+    had ("rotated", "sheared", "with an affine transform"; "" for none): the localizations
+    lie on the camera's pixel grid, and a stack drawn rotated was drawn beside them, while
+    a message said the two lined up (a review)."""
+    n = layer.ndim
+    had = {"rotated": not np.allclose(layer.rotate, np.eye(n)),
+           "sheared": not np.allclose(layer.shear, 0.0),
+           "with an affine transform": not np.allclose(layer.affine.affine_matrix, np.eye(n + 1))}
+    if had["rotated"]:
+        layer.rotate = np.eye(n)
+    if had["sheared"]:
+        layer.shear = np.zeros_like(np.asarray(layer.shear))
+    if had["with an affine transform"]:
+        layer.affine = np.eye(n + 1)
+    return " and ".join(name for name, yes in had.items() if yes)
 
 
 #: metadata key: the pixel size (nm) :meth:`PluginState.prepare_stack` displayed a layer at
