@@ -400,6 +400,9 @@ def test_lambda_sweep_needs_ground_truth_in_its_frames():
         cel0.lambda_sweep(frames, gt, ACQ, lam_range=(0.0, 1.0), device="cpu")
     with pytest.raises(ValueError, match="at least one lambda"):  # an empty sweep crashed best_lam
         cel0.lambda_sweep(frames, gt, ACQ, lams=[], device="cpu")
+    assert cel0.sweep_lambdas(None, (0.3, 0.3), 1).tolist() == [0.3]
+    assert cel0.sweep_lambdas(None, (0.01, 1.0), 1).tolist() == [0.01]  # one: the lower end
+    np.testing.assert_allclose(cel0.sweep_lambdas(None, (0.01, 1.0), 3), [0.01, 0.1, 1.0])
 
 
 def test_lambda_sweep_draws_its_frames_where_the_ground_truth_is():

@@ -29,6 +29,7 @@ from napari_deepcel0._napari.localize_widget import LocalizeWidget
 from napari_deepcel0._napari.matching_widget import MatchingWidget
 from napari_deepcel0._napari.state import PluginState, state_for
 from napari_deepcel0._napari.training_widget import TrainingWidget
+from napari_deepcel0.core import defaults
 from napari_deepcel0.core import simulate as sim
 from napari_deepcel0.core.acquisition import Acquisition
 from napari_deepcel0.core.io import FrameStack, read_localizations, write_thunderstorm_csv, write_tiff
@@ -2194,6 +2195,14 @@ def test_matching_says_when_there_is_nothing_to_score_or_no_common_frame(viewer,
     widget.run()
     _wait(qtbot, widget.job)
     assert widget.job.status.value == "none: nothing to score: no localizations and no ground truth"
+    # frames chosen where neither has one: not "no ground truth" alone (it has molecules elsewhere: a review)
+    widget.ground_truth.value, widget.estimate.value = points("truth 5", [10, 11]), points("est 5", [1, 2])
+    widget.frames.value = "5-8"
+    widget.run()
+    _wait(qtbot, widget.job)
+    assert widget.job.status.value == ("est 5: nothing to score: no localizations and no ground truth in the frames "
+                                       "scored (4 frames chosen)")
+    widget.frames.value = "all"
     for tolerances in ("inf", "50, 1e309", "nan"):
         widget.tolerances.value = tolerances
         widget.run()
@@ -2649,8 +2658,18 @@ def test_cel0_runs_beside_deepcel0_and_sweeps_lambda(viewer, qtbot, stack_path):
     assert longest_gap < 1.5
 
     widget.ground_truth.value = gt_layer
-    widget.n_lams.value = 2
     widget.sweep_frames.value = 3
+    # a range that does not hold its lambdas is refused before the sweep starts: one lambda swept the lower
+    # end alone and called it the best; two of one value failed in the job, an error (a review)
+    for (low, high, n), reason in [((0.01, 1.0, 1), "one lambda sweeps the lower end alone: set 'to' equal to "
+                                                     "'from', or sweep 2 or more lambdas"),
+                                   ((0.5, 0.5, 3), "a lambda range of one value (0.5 to 0.5) holds one lambda, "
+                                                   "not 3")]:
+        widget.lam_min.value, widget.lam_max.value, widget.n_lams.value = low, high, n
+        widget.sweep()
+        assert not widget.sweep_job.busy and reason in widget.sweep_job.status.value and not widget._curve
+    widget.lam_min.value, widget.lam_max.value = defaults.SWEEP_LAM_RANGE
+    widget.n_lams.value = 2
     widget.sweep()
     _wait(qtbot, widget.sweep_job)
     assert widget.use_best_button.enabled

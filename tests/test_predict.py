@@ -41,6 +41,7 @@ def test_frame_ranges_are_merged_not_expanded():
 
 def test_parse_frame_selection():
     assert parse_frame_selection(None, 4).tolist() == [0, 1, 2, 3]
+    assert parse_frame_selection(" ALL ", 4).tolist() == parse_frame_selection("All", 4).tolist() == [0, 1, 2, 3]
     assert parse_frame_selection("2-3", 4).tolist() == [1, 2]
     assert parse_frame_selection("1,3-", 4).tolist() == [0, 2, 3]
     assert parse_frame_selection((2, 4), 4).tolist() == [1, 3]  # numbers, not a range

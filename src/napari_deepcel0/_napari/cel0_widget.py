@@ -17,6 +17,7 @@ from ..core.cel0 import (
     SolveProgress,
     lambda_sweep,
     parse_background,
+    sweep_lambdas,
 )
 from ..core.defaults import (CEL0_MAX_INNER, CEL0_MAX_OUTER, CEL0_THRESHOLD, CEL0_TOL, SWEEP_FRAMES, SWEEP_LAM_RANGE,
                              SWEEP_LAMS, SWEEP_TOL_NM)
@@ -282,6 +283,10 @@ class Cel0Widget(DockPanel):
                                  "ground truth's CSV (File > Open, or Load in the Matching widget)")
             if self.lam_min.value > self.lam_max.value:
                 raise ValueError("the smallest lambda is larger than the largest")
+            if self.n_lams.value == 1 and self.lam_min.value < self.lam_max.value:  # (it swept 'from' alone)
+                raise ValueError("one lambda sweeps the lower end alone: set 'to' equal to 'from', or sweep 2 or "
+                                 "more lambdas")
+            sweep_lambdas(None, (self.lam_min.value, self.lam_max.value), self.n_lams.value)  # (in the job before)
             ground_truth = table_from_layer(truth)
             if len(ground_truth) == 0:  # (it failed in the worker, after the frames were read)
                 raise ValueError(f"the ground truth {truth.name!r} has no molecules")

@@ -189,7 +189,9 @@ class MatchingWidget(DockPanel):
         self.table.value = scores_html(self.scores)
         first = scores[0]
         if first.tp + first.fp + first.fn == 0:
-            self.job.status.value = f"{name}: nothing to score: no localizations and no ground truth{note}{hint}"
+            where = " in the frames scored" if note else ""  # (frames chosen or localized: the ground truth has some)
+            self.job.status.value = (f"{name}: nothing to score: no localizations and no ground truth{where}"
+                                     f"{note}{hint}")
         else:
             self.job.status.value = (f"{name}: Jaccard {first.jaccard:.1f} % at {tol:g} nm, "
                                      f"{first.tp} TP, {first.fp} FP, {first.fn} FN{note}{hint}")

@@ -834,9 +834,10 @@ class LambdaSweep:
         }
 
 
-def _sweep_lambdas(lams, lam_range: tuple[float, float], n_lams: int) -> np.ndarray:
+def sweep_lambdas(lams, lam_range: tuple[float, float], n_lams: int) -> np.ndarray:
     """The sweep's lambdas, ascending and distinct (ties go to the smallest): ``lams``, or
-    ``n_lams`` values log-spaced in ``lam_range``."""
+    ``n_lams`` values log-spaced in ``lam_range`` (one: its lower end); ValueError for a
+    range of one value and several lambdas."""
     if lams is None:
         lo, hi = lam_range
         if not (0 < lo <= hi and math.isfinite(hi)):
@@ -945,7 +946,7 @@ def lambda_sweep(
     check_table(ground_truth, "ground truth")
     check_tolerance(tol_nm)
     warn_if_small_tolerance(tol_nm)
-    lams = _sweep_lambdas(lams, lam_range, n_lams)
+    lams = sweep_lambdas(lams, lam_range, n_lams)
     for lam in lams:
         SolverSettings(lam=float(lam), max_outer=max_outer, max_inner=max_inner, tol=tol)
     if method not in READINGS:

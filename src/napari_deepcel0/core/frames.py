@@ -136,7 +136,7 @@ def frame_ranges(spec, n_frames: int) -> list[tuple[int, int]]:
     without expanding them (a typo like '1-10000000000' costs nothing)."""
     if n_frames < 1:
         raise FrameSourceError("the stack has no frames")
-    if spec is None or (isinstance(spec, str) and spec.strip() in ("", "all")):
+    if spec is None or (isinstance(spec, str) and spec.strip().lower() in ("", "all")):
         return [(1, int(n_frames))]
     if is_whole_number(spec):
         spec = [spec]  # one frame number
