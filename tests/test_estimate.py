@@ -88,6 +88,13 @@ def test_bad_input_is_refused():
         estimate_acquisition(np.zeros((2, 8, 8)), 0.0)
     with pytest.raises(ValueError, match="pixel size"):  # was "cannot convert float NaN to integer"
         estimate_acquisition(np.zeros((2, 8, 8)), math.nan)
+    # a stack's pixel_size_nm where its file states none, and a string: a TypeError from a comparison (a review)
+    with pytest.raises(ValueError, match="no pixel size: the stack's file states none; give the camera's pixel"):
+        estimate_acquisition(np.zeros((2, 8, 8)), None)
+    with pytest.raises(ValueError, match="pixel size must be a positive number of nm, got '100'"):
+        estimate_acquisition(np.zeros((2, 8, 8)), "100")
+    with pytest.raises(ValueError, match="starting PSF sigma"):
+        estimate_acquisition(np.zeros((2, 8, 8)), 100.0, sigma_guess_nm="110")
 
 
 @pytest.mark.parametrize("shape", [(3, 1, 20), (3, 20, 1), (3, 2, 2)])

@@ -772,14 +772,26 @@ def test_csv_writer_keeps_every_row_across_chunks(tmp_path, monkeypatch):
     np.testing.assert_array_equal(back[["frame", "x [nm]", "y [nm]"]].to_numpy(), t.to_numpy())
 
 
+def test_rows_ending_in_a_comma_add_no_column(tmp_path):
+    """A file whose rows end in a comma (some tools write one) was read with an empty column
+    named '', which the writer wrote back as a "" column (a review)."""
+    p = tmp_path / "trailing.csv"
+    p.write_text('"frame","x [nm]","y [nm]","intensity [photon]",\n1,10,20,300,\n2,30,40,500,\n')
+    t = io.read_localizations(p)
+    assert list(t.columns) == ["frame", "x [nm]", "y [nm]", "intensity [photon]"]
+    assert t["intensity [photon]"].tolist() == [300.0, 500.0]
+    back = io.write_thunderstorm_csv(tmp_path / "back.csv", t).read_text().splitlines()
+    assert back[0] == '"id","frame","x [nm]","y [nm]","intensity [photon]"'
+
+
 def test_fractional_frame_numbers_are_refused_by_reader_and_writer(tmp_path):
     p = tmp_path / "f.csv"
     p.write_text('"frame","x [nm]","y [nm]"\n1,10,20\n1.5,30,40\n')
     with pytest.raises(io.LocalizationFileError, match="frame numbers must be integers"):
         io.read_localizations(p)
     t = loc_table(np.array([1.0, 2.5]), [10.0, 20.0], [30.0, 40.0])
-    with pytest.raises(ValueError, match="1-based integers"):
-        io.write_thunderstorm_csv(tmp_path / "w.csv", t)
+    with pytest.raises(ValueError, match=r"1-based integers \(1 row\(s\) are not, the first 2.5\)"):
+        io.write_thunderstorm_csv(tmp_path / "w.csv", t)  # (it quoted the smallest frame, 1)
     assert not (tmp_path / "w.csv").exists()
 
 

@@ -195,6 +195,8 @@ def test_bad_frames_give_clear_errors(model):
     # library sources that gave numpy's or Python's errors, or were read silently (review)
     with pytest.raises(FrameSourceError, match=r"frames 1-2 have different sizes \(\(8, 8\), \(8, 9\)\)"):
         localize(model, [np.ones((8, 8), np.float32), np.ones((8, 9), np.float32)])
+    with pytest.raises(FrameSourceError, match=r"frames 1-2 have different sizes \(\(8, 9\), \(8, 8\)\)"):
+        localize(model, [np.ones((8, 9), np.float32), np.ones((8, 8), np.float32)])  # in the frames' order
     with pytest.raises(FrameSourceError, match=r"frames must be \(rows, cols\) images"):
         localize(model, [[1.0, 2.0], [3.0, 4.0]])  # one frame as a list of lists: its rows read as frames
     for dtype in (bool, np.complex64):

@@ -43,7 +43,7 @@ import numpy as np
 from scipy import ndimage
 from scipy.optimize import least_squares
 
-from .acquisition import Acquisition, sigma_to_fwhm
+from .acquisition import Acquisition, is_real_number, sigma_to_fwhm
 from .frames import (MAD_TO_STD, check_finite, dim_bright_objects, fill_dark_pixels, frame_count, read_frames,
                      replace_isolated_nonfinite, replace_isolated_outliers)
 from .progress import counted
@@ -442,9 +442,11 @@ def estimate_acquisition(
     if not np.isfinite(frames).all():
         raise ValueError("the frames contain NaN or infinite values beside each other (isolated ones are replaced "
                          "like dead pixels)")
-    if not (pixel_size_nm > 0 and math.isfinite(pixel_size_nm)):
-        raise ValueError(f"pixel size must be a positive number of nm, got {pixel_size_nm}")
-    if not (sigma_guess_nm > 0 and math.isfinite(sigma_guess_nm)):
+    if pixel_size_nm is None:  # (a stack's pixel_size_nm where its file states none: a TypeError before)
+        raise ValueError("no pixel size: the stack's file states none; give the camera's pixel size in nm (e.g. 100)")
+    if not (is_real_number(pixel_size_nm) and pixel_size_nm > 0 and math.isfinite(pixel_size_nm)):
+        raise ValueError(f"pixel size must be a positive number of nm, got {pixel_size_nm!r}")
+    if not (is_real_number(sigma_guess_nm) and sigma_guess_nm > 0 and math.isfinite(sigma_guess_nm)):
         raise ValueError(f"the starting PSF sigma must be a positive number of nm, got {sigma_guess_nm}")
     if min(frames.shape[1:]) < 1:
         raise ValueError(f"the frames have no pixels (shape {frames.shape})")

@@ -97,10 +97,10 @@ def read_frames(source, indices: np.ndarray) -> np.ndarray:
     else:  # the source's own errors stay its own (a damaged page, a closed file)
         read = source[lo:hi] if hi - lo == len(indices) else [np.asarray(source[int(i)]) for i in indices]
         if isinstance(read, (list, tuple)):  # a list's slice, or frames read one at a time
-            sizes = {np.shape(frame) for frame in read}
+            sizes = list(dict.fromkeys(np.shape(frame) for frame in read))  # in the frames' order
             if len(sizes) > 1:  # numpy's "inhomogeneous shape" error
                 raise FrameSourceError(f"frames {lo + 1}-{hi} have different sizes "
-                                       f"({', '.join(map(str, sorted(sizes)))}); the frames of a stack all have one")
+                                       f"({', '.join(map(str, sizes))}); the frames of a stack all have one")
         block = np.asarray(read)
     if block.ndim != 3:  # e.g. one frame given as a list of lists: its rows taken for frames
         raise FrameSourceError(f"frames must be (rows, cols) images: frames {lo + 1}-{hi} read as an array of shape "

@@ -439,6 +439,8 @@ def _thunderstorm_columns(path: Path, raw: pd.DataFrame, labels: list[str],
         name, unit = _split_label(label)
         key = name.lower()
         col = raw[label]
+        if not label.strip() and pd.isna(col).all():  # rows ending in a comma: no column (it was written back)
+            continue
         if key in _LENGTH_KEYS:
             if key in ("x", "y") and unit is None:
                 unitless.append(label)

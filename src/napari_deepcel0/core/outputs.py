@@ -340,8 +340,10 @@ def write_thunderstorm_csv(path: str | os.PathLike, table: pd.DataFrame) -> Path
         raise ValueError(f"cannot write {path}: read back, the file would not give this table: "
                          f"{'; '.join(problems)} (rename or drop these columns of the table)")
     frames = table[FRAME].to_numpy()
-    if len(frames) and (np.any(frames < 1) or np.any(frames != np.round(frames))):
-        raise ValueError(f"cannot write {path}: frames must be 1-based integers (min {frames.min()})")
+    wrong = (frames < 1) | (frames != np.round(frames)) if len(frames) else np.zeros(0, bool)
+    if wrong.any():  # (NaN too: it equals no number)
+        raise ValueError(f"cannot write {path}: frames must be 1-based integers ({int(wrong.sum())} row(s) are not, "
+                         f"the first {frames[wrong][0]:g})")
     if len(frames) and frames.max() > MAX_FRAME_NUMBER:  # as read_localizations; int64 wrapped them negative
         raise ValueError(f"cannot write {path}: frame numbers must be at most {MAX_FRAME_NUMBER} (max "
                          f"{frames.max():g})")
