@@ -160,7 +160,7 @@ def _localize(args, stack, acq) -> int:
                 "background": model.background, "threshold": threshold, "threshold_is_default": args.threshold is None,
                 "read_out": args.method,
                 "device": str(model.device), "batch_size": model.batch_size, "frames_converged": int(n_conv),
-                "frames_background_only": frame_ranges_text(quiet)}
+                "frames_background_only": frame_ranges_text(quiet), "localizations_faint": model.faint_count}
     _write_outputs(args, table, stack, acq, run_protocol(args, stack, acq, table, "CEL0-IRL1", settings, seconds))
     return 0
 

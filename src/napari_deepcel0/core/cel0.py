@@ -529,8 +529,7 @@ def background_only_scores(frames: np.ndarray, psf_sigma_px: float) -> np.ndarra
     n = len(f)
     if f.shape[-1] < 2:
         return np.full(n, np.inf)
-    diffs = np.abs(np.diff(f, axis=-1)).reshape(n, -1)
-    noise = MAD_TO_STD / math.sqrt(2.0) * np.median(diffs, axis=1).astype(np.float64)
+    noise = frame_noise_adu(f)
     smooth = ndimage.gaussian_filter(f, (0.0, psf_sigma_px, psf_sigma_px), mode="nearest").reshape(n, -1)
     half = int(4.0 * psf_sigma_px + 0.5) + 1
     impulse = np.zeros((2 * half + 1, 2 * half + 1))
@@ -539,6 +538,57 @@ def background_only_scores(frames: np.ndarray, psf_sigma_px: float) -> np.ndarra
     height = smooth.max(axis=1).astype(np.float64) - np.percentile(smooth, AUTO_BACKGROUND_PERCENTILE, axis=1)
     with np.errstate(divide="ignore", invalid="ignore"):
         return np.where(noise > 0, height / (noise * filter_norm), np.inf)
+
+
+def frame_noise_adu(frames: np.ndarray) -> np.ndarray:
+    """Each frame's noise standard deviation (n,), in the frames' unit: ``MAD_TO_STD /
+    sqrt(2)`` times the median absolute difference of horizontally neighbouring pixels
+    (molecules, a minority of the pixels, hardly count; 0 for frames under 2 pixels wide)."""
+    f = np.asarray(frames, dtype=np.float32)
+    f = f[None] if f.ndim == 2 else f
+    if f.shape[-1] < 2:
+        return np.zeros(len(f))
+    diffs = np.abs(np.diff(f, axis=-1)).reshape(len(f), -1)
+    return MAD_TO_STD / math.sqrt(2.0) * np.median(diffs, axis=1).astype(np.float64)
+
+
+class FaintLocalizationsWarning(UserWarning):
+    """Many of CEL0's localizations are fainter than the frames' noise lets a molecule be
+    told from it: lambda is too small for these frames (:func:`faint_localizations`)."""
+
+
+#: a localization of fewer photons than this many standard deviations of a molecule's photon
+#: count measured on the frame's noise is faint (:func:`faint_localizations`)
+FAINT_SIGMAS = 3.0
+#: CEL0 warns (:class:`FaintLocalizationsWarning`) when more than this share of a batch's
+#: localizations are faint, and there are at least :data:`FAINT_MIN_COUNT`. At lambda 1e-3
+#: (``python benchmarks/cel0_faint.py``; uniform molecules, 48 x 48 pixels, ISBI 2013's
+#: camera): 0.1 and 0.5 molecules/um^2 give 0.44-0.60 faint (Jaccard at 50 nm 1-8 %; 48 %
+#: at lambda 0.01 for 0.5/um^2), 0.5/um^2 of 2,000-3,000 photons 0.46 (13 %; 90 % at 0.01),
+#: 2/um^2 0.21 (47 %; 90 %), 6-10/um^2 and ISBI 2013 <= 0.05; the paper's test 2b (10 dB)
+#: 0.32 (Jaccard 30.8 %, 31.9 % at its best lambda, 0.012), 0.01-0.02 at the best lambdas
+#: of 2b and 4b
+FAINT_SHARE = 0.4
+FAINT_MIN_COUNT = 10
+
+
+def faint_localizations(frames: np.ndarray, table: pd.DataFrame, acq: Acquisition, numbers=None) -> np.ndarray:
+    """(rows,) bool: the localizations of ``table`` (CEL0's, ``intensity [photon]``) whose
+    photons are fewer than :data:`FAINT_SIGMAS` standard deviations of a molecule's photon
+    count that the noise of its frame allows: ``noise / gain * sqrt(4 pi) * sigma_px``
+    photons, the standard deviation of a matched filter's estimate of a Gaussian spot's
+    photons on white noise (frame noise by :func:`frame_noise_adu`; molecules make it read
+    high on dense frames, where so few localizations are faint). ``numbers``: the 1-based
+    frame numbers of ``frames`` (default 1..n), which the table's frames refer to."""
+    f = np.asarray(frames, dtype=np.float32)
+    f = f[None] if f.ndim == 2 else f
+    numbers = np.arange(1, len(f) + 1) if numbers is None else np.asarray(numbers, np.int64)
+    if not len(table):
+        return np.zeros(0, bool)
+    sd_photons = frame_noise_adu(f) / acq.gain_adu_per_photon * math.sqrt(4.0 * math.pi) * acq.sigma_px
+    where = {int(k): i for i, k in enumerate(numbers)}
+    limit = sd_photons[[where[int(k)] for k in table[FRAME].to_numpy()]]
+    return table[MASS_COLUMN].to_numpy(np.float64) < FAINT_SIGMAS * limit
 
 
 def background_only_frames(frames: np.ndarray, psf_sigma_px: float) -> np.ndarray:
@@ -639,6 +689,10 @@ class Cel0Localizer:
         CEL0 localizes the noise; the first call that finds any warns
         (:class:`BackgroundOnlyWarning`), once for the localizer's life (a run).
     background_only_count : how many such frames all its :meth:`maps` calls found.
+    faint_count, localization_count : localizations of its runs fainter than their frames'
+        noise lets a molecule be (:func:`faint_localizations`), of how many; the first batch
+        in which they are more than :data:`FAINT_SHARE` warns
+        (:class:`FaintLocalizationsWarning`), once for the localizer's life.
     """
 
     mass_column = MASS_COLUMN
@@ -674,6 +728,8 @@ class Cel0Localizer:
         self.last_records: list[FrameRecord] = []
         self.last_background_only = np.zeros(0, bool)
         self.background_only_count = 0
+        self.faint_count = self.localization_count = 0
+        self._faint_warned = False
         self._ops: dict[tuple[int, int], AcquisitionOperator] = {}
 
     def operator(self, camera_shape: tuple[int, int]) -> AcquisitionOperator:
@@ -686,6 +742,32 @@ class Cel0Localizer:
     def default_threshold(self) -> float:
         """:data:`DEFAULT_THRESHOLD`: every positive map value, as in the reference."""
         return DEFAULT_THRESHOLD
+
+    def check_localizations(self, frames: np.ndarray, table: pd.DataFrame, numbers) -> None:
+        """Count the faint localizations of a batch (``frames`` in ADU, their 1-based
+        ``numbers``; ``table`` read from their maps) and warn the first time they are more
+        than :data:`FAINT_SHARE` of at least :data:`FAINT_MIN_COUNT` (called by
+        :func:`~napari_deepcel0.core.predict.localize_stream` before any fit on the frames).
+        Frames that show only noise are left out: :class:`BackgroundOnlyWarning` says
+        what their localizations are."""
+        numbers = np.asarray(numbers, np.int64)
+        if len(self.last_background_only) == len(numbers) and self.last_background_only.any():
+            table = table[~table[FRAME].isin(numbers[self.last_background_only])]
+        faint = faint_localizations(frames, table, self.acquisition, numbers)
+        self.faint_count += int(faint.sum())
+        self.localization_count += len(faint)
+        if not self._faint_warned and len(faint) >= FAINT_MIN_COUNT and faint.mean() > FAINT_SHARE:
+            self._faint_warned = True
+            warnings.warn(
+                f"{faint.mean():.0%} of the {len(faint)} localizations of "
+                f"{frame_span(int(numbers[0]), int(numbers[-1]))} are fainter than {FAINT_SIGMAS:g} noise standard "
+                "deviations of a molecule's photon count on them: most are likely noise. " + (
+                    f"lambda {DEFAULT_LAM:g}, the default, suits dense frames like ISBI 2013's and fits the noise of "
+                    "sparser ones" if self.settings.lam == DEFAULT_LAM else
+                    f"lambda {self.settings.lam:g} is too small for these frames") +
+                ": choose lambda with a sweep against a ground truth (the CEL0 widget's sweep, deepcel0 cel0 "
+                "--sweep), or keep the brighter localizations (intensity [photon]). Shown once a run",
+                FaintLocalizationsWarning, stacklevel=3)
 
     def maps(self, frames: np.ndarray) -> tuple[torch.Tensor, np.ndarray]:
         """Fine-grid CEL0 maps (n, L rows, L cols) >= 0 on the device, and the

@@ -68,7 +68,10 @@ class MapModel(Protocol):
     # maps and how to place their maxima within a pixel (see :meth:`DeepLocalizer.read_out`);
     # without it, the 3 x 3 centre of mass on the maps. Optional: ``mass_radius_px``, the
     # fine pixels around a maximum whose map values make its mass (see
-    # :func:`~.localize.find_peaks`); without it, the 3 x 3 sum.
+    # :func:`~.localize.find_peaks`); without it, the 3 x 3 sum. Optional:
+    # ``check_localizations(frames, table, numbers)``, called with each batch's frames and
+    # localizations before any fit on the frames (CEL0 warns of localizations fainter than
+    # the noise: :meth:`~.cel0.Cel0Localizer.check_localizations`).
 
 
 #: relative PSF FWHM difference between a model and the data that is not worth a warning:
@@ -602,6 +605,8 @@ def localize_stream(
                                               mass_scale=mass_scale, mass_column=model.mass_column, frames=numbers,
                                               refine_maps=refine_maps, subpixel=subpixel,
                                               mass_radius_px=mass_radius_px)
+                if hasattr(model, "check_localizations"):  # (CEL0: localizations fainter than the noise)
+                    model.check_localizations(block, table, numbers)
                 maps_out = maps.cpu().numpy() if keep_maps else None
                 if not photometry:
                     done += len(idx)
