@@ -77,6 +77,8 @@ from .localize import FRAME, X_NM, Y_NM, extract_localizations
 from .losses import cel0_penalty, cel0_threshold
 from .metrics import Score, check_table, check_tolerance, frame_span, score, warn_if_small_tolerance
 from .optics import AcquisitionOperator
+from .progress import counted
+from .protocol import frame_ranges_text
 
 #: The mass column of CEL0 tables: the molecule's photons.
 MASS_COLUMN = INTENSITY
@@ -560,14 +562,13 @@ class FaintLocalizationsWarning(UserWarning):
 #: a localization of fewer photons than this many standard deviations of a molecule's photon
 #: count measured on the frame's noise is faint (:func:`faint_localizations`)
 FAINT_SIGMAS = 3.0
-#: CEL0 warns (:class:`FaintLocalizationsWarning`) when more than this share of a batch's
-#: localizations are faint, and there are at least :data:`FAINT_MIN_COUNT`. At lambda 1e-3
-#: (``python benchmarks/cel0_faint.py``; uniform molecules, 48 x 48 pixels, ISBI 2013's
-#: camera): 0.1 and 0.5 molecules/um^2 give 0.44-0.60 faint (Jaccard at 50 nm 1-8 %; 48 %
-#: at lambda 0.01 for 0.5/um^2), 0.5/um^2 of 2,000-3,000 photons 0.46 (13 %; 90 % at 0.01),
-#: 2/um^2 0.21 (47 %; 90 %), 6-10/um^2 and ISBI 2013 <= 0.05; the paper's test 2b (10 dB)
-#: 0.32 (Jaccard 30.8 %, 31.9 % at its best lambda, 0.012), 0.01-0.02 at the best lambdas
-#: of 2b and 4b
+#: CEL0 warns (:class:`FaintLocalizationsWarning`) of the frames of which more than this
+#: share of at least :data:`FAINT_MIN_COUNT` localizations are faint. At lambda 1e-3
+#: (``python benchmarks/cel0_faint.py``; uniform molecules, 6 frames of 48 x 48 pixels,
+#: ISBI 2013's camera) it flags 5-6 of 6 frames at 0.1 and 0.5 molecules/um^2 (Jaccard at
+#: 50 nm 1-8 %; 48 % at lambda 0.01 for 0.5/um^2), 3 of 6 at 0.5/um^2 of 2,000-3,000
+#: photons (13 %; 90 % at 0.01), none at 2/um^2 (47 %; 90 %), 6-10/um^2, on ISBI 2013 or on
+#: the paper's tests 2b and 4b (faint shares 0.32 and 0.15 at lambda 1e-3)
 FAINT_SHARE = 0.4
 FAINT_MIN_COUNT = 10
 
@@ -745,29 +746,37 @@ class Cel0Localizer:
 
     def check_localizations(self, frames: np.ndarray, table: pd.DataFrame, numbers) -> None:
         """Count the faint localizations of a batch (``frames`` in ADU, their 1-based
-        ``numbers``; ``table`` read from their maps) and warn the first time they are more
-        than :data:`FAINT_SHARE` of at least :data:`FAINT_MIN_COUNT` (called by
-        :func:`~napari_deepcel0.core.predict.localize_stream` before any fit on the frames).
-        Frames that show only noise are left out: :class:`BackgroundOnlyWarning` says
-        what their localizations are."""
+        ``numbers``; ``table`` read from their maps; called by
+        :func:`~napari_deepcel0.core.predict.localize_stream` before any fit on the frames),
+        and warn, once a run, of the frames of which more than :data:`FAINT_SHARE` of at
+        least :data:`FAINT_MIN_COUNT` localizations are faint: judged frame by frame, so that
+        the batch size (4 frames on a CPU, 512 on a GPU) does not decide. Frames that show
+        only noise are not judged: :class:`BackgroundOnlyWarning` says what their
+        localizations are (they are counted)."""
         numbers = np.asarray(numbers, np.int64)
-        if len(self.last_background_only) == len(numbers) and self.last_background_only.any():
-            table = table[~table[FRAME].isin(numbers[self.last_background_only])]
         faint = faint_localizations(frames, table, self.acquisition, numbers)
         self.faint_count += int(faint.sum())
         self.localization_count += len(faint)
-        if not self._faint_warned and len(faint) >= FAINT_MIN_COUNT and faint.mean() > FAINT_SHARE:
-            self._faint_warned = True
-            warnings.warn(
-                f"{faint.mean():.0%} of the {len(faint)} localizations of "
-                f"{frame_span(int(numbers[0]), int(numbers[-1]))} are fainter than {FAINT_SIGMAS:g} noise standard "
-                "deviations of a molecule's photon count on them: most are likely noise. " + (
-                    f"lambda {DEFAULT_LAM:g}, the default, suits dense frames like ISBI 2013's and fits the noise of "
-                    "sparser ones" if self.settings.lam == DEFAULT_LAM else
-                    f"lambda {self.settings.lam:g} is too small for these frames") +
-                ": choose lambda with a sweep against a ground truth (the CEL0 widget's sweep, deepcel0 cel0 "
-                "--sweep), or keep the brighter localizations (intensity [photon]). Shown once a run",
-                FaintLocalizationsWarning, stacklevel=3)
+        if self._faint_warned or not len(faint):
+            return
+        per_frame = pd.DataFrame({FRAME: table[FRAME].to_numpy(), "faint": faint}).groupby(FRAME)["faint"]
+        counts, shares = per_frame.size(), per_frame.mean()
+        quiet = numbers[self.last_background_only] if len(self.last_background_only) == len(numbers) else []
+        flagged = counts.index[(counts >= FAINT_MIN_COUNT) & (shares > FAINT_SHARE) & ~counts.index.isin(quiet)]
+        if not len(flagged):
+            return
+        self._faint_warned = True
+        n, k = int(counts[flagged].sum()), int((shares[flagged] * counts[flagged]).round().sum())
+        warnings.warn(
+            f"{k} of the {n} localizations of {counted(len(flagged), 'frame')} ({frame_ranges_text(flagged)}) are "
+            f"fainter than {FAINT_SIGMAS:g} noise standard deviations of a molecule's photon count on them: most "
+            "are likely noise. " + (
+                f"lambda {DEFAULT_LAM:g}, the default, suits dense frames like ISBI 2013's and fits the noise of "
+                "sparser or noisier ones" if self.settings.lam == DEFAULT_LAM else
+                f"lambda {self.settings.lam:g} is too small for these frames") +
+            ": choose lambda with a sweep against a ground truth (the CEL0 widget's sweep, deepcel0 cel0 --sweep), or "
+            "keep the brighter localizations (intensity [photon]). Shown once a run",
+            FaintLocalizationsWarning, stacklevel=3)
 
     def maps(self, frames: np.ndarray) -> tuple[torch.Tensor, np.ndarray]:
         """Fine-grid CEL0 maps (n, L rows, L cols) >= 0 on the device, and the
