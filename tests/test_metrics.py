@@ -389,6 +389,9 @@ def test_scoring_inputs_restrict_the_ground_truth_to_a_runs_frames_and_say_so():
     everything = metrics.scoring_inputs(gt, est)
     assert len(everything.gt) == 4 and everything.note == ""
     assert everything.hint.startswith("; ") and "frames 1-2 here" in everything.hint  # the rest count as missed
+    for spelled in ("all", " ALL ", "All"):  # ("ALL" counted as a choice of frames: its hint was lost)
+        same = metrics.scoring_inputs(gt, est, spelled)
+        assert (same.note, same.hint, len(same.gt)) == (everything.note, everything.hint, 4)
     run = metrics.scoring_inputs(gt, est, "all", localized=np.array([1, 2]))  # a run says what it localized
     assert run.gt["frame"].tolist() == [1, 2] and run.note == " (ground truth restricted to the 2 frames localized)"
     chosen = metrics.scoring_inputs(gt, est, "2-3", localized=np.array([1, 2]))

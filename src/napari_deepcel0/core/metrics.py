@@ -569,7 +569,7 @@ def scoring_inputs(gt: pd.DataFrame, est: pd.DataFrame, frames: str | None = Non
     (for a table that does not say which were localized), chosen frames without a
     ground-truth molecule. (The Matching widget's rules; here, where scripts and tests
     reach them.)"""
-    chosen = frames is not None and str(frames).strip() not in ("", "all")
+    chosen = frames is not None and str(frames).strip().lower() not in ("", "all")
     run = localized is not None and len(localized) > 0
     n_chosen = 0
     if chosen:
