@@ -123,11 +123,11 @@ def simulated(tmp_path):
 
 
 def test_simulate_writes_stack_and_ground_truth(simulated):
-    stack = read_stack(simulated / "frames.tif")
-    assert stack.shape == (6, 24, 24) and stack.dtype == np.uint16 and stack.pixel_size_nm == pytest.approx(100)
-    gt = read_localizations(simulated / "ground_truth.csv")
-    assert gt["frame"].between(1, 6).all() and len(gt) > 6 * 20
-    assert gt["x [nm]"].between(0, 2400).all()
+    with read_stack(simulated / "frames.tif") as stack:
+        assert stack.shape == (6, 24, 24) and stack.dtype == np.uint16 and stack.pixel_size_nm == pytest.approx(100)
+        gt = read_localizations(simulated / "ground_truth.csv")
+        assert gt["frame"].between(1, 6).all() and len(gt) > 6 * 20
+        assert gt["x [nm]"].between(0, 2400).all()
 
 
 def test_simulate_says_in_its_own_terms_when_its_density_places_nothing(tmp_path, capsys):
@@ -608,7 +608,8 @@ def test_localize_with_orientation_averaging(simulated, tiny_model_path, tmp_pat
     assert not np.allclose(a[["x [nm]", "y [nm]"]], b[["x [nm]", "y [nm]"]])  # ... placed differently
     # ... and placed as the library places them with 4 orientations
     model = DeepLocalizer(tiny_model_path, device="cpu", orientations=4)
-    expected = localize(model, FrameStack(simulated / "frames.tif"), frames="1-2", threshold=0.0)
+    with FrameStack(simulated / "frames.tif") as stack:
+        expected = localize(model, stack, frames="1-2", threshold=0.0)
     np.testing.assert_allclose(b[["x [nm]", "y [nm]"]], expected[["x [nm]", "y [nm]"]], atol=1e-3)
     capsys.readouterr()
     assert main(["localize", *common, "--out", str(tmp_path / "c.csv"), "--orientations", "8",
@@ -1214,11 +1215,26 @@ def test_an_output_never_replaces_an_input(argv, message, simulated, tmp_path, c
     # before: each of these exited 0, replacing the stack (or the ground truth, then scored 100 %)
     monkeypatch.chdir(tmp_path)
     paths = {"stack": str(simulated / "frames.tif"), "gt": str(simulated / "ground_truth.csv")}
-    before = {name: open(path, "rb").read() for name, path in paths.items()}
+    before = {name: Path(path).read_bytes() for name, path in paths.items()}
     assert main([a.format(**paths) for a in argv] + ["--frames", "1"]) == 2
     assert message in capsys.readouterr().err
-    assert {name: open(path, "rb").read() for name, path in paths.items()} == before
+    assert {name: Path(path).read_bytes() for name, path in paths.items()} == before
     assert sorted(p.name for p in tmp_path.iterdir()) == ["sim"]
+
+
+@pytest.mark.skipif(not Path("/proc/self/fd").is_dir(), reason="needs /proc (Linux)")
+@pytest.mark.parametrize("command", ["localize", "cel0"])
+def test_a_command_run_in_a_script_closes_its_stack(command, simulated, tmp_path):
+    """main() called from Python (a batch script, the tests) left the stack's file open
+    until the garbage collector found it (a ResourceWarning in whatever ran next)."""
+    stack = simulated / "frames.tif"
+
+    def open_files():
+        return {os.path.realpath(f"/proc/self/fd/{fd}") for fd in os.listdir("/proc/self/fd")}
+
+    assert main([command, str(stack), "--out", str(tmp_path / "l.csv"), "--frames", "1", "--device", "cpu"]
+                + (["--max-outer", "2"] if command == "cel0" else [])) == 0
+    assert str(stack.resolve()) not in open_files()
 
 
 def test_train_does_not_replace_the_model_it_starts_from(tmp_path, capsys):

@@ -40,19 +40,20 @@ def test_read_stack_dtypes(tmp_path, dtype):
 
 def test_single_frame_and_compressed_stack(tmp_path):
     tifffile.imwrite(tmp_path / "one.tif", np.ones((8, 9), np.uint16))
-    assert io.read_stack(tmp_path / "one.tif").shape == (1, 8, 9)
+    with io.read_stack(tmp_path / "one.tif") as one:
+        assert one.shape == (1, 8, 9)
     data = np.random.default_rng(0).integers(0, 1000, (4, 6, 6)).astype(np.uint16)
     tifffile.imwrite(tmp_path / "z.tif", data, compression="zlib", photometric="minisblack")
-    stack = io.read_stack(tmp_path / "z.tif")
-    assert stack._memmap is None  # compressed: read page by page, not memory-mapped
-    assert np.array_equal(stack[3], data[3])
+    with io.read_stack(tmp_path / "z.tif") as stack:
+        assert stack._memmap is None  # compressed: read page by page, not memory-mapped
+        assert np.array_equal(stack[3], data[3])
 
 
 def test_stack_is_memory_mapped_not_loaded(tmp_path):
     data = np.zeros((50, 64, 64), np.uint16)
     tifffile.imwrite(tmp_path / "big.tif", data, imagej=True)
-    stack = io.read_stack(tmp_path / "big.tif")
-    assert isinstance(stack._memmap, np.memmap)
+    with io.read_stack(tmp_path / "big.tif") as stack:
+        assert isinstance(stack._memmap, np.memmap)
 
 
 @pytest.mark.parametrize(
@@ -414,10 +415,10 @@ def test_an_empty_stack_and_float64_values_beyond_float32_say_what_they_are(tmp_
     huge = np.full((2, 8, 8), 1e300)
     huge[0] = 5.0
     tifffile.imwrite(tmp_path / "huge.tif", huge, photometric="minisblack")
-    stack = io.read_stack(tmp_path / "huge.tif")
-    assert stack[0][0, 0] == 5.0
-    with pytest.raises(io.StackError, match="frame 2 holds values beyond the float32 range"):  # "infinite" before
-        stack[0:2]
+    with io.read_stack(tmp_path / "huge.tif") as stack:
+        assert stack[0][0, 0] == 5.0
+        with pytest.raises(io.StackError, match="frame 2 holds values beyond the float32 range"):  # "infinite" before
+            stack[0:2]
 
 
 def test_the_writer_refuses_positions_the_reader_would_refuse(tmp_path):
@@ -607,8 +608,8 @@ def test_stacks_are_written_as_time_frames_for_fiji(tmp_path):
     with tifffile.TiffFile(p) as tif:
         assert tif.series[0].axes == "TYX" and tif.imagej_metadata["frames"] == 4
         assert "channels" not in tif.imagej_metadata
-    stack = io.read_stack(p)
-    assert stack.shape == (4, 6, 7) and stack.pixel_size_nm == pytest.approx(160)
+    with io.read_stack(p) as stack:  # (left open, the file's ResourceWarning surfaced in another test)
+        assert stack.shape == (4, 6, 7) and stack.pixel_size_nm == pytest.approx(160)
 
 
 def _cut(path, fraction):
@@ -680,19 +681,19 @@ def test_all_or_nothing_replaces_the_files_only_when_every_write_succeeded(tmp_p
 
     with pytest.raises(OSError, match="disk full"):
         with io.all_or_nothing():
-            io.atomic_write(a, lambda tmp: open(tmp, "w").write("new a"))
+            io.atomic_write(a, lambda tmp: Path(tmp).write_text("new a"))
             assert a.read_text() == "old a"  # not yet
             io.atomic_write(b, fail)
     assert a.read_text() == "old a" and not b.exists()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a.txt"]  # no temporary files
     with io.all_or_nothing():
-        io.atomic_write(a, lambda tmp: open(tmp, "w").write("new a"))
-        io.atomic_write(b, lambda tmp: open(tmp, "w").write("new b"))
+        io.atomic_write(a, lambda tmp: Path(tmp).write_text("new a"))
+        io.atomic_write(b, lambda tmp: Path(tmp).write_text("new b"))
     assert (a.read_text(), b.read_text()) == ("new a", "new b")
     with pytest.raises(RuntimeError, match="do not nest"):
         with io.all_or_nothing(), io.all_or_nothing():
             pass
-    io.atomic_write(a, lambda tmp: open(tmp, "w").write("plain"))  # outside a block: at once
+    io.atomic_write(a, lambda tmp: Path(tmp).write_text("plain"))  # outside a block: at once
     assert a.read_text() == "plain"
 
 
@@ -800,16 +801,16 @@ def test_frame_stack_indexing_follows_numpy_and_a_closed_stack_says_so(tmp_path)
     and an index past the end were reported as a damaged file."""
     frames = np.arange(5 * 4 * 6, dtype=np.uint16).reshape(5, 4, 6)
     io.write_tiff(tmp_path / "s.tif", frames)
-    stack = io.read_stack(tmp_path / "s.tif")
-    mask = np.array([True, False, True, False, False])
-    np.testing.assert_array_equal(stack[mask], frames[mask])
-    np.testing.assert_array_equal(stack[[-1, 0]], frames[[-1, 0]])
-    for bad in ([0, 7], np.array([True, False]), [1.0], (0, slice(0, 2))):
-        with pytest.raises(IndexError):
-            stack[bad]
-    stack.close()
-    with pytest.raises(ValueError, match="the stack was closed; open it again"):
-        stack[0]
+    with io.read_stack(tmp_path / "s.tif") as stack:
+        mask = np.array([True, False, True, False, False])
+        np.testing.assert_array_equal(stack[mask], frames[mask])
+        np.testing.assert_array_equal(stack[[-1, 0]], frames[[-1, 0]])
+        for bad in ([0, 7], np.array([True, False]), [1.0], (0, slice(0, 2))):
+            with pytest.raises(IndexError):
+                stack[bad]
+        stack.close()
+        with pytest.raises(ValueError, match="the stack was closed; open it again"):
+            stack[0]
 
 
 def test_paths_with_a_tilde_are_the_home_folders(tmp_path, monkeypatch):

@@ -19,11 +19,11 @@ FRAMES = "1-12"
 
 @pytest.fixture(scope="module")
 def isbi_scores(isbi_dir):
-    stack = read_stack(isbi_dir / "frames.tif")
-    gt = read_localizations(isbi_dir / "ground_truth.csv")
-    table = localize(DeepLocalizer(acquisition=ISBI2013, device="cpu"), stack, frames=FRAMES)
-    gt = gt[gt["frame"] <= 12]
-    return table, gt, dict(zip((50, 100, 250), evaluate(gt, table, (50.0, 100.0, 250.0), n_frames=12)))
+    with read_stack(isbi_dir / "frames.tif") as stack:
+        gt = read_localizations(isbi_dir / "ground_truth.csv")
+        table = localize(DeepLocalizer(acquisition=ISBI2013, device="cpu"), stack, frames=FRAMES)
+        gt = gt[gt["frame"] <= 12]
+        return table, gt, dict(zip((50, 100, 250), evaluate(gt, table, (50.0, 100.0, 250.0), n_frames=12)))
 
 
 def test_bundled_model_localizes_the_isbi_stack(isbi_scores):
@@ -46,13 +46,13 @@ def test_orientation_averaging_places_isbi_molecules_better(isbi_dir, isbi_score
     """Averaging 8 orientations keeps the detections and lowers the RMSE (about 1 nm on
     the whole stack, docs/benchmarks.md); a wrong inverse transform would raise it."""
     table, gt, scores = isbi_scores
-    stack = read_stack(isbi_dir / "frames.tif")
-    model = DeepLocalizer(acquisition=ISBI2013, device="cpu", orientations=8)
-    averaged = localize(model, stack, frames=FRAMES)
-    assert len(averaged) == len(table)
-    s50 = evaluate(gt, averaged, (50.0,), n_frames=12)[0]
-    assert s50.rmse_nm < scores[50].rmse_nm - 0.3, (s50, scores[50])
-    assert s50.jaccard > scores[50].jaccard - 0.5, (s50, scores[50])
+    with read_stack(isbi_dir / "frames.tif") as stack:
+        model = DeepLocalizer(acquisition=ISBI2013, device="cpu", orientations=8)
+        averaged = localize(model, stack, frames=FRAMES)
+        assert len(averaged) == len(table)
+        s50 = evaluate(gt, averaged, (50.0,), n_frames=12)[0]
+        assert s50.rmse_nm < scores[50].rmse_nm - 0.3, (s50, scores[50])
+        assert s50.jaccard > scores[50].jaccard - 0.5, (s50, scores[50])
 
 
 def test_no_isbi_frame_holds_an_outlier(isbi_dir):

@@ -535,6 +535,8 @@ def _open_stack_and_acq(args, base: Acquisition, base_is_models: bool = True):
     from .core.tiff_stack import read_stack
 
     stack = read_stack(args.stack)
+    if getattr(args, "opened", None) is not None:  # closed when the command ends (it was left to the collector)
+        args.opened.callback(stack.close)
     try:
         frame_ranges(args.frames, len(stack))  # a typo in --frames, said before the model's and the data's lines
         return stack, _stack_acquisition(args, stack, base, base_is_models)
@@ -1124,8 +1126,9 @@ def main(argv=None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     args.command_line = shlex.join(["deepcel0", *(sys.argv[1:] if argv is None else [str(a) for a in argv])])
+    args.opened = contextlib.ExitStack()  # files a command opens (its stack), closed when it ends
     try:
-        with _signal_handlers(_raise_terminated, signal.SIGTERM), warnings.catch_warnings():
+        with args.opened, _signal_handlers(_raise_terminated, signal.SIGTERM), warnings.catch_warnings():
             warnings.showwarning = _one_line_warning(args.command)
             return int(args.func(args) or 0)
     except NotEnoughMemory as exc:  # refused before the work, with its advice
