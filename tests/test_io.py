@@ -5,6 +5,7 @@ import re
 import shutil
 import warnings
 
+from pathlib import Path
 from unittest import mock
 
 import numpy as np
