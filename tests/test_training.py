@@ -7,7 +7,8 @@ import torch
 
 from napari_deepcel0.core.acquisition import ISBI2013, Acquisition
 from napari_deepcel0.core.progress import format_duration, rate_text
-from napari_deepcel0.core.training import TrainingConfig, TrainingDivergedError, train
+from napari_deepcel0.core.model_io import save_training_result
+from napari_deepcel0.core.training import TrainingConfig, TrainingDivergedError, WeakMapsWarning, train
 from napari_deepcel0.core.training_data import (
     TrainingDataConfig,
     default_target_scale,
@@ -551,12 +552,44 @@ def test_the_result_is_the_best_epoch_not_the_last(monkeypatch):
     from napari_deepcel0.core import training
 
     losses = iter([1.0, 0.5, 0.9])
-    monkeypatch.setattr(training._TrainingRun, "validate", lambda self, n: next(losses))
+    monkeypatch.setattr(training._TrainingRun, "validate", lambda self, n: (next(losses), 100.0))  # (loss, peak)
     checkpoints = []
     result = training.train(ISBI2013, tiny(epochs=3), on_best=checkpoints.append)
     assert result.best_epoch == 2 and [c.best_epoch for c in checkpoints] == [1, 2]
     for a, b in zip(checkpoints[-1].model.state_dict().values(), result.model.state_dict().values()):
         assert torch.equal(a, b)
+
+
+@pytest.mark.parametrize("lr, message", [
+    (1e3, "the network's maps are 0 on every validation patch at epoch 1: its ReLU output died"),
+    (1e8, "the network's enc2.1.running_var became NaN or infinite at epoch 1"),
+])
+def test_a_network_that_died_or_blew_up_stops_training_instead_of_being_saved(lr, message, tmp_path):
+    """A review: training checked the losses only. A ReLU output that is 0 everywhere (it
+    gets no gradient and never recovers) kept a finite loss, and the run ended as a success
+    with a model that finds nothing; at a learning rate of 1e8 a normalisation statistic
+    became infinite while the loss stayed finite, and the file written was refused by its
+    own loader."""
+    acq = Acquisition(pixel_size_nm=160.0, fwhm_nm=300.0, upsampling=2)
+    saved = []
+    with pytest.raises(TrainingDivergedError, match=message):
+        train(acq, tiny(lr=lr, max_steps_per_epoch=4, precision="auto"), on_best=saved.append)
+    assert saved == []  # no checkpoint of it either
+
+
+def test_a_model_whose_maps_stay_under_its_threshold_says_so(tmp_path):
+    """A few steps leave maps far under a tenth of a molecule's value, the default
+    threshold: the model finds nothing, which the run now says (the suite's other short
+    trainings are let through by pyproject's filterwarnings)."""
+    with pytest.warns(WeakMapsWarning, match=r"the model's maps peak at \S+ on the validation patches, under its "
+                                             r"default threshold of 8.51 \(map units; a tenth of a molecule's 85.1\)"):
+        result = train(ISBI2013, tiny())
+    assert result.history[-1]["val_peak"] < 8.51
+    with pytest.raises(ValueError, match="cannot save bad.safetensors: the network's dec1.0.weight holds NaN"):
+        with torch.no_grad():
+            result.model.state_dict()["dec1.0.weight"].fill_(math.nan)
+        save_training_result(tmp_path / "bad.safetensors", result)
+    assert not (tmp_path / "bad.safetensors").exists()
 
 
 def test_a_nan_training_loss_stops_at_its_step_not_at_the_end_of_the_epoch(monkeypatch):

@@ -17,6 +17,7 @@ from __future__ import annotations
 import copy
 import math
 import time
+import warnings
 from dataclasses import asdict, dataclass, field
 from typing import Callable
 
@@ -28,7 +29,7 @@ from .cancel import Cancelled, is_cancelled
 from .devices import autocast, resolve_device, resolve_precision
 from .losses import LocalizationLoss
 from .memory import check_fits_in_memory
-from .model_io import load_model
+from .model_io import THRESHOLD_FRACTION, load_model
 from .network import LocalizationNet, upsample_nearest
 from .optics import phase_column_norms
 from .progress import time_left_text
@@ -61,6 +62,11 @@ RUN_FACTS = ("device_used", "precision_used", "seconds", "best_epoch", "cancelle
 
 #: the largest lambda and learning rate taken (the float32 tensors they go into)
 FLOAT32_MAX = float(np.finfo(np.float32).max)
+
+
+class WeakMapsWarning(UserWarning):
+    """A trained model's maps stay under its own default threshold on the validation
+    patches: it will find few molecules or none."""
 
 
 class TrainingDivergedError(RuntimeError):
@@ -461,10 +467,11 @@ class _TrainingRun:
         t = torch.nn.functional.conv2d(t, blur / blur.sum(), padding=blur.shape[-1] // 2)
         return x, t
 
-    def validate(self, n_patches: int) -> float:
-        """The mean loss of the first ``n_patches`` validation patches."""
+    def validate(self, n_patches: int) -> tuple[float, float]:
+        """The mean loss of the first ``n_patches`` validation patches, and the largest
+        value the network's maps take on them (map units)."""
         self.model.eval()
-        total, count = 0.0, 0
+        total, count, peak = 0.0, 0, -math.inf
         with torch.no_grad():
             for s in range(0, n_patches, self.val_batch):
                 idx = self.val_idx[s : min(s + self.val_batch, n_patches)]
@@ -474,8 +481,9 @@ class _TrainingRun:
                 loss, _ = self.criterion(pred, t)
                 total += float(loss) * len(idx)
                 count += len(idx)
+                peak = max(peak, float(pred.max()))
         self.model.train()
-        return total / count
+        return total / count, peak
 
     def snapshot(self, net: LocalizationNet) -> TrainingResult:
         """``net`` (put in evaluation mode) with the run so far."""
@@ -586,13 +594,21 @@ class _TrainingRun:
         config = self.config
         # a cancelled run gets here in its first epoch only (no best yet): see CANCELLED_VAL_PATCHES
         n_validated = min(self.n_val_used, CANCELLED_VAL_PATCHES) if self.cancelled else self.n_val_used
-        val = self.validate(n_validated)
+        val, peak = self.validate(n_validated)
         _check(val, "validation", epoch)
+        _check_weights(self.model, epoch)
+        if self.config.head == "relu" and peak <= 0.0:
+            raise TrainingDivergedError(
+                f"the network's maps are 0 on every validation patch at epoch {epoch}: its ReLU output died (a unit "
+                "that is 0 everywhere gets no gradient, so it cannot recover), and a model of it finds nothing; "
+                "training stopped and this epoch was not saved. Try a lower learning rate or lambda, or denser "
+                "training data")
         lr = self.opt.param_groups[0]["lr"]
         mean = (sums / max(done, 1)).tolist()
         self.history.append(
             {"epoch": epoch, "loss": mean[0], "fidelity": mean[1], "sparsity": mean[2], "val_loss": val, "lr": lr,
-             "steps": done, "seconds": time.perf_counter() - self.t0_s, "val_patches": n_validated}
+             "steps": done, "seconds": time.perf_counter() - self.t0_s, "val_patches": n_validated,
+             "val_peak": peak}
         )
         if val < self.best_val:
             self.best_val, self.best_epoch = val, epoch
@@ -615,9 +631,29 @@ class _TrainingRun:
             self.sched.step()
 
     def best_model(self) -> TrainingResult:
-        """The result: the network with the best validation loss."""
+        """The result: the network with the best validation loss; a
+        :class:`WeakMapsWarning` when its maps stay under its own default threshold on
+        the validation patches (it would find few molecules or none)."""
         self.model.load_state_dict(self.best_state)
+        peak = next(h["val_peak"] for h in self.history if h["epoch"] == self.best_epoch)
+        threshold = THRESHOLD_FRACTION * self.spike_value
+        if peak < threshold:
+            warnings.warn(f"the model's maps peak at {peak:.3g} on the validation patches, under its default "
+                          f"threshold of {threshold:.3g} (map units; a tenth of a molecule's {self.spike_value:.3g}): "
+                          "it will find few molecules or none with it. Train longer, or with a lower learning "
+                          "rate or lambda", WeakMapsWarning, stacklevel=3)
         return self.snapshot(self.model)
+
+
+def _check_weights(model: torch.nn.Module, epoch: int) -> None:
+    """Stop training when a weight or a normalisation statistic became NaN or infinite:
+    the loss can stay finite (a dead ReLU output passes nothing on), and the file saved
+    was refused by its own loader (a review: a learning rate of 1e8)."""
+    for name, value in model.state_dict().items():
+        if value.is_floating_point() and not bool(torch.isfinite(value).all()):
+            raise TrainingDivergedError(
+                f"the network's {name} became NaN or infinite at epoch {epoch}; training stopped and this epoch was "
+                "not saved. Try a lower learning rate", api_hint=", or precision='fp32'")
 
 
 def _check(value: float, where: str, epoch: int):
