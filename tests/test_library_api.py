@@ -177,6 +177,42 @@ def test_render_and_png_refuse_what_they_cannot_write(table, tmp_path, scene):
     assert render_histogram(wide, field, np.array(10.0)).sum() == 1  # a 0-d array is a number (refused: a review)
 
 
+def test_the_protocol_names_the_weights_that_were_loaded_not_the_file_replaced_since(scene, tmp_path, monkeypatch):
+    """The model file was hashed when the protocol was written, after the run: a file
+    replaced meanwhile (a training into it, in another terminal) gave the protocol the new
+    file's SHA-256 beside the old weights' summary (a review)."""
+    import hashlib
+    import shutil
+
+    from napari_deepcel0 import cli
+    from napari_deepcel0.core import predict
+    from napari_deepcel0.core.io import write_tiff
+    from napari_deepcel0.core.model_io import bundled_model_path
+    from napari_deepcel0.core.protocol import protocol_of_run, read_protocol
+
+    frames, _ = scene
+    mine = shutil.copy(bundled_model_path(), tmp_path / "mine.safetensors")
+    loaded_sha = hashlib.sha256(mine.read_bytes()).hexdigest()
+    model = DeepLocalizer(mine, device="cpu")
+    assert model.loaded.sha256 == loaded_sha
+    table = localize(model, frames, frames="1")
+    mine.write_bytes(mine.read_bytes() + b" ")  # replaced during the run
+    assert protocol_of_run(model, frames, table, frames="1")["model"]["sha256"] == loaded_sha
+    # the command line: hashed as the model is loaded, whatever happens to the file during the run
+    stack = write_tiff(tmp_path / "s.tif", frames.astype(np.uint16), pixel_size_nm=100.0)
+    shutil.copy(bundled_model_path(), mine)
+    real_localize = predict.localize
+
+    def replacing(*args, **kwargs):
+        mine.write_bytes(b"replaced")  # once the model is loaded, before any frame
+        return real_localize(*args, **kwargs)
+
+    monkeypatch.setattr(predict, "localize", replacing)
+    assert cli.main(["localize", str(stack), "--out", str(tmp_path / "l.csv"), "--model", str(mine),
+                     "--frames", "1", "--device", "cpu"]) == 0
+    assert read_protocol(tmp_path / "l.csv")["model"]["sha256"] == loaded_sha
+
+
 def test_a_script_run_gets_its_protocol_and_a_model_not_saved_is_not_the_bundled_one(scene, tmp_path):
     """A script had to assemble a protocol from localization_protocol and model_record,
     and the record of a model trained in the script (no file) named the bundled model's

@@ -847,7 +847,7 @@ def cmd_localize(args) -> int:
                 "batch_size": model.batch_size, "acquisition_differs_from_model": model.mismatch}
     # the acquisition the frames were analysed with: the model's L, whatever --upsampling asked for
     protocol = run_protocol(args, stack, model.acquisition, table, method_name(loaded.info), settings, seconds,
-                            model=model_record(loaded.path, loaded.info))
+                            model=model_record(loaded.path, loaded.info, sha256=loaded.sha256))
     _write_outputs(args, table, stack, acq, protocol)  # first: a scoring that fails loses no localization
     scores = _scores(args, table, gt, stack)
     if scores is not None:  # the protocol then says how the table scored against its ground truth
@@ -900,8 +900,8 @@ def cmd_demo(args) -> int:
                     "device": str(model.device), "precision": model.precision}
         protocol = localization_protocol(method_name(loaded.info), acq, settings, np.arange(1, args.frames + 1),
                                          DEMO_FRAME_SHAPE, len(table), stack=out / DEMO_FILES[0],
-                                         model=model_record(loaded.path, loaded.info), seconds=seconds,
-                                         command=args.command_line)
+                                         model=model_record(loaded.path, loaded.info, sha256=loaded.sha256),
+                                         seconds=seconds, command=args.command_line)
         with all_or_nothing():  # the files of one run, or none
             stack_path = write_tiff(out / DEMO_FILES[0], _camera_counts(frames), pixel_size_nm=acq.pixel_size_nm)
             write_thunderstorm_csv(out / DEMO_FILES[1], gt)

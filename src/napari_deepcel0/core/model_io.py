@@ -357,6 +357,9 @@ class LoadedModel:
     network: LocalizationNet
     info: ModelInfo
     path: Path | None = None
+    #: the SHA-256 of the file's bytes when it was loaded (a protocol names the weights
+    #: that made its table, whatever replaced the file since)
+    sha256: str | None = None
 
     @classmethod
     def from_training_result(cls, result, notes: str = "") -> "LoadedModel":
@@ -370,8 +373,11 @@ class LoadedModel:
 
 def load_model(path: str | os.PathLike) -> LoadedModel:
     """Load and validate a model file; the network is returned in eval mode on the CPU."""
+    from .protocol import file_sha256
+
     path = Path(path).expanduser()
     info = read_model_info(path)
+    sha256 = file_sha256(path)  # as it is loaded: a file replaced during a long run was hashed at its end
     net = LocalizationNet(info.head)
     expected = net.state_dict()
     try:
@@ -397,7 +403,7 @@ def load_model(path: str | os.PathLike) -> LoadedModel:
         _fail(path, "the weights do not match their checksum: the file is corrupt")
     net.load_state_dict(state)
     net.eval()
-    return LoadedModel(net, info, path)
+    return LoadedModel(net, info, path, sha256)
 
 
 def bundled_model_path() -> Path:

@@ -75,12 +75,14 @@ def file_sha256(path: str | os.PathLike) -> str:
     return digest.hexdigest()
 
 
-def model_record(path: str | os.PathLike | None, info, saved: bool = True) -> dict:
+def model_record(path: str | os.PathLike | None, info, saved: bool = True, sha256: str | None = None) -> dict:
     """What the protocol says of the model file ``path`` (None: the bundled model) whose
     :class:`~.model_io.ModelInfo` is ``info``: the file, whether it is the bundled model,
     the file's SHA-256, and the model's one-line summary (method, head, loss, acquisition,
     training). ``saved=False``: a model in memory that no file holds (trained in the
-    script, :meth:`~.model_io.LoadedModel.from_training_result`): no file, no SHA-256."""
+    script, :meth:`~.model_io.LoadedModel.from_training_result`): no file, no SHA-256.
+    ``sha256``: the file's as it was loaded (:attr:`~.model_io.LoadedModel.sha256`; None:
+    hashed now)."""
     from .model_io import bundled_model_path
 
     if not saved:
@@ -89,7 +91,7 @@ def model_record(path: str | os.PathLike | None, info, saved: bool = True) -> di
     return {
         "file": str(path),
         "bundled": path == bundled_model_path().resolve(),
-        "sha256": file_sha256(path) if path.is_file() else None,
+        "sha256": sha256 if sha256 is not None else file_sha256(path) if path.is_file() else None,
         "summary": info.summary(with_notes=False),
     }
 
@@ -139,7 +141,8 @@ def protocol_of_run(localizer, source, table, *, frames=None, threshold=None, me
                 "fix_outlier_pixels": bool(fix_outlier_pixels)}
     loaded = getattr(localizer, "loaded", None)
     if loaded is not None:  # a DeepLocalizer
-        method, model = method_name(loaded.info), model_record(loaded.path, loaded.info, saved=loaded.path is not None)
+        method, model = method_name(loaded.info), model_record(loaded.path, loaded.info, saved=loaded.path is not None,
+                                                                   sha256=loaded.sha256)
         settings.update(orientations=localizer.orientations, **localizer.scaling, device=str(localizer.device),
                         precision=localizer.precision, batch_size=localizer.batch_size,
                         acquisition_differs_from_model=localizer.mismatch)
