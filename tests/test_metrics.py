@@ -8,6 +8,7 @@ import pytest
 
 from conftest import loc_table
 from napari_deepcel0.core import metrics
+from napari_deepcel0.core.frames import parse_frame_selection
 
 
 def test_optimal_matching_beats_greedy():
@@ -232,6 +233,18 @@ def test_evaluate_scores_a_frame_selection_of_both_tables():
     assert (beyond.tp, beyond.fn) == (1, 2)
     _, _, n = metrics.select_frames(gt, est, "2-10")
     assert n == 9
+
+
+@pytest.mark.parametrize("selection", ["1,3,5-7,20-", ",".join(map(str, range(1, 61, 2))), "60", "2-3"])
+def test_a_frame_selection_of_many_ranges_selects_the_same_rows_without_a_mask_per_range(selection):
+    """select_frames built a mask of the whole table per range: the odd frames of 20,000
+    over 2 million rows needed about 40 GB (a review); now one search per row."""
+    rng = np.random.default_rng(1)
+    table = loc_table(rng.integers(1, 61, 500), rng.random(500) * 1e3, rng.random(500) * 1e3)
+    wanted = set((parse_frame_selection(selection, 60) + 1).tolist())
+    got, _, n = metrics.select_frames(table, table.iloc[:0], selection)
+    pd.testing.assert_frame_equal(got, table[table["frame"].isin(wanted)])
+    assert n == len(wanted)
 
 
 def test_coverage_warning_spares_localizations_of_every_frame_but_empty_ones():
