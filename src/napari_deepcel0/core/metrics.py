@@ -85,17 +85,17 @@ def match_points(gt_xy: np.ndarray, est_xy: np.ndarray, tol_nm: float,
         d = np.r_[d, np.zeros(int(missing.sum()))]
     graph = coo_matrix((np.ones(len(gi)), (gi, n_g + ei)), shape=(n_g + n_e, n_g + n_e))
     _, label = connected_components(graph, directed=False)
-    out_g, out_e = [], []
     comp_of_edge = label[gi]
-    order = np.argsort(comp_of_edge, kind="stable")
+    # a group of one molecule and one localization is their pair, taken all at once (most of
+    # them: one at a time in Python, 2 million against 2 million took 6 minutes; a review)
+    single = np.bincount(comp_of_edge)[comp_of_edge] == 1
+    out_g, out_e = [gi[single]], [ei[single]]
+    rest = np.flatnonzero(~single)
+    order = rest[np.argsort(comp_of_edge[rest], kind="stable")]
     bounds = np.flatnonzero(np.diff(comp_of_edge[order])) + 1
-    for edges in np.split(order, bounds):
+    for edges in np.split(order, bounds) if len(order) else []:
         g_nodes, g_loc = np.unique(gi[edges], return_inverse=True)
         e_nodes, e_loc = np.unique(ei[edges], return_inverse=True)
-        if len(edges) == 1:
-            out_g.append(g_nodes)
-            out_e.append(e_nodes)
-            continue
         # Infeasible pairs cost more than any full set of feasible ones, so the
         # assignment maximises the number of feasible pairs, then minimises distance.
         big = (min(len(g_nodes), len(e_nodes)) + 1) * (tol_nm + 1.0)
