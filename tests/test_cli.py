@@ -731,6 +731,24 @@ def test_a_fine_tune_simulates_the_base_models_camera(tmp_path, capsys):
     assert "(default: the --init-from model's, else 1)" in main_help("train")
 
 
+def test_a_fine_tune_takes_its_base_models_method_and_records_its_full_path(tmp_path, monkeypatch):
+    """A Deep-STORM base needed --method deepstorm typed out (refused otherwise), and a base
+    given by a relative path was recorded so, so that the recipe trained again from the
+    same folder only (a review)."""
+    from napari_deepcel0.core.model_io import load_model
+
+    small = ["--epochs", "1", "--patches", "16", "--sim-frames", "2", "--max-steps-per-epoch", "1",
+             "--batch-size", "4", "--device", "cpu", "--precision", "fp32"]
+    monkeypatch.chdir(tmp_path)
+    assert main(["train", "--out", "ds.safetensors", "--method", "deepstorm"] + small) == 0
+    assert main(["train", "--out", "tuned.safetensors", "--init-from", "ds.safetensors"] + small) == 0
+    tuned = load_model(tmp_path / "tuned.safetensors").info
+    assert tuned.method == "deepstorm" and tuned.head == "linear"
+    assert tuned.training["init_from"] == str((tmp_path / "ds.safetensors").resolve())
+    assert main(["train", "--out", "other.safetensors", "--init-from", "ds.safetensors", "--method", "deepcel0"]
+                + small) == 2  # said, not changed
+
+
 def test_a_diverged_training_names_the_checkpoint_it_leaves(tmp_path, capsys, monkeypatch):
     from napari_deepcel0.core import training
 

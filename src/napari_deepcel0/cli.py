@@ -376,15 +376,18 @@ def _training_config(args, base=None):
             data_over[key] = tuple(value)
     presets = {"default": TrainingDataConfig, "paper": TrainingDataConfig.paper, "bundled": TrainingDataConfig.bundled}
     data = presets[args.preset](**data_over)
-    lam, column_norms = args.lam, args.column_norms
+    lam, column_norms, method = args.lam, args.column_norms, args.method
     if base is not None:
         lam = base.lam if lam is None else lam
         column_norms = base.training.get("column_norms") if column_norms is None else column_norms
+        method = base.method if method is None else method  # (a Deep-STORM base needed --method deepstorm)
+    # the base model's path in full: the recipe stored in the new model trains again from anywhere
+    init_from = str(Path(args.init_from).expanduser().resolve()) if args.init_from else None
     over = {k: v for k, v in dict(
-        method=args.method, lam=lam, column_norms=column_norms, epochs=args.epochs,
+        method=method, lam=lam, column_norms=column_norms, epochs=args.epochs,
         batch_size=args.batch_size, lr=args.lr, val_fraction=args.val_fraction, lr_schedule=args.lr_schedule,
         seed=args.seed, device=args.device, precision=args.precision, max_steps_per_epoch=args.max_steps_per_epoch,
-        min_lr=args.min_lr, init_from=args.init_from,
+        min_lr=args.min_lr, init_from=init_from,
     ).items() if v is not None}
     if args.preset == "bundled":  # the bundled model's schedule too, unless a flag says otherwise
         config = TrainingConfig.bundled(data=data, **over)
@@ -994,8 +997,9 @@ def _add_train_parser(sub) -> None:
                        description="Simulate a training set for the acquisition and train a network; writes a "
                                    ".safetensors model file (weights + JSON metadata).")
     p.add_argument("--out", required=True, metavar="MODEL.safetensors", help="output model file")
-    p.add_argument("--method", choices=("deepcel0", "deepstorm"), default="deepcel0",
-                   help="deepcel0 (ReLU output, CEL0 loss; default) or deepstorm (linear output, L1 loss)")
+    p.add_argument("--method", choices=("deepcel0", "deepstorm"), default=None,
+                   help="deepcel0 (ReLU output, CEL0 loss; default) or deepstorm (linear output, L1 loss); a "
+                        "fine-tune (--init-from) takes its base model's")
     p.add_argument("--preset", choices=("default", "paper", "bundled"), default="default",
                    help="default (broad training data, robust to real data, with the paper's schedule), paper "
                         "(the paper's Sec. 3.3 data) or bundled (the bundled model's data and schedule: 200,000 "
