@@ -51,7 +51,11 @@ def test_train_help_states_the_training_defaults():
     assert f"{config.lr_schedule} (the paper's ReduceLROnPlateau; default)" in helps["lr_schedule"]
     assert f"(default {data.fwhm_jitter:g})" in helps["fwhm_jitter"]
     assert f"(default {data.n_patches})" in helps["patches"] and f"(default {config.epochs})" in helps["epochs"]
-    for dest, value in (("batch_size", config.batch_size), ("lr", config.lr), ("lam", config.lam),
+    from napari_deepcel0.core.training import TRAINING_LAM_AT_L4, default_training_lam
+
+    assert config.lam is None and f"(default {TRAINING_LAM_AT_L4:g} (L / 4)^2: {default_training_lam(4):g} at L = 4, " \
+        f"{default_training_lam(2):g} at L = 2;" in helps["lam"]
+    for dest, value in (("batch_size", config.batch_size), ("lr", config.lr),
                         ("val_fraction", config.val_fraction), ("sim_frames", data.n_frames),
                         ("density", data.density_per_um2), ("structure_fraction", data.structure_fraction),
                         ("sparse_fraction", data.sparse_fraction), ("seed", config.seed),
@@ -988,10 +992,13 @@ def test_bundled_preset_is_the_bundled_models_recipe():
 
     from napari_deepcel0.cli import _training_config
     from napari_deepcel0.core.model_io import load_bundled_model
+    from napari_deepcel0.core.training import default_training_lam
 
     recorded = load_bundled_model().info.training
     config = _training_config(build_parser().parse_args(["train", "--out", "m.safetensors", "--preset", "bundled"]))
     produced = json.loads(json.dumps(dataclasses.asdict(config)))  # tuples -> lists, as in the file
+    assert produced["lam"] is None  # resolved as training starts, for the acquisition's L (4: 100)
+    produced["lam"] = default_training_lam(load_bundled_model().info.acquisition.upsampling)
     for d in (recorded, produced):
         for key in ("seed", "device", "device_used", "precision_used", "seconds", "best_epoch", "cancelled"):
             d.pop(key, None)

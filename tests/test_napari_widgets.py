@@ -1867,6 +1867,9 @@ def test_training_keeps_small_lambdas_and_refuses_to_write_the_bundled_model(vie
     from napari_deepcel0.core.model_io import bundled_model_path
 
     training = _dock(viewer, TrainingWidget)
+    # 0, shown as "automatic", is the core's default: 100 (L / 4)^2 for the Acquisition's L
+    assert training.lam.value == 0.0 and training.lam.native.text().startswith("automatic")
+    assert training.config().lam is None
     for lam in (0.001, 0.004):
         training.lam.value = lam
         assert training.lam.value == pytest.approx(lam) and training.config().lam == pytest.approx(lam)

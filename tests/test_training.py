@@ -577,6 +577,21 @@ def test_a_network_that_died_or_blew_up_stops_training_instead_of_being_saved(lr
     assert saved == []  # no checkpoint of it either
 
 
+def test_the_default_loss_lambda_follows_the_upsampling_and_a_fine_tunes_base(tmp_path):
+    """Lambda 100 was chosen at L = 4; the targets' spikes are about 21 L high, so at L = 2
+    the loss tilted toward empty maps (a first run at 160 nm, L = 2 died at 100 and learnt
+    at 25: docs/training.md). None now means 100 (L / 4)^2, recorded as used."""
+    from napari_deepcel0.core.training import default_training_lam
+
+    assert TrainingConfig().lam is None and [default_training_lam(L) for L in (1, 2, 4, 8)] == [6.25, 25.0, 100.0,
+                                                                                                400.0]
+    l2 = Acquisition(pixel_size_nm=160.0, fwhm_nm=300.0, upsampling=2)
+    assert train(l2, tiny()).config.lam == 25.0 and train(ISBI2013, tiny()).config.lam == 100.0
+    assert train(l2, tiny(lam=40.0)).config.lam == 40.0  # given: kept
+    base = save_training_result(tmp_path / "base.safetensors", train(l2, tiny(lam=30.0)))
+    assert train(l2, tiny(init_from=base)).config.lam == 30.0  # a fine-tune: its base's
+
+
 def test_a_model_whose_maps_stay_under_its_threshold_says_so(tmp_path):
     """A few steps leave maps far under a tenth of a molecule's value, the default
     threshold: the model finds nothing, which the run now says (the suite's other short

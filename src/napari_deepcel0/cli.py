@@ -1012,7 +1012,8 @@ def _add_train_parser(sub) -> None:
     p.add_argument("--min-lr", type=float, help="lowest learning rate of either schedule (default 5e-5, at most --lr)")
     p.add_argument("--init-from", metavar="MODEL.safetensors",
                    help="fine-tune this model (same method and acquisition) instead of starting from scratch")
-    p.add_argument("--lam", type=float, help="CEL0 lambda (default 100, or with --init-from the base model's)")
+    p.add_argument("--lam", type=float, help="CEL0 loss lambda (default 100 (L / 4)^2: 100 at L = 4, 25 at L = 2; "
+                                             "with --init-from the base model's)")
     p.add_argument("--column-norms", choices=("operator", "notebook"),
                    help="CEL0 a_i from S_L K (operator, default) or the notebook's ||g|| (with --init-from: the "
                         "base model's)")

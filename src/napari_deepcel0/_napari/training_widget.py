@@ -85,9 +85,12 @@ class TrainingWidget(DockPanel):
         self.max_steps = SpinBox(label="max steps/epoch (0: all)", min=0, max=1_000_000, value=0,
                                  tooltip="quick trials: at most this many steps per epoch, and as many validation "
                                          "batches")
-        self.lam = float_box("CEL0 loss lambda", TrainingConfig().lam, 1e-3, 1e6, decimals=3, step=10.0)
-        self.lam.tooltip = ("weight of the CEL0 penalty in the training loss (the paper: 100), in units of the "
-                            "target maps; not the CEL0-IRL1 solver's lambda of the CEL0 widget")
+        self.lam = float_box("CEL0 loss lambda", 0.0, 0.0, 1e6, decimals=3, step=10.0)
+        self.lam.native.setSpecialValueText("automatic: 100 (L/4)^2")  # shown at 0
+        self.lam.tooltip = ("weight of the CEL0 penalty in the training loss, in units of the target maps (the "
+                            "paper: 100 at L = 4); 0: automatic, 100 (L / 4)^2 for the Acquisition's L (at 100 a "
+                            "first run at L = 2 died, its maps 0 everywhere), or the model fine-tuned's; not the "
+                            "CEL0-IRL1 solver's lambda of the CEL0 widget")
         self.batch_size = SpinBox(label="batch size", min=1, max=4096)
         self.time_limit = float_box("time limit (min, 0: none)", 0.0, 0.0, 1e5, decimals=2, step=10.0)
         self.time_limit.tooltip = ("stop after so many minutes (the simulation of the training set included) and "
@@ -128,7 +131,7 @@ class TrainingWidget(DockPanel):
         recipe = RECIPES[name]()
         self.patches.value, self.sim_frames.value = recipe.data.n_patches, recipe.data.n_frames
         self.density.value, self.sparse_fraction.value = recipe.data.density_per_um2, recipe.data.sparse_fraction
-        self.epochs.value, self.batch_size.value, self.lam.value = recipe.epochs, recipe.batch_size, recipe.lam
+        self.epochs.value, self.batch_size.value, self.lam.value = recipe.epochs, recipe.batch_size, recipe.lam or 0.0
 
     def _describe_acquisition(self, acq) -> None:
         self.acquisition.value = acq.describe()
@@ -139,7 +142,7 @@ class TrainingWidget(DockPanel):
         recipe = RECIPES[self.recipe.value]()
         data = dataclasses.replace(recipe.data, n_patches=self.patches.value, n_frames=self.sim_frames.value,
                                    density_per_um2=self.density.value, sparse_fraction=self.sparse_fraction.value)
-        return dataclasses.replace(recipe, lam=self.lam.value, epochs=self.epochs.value,
+        return dataclasses.replace(recipe, lam=self.lam.value or None, epochs=self.epochs.value,
                                    batch_size=self.batch_size.value, device=self.device.value,
                                    max_steps_per_epoch=self.max_steps.value or None, data=data)
 

@@ -15,6 +15,7 @@ once so many seconds have passed. A NaN/inf loss stops training with
 from __future__ import annotations
 
 import copy
+import dataclasses
 import math
 import time
 import warnings
@@ -94,8 +95,10 @@ class TrainingConfig:
     method : str
         ``"deepcel0"`` (ReLU head, blurred-L2 + CEL0 loss) or ``"deepstorm"`` (linear
         head, blurred-L2 + L1 loss).
-    lam : float
-        The CEL0 loss weight lambda of the training loss (DeepCEL0 only; the paper: 100):
+    lam : float or None
+        The CEL0 loss weight lambda of the training loss (DeepCEL0 only; the paper: 100 at
+        L = 4). None (the default): :func:`default_training_lam` of the acquisition's L,
+        100 (L / 4)^2, or a fine-tune's base model's lambda. The loss is
         ``mean((g * f - t)^2) + mean(phi_CEL0(f; lam, a))`` over the fine pixels of the
         network's output ``f``, whose spikes are ``data.target_scale`` high (85.1). It is
         on another scale than :class:`~.cel0.Cel0Localizer`'s ``lam`` (default 1e-3),
@@ -150,7 +153,7 @@ class TrainingConfig:
     """
 
     method: str = "deepcel0"  # or "deepstorm"
-    lam: float = 100.0
+    lam: float | None = None  # None: default_training_lam(L), or a fine-tune's base model's
     column_norms: str = "operator"
     epochs: int = 100
     batch_size: int = 16
@@ -175,8 +178,9 @@ class TrainingConfig:
             raise ValueError(f"method must be 'deepcel0' or 'deepstorm', got {self.method!r}")
         if self.column_norms not in COLUMN_NORM_MODES:
             raise ValueError(f"column_norms must be one of {COLUMN_NORM_MODES}, got {self.column_norms!r}")
-        if not (0 < self.lam <= FLOAT32_MAX):  # beyond float32 the loss overflowed after the whole simulation
-            raise ValueError(f"lambda must be a positive number up to {FLOAT32_MAX:.3g}, got {self.lam}")
+        if self.lam is not None and not (is_real_number(self.lam) and 0 < self.lam <= FLOAT32_MAX):
+            # (beyond float32 the loss overflowed after the whole simulation)
+            raise ValueError(f"lambda must be a positive number up to {FLOAT32_MAX:.3g} or None, got {self.lam!r}")
         if self.init_from is not None:  # a Path was kept and failed to go into the model's metadata
             object.__setattr__(self, "init_from", str(self.init_from))
         for name in ("epochs", "batch_size", "plateau_patience"):
@@ -302,11 +306,27 @@ class TrainingResult:
     stopped_at_time_limit: bool = False
 
 
+#: the training loss's lambda at L = 4, the paper's (:func:`default_training_lam`)
+TRAINING_LAM_AT_L4 = 100.0
+
+
+def default_training_lam(upsampling: int) -> float:
+    """The training loss's default lambda at upsampling ``L``: ``100 (L / 4)^2``. The
+    targets' spikes are about 21 L high (the automatic target scale), so the fidelity of
+    a molecule weighs with L^2 while its CEL0 cost stays lambda: at 100 the loss of the
+    true maps was 0.17 of an empty map's at L = 4, 0.62 at L = 2 and 1.42 at L = 1 (an
+    empty map scored better); with lambda 25 and 6.25, 0.17 and 0.15 again. A run at 160 nm,
+    FWHM 300 nm, L = 2 (1,500 patches, 5 epochs) died at lambda 100 in its third epoch and
+    learnt at 25 (docs/training.md)."""
+    return TRAINING_LAM_AT_L4 * (float(upsampling) / 4.0) ** 2
+
+
 def loss_for(config: TrainingConfig, acq: Acquisition) -> LocalizationLoss:
-    """The loss module of a training configuration."""
+    """The loss module of a training configuration (lambda None: :func:`default_training_lam`)."""
     if config.loss == "cel0":
         norms = phase_column_norms(acq) if config.column_norms == "operator" else _notebook_norm()
-        return LocalizationLoss("cel0", config.lam, norms, fidelity_gain=1.0)
+        lam = default_training_lam(acq.upsampling) if config.lam is None else config.lam
+        return LocalizationLoss("cel0", lam, norms, fidelity_gain=1.0)
     return LocalizationLoss("l1", 1.0, 1.0, fidelity_gain=2.0)
 
 
@@ -412,6 +432,10 @@ class _TrainingRun:
         torch.manual_seed(config.seed)
         self.rng = np.random.default_rng(config.seed)
         base = _base_model(config, acq)  # checked before the (long) simulation of the training set
+        if config.lam is None:  # recorded as used: the model's recipe trains again with it
+            config = dataclasses.replace(config, lam=base.info.lam if base is not None
+                                         else default_training_lam(acq.upsampling))
+            self.config = config
         if training_set is None:
             data = config.data
             check_fits_in_memory(training_set_bytes(acq, data), f"{data.n_patches:,} training patches from "
