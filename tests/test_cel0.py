@@ -637,6 +637,10 @@ def test_the_cel0_command_warns_of_faint_localizations_and_counts_them(tmp_path,
     assert cli.main(["cel0", str(stack), "--out", str(out), "--device", "cpu"]) == 0
     err = capsys.readouterr().err
     assert err.count("are fainter than 3 noise standard deviations of a molecule's photon count") == 1
+    # the default lambda says what it suits, at the start (2/um^2 lost half its Jaccard without the warning)
+    assert "note: lambda 0.001 is the best of ISBI 2013's high density" in err and "--sweep GT" in err
+    assert cli.main(["cel0", str(stack), "--out", str(tmp_path / "other.csv"), "--device", "cpu", "--lam", "0.01"]) == 0
+    assert "note: lambda" not in capsys.readouterr().err
     protocol = json.loads((tmp_path / "locs-protocol.json").read_text())
     faint = protocol["settings"]["localizations_faint"]
     assert 0.5 * len(read_localizations(out)) < faint <= len(read_localizations(out))
