@@ -144,11 +144,18 @@ def save_model(path: str | os.PathLike, model: LocalizationNet, info: ModelInfo)
     info.created = info.created or _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
     tensors = {k: v.detach().to("cpu", torch.float32 if v.is_floating_point() else v.dtype).contiguous()
                for k, v in model.state_dict().items()}
-    bad = next((k for k, v in tensors.items() if v.is_floating_point() and not bool(torch.isfinite(v).all())), None)
+    bad = first_nonfinite(tensors)
     if bad is not None:  # load_model refuses such a file: it is not written
         raise ValueError(f"cannot save {path.name}: the network's {bad} holds NaN or infinite values")
     meta = {METADATA_KEY: info.to_json(), WEIGHTS_SHA256_KEY: _weights_sha256(tensors)}
     return atomic_write(path, lambda tmp: save_file(tensors, tmp, metadata=meta))
+
+
+def first_nonfinite(tensors: dict) -> str | None:
+    """The name of the first floating-point tensor of ``tensors`` (name -> tensor) that
+    holds a NaN or an infinite value, or None: such weights are not saved, and training
+    stops on them."""
+    return next((k for k, v in tensors.items() if v.is_floating_point() and not bool(torch.isfinite(v).all())), None)
 
 
 def _weights_sha256(tensors: dict) -> str:

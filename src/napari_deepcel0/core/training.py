@@ -30,7 +30,7 @@ from .cancel import Cancelled, is_cancelled
 from .devices import autocast, resolve_device, resolve_precision
 from .losses import LocalizationLoss
 from .memory import check_fits_in_memory
-from .model_io import THRESHOLD_FRACTION, load_model
+from .model_io import THRESHOLD_FRACTION, first_nonfinite, load_model
 from .network import LocalizationNet, upsample_nearest
 from .optics import phase_column_norms
 from .progress import time_left_text
@@ -673,11 +673,11 @@ def _check_weights(model: torch.nn.Module, epoch: int) -> None:
     """Stop training when a weight or a normalisation statistic became NaN or infinite:
     the loss can stay finite (a dead ReLU output passes nothing on), and the file saved
     was refused by its own loader (a review: a learning rate of 1e8)."""
-    for name, value in model.state_dict().items():
-        if value.is_floating_point() and not bool(torch.isfinite(value).all()):
-            raise TrainingDivergedError(
-                f"the network's {name} became NaN or infinite at epoch {epoch}; training stopped and this epoch was "
-                "not saved. Try a lower learning rate", api_hint=", or precision='fp32'")
+    name = first_nonfinite(model.state_dict())
+    if name is not None:
+        raise TrainingDivergedError(
+            f"the network's {name} became NaN or infinite at epoch {epoch}; training stopped and this epoch was "
+            "not saved. Try a lower learning rate", api_hint=", or precision='fp32'")
 
 
 def _check(value: float, where: str, epoch: int):
