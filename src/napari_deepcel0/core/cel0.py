@@ -587,9 +587,11 @@ def faint_localizations(frames: np.ndarray, table: pd.DataFrame, acq: Acquisitio
     if not len(table):
         return np.zeros(0, bool)
     sd_photons = frame_noise_adu(f) / acq.gain_adu_per_photon * math.sqrt(4.0 * math.pi) * acq.sigma_px
-    where = {int(k): i for i, k in enumerate(numbers)}
-    limit = sd_photons[[where[int(k)] for k in table[FRAME].to_numpy()]]
-    return table[MASS_COLUMN].to_numpy(np.float64) < FAINT_SIGMAS * limit
+    order, rows = np.argsort(numbers), table[FRAME].to_numpy()  # each row's frame among ``frames``
+    at = order[np.minimum(np.searchsorted(numbers[order], rows), len(numbers) - 1)]
+    if not np.array_equal(numbers[at], rows):
+        raise ValueError("the table holds frames that are not among the frames' numbers")
+    return table[MASS_COLUMN].to_numpy(np.float64) < FAINT_SIGMAS * sd_photons[at]
 
 
 def background_only_frames(frames: np.ndarray, psf_sigma_px: float) -> np.ndarray:
@@ -760,13 +762,14 @@ class Cel0Localizer:
         if self._faint_warned or not len(faint):
             return
         per_frame = pd.DataFrame({FRAME: table[FRAME].to_numpy(), "faint": faint}).groupby(FRAME)["faint"]
-        counts, shares = per_frame.size(), per_frame.mean()
+        counts, faints = per_frame.size(), per_frame.sum()
         quiet = numbers[self.last_background_only] if len(self.last_background_only) == len(numbers) else []
-        flagged = counts.index[(counts >= FAINT_MIN_COUNT) & (shares > FAINT_SHARE) & ~counts.index.isin(quiet)]
+        flagged = counts.index[(counts >= FAINT_MIN_COUNT) & (faints > FAINT_SHARE * counts)
+                               & ~counts.index.isin(quiet)]
         if not len(flagged):
             return
         self._faint_warned = True
-        n, k = int(counts[flagged].sum()), int((shares[flagged] * counts[flagged]).round().sum())
+        n, k = int(counts[flagged].sum()), int(faints[flagged].sum())
         warnings.warn(
             f"{k} of the {n} localizations of {counted(len(flagged), 'frame')} ({frame_ranges_text(flagged)}) are "
             f"fainter than {FAINT_SIGMAS:g} noise standard deviations of a molecule's photon count on them: most "

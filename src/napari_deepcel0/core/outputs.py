@@ -340,7 +340,7 @@ def write_thunderstorm_csv(path: str | os.PathLike, table: pd.DataFrame) -> Path
         raise ValueError(f"cannot write {path}: read back, the file would not give this table: "
                          f"{'; '.join(problems)} (rename or drop these columns of the table)")
     frames = table[FRAME].to_numpy()
-    wrong = (frames < 1) | (frames != np.round(frames)) if len(frames) else np.zeros(0, bool)
+    wrong = (frames < 1) | (frames != np.round(frames))
     if wrong.any():  # (NaN too: it equals no number)
         raise ValueError(f"cannot write {path}: frames must be 1-based integers ({int(wrong.sum())} row(s) are not, "
                          f"the first {frames[wrong][0]:g})")
