@@ -48,13 +48,10 @@ def row(frames, truth, acq, lam, background="auto") -> dict:
         warnings.simplefilter("always")
         table = localize(model, frames)
     s = score(truth, table, 50.0)
-    # the rule, frame by frame (cel0.Cel0Localizer.check_localizations): the frames of which more than
-    # FAINT_SHARE of at least FAINT_MIN_COUNT localizations are faint, frames that show only noise not judged
-    faint = cel0.faint_localizations(frames, table, acq)
-    per_frame = pd.DataFrame({"frame": table["frame"].to_numpy(), "faint": faint}).groupby("frame")["faint"]
+    # the warning's rule, frame by frame (cel0.Cel0Localizer.check_localizations), frames that show only noise
+    # not judged
     quiet = np.flatnonzero(cel0.background_only_frames(frames, acq.sigma_px)) + 1
-    judged = per_frame.size().index[~per_frame.size().index.isin(quiet)]
-    flagged = judged[(per_frame.size()[judged] >= cel0.FAINT_MIN_COUNT) & (per_frame.mean()[judged] > cel0.FAINT_SHARE)]
+    flagged, _, _ = cel0.faint_frames(table, cel0.faint_localizations(frames, table, acq), quiet)
     return {"lam": lam, "per_frame": round(len(table) / len(frames), 1), "true_per_frame":
             round(len(truth) / len(frames), 1), "faint_share": round(model.faint_count / max(len(table), 1), 3),
             "frames_flagged": f"{len(flagged)}/{len(frames)}",

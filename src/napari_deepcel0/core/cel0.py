@@ -594,6 +594,17 @@ def faint_localizations(frames: np.ndarray, table: pd.DataFrame, acq: Acquisitio
     return table[MASS_COLUMN].to_numpy(np.float64) < FAINT_SIGMAS * sd_photons[at]
 
 
+def faint_frames(table: pd.DataFrame, faint: np.ndarray, quiet=()) -> tuple[np.ndarray, int, int]:
+    """The 1-based frames of ``table`` of which more than :data:`FAINT_SHARE` of at least
+    :data:`FAINT_MIN_COUNT` localizations are ``faint`` (:func:`faint_localizations`),
+    those in ``quiet`` (frames that show only noise) left out; with how many
+    localizations these frames hold and how many of them are faint."""
+    per_frame = pd.DataFrame({FRAME: table[FRAME].to_numpy(), "faint": faint}).groupby(FRAME)["faint"]
+    counts, faints = per_frame.size(), per_frame.sum()
+    flagged = counts.index[(counts >= FAINT_MIN_COUNT) & (faints > FAINT_SHARE * counts) & ~counts.index.isin(quiet)]
+    return flagged.to_numpy(), int(counts[flagged].sum()), int(faints[flagged].sum())
+
+
 def background_only_frames(frames: np.ndarray, psf_sigma_px: float) -> np.ndarray:
     """(n,) bool: the frames that show nothing brighter than their noise
     (:func:`background_only_scores` below :data:`BACKGROUND_ONLY_SIGMAS`). CEL0 divides
@@ -761,15 +772,11 @@ class Cel0Localizer:
         self.localization_count += len(faint)
         if self._faint_warned or not len(faint):
             return
-        per_frame = pd.DataFrame({FRAME: table[FRAME].to_numpy(), "faint": faint}).groupby(FRAME)["faint"]
-        counts, faints = per_frame.size(), per_frame.sum()
         quiet = numbers[self.last_background_only] if len(self.last_background_only) == len(numbers) else []
-        flagged = counts.index[(counts >= FAINT_MIN_COUNT) & (faints > FAINT_SHARE * counts)
-                               & ~counts.index.isin(quiet)]
+        flagged, n, k = faint_frames(table, faint, quiet)
         if not len(flagged):
             return
         self._faint_warned = True
-        n, k = int(counts[flagged].sum()), int(faints[flagged].sum())
         warnings.warn(
             f"{k} of the {n} localizations of {counted(len(flagged), 'frame')} ({frame_ranges_text(flagged)}) are "
             f"fainter than {FAINT_SIGMAS:g} noise standard deviations of a molecule's photon count on them: most "
