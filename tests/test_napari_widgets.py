@@ -426,6 +426,30 @@ def test_cel0_replaces_hot_pixels_unless_told_not_to(viewer, qtbot, tmp_path, fi
         assert (len(got) > 10) == fix
 
 
+def test_a_cel0_comparisons_protocol_counts_noise_frames_and_faint_localizations(viewer, qtbot, tmp_path):
+    """The CEL0 widget's protocol records what deepcel0 cel0's does: the frames that showed
+    only noise and the faint localizations (its protocol lacked both: a review)."""
+    from napari_deepcel0._napari.layers import PROTOCOL
+    from napari_deepcel0.core.cel0 import BackgroundOnlyWarning, Cel0Localizer, FaintLocalizationsWarning
+
+    sparse, _ = sim.simulate_stack(n_frames=2, shape=(48, 48), density_per_um2=0.5, structure="uniform", seed=2)
+    noise = sim.CameraNoise(background_photons=(10.0, 10.0), quantize=True).apply(
+        np.zeros((1, 48, 48)), Acquisition(), np.random.default_rng(0))
+    frames = np.clip(np.concatenate([sparse[:1], noise, sparse[1:]]), 0, 65535).astype(np.uint16)
+    layer = _open(viewer, write_tiff(tmp_path / "sparse.tif", frames, pixel_size_nm=100.0))
+    widget = _quick_cel0_widget(viewer, layer, "1-3")
+    widget.run()
+    _wait(qtbot, widget.job)
+    protocol = viewer.layers[f"{layer.name} CEL0 (lambda {widget.lam.value:g})"].metadata[PROTOCOL]
+    assert any("are fainter than 3 noise standard deviations" in m for m in _messages(NotificationSeverity.WARNING))
+    core = Cel0Localizer(state_for(viewer).acquisition, max_outer=2, max_inner=10, device="cpu")
+    with pytest.warns(BackgroundOnlyWarning), pytest.warns(FaintLocalizationsWarning):
+        localize(core, FrameStack(tmp_path / "sparse.tif"), frames="1-3")
+    assert core.background_only_numbers == [2] and core.faint_count > 0
+    assert protocol["settings"]["frames_background_only"] == "2"
+    assert protocol["settings"]["localizations_faint"] == core.faint_count
+
+
 def test_localize_with_orientation_averaging_matches_the_core(viewer, qtbot, stack_path):
     layer = _open(viewer, stack_path)
     _localized(viewer, qtbot, frames="1-2", orientations=4)

@@ -141,11 +141,10 @@ def _localize(args, stack, acq) -> int:
         print(f"note: lambda {DEFAULT_LAM:g} is the best of ISBI 2013's high density (about 5.5 molecules/um^2); "
               "sparser frames need a larger one (0.5/um^2: Jaccard 7.7 % at 50 nm, 48 % at 0.01): choose it with "
               "--sweep GT on frames of your data", file=sys.stderr)
-    records, quiet = [], []
+    records = []
 
     def on_batch(result):
         records.extend(model.last_records)
-        quiet.extend(np.asarray(result.frames)[model.last_background_only].tolist())
 
     t0 = time.perf_counter()
     table = _run_stream(model, stack, args, progress, on_batch=on_batch, batch_size=model.batch_size)
@@ -156,7 +155,7 @@ def _localize(args, stack, acq) -> int:
     print(f"converged: {n_conv}/{len(records)} frames; outer iterations median {np.median(outer):.0f} "
           f"(max {outer.max()}), inner iterations per frame median {np.median(inner):.0f} (max {inner.max()})",
           file=sys.stderr)
-    note_background_only(quiet, len(records), table)
+    note_background_only(model.background_only_numbers, len(records), table)
     s = model.settings
     threshold = DEFAULT_THRESHOLD if args.threshold is None else args.threshold
     note_if_nothing_found(table, threshold, "the normalised map")
@@ -164,7 +163,7 @@ def _localize(args, stack, acq) -> int:
                 "background": model.background, "threshold": threshold, "threshold_is_default": args.threshold is None,
                 "read_out": args.method,
                 "device": str(model.device), "batch_size": model.batch_size, "frames_converged": int(n_conv),
-                "frames_background_only": frame_ranges_text(quiet), "localizations_faint": model.faint_count}
+                "frames_background_only": frame_ranges_text(model.background_only_numbers), "localizations_faint": model.faint_count}
     _write_outputs(args, table, stack, acq, run_protocol(args, stack, acq, table, "CEL0-IRL1", settings, seconds))
     return 0
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import functools
 import math
 
 import napari
@@ -27,7 +26,7 @@ from ..core.frames import parse_frame_selection
 from ..core.metrics import outside_field_message
 from ..core.predict import DeepLocalizer, localize_stream, localizer_scaling, scaling_settings
 from ..core.progress import counted
-from ..core.protocol import localization_protocol, network_protocol
+from ..core.protocol import frame_ranges_text, localization_protocol, network_protocol
 from .controls import (DockPanel, LinePlot, float_box, ground_truth_combo, outlier_pixels_checkbox,
                        replaced_pixels_text, row, stack_combo, wrapping_label)
 from .jobs import JobControls, ProgressRelay, gpu_memory_hint
@@ -44,14 +43,17 @@ SWEEP_UPDATES = 5
 
 def _compare_job(acq, source, frames, solver: dict, device: str, model_path, with_deepcel0: bool, progress,
                  fix_outlier_pixels: bool, scaling: dict, cancel=None):
-    """Yield ``(method, BatchResult)``: CEL0-IRL1 on the frames, then DeepCEL0, its frames
-    scaled as ``scaling`` says (:func:`scaling_settings`, as the run's protocol records it)."""
+    """Yield ``(method, BatchResult, checks)``: CEL0-IRL1 on the frames, then DeepCEL0, its
+    frames scaled as ``scaling`` says (:func:`scaling_settings`, as the run's protocol
+    records it). CEL0's ``checks`` are its protocol's counts so far, as ``deepcel0 cel0``
+    records them (frames that showed only noise, faint localizations); DeepCEL0's are empty."""
     with gpu_memory_hint():
         cel0 = Cel0Localizer(acq, device=device, progress=progress, cancel=cancel, **solver)
         try:
             for result in localize_stream(cel0, source, frames=frames, cancel=cancel,
                                           fix_outlier_pixels=fix_outlier_pixels):
-                yield CEL0, result
+                yield CEL0, result, {"frames_background_only": frame_ranges_text(cel0.background_only_numbers),
+                                     "localizations_faint": cel0.faint_count}
         except Cel0Cancelled:
             return
         if with_deepcel0 and not cancel.is_set():
@@ -59,7 +61,7 @@ def _compare_job(acq, source, frames, solver: dict, device: str, model_path, wit
                                  **localizer_scaling(scaling))
             for result in localize_stream(deep, source, frames=frames, cancel=cancel,
                                           fix_outlier_pixels=fix_outlier_pixels):
-                yield DEEPCEL0, result
+                yield DEEPCEL0, result, {}
 
 
 def _sweep_job(source, ground_truth, acq, progress, cancel=None, **settings):
@@ -168,6 +170,7 @@ class Cel0Widget(DockPanel):
         self._pixel_nm = acq.pixel_size_nm
         self._pacer = RefreshPacer()
         self._done_frames = {method: 0 for method in self._methods}
+        self._checks = {CEL0: {"frames_background_only": "", "localizations_faint": 0}}
         self._seconds = {method: 0.0 for method in self._methods}
         self._pixels_replaced = 0  # in CEL0's frames (DeepCEL0 localizes the same frames)
         self._frames_dimmed = 0
@@ -190,7 +193,11 @@ class Cel0Widget(DockPanel):
         cel0 = {"lambda": solver["lam"], "max_outer": solver["max_outer"], "max_inner": solver["max_inner"],
                 "tol": CEL0_TOL, "background": solver["background"], "threshold": CEL0_THRESHOLD,
                 "threshold_is_default": True, "read_out": "peaks", **common}
-        makers = {CEL0: functools.partial(localization_protocol, "CEL0-IRL1", acq, cel0, stack=stack)}
+        def cel0_protocol(*args, **kwargs):  # with the counts the run made (_batch)
+            return localization_protocol("CEL0-IRL1", acq, {**cel0, **self._checks[CEL0]}, *args, stack=stack,
+                                         **kwargs)
+
+        makers = {CEL0: cel0_protocol}
         if DEEPCEL0 in self._methods:
             info = read_model_info(self.state.model_path or bundled_model_path())
             device = resolve_device(self.device.value)
@@ -206,7 +213,7 @@ class Cel0Widget(DockPanel):
                                            f"of the batch still iterating")
 
     def _batch(self, value) -> None:
-        method, result = value
+        method, result, checks = value
         if method not in self._outputs:
             self._outputs[method] = (
                 GrowingPoints(self.viewer, self._layer_names[method], CEL0_COLOR, mass_column=MASS_COLUMN)
@@ -220,6 +227,7 @@ class Cel0Widget(DockPanel):
         self._done_frames[method] = result.done
         self._seconds[method] = result.elapsed_s
         if method == CEL0:
+            self._checks[CEL0] = checks
             self._pixels_replaced = result.pixels_replaced
             self._frames_dimmed = result.frames_dimmed
         self.job.report(sum(self._done_frames.values()), self._total,

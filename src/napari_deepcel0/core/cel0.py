@@ -703,6 +703,8 @@ class Cel0Localizer:
         CEL0 localizes the noise; the first call that finds any warns
         (:class:`BackgroundOnlyWarning`), once for the localizer's life (a run).
     background_only_count : how many such frames all its :meth:`maps` calls found.
+    background_only_numbers : the 1-based numbers of those frames, in the runs of
+        :func:`~napari_deepcel0.core.predict.localize_stream` (which numbers the frames).
     faint_count, localization_count : localizations of its runs fainter than their frames'
         noise lets a molecule be (:func:`faint_localizations`), of how many; the first batch
         in which they are more than :data:`FAINT_SHARE` warns
@@ -742,6 +744,7 @@ class Cel0Localizer:
         self.last_records: list[FrameRecord] = []
         self.last_background_only = np.zeros(0, bool)
         self.background_only_count = 0
+        self.background_only_numbers: list[int] = []
         self.faint_count = self.localization_count = 0
         self._faint_warned = False
         self._ops: dict[tuple[int, int], AcquisitionOperator] = {}
@@ -761,18 +764,20 @@ class Cel0Localizer:
         """Count the faint localizations of a batch (``frames`` in ADU, their 1-based
         ``numbers``; ``table`` read from their maps; called by
         :func:`~napari_deepcel0.core.predict.localize_stream` before any fit on the frames),
+        note which of its frames showed only noise (:attr:`background_only_numbers`),
         and warn, once a run, of the frames of which more than :data:`FAINT_SHARE` of at
         least :data:`FAINT_MIN_COUNT` localizations are faint: judged frame by frame, so that
         the batch size (4 frames on a CPU, 512 on a GPU) does not decide. Frames that show
         only noise are not judged: :class:`BackgroundOnlyWarning` says what their
         localizations are (they are counted)."""
         numbers = np.asarray(numbers, np.int64)
+        quiet = numbers[self.last_background_only] if len(self.last_background_only) == len(numbers) else []
+        self.background_only_numbers.extend(int(n) for n in quiet)
         faint = faint_localizations(frames, table, self.acquisition, numbers)
         self.faint_count += int(faint.sum())
         self.localization_count += len(faint)
         if self._faint_warned or not len(faint):
             return
-        quiet = numbers[self.last_background_only] if len(self.last_background_only) == len(numbers) else []
         flagged, n, k = faint_frames(table, faint, quiet)
         if not len(flagged):
             return
