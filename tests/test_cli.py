@@ -164,6 +164,24 @@ def test_evaluate_self_and_jittered(simulated, tmp_path, capsys):
     assert "Jaccard%" in capsys.readouterr().out
 
 
+def test_evaluate_shows_its_progress_on_large_tables_only(simulated, capsys, monkeypatch):
+    """2 million against 2 million took about a minute without a word (a review)."""
+    from napari_deepcel0 import cli
+
+    gt_path = str(simulated / "ground_truth.csv")
+    capsys.readouterr()
+    assert main(["evaluate", gt_path, "--gt", gt_path, "--tol", "50", "100"]) == 0
+    assert "scoring" not in capsys.readouterr().err
+    monkeypatch.setattr(cli, "EVALUATE_PROGRESS_ROWS", 10)
+    assert main(["evaluate", gt_path, "--gt", gt_path, "--tol", "50", "100"]) == 0
+    captured = capsys.readouterr()
+    n = f"{len(read_localizations(gt_path)):,}"
+    lines = [line for line in captured.err.splitlines() if line.startswith("scoring")]
+    assert [line.split("] ")[1] for line in lines] == ["0/2 at 50 nm", "1/2 at 100 nm", "2/2 done"]
+    assert lines[0].startswith(f"scoring {n} localizations against {n} molecules [")
+    assert "Jaccard%" in captured.out and "scoring" not in captured.out
+
+
 @pytest.mark.parametrize("command", [["localize"], ["cel0", "--lam", "0.01"]])
 def test_a_frame_selection_typo_is_said_first(command, tmp_path, capsys):
     """``--frames 1:10`` was refused after the model's and the data's lines (docs review)."""

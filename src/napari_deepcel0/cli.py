@@ -331,9 +331,31 @@ def cmd_evaluate(args) -> int:
     if args.frames:
         _warn_of_frames_past_the_files(gt, est, args.frames)
     # without --frames, evaluate() warns when the localizations cover fewer frames than the ground truth
-    scores = evaluate(gt, est, args.tol, grid=grid, frames=args.frames or None)
+    scores = evaluate(gt, est, args.tol, grid=grid, frames=args.frames or None, progress=_scoring_progress(gt, est))
     _print_scores(scores, args.json)
     return 0
+
+
+#: tables of more rows than this (both together) show the scoring's progress: 2 million
+#: against 2 million took about a minute without a word (a review)
+EVALUATE_PROGRESS_ROWS = 200_000
+
+
+def _scoring_progress(gt, est):
+    """A progress callback for :func:`~.core.metrics.evaluate` on large tables (on stderr),
+    else None."""
+    if len(gt) + len(est) <= EVALUATE_PROGRESS_ROWS:
+        return None
+    bar = None
+
+    def progress(done: int, total: int, tol_nm: float) -> None:
+        nonlocal bar
+        bar = bar or ProgressBar(total, f"scoring {len(est):,} localizations against {len(gt):,} molecules")
+        bar.update(done, f"at {tol_nm:g} nm" if done < total else "done", force=True)
+        if done == total:
+            bar.close()
+
+    return progress
 
 
 def _warn_of_frames_past_the_files(gt, est, selection: str) -> None:

@@ -28,7 +28,7 @@ import numbers
 import os
 import re
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, fields
 
 import numpy as np
@@ -749,13 +749,16 @@ def evaluate(
     n_frames: int | None = None,
     distance: str = "euclidean",
     frames=None,
+    progress: Callable[[int, int, float], None] | None = None,
 ) -> list[Score]:
     """:func:`score` at each tolerance (one number or several), on the 1-based frame
     selection ``frames`` of both tables when it is given (:func:`select_frames`; it also
     sets ``n_frames``): without it every ground-truth frame is scored, and localizations
     of part of a stack score as if the rest had been missed (a
     :class:`FrameCoverageWarning` says so, :func:`warn_if_frames_uncovered`). A poor
-    score of tables covering different areas warns too (:func:`extent_mismatch_message`)."""
+    score of tables covering different areas warns too (:func:`extent_mismatch_message`).
+    ``progress(done, total, tol_nm)`` is called before each tolerance is scored (millions
+    of rows take seconds each) and once at the end (``tol_nm`` then the last one's)."""
     check_tables(gt, est)
     if np.ndim(tolerances_nm) == 0:  # one tolerance given as a number
         tolerances_nm = [tolerances_nm]
@@ -771,8 +774,13 @@ def evaluate(
     empty = empty_selection_message(gt, est, frames)
     if empty:
         warnings.warn(empty, FrameCoverageWarning, stacklevel=2)
-    scores = [score(gt, est, t, grid=grid, n_frames=n_frames, distance=distance, warn_small=False)
-              for t in tolerances_nm]
+    scores = []
+    for i, tol in enumerate(tolerances_nm):
+        if progress is not None:
+            progress(i, len(tolerances_nm), tol)
+        scores.append(score(gt, est, tol, grid=grid, n_frames=n_frames, distance=distance, warn_small=False))
+    if progress is not None and scores:
+        progress(len(scores), len(scores), scores[-1].tol_nm)
     renumbered = renumbered_slice_message(all_gt, all_est, frames, scores[0], distance) if (
         frames is not None and scores) else ""
     if renumbered:
