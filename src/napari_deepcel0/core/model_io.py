@@ -125,12 +125,9 @@ def _json_default(obj):
 
 
 def _package_version() -> str:
-    try:
-        from importlib.metadata import version
+    from .. import __version__
 
-        return version("napari-deepcel0")
-    except Exception:
-        return "unknown"
+    return __version__
 
 
 def save_model(path: str | os.PathLike, model: LocalizationNet, info: ModelInfo) -> Path:
