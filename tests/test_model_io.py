@@ -199,6 +199,37 @@ def test_a_flipped_byte_in_the_weights_is_caught(tiny_model_path, tmp_path):
     load_model(tiny_model_path)  # the intact file loads
 
 
+@pytest.mark.parametrize("edit, warned", [
+    (lambda d: d["acquisition"].update(upsampling=3), True),  # fed 3x upsampled frames it never saw (a review)
+    (lambda d: d.update(spike_value=1e30), True),  # the default threshold 1e29: it found nothing
+    (lambda d: d.update(notes="my best model"), False),  # free text, which may be edited
+    (lambda d: None, False),  # the same settings written with other spacing
+])
+def test_edited_settings_warn_when_the_model_is_read(edit, warned, tiny_model_path, tmp_path):
+    """The weights' checksum did not cover the metadata: a file whose settings were edited
+    loaded with them without a word."""
+    import warnings
+
+    from safetensors import safe_open
+
+    with safe_open(str(tiny_model_path), framework="pt") as f:
+        meta = dict(f.metadata())
+        tensors = {k: f.get_tensor(k) for k in f.keys()}
+    assert set(meta) == {model_io.METADATA_KEY, model_io.WEIGHTS_SHA256_KEY, model_io.METADATA_SHA256_KEY}
+    d = json.loads(meta[model_io.METADATA_KEY])
+    edit(d)
+    out = tmp_path / "edited.safetensors"
+    save_file(tensors, str(out), metadata={**meta, model_io.METADATA_KEY: json.dumps(d, indent=1)})
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        loaded = load_model(out)
+    said = [str(w.message) for w in caught if issubclass(w.category, model_io.EditedMetadataWarning)]
+    assert len(said) == (1 if warned else 0)
+    if warned:
+        assert said[0].startswith(f"{out}: the model's settings were edited after it was written")
+    assert loaded.info.notes == d.get("notes", "")
+
+
 def test_absurdly_nested_metadata_is_a_clear_error(tiny_model_path, tmp_path):
     from safetensors import safe_open
 

@@ -8,7 +8,9 @@ the metadata and every tensor name and shape before building the network; nothin
 unpickled. Model files written by this version carry a SHA-256 of the weights (key
 ``"napari_deepcel0_weights_sha256"``), checked on loading: safetensors itself has no
 checksum, so a flipped byte in the weights would load unnoticed (files written before
-it, which have none, load as before).
+it, which have none, load as before). They also carry a SHA-256 of the metadata's settings
+(key ``"napari_deepcel0_metadata_sha256"``; all but the free-text ``notes``): a file whose
+acquisition, normalisation or target scale was edited warns (:class:`EditedMetadataWarning`).
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ import hashlib
 import json
 import math
 import os
+import warnings
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -35,6 +38,8 @@ FORMAT = "napari-deepcel0-model"
 FORMAT_VERSION = 1
 METADATA_KEY = "napari_deepcel0"
 WEIGHTS_SHA256_KEY = "napari_deepcel0_weights_sha256"
+#: SHA-256 of the metadata's settings (all but its free-text ``notes``; :func:`metadata_sha256`)
+METADATA_SHA256_KEY = "napari_deepcel0_metadata_sha256"
 BUNDLED_MODEL = "deepcel0_isbi2013.safetensors"
 #: method -> (head, loss) of the models this package trains
 METHODS = {"deepcel0": ("relu", "cel0"), "deepstorm": ("linear", "l1")}
@@ -50,6 +55,12 @@ THRESHOLD_FRACTION = 0.1
 
 class ModelFileError(ValueError):
     """A model file that cannot be used (the message names the file and the reason)."""
+
+
+class EditedMetadataWarning(UserWarning):
+    """A model file's settings (acquisition, normalisation, target scale, method) were
+    changed after it was written: the network may be used with settings it was not
+    trained for. The weights are checked apart (a mismatch there is an error)."""
 
 
 @dataclass
@@ -144,7 +155,9 @@ def save_model(path: str | os.PathLike, model: LocalizationNet, info: ModelInfo)
     bad = first_nonfinite(tensors)
     if bad is not None:  # load_model refuses such a file: it is not written
         raise ValueError(f"cannot save {path.name}: the network's {bad} holds NaN or infinite values")
-    meta = {METADATA_KEY: info.to_json(), WEIGHTS_SHA256_KEY: _weights_sha256(tensors)}
+    text = info.to_json()
+    meta = {METADATA_KEY: text, WEIGHTS_SHA256_KEY: _weights_sha256(tensors),
+            METADATA_SHA256_KEY: metadata_sha256(json.loads(text))}
     return atomic_write(path, lambda tmp: save_file(tensors, tmp, metadata=meta))
 
 
@@ -153,6 +166,14 @@ def first_nonfinite(tensors: dict) -> str | None:
     holds a NaN or an infinite value, or None: such weights are not saved, and training
     stops on them."""
     return next((k for k, v in tensors.items() if v.is_floating_point() and not bool(torch.isfinite(v).all())), None)
+
+
+def metadata_sha256(d: dict) -> str:
+    """SHA-256 of a model file's metadata (as read from its JSON) without its free-text
+    ``notes``, which may be edited: keys sorted, so that the JSON's spacing and order do
+    not count."""
+    settings = {k: v for k, v in d.items() if k != "notes"}
+    return hashlib.sha256(json.dumps(settings, sort_keys=True, allow_nan=False).encode()).hexdigest()
 
 
 def _weights_sha256(tensors: dict) -> str:
@@ -260,7 +281,14 @@ def read_model_info(path: str | os.PathLike) -> ModelInfo:
         _fail(path, f"metadata holds {exc} (models are written without NaN or infinite numbers)")
     except (ValueError, RecursionError) as exc:  # JSONDecodeError, a 5000-digit integer; absurdly nested JSON
         _fail(path, f"corrupt metadata ({type(exc).__name__}: {exc})")
-    return _info_from_dict(path, d)
+    info = _info_from_dict(path, d)
+    checksum = meta.get(METADATA_SHA256_KEY)  # (files written before 2026-11-29 have none)
+    if checksum is not None and checksum != metadata_sha256(d):
+        warnings.warn(f"{path}: the model's settings were edited after it was written (their checksum differs): the "
+                      "network may now be used with an acquisition, normalisation or target scale it was not "
+                      "trained for; use the file as its training wrote it, or train again", EditedMetadataWarning,
+                      stacklevel=2)
+    return info
 
 
 def _info_from_dict(path, d: dict) -> ModelInfo:
