@@ -228,6 +228,28 @@ def test_csv_reader_converts_pixels_and_says_why_it_declines_a_localization_file
     assert len(warnings) == 1 and "separated by ';'" in warnings[0]  # napari only said "refused the file"
 
 
+def test_csv_reader_says_why_it_declines_naparis_own_csv_of_a_localization_layer(tmp_path):
+    """File > Save's default for a Points layer is napari's own CSV (axis-0, axis-1, axis-2):
+    this reader refused it with napari's "refused the file" alone (a review)."""
+    import napari
+    from napari_builtins.io import napari_write_points
+
+    from napari_deepcel0._napari.reader import localization_layer_data
+
+    data, kwargs, _ = localization_layer_data(_table(), "run")
+    path = tmp_path / "napari_own.csv"
+    napari_write_points(str(path), *napari.layers.Points(data, **kwargs).as_layer_data_tuple()[:2])
+    assert path.read_text().splitlines()[0].startswith("index,axis-0,axis-1,axis-2,")
+    first = len(notification_manager.records)
+    assert get_localization_reader(str(path)) is None  # (napari's reader opens it)
+    said = [str(n.message) for n in notification_manager.records[first:]]
+    assert len(said) == 1 and said[0].startswith("napari_own.csv is napari's own CSV of a localization layer")
+    other = tmp_path / "other_points.csv"  # another plugin's or a user's points: not ours to explain
+    other.write_text("index,axis-0,axis-1\n0,1.0,2.0\n")
+    first = len(notification_manager.records)
+    assert get_localization_reader(str(other)) is None and len(notification_manager.records) == first
+
+
 def test_stack_reader_declines_what_it_cannot_read_and_says_why(tmp_path):
     rgb = tmp_path / "rgb.tif"
     tifffile.imwrite(rgb, np.zeros((8, 8, 3), np.uint8), photometric="rgb")

@@ -21,6 +21,7 @@ import numpy as np
 from napari.utils.notifications import show_info, show_warning
 
 from ..core.acquisition import is_whole_number
+from ..core.columns import INTENSITY
 from ..core.localization_csv import LocalizationFileError, column_key, read_localizations
 from ..core.protocol import protocol_path, read_protocol
 from ..core.tiff_stack import FrameStack, StackError
@@ -200,6 +201,11 @@ def get_localization_reader(path):
         except Exception as exc:  # LocalizationFileError, OSError, or a CSV pandas cannot parse
             if isinstance(exc, LocalizationFileError) and _looks_like_localizations(p):
                 show_warning(f"DeepCEL0 cannot open this file as localizations: {exc}")
+            elif _napari_points_csv_of_ours(p):  # (refused without a reason: a review)
+                show_warning(f"{Path(p).name} is napari's own CSV of a localization layer (File > Save with 'napari "
+                             "builtins points': frame - 1, y and x in nm as axis-0, axis-1 and axis-2), not a "
+                             "ThunderSTORM CSV: napari's reader opens it without the run's protocol. Save "
+                             "localizations with Export or File > Save's 'DeepCEL0 ThunderSTORM CSV'")
             return None
 
     def layers(_path):
@@ -214,14 +220,24 @@ def get_localization_reader(path):
     return layers
 
 
+def _header(path: str) -> str:
+    try:
+        with open(path, encoding="utf-8-sig", errors="replace") as f:
+            return f.readline()
+    except OSError:
+        return ""
+
+
+def _napari_points_csv_of_ours(path: str) -> bool:
+    """True for napari's own CSV of 3-D Points (``index,axis-0,axis-1,axis-2,...``) that
+    carry this plugin's localization features (``confidence``, ``intensity [photon]``)."""
+    names = [label.strip().strip('"') for label in _header(path).rstrip("\r\n").split(",")]
+    return names[:4] == ["index", "axis-0", "axis-1", "axis-2"] and bool({"confidence", INTENSITY} & set(names))
+
+
 def _looks_like_localizations(path: str) -> bool:
     """True when the header line names frame, x and y columns (in any separator): a
     localization file that could not be read, whose reason is worth showing, unlike
     other tools' CSV files, which napari's own reader may take."""
-    try:
-        with open(path, encoding="utf-8-sig", errors="replace") as f:
-            header = f.readline()
-    except OSError:
-        return False
-    names = {column_key(label) for label in re.split(r"[,;\t]", header)}
+    names = {column_key(label) for label in re.split(r"[,;\t]", _header(path))}
     return "frame" in names and ({"x", "y"} <= names or {"xnano", "ynano"} <= names)

@@ -6,7 +6,7 @@ import warnings
 from pathlib import Path
 
 from ..core.acquisition import is_whole_number
-from ..core.protocol import write_localizations
+from ..core.protocol import frame_ranges_text, write_localizations
 from .layers import HAND_EDITS, OUTPUT, PROTOCOL, growing_run, table_from_points
 
 
@@ -62,6 +62,10 @@ def write_points(path: str, data, attributes: dict) -> list[str]:
     else:
         protocol = None
     written = [str(p) for p in write_localizations(path, table, protocol)]
+    if run is not None:  # (Export said so; File > Save went without a word: a review)
+        warnings.warn(f"{attributes.get('name', 'the layer')}: its run was still going, so only the frames done so far "
+                      f"({frame_ranges_text(run.frames_done()) or 'none'}) are in {Path(path).name}, without a "
+                      "protocol: save again when the run has finished")
     left_out = table.attrs.get("left_out")
     if left_out:  # the file is written: a feature of another plugin must not stop the localizations' export
         warnings.warn(f"{attributes.get('name', 'the layer')}: the feature(s) {', '.join(map(repr, left_out))} were "
