@@ -24,8 +24,8 @@ from ..core.render import Renderer, check_render_blur, display_max, render_shape
 from .controls import (DockPanel, outlier_pixels_checkbox, replaced_pixels_text, row, stack_combo, status_style,
                        wrapping_label)
 from .jobs import JobControls, ProgressRelay, gpu_memory_hint
-from .layers import (DEEPCEL0_COLOR, OUTPUT, PROTOCOL, RUN_TOKEN, GrowingPoints, RefreshPacer, image_transform,
-                     keep_in_viewer, show_first_frame_unless_shown, show_layer, stack_frame_count)
+from .layers import (DEEPCEL0_COLOR, OUTPUT, PROTOCOL, RUN_TOKEN, GrowingPoints, RefreshPacer, filled_by_a_run,
+                     image_transform, keep_in_viewer, show_first_frame_unless_shown, show_layer, stack_frame_count)
 from .reader import frame_source
 from .settings import PersistentValues
 from .state import state_for
@@ -134,6 +134,7 @@ class LocalizeWidget(DockPanel):
         self.fix_outlier_pixels = outlier_pixels_checkbox()
         self.scaling = FrameScalingControls()
         self.job = JobControls("Localization", "Localize")
+        self.state.watch_job(self.job)  # (the acquisition edited during its run: said)
         self.reset_button = PushButton(text="Reset settings")
         self.extend([self.layer, self.model, self.bundled_button, self.model_info, self.auto_threshold,
                      self.threshold, self.device, self.batch_size, self.orientations, self.frames, self.render_pixel,
@@ -459,6 +460,9 @@ class _RenderDisplay:
         if self._retired or self.layer.metadata.get(RUN_TOKEN) != self.token:  # (a failure too: another run's
             self.busy = False  # layer now, which its failure would have named: a review)
             return
+        if self.layer not in self.viewer.layers and not filled_by_a_run(self.layer):
+            self.busy = self._again = False  # deleted once its run had ended (the last blur of a large render
+            return  # came later and put it back, saying it was deleted "during the run": a review)
         if isinstance(result, Exception):
             self.busy = False
             self.retire()  # the next blur would fail alike: the render stays as it was, the run goes on

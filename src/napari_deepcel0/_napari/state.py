@@ -19,7 +19,7 @@ from napari.utils.notifications import show_info, show_warning
 from psygnal import Signal
 
 from ..core.acquisition import Acquisition, is_real_number
-from .layers import growing_run, layer_scale_nm, non_square_pixels, stack_transform, track_localization_layers
+from .layers import layer_scale_nm, non_square_pixels, stack_transform, track_localization_layers
 from .settings import load_value, save_value
 
 _STATES: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
@@ -46,6 +46,17 @@ class PluginState:
         stored = load_value("model")
         self._model_path = Path(stored) if isinstance(stored, str) and stored else None
         self._ignored_pixel_sizes: set[tuple[str, str]] = set()  # (layer, metadata) already warned about
+        self._acquisition_jobs: list[weakref.ref] = []  # JobControls of the runs that take the acquisition
+
+    def watch_job(self, job) -> None:
+        """Count ``job`` (a widget's :class:`~.jobs.JobControls`) among the runs that start
+        with the acquisition: while it runs, a change of the acquisition says that it keeps
+        the settings it started with."""
+        self._acquisition_jobs.append(weakref.ref(job))
+
+    def _running_jobs(self) -> list[str]:
+        jobs = (ref() for ref in self._acquisition_jobs)
+        return [job.title for job in jobs if job is not None and job.busy]
 
     @property
     def acquisition(self) -> Acquisition:
@@ -103,8 +114,9 @@ class PluginState:
         if (layer is not None and acq.pixel_size_nm != old and getattr(layer, "ndim", 0) >= 2
                 and np.allclose(layer.scale[-2:], old, rtol=1e-6, atol=0.0)):
             self.prepare_stack(layer)
-        viewer = self._viewer()
-        running = [p.name for p in viewer.layers if growing_run(p)] if changed and viewer is not None else []
+        # (the runs filling Points layers were named, a CEL0 comparison before its first batch, a lambda
+        # sweep and a training were not: a review)
+        running = self._running_jobs() if changed else []
         if running:  # the stack was redrawn at once, "lined up", while the run went on as it began
             show_warning(f"Acquisition: the run(s) going on ({', '.join(running)}) keep the settings they started "
                          "with: run again to use the new ones")

@@ -100,6 +100,7 @@ class TrainingWidget(DockPanel):
                                value=Path.home() / "deepcel0-model.safetensors")
         self.acquisition = wrapping_label(label="acquisition")
         self.job = JobControls("Training", "Train")
+        self.state.watch_job(self.job)  # (the acquisition edited during its run: said)
         self.loss = wrapping_label(label="loss")
         self.plot = LinePlot("epoch", "loss", integer_x=True)
         self.plot.follow_theme(napari_viewer)
@@ -119,6 +120,7 @@ class TrainingWidget(DockPanel):
         self.relay.report.connect(self.job.while_open(self._progress))
         self._history: list[Progress] = []
         self._run_limit_min = 0.0  # the time limit of the run going on (minutes)
+        self._run_acquisition = None  # the acquisition of the run going on
         self._describe_acquisition(self.state.acquisition)
         self.state.acquisition_changed.connect(self._describe_acquisition)
         self.job.run_button.changed.connect(self.run)
@@ -134,7 +136,12 @@ class TrainingWidget(DockPanel):
         self.epochs.value, self.batch_size.value, self.lam.value = recipe.epochs, recipe.batch_size, recipe.lam or 0.0
 
     def _describe_acquisition(self, acq) -> None:
-        self.acquisition.value = acq.describe()
+        """The acquisition the next training takes; during a run, the run's, and the new
+        one when it differs (the line followed the Acquisition widget while the run
+        trained for the settings it started with: a review)."""
+        run = self._run_acquisition
+        self.acquisition.value = (acq.describe() if run is None or run == acq else
+                                  f"this training: {run.describe()}; the next: {acq.describe()}")
 
     def config(self) -> TrainingConfig:
         """The training configuration the widget describes (validated): the recipe, with the
@@ -177,8 +184,9 @@ class TrainingWidget(DockPanel):
         self.plot.clear()
         self.loss.value = ""
         self._run_limit_min = self.time_limit.value
+        self._run_acquisition = self.state.acquisition
         self.job.start(_train_job, self.state.acquisition, config, path, self.relay.emit,
-                       60.0 * self._run_limit_min or None, on_return=self._done,
+                       60.0 * self._run_limit_min or None, on_return=self._done, on_finish=self._run_ended,
                        on_closed=lambda: show_info(f"Training stopped when its widget was closed: the best model so "
                                                    f"far, once a step was trained, is saved to {path}"))
 
@@ -205,6 +213,10 @@ class TrainingWidget(DockPanel):
         elif math.isfinite(p.loss):
             self.loss.value = f"step loss {p.loss:.4g}"
 
+    def _run_ended(self) -> None:
+        self._run_acquisition = None
+        self._describe_acquisition(self.state.acquisition)
+
     def _done(self, value) -> None:
         result, path = value
         if path is None:
@@ -216,5 +228,9 @@ class TrainingWidget(DockPanel):
                else "cancelled; the best model so far" if result.cancelled else "finished; the best model")
         text = (f"Training {how} (epoch {result.best_epoch}, {result.seconds:.0f} s on {result.device}) "
                 f"was saved to {path} and is now the current model")
+        trained_for = self._run_acquisition
+        if trained_for != self.state.acquisition:  # edited during the run
+            text += (f"; it was trained for {trained_for.describe()}, not for the acquisition set since "
+                     f"({self.state.acquisition.describe()})")
         self.job.status.value = text
-        show_info(text)
+        (show_info if trained_for == self.state.acquisition else show_warning)(text)
