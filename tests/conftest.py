@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
@@ -11,7 +12,8 @@ import pytest
 import torch
 
 REPO = Path(__file__).resolve().parents[1]
-SHARED_DATA = REPO.parent / "shared" / "data" / "isbi2013-bundled-tubes-hd"
+#: the ISBI 2013 stack beside the checkout, or where DEEPCEL0_ISBI_DIR says (as the benchmarks)
+SHARED_DATA = Path(os.environ.get("DEEPCEL0_ISBI_DIR") or REPO.parent / "shared" / "data" / "isbi2013-bundled-tubes-hd")
 #: tests of the repository's own files (CI script, setup script, the top-level manifest
 #: link), which a source distribution does not carry
 checkout_only = pytest.mark.skipif(not (REPO / ".ci" / "run").exists(), reason="needs the git checkout")
