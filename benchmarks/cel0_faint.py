@@ -1,7 +1,9 @@
 """CEL0 on frames of other densities than ISBI 2013's: the share of its localizations that
 are fainter than the frames' noise lets a molecule be (``cel0.faint_localizations``, the
 rule behind ``FaintLocalizationsWarning``) beside Jaccard, at the default lambda and at
-0.01; and how CEL0 splits isolated molecules of ISBI 2013's brightness (docs/cel0.md).
+0.01, and CEL0's count over the bundled DeepCEL0's on the same frames (the rule behind the
+CEL0 widget's ``excess_over_deepcel0_message``); and how CEL0 splits isolated molecules of
+ISBI 2013's brightness (docs/cel0.md).
 
     python benchmarks/cel0_faint.py [--out benchmarks/results/cel0_faint.json]
 
@@ -28,7 +30,7 @@ from napari_deepcel0.core import simulate as sim
 from napari_deepcel0.core.acquisition import ISBI2013
 from napari_deepcel0.core.io import read_localizations, read_stack
 from napari_deepcel0.core.metrics import score
-from napari_deepcel0.core.predict import localize
+from napari_deepcel0.core.predict import DeepLocalizer, localize
 
 LAMS = (cel0.DEFAULT_LAM, 0.01)
 #: name: (molecules per um^2, photons, background photons a pixel)
@@ -42,7 +44,12 @@ SCENES = {
 }
 
 
-def row(frames, truth, acq, lam, background="auto") -> dict:
+def deepcel0_per_frame(frames) -> float:
+    """The bundled DeepCEL0's localizations a frame (its own acquisition: ISBI 2013's)."""
+    return len(localize(DeepLocalizer(None, device="cpu"), frames)) / len(frames)
+
+
+def row(frames, truth, acq, lam, deep_per_frame: float, background="auto") -> dict:
     model = cel0.Cel0Localizer(acq, lam=lam, background=background, device="cpu")
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
@@ -55,6 +62,8 @@ def row(frames, truth, acq, lam, background="auto") -> dict:
     return {"lam": lam, "per_frame": round(len(table) / len(frames), 1), "true_per_frame":
             round(len(truth) / len(frames), 1), "faint_share": round(model.faint_count / max(len(table), 1), 3),
             "frames_flagged": f"{len(flagged)}/{len(frames)}",
+            "deepcel0_per_frame": round(deep_per_frame, 1),
+            "count_over_deepcel0": round(len(table) / len(frames) / deep_per_frame, 2),
             "warned": any(w.category is cel0.FaintLocalizationsWarning for w in caught),
             "jaccard_50": round(s.jaccard, 1), "precision_50": round(s.precision, 1)}
 
@@ -67,19 +76,22 @@ def scenes() -> dict:
                                                                                   else 0.0),
                                            noise=sim.CameraNoise(background_photons=(background, background),
                                                                  quantize=True), seed=2)
-        out[name] = [row(frames, truth, ISBI2013, lam) for lam in LAMS]
+        deep = deepcel0_per_frame(frames)
+        out[name] = [row(frames, truth, ISBI2013, lam, deep) for lam in LAMS]
     if (ISBI_DIR / "frames.tif").is_file():
         with read_stack(ISBI_DIR / "frames.tif") as stack:
             frames = np.asarray(stack[0:10], np.float32)
         gt = read_localizations(ISBI_DIR / "ground_truth.csv")
         gt = gt[gt["frame"] <= 10]
-        out["ISBI 2013 frames 1-10"] = [row(frames, gt, ISBI2013, lam) for lam in LAMS]
+        deep = deepcel0_per_frame(frames)
+        out["ISBI 2013 frames 1-10"] = [row(frames, gt, ISBI2013, lam, deep) for lam in LAMS]
         from paper_table1 import PAPER_ACQ, TESTS, pixel_centred_truth, render_test
 
         truth = pixel_centred_truth(gt, PAPER_ACQ)
         for test, best in (("2b", 0.0123), ("4b", 0.0035)):  # their best lambdas (paper_table1.json)
             frames = render_test(gt, 10, TESTS[test], seed=0)
-            out[f"Table 1 {test}, frames 1-10"] = [row(frames, truth, PAPER_ACQ, lam, background=None)
+            deep = deepcel0_per_frame(frames)
+            out[f"Table 1 {test}, frames 1-10"] = [row(frames, truth, PAPER_ACQ, lam, deep, background=None)
                                                    for lam in (cel0.DEFAULT_LAM, best)]
     return out
 
@@ -126,11 +138,12 @@ def main() -> None:
     warnings.simplefilter("ignore")  # (the counts are in the table)
     result = {"machine": machine(), "command": command(), "scenes": scenes(), "isolated": isolated()}
     print(f"{'scene':34} {'lambda':>7} {'locs/fr':>8} {'true/fr':>8} {'faint':>6} {'flagged':>8} {'warns':>6} "
-          f"{'J50 %':>6}")
+          f"{'J50 %':>6} {'deep/fr':>8} {'ratio':>6}")
     for name, rows in result["scenes"].items():
         for r in rows:
             print(f"{name:34} {r['lam']:7.4g} {r['per_frame']:8.1f} {r['true_per_frame']:8.1f} "
-                  f"{r['faint_share']:6.2f} {r['frames_flagged']:>8} {str(r['warned']):>6} {r['jaccard_50']:6.1f}")
+                  f"{r['faint_share']:6.2f} {r['frames_flagged']:>8} {str(r['warned']):>6} {r['jaccard_50']:6.1f} "
+                  f"{r['deepcel0_per_frame']:8.1f} {r['count_over_deepcel0']:6.2f}")
     print(pd.DataFrame(result["isolated"]).T.to_string())
     print(f"wrote {write_json(args.out, result)}")
 

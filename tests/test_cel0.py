@@ -660,3 +660,17 @@ def test_the_cel0_command_names_the_frames_that_show_only_noise(tmp_path, capsys
     noise_rows = int(table["frame"].isin([2, 3]).sum())
     assert noise_rows > 0 and (f"note: 2 of 4 frames (frames 2-3) showed only background and noise; their {noise_rows} "
                                "localizations fit the noise") in err
+
+
+def test_cel0_far_above_deepcel0s_count_is_noted_from_the_threshold_on():
+    from napari_deepcel0.core.cel0 import (DEFAULT_LAM, EXCESS_MIN_COUNT, EXCESS_OVER_DEEPCEL0,
+                                           excess_over_deepcel0_message)
+
+    n = 40
+    assert excess_over_deepcel0_message(int(EXCESS_OVER_DEEPCEL0 * n), n, 2, DEFAULT_LAM) == ""  # at it: not above
+    note = excess_over_deepcel0_message(int(EXCESS_OVER_DEEPCEL0 * n) + 1, n, 2, DEFAULT_LAM)
+    assert note.startswith("CEL0 found 1.5 times as many localizations as DeepCEL0 on these frames (61 against 40 "
+                           "(30.5 and 20.0 a frame)): lambda 0.001, the default, suits dense frames")
+    assert "the default" not in excess_over_deepcel0_message(100, n, 1, 0.002)
+    assert "a frame" not in excess_over_deepcel0_message(100, n, 1, 0.002)  # one frame: the counts say it
+    assert excess_over_deepcel0_message(100, EXCESS_MIN_COUNT - 1, 2, DEFAULT_LAM) == ""  # too few to judge by

@@ -59,6 +59,30 @@ def test_coincident_points_and_self_match():
         assert s.jaccard == 100.0 and s.rmse_nm == 0.0 and s.efficiency == 100.0
 
 
+def test_coincident_points_match_where_scipy_leaves_zero_distances_out(monkeypatch):
+    """Some SciPy versions leave zero distances out of the sparse distance matrix: a
+    localization exactly on its molecule (common on the fine grid) would then count as a
+    false positive and a false negative. The installed SciPy keeps them, so the guard was
+    untested (a mutation review): here a tree that drops them stands in."""
+    from scipy.spatial import cKDTree
+
+    class DroppingZeros(cKDTree):
+        def sparse_distance_matrix(self, other, max_distance, **kwargs):
+            coo = super().sparse_distance_matrix(other, max_distance, **kwargs)
+            keep = coo.data != 0
+            coo.data, coo.row, coo.col = coo.data[keep], coo.row[keep], coo.col[keep]
+            return coo
+
+    monkeypatch.setattr(metrics, "cKDTree", DroppingZeros)
+    points = np.array([[0.0, 0.0], [10.0, 0.0], [500.0, 500.0]])
+    assert DroppingZeros(points).sparse_distance_matrix(DroppingZeros(points), 5.0,
+                                                        output_type="coo_matrix").nnz == 0  # (the stand-in drops)
+    gt_index, est_index = metrics.match_points(points, points, 5.0)
+    assert sorted(zip(gt_index.tolist(), est_index.tolist())) == [(0, 0), (1, 1), (2, 2)]
+    gt_index, _ = metrics.match_points(points, points + [3.0, 0.0], 5.0)  # a mix of zero and other distances
+    assert len(gt_index) == 3
+
+
 def test_maximum_cardinality_in_a_dense_cluster():
     # a chain gt0 - est0 - gt1 - est1 - gt2 with 40 nm spacing at tol 50:
     # the best assignment matches 2 pairs, whatever the order of the points

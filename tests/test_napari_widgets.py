@@ -450,6 +450,68 @@ def test_a_cel0_comparisons_protocol_counts_noise_frames_and_faint_localizations
     assert protocol["settings"]["localizations_faint"] == core.faint_count
 
 
+def test_a_cel0_comparison_says_when_cel0_finds_far_more_than_deepcel0(viewer, qtbot, tmp_path):
+    """At 2 molecules/um^2 CEL0's default lambda fits the noise (Jaccard 47 %), and no warning
+    said so: the faint rule catches only sparser frames. The comparison's counts do."""
+    from napari_deepcel0.core.cel0 import EXCESS_OVER_DEEPCEL0
+
+    frames, _ = sim.simulate_stack(n_frames=2, shape=(48, 48), density_per_um2=2.0, structure="uniform", seed=3)
+    layer = _open(viewer, write_tiff(tmp_path / "sparse.tif", np.clip(frames, 0, 65535).astype(np.uint16),
+                                     pixel_size_nm=100.0))
+    widget = _quick_cel0_widget(viewer, layer, "1-2")
+    widget.max_outer.value, widget.max_inner.value = defaults.CEL0_MAX_OUTER, defaults.CEL0_MAX_INNER
+    widget.run()
+    _wait(qtbot, widget.job)
+    n_cel0 = len(viewer.layers[f"{layer.name} CEL0 (lambda {widget.lam.value:g})"].data)
+    n_deep = len(viewer.layers[f"{layer.name} DeepCEL0 (frames 1-2)"].data)
+    assert n_cel0 > EXCESS_OVER_DEEPCEL0 * n_deep > 0
+    said = (f"CEL0 found {n_cel0 / n_deep:.1f} times as many localizations as DeepCEL0 on these frames ({n_cel0} "
+            f"against {n_deep}")
+    assert said in widget.summary.value and "lambda 0.001, the default, suits dense frames" in widget.summary.value
+    assert any(said in m for m in _messages(NotificationSeverity.WARNING))
+    widget.lam.value = 0.01  # (its count then comes near DeepCEL0's)
+    widget.run()
+    _wait(qtbot, widget.job)
+    assert "times as many localizations" not in widget.summary.value
+
+
+def test_a_cel0_comparison_runs_the_deepcel0_model_its_protocol_names(viewer, qtbot, stack_path, tmp_path,
+                                                                     monkeypatch, tiny_model_path):
+    """Run hashed the model file for the protocol, the job loaded it after the CEL0 part: a
+    file rewritten meanwhile (a training saving to it) ran under the old one's SHA-256."""
+    from napari_deepcel0._napari import cel0_widget
+    from napari_deepcel0._napari.layers import PROTOCOL
+    from napari_deepcel0.core.cel0 import Cel0Localizer
+    from napari_deepcel0.core.protocol import file_sha256
+
+    resume, entered = threading.Event(), threading.Event()
+    real = cel0_widget.localize_stream
+
+    def held_in_cel0(model, *args, **kwargs):
+        if isinstance(model, Cel0Localizer):
+            entered.set()
+            resume.wait(60)
+        yield from real(model, *args, **kwargs)
+
+    monkeypatch.setattr(cel0_widget, "localize_stream", held_in_cel0)
+    current = tmp_path / "current.safetensors"
+    shutil.copy(tiny_model_path, current)
+    layer = _open(viewer, stack_path)
+    widget = _quick_cel0_widget(viewer, layer, "1-2")
+    widget.state.model_path = current
+    widget.run()
+    qtbot.waitUntil(entered.is_set, timeout=RUN_TIMEOUT_MS)
+    shutil.copy(bundled_model_path(), current)  # a training into the current model's file ends now
+    resume.set()
+    _wait(qtbot, widget.job)
+    deep = viewer.layers[f"{layer.name} DeepCEL0 (frames 1-2)"]
+    assert deep.metadata[PROTOCOL]["model"]["sha256"] == file_sha256(tiny_model_path) != file_sha256(current)
+    with pytest.warns(NothingFoundWarning):  # the tiny model finds nothing here, the bundled one hundreds
+        expected = localize(DeepLocalizer(tiny_model_path, acquisition=state_for(viewer).acquisition, device="cpu"),
+                            FrameStack(stack_path), frames="1-2")
+    assert len(deep.data) == len(expected) == 0
+
+
 def test_localize_with_orientation_averaging_matches_the_core(viewer, qtbot, stack_path):
     layer = _open(viewer, stack_path)
     _localized(viewer, qtbot, frames="1-2", orientations=4)
@@ -1122,10 +1184,57 @@ def test_settings_changed_during_a_run_are_said_to_wait_for_the_next(viewer, qtb
     state.edit_acquisition(state.acquisition.replace(pixel_size_nm=160.0), layer)
     resume.set()
     _wait(qtbot, widget.job)
-    assert ("Acquisition: the run(s) going on (small localizations) keep the settings they started with: run again "
+    assert ("Acquisition: the run(s) going on (Localization) keep the settings they started with: run again "
             "to use the new ones") in _messages(NotificationSeverity.WARNING)
     state.edit_acquisition(state.acquisition.replace(pixel_size_nm=100.0), layer)  # no run going: nothing said
     assert sum("keep the settings they started with" in m for m in _messages(NotificationSeverity.WARNING)) == 1
+
+
+def test_an_acquisition_edited_during_a_cel0_comparison_or_a_training_is_said_to_wait(viewer, qtbot, stack_path,
+                                                                                      tmp_path, monkeypatch):
+    """Only runs filling Points layers were named: a CEL0 comparison in its first batch (its
+    points then came at the old pixel size on a stack redrawn at the new one), a lambda sweep
+    and a training went on without a word; the Training widget showed the new PSF while it
+    trained for the old one, then called the model current (a review)."""
+    from napari_deepcel0._napari import cel0_widget, training_widget
+
+    held = threading.Event()
+    real_stream, real_train = cel0_widget.localize_stream, training_widget._train_job
+
+    def held_stream(*args, **kwargs):
+        held.wait(60)
+        yield from real_stream(*args, **kwargs)
+
+    def held_training(*args, **kwargs):
+        held.wait(60)
+        return real_train(*args, **kwargs)
+
+    monkeypatch.setattr(cel0_widget, "localize_stream", held_stream)
+    monkeypatch.setattr(training_widget, "_train_job", held_training)
+    layer = _open(viewer, stack_path)
+    cel0 = _quick_cel0_widget(viewer, layer, "1")
+    cel0.with_deepcel0.value = False
+    training = _dock(viewer, TrainingWidget)
+    training.patches.value, training.sim_frames.value, training.epochs.value = 64, 4, 1
+    training.max_steps.value, training.batch_size.value, training.device.value = 2, 4, "cpu"
+    training.output.value = tmp_path / "m.safetensors"
+    state = state_for(viewer)
+    before = state.acquisition
+    cel0.run()
+    training.run()
+    assert cel0.job.busy and training.job.busy
+    state.edit_acquisition(before.replace(fwhm_nm=400.0), layer)
+    assert ("Acquisition: the run(s) going on (CEL0-IRL1, Training) keep the settings they started with: run "
+            "again to use the new ones") in _messages(NotificationSeverity.WARNING)
+    assert training.acquisition.value == (f"this training: {before.describe()}; the next: "
+                                          f"{state.acquisition.describe()}")
+    held.set()
+    _wait(qtbot, cel0.job)
+    _wait(qtbot, training.job)
+    assert load_model(tmp_path / "m.safetensors").info.acquisition.fwhm_nm == before.fwhm_nm
+    assert training.job.status.value.endswith(f"is now the current model; it was trained for {before.describe()}, "
+                                              f"not for the acquisition set since ({state.acquisition.describe()})")
+    assert training.acquisition.value == state.acquisition.describe()  # the run over: the next training's
 
 
 def test_a_large_render_is_blurred_off_the_gui_thread_and_the_last_one_shows(viewer, qtbot, stack_path,
@@ -1149,6 +1258,29 @@ def test_a_large_render_is_blurred_off_the_gui_thread_and_the_last_one_shows(vie
     np.testing.assert_allclose(render.data, expected)  # the final counts, blurred
     assert render.contrast_limits[1] == pytest.approx(np.percentile(expected[expected > 0], 99.5))
     assert any(t is not threading.main_thread() for t in blurred_on[1:])  # [0]: the empty first image
+
+
+def test_a_render_deleted_once_its_run_has_ended_stays_deleted(viewer, qtbot, stack_path, monkeypatch):
+    """The last blur of a large render came after "Localization finished": a render the user
+    deleted then came back, "deleted during the run" (a review)."""
+    from napari_deepcel0._napari import localize_widget
+
+    monkeypatch.setattr(localize_widget._RenderDisplay, "THREAD_WORK", 0)  # blurred in a thread
+    release = threading.Event()
+    real = localize_widget._RenderDisplay._display_image
+    monkeypatch.setattr(localize_widget._RenderDisplay, "_display_image",
+                        lambda self: (release.wait(30), real(self))[1])
+    _open(viewer, stack_path)
+    widget = _dock(viewer, LocalizeWidget)
+    widget.device.value = "cpu"
+    widget.run()
+    _wait(qtbot, widget.job)
+    assert widget._run.render.busy  # its last blur still going
+    viewer.layers.remove(viewer.layers["small render"])
+    first = len(notification_manager.records)
+    release.set()
+    qtbot.waitUntil(lambda: not widget._run.render.busy, timeout=RUN_TIMEOUT_MS)
+    assert "small render" not in viewer.layers and len(notification_manager.records) == first
 
 
 def test_a_blur_failing_in_its_thread_is_said_and_the_run_goes_on(viewer, qtbot, stack_path, monkeypatch):
@@ -2261,6 +2393,13 @@ def test_export_says_when_the_run_of_its_layer_is_still_going(viewer, qtbot, sta
     n = int((gt["frame"] == 1).sum())
     assert f"{n} localizations of stk localizations saved to" in widget.csv_job.status.value
     assert "its run was still going, so only the frames done so far are in the file" in widget.csv_job.status.value
+    # File > Save with this plugin's writer said nothing of it (a review)
+    from napari_deepcel0._napari.writer import write_points
+
+    with pytest.warns(UserWarning, match=r"stk localizations: its run was still going, so only the frames done so "
+                                         r"far \(1\) are in saved\.csv, without a protocol: save again when"):
+        write_points(str(tmp_path / "saved.csv"), *run.layer.as_layer_data_tuple()[:2])
+    assert len(read_localizations(tmp_path / "saved.csv")) == n and not (tmp_path / "saved-protocol.json").exists()
     run.finish()  # the same file again, now complete
     monkeypatch.setattr(controls, "ask_to_replace", lambda parent, path: True)
     widget.save_csv()
@@ -2682,6 +2821,7 @@ def test_cel0_runs_beside_deepcel0_and_sweeps_lambda(viewer, qtbot, stack_path):
     assert set(table_from_layer(cel0)["frame"]) <= {2, 3}
     assert cel0.metadata["frames"].tolist() == [2, 3] == deep.metadata["frames"].tolist()
     assert "CEL0: " in widget.summary.value and "DeepCEL0: " in widget.summary.value
+    assert "times as many localizations" not in widget.summary.value  # (dense frames)
     assert longest_gap < 1.5
 
     widget.ground_truth.value = gt_layer

@@ -89,3 +89,23 @@ def test_numpy_and_torch_inputs_and_shape_errors():
     assert y_np.sum() == pytest.approx(1.0, abs=1e-3)  # flux is conserved (spike away from border)
     with pytest.raises(ValueError, match="trailing shape"):
         op.forward(np.zeros((8, 8)))
+
+
+def test_the_operator_renders_a_spike_as_the_simulator_renders_a_molecule():
+    """CEL0 inverts A = S_L K; the frames it is scored on come from the simulator's exact
+    pixel integrals. A spike at fine pixel (r, c) is a molecule at that pixel's centre,
+    ((c + 0.5) p / L, (r + 0.5) p / L) nm: both must give the same camera frame (the two
+    forward models were compared by no test: a mutation review)."""
+    import pandas as pd
+
+    from napari_deepcel0.core.simulate import expected_photons
+
+    acq = ISBI2013.replace(fwhm_nm=300.0)
+    L, px = acq.upsampling, acq.pixel_size_nm
+    op = AcquisitionOperator(acq, (16, 20), dtype=torch.float64)
+    for r, c in [(30, 41), (5, 70), (33, 2), (63, 79)]:  # inside, and at the frame's edges
+        spike = np.zeros(op.fine_shape)
+        spike[r, c] = 1000.0
+        molecule = pd.DataFrame({"frame": [1], "x [nm]": [(c + 0.5) * px / L], "y [nm]": [(r + 0.5) * px / L],
+                                 "intensity [photon]": [1000.0]})
+        np.testing.assert_allclose(op.forward(spike), expected_photons(molecule, acq, (16, 20), 1)[0], atol=0.01)

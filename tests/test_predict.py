@@ -540,6 +540,22 @@ def test_large_frames_are_scaled_region_by_region_without_seams_or_stretched_noi
     assert np.abs(np.diff(steps, axis=0)).max() < 0.05 and np.abs(np.diff(steps, axis=1)).max() < 0.05
 
 
+@pytest.mark.parametrize("wide", [True, False])
+def test_wide_and_tall_frames_get_regions_along_their_long_side(wide):
+    """The tests above use square frames: the regions' columns counted from the rows (a
+    mutation review) scaled a 64 x 320 frame as one region, a faint molecule 250 pixels
+    from a bright one then read 0.15 instead of about 1."""
+    rng = np.random.default_rng(7)
+    frame = (100.0 + rng.normal(0.0, 1.0, (64, 320))).astype(np.float32)
+    frame[30, 20] += 2000.0  # in the first of 5 regions of 64 columns
+    frame[30, 280] += 300.0  # in the last, above its floor of 70 noise sd
+    x = torch.from_numpy(frame if wide else np.ascontiguousarray(frame.T))[None]
+    scaled = predict.scale_to_unit_range(x).numpy()[0]
+    scaled = scaled if wide else scaled.T
+    assert scaled[30, 20] == pytest.approx(1.0, abs=0.02) and scaled[30, 280] > 0.8
+    assert predict.scale_to_unit_range(x, None).numpy()[0].max(axis=0 if wide else 1)[280] < 0.2  # whole frame
+
+
 def test_a_bright_molecule_no_longer_hides_faint_ones_across_a_large_frame():
     """The whole-frame scaling let one bright molecule push faint molecules 150 camera pixels
     away under the threshold (review finding, ``benchmarks/frame_scaling.py``)."""

@@ -14,6 +14,7 @@ from ..core.cel0 import (
     Cel0Cancelled,
     Cel0Localizer,
     SolveProgress,
+    excess_over_deepcel0_message,
     lambda_sweep,
     parse_background,
     sweep_lambdas,
@@ -49,6 +50,10 @@ def _compare_job(acq, source, frames, solver: dict, device: str, model_path, wit
     records them (frames that showed only noise, faint localizations); DeepCEL0's are empty."""
     with gpu_memory_hint():
         cel0 = Cel0Localizer(acq, device=device, progress=progress, cancel=cancel, **solver)
+        # loaded now, as Run hashed it for the protocol: loaded after the CEL0 part (minutes), a file
+        # rewritten meanwhile (a training saving to it) ran under the old one's SHA-256 (a review)
+        deep = DeepLocalizer(model_path, acquisition=acq, device=device,  # None: the bundled model
+                             **localizer_scaling(scaling)) if with_deepcel0 else None
         try:
             for result in localize_stream(cel0, source, frames=frames, cancel=cancel,
                                           fix_outlier_pixels=fix_outlier_pixels):
@@ -56,9 +61,7 @@ def _compare_job(acq, source, frames, solver: dict, device: str, model_path, wit
                                      "localizations_faint": cel0.faint_count}
         except Cel0Cancelled:
             return
-        if with_deepcel0 and not cancel.is_set():
-            deep = DeepLocalizer(model_path, acquisition=acq, device=device,  # None: the bundled model
-                                 **localizer_scaling(scaling))
+        if deep is not None and not cancel.is_set():
             for result in localize_stream(deep, source, frames=frames, cancel=cancel,
                                           fix_outlier_pixels=fix_outlier_pixels):
                 yield DEEPCEL0, result, {}
@@ -95,6 +98,7 @@ class Cel0Widget(DockPanel):
                                       value=True)
         self.fix_outlier_pixels = outlier_pixels_checkbox()  # for the comparison and the sweep
         self.job = JobControls("CEL0-IRL1", "Run CEL0-IRL1")
+        self.state.watch_job(self.job)  # (the acquisition edited during its run: said)
         self.summary = wrapping_label(label="result")
         self.ground_truth = ground_truth_combo(napari_viewer, "sweep: ground truth")
         self.lam_min = float_box("", SWEEP_LAM_RANGE[0], 1e-6, 100.0, decimals=6, step=1e-3)
@@ -106,6 +110,7 @@ class Cel0Widget(DockPanel):
                                             "above (all of them when it holds fewer)")
         self.tolerance = FloatSpinBox(label="sweep: tolerance (nm)", min=1.0, max=10_000.0, value=SWEEP_TOL_NM)
         self.sweep_job = JobControls("Lambda sweep", "Sweep lambda")
+        self.state.watch_job(self.sweep_job)  # (the acquisition edited during its run: said)
         self.plot = LinePlot("lambda", "Jaccard [%]", log_x=True, height_px=170)
         self.plot.follow_theme(napari_viewer)
         self.best = wrapping_label(label="best")
@@ -158,6 +163,7 @@ class Cel0Widget(DockPanel):
             self.job.refuse(f"CEL0-IRL1: {exc}")
             return
         acq = self.state.prepare_stack(layer)
+        self._solver_lam = self.lam.value
         solver = {"lam": self.lam.value, "max_outer": self.max_outer.value, "max_inner": self.max_inner.value,
                   "background": background, "batch_size": self.batch_size.value or None}
         self._methods = [CEL0, DEEPCEL0] if self.with_deepcel0.value else [CEL0]
@@ -263,12 +269,25 @@ class Cel0Widget(DockPanel):
         return (f"{method}: {counted(self._outputs[method].count, 'localization')} in "
                 f"{counted(self._done_frames[method], 'frame')}{seconds}")
 
+    def _excess_message(self) -> str:
+        """:func:`excess_over_deepcel0_message` when both methods localized all the frames."""
+        if any(self._done_frames.get(method) != len(self._frames) or method not in self._outputs
+               for method in (CEL0, DEEPCEL0)):
+            return ""
+        return excess_over_deepcel0_message(self._outputs[CEL0].count, self._outputs[DEEPCEL0].count,
+                                            len(self._frames), self._solver_lam)
+
     def _finished(self) -> None:
         self._show_all("failed" if self.job.error is not None else "cancelled" if self.job.cancelled else "finished")
         parts = [self._method_summary(method) for method in self._methods]
         if self._pixels_replaced or self._frames_dimmed:
             parts.append(replaced_pixels_text(self._pixels_replaced, self._frames_dimmed))
+        excess = self._excess_message()
+        if excess:
+            parts.append(excess)
         self.summary.value = "; ".join(parts)
+        if excess:
+            show_warning(f"CEL0-IRL1 comparison: {excess}")
         if self.job.error is None:
             cut_short = self.job.cancelled and sum(self._done_frames.values()) < self._total
             self.job.status.value = (f"CEL0-IRL1 {'cancelled' if cut_short else 'finished'} "

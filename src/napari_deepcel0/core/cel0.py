@@ -605,6 +605,32 @@ def faint_frames(table: pd.DataFrame, faint: np.ndarray, quiet=()) -> tuple[np.n
     return flagged.to_numpy(), int(counts[flagged].sum()), int(faints[flagged].sum())
 
 
+#: CEL0 finding more than this many times DeepCEL0's localizations on the same frames is a
+#: sign that its lambda fits their noise (:func:`excess_over_deepcel0_message`). Measured with
+#: ``python benchmarks/cel0_faint.py`` (the bundled model): at lambda 1e-3, 11.2x at 0.5
+#: molecules/um^2 and 1.8x at 2/um^2 (Jaccard at 50 nm 8 and 47 %; 48 and 90 % at 0.01,
+#: where 1.9x and 0.95x), 0.8-0.95x at 6-10/um^2 and on ISBI 2013, 1.26x on the paper's
+#: 10 dB test 2b (31 %; 32 % at its best lambda)
+EXCESS_OVER_DEEPCEL0 = 1.5
+#: ... counted only when DeepCEL0 found at least this many (a few molecules say little)
+EXCESS_MIN_COUNT = 10
+
+
+def excess_over_deepcel0_message(n_cel0: int, n_deepcel0: int, n_frames: int, lam: float) -> str:
+    """A note when CEL0 (at ``lam``) found more than :data:`EXCESS_OVER_DEEPCEL0` times the
+    localizations DeepCEL0 found on the same ``n_frames`` frames (and DeepCEL0 at least
+    :data:`EXCESS_MIN_COUNT`), else "". On sparse frames, CEL0 at a lambda made for dense
+    ones fits their noise, which :class:`FaintLocalizationsWarning` catches only on the
+    sparsest (not at 2 molecules/um^2, where this does)."""
+    if n_deepcel0 < EXCESS_MIN_COUNT or n_cel0 <= EXCESS_OVER_DEEPCEL0 * n_deepcel0:
+        return ""
+    per = "" if n_frames <= 1 else f" ({n_cel0 / n_frames:.1f} and {n_deepcel0 / n_frames:.1f} a frame)"
+    default = ", the default, suits dense frames like ISBI 2013's" if lam == DEFAULT_LAM else ""
+    return (f"CEL0 found {n_cel0 / n_deepcel0:.1f} times as many localizations as DeepCEL0 on these frames "
+            f"({n_cel0} against {n_deepcel0}{per}): lambda {lam:g}{default} is likely too small for them, and many "
+            "of CEL0's localizations are noise; choose lambda with the sweep against a ground truth")
+
+
 def background_only_frames(frames: np.ndarray, psf_sigma_px: float) -> np.ndarray:
     """(n,) bool: the frames that show nothing brighter than their noise
     (:func:`background_only_scores` below :data:`BACKGROUND_ONLY_SIGMAS`). CEL0 divides

@@ -70,8 +70,6 @@ def match_points(gt_xy: np.ndarray, est_xy: np.ndarray, tol_nm: float,
     if len(gt_xy) == 0 or len(est_xy) == 0:
         return empty
     dist = cKDTree(gt_xy).sparse_distance_matrix(cKDTree(est_xy), tol_nm, p=p, output_type="coo_matrix")
-    if dist.nnz == 0:
-        return empty
     gi, ei = dist.row, dist.col
     d = np.linalg.norm(gt_xy[gi] - est_xy[ei], ord=p, axis=1)
     keep = d < tol_nm  # sparse_distance_matrix keeps d <= tol_nm
@@ -83,6 +81,8 @@ def match_points(gt_xy: np.ndarray, est_xy: np.ndarray, tol_nm: float,
     if missing.any():
         gi, ei = np.r_[gi, zero_g[missing]], np.r_[ei, zero_e[missing]]
         d = np.r_[d, np.zeros(int(missing.sum()))]
+    if len(gi) == 0:  # (after the coincident pairs: all of them were left out above when all were such)
+        return empty
     graph = coo_matrix((np.ones(len(gi)), (gi, n_g + ei)), shape=(n_g + n_e, n_g + n_e))
     _, label = connected_components(graph, directed=False)
     comp_of_edge = label[gi]
