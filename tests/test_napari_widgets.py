@@ -1656,6 +1656,12 @@ def test_closing_the_cel0_panel_during_a_run_leaves_its_layers_finished(viewer, 
     assert len(cel0.data) == widget._outputs["CEL0"].count
     assert any(m.startswith("CEL0-IRL1 comparison stopped when its widget was closed: CEL0: ")
                and " in 1 frame, DeepCEL0: no frame finished" in m for m in _messages(NotificationSeverity.INFO))
+    # its job is over: an acquisition edit now warns of no run going on (the closed panel's job counted as
+    # running for good: a review)
+    assert not widget.job.busy
+    state = state_for(viewer)
+    state.edit_acquisition(state.acquisition.replace(fwhm_nm=300.0), layer)
+    assert not any("keep the settings they started with" in m for m in _messages(NotificationSeverity.WARNING))
 
 
 def test_only_the_jobs_own_warnings_carry_its_title(qtbot):

@@ -275,6 +275,8 @@ class JobControls(Container):
         if on_closed is not None:
             worker.finished.connect(lambda: on_closed() if self.closed and not self.destroyed else None)
         worker.finished.connect(lambda: _job_ended(worker))  # also once the widget is gone
+        # a panel closed during its job skips _finished: its job then counted as running for good (a review)
+        worker.finished.connect(lambda: self._forget(worker))
         self.worker = worker
         self.error = None
         self._refused = False
@@ -333,6 +335,10 @@ class JobControls(Container):
         if text not in self._warnings_shown:
             self._warnings_shown.add(text)
             show_warning(text)
+
+    def _forget(self, worker) -> None:
+        if self.worker is worker:
+            self.worker = None
 
     def _finished(self) -> None:
         self.worker = None

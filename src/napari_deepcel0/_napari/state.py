@@ -56,7 +56,7 @@ class PluginState:
 
     def _running_jobs(self) -> list[str]:
         jobs = (ref() for ref in self._acquisition_jobs)
-        return [job.title for job in jobs if job is not None and job.busy]
+        return [job.title for job in jobs if job is not None and job.busy and not job.closed]  # (closed: cancelled)
 
     @property
     def acquisition(self) -> Acquisition:
