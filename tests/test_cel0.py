@@ -670,7 +670,8 @@ def test_cel0_far_above_deepcel0s_count_is_noted_from_the_threshold_on():
     assert excess_over_deepcel0_message(int(EXCESS_OVER_DEEPCEL0 * n), n, 2, DEFAULT_LAM) == ""  # at it: not above
     note = excess_over_deepcel0_message(int(EXCESS_OVER_DEEPCEL0 * n) + 1, n, 2, DEFAULT_LAM)
     assert note.startswith("CEL0 found 1.5 times as many localizations as DeepCEL0 on these frames (61 against 40 "
-                           "(30.5 and 20.0 a frame)): lambda 0.001, the default, suits dense frames")
+                           "(30.5 and 20.0 a frame)): if DeepCEL0's model suits these frames, lambda 0.001 (the "
+                           "default, made for dense frames like ISBI 2013's) is likely too small for them")
     assert "the default" not in excess_over_deepcel0_message(100, n, 1, 0.002)
     assert "a frame" not in excess_over_deepcel0_message(100, n, 1, 0.002)  # one frame: the counts say it
     assert excess_over_deepcel0_message(100, EXCESS_MIN_COUNT - 1, 2, DEFAULT_LAM) == ""  # too few to judge by

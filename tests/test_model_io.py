@@ -1,6 +1,7 @@
 import json
 import pickle
 import re
+from pathlib import Path
 
 import pytest
 import torch
@@ -125,26 +126,27 @@ def test_bundled_model_loads():
     assert loaded.info.package_version == "0.1.0"
 
 
-def test_the_version_recorded_comes_from_the_checkout_when_the_package_is_not_installed(monkeypatch):
+def test_the_version_recorded_is_the_checkouts_when_run_from_one(monkeypatch):
     """Model files and protocols record the version; a run from a checkout (as on a borrowed
-    GPU machine) recorded "unknown" in models and "0.0.0" in protocols."""
+    GPU machine) recorded "unknown" in models and "0.0.0" in protocols, and an installed
+    copy of another version would have named the checkout's code (a review)."""
     import importlib.metadata
     import re
-    from pathlib import Path
 
     import napari_deepcel0
 
     root = Path(__file__).resolve().parents[1]
-    declared = re.search(r'^version = "([^"]+)"', (root / "pyproject.toml").read_text(), re.MULTILINE).group(1)
-    assert napari_deepcel0.__version__ == declared  # (installed: the installed one, the same)
     if Path(napari_deepcel0.__file__).resolve().parents[2] != root:
         pytest.skip("the package imported is not this checkout's src (installed elsewhere)")
+    declared = re.search(r'^version = "([^"]+)"', (root / "pyproject.toml").read_text(), re.MULTILINE).group(1)
+    assert napari_deepcel0.__version__ == declared
 
     def not_installed(name):
         raise importlib.metadata.PackageNotFoundError(name)
 
-    monkeypatch.setattr(importlib.metadata, "version", not_installed)
-    assert napari_deepcel0._source_version() == declared
+    for installed in (not_installed, lambda name: "9.9.9"):  # none installed; another version installed
+        monkeypatch.setattr(importlib.metadata, "version", installed)
+        assert napari_deepcel0._source_version() == declared
 
 
 @pytest.mark.parametrize("mutate, message", [
@@ -227,6 +229,11 @@ def test_edited_settings_warn_when_the_model_is_read(edit, warned, tiny_model_pa
     assert len(said) == (1 if warned else 0)
     if warned:
         assert said[0].startswith(f"{out}: the model's settings were edited after it was written")
+        with warnings.catch_warnings(record=True) as again:  # once per file and edit (a CEL0 comparison read
+            warnings.simplefilter("always")  # its model three times, a fine-tune twice: a review)
+            read_model_info(out)
+            load_model(Path(str(out).replace(str(tmp_path), str(tmp_path) + "/.")))  # another spelling
+        assert not [w for w in again if issubclass(w.category, model_io.EditedMetadataWarning)]
     assert loaded.info.notes == d.get("notes", "")
 
 

@@ -243,7 +243,7 @@ def test_csv_reader_says_why_it_declines_naparis_own_csv_of_a_localization_layer
     first = len(notification_manager.records)
     assert get_localization_reader(str(path)) is None  # (napari's reader opens it)
     said = [str(n.message) for n in notification_manager.records[first:]]
-    assert len(said) == 1 and said[0].startswith("napari_own.csv is napari's own CSV of a localization layer")
+    assert len(said) == 1 and said[0].startswith("napari_own.csv looks like napari's own CSV of Points")
     other = tmp_path / "other_points.csv"  # another plugin's or a user's points: not ours to explain
     other.write_text("index,axis-0,axis-1\n0,1.0,2.0\n")
     first = len(notification_manager.records)

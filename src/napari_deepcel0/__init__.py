@@ -9,24 +9,24 @@ from pathlib import Path as _Path
 
 
 def _source_version() -> str:
-    """The version installed, else (a checkout run from ``src`` with PYTHONPATH, as on a
-    borrowed GPU machine) that of the checkout's ``pyproject.toml``, else "unknown".
-    Model files and protocols record it: the bundled model said "unknown" when it was
-    trained from a checkout."""
+    """The version of the code imported: that of the checkout's ``pyproject.toml`` when it
+    is run from one (an editable install, or ``src`` on PYTHONPATH, as on a borrowed GPU
+    machine, where the bundled model recorded "unknown"), else the installed package's,
+    else "unknown". Model files and protocols record it. (The checkout comes first: an
+    installed copy of another version named the code of a checkout beside it.)"""
+    try:
+        text = (_Path(__file__).resolve().parents[2] / "pyproject.toml").read_text(encoding="utf-8")
+    except OSError:
+        text = ""
+    found = _re.search(r'^version\s*=\s*"([^"]+)"', text, _re.MULTILINE)
+    if found and 'name = "napari-deepcel0"' in text:  # (not another project's file)
+        return found.group(1)
     try:
         from importlib.metadata import version
 
         return version("napari-deepcel0")
     except Exception:
-        pass
-    try:
-        text = (_Path(__file__).resolve().parents[2] / "pyproject.toml").read_text(encoding="utf-8")
-    except OSError:
         return "unknown"
-    if 'name = "napari-deepcel0"' not in text:  # another project's file
-        return "unknown"
-    found = _re.search(r'^version\s*=\s*"([^"]+)"', text, _re.MULTILINE)
-    return found.group(1) if found else "unknown"
 
 
 __version__ = _source_version()

@@ -202,10 +202,11 @@ def get_localization_reader(path):
             if isinstance(exc, LocalizationFileError) and _looks_like_localizations(p):
                 show_warning(f"DeepCEL0 cannot open this file as localizations: {exc}")
             elif _napari_points_csv_of_ours(p):  # (refused without a reason: a review)
-                show_warning(f"{Path(p).name} is napari's own CSV of a localization layer (File > Save with 'napari "
-                             "builtins points': frame - 1, y and x in nm as axis-0, axis-1 and axis-2), not a "
-                             "ThunderSTORM CSV: napari's reader opens it without the run's protocol. Save "
-                             "localizations with Export or File > Save's 'DeepCEL0 ThunderSTORM CSV'")
+                show_warning(f"{Path(p).name} looks like napari's own CSV of Points (File > Save with 'napari builtins "
+                             "points'), not a localization file: napari's reader opens it (of a localization layer "
+                             "of this plugin, axis-0 is the frame - 1 and axis-1, axis-2 are y and x in nm, without "
+                             "the run's protocol). Save localizations with Export or File > Save's 'DeepCEL0 "
+                             "ThunderSTORM CSV', which ThunderSTORM reads")
             return None
 
     def layers(_path):

@@ -625,10 +625,11 @@ def excess_over_deepcel0_message(n_cel0: int, n_deepcel0: int, n_frames: int, la
     if n_deepcel0 < EXCESS_MIN_COUNT or n_cel0 <= EXCESS_OVER_DEEPCEL0 * n_deepcel0:
         return ""
     per = "" if n_frames <= 1 else f" ({n_cel0 / n_frames:.1f} and {n_deepcel0 / n_frames:.1f} a frame)"
-    default = ", the default, suits dense frames like ISBI 2013's" if lam == DEFAULT_LAM else ""
+    default = " (the default, made for dense frames like ISBI 2013's)" if lam == DEFAULT_LAM else ""
     return (f"CEL0 found {n_cel0 / n_deepcel0:.1f} times as many localizations as DeepCEL0 on these frames "
-            f"({n_cel0} against {n_deepcel0}{per}): lambda {lam:g}{default} is likely too small for them, and many "
-            "of CEL0's localizations are noise; choose lambda with the sweep against a ground truth")
+            f"({n_cel0} against {n_deepcel0}{per}): if DeepCEL0's model suits these frames, lambda {lam:g}{default} "
+            "is likely too small for them, and many of CEL0's localizations are noise; choose lambda with the sweep "
+            "against a ground truth")
 
 
 def background_only_frames(frames: np.ndarray, psf_sigma_px: float) -> np.ndarray:

@@ -258,6 +258,10 @@ def _fail(path, why: str):
     raise ModelFileError(f"{path}: {why}")
 
 
+#: the edited files already warned of (:class:`EditedMetadataWarning`): (path, stored and actual checksums)
+_EDITS_WARNED: set[tuple[str, str, str]] = set()
+
+
 def read_model_info(path: str | os.PathLike) -> ModelInfo:
     """Read and validate a model file's metadata without loading the weights."""
     path = Path(path)
@@ -283,7 +287,11 @@ def read_model_info(path: str | os.PathLike) -> ModelInfo:
         _fail(path, f"corrupt metadata ({type(exc).__name__}: {exc})")
     info = _info_from_dict(path, d)
     checksum = meta.get(METADATA_SHA256_KEY)  # (files written before 2026-11-29 have none)
-    if checksum is not None and checksum != metadata_sha256(d):
+    actual = metadata_sha256(d) if checksum is not None else None
+    edit = (str(path.resolve()), checksum, actual)
+    if checksum is not None and checksum != actual and edit not in _EDITS_WARNED:
+        # once per file and edit: a CEL0 comparison read its model three times, a fine-tune twice (a review)
+        _EDITS_WARNED.add(edit)
         warnings.warn(f"{path}: the model's settings were edited after it was written (their checksum differs): the "
                       "network may now be used with an acquisition, normalisation or target scale it was not "
                       "trained for; use the file as its training wrote it, or train again", EditedMetadataWarning,
