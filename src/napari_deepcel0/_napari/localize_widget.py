@@ -12,7 +12,7 @@ from magicgui.widgets import CheckBox, ComboBox, FileEdit, FloatSpinBox, LineEdi
 from napari.utils.notifications import show_error, show_info, show_warning
 
 from ..core.devices import DEVICES, resolve_device, resolve_precision
-from ..core.model_io import ModelFileError, bundled_model_path, read_model_info
+from ..core.model_io import ModelFileError, bundled_model_path, read_model_info, settings_edited
 from ..core.frames import parse_frame_selection
 from ..core.photometry import fit_notes
 from ..core.defaults import FRAME_RANGE_FLOOR
@@ -211,8 +211,12 @@ class LocalizeWidget(DockPanel):
         if mismatch:
             text += ("\nWARNING, the model does not match the Acquisition settings: " if psf else "\nnote: ") + \
                 "; ".join(mismatch)
+        edited = path is not None and settings_edited(path)  # (the notification of it goes; this stays)
+        if edited:
+            text += ("\nWARNING, the model's settings were edited after it was written: it may run with settings "
+                     "its network was not trained for")
         self.model_info.value = text
-        self.model_info.native.setStyleSheet(status_style(self.viewer, "warning") if psf else "")
+        self.model_info.native.setStyleSheet(status_style(self.viewer, "warning") if psf or edited else "")
         if self.auto_threshold.value:
             self._show_automatic_threshold()
 

@@ -199,6 +199,8 @@ def training_result_info(result, notes: str = "") -> ModelInfo:
     if result.base_info is not None:
         base = result.base_info
         training["base_model"] = {"training": base.training, "history": base.history, "created": base.created}
+        if result.config.init_from and settings_edited(result.config.init_from):  # (its new checksum hid it)
+            training["base_model"]["settings_edited"] = True
     return ModelInfo(
         head=result.config.head,
         acquisition=result.acquisition,
@@ -258,6 +260,26 @@ def _fail(path, why: str):
     raise ModelFileError(f"{path}: {why}")
 
 
+def _settings_checksums(meta: dict, d: dict) -> tuple[str | None, str | None]:
+    """The settings' checksum a file holds and the one of its settings as they are (both
+    None for files written before 2026-11-29, which have none)."""
+    checksum = meta.get(METADATA_SHA256_KEY)
+    return checksum, (metadata_sha256(d) if checksum is not None else None)
+
+
+def settings_edited(path: str | os.PathLike) -> bool:
+    """True when a model file's settings were edited after it was written (their checksum
+    differs; :class:`EditedMetadataWarning`), for panels that say so for as long as the
+    file is chosen. A file that cannot be read is :func:`read_model_info`'s to report."""
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            meta = f.metadata() or {}
+        checksum, actual = _settings_checksums(meta, loads_finite(meta[METADATA_KEY]))
+    except Exception:
+        return False
+    return checksum != actual
+
+
 #: the edited files already warned of (:class:`EditedMetadataWarning`): (path, stored and actual checksums)
 _EDITS_WARNED: set[tuple[str, str, str]] = set()
 
@@ -286,10 +308,9 @@ def read_model_info(path: str | os.PathLike) -> ModelInfo:
     except (ValueError, RecursionError) as exc:  # JSONDecodeError, a 5000-digit integer; absurdly nested JSON
         _fail(path, f"corrupt metadata ({type(exc).__name__}: {exc})")
     info = _info_from_dict(path, d)
-    checksum = meta.get(METADATA_SHA256_KEY)  # (files written before 2026-11-29 have none)
-    actual = metadata_sha256(d) if checksum is not None else None
+    checksum, actual = _settings_checksums(meta, d)
     edit = (str(path.resolve()), checksum, actual)
-    if checksum is not None and checksum != actual and edit not in _EDITS_WARNED:
+    if checksum != actual and edit not in _EDITS_WARNED:
         # once per file and edit: a CEL0 comparison read its model three times, a fine-tune twice (a review)
         _EDITS_WARNED.add(edit)
         warnings.warn(f"{path}: the model's settings were edited after it was written (their checksum differs): the "
