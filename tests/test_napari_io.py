@@ -178,6 +178,7 @@ def test_a_written_render_opens_as_a_render_and_leaves_the_acquisition_alone(mak
     path = write_tiff(tmp_path / "render.tif", np.arange(30.0).reshape(5, 6), pixel_size_nm=20.0, output="render")
     [layer] = viewer.open(str(path), plugin="napari-deepcel0")
     assert layer.metadata[OUTPUT] == "render" and layer.ndim == 2
+    assert layer.blending == "additive"  # as a run shows it (opaque, it hid every layer under it: a review)
     assert tuple(layer.scale) == (20.0, 20.0) and tuple(layer.translate) == (10.0, 10.0)
     np.testing.assert_array_equal(np.asarray(layer.data), np.arange(30.0).reshape(5, 6))
     assert state_for(viewer).acquisition == before
@@ -454,6 +455,8 @@ def test_sample_data_has_frames_and_ground_truth(sample, n_frames, shape):
     assert (image_kind, points_kind) == ("image", "points")
     assert frames.shape == (n_frames,) + shape
     assert image_kwargs["scale"] == (1.0, 100.0, 100.0)
+    # the first frame's range, as the reader (the stack's, napari's default, drew the tubulin dim: a review)
+    assert image_kwargs["contrast_limits"] == (frames[0].min(), frames[0].max())
     assert set(np.unique(coords[:, 0])) <= set(range(n_frames))
     assert coords[:, 1:].min() >= 0 and coords[:, 1:].max() < 100.0 * shape[0]
 

@@ -1482,6 +1482,19 @@ def test_a_running_layer_deleted_under_a_plugins_menu_widget_comes_back_running(
     assert points.metadata["running"] is False and len(points.data) == widget._run.points.count
 
 
+def test_a_run_of_all_frames_shows_its_first_unless_the_frame_on_screen_comes_soon(viewer):
+    """A run of all 361 frames left the slider on frame 181, where napari opened the stack:
+    for half the run no localization was on screen (a review)."""
+    from napari_deepcel0._napari.layers import FRAMES_SOON, show_first_frame_unless_shown
+
+    viewer.add_image(np.zeros((40, 8, 8), np.float32))
+    every = np.arange(1, 41)
+    for on_screen, after in ((20, 0), (FRAMES_SOON - 1, FRAMES_SOON - 1), (FRAMES_SOON, 0)):  # 0-based
+        viewer.dims.set_point(0, float(on_screen))
+        show_first_frame_unless_shown(viewer, every)
+        assert viewer.dims.point[0] == after
+
+
 def test_the_slider_moves_to_the_run_when_it_shows_another_frame(viewer, qtbot, stack_path):
     layer = _open(viewer, stack_path)
     widget = _dock(viewer, LocalizeWidget)
@@ -1504,6 +1517,16 @@ def test_the_slider_moves_to_the_run_when_it_shows_another_frame(viewer, qtbot, 
     _wait(qtbot, widget.job)
     assert viewer.dims.point[0] == 0.0
     assert len(viewer.layers["one frame localizations"]._view_data) > 0  # drawn
+
+
+def test_every_panel_fits_a_dock_column_beside_the_others(viewer):
+    """Docked under another panel (a column of about 490 pixels in a 1,500-pixel window),
+    the CEL0 panel needed 535 and was cut off on the right, without a scroll bar, its
+    buttons and result line clipped (a review)."""
+    for name in ("Acquisition", "Localize", "CEL0-IRL1 compare", "Train DeepCEL0", "Ground-truth matching",
+                 "Export"):
+        _, widget = viewer.window.add_plugin_dock_widget("napari-deepcel0", name)
+        assert widget.native.minimumSizeHint().width() <= 470, name
 
 
 def test_drop_downs_start_on_the_layer_each_field_wants(viewer, stack_path, tmp_path):
@@ -2298,6 +2321,39 @@ def test_matching_colours_tp_fp_fn_and_loads_a_csv(viewer, qtbot, stack_path, tm
         assert match_layer not in combo.choices and viewer.layers["estimate"] in combo.choices
     assert widget.load_ground_truth(tmp_path / "missing.csv") is None
     assert any("missing.csv" in m for m in _messages(NotificationSeverity.ERROR))
+
+
+def test_a_saved_run_opened_again_is_scored_on_its_frames_against_the_ground_truth(viewer, qtbot, stack_path,
+                                                                                   tmp_path):
+    """In a later session, a run's CSV (frames 1-3, its protocol beside it) and the ground
+    truth, both opened as files: Matching took the run for both (and refused to match), the
+    run chosen by hand scored 4 % against all the ground truth's frames (63 % in its own
+    session), and both were drawn as magenta rings (a review)."""
+    from matplotlib.colors import to_rgba
+
+    from napari_deepcel0._napari.cel0_widget import Cel0Widget
+    from napari_deepcel0._napari.layers import DEEPCEL0_COLOR, FILE_COLOR
+    from napari_deepcel0.core.protocol import localization_protocol, protocol_path, write_protocol
+
+    gt = pd.read_pickle(stack_path.parent / "gt.pkl")[["frame", "x [nm]", "y [nm]"]]
+    assert gt["frame"].max() > 3
+    run = gt[gt["frame"] <= 3]
+    csv = write_thunderstorm_csv(tmp_path / "run.csv", run)
+    write_protocol(protocol_path(csv), localization_protocol("DeepCEL0", Acquisition(), {"threshold": 8.5},
+                                                             [1, 2, 3], (32, 32), len(run)))
+    locs = _open(viewer, str(csv))
+    truth = _open(viewer, str(write_thunderstorm_csv(tmp_path / "truth.csv", gt)))
+    np.testing.assert_allclose(locs.face_color[0], to_rgba(DEEPCEL0_COLOR))
+    np.testing.assert_allclose(truth.face_color[0], to_rgba(FILE_COLOR))
+    assert str(locs.symbol[0].value) == "disc" and str(truth.symbol[0].value) == "ring"
+    widget = _dock(viewer, MatchingWidget)
+    assert widget.ground_truth.value is truth and widget.estimate.value is locs
+    widget.tolerances.value = "50"
+    widget.run()
+    _wait(qtbot, widget.job)
+    assert widget.scores["Jaccard [%]"].tolist() == [100.0] and widget.scores["FN"].tolist() == [0]
+    sweep = _dock(viewer, Cel0Widget)
+    assert sweep.ground_truth.value is truth  # (the saved run is no ground truth to sweep lambda against)
 
 
 def test_matching_a_file_of_some_frames_warns_and_scores_the_chosen_frames(viewer, qtbot, stack_path):

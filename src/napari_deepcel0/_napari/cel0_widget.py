@@ -31,7 +31,7 @@ from ..core.protocol import frame_ranges_text, localization_protocol, network_pr
 from .controls import (DockPanel, LinePlot, float_box, ground_truth_combo, outlier_pixels_checkbox,
                        replaced_pixels_text, row, stack_combo, wrapping_label)
 from .jobs import JobControls, ProgressRelay, gpu_memory_hint
-from .layers import (CEL0_COLOR, DEEPCEL0_COLOR, PROTOCOL, GrowingPoints, RefreshPacer, is_localization_run,
+from .layers import (CEL0_COLOR, DEEPCEL0_COLOR, PROTOCOL, GrowingPoints, RefreshPacer, is_localization_result,
                      show_first_frame_unless_shown, stack_frame_count, table_from_layer)
 from .reader import frame_source
 from .settings import PersistentValues
@@ -94,8 +94,8 @@ class Cel0Widget(DockPanel):
         self.frames = LineEdit(label="frames (1-based)", value="1-2")
         self.device = ComboBox(choices=list(DEVICES), value="auto")
         self.batch_size = SpinBox(min=0, max=4096, value=0, tooltip="frames solved together (0: automatic)")
-        self.with_deepcel0 = CheckBox(text="also run DeepCEL0 (current model, automatic threshold) on these frames",
-                                      value=True)
+        self.with_deepcel0 = CheckBox(text="also run DeepCEL0 on these frames", value=True,
+                                      tooltip="with the current model and its automatic threshold")
         self.fix_outlier_pixels = outlier_pixels_checkbox()  # for the comparison and the sweep
         self.job = JobControls("CEL0-IRL1", "Run CEL0-IRL1")
         self.state.watch_job(self.job)  # (the acquisition edited during its run: said)
@@ -305,7 +305,7 @@ class Cel0Widget(DockPanel):
             if truth is None:
                 raise ValueError("choose a ground-truth Points layer (open its CSV with File > Open, or Load in "
                                  "the Matching widget)")
-            if is_localization_run(truth):  # lambda would be chosen to agree with another method's answers
+            if is_localization_result(truth):  # lambda would be chosen to agree with another method's answers
                 raise ValueError(f"{truth.name!r} holds the localizations of a run, not a ground truth: open the "
                                  "ground truth's CSV (File > Open, or Load in the Matching widget)")
             if self.lam_min.value > self.lam_max.value:

@@ -17,7 +17,7 @@ from qtpy.QtCore import QEvent, QObject, QSize, Qt
 from qtpy.QtWidgets import QMessageBox, QScrollArea, QSizePolicy
 
 from ..core.progress import counted
-from .layers import is_localization_run, is_output, is_read_from_file
+from .layers import is_localization_result, is_output, is_read_from_file
 from .state import state_for
 
 
@@ -233,12 +233,14 @@ def localizations_combo(viewer, label: str, prefer=None) -> LayerChooser:
 
 def ground_truth_combo(viewer, label: str) -> LayerChooser:
     """A drop-down of the Points layers that may be a ground truth: layers read from a
-    file first, then other Points layers; the localizations of this session's runs are
-    listed last and only ever chosen by the user (the lambda sweep scored CEL0 against
-    DeepCEL0's run, the first Points layer, and called it a Jaccard index: a review).
-    Empty until a layer that is not a run's is in the viewer."""
+    file first, then other Points layers; the localizations of runs (this session's, and
+    CSVs opened with their run's protocol) are listed last and only ever chosen by the user
+    (the lambda sweep scored CEL0 against DeepCEL0's run, the first Points layer, and
+    called it a Jaccard index; a saved run opened again was taken for both the ground
+    truth and the localizations: reviews). Empty until a layer that is not a run's is in
+    the viewer."""
     return layer_combo(viewer, napari.layers.Points, label, keep=_scorable,
-                       prefer=lambda layer: not is_localization_run(layer), only_preferred=True,
+                       prefer=lambda layer: not is_localization_result(layer), only_preferred=True,
                        order=lambda layer: not is_read_from_file(layer))
 
 

@@ -15,7 +15,7 @@ from ..core.progress import counted
 from ..core.protocol import write_localizations
 from .controls import DockPanel, OverwriteGuard, layer_combo, localizations_combo
 from .jobs import JobControls
-from .layers import (OUTPUT, filled_by_a_run, growing_run, is_localization_run, is_output, layer_scale_nm,
+from .layers import (OUTPUT, filled_by_a_run, growing_run, is_localization_result, is_output, layer_scale_nm,
                      non_square_pixels)
 from .settings import PersistentValues
 from .writer import write_points
@@ -58,7 +58,7 @@ class ExportWidget(DockPanel):
         super().__init__(labels=True)
         self.viewer = napari_viewer
         # not the Matching widget's TP/FP/FN layer: its FN are ground-truth positions (it was offered: a review)
-        self.points = localizations_combo(napari_viewer, "localizations", prefer=is_localization_run)
+        self.points = localizations_combo(napari_viewer, "localizations", prefer=is_localization_result)
         self.csv_path = FileEdit(label="CSV file", mode="w", filter="*.csv", value=Path.home() / "localizations.csv")
         self.csv_job = JobControls("CSV export", "Save localizations (CSV)", cancellable=False, show_progress=False)
         self.image = layer_combo(napari_viewer, napari.layers.Image, "image", prefer=is_output)  # renders first

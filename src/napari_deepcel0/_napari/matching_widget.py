@@ -23,7 +23,7 @@ from ..core.metrics import (DEFAULT_TOLERANCES_NM, extent_mismatch_message, iter
 from ..core.progress import counted
 from .controls import DockPanel, ground_truth_combo, localizations_combo, select_layer, wrapping_label
 from .jobs import JobControls
-from .layers import (OUTPUT, is_localization_run, localized_frames, points_from_table,
+from .layers import (OUTPUT, is_localization_result, localized_frames, points_from_table,
                      points_layer_kwargs, show_layer, table_from_layer)
 from .reader import localization_layer_data
 from .settings import PersistentValues
@@ -110,7 +110,7 @@ class MatchingWidget(DockPanel):
         self.state = state_for(napari_viewer)
         self.ground_truth = ground_truth_combo(napari_viewer, "ground truth")
         self.load_button = PushButton(text="Load ground-truth CSV ...")
-        self.estimate = localizations_combo(napari_viewer, "localizations", prefer=is_localization_run)
+        self.estimate = localizations_combo(napari_viewer, "localizations", prefer=is_localization_result)
         self.tolerances = LineEdit(label="tolerances (nm)", value=", ".join(f"{t:g}" for t in DEFAULT_TOLERANCES_NM))
         self.frames = LineEdit(label="frames (1-based)", value="all",
                                tooltip="score these frames only (e.g. those a saved CSV was localized on)")
@@ -173,7 +173,7 @@ class MatchingWidget(DockPanel):
             self.job.refuse(f"Matching: {exc}")
             return
         gt, est, note, hint = inputs.gt, inputs.est, inputs.note, inputs.hint
-        if is_localization_run(gt_layer):  # chosen by the user (two methods compared): said, not refused
+        if is_localization_result(gt_layer):  # chosen by the user (two methods compared): said, not refused
             hint += f"; the ground truth {gt_layer.name!r} is the localizations of a run, not a ground truth"
         self.job.start(_match_job, gt, est, tolerances, on_yield=lambda progress: self.job.report(*progress),
                        on_return=lambda value: self._show(value, gt, est, tolerances[0], est_layer.name, note, hint))

@@ -25,7 +25,7 @@ from ..core.columns import INTENSITY
 from ..core.localization_csv import LocalizationFileError, column_key, read_localizations
 from ..core.protocol import protocol_path, read_protocol
 from ..core.tiff_stack import FrameStack, StackError
-from .layers import (FILE_COLOR, OUTPUT, PROTOCOL, image_transform, points_from_table, points_layer_kwargs,
+from .layers import (CEL0_COLOR, DEEPCEL0_COLOR, FILE_COLOR, OUTPUT, PROTOCOL, image_transform, points_from_table, points_layer_kwargs,
                      stack_transform, track_localization_layers)
 from .state import saved_acquisition
 
@@ -112,6 +112,7 @@ def stack_layer_data(stack: FrameStack, name: str | None = None) -> tuple:
     if stack.output:
         kwargs["metadata"] = {OUTPUT: stack.output, "path": str(stack.path)}
         kwargs["colormap"] = "hot" if stack.output == "render" else "magma"
+        kwargs["blending"] = "additive"  # as a run shows it: opaque, it hid the stack and points under it (a review)
         # a render covers every frame (2-D); maps, even of one frame, sit on their frames
         single = len(stack) == 1 and stack.output == "render"
         kwargs.update(image_transform(pixel, None if single else stack.first_frame))
@@ -150,6 +151,10 @@ def get_stack_reader(path):
     return lambda _path: [stack_layer_data(s) for s in stacks]
 
 
+#: the colour of a run's localizations by the method its protocol names
+RUN_COLORS = {"DeepCEL0": DEEPCEL0_COLOR, "Deep-STORM": DEEPCEL0_COLOR, "CEL0-IRL1": CEL0_COLOR}
+
+
 def localization_layer_data(table, name: str, protocol: dict | None = None) -> tuple:
     """A Points layer-data tuple of a localization table (see :mod:`.layers`), carrying
     the ``protocol`` of the run that made it, if any (saved again, it goes along). The
@@ -161,7 +166,11 @@ def localization_layer_data(table, name: str, protocol: dict | None = None) -> t
     metadata = {"source": table.attrs.get("source")}
     if protocol is not None:
         metadata[PROTOCOL] = protocol
-    kwargs = points_layer_kwargs(name, features, face_color=FILE_COLOR, symbol="ring", metadata=metadata)
+    # a saved run reopens in its run's colour, as discs; other files (a ground truth) as magenta rings: both
+    # as rings, a run's CSV and its ground truth could not be told apart (a review)
+    colour = RUN_COLORS.get(protocol.get("method")) if isinstance(protocol, dict) else None
+    kwargs = (points_layer_kwargs(name, features, face_color=colour, metadata=metadata) if colour else
+              points_layer_kwargs(name, features, face_color=FILE_COLOR, symbol="ring", metadata=metadata))
     return (coords, kwargs, "points")
 
 

@@ -12,13 +12,14 @@ import pandas as pd
 from ..core import simulate as sim
 from ..core.acquisition import ISBI2013
 from .layers import stack_transform
-from .reader import localization_layer_data
+from .reader import contrast_limits, localization_layer_data
 
 
 def _stack_layer(frames: np.ndarray, name: str) -> tuple:
     data = np.clip(np.round(frames), 0, 65535).astype(np.uint16)
+    # the first frame's range, as the reader sets it (napari's default, the stack's, drew the tubulin dim: a review)
     kwargs = {"name": name, "colormap": "gray", "metadata": {"pixel_size_nm": ISBI2013.pixel_size_nm},
-              **stack_transform(ISBI2013.pixel_size_nm)}
+              "contrast_limits": contrast_limits(data[0]), **stack_transform(ISBI2013.pixel_size_nm)}
     return (data, kwargs, "image")
 
 
