@@ -35,6 +35,7 @@ from napari_deepcel0.core.acquisition import Acquisition
 from napari_deepcel0.core.io import FrameStack, read_localizations, write_thunderstorm_csv, write_tiff
 from napari_deepcel0.core.model_io import bundled_model_path, load_model
 from napari_deepcel0.core.predict import DeepLocalizer, NothingFoundWarning, localize
+from napari_deepcel0.core.progress import format_duration
 
 pytestmark = pytest.mark.qt
 
@@ -286,6 +287,11 @@ def test_estimate_from_stack(viewer, qtbot, tmp_path):
     assert 100.0 <= estimated.offset_adu <= 115.0
     assert widget.fwhm.value == pytest.approx(estimated.fwhm_nm)
     assert "autocorrelation of 8 frames" in widget.job.status.value
+    # which fields it set, from what (a user typing the camera's own values could not tell: a review)
+    default = Acquisition()
+    assert (f"; set PSF FWHM {default.fwhm_nm:g} -> {estimated.fwhm_nm:g}, camera offset {default.offset_adu:g} -> "
+            f"{estimated.offset_adu:g}, read noise {default.read_noise_adu:g} -> {estimated.read_noise_adu:g}") \
+        in widget.job.status.value
     # a layer drawn in um at the acquisition's size is at that size (its scale of 0.1 was taken for 0.1 nm)
     widget.layer.value = viewer.add_image(frames[:2], name="in um", scale=(1, 0.1, 0.1), units=("", "um", "um"))
     widget.estimate()
@@ -1910,6 +1916,27 @@ def test_export_does_not_ask_twice_after_the_file_dialog_asked(viewer, qtbot, st
 
 
 # ================================================================= training
+def test_a_training_on_the_cpu_says_roughly_how_long_it_takes_before_its_first_steps(viewer, qtbot, tmp_path):
+    """The bundled recipe, pressed on a CPU, sat at "simulating the training set ..." and 0 %
+    with no word of its 7 hours (a tooltip said it: a review)."""
+    from napari_deepcel0._napari import training_widget
+    from napari_deepcel0.core.training import cpu_hours_estimate
+
+    training = _dock(viewer, TrainingWidget)
+    training.recipe.value = next(iter(training_widget.RECIPES))  # (the default: the bundled model's)
+    training.device.value = "cpu"
+    training.output.value = tmp_path / "long.safetensors"
+    expected = f"about {format_duration(3600 * cpu_hours_estimate(training.config()))}"
+    training.run()
+    qtbot.waitUntil(lambda: "simulating" in training.job.status.value, timeout=RUN_TIMEOUT_MS)
+    assert f"; on the CPU: 1,120,000 patch steps, {expected} at the 46 patches/s" in training.job.status.value
+    assert any(m.startswith("Training on the CPU: 1,120,000 patch steps, about 6 h")
+               for m in _messages(NotificationSeverity.WARNING))
+    training.job.cancel()
+    _wait(qtbot, training.job)
+    assert not (tmp_path / "long.safetensors").exists()
+
+
 def test_training_saves_a_model_that_becomes_current(viewer, qtbot, tmp_path, monkeypatch):
     """Also: "~/..." typed is the home folder (it was refused: "folder ~ does not exist"), and a
     name without an extension gets ".safetensors" (it was refused, while Export adds its own)."""

@@ -127,11 +127,18 @@ class AcquisitionWidget(DockPanel):
     def _apply_estimate(self, est, name: str) -> None:
         """Apply the estimate (each valid value: :meth:`AcquisitionEstimate.applied_to`)
         and say what was estimated and, in a warning, what was not applied or is rough."""
-        self.state.acquisition, problems = est.applied_to(self.state.acquisition)
+        before = self.state.acquisition
+        self.state.acquisition, problems = est.applied_to(before)
         text = (f"Estimated from {name!r}: baseline {est.baseline_adu:.1f} ADU, background noise "
                 f"{est.noise_adu:.2f} ADU (offset and read noise include the background)")
         if math.isfinite(est.fwhm_nm):
             text += f", PSF FWHM {est.fwhm_nm:.1f} nm (autocorrelation of {counted(est.n_frames, 'frame')})"
+        changed = [f"{label} {getattr(before, field):g} -> {getattr(self.state.acquisition, field):g}"
+                   for label, field in (("PSF FWHM", "fwhm_nm"), ("camera offset", "offset_adu"),
+                                        ("read noise", "read_noise_adu"))
+                   if getattr(before, field) != getattr(self.state.acquisition, field)]
+        if changed:  # (which fields it set went unsaid: a user typing the camera's own values could not tell)
+            text += f"; set {', '.join(changed)}"
         if problems:
             text += "; " + "; ".join(problems)
         (show_warning if problems else show_info)(text)

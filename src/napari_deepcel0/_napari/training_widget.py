@@ -15,7 +15,9 @@ from ..core.cancel import Cancelled
 from ..core.devices import DEVICES, resolve_device
 from ..core.outputs import check_output_path
 from ..core.model_io import check_training_output, checkpoint_path, save_checkpoint, save_final
-from ..core.training import Progress, TrainingConfig, TrainingDivergedError, train
+from ..core.progress import format_duration
+from ..core.training import (CPU_PATCHES_PER_S, Progress, TrainingConfig, TrainingDivergedError, cpu_hours_estimate,
+                              patch_steps, train)
 from .controls import DockPanel, LinePlot, OverwriteGuard, float_box, wrapping_label
 from .jobs import JobControls, ProgressRelay, gpu_memory_hint
 from .settings import PersistentValues
@@ -121,6 +123,7 @@ class TrainingWidget(DockPanel):
         self._history: list[Progress] = []
         self._run_limit_min = 0.0  # the time limit of the run going on (minutes)
         self._run_acquisition = None  # the acquisition of the run going on
+        self._cpu_note = ""  # the time a run on the CPU takes, roughly (said while its training set is made)
         self._describe_acquisition(self.state.acquisition)
         self.state.acquisition_changed.connect(self._describe_acquisition)
         self.job.run_button.changed.connect(self.run)
@@ -185,6 +188,14 @@ class TrainingWidget(DockPanel):
         self.loss.value = ""
         self._run_limit_min = self.time_limit.value
         self._run_acquisition = self.state.acquisition
+        self._cpu_note = ""
+        if resolve_device(config.device).type == "cpu":  # no time left is known until the first steps are done
+            hours = cpu_hours_estimate(config)
+            estimate = (f"{patch_steps(config):,} patch steps, about {format_duration(3600 * hours)} at the "
+                        f"{CPU_PATCHES_PER_S:g} patches/s of 2 CPU cores (a GPU takes minutes)")
+            self._cpu_note = f"; on the CPU: {estimate}"
+            if hours >= 1.0:  # (a tooltip said so; pressed with the defaults, 0 % for the first minutes: a review)
+                show_warning(f"Training on the CPU: {estimate}; the time left shows after the first steps")
         self.job.start(_train_job, self.state.acquisition, config, path, self.relay.emit,
                        60.0 * self._run_limit_min or None, on_return=self._done, on_finish=self._run_ended,
                        on_closed=lambda: show_info(f"Training stopped when its widget was closed: the best model so "
@@ -192,7 +203,7 @@ class TrainingWidget(DockPanel):
 
     def _progress(self, p: Progress) -> None:
         if p.stage == "data":
-            self.job.report(0, 1, "Training: simulating the training set ...")
+            self.job.report(0, 1, f"Training: simulating the training set ...{self._cpu_note}")
             return
         if p.stage == "time_limit":  # (the limit the run started with: the box may have changed since)
             self.job.status.value = (f"Training: the time limit of {self._run_limit_min:g} min is reached: "

@@ -689,6 +689,26 @@ def _check(value: float, where: str, epoch: int):
         )
 
 
+#: training patches per second on a 2-core CPU in bf16 (docs/benchmarks.md "Speed",
+#: ``benchmarks/speed.py``; 24 in fp32): for the rough estimate a run on a CPU starts with
+CPU_PATCHES_PER_S = 46.0
+
+
+def patch_steps(config: TrainingConfig) -> int:
+    """The training patches a run of ``config`` steps through (its training share of the
+    patches, or ``max_steps_per_epoch`` batches, per epoch; validation not counted)."""
+    per_epoch = int(config.data.n_patches * (1.0 - config.val_fraction))
+    if config.max_steps_per_epoch:
+        per_epoch = min(per_epoch, config.max_steps_per_epoch * config.batch_size)
+    return per_epoch * config.epochs
+
+
+def cpu_hours_estimate(config: TrainingConfig) -> float:
+    """Hours a run of ``config`` takes at :data:`CPU_PATCHES_PER_S` (the simulation and the
+    validation on top): the bundled recipe's 1.1 million patch steps, about 7 hours."""
+    return patch_steps(config) / CPU_PATCHES_PER_S / 3600.0
+
+
 def train(
     acq: Acquisition,
     config: TrainingConfig = TrainingConfig(),
