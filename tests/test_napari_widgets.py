@@ -551,6 +551,10 @@ def test_localize_with_photon_counts_or_fitted_positions_matches_the_core(viewer
     # the status tells of fits that stopped at their box's edge, as the command line does
     edge = int((expected.get("at_box_edge", pd.Series(dtype=float)) == 1).sum())
     assert (f"{edge} of {len(expected)} position fits" in widget.job.status.value) == (edge > 0)
+    # the status line says it briefly, its tooltip in full (15 lines of notes read as a failure: a review)
+    if edge:
+        assert "usual in crowds" in widget.job.status.value and "docs/benchmarks.md" not in widget.job.status.value
+        assert "stopped at the edge of their box" in widget.job.status.tooltip
     assert (edge > 0) == (option == "fit_positions")
 
 

@@ -542,6 +542,7 @@ def test_molecules_without_an_uncertainty_are_counted_for_the_user():
     table = pd.DataFrame({"x [nm]": [1.0, 2.0, 3.0], "uncertainty [nm]": [5.0, np.nan, np.nan]})
     assert without_uncertainty_text(table).startswith("2 of 3 molecules have no uncertainty [nm] (NaN): fitted "
                                                       "with under 1 photon")
+    assert without_uncertainty_text(table, short=True) == "2 of 3 without an uncertainty (too faint, or unconstrained)"
     assert without_uncertainty_text(table.iloc[:1]) == ""
     assert without_uncertainty_text(table.drop(columns="uncertainty [nm]")) == ""  # no fit: nothing to say
 
@@ -553,6 +554,7 @@ def test_fits_at_the_edge_of_their_box_are_counted_for_the_user():
 
     table = pd.DataFrame({"x [nm]": [1.0, 2.0, 3.0, 4.0], AT_BOX_EDGE: [1.0, 0.0, np.nan, 1.0]})
     assert at_box_edge_text(table).startswith("2 of 4 position fits (50 %) stopped at the edge of their box")
+    assert at_box_edge_text(table, short=True) == "2 of 4 position fits (50 %) at their box's edge (usual in crowds)"
     assert at_box_edge_text(table.iloc[1:3]) == "" and at_box_edge_text(table.drop(columns=AT_BOX_EDGE)) == ""
 
 

@@ -278,6 +278,7 @@ class LocalizeWidget(DockPanel):
                                               stack=layer.metadata.get("path"))
         self._run.threshold = settings["threshold"]
         show_first_frame_unless_shown(self.viewer, selection)
+        self.job.status.tooltip = None  # (the last run's notes on its fits)
         self.job.start(_localize_job, self.model.value, acq, frame_source(layer.data), selection, threshold,
                        self.device.value, self.batch_size.value, self.orientations.value, self.show_maps.value,
                        self.photometry.value, self.fit_positions.value, self.fix_outlier_pixels.value, scaling,
@@ -301,6 +302,7 @@ class LocalizeWidget(DockPanel):
             else:
                 show_info(text)
             self.job.status.value = text
+            self.job.status.tooltip = self._run.fit_details()
 
     def _closed_while_running(self) -> None:
         """The widget was closed during the run, which cancelled it: the layers show what
@@ -367,7 +369,11 @@ class _Run:
             self.points.layer.metadata[PROTOCOL] = self.protocol(
                 self.points.frames_done(), self.frame_shape, self.points.count,
                 seconds=time.perf_counter() - self.started, frames_asked=self.selection, status=status)
-        return "; ".join([self.describe(), *fit_notes(self.points.table())])
+        return "; ".join([self.describe(), *fit_notes(self.points.table(), short=True)])
+
+    def fit_details(self) -> str | None:
+        """The full notes on the run's fits (the status line holds the short ones)."""
+        return "\n\n".join(fit_notes(self.points.table())) or None
 
     def describe(self) -> str:
         replaced = replaced_pixels_text(self.pixels_replaced, self.frames_dimmed)

@@ -101,42 +101,48 @@ TILE_PX = 64
 TILE_MARGIN_PX = 8
 
 
-def without_uncertainty_text(table) -> str:
+def without_uncertainty_text(table, short: bool = False) -> str:
     """What to tell of a table's molecules without an uncertainty (NaN ``uncertainty [nm]``:
     fitted with under :data:`MIN_PHOTONS_FOR_UNCERTAINTY` photon, or with a Fisher block
     worse conditioned than :data:`MAX_FISHER_CONDITION`), or "" when there are none or no
-    fit (for the command line's note and the Localize widget's status)."""
+    fit (for the command line's note and, ``short``, the Localize widget's status)."""
     if UNCERTAINTY not in getattr(table, "columns", ()):
         return ""
     n = int(table[UNCERTAINTY].isna().sum())
     if not n:
         return ""
+    if short:
+        return f"{n} of {len(table)} without an uncertainty (too faint, or unconstrained)"
     # (on ISBI 2013, 3.4 % of the localizations, two thirds of them within 50 nm of a molecule)
     return (f"{n} of {len(table)} molecules have no uncertainty [nm] (NaN): fitted with under "
             f"{MIN_PHOTONS_FOR_UNCERTAINTY:g} photon (noise taken for molecules, or in crowds neighbours that took the "
             "light), or placed where the frame does not constrain a position")
 
 
-def at_box_edge_text(table) -> str:
+def at_box_edge_text(table, short: bool = False) -> str:
     """What to tell of a table's fits that stopped at the edge of their box
     (:data:`AT_BOX_EDGE` 1), or "" when there are none or no fit (for the command line's
-    note and the Localize widget's status)."""
+    note and, ``short``, the Localize widget's status)."""
     if AT_BOX_EDGE not in getattr(table, "columns", ()):
         return ""
     n = int((table[AT_BOX_EDGE] == 1).sum())
     if not n:
         return ""
+    if short:
+        return (f"{n} of {len(table)} position fits ({100 * n / len(table):.0f} %) at their box's edge "
+                "(usual in crowds)")
     return (f"{n} of {len(table)} position fits ({100 * n / len(table):.0f} %) stopped at the edge of their box "
             f"({AT_BOX_EDGE} 1): their positions are worse than their uncertainty [nm] says (isolated molecules: "
             "about 1-6 % of fits; in crowds about half, where the column describes rather than filters; "
             "docs/benchmarks.md, Position fit)")
 
 
-def fit_notes(table) -> list[str]:
+def fit_notes(table, short: bool = False) -> list[str]:
     """What to tell the user of a table's fitted molecules (:func:`without_uncertainty_text`,
-    :func:`at_box_edge_text`; none without a fit): the command line's notes, the Localize
-    widget's status."""
-    return [note for note in (without_uncertainty_text(table), at_box_edge_text(table)) if note]
+    :func:`at_box_edge_text`; none without a fit): the command line's notes; ``short``, the
+    Localize widget's status, whose tooltip holds the full notes (15 lines of them read as a
+    failure: a first-time user's review)."""
+    return [note for note in (without_uncertainty_text(table, short), at_box_edge_text(table, short)) if note]
 
 
 def _window_half_px(acq: Acquisition) -> int:
