@@ -777,8 +777,10 @@ def test_localize_reports_bad_inputs(viewer, tmp_path, stack_path):
     _open(viewer, stack_path)
     widget = _dock(viewer, LocalizeWidget)
     # one line for the model; its (long) training notes go to the tooltip
-    assert widget.model_info.value.startswith("bundled: deepcel0") and "\n" not in widget.model_info.value
-    assert "200,000 patches" in widget.model_info.tooltip and "200,000" not in widget.model_info.value
+    # in words: what the model is for; how it was trained (and its notes) in the tooltip
+    assert widget.model_info.value == ("bundled DeepCEL0 model for pixel 100 nm, PSF FWHM 258.21 nm (sigma 109.7 nm), "
+                                       "L = 4 (25 nm fine pixels)")
+    assert "200,000 patches" in widget.model_info.tooltip and "relu head" in widget.model_info.tooltip
     state_for(viewer).acquisition = Acquisition(upsampling=8)  # another L alone: a note, not a warning (a review)
     assert "\nnote: upsampling L: model 4, data settings 8" in widget.model_info.value
     assert "WARNING" not in widget.model_info.value and not widget.model_info.native.styleSheet()
@@ -1824,7 +1826,7 @@ def test_the_current_model_persists_for_every_widget(viewer, make_napari_viewer,
     later = make_napari_viewer()  # the next session: nothing but the stored settings
     assert state_for(later).model_path == custom
     again = LocalizeWidget(later)
-    assert again.model.value == custom and again.model_info.value.startswith("deepcel0")
+    assert again.model.value == custom and again.model_info.value.startswith("DeepCEL0 model for")
     again.reset()
     assert state_for(later).model_path is None and again.model.value is None
     assert PluginState().model_path is None
@@ -1976,13 +1978,13 @@ def test_training_saves_a_model_that_becomes_current(viewer, qtbot, tmp_path, mo
     assert longest_gap < 1.5
     # trained again into the same file, the current model's path: Localize showed the old model's details and
     # threshold, and sized its maps by the old L (review)
-    assert "on 64 patches" in localize_widget.model_info.value
+    assert "on 64 patches" in localize_widget.model_info.tooltip
     monkeypatch.setattr(controls, "ask_to_replace", lambda parent, path: True)
     training.patches.value = 48
     training.run()
     _wait(qtbot, training.job)
     assert load_model(path).info.training["data"]["n_patches"] == 48
-    assert "on 48 patches" in localize_widget.model_info.value
+    assert "on 48 patches" in localize_widget.model_info.tooltip
 
 
 def test_training_stops_at_its_time_limit_and_keeps_the_best_model(viewer, qtbot, tmp_path):

@@ -19,7 +19,7 @@ from ..core.defaults import FRAME_RANGE_FLOOR
 from ..core.predict import (SCALING_TILE_PX, BatchResult, DeepLocalizer, acquisition_mismatch,
                             localize_stream, localizer_scaling, psf_differs, scaling_settings)
 from ..core.progress import counted, rate_text
-from ..core.protocol import network_protocol
+from ..core.protocol import method_name, network_protocol
 from ..core.render import Renderer, check_render_blur, display_max, render_shape
 from .controls import (DockPanel, outlier_pixels_checkbox, replaced_pixels_text, row, stack_combo, status_style,
                        wrapping_label)
@@ -203,9 +203,10 @@ class LocalizeWidget(DockPanel):
             self.model_info.native.setStyleSheet(status_style(self.viewer, "error"))
             return
         self._info = info
-        # the training notes can be long: they go to the tooltip
-        text = ("bundled: " if path is None else "") + info.summary(with_notes=False)
-        self.model_info.tooltip = info.notes or None
+        # what it is for on the line, in words; how it was trained and its notes (long) in the tooltip (the line
+        # read "deepcel0 (relu head, cel0 loss, lambda 100); ... best val loss 1.918": a first-time user's review)
+        text = f"{'bundled ' if path is None else ''}{method_name(info)} model for {info.acquisition.describe()}"
+        self.model_info.tooltip = info.summary()
         mismatch = acquisition_mismatch(info.acquisition, self.state.acquisition)
         psf = psf_differs(mismatch)  # (another L alone changes nothing: a note)
         if mismatch:
