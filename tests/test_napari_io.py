@@ -462,7 +462,8 @@ def test_sample_data_has_frames_and_ground_truth(sample, n_frames, shape):
 
 
 def test_paper_scenes_are_the_close_pairs():
-    [_, (coords, _, _)] = paper_test_scenes()
+    [_, (coords, kwargs, _)] = paper_test_scenes()
+    assert kwargs["size"] < 25.0  # markers smaller than the closest pair's spacing (60 nm drew one blob: a review)
     by_frame = [coords[coords[:, 0] == f, 1:] for f in range(3)]
     assert [len(p) for p in by_frame] == [2, 2, 4]
     assert np.linalg.norm(by_frame[0][0] - by_frame[0][1]) == pytest.approx(25.0)

@@ -2948,6 +2948,7 @@ def test_cel0_runs_beside_deepcel0_and_sweeps_lambda(viewer, qtbot, stack_path):
     assert longest_gap < 1.5
 
     widget.ground_truth.value = gt_layer
+    assert widget.plot.axes.get_ylim() == (0.0, 100.0)  # Jaccard in %: not matplotlib's 0-1 (a review)
     # the default range holds the default lambda within (the paper's started at it: a sweep on ISBI 2013 ended
     # at that edge and warned that the optimum may lie beyond: a review)
     assert widget.lam_min.value < cel0_core.DEFAULT_LAM < widget.lam_max.value
@@ -2974,6 +2975,9 @@ def test_cel0_runs_beside_deepcel0_and_sweeps_lambda(viewer, qtbot, stack_path):
     assert "lambda tried: the optimum may lie beyond it" in widget.best.value
     assert f"Lambda sweep: best {widget.best.value}" in _messages(NotificationSeverity.WARNING)
     assert len(widget.plot.axes.lines) == 2  # the curve and the best point
+    low, high = widget.plot.axes.get_ylim()  # scaled to the curve again
+    curve = widget.plot.axes.lines[0].get_ydata()
+    assert low <= min(curve) and max(curve) <= high and (low, high) != (0.0, 100.0)
     widget.use_best()
     assert widget.lam.value == pytest.approx(float(widget.best.value.split()[1].rstrip(":")), rel=1e-3)
 

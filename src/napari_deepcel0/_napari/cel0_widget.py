@@ -115,7 +115,7 @@ class Cel0Widget(DockPanel):
         self.tolerance = FloatSpinBox(label="sweep: tolerance (nm)", min=1.0, max=10_000.0, value=SWEEP_TOL_NM)
         self.sweep_job = JobControls("Lambda sweep", "Sweep lambda")
         self.state.watch_job(self.sweep_job)  # (the acquisition edited during its run: said)
-        self.plot = LinePlot("lambda", "Jaccard [%]", log_x=True, height_px=170)
+        self.plot = LinePlot("lambda", "Jaccard [%]", log_x=True, height_px=170, empty_y=(0.0, 100.0))
         self.plot.follow_theme(napari_viewer)
         self.best = wrapping_label(label="best")
         self.use_best_button = PushButton(text="Use the best lambda", enabled=False)

@@ -318,10 +318,12 @@ class LinePlot(Container):
         Logarithmic x axis.
     integer_x
         Ticks on whole numbers of x only (epochs: 1.2, 1.4 ... read as fractions of one).
+    empty_y
+        The y range shown before any curve (a percentage's 0-100, not matplotlib's 0-1).
     """
 
     def __init__(self, xlabel: str, ylabel: str, height_px: int = 200, log_x: bool = False,
-                 integer_x: bool = False):
+                 integer_x: bool = False, empty_y: tuple[float, float] | None = None):
         super().__init__(labels=False)
         self.figure = Figure(figsize=(4, 2.2), dpi=90, layout="constrained")
         self.axes = self.figure.add_subplot()
@@ -329,6 +331,7 @@ class LinePlot(Container):
         self.canvas.setMinimumHeight(height_px)
         self.native.layout().addWidget(self.canvas)
         self.xlabel, self.ylabel, self.log_x, self.integer_x = xlabel, ylabel, log_x, integer_x
+        self.empty_y = empty_y
         self.background, self.text_colour = "white", "black"  # matplotlib's; follow_theme changes them
         self.clear()
 
@@ -373,12 +376,15 @@ class LinePlot(Container):
         if self.integer_x:
             self.axes.xaxis.set_major_locator(MaxNLocator(integer=True))
         self.axes.grid(alpha=0.3, color=self.text_colour)
+        if self.empty_y is not None:  # (a Jaccard [%] axis of 0-1 before the first curve: a review)
+            self.axes.set_ylim(*self.empty_y)
         self._style()
         self.canvas.draw_idle()
 
     def plot(self, curves: dict[str, tuple], marker: tuple[float, float] | None = None) -> None:
         """Draw ``{name: (x, y)}`` curves, and an optional highlighted point."""
         self.clear()
+        self.axes.set_autoscaley_on(True)  # (the empty plot's range is no curve's)
         for name, (x, y) in curves.items():
             self.axes.plot(x, y, ".-", label=name)
         if marker is not None:

@@ -15,6 +15,10 @@ from .layers import stack_transform
 from .reader import contrast_limits, localization_layer_data
 
 
+#: the size of the close pairs' ground-truth markers (nm), under their smallest spacing (25 nm)
+CLOSE_PAIR_MARKER_NM = 10.0
+
+
 def _stack_layer(frames: np.ndarray, name: str) -> tuple:
     data = np.clip(np.round(frames), 0, 65535).astype(np.uint16)
     # the first frame's range, as the reader sets it (napari's default, the stack's, drew the tubulin dim: a review)
@@ -43,5 +47,6 @@ def paper_test_scenes() -> list[tuple]:
     emitters = pd.concat(scenes, ignore_index=True)
     frames = sim.render_frames(emitters, ISBI2013, (128, 128), len(scenes),
                                sim.CameraNoise(background_photons=(10.0, 10.0), quantize=True), seed=0)
-    return [_stack_layer(frames, "paper tests 1a-3a"),
-            localization_layer_data(emitters, "paper tests 1a-3a ground truth")]
+    coords, kwargs, kind = localization_layer_data(emitters, "paper tests 1a-3a ground truth")
+    # markers of 10 nm: those of other layers (60 nm) drew the pair 25 nm apart as one blob (a review)
+    return [_stack_layer(frames, "paper tests 1a-3a"), (coords, {**kwargs, "size": CLOSE_PAIR_MARKER_NM}, kind)]
