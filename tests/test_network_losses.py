@@ -224,3 +224,26 @@ def test_the_linear_head_of_deep_storm_gives_negative_values_too():
         out, clipped = linear(x), relu(x)
     assert out.min() < 0
     assert torch.equal(clipped, out.clamp_min(0))
+
+
+@pytest.mark.parametrize("precision", ["fp32", "bf16"])
+def test_the_fast_cpu_inference_path_gives_the_same_maps(precision):
+    """On a CPU without gradients the encoder pools before its ReLU (max commutes with it)
+    and without max_pool2d's indices: a quarter of the ReLU work and no index writes, the
+    same maps to the bit (a speed review); training keeps max_pool2d."""
+    from napari_deepcel0.core.devices import autocast
+
+    torch.manual_seed(0)
+    net = LocalizationNet("relu").eval()
+    for module in net.modules():  # BatchNorms with statistics of their own, as trained ones
+        if isinstance(module, torch.nn.BatchNorm2d):
+            module.running_mean.uniform_(-0.5, 0.5)
+            module.running_var.uniform_(0.5, 2.0)
+    x = torch.randn(3, 1, 64, 96).contiguous(memory_format=torch.channels_last)
+    for model in (net, net.fused()):
+        with autocast(torch.device("cpu"), precision):
+            with torch.no_grad():
+                fast = model(x, linear=True)
+            with torch.enable_grad():  # the path of training
+                usual = model(x, linear=True).detach()
+        assert torch.equal(fast, usual)

@@ -500,6 +500,27 @@ def test_frames_of_noise_alone_are_not_stretched_into_molecules():
             DeepLocalizer(device="cpu", range_floor=bad)
 
 
+def test_the_network_sees_a_few_frames_at_a_time_on_a_cpu_with_the_same_maps(monkeypatch):
+    """A batch of 16 frames went through the network in one pass, whose activations
+    streamed from memory; passes of 2 keep them in the caches (44 -> 33 ms a frame on a
+    2-core CPU: a speed review) and give the same maps, to the bit."""
+    localizer = DeepLocalizer(device="cpu")
+    frames = torch.rand(5, 64, 64)  # passes of 2, 2 and 1
+    calls = []
+    network = localizer.network
+
+    def counting(x, **kwargs):
+        calls.append(len(x))
+        return network(x, **kwargs)
+
+    monkeypatch.setattr(localizer, "network", counting)
+    in_passes = localizer.network_outputs(frames)
+    assert calls == [2, 2, 1]
+    monkeypatch.setattr(predict, "CPU_PASS_FINE_PIXELS", 10**9)
+    calls.clear()
+    assert torch.equal(localizer.network_outputs(frames), in_passes) and calls == [5]
+
+
 def test_frames_up_to_the_scaling_region_are_scaled_as_a_whole():
     """ISBI 2013, the paper's tests and the training frames are 64 x 64: their scaling must not change."""
     from napari_deepcel0.core.training_data import minmax_scale
