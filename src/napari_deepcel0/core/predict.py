@@ -221,7 +221,7 @@ def localizer_scaling(settings: dict) -> dict:
 #: from memory, and the elementwise layers (BatchNorm, ReLU, pooling, upsampling) stop
 #: waiting on it. The maps are the same (each frame's own computation, in the same
 #: order); on a 2-core EPYC (32 MB L3), with the encoder's pooling before its ReLU, end to
-#: end 20.1 -> 29.3 frames/s (docs/benchmarks.md, Speed; benchmarks/results/speed_cpu_passes.json)
+#: end 20.1 -> 29.3 frames/s (docs/benchmarks.md, Speed; benchmarks/results/cpu_network_passes.json)
 CPU_PASS_FINE_PIXELS = 2 * 256 * 256
 
 
