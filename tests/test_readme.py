@@ -48,3 +48,18 @@ def test_the_readme_python_example_runs_and_uses_the_files_pixel_size(tmp_path, 
     table = read_localizations(tmp_path / "locs.csv")
     assert len(table) > 0 and table["x [nm]"].max() > 32 * 100  # beyond a 100 nm frame: 160 nm pixels
     assert np.all(table["x [nm]"] < 32 * 160)
+
+
+@checkout_only
+def test_the_results_page_is_the_one_its_json_files_give(tmp_path):
+    """docs/results.md is generated from benchmarks/results/*.json: a JSON added or changed
+    without regenerating it left the page stale, and a JSON of another shape named like a
+    speed run (speed_*.json) broke the generator without any test noticing."""
+    import subprocess
+    import sys
+
+    out = tmp_path / "results.md"
+    subprocess.run([sys.executable, str(REPO / "benchmarks" / "make_results_page.py"), "--out", str(out)],
+                   check=True, capture_output=True, cwd=REPO)
+    assert out.read_text() == (REPO / "docs" / "results.md").read_text(), \
+        "docs/results.md is stale: run python benchmarks/make_results_page.py"
