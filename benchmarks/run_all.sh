@@ -39,6 +39,7 @@ $PY benchmarks/bench_cel0.py
 $PY benchmarks/cel0_step_size.py
 $PY benchmarks/cel0_faint.py
 $PY benchmarks/large_tables.py
+$PY benchmarks/peak_extraction.py
 $PY benchmarks/close_pairs.py "${ds[@]}"
 # the model trained for the Table 1 protocol (its training commands are in docs/benchmarks.md)
 PROTOCOL=${PROTOCOL:-runs/deepcel0_protocol_cpu.safetensors}

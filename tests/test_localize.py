@@ -114,3 +114,32 @@ def test_diagonal_neighbours_are_one_component():
     m[0, 2, 2], m[0, 3, 3] = 1.0, 1.0
     c = find_components(m, 0.5)
     assert len(c["row"]) == 1 and c["row"][0] == pytest.approx(2.5) and c["col"][0] == pytest.approx(2.5)
+
+
+def test_maxima_and_window_sums_of_candidate_pixels_are_those_of_whole_maps():
+    """find_peaks compares only the pixels above the threshold with their neighbours and
+    sums their 3 x 3 windows there (2.7 -> 0.2 ms a frame: a speed review): the same
+    maxima in the same order, and the sums of the 3 x 3 convolution of the whole maps."""
+    import torch.nn.functional as F
+
+    from napari_deepcel0.core import localize as loc
+
+    rng = np.random.default_rng(3)
+    maps = rng.random((4, 40, 48)).astype(np.float32)
+    maps[0, 10:13, 10:13] = 0.9  # a plateau
+    maps[1, 0, :] = 0.95  # maxima on the edge
+    maps[2, 5, 5], maps[2, 20, 20], maps[3, 7, 7] = np.nan, np.inf, -np.inf
+    maps[3] = np.round(maps[3] * 4) / 4  # many ties
+    t = torch.from_numpy(maps)
+    for threshold in (0.0, 0.5, 0.9):
+        expected = torch.nonzero(loc.local_maxima(t, threshold), as_tuple=True)
+        got = loc._maxima_indices(t, threshold)
+        assert all(torch.equal(a, b) for a, b in zip(got, expected))
+    b, r, c = torch.nonzero(torch.isfinite(t), as_tuple=True)
+    finite = torch.nan_to_num(t, posinf=0.0, neginf=0.0)
+    kernels = torch.ones((3, 1, 3, 3))
+    kernels[1] *= torch.tensor([-1.0, 0.0, 1.0])[:, None]
+    kernels[2] *= torch.tensor([-1.0, 0.0, 1.0])[None, :]
+    sums = F.conv2d(finite.clamp_min(0)[:, None], kernels, padding=1)
+    for k, got in enumerate(loc._window_sums(finite, b, r, c, 3)):
+        np.testing.assert_allclose(got.numpy(), sums[b, k, r, c].numpy(), rtol=1e-6, atol=1e-6)
