@@ -272,11 +272,12 @@ def settings_edited(path: str | os.PathLike) -> bool:
     differs; :class:`EditedMetadataWarning`), for panels that say so for as long as the
     file is chosen. A file that cannot be read is :func:`read_model_info`'s to report."""
     try:
-        with safe_open(str(path), framework="pt") as f:
-            meta = f.metadata() or {}
-        checksum, actual = _settings_checksums(meta, loads_finite(meta[METADATA_KEY]))
-    except Exception:
+        meta, d = _read_metadata(Path(path))
+    except ModelFileError:
         return False
+    if not isinstance(d, dict):  # (no model description: read_model_info says so)
+        return False
+    checksum, actual = _settings_checksums(meta, d)
     return checksum != actual
 
 
@@ -287,6 +288,23 @@ _EDITS_WARNED: set[tuple[str, str, str]] = set()
 def read_model_info(path: str | os.PathLike) -> ModelInfo:
     """Read and validate a model file's metadata without loading the weights."""
     path = Path(path)
+    meta, d = _read_metadata(path)
+    info = _info_from_dict(path, d)
+    checksum, actual = _settings_checksums(meta, d)
+    edit = (str(path.resolve()), checksum, actual)
+    if checksum != actual and edit not in _EDITS_WARNED:
+        # once per file and edit: a CEL0 comparison read its model three times, a fine-tune twice (a review)
+        _EDITS_WARNED.add(edit)
+        warnings.warn(f"{path}: the model's settings were edited after it was written (their checksum differs): the "
+                      "network may now be used with an acquisition, normalisation or target scale it was not "
+                      "trained for; use the file as its training wrote it, or train again", EditedMetadataWarning,
+                      stacklevel=2)
+    return info
+
+
+def _read_metadata(path: Path) -> tuple[dict, dict]:
+    """A model file's safetensors metadata and its napari-deepcel0 JSON, parsed (not yet
+    validated: :func:`_info_from_dict`); a :class:`ModelFileError` says what is wrong."""
     if path.is_dir():
         _fail(path, "is a folder, not a model file")
     if not path.exists():
@@ -307,17 +325,7 @@ def read_model_info(path: str | os.PathLike) -> ModelInfo:
         _fail(path, f"metadata holds {exc} (models are written without NaN or infinite numbers)")
     except (ValueError, RecursionError) as exc:  # JSONDecodeError, a 5000-digit integer; absurdly nested JSON
         _fail(path, f"corrupt metadata ({type(exc).__name__}: {exc})")
-    info = _info_from_dict(path, d)
-    checksum, actual = _settings_checksums(meta, d)
-    edit = (str(path.resolve()), checksum, actual)
-    if checksum != actual and edit not in _EDITS_WARNED:
-        # once per file and edit: a CEL0 comparison read its model three times, a fine-tune twice (a review)
-        _EDITS_WARNED.add(edit)
-        warnings.warn(f"{path}: the model's settings were edited after it was written (their checksum differs): the "
-                      "network may now be used with an acquisition, normalisation or target scale it was not "
-                      "trained for; use the file as its training wrote it, or train again", EditedMetadataWarning,
-                      stacklevel=2)
-    return info
+    return meta, d
 
 
 def _info_from_dict(path, d: dict) -> ModelInfo:
