@@ -123,7 +123,6 @@ def cmd_cel0(args) -> int:
 def _localize(args, stack, acq) -> int:
     from .cli import StreamProgress, _run_stream, _write_outputs, data_text, note_if_nothing_found, run_protocol
     from .core.cel0 import Cel0Localizer
-    from .core.protocol import frame_ranges_text
 
     progress = StreamProgress(args, stack, "cel0")
 
@@ -163,7 +162,7 @@ def _localize(args, stack, acq) -> int:
                 "background": model.background, "threshold": threshold, "threshold_is_default": args.threshold is None,
                 "read_out": args.method,
                 "device": str(model.device), "batch_size": model.batch_size, "frames_converged": int(n_conv),
-                "frames_background_only": frame_ranges_text(model.background_only_numbers), "localizations_faint": model.faint_count}
+                **model.protocol_counts()}
     _write_outputs(args, table, stack, acq, run_protocol(args, stack, acq, table, "CEL0-IRL1", settings, seconds))
     return 0
 

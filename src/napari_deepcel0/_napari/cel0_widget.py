@@ -27,7 +27,7 @@ from ..core.frames import parse_frame_selection
 from ..core.metrics import outside_field_message
 from ..core.predict import DeepLocalizer, localize_stream, localizer_scaling, scaling_settings
 from ..core.progress import counted
-from ..core.protocol import frame_ranges_text, localization_protocol, network_protocol
+from ..core.protocol import localization_protocol, network_protocol
 from .controls import (DockPanel, LinePlot, float_box, ground_truth_combo, outlier_pixels_checkbox,
                        replaced_pixels_text, row, stack_combo, wrapping_label)
 from .jobs import JobControls, ProgressRelay, gpu_memory_hint
@@ -50,8 +50,8 @@ def _compare_job(acq, source, frames, solver: dict, device: str, model_path, wit
                  fix_outlier_pixels: bool, scaling: dict, cancel=None):
     """Yield ``(method, BatchResult, checks)``: CEL0-IRL1 on the frames, then DeepCEL0, its
     frames scaled as ``scaling`` says (:func:`scaling_settings`, as the run's protocol
-    records it). CEL0's ``checks`` are its protocol's counts so far, as ``deepcel0 cel0``
-    records them (frames that showed only noise, faint localizations); DeepCEL0's are empty."""
+    records it). CEL0's ``checks`` are its protocol's counts so far
+    (:meth:`~.cel0.Cel0Localizer.protocol_counts`); DeepCEL0's are empty."""
     with gpu_memory_hint():
         cel0 = Cel0Localizer(acq, device=device, progress=progress, cancel=cancel, **solver)
         # loaded now, as Run hashed it for the protocol: loaded after the CEL0 part (minutes), a file
@@ -61,8 +61,7 @@ def _compare_job(acq, source, frames, solver: dict, device: str, model_path, wit
         try:
             for result in localize_stream(cel0, source, frames=frames, cancel=cancel,
                                           fix_outlier_pixels=fix_outlier_pixels):
-                yield CEL0, result, {"frames_background_only": frame_ranges_text(cel0.background_only_numbers),
-                                     "localizations_faint": cel0.faint_count}
+                yield CEL0, result, cel0.protocol_counts()
         except Cel0Cancelled:
             return
         if deep is not None and not cancel.is_set():
@@ -180,7 +179,7 @@ class Cel0Widget(DockPanel):
         self._pixel_nm = acq.pixel_size_nm
         self._pacer = RefreshPacer()
         self._done_frames = {method: 0 for method in self._methods}
-        self._checks = {CEL0: {"frames_background_only": "", "localizations_faint": 0}}
+        self._cel0_checks = {}  # (set with CEL0's first batch, which makes its layer and so its protocol)
         self._seconds = {method: 0.0 for method in self._methods}
         self._pixels_replaced = 0  # in CEL0's frames (DeepCEL0 localizes the same frames)
         self._frames_dimmed = 0
@@ -204,7 +203,7 @@ class Cel0Widget(DockPanel):
                 "tol": CEL0_TOL, "background": solver["background"], "threshold": CEL0_THRESHOLD,
                 "threshold_is_default": True, "read_out": "peaks", **common}
         def cel0_protocol(*args, **kwargs):  # with the counts the run made (_batch)
-            return localization_protocol("CEL0-IRL1", acq, {**cel0, **self._checks[CEL0]}, *args, stack=stack,
+            return localization_protocol("CEL0-IRL1", acq, {**cel0, **self._cel0_checks}, *args, stack=stack,
                                          **kwargs)
 
         makers = {CEL0: cel0_protocol}
@@ -237,7 +236,7 @@ class Cel0Widget(DockPanel):
         self._done_frames[method] = result.done
         self._seconds[method] = result.elapsed_s
         if method == CEL0:
-            self._checks[CEL0] = checks
+            self._cel0_checks = checks
             self._pixels_replaced = result.pixels_replaced
             self._frames_dimmed = result.frames_dimmed
         self.job.report(sum(self._done_frames.values()), self._total,

@@ -25,8 +25,8 @@ from ..core.columns import INTENSITY
 from ..core.localization_csv import LocalizationFileError, column_key, read_localizations
 from ..core.protocol import protocol_path, read_protocol
 from ..core.tiff_stack import FrameStack, StackError
-from .layers import (CEL0_COLOR, DEEPCEL0_COLOR, FILE_COLOR, OUTPUT, PROTOCOL, image_transform, points_from_table, points_layer_kwargs,
-                     stack_transform, track_localization_layers)
+from .layers import (CEL0_COLOR, DEEPCEL0_COLOR, FILE_COLOR, OUTPUT, PROTOCOL, image_transform, points_from_table,
+                     points_layer_kwargs, stack_transform, track_localization_layers)
 from .state import saved_acquisition
 
 

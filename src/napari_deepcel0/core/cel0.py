@@ -787,6 +787,12 @@ class Cel0Localizer:
         """:data:`DEFAULT_THRESHOLD`: every positive map value, as in the reference."""
         return DEFAULT_THRESHOLD
 
+    def protocol_counts(self) -> dict:
+        """What a run's protocol records of its checks so far (``deepcel0 cel0``'s and the
+        CEL0 widget's): the frames that showed only noise and the faint localizations."""
+        return {"frames_background_only": frame_ranges_text(self.background_only_numbers),
+                "localizations_faint": self.faint_count}
+
     def check_localizations(self, frames: np.ndarray, table: pd.DataFrame, numbers) -> None:
         """Count the faint localizations of a batch (``frames`` in ADU, their 1-based
         ``numbers``; ``table`` read from their maps; called by
