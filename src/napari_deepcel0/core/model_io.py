@@ -199,7 +199,7 @@ def training_result_info(result, notes: str = "") -> ModelInfo:
     if result.base_info is not None:
         base = result.base_info
         training["base_model"] = {"training": base.training, "history": base.history, "created": base.created}
-        if result.config.init_from and settings_edited(result.config.init_from):  # (its new checksum hid it)
+        if result.base_settings_edited:  # (its new checksum hid it)
             training["base_model"]["settings_edited"] = True
     return ModelInfo(
         head=result.config.head,

@@ -30,7 +30,7 @@ from .cancel import Cancelled, is_cancelled
 from .devices import autocast, resolve_device, resolve_precision
 from .losses import LocalizationLoss
 from .memory import check_fits_in_memory
-from .model_io import THRESHOLD_FRACTION, first_nonfinite, load_model
+from .model_io import THRESHOLD_FRACTION, first_nonfinite, load_model, settings_edited
 from .network import LocalizationNet, upsample_nearest
 from .optics import phase_column_norms
 from .progress import time_left_text
@@ -304,6 +304,7 @@ class TrainingResult:
     seconds: float
     base_info: object = None  # ModelInfo of the model fine-tuned from, if any
     stopped_at_time_limit: bool = False
+    base_settings_edited: bool = False  # the base file's settings were edited (model_io.settings_edited)
 
 
 #: the training loss's lambda at L = 4, the paper's (:func:`default_training_lam`)
@@ -446,10 +447,11 @@ class _TrainingRun:
         self.val_idx, self.train_idx = validation_split(training_set, config.val_fraction, self.rng)
 
         self.model = LocalizationNet(config.head)
-        self.base_info = None
+        self.base_info, self.base_settings_edited = None, False
         if base is not None:
             self.model.load_state_dict(base.network.state_dict())
             self.base_info = base.info
+            self.base_settings_edited = settings_edited(config.init_from)  # as loaded (its file may change)
         self.model = self.model.to(self.device).to(memory_format=torch.channels_last)
         self.criterion = loss_for(config, acq).to(self.device)
         self.opt = torch.optim.Adam(self.model.parameters(), lr=config.lr)
@@ -528,6 +530,7 @@ class _TrainingRun:
             seconds=time.perf_counter() - self.t0_s,
             base_info=self.base_info,
             stopped_at_time_limit=self.stopped_at_time_limit,
+            base_settings_edited=self.base_settings_edited,
         )
 
     def read_losses(self, pending: list, sums: np.ndarray, epoch: int) -> np.ndarray:
