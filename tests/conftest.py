@@ -54,3 +54,22 @@ def tiny_model_path(tmp_path_factory) -> Path:
     )
     result = train(Acquisition(), config)
     return save_training_result(tmp_path_factory.mktemp("model") / "tiny.safetensors", result)
+
+
+def write_edited_model(source, out, edit, indent=None):
+    """A copy at ``out`` of the model file ``source`` whose metadata JSON ``edit(d)``
+    changed in place, the checksums kept as the file was written (a hand edit); ``indent``
+    spaces the JSON otherwise. Returns ``out``."""
+    import json
+
+    from safetensors import safe_open
+    from safetensors.torch import save_file
+
+    from napari_deepcel0.core.model_io import METADATA_KEY
+
+    with safe_open(str(source), framework="pt") as f:
+        meta, tensors = dict(f.metadata()), {k: f.get_tensor(k) for k in f.keys()}
+    d = json.loads(meta[METADATA_KEY])
+    edit(d)
+    save_file(tensors, str(out), metadata={**meta, METADATA_KEY: json.dumps(d, indent=indent)})
+    return out

@@ -214,14 +214,13 @@ def test_edited_settings_warn_when_the_model_is_read(edit, warned, tiny_model_pa
 
     from safetensors import safe_open
 
+    from conftest import write_edited_model
+
     with safe_open(str(tiny_model_path), framework="pt") as f:
-        meta = dict(f.metadata())
-        tensors = {k: f.get_tensor(k) for k in f.keys()}
-    assert set(meta) == {model_io.METADATA_KEY, model_io.WEIGHTS_SHA256_KEY, model_io.METADATA_SHA256_KEY}
-    d = json.loads(meta[model_io.METADATA_KEY])
-    edit(d)
-    out = tmp_path / "edited.safetensors"
-    save_file(tensors, str(out), metadata={**meta, model_io.METADATA_KEY: json.dumps(d, indent=1)})
+        assert set(f.metadata()) == {model_io.METADATA_KEY, model_io.WEIGHTS_SHA256_KEY, model_io.METADATA_SHA256_KEY}
+    out = write_edited_model(tiny_model_path, tmp_path / "edited.safetensors", edit, indent=1)
+    with safe_open(str(out), framework="pt") as f:
+        d = json.loads(f.metadata()[model_io.METADATA_KEY])  # as written, not as loaded
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         loaded = load_model(out)

@@ -800,19 +800,11 @@ def test_localize_reports_bad_inputs(viewer, tmp_path, stack_path):
     widget.model.value = bad
     assert "not a valid model file" in widget.model_info.value
     # a model whose settings were edited: the panel says so for as long as it is chosen (the warning of it went)
-    import json
-
-    from safetensors import safe_open
-    from safetensors.torch import save_file
-
+    from conftest import write_edited_model
     from napari_deepcel0.core import model_io
 
-    with safe_open(str(bundled_model_path()), framework="pt") as f:
-        meta, tensors = dict(f.metadata()), {k: f.get_tensor(k) for k in f.keys()}
-    settings = json.loads(meta[model_io.METADATA_KEY])
-    settings["spike_value"] *= 10
-    edited = tmp_path / "edited.safetensors"
-    save_file(tensors, str(edited), metadata={**meta, model_io.METADATA_KEY: json.dumps(settings)})
+    edited = write_edited_model(bundled_model_path(), tmp_path / "edited.safetensors",
+                                lambda d: d.update(spike_value=d["spike_value"] * 10))
     state_for(viewer).acquisition = Acquisition()
     with pytest.warns(model_io.EditedMetadataWarning):
         widget.model.value = edited

@@ -416,19 +416,10 @@ def test_fine_tuning_starts_from_the_given_model(tiny_model_path, tmp_path):
     assert TrainingConfig.from_dict(third.training) == again.config
     assert "settings_edited" not in third.training["base_model"]
     # a fine-tune of a file whose settings were edited says so (its own, new checksum hid the edit: a review)
-    import json
-
-    from safetensors import safe_open
-    from safetensors.torch import save_file
-
+    from conftest import write_edited_model
     from napari_deepcel0.core import model_io
 
-    with safe_open(str(tiny_model_path), framework="pt") as f:
-        meta, tensors = dict(f.metadata()), {k: f.get_tensor(k) for k in f.keys()}
-    settings = json.loads(meta[model_io.METADATA_KEY])
-    settings["created"] = "edited"
-    edited = tmp_path / "edited.safetensors"
-    save_file(tensors, str(edited), metadata={**meta, model_io.METADATA_KEY: json.dumps(settings)})
+    edited = write_edited_model(tiny_model_path, tmp_path / "edited.safetensors", lambda d: d.update(created="edited"))
     with pytest.warns(model_io.EditedMetadataWarning):
         from_edited = train(ISBI2013, tiny(init_from=str(edited), max_steps_per_epoch=1))
     assert model_io.training_result_info(from_edited).training["base_model"]["settings_edited"] is True
