@@ -69,3 +69,46 @@ def test_frames_are_read_in_pieces_long_enough_to_tell_a_bead_and_cut_into_the_s
     network = [p[s : s + batch_size] for p in pieces for s in range(0, len(p), batch_size)]
     plain = [indices[s : s + batch_size] for s in range(0, n, batch_size)]
     assert [b.tolist() for b in network] == [b.tolist() for b in plain]
+
+
+@pytest.mark.parametrize("sd_adu", [0.6, 0.8, 1.3, 1.6, 2.5, 3.33, 5.0])
+def test_frame_noise_of_whole_number_frames_is_not_stepped(sd_adu):
+    """A camera's whole-number ADU made the median of neighbouring differences move in
+    steps of 1: 0.6 ADU read 1.05 (+57 %), 1.3 read 1.05 (-21 %), 2.5 read 2.10; now the
+    median is interpolated within its unit interval, and the frames' rounding counted in
+    (the noise of the whole numbers is sqrt(sd^2 + 1/12)). The three estimators (numpy,
+    torch, the outlier steps' sampled one) agree."""
+    import math
+
+    import torch
+
+    from napari_deepcel0.core.frames import _frame_statistics, frame_noise_adu
+    from napari_deepcel0.core.predict import frame_noise_sd
+
+    frames = np.round(100.0 + sd_adu * np.random.default_rng(3).standard_normal((6, 64, 64))).astype(np.float32)
+    expected = math.sqrt(sd_adu**2 + 1.0 / 12.0)
+    noise = frame_noise_adu(frames)
+    assert noise.mean() == pytest.approx(expected, rel=0.06 if sd_adu < 0.8 else 0.05)
+    np.testing.assert_allclose(frame_noise_sd(torch.from_numpy(frames)).numpy(), noise, rtol=1e-5)
+    assert _frame_statistics(frames)[2].mean() == pytest.approx(expected, rel=0.07)
+    real = frames + np.float32(0.25)  # (not whole numbers: the plain median, as before)
+    np.testing.assert_allclose(frame_noise_sd(torch.from_numpy(real)).numpy(), frame_noise_adu(real), rtol=1e-5)
+
+
+def test_frame_noise_of_special_frames():
+    """Constant frames have no noise; frames under 2 pixels wide none to see; a float frame
+    mostly padded with a constant falls back to the mean difference (the median is 0);
+    an even number of differences takes the mean of the two middle ones, in numpy and torch."""
+    import torch
+
+    from napari_deepcel0.core.frames import frame_noise_adu
+    from napari_deepcel0.core.predict import frame_noise_sd
+
+    assert np.all(frame_noise_adu(np.full((2, 8, 8), 7.0, np.float32)) == 0)
+    assert np.all(frame_noise_adu(np.ones((2, 8, 1), np.float32)) == 0)
+    padded = np.zeros((1, 32, 32), np.float32)
+    padded[0, :, :10] = np.random.default_rng(0).normal(0.0, 2.0, (32, 10))
+    assert 0 < frame_noise_adu(padded)[0] == pytest.approx(frame_noise_sd(torch.from_numpy(padded)).item(), rel=1e-5)
+    even = np.array([[[0.0, 1.5, 1.5, 4.5, 4.5]]], np.float32)  # differences 1.5, 0, 3, 0: median 0.75
+    assert frame_noise_adu(even)[0] == pytest.approx(1.4826 / np.sqrt(2.0) * 0.75)
+    assert frame_noise_sd(torch.from_numpy(even)).item() == pytest.approx(frame_noise_adu(even)[0], rel=1e-6)

@@ -64,10 +64,10 @@ from .defaults import (
 )
 from .devices import resolve_device
 from .frames import (
-    MAD_TO_STD,
     FrameSourceError,
     check_finite,
     frame_count,
+    frame_noise_adu,
     parse_frame_selection,
     read_fixed_frames,
     warn_bright_objects,
@@ -515,15 +515,15 @@ BACKGROUND_ONLY_SIGMAS = 9.0
 
 def background_only_scores(frames: np.ndarray, psf_sigma_px: float) -> np.ndarray:
     """How far each frame's brightest spot stands above its background, in noise standard
-    deviations, (n,) float64 (inf for a frame whose noise reads as zero: a constant or
-    sparse photon-count frame, which this cannot judge).
+    deviations, (n,) float64 (inf for a frame whose noise reads as zero: a constant
+    frame, which this cannot judge).
 
     The frames (n, rows, cols) or (rows, cols), in ADU, are smoothed with the PSF (a
     Gaussian of ``psf_sigma_px`` camera pixels: the matched filter of a molecule); the
     score is (maximum - 25th percentile) of the smoothed frame over the smoothed noise's
-    standard deviation, the frame's noise standard deviation (``MAD_TO_STD / sqrt(2)`` times the
-    median absolute difference of neighbouring pixels: robust to molecules, as
-    :mod:`.frames` estimates it) times the filter's norm. The 25th percentile is CEL0's
+    standard deviation, the frame's noise standard deviation (from the median absolute
+    difference of neighbouring pixels, robust to molecules: :func:`~.frames.frame_noise_adu`)
+    times the filter's norm. The 25th percentile is CEL0's
     own background (:data:`AUTO_BACKGROUND_PERCENTILE`): the median of dense frames lies
     among the molecules."""
     f = np.asarray(frames, dtype=np.float32)
@@ -540,18 +540,6 @@ def background_only_scores(frames: np.ndarray, psf_sigma_px: float) -> np.ndarra
     height = smooth.max(axis=1).astype(np.float64) - np.percentile(smooth, AUTO_BACKGROUND_PERCENTILE, axis=1)
     with np.errstate(divide="ignore", invalid="ignore"):
         return np.where(noise > 0, height / (noise * filter_norm), np.inf)
-
-
-def frame_noise_adu(frames: np.ndarray) -> np.ndarray:
-    """Each frame's noise standard deviation (n,), in the frames' unit: ``MAD_TO_STD /
-    sqrt(2)`` times the median absolute difference of horizontally neighbouring pixels
-    (molecules, a minority of the pixels, hardly count; 0 for frames under 2 pixels wide)."""
-    f = np.asarray(frames, dtype=np.float32)
-    f = f[None] if f.ndim == 2 else f
-    if f.shape[-1] < 2:
-        return np.zeros(len(f))
-    diffs = np.abs(np.diff(f, axis=-1)).reshape(len(f), -1)
-    return MAD_TO_STD / math.sqrt(2.0) * np.median(diffs, axis=1).astype(np.float64)
 
 
 class FaintLocalizationsWarning(UserWarning):
@@ -578,7 +566,7 @@ def faint_localizations(frames: np.ndarray, table: pd.DataFrame, acq: Acquisitio
     photons are fewer than :data:`FAINT_SIGMAS` standard deviations of a molecule's photon
     count that the noise of its frame allows: ``noise / gain * sqrt(4 pi) * sigma_px``
     photons, the standard deviation of a matched filter's estimate of a Gaussian spot's
-    photons on white noise (frame noise by :func:`frame_noise_adu`; molecules make it read
+    photons on white noise (frame noise by :func:`~.frames.frame_noise_adu`; molecules make it read
     high on dense frames, where so few localizations are faint). ``numbers``: the 1-based
     frame numbers of ``frames`` (default 1..n), which the table's frames refer to."""
     f = np.asarray(frames, dtype=np.float32)

@@ -44,8 +44,8 @@ from scipy import ndimage
 from scipy.optimize import least_squares
 
 from .acquisition import Acquisition, is_real_number, sigma_to_fwhm
-from .frames import (MAD_TO_STD, check_finite, dim_bright_objects, fill_dark_pixels, frame_count, read_frames,
-                     replace_isolated_nonfinite, replace_isolated_outliers)
+from .frames import (WHOLE_SHARE, check_finite, dim_bright_objects, fill_dark_pixels, frame_count, read_frames,
+                     replace_isolated_nonfinite, replace_isolated_outliers, robust_sd)
 from .progress import counted
 
 #: variance (px^2, per axis) that pixel integration adds to an autocorrelation:
@@ -222,38 +222,19 @@ def _centred(differences: np.ndarray, least: int = 10) -> np.ndarray:
 
 
 def _is_whole(values: np.ndarray) -> bool:
-    """Whether (nearly: 90 %) all ``values`` are whole numbers, as a camera's ADU are (hot
-    pixels replaced by a mean of neighbours are not: one in 8 frames of 64 x 64 took 3 %
-    of the differences off the whole numbers)."""
-    return values.size > 0 and np.count_nonzero(values == np.round(values)) >= 0.9 * values.size
+    """Whether (nearly: :data:`~.frames.WHOLE_SHARE`) all ``values`` are whole numbers, as
+    a camera's ADU are."""
+    return values.size > 0 and np.count_nonzero(values == np.round(values)) >= WHOLE_SHARE * values.size
 
 
 def _robust_std(values: np.ndarray) -> float:
-    """:data:`~.frames.MAD_TO_STD` x the median absolute deviation from the median.
-
-    Differences of whole-number ADU (a camera's) are whole numbers, whose MAD moves in
-    steps of 1 ADU: a noise of 3.33 ADU read 3.15 or 3.67. For them each value is taken
-    as spread evenly over its unit interval (the median interpolated within it) and the
-    variance that spread adds, 1/12, taken out again.
-    """
+    """:data:`~.frames.MAD_TO_STD` x the median absolute deviation from the median,
+    interpolated for whole numbers (:func:`~.frames.robust_sd`)."""
     values = np.asarray(values, dtype=np.float64)
     centre = float(np.median(values))
-    mad = float(np.median(np.abs(values - centre)))
-    if not (_is_whole(values) and mad < 1000.0):  # (quantization is negligible above)
-        return MAD_TO_STD * mad
-    deviations = np.minimum(np.abs(np.round(values) - round(centre)), 2000.0).astype(np.int64)
-    cumulative = np.cumsum(np.bincount(deviations))
-    half = 0.5 * deviations.size
-    j = int(np.searchsorted(cumulative, half))  # the first deviation holding the median
-    below = float(cumulative[j - 1]) if j else 0.0
-    count = float(cumulative[j]) - below
-    if j == 0:  # the interval [0, 1/2] (the folded [-1/2, 1/2])
-        if count == deviations.size:
-            return 0.0  # all equal: no noise to see
-        mad = 0.5 * half / count
-    else:  # [j - 1/2, j + 1/2]
-        mad = j - 0.5 + (half - below) / count
-    return math.sqrt(max((MAD_TO_STD * mad) ** 2 - 1.0 / 12.0, 0.0))
+    whole = _is_whole(values)
+    deviations = np.abs(np.round(values) - round(centre)) if whole else np.abs(values - centre)
+    return float(robust_sd(deviations[None], np.array([whole]))[0])
 
 
 def _stack_and_exclusion(frames: np.ndarray, exclude: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:

@@ -10,6 +10,7 @@ a source are 0-based.
 from __future__ import annotations
 
 import contextlib
+import math
 import re
 import warnings
 from typing import Iterator
@@ -299,7 +300,7 @@ OUTLIER_PSF_FRACTION = 0.25
 STATISTICS_PIXELS = 1024
 #: 1.4826 x MAD is the standard deviation of a normal distribution (the noise of a frame
 #: from the median absolute difference of neighbouring pixels: ``MAD_TO_STD / sqrt(2)``,
-#: here, in :mod:`.cel0`'s and :mod:`.predict`'s noise and in :mod:`.estimate`)
+#: :func:`frame_noise_adu` and :func:`robust_sd`)
 MAD_TO_STD = 1.4826
 #: the 8 neighbours of a pixel, in a frame of a stack
 _NEIGHBOURS = np.ones((1, 3, 3), bool)
@@ -593,6 +594,73 @@ def _frame_statistics(f: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray
     k50, k99 = (sample.shape[1] - 1) // 2, int(0.99 * (sample.shape[1] - 1))
     ordered = np.partition(sample, (k50, k99), axis=1)
     diffs = np.abs(np.diff(f[:, ::2], axis=-1)).reshape(n, -1)
-    diffs = diffs[:, :: max(1, diffs.shape[1] // STATISTICS_PIXELS)]
-    k = diffs.shape[1] // 2
-    return ordered[:, k50], ordered[:, k99], MAD_TO_STD / np.sqrt(2.0) * np.partition(diffs, k, axis=1)[:, k]
+    return ordered[:, k50], ordered[:, k99], _noise_from_differences(diffs[:, :: max(1, diffs.shape[1] // STATISTICS_PIXELS)])
+
+
+def frame_noise_adu(frames: np.ndarray) -> np.ndarray:
+    """Each frame's noise standard deviation (n,), in the frames' unit (ADU for a
+    camera's), from the absolute differences of horizontally neighbouring pixels
+    (molecules, a minority of the pixels, hardly count): ``MAD_TO_STD / sqrt(2)`` times
+    their median, interpolated for whole-number frames (:func:`robust_sd`); 0 for frames
+    under 2 pixels wide and for constant ones."""
+    f = np.asarray(frames, dtype=np.float32)
+    f = f[None] if f.ndim == 2 else f
+    if f.shape[-1] < 2:
+        return np.zeros(len(f))
+    return _noise_from_differences(np.abs(np.diff(f, axis=-1)).reshape(len(f), -1))
+
+
+def _noise_from_differences(abs_diffs: np.ndarray) -> np.ndarray:
+    """The noise standard deviation (n,) of the frames whose absolute differences of
+    neighbouring pixels are the rows of ``abs_diffs`` (n, m): :func:`robust_sd` of them
+    (the differences centred on 0) over sqrt(2). Where more than half of a non-whole row is
+    0 (frames padded with a constant), from its mean instead: ``E|d| = 2 sd / sqrt(pi)``
+    for differences d ~ N(0, 2 sd^2)."""
+    d = np.asarray(abs_diffs, dtype=np.float64)
+    whole = np.count_nonzero(d == np.round(d), axis=1) >= WHOLE_SHARE * d.shape[1]
+    noise = robust_sd(np.where(whole[:, None], np.round(d), d), whole) / math.sqrt(2.0)
+    flat = (noise == 0) & ~whole
+    noise[flat] = d[flat].mean(axis=1) * (math.sqrt(math.pi) / 2.0) if d.shape[1] else 0.0
+    return noise
+
+
+#: a set of values counts as whole numbers, as a camera's ADU are, when this share of them
+#: is (hot pixels replaced by a mean of neighbours are not: one in 8 frames of 64 x 64 took
+#: 3 % of the differences of neighbouring pixels off the whole numbers)
+WHOLE_SHARE = 0.9
+
+
+def robust_sd(deviations: np.ndarray, whole: np.ndarray) -> np.ndarray:
+    """Per row of ``deviations`` (n, m; absolute deviations from a centre): the standard
+    deviation of a normal distribution of that median absolute deviation,
+    :data:`MAD_TO_STD` x the median.
+
+    Deviations of whole-number values (a camera's ADU; rows where ``whole`` (n,) is True,
+    whose deviations must be whole numbers) are whole numbers, whose median moves in steps
+    of 1: a noise of 3.33 ADU read 3.15 or 3.67, one of 1.3 ADU read 1.05 (and 0.6 ADU
+    read 1.05, 0.45 read 0). For them each value is taken as spread evenly over its unit
+    interval (the median interpolated within it) and the variance that spread adds, 1/12,
+    taken out again; above a median of 1000 the steps do not matter and the plain median
+    is used. The result is then the standard deviation of the whole numbers themselves
+    (their rounding's 1/12 included), within 5 % from 0.8 ADU up and 6 % at 0.6."""
+    d = np.asarray(deviations, dtype=np.float64)
+    whole = np.asarray(whole, bool)
+    sd = np.zeros(len(d))
+    if not d.size:
+        return sd
+    sd[~whole] = MAD_TO_STD * np.median(d[~whole], axis=1)
+    rows = np.flatnonzero(whole)
+    if not len(rows):
+        return sd
+    w = d[rows]
+    m = w.shape[1]
+    j = np.partition(w, (m - 1) // 2, axis=1)[:, (m - 1) // 2]  # the first value at or past the middle
+    half = 0.5 * m
+    below = np.count_nonzero(w < j[:, None], axis=1).astype(np.float64)
+    count = np.count_nonzero(w == j[:, None], axis=1).astype(np.float64)
+    # the interval [0, 1/2] (the folded [-1/2, 1/2]) for j == 0, else [j - 1/2, j + 1/2]
+    mad = np.where(j == 0, 0.5 * half / count, j - 0.5 + (half - below) / count)
+    mad[(j == 0) & (count == m)] = 0.0  # all equal: no noise to see
+    interpolated = np.sqrt(np.maximum((MAD_TO_STD * mad) ** 2 - 1.0 / 12.0, 0.0))
+    sd[rows] = np.where(j < 1000.0, interpolated, MAD_TO_STD * np.median(w, axis=1))
+    return sd

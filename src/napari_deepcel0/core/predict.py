@@ -30,6 +30,7 @@ from .devices import autocast, resolve_device, resolve_precision
 from .frames import (
     MAD_TO_STD,
     PIECE_PIXELS,
+    WHOLE_SHARE,
     FrameSourceError,
     check_camera_frames,
     _frame_shape,
@@ -145,15 +146,28 @@ SCALING_NOISE_FLOOR = 70.0
 
 
 def frame_noise_sd(x: torch.Tensor) -> torch.Tensor:
-    """Each frame's noise standard deviation (n,), from the median absolute difference of
-    horizontally neighbouring pixels (molecules, a minority of the pixels, hardly count);
-    where that is 0 (quantised frames of little noise), from the mean absolute difference."""
-    d = (x[..., :, 1:] - x[..., :, :-1]).abs().flatten(-2)
+    """:func:`~.frames.frame_noise_adu` of frames (n, rows, cols) on their device (n,):
+    the same estimate in torch, for frames already on a GPU (``tests/test_predict.py``
+    checks that the two agree)."""
+    d = (x[..., :, 1:] - x[..., :, :-1]).abs().flatten(-2).float()
     if d.shape[-1] == 0:
         return torch.zeros(x.shape[:-2], dtype=x.dtype, device=x.device)
-    median = d.median(dim=-1).values * (MAD_TO_STD / math.sqrt(2.0))
-    mean = d.mean(dim=-1) * (math.sqrt(math.pi) / 2.0)  # E|d| = 2 sigma / sqrt(pi) for d ~ N(0, 2 sigma^2)
-    return torch.where(median > 0, median, mean)
+    m = d.shape[-1]
+    whole = (d == d.round()).sum(-1) >= WHOLE_SHARE * m
+    d = torch.where(whole[..., None], d.round(), d)
+    lower = d.median(dim=-1).values  # the value at (m - 1) // 2
+    median = 0.5 * (lower - (-d).median(dim=-1).values)  # (numpy's: the mean of the two middle values)
+    half = 0.5 * m
+    below = (d < lower[..., None]).sum(-1).float()
+    count = (d == lower[..., None]).sum(-1).float()
+    mad = torch.where(lower == 0, 0.5 * half / count, lower - 0.5 + (half - below) / count)
+    mad = torch.where((lower == 0) & (count == m), torch.zeros_like(mad), mad)
+    interpolated = ((MAD_TO_STD * mad) ** 2 - 1.0 / 12.0).clamp(min=0.0).sqrt()
+    sd = torch.where(whole & (lower < 1000.0), interpolated, MAD_TO_STD * median)
+    sd = sd / math.sqrt(2.0)
+    flat = (sd == 0) & ~whole
+    # E|d| = 2 sigma / sqrt(pi) for d ~ N(0, 2 sigma^2)
+    return torch.where(flat, d.mean(dim=-1) * (math.sqrt(math.pi) / 2.0), sd).to(x.dtype)
 
 
 def scale_to_unit_range(x: torch.Tensor, tile_px: int | None = SCALING_TILE_PX,
