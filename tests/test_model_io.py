@@ -149,6 +149,28 @@ def test_the_version_recorded_is_the_checkouts_when_run_from_one(monkeypatch):
         assert napari_deepcel0._source_version() == declared
 
 
+def test_an_installed_copy_reports_its_own_version_not_a_pyproject_above_it(tmp_path, monkeypatch):
+    """An installed copy (pip install --target vendor, from an older checkout, say) beside
+    a pyproject.toml of another version, or of a project that names this one, recorded that
+    file's version in models and protocols: only a checkout's src folder is read."""
+    import importlib.metadata
+    import importlib.util
+
+    import napari_deepcel0
+
+    monkeypatch.setattr(importlib.metadata, "version", lambda name: "0.1.0")
+    for layout in ("vendor", "src"):
+        root = tmp_path / layout
+        package = root / layout / "napari_deepcel0"
+        package.mkdir(parents=True)
+        (package / "__init__.py").write_bytes(Path(napari_deepcel0.__file__).read_bytes())
+        (root / "pyproject.toml").write_text('[project]\nname = "napari-deepcel0"\nversion = "7.7.7"\n')
+        spec = importlib.util.spec_from_file_location(f"copy_in_{layout}", package / "__init__.py")
+        copy = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(copy)
+        assert copy._source_version() == ("7.7.7" if layout == "src" else "0.1.0"), layout
+
+
 @pytest.mark.parametrize("mutate, message", [
     (lambda d: d.update(norm_mean=float("nan")), "metadata holds NaN, which is no JSON number"),
     (lambda d: d.update(spike_value=float("inf")), "metadata holds Infinity, which is no JSON number"),
