@@ -63,6 +63,7 @@ def test_the_wheel_holds_the_model_the_manifest_and_the_entry_points(tmp_path):
     shutil.copytree(REPO / "src", source / "src", ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
     for name in ("pyproject.toml", "README.md", "LICENSE", "MANIFEST.in"):
         shutil.copy(REPO / name, source / name)
+    (source / "src/napari_deepcel0/models/my_training.safetensors").write_bytes(b"stray")
     out = subprocess.run([sys.executable, "-m", "pip", "wheel", str(source), "--no-deps", "--no-build-isolation",
                           "-q", "-w", str(tmp_path)], capture_output=True, text=True)
     assert out.returncode == 0, out.stderr[-2000:]
@@ -76,6 +77,9 @@ def test_the_wheel_holds_the_model_the_manifest_and_the_entry_points(tmp_path):
     assert "napari-deepcel0 = napari_deepcel0:napari.yaml" in entry_points
     assert "deepcel0 = napari_deepcel0.cli:run" in entry_points
     assert not any(n.startswith(("tests/", "docs/", "benchmarks/")) for n in names)
+    # only the bundled model: a stray file in models/ (a training's output) must not ship
+    assert [n for n in names if n.startswith("napari_deepcel0/models/")] == \
+        ["napari_deepcel0/models/deepcel0_isbi2013.safetensors"]
 
 
 def test_manifest_is_valid_and_every_command_imports():
