@@ -652,6 +652,12 @@ def test_demo_writes_its_files_and_scores(tmp_path, capsys, monkeypatch):
     assert "positions averaged over 4 orientations" in text
     jaccard = float(text.split("Jaccard at 50 nm: ")[1].split(" %")[0])
     assert 40.0 < jaccard <= 100.0  # the bundled model on its own kind of data (about 60 %)
+    # the summary line is the table's 50 nm row (the 250 nm row's passed too; mutation testing, 2026-11-29)
+    rows = {line.split()[0]: line.split() for line in text.splitlines() if re.match(r"\s*\d+ +\d+ ", line)}
+    assert list(rows) == ["50", "100", "150", "250"] and float(rows["250"][4]) > float(rows["50"][4])
+    assert jaccard == pytest.approx(float(rows["50"][4]), abs=0.051)
+    rmse = float(text.split("Jaccard at 50 nm: ")[1].split("RMSE ")[1].split(" nm")[0])
+    assert rmse == pytest.approx(float(rows["50"][7]), abs=0.051)
     t = read_localizations(out / "demo_localizations.csv")
     assert t["frame"].between(1, 3).all() and len(t) > 100
     assert len(read_localizations(out / "demo_ground_truth.csv")) > len(t) / 2
@@ -1563,12 +1569,14 @@ def test_a_ground_truth_in_camera_pixels_is_read_with_the_stacks_pixel_size(tmp_
 
 def test_the_cel0_sweep_takes_the_threshold_and_frames_given(simulated, capsys):
     """CC2 (cli_cel0.py, the sweep always at the default threshold) and CC7 (the sweep
-    drawing from every frame, not --frames): real sweeps of 2 lambdas on tiny frames."""
+    drawing from every frame, not --frames): real sweeps of 2 lambdas on tiny frames.
+    (Frames 1-2: the seed's draw of 2 of all 6 frames is 4 and 5, so --frames 4-5 let
+    CC7 pass; mutation testing, 2026-11-29.)"""
     base = ["cel0", str(simulated / "frames.tif"), "--sweep", str(simulated / "ground_truth.csv"), "--lams", "2",
             "--max-outer", "3", "--max-inner", "20", "--json"]
-    assert main([*base, "--frames", "4-5", "--sweep-frames", "2"]) == 0
+    assert main([*base, "--frames", "1-2", "--sweep-frames", "2"]) == 0
     sweep = json.loads(capsys.readouterr().out)
-    assert sorted(sweep["frames"]) == [4, 5] and max(p["tp"] for p in sweep["curve"]) > 0
+    assert sorted(sweep["frames"]) == [1, 2] and max(p["tp"] for p in sweep["curve"]) > 0
     assert main([*base, "--frames", "4-5", "--sweep-frames", "2", "--threshold", "1e9"]) == 0
     assert all(p["tp"] == p["fp"] == 0 for p in json.loads(capsys.readouterr().out)["curve"])  # nothing above 1e9
 
@@ -1578,10 +1586,12 @@ def test_the_cel0_solver_settings_reach_the_solver(simulated, tmp_path, capsys):
     CC6 (--background dropped): the protocol gives the real solver's settings, and the
     run's outer iterations stay within --max-outer."""
     assert main(["cel0", str(simulated / "frames.tif"), "--out", str(tmp_path / "l.csv"), "--frames", "1",
-                 "--lam", "0.05", "--max-outer", "3", "--max-inner", "40", "--background", "none"]) == 0
+                 "--lam", "0.05", "--max-outer", "3", "--max-inner", "40", "--background", "none", "--rel-tol",
+                 "0.01"]) == 0
     settings = json.loads((tmp_path / "l-protocol.json").read_text())["settings"]
-    assert (settings["lambda"], settings["max_outer"], settings["max_inner"], settings["background"]) == (
-        0.05, 3, 40, None)
+    # (--rel-tol dropped, C03 of the mutation testing of 2026-11-29, passed too)
+    assert (settings["lambda"], settings["max_outer"], settings["max_inner"], settings["background"],
+            settings["tol"]) == (0.05, 3, 40, None, 0.01)
     assert "outer iterations median" in capsys.readouterr().err
 
 
@@ -1611,3 +1621,129 @@ def test_simulate_snr_frames_are_written_as_floats_with_their_negative_noise(tmp
     assert main(["simulate", "--out", str(tmp_path / "sim"), "--frames", "2", "--size", "16", "--snr", "10"]) == 0
     with read_stack(tmp_path / "sim" / "frames.tif") as stack:
         assert stack.dtype == np.float32 and stack[:].min() < 0
+
+
+# ---- found missing by mutation testing (a third round, 2026-11-29): each fails on the bug it names
+def test_the_limits_the_help_names_are_accepted():
+    """M04, M05 (cli.py, ``value > MAX_DENSITY_PER_UM2`` -> ``>=`` and ``value < 2**32`` ->
+    ``<=``): --density 100 ("at most 100") and --seed 4294967295 ("from 0 to 4294967295")
+    are the limits the help and the messages name; only values past them were tested."""
+    args = build_parser().parse_args(["simulate", "--out", "o", "--density", "100", "--seed", "4294967295"])
+    assert args.density == 100.0 and args.seed == 2**32 - 1
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["simulate", "--out", "o", "--seed", "4294967296"])
+
+
+def test_simulate_writes_the_pixel_size_it_simulated(tmp_path):
+    """M11 (cli.py, the stack written with the default 100 nm whatever --pixel-size said):
+    localize reads the pixel size from the TIFF (the help of simulate says so), so a
+    --pixel-size 160 simulation was localized at 100 nm and its ground truth missed by
+    a factor 1.6. Every test simulated at 100 nm."""
+    assert main(["simulate", "--out", str(tmp_path / "s"), "--frames", "1", "--size", "8", "--pixel-size", "160",
+                 "--fwhm", "300"]) == 0
+    with read_stack(tmp_path / "s" / "frames.tif") as stack:
+        assert stack.pixel_size_nm == pytest.approx(160.0)
+    assert json.loads((tmp_path / "s" / "acquisition.json").read_text())["pixel_size_nm"] == 160.0
+
+
+def test_evaluate_reads_a_ground_truth_in_camera_pixels_with_pixel_size(tmp_path, capsys):
+    """M13 (cli.py, the ground truth read without --pixel-size): an ISBI-style ground
+    truth in camera pixels (x [px]) was refused as if no --pixel-size had been given
+    (x [px] 2.5, the centre of pixel 2, is 400 nm at 160 nm pixels)."""
+    (tmp_path / "gt.csv").write_text('"frame","x [px]","y [px]"\n1,2.5,4.0\n')
+    est = write_thunderstorm_csv(tmp_path / "est.csv", loc_table([1], [2.5 * 160.0], [4.0 * 160.0]))
+    assert main(["evaluate", str(est), "--gt", str(tmp_path / "gt.csv"), "--pixel-size", "160", "--tol", "50",
+                 "--json"]) == 0
+    score = json.loads(capsys.readouterr().out)
+    assert score["tp"] == 1 and score["rmse_nm"] == pytest.approx(0.0, abs=1e-9)
+
+
+def test_the_progress_bar_counts_the_selected_frames(simulated, tmp_path, capsys):
+    """M07 (cli.py, StreamProgress's total the stack's length): --frames 2-3 of 6 frames
+    ended its bar at 2/6, as if the run had stopped a third of the way."""
+    assert main(["cel0", str(simulated / "frames.tif"), "--out", str(tmp_path / "c.csv"), "--frames", "2-3",
+                 "--max-outer", "1", "--max-inner", "2", "--device", "cpu"]) == 0
+    bars = [line for line in capsys.readouterr().err.splitlines() if line.startswith("cel0 [")]
+    assert bars and bars[-1].split("] ")[1].startswith("2/2 ")
+
+
+def test_a_pixel_size_of_the_file_a_tenth_off_the_models_is_noted(simulated, tiny_model_path, tmp_path, capsys):
+    """M24 (cli.py, the note on the file's pixel size given past 20 % of the model's, not
+    2 %): a stack calibrated at 110 nm was localized with a 100 nm model without a word;
+    the test knew only ImageJ's 1 um placeholder, ten times off."""
+    from napari_deepcel0.core.io import write_tiff
+
+    with read_stack(simulated / "frames.tif") as stack:
+        frames = stack[0:1]
+    for size, noted in ((110.0, True), (101.0, False)):
+        path = write_tiff(tmp_path / f"cal{size:g}.tif", frames.astype(np.uint16), pixel_size_nm=size)
+        assert main(["localize", str(path), "--out", str(tmp_path / "l.csv"), "--model", str(tiny_model_path),
+                     "--device", "cpu"]) == 0
+        err = capsys.readouterr().err
+        assert (f"note: {path} states {size:g} nm pixels in its metadata (the model's: 100 nm)" in err) == noted
+
+
+def test_a_protocol_that_cannot_be_written_stops_the_run_before_the_model_is_loaded(simulated, tmp_path, capsys):
+    """M26 (cli.py, check_outputs without ``check_output_path(protocol_path(args.out))``):
+    a folder where the protocol goes was found only after every frame was localized; the
+    CSV was then removed with it (all or nothing), so only the lost time showed."""
+    (tmp_path / "locs-protocol.json").mkdir()
+    assert main(["localize", str(simulated / "frames.tif"), "--frames", "1", "--device", "cpu", "--out",
+                 str(tmp_path / "locs.csv")]) == 2
+    err = capsys.readouterr().err.splitlines()
+    assert len(err) == 1 and err[0].startswith("deepcel0 localize: error: ") and "locs-protocol.json" in err[0]
+
+
+def test_the_render_of_an_oblong_stack_has_its_rows_and_columns(simulated, tiny_model_path, tmp_path, capsys):
+    """M31 (cli.py, the render's field built from (columns, rows)): a stack of 16 rows of
+    24 columns was rendered 24 x 16, its localizations (x = column) cut off or squeezed.
+    Every render test used square frames."""
+    from napari_deepcel0.core.io import FrameStack, write_tiff
+    from napari_deepcel0.core.render import render_histogram
+
+    with read_stack(simulated / "frames.tif") as stack:
+        frames = stack[0:1][:, :16, :]
+    path = write_tiff(tmp_path / "oblong.tif", frames.astype(np.uint16), pixel_size_nm=100.0)
+    assert main(["localize", str(path), "--out", str(tmp_path / "l.csv"), "--model", str(tiny_model_path),
+                 "--device", "cpu", "--threshold", "0", "--render", str(tmp_path / "r.tif")]) == 0
+    table = read_localizations(tmp_path / "l.csv")
+    assert len(table) > 0 and table["x [nm]"].max() > 1600  # x runs along the 24 columns
+    with FrameStack(tmp_path / "r.tif") as tif:
+        image = tif[0]
+    assert image.shape == (160, 240) and image.sum() == len(table)
+    np.testing.assert_allclose(image, render_histogram(table, (1600.0, 2400.0), 10.0))
+    assert "(240x160 px of 10 nm)" in capsys.readouterr().out
+
+
+def test_the_protocol_says_whether_outlier_pixels_were_replaced(simulated, tiny_model_path, tmp_path):
+    """M33 (cli.py, run_protocol's ``fix_outlier_pixels`` always True): a run with
+    --keep-outlier-pixels was recorded as one that replaced them, for localize and cel0."""
+    runs = (["localize", "--model", str(tiny_model_path)], ["cel0", "--max-outer", "1", "--max-inner", "2"])
+    for command in runs:
+        for flags, fixed in (([], True), (["--keep-outlier-pixels"], False)):
+            out = tmp_path / f"{command[0]}{len(flags)}.csv"
+            assert main([command[0], str(simulated / "frames.tif"), "--out", str(out), "--frames", "1", "--device",
+                         "cpu", *command[1:], *flags]) == 0
+            protocol = json.loads(out.with_name(out.stem + "-protocol.json").read_text())
+            assert protocol["settings"]["fix_outlier_pixels"] is fixed, (command[0], flags)
+
+
+def test_the_cel0_sweep_table_marks_the_best_lambda_and_takes_the_background_given(simulated, capsys):
+    """C09 (cli_cel0.py, the sweep table's ``*`` on the first row, not the best) and C07
+    (the sweep's background always auto, --background ignored): on these frames the
+    best of 2 lambdas is the first with the background subtracted (auto) and the second
+    without (none)."""
+    base = ["cel0", str(simulated / "frames.tif"), "--sweep", str(simulated / "ground_truth.csv"), "--lams", "2",
+            "--max-outer", "3", "--max-inner", "20", "--device", "cpu"]
+    best = {}
+    for background in ("auto", "none"):
+        assert main([*base, "--background", background]) == 0
+        lines = capsys.readouterr().out.splitlines()
+        rows = [line for line in lines if re.match(r"[* ] +\d", line)]
+        assert len(rows) == 2 and sum(row.startswith("*") for row in rows) == 1
+        marked = next(row for row in rows if row.startswith("*")).split()
+        jaccards = [float(row.split()[-9]) for row in rows]
+        assert float(marked[2]) == max(jaccards)
+        best[background] = float(lines[-1].split("best lambda: ")[1].split()[0])
+        assert float(marked[1]) == pytest.approx(best[background], rel=1e-3)
+    assert best == {"auto": pytest.approx(0.001), "none": pytest.approx(1.0)}
