@@ -68,3 +68,58 @@ def test_a_stale_protocol_of_ours_is_removed_and_another_programs_file_stays(tmp
     assert remove_stale_protocol(csv) is True and not protocol_path(csv).exists()
     protocol_path(csv).write_text('{"protocol": "someone else\'s"}')
     assert remove_stale_protocol(csv) is False and protocol_path(csv).exists()
+
+
+# ---- found missing by mutation testing (a third round, 2026-11-29): each fails on the bug it names
+def test_a_run_that_stopped_early_names_the_frames_it_was_asked_for():
+    """P05 (``frames_asked`` written when it equals the frames done, not when it differs):
+    a cancelled run over frames 1-4 that did 1-2 read as a run asked for 1-2 (only the
+    napari tests covered it)."""
+    stopped = localization_protocol("DeepCEL0", Acquisition(), {}, [1, 2], (8, 8), 5, frames_asked=[1, 2, 3, 4],
+                                    status="cancelled")
+    assert stopped["input"]["frames"] == "1-2" and stopped["input"]["frames_asked"] == "1-4"
+    assert stopped["status"] == "cancelled"
+    finished = localization_protocol("DeepCEL0", Acquisition(), {}, [1, 2], (8, 8), 5, frames_asked=[2, 1])
+    assert "frames_asked" not in finished["input"]
+
+
+def test_a_table_written_without_a_protocol_takes_the_old_one_away(tmp_path):
+    """P07 (write_localizations without its ``remove_stale_protocol``): a CSV replaced by a
+    table with no protocol kept the protocol of the table it replaced beside it, which
+    then described settings and counts of another run."""
+    from conftest import loc_table
+    from napari_deepcel0.core.protocol import read_protocol, write_localizations
+
+    csv = tmp_path / "locs.csv"
+    old = localization_protocol("DeepCEL0", Acquisition(), {"threshold": 8.5}, [1], (8, 8), 1)
+    write_localizations(csv, loc_table([1], [10.0], [20.0]), old)
+    assert read_protocol(csv)["results"]["localizations"] == 1
+    assert write_localizations(csv, loc_table([1, 2], [10.0, 30.0], [20.0, 40.0]), None) == [csv]
+    assert read_protocol(csv) is None and len(csv.read_text().splitlines()) == 3
+
+
+def test_a_protocol_version_of_true_is_refused(tmp_path):
+    """P10 (read_protocol without its bool check): ``"protocol_version": true`` was read as
+    version 1 (True == 1 in Python), a file no version of ours wrote."""
+    from napari_deepcel0.core.protocol import read_protocol
+
+    csv = tmp_path / "locs.csv"
+    written = localization_protocol("DeepCEL0", Acquisition(), {}, [1], (8, 8), 0)
+    protocol_path(csv).write_text(json.dumps({**written, "protocol_version": True}))
+    with pytest.raises(ValueError, match="protocol version True"):
+        read_protocol(csv)
+
+
+def test_a_networks_protocol_gives_the_models_upsampling_and_what_differs():
+    """P11 (network_protocol with the acquisition asked for): a run of a model of L = 4
+    with upsampling 8 asked was recorded at L = 8, which the network never used (napari's
+    Localize panel writes its protocols so; only its tests covered it)."""
+    from napari_deepcel0.core.model_io import bundled_model_path, read_model_info
+    from napari_deepcel0.core.protocol import network_protocol
+
+    info = read_model_info(bundled_model_path())
+    asked = info.acquisition.replace(upsampling=8)
+    protocol = network_protocol(info, None, asked, {"threshold": 8.5})([1, 2], (16, 16), 3)
+    assert protocol["acquisition"]["upsampling"] == info.acquisition.upsampling == 4
+    assert protocol["settings"]["acquisition_differs_from_model"] and protocol["model"]["bundled"] is True
+    assert protocol["input"]["frames"] == "1-2" and protocol["results"]["localizations"] == 3
