@@ -251,3 +251,17 @@ def test_a_script_run_gets_its_protocol_and_a_model_not_saved_is_not_the_bundled
     with pytest.raises(ValueError, match=r"frames the selection '3' does not \(2,4\): give protocol_of_run the "
                                          r"frames= of the localize call"):
         protocol_of_run(model, frames, table, frames="3")
+
+
+def test_the_api_modules_all_lists_every_name_it_gathers():
+    """A01 (api.py, a name such as ``scores_table`` left out of ``__all__``): ``from
+    napari_deepcel0.api import *`` then lacked a name that docs/python.md uses, and
+    nothing said so (found missing by mutation testing, 2026-11-29). The same for
+    core.io, the module of the file names (I01)."""
+    from napari_deepcel0 import api
+    from napari_deepcel0.core import io
+
+    for module in (api, io):
+        gathered = {name for name, value in vars(module).items()
+                    if not name.startswith("_") and not isinstance(value, type(api)) and name != "annotations"}
+        assert sorted(module.__all__) == sorted(gathered), module.__name__
