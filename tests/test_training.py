@@ -184,6 +184,24 @@ def test_rates_below_a_frame_a_second_read_in_seconds_per_frame(rate, text):
     assert rate_text(rate) == text
 
 
+@pytest.mark.parametrize("remaining, text", [(None, ""), (0.4, ""), (0.6, ", about 1 s left"),
+                                             (720, ", about 12 min left")])
+def test_the_time_left_is_said_only_when_there_is_some(remaining, text):
+    """G03 (progress.py, ``remaining_s >= 0.5`` -> ``>= 0``): the last lines of a run said
+    "about 0 s left" (found missing by mutation testing, 2026-11-29)."""
+    from napari_deepcel0.core.progress import time_left_text
+
+    assert time_left_text(remaining) == text
+
+
+@pytest.mark.parametrize("n, text", [(0, "0 frames"), (1, "1 frame"), (2, "2 frames")])
+def test_counted_is_plural_but_for_one(n, text):
+    """G01 (progress.py, ``n == 1`` -> ``n <= 1``): "0 frame" (mutation testing, 2026-11-29)."""
+    from napari_deepcel0.core.progress import counted
+
+    assert counted(n, "frame") == text
+
+
 def test_cancel_returns_the_best_model_so_far():
     stop = threading.Event()
 
