@@ -137,7 +137,10 @@ def test_simulate_writes_stack_and_ground_truth(simulated):
 def test_simulate_says_in_its_own_terms_when_its_density_places_nothing(tmp_path, capsys):
     """The library's NoEmittersWarning named Python's density_per_um2 on the command line."""
     assert main(["simulate", "--out", str(tmp_path / "s"), "--frames", "2", "--size", "16", "--density", "0.01"]) == 0
-    err = capsys.readouterr().err
+    out, err = capsys.readouterr()
+    # what was written goes to stdout, notes to stderr (N13 of the mutation testing of 2026-11-29)
+    assert [line.split(" (")[0] for line in out.splitlines()] == [
+        f"wrote {tmp_path / 's' / 'frames.tif'}", f"wrote {tmp_path / 's' / 'ground_truth.csv'}"]
     assert "note: --density 0.01 per um^2 expects 0.051 molecules in all on 2 frame(s) of 16 x 16 pixels" in err
     assert "density_per_um2" not in err and "warning" not in err
 
@@ -150,6 +153,7 @@ def test_evaluate_self_and_jittered(simulated, tmp_path, capsys):
     assert [r["tol_nm"] for r in rows] == [50, 100, 150, 250]
     assert all(r["jaccard"] == 100.0 and r["rmse_nm"] == 0.0 for r in rows)
     assert set(rows[0]) >= {"tol_nm", "tp", "fp", "fn", "jaccard", "sensitivity", "precision", "rmse_nm", "efficiency"}
+    assert "specificity" not in rows[0]  # not computed without --frame-shape: left out, not null (N01, 2026-11-29)
     gt = read_localizations(gt_path)
     rng = np.random.default_rng(0)
     jit = gt.copy()
@@ -1747,3 +1751,18 @@ def test_the_cel0_sweep_table_marks_the_best_lambda_and_takes_the_background_giv
         best[background] = float(lines[-1].split("best lambda: ")[1].split()[0])
         assert float(marked[1]) == pytest.approx(best[background], rel=1e-3)
     assert best == {"auto": pytest.approx(0.001), "none": pytest.approx(1.0)}
+
+
+def test_a_single_replaced_pixel_is_noted_too_and_both_tables_count_for_the_scoring_progress(capsys, monkeypatch):
+    """N07 (cli.py, the note on replaced pixels given from 2 on, ``if n:`` -> ``if n > 1:``):
+    one hot pixel went without a word, where the note's singular was written for it; N09
+    (the scoring's progress shown by the ground truth's rows alone): 150,000 localizations
+    against 60,000 molecules scored without a bar."""
+    from conftest import loc_table
+    from napari_deepcel0 import cli
+
+    cli.note_replaced_pixels(1)
+    assert "note: replaced 1 hot, dead or NaN pixel (isolated ones" in capsys.readouterr().err
+    small, large = loc_table([1] * 4, [0.0] * 4, [0.0] * 4), loc_table([1] * 8, [0.0] * 8, [0.0] * 8)
+    monkeypatch.setattr(cli, "EVALUATE_PROGRESS_ROWS", 10)
+    assert cli._scoring_progress(small, large) is not None and cli._scoring_progress(small, small) is None
