@@ -312,6 +312,10 @@ def test_csv_reader_declines_other_csv_files(tmp_path):
     assert get_localization_reader(str(binary)) is None
     assert get_localization_reader(str(tmp_path / "missing.csv")) is None
     assert get_localization_reader(str(tmp_path / "stack.tif")) is None
+    # a table with a frame column but no x and y (a per-frame drift or intensity trace) is no localization file
+    per_frame = tmp_path / "trace.csv"
+    per_frame.write_text("frame,intensity\n1,2\n")
+    assert get_localization_reader(str(per_frame)) is None
     assert len(notification_manager.records) == first  # other tools' files: left to them, quietly
 
 
@@ -348,7 +352,8 @@ def test_a_csv_opened_with_its_protocol_keeps_it_when_saved_again(tmp_path):
     is named in a warning and the localizations open without it."""
     import json
 
-    from napari_deepcel0._napari.layers import PROTOCOL
+    from napari_deepcel0._napari.layers import FILE_COLOR, PROTOCOL
+    from napari_deepcel0._napari.reader import RUN_COLORS
     from napari_deepcel0.core.acquisition import Acquisition
     from napari_deepcel0.core.protocol import localization_protocol, protocol_path, write_protocol
 
@@ -357,6 +362,8 @@ def test_a_csv_opened_with_its_protocol_keeps_it_when_saved_again(tmp_path):
     write_protocol(protocol_path(csv), protocol)
     [(coords, kwargs, _)] = get_localization_reader(str(csv))(None)
     assert kwargs["metadata"][PROTOCOL] == json.loads(json.dumps(protocol))
+    # a saved run reopens as discs in its method's colour, not as a ground truth's rings
+    assert (kwargs["face_color"], kwargs["symbol"]) == (RUN_COLORS["DeepCEL0"], "disc") != (FILE_COLOR, "ring")
     out = tmp_path / "fewer.csv"
     written = write_points(str(out), coords[1:], {"features": kwargs["features"].iloc[1:], "scale": (1, 1, 1),
                                                   "translate": (0, 0, 0), "metadata": kwargs["metadata"]})
@@ -374,6 +381,7 @@ def test_a_csv_opened_with_its_protocol_keeps_it_when_saved_again(tmp_path):
     [(_, kwargs_out, _)] = get_localization_reader(str(out))(None)
     assert PROTOCOL not in kwargs_out["metadata"]
     assert any("describes another table" in str(n.message) for n in notification_manager.records)
+    assert (kwargs_out["face_color"], kwargs_out["symbol"]) == (FILE_COLOR, "ring")  # without it: a file's rings
     # a protocol whose results are not a dict does not stop the localizations being saved
     broken = {**protocol, "results": None}
     assert write_points(str(out), coords, {"features": kwargs["features"], "scale": (1, 1, 1),
