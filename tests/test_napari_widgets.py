@@ -1542,11 +1542,13 @@ def test_drop_downs_start_on_the_layer_each_field_wants(viewer, stack_path, tmp_
     layer = _open(viewer, stack_path)
     run = GrowingPoints(viewer, "small localizations", "yellow")  # as a Localize run makes it
     render = viewer.add_image(np.zeros((4, 4), np.float32), name="small render", metadata={OUTPUT: "render"})
+    drawn = viewer.add_points(np.zeros((0, 3)), name="drawn")  # a layer of the user's, before the file
     truth = write_thunderstorm_csv(tmp_path / "truth.csv", pd.DataFrame(
         {"frame": [1], "x [nm]": [100.0], "y [nm]": [200.0]}))
     [gt] = viewer.open(str(truth), plugin="napari-deepcel0")
     matching, cel0, export = (_dock(viewer, cls) for cls in (MatchingWidget, Cel0Widget, ExportWidget))
-    assert matching.ground_truth.value is gt and cel0.ground_truth.value is gt
+    assert matching.ground_truth.value is gt and cel0.ground_truth.value is gt  # a file's first, then the rest
+    assert matching.ground_truth.choices.index(drawn) > matching.ground_truth.choices.index(gt)
     assert matching.estimate.value is run.layer and export.points.value is run.layer
     assert export.image.value is render and layer in export.image.choices
     colour = viewer.add_image(np.zeros((4, 4, 3), np.uint8), name="photo", rgb=True)  # refused at the run
@@ -2327,6 +2329,8 @@ def test_matching_colours_tp_fp_fn_and_loads_a_csv(viewer, qtbot, stack_path, tm
     match_layer = viewer.layers["estimate matched"]
     counts = match_layer.features["match"].value_counts().to_dict()
     assert counts == {"TP": len(gt) - 2, "FN": 2, "FP": 1}
+    # the status line counts what the layer shows, each number under its own name (FP and FN differ here)
+    assert f"{counts['TP']} TP, {counts['FP']} FP, {counts['FN']} FN" in widget.job.status.value
     # each point coloured and drawn as its label says (the legend's colours and symbols)
     from matplotlib.colors import to_rgba
 
