@@ -677,6 +677,23 @@ def test_localize_cancel_keeps_what_is_done(viewer, qtbot, stack_path, monkeypat
     assert maps.data[: len(done)].max() > 0 and maps.data[len(done):].max() == 0
 
 
+def test_the_maps_of_frames_after_the_first_sit_on_their_frames(viewer, qtbot, stack_path):
+    """A run of frames 3-4 with the fine-grid maps keeps two planes, drawn on frames 3 and 4
+    (axis-0 2 and 3), each the core's map of its frame."""
+    from napari_deepcel0.core.predict import localize_stream
+
+    layer = _open(viewer, stack_path)
+    _localized(viewer, qtbot, frames="3-4", show_maps=True, batch_size=1)
+    maps = viewer.layers[f"{layer.name} maps"]
+    model = DeepLocalizer(None, acquisition=state_for(viewer).acquisition, device="cpu", batch_size=1)
+    expected = np.concatenate([r.maps for r in localize_stream(model, FrameStack(stack_path), frames=[3, 4],
+                                                              batch_size=1, keep_maps=True)])
+    assert maps.data.shape == expected.shape and maps.data.shape[0] == 2
+    assert [maps.data_to_world([k, 0, 0])[0] for k in range(2)] == [2.0, 3.0]
+    assert expected[0].max() > 0 and not np.allclose(expected[0], expected[1])  # two frames told apart
+    np.testing.assert_allclose(maps.data, expected, rtol=1e-5, atol=1e-6)
+
+
 def test_a_cancel_after_the_last_batch_reports_a_finished_run(viewer, qtbot, stack_path, monkeypatch):
     """Cancel pressed after the last batch said "cancelled: 8/8 frames" (lifecycle review)."""
     from napari_deepcel0._napari import localize_widget
