@@ -692,6 +692,8 @@ def test_the_maps_of_frames_after_the_first_sit_on_their_frames(viewer, qtbot, s
     assert [maps.data_to_world([k, 0, 0])[0] for k in range(2)] == [2.0, 3.0]
     assert expected[0].max() > 0 and not np.allclose(expected[0], expected[1])  # two frames told apart
     np.testing.assert_allclose(maps.data, expected, rtol=1e-5, atol=1e-6)
+    # shown on the maps' own range, not on the (0, 1) the layer started with (its molecules' peaks saturated)
+    assert expected.max() > 1.0 and maps.contrast_limits[1] == pytest.approx(float(expected.max()), rel=1e-3)
 
 
 def test_a_cancel_after_the_last_batch_reports_a_finished_run(viewer, qtbot, stack_path, monkeypatch):
