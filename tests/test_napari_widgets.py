@@ -710,6 +710,22 @@ def test_a_cancel_after_the_last_batch_reports_a_finished_run(viewer, qtbot, sta
     assert widget.job.status.value.startswith("Localization finished: 8/8 frames")
 
 
+def test_a_localize_run_cancelled_before_its_first_frame_says_so_and_no_more(viewer, qtbot, stack_path):
+    """Cancel pressed while the model loads: no frame is read, and the status says the run
+    was cancelled with 0 frames done, not that no molecule was found above the threshold
+    (the advice of a run that localized frames and found nothing)."""
+    layer = _open(viewer, stack_path)
+    widget = _dock(viewer, LocalizeWidget)
+    widget.device.value = "cpu"
+    widget.run()
+    widget.job.cancel()  # before the worker has loaded the model
+    _wait(qtbot, widget.job)
+    points = viewer.layers[f"{layer.name} localizations"]
+    assert widget._run.frames_done == 0 and len(points.data) == 0 and points.metadata["running"] is False
+    assert widget.job.status.value.startswith("Localization cancelled: 0/8 frames")
+    assert "no molecule was found" not in widget.job.status.value
+
+
 def test_localize_error_is_a_notification_and_partial_results_stay(viewer, qtbot, tmp_path):
     frames, _ = sim.simulate_stack(n_frames=4, shape=(32, 32), seed=1)
     frames[2, 5, 5:7] = np.nan  # two side by side (an isolated one is replaced like a dead pixel)
