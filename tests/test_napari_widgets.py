@@ -2563,6 +2563,29 @@ def test_export_says_when_the_run_of_its_layer_is_still_going(viewer, qtbot, sta
     assert viewer.layers["small localizations"].metadata["running"] is False
 
 
+def test_a_copy_of_a_running_layer_lists_the_frames_of_the_localizations_it_got(viewer, stack_path):
+    """A batch arrives between two redraws of a run (their pace: RefreshPacer); a copy of
+    the run's layer made then (Duplicate Layer) gets every localization so far, and the
+    frames it lists for Matching are theirs, not those of the last redraw (whose frames
+    would leave the later batch's localizations scored against no ground truth)."""
+    from napari.layers._layer_actions import _duplicate_layer
+
+    from napari_deepcel0._napari.layers import GrowingPoints, localized_frames
+
+    run = GrowingPoints(viewer, "stk localizations", "yellow")  # what Localize and CEL0 fill
+    gt = pd.read_pickle(stack_path.parent / "gt.pkl")
+    run.add(gt[gt["frame"] == 1], np.array([1]))
+    run.refresh()
+    run.add(gt[gt["frame"] == 2], np.array([2]))  # not redrawn yet
+    assert run.layer.metadata["frames"].tolist() == [1]
+    viewer.layers.selection = {run.layer}
+    _duplicate_layer(viewer.layers)
+    copy = viewer.layers["stk localizations copy"]
+    assert len(copy.data) == int(gt["frame"].isin([1, 2]).sum()) > int((gt["frame"] == 1).sum())
+    assert localized_frames(copy).tolist() == [1, 2] and copy.metadata["running"] is False
+    run.finish()
+
+
 def test_a_runs_protocol_goes_beside_its_csv_with_the_count_saved(viewer, qtbot, stack_path, tmp_path):
     """A Localize or CEL0 run leaves its protocol (stack, frames, acquisition, method, model,
     settings, count) on its layer; Export and File > Save write it beside the CSV, with the
