@@ -1071,21 +1071,30 @@ def test_train_time_limit_is_in_minutes(tmp_path, capsys):
         assert "time limit" not in err and not load_model(out).info.training["cancelled"]
 
 
+#: a training of seconds: should a check below stop working, its test fails in seconds
+#: instead of training the default model for hours
+_TINY_TRAINING = ["--patches", "32", "--sim-frames", "2", "--epochs", "1", "--max-steps-per-epoch", "1",
+                  "--batch-size", "4", "--device", "cpu"]
+
+
 @pytest.mark.parametrize(
     "argv, message",
     [
         (["localize", "missing.tif", "--out", "x.csv"], "no such file"),
         (["evaluate", "missing.csv", "--gt", "missing.csv"], "no such file"),
-        (["train", "--out", "model.pt"], "must end in .safetensors"),
-        (["train", "--out", "model.safetensors", "--time-limit", "0"], "--time-limit must be a positive"),
-        (["train", "--out", "model.safetensors", "--time-limit", "nan"], "--time-limit must be a positive"),
+        (["train", "--out", "model.pt", *_TINY_TRAINING], "must end in .safetensors"),
+        (["train", "--out", "model.safetensors", "--time-limit", "0", *_TINY_TRAINING],
+         "--time-limit must be a positive"),
+        (["train", "--out", "model.safetensors", "--time-limit", "nan", *_TINY_TRAINING],
+         "--time-limit must be a positive"),
         (["train", "--out", str(bundled_model_path()), "--device", "cpu"], "is the model bundled with"),
         (["cel0", "missing.tif", "--sweep", "gt.csv", "--render", "r.png"], "--render goes with --out"),
         # the sweep's options were ignored by --out without a word (--json printed no JSON; docs review)
         (["cel0", "missing.tif", "--out", "c.csv", "--json"], "--json goes with --sweep; --out localizes with one"),
         (["cel0", "missing.tif", "--out", "c.csv", "--lams", "5", "--lam-range", "1", "2"],
          "--lams, --lam-range go with --sweep"),
-        (["train", "--out", "model.safetensors", "--sparse-fraction", "1"], "sparse_fraction must be in"),
+        (["train", "--out", "model.safetensors", "--sparse-fraction", "1", *_TINY_TRAINING],
+         "sparse_fraction must be in"),
     ],
 )
 def test_bad_input_is_one_clear_line(argv, message, tmp_path, capsys, monkeypatch):
