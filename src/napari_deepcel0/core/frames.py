@@ -368,8 +368,8 @@ def fill_dark_pixels(frames: np.ndarray, stats=None) -> tuple[np.ndarray, int]:
     and at least half a row or column of pixels holds exactly that value (a fill, not a
     noisy pixel or a dim side of uneven illumination); then the pixels of that value, and
     those beside them as far below the median (the ramp that interpolation leaves at the
-    edge of a fill), are set to the median. Frames whose noise reads as zero (photon
-    counts without read noise) are left alone. Isolated dark pixels are better replaced by
+    edge of a fill), are set to the median. Frames whose noise reads as zero (constant
+    ones) are left alone. Isolated dark pixels are better replaced by
     their neighbours first (:func:`replace_isolated_outliers`). ``stats``: the frames'
     :func:`_frame_statistics`, when the caller has them."""
     f = np.array(frames, dtype=np.float32, copy=True)
@@ -524,7 +524,7 @@ def dim_bright_objects(frames: np.ndarray, psf_sigma_px: float,
     100,000 photons none. Peaks are the maxima of the frame smoothed over 3 x 3 pixels
     within 5 x 5, higher than :data:`OUTLIER_NOISE_SIGMAS` noise standard deviations
     above the median (peaks of one value, as on a saturated plateau, count once); a frame
-    whose noise reads as zero (photon counts with no read noise) is left alone. When the
+    whose noise reads as zero (a constant one) is left alone. When the
     brightest of at least :data:`BRIGHT_OBJECT_MIN_PEAKS` is more than
     :data:`BRIGHT_OBJECT_RATIO` times the 75th percentile of the others, each peak above
     that bound has its light above the median scaled down, in a square reaching
@@ -594,7 +594,8 @@ def _frame_statistics(f: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray
     k50, k99 = (sample.shape[1] - 1) // 2, int(0.99 * (sample.shape[1] - 1))
     ordered = np.partition(sample, (k50, k99), axis=1)
     diffs = np.abs(np.diff(f[:, ::2], axis=-1)).reshape(n, -1)
-    return ordered[:, k50], ordered[:, k99], _noise_from_differences(diffs[:, :: max(1, diffs.shape[1] // STATISTICS_PIXELS)])
+    diffs = diffs[:, :: max(1, diffs.shape[1] // STATISTICS_PIXELS)]
+    return ordered[:, k50], ordered[:, k99], _noise_from_differences(diffs)
 
 
 def frame_noise_adu(frames: np.ndarray) -> np.ndarray:
@@ -616,11 +617,12 @@ def _noise_from_differences(abs_diffs: np.ndarray) -> np.ndarray:
     (the differences centred on 0) over sqrt(2). Where more than half of a non-whole row is
     0 (frames padded with a constant), from its mean instead: ``E|d| = 2 sd / sqrt(pi)``
     for differences d ~ N(0, 2 sd^2)."""
-    d = np.asarray(abs_diffs, dtype=np.float64)
-    whole = np.count_nonzero(d == np.round(d), axis=1) >= WHOLE_SHARE * d.shape[1]
-    noise = robust_sd(np.where(whole[:, None], np.round(d), d), whole) / math.sqrt(2.0)
+    d = np.asarray(abs_diffs)
+    rounded = np.round(d)
+    whole = np.count_nonzero(d == rounded, axis=1) >= WHOLE_SHARE * d.shape[1]
+    noise = robust_sd(np.where(whole[:, None], rounded, d), whole) / math.sqrt(2.0)
     flat = (noise == 0) & ~whole
-    noise[flat] = d[flat].mean(axis=1) * (math.sqrt(math.pi) / 2.0) if d.shape[1] else 0.0
+    noise[flat] = d[flat].mean(axis=1, dtype=np.float64) * (math.sqrt(math.pi) / 2.0) if d.shape[1] else 0.0
     return noise
 
 
@@ -643,16 +645,16 @@ def robust_sd(deviations: np.ndarray, whole: np.ndarray) -> np.ndarray:
     taken out again; above a median of 1000 the steps do not matter and the plain median
     is used. The result is then the standard deviation of the whole numbers themselves
     (their rounding's 1/12 included), within 5 % from 0.8 ADU up and 6 % at 0.6."""
-    d = np.asarray(deviations, dtype=np.float64)
+    d = np.asarray(deviations)
     whole = np.asarray(whole, bool)
     sd = np.zeros(len(d))
     if not d.size:
         return sd
-    sd[~whole] = MAD_TO_STD * np.median(d[~whole], axis=1)
+    sd[~whole] = MAD_TO_STD * np.median(d[~whole].astype(np.float64), axis=1)
     rows = np.flatnonzero(whole)
     if not len(rows):
         return sd
-    w = d[rows]
+    w = d if len(rows) == len(d) else d[rows]
     m = w.shape[1]
     j = np.partition(w, (m - 1) // 2, axis=1)[:, (m - 1) // 2]  # the first value at or past the middle
     half = 0.5 * m
@@ -661,6 +663,7 @@ def robust_sd(deviations: np.ndarray, whole: np.ndarray) -> np.ndarray:
     # the interval [0, 1/2] (the folded [-1/2, 1/2]) for j == 0, else [j - 1/2, j + 1/2]
     mad = np.where(j == 0, 0.5 * half / count, j - 0.5 + (half - below) / count)
     mad[(j == 0) & (count == m)] = 0.0  # all equal: no noise to see
-    interpolated = np.sqrt(np.maximum((MAD_TO_STD * mad) ** 2 - 1.0 / 12.0, 0.0))
-    sd[rows] = np.where(j < 1000.0, interpolated, MAD_TO_STD * np.median(w, axis=1))
+    sd[rows] = np.sqrt(np.maximum((MAD_TO_STD * mad) ** 2 - 1.0 / 12.0, 0.0))
+    large = j >= 1000.0
+    sd[rows[large]] = MAD_TO_STD * np.median(w[large].astype(np.float64), axis=1)
     return sd
