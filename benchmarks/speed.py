@@ -12,9 +12,9 @@ Measures on 64 x 64 camera frames (256 x 256 fine grid, L = 4):
 - training patches/s (26 x 26 patches, batch 16);
 - scaling: frames/s and peak memory (RSS) for stacks of 100, 1,000 and 10,000 frames,
   each in a fresh process, streaming from a TIFF file; for the largest also without the
-  outlier steps (``--keep-outlier-pixels``) and, with them, read ahead by one background
-  thread instead of several, and not read ahead (``prefetch``, on by default on a GPU):
-  what each costs.
+  outlier steps (``--keep-outlier-pixels``) and, on a GPU, with them read ahead by one
+  background thread instead of several, and not read ahead (``prefetch``, on by default
+  on a GPU, off on a CPU, where those runs would repeat the default): what each costs.
 Writes benchmarks/results/speed_<device>.json.
 
 ``--odd-sizes``: only the network (``DeepLocalizer.maps``: normalise, upsample, network)
@@ -247,7 +247,8 @@ def main() -> None:
         write_tiff(big, data, 100.0)
         del data
         res["scaling"] = []
-        runs = [(n, "default") for n in args.scaling] + [(n_max, mode) for mode in list(SCALING_MODES)[1:]]
+        runs = [(n, "default") for n in args.scaling] + [(n_max, mode) for mode in list(SCALING_MODES)[1:]
+                                                         if dev != "cpu" or "prefetch" not in mode]
         for n, mode in runs:
             out = subprocess.run([sys.executable, __file__, "--child", str(big), str(n), dev, "auto", mode],
                                  capture_output=True, text=True, check=True)
