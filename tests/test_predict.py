@@ -884,7 +884,8 @@ def test_real_bright_molecules_and_photon_counting_frames_are_left_alone():
     """A molecule over 5 times as bright as the others is no bead: it blinks, so in a batch
     of frames it is left alone; in batches too short to tell, it is dimmed, keeps its shape
     and gives one localization (clipped flat, it gave three); frames of photon counts
-    without read noise, whose noise reads as zero, are not touched."""
+    without read noise on 0.3 background photons (whose noise read zero until the median of
+    whole-number differences was interpolated, 2026-11-29) are not touched."""
     import warnings
 
     from napari_deepcel0.core.frames import PERSISTENCE_MIN_FRAMES, BrightObjectWarning, dim_bright_objects

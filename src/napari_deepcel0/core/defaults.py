@@ -34,14 +34,14 @@ SWEEP_LAM_RANGE = (1e-3, 1.0)
 SWEEP_FRAMES = 8
 SWEEP_TOL_NM = 50.0
 #: a frame's range is at least this many of its noise standard deviations
-#: (:func:`.predict.frame_noise_sd`; :func:`.predict.scale_to_unit_range`): a frame
+#: (:func:`.frames.frame_noise_adu`; :func:`.predict.scale_to_unit_range`): a frame
 #: without a molecule, or with only molecules this faint, is not stretched until its noise
-#: fills [0, 1] and looks like molecules. The range of pure noise is about 7.6 standard
+#: fills [0, 1] and looks like molecules. The range of pure noise is about 7.1 standard
 #: deviations on 64 x 64 frames; the least frame of ISBI 2013 spans 52, those of the
 #: paper's Table 1 at 10 dB 15-22 (median 18). ``python benchmarks/frame_range_floor.py``
-#: (docs/benchmarks.md): empty 64 x 64 frames 1.55 -> 0.38 false molecules a frame; one
-#: molecule of 150-300 photons a frame, Jaccard at 50 nm 21 -> 62 %. Chosen between 16
-#: and 25: at 20 empty frames gave 0.10 and that molecule 70 %, but Table 1 2b (10 dB)
+#: (docs/benchmarks.md): empty 64 x 64 frames 1.55 -> 0.23 false molecules a frame; one
+#: molecule of 150-300 photons a frame, Jaccard at 50 nm 21 -> 68 %. Chosen between 16
+#: and 25: at 20 empty frames gave 0.12 and that molecule 73 %, but Table 1 2b (10 dB)
 #: fell 0.4 point at 50 nm and below the paper's row at 100 nm; at 18 it loses 0.1
 FRAME_RANGE_FLOOR = 18.0
 #: the highest emitter density simulations take (per um^2 and frame): one emitter per
