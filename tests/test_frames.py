@@ -112,3 +112,29 @@ def test_frame_noise_of_special_frames():
     even = np.array([[[0.0, 1.5, 1.5, 4.5, 4.5]]], np.float32)  # differences 1.5, 0, 3, 0: median 0.75
     assert frame_noise_adu(even)[0] == pytest.approx(1.4826 / np.sqrt(2.0) * 0.75)
     assert frame_noise_sd(torch.from_numpy(even)).item() == pytest.approx(frame_noise_adu(even)[0], rel=1e-6)
+
+
+def test_frame_noise_of_float_frames_on_a_background_of_exact_zeros_is_not_read_as_whole_numbers():
+    """A float frame whose background is exactly 0 (background subtracted and clipped, a
+    noise-free simulation) has over 90 % of its neighbouring differences 0.0, a whole
+    number: it was read as a camera's whole numbers, its noise interpolated within unit
+    steps, 0.16 for spots of height 2 (0 when no difference reached 0.5), and the range
+    floor of 18 noise standard deviations scaled the frame to a third of its range. Its
+    differences that are not 0 are not whole numbers: the mean difference reads the noise,
+    as before the interpolation, in numpy, torch and the outlier steps alike."""
+    import torch
+
+    from napari_deepcel0.core.frames import _frame_statistics, frame_noise_adu
+    from napari_deepcel0.core.predict import frame_noise_sd, scale_to_unit_range
+
+    yy, xx = np.mgrid[:48, :48]
+    spot = 2.0 * np.exp(-((yy - 20.3) ** 2 + (xx - 25.6) ** 2) / (2 * 1.3**2))
+    frames = np.where(spot > 0.02, spot, 0.0)[None].astype(np.float32)
+    assert np.mean(np.diff(frames, axis=-1) == 0) > 0.9  # (the case: mostly exact zeros)
+    noise = frame_noise_adu(frames)
+    assert 0 < noise[0] < 0.02
+    assert frame_noise_sd(torch.from_numpy(frames)).item() == pytest.approx(noise[0], rel=1e-5)
+    assert 0 < _frame_statistics(frames)[2][0] < 0.05
+    assert scale_to_unit_range(torch.from_numpy(frames)).max().item() == pytest.approx(1.0)
+    photons = np.round(frames * 10)  # whole numbers on the same zeros: still read as such
+    assert frame_noise_adu(photons)[0] > 0.15

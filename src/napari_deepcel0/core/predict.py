@@ -153,7 +153,8 @@ def frame_noise_sd(x: torch.Tensor) -> torch.Tensor:
     if d.shape[-1] == 0:
         return torch.zeros(x.shape[:-2], dtype=x.dtype, device=x.device)
     m = d.shape[-1]
-    whole = (d == d.round()).sum(-1) >= WHOLE_SHARE * m
+    is_whole = d == d.round()
+    whole = (is_whole.sum(-1) >= WHOLE_SHARE * m) & (2 * (is_whole & (d != 0)).sum(-1) >= (d != 0).sum(-1))
     d = torch.where(whole[..., None], d.round(), d)
     lower = d.median(dim=-1).values  # the value at (m - 1) // 2
     median = 0.5 * (lower - (-d).median(dim=-1).values)  # (numpy's: the mean of the two middle values)
