@@ -293,3 +293,20 @@ def test_isbi_2013_estimate_from_the_default_sample(isbi_dir):
     assert est.baseline_adu == pytest.approx(139.0, abs=1.0)
     assert est.noise_adu == pytest.approx(12.6, rel=0.05)
 
+
+def test_robust_std_of_a_large_spread_is_the_plain_mad_as_before_the_shared_estimate():
+    """Whole numbers whose median absolute deviation is 1000 or more are not quantized in
+    any way that matters: their robust SD is MAD_TO_STD x the plain MAD about the plain
+    median, as _robust_std gave before it called frames.robust_sd (0294d08). That switched
+    on the lower middle deviation instead, and about the rounded median: 4 differences
+    of -3000, -500, 500, 3000 ADU (MAD 1750) read 742 instead of 2595, and a sample of 32
+    read 0.02 % off."""
+    from napari_deepcel0.core.frames import MAD_TO_STD
+
+    few = np.array([-3000.0, -500.0, 500.0, 3000.0])
+    assert es._robust_std(few) == pytest.approx(MAD_TO_STD * 1750.0, rel=1e-12)
+    many = np.round(np.random.default_rng(13).normal(0.0, 3000.0, 32))  # (a median between two whole numbers)
+    plain = MAD_TO_STD * np.median(np.abs(many - np.median(many)))
+    assert plain > 1.1 * MAD_TO_STD * 1000 and es._robust_std(many) == pytest.approx(plain, rel=1e-12)
+    small = np.round(np.random.default_rng(3).normal(0.0, 3.33, 4000))  # (interpolated below)
+    assert es._robust_std(small) == pytest.approx(math.sqrt(3.33**2 + 1 / 12), rel=0.05)
