@@ -1116,3 +1116,30 @@ def test_auto_precision_is_fp32_on_a_cpu_without_native_bf16(monkeypatch):
     assert devices.resolve_precision("auto", torch.device("cpu")) == "fp32"
     monkeypatch.setattr(devices, "cpu_has_native_bf16", lambda: True)
     assert devices.resolve_precision("auto", torch.device("cpu")) == "bf16"
+
+
+def test_a_torch_without_the_onednn_bf16_probe_gets_fp32_not_an_error(monkeypatch):
+    """cpu_has_native_bf16 asks torch's private torch.ops.mkldnn._is_mkldnn_bf16_supported
+    on CPUs whose flags show AVX512-BF16 or AMX; a torch build without it made every
+    precision="auto" CPU run raise (a packaging review). The CPU's flags and torch's
+    oneDNN namespace are stand-ins here, so that the test means the same on any machine."""
+    import types
+
+    from napari_deepcel0.core import devices
+
+    class CpuInfo:
+        def __init__(self, path):
+            pass
+
+        def read_text(self):
+            return "flags\t\t: fpu sse2 avx512f avx512_bf16\n"
+
+    monkeypatch.setattr(devices, "Path", CpuInfo)
+    answers = {"probe says yes": (types.SimpleNamespace(_is_mkldnn_bf16_supported=lambda: True), True),
+               "probe says no": (types.SimpleNamespace(_is_mkldnn_bf16_supported=lambda: False), False),
+               "no probe": (types.SimpleNamespace(), False)}
+    for name, (namespace, expected) in answers.items():
+        monkeypatch.setattr(torch.ops, "mkldnn", namespace)
+        devices.cpu_has_native_bf16.cache_clear()
+        assert devices.cpu_has_native_bf16() is expected, name
+    devices.cpu_has_native_bf16.cache_clear()

@@ -35,12 +35,19 @@ def resolve_device(device: str | torch.device = "auto") -> torch.device:
 @functools.lru_cache(maxsize=1)
 def cpu_has_native_bf16() -> bool:
     """True when the CPU computes bf16 natively (AVX512-BF16 or AMX), where bf16
-    autocast is several times faster than fp32 for convolutions."""
+    autocast is several times faster than fp32 for convolutions, and torch's oneDNN says it
+    can use it. A torch build without that (private) probe gets fp32, which works
+    everywhere, instead of an error at every ``precision="auto"`` run."""
     try:
         flags = Path("/proc/cpuinfo").read_text()
     except OSError:
         return False
-    return ("avx512_bf16" in flags or "amx_bf16" in flags) and torch.ops.mkldnn._is_mkldnn_bf16_supported()
+    if not ("avx512_bf16" in flags or "amx_bf16" in flags):
+        return False
+    try:
+        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):
+        return False
 
 
 def resolve_precision(precision: str, device: torch.device) -> str:
